@@ -1,0 +1,5 @@
+"""`python -m etl` does what the `zendesk-audit-etl` console script does."""
+
+from etl.cli import main
+
+raise SystemExit(main())
