@@ -1,0 +1,87 @@
+"""`check` and `list`: talk to Zendesk (and the database) without syncing anything."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from etl import migrate
+from etl.client import ZendeskClient
+from etl.db import check_connection, open_engine
+from etl.errors import SchemaError
+from etl.pagination import audit_log_params, iter_pages, list_params
+from etl.redact import redact_url
+from etl.settings import AccountSettings, Credentials, Settings
+from etl.sync import HISTORY_START, plan_window, utc_now
+
+
+def auth_method(credentials: Credentials) -> str:
+    if credentials.client_id:
+        return "OAuth client credentials"
+    if credentials.oauth_token:
+        return "OAuth access token"
+    if credentials.api_token:
+        return "API token (deprecated by Zendesk: stops working on 2027-04-30)"
+    return "email and password"
+
+
+def check_database(settings: Settings, *, migrate_hint: str) -> str:
+    engine = open_engine(settings.database.url)
+    try:
+        check_connection(engine)
+        try:
+            migrate.ensure_current(engine, auto_migrate=False, migrate_hint=migrate_hint)
+            schema = f"schema at revision {migrate.current_revision(engine)} (current)"
+        except SchemaError as exc:
+            schema = f"schema NOT current: {exc}"
+    finally:
+        engine.dispose()
+    return f"database: reachable ({engine.url.render_as_string(hide_password=True)}); {schema}"
+
+
+def check_account(account: AccountSettings) -> str:
+    """One authenticated request: the newest audit record, which also proves access."""
+    with ZendeskClient(account.zendesk) as client:
+        params = list_params(descending=True, page_size=1)
+        page = next(iter_pages(client, params))
+    newest = page.records[0] if page.records else None
+    found = (
+        f"newest audit record {newest.get('created_at')} (id {newest.get('id')})"
+        if isinstance(newest, dict)
+        else "the audit log is empty"
+    )
+    window = plan_window(None, account, utc_now())
+    return (
+        f"account {account.name}: OK at {redact_url(account.zendesk.base_url)} with "
+        f"{auth_method(account.zendesk.credentials)}; {found}; "
+        f"a first sync would read {window.start:%Y-%m-%d} .. {window.end:%Y-%m-%dT%H:%M:%SZ}"
+    )
+
+
+def list_records(
+    account: AccountSettings,
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    filters: Mapping[str, Sequence[str]],
+    descending: bool,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Records straight from the API, newest first unless ``descending`` is False."""
+    page_size = min(limit, account.zendesk.page_size)
+    if since is None and until is None:
+        params = list_params(descending=descending, page_size=page_size, filters=filters)
+    else:
+        end = until or plan_window(None, account, utc_now()).end
+        params = audit_log_params(
+            since or HISTORY_START,
+            end,
+            filters,
+            sort="-created_at" if descending else "created_at",
+            page_size=page_size,
+        )
+    with ZendeskClient(account.zendesk) as client:
+        records = (r for page in iter_pages(client, params) for r in page.records)
+        return [r for r in islice(records, limit) if isinstance(r, dict)]

@@ -1,0 +1,324 @@
+"""The command line: the only place that prints, and that turns errors into exit codes.
+
+Every expected failure is an ``EtlError`` and becomes one line on stderr plus its
+documented exit code (``etl.errors.ExitCode``); tracebacks appear only with
+``--verbose`` and only for unexpected errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any, NoReturn, TextIO
+
+from etl import __version__, config, logsetup, report
+from etl.errors import ConfigError, EtlError, ExitCode, InterruptedRun, StaleDataError
+from etl.settings import FILTER_KEYS, Settings
+
+PROG = "zendesk-audit-etl"
+log = logging.getLogger(__name__)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # One line, not argparse's usage dump: cron mails and journald stay readable.
+        self.exit(ExitCode.CONFIG, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="Copy a Zendesk account's audit log into your SQL database.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help=f"config file (default: ${config.CONFIG_ENV_VAR} or ./{config.DEFAULT_CONFIG_PATH})",
+    )
+    volume = parser.add_mutually_exclusive_group()
+    volume.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    volume.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default="text", help="log line format"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sync = commands.add_parser("sync", help="read what is new and store it (run from cron)")
+    _account_option(sync)
+    sync.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another run holds the lock, wait up to this long (default: exit at once)",
+    )
+    sync.set_defaults(handler=cmd_sync)
+
+    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    migrate.set_defaults(handler=cmd_migrate)
+
+    status = commands.add_parser("status", help="how fresh the stored data is, per account")
+    _account_option(status)
+    status.add_argument("--json", action="store_true", help="print JSON for scripts")
+    status.add_argument(
+        "--max-lag",
+        type=_duration,
+        metavar="DURATION",
+        help="exit 7 if any account's data is older than this (e.g. 30m, 1h)",
+    )
+    status.set_defaults(handler=cmd_status)
+
+    check = commands.add_parser(
+        "check", help="validate the config, reach the database and make one API request"
+    )
+    _account_option(check)
+    check.set_defaults(handler=cmd_check)
+
+    lister = commands.add_parser(
+        "list", help="read audit records straight from the API (no database)"
+    )
+    _account_option(lister)
+    lister.add_argument("--since", type=_time, metavar="TIME", help="created at or after TIME")
+    lister.add_argument("--until", type=_time, metavar="TIME", help="created at or before TIME")
+    lister.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        type=_filter,
+        metavar="KEY=VALUE",
+        help=f"repeatable; KEY is one of {', '.join(FILTER_KEYS)}",
+    )
+    lister.add_argument(
+        "--sort", choices=("asc", "desc"), default="desc", help="by created_at (default: desc)"
+    )
+    lister.add_argument(
+        "--limit", type=_positive_int, default=100, metavar="N", help="at most N (default 100)"
+    )
+    lister.add_argument(
+        "--format",
+        choices=("json", "table"),
+        help="JSON lines, or a table (default: table on a terminal, else JSON lines)",
+    )
+    lister.set_defaults(handler=cmd_list)
+    return parser
+
+
+def _account_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--account",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this account (repeatable; default: all configured)",
+    )
+
+
+def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return convert
+
+
+_time = _argument_type(config.parse_time)
+_duration = _argument_type(config.parse_duration)
+
+
+@_argument_type
+def _seconds(text: str) -> float:
+    return config.parse_duration(text).total_seconds()
+
+
+@_argument_type
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
+@_argument_type
+def _filter(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or key not in FILTER_KEYS or not value:
+        raise ValueError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
+    return key, value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logsetup.configure(verbose=args.verbose, quiet=args.quiet, fmt=args.log_format)
+    try:
+        handler: Callable[[argparse.Namespace], int] = args.handler
+        return handler(args)
+    except EtlError as exc:
+        _fail(str(exc))
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted")
+        return int(ExitCode.INTERRUPTED)
+    except Exception as exc:  # a bug: say so in one line; the traceback is for --verbose
+        log.debug("unexpected error", exc_info=True)
+        _fail(f"internal error ({type(exc).__name__}): {exc}; rerun with --verbose for details")
+        return int(ExitCode.INTERNAL)
+
+
+def _fail(message: str) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def _settings(args: argparse.Namespace, *, require_credentials: bool = True) -> Settings:
+    path = config.resolve_path(args.config)
+    return config.load(path, require_credentials=require_credentials)
+
+
+def _migrate_hint(args: argparse.Namespace) -> str:
+    path = config.resolve_path(args.config)
+    return f"run: {PROG} --config {path} migrate"
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from etl.job import open_store, run_sync, select_accounts
+
+    settings = _settings(args)
+    accounts = select_accounts(settings, args.account)
+    stop = threading.Event()
+
+    def stoppable_sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise InterruptedRun("stopped by a signal while waiting to retry")
+
+    with _signals_set(stop), open_store(settings, migrate_hint=_migrate_hint(args)) as store:
+        result = run_sync(
+            store,
+            accounts,
+            wait=args.wait,
+            stop=stop,
+            sleep=stoppable_sleep,
+            on_summary=lambda s: log.info("%s", s.line()),
+        )
+    for outcome in result.outcomes:
+        if outcome.error:
+            _fail(f"account {outcome.account}: {outcome.error}")
+    if len(result.outcomes) > 1 and result.failed:
+        _fail(f"{len(result.failed)} of {len(result.outcomes)} accounts failed: "
+              f"{', '.join(result.failed)}")  # fmt: skip
+    return int(result.exit_code)
+
+
+class _signals_set:
+    """SIGTERM/SIGINT: first one finishes the current page and stops; a second one aborts."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous: dict[int, Any] = {}
+
+    def __enter__(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.stop.is_set():
+            raise InterruptedRun(f"stopped by {signal.Signals(signum).name}")
+        log.warning(
+            "%s received: finishing the current page, then stopping",
+            signal.Signals(signum).name,
+        )
+        self.stop.set()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from etl import migrate
+    from etl.db import check_connection, open_engine
+
+    settings = _settings(args, require_credentials=False)
+    engine = open_engine(settings.database.url)
+    try:
+        check_connection(engine)
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine, args.revision)
+        after = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    if before == after:
+        print(f"database schema already at revision {after}")
+    else:
+        print(f"database schema upgraded from {before or 'empty'} to {after}")
+    return int(ExitCode.OK)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from etl.job import open_store, select_accounts
+    from etl.sync import utc_now
+
+    settings = _settings(args, require_credentials=False)
+    names = [a.name for a in select_accounts(settings, args.account)]
+    with open_store(settings, migrate_hint=_migrate_hint(args)) as store:
+        statuses = [s for name in names for s in store.account_status(name)]
+        runs = {name: store.recent_runs(name, limit=5) for name in names}
+    now = utc_now()
+    if args.json:
+        print(json.dumps(report.status_json(statuses, runs, now), indent=2))
+    else:
+        print(report.status_text(statuses, runs, now))
+    if args.max_lag is not None:
+        stale = report.stale_accounts(statuses, now, args.max_lag)
+        if stale:
+            raise StaleDataError(
+                f"data older than {report.human_duration(args.max_lag)} for: {', '.join(stale)}"
+            )
+    return int(ExitCode.OK)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from etl.check import check_account, check_database
+    from etl.job import select_accounts
+
+    settings = _settings(args)
+    print(check_database(settings, migrate_hint=_migrate_hint(args)))
+    for account in select_accounts(settings, args.account):
+        print(check_account(account))
+    return int(ExitCode.OK)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from etl.check import list_records
+    from etl.job import select_accounts
+
+    settings = _settings(args)
+    accounts = select_accounts(settings, args.account)
+    if len(accounts) > 1:
+        raise ConfigError("list reads one account; pick it with --account NAME")
+    filters: dict[str, list[str]] = {}
+    for key, value in args.filter:
+        filters.setdefault(key, []).append(value)
+    records = list_records(
+        accounts[0],
+        since=args.since,
+        until=args.until,
+        filters=filters,
+        descending=args.sort == "desc",
+        limit=args.limit,
+    )
+    out: TextIO = sys.stdout
+    fmt = args.format or ("table" if out.isatty() else "json")
+    if fmt == "table":
+        out.write(report.records_table(records))
+    else:
+        for record in records:
+            out.write(json.dumps(record, sort_keys=True) + "\n")
+    return int(ExitCode.OK)

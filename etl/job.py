@@ -1,0 +1,116 @@
+"""Wire the parts together for a whole job: database, then each account in turn.
+
+Accounts run one after another, each under its own lock and with its own client
+and rate budget; one account's failure is recorded and the next still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from etl import migrate
+from etl.client import ZendeskClient
+from etl.db import check_connection, open_engine
+from etl.errors import ConfigError, EtlError, ExitCode, InterruptedRun
+from etl.settings import AccountSettings, Settings
+from etl.store import Store
+from etl.sync import RunSummary, sync_account
+
+log = logging.getLogger(__name__)
+
+# When several accounts fail differently, the exit code is the most severe one.
+SEVERITY = (
+    ExitCode.OK,
+    ExitCode.LOCKED,
+    ExitCode.UPSTREAM,
+    ExitCode.AUTH,
+    ExitCode.CONFIG,
+    ExitCode.DATABASE,
+    ExitCode.INTERNAL,
+    ExitCode.INTERRUPTED,
+)
+
+
+@dataclass
+class Outcome:
+    account: str
+    summary: RunSummary | None = None
+    error: EtlError | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.error.exit_code if self.error else ExitCode.OK
+
+
+@dataclass
+class JobResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return max((o.exit_code for o in self.outcomes), key=SEVERITY.index, default=ExitCode.OK)
+
+    @property
+    def failed(self) -> list[str]:
+        return [o.account for o in self.outcomes if o.error]
+
+
+@contextmanager
+def open_store(settings: Settings, *, migrate_hint: str) -> Iterator[Store]:
+    """An engine checked for reachability and schema version, as a ``Store``."""
+    engine = open_engine(settings.database.url)
+    try:
+        check_connection(engine)
+        migrate.ensure_current(
+            engine, auto_migrate=settings.database.auto_migrate, migrate_hint=migrate_hint
+        )
+        yield Store(engine)
+    finally:
+        engine.dispose()
+
+
+def select_accounts(settings: Settings, names: Sequence[str]) -> list[AccountSettings]:
+    if not names:
+        return list(settings.accounts)
+    known = {a.name: a for a in settings.accounts}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown account {', '.join(unknown)}; configured: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+def run_sync(
+    store: Store,
+    accounts: Sequence[AccountSettings],
+    *,
+    wait: float = 0.0,
+    stop: threading.Event | None = None,
+    sleep: Callable[[float], None] | None = None,
+    on_summary: Callable[[RunSummary], None] = lambda s: None,
+) -> JobResult:
+    result = JobResult()
+    for account in accounts:
+        outcome = Outcome(account.name)
+        result.outcomes.append(outcome)
+        try:
+            with store.lock(account.name, wait=wait), _client(account, sleep) as client:
+                outcome.summary = sync_account(account, client, store, stop=stop, report=on_summary)
+        except InterruptedRun as exc:
+            outcome.error = exc
+            break
+        except EtlError as exc:
+            outcome.error = exc
+            log.error("account %s: %s", account.name, exc)
+        if stop is not None and stop.is_set():
+            break
+    return result
+
+
+def _client(account: AccountSettings, sleep: Callable[[float], None] | None) -> ZendeskClient:
+    if sleep is None:
+        return ZendeskClient(account.zendesk)
+    return ZendeskClient(account.zendesk, sleep=sleep)

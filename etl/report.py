@@ -1,0 +1,158 @@
+"""Text and JSON renderings for `status` and `list`: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from etl.store import AccountStatus, RunRecord
+
+LIST_COLUMNS = ("created_at", "id", "action", "source_type", "source_label", "actor_name",
+                "ip_address")  # fmt: skip
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+
+
+def human_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if hours or days:
+        parts.append(f"{hours}h")
+    if not days:
+        parts.append(f"{minutes}m")
+    if not (days or hours):
+        parts.append(f"{secs}s")
+    return sign + " ".join(parts)
+
+
+def lag(status: AccountStatus, now: datetime) -> timedelta | None:
+    return now - status.watermark if status.watermark else None
+
+
+def stale_accounts(
+    statuses: Sequence[AccountStatus], now: datetime, max_lag: timedelta
+) -> list[str]:
+    """Accounts never synced, or whose watermark is older than ``max_lag``."""
+    stale = []
+    for status in statuses:
+        behind = lag(status, now)
+        if behind is None or behind > max_lag:
+            stale.append(status.account)
+    return stale
+
+
+def _run_json(run: RunRecord) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "status": run.status,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "window_start": iso(run.window_start),
+        "window_end": iso(run.window_end),
+        "pages": run.pages,
+        "requests": run.requests,
+        "rate_limited": run.rate_limited,
+        "rows_inserted": run.rows_inserted,
+        "rows_updated": run.rows_updated,
+        "rows_rejected": run.rows_rejected,
+        "error": run.error,
+    }
+
+
+def status_json(
+    statuses: Sequence[AccountStatus],
+    runs: Mapping[str, Sequence[RunRecord]],
+    now: datetime,
+) -> list[dict[str, Any]]:
+    result = []
+    for status in statuses:
+        behind = lag(status, now)
+        result.append(
+            {
+                "account": status.account,
+                "watermark": iso(status.watermark),
+                "lag_seconds": int(behind.total_seconds()) if behind is not None else None,
+                "rows": status.rows,
+                "rejects": status.rejects,
+                "last_success_at": iso(status.last_success_at),
+                "last_failure_at": iso(status.last_failure_at),
+                "last_failure_error": status.last_failure_error,
+                "recent_runs": [_run_json(r) for r in runs.get(status.account, ())],
+            }
+        )
+    return result
+
+
+def status_text(
+    statuses: Sequence[AccountStatus],
+    runs: Mapping[str, Sequence[RunRecord]],
+    now: datetime,
+) -> str:
+    if not statuses:
+        return "no accounts configured"
+    blocks = []
+    for status in statuses:
+        behind = lag(status, now)
+        freshness = (
+            f"{iso(status.watermark)} ({human_duration(behind)} behind now)"
+            if behind is not None
+            else "never synced"
+        )
+        failure = (
+            f"{iso(status.last_failure_at)}: {status.last_failure_error}"
+            if status.last_failure_at
+            else "none"
+        )
+        lines = [
+            f"account {status.account}",
+            f"  watermark     {freshness}",
+            f"  rows          {status.rows:,}",
+            f"  rejects       {status.rejects:,}",
+            f"  last success  {iso(status.last_success_at) or 'never'}",
+            f"  last failure  {failure}",
+        ]
+        recent = runs.get(status.account, ())
+        if recent:
+            lines.append("  recent runs")
+            lines.extend(f"    {_run_line(run)}" for run in recent)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _run_line(run: RunRecord) -> str:
+    took = (
+        f"{(run.finished_at - run.started_at).total_seconds():.1f}s"
+        if run.finished_at
+        else "unfinished"
+    )
+    text = (
+        f"{iso(run.started_at)} {run.status:<11} pages={run.pages} inserted={run.rows_inserted} "
+        f"updated={run.rows_updated} rejected={run.rows_rejected} {took}"
+    )
+    return f"{text}  {run.error}" if run.error else text
+
+
+def records_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """A fixed-width table for a terminal; long cells are cut."""
+    if not records:
+        return "no records\n"
+    cells = [[_cell(r.get(c)) for c in LIST_COLUMNS] for r in records]
+    widths = [
+        min(40, max(len(c), *(len(row[i]) for row in cells))) for i, c in enumerate(LIST_COLUMNS)
+    ]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(LIST_COLUMNS, widths, strict=True))]
+    lines += [
+        "  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells
+    ]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    return "" if value is None else " ".join(str(value).split())

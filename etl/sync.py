@@ -1,0 +1,199 @@
+"""One account's run: plan the window, read its pages, store each page with its checkpoint.
+
+See docs/ARCHITECTURE.md, "The watermark", for why the window is what it is. The
+run row in the database is opened first and closed last, whatever happens, so
+``status`` can always tell what the last run did.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from etl.client import ZendeskClient
+from etl.errors import EtlError, InterruptedRun
+from etl.pagination import audit_log_params, iter_pages
+from etl.records import Reject, parse_record
+from etl.settings import AccountSettings
+from etl.store import Store
+
+log = logging.getLogger(__name__)
+
+# Before Zendesk existed: where the first run starts when no start_time is configured.
+HISTORY_START = datetime(2007, 1, 1, tzinfo=UTC)
+# Window bounds may be exclusive (undocumented): always re-read the watermark's own second.
+BOUND_SLACK = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+
+@dataclass
+class RunSummary:
+    account: str
+    status: str = "running"
+    window: Window | None = None
+    pages: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    duration: float = 0.0
+    error: str | None = None
+
+    def line(self) -> str:
+        """The one-line summary every run ends with."""
+        window = f"{_iso(self.window.start)}..{_iso(self.window.end)}" if self.window else "none"
+        text = (
+            f"account={self.account} status={self.status} window={window} pages={self.pages} "
+            f"inserted={self.inserted} updated={self.updated} rejected={self.rejected} "
+            f"requests={self.requests} 429s={self.rate_limited} "
+            f"watermark={_iso(self.watermark_before)}->{_iso(self.watermark_after)} "
+            f"duration={self.duration:.2f}s"
+        )
+        return f"{text} error={self.error}" if self.error else text
+
+
+def plan_window(watermark: datetime | None, account: AccountSettings, now: datetime) -> Window:
+    sync = account.sync
+    end = (now - sync.lag).replace(microsecond=0)
+    if watermark is None:
+        start = sync.start_time or HISTORY_START
+    else:
+        start = watermark - sync.overlap - BOUND_SLACK
+        if sync.start_time:
+            start = max(start, sync.start_time)
+    return Window(start=min(start, end), end=end)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def sync_account(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    stop: threading.Event | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    report: Callable[[RunSummary], None] = lambda summary: None,
+) -> RunSummary:
+    """Bring one account's table up to ``now - lag``. The caller holds the account's lock.
+
+    ``report`` receives the summary of every run that started, failed ones included.
+    """
+    started = clock()
+    summary = RunSummary(account=account.name)
+    summary.watermark_before = store.watermark(account.name)
+    window = plan_window(summary.watermark_before, account, now())
+    summary.window = window
+    run_id = store.start_run(account.name, window.start, window.end, summary.watermark_before)
+    try:
+        _read_window(account, client, store, run_id, window, summary, stop)
+        store.set_watermark(account.name, window.end)
+        summary.watermark_after = store.watermark(account.name)
+        summary.status = "success"
+    except InterruptedRun as exc:
+        summary.status, summary.error = "interrupted", str(exc)
+        raise
+    except EtlError as exc:
+        summary.status, summary.error = "failed", str(exc)
+        raise
+    except KeyboardInterrupt:
+        summary.status, summary.error = "interrupted", "interrupted by the user"
+        raise
+    finally:
+        summary.requests = client.stats.requests
+        summary.rate_limited = client.stats.rate_limited
+        summary.duration = clock() - started
+        if summary.status != "success":
+            summary.watermark_after = _safe_watermark(store, account.name)
+        _close_run(store, run_id, summary)
+        report(summary)
+    return summary
+
+
+def _read_window(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    run_id: int,
+    window: Window,
+    summary: RunSummary,
+    stop: threading.Event | None,
+) -> None:
+    params = audit_log_params(
+        window.start, window.end, account.sync.filters, page_size=account.zendesk.page_size
+    )
+    for page in iter_pages(client, params):
+        rows, rejects = split_records(page.records, account.name, utc_now())
+        result = store.write_page(account.name, run_id, rows, rejects, page_watermark(rows, window))
+        summary.pages += 1
+        summary.inserted += result.inserted
+        summary.updated += result.updated
+        summary.rejected += result.rejected
+        log.debug(
+            "page %d: %d records, %d inserted, %d updated, %d rejected",
+            page.number, len(page.records), result.inserted, result.updated, result.rejected,
+        )  # fmt: skip
+        if stop is not None and stop.is_set():
+            raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
+
+
+def split_records(
+    records: Iterable[Any], account: str, synced_at: datetime
+) -> tuple[list[dict[str, Any]], list[Reject]]:
+    rows: list[dict[str, Any]] = []
+    rejects: list[Reject] = []
+    for raw in records:
+        parsed = parse_record(raw, account, synced_at)
+        if isinstance(parsed, Reject):
+            rejects.append(parsed)
+        else:
+            rows.append(parsed)
+    return rows, rejects
+
+
+def page_watermark(rows: list[dict[str, Any]], window: Window) -> datetime | None:
+    """How far this page proves the log read: its newest record, never past the window."""
+    if not rows:
+        return None
+    return min(max(row["created_at"] for row in rows), window.end)
+
+
+def _safe_watermark(store: Store, account: str) -> datetime | None:
+    try:
+        return store.watermark(account)
+    except EtlError:
+        return None
+
+
+def _close_run(store: Store, run_id: int, summary: RunSummary) -> None:
+    try:
+        store.finish_run(
+            run_id,
+            summary.status,
+            watermark_after=summary.watermark_after,
+            requests=summary.requests,
+            rate_limited=summary.rate_limited,
+            error=summary.error,
+        )
+    except EtlError as exc:  # the database may be what failed; the run's error matters more
+        log.warning("could not record the end of run %d: %s", run_id, exc)
+
+
+def _iso(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "none"

@@ -1,0 +1,243 @@
+"""Config: every key validated, every problem named, secrets wrapped from every source."""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from etl import config
+from etl.errors import ConfigError
+from etl.secret import Secret
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIMAL = '[zendesk]\nsubdomain = "acme"\nemail = "a@acme.com"\napi_token = "tok"\n'
+
+
+def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def load_text(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> config.Settings:
+    return config.load(write(tmp_path, text), environ=environ or {})
+
+
+def test_minimal_config_gets_documented_defaults(tmp_path: Path) -> None:
+    settings = load_text(tmp_path, MINIMAL)
+    (account,) = settings.accounts
+    assert account.name == "acme"
+    assert account.zendesk.base_url == "https://acme.zendesk.com"
+    assert account.zendesk.credentials.api_token == Secret("tok")
+    assert account.zendesk.requests_per_minute == 400
+    assert account.sync.lag == timedelta(minutes=5)
+    assert account.sync.overlap == timedelta(minutes=10)
+    assert account.sync.start_time is None
+    assert settings.database.url == "sqlite:///zendesk_audit_logs.db"
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    text = (ROOT / "config.example.toml").read_text()
+    settings = config.parse(tomllib.loads(text), environ={"ZENDESK_API_TOKEN": "x"}, source="ex")
+    assert settings.accounts[0].name == "acme"
+    documented = {
+        line.lstrip("# ").split("=")[0].strip()
+        for line in text.splitlines()
+        if "=" in line and not line.startswith("#   ")
+    }
+    keys = config.ZENDESK_KEYS | config.SYNC_KEYS | config.DATABASE_KEYS
+    secret_forms = {k for k in keys if k.endswith(("_file", "_env"))} | set(config.SECRET_KEYS)
+    assert keys - secret_forms - {"filters"} - documented == set()
+    # each secret is shown in at least one of its forms (inline, _file, _env)
+    for secret in config.SECRET_KEYS:
+        assert documented & {secret, f"{secret}_file", f"{secret}_env"}, secret
+
+
+def test_every_problem_is_reported_at_once_naming_its_key(tmp_path: Path) -> None:
+    text = (
+        '[zendesk]\nsubdomain = "Not A Subdomain"\nbogus = 1\nrequests_per_minute = "fast"\n'
+        "timeout = -3\n\n"
+        '[sync]\nlag = "30s"\nstart_time = "yesterday"\n\n[sync.filters]\ncolour = "red"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    message = str(err.value)
+    assert "\n" not in message
+    for key in (
+        "zendesk.subdomain",
+        "zendesk.bogus: unknown key",
+        "zendesk.requests_per_minute: must be an integer",
+        "zendesk.timeout",
+        "sync.lag: must be at least 61 s",
+        "sync.start_time",
+        "sync.filters.colour",
+        "no credentials",
+    ):
+        assert key in message
+    assert str(tmp_path / "config.toml") in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "zendesk: missing"),
+        ("[zendesk]\nsubdomain = 'acme'\n", "no credentials"),
+        (MINIMAL + "oauth_token = 'x'\n", "several credentials given"),
+        ("[zendesk]\nsubdomain = 'acme'\napi_token = 't'\n", "need email"),
+        ("[zendesk]\nsubdomain = 'acme'\nclient_id = 'c'\n", "needs both client_id"),
+        (MINIMAL + "base_url = 'ftp://x'\n", "not an http(s) URL"),
+        (MINIMAL + "base_url = 'http://acme.example.com'\n", "plain http:// is refused"),
+        (MINIMAL + "base_url = 'https://u:p@acme.example.com'\n", "must not carry credentials"),
+        (MINIMAL + "[database]\nurl = 'nonsense'\n", "not a database URL"),
+        (MINIMAL + "[database]\nauto_migrate = 'yes'\n", "must be true or false"),
+        (MINIMAL + "[sync]\nlag = -5\n", "must not be negative"),
+        (MINIMAL + "[sync]\nstart_time = 2024-01-01T00:00:00\n", "has no UTC offset"),
+        (MINIMAL + "[sync.filters]\nsource_id = 5\n", "requires source_type"),
+        (MINIMAL + "[sync.filters]\naction = [true]\n", "must be a string, an integer"),
+        (MINIMAL + "page_size = 500\n", "between 1 and 100"),
+        (MINIMAL.replace("[zendesk]", "[[accounts]]") + "[zendesk]\n", "not both"),
+    ],
+)
+def test_bad_values_give_one_line_naming_the_problem(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config file not found; copy config.example.toml"):
+        config.load(tmp_path / "nope.toml", environ={})
+
+
+def test_invalid_toml_names_the_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"config.toml: not valid TOML: .*line 2"):
+        load_text(tmp_path, "[zendesk]\nsubdomain = \n")
+
+
+def test_secrets_from_environment_file_and_named_variable(tmp_path: Path) -> None:
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("from-file\n")
+    text = (
+        '[zendesk]\nsubdomain = "acme"\nclient_id = "cid"\n'
+        f'client_secret_file = "{secret_file}"\n'
+    )
+    creds = load_text(tmp_path, text).accounts[0].zendesk.credentials
+    assert creds.client_secret == Secret("from-file")
+
+    env_default = load_text(tmp_path, '[zendesk]\nsubdomain = "acme"\n', {"ZENDESK_OAUTH_TOKEN": "o"})
+    assert env_default.accounts[0].zendesk.credentials.oauth_token == Secret("o")
+
+    named = load_text(
+        tmp_path,
+        '[zendesk]\nsubdomain = "acme"\nemail = "e@x"\napi_token_env = "MY_TOKEN"\n',
+        {"MY_TOKEN": "t"},
+    )
+    assert named.accounts[0].zendesk.credentials.api_token == Secret("t")
+
+
+def test_unreadable_secret_file_and_unset_variable_are_named(tmp_path: Path) -> None:
+    text = (
+        '[zendesk]\nsubdomain = "acme"\nclient_id = "c"\n'
+        f'client_secret_file = "{tmp_path / "missing"}"\n'
+    )
+    with pytest.raises(ConfigError, match=r"zendesk.client_secret_file: cannot read .*missing"):
+        load_text(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"environment variable NOPE is not set"):
+        load_text(tmp_path, '[zendesk]\nsubdomain = "a"\noauth_token_env = "NOPE"\n')
+
+
+def test_status_and_migrate_do_not_need_credentials(tmp_path: Path) -> None:
+    path = write(tmp_path, '[zendesk]\nsubdomain = "acme"\n')
+    settings = config.load(path, environ={}, require_credentials=False)
+    assert settings.accounts[0].name == "acme"
+    with pytest.raises(ConfigError):
+        config.load(path, environ={})
+
+
+def test_secret_never_shows_in_repr_of_settings(tmp_path: Path) -> None:
+    settings = load_text(tmp_path, MINIMAL.replace('"tok"', '"s3cr3t-value"'))
+    assert "s3cr3t-value" not in repr(settings)
+    assert "s3cr3t-value" not in str(settings)
+
+
+def test_world_readable_file_with_secrets_draws_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        config.load(write(tmp_path, MINIMAL, mode=0o644), environ={})
+    assert "chmod 600" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        config.load(write(tmp_path, MINIMAL, mode=0o600), environ={})
+    assert caplog.text == ""
+
+
+def test_several_accounts_with_shared_and_own_sync_settings(tmp_path: Path) -> None:
+    text = (
+        '[sync]\nlag = "2m"\n\n'
+        '[[accounts]]\nsubdomain = "prod"\noauth_token_env = "PROD"\n\n'
+        '[[accounts]]\nsubdomain = "sandbox"\nname = "sbx"\noauth_token_env = "SBX"\n'
+        '[accounts.sync]\noverlap = "1h"\n[accounts.sync.filters]\naction = "login"\n'
+    )
+    prod, sbx = load_text(tmp_path, text, {"PROD": "p", "SBX": "s"}).accounts
+    assert (prod.name, sbx.name) == ("prod", "sbx")
+    assert prod.sync.lag == sbx.sync.lag == timedelta(minutes=2)
+    assert sbx.sync.overlap == timedelta(hours=1)
+    assert prod.sync.overlap == timedelta(minutes=10)
+    assert sbx.sync.filters == {"action": ("login",)}
+
+
+def test_duplicate_account_names_are_refused(tmp_path: Path) -> None:
+    text = "".join(
+        f'[[accounts]]\nsubdomain = "acme"\noauth_token = "t{i}"\n' for i in range(2)
+    )
+    with pytest.raises(ConfigError, match="appears twice"):
+        load_text(tmp_path, text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (300, timedelta(seconds=300)),
+        (1.5, timedelta(seconds=1.5)),
+        ("90s", timedelta(seconds=90)),
+        ("5m", timedelta(minutes=5)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("2d", timedelta(days=2)),
+        ("45", timedelta(seconds=45)),
+    ],
+)
+def test_durations(value: object, expected: timedelta) -> None:
+    assert config.parse_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["soon", "", "5x", True, -1, "1h-2m"])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError):
+        config.parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2024-01-31", datetime(2024, 1, 31, tzinfo=UTC)),
+        ("2024-01-31T12:00:00Z", datetime(2024, 1, 31, 12, tzinfo=UTC)),
+        ("2024-01-31T14:00:00+02:00", datetime(2024, 1, 31, 12, tzinfo=UTC)),
+    ],
+)
+def test_times_become_aware_utc(value: str, expected: datetime) -> None:
+    assert config.parse_time(value) == expected
+
+
+def test_config_path_resolution_order() -> None:
+    assert config.resolve_path("x.toml", {"ETL_CONFIG": "y.toml"}) == Path("x.toml")
+    assert config.resolve_path(None, {"ETL_CONFIG": "y.toml"}) == Path("y.toml")
+    assert config.resolve_path(None, {}) == Path("config.toml")
