@@ -126,13 +126,14 @@ def test_secrets_from_environment_file_and_named_variable(tmp_path: Path) -> Non
     secret_file = tmp_path / "secret"
     secret_file.write_text("from-file\n")
     text = (
-        '[zendesk]\nsubdomain = "acme"\nclient_id = "cid"\n'
-        f'client_secret_file = "{secret_file}"\n'
+        f'[zendesk]\nsubdomain = "acme"\nclient_id = "cid"\nclient_secret_file = "{secret_file}"\n'
     )
     creds = load_text(tmp_path, text).accounts[0].zendesk.credentials
     assert creds.client_secret == Secret("from-file")
 
-    env_default = load_text(tmp_path, '[zendesk]\nsubdomain = "acme"\n', {"ZENDESK_OAUTH_TOKEN": "o"})
+    env_default = load_text(
+        tmp_path, '[zendesk]\nsubdomain = "acme"\n', {"ZENDESK_OAUTH_TOKEN": "o"}
+    )
     assert env_default.accounts[0].zendesk.credentials.oauth_token == Secret("o")
 
     named = load_text(
@@ -196,9 +197,7 @@ def test_several_accounts_with_shared_and_own_sync_settings(tmp_path: Path) -> N
 
 
 def test_duplicate_account_names_are_refused(tmp_path: Path) -> None:
-    text = "".join(
-        f'[[accounts]]\nsubdomain = "acme"\noauth_token = "t{i}"\n' for i in range(2)
-    )
+    text = "".join(f'[[accounts]]\nsubdomain = "acme"\noauth_token = "t{i}"\n' for i in range(2))
     with pytest.raises(ConfigError, match="appears twice"):
         load_text(tmp_path, text)
 
