@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from ipaddress import ip_address
 from pathlib import Path
+from string import Template
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -316,7 +317,10 @@ def _secret(
     if key in zendesk:
         value = _typed(zendesk, key, str, problems, where, "")
     elif f"{key}_file" in zendesk:
-        path = _typed(zendesk, f"{key}_file", str, problems, where, "")
+        # ${CREDENTIALS_DIRECTORY} and the like expand, for systemd's LoadCredential=.
+        path = Template(_typed(zendesk, f"{key}_file", str, problems, where, "")).safe_substitute(
+            environ
+        )
         try:
             value = Path(path).read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as exc:

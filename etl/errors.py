@@ -11,7 +11,7 @@ string, or a raw response body (see ``etl.redact``).
     │   ├── RetriableError                (internal: the retry policy may try again)
     │   │   └── RateLimitedError          429/503 with Retry-After
     │   ├── RetryBudgetExhausted          retries ran out of their time budget
-    │   ├── RequestRejectedError          400/404/other 4xx: our request is wrong
+    │   ├── RequestRejectedError  exit 2  400/404/other 4xx: our request is wrong
     │   └── PaginationError               cursor loop, foreign next link, has_more w/o cursor
     ├── LockedError               exit 5  another run holds this account's lock
     ├── DatabaseError             exit 6  database unreachable or failing
@@ -72,7 +72,12 @@ class RetryBudgetExhausted(UpstreamError):
 
 
 class RequestRejectedError(UpstreamError):
-    """Zendesk rejected the request itself (400, 404, other 4xx): retrying cannot help."""
+    """Zendesk rejected the request itself (400, 404, other 4xx): retrying cannot help.
+
+    Almost always a wrong subdomain, base_url or filter, hence the config exit code.
+    """
+
+    exit_code = ExitCode.CONFIG
 
 
 class PaginationError(UpstreamError):
