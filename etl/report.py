@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from etl.store import AccountStatus, RunRecord
+from etl.store import AccountStatus, RunInfo
 
 LIST_COLUMNS = ("created_at", "id", "action", "source_type", "source_label", "actor_name",
                 "ip_address")  # fmt: skip
@@ -48,7 +48,7 @@ def stale_accounts(
     return stale
 
 
-def _run_json(run: RunRecord) -> dict[str, Any]:
+def _run_json(run: RunInfo) -> dict[str, Any]:
     return {
         "id": run.id,
         "status": run.status,
@@ -68,7 +68,7 @@ def _run_json(run: RunRecord) -> dict[str, Any]:
 
 def status_json(
     statuses: Sequence[AccountStatus],
-    runs: Mapping[str, Sequence[RunRecord]],
+    runs: Mapping[str, Sequence[RunInfo]],
     now: datetime,
 ) -> list[dict[str, Any]]:
     result = []
@@ -92,7 +92,7 @@ def status_json(
 
 def status_text(
     statuses: Sequence[AccountStatus],
-    runs: Mapping[str, Sequence[RunRecord]],
+    runs: Mapping[str, Sequence[RunInfo]],
     now: datetime,
 ) -> str:
     if not statuses:
@@ -126,7 +126,7 @@ def status_text(
     return "\n\n".join(blocks)
 
 
-def _run_line(run: RunRecord) -> str:
+def _run_line(run: RunInfo) -> str:
     took = (
         f"{(run.finished_at - run.started_at).total_seconds():.1f}s"
         if run.finished_at
@@ -148,9 +148,7 @@ def records_table(records: Sequence[Mapping[str, Any]]) -> str:
         min(40, max(len(c), *(len(row[i]) for row in cells))) for i, c in enumerate(LIST_COLUMNS)
     ]
     lines = ["  ".join(c.ljust(w) for c, w in zip(LIST_COLUMNS, widths, strict=True))]
-    lines += [
-        "  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells
-    ]
+    lines += ["  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 

@@ -171,7 +171,8 @@ def page_watermark(rows: list[dict[str, Any]], window: Window) -> datetime | Non
     """How far this page proves the log read: its newest record, never past the window."""
     if not rows:
         return None
-    return min(max(row["created_at"] for row in rows), window.end)
+    newest: datetime = max(row["created_at"] for row in rows)
+    return min(newest, window.end)
 
 
 def _safe_watermark(store: Store, account: str) -> datetime | None:

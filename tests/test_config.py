@@ -12,6 +12,7 @@ import pytest
 from etl import config
 from etl.errors import ConfigError
 from etl.secret import Secret
+from etl.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = '[zendesk]\nsubdomain = "acme"\nemail = "a@acme.com"\napi_token = "tok"\n'
@@ -24,7 +25,7 @@ def write(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
     return path
 
 
-def load_text(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> config.Settings:
+def load_text(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
     return config.load(write(tmp_path, text), environ=environ or {})
 
 

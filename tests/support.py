@@ -1,0 +1,164 @@
+"""Helpers shared by the tests: settings pointed at a simulator, and table comparison."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from etl import migrate
+from etl.client import ZendeskClient
+from etl.db import open_engine
+from etl.records import INTEGER_FIELDS, TEXT_FIELDS
+from etl.secret import Secret
+from etl.settings import (
+    AccountSettings,
+    Credentials,
+    DatabaseSettings,
+    Settings,
+    SyncSettings,
+    ZendeskSettings,
+)
+from etl.store import Store
+
+# The simulator's default credentials (etl.simulator.SimAuth()).
+SIM_OAUTH_TOKEN = "sim-oauth-token"
+SIM_EMAIL = "admin@example.com"
+SIM_API_TOKEN = "sim-api-token"
+
+
+def sim_account(
+    url: str,
+    *,
+    name: str = "acme",
+    credentials: Credentials | None = None,
+    retry_budget: float = 30.0,
+    timeout: float = 5.0,
+    requests_per_minute: int = 2500,
+    page_size: int = 100,
+    **sync: Any,
+) -> AccountSettings:
+    return AccountSettings(
+        name=name,
+        zendesk=ZendeskSettings(
+            base_url=url,
+            credentials=credentials or Credentials(oauth_token=Secret(SIM_OAUTH_TOKEN)),
+            requests_per_minute=requests_per_minute,
+            timeout=timeout,
+            retry_budget=retry_budget,
+            page_size=page_size,
+        ),
+        sync=SyncSettings(**sync),
+    )
+
+
+def settings_for(db_url: str, *accounts: AccountSettings) -> Settings:
+    return Settings(accounts=accounts, database=DatabaseSettings(url=db_url))
+
+
+def fresh_store(db_url: str) -> Store:
+    engine = open_engine(db_url)
+    migrate.upgrade(engine)
+    return Store(engine)
+
+
+class FakeTime:
+    """A monotonic clock that only moves when slept on: waits are recorded, not spent."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def fake_time_client(account: AccountSettings, fake: FakeTime | None = None) -> ZendeskClient:
+    """A client whose retry and pacing waits are recorded in ``fake`` instead of slept."""
+    fake = fake or FakeTime()
+    return ZendeskClient(account.zendesk, sleep=fake.sleep, clock=fake.clock)
+
+
+def with_sync(account: AccountSettings, **changes: Any) -> AccountSettings:
+    return replace(account, sync=replace(account.sync, **changes))
+
+
+def zendesk_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_zendesk_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+
+
+def stored_rows(db_url: str, account: str = "acme") -> list[dict[str, Any]]:
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            table = sa.Table("zendesk_audit_logs", sa.MetaData(), autoload_with=conn)
+            result = conn.execute(sa.select(table).where(table.c.account == account))
+            rows = [dict(r._mapping) for r in result]
+    finally:
+        engine.dispose()
+    for row in rows:
+        if isinstance(row["raw"], str):  # JSON columns come back decoded on most drivers
+            row["raw"] = json.loads(row["raw"])
+    return rows
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def assert_table_matches(
+    db_url: str, expected: Iterable[Mapping[str, Any]], account: str = "acme"
+) -> None:
+    """Every expected record exactly once, every field equal to the API's, nothing else."""
+    rows = stored_rows(db_url, account)
+    by_id = {row["id"]: row for row in rows}
+    assert len(by_id) == len(rows), "duplicate ids stored"
+    want = {int(r["id"]): r for r in expected}
+    missing = sorted(set(want) - set(by_id))
+    extra = sorted(set(by_id) - set(want))
+    assert not missing, f"{len(missing)} records missing, e.g. {missing[:5]}"
+    assert not extra, f"{len(extra)} unexpected records, e.g. {extra[:5]}"
+    for record_id, record in want.items():
+        row = by_id[record_id]
+        assert row["raw"] == dict(record), record_id
+        assert _as_utc(row["created_at"]) == parse_zendesk_time(record["created_at"])
+        for name in TEXT_FIELDS:
+            assert row[name] == record.get(name), (record_id, name)
+        for name in INTEGER_FIELDS:
+            assert row[name] == record.get(name), (record_id, name)
+
+
+def recent(minutes: float) -> datetime:
+    """A whole-second UTC time ``minutes`` ago."""
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).replace(microsecond=0)
+
+
+def audit_record(record_id: int, created_at: datetime, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": record_id,
+        "action": "update",
+        "action_label": "Updated",
+        "actor_id": 1234,
+        "actor_name": "Test Admin",
+        "change_description": f"change {record_id}",
+        "created_at": zendesk_time(created_at),
+        "ip_address": "203.0.113.9",
+        "source_id": 77,
+        "source_label": "Some trigger",
+        "source_type": "rule",
+        "url": f"https://acme.zendesk.com/api/v2/audit_logs/{record_id}.json",
+    }
+    base.update(fields)
+    return base
