@@ -11,7 +11,7 @@ from etl import migrate
 from etl.client import ZendeskClient
 from etl.db import check_connection, open_engine
 from etl.errors import SchemaError
-from etl.pagination import audit_log_params, iter_pages, list_params
+from etl.pagination import audit_log_params, iter_pages
 from etl.redact import redact_url
 from etl.settings import AccountSettings, Credentials, Settings
 from etl.sync import HISTORY_START, plan_window, utc_now
@@ -43,8 +43,9 @@ def check_database(settings: Settings, *, migrate_hint: str) -> str:
 
 def check_account(account: AccountSettings) -> str:
     """One authenticated request: the newest audit record, which also proves access."""
+    window = plan_window(None, account, utc_now())
+    params = audit_log_params(window.start, window.end, {}, sort="-created_at", page_size=1)
     with ZendeskClient(account.zendesk) as client:
-        params = list_params(descending=True, page_size=1)
         page = next(iter_pages(client, params))
     newest = page.records[0] if page.records else None
     found = (
@@ -52,7 +53,6 @@ def check_account(account: AccountSettings) -> str:
         if isinstance(newest, dict)
         else "the audit log is empty"
     )
-    window = plan_window(None, account, utc_now())
     return (
         f"account {account.name}: OK at {redact_url(account.zendesk.base_url)} with "
         f"{auth_method(account.zendesk.credentials)}; {found}; "
@@ -70,18 +70,14 @@ def list_records(
     limit: int,
 ) -> list[dict[str, Any]]:
     """Records straight from the API, newest first unless ``descending`` is False."""
-    page_size = min(limit, account.zendesk.page_size)
-    if since is None and until is None:
-        params = list_params(descending=descending, page_size=page_size, filters=filters)
-    else:
-        end = until or plan_window(None, account, utc_now()).end
-        params = audit_log_params(
-            since or HISTORY_START,
-            end,
-            filters,
-            sort="-created_at" if descending else "created_at",
-            page_size=page_size,
-        )
+    # Zendesk refuses bounds newer than about a minute: the default end is now - lag.
+    params = audit_log_params(
+        since or HISTORY_START,
+        until or plan_window(None, account, utc_now()).end,
+        filters,
+        sort="-created_at" if descending else "created_at",
+        page_size=min(limit, account.zendesk.page_size),
+    )
     with ZendeskClient(account.zendesk) as client:
         records = (r for page in iter_pages(client, params) for r in page.records)
         return [r for r in islice(records, limit) if isinstance(r, dict)]
