@@ -102,9 +102,8 @@ def run_sync(
         except InterruptedRun as exc:
             outcome.error = exc
             break
-        except EtlError as exc:
+        except EtlError as exc:  # recorded; the CLI reports it, and the next account runs
             outcome.error = exc
-            log.error("account %s: %s", account.name, exc)
         if stop is not None and stop.is_set():
             break
     return result

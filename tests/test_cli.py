@@ -1,0 +1,250 @@
+"""The real command line, as cron runs it: exit codes, one-line errors, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from support import SIM_OAUTH_TOKEN, assert_table_matches, fresh_store, recent
+
+from etl.db import open_engine
+from etl.errors import ExitCode
+from etl.lock import run_lock
+from etl.simulator import SimulatedZendesk, generate_records
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sim() -> Iterator[SimulatedZendesk]:
+    end = recent(30)
+    with SimulatedZendesk(generate_records(1500, start=end - timedelta(days=3), end=end)) as s:
+        yield s
+
+
+def write_config(
+    tmp_path: Path, base_url: str, db_url: str, extra: str = "", database_extra: str = ""
+) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[zendesk]\nbase_url = "{base_url}"\nname = "acme"\nrequests_per_minute = 2500\n'
+        f'retry_budget = "3s"\ntimeout = "2s"\n{extra}\n'
+        f'[database]\nurl = "{db_url}"\n{database_extra}\n'
+    )
+    path.chmod(0o600)
+    return path
+
+
+def cli(
+    config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "etl"]
+    if config is not None:
+        command += ["--config", str(config)]
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_CONFIG"))}
+    environ.update({"ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN, **(env or {})})
+    return subprocess.run(
+        [*command, *args], capture_output=True, text=True, env=environ, timeout=timeout, cwd=ROOT
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """Expected failures print exactly one line on stderr, and never a traceback."""
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zendesk-audit-etl:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def test_migrate_sync_status_end_to_end(tmp_path: Path, db_url: str, sim: SimulatedZendesk) -> None:
+    config = write_config(tmp_path, sim.url, db_url)
+    assert cli(config, "migrate").returncode == 0
+    synced = cli(config, "sync")
+    assert synced.returncode == 0, synced.stderr
+    assert "status=success" in synced.stderr and "inserted=1500" in synced.stderr
+    assert_table_matches(db_url, sim.visible_records())
+
+    status = cli(config, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    (account,) = json.loads(status.stdout)
+    assert account["rows"] == 1500
+    assert account["recent_runs"][0]["status"] == "success"
+    assert 4 * 60 < account["lag_seconds"] < 10 * 60
+
+    text = cli(config, "status")
+    assert "rows          1,500" in text.stdout
+    fresh = cli(config, "status", "--max-lag", "1h")
+    assert fresh.returncode == 0
+    stale = cli(config, "status", "--max-lag", "1m")
+    assert stale.returncode == ExitCode.STALE
+    assert "data older than 1m 0s for: acme" in one_error_line(stale)
+
+
+def test_sync_refuses_an_unmigrated_database_with_the_command_to_run(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url)
+    result = cli(config, "sync")
+    assert result.returncode == ExitCode.DATABASE
+    assert f"--config {config} migrate" in one_error_line(result)
+
+
+def test_auto_migrate_creates_the_schema(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    assert cli(config, "sync").returncode == 0
+    assert_table_matches(sqlite_url, sim.visible_records())
+
+
+@pytest.mark.parametrize(
+    ("args", "config_text", "code", "expected"),
+    [
+        (["sync"], None, ExitCode.CONFIG, "config file not found"),
+        (["sync"], "[zendesk\n", ExitCode.CONFIG, "not valid TOML"),
+        (["sync"], "[zendesk]\nsubdomain='acme'\ncolour=1\n", ExitCode.CONFIG, "zendesk.colour"),
+        (["sync", "--wait", "soon"], "", ExitCode.CONFIG, "--wait"),
+        (["frobnicate"], "", ExitCode.CONFIG, "invalid choice"),
+        (["status", "--max-lag", "x"], "", ExitCode.CONFIG, "--max-lag"),
+        (["list", "--filter", "colour=red"], "", ExitCode.CONFIG, "KEY=VALUE"),
+        (["sync", "--account", "nope"], "", ExitCode.CONFIG, "unknown account nope"),
+        (["sync"], "[database]\nurl='oracle://x'\n", ExitCode.CONFIG, "oracle"),
+        (
+            ["sync"],
+            "[database]\nurl='postgresql://postgres:hunter2@127.0.0.1:1/x'\n",
+            ExitCode.DATABASE,
+            "127.0.0.1:1",
+        ),
+    ],
+    ids=[
+        "missing-file",
+        "bad-toml",
+        "unknown-key",
+        "bad-wait",
+        "unknown-command",
+        "bad-max-lag",
+        "bad-filter",
+        "unknown-account",
+        "unknown-dialect",
+        "database-down",
+    ],
+)
+def test_bad_input_gives_one_line_and_its_exit_code(
+    tmp_path: Path, args: list[str], config_text: str | None, code: int, expected: str
+) -> None:
+    config = tmp_path / "config.toml"
+    if config_text is not None:
+        base = '[zendesk]\nsubdomain = "acme"\n' if "[zendesk" not in config_text else ""
+        config.write_text(base + config_text)
+    result = cli(config, *args)
+    assert result.returncode == code, result.stderr
+    line = one_error_line(result)
+    assert expected in line
+    assert "hunter2" not in result.stderr
+
+
+def test_wrong_credentials_exit_3_without_showing_them(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    result = cli(config, "sync", env={"ZENDESK_OAUTH_TOKEN": "not-the-token-0451"})
+    assert result.returncode == ExitCode.AUTH
+    assert "401" in one_error_line(result)
+    assert "not-the-token-0451" not in result.stderr + result.stdout
+
+
+def test_zendesk_down_exits_4_after_the_retry_budget(tmp_path: Path, sqlite_url: str) -> None:
+    config = write_config(
+        tmp_path, "http://127.0.0.1:9", sqlite_url, database_extra="auto_migrate = true"
+    )
+    started = time.monotonic()
+    result = cli(config, "sync")
+    assert result.returncode == ExitCode.UPSTREAM
+    assert "127.0.0.1:9" in one_error_line(result)
+    assert time.monotonic() - started < 30
+
+
+def test_a_held_lock_exits_5_at_once_or_after_waiting(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    engine = open_engine(sqlite_url)
+    fresh_store(sqlite_url)
+    with run_lock(engine, "acme"):
+        result = cli(config, "sync")
+        assert result.returncode == ExitCode.LOCKED
+        assert "in progress" in one_error_line(result)
+        started = time.monotonic()
+        waited = cli(config, "sync", "--wait", "2")
+        assert waited.returncode == ExitCode.LOCKED
+        assert time.monotonic() - started >= 2
+    assert cli(config, "sync").returncode == 0
+    engine.dispose()
+
+
+def test_sigterm_commits_or_rolls_back_the_page_and_exits_130(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    end = recent(30)
+    records = generate_records(3000, start=end - timedelta(days=1), end=end, seed=9)
+    with SimulatedZendesk(records, latency=0.05) as slow:
+        config = write_config(tmp_path, slow.url, sqlite_url, database_extra="auto_migrate=true")
+        command = [sys.executable, "-m", "etl", "--config", str(config), "sync"]
+        env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+        proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == ExitCode.INTERRUPTED, stderr
+        assert "status=interrupted" in stderr
+        status = json.loads(cli(config, "status", "--json").stdout)[0]
+        assert status["recent_runs"][0]["status"] == "interrupted"
+        assert 0 < status["rows"] < 3000
+        assert cli(config, "sync").returncode == 0
+        assert_table_matches(sqlite_url, slow.visible_records())
+
+
+def test_list_prints_json_lines_straight_from_the_api(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url)
+    records = sim.visible_records()
+    result = cli(config, "list", "--limit", "5", "--sort", "asc", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(line) for line in result.stdout.splitlines()] == records[:5]
+    newest = cli(config, "list", "--limit", "3", "--filter", "source_type=user")
+    users = [r for r in records if r["source_type"] == "user"]
+    assert [json.loads(line)["id"] for line in newest.stdout.splitlines()] == [
+        r["id"] for r in reversed(users[-3:])
+    ]
+    table = cli(config, "list", "--limit", "2", "--format", "table")
+    assert table.stdout.splitlines()[0].split()[:3] == ["created_at", "id", "action"]
+    assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # no database touched
+
+
+def test_check_reports_database_and_account(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url)
+    cli(config, "migrate")
+    result = cli(config, "check")
+    assert result.returncode == 0, result.stderr
+    assert "schema at revision" in result.stdout
+    assert "account acme: OK" in result.stdout
+    assert "OAuth access token" in result.stdout
+    newest = sim.visible_records()[-1]
+    assert str(newest["id"]) in result.stdout
+
+
+def test_help_and_version() -> None:
+    assert cli(None, "--help").returncode == 0
+    version = cli(None, "--version")
+    assert version.stdout.startswith("zendesk-audit-etl ")
