@@ -1,0 +1,164 @@
+"""What the simulated Zendesk answers to one request, as a ``Response`` value.
+
+Order of checks, as a real edge would apply them: rate limit (a 429 consumes
+no fault), then the next matching fault, then routing, authentication and the
+endpoint itself. Wire-level faults that need the socket (``reset``,
+``truncate``) are returned to ``server`` to perform.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from etl.simulator import listing
+from etl.simulator.auth import Authenticator
+from etl.simulator.data import RecordStore
+from etl.simulator.faults import Fault, FaultQueue, apply_to_cursor_page, apply_to_records
+from etl.simulator.query import BoundsPolicy, parse_list_query
+from etl.simulator.ratelimit import RateLimiter
+from etl.simulator.responses import (
+    NOT_FOUND,
+    ApiError,
+    Response,
+    html_response,
+    json_response,
+    status_response,
+    text_response,
+)
+
+log = logging.getLogger(__name__)
+
+_LIST = re.compile(r"\A/api/v2/audit_logs(?:\.json)?\Z")
+_SHOW = re.compile(r"\A/api/v2/audit_logs/([^/]+?)(?:\.json)?\Z")
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    pairs: list[tuple[str, str]]  # the query string, in order
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes
+    base: str  # scheme://host:port the client used, for links
+    params: dict[str, list[str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        params: dict[str, list[str]] = {}
+        for name, value in self.pairs:
+            params.setdefault(name, []).append(value)
+        object.__setattr__(self, "params", params)
+
+
+class App:
+    def __init__(
+        self, store: RecordStore, authenticator: Authenticator, limiter: RateLimiter,
+        faults: FaultQueue, policy: BoundsPolicy, sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.authenticator = authenticator
+        self.limiter = limiter
+        self.faults = faults
+        self.policy = policy
+        self._sleep = sleep
+
+    def respond(self, request: Request) -> tuple[Response, Fault | None]:
+        counted = request.path.startswith("/api/")
+        decision = self.limiter.acquire() if counted else self.limiter.peek()
+        fault: Fault | None = None
+        if not decision.allowed:
+            response = text_response(429, "Too Many Requests")
+            response.headers.append(("Retry-After", str(decision.retry_after)))
+        else:
+            fault = self.faults.take(request.path)
+            response = self._faulted_or_routed(request, fault)
+        response.headers.append(("X-Rate-Limit", str(decision.limit)))
+        response.headers.append(("X-Rate-Limit-Remaining", str(decision.remaining)))
+        if fault is not None and fault.retry_after is not None:
+            value = fault.retry_after
+            shown = str(int(value)) if isinstance(value, float) and value.is_integer() else value
+            response.headers.append(("Retry-After", str(shown)))
+        return response, fault
+
+    def _faulted_or_routed(self, request: Request, fault: Fault | None) -> Response:
+        if fault is not None and fault.kind == "status":
+            assert fault.status is not None
+            return status_response(fault.status)
+        if fault is not None and fault.kind == "html":
+            status = fault.status or 502
+            return html_response(status, f"{status} Bad Gateway" if status >= 500 else "Error")
+        if fault is not None and fault.kind == "slow":
+            self._sleep(fault.delay)
+        try:
+            return self._route(request, fault)
+        except ApiError as err:
+            return err.response
+
+    def _route(self, request: Request, fault: Fault | None) -> Response:
+        if request.path == "/oauth/tokens" and request.method == "POST":
+            return self.authenticator.issue(_form(request), request.headers.get("authorization"))
+        list_match = _LIST.match(request.path)
+        show_match = _SHOW.match(request.path)
+        if request.method != "GET" or not (list_match or show_match):
+            return html_response(404, "404 Not Found")
+        refused = self.authenticator.check(request.headers.get("authorization"))
+        if refused is not None:
+            return refused
+        if show_match:
+            return self._show(show_match.group(1), fault)
+        return self._list(request, fault)
+
+    def _show(self, raw_id: str, fault: Fault | None) -> Response:
+        record = self.store.get(int(raw_id)) if raw_id.isdigit() else None
+        if record is None:
+            return json_response(404, NOT_FOUND)
+        if fault is not None:
+            records = [record]
+            apply_to_records(fault, records)
+            record = records[0]
+        return json_response(200, {"audit_log": record})
+
+    def _list(self, request: Request, fault: Fault | None) -> Response:
+        query = parse_list_query(request.params, self.policy, time.time())
+        if not query.cursor_mode:
+            link = _link_builder(request, drop=("page",))
+            body = listing.offset_body(self.store, query, link)
+            if fault is not None:
+                apply_to_records(fault, body["audit_logs"])
+            return json_response(200, body)
+        link = _link_builder(request, drop=("page[after]", "page[before]"))
+        page = listing.cursor_page(self.store, query)
+        body = listing.cursor_body(page, link)
+        if fault is not None:
+            apply_to_cursor_page(fault, body, page, link)
+        return json_response(200, body)
+
+
+def _link_builder(request: Request, drop: tuple[str, ...]) -> listing.LinkBuilder:
+    """Links carry every original parameter except the page position being replaced."""
+    kept = [(name, value) for name, value in request.pairs if name not in drop]
+
+    def link(name: str, value: str) -> str:
+        return f"{request.base}{request.path}?{urlencode([*kept, (name, value)])}"
+
+    return link
+
+
+def _form(request: Request) -> dict[str, str]:
+    """An OAuth token request body: JSON or form-encoded (last value of each key wins)."""
+    content_type = request.headers.get("content-type", "")
+    if "json" in content_type:
+        try:
+            payload: Any = json.loads(request.body or b"{}")
+        except ValueError:
+            return {}
+        if not isinstance(payload, dict):
+            return {}
+        return {str(k): str(v) for k, v in payload.items() if v is not None}
+    return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))

@@ -1,0 +1,196 @@
+"""Fault injection: queued ``Fault``s that make the next matching responses misbehave.
+
+Faults wait in one FIFO queue. A request is offered to the first queued fault
+whose ``path`` matches it: that fault lets ``skip`` matching requests through,
+then strikes ``times`` times (-1: until cleared), then leaves the queue. Later
+faults for the same path wait their turn, so ``inject(a, b)`` means "a, then b".
+
+Wire kinds (``server`` performs them; any path):
+    status    answer ``status`` with a realistic body, ``Retry-After: retry_after`` if set
+    html      an HTML error page (a proxy's) with ``status`` (default 502)
+    slow      sleep ``delay`` seconds, then answer normally
+    reset     send headers and half the body, then abort the TCP connection (RST)
+    truncate  a 200 whose JSON is cut in half, Content-Length matching what is sent
+Page kinds (applied here to a successful list page; cursor kinds need cursor mode):
+    repeat_cursor  after_cursor / links.next = the cursor the request came with
+                   (on a first page: a cursor that leads to the same first page)
+    foreign_next   links.next on https://evil.example.net, after_cursor null
+    no_cursor      has_more true, after_cursor and links.next null
+    empty_page     no records, has_more true, a cursor that resumes where this page began
+    shuffle        the page's records in a different order
+    duplicate      the first ``count`` records appear twice, each next to itself
+    mangle         the first ``count`` records altered per ``mangle`` (``field`` overrides
+                   the field touched): missing_field, null_field, extra_field,
+                   wrong_type, bad_created_at, no_id, string_id
+Mangling alters only the response; the stored records stay as they were.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+from urllib.parse import quote
+
+from etl.simulator.listing import LinkBuilder, Page, start_cursor
+
+WIRE_KINDS = frozenset({"status", "html", "slow", "reset", "truncate"})
+CURSOR_KINDS = frozenset({"repeat_cursor", "foreign_next", "no_cursor", "empty_page"})
+RECORD_KINDS = frozenset({"shuffle", "duplicate", "mangle"})
+KINDS = WIRE_KINDS | CURSOR_KINDS | RECORD_KINDS
+
+# mangle -> (default field, what to do to it)
+MANGLES = {
+    "missing_field": "actor_name",
+    "null_field": "change_description",
+    "extra_field": "new_field",
+    "wrong_type": "actor_id",
+    "bad_created_at": "created_at",
+    "no_id": "id",
+    "string_id": "id",
+}
+FOREIGN_HOST = "https://evil.example.net"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    times: int = 1
+    skip: int = 0
+    path: str = "/api/v2/audit_logs"
+    """Exact path (a trailing ``.json`` is ignored), a prefix ending in ``*``, or ``*``."""
+    status: int | None = None
+    retry_after: float | str | None = None
+    delay: float = 0.0
+    mangle: str = "missing_field"
+    field: str | None = None
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {sorted(KINDS)}")
+        if self.kind == "status" and self.status is None:
+            raise ValueError("a 'status' fault needs status=")
+        if self.kind == "mangle" and self.mangle not in MANGLES:
+            raise ValueError(f"unknown mangle {self.mangle!r}; one of {sorted(MANGLES)}")
+        if self.times == 0 or self.times < -1 or self.skip < 0 or self.count < 1:
+            raise ValueError("times must be >= 1 or -1, skip >= 0, count >= 1")
+        if self.delay < 0:
+            raise ValueError("delay must be >= 0")
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> Fault:
+        """A fault from its JSON form (the control endpoint); ValueError if invalid."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(spec) - known
+        if unknown or "kind" not in spec:
+            raise ValueError(f"fault spec needs 'kind' and only {sorted(known)}")
+        try:
+            return cls(**spec)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from exc
+
+    def matches(self, path: str) -> bool:
+        if self.path == "*":
+            return True
+        if self.path.endswith("*"):
+            return path.startswith(self.path[:-1])
+        return path.removesuffix(".json") == self.path.removesuffix(".json")
+
+
+class FaultQueue:
+    """Thread-safe: each request takes at most one fault, atomically."""
+
+    def __init__(self) -> None:
+        self._queue: list[list[Any]] = []  # [fault, skips left, strikes left]
+        self._lock = threading.Lock()
+
+    def inject(self, *faults: Fault) -> None:
+        with self._lock:
+            self._queue.extend([fault, fault.skip, fault.times] for fault in faults)
+
+    def take(self, path: str) -> Fault | None:
+        with self._lock:
+            for entry in self._queue:
+                fault: Fault = entry[0]
+                if not fault.matches(path):
+                    continue
+                if entry[1] > 0:
+                    entry[1] -= 1
+                    return None
+                if entry[2] > 0:
+                    entry[2] -= 1
+                    if entry[2] == 0:
+                        self._queue.remove(entry)
+                return fault
+            return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._queue.clear()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+
+def _mangle(record: dict[str, Any], how: str, field: str | None) -> None:
+    name = field or MANGLES[how]
+    if how in ("missing_field", "no_id"):
+        record.pop(name, None)
+    elif how == "null_field":
+        record[name] = None
+    elif how == "extra_field":
+        record[name] = {"added_by": "a future API version", "values": [1, 2.5, None]}
+    elif how == "wrong_type":
+        value = record.get(name)
+        record[name] = f"{value}x" if isinstance(value, int) else 12345
+    elif how == "bad_created_at":
+        record[name] = "yesterday"
+    elif how == "string_id":
+        record[name] = "abc"
+
+
+def apply_to_records(fault: Fault, records: list[dict[str, Any]]) -> None:
+    """Shuffle, duplicate or mangle a list of records in place (other kinds: no-op)."""
+    if fault.kind == "shuffle" and len(records) > 1:
+        original = list(records)
+        random.Random(len(records)).shuffle(records)
+        if records == original:  # a shuffle that changes nothing would not be a fault
+            records.reverse()
+    elif fault.kind == "duplicate":
+        for position in range(min(fault.count, len(records)) - 1, -1, -1):
+            records.insert(position + 1, dict(records[position]))
+    elif fault.kind == "mangle":
+        for record in records[: fault.count]:
+            _mangle(record, fault.mangle, fault.field)
+
+
+def apply_to_cursor_page(
+    fault: Fault, body: dict[str, Any], page: Page, link: LinkBuilder
+) -> None:
+    """Make a cursor-mode body misbehave per ``fault`` (in place)."""
+    apply_to_records(fault, body["audit_logs"])
+    if fault.kind not in CURSOR_KINDS:
+        return
+    meta, links = body["meta"], body["links"]
+    if fault.kind == "repeat_cursor":
+        again = page.query.after_text or start_cursor(page)
+        if again is not None:
+            meta.update(has_more=True, after_cursor=again)
+            links["next"] = link("page[after]", again)
+    elif fault.kind == "foreign_next":
+        target = meta["after_cursor"] or start_cursor(page) or ""
+        meta.update(has_more=True, after_cursor=None)
+        links["next"] = f"{FOREIGN_HOST}/api/v2/audit_logs?page%5Bafter%5D={quote(target, '')}"
+    elif fault.kind == "no_cursor":
+        meta.update(has_more=True, after_cursor=None)
+        links["next"] = None
+    elif fault.kind == "empty_page":
+        resume = start_cursor(page)
+        if resume is not None:
+            body["audit_logs"] = []
+            meta.update(has_more=True, after_cursor=resume, before_cursor=None)
+            links.update(next=link("page[after]", resume), prev=None)

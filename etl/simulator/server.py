@@ -1,0 +1,293 @@
+"""The simulated Zendesk as a real HTTP/1.1 server on loopback, and its Python API.
+
+``SimulatedZendesk`` owns the pieces (records, auth, rate limit, faults, request
+log) and a ``ThreadingHTTPServer`` with daemon threads; ``_Handler`` only moves
+bytes: it parses a request, asks ``App`` for the ``Response`` and writes it,
+performing the socket-level faults (``reset``, ``truncate``) itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from etl.simulator import control
+from etl.simulator.app import App, Request
+from etl.simulator.auth import Authenticator, SimAuth
+from etl.simulator.data import RecordStore
+from etl.simulator.faults import Fault, FaultQueue
+from etl.simulator.generate import RecordSource
+from etl.simulator.query import BoundsPolicy
+from etl.simulator.ratelimit import RateLimiter
+from etl.simulator.responses import Response, json_response
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RequestLog:
+    """One request as received; Authorization and bodies are never kept."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    status: int
+    time: float  # epoch seconds when the response was ready
+    fault: str | None = None  # the fault kind applied, if any
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # Keep-alive handler threads may idle for long; never join them on close.
+    block_on_close = False
+    # The default backlog of 5 drops SYNs when many client threads connect at once,
+    # and the kernel retries them only after a second.
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], sim: SimulatedZendesk) -> None:
+        self.sim = sim
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Close kept-alive connections, so a stopped simulator really stops answering."""
+        with self.sockets_lock:
+            sockets = list(self.open_sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive: every response has a Content-Length
+    server: _Server
+    timeout = 120  # reclaim threads of idle kept-alive connections
+    # Headers and body go out in two writes; with Nagle on, delayed ACKs add ~40 ms a page.
+    disable_nagle_algorithm = True
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the simulator keeps its own request log (``sim.requests``)."""
+
+    def _handle(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        url = urlsplit(self.path)
+        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        request = Request(
+            method=self.command, path=url.path,
+            pairs=parse_qsl(url.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()}, body=body,
+            base=f"http://{host}",
+        )
+        sim = self.server.sim
+        try:
+            if request.path.startswith("/_sim/"):
+                self._write(control.handle(sim, request), None)
+                return
+            response, fault = sim.respond(request)
+            self._write(response, fault)
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            # The client gave up (e.g. its read timeout during a 'slow' fault).
+            self.close_connection = True
+
+    def _write(self, response: Response, fault: Fault | None) -> None:
+        body = response.body
+        kind = fault.kind if fault is not None else None
+        if kind == "truncate":
+            body = body[: len(body) // 2]
+        self.send_response(response.status)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(response.body if kind == "reset" else body)))
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.end_headers()
+        if kind == "reset":
+            self.wfile.write(body[: len(body) // 2])
+            self._abort()
+            return
+        self.wfile.write(body)
+
+    def _abort(self) -> None:
+        """Close with SO_LINGER 0: the kernel sends RST, the client sees a reset."""
+        self.close_connection = True
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        os.close(self.connection.detach())
+
+
+class SimulatedZendesk:
+    """A simulated Zendesk account on ``http://127.0.0.1:PORT``; see ``etl.simulator``."""
+
+    def __init__(
+        self,
+        records: Iterable[Mapping[str, Any]] | RecordSource | None = None,
+        auth: SimAuth = SimAuth(),  # noqa: B008 - frozen dataclass, safe as a default
+        rate_limit_per_minute: int | None = None,
+        latency: float = 0.0,
+        min_end_age: float = 60.0,
+        inclusive_start: bool = True,
+        inclusive_end: bool = True,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        source = records if isinstance(records, RecordSource) else None
+        self._store = RecordStore(source)
+        if records is not None and source is None:
+            self._store.add(records)
+        self._faults = FaultQueue()
+        self._app = App(
+            self._store, Authenticator(auth), RateLimiter(rate_limit_per_minute), self._faults,
+            BoundsPolicy(inclusive_start, inclusive_end, min_end_age),
+        )
+        self.latency = latency
+        self._address = (host, port)
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._log: list[RequestLog] = []
+        self._log_lock = threading.Lock()
+        self.errors: list[str] = []
+        """Unexpected exceptions while answering (each became a 500); tests assert it empty."""
+
+    # lifecycle
+
+    def start(self) -> SimulatedZendesk:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        self._server = _Server(self._address, self)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+            name="simulated-zendesk", daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.drop_connections()
+        server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> SimulatedZendesk:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    # records and faults
+
+    def add_records(
+        self, records: Iterable[Mapping[str, Any]], visible_after: float = 0.0
+    ) -> int:
+        """Add records (thread-safe); hidden from queries for ``visible_after`` seconds."""
+        return self._store.add(records, visible_after)
+
+    def inject(self, *faults: Fault) -> None:
+        self._faults.inject(*faults)
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    @property
+    def record_count(self) -> int:
+        """Records visible now."""
+        return self._store.count()
+
+    def visible_records(self) -> list[dict[str, Any]]:
+        """Every visible record, ascending by (created_at, id)."""
+        return list(self._store.iter_visible())
+
+    def iter_visible_records(self) -> Iterator[dict[str, Any]]:
+        """Same as ``visible_records`` without building the list (large sources)."""
+        return self._store.iter_visible()
+
+    # the request log
+
+    @property
+    def requests(self) -> list[RequestLog]:
+        with self._log_lock:
+            return list(self._log)
+
+    def clear_log(self) -> None:
+        with self._log_lock:
+            self._log.clear()
+
+    def stats(self) -> dict[str, Any]:
+        with self._log_lock:
+            statuses = Counter(str(entry.status) for entry in self._log)
+            total = len(self._log)
+        return {
+            "requests": total,
+            "by_status": dict(statuses),
+            "rate_limited": statuses.get("429", 0),
+            "records_visible": self.record_count,
+            "faults_pending": self._faults.pending(),
+        }
+
+    def respond(self, request: Request) -> tuple[Response, Fault | None]:
+        """Answer one API request (called by the handler threads) and log it."""
+        if self.latency > 0:
+            time.sleep(self.latency)
+        try:
+            response, fault = self._app.respond(request)
+        except Exception as exc:  # a simulator bug must not look like a network failure
+            log.exception("simulator failed on %s %s", request.method, request.path)
+            self.errors.append(f"{request.method} {request.path}: {exc!r}")
+            response, fault = json_response(500, {"error": "SimulatorBug"}), None
+        with self._log_lock:
+            self._log.append(RequestLog(
+                method=request.method, path=request.path, query=dict(request.params),
+                status=response.status, time=time.time(),
+                fault=fault.kind if fault is not None else None,
+            ))
+        return response, fault
