@@ -40,7 +40,9 @@ T = TypeVar("T")
 DEFAULT_CONFIG_PATH = "config.toml"
 CONFIG_ENV_VAR = "ETL_CONFIG"
 SECRET_KEYS = ("api_token", "password", "oauth_token", "client_secret")
-MIN_LAG = timedelta(seconds=61)  # Zendesk refuses created_at bounds less than ~60 s old
+MIN_LAG = timedelta(seconds=61)
+# Zendesk's highest plan allows 2,500/min; more is only for proxies, simulators and benchmarks.
+MAX_RPM = 100_000  # Zendesk refuses created_at bounds less than ~60 s old
 
 ZENDESK_KEYS = {
     "name", "subdomain", "base_url", "email", "client_id", "oauth_scope",
@@ -199,7 +201,13 @@ def _account(
         base_url=base_url,
         credentials=credentials,
         requests_per_minute=_bounded_int(
-            zendesk, "requests_per_minute", 1, 2500, defaults.requests_per_minute, problems, where
+            zendesk,
+            "requests_per_minute",
+            1,
+            MAX_RPM,
+            defaults.requests_per_minute,
+            problems,
+            where,
         ),
         timeout=_checked(
             parse_duration, zendesk, "timeout", timedelta(seconds=defaults.timeout), problems, where
