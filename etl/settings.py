@@ -30,7 +30,9 @@ class Credentials:
 
 @dataclass(frozen=True)
 class ZendeskSettings:
-    base_url: str  # "https://acme.zendesk.com", no trailing slash, no path beyond an optional prefix
+    base_url: (
+        str  # "https://acme.zendesk.com", no trailing slash, no path beyond an optional prefix
+    )
     credentials: Credentials
     requests_per_minute: int = 400
     timeout: float = 30.0  # seconds, per request (connect and read)

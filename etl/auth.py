@@ -1,0 +1,282 @@
+"""Credentials -> a ``requests`` auth object; OAuth client-credentials tokens.
+
+``build_auth`` picks one method, in this order when several are configured:
+OAuth client credentials, OAuth access token, API token, email + password.
+Every auth object it returns is a ``ZendeskAuth``: besides signing requests it
+tells the client what to name in a 401 message (``method``, ``check``).
+
+Secrets stay wrapped in ``Secret`` until the moment a header is built; this is
+the only module that calls ``Secret.reveal()``. Nothing here logs a secret.
+
+The client-credentials token is fetched lazily with the caller's session and
+timeout, cached, renewed ``RENEW_MARGIN`` before ``expires_in`` runs out, and
+renewed once more when a request that carried it comes back 401 (the request is
+then re-sent once with the new token). One lock guards the cache, so worker
+threads sharing one auth fetch one token, not one each.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.auth import AuthBase
+
+from etl.errors import AuthError, ConfigError, RateLimitedError, RetriableError
+from etl.ratelimit import parse_retry_after
+from etl.redact import error_summary, json_object, redact_url
+from etl.secret import Secret
+from etl.settings import Credentials
+
+log = logging.getLogger(__name__)
+
+API_TOKEN_WARNING = (
+    "API tokens are deprecated by Zendesk and stop working on 2027-04-30; "
+    "switch to OAuth (client_id/client_secret)"
+)
+PASSWORD_WARNING = (
+    "email + password authentication is discouraged by Zendesk and fails on accounts "
+    "with 2FA; switch to OAuth (client_id/client_secret)"
+)
+RENEW_MARGIN = 60.0  # seconds before expiry at which a cached token is renewed
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def _warn_once(key: str, message: str) -> None:
+    with _warned_lock:
+        if key in _warned:
+            return
+        _warned.add(key)
+    log.warning(message)
+
+
+class ZendeskAuth(AuthBase):
+    """A ``requests`` auth that can describe itself without revealing anything."""
+
+    method: str = "credentials"  # e.g. "API token for ops@acme.com"
+    check: str = "the credentials"  # what a 401 message tells the user to check
+
+
+class _NoAuth(AuthBase):
+    """Sends nothing; stops a session's own ``auth`` or ~/.netrc from being applied."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        return r
+
+
+class BasicAuth(ZendeskAuth):
+    def __init__(self, username: str, password: Secret, method: str, check: str) -> None:
+        self._username = username
+        self._password = password
+        self.method = method
+        self.check = check
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        raw = f"{self._username}:{self._password.reveal()}".encode()
+        r.headers["Authorization"] = "Basic " + base64.b64encode(raw).decode("ascii")
+        return r
+
+    def __repr__(self) -> str:
+        return f"BasicAuth({self.method!r})"
+
+
+class BearerAuth(ZendeskAuth):
+    method = "OAuth access token"
+    check = "that oauth_token is current, not revoked, and has the auditlogs:read (or read) scope"
+
+    def __init__(self, token: Secret) -> None:
+        self._token = token
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["Authorization"] = f"Bearer {self._token.reveal()}"
+        return r
+
+    def __repr__(self) -> str:
+        return "BearerAuth('***')"
+
+
+class ClientCredentialsAuth(ZendeskAuth):
+    """OAuth client-credentials grant: fetch, cache and renew a bearer token."""
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: Secret,
+        scope: str,
+        base_url: str,
+        session: requests.Session,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._scope = scope
+        self.token_url = base_url.rstrip("/") + "/oauth/tokens"
+        self._session = session
+        self._timeout = timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: Secret | None = None
+        self._renew_at: float | None = None  # clock time; None = no known expiry
+        self.fetches = 0  # tokens obtained, for tests and stats
+        self.method = f"OAuth client credentials (client_id {client_id})"
+        self.check = (
+            f"that the OAuth client {client_id!r} exists, is confidential, may use the "
+            f"client_credentials grant, and has the {scope!r} scope"
+        )
+
+    def __repr__(self) -> str:
+        return f"ClientCredentialsAuth(client_id={self._client_id!r})"
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        token = self._current_token()
+        r.headers["Authorization"] = f"Bearer {token.reveal()}"
+        r.hooks.setdefault("response", []).append(self._make_401_hook(token))
+        return r
+
+    def invalidate(self, token: Secret | None = None) -> None:
+        """Forget the cached token (only if it is still ``token``, when given)."""
+        with self._lock:
+            if token is None or self._token == token:
+                self._token = None
+                self._renew_at = None
+
+    def _current_token(self) -> Secret:
+        with self._lock:
+            now = self._clock()
+            if self._token is None or (self._renew_at is not None and now >= self._renew_at):
+                self._token, expires_in = self._fetch()
+                self.fetches += 1
+                if expires_in is None:
+                    self._renew_at = None
+                else:
+                    margin = min(RENEW_MARGIN, expires_in / 10)
+                    self._renew_at = self._clock() + expires_in - margin
+            return self._token
+
+    def _make_401_hook(self, token: Secret) -> Callable[..., requests.Response]:
+        def hook(r: requests.Response, **kwargs: Any) -> requests.Response:
+            if r.status_code != 401:
+                return r
+            log.info("Zendesk answered 401 to the OAuth token; fetching a new one once")
+            self.invalidate(token)
+            r.content  # noqa: B018 -- drain the body so the connection can be reused
+            r.close()
+            prepared = r.request.copy()
+            new_token = self._current_token()
+            prepared.headers["Authorization"] = f"Bearer {new_token.reveal()}"
+            prepared.hooks = {"response": []}  # renew once, not again on the retried answer
+            connection = r.connection
+            retried: requests.Response = connection.send(prepared, **kwargs)
+            retried.history.append(r)
+            retried.request = prepared
+            return retried
+
+        return hook
+
+    def _fetch(self) -> tuple[Secret, float | None]:
+        payload = {
+            "grant_type": "client_credentials",
+            "client_id": self._client_id,
+            "client_secret": self._client_secret.reveal(),
+            "scope": self._scope,
+        }
+        where = f"POST {redact_url(self.token_url)}"
+        try:
+            response = self._session.post(
+                self.token_url,
+                json=payload,
+                auth=_NoAuth(),
+                timeout=(self._timeout, self._timeout),
+                allow_redirects=False,
+                headers={"Accept": "application/json"},
+            )
+        except requests.RequestException as exc:
+            raise RetriableError(
+                f"{where}: could not obtain an OAuth token ({type(exc).__name__})"
+            ) from None
+        return self._parse_token_response(response, where)
+
+    def _parse_token_response(
+        self, response: requests.Response, where: str
+    ) -> tuple[Secret, float | None]:
+        status = response.status_code
+        body = json_object(response)
+        if status == 429 or (status == 503 and "Retry-After" in response.headers):
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            raise RateLimitedError(f"{where}: {status} while obtaining an OAuth token", retry_after)
+        if status >= 500 or status == 408:
+            raise RetriableError(f"{where}: {status} while obtaining an OAuth token")
+        if not 200 <= status < 300:
+            said = error_summary(body) if body is not None else ""
+            said = f" ({said})" if said else ""
+            raise AuthError(
+                f"{where}: {status}{said}: Zendesk refused the OAuth client credentials "
+                f"grant: check {self.check}"
+            )
+        token = body.get("access_token") if body is not None else None
+        if not isinstance(token, str) or not token:
+            raise RetriableError(f"{where}: {status} answer without an access_token")
+        expires_in = body.get("expires_in") if body is not None else None
+        expiry = (
+            float(expires_in)
+            if isinstance(expires_in, int | float)
+            and not isinstance(expires_in, bool)
+            and expires_in > 0
+            else None
+        )
+        return Secret(token), expiry
+
+
+def build_auth(
+    credentials: Credentials, base_url: str, session: requests.Session, timeout: float
+) -> ZendeskAuth:
+    """The auth for ``credentials``; ConfigError when no complete method is configured."""
+    c = credentials
+    if c.client_id or c.client_secret:
+        if not (c.client_id and c.client_secret):
+            missing = "client_secret" if c.client_id else "client_id"
+            raise ConfigError(f"OAuth client credentials need both client_id and {missing}")
+        return ClientCredentialsAuth(
+            client_id=c.client_id,
+            client_secret=c.client_secret,
+            scope=c.oauth_scope,
+            base_url=base_url,
+            session=session,
+            timeout=timeout,
+        )
+    if c.oauth_token:
+        return BearerAuth(c.oauth_token)
+    if c.api_token:
+        if not c.email:
+            raise ConfigError("api_token needs the email of the user it belongs to")
+        _warn_once("api_token", API_TOKEN_WARNING)
+        return BasicAuth(
+            f"{c.email}/token",
+            c.api_token,
+            method=f"API token for {c.email}",
+            check=f"that the API token is active and belongs to {c.email}, an admin",
+        )
+    if c.password:
+        if not c.email:
+            raise ConfigError("password needs the email of the user it belongs to")
+        _warn_once("password", PASSWORD_WARNING)
+        return BasicAuth(
+            c.email,
+            c.password,
+            method=f"email + password for {c.email}",
+            check=f"the password of {c.email}, and that the account allows password "
+            "access without 2FA",
+        )
+    raise ConfigError(
+        "no Zendesk credentials: set client_id + client_secret, oauth_token, "
+        "email + api_token, or email + password"
+    )

@@ -1,0 +1,273 @@
+"""build_auth: which method wins, what each sends, and that secrets stay hidden.
+
+The OAuth client-credentials flow against a token endpoint is exercised over real
+HTTP in the simulator tests at the end of this file.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import requests
+
+from etl.auth import (
+    API_TOKEN_WARNING,
+    BasicAuth,
+    BearerAuth,
+    ClientCredentialsAuth,
+    build_auth,
+)
+from etl.errors import AuthError, ConfigError, RateLimitedError
+from etl.pagination import audit_log_params
+from etl.secret import Secret
+from etl.settings import Credentials
+from etl.simulator import Fault, SimAuth, SimulatedZendesk, generate_records
+
+BASE = "https://acme.zendesk.com"
+
+
+def header(auth: requests.auth.AuthBase) -> str:
+    prepared = requests.Request("GET", BASE + "/api/v2/audit_logs").prepare()
+    return str(auth(prepared).headers["Authorization"])
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def build(credentials: Credentials) -> requests.auth.AuthBase:
+    return build_auth(credentials, BASE, requests.Session(), 5.0)
+
+
+ALL = Credentials(
+    email="ops@acme.com",
+    api_token=Secret("api-SECRET"),
+    password=Secret("pw-SECRET"),
+    oauth_token=Secret("oauth-SECRET"),
+    client_id="etl-client",
+    client_secret=Secret("client-SECRET"),
+)
+
+
+def test_precedence_client_credentials_first() -> None:
+    assert isinstance(build(ALL), ClientCredentialsAuth)
+
+
+def test_precedence_then_oauth_token() -> None:
+    auth = build(Credentials(**{**ALL.__dict__, "client_id": None, "client_secret": None}))
+    assert isinstance(auth, BearerAuth)
+    assert header(auth) == "Bearer oauth-SECRET"
+
+
+def test_precedence_then_api_token() -> None:
+    auth = build(Credentials(email="ops@acme.com", api_token=Secret("t"), password=Secret("p")))
+    assert isinstance(auth, BasicAuth)
+    assert header(auth) == basic("ops@acme.com/token", "t")
+    assert auth.method == "API token for ops@acme.com"
+
+
+def test_password_last() -> None:
+    auth = build(Credentials(email="ops@acme.com", password=Secret("p:w")))
+    assert header(auth) == basic("ops@acme.com", "p:w")
+    assert "password" in auth.method  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("credentials", "complaint"),
+    [
+        (Credentials(), "no Zendesk credentials"),
+        (Credentials(client_id="x"), "client_secret"),
+        (Credentials(client_secret=Secret("s")), "client_id"),
+        (Credentials(api_token=Secret("t")), "email"),
+        (Credentials(password=Secret("p")), "email"),
+        (Credentials(oauth_token=Secret("")), "no Zendesk credentials"),
+    ],
+    ids=["nothing", "id-only", "secret-only", "token-no-email", "password-no-email", "empty"],
+)
+def test_incomplete_credentials_are_a_config_error(
+    credentials: Credentials, complaint: str
+) -> None:
+    with pytest.raises(ConfigError, match=complaint):
+        build(credentials)
+
+
+def test_reprs_hide_secrets() -> None:
+    for credentials in (
+        ALL,
+        Credentials(oauth_token=Secret("oauth-SECRET")),
+        Credentials(email="ops@acme.com", api_token=Secret("api-SECRET")),
+        Credentials(email="ops@acme.com", password=Secret("pw-SECRET")),
+    ):
+        auth = build(credentials)
+        text = repr(auth) + str(auth) + repr(vars(auth))
+        assert "SECRET" not in text
+
+
+def test_api_token_warning_is_logged_once_per_process() -> None:
+    script = """
+import logging, requests
+from etl.auth import build_auth
+from etl.secret import Secret
+from etl.settings import Credentials
+from etl.simulator import Fault, SimAuth, SimulatedZendesk, generate_records
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+c = Credentials(email="ops@acme.com", api_token=Secret("api-SECRET"))
+for _ in range(3):
+    build_auth(c, "https://acme.zendesk.com", requests.Session(), 5.0)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stderr.count(API_TOKEN_WARNING) == 1
+    assert "2027-04-30" in result.stderr
+    assert "SECRET" not in result.stderr
+
+
+# -- OAuth client credentials, over real HTTP against the simulator -----------------------
+START = datetime(2025, 6, 1, tzinfo=UTC)
+END = datetime(2025, 6, 2, tzinfo=UTC)
+PARAMS = audit_log_params(START, END, {}, page_size=5)
+
+
+class FrozenClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def oauth(
+    sim: SimulatedZendesk,
+    clock: FrozenClock,
+    secret: str = "sim-client-secret",
+    scope: str = "read",
+) -> tuple[ClientCredentialsAuth, requests.Session]:
+    session = requests.Session()
+    auth = ClientCredentialsAuth(
+        client_id="sim-client",
+        client_secret=Secret(secret),
+        scope=scope,
+        base_url=sim.url,
+        session=session,
+        timeout=2.0,
+        clock=clock,
+    )
+    return auth, session
+
+
+def get(sim: SimulatedZendesk, session: requests.Session, auth: ClientCredentialsAuth) -> int:
+    response = session.get(sim.url + "/api/v2/audit_logs", params=PARAMS, auth=auth, timeout=5)
+    return response.status_code
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatedZendesk]:
+    records = generate_records(20, start=START, end=END)
+    with SimulatedZendesk(records, auth=SimAuth(token_ttl=120.0)) as server:
+        yield server
+        assert server.errors == []
+
+
+def token_requests(sim: SimulatedZendesk) -> int:
+    return sum(1 for r in sim.requests if r.path == "/oauth/tokens")
+
+
+def test_the_token_is_fetched_once_and_reused(sim: SimulatedZendesk) -> None:
+    auth, session = oauth(sim, FrozenClock())
+    assert [get(sim, session, auth) for _ in range(4)] == [200] * 4
+    assert auth.fetches == 1
+    assert token_requests(sim) == 1
+
+
+def test_the_token_is_renewed_shortly_before_it_expires(sim: SimulatedZendesk) -> None:
+    clock = FrozenClock()
+    auth, session = oauth(sim, clock)
+    assert get(sim, session, auth) == 200
+    clock.now = 120 - 12 - 0.5  # expires_in 120 s; renewed 12 s (a tenth) before
+    assert get(sim, session, auth) == 200
+    assert auth.fetches == 1
+    clock.now = 120 - 12
+    assert get(sim, session, auth) == 200
+    assert auth.fetches == 2
+
+
+def test_a_401_renews_the_token_once_and_resends() -> None:
+    records = generate_records(5, start=START, end=END)
+    with SimulatedZendesk(records, auth=SimAuth(token_ttl=0.3)) as server:
+        auth, session = oauth(server, FrozenClock())  # our clock never sees it expire
+        assert get(server, session, auth) == 200
+        time.sleep(0.4)  # the simulator's token expires
+        assert get(server, session, auth) == 200
+        assert auth.fetches == 2
+        statuses = [r.status for r in server.requests if r.path != "/oauth/tokens"]
+        assert statuses == [200, 401, 200]
+
+
+def test_a_refused_grant_says_what_to_check(sim: SimulatedZendesk) -> None:
+    auth, session = oauth(sim, FrozenClock(), secret="WRONG-SECRET")
+    with pytest.raises(AuthError) as caught:
+        get(sim, session, auth)
+    message = str(caught.value)
+    assert message.startswith(f"POST {sim.url}/oauth/tokens: 401 (invalid_client: ")
+    assert "refused the OAuth client credentials grant" in message
+    assert "sim-client" in message and "client_credentials grant" in message
+    assert "WRONG-SECRET" not in message and "\n" not in message
+
+
+def test_a_scope_the_client_may_not_have_is_refused(sim: SimulatedZendesk) -> None:
+    auth, session = oauth(sim, FrozenClock(), scope="tickets:write")
+    with pytest.raises(AuthError, match="invalid_scope"):
+        get(sim, session, auth)
+
+
+def test_a_token_endpoint_outage_is_retriable(sim: SimulatedZendesk) -> None:
+    sim.inject(Fault("status", status=503, retry_after=2, path="/oauth/tokens"))
+    auth, session = oauth(sim, FrozenClock())
+    with pytest.raises(RateLimitedError) as caught:
+        get(sim, session, auth)
+    assert caught.value.retry_after == 2.0
+    assert get(sim, session, auth) == 200
+
+
+def test_threads_share_one_token(sim: SimulatedZendesk) -> None:
+    auth, _ = oauth(sim, FrozenClock())
+    statuses: list[int] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        own = requests.Session()
+        for _ in range(3):
+            status = get(sim, own, auth)
+            with lock:
+                statuses.append(status)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert statuses == [200] * 24
+    assert auth.fetches == 1
+    assert token_requests(sim) == 1
+
+
+def test_the_token_request_sends_json_and_no_authorization(sim: SimulatedZendesk) -> None:
+    auth, session = oauth(sim, FrozenClock())
+    sent: list[requests.PreparedRequest] = []
+    session.hooks["response"].append(lambda r, **_: sent.append(r.request))
+    session.auth = auth  # even so, the token request must not carry (or recurse into) it
+    assert get(sim, session, auth) == 200
+    token_request = next(r for r in sent if r.url and r.url.endswith("/oauth/tokens"))
+    assert "Authorization" not in token_request.headers
+    assert token_request.headers["Content-Type"] == "application/json"
+    assert token_request.body is not None and b'"grant_type": "client_credentials"' in (
+        token_request.body if isinstance(token_request.body, bytes) else token_request.body.encode()
+    )

@@ -1,0 +1,339 @@
+"""The query parameters and the cursor chain: whole chains and every guard.
+
+Chains run over real HTTP against the simulator through the real client; the
+guards that the simulator cannot provoke (a proxy's links, long runs of distinct
+empty cursors, odd body shapes) use a scripted stand-in for the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from etl.client import ZendeskClient
+from etl.errors import ConfigError, PaginationError, RequestRejectedError
+from etl.pagination import MAX_EMPTY_PAGES, Page, audit_log_params, iter_pages
+from etl.secret import Secret
+from etl.settings import Credentials, ZendeskSettings
+from etl.simulator import Fault, SimulatedZendesk, generate_records
+
+START = datetime(2025, 6, 1, tzinfo=UTC)
+END = datetime(2025, 6, 2, tzinfo=UTC)
+
+
+# -- audit_log_params ---------------------------------------------------------------------------
+def test_params_bounds_sort_and_size() -> None:
+    assert audit_log_params(START, END, {}) == [
+        ("filter[created_at][]", "2025-06-01T00:00:00Z"),
+        ("filter[created_at][]", "2025-06-02T00:00:00Z"),
+        ("sort", "created_at"),
+        ("page[size]", "100"),
+    ]
+
+
+def test_params_convert_to_utc_and_drop_microseconds() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    start = datetime(2025, 6, 1, 2, 0, 5, 999_999, tzinfo=plus_two)
+    params = audit_log_params(start, END, {}, sort="-created_at", page_size=7)
+    assert params[0] == ("filter[created_at][]", "2025-06-01T00:00:05Z")
+    assert ("sort", "-created_at") in params and ("page[size]", "7") in params
+
+
+def test_params_filters_in_the_bracket_form_in_a_fixed_order() -> None:
+    params = audit_log_params(
+        START, END, {"action": ["login", "update"], "source_type": ["user"], "actor_id": []}
+    )
+    assert params[2:5] == [
+        ("filter[source_type][]", "user"),
+        ("filter[action][]", "login"),
+        ("filter[action][]", "update"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "complaint"),
+    [
+        ({"filters": {"colour": ["red"]}}, "unknown audit-log filter"),
+        ({"sort": "id"}, "sort must be"),
+        ({"page_size": 0}, "page_size"),
+        ({"page_size": 101}, "page_size"),
+    ],
+    ids=["filter", "sort", "size-0", "size-101"],
+)
+def test_params_refuse_what_zendesk_would(kwargs: dict[str, Any], complaint: str) -> None:
+    options: dict[str, Any] = {"filters": {}, **kwargs}
+    with pytest.raises(ConfigError, match=complaint):
+        audit_log_params(START, END, **options)
+
+
+def test_params_refuse_naive_datetimes() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        audit_log_params(datetime(2025, 6, 1), END, {})
+
+
+# -- chains over real HTTP -----------------------------------------------------------------------
+class NoSleep:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def make_client(sim: SimulatedZendesk, fake: NoSleep) -> ZendeskClient:
+    settings = ZendeskSettings(
+        base_url=sim.url,
+        credentials=Credentials(oauth_token=Secret("sim-oauth-token")),
+        requests_per_minute=100_000,
+    )
+    return ZendeskClient(settings, sleep=fake.sleep, clock=fake.clock, jitter=lambda: 0.0)
+
+
+@pytest.fixture
+def sim() -> Iterator[SimulatedZendesk]:
+    with SimulatedZendesk(generate_records(95, start=START, end=END)) as server:
+        yield server
+        assert server.errors == []
+
+
+@pytest.fixture
+def client(sim: SimulatedZendesk) -> Iterator[ZendeskClient]:
+    with make_client(sim, NoSleep()) as c:
+        yield c
+
+
+def ids(pages: Sequence[Page]) -> list[int]:
+    return [record["id"] for page in pages for record in page.records]
+
+
+def expected_ids(sim: SimulatedZendesk) -> list[int]:
+    return [record["id"] for record in sim.visible_records()]
+
+
+PARAMS = audit_log_params(START, END, {}, page_size=10)
+
+
+def test_a_whole_chain_in_order(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    pages = list(iter_pages(client, PARAMS))
+    assert [p.number for p in pages] == list(range(1, 11))
+    assert [p.has_more for p in pages] == [True] * 9 + [False]
+    assert ids(pages) == expected_ids(sim)
+    # After the first request every request follows links.next, which keeps the filters.
+    for logged in sim.requests:
+        assert logged.query["filter[created_at][]"] == [
+            "2025-06-01T00:00:00Z",
+            "2025-06-02T00:00:00Z",
+        ]
+
+
+def test_pages_are_fetched_lazily(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    pages = iter_pages(client, PARAMS)
+    next(pages)
+    next(pages)
+    assert len(sim.requests) == 2
+
+
+def test_an_empty_window_is_one_empty_page(client: ZendeskClient) -> None:
+    params = audit_log_params(
+        datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 2, tzinfo=UTC), {}
+    )
+    assert list(iter_pages(client, params)) == [Page(1, [], False)]
+
+
+def test_retries_inside_a_chain_are_invisible(sim: SimulatedZendesk) -> None:
+    fake = NoSleep()
+    sim.inject(
+        Fault("status", status=503, retry_after=2, skip=3),
+        Fault("reset", skip=1),
+        Fault("truncate"),
+    )
+    with make_client(sim, fake) as c:
+        pages = list(iter_pages(c, PARAMS))
+    assert ids(pages) == expected_ids(sim)
+    assert len(pages) == 10
+    # Retry-After 2; then a reset and, on its retry, a truncated body: backoff 0.5, 1.0
+    # (jitter 0). The tiny sleeps are the rate limiter's spacing on a clock that only
+    # moves when someone sleeps.
+    assert [s for s in fake.sleeps if s >= 0.1] == [2.0, 0.5, 1.0]
+
+
+def test_a_proxy_whose_links_name_another_host_falls_back_to_the_cursor(
+    sim: SimulatedZendesk, client: ZendeskClient
+) -> None:
+    """Links rewritten to the real Zendesk host: continue with page[after], never go there."""
+
+    class Proxy:
+        base_url = client.base_url
+
+        def get_json(
+            self, url: str, params: Sequence[tuple[str, str]] | None = None
+        ) -> dict[str, Any]:
+            body = client.get_json(url, params)
+            if body["links"].get("next"):
+                query = urlsplit(body["links"]["next"]).query
+                body["links"]["next"] = f"https://acme.zendesk.com/api/v2/audit_logs?{query}"
+            return body
+
+    pages = list(iter_pages(Proxy(), PARAMS))
+    assert ids(pages) == expected_ids(sim)
+    later = sim.requests[1:]
+    assert later and all(r.query["page[after]"][0].startswith("+/+/") for r in later)
+    assert all(r.query["page[size]"] == ["10"] for r in later)
+
+
+def test_a_repeated_cursor_is_a_loop(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    sim.inject(Fault("repeat_cursor", skip=2))
+    pages = iter_pages(client, PARAMS)
+    with pytest.raises(PaginationError, match="already seen"):
+        list(pages)
+
+
+def test_a_foreign_next_without_a_cursor_stops(
+    sim: SimulatedZendesk, client: ZendeskClient
+) -> None:
+    sim.inject(Fault("foreign_next", skip=1))
+    with pytest.raises(PaginationError, match="another host") as caught:
+        list(iter_pages(client, PARAMS))
+    assert "evil.example.net" in str(caught.value)
+    assert len(sim.requests) == 2
+
+
+def test_has_more_without_a_cursor_stops(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    sim.inject(Fault("no_cursor"))
+    with pytest.raises(PaginationError, match="no after_cursor"):
+        list(iter_pages(client, PARAMS))
+
+
+def test_a_few_empty_pages_are_walked_through(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    sim.inject(Fault("empty_page", skip=1, times=3))
+    pages = list(iter_pages(client, PARAMS))
+    assert ids(pages) == expected_ids(sim)
+    assert [len(p.records) for p in pages][:5] == [10, 0, 0, 0, 10]
+
+
+def test_endless_empty_pages_stop(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    sim.inject(Fault("empty_page", times=-1))
+    with pytest.raises(PaginationError, match="empty pages"):
+        list(iter_pages(client, PARAMS))
+    assert len(sim.requests) == MAX_EMPTY_PAGES + 1
+
+
+@pytest.mark.parametrize("kind", ["shuffle", "duplicate", "mangle"])
+def test_odd_records_pass_through_for_records_py_to_judge(
+    sim: SimulatedZendesk, client: ZendeskClient, kind: str
+) -> None:
+    sim.inject(Fault(kind, skip=1))
+    pages = list(iter_pages(client, PARAMS))
+    got = ids(pages)
+    assert sorted(set(got)) == sorted(expected_ids(sim))
+    assert len(got) == len(expected_ids(sim)) + (1 if kind == "duplicate" else 0)
+    if kind == "mangle":
+        assert "actor_name" not in pages[1].records[0]
+    assert len(pages) == 10
+
+
+def test_an_expired_cursor_is_rejected_not_retried(
+    sim: SimulatedZendesk, client: ZendeskClient
+) -> None:
+    params = [*PARAMS, ("page[after]", "bm90LWEtY3Vyc29y")]
+    with pytest.raises(RequestRejectedError, match="400"):
+        list(iter_pages(client, params))
+    assert len(sim.requests) == 1
+
+
+# -- guards the simulator cannot provoke ---------------------------------------------------------
+class Scripted:
+    """Answers get_json from a list of bodies and records what it was asked."""
+
+    base_url = "https://acme.zendesk.com"
+
+    def __init__(self, bodies: list[dict[str, Any]]) -> None:
+        self.bodies = iter(bodies)
+        self.calls: list[tuple[str, list[tuple[str, str]] | None]] = []
+
+    def get_json(self, url: str, params: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+        self.calls.append((url, list(params) if params is not None else None))
+        return next(self.bodies)
+
+
+def page(
+    records: list[Any], has_more: bool, cursor: str | None, nxt: str | None = None
+) -> dict[str, Any]:
+    return {
+        "audit_logs": records,
+        "meta": {"has_more": has_more, "after_cursor": cursor, "before_cursor": None},
+        "links": {"next": nxt, "prev": None},
+    }
+
+
+def test_a_same_origin_next_link_is_followed_as_is() -> None:
+    nxt = "https://acme.zendesk.com/api/v2/audit_logs?page%5Bafter%5D=a%2Bb&page%5Bsize%5D=2"
+    script = Scripted([page([1, 2], True, "a+b", nxt), page([3], False, None)])
+    assert [p.records for p in iter_pages(script, [("page[size]", "2")])] == [[1, 2], [3]]
+    assert script.calls[1] == (nxt, None)
+
+
+def test_the_cursor_fallback_replaces_page_after_in_the_original_params() -> None:
+    script = Scripted([page([1], True, "c+1"), page([2], True, "c/2"), page([3], False, None)])
+    list(iter_pages(script, [("sort", "created_at"), ("page[after]", "old")]))
+    assert [call[1] for call in script.calls] == [
+        [("sort", "created_at"), ("page[after]", "old")],
+        [("sort", "created_at"), ("page[after]", "c+1")],
+        [("sort", "created_at"), ("page[after]", "c/2")],
+    ]
+
+
+def test_distinct_empty_cursors_stop_after_the_limit() -> None:
+    bodies = [page([], True, f"c{i}") for i in range(MAX_EMPTY_PAGES + 5)]
+    script = Scripted(bodies)
+    with pytest.raises(PaginationError, match=f"{MAX_EMPTY_PAGES + 1} empty pages"):
+        list(iter_pages(script, []))
+    assert len(script.calls) == MAX_EMPTY_PAGES + 1
+
+
+def test_a_record_resets_the_empty_count() -> None:
+    bodies = [page([], True, f"c{i}") if i % 20 else page([i], True, f"c{i}") for i in range(60)]
+    script = Scripted([*bodies, page([], False, None)])
+    assert len(list(iter_pages(script, []))) == 61
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        ({"meta": {"has_more": False}}, "no audit_logs list"),
+        ({"audit_logs": {"1": {}}, "meta": {}}, "no audit_logs list"),
+        ({"audit_logs": []}, "meta is not an object"),
+        ({"audit_logs": [], "meta": [1]}, "meta is not an object"),
+        ({"audit_logs": [], "meta": {"has_more": "yes"}}, "has_more"),
+    ],
+    ids=["no-list", "dict-not-list", "no-meta", "meta-list", "has-more-string"],
+)
+def test_bodies_of_the_wrong_shape(body: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(PaginationError, match=complaint):
+        list(iter_pages(Scripted([body]), []))
+
+
+def test_the_loop_memory_is_bounded() -> None:
+    # The same cursor 1,500 pages later is no longer remembered: memory stays flat.
+    bodies = [page([i], True, f"c{i}") for i in range(1001)]
+    bodies += [page([-1], True, "c0"), page([], False, None)]
+    assert len(list(iter_pages(Scripted(bodies), []))) == 1003
+    bodies = [page([i], True, f"c{i}") for i in range(10)] + [page([-1], True, "c5")]
+    with pytest.raises(PaginationError, match="already seen"):
+        list(iter_pages(Scripted(bodies), []))
+
+
+def test_params_pairs_survive_the_http_layer(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    params = audit_log_params(START, END, {"action": ["create", "update"]}, page_size=5)
+    list(iter_pages(client, params))
+    first = sim.requests[0]
+    assert first.query["filter[action][]"] == ["create", "update"]

@@ -1,0 +1,256 @@
+"""RateLimiter with a fake clock: exact wait schedules; a few real-thread checks."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+
+from etl.errors import ConfigError
+from etl.ratelimit import RateLimiter, parse_retry_after
+
+
+class FakeTime:
+    """A clock that only moves when someone sleeps; records every sleep."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+        self.on_sleep: Callable[[], None] | None = None
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(round(seconds, 6))
+        if self.on_sleep is not None:
+            hook, self.on_sleep = self.on_sleep, None
+            hook()
+        self.now += seconds
+
+
+def limiter(rpm: int, fake: FakeTime) -> RateLimiter:
+    return RateLimiter(rpm, clock=fake.clock, sleep=fake.sleep)
+
+
+def test_budget_spaces_requests_evenly() -> None:
+    fake = FakeTime()
+    rl = limiter(60, fake)
+    waits = [rl.acquire() for _ in range(4)]
+    assert waits == [0.0, 1.0, 1.0, 1.0]
+    assert fake.sleeps == [1.0, 1.0, 1.0]
+    assert rl.waited == 3.0
+    assert rl.acquired == 4
+
+
+def test_a_slow_caller_never_waits() -> None:
+    fake = FakeTime()
+    rl = limiter(60, fake)
+    for _ in range(3):
+        assert rl.acquire() == 0.0
+        fake.now += 2.5  # the request itself took longer than the spacing
+    assert fake.sleeps == []
+
+
+def test_no_sixty_second_window_exceeds_the_budget() -> None:
+    fake = FakeTime()
+    rl = limiter(100, fake)
+    sent: list[float] = []
+    for i in range(450):
+        rl.acquire()
+        sent.append(fake.now)
+        fake.now += 0.05 if i % 7 else 0.0  # uneven request durations
+    for i, start in enumerate(sent):
+        # (1 µs of slack for float rounding in the fake clock's sums)
+        in_window = [t for t in sent[i:] if t < start + 60.0 - 1e-6]
+        assert len(in_window) <= 100
+
+
+def test_pause_holds_the_next_request() -> None:
+    fake = FakeTime()
+    rl = limiter(60, fake)
+    rl.acquire()
+    rl.pause(12)
+    assert rl.acquire() == 12.0
+    assert rl.acquire() == 1.0  # then the normal spacing again
+    assert fake.sleeps == [12.0, 1.0]
+    assert rl.pauses == 1
+
+
+def test_pause_begun_while_another_caller_sleeps_is_honoured() -> None:
+    fake = FakeTime()
+    rl = limiter(60, fake)
+    rl.acquire()
+    # During the 1 s spacing sleep another thread receives a 429 with Retry-After 10.
+    fake.on_sleep = lambda: rl.pause(10)
+    assert rl.acquire() == 10.0
+    assert fake.sleeps == [1.0, 9.0]
+
+
+def test_a_shorter_pause_does_not_shorten_a_longer_one() -> None:
+    fake = FakeTime()
+    rl = limiter(600, fake)
+    rl.pause(30)
+    rl.pause(5)
+    assert rl.acquire() == 30.0
+
+
+def test_low_remaining_paces_until_the_window_refreshes() -> None:
+    fake = FakeTime()
+    rl = limiter(600, fake)  # our own budget: 0.1 s apart
+    rl.acquire()
+    rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "10"})
+    assert rl.paced
+    # 10 requests left for a window of (at most) 60 s: one every 6 s.
+    assert [rl.acquire() for _ in range(3)] == [6.0, 6.0, 6.0]
+
+
+def test_ratelimit_reset_shortens_the_pacing_window() -> None:
+    fake = FakeTime()
+    rl = limiter(600, fake)
+    rl.acquire()
+    rl.observe({"x-rate-limit": "700", "ratelimit-remaining": "5", "ratelimit-reset": "15"})
+    assert rl.acquire() == 3.0
+
+
+def test_nothing_remaining_waits_for_the_window() -> None:
+    fake = FakeTime()
+    rl = limiter(600, fake)
+    rl.acquire()
+    rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "0", "ratelimit-reset": "20"})
+    assert rl.acquire() == 20.0
+
+
+def test_plenty_remaining_does_not_slow_down_and_clears_pacing() -> None:
+    fake = FakeTime()
+    rl = limiter(600, fake)
+    rl.acquire()
+    rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "100"})
+    assert rl.acquire() == pytest.approx(0.6)  # 100 left over 60 s: 0.6 s apart
+    rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "650"})
+    assert not rl.paced
+    assert rl.acquire() == pytest.approx(0.1)
+
+
+def test_pacing_expires_after_the_window() -> None:
+    fake = FakeTime()
+    rl = limiter(600, fake)
+    rl.acquire()
+    rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "3", "ratelimit-reset": "30"})
+    fake.now += 31
+    assert not rl.paced
+    assert rl.acquire() == 0.0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"X-Rate-Limit": "700"},
+        {"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "lots"},
+        {"X-Rate-Limit": "many", "X-Rate-Limit-Remaining": "nan"},
+    ],
+    ids=["none", "limit-only", "garbage-remaining", "garbage-both"],
+)
+def test_missing_or_garbage_headers_change_nothing(headers: dict[str, str]) -> None:
+    fake = FakeTime()
+    rl = limiter(60, fake)
+    rl.acquire()
+    rl.observe(headers)
+    assert rl.acquire() == 1.0
+
+
+def test_without_a_limit_header_our_budget_is_the_yardstick() -> None:
+    fake = FakeTime()
+    rl = limiter(100, fake)  # low = 20 or fewer remaining
+    rl.acquire()
+    rl.observe({"X-Rate-Limit-Remaining": "30"})
+    assert not rl.paced
+    rl.observe({"X-Rate-Limit-Remaining": "20"})
+    assert rl.acquire() == 3.0
+
+
+def test_budget_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="requests_per_minute"):
+        RateLimiter(0)
+
+
+def test_threads_share_the_budget() -> None:
+    rl = RateLimiter(6000)  # 10 ms apart, real clock
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(5):
+            rl.acquire()
+            with lock:
+                stamps.append(time.monotonic())
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stamps.sort()
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
+    assert len(stamps) == 20
+    assert min(gaps) >= 0.009
+
+
+def test_a_pause_holds_every_thread() -> None:
+    rl = RateLimiter(6000)
+    rl.pause(0.2)
+    started = time.monotonic()
+    done: list[float] = []
+
+    def work() -> None:
+        rl.acquire()
+        done.append(time.monotonic() - started)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(done) == 3
+    assert min(done) >= 0.19
+
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("7", 7.0),
+        ("1.5", 1.5),
+        (" 30 ", 30.0),
+        ("0", 0.0),
+        (None, 10.0),
+        ("", 10.0),
+        ("soon", 10.0),
+        ("-3", 10.0),
+        ("inf", 10.0),
+        ("Sun, 01 Mar 2026 12:00:45 GMT", 45.0),
+        ("Sun, 01 Mar 2026 11:00:00 GMT", 0.0),
+    ],
+    ids=[
+        "int",
+        "float",
+        "spaces",
+        "zero",
+        "absent",
+        "empty",
+        "word",
+        "negative",
+        "inf",
+        "http-date",
+        "http-date-past",
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float) -> None:
+    assert parse_retry_after(value, now=NOW) == expected
