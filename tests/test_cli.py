@@ -59,7 +59,7 @@ def cli(
 def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     """Expected failures print exactly one line on stderr, and never a traceback."""
     assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("zendesk-audit-etl:")]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zendesk-audit-etl")]
     assert len(errors) == 1, result.stderr
     return errors[0]
 

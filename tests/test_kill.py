@@ -35,8 +35,9 @@ def kill_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
 def kill_loop(db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
     rng = random.Random(seed)
     end = recent(30)
-    records = generate_records(4000, start=end - timedelta(days=2), end=end, seed=seed)
-    with SimulatedZendesk(records, latency=0.01) as sim:
+    # Long enough (200 pages at ~25 ms) that most kills land in the middle of the backfill.
+    records = generate_records(20_000, start=end - timedelta(days=2), end=end, seed=seed)
+    with SimulatedZendesk(records, latency=0.02) as sim:
         config = tmp_path / "config.toml"
         config.write_text(
             f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
@@ -47,16 +48,15 @@ def kill_loop(db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, i
         outcomes = {"killed": 0, "finished": 0}
         for i in range(kills):
             proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.0, 1.8))
+            time.sleep(rng.uniform(0.0, 1.5))
             proc.send_signal(signal.SIGKILL)
             code = proc.wait(timeout=30)
             outcomes["killed" if code == -signal.SIGKILL else "finished"] += 1
-            if i % 3 == 2:  # upstream moves on: a new record, and one that appears late
+            if i % 3 == 2:  # upstream moves on: new records, and some that appear late
+                base = 8_000_000_000_000 + i * 1000
                 sim.add_records(
-                    [
-                        audit_record(8_000_000_000_000 + i, recent(6)),
-                        audit_record(8_100_000_000_000 + i, recent(12)),
-                    ]
+                    [audit_record(base + j, recent(6)) for j in range(150)]
+                    + [audit_record(base + 500 + j, recent(12)) for j in range(5)]
                 )
         final = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
         assert final.returncode == 0, final.stderr
