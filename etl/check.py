@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from itertools import islice
 from typing import Any
@@ -15,6 +16,14 @@ from etl.pagination import audit_log_params, iter_pages
 from etl.redact import redact_url
 from etl.settings import AccountSettings, Credentials, Settings
 from etl.sync import HISTORY_START, plan_window, utc_now
+
+# A person is waiting: give up on an unreachable Zendesk sooner than a cron run would.
+INTERACTIVE_RETRY_BUDGET = 15.0
+
+
+def interactive_client(account: AccountSettings) -> ZendeskClient:
+    budget = min(account.zendesk.retry_budget, INTERACTIVE_RETRY_BUDGET)
+    return ZendeskClient(replace(account.zendesk, retry_budget=budget))
 
 
 def auth_method(credentials: Credentials) -> str:
@@ -45,7 +54,7 @@ def check_account(account: AccountSettings) -> str:
     """One authenticated request: the newest audit record, which also proves access."""
     window = plan_window(None, account, utc_now())
     params = audit_log_params(window.start, window.end, {}, sort="-created_at", page_size=1)
-    with ZendeskClient(account.zendesk) as client:
+    with interactive_client(account) as client:
         page = next(iter_pages(client, params))
     newest = page.records[0] if page.records else None
     found = (
@@ -78,6 +87,6 @@ def list_records(
         sort="-created_at" if descending else "created_at",
         page_size=min(limit, account.zendesk.page_size),
     )
-    with ZendeskClient(account.zendesk) as client:
+    with interactive_client(account) as client:
         records = (r for page in iter_pages(client, params) for r in page.records)
         return [r for r in islice(records, limit) if isinstance(r, dict)]

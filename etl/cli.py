@@ -13,13 +13,20 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from etl import __version__, config, logsetup, report
 from etl.errors import ConfigError, EtlError, ExitCode, InterruptedRun, StaleDataError
+from etl.progress import ProgressBar
 from etl.settings import FILTER_KEYS, Settings
+
+if TYPE_CHECKING:
+    from etl.store import Store
+    from etl.sync import RunSummary
 
 PROG = "zendesk-audit-etl"
 log = logging.getLogger(__name__)
@@ -177,7 +184,9 @@ def _fail(message: str) -> None:
     print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
-def _settings(args: argparse.Namespace, *, require_credentials: bool = True) -> Settings:
+def _settings(
+    args: argparse.Namespace, *, require_credentials: bool | Collection[str] = True
+) -> Settings:
     path = config.resolve_path(args.config)
     return config.load(path, require_credentials=require_credentials)
 
@@ -190,13 +199,28 @@ def _migrate_hint(args: argparse.Namespace) -> str:
 def cmd_sync(args: argparse.Namespace) -> int:
     from etl.job import open_store, run_sync, select_accounts
 
-    settings = _settings(args)
+    # With --account, only those accounts' secrets need to be readable.
+    settings = _settings(args, require_credentials=args.account or True)
     accounts = select_accounts(settings, args.account)
     stop = threading.Event()
+    summaries: dict[str, RunSummary] = {}
+    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
 
     def stoppable_sleep(seconds: float) -> None:
         if stop.wait(seconds):
             raise InterruptedRun("stopped by a signal while waiting to retry")
+
+    def report(summary: RunSummary) -> None:
+        if bar:
+            bar.finish()
+        summaries[summary.account] = summary
+        log.info("%s", summary.line(), extra=summary.fields())
+
+    def progress(summary: RunSummary, position: datetime | None) -> None:
+        if bar and summary.window:
+            window = summary.window
+            bar.update(summary.account, window.start, window.end, position, summary.records,
+                       summary.pages)  # fmt: skip
 
     with _signals_set(stop), open_store(settings, migrate_hint=_migrate_hint(args)) as store:
         result = run_sync(
@@ -205,8 +229,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
             wait=args.wait,
             stop=stop,
             sleep=stoppable_sleep,
-            on_summary=lambda s: log.info("%s", s.line()),
+            on_summary=report,
+            on_page=progress if bar else None,
         )
+        if settings.metrics_file:
+            _write_metrics(store, settings, summaries)
     for outcome in result.outcomes:
         if outcome.error:
             _fail(f"account {outcome.account}: {outcome.error}")
@@ -214,6 +241,20 @@ def cmd_sync(args: argparse.Namespace) -> int:
         _fail(f"{len(result.failed)} of {len(result.outcomes)} accounts failed: "
               f"{', '.join(result.failed)}")  # fmt: skip
     return int(result.exit_code)
+
+
+def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
+    from etl import metrics
+    from etl.sync import utc_now
+
+    assert settings.metrics_file
+    statuses = [s for a in settings.accounts for s in store.account_status(a.name)]
+    try:
+        metrics.write_atomically(
+            Path(settings.metrics_file), metrics.render(statuses, summaries, utc_now())
+        )
+    except OSError as exc:  # metrics are a side channel: warn, but the sync result stands
+        log.warning("could not write metrics file %s: %s", settings.metrics_file, exc.strerror)
 
 
 class _signals_set:
@@ -288,7 +329,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from etl.check import check_account, check_database
     from etl.job import select_accounts
 
-    settings = _settings(args)
+    settings = _settings(args, require_credentials=args.account or True)
     print(check_database(settings, migrate_hint=_migrate_hint(args)))
     for account in select_accounts(settings, args.account):
         print(check_account(account))
@@ -299,7 +340,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from etl.check import list_records
     from etl.job import select_accounts
 
-    settings = _settings(args)
+    settings = _settings(args, require_credentials=args.account or True)
     accounts = select_accounts(settings, args.account)
     if len(accounts) > 1:
         raise ConfigError("list reads one account; pick it with --account NAME")

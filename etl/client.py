@@ -268,8 +268,12 @@ class ZendeskClient:
         self.base_url = check_base_url(settings.base_url)
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
-        if self._session.verify is False:
+        # requests verifies only when ``verify`` is True or a CA bundle path: None, "" or 0
+        # switch verification off as surely as False does.
+        verify = self._session.verify
+        if verify is not True and not (isinstance(verify, str) and verify):
             raise ConfigError("TLS certificate verification cannot be switched off")
+        self._verify: bool | str = verify
         self._settings = settings
         self._sleep = sleep
         self._clock = clock
@@ -364,6 +368,7 @@ class ZendeskClient:
                 headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
+                verify=self._verify,  # what was checked, whatever the session says later
             )
         except RateLimitedError as err:  # from an OAuth token fetch
             self.limiter.pause(err.retry_after)

@@ -14,7 +14,7 @@ import os
 import re
 import stat
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from ipaddress import ip_address
 from pathlib import Path
@@ -53,7 +53,8 @@ ZENDESK_KEYS = {
 }  # fmt: skip
 SYNC_KEYS = {"start_time", "lag", "overlap", "filters"}
 DATABASE_KEYS = {"url", "auto_migrate"}
-TOP_KEYS = {"zendesk", "sync", "database", "accounts"}
+MONITORING_KEYS = {"metrics_file"}
+TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring"}
 
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -65,12 +66,17 @@ def resolve_path(cli_path: str | None, environ: Mapping[str, str] = os.environ) 
 
 
 def load(
-    path: Path, environ: Mapping[str, str] = os.environ, *, require_credentials: bool = True
+    path: Path,
+    environ: Mapping[str, str] = os.environ,
+    *,
+    require_credentials: bool | Collection[str] = True,
 ) -> Settings:
     """Read and validate the file; raise ``ConfigError`` listing every problem.
 
     Commands that only touch the database (``status``, ``migrate``) pass
-    ``require_credentials=False``, so they run where the secrets are not readable.
+    ``require_credentials=False``, so they run where the secrets are not readable; a
+    collection of account names checks only those accounts' credentials (``sync --account``
+    under a per-account systemd unit sees only its own secret).
     """
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -95,14 +101,25 @@ def parse(
     *,
     environ: Mapping[str, str],
     source: str,
-    require_credentials: bool = True,
+    require_credentials: bool | Collection[str] = True,
 ) -> Settings:
     """Validate an already-decoded TOML document."""
     problems = _Problems(source)
-    # Credential problems go to a sink that is ignored when credentials are not needed.
-    credential_problems = problems if require_credentials else _Problems(source)
+
+    def credential_problems(zendesk: Mapping[str, Any]) -> _Problems:
+        """Where an account's credential problems go: ignored when they are not needed."""
+        if isinstance(require_credentials, bool):
+            return problems if require_credentials else _Problems(source)
+        name = zendesk.get("name") or zendesk.get("subdomain")
+        if name is None and isinstance(zendesk.get("base_url"), str):
+            name = (urlsplit(zendesk["base_url"]).hostname or "").split(".")[0]
+        return problems if name in require_credentials else _Problems(source)
+
     problems.unknown_keys(data, TOP_KEYS, "")
     database = _database(_table(data, "database", problems), problems)
+    monitoring = _table(data, "monitoring", problems)
+    problems.unknown_keys(monitoring, MONITORING_KEYS, "monitoring")
+    metrics_file = _typed(monitoring, "metrics_file", str, problems, "monitoring", "") or None
     base_sync = _table(data, "sync", problems)
     accounts: list[AccountSettings] = []
     if "accounts" in data:
@@ -119,7 +136,9 @@ def parse(
                 continue
             zendesk = {k: v for k, v in entry.items() if k != "sync"}
             sync = {**base_sync, **_table(entry, "sync", problems, where)}
-            account = _account(zendesk, sync, problems, credential_problems, where, environ, False)
+            account = _account(
+                zendesk, sync, problems, credential_problems(zendesk), where, environ, False
+            )
             if account:
                 accounts.append(account)
     else:
@@ -128,7 +147,7 @@ def parse(
             problems.add("zendesk", "missing: set at least subdomain (or base_url) and credentials")
         else:
             account = _account(
-                zendesk, base_sync, problems, credential_problems, "zendesk", environ, True
+                zendesk, base_sync, problems, credential_problems(zendesk), "zendesk", environ, True
             )
             if account:
                 accounts.append(account)
@@ -136,7 +155,9 @@ def parse(
     for name in {n for n in names if names.count(n) > 1}:
         problems.add("accounts", f"account name {name!r} appears twice; give each a unique name")
     problems.raise_if_any()
-    return Settings(accounts=tuple(accounts), database=database, source=source)
+    return Settings(
+        accounts=tuple(accounts), database=database, source=source, metrics_file=metrics_file
+    )
 
 
 class _Problems:

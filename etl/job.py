@@ -18,7 +18,7 @@ from etl.db import check_connection, open_engine
 from etl.errors import ConfigError, EtlError, ExitCode, InterruptedRun
 from etl.settings import AccountSettings, Settings
 from etl.store import Store
-from etl.sync import RunSummary, sync_account
+from etl.sync import PageHook, RunSummary, sync_account
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,7 @@ def run_sync(
     stop: threading.Event | None = None,
     sleep: Callable[[float], None] | None = None,
     on_summary: Callable[[RunSummary], None] = lambda s: None,
+    on_page: PageHook | None = None,
 ) -> JobResult:
     result = JobResult()
     for account in accounts:
@@ -98,7 +99,9 @@ def run_sync(
         result.outcomes.append(outcome)
         try:
             with store.lock(account.name, wait=wait), _client(account, sleep) as client:
-                outcome.summary = sync_account(account, client, store, stop=stop, report=on_summary)
+                outcome.summary = sync_account(
+                    account, client, store, stop=stop, report=on_summary, on_page=on_page
+                )
         except InterruptedRun as exc:
             outcome.error = exc
             break

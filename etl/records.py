@@ -1,14 +1,20 @@
 """Turn one audit-log record from the API into a row, or into a ``Reject``.
 
-Only what makes a record unstorable rejects it: no integer ``id`` (the key) or no
-usable ``created_at`` (the watermark's clock). Any other field of the wrong type
-is stored as NULL; the untouched record is always kept in ``raw``, so nothing
-Zendesk sends is lost, including fields it adds later.
+Only what makes a record unstorable rejects it: no integer ``id`` (the key), no
+usable ``created_at`` (the watermark's clock), or a value JSON cannot carry (NaN,
+Infinity: no database's JSON column takes it). Any other field of the wrong type
+is stored as NULL; the record is always kept in ``raw``, so nothing Zendesk sends
+is lost, including fields it adds later. The one alteration: a NUL character
+(U+0000), which PostgreSQL can store neither in text nor in JSONB, becomes U+FFFD
+in ``raw`` and the columns, on every database alike, so that one odd record can
+never stop the log. A reject's ``raw`` is the record's exact JSON text (escaped, so
+a NUL is harmless there).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +32,9 @@ TEXT_FIELDS = (
 INTEGER_FIELDS = ("actor_id", "source_id")
 # Bounded by what a BIGINT column holds.
 _BIGINT = 2**63
+_DIGITS = re.compile(r"\A\s*-?[0-9]+\s*\Z")  # ASCII only: int() also takes "١٢", not "²"
+NUL = "\x00"
+NUL_REPLACEMENT = "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,10 @@ class Reject:
 def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, Any] | Reject:
     if not isinstance(raw, dict):
         return Reject(None, f"record is a JSON {type(raw).__name__}, not an object", _dump(raw))
+    if not _is_strict_json(raw):
+        return Reject(
+            _text_id(raw.get("id")), "holds NaN or Infinity, which JSON cannot store", _dump(raw)
+        )
     record_id = _integer(raw.get("id"))
     if record_id is None:
         reason = "no id" if raw.get("id") is None else "id is not an integer"
@@ -45,13 +58,14 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
     created_at = parse_created_at(raw.get("created_at"))
     if created_at is None:
         return Reject(str(record_id), "no usable created_at", _dump(raw))
+    stored: dict[Any, Any] = _without_nul(raw) if _has_nul(raw) else raw
     row: dict[str, Any] = {"account": account, "id": record_id, "created_at": created_at}
     for name in TEXT_FIELDS:
-        value = raw.get(name)
+        value = stored.get(name)
         row[name] = value if isinstance(value, str) else None
     for name in INTEGER_FIELDS:
-        row[name] = _integer(raw.get(name))
-    row["raw"] = raw
+        row[name] = _integer(stored.get(name))
+    row["raw"] = stored
     row["synced_at"] = synced_at
     return row
 
@@ -62,11 +76,11 @@ def parse_created_at(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
-    except ValueError:
+        if parsed.tzinfo is None:
+            return None
+        return parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved across UTC
         return None
-    if parsed.tzinfo is None:
-        return None
-    return parsed.astimezone(UTC)
 
 
 def _integer(value: object) -> int | None:
@@ -76,7 +90,7 @@ def _integer(value: object) -> int | None:
         result = value
     elif isinstance(value, float) and value.is_integer():
         result = int(value)  # connectors re-emit ids as 6139157572367.0
-    elif isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    elif isinstance(value, str) and _DIGITS.match(value):
         result = int(value)
     else:
         return None
@@ -84,7 +98,36 @@ def _integer(value: object) -> int | None:
 
 
 def _text_id(value: object) -> str | None:
-    return None if value is None else str(value)[:64]
+    return None if value is None else str(value).replace(NUL, NUL_REPLACEMENT)[:64]
+
+
+def _is_strict_json(raw: object) -> bool:
+    try:
+        json.dumps(raw, allow_nan=False, default=str)
+    except ValueError:
+        return False
+    return True
+
+
+def _has_nul(value: object) -> bool:
+    if isinstance(value, str):
+        return NUL in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _without_nul(value: Any) -> Any:
+    """A copy of ``value`` with every NUL in its strings (keys too) replaced."""
+    if isinstance(value, str):
+        return value.replace(NUL, NUL_REPLACEMENT)
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    return value
 
 
 def _dump(raw: object) -> str:

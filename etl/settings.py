@@ -67,3 +67,4 @@ class Settings:
     accounts: tuple[AccountSettings, ...]
     database: DatabaseSettings
     source: str = "<defaults>"  # the config file's path, for messages
+    metrics_file: str | None = None  # Prometheus text file written after each sync

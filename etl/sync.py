@@ -24,6 +24,9 @@ from etl.store import Store
 
 log = logging.getLogger(__name__)
 
+# Called after each committed page with the run so far and the created_at reached.
+PageHook = Callable[["RunSummary", datetime | None], None]
+
 # Before Zendesk existed: where the first run starts when no start_time is configured.
 HISTORY_START = datetime(2007, 1, 1, tzinfo=UTC)
 # Window bounds may be exclusive (undocumented): always re-read the watermark's own second.
@@ -42,6 +45,7 @@ class RunSummary:
     status: str = "running"
     window: Window | None = None
     pages: int = 0
+    records: int = 0  # as received, before upsert: inserted + updated + unchanged + rejected
     inserted: int = 0
     updated: int = 0
     rejected: int = 0
@@ -57,12 +61,34 @@ class RunSummary:
         window = f"{_iso(self.window.start)}..{_iso(self.window.end)}" if self.window else "none"
         text = (
             f"account={self.account} status={self.status} window={window} pages={self.pages} "
-            f"inserted={self.inserted} updated={self.updated} rejected={self.rejected} "
+            f"records={self.records} inserted={self.inserted} updated={self.updated} "
+            f"rejected={self.rejected} "
             f"requests={self.requests} 429s={self.rate_limited} "
             f"watermark={_iso(self.watermark_before)}->{_iso(self.watermark_after)} "
             f"duration={self.duration:.2f}s"
         )
         return f"{text} error={self.error}" if self.error else text
+
+    def fields(self) -> dict[str, object]:
+        """The same figures as structured fields, for ``--log-format json``."""
+        return {
+            "event": "run_finished",
+            "account": self.account,
+            "status": self.status,
+            "window_start": _iso(self.window.start) if self.window else None,
+            "window_end": _iso(self.window.end) if self.window else None,
+            "pages": self.pages,
+            "records": self.records,
+            "rows_inserted": self.inserted,
+            "rows_updated": self.updated,
+            "rows_rejected": self.rejected,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "watermark_before": _iso(self.watermark_before),
+            "watermark_after": _iso(self.watermark_after),
+            "duration": round(self.duration, 3),
+            "error": self.error,
+        }
 
 
 def plan_window(watermark: datetime | None, account: AccountSettings, now: datetime) -> Window:
@@ -90,6 +116,7 @@ def sync_account(
     stop: threading.Event | None = None,
     clock: Callable[[], float] = time.monotonic,
     report: Callable[[RunSummary], None] = lambda summary: None,
+    on_page: PageHook | None = None,
 ) -> RunSummary:
     """Bring one account's table up to ``now - lag``. The caller holds the account's lock.
 
@@ -102,7 +129,7 @@ def sync_account(
     summary.window = window
     run_id = store.start_run(account.name, window.start, window.end, summary.watermark_before)
     try:
-        _read_window(account, client, store, run_id, window, summary, stop)
+        _read_window(account, client, store, run_id, window, summary, stop, on_page)
         store.set_watermark(account.name, window.end)
         summary.watermark_after = store.watermark(account.name)
         summary.status = "success"
@@ -134,14 +161,17 @@ def _read_window(
     window: Window,
     summary: RunSummary,
     stop: threading.Event | None,
+    on_page: PageHook | None,
 ) -> None:
     params = audit_log_params(
         window.start, window.end, account.sync.filters, page_size=account.zendesk.page_size
     )
     for page in iter_pages(client, params):
         rows, rejects = split_records(page.records, account.name, utc_now())
-        result = store.write_page(account.name, run_id, rows, rejects, page_watermark(rows, window))
+        position = page_watermark(rows, window)
+        result = store.write_page(account.name, run_id, rows, rejects, position)
         summary.pages += 1
+        summary.records += len(page.records)
         summary.inserted += result.inserted
         summary.updated += result.updated
         summary.rejected += result.rejected
@@ -149,6 +179,8 @@ def _read_window(
             "page %d: %d records, %d inserted, %d updated, %d rejected",
             page.number, len(page.records), result.inserted, result.updated, result.rejected,
         )  # fmt: skip
+        if on_page is not None:
+            on_page(summary, position)
         if stop is not None and stop.is_set():
             raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
 

@@ -164,6 +164,19 @@ def test_status_and_migrate_do_not_need_credentials(tmp_path: Path) -> None:
         config.load(path, environ={})
 
 
+def test_only_the_selected_accounts_need_readable_secrets(tmp_path: Path) -> None:
+    text = "".join(
+        f'[[accounts]]\nsubdomain = "{name}"\noauth_token_file = "{tmp_path / name}"\n'
+        for name in ("prod", "sandbox")
+    )
+    (tmp_path / "sandbox").write_text("sandbox-token")
+    path = write(tmp_path, text)
+    settings = config.load(path, environ={}, require_credentials=["sandbox"])
+    assert settings.accounts[1].zendesk.credentials.oauth_token == Secret("sandbox-token")
+    with pytest.raises(ConfigError, match=r"accounts\[0\].oauth_token_file: cannot read"):
+        config.load(path, environ={}, require_credentials=["prod"])
+
+
 def test_secret_never_shows_in_repr_of_settings(tmp_path: Path) -> None:
     settings = load_text(tmp_path, MINIMAL.replace('"tok"', '"s3cr3t-value"'))
     assert "s3cr3t-value" not in repr(settings)

@@ -1,0 +1,186 @@
+"""The tables, as SQLAlchemy Core metadata.
+
+This module describes the schema for queries; it never creates it. Tables are
+created and changed only by the Alembic revisions in ``migrations/versions``,
+which must agree with what is here (``tests/test_migrations.py`` checks).
+
+Every timestamp column is ``UTCDateTime``: aware UTC datetimes in and out on every
+dialect (PostgreSQL ``timestamptz``; SQLite and MySQL store naive UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Options for every table on MySQL/MariaDB: 4-byte UTF-8 and binary (case- and
+# accent-sensitive) comparison, as on PostgreSQL and SQLite. Binary collation also
+# makes the upsert's "raw changed?" test exact on MariaDB, whose JSON is LONGTEXT.
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+# SQLAlchemy names the dialect "mariadb" for mariadb:// URLs, "mysql" otherwise.
+MYSQL_DIALECTS = ("mysql", "mariadb")
+
+# Alembic's version table: our own name, so that another application's Alembic
+# history in the same database is never mistaken for ours.
+VERSION_TABLE = "zendesk_audit_alembic_version"
+
+RUN_STATUSES = ("running", "success", "failed", "interrupted", "abandoned")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime; naive datetimes are refused rather than guessed at.
+
+    ``fsp`` is the fractional-second precision kept: 6 (microseconds) or 0, which
+    truncates on every dialect so that all three store the same value.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def __init__(self, fsp: int = 6) -> None:
+        super().__init__()
+        if fsp not in (0, 6):
+            raise ValueError("fsp must be 0 or 6")
+        self.fsp = fsp
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True, precision=self.fsp))
+        if dialect.name in MYSQL_DIALECTS:
+            return dialect.type_descriptor(mysql.DATETIME(fsp=self.fsp))
+        return dialect.type_descriptor(sa.DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone")
+        value = value.astimezone(UTC)
+        if self.fsp == 0 and value.microsecond:
+            value = value.replace(microsecond=0)
+        if dialect.name == "postgresql":
+            return value
+        return value.replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+def json_type() -> TypeEngine[Any]:
+    """JSON, stored as JSONB on PostgreSQL."""
+    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def long_text() -> TypeEngine[str]:
+    """Unbounded text: LONGTEXT on MySQL, whose TEXT stops at 64 KiB."""
+    return sa.Text().with_variant(mysql.LONGTEXT(), *MYSQL_DIALECTS)
+
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+audit_logs = sa.Table(
+    "zendesk_audit_logs",
+    metadata,
+    sa.Column("account", sa.String(255), primary_key=True),
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("action", sa.String(255)),
+    sa.Column("action_label", long_text()),
+    sa.Column("actor_id", sa.BigInteger),
+    sa.Column("actor_name", long_text()),
+    sa.Column("change_description", long_text()),
+    sa.Column("created_at", UTCDateTime(fsp=0), nullable=False),
+    sa.Column("ip_address", sa.String(64)),
+    sa.Column("source_id", sa.BigInteger),
+    sa.Column("source_label", long_text()),
+    sa.Column("source_type", sa.String(255)),
+    sa.Column("url", long_text()),
+    sa.Column("raw", json_type(), nullable=False),
+    sa.Column("synced_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_zendesk_audit_logs_account_created_at", "account", "created_at"),
+    sa.Index(
+        "ix_zendesk_audit_logs_account_actor_id_created_at", "account", "actor_id", "created_at"
+    ),
+    sa.Index(
+        "ix_zendesk_audit_logs_account_source_type_source_id",
+        "account",
+        "source_type",
+        "source_id",
+    ),
+    sa.Index("ix_zendesk_audit_logs_account_action_created_at", "account", "action", "created_at"),
+    sa.Index(
+        "ix_zendesk_audit_logs_account_ip_address_created_at",
+        "account",
+        "ip_address",
+        "created_at",
+    ),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+sync_state = sa.Table(
+    "zendesk_audit_sync_state",
+    metadata,
+    sa.Column("account", sa.String(255), primary_key=True),
+    sa.Column("watermark", UTCDateTime()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+sync_runs = sa.Table(
+    "zendesk_audit_sync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("window_start", UTCDateTime()),
+    sa.Column("window_end", UTCDateTime()),
+    sa.Column("watermark_before", UTCDateTime()),
+    sa.Column("watermark_after", UTCDateTime()),
+    sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rate_limited", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_inserted", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("error", long_text()),
+    sa.Index("ix_zendesk_audit_sync_runs_account_started_at", "account", "started_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+audit_rejects = sa.Table(
+    "zendesk_audit_rejects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey(sync_runs.c.id), nullable=False),
+    sa.Column("record_id", sa.String(64)),
+    sa.Column("reason", long_text(), nullable=False),
+    sa.Column("raw", long_text(), nullable=False),
+    sa.Column("rejected_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_zendesk_audit_rejects_account_rejected_at", "account", "rejected_at"),
+    sa.Index("ix_zendesk_audit_rejects_run_id", "run_id"),
+    **MYSQL_TABLE_OPTIONS,
+)

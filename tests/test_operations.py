@@ -1,0 +1,180 @@
+"""Running it for years: several accounts, logs for shippers and journald, metrics, progress."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from support import SIM_OAUTH_TOKEN, assert_table_matches, recent
+from test_cli import cli
+
+from etl.errors import ExitCode
+from etl.progress import ProgressBar, render
+from etl.simulator import SimAuth, SimulatedZendesk, generate_records
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def two_sims() -> Iterator[tuple[SimulatedZendesk, SimulatedZendesk]]:
+    end = recent(30)
+    prod = generate_records(700, start=end - timedelta(days=1), end=end, seed=1)
+    sandbox = generate_records(300, start=end - timedelta(days=1), end=end, seed=2)
+    with (
+        SimulatedZendesk(prod) as a,
+        SimulatedZendesk(sandbox, auth=SimAuth(oauth_tokens=("sandbox-token",))) as b,
+    ):
+        yield a, b
+
+
+def accounts_config(tmp_path: Path, db_url: str, prod_url: str, sandbox_url: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[[accounts]]\nbase_url = "{prod_url}"\nname = "prod"\noauth_token_env = "PROD_TOKEN"\n'
+        f"requests_per_minute = 2500\n\n"
+        f'[[accounts]]\nbase_url = "{sandbox_url}"\nname = "sandbox"\n'
+        f'oauth_token_env = "SANDBOX_TOKEN"\nrequests_per_minute = 2500\nretry_budget = "2s"\n\n'
+        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n\n'
+        f'[monitoring]\nmetrics_file = "{tmp_path / "metrics" / "etl.prom"}"\n'
+    )
+    return path
+
+
+def test_two_accounts_share_one_database_and_fail_independently(
+    tmp_path: Path, db_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
+) -> None:
+    prod, sandbox = two_sims
+    config = accounts_config(tmp_path, db_url, prod.url, sandbox.url)
+    bad = cli(config, "sync", env={"PROD_TOKEN": SIM_OAUTH_TOKEN, "SANDBOX_TOKEN": "wrong"})
+    assert bad.returncode == ExitCode.AUTH
+    assert "account sandbox:" in bad.stderr
+    assert "1 of 2 accounts failed: sandbox" in bad.stderr
+    assert_table_matches(db_url, prod.visible_records(), account="prod")
+
+    good = cli(
+        config, "sync", env={"PROD_TOKEN": SIM_OAUTH_TOKEN, "SANDBOX_TOKEN": "sandbox-token"}
+    )
+    assert good.returncode == 0, good.stderr
+    assert_table_matches(db_url, prod.visible_records(), account="prod")
+    assert_table_matches(db_url, sandbox.visible_records(), account="sandbox")
+
+    only = cli(config, "sync", "--account", "sandbox", env={"SANDBOX_TOKEN": "sandbox-token"})
+    assert only.returncode == 0
+    assert "account=prod" not in only.stderr
+
+    status = json.loads(cli(config, "status", "--json").stdout)
+    by_name = {s["account"]: s for s in status}
+    assert by_name["prod"]["rows"] == 700 and by_name["sandbox"]["rows"] == 300
+    assert by_name["sandbox"]["last_failure_error"] is not None
+
+    metrics = (tmp_path / "metrics" / "etl.prom").read_text()
+    assert 'zendesk_audit_etl_rows{account="prod"} 700' in metrics
+    assert 'zendesk_audit_etl_rows{account="sandbox"} 300' in metrics
+    assert 'zendesk_audit_etl_last_run_success{account="sandbox"} 1' in metrics
+    lag = re.search(r'zendesk_audit_etl_lag_seconds\{account="prod"\} (\S+)', metrics)
+    assert lag and 4 * 60 < float(lag.group(1)) < 10 * 60
+
+
+def test_json_logs_are_one_object_per_line_with_the_run_figures(
+    tmp_path: Path, sqlite_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
+) -> None:
+    prod, sandbox = two_sims
+    config = accounts_config(tmp_path, sqlite_url, prod.url, sandbox.url)
+    env = {"PROD_TOKEN": SIM_OAUTH_TOKEN, "SANDBOX_TOKEN": "sandbox-token"}
+    result = cli(config, "--log-format", "json", "sync", env=env)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    finished = [e for e in events if e.get("event") == "run_finished"]
+    assert {e["account"] for e in finished} == {"prod", "sandbox"}
+    prod_run = next(e for e in finished if e["account"] == "prod")
+    assert prod_run["rows_inserted"] == 700
+    assert prod_run["pages"] == 7 and prod_run["requests"] == 7
+    assert {"time", "level", "window_start", "window_end", "watermark_after"} <= set(prod_run)
+
+
+def test_under_journald_text_lines_carry_no_timestamp(
+    tmp_path: Path, sqlite_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
+) -> None:
+    prod, _ = two_sims
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[zendesk]\nbase_url = "{prod.url}"\n[database]\nurl = "{sqlite_url}"\n'
+        "auto_migrate = true\n"
+    )
+    plain = cli(config, "sync")
+    assert re.match(r"^\d\d:\d\d:\d\d INFO ", plain.stderr)
+    journald = cli(config, "sync", env={"JOURNAL_STREAM": "8:1234"})
+    assert journald.stderr.startswith("INFO etl.cli: account=127")
+
+
+def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) -> None:
+    end = recent(30)
+    records = generate_records(3000, start=end - timedelta(days=3), end=end, seed=4)
+    with SimulatedZendesk(records, latency=0.02) as sim:
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[zendesk]\nbase_url = "{sim.url}"\nrequests_per_minute = 2500\n'
+            f'[database]\nurl = "{sqlite_url}"\nauto_migrate = true\n'
+        )
+        controller, terminal = pty.openpty()
+        env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+        command = [sys.executable, "-m", "etl", "--config", str(config), "sync"]
+        proc = subprocess.Popen(command, stderr=terminal, env=env, cwd=ROOT)
+        os.close(terminal)
+        output = b""
+        while True:
+            try:
+                chunk = os.read(controller, 4096)
+            except OSError:  # the terminal closed: the process is done
+                break
+            if not chunk:
+                break
+            output += chunk
+        assert proc.wait(timeout=60) == 0
+        os.close(controller)
+        text = output.decode()
+        assert "\r" in text and "records" in text and "/s" in text and "left" in text
+        # and nothing of it when stderr is not a terminal
+        piped = cli(config, "sync")
+        assert "\r" not in piped.stderr and "[#" not in piped.stderr
+
+
+def test_progress_render_reports_share_rate_and_estimate() -> None:
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    line = render("acme", start, start + timedelta(days=10), start + timedelta(days=4), 5000, 10.0)
+    assert "40.0%" in line
+    assert "5,000 records 500/s" in line
+    assert "~0:15 left" in line  # 40% took 10 s: 60% more takes 15 s
+
+
+def test_progress_bar_stays_quiet_for_short_runs() -> None:
+    class Stream:
+        text = ""
+
+        def write(self, s: str) -> None:
+            self.text += s
+
+        def flush(self) -> None:
+            pass
+
+    stream = Stream()
+    clock = iter(float(i) for i in range(100))
+    bar = ProgressBar(stream, clock=lambda: next(clock))  # type: ignore[arg-type]
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    bar.update("acme", start, start + timedelta(days=1), start, 100, pages=1)
+    bar.finish()
+    assert stream.text == ""
+    for pages in (3, 4):
+        bar.update("acme", start, start + timedelta(days=1), start + timedelta(hours=6), 300, pages)
+    bar.finish()
+    assert stream.text.count("\r") == 2 and stream.text.endswith("\n")
+    time.sleep(0)
