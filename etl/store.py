@@ -143,7 +143,7 @@ class Store:
         if any(row["account"] != account for row in latest.values()):
             raise ValueError(f"write_page({account!r}) got rows of another account")
         with self._writing("writing a page") as conn:
-            existing = self._existing_raw(conn, account, list(latest))
+            existing = self._existing_raw(conn, account, sorted(latest))
             changed: list[Mapping[str, Any]] = []
             inserted = 0
             for record_id, row in latest.items():
@@ -181,6 +181,7 @@ class Store:
         return result
 
     def _existing_raw(self, conn: Connection, account: str, ids: list[Any]) -> dict[Any, Any]:
+        """``{id: raw}`` of the rows among ``ids`` (sorted: each chunk is one narrow range)."""
         existing: dict[Any, Any] = {}
         for chunk in _chunks(ids, _ID_CHUNK):
             params = {"account": account, "ids": chunk, "lo": min(chunk), "hi": max(chunk)}
