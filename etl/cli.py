@@ -25,8 +25,11 @@ from etl.progress import ProgressBar
 from etl.settings import FILTER_KEYS, Settings
 
 if TYPE_CHECKING:
+    from etl.client import ZendeskClient
+    from etl.job import AccountRun
+    from etl.settings import AccountSettings
     from etl.store import Store
-    from etl.sync import RunSummary
+    from etl.sync import RunHooks, RunSummary
 
 PROG = "zendesk-audit-etl"
 log = logging.getLogger(__name__)
@@ -59,14 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync = commands.add_parser("sync", help="read what is new and store it (run from cron)")
     _account_option(sync)
-    sync.add_argument(
-        "--wait",
-        type=_seconds,
-        default=0.0,
-        metavar="SECONDS",
-        help="if another run holds the lock, wait up to this long (default: exit at once)",
-    )
+    _wait_option(sync)
     sync.set_defaults(handler=cmd_sync)
+
+    resync = commands.add_parser(
+        "resync", help="re-read a past window to repair or verify it (watermark unchanged)"
+    )
+    _account_option(resync)
+    resync.add_argument(
+        "--since", type=_time, required=True, metavar="TIME", help="start of the window (UTC)"
+    )
+    resync.add_argument(
+        "--until", type=_time, metavar="TIME", help="end of the window (default: now minus lag)"
+    )
+    _wait_option(resync)
+    resync.set_defaults(handler=cmd_resync)
 
     migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
@@ -116,6 +126,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     lister.set_defaults(handler=cmd_list)
     return parser
+
+
+def _wait_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        type=_seconds,
+        default=0.0,
+        metavar="SECONDS",
+        help="if another run holds the lock, wait up to this long (default: exit at once)",
+    )
 
 
 def _account_option(parser: argparse.ArgumentParser) -> None:
@@ -197,7 +217,31 @@ def _migrate_hint(args: argparse.Namespace) -> str:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    from etl.job import open_store, run_sync, select_accounts
+    from etl.job import sync_each
+
+    code, _ = _run_job(args, sync_each)
+    return code
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    from etl.sync import resync_account
+
+    def resync_each(
+        account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
+    ) -> RunSummary:
+        return resync_account(account, client, store, args.since, args.until, hooks=hooks)
+
+    code, summaries = _run_job(args, resync_each)
+    for summary in summaries.values():
+        if summary.status == "success":
+            print(report.resync_verdict(summary))
+    return code
+
+
+def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, RunSummary]]:
+    """Run each selected account under its lock, with signals, progress and metrics."""
+    from etl.job import open_store, run_accounts, select_accounts
+    from etl.sync import RunHooks
 
     # With --account, only those accounts' secrets need to be readable.
     settings = _settings(args, require_credentials=args.account or True)
@@ -210,7 +254,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
         if stop.wait(seconds):
             raise InterruptedRun("stopped by a signal while waiting to retry")
 
-    def report(summary: RunSummary) -> None:
+    def log_summary(summary: RunSummary) -> None:
         if bar:
             bar.finish()
         summaries[summary.account] = summary
@@ -222,15 +266,10 @@ def cmd_sync(args: argparse.Namespace) -> int:
             bar.update(summary.account, window.start, window.end, position, summary.records,
                        summary.pages)  # fmt: skip
 
+    hooks = RunHooks(stop=stop, report=log_summary, on_page=progress if bar else None)
     with _signals_set(stop), open_store(settings, migrate_hint=_migrate_hint(args)) as store:
-        result = run_sync(
-            store,
-            accounts,
-            wait=args.wait,
-            stop=stop,
-            sleep=stoppable_sleep,
-            on_summary=report,
-            on_page=progress if bar else None,
+        result = run_accounts(
+            store, accounts, run, wait=args.wait, hooks=hooks, sleep=stoppable_sleep
         )
         if settings.metrics_file:
             _write_metrics(store, settings, summaries)
@@ -240,7 +279,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if len(result.outcomes) > 1 and result.failed:
         _fail(f"{len(result.failed)} of {len(result.outcomes)} accounts failed: "
               f"{', '.join(result.failed)}")  # fmt: skip
-    return int(result.exit_code)
+    return int(result.exit_code), summaries
 
 
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:

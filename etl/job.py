@@ -7,7 +7,6 @@ and rate budget; one account's failure is recorded and the next still runs.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from etl.db import check_connection, open_engine
 from etl.errors import ConfigError, EtlError, ExitCode, InterruptedRun
 from etl.settings import AccountSettings, Settings
 from etl.store import Store
-from etl.sync import PageHook, RunSummary, sync_account
+from etl.sync import RunHooks, RunSummary, sync_account
 
 log = logging.getLogger(__name__)
 
@@ -83,31 +82,39 @@ def select_accounts(settings: Settings, names: Sequence[str]) -> list[AccountSet
     return [known[n] for n in names]
 
 
-def run_sync(
+# One account's work under its lock: sync_account, or a resync of a fixed window.
+AccountRun = Callable[[AccountSettings, ZendeskClient, Store, RunHooks], RunSummary]
+
+
+def sync_each(
+    account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
+) -> RunSummary:
+    return sync_account(account, client, store, hooks=hooks)
+
+
+def run_accounts(
     store: Store,
     accounts: Sequence[AccountSettings],
+    run: AccountRun = sync_each,
     *,
     wait: float = 0.0,
-    stop: threading.Event | None = None,
+    hooks: RunHooks = RunHooks(),  # noqa: B008 - frozen, safe as a default
     sleep: Callable[[float], None] | None = None,
-    on_summary: Callable[[RunSummary], None] = lambda s: None,
-    on_page: PageHook | None = None,
 ) -> JobResult:
+    """Each account in turn, under its lock; a failure is recorded and the next one runs."""
     result = JobResult()
     for account in accounts:
         outcome = Outcome(account.name)
         result.outcomes.append(outcome)
         try:
             with store.lock(account.name, wait=wait), _client(account, sleep) as client:
-                outcome.summary = sync_account(
-                    account, client, store, stop=stop, report=on_summary, on_page=on_page
-                )
+                outcome.summary = run(account, client, store, hooks)
         except InterruptedRun as exc:
             outcome.error = exc
             break
-        except EtlError as exc:  # recorded; the CLI reports it, and the next account runs
+        except EtlError as exc:  # recorded; the CLI reports it
             outcome.error = exc
-        if stop is not None and stop.is_set():
+        if hooks.stop is not None and hooks.stop.is_set():
             break
     return result
 

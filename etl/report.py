@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from etl.store import AccountStatus, RunInfo
+from etl.sync import RunSummary
 
 LIST_COLUMNS = ("created_at", "id", "action", "source_type", "source_label", "actor_name",
                 "ip_address")  # fmt: skip
@@ -154,3 +155,19 @@ def records_table(records: Sequence[Mapping[str, Any]]) -> str:
 
 def _cell(value: object) -> str:
     return "" if value is None else " ".join(str(value).split())
+
+
+def resync_verdict(summary: RunSummary) -> str:
+    """What a resync found: zero new or changed records means the history matched."""
+    window = summary.window
+    span = f"{iso(window.start)} .. {iso(window.end)}" if window else "the window"
+    changed = summary.inserted + summary.updated
+    if changed == 0:
+        return (
+            f"account {summary.account}: {summary.records:,} records in {span} re-read; "
+            "stored history matched Zendesk"
+        )
+    return (
+        f"account {summary.account}: {summary.records:,} records in {span} re-read; "
+        f"{summary.inserted:,} were missing and {summary.updated:,} differed, now stored"
+    )

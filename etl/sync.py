@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from etl.client import ZendeskClient
-from etl.errors import EtlError, InterruptedRun
+from etl.errors import ConfigError, EtlError, InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject, parse_record
 from etl.settings import AccountSettings
@@ -107,30 +107,76 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def _ignore(summary: RunSummary) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RunHooks:
+    """How a run is watched and stopped: the caller's side of a run."""
+
+    stop: threading.Event | None = None  # set: finish the current page, then stop
+    clock: Callable[[], float] = time.monotonic
+    report: Callable[[RunSummary], None] = _ignore  # every run that started, failed ones too
+    on_page: PageHook | None = None
+
+
 def sync_account(
     account: AccountSettings,
     client: ZendeskClient,
     store: Store,
     *,
     now: Callable[[], datetime] = utc_now,
-    stop: threading.Event | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    report: Callable[[RunSummary], None] = lambda summary: None,
-    on_page: PageHook | None = None,
+    hooks: RunHooks = RunHooks(),
 ) -> RunSummary:
-    """Bring one account's table up to ``now - lag``. The caller holds the account's lock.
+    """Bring one account's table up to ``now - lag``. The caller holds the account's lock."""
+    window = plan_window(store.watermark(account.name), account, now())
+    return read_window(account, client, store, window, advance=True, hooks=hooks)
 
-    ``report`` receives the summary of every run that started, failed ones included.
+
+def resync_account(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    hooks: RunHooks = RunHooks(),
+) -> RunSummary:
+    """Re-read a past window and upsert it, leaving the watermark where it is.
+
+    The summary's ``inserted + updated`` is how far the stored history differed from
+    Zendesk's: zero means it matched.
     """
-    started = clock()
-    summary = RunSummary(account=account.name)
+    latest = plan_window(None, account, now()).end
+    end = min(until, latest) if until else latest
+    if since >= end:
+        raise ConfigError(
+            f"nothing to re-read: --since {_iso(since)} is not before {_iso(end)} "
+            "(--until, or now minus lag)"
+        )
+    return read_window(account, client, store, Window(since, end), advance=False, hooks=hooks)
+
+
+def read_window(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    window: Window,
+    *,
+    advance: bool,
+    hooks: RunHooks,
+) -> RunSummary:
+    """Read ``window`` page by page; with ``advance``, each page moves the watermark."""
+    started = hooks.clock()
+    summary = RunSummary(account=account.name, window=window)
     summary.watermark_before = store.watermark(account.name)
-    window = plan_window(summary.watermark_before, account, now())
-    summary.window = window
     run_id = store.start_run(account.name, window.start, window.end, summary.watermark_before)
     try:
-        _read_window(account, client, store, run_id, window, summary, stop, on_page)
-        store.set_watermark(account.name, window.end)
+        _read_pages(account, client, store, run_id, window, summary, advance, hooks)
+        if advance:
+            store.set_watermark(account.name, window.end)
         summary.watermark_after = store.watermark(account.name)
         summary.status = "success"
     except InterruptedRun as exc:
@@ -145,23 +191,23 @@ def sync_account(
     finally:
         summary.requests = client.stats.requests
         summary.rate_limited = client.stats.rate_limited
-        summary.duration = clock() - started
+        summary.duration = hooks.clock() - started
         if summary.status != "success":
             summary.watermark_after = _safe_watermark(store, account.name)
         _close_run(store, run_id, summary)
-        report(summary)
+        hooks.report(summary)
     return summary
 
 
-def _read_window(
+def _read_pages(
     account: AccountSettings,
     client: ZendeskClient,
     store: Store,
     run_id: int,
     window: Window,
     summary: RunSummary,
-    stop: threading.Event | None,
-    on_page: PageHook | None,
+    advance: bool,
+    hooks: RunHooks,
 ) -> None:
     params = audit_log_params(
         window.start, window.end, account.sync.filters, page_size=account.zendesk.page_size
@@ -169,7 +215,8 @@ def _read_window(
     for page in iter_pages(client, params):
         rows, rejects = split_records(page.records, account.name, utc_now())
         position = page_watermark(rows, window)
-        result = store.write_page(account.name, run_id, rows, rejects, position)
+        checkpoint = position if advance else None
+        result = store.write_page(account.name, run_id, rows, rejects, checkpoint)
         summary.pages += 1
         summary.records += len(page.records)
         summary.inserted += result.inserted
@@ -179,9 +226,9 @@ def _read_window(
             "page %d: %d records, %d inserted, %d updated, %d rejected",
             page.number, len(page.records), result.inserted, result.updated, result.rejected,
         )  # fmt: skip
-        if on_page is not None:
-            on_page(summary, position)
-        if stop is not None and stop.is_set():
+        if hooks.on_page is not None:
+            hooks.on_page(summary, position)
+        if hooks.stop is not None and hooks.stop.is_set():
             raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
 
 

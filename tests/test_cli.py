@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -190,6 +191,20 @@ def test_a_held_lock_exits_5_at_once_or_after_waiting(
     engine.dispose()
 
 
+def wait_for_rows(sqlite_url: str, at_least: int, timeout: float = 30) -> None:
+    path = sqlite_url.removeprefix("sqlite:///")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(path) as db:
+                if db.execute("SELECT COUNT(*) FROM zendesk_audit_logs").fetchone()[0] >= at_least:
+                    return
+        except sqlite3.OperationalError:  # not created yet
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"no {at_least} rows within {timeout} s")
+
+
 def test_sigterm_commits_or_rolls_back_the_page_and_exits_130(
     tmp_path: Path, sqlite_url: str
 ) -> None:
@@ -200,7 +215,7 @@ def test_sigterm_commits_or_rolls_back_the_page_and_exits_130(
         command = [sys.executable, "-m", "etl", "--config", str(config), "sync"]
         env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
         proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-        time.sleep(1.5)
+        wait_for_rows(sqlite_url, at_least=100)  # mid-run: some pages are committed
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=30)
         assert proc.returncode == ExitCode.INTERRUPTED, stderr

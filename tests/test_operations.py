@@ -17,8 +17,10 @@ import pytest
 from support import SIM_OAUTH_TOKEN, assert_table_matches, recent
 from test_cli import cli
 
+from etl.db import open_engine
 from etl.errors import ExitCode
 from etl.progress import ProgressBar, render
+from etl.schema import audit_logs
 from etl.simulator import SimAuth, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -178,3 +180,42 @@ def test_progress_bar_stays_quiet_for_short_runs() -> None:
     bar.finish()
     assert stream.text.count("\r") == 2 and stream.text.endswith("\n")
     time.sleep(0)
+
+
+def test_resync_repairs_a_window_without_moving_the_watermark(
+    tmp_path: Path, db_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
+) -> None:
+    prod, _ = two_sims
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[zendesk]\nbase_url = "{prod.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
+        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n'
+    )
+    assert cli(config, "sync").returncode == 0
+    watermark = json.loads(cli(config, "status", "--json").stdout)[0]["watermark"]
+    records = prod.visible_records()
+    # damage the stored history: three rows lost, one record stored differently
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        lost = [r["id"] for r in records[100:103]]
+        conn.execute(audit_logs.delete().where(audit_logs.c.id.in_(lost)))
+        altered = {**records[200], "actor_name": "tampered"}
+        conn.execute(
+            audit_logs.update()
+            .where(audit_logs.c.id == altered["id"])
+            .values(raw=altered, actor_name="tampered")
+        )
+    engine.dispose()
+    since = records[50]["created_at"]
+    until = records[400]["created_at"]
+    repaired = cli(config, "resync", "--since", since, "--until", until)
+    assert repaired.returncode == 0, repaired.stderr
+    assert "3 were missing and 1 differed, now stored" in repaired.stdout
+    assert_table_matches(db_url, records, account="acme")
+    checked = cli(config, "resync", "--since", since, "--until", until)
+    assert "stored history matched Zendesk" in checked.stdout
+    status = json.loads(cli(config, "status", "--json").stdout)[0]
+    assert status["watermark"] == watermark
+    bad = cli(config, "resync", "--since", "2030-01-01")
+    assert bad.returncode == ExitCode.CONFIG
+    assert "nothing to re-read" in bad.stderr

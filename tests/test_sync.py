@@ -27,7 +27,7 @@ from etl.secret import Secret
 from etl.settings import AccountSettings, Credentials
 from etl.simulator import SimAuth, SimulatedZendesk, generate_records
 from etl.store import Store
-from etl.sync import RunSummary, sync_account
+from etl.sync import RunHooks, RunSummary, sync_account
 
 
 @pytest.fixture
@@ -44,12 +44,12 @@ def sim(history: Any) -> Iterator[SimulatedZendesk]:
 
 
 def run(
-    account: AccountSettings, store: Store, *, now: datetime | None = None, **kwargs: Any
+    account: AccountSettings, store: Store, *, now: datetime | None = None, **hooks: Any
 ) -> RunSummary:
     with fake_time_client(account) as client:
-        if now is not None:
-            kwargs["now"] = lambda: now
-        return sync_account(account, client, store, **kwargs)
+        if now is None:
+            return sync_account(account, client, store, hooks=RunHooks(**hooks))
+        return sync_account(account, client, store, now=lambda: now, hooks=RunHooks(**hooks))
 
 
 def created_at_filters(sim: SimulatedZendesk) -> list[list[str]]:
