@@ -79,3 +79,26 @@ def test_timer_runs_every_five_minutes_and_catches_up(name: str) -> None:
 def test_template_passes_the_instance_as_account() -> None:
     service = read_unit("zendesk-audit-etl@.service")["Service"]
     assert service["ExecStart"].endswith("sync --account %i")
+
+
+def test_kubernetes_example_is_valid_and_its_config_parses() -> None:
+    import tomllib
+
+    import yaml
+
+    from etl import config
+
+    documents = list(
+        yaml.safe_load_all((DEPLOY.parent / "kubernetes" / "cronjob.yaml").read_text())
+    )
+    kinds = {doc["kind"]: doc for doc in documents}
+    assert set(kinds) == {"Secret", "ConfigMap", "CronJob"}
+    cron = kinds["CronJob"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    toml_text = kinds["ConfigMap"]["data"]["config.toml"]
+    settings = config.parse(
+        tomllib.loads(toml_text), environ={}, source="cronjob", require_credentials=False
+    )
+    assert settings.database.url.startswith("postgresql://")
+    container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert "sync" in container["args"][0]
