@@ -334,10 +334,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         after = migrate.current_revision(engine)
     finally:
         engine.dispose()
-    if before == after:
-        print(f"database schema already at revision {after}")
-    else:
-        print(f"database schema upgraded from {before or 'empty'} to {after}")
+    # The upgrade itself is logged by etl.migrate; stdout gets the resulting state.
+    print(f"database schema at revision {after}" + (" (unchanged)" if before == after else ""))
     return int(ExitCode.OK)
 
 

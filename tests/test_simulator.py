@@ -62,13 +62,19 @@ def client() -> Iterator[requests.Session]:
         yield session
 
 
-def get(session: requests.Session, sim: SimulatedZendesk, params: Any = None,
-        path: str = LIST, **kwargs: Any) -> requests.Response:
+def get(
+    session: requests.Session,
+    sim: SimulatedZendesk,
+    params: Any = None,
+    path: str = LIST,
+    **kwargs: Any,
+) -> requests.Response:
     return session.get(sim.url + path, params=params, timeout=10, **kwargs)
 
 
-def pull(session: requests.Session, sim: SimulatedZendesk, params: list[tuple[str, str]]
-         ) -> tuple[list[Record], list[list[Record]]]:
+def pull(
+    session: requests.Session, sim: SimulatedZendesk, params: list[tuple[str, str]]
+) -> tuple[list[Record], list[list[Record]]]:
     """Follow links.next from the first page to the last; (records, pages)."""
     response = get(session, sim, params)
     pages: list[list[Record]] = []
@@ -101,8 +107,7 @@ def test_generated_records_are_realistic_deterministic_and_tied() -> None:
     assert ts(START) <= records[0]["created_at"] and records[-1]["created_at"] < ts(END)
     assert max(Counter(r["created_at"] for r in records).values()) >= 24  # dozens in a second
     system = [r for r in records if r["actor_id"] == -1]
-    assert system and all(r["actor_name"] == "Zendesk" and r["ip_address"] is None
-                          for r in system)
+    assert system and all(r["actor_name"] == "Zendesk" and r["ip_address"] is None for r in system)
     assert any(r["change_description"] == "" for r in records)
     assert {r["action"] for r in records} >= {"create", "destroy", "exported", "login", "update"}
     assert {r["source_type"] for r in records} >= {"user", "rule", "ticket", "api_token"}
@@ -114,8 +119,10 @@ def test_generated_records_are_realistic_deterministic_and_tied() -> None:
 # cursor paging
 
 
-@pytest.mark.parametrize(("sort", "size"), [("created_at", 100), ("-created_at", 100),
-                                            ("created_at", 7), ("-created_at", 13)])
+@pytest.mark.parametrize(
+    ("sort", "size"),
+    [("created_at", 100), ("-created_at", 100), ("created_at", 7), ("-created_at", 13)],
+)
 def test_cursor_paging_visits_every_record_once(
     sim: SimulatedZendesk, client: requests.Session, sort: str, size: int
 ) -> None:
@@ -124,8 +131,9 @@ def test_cursor_paging_visits_every_record_once(
     truth = all_records(sim)
     assert records == (truth if sort == "created_at" else truth[::-1])
     assert all(len(page) == size for page in pages[:-1])
-    split_ties = sum(a[-1]["created_at"] == b[0]["created_at"]
-                     for a, b in itertools.pairwise(pages))
+    split_ties = sum(
+        a[-1]["created_at"] == b[0]["created_at"] for a, b in itertools.pairwise(pages)
+    )
     assert split_ties > 0  # same-second records straddle page boundaries
 
 
@@ -148,8 +156,12 @@ def test_page_before_walks_back(sim: SimulatedZendesk, client: requests.Session)
 
 
 def test_next_link_keeps_every_parameter(sim: SimulatedZendesk, client: requests.Session) -> None:
-    params = [*window(), ("filter[action][]", "update"), ("sort", "created_at"),
-              ("page[size]", "10")]
+    params = [
+        *window(),
+        ("filter[action][]", "update"),
+        ("sort", "created_at"),
+        ("page[size]", "10"),
+    ]
     body = get(client, sim, params).json()
     link = urlsplit(body["links"]["next"])
     assert f"{link.scheme}://{link.netloc}" == sim.url
@@ -167,23 +179,23 @@ def test_cursors_need_url_encoding(sim: SimulatedZendesk, client: requests.Sessi
     encoded = get(client, sim, {"page[size]": "5", "sort": "created_at", "page[after]": cursor})
     assert encoded.status_code == 200
     assert encoded.json()["audit_logs"] == all_records(sim)[5:10]
-    raw = client.get(f"{sim.url}{LIST}?page[size]=5&sort=created_at&page[after]={cursor}",
-                     timeout=10)
+    raw = client.get(
+        f"{sim.url}{LIST}?page[size]=5&sort=created_at&page[after]={cursor}", timeout=10
+    )
     assert raw.status_code == 400
     assert raw.json()["error"] == "InvalidPaginationParameter"
 
 
 @pytest.mark.parametrize("cursor", ["garbage", "", "+/+/AAAAAABq37yGAAAFjERVlsEAAGIGnjX="])
-def test_garbled_cursor_is_400(sim: SimulatedZendesk, client: requests.Session,
-                               cursor: str) -> None:
+def test_garbled_cursor_is_400(
+    sim: SimulatedZendesk, client: requests.Session, cursor: str
+) -> None:
     response = get(client, sim, {"page[after]": cursor})
     assert response.status_code == 400
     assert response.json()["error"] == "InvalidPaginationParameter"
 
 
-def test_cursor_of_other_sort_order_is_400(
-    sim: SimulatedZendesk, client: requests.Session
-) -> None:
+def test_cursor_of_other_sort_order_is_400(sim: SimulatedZendesk, client: requests.Session) -> None:
     cursor = get(client, sim, {"page[size]": "5"}).json()["meta"]["after_cursor"]
     response = get(client, sim, {"page[after]": cursor, "sort": "created_at"})
     assert response.status_code == 400
@@ -193,16 +205,27 @@ def test_cursor_of_other_sort_order_is_400(
 
 
 @pytest.mark.parametrize("field", ["source_type", "actor_id", "ip_address", "action"])
-def test_filter_single_and_multi_value(sim: SimulatedZendesk, client: requests.Session,
-                                       field: str) -> None:
+def test_filter_single_and_multi_value(
+    sim: SimulatedZendesk, client: requests.Session, field: str
+) -> None:
     truth = all_records(sim)
     common = [str(v) for v, _ in Counter(r[field] for r in truth if r[field]).most_common(2)]
-    single, _ = pull(client, sim, [(f"filter[{field}]", common[0]), ("page[size]", "100"),
-                                   ("sort", "created_at")])
+    single, _ = pull(
+        client,
+        sim,
+        [(f"filter[{field}]", common[0]), ("page[size]", "100"), ("sort", "created_at")],
+    )
     assert single == [r for r in truth if str(r[field]) == common[0]]
-    multi, _ = pull(client, sim, [(f"filter[{field}][]", common[0]),
-                                  (f"filter[{field}][]", common[1]),
-                                  ("page[size]", "100"), ("sort", "created_at")])
+    multi, _ = pull(
+        client,
+        sim,
+        [
+            (f"filter[{field}][]", common[0]),
+            (f"filter[{field}][]", common[1]),
+            ("page[size]", "100"),
+            ("sort", "created_at"),
+        ],
+    )
     assert multi == [r for r in truth if str(r[field]) in common]
 
 
@@ -212,19 +235,31 @@ def test_filter_source_id_needs_source_type(
     target = all_records(sim)[10]
     alone = get(client, sim, {"filter[source_id]": target["source_id"], "page[size]": "10"})
     assert alone.status_code == 400 and alone.json()["error"] == "InvalidValue"
-    both = get(client, sim, {"filter[source_id]": target["source_id"],
-                             "filter[source_type]": target["source_type"], "page[size]": "10"})
+    both = get(
+        client,
+        sim,
+        {
+            "filter[source_id]": target["source_id"],
+            "filter[source_type]": target["source_type"],
+            "page[size]": "10",
+        },
+    )
     assert both.status_code == 200 and target in both.json()["audit_logs"]
 
 
-@pytest.mark.parametrize("params", [
-    [("filter[created_at][]", "2020-01-01T00:00:00Z")],
-    [("filter[created_at]", "2020-01-01T00:00:00Z")],
-    [("filter[created_at][]", "2020-01-01"), ("filter[created_at][]", "2020-01-02")],
-    [("filter[created_at][]", "2020-02-30T00:00:00Z"),
-     ("filter[created_at][]", "2020-03-01T00:00:00Z")],
-    [("filter[created_at][]", "2020-01-01T00:00:00Z")] * 3,
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        [("filter[created_at][]", "2020-01-01T00:00:00Z")],
+        [("filter[created_at]", "2020-01-01T00:00:00Z")],
+        [("filter[created_at][]", "2020-01-01"), ("filter[created_at][]", "2020-01-02")],
+        [
+            ("filter[created_at][]", "2020-02-30T00:00:00Z"),
+            ("filter[created_at][]", "2020-03-01T00:00:00Z"),
+        ],
+        [("filter[created_at][]", "2020-01-01T00:00:00Z")] * 3,
+    ],
+)
 def test_malformed_created_at_filter_is_the_sample_400(
     sim: SimulatedZendesk, client: requests.Session, params: list[tuple[str, str]]
 ) -> None:
@@ -233,32 +268,43 @@ def test_malformed_created_at_filter_is_the_sample_400(
     assert response.json() == CREATED_AT_400
 
 
-@pytest.mark.parametrize(("inclusive_start", "inclusive_end"),
-                         [(True, True), (False, False), (True, False), (False, True)])
-def test_created_at_bounds(inclusive_start: bool, inclusive_end: bool,
-                           client: requests.Session) -> None:
+@pytest.mark.parametrize(
+    ("inclusive_start", "inclusive_end"),
+    [(True, True), (False, False), (True, False), (False, True)],
+)
+def test_created_at_bounds(
+    inclusive_start: bool, inclusive_end: bool, client: requests.Session
+) -> None:
     base = END - timedelta(hours=1)
-    records = [{"id": 100 + i, "created_at": ts(base + timedelta(seconds=i // 2))}
-               for i in range(10)]  # two records in each of five seconds
-    with SimulatedZendesk(records, inclusive_start=inclusive_start,
-                          inclusive_end=inclusive_end) as server:
-        params = [*window(base + timedelta(seconds=1), base + timedelta(seconds=3)),
-                  ("page[size]", "100"), ("sort", "created_at")]
+    records = [
+        {"id": 100 + i, "created_at": ts(base + timedelta(seconds=i // 2))} for i in range(10)
+    ]  # two records in each of five seconds
+    with SimulatedZendesk(
+        records, inclusive_start=inclusive_start, inclusive_end=inclusive_end
+    ) as server:
+        params = [
+            *window(base + timedelta(seconds=1), base + timedelta(seconds=3)),
+            ("page[size]", "100"),
+            ("sort", "created_at"),
+        ]
         got = [r["id"] for r in get(client, server, params).json()["audit_logs"]]
-    expected = ([102, 103] if inclusive_start else []) + [104, 105] + (
-        [106, 107] if inclusive_end else [])
+    expected = (
+        ([102, 103] if inclusive_start else []) + [104, 105] + ([106, 107] if inclusive_end else [])
+    )
     assert got == expected
 
 
 def test_min_end_age(client: requests.Session) -> None:
     now = datetime.now(UTC)
     with SimulatedZendesk() as strict:
-        recent = get(client, strict, [*window(START, now - timedelta(seconds=30)),
-                                      ("page[size]", "1")])
+        recent = get(
+            client, strict, [*window(START, now - timedelta(seconds=30)), ("page[size]", "1")]
+        )
         assert recent.status_code == 400 and recent.json()["error"] == "InvalidValue"
         assert "60 seconds" in recent.json()["description"]
-        older = get(client, strict, [*window(START, now - timedelta(seconds=90)),
-                                     ("page[size]", "1")])
+        older = get(
+            client, strict, [*window(START, now - timedelta(seconds=90)), ("page[size]", "1")]
+        )
         assert older.status_code == 200
     with SimulatedZendesk(min_end_age=0) as lax:
         future = get(client, lax, [*window(START, now + timedelta(days=1)), ("page[size]", "1")])
@@ -344,30 +390,48 @@ def test_disabled_methods_are_refused() -> None:
         url = server.url + LIST
         assert requests.get(url, auth=TOKEN_AUTH, timeout=10).status_code == 401
         assert requests.get(url, headers=_bearer("sim-oauth-token"), timeout=10).status_code == 401
-        token = requests.post(server.url + "/oauth/tokens", timeout=10, data={
-            "grant_type": "client_credentials", "client_id": "sim-client",
-            "client_secret": "sim-client-secret"})
+        token = requests.post(
+            server.url + "/oauth/tokens",
+            timeout=10,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "sim-client",
+                "client_secret": "sim-client-secret",
+            },
+        )
         assert token.status_code == 401
-        assert requests.get(url, auth=("admin@example.com", "sim-password"),
-                            timeout=10).status_code == 200
+        assert (
+            requests.get(url, auth=("admin@example.com", "sim-password"), timeout=10).status_code
+            == 200
+        )
 
 
 def test_oauth_client_credentials_and_expiry() -> None:
     with SimulatedZendesk(auth=SimAuth(token_ttl=0.4)) as server:
         token_url = server.url + "/oauth/tokens"
-        form = {"grant_type": "client_credentials", "client_id": "sim-client",
-                "client_secret": "sim-client-secret", "scope": "auditlogs:read"}
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": "sim-client",
+            "client_secret": "sim-client-secret",
+            "scope": "auditlogs:read",
+        }
         issued = requests.post(token_url, data=form, timeout=10).json()
         assert issued["token_type"] == "bearer" and issued["expires_in"] == 0.4
         assert issued["scope"] == "auditlogs:read"
         as_json = requests.post(token_url, json=form, timeout=10)
         assert as_json.status_code == 200
-        basic = requests.post(token_url, data={"grant_type": "client_credentials"},
-                              auth=("sim-client", "sim-client-secret"), timeout=10)
+        basic = requests.post(
+            token_url,
+            data={"grant_type": "client_credentials"},
+            auth=("sim-client", "sim-client-secret"),
+            timeout=10,
+        )
         assert basic.status_code == 200
         url = server.url + LIST
-        assert requests.get(url, headers=_bearer(issued["access_token"]),
-                            timeout=10).status_code == 200
+        assert (
+            requests.get(url, headers=_bearer(issued["access_token"]), timeout=10).status_code
+            == 200
+        )
         time.sleep(0.5)
         expired = requests.get(url, headers=_bearer(issued["access_token"]), timeout=10)
         assert expired.status_code == 401
@@ -381,9 +445,16 @@ def test_oauth_client_credentials_and_expiry() -> None:
 def test_forbidden_without_scope_or_admin() -> None:
     scopes = ("auditlogs:read", "read", "tickets:read")
     with SimulatedZendesk(auth=SimAuth(scopes=scopes)) as server:
-        token = requests.post(server.url + "/oauth/tokens", timeout=10, data={
-            "grant_type": "client_credentials", "client_id": "sim-client",
-            "client_secret": "sim-client-secret", "scope": "tickets:read"}).json()["access_token"]
+        token = requests.post(
+            server.url + "/oauth/tokens",
+            timeout=10,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": "sim-client",
+                "client_secret": "sim-client-secret",
+                "scope": "tickets:read",
+            },
+        ).json()["access_token"]
         response = requests.get(server.url + LIST, headers=_bearer(token), timeout=10)
         assert response.status_code == 403
         assert response.json() == {
@@ -400,7 +471,11 @@ def test_request_log_keeps_no_credentials(client: requests.Session) -> None:
         get(client, server, {"page[size]": "1"})
         (entry,) = server.requests
         assert (entry.method, entry.path, entry.query, entry.status) == (
-            "GET", LIST, {"page[size]": ["1"]}, 200)
+            "GET",
+            LIST,
+            {"page[size]": ["1"]},
+            200,
+        )
         assert "sim-api-token" not in repr(entry)
         server.clear_log()
         assert server.requests == []
@@ -448,8 +523,9 @@ ASC = [("sort", "created_at"), ("page[size]", "10")]
 def test_fault_status_with_retry_after_and_skip(
     small: SimulatedZendesk, client: requests.Session
 ) -> None:
-    small.inject(Fault("status", status=503, retry_after=7, skip=1),
-                 Fault("status", status=502, times=2))
+    small.inject(
+        Fault("status", status=503, retry_after=7, skip=1), Fault("status", status=502, times=2)
+    )
     statuses = [get(client, small, ASC) for _ in range(5)]
     assert [r.status_code for r in statuses] == [200, 503, 502, 502, 200]
     assert statuses[1].headers["Retry-After"] == "7"
@@ -522,8 +598,7 @@ def test_fault_foreign_next_and_no_cursor(
     assert stuck["meta"]["after_cursor"] is None and stuck["links"]["next"] is None
 
 
-def test_fault_empty_page_loses_nothing(small: SimulatedZendesk,
-                                        client: requests.Session) -> None:
+def test_fault_empty_page_loses_nothing(small: SimulatedZendesk, client: requests.Session) -> None:
     small.inject(Fault("empty_page", skip=3), Fault("empty_page"))
     records, pages = pull(client, small, ASC)
     assert records == all_records(small)
@@ -540,17 +615,21 @@ def test_fault_shuffle_and_duplicate(small: SimulatedZendesk, client: requests.S
     assert {r["id"] for r in duplicated} == {r["id"] for r in normal}
 
 
-@pytest.mark.parametrize(("mangle", "check"), [
-    ("missing_field", lambda r: "actor_name" not in r),
-    ("null_field", lambda r: r["change_description"] is None),
-    ("extra_field", lambda r: isinstance(r["new_field"], dict)),
-    ("wrong_type", lambda r: isinstance(r["actor_id"], str) and r["actor_id"].endswith("x")),
-    ("bad_created_at", lambda r: r["created_at"] == "yesterday"),
-    ("no_id", lambda r: "id" not in r),
-    ("string_id", lambda r: r["id"] == "abc"),
-])
-def test_fault_mangle(small: SimulatedZendesk, client: requests.Session, mangle: str,
-                      check: Any) -> None:
+@pytest.mark.parametrize(
+    ("mangle", "check"),
+    [
+        ("missing_field", lambda r: "actor_name" not in r),
+        ("null_field", lambda r: r["change_description"] is None),
+        ("extra_field", lambda r: isinstance(r["new_field"], dict)),
+        ("wrong_type", lambda r: isinstance(r["actor_id"], str) and r["actor_id"].endswith("x")),
+        ("bad_created_at", lambda r: r["created_at"] == "yesterday"),
+        ("no_id", lambda r: "id" not in r),
+        ("string_id", lambda r: r["id"] == "abc"),
+    ],
+)
+def test_fault_mangle(
+    small: SimulatedZendesk, client: requests.Session, mangle: str, check: Any
+) -> None:
     normal = get(client, small, ASC).json()["audit_logs"]
     small.inject(Fault("mangle", mangle=mangle))
     mangled = get(client, small, ASC).json()["audit_logs"]
@@ -601,12 +680,14 @@ def test_add_records_while_paging_keeps_the_cursor(
     truth = all_records(small)
     first = get(client, small, ASC).json()
     edge = truth[9]["created_at"]
-    small.add_records([
-        {"id": 11, "created_at": truth[0]["created_at"]},  # behind the cursor: not seen
-        {"id": 1, "created_at": edge},  # same second, sorts before the cursor's id: not seen
-        {"id": 9_999_999_999_999, "created_at": edge},  # same second, after: seen
-        {"id": 12, "created_at": truth[150]["created_at"]},  # ahead: seen
-    ])
+    small.add_records(
+        [
+            {"id": 11, "created_at": truth[0]["created_at"]},  # behind the cursor: not seen
+            {"id": 1, "created_at": edge},  # same second, sorts before the cursor's id: not seen
+            {"id": 9_999_999_999_999, "created_at": edge},  # same second, after: seen
+            {"id": 12, "created_at": truth[150]["created_at"]},  # ahead: seen
+        ]
+    )
     rest: list[Record] = []
     response = client.get(first["links"]["next"], timeout=10)
     while True:
@@ -621,8 +702,11 @@ def test_add_records_while_paging_keeps_the_cursor(
 
 
 def test_add_records_rejects_bad_records(small: SimulatedZendesk) -> None:
-    for bad in ({"id": "x", "created_at": ts(END)}, {"id": 5, "created_at": "yesterday"},
-                {"id": all_records(small)[0]["id"], "created_at": ts(END)}):
+    for bad in (
+        {"id": "x", "created_at": ts(END)},
+        {"id": 5, "created_at": "yesterday"},
+        {"id": all_records(small)[0]["id"], "created_at": ts(END)},
+    ):
         with pytest.raises(ValueError):
             small.add_records([bad])
 
@@ -638,8 +722,11 @@ def test_a_million_records_stay_lazy_and_fast(client: requests.Session) -> None:
             middle = source[500_000]["created_at"]
             started = time.perf_counter()
             params: list[tuple[str, str]] = [
-                ("filter[created_at][]", middle), ("filter[created_at][]", ts(END)), *ASC[:1],
-                ("page[size]", "100")]
+                ("filter[created_at][]", middle),
+                ("filter[created_at][]", ts(END)),
+                *ASC[:1],
+                ("page[size]", "100"),
+            ]
             response = get(client, server, params)
             seen = []
             for _ in range(20):
@@ -653,7 +740,8 @@ def test_a_million_records_stay_lazy_and_fast(client: requests.Session) -> None:
         tracemalloc.stop()
     assert len(seen) == 2_000 and seen[0]["created_at"] == middle
     assert [(r["created_at"], r["id"]) for r in seen] == sorted(
-        (r["created_at"], r["id"]) for r in seen)
+        (r["created_at"], r["id"]) for r in seen
+    )
     assert elapsed < 3.0
     assert peak < 50 * 2**20
 
@@ -663,12 +751,12 @@ def test_a_million_records_stay_lazy_and_fast(client: requests.Session) -> None:
 
 def test_control_endpoints(small: SimulatedZendesk, client: requests.Session) -> None:
     base = small.url + "/_sim"
-    added = requests.post(f"{base}/records?visible_after=30", timeout=10,
-                          json=[{"id": 3, "created_at": ts(END)}])
+    added = requests.post(
+        f"{base}/records?visible_after=30", timeout=10, json=[{"id": 3, "created_at": ts(END)}]
+    )
     assert added.json() == {"added": 1}
     assert small.record_count == 300  # still hidden
-    queued = requests.post(f"{base}/faults", json=[{"kind": "status", "status": 504}],
-                           timeout=10)
+    queued = requests.post(f"{base}/faults", json=[{"kind": "status", "status": 504}], timeout=10)
     assert queued.json() == {"queued": 1}
     assert get(client, small, ASC).status_code == 504
     bad = requests.post(f"{base}/faults", json=[{"kind": "nope"}], timeout=10)
@@ -681,9 +769,22 @@ def test_control_endpoints(small: SimulatedZendesk, client: requests.Session) ->
 
 def test_runs_as_a_process() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "etl.simulator", "--records", "500", "--days", "2",
-         "--rate-limit", "100", "--api-token", "proc-token"],
-        stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[1],
+        [
+            sys.executable,
+            "-m",
+            "etl.simulator",
+            "--records",
+            "500",
+            "--days",
+            "2",
+            "--rate-limit",
+            "100",
+            "--api-token",
+            "proc-token",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     try:
@@ -693,9 +794,15 @@ def test_runs_as_a_process() -> None:
         url = line.removeprefix("listening on ")
         end = ts(datetime.now(UTC) - timedelta(minutes=5))
         response = requests.get(
-            url + LIST, auth=("admin@example.com/token", "proc-token"), timeout=10,
-            params=[("filter[created_at][]", "2000-01-01T00:00:00Z"),
-                    ("filter[created_at][]", end), ("page[size]", "100")])
+            url + LIST,
+            auth=("admin@example.com/token", "proc-token"),
+            timeout=10,
+            params=[
+                ("filter[created_at][]", "2000-01-01T00:00:00Z"),
+                ("filter[created_at][]", end),
+                ("page[size]", "100"),
+            ],
+        )
         assert response.status_code == 200 and response.headers["X-Rate-Limit"] == "100"
         assert len(response.json()["audit_logs"]) == 100
         process.send_signal(signal.SIGTERM)
@@ -703,4 +810,3 @@ def test_runs_as_a_process() -> None:
     finally:
         if process.poll() is None:
             process.kill()
-

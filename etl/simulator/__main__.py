@@ -24,28 +24,43 @@ from etl.simulator.server import SimulatedZendesk
 
 def _parser() -> argparse.ArgumentParser:
     defaults = SimAuth()
-    parser = argparse.ArgumentParser(prog="python -m etl.simulator", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m etl.simulator",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = parser.add_argument
     add("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     add("--port", type=int, default=0, help="port; 0 picks a free one (default)")
     add("--records", type=int, default=20_000, help="generated records (default 20000)")
     add("--seed", type=int, default=42, help="generation seed (default 42)")
     add("--days", type=float, default=30.0, help="days the records span (default 30)")
-    add("--end-offset", type=float, default=600.0,
-        help="seconds before now the records end (default 600)")
+    add(
+        "--end-offset",
+        type=float,
+        default=600.0,
+        help="seconds before now the records end (default 600)",
+    )
     add("--base-url", default="https://example.zendesk.com", help="host in record urls")
     add("--rate-limit", type=int, default=None, help="requests per minute (default unlimited)")
     add("--latency", type=float, default=0.0, help="seconds added to every response")
-    add("--min-end-age", type=float, default=60.0,
-        help="refuse created_at end bounds newer than this many seconds (0: off)")
+    add(
+        "--min-end-age",
+        type=float,
+        default=60.0,
+        help="refuse created_at end bounds newer than this many seconds (0: off)",
+    )
     add("--exclusive-start", action="store_true", help="created_at start bound is exclusive")
     add("--exclusive-end", action="store_true", help="created_at end bound is exclusive")
     add("--email", default=defaults.email, help="account admin email")
     add("--api-token", default=defaults.api_token, help="API token for {email}/token")
     add("--password", default=defaults.password, help="password for {email}")
-    add("--oauth-token", action="append", default=None,
-        help="static bearer token (repeatable; default sim-oauth-token)")
+    add(
+        "--oauth-token",
+        action="append",
+        default=None,
+        help="static bearer token (repeatable; default sim-oauth-token)",
+    )
     add("--client-id", default=defaults.client_id, help="OAuth client id")
     add("--client-secret", default=defaults.client_secret, help="OAuth client secret")
     add("--token-ttl", type=float, default=defaults.token_ttl, help="issued token lifetime (s)")
@@ -62,18 +77,34 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     tokens = tuple(token for token in (args.oauth_token or ["sim-oauth-token"]) if token)
     auth = SimAuth(
-        email=_off_if_empty(args.email), api_token=_off_if_empty(args.api_token),
-        password=_off_if_empty(args.password), oauth_tokens=tokens or None,
-        client_id=_off_if_empty(args.client_id), client_secret=_off_if_empty(args.client_secret),
-        token_ttl=args.token_ttl, scopes=tuple(args.scopes.split()), admin=not args.non_admin,
+        email=_off_if_empty(args.email),
+        api_token=_off_if_empty(args.api_token),
+        password=_off_if_empty(args.password),
+        oauth_tokens=tokens or None,
+        client_id=_off_if_empty(args.client_id),
+        client_secret=_off_if_empty(args.client_secret),
+        token_ttl=args.token_ttl,
+        scopes=tuple(args.scopes.split()),
+        admin=not args.non_admin,
     )
     end = datetime.now(UTC) - timedelta(seconds=args.end_offset)
-    source = generate_records(args.records, start=end - timedelta(days=args.days), end=end,
-                              seed=args.seed, base_url=args.base_url)
+    source = generate_records(
+        args.records,
+        start=end - timedelta(days=args.days),
+        end=end,
+        seed=args.seed,
+        base_url=args.base_url,
+    )
     sim = SimulatedZendesk(
-        source, auth=auth, rate_limit_per_minute=args.rate_limit, latency=args.latency,
-        min_end_age=args.min_end_age, inclusive_start=not args.exclusive_start,
-        inclusive_end=not args.exclusive_end, host=args.host, port=args.port,
+        source,
+        auth=auth,
+        rate_limit_per_minute=args.rate_limit,
+        latency=args.latency,
+        min_end_age=args.min_end_age,
+        inclusive_start=not args.exclusive_start,
+        inclusive_end=not args.exclusive_end,
+        host=args.host,
+        port=args.port,
     )
     stop = threading.Event()
 

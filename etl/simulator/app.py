@@ -58,8 +58,13 @@ class Request:
 
 class App:
     def __init__(
-        self, store: RecordStore, authenticator: Authenticator, limiter: RateLimiter,
-        faults: FaultQueue, policy: BoundsPolicy, sleep: Callable[[float], None] = time.sleep,
+        self,
+        store: RecordStore,
+        authenticator: Authenticator,
+        limiter: RateLimiter,
+        faults: FaultQueue,
+        policy: BoundsPolicy,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.authenticator = authenticator

@@ -107,10 +107,13 @@ class Authenticator:
         with HTTP Basic, as RFC 6749 allows.
         """
         if form.get("grant_type") != "client_credentials":
-            return json_response(400, {
-                "error": "unsupported_grant_type",
-                "error_description": "The authorization grant type is not supported.",
-            })
+            return json_response(
+                400,
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": "The authorization grant type is not supported.",
+                },
+            )
         client_id, client_secret = form.get("client_id"), form.get("client_secret")
         scheme, _, value = (basic_header or "").partition(" ")
         if client_id is None and scheme.lower() == "basic":
@@ -122,26 +125,37 @@ class Authenticator:
             or client_id != auth.client_id
             or not secrets.compare_digest(client_secret or "", auth.client_secret)
         ):
-            return json_response(401, {
-                "error": "invalid_client",
-                "error_description": "Client authentication failed due to unknown client, "
-                "no client authentication included, or unsupported authentication method.",
-            })
+            return json_response(
+                401,
+                {
+                    "error": "invalid_client",
+                    "error_description": "Client authentication failed due to unknown client, "
+                    "no client authentication included, or unsupported authentication method.",
+                },
+            )
         requested = form.get("scope", "").split() or list(auth.scopes)
         if any(scope not in auth.scopes for scope in requested):
-            return json_response(400, {
-                "error": "invalid_scope",
-                "error_description": "The requested scope is invalid, unknown, or malformed.",
-            })
+            return json_response(
+                400,
+                {
+                    "error": "invalid_scope",
+                    "error_description": "The requested scope is invalid, unknown, or malformed.",
+                },
+            )
         token = "sim-issued-" + secrets.token_urlsafe(24)
         with self._lock:
             now = self._clock()
             self._issued = {t: v for t, v in self._issued.items() if v[0] > now}
             self._issued[token] = (now + auth.token_ttl, frozenset(requested))
-        return json_response(200, {
-            "access_token": token,
-            "token_type": "bearer",
-            # Integral TTLs go out as integers, like the real server's; tiny test TTLs stay exact.
-            "expires_in": int(auth.token_ttl) if auth.token_ttl.is_integer() else auth.token_ttl,
-            "scope": " ".join(requested),
-        })
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "token_type": "bearer",
+                # Integral TTLs go out as integers, like the real server; tiny ones stay exact.
+                "expires_in": int(auth.token_ttl)
+                if auth.token_ttl.is_integer()
+                else auth.token_ttl,
+                "scope": " ".join(requested),
+            },
+        )

@@ -46,5 +46,5 @@ def decode(text: str) -> Cursor:
         or struct.pack(">I", zlib.crc32(body)) != crc
     ):
         raise ValueError("cursor is garbled")
-    descending, created, record_id, salt = _BODY.unpack(body[len(_MAGIC):])
+    descending, created, record_id, salt = _BODY.unpack(body[len(_MAGIC) :])
     return Cursor(key=(created, record_id), descending=descending, salt=salt)

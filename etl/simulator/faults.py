@@ -168,9 +168,7 @@ def apply_to_records(fault: Fault, records: list[dict[str, Any]]) -> None:
             _mangle(record, fault.mangle, fault.field)
 
 
-def apply_to_cursor_page(
-    fault: Fault, body: dict[str, Any], page: Page, link: LinkBuilder
-) -> None:
+def apply_to_cursor_page(fault: Fault, body: dict[str, Any], page: Page, link: LinkBuilder) -> None:
     """Make a cursor-mode body misbehave per ``fault`` (in place)."""
     apply_to_records(fault, body["audit_logs"])
     if fault.kind not in CURSOR_KINDS:

@@ -40,8 +40,9 @@ def _before(key: Key) -> Key:
     return (key[0], key[1] - 1)
 
 
-def _matching(store: RecordStore, query: ListQuery, lo: Key, hi: Key, descending: bool
-              ) -> Iterator[tuple[Key, dict[str, Any] | None]]:
+def _matching(
+    store: RecordStore, query: ListQuery, lo: Key, hi: Key, descending: bool
+) -> Iterator[tuple[Key, dict[str, Any] | None]]:
     """(key, record) of matching records; record is None when unfiltered (not yet built)."""
     for key, item in store.scan(lo, hi, descending=descending):
         if not query.filters:
@@ -52,8 +53,9 @@ def _matching(store: RecordStore, query: ListQuery, lo: Key, hi: Key, descending
             yield key, record
 
 
-def _take(store: RecordStore, query: ListQuery, lo: Key, hi: Key, descending: bool,
-          skip: int = 0) -> tuple[list[Key], list[dict[str, Any]], bool]:
+def _take(
+    store: RecordStore, query: ListQuery, lo: Key, hi: Key, descending: bool, skip: int = 0
+) -> tuple[list[Key], list[dict[str, Any]], bool]:
     """Up to query.size records after skipping ``skip``; and whether more follow."""
     keys: list[Key] = []
     records: list[dict[str, Any]] = []

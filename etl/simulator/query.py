@@ -141,8 +141,14 @@ def parse_list_query(
         if after is not None and before is not None:
             raise invalid_pagination("page[after] and page[before] cannot be combined")
         return ListQuery(
-            cursor_mode=True, descending=descending, lo=lo, hi=hi, filters=filters,
-            size=min(size, MAX_PAGE_SIZE), after=after, before=before,
+            cursor_mode=True,
+            descending=descending,
+            lo=lo,
+            hi=hi,
+            filters=filters,
+            size=min(size, MAX_PAGE_SIZE),
+            after=after,
+            before=before,
             after_text=params["page[after]"][-1] if after is not None else None,
         )
     if params.get("sort_by", ["created_at"])[-1] != "created_at":
@@ -159,6 +165,11 @@ def parse_list_query(
             f"Offset pagination is limited to {MAX_OFFSET_PAGE} pages; use cursor pagination"
         )
     return ListQuery(
-        cursor_mode=False, descending=order == "desc", lo=lo, hi=hi, filters=filters,
-        size=min(per_page, MAX_PAGE_SIZE), page=page,
+        cursor_mode=False,
+        descending=order == "desc",
+        lo=lo,
+        hi=hi,
+        filters=filters,
+        size=min(per_page, MAX_PAGE_SIZE),
+        page=page,
     )

@@ -27,9 +27,7 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(
-        self, per_minute: int | None, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, per_minute: int | None, clock: Callable[[], float] = time.monotonic) -> None:
         self.enforced = per_minute is not None
         self.limit = per_minute if per_minute is not None else DEFAULT_LIMIT
         self._clock = clock

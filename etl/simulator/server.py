@@ -112,9 +112,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
         request = Request(
-            method=self.command, path=url.path,
+            method=self.command,
+            path=url.path,
             pairs=parse_qsl(url.query, keep_blank_values=True),
-            headers={k.lower(): v for k, v in self.headers.items()}, body=body,
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=body,
             base=f"http://{host}",
         )
         sim = self.server.sim
@@ -173,7 +175,10 @@ class SimulatedZendesk:
             self._store.add(records)
         self._faults = FaultQueue()
         self._app = App(
-            self._store, Authenticator(auth), RateLimiter(rate_limit_per_minute), self._faults,
+            self._store,
+            Authenticator(auth),
+            RateLimiter(rate_limit_per_minute),
+            self._faults,
             BoundsPolicy(inclusive_start, inclusive_end, min_end_age),
         )
         self.latency = latency
@@ -192,8 +197,10 @@ class SimulatedZendesk:
             raise RuntimeError("simulator already started")
         self._server = _Server(self._address, self)
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="simulated-zendesk", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="simulated-zendesk",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -212,7 +219,9 @@ class SimulatedZendesk:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -226,9 +235,7 @@ class SimulatedZendesk:
 
     # records and faults
 
-    def add_records(
-        self, records: Iterable[Mapping[str, Any]], visible_after: float = 0.0
-    ) -> int:
+    def add_records(self, records: Iterable[Mapping[str, Any]], visible_after: float = 0.0) -> int:
         """Add records (thread-safe); hidden from queries for ``visible_after`` seconds."""
         return self._store.add(records, visible_after)
 
@@ -285,9 +292,14 @@ class SimulatedZendesk:
             self.errors.append(f"{request.method} {request.path}: {exc!r}")
             response, fault = json_response(500, {"error": "SimulatorBug"}), None
         with self._log_lock:
-            self._log.append(RequestLog(
-                method=request.method, path=request.path, query=dict(request.params),
-                status=response.status, time=time.time(),
-                fault=fault.kind if fault is not None else None,
-            ))
+            self._log.append(
+                RequestLog(
+                    method=request.method,
+                    path=request.path,
+                    query=dict(request.params),
+                    status=response.status,
+                    time=time.time(),
+                    fault=fault.kind if fault is not None else None,
+                )
+            )
         return response, fault
