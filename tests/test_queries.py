@@ -26,7 +26,8 @@ def dialects_of(block: str) -> set[str] | None:
 def test_the_page_has_queries_and_each_is_valid_somewhere() -> None:
     assert len(BLOCKS) >= 10
     for block in BLOCKS:
-        assert dialects_of(block) is None or dialects_of(block) <= {"sqlite", "postgresql", "mysql"}
+        dialects = dialects_of(block)
+        assert dialects is None or dialects <= {"sqlite", "postgresql", "mysql"}
 
 
 def test_every_query_runs_and_finds_rows(db_url: str) -> None:
