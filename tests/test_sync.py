@@ -302,3 +302,13 @@ def test_window_is_lag_behind_now_and_overlaps_the_watermark() -> None:
     later = plan_window(first.end, account, now + timedelta(minutes=5))
     assert later.start == first.end - timedelta(minutes=10, seconds=1)
     assert later.end == first.end + timedelta(minutes=5)
+
+
+def test_twenty_thousand_records_arrive_exactly_once_with_every_field(db_url: str) -> None:
+    end = recent(30)
+    records = generate_records(20_000, start=end - timedelta(days=30), end=end, seed=20)
+    with SimulatedZendesk(records) as sim:
+        store = fresh_store(db_url)
+        summary = run(sim_account(sim.url), store)
+        assert (summary.inserted, summary.pages) == (20_000, 200)
+        assert_table_matches(db_url, sim.iter_visible_records())
