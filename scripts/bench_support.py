@@ -1,0 +1,354 @@
+"""Processes and databases for scripts/bench.py: the simulator, the job, fresh databases.
+
+Everything created here is registered with a ``Cleanup`` and removed by it, also on
+Ctrl-C: child processes run in their own session (a Ctrl-C reaches only the
+benchmark, which then stops them in order), databases are dropped, files deleted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+# The simulator's default static OAuth token; it reaches the job by environment only.
+OAUTH_TOKEN = "sim-oauth-token"
+ACCOUNT = "bench"
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+RSS_FILE_ENV = "ETL_BENCH_PEAK_RSS_FILE"
+# What ``python -m etl`` does, then the process's own peak RSS (VmHWM) written to a file.
+# Not ru_maxrss: Linux carries the pre-exec high-water mark (the benchmark's, forked) into
+# it, whereas VmHWM belongs to the address space that exec created.
+LAUNCHER = f"""
+import os, sys
+from etl.cli import main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as status:
+    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+with open(os.environ["{RSS_FILE_ENV}"], "w") as out:
+    out.write(hwm)
+sys.exit(code)
+"""
+
+
+class JobFailed(Exception):
+    """The job under test failed (non-zero exit or a wrong result): the bench must fail."""
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+class Cleanup:
+    """Last-in, first-out undo actions; each runs once, errors are reported, not raised."""
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], None]]] = []
+
+    def push(self, what: str, action: Callable[[], None]) -> Callable[[], None]:
+        entry = (what, action)
+        self._actions.append(entry)
+
+        def run_now() -> None:
+            if entry in self._actions:
+                self._actions.remove(entry)
+                action()
+
+        return run_now
+
+    def run_all(self) -> None:
+        while self._actions:
+            what, action = self._actions.pop()
+            try:
+                action()
+            except Exception as exc:  # keep cleaning up the rest
+                print(f"bench: cleanup of {what} failed: {exc}", file=sys.stderr)
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU of a live process (from /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+# -- the simulator -----------------------------------------------------------------------
+
+
+class Simulator:
+    """``python -m etl.simulator`` as a separate process, driven over HTTP."""
+
+    def __init__(
+        self,
+        cleanup: Cleanup,
+        records: int,
+        *,
+        seed: int = 42,
+        days: float = 30.0,
+        end_offset: float = 3600.0,
+        rate_limit: int | None = None,
+        latency: float = 0.0,
+    ) -> None:
+        command = [
+            PYTHON,
+            "-m",
+            "etl.simulator",
+            "--port",
+            "0",
+            "--records",
+            str(records),
+            "--seed",
+            str(seed),
+            "--days",
+            str(days),
+            "--end-offset",
+            str(end_offset),
+            "--latency",
+            str(latency),
+        ]
+        if rate_limit is not None:
+            command += ["--rate-limit", str(rate_limit)]
+        self.records = records
+        self.proc = subprocess.Popen(
+            command, stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True
+        )
+        self.stop = cleanup.push(f"simulator pid {self.proc.pid}", self._stop)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline().strip()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"the simulator did not start (it said {line!r})")
+        self.url = line.removeprefix("listening on ")
+
+    def _stop(self) -> None:
+        stop_process(self.proc)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def _call(self, method: str, path: str, payload: Any = None) -> Any:
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(
+            self.url + path,
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_sim/stats")
+        return result
+
+    def reset_log(self) -> None:
+        self._call("POST", "/_sim/reset-log", [])
+
+    def add_records(self, records: list[dict[str, Any]]) -> None:
+        self._call("POST", "/_sim/records", records)
+
+    def cpu_seconds(self) -> float:
+        return process_cpu_seconds(self.proc.pid)
+
+
+# -- databases ---------------------------------------------------------------------------
+
+
+class Databases:
+    """Fresh databases: a SQLite file in its own temporary directory, or a uniquely named
+    PostgreSQL database (created and dropped as tests/conftest.py does)."""
+
+    def __init__(self, cleanup: Cleanup, postgres_admin_url: str) -> None:
+        self.cleanup = cleanup
+        self.root = Path(tempfile.mkdtemp(prefix="zendesk-audit-bench-"))
+        cleanup.push(f"directory {self.root}", lambda: shutil.rmtree(self.root, True))
+        self.pg_admin_url = make_url(postgres_admin_url)
+        self._pg_admin: sa.Engine | None = None
+        self._drops: dict[str, Callable[[], None]] = {}
+
+    def _admin(self) -> sa.Engine:
+        if self._pg_admin is None:
+            engine = sa.create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
+            self._pg_admin = engine
+            self.cleanup.push("the PostgreSQL admin engine", engine.dispose)
+        return self._pg_admin
+
+    def postgres_version(self) -> str:
+        with self._admin().connect() as conn:
+            return str(conn.execute(sa.text("SHOW server_version")).scalar())
+
+    def create(self, kind: str) -> str:
+        if kind == "sqlite":
+            directory = Path(tempfile.mkdtemp(prefix="db-", dir=self.root))
+            url = f"sqlite:///{directory / 'audit.db'}"
+            self._drops[url] = self.cleanup.push(
+                f"SQLite database {directory}", lambda: shutil.rmtree(directory, True)
+            )
+            return url
+        if kind != "postgresql":
+            raise ValueError(f"unsupported database kind {kind!r}")
+        name = f"zendesk_audit_bench_{uuid.uuid4().hex[:12]}"
+        admin = self._admin()
+
+        def drop() -> None:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+        url = self.pg_admin_url.set(database=name).render_as_string(hide_password=False)
+        # Registered first: an interrupt right after CREATE must not leave it behind.
+        self._drops[url] = self.cleanup.push(f"PostgreSQL database {name}", drop)
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"CREATE DATABASE {name}"))
+        return url
+
+    def drop(self, url: str) -> None:
+        self._drops.pop(url)()
+
+    def count_rows(self, url: str) -> int:
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                query = sa.text("SELECT count(*) FROM zendesk_audit_logs WHERE account = :a")
+                return int(conn.execute(query, {"a": ACCOUNT}).scalar_one())
+        finally:
+            engine.dispose()
+
+
+def psycopg_conninfo(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL as a libpq connection string."""
+    parsed: URL = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# -- the job -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRun:
+    wall: float  # seconds, the whole process: start-up, imports, sync, exit
+    peak_rss_mb: float  # the process's own peak resident set (VmHWM at exit)
+    cpu: float  # the process's user + system CPU seconds
+    requests: int  # API requests the simulator answered during the run
+    rate_limited: int  # of which 429
+    sim_cpu: float  # simulator CPU seconds during the run
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "wall_s": self.wall,
+            "peak_rss_mb": self.peak_rss_mb,
+            "cpu_s": self.cpu,
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "sim_cpu_s": self.sim_cpu,
+        }
+
+
+class Job:
+    """The real CLI, ``python -m etl --config CFG``, against one simulator and database."""
+
+    def __init__(
+        self, cleanup: Cleanup, sim: Simulator, db_url: str, workdir: Path, rpm: int
+    ) -> None:
+        self.cleanup = cleanup
+        self.sim = sim
+        self.workdir = workdir
+        self.config = workdir / f"config-{uuid.uuid4().hex[:8]}.toml"
+        self.config.write_text(
+            f'[zendesk]\nbase_url = "{sim.url}"\nname = "{ACCOUNT}"\n'
+            f"requests_per_minute = {rpm}\n\n"
+            f'[database]\nurl = "{db_url}"\n'
+        )
+        self.config.chmod(0o600)
+        self.env = {**os.environ, "ZENDESK_OAUTH_TOKEN": OAUTH_TOKEN}
+
+    def command(self, *args: str, launcher: bool = False) -> list[str]:
+        start = [PYTHON, "-c", LAUNCHER] if launcher else [PYTHON, "-m", "etl"]
+        return [*start, "--config", str(self.config), "--quiet", *args]
+
+    def migrate(self) -> None:
+        result = subprocess.run(
+            self.command("migrate"),
+            env=self.env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise JobFailed(f"migrate exited {result.returncode}: {result.stderr.strip()}")
+
+    def sync(self) -> JobRun:
+        """One timed ``sync``: wall time of the whole process and its own peak RSS."""
+        self.sim.reset_log()
+        sim_cpu = self.sim.cpu_seconds()
+        rss_file = self.workdir / f"rss-{uuid.uuid4().hex[:8]}"
+        env = {**self.env, RSS_FILE_ENV: str(rss_file)}
+        with tempfile.TemporaryFile(mode="w+", dir=self.workdir) as stderr:
+            started = time.perf_counter()
+            proc = subprocess.Popen(
+                self.command("sync", launcher=True),
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,
+            )
+            unregister = self.cleanup.push(f"job pid {proc.pid}", lambda: stop_process(proc))
+            # wait4 (not waitpid) returns the rusage of this one child: its CPU time.
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - started
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            unregister()
+            stderr.seek(0)
+            errors = stderr.read().strip()
+        sim_cpu = self.sim.cpu_seconds() - sim_cpu
+        if proc.returncode != 0:
+            raise JobFailed(f"sync exited {proc.returncode}: {errors or '(no message)'}")
+        if errors:
+            print(f"bench: the job warned: {errors}", file=sys.stderr)
+        stats = self.sim.stats()
+        peak_kib = int(rss_file.read_text())
+        rss_file.unlink()
+        return JobRun(
+            wall=wall,
+            peak_rss_mb=peak_kib / 1024,
+            cpu=usage.ru_utime + usage.ru_stime,
+            requests=int(stats["requests"]),
+            rate_limited=int(stats["rate_limited"]),
+            sim_cpu=sim_cpu,
+        )
+
+
+def time_command(command: list[str], runs: int) -> list[float]:
+    """Wall seconds of ``command`` (which must succeed), ``runs`` times."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+        times.append(time.perf_counter() - started)
+    return times
