@@ -222,3 +222,24 @@ def test_an_installed_wheel_finds_its_migrations(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == migrate.head_revision()
+
+
+def test_the_fast_schema_check_knows_the_real_head() -> None:
+    """ensure_current skips Alembic when the schema is at SCHEMA_HEAD: it must be the head."""
+    assert migrate.SCHEMA_HEAD == migrate.head_revision()
+
+
+def test_a_current_schema_is_checked_without_importing_alembic(sqlite_url: str) -> None:
+    import subprocess
+    import sys
+
+    engine = open_engine(sqlite_url)
+    migrate.upgrade(engine)
+    engine.dispose()
+    code = (
+        "import sys; from etl import migrate; from etl.db import open_engine; "
+        f"migrate.ensure_current(open_engine({sqlite_url!r}), auto_migrate=False, "
+        "migrate_hint=''); print('alembic' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip() == "False", result.stderr
