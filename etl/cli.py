@@ -19,14 +19,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from etl import __version__, config, logsetup, report
+from etl import __version__, config, logsetup
 from etl.errors import ConfigError, EtlError, ExitCode, InterruptedRun, StaleDataError
-from etl.progress import ProgressBar
 from etl.settings import FILTER_KEYS, Settings
 
 if TYPE_CHECKING:
     from etl.client import ZendeskClient
     from etl.job import AccountRun
+    from etl.progress import ProgressBar
     from etl.settings import AccountSettings
     from etl.store import Store
     from etl.sync import RunHooks, RunSummary
@@ -224,6 +224,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 
 
 def cmd_resync(args: argparse.Namespace) -> int:
+    from etl import report
     from etl.sync import resync_account
 
     def resync_each(
@@ -248,7 +249,7 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
     accounts = select_accounts(settings, args.account)
     stop = threading.Event()
     summaries: dict[str, RunSummary] = {}
-    bar = ProgressBar(sys.stderr) if sys.stderr.isatty() and not args.quiet else None
+    bar = _progress_bar(args)
 
     def stoppable_sleep(seconds: float) -> None:
         if stop.wait(seconds):
@@ -280,6 +281,14 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
         _fail(f"{len(result.failed)} of {len(result.outcomes)} accounts failed: "
               f"{', '.join(result.failed)}")  # fmt: skip
     return int(result.exit_code), summaries
+
+
+def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from etl.progress import ProgressBar
+
+    return ProgressBar(sys.stderr)
 
 
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
@@ -340,6 +349,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from etl import report
     from etl.job import open_store, select_accounts
     from etl.sync import utc_now
 
@@ -374,6 +384,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from etl import report
     from etl.check import list_records
     from etl.job import select_accounts
 
