@@ -77,7 +77,7 @@ class FakeTime:
         return self.now
 
     def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
+        self.sleeps.append(round(seconds, 6))  # exact schedules compare without float noise
         self.now += seconds
 
 

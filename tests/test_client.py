@@ -24,6 +24,7 @@ import pytest
 import requests
 import urllib3
 from requests.adapters import HTTPAdapter
+from support import FakeTime
 
 from etl.auth import BearerAuth
 from etl.client import ZendeskClient, check_base_url, classify_response, same_origin
@@ -308,21 +309,6 @@ START = datetime(2025, 6, 1, tzinfo=UTC)
 END = datetime(2025, 6, 2, tzinfo=UTC)
 PATH = "/api/v2/audit_logs"
 PARAMS = audit_log_params(START, END, {}, page_size=10)
-
-
-class FakeTime:
-    """The client's clock and sleep: time moves only when the client sleeps."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        self.now += seconds
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from support import FakeTime
 
 from etl.client import ZendeskClient
 from etl.errors import ConfigError, PaginationError, RequestRejectedError
@@ -76,20 +77,7 @@ def test_params_refuse_naive_datetimes() -> None:
 
 
 # -- chains over real HTTP -----------------------------------------------------------------------
-class NoSleep:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
-def make_client(sim: SimulatedZendesk, fake: NoSleep) -> ZendeskClient:
+def make_client(sim: SimulatedZendesk, fake: FakeTime) -> ZendeskClient:
     settings = ZendeskSettings(
         base_url=sim.url,
         credentials=Credentials(oauth_token=Secret("sim-oauth-token")),
@@ -107,7 +95,7 @@ def sim() -> Iterator[SimulatedZendesk]:
 
 @pytest.fixture
 def client(sim: SimulatedZendesk) -> Iterator[ZendeskClient]:
-    with make_client(sim, NoSleep()) as c:
+    with make_client(sim, FakeTime()) as c:
         yield c
 
 
@@ -150,7 +138,7 @@ def test_an_empty_window_is_one_empty_page(client: ZendeskClient) -> None:
 
 
 def test_retries_inside_a_chain_are_invisible(sim: SimulatedZendesk) -> None:
-    fake = NoSleep()
+    fake = FakeTime()
     sim.inject(
         Fault("status", status=503, retry_after=2, skip=3),
         Fault("reset", skip=1),
