@@ -23,11 +23,18 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.auth import AuthBase
 
-from etl.errors import AuthError, ConfigError, RateLimitedError, RetriableError
+from etl.errors import (
+    AuthError,
+    ConfigError,
+    RateLimitedError,
+    RequestRejectedError,
+    RetriableError,
+)
 from etl.ratelimit import parse_retry_after
 from etl.redact import error_summary, json_object, redact_url
 from etl.secret import Secret
@@ -215,6 +222,13 @@ class ClientCredentialsAuth(ZendeskAuth):
             raise RateLimitedError(f"{where}: {status} while obtaining an OAuth token", retry_after)
         if status >= 500 or status == 408:
             raise RetriableError(f"{where}: {status} while obtaining an OAuth token")
+        if 300 <= status < 400:  # not followed: the client secret goes to base_url only
+            location = response.headers.get("Location", "")
+            target = urlsplit(location).hostname or ("the same host" if location else "nowhere")
+            raise RequestRejectedError(
+                f"{where}: {status}, a redirect to {target}; redirects are not followed: "
+                "check base_url (https://SUBDOMAIN.zendesk.com)"
+            )
         if not 200 <= status < 300:
             said = error_summary(body) if body is not None else ""
             said = f" ({said})" if said else ""

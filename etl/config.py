@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from etl.errors import ConfigError
+from etl.redact import redact_url
 from etl.secret import Secret
 from etl.settings import (
     FILTER_KEYS,
@@ -51,7 +52,8 @@ ZENDESK_KEYS = {
     *(f"{k}_file" for k in SECRET_KEYS),
     *(f"{k}_env" for k in SECRET_KEYS),
 }  # fmt: skip
-SYNC_KEYS = {"start_time", "lag", "overlap", "filters"}
+SYNC_KEYS = {"start_time", "lag", "overlap", "filters", "workers", "parallel_after"}
+MAX_WORKERS = 16
 DATABASE_KEYS = {"url", "auto_migrate"}
 MONITORING_KEYS = {"metrics_file"}
 TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring"}
@@ -198,7 +200,8 @@ def _database(table: Mapping[str, Any], problems: _Problems) -> DatabaseSettings
     default = DatabaseSettings()
     url = _typed(table, "url", str, problems, "database", default.url)
     if "://" not in url:
-        problems.add("database.url", f"not a database URL: {url!r} (e.g. sqlite:///audit.db)")
+        # never echo the value: a mistyped URL may still carry a password
+        problems.add("database.url", "not a database URL (e.g. sqlite:///audit.db)")
     auto = _typed(table, "auto_migrate", bool, problems, "database", default.auto_migrate)
     return DatabaseSettings(url=url, auto_migrate=auto)
 
@@ -259,7 +262,7 @@ def _base_url(zendesk: Mapping[str, Any], problems: _Problems, where: str) -> tu
     if base_url:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.add(_join(where, "base_url"), f"not an http(s) URL: {base_url!r}")
+            problems.add(_join(where, "base_url"), f"not an http(s) URL: {redact_url(base_url)!r}")
             return "", ""
         if parts.username or parts.password or parts.query or parts.fragment:
             problems.add(
@@ -378,10 +381,16 @@ def _sync(sync: Mapping[str, Any], problems: _Problems) -> SyncSettings:
             "and records appear minutes late",
         )
     overlap = _checked(parse_duration, sync, "overlap", default.overlap, problems, "sync")
+    workers = _bounded_int(sync, "workers", 1, MAX_WORKERS, default.workers, problems, "sync")
+    parallel_after = _checked(
+        parse_duration, sync, "parallel_after", default.parallel_after, problems, "sync"
+    )
     return SyncSettings(
         start_time=_checked(parse_time, sync, "start_time", None, problems, "sync"),
         lag=lag,
         overlap=overlap,
+        workers=workers,
+        parallel_after=parallel_after,
         filters=_filters(_table(sync, "filters", problems, "sync"), problems),
     )
 

@@ -51,5 +51,9 @@ def configure(
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party chatter stays out unless asked for.
-    for noisy in ("urllib3", "alembic", "sqlalchemy"):
+    for noisy in ("urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    # Never SQL echo, even with --verbose: its parameters are whole audit records.
+    logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
+    # psycopg reports an aborted pipeline on its own after the error we already raise.
+    logging.getLogger("psycopg").setLevel(logging.CRITICAL)

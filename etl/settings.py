@@ -45,6 +45,10 @@ class SyncSettings:
     start_time: datetime | None = None  # aware UTC; None = the whole history
     lag: timedelta = timedelta(minutes=5)
     overlap: timedelta = timedelta(minutes=10)
+    # A window longer than ``parallel_after`` (a first run, a long outage, a resync) is
+    # read in time slices by ``workers`` threads sharing the rate budget; 1 = sequential.
+    workers: int = 4
+    parallel_after: timedelta = timedelta(days=1)
     # filter name (see FILTER_KEYS) -> values; several values match any of them
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
