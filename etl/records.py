@@ -30,6 +30,9 @@ TEXT_FIELDS = (
     "url",
 )
 INTEGER_FIELDS = ("actor_id", "source_id")
+# Not a column: ``raw`` as compact JSON text, exactly what the store would write for it,
+# made while checking the record; the store uses it instead of serializing ``raw`` again.
+RAW_JSON = "raw_json"
 # Bounded by what a BIGINT column holds.
 _BIGINT = 2**63
 _DIGITS = re.compile(r"\A\s*-?[0-9]+\s*\Z")  # ASCII only: int() also takes "١٢", not "²"
@@ -47,7 +50,11 @@ class Reject:
 def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, Any] | Reject:
     if not isinstance(raw, dict):
         return Reject(None, f"record is a JSON {type(raw).__name__}, not an object", _dump(raw))
-    if not _is_strict_json(raw):
+    try:
+        # One C-speed pass answers both questions: NaN/Infinity raise, and a NUL can only
+        # be where the ASCII text holds the escape \u0000 (exactly checked only then).
+        text = json.dumps(raw, allow_nan=False, default=str, separators=(",", ":"))
+    except ValueError:
         return Reject(
             _text_id(raw.get("id")), "holds NaN or Infinity, which JSON cannot store", _dump(raw)
         )
@@ -58,7 +65,8 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
     created_at = parse_created_at(raw.get("created_at"))
     if created_at is None:
         return Reject(str(record_id), "no usable created_at", _dump(raw))
-    stored: dict[Any, Any] = _without_nul(raw) if _has_nul(raw) else raw
+    clean = not ("\\u0000" in text and _has_nul(raw))
+    stored: dict[Any, Any] = raw if clean else _without_nul(raw)
     row: dict[str, Any] = {"account": account, "id": record_id, "created_at": created_at}
     for name in TEXT_FIELDS:
         value = stored.get(name)
@@ -67,6 +75,8 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
         row[name] = _integer(stored.get(name))
     row["raw"] = stored
     row["synced_at"] = synced_at
+    if clean:
+        row[RAW_JSON] = text
     return row
 
 
@@ -99,14 +109,6 @@ def _integer(value: object) -> int | None:
 
 def _text_id(value: object) -> str | None:
     return None if value is None else str(value).replace(NUL, NUL_REPLACEMENT)[:64]
-
-
-def _is_strict_json(raw: object) -> bool:
-    try:
-        json.dumps(raw, allow_nan=False, default=str)
-    except ValueError:
-        return False
-    return True
 
 
 def _has_nul(value: object) -> bool:

@@ -43,6 +43,7 @@ MYSQL_DIALECTS = ("mysql", "mariadb")
 VERSION_TABLE = "zendesk_audit_alembic_version"
 
 RUN_STATUSES = ("running", "success", "failed", "interrupted", "abandoned")
+RUN_KINDS = ("sync", "resync")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -166,7 +167,23 @@ sync_runs = sa.Table(
     sa.Column("rows_updated", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("error", long_text()),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="sync"),
     sa.Index("ix_zendesk_audit_sync_runs_account_started_at", "account", "started_at"),
+    **MYSQL_TABLE_OPTIONS,
+)
+
+# A parallel backfill's plan (etl/backfill.py): the slices of one account's window, each
+# with its checkpoint. ``position`` is the newest created_at committed in the slice.
+sync_slices = sa.Table(
+    "zendesk_audit_sync_slices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(255), nullable=False),
+    sa.Column("slice_start", UTCDateTime(), nullable=False),
+    sa.Column("slice_end", UTCDateTime(), nullable=False),
+    sa.Column("position", UTCDateTime()),
+    sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_zendesk_audit_sync_slices_account", "account"),
     **MYSQL_TABLE_OPTIONS,
 )
 

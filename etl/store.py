@@ -1,21 +1,27 @@
-"""The store: each page's rows, rejects, checkpoint and run counters in one transaction.
+"""The store: each batch of pages with its rows, rejects, checkpoints and run counters in
+one transaction.
 
-A page is written with one dialect-native upsert keyed on ``(account, id)``. Before
-it, the page's existing ``(id, raw)`` pairs are read in the same transaction, so the
+A batch is written with one dialect-native upsert keyed on ``(account, id)``. Before
+it, the batch's existing ``(id, raw)`` pairs are read in the same transaction, so the
 counts of inserted and updated rows are exact on every dialect and a record read
 again unchanged is not written at all (its ``synced_at`` stays). The upsert itself
 also refuses to rewrite an unchanged row, in case another writer got there first.
 
-Only SQLAlchemy Core, one statement per kind of work per page, statements built once.
+SQLAlchemy Core, one statement per kind of work per batch, statements built once; the
+row upsert goes straight to the driver on SQLite (one executemany) and PostgreSQL
+(COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT).
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import json
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any, Protocol
 
 import sqlalchemy as sa
@@ -24,7 +30,16 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.db import database_errors, for_writing
 from etl.lock import run_lock
-from etl.schema import MYSQL_DIALECTS, audit_logs, audit_rejects, sync_runs, sync_state
+from etl.records import RAW_JSON
+from etl.schema import (
+    MYSQL_DIALECTS,
+    RUN_KINDS,
+    audit_logs,
+    audit_rejects,
+    sync_runs,
+    sync_slices,
+    sync_state,
+)
 
 FINAL_STATUSES = ("success", "failed", "interrupted")
 FAILURE_STATUSES = ("failed", "abandoned")
@@ -32,6 +47,7 @@ ABANDONED_ERROR = "the process ended without recording a result (killed, or the 
 MAX_ERROR_CHARS = 4000
 # Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.
 _ID_CHUNK = 500
+_GAP_FACTOR = 64  # a gap this many times the median one starts a new id range
 _MISSING = object()
 
 
@@ -71,6 +87,27 @@ class RunInfo:
     rows_updated: int
     rows_rejected: int
     error: str | None
+    kind: str = "sync"
+
+
+@dataclass(frozen=True)
+class SliceRow:
+    """One slice of a parallel backfill's plan, as stored."""
+
+    id: int
+    start: datetime
+    end: datetime
+    position: datetime | None  # the newest created_at committed in the slice
+    done: bool
+
+
+@dataclass(frozen=True)
+class SliceUpdate:
+    """A slice's checkpoint, committed with the rows that move it."""
+
+    id: int
+    position: datetime | None
+    done: bool
 
 
 @dataclass(frozen=True)
@@ -98,6 +135,7 @@ class Store:
         self._writer = for_writing(engine)
         self._now = now
         self._upsert_rows = _rows_upsert(dialect)
+        self._write_rows = _fast_writer(dialect) or self._write_rows_core
         self._advance_watermark = _state_upsert(dialect, advance_only=True)
         self._replace_watermark = _state_upsert(dialect, advance_only=False)
         self._existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
@@ -139,9 +177,27 @@ class Store:
 
         Rows with the same id in one page: the last one wins.
         """
+        return self.write_batch(account, run_id, rows, rejects, watermark=watermark)
+
+    def write_batch(
+        self,
+        account: str,
+        run_id: int,
+        rows: Sequence[Mapping[str, Any]],
+        rejects: Sequence[RejectLike],
+        *,
+        pages: int = 1,
+        watermark: datetime | None = None,
+        slices: Sequence[SliceUpdate] = (),
+    ) -> WriteResult:
+        """``pages`` consecutive pages in one transaction: their rows, rejects, the
+        checkpoints of the ``slices`` they advance, the watermark and the run's counters.
+
+        Rows with the same id: the last one wins.
+        """
         latest = {row["id"]: row for row in rows}
         if any(row["account"] != account for row in latest.values()):
-            raise ValueError(f"write_page({account!r}) got rows of another account")
+            raise ValueError(f"write_batch({account!r}) got rows of another account")
         with self._writing("writing a page") as conn:
             existing = self._existing_raw(conn, account, sorted(latest))
             changed: list[Mapping[str, Any]] = []
@@ -154,7 +210,7 @@ class Store:
                 elif old != row["raw"]:
                     changed.append(row)
             if changed:
-                conn.execute(self._upsert_rows, changed)
+                self._write_rows(conn, changed)
             now = self._now()
             if rejects:
                 conn.execute(
@@ -171,20 +227,73 @@ class Store:
                         for r in rejects
                     ],
                 )
+            if slices:
+                _save_slices(conn, account, slices)
             if watermark is not None:
                 conn.execute(
                     self._advance_watermark,
                     {"account": account, "watermark": watermark, "updated_at": now},
                 )
             result = WriteResult(inserted, len(changed) - inserted, len(rejects))
-            _count_page(conn, run_id, result)
+            _count_pages(conn, run_id, result, pages)
         return result
+
+    # -- a parallel backfill's plan ------------------------------------------------------
+
+    def slices(self, account: str) -> list[SliceRow]:
+        """The account's backfill plan (empty when none), by start."""
+        with self._reading("reading the backfill plan") as conn:
+            return _slices(conn, account)
+
+    def add_slices(
+        self, account: str, spans: Sequence[tuple[datetime, datetime]]
+    ) -> list[SliceRow]:
+        """Add slices ``(start, end)`` to the account's plan, committed at once."""
+        with self._writing("saving the backfill plan") as conn:
+            ids = [_insert_slice(conn, account, start, end) for start, end in spans]
+        return [
+            SliceRow(i, start, end, None, False) for i, (start, end) in zip(ids, spans, strict=True)
+        ]
+
+    def split_slice(
+        self, account: str, slice_id: int, new_end: datetime, rest: tuple[datetime, datetime]
+    ) -> SliceRow:
+        """End slice ``slice_id`` at ``new_end`` and add ``rest`` as a new slice, atomically.
+
+        ``rest`` must start at or before ``new_end``: the two keep covering what the one did,
+        so the plan never has a gap, whichever of the two commits a crash leaves behind.
+        """
+        if rest[0] > new_end:
+            raise ValueError("a split must not leave a gap")
+        with self._writing("splitting a backfill slice") as conn:
+            updated = conn.execute(
+                sa.update(sync_slices)
+                .where(sync_slices.c.id == slice_id, sync_slices.c.account == account)
+                .values(slice_end=new_end)
+            )
+            if updated.rowcount != 1:
+                raise ValueError(f"there is no slice {slice_id} of {account!r}")
+            new_id = _insert_slice(conn, account, *rest)
+        return SliceRow(new_id, rest[0], rest[1], None, False)
+
+    def finish_plan(self, account: str, watermark: datetime | None) -> None:
+        """Delete the account's plan and advance the watermark to its end, atomically."""
+        with self._writing("finishing the backfill plan") as conn:
+            conn.execute(sa.delete(sync_slices).where(sync_slices.c.account == account))
+            if watermark is not None:
+                conn.execute(
+                    self._advance_watermark,
+                    {"account": account, "watermark": watermark, "updated_at": self._now()},
+                )
+
+    def _write_rows_core(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        conn.execute(self._upsert_rows, [_columns_only(row) for row in rows])
 
     def _existing_raw(self, conn: Connection, account: str, ids: list[Any]) -> dict[Any, Any]:
         """``{id: raw}`` of the rows among ``ids`` (sorted: each chunk is one narrow range)."""
         existing: dict[Any, Any] = {}
-        for chunk in _chunks(ids, _ID_CHUNK):
-            params = {"account": account, "ids": chunk, "lo": min(chunk), "hi": max(chunk)}
+        for chunk in _id_ranges(ids, _ID_CHUNK):
+            params = {"account": account, "ids": chunk, "lo": chunk[0], "hi": chunk[-1]}
             result = conn.execute(self._existing, params)
             for record_id, raw in result:
                 existing[record_id] = raw
@@ -198,9 +307,13 @@ class Store:
         window_start: datetime,
         window_end: datetime,
         watermark_before: datetime | None,
+        *,
+        kind: str = "sync",
     ) -> int:
         """Record a new run, committed at once. Call it holding the account's lock: runs
         of the account still ``running`` are then known dead and marked ``abandoned``."""
+        if kind not in RUN_KINDS:
+            raise ValueError(f"a run is one of {', '.join(RUN_KINDS)}, not {kind}")
         with self._writing("starting a run") as conn:
             conn.execute(
                 sa.update(sync_runs)
@@ -215,6 +328,7 @@ class Store:
                     window_start=window_start,
                     window_end=window_end,
                     watermark_before=watermark_before,
+                    kind=kind,
                 )
             )
             key = result.inserted_primary_key
@@ -292,10 +406,26 @@ def _transaction(engine: Engine, described: Engine, doing: str) -> Iterator[Conn
         yield conn
 
 
-def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
+def _id_ranges(ids: list[Any], size: int) -> Iterator[list[Any]]:
+    """Sorted ``ids`` in chunks of at most ``size`` that are each one narrow range.
+
+    A batch may hold pages of distant slices: one chunk spanning them would make the
+    ``BETWEEN`` scan everything stored in between. Chunks break at gaps far wider than
+    the typical gap between neighbours.
+    """
+    if len(ids) < 2:
+        if ids:
+            yield ids
+        return
+    gaps = sorted(b - a for a, b in itertools.pairwise(ids))
+    wide = max(gaps[len(gaps) // 2] * _GAP_FACTOR, 1)
+    chunk = [ids[0]]
+    for previous, record_id in itertools.pairwise(ids):
+        if len(chunk) >= size or record_id - previous > wide:
+            yield chunk
+            chunk = []
+        chunk.append(record_id)
+    yield chunk
 
 
 def _rows_upsert(dialect: str) -> sa.Executable:
@@ -331,6 +461,126 @@ def _rows_upsert(dialect: str) -> sa.Executable:
     raise ValueError(f"unsupported dialect {dialect!r}")
 
 
+# -- the fast row paths ----------------------------------------------------------------------
+# The same upsert as ``_rows_upsert``, sent straight to the driver with values converted
+# here (what UTCDateTime and the JSON type would do): SQLAlchemy's per-row parameter
+# processing was the largest cost of a backfill. MySQL keeps the Core statement.
+
+_COLUMNS = [c.name for c in audit_logs.columns]
+_UPDATED = [name for name in _COLUMNS if name not in ("account", "id")]
+_DATETIMES = {"created_at", "synced_at"}
+_RAW = _COLUMNS.index("raw")
+_COLUMN_LIST = ", ".join(_COLUMNS)
+_ROW_VALUES = operator.itemgetter(*_COLUMNS)
+_SET_LIST = ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
+_PG_STAGE = "zendesk_audit_logs_stage"
+RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
+
+
+def _fast_writer(dialect: str) -> RowWriter | None:
+    if dialect == "sqlite":
+        return _sqlite_rows
+    if dialect == "postgresql":
+        return _postgresql_rows
+    return None
+
+
+def _columns_only(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {k: v for k, v in row.items() if k != RAW_JSON} if RAW_JSON in row else row
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is UTC:  # what parse_record makes
+        return value
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone")
+    return value.astimezone(UTC)
+
+
+def _sqlite_time(value: datetime) -> str:
+    """SQLAlchemy's SQLite DATETIME text for an aware time, as naive UTC."""
+    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_SQLITE_ROWS_PER_STATEMENT = 250  # 3,750 parameters: far below SQLite's 32,766
+
+
+@functools.cache
+def _sqlite_upsert(rows: int) -> str:
+    """The upsert of ``rows`` rows in one statement: one step of SQLite for all of them,
+    so the GIL is released once per statement rather than once per row."""
+    one = f"({', '.join('?' for _ in _COLUMNS)})"
+    return (
+        f"INSERT INTO zendesk_audit_logs ({_COLUMN_LIST}) VALUES {', '.join([one] * rows)} "
+        f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
+        "WHERE zendesk_audit_logs.raw IS NOT excluded.raw"
+    )
+
+
+def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
+    params: list[Any] = []
+    times: dict[datetime, str] = {}  # records share seconds, a page shares synced_at
+    for row in rows:
+        values = list(_ROW_VALUES(row))
+        moment = values[created]
+        text = times.get(moment)
+        if text is None:
+            text = times[moment] = _sqlite_time(moment.replace(microsecond=0))
+        values[created] = text
+        moment = values[synced]
+        text = times.get(moment)
+        if text is None:
+            text = times[moment] = _sqlite_time(moment)
+        values[synced] = text
+        values[_RAW] = _json_text(row)
+        params.extend(values)
+    width = len(_COLUMNS)
+    step = _SQLITE_ROWS_PER_STATEMENT * width
+    whole = len(params) - len(params) % step
+    if whole:
+        statement = _sqlite_upsert(_SQLITE_ROWS_PER_STATEMENT)
+        chunks = [tuple(params[i : i + step]) for i in range(0, whole, step)]
+        conn.exec_driver_sql(statement, chunks)
+    if whole < len(params):
+        rest = tuple(params[whole:])
+        conn.exec_driver_sql(_sqlite_upsert(len(rest) // width), rest)
+
+
+_PG_UPSERT = (
+    f"INSERT INTO zendesk_audit_logs ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_PG_STAGE} "
+    f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
+    "WHERE zendesk_audit_logs.raw IS DISTINCT FROM excluded.raw"
+)
+
+
+def _postgresql_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT."""
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGE} "
+        "(LIKE zendesk_audit_logs) ON COMMIT DELETE ROWS"
+    )
+    created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(f"COPY {_PG_STAGE} ({_COLUMN_LIST}) FROM STDIN") as copy:
+            for row in rows:
+                values = list(_ROW_VALUES(row))
+                values[created] = _utc(values[created]).replace(microsecond=0)
+                values[synced] = _utc(values[synced])
+                values[_RAW] = _json_text(row)
+                copy.write_row(values)
+    finally:
+        cursor.close()
+    conn.exec_driver_sql(_PG_UPSERT)
+
+
+def _json_text(row: Mapping[str, Any]) -> str:
+    """What the JSON type would send for ``raw``; made by ``parse_record`` already, usually."""
+    text = row.get(RAW_JSON)
+    return text if isinstance(text, str) else json.dumps(row["raw"], separators=(",", ":"))
+
+
 def _state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
     """Set an account's watermark (creating its row); if ``advance_only``, never backwards."""
     table = sync_state
@@ -362,13 +612,49 @@ def _state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
     raise ValueError(f"unsupported dialect {dialect!r}")
 
 
-def _count_page(conn: Connection, run_id: int, result: WriteResult) -> None:
+def _insert_slice(conn: Connection, account: str, start: datetime, end: datetime) -> int:
+    result = conn.execute(
+        sa.insert(sync_slices).values(
+            account=account, slice_start=start, slice_end=end, position=None, done=False
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) -> None:
+    table = sync_slices.c
+    for update in slices:  # a handful per batch
+        saved = conn.execute(
+            sa.update(sync_slices)
+            .where(table.id == update.id, table.account == account)
+            .values(position=update.position, done=update.done)
+        )
+        if saved.rowcount != 1:  # rolls the batch back: the plan is not what this run read
+            raise ValueError(f"there is no backfill slice {update.id} of {account!r}")
+
+
+def _slices(conn: Connection, account: str) -> list[SliceRow]:
+    table = sync_slices.c
+    query = (
+        sa.select(table.id, table.slice_start, table.slice_end, table.position, table.done)
+        .where(table.account == account)
+        .order_by(table.slice_start, table.id)
+    )
+    return [
+        SliceRow(int(i), start, end, position, bool(done))
+        for i, start, end, position, done in conn.execute(query)
+    ]
+
+
+def _count_pages(conn: Connection, run_id: int, result: WriteResult, pages: int) -> None:
     runs = sync_runs.c
     counted = conn.execute(
         sa.update(sync_runs)
         .where(runs.id == run_id)
         .values(
-            pages=runs.pages + 1,
+            pages=runs.pages + pages,
             rows_inserted=runs.rows_inserted + result.inserted,
             rows_updated=runs.rows_updated + result.updated,
             rows_rejected=runs.rows_rejected + result.rejected,

@@ -46,6 +46,7 @@ def accounts_config(tmp_path: Path, db_url: str, prod_url: str, sandbox_url: str
         f'[[accounts]]\nbase_url = "{sandbox_url}"\nname = "sandbox"\n'
         f'oauth_token_env = "SANDBOX_TOKEN"\nrequests_per_minute = 2500\nretry_budget = "2s"\n\n'
         f'[database]\nurl = "{db_url}"\nauto_migrate = true\n\n'
+        "[sync]\nworkers = 1  # sequential: the tests count pages and requests exactly\n\n"
         f'[monitoring]\nmetrics_file = "{tmp_path / "metrics" / "etl.prom"}"\n'
     )
     return path

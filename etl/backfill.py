@@ -1,0 +1,501 @@
+"""A long window read in parallel time slices, written by one thread.
+
+Used by ``etl.sync.read_window`` when the window is longer than ``[sync] parallel_after``
+(a first run, a long outage, a resync) and ``[sync] workers`` > 1, and by every sync of
+an account whose previous backfill did not finish.
+
+The plan. A window is a set of **slices** ``[start, end]`` that cover it without gaps
+(neighbours overlap by ``BOUND_SLACK``: bounds may be exclusive). It starts as one
+slice. A slice is read in ascending ``created_at`` order by one fetcher thread, cursor
+page after cursor page. Density is uneven and unknown in advance, so slices are made by
+**work stealing**: a free fetcher splits the slice with the most pages left (estimated
+from what its pages have covered so far) at the middle of its unread part. The first
+split happens after the window's first page, which bounds the data: a run with nothing
+new costs one request, and a first run from 2007 is not cut into empty years.
+
+Checkpoints. A sync persists its plan in ``zendesk_audit_sync_slices``; each slice's
+``position`` (the newest ``created_at`` committed in it) and ``done`` flag commit in the
+same transaction as the rows that move them. A killed backfill resumes every unfinished
+slice at ``position - BOUND_SLACK``. The account's watermark moves to the **contiguous
+read point**, the lowest read point of the unfinished slices (its position, else its
+start), never further; when every slice is done it becomes the plan's end and the plan
+is deleted. A resync keeps its plan in memory only and never moves the watermark.
+
+Splits and crashes. A split ends slice A at ``m`` and adds B = ``[m - 1 s, old end]`` in
+one transaction, committed before B's fetcher starts; A's fetcher, whose query still
+runs to the old end, stops at the first page that reaches ``m``. If the process dies
+before that commit, A still covers everything: a lost split only costs re-reading.
+
+The pipeline. Fetchers (each with its own ``ZendeskClient``, all sharing the account's
+``RateLimiter``) parse their pages and put them in a bounded queue; the calling thread
+drains it, merging consecutive pages into one transaction of up to ``BATCH_ROWS`` rows,
+while the fetchers fetch the next pages. Memory is bounded by the queue.
+
+Stopping. When ``hooks.stop`` is set (SIGTERM) the fetchers stop after their current
+request, the writer commits the pages it has already received and the run raises
+``InterruptedRun``. A fetcher's error stops the run the same way, with that error.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from etl.client import ZendeskClient
+from etl.errors import InterruptedRun
+from etl.pagination import audit_log_params, iter_pages
+from etl.records import Reject
+from etl.settings import AccountSettings
+from etl.store import SliceRow, SliceUpdate, Store
+from etl.sync import BOUND_SLACK, RunHooks, RunSummary, Window, split_records, utc_now
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 1000  # rows per transaction when pages queue up
+QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker
+MIN_SPLIT_PAGES = 4.0  # split a slice only if about this many pages are left in it
+MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
+POLL = 0.1  # seconds: how often blocked threads look at the stop flags
+JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)
+
+
+@dataclass(eq=False)
+class Slice:
+    """A slice of the window: what is committed, and what its fetcher has seen."""
+
+    id: int | None  # in zendesk_audit_sync_slices; None when the plan is not persisted
+    start: datetime
+    end: datetime
+    position: datetime | None = None  # newest created_at committed
+    done: bool = False  # committed as read to its end
+    # Fetch side, guarded by Backfill._lock:
+    running: bool = False
+    fetched: bool = False  # its fetcher has read its last page
+    frontier: datetime | None = None  # newest created_at fetched
+    pages: int = 0  # pages fetched by the current fetcher
+    density: float | None = None  # pages per second of created_at, once estimated
+
+    def read_from(self) -> datetime:
+        """Where reading (again) starts: the checkpoint's own second is read again."""
+        if self.position is None:
+            return self.start
+        return max(self.start, self.position - BOUND_SLACK)
+
+    def read_point(self) -> datetime:
+        """Every record of the slice created before this is stored."""
+        return self.start if self.position is None else max(self.start, self.position)
+
+    def pages_left(self) -> float:
+        """Estimated pages between the frontier and the end (inf: not yet known)."""
+        point = self.frontier or self.start
+        span = max((self.end - point).total_seconds(), 0.0)
+        if self.density is None:
+            return float("inf") if self.running and self.pages == 0 else 0.0
+        return self.density * span
+
+
+@dataclass
+class _Page:
+    slice: Slice
+    rows: list[dict[str, Any]]
+    rejects: list[Reject]
+    records: int
+    position: datetime | None  # the page's newest created_at, within the slice
+    last: bool  # the slice is read to its end
+
+
+@dataclass
+class _Failed:
+    slice: Slice
+    error: BaseException
+
+
+@dataclass
+class _Batch:
+    pages: list[_Page] = field(default_factory=list)
+    rows: int = 0
+
+    def add(self, page: _Page) -> None:
+        self.pages.append(page)
+        self.rows += len(page.rows)
+
+
+class Backfill:
+    """One run's parallel read of ``window``; ``run()`` returns when it is all stored."""
+
+    def __init__(
+        self,
+        account: AccountSettings,
+        client: ZendeskClient,
+        store: Store,
+        run_id: int,
+        window: Window,
+        summary: RunSummary,
+        *,
+        advance: bool,
+        hooks: RunHooks,
+        clients: list[ZendeskClient],
+        workers: int | None = None,
+    ) -> None:
+        self.account = account
+        self.store = store
+        self.run_id = run_id
+        self.window = window
+        self.summary = summary
+        self.advance = advance
+        self.hooks = hooks
+        self.workers = max(1, workers if workers is not None else account.sync.workers)
+        self._main_client = client
+        self._clients = clients  # every client used, for the request counts
+        self._free: list[ZendeskClient] = [client]
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._queue: queue.Queue[_Page | _Failed] = queue.Queue(
+            maxsize=QUEUE_PAGES_PER_WORKER * self.workers
+        )
+        self._threads: list[threading.Thread] = []
+        self._slices: list[Slice] = []
+        self._running = 0
+        self._plan_end = window.end
+        self._watermark = summary.watermark_before
+        self._page_size = account.zendesk.page_size
+
+    # -- the run -----------------------------------------------------------------------
+
+    def run(self) -> None:
+        self._plan()
+        try:
+            self._schedule()
+            while self._running or not self._queue.empty():
+                self._stop_if_asked()
+                batch, failure = self._collect()
+                if batch.pages:
+                    self._commit(batch)
+                if failure is not None:  # keep the pages other fetchers already have
+                    self._cancel.set()
+                    self._drain_and_commit()
+                    raise failure.error
+                self._schedule()
+            if not all(s.done for s in self._slices):  # pragma: no cover - a bug
+                raise RuntimeError("the backfill ended with unread slices")
+            if self.advance:
+                self.store.finish_plan(self.account.name, self._plan_end)
+        finally:
+            self._cancel.set()
+            deadline = time.monotonic() + JOIN_TIMEOUT
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _stop_if_asked(self) -> None:
+        if self.hooks.stop is not None and self.hooks.stop.is_set():
+            self._cancel.set()
+            self._drain_and_commit()
+            raise InterruptedRun(f"stopped by a signal after committing {self.summary.pages} pages")
+
+    def _drain_and_commit(self) -> None:
+        """Commit the whole pages already received; fetches in flight are dropped."""
+        batch = _Batch()
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Page):
+                batch.add(item)
+        if batch.pages:
+            self._commit(batch)
+
+    # -- the plan ----------------------------------------------------------------------
+
+    def _plan(self) -> None:
+        name = self.account.name
+        window = self.window
+        if not self.advance:
+            self._slices = [Slice(None, window.start, window.end)]
+            return
+        stored = self.store.slices(name)
+        if not stored:
+            self._slices = [
+                _from_row(r) for r in self.store.add_slices(name, [(window.start, window.end)])
+            ]
+            return
+        self._slices = [_from_row(r) for r in stored]
+        plan_end = max(s.end for s in self._slices)
+        unfinished = [s for s in self._slices if not s.done]
+        log.info(
+            "resuming the backfill of %s: %d of %d slices unfinished, up to %s",
+            name, len(unfinished), len(self._slices), plan_end.isoformat(),
+        )  # fmt: skip
+        if window.end > plan_end:
+            # Time has passed since the plan was made: read on to the new end, re-reading
+            # the overlap before the old end as the run after a finished plan would.
+            tail_start = max(plan_end - self.account.sync.overlap - BOUND_SLACK, window.start)
+            self._slices += [
+                _from_row(r) for r in self.store.add_slices(name, [(tail_start, window.end)])
+            ]
+            plan_end = window.end
+        self._plan_end = plan_end
+
+    # -- fetchers ----------------------------------------------------------------------
+
+    def _schedule(self) -> None:
+        """Give every free worker a slice: an unstarted one, else half of a busy one."""
+        if self._cancel.is_set():
+            return
+        while self._running < self.workers:
+            with self._lock:
+                target = self._unstarted() or self._split_candidate()
+            if target is None:
+                return
+            if isinstance(target, tuple):
+                victim, middle = target
+                target = self._split(victim, middle)
+                if target is None:
+                    return
+            self._start(target)
+
+    def _unstarted(self) -> Slice | None:
+        for s in self._slices:  # by start: the contiguous read point moves first
+            if not s.done and not s.running and not s.fetched:
+                return s
+        return None
+
+    def _split_candidate(self) -> tuple[Slice, datetime] | None:
+        busy = [s for s in self._slices if s.running and s.density is not None]
+        if not busy:
+            return None
+        victim = max(busy, key=Slice.pages_left)
+        if victim.pages_left() < MIN_SPLIT_PAGES:
+            return None
+        point = victim.frontier or victim.start
+        span = victim.end - point
+        if span < MIN_SPLIT_SPAN:
+            return None
+        middle = point + span / 2
+        return victim, middle.replace(microsecond=0)
+
+    def _split(self, victim: Slice, middle: datetime) -> Slice | None:
+        """End ``victim`` at ``middle``, committed with the new slice for the rest."""
+        old_end = victim.end
+        rest = (middle - BOUND_SLACK, old_end)
+        with self._lock:  # the fetcher may have passed the middle meanwhile
+            frontier = victim.frontier or victim.start
+            if not victim.running or frontier >= rest[0]:
+                return None
+            victim.end = middle
+        if victim.id is not None:
+            row = self.store.split_slice(self.account.name, victim.id, middle, rest)
+            new = _from_row(row)
+        else:
+            new = Slice(None, *rest)
+        new.density = victim.density
+        self._slices.append(new)
+        self._slices.sort(key=lambda s: s.start)  # stable: the victim stays first
+        log.debug(
+            "split %s..%s at %s", victim.start.isoformat(), old_end.isoformat(), middle.isoformat()
+        )
+        return new
+
+    def _start(self, target: Slice) -> None:
+        client = self._free.pop() if self._free else self._new_client()
+        with self._lock:
+            target.running = True
+            target.fetched = False
+            target.pages = 0
+            target.frontier = None
+        self._running += 1
+        thread = threading.Thread(
+            target=self._fetch, args=(target, client), name="backfill-fetcher", daemon=True
+        )
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+        thread.start()
+
+    def _new_client(self) -> ZendeskClient:
+        main = self._main_client
+        # The worker shares the account's limiter (one budget, one Retry-After pause for
+        # all) and its auth (one OAuth token); the sleep and clock are the run's own, so
+        # that a stop interrupts waits and tests can fake time.
+        worker = ZendeskClient(
+            self.account.zendesk,
+            limiter=main.limiter,
+            sleep=getattr(main, "_sleep", time.sleep),
+            clock=getattr(main, "_clock", time.monotonic),
+        )
+        worker.auth = main.auth
+        self._clients.append(worker)
+        return worker
+
+    def _fetch(self, target: Slice, client: ZendeskClient) -> None:
+        """A fetcher thread: read ``target`` page by page into the queue."""
+        try:
+            with self._lock:
+                start, end = target.read_from(), target.end
+            params = audit_log_params(
+                start, end, self.account.sync.filters, page_size=self._page_size
+            )
+            for page in iter_pages(client, params):
+                if self._cancel.is_set():
+                    self._free.append(client)
+                    return
+                rows, rejects = split_records(page.records, self.account.name, utc_now())
+                newest = max((r["created_at"] for r in rows), default=None)
+                oldest = min((r["created_at"] for r in rows), default=None)
+                with self._lock:
+                    target.pages += 1
+                    if newest is not None and oldest is not None:
+                        if target.frontier is None or newest > target.frontier:
+                            target.frontier = newest
+                        # Density is uneven and recent pages predict the next ones best:
+                        # a moving average of pages per second of created_at.
+                        here = 1.0 / max((newest - oldest).total_seconds(), 1.0)
+                        before = target.density if target.pages > 1 else None
+                        target.density = here if before is None else (before + here) / 2
+                    # Past the end (a split moved it): the next slice reads on from there.
+                    last = not page.has_more or (
+                        target.frontier is not None and target.frontier > target.end
+                    )
+                    position = None if newest is None else min(newest, target.end)
+                    if last:
+                        target.fetched = True
+                        target.running = False
+                if last:  # free before the writer hears of it, so the next slice can use it
+                    self._free.append(client)
+                self._put(_Page(target, rows, rejects, len(page.records), position, last))
+                if last:
+                    return
+        except BaseException as exc:  # handed to the writer, which stops the run with it
+            with self._lock:
+                target.running = False
+            self._free.append(client)
+            self._put(_Failed(target, exc))
+
+    def _put(self, item: _Page | _Failed) -> None:
+        while not self._cancel.is_set():
+            try:
+                self._queue.put(item, timeout=POLL)
+                return
+            except queue.Full:
+                continue
+
+    # -- the writer --------------------------------------------------------------------
+
+    def _collect(self) -> tuple[_Batch, _Failed | None]:
+        """Wait for a page, then take what else is queued, up to ``BATCH_ROWS`` rows."""
+        batch = _Batch()
+        while True:
+            try:
+                item = self._queue.get(timeout=POLL)
+                break
+            except queue.Empty:
+                if self.hooks.stop is not None and self.hooks.stop.is_set():
+                    return batch, None
+                if not self._running:
+                    return batch, None
+        while True:
+            if isinstance(item, _Failed):
+                self._running -= 1
+                return batch, item
+            batch.add(item)
+            if item.last:
+                self._running -= 1
+            if batch.rows >= BATCH_ROWS:
+                return batch, None
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return batch, None
+
+    def _commit(self, batch: _Batch) -> None:
+        rows: list[dict[str, Any]] = []
+        rejects: list[Reject] = []
+        touched: dict[Slice, tuple[datetime | None, bool]] = {}
+        records = 0
+        for page in batch.pages:
+            rows.extend(page.rows)
+            rejects.extend(page.rejects)
+            records += page.records
+            s = page.slice
+            position, done = touched.get(s, (s.position, s.done))
+            if page.position is not None and (position is None or page.position > position):
+                position = page.position
+            touched[s] = (position, done or page.last)
+        for s, (_, done) in touched.items():
+            if done:  # read to its end: everything up to it is in
+                touched[s] = (s.end, True)
+        watermark = self._read_point(touched) if self.advance else None
+        if watermark is not None and self._watermark is not None and watermark <= self._watermark:
+            watermark = None
+        updates = [
+            SliceUpdate(s.id, position, done)
+            for s, (position, done) in touched.items()
+            if s.id is not None
+        ]
+        result = self.store.write_batch(
+            self.account.name,
+            self.run_id,
+            rows,
+            rejects,
+            pages=len(batch.pages),
+            watermark=watermark,
+            slices=updates,
+        )
+        for s, (position, done) in touched.items():
+            s.position, s.done = position, done
+        if watermark is not None:
+            self._watermark = watermark
+        summary = self.summary
+        summary.pages += len(batch.pages)
+        summary.records += records
+        summary.inserted += result.inserted
+        summary.updated += result.updated
+        summary.rejected += result.rejected
+        log.debug(
+            "%d pages: %d records, %d inserted, %d updated, %d rejected",
+            len(batch.pages), records, result.inserted, result.updated, result.rejected,
+        )  # fmt: skip
+        if self.hooks.on_page is not None:
+            self.hooks.on_page(summary, self._read_point({}))
+
+    def _read_point(self, pending: dict[Slice, tuple[datetime | None, bool]]) -> datetime | None:
+        """The contiguous read point once ``pending`` commits: every record created
+        before it is stored (None: nothing can be said yet)."""
+        lowest: datetime | None = None
+        for s in self._slices:
+            position, done = pending.get(s, (s.position, s.done))
+            if done:
+                continue
+            point = s.start if position is None else max(s.start, position)
+            if lowest is None or point < lowest:
+                lowest = point
+        if lowest is None:
+            return self._plan_end
+        return lowest if lowest > self.window.start else None
+
+
+def _from_row(row: SliceRow) -> Slice:
+    return Slice(row.id, row.start, row.end, row.position, row.done)
+
+
+def run_backfill(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    run_id: int,
+    window: Window,
+    summary: RunSummary,
+    *,
+    advance: bool,
+    hooks: RunHooks,
+    clients: list[ZendeskClient],
+    workers: int | None = None,
+) -> None:
+    Backfill(
+        account, client, store, run_id, window, summary,
+        advance=advance, hooks=hooks, clients=clients, workers=workers,
+    ).run()  # fmt: skip

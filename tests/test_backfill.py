@@ -1,0 +1,328 @@
+"""Parallel backfill (etl/backfill.py): exact, resumable per slice, within the rate budget."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import (
+    SIM_OAUTH_TOKEN,
+    assert_table_matches,
+    audit_record,
+    fake_time_client,
+    fresh_store,
+    parse_zendesk_time,
+    recent,
+    sim_account,
+    stored_rows,
+)
+
+from etl import config
+from etl.client import ZendeskClient
+from etl.db import open_engine
+from etl.errors import ConfigError, RequestRejectedError
+from etl.settings import AccountSettings
+from etl.simulator import Fault, SimulatedZendesk, generate_records
+from etl.store import Store
+from etl.sync import BOUND_SLACK, RunHooks, RunSummary, plan_window, resync_account, sync_account
+
+ROOT = Path(__file__).resolve().parent.parent
+DENSE = 250  # records in one second: they straddle pages of 100
+
+
+def run(account: AccountSettings, store: Store, **hooks: Any) -> RunSummary:
+    with fake_time_client(account) as client:
+        return sync_account(account, client, store, hooks=RunHooks(**hooks))
+
+
+def uneven_history(end: datetime, seed: int = 5) -> list[dict[str, Any]]:
+    """Sparse years, a dense recent week, and seconds holding hundreds of records."""
+    records = list(generate_records(600, start=end - timedelta(days=700), end=end, seed=seed))
+    records += list(generate_records(2500, start=end - timedelta(days=7), end=end, seed=seed + 1))
+    for n, days in enumerate((6.5, 3.2, 1.1)):
+        second = (end - timedelta(days=days)).replace(microsecond=0)
+        base = 7_700_000_000_000 + n * 10_000
+        records += [audit_record(base + i, second) for i in range(DENSE)]
+    return list({r["id"]: r for r in records}.values())  # two generated sets may share ids
+
+
+def list_queries(sim: SimulatedZendesk) -> list[dict[str, list[str]]]:
+    return [r.query for r in sim.requests if r.path.startswith("/api/v2/audit_logs")]
+
+
+def query_starts(sim: SimulatedZendesk) -> list[datetime]:
+    """The created_at start of every query's first page (not of cursor follow-ups)."""
+    return [
+        parse_zendesk_time(q["filter[created_at][]"][0])
+        for q in list_queries(sim)
+        if "filter[created_at][]" in q and "page[after]" not in q
+    ]
+
+
+# -- exactness ----------------------------------------------------------------------------
+
+
+def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
+    records = uneven_history(recent(30))
+    with SimulatedZendesk(records) as sim:
+        account = sim_account(sim.url)  # workers = 4
+        store = fresh_store(db_url)
+        summary = run(account, store)
+        assert summary.status == "success"
+        assert summary.inserted == len(sim.visible_records())
+        assert_table_matches(db_url, sim.visible_records())
+        assert len(set(query_starts(sim))) >= 4  # it really was read in several slices
+        # little waste: a partial page per slice, and a page past the end per split
+        assert summary.requests <= len(records) / 100 + 16
+        assert store.slices("acme") == []  # the finished plan is gone
+        assert summary.window is not None
+        assert store.watermark("acme") == summary.window.end
+
+
+@pytest.mark.parametrize("inclusive_start", [True, False], ids=["start-in", "start-ex"])
+@pytest.mark.parametrize("inclusive_end", [True, False], ids=["end-in", "end-ex"])
+def test_slice_boundaries_inside_dense_seconds_lose_nothing(
+    sqlite_url: str, inclusive_start: bool, inclusive_end: bool
+) -> None:
+    """Every boundary of a plan lands on a second of 250 records, whatever the bounds do."""
+    end = recent(30)
+    records = uneven_history(end)
+    dense = sorted({parse_zendesk_time(r["created_at"]) for r in records if r["id"] > 7.7e12})
+    with SimulatedZendesk(
+        records, inclusive_start=inclusive_start, inclusive_end=inclusive_end
+    ) as sim:
+        account = sim_account(sim.url)
+        store = fresh_store(sqlite_url)
+        window = plan_window(None, account, datetime.now(dense[0].tzinfo))
+        cuts = [window.start, *dense, window.end]
+        spans = [
+            (cuts[i] - (BOUND_SLACK if i else timedelta(0)), cuts[i + 1])
+            for i in range(len(cuts) - 1)
+        ]
+        store.add_slices("acme", spans)
+        summary = run(account, store)
+        assert summary.status == "success"
+        assert_table_matches(sqlite_url, sim.visible_records())
+        for second in dense:  # the slice after each boundary starts one second before it
+            assert second - BOUND_SLACK in query_starts(sim)
+
+
+def test_the_watermark_never_passes_the_contiguous_read_prefix(db_url: str) -> None:
+    records = uneven_history(recent(30), seed=9)
+    with SimulatedZendesk(records) as sim:
+        account = sim_account(sim.url)
+        store = fresh_store(db_url)
+        truth = sim.visible_records()
+        checked: list[datetime] = []
+
+        def check(summary: RunSummary, position: datetime | None) -> None:
+            watermark = store.watermark("acme")
+            if watermark is None:
+                return
+            stored = {row["id"] for row in stored_rows(db_url)}
+            missing = [
+                r["id"]
+                for r in truth
+                if parse_zendesk_time(r["created_at"]) < watermark and r["id"] not in stored
+            ]
+            assert not missing, f"watermark {watermark} passes {len(missing)} unstored records"
+            for s in store.slices("acme"):
+                if not s.done:
+                    assert watermark <= (s.position or s.start)
+            checked.append(watermark)
+
+        summary = run(account, store, on_page=check)
+        assert summary.status == "success"
+        assert len(checked) >= 5 and checked == sorted(checked)
+        assert_table_matches(db_url, truth)
+
+
+def test_nothing_new_over_a_long_window_costs_one_request(sqlite_url: str) -> None:
+    with SimulatedZendesk([audit_record(1, recent(60 * 24 * 400))]) as sim:
+        account = sim_account(sim.url)
+        store = fresh_store(sqlite_url)
+        summary = run(account, store)  # a window of 19 years: the parallel path
+        assert (summary.requests, summary.inserted) == (1, 1)
+        assert store.slices("acme") == []
+
+
+# -- one rate budget ------------------------------------------------------------------------
+
+
+def test_workers_share_one_budget_at_its_ceiling(sqlite_url: str) -> None:
+    """600/min and 0.3 s a response: sequential would do 3.3 requests/s, the budget 10."""
+    end = recent(30)
+    records = generate_records(4500, start=end - timedelta(days=3), end=end, seed=4)
+    with SimulatedZendesk(records, rate_limit_per_minute=600, latency=0.3) as sim:
+        account = sim_account(sim.url, requests_per_minute=600)
+        store = fresh_store(sqlite_url)
+        with ZendeskClient(account.zendesk) as client:  # real time
+            summary = sync_account(account, client, store)
+        assert summary.status == "success"
+        assert summary.rate_limited == 0
+        times = sorted(r.time for r in sim.requests)
+        assert len(times) == summary.requests >= 45
+        rate = (len(times) - 1) / (times[-1] - times[0])
+        assert 7.0 <= rate <= 10.5, rate
+        for i in range(len(times) - 10):  # never a burst above the budget
+            assert times[i + 10] - times[i] >= 0.85
+        assert_table_matches(sqlite_url, sim.visible_records())
+
+
+# -- failures and stops ----------------------------------------------------------------------
+
+
+def test_a_fetch_failure_keeps_what_was_committed_and_the_next_run_finishes(
+    db_url: str,
+) -> None:
+    records = uneven_history(recent(30), seed=13)
+    with SimulatedZendesk(records) as sim:
+        sim.inject(Fault("status", status=400, skip=12))
+        account = sim_account(sim.url)
+        store = fresh_store(db_url)
+        with pytest.raises(RequestRejectedError):
+            run(account, store)
+        (status,) = store.account_status("acme")
+        assert status.last_run is not None and status.last_run.status == "failed"
+        assert 0 < status.rows < len(records)
+        assert store.slices("acme")  # the plan stays for the next run
+        summary = run(account, store)
+        assert summary.status == "success"
+        assert_table_matches(db_url, sim.visible_records())
+        assert store.slices("acme") == []
+
+
+def test_resync_in_parallel_keeps_the_watermark_and_no_plan(db_url: str) -> None:
+    records = uneven_history(recent(30), seed=17)
+    with SimulatedZendesk(records) as sim:
+        account = sim_account(sim.url)
+        store = fresh_store(db_url)
+        first = run(account, store)
+        watermark = store.watermark("acme")
+        sim.add_records(
+            [audit_record(7_900_000_000_000 + i, recent(60 * 24 * 3)) for i in range(5)]
+        )
+        with fake_time_client(account) as client:
+            again = resync_account(account, client, store, since=first.window.start)  # type: ignore[union-attr]
+        assert (again.status, again.inserted, again.updated) == ("success", 5, 0)
+        assert store.watermark("acme") == watermark
+        assert store.slices("acme") == []
+        assert [r.kind for r in store.recent_runs("acme")] == ["resync", "sync"]
+        assert_table_matches(db_url, sim.visible_records())
+
+
+# -- the real command line: kill -9 and SIGTERM ---------------------------------------------------
+
+
+@pytest.fixture
+def big_sim() -> Iterator[SimulatedZendesk]:
+    end = recent(30)
+    records = generate_records(20_000, start=end - timedelta(days=20), end=end, seed=21)
+    with SimulatedZendesk(records, latency=0.03) as sim:
+        yield sim
+
+
+def cli_command(tmp_path: Path, sim: SimulatedZendesk, db_url: str) -> list[str]:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 5000\n'
+        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n[sync]\nworkers = 4\n'
+    )
+    path.chmod(0o600)
+    return [sys.executable, "-m", "etl", "--config", str(path), "--quiet", "sync"]
+
+
+CLI_ENV = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+
+
+def test_kill_9_mid_backfill_resumes_every_slice_from_its_checkpoint(
+    db_url: str, tmp_path: Path, big_sim: SimulatedZendesk
+) -> None:
+    sim = big_sim
+    command = cli_command(tmp_path, sim, db_url)
+    rng = random.Random(7)
+    resumed_checks = 0
+    plan: list[Any] = []
+    for _ in range(6):
+        sim.clear_log()
+        proc = subprocess.Popen(command, env=CLI_ENV, cwd=ROOT, stderr=subprocess.DEVNULL)
+        lived = rng.uniform(0.9, 1.8)
+        time.sleep(lived)
+        proc.send_signal(signal.SIGKILL)
+        code = proc.wait(timeout=30)
+        # The slices this run found: it must have resumed each one from its checkpoint.
+        started = set(query_starts(sim))
+        got_going = len(list_queries(sim)) >= 8  # past start-up: its first slices began
+        for s in sorted(plan, key=lambda s: s.start)[:4]:
+            if s.done or not got_going:
+                continue
+            if s.position is not None and s.position - BOUND_SLACK > s.start:
+                assert s.position - BOUND_SLACK in started, (s, sorted(started))
+                assert s.start not in started
+                resumed_checks += 1
+        engine = open_engine(db_url)
+        plan = Store(engine).slices("acme")
+        engine.dispose()
+        if code == 0:
+            break
+    assert resumed_checks >= 2, "no kill landed mid-backfill with slices in progress"
+    final = subprocess.run(command, env=CLI_ENV, cwd=ROOT, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert_table_matches(db_url, sim.visible_records())
+    engine = open_engine(db_url)
+    assert Store(engine).slices("acme") == []
+    engine.dispose()
+
+
+def test_sigterm_mid_backfill_exits_130_and_resumes(
+    db_url: str, tmp_path: Path, big_sim: SimulatedZendesk
+) -> None:
+    command = cli_command(tmp_path, big_sim, db_url)
+    proc = subprocess.Popen(command, env=CLI_ENV, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 3.0  # promptly
+    assert "Traceback" not in stderr
+    engine = open_engine(db_url)
+    store = Store(engine)
+    (status,) = store.account_status("acme")
+    assert status.last_run is not None and status.last_run.status == "interrupted"
+    assert 0 < status.rows < 20_000
+    assert store.slices("acme")
+    engine.dispose()
+    final = subprocess.run(command, env=CLI_ENV, cwd=ROOT, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert_table_matches(db_url, big_sim.visible_records())
+
+
+# -- configuration ------------------------------------------------------------------------------
+
+
+MINIMAL = '[zendesk]\nsubdomain = "acme"\noauth_token = "t"\n'
+
+
+def test_workers_and_parallel_after_are_configured_and_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(MINIMAL)
+    path.chmod(0o600)
+    (account,) = config.load(path, environ={}).accounts
+    assert (account.sync.workers, account.sync.parallel_after) == (4, timedelta(days=1))
+    path.write_text(MINIMAL + '[sync]\nworkers = 1\nparallel_after = "6h"\n')
+    (account,) = config.load(path, environ={}).accounts
+    assert (account.sync.workers, account.sync.parallel_after) == (1, timedelta(hours=6))
+    path.write_text(MINIMAL + '[sync]\nworkers = 0\nparallel_after = "soon"\n')
+    with pytest.raises(ConfigError) as err:
+        config.load(path, environ={})
+    assert "sync.workers" in str(err.value) and "sync.parallel_after" in str(err.value)
