@@ -317,17 +317,7 @@ class Backfill:
         thread.start()
 
     def _new_client(self) -> ZendeskClient:
-        main = self._main_client
-        # The worker shares the account's limiter (one budget, one Retry-After pause for
-        # all) and its auth (one OAuth token); the sleep and clock are the run's own, so
-        # that a stop interrupts waits and tests can fake time.
-        worker = ZendeskClient(
-            self.account.zendesk,
-            limiter=main.limiter,
-            sleep=getattr(main, "_sleep", time.sleep),
-            clock=getattr(main, "_clock", time.monotonic),
-        )
-        worker.auth = main.auth
+        worker = self._main_client.worker()
         self._clients.append(worker)
         return worker
 

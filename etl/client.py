@@ -298,6 +298,21 @@ class ZendeskClient:
     ) -> None:
         self.close()
 
+    def worker(self) -> ZendeskClient:
+        """A client for another thread of the same account.
+
+        It has its own HTTP session (requests sessions are not thread-safe) but shares
+        this client's rate limiter (one budget, one Retry-After pause for all), its auth
+        (one OAuth token), and its sleep and clock (a stop interrupts every wait; tests
+        fake time for all).
+        """
+        other = ZendeskClient(
+            self._settings, limiter=self.limiter, sleep=self._sleep, clock=self._clock,
+            jitter=self._jitter,
+        )  # fmt: skip
+        other.auth = self.auth
+        return other
+
     def close(self) -> None:
         if self._owns_session:
             self._session.close()

@@ -583,3 +583,16 @@ def test_threads_share_one_client(sim: SimulatedZendesk) -> None:
     assert errors == []
     assert client.stats.requests == 18
     assert client.auth.fetches == 1  # type: ignore[attr-defined]
+
+
+def test_a_worker_client_shares_the_budget_and_the_auth(sim: SimulatedZendesk) -> None:
+    fake = FakeTime()
+    with sim_client(sim, fake) as client:
+        worker = client.worker()
+        assert worker.limiter is client.limiter
+        assert worker.auth is client.auth
+        worker.get_json(PATH, PARAMS)
+        client.get_json(PATH, PARAMS)
+        assert client.limiter.acquired == 2  # both requests drew from one budget
+        assert (worker.stats.requests, client.stats.requests) == (1, 1)
+        worker.close()
