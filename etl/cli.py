@@ -358,11 +358,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     with open_store(settings, migrate_hint=_migrate_hint(args)) as store:
         statuses = [s for name in names for s in store.account_status(name)]
         runs = {name: store.recent_runs(name, limit=5) for name in names}
+        backfills = {name: store.slices(name) for name in names}
     now = utc_now()
     if args.json:
-        print(json.dumps(report.status_json(statuses, runs, now), indent=2))
+        print(json.dumps(report.status_json(statuses, runs, now, backfills), indent=2))
     else:
-        print(report.status_text(statuses, runs, now))
+        print(report.status_text(statuses, runs, now, backfills))
     if args.max_lag is not None:
         stale = report.stale_accounts(statuses, now, args.max_lag)
         if stale:

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from etl.store import AccountStatus, RunInfo
+from etl.store import AccountStatus, RunInfo, SliceRow
 from etl.sync import RunSummary
 
 LIST_COLUMNS = ("created_at", "id", "action", "source_type", "source_label", "actor_name",
@@ -52,6 +52,7 @@ def stale_accounts(
 def _run_json(run: RunInfo) -> dict[str, Any]:
     return {
         "id": run.id,
+        "kind": run.kind,
         "status": run.status,
         "started_at": iso(run.started_at),
         "finished_at": iso(run.finished_at),
@@ -67,10 +68,31 @@ def _run_json(run: RunInfo) -> dict[str, Any]:
     }
 
 
+def backfill_progress(slices: Sequence[SliceRow]) -> dict[str, Any] | None:
+    """An unfinished parallel backfill: its slices and how much of its span is read."""
+    if not slices:
+        return None
+    span = sum((s.end - s.start).total_seconds() for s in slices)
+    read = sum(
+        (s.end - s.start).total_seconds()
+        if s.done
+        else ((s.position - s.start).total_seconds() if s.position else 0.0)
+        for s in slices
+    )
+    return {
+        "slices": len(slices),
+        "slices_done": sum(1 for s in slices if s.done),
+        "start": iso(min(s.start for s in slices)),
+        "end": iso(max(s.end for s in slices)),
+        "share_read": round(read / span, 4) if span > 0 else 1.0,
+    }
+
+
 def status_json(
     statuses: Sequence[AccountStatus],
     runs: Mapping[str, Sequence[RunInfo]],
     now: datetime,
+    backfills: Mapping[str, Sequence[SliceRow]] | None = None,
 ) -> list[dict[str, Any]]:
     result = []
     for status in statuses:
@@ -85,6 +107,7 @@ def status_json(
                 "last_success_at": iso(status.last_success_at),
                 "last_failure_at": iso(status.last_failure_at),
                 "last_failure_error": status.last_failure_error,
+                "backfill": backfill_progress((backfills or {}).get(status.account, ())),
                 "recent_runs": [_run_json(r) for r in runs.get(status.account, ())],
             }
         )
@@ -95,6 +118,7 @@ def status_text(
     statuses: Sequence[AccountStatus],
     runs: Mapping[str, Sequence[RunInfo]],
     now: datetime,
+    backfills: Mapping[str, Sequence[SliceRow]] | None = None,
 ) -> str:
     if not statuses:
         return "no accounts configured"
@@ -119,6 +143,14 @@ def status_text(
             f"  last success  {iso(status.last_success_at) or 'never'}",
             f"  last failure  {failure}",
         ]
+        backfill = backfill_progress((backfills or {}).get(status.account, ()))
+        if backfill:
+            lines.append(
+                f"  backfill      unfinished: {backfill['share_read']:.1%} of "
+                f"{backfill['start']} .. {backfill['end']} read, "
+                f"{backfill['slices_done']} of {backfill['slices']} slices done "
+                "(the next sync resumes it)"
+            )
         recent = runs.get(status.account, ())
         if recent:
             lines.append("  recent runs")
@@ -134,7 +166,8 @@ def _run_line(run: RunInfo) -> str:
         else "unfinished"
     )
     text = (
-        f"{iso(run.started_at)} {run.status:<11} pages={run.pages} inserted={run.rows_inserted} "
+        f"{iso(run.started_at)} {run.kind:<6} {run.status:<11} pages={run.pages} "
+        f"inserted={run.rows_inserted} "
         f"updated={run.rows_updated} rejected={run.rows_rejected} {took}"
     )
     return f"{text}  {run.error}" if run.error else text

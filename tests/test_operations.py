@@ -220,3 +220,25 @@ def test_resync_repairs_a_window_without_moving_the_watermark(
     bad = cli(config, "resync", "--since", "2030-01-01")
     assert bad.returncode == ExitCode.CONFIG
     assert "nothing to re-read" in bad.stderr
+
+
+def test_status_reports_an_unfinished_backfill() -> None:
+    from etl.report import backfill_progress
+    from etl.store import SliceRow
+
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    day = timedelta(days=1)
+    slices = [
+        SliceRow(1, start, start + day, None, True),
+        SliceRow(2, start + day, start + 2 * day, start + day + day / 2, False),
+        SliceRow(3, start + 2 * day, start + 4 * day, None, False),
+    ]
+    progress = backfill_progress(slices)
+    assert progress == {
+        "slices": 3,
+        "slices_done": 1,
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-01-05T00:00:00Z",
+        "share_read": 0.375,  # 1 day + half a day of 4 days
+    }
+    assert backfill_progress([]) is None
