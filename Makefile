@@ -40,7 +40,8 @@ bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
 
 soak: $(STAMP)
-	ETL_SOAK=1 $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)
+	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)
+	@cat soak-results.jsonl
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache dist build

@@ -52,7 +52,15 @@ from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject
 from etl.settings import AccountSettings
 from etl.store import SliceRow, SliceUpdate, Store
-from etl.sync import BOUND_SLACK, RunHooks, RunSummary, Window, split_records, utc_now
+from etl.sync import (
+    BOUND_SLACK,
+    RunHooks,
+    RunSummary,
+    Window,
+    page_event,
+    split_records,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -445,12 +453,14 @@ class Backfill:
         summary.inserted += result.inserted
         summary.updated += result.updated
         summary.rejected += result.rejected
+        read_point = self._read_point({})
         log.debug(
             "%d pages: %d records, %d inserted, %d updated, %d rejected",
             len(batch.pages), records, result.inserted, result.updated, result.rejected,
+            extra=page_event(self.account.name, summary.pages, records, result, read_point),
         )  # fmt: skip
         if self.hooks.on_page is not None:
-            self.hooks.on_page(summary, self._read_point({}))
+            self.hooks.on_page(summary, read_point)
 
     def _read_point(self, pending: dict[Slice, tuple[datetime | None, bool]]) -> datetime | None:
         """The contiguous read point once ``pending`` commits: every record created

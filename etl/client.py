@@ -354,7 +354,16 @@ class ZendeskClient:
             failure = state.outcome.exception() if state.outcome is not None else None
             self._count(retries=1)
             log.warning(
-                "%s; retry %d in %.1f s", failure, state.attempt_number, state.upcoming_sleep
+                "%s; retry %d in %.1f s",
+                failure,
+                state.attempt_number,
+                state.upcoming_sleep,
+                extra={
+                    "event": "retry",
+                    "attempt": state.attempt_number,
+                    "wait": round(state.upcoming_sleep, 3),
+                    "rate_limited": isinstance(failure, RateLimitedError),
+                },
             )
 
         retrying = Retrying(

@@ -20,7 +20,7 @@ from etl.errors import ConfigError, EtlError, InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject, parse_record
 from etl.settings import AccountSettings
-from etl.store import Store
+from etl.store import Store, WriteResult
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +259,7 @@ def _read_pages(
         log.debug(
             "page %d: %d records, %d inserted, %d updated, %d rejected",
             page.number, len(page.records), result.inserted, result.updated, result.rejected,
+            extra=page_event(account.name, page.number, len(page.records), result, position),
         )  # fmt: skip
         if hooks.on_page is not None:
             hooks.on_page(summary, position)
@@ -278,6 +279,22 @@ def split_records(
         else:
             rows.append(parsed)
     return rows, rejects
+
+
+def page_event(
+    account: str, page: int, records: int, result: WriteResult, position: datetime | None
+) -> dict[str, object]:
+    """Structured fields of a committed page, for ``--log-format json``."""
+    return {
+        "event": "page_committed",
+        "account": account,
+        "page": page,
+        "records": records,
+        "rows_inserted": result.inserted,
+        "rows_updated": result.updated,
+        "rows_rejected": result.rejected,
+        "position": _iso(position),
+    }
 
 
 def page_watermark(rows: list[dict[str, Any]], window: Window) -> datetime | None:

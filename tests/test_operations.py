@@ -242,3 +242,28 @@ def test_status_reports_an_unfinished_backfill() -> None:
         "share_read": 0.375,  # 1 day + half a day of 4 days
     }
     assert backfill_progress([]) is None
+
+
+def test_verbose_json_logs_carry_page_and_retry_events(
+    tmp_path: Path, sqlite_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
+) -> None:
+    from etl.simulator import Fault
+
+    prod, _ = two_sims
+    prod.inject(Fault("status", status=429, retry_after=1, skip=2))
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[zendesk]\nbase_url = "{prod.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
+        f'[sync]\nworkers = 1\n[database]\nurl = "{sqlite_url}"\nauto_migrate = true\n'
+    )
+    result = cli(config, "--verbose", "--log-format", "json", "sync")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stderr.splitlines()]
+    pages = [e for e in events if e.get("event") == "page_committed"]
+    assert [e["page"] for e in pages] == list(range(1, 8))
+    assert sum(e["rows_inserted"] for e in pages) == 700
+    assert all(e["account"] == "acme" and e["position"] for e in pages)
+    (retry,) = [e for e in events if e.get("event") == "retry"]
+    assert retry["wait"] == 1 and retry["rate_limited"] is True and retry["level"] == "warning"
+    (finished,) = [e for e in events if e.get("event") == "run_finished"]
+    assert finished["rate_limited"] == 1
