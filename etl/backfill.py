@@ -50,13 +50,10 @@ from etl.client import ZendeskClient
 from etl.errors import InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject
-from etl.settings import AccountSettings
-from etl.store import SliceRow, SliceUpdate, Store
+from etl.store import SliceRow, SliceUpdate
 from etl.sync import (
     BOUND_SLACK,
-    RunHooks,
-    RunSummary,
-    Window,
+    Run,
     page_event,
     split_records,
     utc_now,
@@ -137,26 +134,16 @@ class Backfill:
     """One run's parallel read of ``window``; ``run()`` returns when it is all stored."""
 
     def __init__(
-        self,
-        account: AccountSettings,
-        client: ZendeskClient,
-        store: Store,
-        run_id: int,
-        window: Window,
-        summary: RunSummary,
-        *,
-        advance: bool,
-        hooks: RunHooks,
-        clients: list[ZendeskClient],
-        workers: int | None = None,
+        self, run: Run, *, clients: list[ZendeskClient], workers: int | None = None
     ) -> None:
-        self.account = account
-        self.store = store
-        self.run_id = run_id
-        self.window = window
-        self.summary = summary
-        self.advance = advance
-        self.hooks = hooks
+        self.account = run.account
+        self.store = run.store
+        self.run_id = run.id
+        self.window = run.window
+        self.summary = run.summary
+        self.advance = run.advance
+        self.hooks = run.hooks
+        account, client, window = run.account, run.client, run.window
         self.workers = max(1, workers if workers is not None else account.sync.workers)
         self._main_client = client
         self._clients = clients  # every client used, for the request counts
@@ -170,7 +157,7 @@ class Backfill:
         self._slices: list[Slice] = []
         self._running = 0
         self._plan_end = window.end
-        self._watermark = summary.watermark_before
+        self._watermark = run.summary.watermark_before
         self._page_size = account.zendesk.page_size
 
     # -- the run -----------------------------------------------------------------------
@@ -482,20 +469,6 @@ def _from_row(row: SliceRow) -> Slice:
     return Slice(row.id, row.start, row.end, row.position, row.done)
 
 
-def run_backfill(
-    account: AccountSettings,
-    client: ZendeskClient,
-    store: Store,
-    run_id: int,
-    window: Window,
-    summary: RunSummary,
-    *,
-    advance: bool,
-    hooks: RunHooks,
-    clients: list[ZendeskClient],
-    workers: int | None = None,
-) -> None:
-    Backfill(
-        account, client, store, run_id, window, summary,
-        advance=advance, hooks=hooks, clients=clients, workers=workers,
-    ).run()  # fmt: skip
+def run_backfill(run: Run, *, clients: list[ZendeskClient], workers: int | None = None) -> None:
+    """Read ``run.window`` in parallel slices; every client used is appended to ``clients``."""
+    Backfill(run, clients=clients, workers=workers).run()

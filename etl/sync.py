@@ -121,6 +121,20 @@ class RunHooks:
     on_page: PageHook | None = None
 
 
+@dataclass(frozen=True)
+class Run:
+    """One run in progress: what it reads, where it writes, and its running tally."""
+
+    account: AccountSettings
+    client: ZendeskClient
+    store: Store
+    id: int  # its row in zendesk_audit_sync_runs
+    window: Window
+    summary: RunSummary
+    advance: bool  # a sync moves the watermark page by page; a resync never does
+    hooks: RunHooks
+
+
 def sync_account(
     account: AccountSettings,
     client: ZendeskClient,
@@ -181,17 +195,15 @@ def read_window(
         account.name, window.start, window.end, summary.watermark_before, kind=kind
     )
     clients = [client]
+    run = Run(account, client, store, run_id, window, summary, advance, hooks)
     try:
         workers = parallel_workers(account, window, store, advance)
         if workers:
             from etl.backfill import run_backfill  # threads and queues: only when needed
 
-            run_backfill(
-                account, client, store, run_id, window, summary,
-                advance=advance, hooks=hooks, clients=clients, workers=workers,
-            )  # fmt: skip
+            run_backfill(run, clients=clients, workers=workers)
         else:
-            _read_pages(account, client, store, run_id, window, summary, advance, hooks)
+            _read_pages(run)
             if advance:
                 store.set_watermark(account.name, window.end)
         summary.watermark_after = store.watermark(account.name)
@@ -233,24 +245,17 @@ def parallel_workers(account: AccountSettings, window: Window, store: Store, adv
     return 0
 
 
-def _read_pages(
-    account: AccountSettings,
-    client: ZendeskClient,
-    store: Store,
-    run_id: int,
-    window: Window,
-    summary: RunSummary,
-    advance: bool,
-    hooks: RunHooks,
-) -> None:
+def _read_pages(run: Run) -> None:
+    """The sequential read: one cursor, each page committed with its checkpoint."""
+    account, summary = run.account, run.summary
     params = audit_log_params(
-        window.start, window.end, account.sync.filters, page_size=account.zendesk.page_size
+        run.window.start, run.window.end, account.sync.filters, page_size=account.zendesk.page_size
     )
-    for page in iter_pages(client, params):
+    for page in iter_pages(run.client, params):
         rows, rejects = split_records(page.records, account.name, utc_now())
-        position = page_watermark(rows, window)
-        checkpoint = position if advance else None
-        result = store.write_page(account.name, run_id, rows, rejects, checkpoint)
+        position = page_watermark(rows, run.window)
+        checkpoint = position if run.advance else None
+        result = run.store.write_page(account.name, run.id, rows, rejects, checkpoint)
         summary.pages += 1
         summary.records += len(page.records)
         summary.inserted += result.inserted
@@ -261,9 +266,9 @@ def _read_pages(
             page.number, len(page.records), result.inserted, result.updated, result.rejected,
             extra=page_event(account.name, page.number, len(page.records), result, position),
         )  # fmt: skip
-        if hooks.on_page is not None:
-            hooks.on_page(summary, position)
-        if hooks.stop is not None and hooks.stop.is_set():
+        if run.hooks.on_page is not None:
+            run.hooks.on_page(summary, position)
+        if run.hooks.stop is not None and run.hooks.stop.is_set():
             raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
 
 
