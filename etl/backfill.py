@@ -65,6 +65,9 @@ BATCH_ROWS = 1000  # rows per transaction when pages queue up
 QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker
 MIN_SPLIT_PAGES = 4.0  # split a slice only if about this many pages are left in it
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
+# Once a page is in, the writer waits up to this long for more (up to ``BATCH_ROWS`` rows)
+# before committing: fewer, larger transactions when fetchers outpace it only slightly.
+BATCH_WAIT = 0.05  # seconds
 POLL = 0.1  # seconds: how often blocked threads look at the stop flags
 JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)
 
@@ -371,7 +374,8 @@ class Backfill:
     # -- the writer --------------------------------------------------------------------
 
     def _collect(self) -> tuple[_Batch, _Failed | None]:
-        """Wait for a page, then take what else is queued, up to ``BATCH_ROWS`` rows."""
+        """Wait for a page, then take what else is queued or arrives within ``BATCH_WAIT``
+        (while fetchers run), up to ``BATCH_ROWS`` rows."""
         batch = _Batch()
         while True:
             try:
@@ -382,6 +386,7 @@ class Backfill:
                     return batch, None
                 if not self._running:
                     return batch, None
+        deadline = time.monotonic() + BATCH_WAIT
         while True:
             if isinstance(item, _Failed):
                 self._running -= 1
@@ -392,7 +397,8 @@ class Backfill:
             if batch.rows >= BATCH_ROWS:
                 return batch, None
             try:
-                item = self._queue.get_nowait()
+                wait = deadline - time.monotonic() if self._running else 0.0
+                item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
                 return batch, None
 

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -274,6 +274,7 @@ class ZendeskClient:
         if verify is not True and not (isinstance(verify, str) and verify):
             raise ConfigError("TLS certificate verification cannot be switched off")
         self._verify: bool | str = verify
+        self._environments: dict[tuple[str, str, int], dict[str, Any]] = {}
         self._settings = settings
         self._sleep = sleep
         self._clock = clock
@@ -385,14 +386,18 @@ class ZendeskClient:
         self._count(requests=1)
         log.debug("GET %s", shown)
         try:
-            response = self._session.get(
-                target,
-                params=query,
-                auth=self.auth,
-                headers=self._headers,
+            # What ``session.get`` does, with the environment's settings (proxies, NO_PROXY,
+            # REQUESTS_CA_BUNDLE) looked up once per origin rather than on every request.
+            prepared = self._session.prepare_request(
+                requests.Request(
+                    "GET", target, params=query or {}, auth=self.auth, headers=self._headers
+                )
+            )
+            response = self._session.send(
+                prepared,
                 timeout=self._timeout,
                 allow_redirects=False,
-                verify=self._verify,  # what was checked, whatever the session says later
+                **self._environment(prepared.url or target),
             )
         except RateLimitedError as err:  # from an OAuth token fetch
             self.limiter.pause(err.retry_after)
@@ -419,6 +424,20 @@ class ZendeskClient:
                 self._count(rate_limited=1)
             self.limiter.pause(err.retry_after)
             raise
+
+    def _environment(self, url: str) -> dict[str, Any]:
+        """``Session.merge_environment_settings`` for ``url``: proxies, stream, verify
+        (``self._verify``, what was checked, whatever the session says later) and cert.
+
+        They depend on the URL only through its origin (NO_PROXY matches hosts), and every
+        URL this client requests is on ``base_url``'s origin: computed once per origin.
+        """
+        key = origin(url)
+        settings = self._environments.get(key)
+        if settings is None:
+            merged = self._session.merge_environment_settings(url, {}, None, self._verify, None)
+            settings = self._environments[key] = cast(dict[str, Any], merged)
+        return settings
 
     def _retry_wait(self, state: RetryCallState) -> float:
         failure = state.outcome.exception() if state.outcome is not None else None

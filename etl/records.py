@@ -36,6 +36,8 @@ RAW_JSON = "raw_json"
 # Bounded by what a BIGINT column holds.
 _BIGINT = 2**63
 _DIGITS = re.compile(r"\A\s*-?[0-9]+\s*\Z")  # ASCII only: int() also takes "١٢", not "²"
+# What json.dumps(raw, allow_nan=False, default=str, separators=(",", ":")) uses, made once.
+_ENCODER = json.JSONEncoder(allow_nan=False, default=str, separators=(",", ":"))
 NUL = "\x00"
 NUL_REPLACEMENT = "\ufffd"
 
@@ -53,7 +55,7 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
     try:
         # One C-speed pass answers both questions: NaN/Infinity raise, and a NUL can only
         # be where the ASCII text holds the escape \u0000 (exactly checked only then).
-        text = json.dumps(raw, allow_nan=False, default=str, separators=(",", ":"))
+        text = _ENCODER.encode(raw)
     except ValueError:
         return Reject(
             _text_id(raw.get("id")), "holds NaN or Infinity, which JSON cannot store", _dump(raw)

@@ -138,9 +138,14 @@ class Store:
         self._write_rows = _fast_writer(dialect) or self._write_rows_core
         self._advance_watermark = _state_upsert(dialect, advance_only=True)
         self._replace_watermark = _state_upsert(dialect, advance_only=False)
+        ids: sa.ColumnElement[bool] = audit_logs.c.id.in_(sa.bindparam("ids", expanding=True))
+        if dialect == "postgresql":  # one array parameter, not one parameter per id
+            ids = audit_logs.c.id == sa.any_(
+                sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger))
+            )
         self._existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
             audit_logs.c.account == sa.bindparam("account"),
-            audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
+            ids,
             # Redundant, but it keeps PostgreSQL on the primary key when the table has
             # no statistics yet (new, autovacuum not yet run): without it the planner may
             # scan the account's whole range for every page.
@@ -623,13 +628,37 @@ def _insert_slice(conn: Connection, account: str, start: datetime, end: datetime
     return int(key[0])
 
 
+# Built once: these run with every batch.
+_SAVE_SLICE = (
+    sa.update(sync_slices)
+    .where(
+        sync_slices.c.id == sa.bindparam("slice_id"),
+        sync_slices.c.account == sa.bindparam("slice_account"),
+    )
+    .values(position=sa.bindparam("new_position"), done=sa.bindparam("new_done"))
+)
+_COUNT_PAGES = (
+    sa.update(sync_runs)
+    .where(sync_runs.c.id == sa.bindparam("run_id"))
+    .values(
+        pages=sync_runs.c.pages + sa.bindparam("add_pages"),
+        rows_inserted=sync_runs.c.rows_inserted + sa.bindparam("add_inserted"),
+        rows_updated=sync_runs.c.rows_updated + sa.bindparam("add_updated"),
+        rows_rejected=sync_runs.c.rows_rejected + sa.bindparam("add_rejected"),
+    )
+)
+
+
 def _save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) -> None:
-    table = sync_slices.c
     for update in slices:  # a handful per batch
         saved = conn.execute(
-            sa.update(sync_slices)
-            .where(table.id == update.id, table.account == account)
-            .values(position=update.position, done=update.done)
+            _SAVE_SLICE,
+            {
+                "slice_id": update.id,
+                "slice_account": account,
+                "new_position": update.position,
+                "new_done": update.done,
+            },
         )
         if saved.rowcount != 1:  # rolls the batch back: the plan is not what this run read
             raise ValueError(f"there is no backfill slice {update.id} of {account!r}")
@@ -649,16 +678,15 @@ def _slices(conn: Connection, account: str) -> list[SliceRow]:
 
 
 def _count_pages(conn: Connection, run_id: int, result: WriteResult, pages: int) -> None:
-    runs = sync_runs.c
     counted = conn.execute(
-        sa.update(sync_runs)
-        .where(runs.id == run_id)
-        .values(
-            pages=runs.pages + pages,
-            rows_inserted=runs.rows_inserted + result.inserted,
-            rows_updated=runs.rows_updated + result.updated,
-            rows_rejected=runs.rows_rejected + result.rejected,
-        )
+        _COUNT_PAGES,
+        {
+            "run_id": run_id,
+            "add_pages": pages,
+            "add_inserted": result.inserted,
+            "add_updated": result.updated,
+            "add_rejected": result.rejected,
+        },
     )
     if counted.rowcount != 1:  # rolls the page back: pages belong to a run
         raise ValueError(f"there is no run {run_id}")

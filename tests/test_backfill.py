@@ -26,7 +26,7 @@ from support import (
     stored_rows,
 )
 
-from etl import config
+from etl import backfill, config
 from etl.client import ZendeskClient
 from etl.db import open_engine
 from etl.errors import ConfigError, RequestRejectedError
@@ -116,7 +116,11 @@ def test_slice_boundaries_inside_dense_seconds_lose_nothing(
             assert second - BOUND_SLACK in query_starts(sim)
 
 
-def test_the_watermark_never_passes_the_contiguous_read_prefix(db_url: str) -> None:
+def test_the_watermark_never_passes_the_contiguous_read_prefix(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Smaller transactions than the default 1,000 rows: the watermark is checked at more points.
+    monkeypatch.setattr(backfill, "BATCH_ROWS", 300)
     records = uneven_history(recent(30), seed=9)
     with SimulatedZendesk(records) as sim:
         account = sim_account(sim.url)
