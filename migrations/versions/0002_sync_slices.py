@@ -28,6 +28,8 @@ down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# Copied from 0001 on purpose, not imported: a revision must stay as it was when the
+# code around it changes.
 MYSQL = ("mysql", "mariadb")
 TABLE_OPTIONS: dict[str, Any] = {
     "mysql_engine": "InnoDB",
