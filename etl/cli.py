@@ -355,7 +355,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     settings = _settings(args, require_credentials=False)
     names = [a.name for a in select_accounts(settings, args.account)]
-    with open_store(settings, migrate_hint=_migrate_hint(args)) as store:
+    with open_store(settings, migrate_hint=_migrate_hint(args), read_only=True) as store:
         statuses = [s for name in names for s in store.account_status(name)]
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}

@@ -59,14 +59,18 @@ class JobResult:
 
 
 @contextmanager
-def open_store(settings: Settings, *, migrate_hint: str) -> Iterator[Store]:
-    """An engine checked for reachability and schema version, as a ``Store``."""
+def open_store(
+    settings: Settings, *, migrate_hint: str, read_only: bool = False
+) -> Iterator[Store]:
+    """An engine checked for reachability and schema version, as a ``Store``.
+
+    ``read_only`` (``status``) never migrates, whatever ``auto_migrate`` says.
+    """
     engine = open_engine(settings.database.url)
     try:
         check_connection(engine)
-        migrate.ensure_current(
-            engine, auto_migrate=settings.database.auto_migrate, migrate_hint=migrate_hint
-        )
+        auto_migrate = settings.database.auto_migrate and not read_only
+        migrate.ensure_current(engine, auto_migrate=auto_migrate, migrate_hint=migrate_hint)
         yield Store(engine)
     finally:
         engine.dispose()

@@ -263,3 +263,14 @@ def test_help_and_version() -> None:
     assert cli(None, "--help").returncode == 0
     version = cli(None, "--version")
     assert version.stdout.startswith("zendesk-audit-etl ")
+
+
+def test_status_never_migrates_even_with_auto_migrate(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    result = cli(config, "status")
+    assert result.returncode == ExitCode.DATABASE
+    assert "migrate" in one_error_line(result)
+    assert cli(config, "sync").returncode == 0  # sync does migrate when configured to
+    assert cli(config, "status").returncode == 0
