@@ -50,14 +50,8 @@ from etl.client import ZendeskClient
 from etl.errors import InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject
-from etl.store import SliceRow, SliceUpdate
-from etl.sync import (
-    BOUND_SLACK,
-    Run,
-    page_event,
-    split_records,
-    utc_now,
-)
+from etl.store import SliceRow, SliceUpdate, utc_now
+from etl.sync import BOUND_SLACK, Run, page_event, split_records
 
 log = logging.getLogger(__name__)
 

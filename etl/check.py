@@ -15,7 +15,8 @@ from etl.errors import SchemaError
 from etl.pagination import audit_log_params, iter_pages
 from etl.redact import redact_url
 from etl.settings import AccountSettings, Credentials, Settings
-from etl.sync import HISTORY_START, plan_window, utc_now
+from etl.store import utc_now
+from etl.sync import HISTORY_START, plan_window
 
 # A person is waiting: give up on an unreachable Zendesk sooner than a cron run would.
 INTERACTIVE_RETRY_BUDGET = 15.0

@@ -293,7 +293,7 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
     from etl import metrics
-    from etl.sync import utc_now
+    from etl.store import utc_now
 
     assert settings.metrics_file
     statuses = [s for a in settings.accounts for s in store.account_status(a.name)]
@@ -351,7 +351,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from etl import report
     from etl.job import open_store, select_accounts
-    from etl.sync import utc_now
+    from etl.store import utc_now
 
     settings = _settings(args, require_credentials=False)
     names = [a.name for a in select_accounts(settings, args.account)]

@@ -30,7 +30,6 @@ and plain http is accepted for loopback hosts only (the simulator, local proxies
 from __future__ import annotations
 
 import http.client
-import ipaddress
 import logging
 import random
 import threading
@@ -46,6 +45,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from etl.auth import ZendeskAuth, build_auth
+from etl.config import is_loopback
 from etl.errors import (
     AuthError,
     ConfigError,
@@ -120,15 +120,6 @@ def origin(url: str) -> tuple[str, str, int]:
 def same_origin(url: str, base_url: str) -> bool:
     try:
         return origin(url) == origin(base_url)
-    except ValueError:
-        return False
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

@@ -286,7 +286,8 @@ def _base_url(zendesk: Mapping[str, Any], problems: _Problems, where: str) -> tu
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """localhost, 127.0.0.0/8 or ::1 (bracketed or not): where plain http is allowed."""
+    if host.lower() == "localhost":
         return True
     try:
         return ip_address(host.strip("[]")).is_loopback

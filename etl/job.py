@@ -7,6 +7,7 @@ and rate budget; one account's failure is recorded and the next still runs.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -124,6 +125,4 @@ def run_accounts(
 
 
 def _client(account: AccountSettings, sleep: Callable[[float], None] | None) -> ZendeskClient:
-    if sleep is None:
-        return ZendeskClient(account.zendesk)
-    return ZendeskClient(account.zendesk, sleep=sleep)
+    return ZendeskClient(account.zendesk, sleep=sleep or time.sleep)

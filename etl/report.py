@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from etl.pagination import format_time
 from etl.store import AccountStatus, RunInfo, SliceRow
 from etl.sync import RunSummary
 
@@ -14,7 +15,7 @@ LIST_COLUMNS = ("created_at", "id", "action", "source_type", "source_label", "ac
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return format_time(value) if value else None
 
 
 def human_duration(delta: timedelta) -> str:

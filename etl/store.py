@@ -437,19 +437,12 @@ def _rows_upsert(dialect: str) -> sa.Executable:
     """INSERT ... or update every column but the key, unless ``raw`` is unchanged."""
     table = audit_logs
     columns = [c.name for c in table.columns if c.name not in ("account", "id")]
-    if dialect == "sqlite":
-        lite = sqlite.insert(table)
-        return lite.on_conflict_do_update(
+    if dialect in ("sqlite", "postgresql"):
+        insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+        return insert.on_conflict_do_update(
             index_elements=[table.c.account, table.c.id],
-            set_={name: lite.excluded[name] for name in columns},
-            where=table.c.raw.is_distinct_from(lite.excluded.raw),
-        )
-    if dialect == "postgresql":
-        pg = postgresql.insert(table)
-        return pg.on_conflict_do_update(
-            index_elements=[table.c.account, table.c.id],
-            set_={name: pg.excluded[name] for name in columns},
-            where=table.c.raw.is_distinct_from(pg.excluded.raw),
+            set_={name: insert.excluded[name] for name in columns},
+            where=table.c.raw.is_distinct_from(insert.excluded.raw),
         )
     if dialect in MYSQL_DIALECTS:
         my = mysql.insert(table)

@@ -17,10 +17,10 @@ from typing import Any
 
 from etl.client import ZendeskClient
 from etl.errors import ConfigError, EtlError, InterruptedRun
-from etl.pagination import audit_log_params, iter_pages
+from etl.pagination import audit_log_params, format_time, iter_pages
 from etl.records import Reject, parse_record
 from etl.settings import AccountSettings
-from etl.store import Store, WriteResult
+from etl.store import Store, WriteResult, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,6 @@ def plan_window(watermark: datetime | None, account: AccountSettings, now: datet
         if sync.start_time:
             start = max(start, sync.start_time)
     return Window(start=min(start, end), end=end)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _ignore(summary: RunSummary) -> None:
@@ -332,4 +328,4 @@ def _close_run(store: Store, run_id: int, summary: RunSummary) -> None:
 
 
 def _iso(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else "none"
+    return format_time(value) if value else "none"
