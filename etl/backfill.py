@@ -29,7 +29,10 @@ before that commit, A still covers everything: a lost split only costs re-readin
 The pipeline. Fetchers (each with its own ``ZendeskClient``, all sharing the account's
 ``RateLimiter``) parse their pages and put them in a bounded queue; the calling thread
 drains it, merging consecutive pages into one transaction of up to ``BATCH_ROWS`` rows,
-while the fetchers fetch the next pages. Memory is bounded by the queue.
+while the fetchers fetch the next pages. Memory is bounded by the queue. Fetchers are
+added (up to ``workers``) only while the writer keeps up: when a page per worker already
+waits in the queue, the run is bound by the writer, and another fetcher would only take
+CPU time from it.
 
 Stopping. When ``hooks.stop`` is set (SIGTERM) the fetchers stop after their current
 request, the writer commits the pages it has already received and the run raises
@@ -240,6 +243,10 @@ class Backfill:
         if self._cancel.is_set():
             return
         while self._running < self.workers:
+            if self._running and self._queue.qsize() >= self.workers:
+                # The writer is behind: another fetcher would only compete with it for the
+                # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
+                return
             with self._lock:
                 target = self._unstarted() or self._split_candidate()
             if target is None:

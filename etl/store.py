@@ -500,7 +500,7 @@ def _sqlite_time(value: datetime) -> str:
     return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-_SQLITE_ROWS_PER_STATEMENT = 250  # 3,750 parameters: far below SQLite's 32,766
+_SQLITE_ROWS_PER_STATEMENT = 1000  # 15,000 parameters: below SQLite's 32,766
 
 
 @functools.cache

@@ -71,9 +71,15 @@ def query_starts(sim: SimulatedZendesk) -> list[datetime]:
 # -- exactness ----------------------------------------------------------------------------
 
 
+# Seconds per response in tests that need several slices read at once: fetch-bound, as
+# against the real API. Without it one fetcher outpaces the writer, and the backfill
+# rightly starts no other (see the writer-bound test below).
+FETCH_BOUND = 0.03
+
+
 def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
     records = uneven_history(recent(30))
-    with SimulatedZendesk(records) as sim:
+    with SimulatedZendesk(records, latency=FETCH_BOUND) as sim:
         account = sim_account(sim.url)  # workers = 4
         store = fresh_store(db_url)
         summary = run(account, store)
@@ -86,6 +92,21 @@ def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
         assert store.slices("acme") == []  # the finished plan is gone
         assert summary.window is not None
         assert store.watermark("acme") == summary.window.end
+
+
+def test_a_writer_bound_backfill_starts_no_other_fetcher(sqlite_url: str) -> None:
+    """When pages wait for the writer, more fetchers would only compete with it for the
+    CPU: the window is read by the one fetcher that bounds it, in one slice."""
+    end = recent(30)
+    records = generate_records(8000, start=end - timedelta(days=30), end=end, seed=8)
+    with SimulatedZendesk(records) as sim:
+        account = sim_account(sim.url)  # workers = 4
+        store = fresh_store(sqlite_url)
+        summary = run(account, store, on_page=lambda *_: time.sleep(0.2))  # a slow writer
+        assert summary.status == "success"
+        assert len(query_starts(sim)) == 1
+        assert summary.requests == summary.pages == 80
+        assert_table_matches(sqlite_url, sim.visible_records())
 
 
 @pytest.mark.parametrize("inclusive_start", [True, False], ids=["start-in", "start-ex"])
