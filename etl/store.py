@@ -18,6 +18,7 @@ import functools
 import itertools
 import json
 import operator
+import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -500,7 +501,9 @@ def _sqlite_time(value: datetime) -> str:
     return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-_SQLITE_ROWS_PER_STATEMENT = 1000  # 15,000 parameters: below SQLite's 32,766
+# Rows per statement: 15,000 parameters, within SQLite's limit since 3.32 (32,766);
+# fewer where an older library allows fewer (``_sqlite_rows_per_statement``).
+_SQLITE_ROWS_PER_STATEMENT = 1000
 
 
 @functools.cache
@@ -513,6 +516,11 @@ def _sqlite_upsert(rows: int) -> str:
         f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
         "WHERE zendesk_audit_logs.raw IS NOT excluded.raw"
     )
+
+
+def _sqlite_rows_per_statement(driver_connection: Any) -> int:
+    limit = int(driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
+    return max(1, min(_SQLITE_ROWS_PER_STATEMENT, limit // len(_COLUMNS)))
 
 
 def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -534,10 +542,11 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         values[_RAW] = _json_text(row)
         params.extend(values)
     width = len(_COLUMNS)
-    step = _SQLITE_ROWS_PER_STATEMENT * width
+    per_statement = _sqlite_rows_per_statement(conn.connection.driver_connection)
+    step = per_statement * width
     whole = len(params) - len(params) % step
     if whole:
-        statement = _sqlite_upsert(_SQLITE_ROWS_PER_STATEMENT)
+        statement = _sqlite_upsert(per_statement)
         chunks = [tuple(params[i : i + step]) for i in range(0, whole, step)]
         conn.exec_driver_sql(statement, chunks)
     if whole < len(params):

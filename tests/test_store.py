@@ -217,6 +217,27 @@ def test_large_pages_are_chunked(store: Store, engine: Engine) -> None:
     assert (result.inserted, result.updated) == (0, 400)
 
 
+def test_an_old_sqlite_parameter_limit_is_respected(sqlite_url: str) -> None:
+    """SQLite before 3.32 takes 999 parameters a statement: the rows go in smaller ones."""
+    import sqlite3
+
+    engine = open_engine(sqlite_url)
+    migrate.upgrade(engine)
+
+    @sa.event.listens_for(engine, "connect")
+    def old_limit(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 999)
+
+    engine.dispose()  # reconnect with the old limit
+    try:
+        store = Store(engine)
+        rows = [row(i) for i in range(1, 1201)]
+        assert store.write_page(ACCOUNT, start(store), rows, [], None).inserted == 1200
+        assert set(stored(engine)) == set(range(1, 1201))
+    finally:
+        engine.dispose()
+
+
 # -- watermark -------------------------------------------------------------------------
 
 
