@@ -8,8 +8,8 @@ again unchanged is not written at all (its ``synced_at`` stays). The upsert itse
 also refuses to rewrite an unchanged row, in case another writer got there first.
 
 SQLAlchemy Core, one statement per kind of work per batch, statements built once; the
-row upsert goes straight to the driver on SQLite (one executemany) and PostgreSQL
-(COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT).
+row upsert goes straight to the driver on SQLite (multi-row VALUES, up to 1,000 rows a
+statement) and PostgreSQL (one INSERT ... SELECT ... FROM jsonb_array_elements(batch)).
 """
 
 from __future__ import annotations
@@ -472,7 +472,6 @@ _RAW = _COLUMNS.index("raw")
 _COLUMN_LIST = ", ".join(_COLUMNS)
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 _SET_LIST = ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
-_PG_STAGE = "zendesk_audit_logs_stage"
 RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
 
 
@@ -554,32 +553,46 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.exec_driver_sql(_sqlite_upsert(len(rest) // width), rest)
 
 
-_PG_UPSERT = (
-    f"INSERT INTO zendesk_audit_logs ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM {_PG_STAGE} "
+_PG_JSON_COLUMNS = [name for name in _COLUMNS if name != "raw"]  # then raw, last
+_PG_CASTS = {"id": "bigint", "actor_id": "bigint", "source_id": "bigint"} | {
+    name: "timestamptz" for name in _DATETIMES
+}
+_PG_JSON_UPSERT = (
+    f"INSERT INTO zendesk_audit_logs ({', '.join(_PG_JSON_COLUMNS)}, raw) SELECT "
+    + ", ".join(
+        f"(r->>{i})::{_PG_CASTS[name]}" if name in _PG_CASTS else f"r->>{i}"
+        for i, name in enumerate(_PG_JSON_COLUMNS)
+    )
+    + f", r->{len(_PG_JSON_COLUMNS)} FROM jsonb_array_elements(%s::jsonb) AS r "
     f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
     "WHERE zendesk_audit_logs.raw IS DISTINCT FROM excluded.raw"
 )
+_PG_VALUES = operator.itemgetter(*_PG_JSON_COLUMNS)
+_PG_CREATED = _PG_JSON_COLUMNS.index("created_at")
+_PG_SYNCED = _PG_JSON_COLUMNS.index("synced_at")
+_VALUES_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def _postgresql_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT."""
-    conn.exec_driver_sql(
-        f"CREATE TEMPORARY TABLE IF NOT EXISTS {_PG_STAGE} "
-        "(LIKE zendesk_audit_logs) ON COMMIT DELETE ROWS"
-    )
-    created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
-    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    try:
-        with cursor.copy(f"COPY {_PG_STAGE} ({_COLUMN_LIST}) FROM STDIN") as copy:
-            for row in rows:
-                values = list(_ROW_VALUES(row))
-                values[created] = _utc(values[created]).replace(microsecond=0)
-                values[synced] = _utc(values[synced])
-                values[_RAW] = _json_text(row)
-                copy.write_row(values)
-    finally:
-        cursor.close()
-    conn.exec_driver_sql(_PG_UPSERT)
+    """One INSERT ... SELECT ... ON CONFLICT whose rows come as one JSON array parameter:
+    one round trip, no per-row work in the driver, and ``raw`` (already JSON text) goes in
+    as it is. Each row is ``[account, id, ..., synced_at, raw]``."""
+    encode = _VALUES_ENCODER.encode
+    texts: list[str] = []
+    times: dict[datetime, str] = {}
+    for row in rows:
+        values = list(_PG_VALUES(row))
+        for index in (_PG_CREATED, _PG_SYNCED):
+            moment = values[index]
+            text = times.get(moment)
+            if text is None:
+                value = _utc(moment)
+                if index == _PG_CREATED:
+                    value = value.replace(microsecond=0)
+                text = times[moment] = value.isoformat()
+            values[index] = text
+        texts.append(encode(values)[:-1] + "," + _json_text(row) + "]")
+    conn.exec_driver_sql(_PG_JSON_UPSERT, ("[" + ",".join(texts) + "]",))
 
 
 def _json_text(row: Mapping[str, Any]) -> str:
