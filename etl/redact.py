@@ -10,10 +10,11 @@ line. Neither ever raises: they are called while building error messages.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
-import requests
+if TYPE_CHECKING:  # imported by the HTTP client; configuration errors need not load it
+    import requests
 
 # Parameters whose values help a reader and can never be a credential.
 _SAFE_PARAMS = frozenset({"sort", "sort_by", "sort_order", "page[size]", "per_page", "page"})

@@ -439,9 +439,16 @@ class Bench:
             if load is not None and load.percent is not None:
                 targets.append(
                     Target(
-                        f"local {short(self.args.records)} {kind} >= 20,000 records/s and >= 70% "
-                        f"of the bare upsert: {load.rate:,.0f} records/s, {load.percent:.0f}%",
-                        load.rate >= 20_000 and load.percent >= 70,
+                        f"local {short(self.args.records)} {kind} >= 20,000 records/s: "
+                        f"{load.rate:,.0f} records/s",
+                        load.rate >= 20_000,
+                    )
+                )
+                targets.append(
+                    Target(
+                        f"local {short(self.args.records)} {kind} >= 70% of the bare upsert: "
+                        f"{load.percent:.0f}%",
+                        load.percent >= 70,
                     )
                 )
             big = self.scenarios.get((large, kind))
@@ -613,7 +620,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add(
         "--latency-records",
         type=int,
-        help="records of the latency-bound load (20,000; --quick: 5,000; 0 skips it)",
+        help="records of the latency-bound load (50,000: 500 requests, about 43 s at the "
+        "ceiling, in which a run's fixed costs of about 1 s weigh 2%%; --quick: 5,000; "
+        "0 skips it)",
     )
     add("--latency-runs", type=int, default=1, help="runs of the latency-bound load (1)")
     add(
@@ -634,7 +643,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         args.large_records = 200_000 if args.quick else 1_000_000
     args.large_runs = args.large_runs or (1 if args.quick else min(args.runs, 2))
     if args.latency_records is None:
-        args.latency_records = 5_000 if args.quick else 20_000
+        args.latency_records = 5_000 if args.quick else 50_000
     kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
     unknown = set(kinds) - {"sqlite", "postgresql"}
     if unknown or not kinds:

@@ -274,3 +274,30 @@ def test_status_never_migrates_even_with_auto_migrate(
     assert "migrate" in one_error_line(result)
     assert cli(config, "sync").returncode == 0  # sync does migrate when configured to
     assert cli(config, "status").returncode == 0
+
+
+def test_the_garbage_collector_is_off_only_while_a_command_starts(
+    tmp_path: Path, sqlite_url: str, sim: SimulatedZendesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Start-up (imports) runs without the cyclic collector, the run itself with it: a
+    long backfill must never pile up garbage. Whatever happens, it is back on after."""
+    import gc
+
+    from etl import cli as cli_module
+    from etl import job
+
+    seen: list[bool] = []
+    real_run_accounts = job.run_accounts
+
+    def watching(*args: object, **kwargs: object) -> object:
+        seen.append(gc.isenabled())
+        return real_run_accounts(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(job, "run_accounts", watching)
+    monkeypatch.setenv("ZENDESK_OAUTH_TOKEN", SIM_OAUTH_TOKEN)
+    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    assert gc.isenabled()
+    assert cli_module.main(["--config", str(config), "--quiet", "sync"]) == 0
+    assert seen == [True] and gc.isenabled()
+    assert cli_module.main(["--config", str(tmp_path / "missing.toml"), "sync"]) == ExitCode.CONFIG
+    assert gc.isenabled()
