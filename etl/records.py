@@ -88,6 +88,8 @@ def parse_created_at(value: object) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value)
+        if parsed.tzinfo is UTC:  # what Zendesk's "Z" gives: nothing to convert
+            return parsed
         if parsed.tzinfo is None:
             return None
         return parsed.astimezone(UTC)
@@ -96,6 +98,8 @@ def parse_created_at(value: object) -> datetime | None:
 
 
 def _integer(value: object) -> int | None:
+    if type(value) is int:  # the usual case, first
+        return value if -_BIGINT <= value < _BIGINT else None
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

@@ -497,6 +497,8 @@ def _utc(value: datetime) -> datetime:
 
 def _sqlite_time(value: datetime) -> str:
     """SQLAlchemy's SQLite DATETIME text for an aware time, as naive UTC."""
+    if value.tzinfo is UTC:  # "2024-05-01 12:00:00.000000+00:00" without the offset
+        return value.isoformat(" ", "microseconds")[:-6]
     return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
@@ -525,22 +527,22 @@ def _sqlite_rows_per_statement(driver_connection: Any) -> int:
 def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
     params: list[Any] = []
-    times: dict[datetime, str] = {}  # records share seconds, a page shares synced_at
-    for row in rows:
-        values = list(_ROW_VALUES(row))
-        moment = values[created]
-        text = times.get(moment)
-        if text is None:
-            text = times[moment] = _sqlite_time(moment.replace(microsecond=0))
-        values[created] = text
-        moment = values[synced]
-        text = times.get(moment)
-        if text is None:
-            text = times[moment] = _sqlite_time(moment)
-        values[synced] = text
-        values[_RAW] = _json_text(row)
-        params.extend(values)
     width = len(_COLUMNS)
+    last_synced: datetime | None = None  # a page shares one synced_at
+    synced_text = ""
+    for row in rows:
+        at = len(params)
+        params.extend(_ROW_VALUES(row))
+        moment = params[at + created]
+        if moment.microsecond:  # stored to the second (parse_record's are already)
+            moment = moment.replace(microsecond=0)
+        params[at + created] = _sqlite_time(moment)
+        moment = params[at + synced]
+        if moment is not last_synced:
+            last_synced, synced_text = moment, _sqlite_time(moment)
+        params[at + synced] = synced_text
+        text = row.get(RAW_JSON)
+        params[at + _RAW] = text if isinstance(text, str) else _json_text(row)
     per_statement = _sqlite_rows_per_statement(conn.connection.driver_connection)
     step = per_statement * width
     whole = len(params) - len(params) % step
@@ -553,7 +555,7 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.exec_driver_sql(_sqlite_upsert(len(rest) // width), rest)
 
 
-_PG_JSON_COLUMNS = [name for name in _COLUMNS if name != "raw"]  # then raw, last
+_PG_JSON_COLUMNS = [name for name in _COLUMNS if name != "raw"]
 _PG_CASTS = {"id": "bigint", "actor_id": "bigint", "source_id": "bigint"} | {
     name: "timestamptz" for name in _DATETIMES
 }
@@ -563,7 +565,8 @@ _PG_JSON_UPSERT = (
         f"(r->>{i})::{_PG_CASTS[name]}" if name in _PG_CASTS else f"r->>{i}"
         for i, name in enumerate(_PG_JSON_COLUMNS)
     )
-    + f", r->{len(_PG_JSON_COLUMNS)} FROM jsonb_array_elements(%s::jsonb) AS r "
+    + ", raw FROM ROWS FROM (jsonb_array_elements(%s::jsonb), jsonb_array_elements(%s::jsonb))"
+    " AS batch (r, raw) "
     f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
     "WHERE zendesk_audit_logs.raw IS DISTINCT FROM excluded.raw"
 )
@@ -574,25 +577,29 @@ _VALUES_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
 def _postgresql_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """One INSERT ... SELECT ... ON CONFLICT whose rows come as one JSON array parameter:
-    one round trip, no per-row work in the driver, and ``raw`` (already JSON text) goes in
-    as it is. Each row is ``[account, id, ..., synced_at, raw]``."""
-    encode = _VALUES_ENCODER.encode
-    texts: list[str] = []
-    times: dict[datetime, str] = {}
+    """One INSERT ... SELECT ... ON CONFLICT whose rows come as two JSON array parameters,
+    zipped by ``ROWS FROM``: the columns (``[account, id, ..., synced_at]`` per row, one
+    encoding for the batch) and ``raw`` (the JSON text parse_record made, joined as it is).
+    One round trip, no per-row work in the driver."""
+    values: list[list[Any]] = []
+    raws: list[str] = []
+    last_synced: datetime | None = None  # a page shares one synced_at
+    synced_text = ""
     for row in rows:
-        values = list(_PG_VALUES(row))
-        for index in (_PG_CREATED, _PG_SYNCED):
-            moment = values[index]
-            text = times.get(moment)
-            if text is None:
-                value = _utc(moment)
-                if index == _PG_CREATED:
-                    value = value.replace(microsecond=0)
-                text = times[moment] = value.isoformat()
-            values[index] = text
-        texts.append(encode(values)[:-1] + "," + _json_text(row) + "]")
-    conn.exec_driver_sql(_PG_JSON_UPSERT, ("[" + ",".join(texts) + "]",))
+        columns = list(_PG_VALUES(row))
+        moment = columns[_PG_CREATED]
+        if moment.microsecond:  # stored to the second (parse_record's are already)
+            moment = moment.replace(microsecond=0)
+        columns[_PG_CREATED] = _utc(moment).isoformat()
+        moment = columns[_PG_SYNCED]
+        if moment is not last_synced:
+            last_synced, synced_text = moment, _utc(moment).isoformat()
+        columns[_PG_SYNCED] = synced_text
+        values.append(columns)
+        text = row.get(RAW_JSON)
+        raws.append(text if isinstance(text, str) else _json_text(row))
+    batch = (_VALUES_ENCODER.encode(values), "[" + ",".join(raws) + "]")
+    conn.exec_driver_sql(_PG_JSON_UPSERT, batch)
 
 
 def _json_text(row: Mapping[str, Any]) -> str:
