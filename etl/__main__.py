@@ -1,5 +1,5 @@
 """`python -m etl` does what the `zendesk-audit-etl` console script does."""
 
-from etl.cli import main
+from etl.cli import run
 
-raise SystemExit(main())
+run()

@@ -11,11 +11,12 @@ import argparse
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -182,6 +183,22 @@ def _filter(text: str) -> tuple[str, str]:
     if not sep or key not in FILTER_KEYS or not value:
         raise ValueError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
     return key, value
+
+
+def run() -> NoReturn:
+    """The ``zendesk-audit-etl`` command (and ``python -m etl``): ``main()``, then exit."""
+    exit_now(main())
+
+
+def exit_now(code: int) -> NoReturn:
+    """Flush what is buffered and leave without Python's shutdown, which tears down every
+    imported module (SQLAlchemy, requests, a driver): about 0.1 s, a fifth of a run with
+    nothing new. What needs closing (connections, locks, files) is closed by then."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a pipe closed early (| head): nothing to add
+            stream.flush()
+    os._exit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

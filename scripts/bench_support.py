@@ -32,18 +32,18 @@ OAUTH_TOKEN = "sim-oauth-token"
 ACCOUNT = "bench"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RSS_FILE_ENV = "ETL_BENCH_PEAK_RSS_FILE"
-# What ``python -m etl`` does, then the process's own peak RSS (VmHWM) written to a file.
+# What ``python -m etl`` does, with the process's own peak RSS (VmHWM) written to a file.
 # Not ru_maxrss: Linux carries the pre-exec high-water mark (the benchmark's, forked) into
 # it, whereas VmHWM belongs to the address space that exec created.
 LAUNCHER = f"""
 import os, sys
-from etl.cli import main
+from etl.cli import exit_now, main
 code = main(sys.argv[1:])
 with open("/proc/self/status") as status:
     hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
 with open(os.environ["{RSS_FILE_ENV}"], "w") as out:
     out.write(hwm)
-sys.exit(code)
+exit_now(code)  # as the command itself ends (etl.cli.run)
 """
 
 
