@@ -218,6 +218,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         _fail("interrupted")
         return int(ExitCode.INTERRUPTED)
+    except BrokenPipeError:  # whoever read the output stopped (| head): not a failure here
+        return int(ExitCode.OK)
     except Exception as exc:  # a bug: say so in one line; the traceback is for --verbose
         log.debug("unexpected error", exc_info=True)
         _fail(f"internal error ({type(exc).__name__}): {exc}; rerun with --verbose for details")

@@ -245,6 +245,22 @@ def test_list_prints_json_lines_straight_from_the_api(
     assert not Path(sqlite_url.removeprefix("sqlite:///")).exists()  # no database touched
 
 
+def test_list_into_a_pipe_closed_early_is_no_error(tmp_path: Path, sim: SimulatedZendesk) -> None:
+    """``list | head -1``: the reader stops after one line; the command stops quietly."""
+    config = write_config(tmp_path, sim.url, f"sqlite:///{tmp_path / 'unused.db'}")
+    environ = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+    command = [sys.executable, "-m", "etl", "--config", str(config), "list", "--limit", "1500"]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=environ, cwd=ROOT
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        assert json.loads(proc.stdout.readline())["id"]
+        proc.stdout.close()  # what head does after its line
+        errors = proc.stderr.read().decode()
+        assert proc.wait(timeout=60) == 0
+    assert errors == ""
+
+
 def test_check_reports_database_and_account(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
