@@ -4,11 +4,12 @@ Only what makes a record unstorable rejects it: no integer ``id`` (the key), no
 usable ``created_at`` (the watermark's clock), or a value JSON cannot carry (NaN,
 Infinity: no database's JSON column takes it). Any other field of the wrong type
 is stored as NULL; the record is always kept in ``raw``, so nothing Zendesk sends
-is lost, including fields it adds later. The one alteration: a NUL character
-(U+0000), which PostgreSQL can store neither in text nor in JSONB, becomes U+FFFD
-in ``raw`` and the columns, on every database alike, so that one odd record can
-never stop the log. A reject's ``raw`` is the record's exact JSON text (escaped, so
-a NUL is harmless there).
+is lost, including fields it adds later. The one alteration: a character no database
+can store becomes U+FFFD in ``raw`` and the columns, on every database alike, so that
+one odd record can never stop the log. Those are NUL (U+0000), which PostgreSQL takes
+neither in text nor in JSONB, and a lone surrogate (JSON's ``"\ud800"`` escape decodes
+to one), which is not UTF-8 at all. A reject's ``raw`` is the record's exact JSON text
+(ASCII-escaped, so both are harmless there).
 """
 
 from __future__ import annotations
@@ -38,8 +39,9 @@ _BIGINT = 2**63
 _DIGITS = re.compile(r"\A\s*-?[0-9]+\s*\Z")  # ASCII only: int() also takes "١٢", not "²"
 # What json.dumps(raw, allow_nan=False, default=str, separators=(",", ":")) uses, made once.
 _ENCODER = json.JSONEncoder(allow_nan=False, default=str, separators=(",", ":"))
-NUL = "\x00"
-NUL_REPLACEMENT = "\ufffd"
+# NUL, or a surrogate on its own (one of a pair is joined with the other by json.loads).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,9 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
     if not isinstance(raw, dict):
         return Reject(None, f"record is a JSON {type(raw).__name__}, not an object", _dump(raw))
     try:
-        # One C-speed pass answers both questions: NaN/Infinity raise, and a NUL can only
-        # be where the ASCII text holds the escape \u0000 (exactly checked only then).
+        # One C-speed pass answers both questions: NaN/Infinity raise, and a NUL or a
+        # surrogate can only be where the ASCII text holds the escape \u0000 or \udxxx
+        # (exactly checked only then: a pair, an emoji, is escaped as \udxxx too).
         text = _ENCODER.encode(raw)
     except ValueError:
         return Reject(
@@ -67,8 +70,8 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
     created_at = parse_created_at(raw.get("created_at"))
     if created_at is None:
         return Reject(str(record_id), "no usable created_at", _dump(raw))
-    clean = not ("\\u0000" in text and _has_nul(raw))
-    stored: dict[Any, Any] = raw if clean else _without_nul(raw)
+    clean = not (("\\u0000" in text or "\\ud" in text) and _has_unstorable(raw))
+    stored: dict[Any, Any] = raw if clean else _storable(raw)
     row: dict[str, Any] = {"account": account, "id": record_id, "created_at": created_at}
     for name in TEXT_FIELDS:
         value = stored.get(name)
@@ -114,27 +117,28 @@ def _integer(value: object) -> int | None:
 
 
 def _text_id(value: object) -> str | None:
-    return None if value is None else str(value).replace(NUL, NUL_REPLACEMENT)[:64]
+    return None if value is None else _UNSTORABLE.sub(REPLACEMENT, str(value))[:64]
 
 
-def _has_nul(value: object) -> bool:
+def _has_unstorable(value: object) -> bool:
     if isinstance(value, str):
-        return NUL in value
+        return _UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+        return any(_has_unstorable(k) or _has_unstorable(v) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
+        return any(_has_unstorable(v) for v in value)
     return False
 
 
-def _without_nul(value: Any) -> Any:
-    """A copy of ``value`` with every NUL in its strings (keys too) replaced."""
+def _storable(value: Any) -> Any:
+    """A copy of ``value`` with every unstorable character in its strings (keys too)
+    replaced."""
     if isinstance(value, str):
-        return value.replace(NUL, NUL_REPLACEMENT)
+        return _UNSTORABLE.sub(REPLACEMENT, value)
     if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_without_nul(v) for v in value]
+        return [_storable(v) for v in value]
     return value
 
 

@@ -452,28 +452,38 @@ def check_stopped(
 def test_records_a_database_cannot_store_as_sent_never_stop_the_log(
     db_url: str, sim: SimulatedZendesk
 ) -> None:
-    """A NUL character (PostgreSQL takes it neither in text nor in JSONB) and NaN (no JSON
-    column takes it) once made a page fail on every run, forever: the log stopped there."""
+    """A NUL character (PostgreSQL takes it neither in text nor in JSONB), a lone surrogate
+    (JSON's "\\ud800" escape: no UTF-8 at all) and NaN (no JSON column takes it) once made
+    a page fail on every run, forever: the log stopped there."""
     moment = parse_zendesk_time(sim.visible_records()[4 * PAGE + 5]["created_at"])
     nul_text = audit_record(6_150_000_000_001, moment, change_description="before\x00after")
     nul_key = {**audit_record(6_150_000_000_002, moment), "odd\x00key": ["x\x00", {"y": 1}]}
     nan = {**audit_record(6_150_000_000_003, moment), "score": float("nan")}
-    sim.add_records([nul_text, nul_key, nan])
+    lone = {
+        **audit_record(6_150_000_000_004, moment, actor_name="Zo\ud800"),
+        "k\udc00": "\U0001f600",
+    }
+    sim.add_records([nul_text, nul_key, nan, lone])
     account = sim_account(sim.url, page_size=PAGE)
     store = fresh_store(db_url)
 
     summary = run(account, store, Clock())
     assert summary.status == "success"
-    assert (summary.inserted, summary.rejected) == (RECORDS + 2, 1)
+    assert (summary.inserted, summary.rejected) == (RECORDS + 3, 1)
     served = [r for r in sim.visible_records() if r["id"] != nan["id"]]
-    stored = [
-        {**r, "change_description": "before\ufffdafter"}
-        if r["id"] == nul_text["id"]
-        else {**audit_record(nul_key["id"], moment), "odd\ufffdkey": ["x\ufffd", {"y": 1}]}
-        if r["id"] == nul_key["id"]
-        else r
-        for r in served
-    ]
+    replaced = {
+        nul_text["id"]: {**nul_text, "change_description": "before\ufffdafter"},
+        nul_key["id"]: {
+            **audit_record(nul_key["id"], moment),
+            "odd\ufffdkey": ["x\ufffd", {"y": 1}],
+        },
+        # the emoji (a valid pair) is kept as it is
+        lone["id"]: {
+            **audit_record(lone["id"], moment, actor_name="Zo\ufffd"),
+            "k\ufffd": "\U0001f600",
+        },
+    }
+    stored = [replaced.get(r["id"], r) for r in served]
     assert_stored_as_served(db_url, stored)
     (reject,) = rejects_table(db_url)
     assert reject["record_id"] == str(nan["id"])

@@ -105,3 +105,24 @@ def test_created_at_with_offset_is_normalised_to_utc() -> None:
     assert parse_created_at("2023-01-01T07:01:05+02:00") == datetime(
         2023, 1, 1, 5, 1, 5, tzinfo=UTC
     )
+
+
+def test_characters_no_database_stores_become_replacement_characters() -> None:
+    """NUL and lone surrogates (decoded from JSON escapes) become U+FFFD, keys included;
+    a surrogate pair (an emoji) is a real character and stays. Clean records keep the JSON
+    text made while checking them; altered ones have it made again by the store."""
+    raw = json.loads(
+        '{"id": 1, "created_at": "2023-01-01T05:01:05Z", "actor_name": "a\\ud800b\\u0000",'
+        ' "k\\udc00": ["\\udfff"], "emoji": "\\ud83d\\ude00"}'
+    )
+    row = parse_record(raw, "acme", NOW)
+    assert isinstance(row, dict)
+    assert row["actor_name"] == "a\ufffdb\ufffd"
+    assert row["raw"]["k\ufffd"] == ["\ufffd"] and row["raw"]["emoji"] == "\U0001f600"
+    assert "raw_json" not in row
+    json.dumps(row["raw"], ensure_ascii=False).encode("utf-8")  # storable as UTF-8 now
+
+    emoji_only = parse_record(record(actor_name="\U0001f600"), "acme", NOW)
+    assert isinstance(emoji_only, dict)
+    assert emoji_only["actor_name"] == "\U0001f600"
+    assert json.loads(emoji_only["raw_json"]) == record(actor_name="\U0001f600")

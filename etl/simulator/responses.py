@@ -66,9 +66,13 @@ class Response:
 
 
 def json_response(status: int, payload: object) -> Response:
-    # ensure_ascii=False: Zendesk sends UTF-8, and clients must decode it as such.
+    # ensure_ascii=False: Zendesk sends UTF-8, and clients must decode it as such. A lone
+    # surrogate is no UTF-8: it can only travel as JSON's escape (\ud800), as it would.
     text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    return Response(status, text.encode("utf-8"))
+    try:
+        return Response(status, text.encode("utf-8"))
+    except UnicodeEncodeError:
+        return Response(status, json.dumps(payload, separators=(",", ":")).encode("ascii"))
 
 
 def text_response(status: int, text: str) -> Response:
