@@ -507,6 +507,30 @@ def _sqlite_time(value: datetime) -> str:
 _SQLITE_ROWS_PER_STATEMENT = 1000
 
 
+def _iso_time(value: datetime) -> str:
+    return _utc(value).isoformat()
+
+
+class _TimeTexts:
+    """A batch's times as text for the driver: ``created_at`` to the second, and the
+    ``synced_at`` that a page's rows share, formatted once."""
+
+    def __init__(self, text: Callable[[datetime], str]) -> None:
+        self._text = text
+        self._synced: datetime | None = None
+        self._synced_text = ""
+
+    def created(self, moment: datetime) -> str:
+        if moment.microsecond:  # parse_record's are whole seconds already
+            moment = moment.replace(microsecond=0)
+        return self._text(moment)
+
+    def synced(self, moment: datetime) -> str:
+        if moment is not self._synced:
+            self._synced, self._synced_text = moment, self._text(moment)
+        return self._synced_text
+
+
 @functools.cache
 def _sqlite_upsert(rows: int) -> str:
     """The upsert of ``rows`` rows in one statement: one step of SQLite for all of them,
@@ -528,21 +552,13 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
     params: list[Any] = []
     width = len(_COLUMNS)
-    last_synced: datetime | None = None  # a page shares one synced_at
-    synced_text = ""
+    times = _TimeTexts(_sqlite_time)
     for row in rows:
         at = len(params)
         params.extend(_ROW_VALUES(row))
-        moment = params[at + created]
-        if moment.microsecond:  # stored to the second (parse_record's are already)
-            moment = moment.replace(microsecond=0)
-        params[at + created] = _sqlite_time(moment)
-        moment = params[at + synced]
-        if moment is not last_synced:
-            last_synced, synced_text = moment, _sqlite_time(moment)
-        params[at + synced] = synced_text
-        text = row.get(RAW_JSON)
-        params[at + _RAW] = text if isinstance(text, str) else _json_text(row)
+        params[at + created] = times.created(params[at + created])
+        params[at + synced] = times.synced(params[at + synced])
+        params[at + _RAW] = _json_text(row)
     per_statement = _sqlite_rows_per_statement(conn.connection.driver_connection)
     step = per_statement * width
     whole = len(params) - len(params) % step
@@ -583,21 +599,13 @@ def _postgresql_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Non
     One round trip, no per-row work in the driver."""
     values: list[list[Any]] = []
     raws: list[str] = []
-    last_synced: datetime | None = None  # a page shares one synced_at
-    synced_text = ""
+    times = _TimeTexts(_iso_time)
     for row in rows:
         columns = list(_PG_VALUES(row))
-        moment = columns[_PG_CREATED]
-        if moment.microsecond:  # stored to the second (parse_record's are already)
-            moment = moment.replace(microsecond=0)
-        columns[_PG_CREATED] = _utc(moment).isoformat()
-        moment = columns[_PG_SYNCED]
-        if moment is not last_synced:
-            last_synced, synced_text = moment, _utc(moment).isoformat()
-        columns[_PG_SYNCED] = synced_text
+        columns[_PG_CREATED] = times.created(columns[_PG_CREATED])
+        columns[_PG_SYNCED] = times.synced(columns[_PG_SYNCED])
         values.append(columns)
-        text = row.get(RAW_JSON)
-        raws.append(text if isinstance(text, str) else _json_text(row))
+        raws.append(_json_text(row))
     batch = (_VALUES_ENCODER.encode(values), "[" + ",".join(raws) + "]")
     conn.exec_driver_sql(_PG_JSON_UPSERT, batch)
 
