@@ -38,7 +38,10 @@ def kill_loop(db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, i
     end = recent(30)
     # Long enough (200 pages at ~25 ms) that most kills land in the middle of the backfill.
     records = generate_records(20_000, start=end - timedelta(days=2), end=end, seed=seed)
-    with SimulatedZendesk(records, latency=0.02) as sim:
+    # A limit far above what the job asks for: Zendesk's 700 a minute would have the job
+    # pace itself by X-Rate-Limit-Remaining within a few runs (as it should), and a soak
+    # of hundreds of runs would mostly wait.
+    with SimulatedZendesk(records, latency=0.02, rate_limit_per_minute=1_000_000) as sim:
         config = tmp_path / "config.toml"
         config.write_text(
             f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
