@@ -7,7 +7,7 @@ is stored as NULL; the record is always kept in ``raw``, so nothing Zendesk send
 is lost, including fields it adds later. The one alteration: a character no database
 can store becomes U+FFFD in ``raw`` and the columns, on every database alike, so that
 one odd record can never stop the log. Those are NUL (U+0000), which PostgreSQL takes
-neither in text nor in JSONB, and a lone surrogate (JSON's ``"\ud800"`` escape decodes
+neither in text nor in JSONB, and a lone surrogate (JSON's ``"\\ud800"`` escape decodes
 to one), which is not UTF-8 at all. A reject's ``raw`` is the record's exact JSON text
 (ASCII-escaped, so both are harmless there).
 """
