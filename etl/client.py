@@ -154,10 +154,10 @@ def classify_response(
 ) -> dict[str, Any]:
     """The JSON object of a successful answer, or the typed error the answer amounts to."""
     status = response.status_code
+    if 200 <= status < 300:
+        return _json_body(response)
     where = _where(response)
     status_text = _status_text(response)
-    if 200 <= status < 300:
-        return _json_body(response, f"{where}: {status_text}")
     said = _zendesk_says(response)
     if status == 429 or (status == 503 and response.headers.get("Retry-After")):
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
@@ -198,6 +198,10 @@ def _where(response: requests.Response) -> str:
     return f"{method} {redact_url(url)}"
 
 
+def _answered(response: requests.Response) -> str:
+    return f"{_where(response)}: {_status_text(response)}"
+
+
 def _status_text(response: requests.Response) -> str:
     reason = response.reason
     if not reason:
@@ -228,9 +232,10 @@ def _zendesk_says(response: requests.Response) -> str:
     return f" ({summary})"
 
 
-def _json_body(response: requests.Response, where: str) -> dict[str, Any]:
+def _json_body(response: requests.Response) -> dict[str, Any]:
+    """The JSON object of a 2xx answer; the URL is redacted for a message only on failure."""
     if not response.content:
-        raise RetriableError(f"{where} with an empty body")
+        raise RetriableError(f"{_answered(response)} with an empty body")
     try:
         body = response.json()
     except ValueError:
@@ -240,9 +245,9 @@ def _json_body(response: requests.Response, where: str) -> dict[str, Any]:
             kind = "truncated or malformed JSON"
         else:
             kind = f"not JSON ({snippet(response.headers.get('Content-Type', 'no type'), 40)})"
-        raise RetriableError(f"{where} with a body that is {kind}") from None
+        raise RetriableError(f"{_answered(response)} with a body that is {kind}") from None
     if not isinstance(body, dict):
-        raise RetriableError(f"{where} with JSON that is not an object")
+        raise RetriableError(f"{_answered(response)} with JSON that is not an object")
     return body
 
 
