@@ -27,6 +27,10 @@ from etl.store import Store
 
 # The simulator's default credentials (etl.simulator.SimAuth()).
 SIM_OAUTH_TOKEN = "sim-oauth-token"
+# Seconds per simulated response in tests that need a backfill's slices read at once:
+# fetch-bound, as against the real API. Without it one fetcher outpaces the writer, and
+# the backfill rightly starts no other.
+FETCH_BOUND = 0.03
 SIM_EMAIL = "admin@example.com"
 SIM_API_TOKEN = "sim-api-token"
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from support import (
+    FETCH_BOUND,
     SIM_OAUTH_TOKEN,
     assert_table_matches,
     audit_record,
@@ -69,12 +70,6 @@ def query_starts(sim: SimulatedZendesk) -> list[datetime]:
 
 
 # -- exactness ----------------------------------------------------------------------------
-
-
-# Seconds per response in tests that need several slices read at once: fetch-bound, as
-# against the real API. Without it one fetcher outpaces the writer, and the backfill
-# rightly starts no other (see the writer-bound test below).
-FETCH_BOUND = 0.03
 
 
 def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
@@ -252,7 +247,7 @@ def test_resync_in_parallel_keeps_the_watermark_and_no_plan(db_url: str) -> None
 def big_sim() -> Iterator[SimulatedZendesk]:
     end = recent(30)
     records = generate_records(20_000, start=end - timedelta(days=20), end=end, seed=21)
-    with SimulatedZendesk(records, latency=0.03) as sim:
+    with SimulatedZendesk(records, latency=FETCH_BOUND) as sim:
         yield sim
 
 

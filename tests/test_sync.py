@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from support import (
+    FETCH_BOUND,
     SIM_API_TOKEN,
     SIM_EMAIL,
     FakeTime,
@@ -315,8 +316,7 @@ def test_window_is_lag_behind_now_and_overlaps_the_watermark() -> None:
 def test_twenty_thousand_records_arrive_exactly_once_with_every_field(db_url: str) -> None:
     end = recent(30)
     records = generate_records(20_000, start=end - timedelta(days=30), end=end, seed=20)
-    # Fetch-bound (30 ms a response), as against Zendesk: read in parallel slices.
-    with SimulatedZendesk(records, latency=0.03) as sim:
+    with SimulatedZendesk(records, latency=FETCH_BOUND) as sim:  # read in parallel slices
         store = fresh_store(db_url)
         summary = run(sim_account(sim.url), store)
         assert summary.inserted == 20_000
