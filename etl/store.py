@@ -611,9 +611,12 @@ def _postgresql_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Non
 
 
 def _json_text(row: Mapping[str, Any]) -> str:
-    """What the JSON type would send for ``raw``; made by ``parse_record`` already, usually."""
+    """``raw`` as the JSON text to store (non-ASCII as UTF-8, like ``parse_record``'s);
+    made by ``parse_record`` already, unless it altered the record."""
     text = row.get(RAW_JSON)
-    return text if isinstance(text, str) else json.dumps(row["raw"], separators=(",", ":"))
+    if isinstance(text, str):
+        return text
+    return json.dumps(row["raw"], separators=(",", ":"), ensure_ascii=False)
 
 
 def _state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:

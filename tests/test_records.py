@@ -126,3 +126,32 @@ def test_characters_no_database_stores_become_replacement_characters() -> None:
     assert isinstance(emoji_only, dict)
     assert emoji_only["actor_name"] == "\U0001f600"
     assert json.loads(emoji_only["raw_json"]) == record(actor_name="\U0001f600")
+
+
+NON_TEXT_KEY: dict[Any, Any] = {**record(), 7: "a key that is not text"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        record(actor_name="Zoë 😀", change_description='Quote " and \\ and \t'),  # orjson
+        record(score=1.5, tags=["a", {"b": None}]),  # floats and nesting: the json module
+        record(actor_id=2**70, source_label="Zoë"),  # an integer orjson refuses
+        NON_TEXT_KEY,  # a key orjson refuses
+    ],
+    ids=["plain", "float-and-nesting", "beyond-64-bits", "non-text-key"],
+)
+def test_raw_text_is_compact_utf8_json_of_the_record_whatever_encodes_it(raw: Any) -> None:
+    """Both encoders give the same text for what they take: compact, non-ASCII as UTF-8
+    (the store writes this text as it is), and exactly the record again when read."""
+    row = parse_record(raw, "acme", NOW)
+    assert isinstance(row, dict)
+    assert row["raw_json"] == json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
+    assert json.loads(row["raw_json"]) == json.loads(json.dumps(raw))
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), [float("-inf")]])
+def test_nan_and_infinity_are_rejected_not_written_as_null(value: Any) -> None:
+    result = parse_record(record(score=value), "acme", NOW)
+    assert isinstance(result, Reject)
+    assert result.reason == "holds NaN or Infinity, which JSON cannot store"
