@@ -226,6 +226,35 @@ def test_classify_response(case: Case) -> None:
         assert caught.value.retry_after == case.retry_after
 
 
+@pytest.mark.parametrize(
+    ("headers", "body", "expected"),
+    [
+        (JSON, '{"id": 6139157572367, "name": "Zoë 😀", "n": null}', None),
+        (JSON, '{"id": 123456789012345678901234567890}', None),  # no float, whatever the size
+        (JSON, '{"id": -18446744073709551616, "t": "ok"}', None),
+        (JSON, '{"id": 1, "score": NaN}', None),  # kept for parse_record to reject
+        (JSON, '{"a": "\\ud800"}', None),  # a lone surrogate, for parse_record to replace
+        ({"Content-Type": "application/json; charset=iso-8859-1"}, "{}", {}),
+        ({"Content-Type": "application/json; charset=utf-16"}, '{"a": "é"}', {"a": "é"}),
+    ],
+    ids=["plain", "past-64-bits", "past-64-bits-negative", "nan", "surrogate", "latin-1", "utf-16"],
+)  # fmt: skip
+def test_json_bodies_decode_to_what_the_json_module_makes(
+    headers: dict[str, str], body: str, expected: dict[str, Any] | None
+) -> None:
+    encoding = headers["Content-Type"].partition("charset=")[2]
+    data = body.encode("utf-16" if encoding == "utf-16" else "utf-8", "surrogatepass")
+    decoded = classify_response(make_response(200, headers, data))
+    want = json.loads(body) if expected is None else expected
+    assert repr(decoded) == repr(want)  # repr: NaN != NaN, and 1e29 == 10**29
+
+
+def test_a_body_in_another_charset_is_read_in_that_charset() -> None:
+    headers = {"Content-Type": "application/json; charset=iso-8859-1"}
+    decoded = classify_response(make_response(200, headers, '{"a": "é"}'.encode()))
+    assert decoded == {"a": "Ã©"}  # what the server said it sent, not what UTF-8 would make
+
+
 def test_a_huge_error_body_is_cut_to_a_snippet() -> None:
     body = js({"error": "InvalidValue", "description": "y" * 10_000})
     with pytest.raises(RequestRejectedError) as caught:
