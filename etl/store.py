@@ -19,7 +19,7 @@ import itertools
 import json
 import operator
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -133,24 +133,19 @@ class Store:
         if dialect not in ("sqlite", "postgresql", *MYSQL_DIALECTS):
             raise ValueError(f"unsupported dialect {dialect!r}")  # open_engine refuses it first
         self.engine = engine
-        self._sqlite = dialect == "sqlite"
         self._writer = for_writing(engine)
         self._now = now
         self._upsert_rows = _rows_upsert(dialect)
         self._write_rows = _fast_writer(dialect) or self._write_rows_core
+        self._read_existing = _fast_existing_reader(dialect) or self._read_existing_core
         self._advance_watermark = _state_upsert(dialect, advance_only=True)
         self._replace_watermark = _state_upsert(dialect, advance_only=False)
-        ids: sa.ColumnElement[bool] = audit_logs.c.id.in_(sa.bindparam("ids", expanding=True))
-        if dialect == "postgresql":  # one array parameter, not one parameter per id
-            ids = audit_logs.c.id == sa.any_(
-                sa.bindparam("ids", type_=postgresql.ARRAY(sa.BigInteger))
-            )
         self._existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
             audit_logs.c.account == sa.bindparam("account"),
-            ids,
+            audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
             # Redundant, but it keeps PostgreSQL on the primary key when the table has
             # no statistics yet (new, autovacuum not yet run): without it the planner may
-            # scan the account's whole range for every page.
+            # scan the account's whole range for every page. (Each fast reader has it too.)
             audit_logs.c.id.between(sa.bindparam("lo"), sa.bindparam("hi")),
         )
 
@@ -300,13 +295,15 @@ class Store:
         """``{id: raw}`` of the rows among ``ids`` (sorted: each chunk is one narrow range)."""
         existing: dict[Any, Any] = {}
         for chunk in _id_ranges(ids, _ID_CHUNK):
-            if self._sqlite:
-                existing.update(_sqlite_existing(conn, account, chunk))
-                continue
-            params = {"account": account, "ids": chunk, "lo": chunk[0], "hi": chunk[-1]}
-            for record_id, raw in conn.execute(self._existing, params):
+            for record_id, raw in self._read_existing(conn, account, chunk):
                 existing[record_id] = raw
         return existing
+
+    def _read_existing_core(
+        self, conn: Connection, account: str, ids: list[Any]
+    ) -> Iterable[Sequence[Any]]:
+        params = {"account": account, "ids": ids, "lo": ids[0], "hi": ids[-1]}
+        return conn.execute(self._existing, params)
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -486,6 +483,44 @@ def _fast_writer(dialect: str) -> RowWriter | None:
     return None
 
 
+# ``Store._existing`` straight to the driver, too: SQLAlchemy's expanding ``IN`` (SQLite)
+# and psycopg's list dumping (a regex per element) cost more than the query itself.
+ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
+
+
+def _fast_existing_reader(dialect: str) -> ExistingReader | None:
+    if dialect == "sqlite":
+        return _sqlite_existing
+    if dialect == "postgresql":
+        return _postgresql_existing
+    return None
+
+
+@functools.lru_cache(maxsize=64)
+def _sqlite_select_existing(ids: int) -> str:
+    return (
+        "SELECT id, raw FROM zendesk_audit_logs WHERE account = ? "
+        f"AND id IN ({', '.join(['?'] * ids)}) AND id BETWEEN ? AND ?"
+    )
+
+
+def _sqlite_existing(conn: Connection, account: str, ids: list[Any]) -> Iterator[tuple[Any, Any]]:
+    params = (account, *ids, ids[0], ids[-1])
+    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(len(ids)), params):
+        yield record_id, json.loads(raw)  # what the JSON type would return
+
+
+_PG_SELECT_EXISTING = (
+    "SELECT id, raw FROM zendesk_audit_logs WHERE account = %s "
+    "AND id = ANY(%s::bigint[]) AND id BETWEEN %s AND %s"
+)
+
+
+def _postgresql_existing(conn: Connection, account: str, ids: list[Any]) -> Iterable[Sequence[Any]]:
+    array = "{" + ",".join(map(str, ids)) + "}"  # ids are integers (parse_record's)
+    return conn.exec_driver_sql(_PG_SELECT_EXISTING, (account, array, ids[0], ids[-1]))
+
+
 def _columns_only(row: Mapping[str, Any]) -> Mapping[str, Any]:
     return {k: v for k, v in row.items() if k != RAW_JSON} if RAW_JSON in row else row
 
@@ -572,23 +607,6 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     if whole < len(params):
         rest = tuple(params[whole:])
         conn.exec_driver_sql(_sqlite_upsert(len(rest) // width), rest)
-
-
-@functools.lru_cache(maxsize=64)
-def _sqlite_select_existing(ids: int) -> str:
-    """``Store._existing`` for ``ids`` ids, as SQLite text."""
-    return (
-        "SELECT id, raw FROM zendesk_audit_logs WHERE account = ? "
-        f"AND id IN ({', '.join(['?'] * ids)}) AND id BETWEEN ? AND ?"
-    )
-
-
-def _sqlite_existing(conn: Connection, account: str, ids: list[Any]) -> Iterator[tuple[Any, Any]]:
-    """``Store._existing``'s ``(id, raw)`` pairs, straight from the driver: SQLAlchemy's
-    expanding ``IN`` took longer than the query itself, for every batch."""
-    params = (account, *ids, ids[0], ids[-1])
-    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(len(ids)), params):
-        yield record_id, json.loads(raw)
 
 
 _PG_JSON_COLUMNS = [name for name in _COLUMNS if name != "raw"]
