@@ -305,9 +305,11 @@ class ZendeskClient:
         self._jitter = jitter
         self._timeout = (settings.timeout, settings.timeout)
         # The session's default headers (Accept-Encoding: gzip, keep-alive) and ours, merged
-        # once: requests are prepared here, not by the session (see ``get_json``).
-        self._headers = CaseInsensitiveDict(self._session.headers)
-        self._headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        # and checked once into a GET that every request copies, only its URL set anew:
+        # requests are prepared here, not by the session (see ``get_json``).
+        headers = CaseInsensitiveDict(self._session.headers)
+        headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._get = requests.Request("GET", self.base_url, headers=headers).prepare()
         self.auth = build_auth(settings.credentials, self.base_url, self._session, settings.timeout)
         self.limiter = limiter or RateLimiter(
             settings.requests_per_minute, clock=clock, sleep=sleep
@@ -363,9 +365,8 @@ class ZendeskClient:
         target = self.resolve(url)
         # Prepared once for all attempts (each adds the current credentials to a copy):
         # URL encoding is the largest cost of a request. No cookies: the API uses none.
-        request = requests.Request(
-            "GET", target, params=list(params) if params else {}, headers=self._headers
-        ).prepare()
+        request = self._get.copy()
+        request.prepare_url(target, list(params) if params else None)
         shown = _RedactedUrl(request.url or target)
         started = self._clock()
         budget = self._settings.retry_budget
