@@ -551,17 +551,22 @@ def _iso_time(value: datetime) -> str:
 
 class _TimeTexts:
     """A batch's times as text for the driver: ``created_at`` to the second, and the
-    ``synced_at`` that a page's rows share, formatted once."""
+    ``synced_at`` that a page's rows share, each formatted once for a run of equal ones
+    (records often share a second; formatting a datetime costs a microsecond)."""
 
     def __init__(self, text: Callable[[datetime], str]) -> None:
         self._text = text
+        self._created: datetime | None = None
+        self._created_text = ""
         self._synced: datetime | None = None
         self._synced_text = ""
 
     def created(self, moment: datetime) -> str:
-        if moment.microsecond:  # parse_record's are whole seconds already
-            moment = moment.replace(microsecond=0)
-        return self._text(moment)
+        if moment != self._created:
+            # parse_record's are whole seconds already
+            second = moment.replace(microsecond=0) if moment.microsecond else moment
+            self._created, self._created_text = moment, self._text(second)
+        return self._created_text
 
     def synced(self, moment: datetime) -> str:
         if moment is not self._synced:
