@@ -5,6 +5,9 @@ Added records live in sorted parallel lists replaced wholesale on every change
 lock, and ``add`` is safe while pages are being served. A record added with
 ``visible_after`` exists but is left out of every query until that many seconds
 have passed: the late visibility that production connectors ran into.
+
+Pages go out as JSON text joined from per-record ``fragment``s: added records
+are encoded once, when added; generated ones are written straight to text.
 """
 
 from __future__ import annotations
@@ -19,9 +22,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from etl.simulator.generate import Key, RecordSource
+from etl.simulator.responses import compact_json
 from etl.simulator.timestamps import parse_ts
 
-Item = int | dict[str, Any]
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An added record, with its JSON text (as in a response body) encoded once."""
+
+    record: dict[str, Any]
+    text: str
+
+
+Item = int | Stored
 """Where a record comes from: an index into the generated source, or an added record."""
 
 LOWEST: Key = (-(2**63), -(2**63))
@@ -31,7 +44,7 @@ HIGHEST: Key = (2**63, 2**63)
 @dataclass(frozen=True)
 class _Added:
     keys: list[Key] = field(default_factory=list)
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[Stored] = field(default_factory=list)
     visible_at: list[float] = field(default_factory=list)
 
 
@@ -66,7 +79,7 @@ class RecordStore:
         visible_at = self._clock() + visible_after if visible_after > 0 else 0.0
         # A JSON round trip copies deeply and proves the record can be served.
         new = [json.loads(json.dumps(dict(record))) for record in records]
-        keyed = [(record_key(record), record) for record in new]
+        keyed = [(record_key(record), Stored(record, compact_json(record))) for record in new]
         for (_, record_id), _ in keyed:
             if self._source is not None and self._source.owns_id(record_id):
                 raise ValueError(f"record id {record_id} belongs to a generated record")
@@ -132,7 +145,14 @@ class RecordStore:
         if isinstance(item, int):
             assert self._source is not None
             return self._source[item]
-        return dict(item)
+        return dict(item.record)
+
+    def fragment(self, key: Key, item: Item) -> str:
+        """The record's JSON text in a response, as ``compact_json(materialize(item))``."""
+        if isinstance(item, int):
+            assert self._source is not None
+            return self._source.fragment(item, key)
+        return item.text
 
     def count(self, lo: Key = LOWEST, hi: Key = HIGHEST) -> int:
         """Visible records with lo <= key <= hi, without materializing generated ones."""
@@ -148,9 +168,9 @@ class RecordStore:
             if index is not None:
                 return self._source[index]
         added, now = self._added, self._clock()
-        for key, record, seen in zip(added.keys, added.records, added.visible_at, strict=True):
+        for key, stored, seen in zip(added.keys, added.records, added.visible_at, strict=True):
             if key[1] == record_id and seen <= now:
-                return dict(record)
+                return dict(stored.record)
         return None
 
     def iter_visible(self) -> Iterator[dict[str, Any]]:

@@ -40,6 +40,8 @@ WIRE_KINDS = frozenset({"status", "html", "slow", "reset", "truncate"})
 CURSOR_KINDS = frozenset({"repeat_cursor", "foreign_next", "no_cursor", "empty_page"})
 RECORD_KINDS = frozenset({"shuffle", "duplicate", "mangle"})
 KINDS = WIRE_KINDS | CURSOR_KINDS | RECORD_KINDS
+BODY_KINDS = CURSOR_KINDS | RECORD_KINDS
+"""Kinds that may alter a list page's body (wire kinds alter only how it is sent)."""
 
 # mangle -> (default field, what to do to it)
 MANGLES = {

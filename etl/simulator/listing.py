@@ -3,21 +3,27 @@
 Cursor pages are position-based: a cursor names the (created_at, id) of a
 record, and the next page starts strictly after it, so records added while a
 client pages never shift or repeat what it sees. Only the records returned
-(plus one, to know ``has_more``) are materialized unless a non-time filter
-forces a scan.
+(plus one, to know ``has_more``) are looked at unless a non-time filter forces
+a scan.
+
+A page holds where its records come from (``Item``s), not dicts: ``encode``
+joins each record's JSON text into the body, and only a fault that alters
+records gets them as dicts (``materialize``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from etl.simulator import cursor as cursors
 from etl.simulator.cursor import Cursor
-from etl.simulator.data import RecordStore
+from etl.simulator.data import Item, RecordStore
 from etl.simulator.generate import Key
 from etl.simulator.query import ListQuery
+from etl.simulator.responses import compact_json
 
 LinkBuilder = Callable[[str, str], str]
 """(parameter, value) -> a full URL of this query with that page parameter set."""
@@ -26,7 +32,7 @@ LinkBuilder = Callable[[str, str], str]
 @dataclass
 class Page:
     query: ListQuery
-    records: list[dict[str, Any]]
+    items: list[Item]
     keys: list[Key]
     has_more: bool
     backward: bool = False  # read with page[before]
@@ -55,24 +61,16 @@ def _matching(
 
 def _take(
     store: RecordStore, query: ListQuery, lo: Key, hi: Key, descending: bool, skip: int = 0
-) -> tuple[list[Key], list[dict[str, Any]], bool]:
+) -> tuple[list[Key], list[Item], bool]:
     """Up to query.size records after skipping ``skip``; and whether more follow."""
-    keys: list[Key] = []
-    records: list[dict[str, Any]] = []
-    for key, item in store.scan(lo, hi, descending=descending):
-        record = None
-        if query.filters:
-            record = store.materialize(item)
-            if not query.matches(record):
-                continue
-        if skip:
-            skip -= 1
-            continue
-        if len(keys) == query.size:
-            return keys, records, True
-        keys.append(key)
-        records.append(record if record is not None else store.materialize(item))
-    return keys, records, False
+    entries: Iterable[tuple[Key, Item]] = store.scan(lo, hi, descending=descending)
+    if query.filters:
+        entries = (entry for entry in entries if query.matches(store.materialize(entry[1])))
+    # One record past the page tells has_more.
+    taken = list(islice(entries, skip, skip + query.size + 1))
+    more = len(taken) > query.size
+    del taken[query.size :]
+    return [key for key, _ in taken], [item for _, item in taken], more
 
 
 def cursor_page(store: RecordStore, query: ListQuery) -> Page:
@@ -84,18 +82,18 @@ def cursor_page(store: RecordStore, query: ListQuery) -> Page:
             lo = max(lo, _after(edge))
         else:
             hi = min(hi, _before(edge))
-        keys, records, more = _take(store, query, lo, hi, not query.descending)
+        keys, items, more = _take(store, query, lo, hi, not query.descending)
         keys.reverse()
-        records.reverse()
-        return Page(query, records, keys, more, backward=True)
+        items.reverse()
+        return Page(query, items, keys, more, backward=True)
     if query.after is not None:
         edge = query.after.key
         if query.descending:
             hi = min(hi, _before(edge))
         else:
             lo = max(lo, _after(edge))
-    keys, records, more = _take(store, query, lo, hi, query.descending)
-    return Page(query, records, keys, more)
+    keys, items, more = _take(store, query, lo, hi, query.descending)
+    return Page(query, items, keys, more)
 
 
 def start_cursor(page: Page) -> str | None:
@@ -110,7 +108,8 @@ def start_cursor(page: Page) -> str | None:
     return cursors.encode(Cursor(edge, query.descending, 1))
 
 
-def cursor_body(page: Page, link: LinkBuilder) -> dict[str, Any]:
+def cursor_fields(page: Page, link: LinkBuilder) -> dict[str, Any]:
+    """The body of a cursor page after ``audit_logs``: ``meta`` and ``links``."""
     descending = page.query.descending
     after = before = None
     if page.keys:
@@ -123,22 +122,39 @@ def cursor_body(page: Page, link: LinkBuilder) -> dict[str, Any]:
         next_link = link("page[after]", after) if after and page.has_more else None
         prev_link = link("page[before]", before) if before and page.query.after else None
     return {
-        "audit_logs": page.records,
         "meta": {"has_more": page.has_more, "after_cursor": after, "before_cursor": before},
         "links": {"next": next_link, "prev": prev_link},
     }
 
 
-def offset_body(store: RecordStore, query: ListQuery, link: LinkBuilder) -> dict[str, Any]:
+def offset_page(store: RecordStore, query: ListQuery) -> Page:
     skip = (query.page - 1) * query.size
-    _, records, more = _take(store, query, query.lo, query.hi, query.descending, skip=skip)
+    keys, items, more = _take(store, query, query.lo, query.hi, query.descending, skip=skip)
+    return Page(query, items, keys, more)
+
+
+def offset_fields(store: RecordStore, page: Page, link: LinkBuilder) -> dict[str, Any]:
+    """The body of an offset page after ``audit_logs``."""
+    query = page.query
     if query.filters:
         count = sum(1 for _ in _matching(store, query, query.lo, query.hi, False))
     else:
         count = store.count(query.lo, query.hi)
     return {
-        "audit_logs": records,
-        "next_page": link("page", str(query.page + 1)) if more else None,
+        "next_page": link("page", str(query.page + 1)) if page.has_more else None,
         "previous_page": link("page", str(query.page - 1)) if query.page > 1 else None,
         "count": count,
     }
+
+
+def materialize(store: RecordStore, page: Page) -> list[dict[str, Any]]:
+    """The page's records as fresh dicts, for a fault to alter."""
+    return [store.materialize(item) for item in page.items]
+
+
+def encode(store: RecordStore, page: Page, fields: dict[str, Any]) -> str:
+    """``compact_json({"audit_logs": materialize(store, page), **fields})``, built from
+    each record's JSON text: a list's and an object's JSON are the JSON of their parts."""
+    pairs = zip(page.keys, page.items, strict=True)
+    records = ",".join([store.fragment(key, item) for key, item in pairs])
+    return f'{{"audit_logs":[{records}],{compact_json(fields)[1:]}'

@@ -65,14 +65,27 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
 
 
+def compact_json(payload: object) -> str:
+    """The JSON text of a body (or of a part of one: the encoding is compositional)."""
+    # ensure_ascii=False: Zendesk sends UTF-8, and clients must decode it as such.
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+
+
 def json_response(status: int, payload: object) -> Response:
-    # ensure_ascii=False: Zendesk sends UTF-8, and clients must decode it as such. A lone
-    # surrogate is no UTF-8: it can only travel as JSON's escape (\ud800), as it would.
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    try:
+        return Response(status, compact_json(payload).encode("utf-8"))
+    except UnicodeEncodeError:
+        # A lone surrogate is no UTF-8: it can only travel as JSON's escape (\ud800), as it would.
+        return Response(status, json.dumps(payload, separators=(",", ":")).encode("ascii"))
+
+
+def json_text_response(status: int, text: str) -> Response:
+    """``json_response`` for a body already encoded by ``compact_json`` (whole or in parts)."""
     try:
         return Response(status, text.encode("utf-8"))
     except UnicodeEncodeError:
-        return Response(status, json.dumps(payload, separators=(",", ":")).encode("ascii"))
+        # As in json_response; decoding gives back the payload (rare: added records only).
+        return json_response(status, json.loads(text))
 
 
 def text_response(status: int, text: str) -> Response:
