@@ -1,11 +1,12 @@
 """The store: each batch of pages with its rows, rejects, checkpoints and run counters in
 one transaction.
 
-A batch is written with one dialect-native upsert keyed on ``(account, id)``. Before
-it, the batch's existing ``(id, raw)`` pairs are read in the same transaction, so the
-counts of inserted and updated rows are exact on every dialect and a record read
-again unchanged is not written at all (its ``synced_at`` stays). The upsert itself
-also refuses to rewrite an unchanged row, in case another writer got there first.
+A batch is written with one dialect-native upsert keyed on ``(account, id)`` that
+refuses to rewrite an unchanged row: a record read again unchanged is not written at
+all (its ``synced_at`` stays), and the counts of inserted and updated rows are exact on
+every dialect. PostgreSQL's upsert returns what it wrote; on SQLite and MySQL the
+batch's existing ``(id, raw)`` pairs are read first, in the same transaction, and only
+new or changed rows are sent.
 
 SQLAlchemy Core, one statement per kind of work per batch, statements built once; the
 row upsert goes straight to the driver on SQLite (multi-row VALUES, up to 1,000 rows a
@@ -136,16 +137,19 @@ class Store:
         self._writer = for_writing(engine)
         self._now = now
         self._upsert_rows = _rows_upsert(dialect)
-        self._write_rows = _fast_writer(dialect) or self._write_rows_core
-        self._read_existing = _fast_existing_reader(dialect) or self._read_existing_core
+        self._upsert: RowUpsert = self._upsert_changed
+        if dialect == "postgresql":
+            self._upsert = _postgresql_upsert
+        self._write_rows = _sqlite_rows if dialect == "sqlite" else self._write_rows_core
+        self._read_existing = _sqlite_existing if dialect == "sqlite" else self._read_existing_core
         self._advance_watermark = _state_upsert(dialect, advance_only=True)
         self._replace_watermark = _state_upsert(dialect, advance_only=False)
         self._existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
             audit_logs.c.account == sa.bindparam("account"),
             audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
-            # Redundant, but it keeps PostgreSQL on the primary key when the table has
-            # no statistics yet (new, autovacuum not yet run): without it the planner may
-            # scan the account's whole range for every page. (Each fast reader has it too.)
+            # Redundant, but it keeps a planner on the primary key when the table has no
+            # statistics yet (PostgreSQL's did, before autovacuum ran): without it, it may
+            # scan the account's whole range for every page. (SQLite's reader has it too.)
             audit_logs.c.id.between(sa.bindparam("lo"), sa.bindparam("hi")),
         )
 
@@ -201,18 +205,7 @@ class Store:
         if any(row["account"] != account for row in latest.values()):
             raise ValueError(f"write_batch({account!r}) got rows of another account")
         with self._writing("writing a page") as conn:
-            existing = self._existing_raw(conn, account, sorted(latest))
-            changed: list[Mapping[str, Any]] = []
-            inserted = 0
-            for record_id, row in latest.items():
-                old = existing.get(record_id, _MISSING)
-                if old is _MISSING:
-                    inserted += 1
-                    changed.append(row)
-                elif old != row["raw"]:
-                    changed.append(row)
-            if changed:
-                self._write_rows(conn, changed)
+            inserted, updated = self._upsert(conn, account, latest) if latest else (0, 0)
             now = self._now()
             if rejects:
                 conn.execute(
@@ -236,7 +229,7 @@ class Store:
                     self._advance_watermark,
                     {"account": account, "watermark": watermark, "updated_at": now},
                 )
-            result = WriteResult(inserted, len(changed) - inserted, len(rejects))
+            result = WriteResult(inserted, updated, len(rejects))
             _count_pages(conn, run_id, result, pages)
         return result
 
@@ -287,6 +280,24 @@ class Store:
                     self._advance_watermark,
                     {"account": account, "watermark": watermark, "updated_at": self._now()},
                 )
+
+    def _upsert_changed(
+        self, conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        """Upsert the ``rows`` (by id) that are new or changed; (inserted, updated)."""
+        existing = self._existing_raw(conn, account, sorted(rows))
+        changed: list[Mapping[str, Any]] = []
+        inserted = 0
+        for record_id, row in rows.items():
+            old = existing.get(record_id, _MISSING)
+            if old is _MISSING:
+                inserted += 1
+                changed.append(row)
+            elif old != row["raw"]:
+                changed.append(row)
+        if changed:
+            self._write_rows(conn, changed)
+        return inserted, len(changed) - inserted
 
     def _write_rows_core(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         conn.execute(self._upsert_rows, [_columns_only(row) for row in rows])
@@ -472,28 +483,8 @@ _RAW = _COLUMNS.index("raw")
 _COLUMN_LIST = ", ".join(_COLUMNS)
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 _SET_LIST = ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
-RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
-
-
-def _fast_writer(dialect: str) -> RowWriter | None:
-    if dialect == "sqlite":
-        return _sqlite_rows
-    if dialect == "postgresql":
-        return _postgresql_rows
-    return None
-
-
-# ``Store._existing`` straight to the driver, too: SQLAlchemy's expanding ``IN`` (SQLite)
-# and psycopg's list dumping (a regex per element) cost more than the query itself.
-ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
-
-
-def _fast_existing_reader(dialect: str) -> ExistingReader | None:
-    if dialect == "sqlite":
-        return _sqlite_existing
-    if dialect == "postgresql":
-        return _postgresql_existing
-    return None
+# Upserts a batch's rows (by id, deduplicated) and says how many were (inserted, updated).
+RowUpsert = Callable[[Connection, str, Mapping[Any, Mapping[str, Any]]], tuple[int, int]]
 
 
 @functools.lru_cache(maxsize=64)
@@ -505,20 +496,11 @@ def _sqlite_select_existing(ids: int) -> str:
 
 
 def _sqlite_existing(conn: Connection, account: str, ids: list[Any]) -> Iterator[tuple[Any, Any]]:
+    """``Store._existing`` straight to the driver: SQLAlchemy's expanding ``IN`` cost
+    more than the query itself."""
     params = (account, *ids, ids[0], ids[-1])
     for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(len(ids)), params):
         yield record_id, json.loads(raw)  # what the JSON type would return
-
-
-_PG_SELECT_EXISTING = (
-    "SELECT id, raw FROM zendesk_audit_logs WHERE account = %s "
-    "AND id = ANY(%s::bigint[]) AND id BETWEEN %s AND %s"
-)
-
-
-def _postgresql_existing(conn: Connection, account: str, ids: list[Any]) -> Iterable[Sequence[Any]]:
-    array = "{" + ",".join(map(str, ids)) + "}"  # ids are integers (parse_record's)
-    return conn.exec_driver_sql(_PG_SELECT_EXISTING, (account, array, ids[0], ids[-1]))
 
 
 def _columns_only(row: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -627,7 +609,9 @@ _PG_JSON_UPSERT = (
     + ", raw FROM ROWS FROM (jsonb_array_elements(%s::jsonb), jsonb_array_elements(%s::jsonb))"
     " AS batch (r, raw) "
     f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
-    "WHERE zendesk_audit_logs.raw IS DISTINCT FROM excluded.raw"
+    "WHERE zendesk_audit_logs.raw IS DISTINCT FROM excluded.raw "
+    # An unchanged row is neither written nor returned; xmax is 0 on a new row only.
+    "RETURNING xmax = 0"
 )
 _PG_VALUES = operator.itemgetter(*_PG_JSON_COLUMNS)
 _PG_CREATED = _PG_JSON_COLUMNS.index("created_at")
@@ -635,22 +619,27 @@ _PG_SYNCED = _PG_JSON_COLUMNS.index("synced_at")
 _VALUES_ENCODER = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 
 
-def _postgresql_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def _postgresql_upsert(
+    conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+) -> tuple[int, int]:
     """One INSERT ... SELECT ... ON CONFLICT whose rows come as two JSON array parameters,
     zipped by ``ROWS FROM``: the columns (``[account, id, ..., synced_at]`` per row, one
     encoding for the batch) and ``raw`` (the JSON text parse_record made, joined as it is).
-    One round trip, no per-row work in the driver."""
+    One round trip, no per-row work in the driver, and ``RETURNING`` counts what changed,
+    where the other dialects first read the rows that exist."""
     values: list[list[Any]] = []
     raws: list[str] = []
     times = _TimeTexts(_iso_time)
-    for row in rows:
+    for row in rows.values():
         columns = list(_PG_VALUES(row))
         columns[_PG_CREATED] = times.created(columns[_PG_CREATED])
         columns[_PG_SYNCED] = times.synced(columns[_PG_SYNCED])
         values.append(columns)
         raws.append(_json_text(row))
     batch = (_VALUES_ENCODER.encode(values), "[" + ",".join(raws) + "]")
-    conn.exec_driver_sql(_PG_JSON_UPSERT, batch)
+    written = [new for (new,) in conn.exec_driver_sql(_PG_JSON_UPSERT, batch)]
+    inserted = sum(written)
+    return inserted, len(written) - inserted
 
 
 def _json_text(row: Mapping[str, Any]) -> str:
