@@ -38,7 +38,8 @@ CONNECT_TIMEOUT_S = 10
 # lock up front, so a read-then-write transaction never fails on a stale snapshot).
 SQLITE_IMMEDIATE = "etl_sqlite_immediate"
 
-_json_dumps = functools.partial(json.dumps, separators=(",", ":"))
+# JSON columns' text as records.py makes it for the fast paths: compact, non-ASCII as UTF-8.
+_json_dumps = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_url(url: str) -> URL:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine, make_url
 from etl import migrate
 from etl.db import check_connection, open_engine, parse_url
 from etl.errors import ConfigError, DatabaseError
+from etl.records import parse_record
 from etl.schema import audit_logs, audit_rejects, sync_runs
 from etl.store import Store
 
@@ -524,3 +525,18 @@ def test_concurrent_writers_on_one_sqlite_file_wait_their_turn(sqlite_url: str) 
     check = open_engine(sqlite_url)
     assert len(stored(check, "a")) == len(stored(check, "b")) == 600
     check.dispose()
+
+
+def test_raw_keeps_its_characters_not_escapes(store: Store, engine: Engine) -> None:
+    """``raw`` is stored as compact JSON whose characters beyond ASCII are themselves, on every
+    dialect and whichever path wrote it (a row of parse_record's, or any other)."""
+    parsed = parse_record(
+        {"id": 7, "created_at": "2024-05-01T12:00:00Z", "n": "Zoë ✓"}, ACCOUNT, T0
+    )
+    assert isinstance(parsed, dict)
+    store.write_page(ACCOUNT, start(store), [parsed, row(8)], [], None)
+    with engine.connect() as conn:
+        texts = conn.execute(sa.select(sa.cast(audit_logs.c.raw, sa.Text))).scalars().all()
+    assert len(texts) == 2
+    for text in texts:
+        assert "Zoë ✓" in text and "\\u" not in text
