@@ -295,18 +295,19 @@ def test_status_never_migrates_even_with_auto_migrate(
 def test_the_garbage_collector_is_off_only_while_a_command_starts(
     tmp_path: Path, sqlite_url: str, sim: SimulatedZendesk, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Start-up (imports) runs without the cyclic collector, the run itself with it: a
-    long backfill must never pile up garbage. Whatever happens, it is back on after."""
+    """Start-up (imports) runs without the cyclic collector, the run itself with it (what
+    the start-up made frozen): a long backfill must never pile up garbage. Whatever
+    happens, it is back as it was after."""
     import gc
 
     from etl import cli as cli_module
     from etl import job
 
-    seen: list[bool] = []
+    seen: list[tuple[bool, bool]] = []
     real_run_accounts = job.run_accounts
 
     def watching(*args: object, **kwargs: object) -> object:
-        seen.append(gc.isenabled())
+        seen.append((gc.isenabled(), gc.get_freeze_count() > 0))  # the start-up's, frozen
         return real_run_accounts(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(job, "run_accounts", watching)
@@ -314,6 +315,6 @@ def test_the_garbage_collector_is_off_only_while_a_command_starts(
     config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     assert gc.isenabled()
     assert cli_module.main(["--config", str(config), "--quiet", "sync"]) == 0
-    assert seen == [True] and gc.isenabled()
+    assert seen == [(True, True)] and gc.isenabled() and gc.get_freeze_count() == 0
     assert cli_module.main(["--config", str(tmp_path / "missing.toml"), "sync"]) == ExitCode.CONFIG
     assert gc.isenabled()
