@@ -9,7 +9,8 @@ untimed. Each figure is the median of ``--runs`` runs.
 Scenarios:
 
 1. initial load of 100,000 records, no latency, into SQLite and PostgreSQL, against
-   the raw ceiling of each database (a bare batched upsert of the same rows);
+   the raw ceiling of each database (a bare batched upsert of the same rows), and, for
+   reference only, the same rows upserted through SQLAlchemy Core;
 2. the same load at 1,000,000 records: throughput and peak RSS against the 100k run;
 3. latency-bound: 0.2 s per response and a 700/min limit, against 700 x 100 records/min;
 4. incremental: after each 100k load, a run with nothing new, 1,000 new records, and
@@ -43,7 +44,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench_ceiling import fetch_rows, postgres_ceiling, sqlite_ceiling
+from bench_ceiling import core_upsert, fetch_rows, postgres_ceiling, sqlite_ceiling
 from bench_support import (
     PYTHON,
     ROOT,
@@ -158,6 +159,7 @@ class Bench:
         self.dbs = Databases(cleanup, args.postgres)
         self.scenarios: dict[tuple[str, str], Scenario] = {}
         self.ceilings: dict[str, Ceiling] = {}
+        self.core_upserts: dict[str, Ceiling] = {}  # a reference, not a ceiling (no target)
         self.startup: dict[str, list[float]] = {}
         self.started = time.monotonic()
 
@@ -236,6 +238,14 @@ class Bench:
                 ceiling.seconds.append(seconds)
                 self.say(
                     f"  bare upsert ceiling, {label}: {seconds:.2f} s, {n / seconds:,.0f} records/s"
+                )
+                url = self.dbs.create(kind)
+                seconds = core_upsert(url, rows)
+                self.dbs.drop(url)
+                self.core_upserts.setdefault(kind, Ceiling(kind, n)).seconds.append(seconds)
+                self.say(
+                    f"  SQLAlchemy Core upsert, {label}: {seconds:.2f} s, "
+                    f"{n / seconds:,.0f} records/s"
                 )
                 self.load_and_increments(kind, run, label)
         del rows
@@ -392,6 +402,23 @@ class Bench:
                         "1,000-row transactions",
                     ]
                 )
+                core = self.core_upserts.get(kind)
+                if core is not None:
+                    lines.append(
+                        [
+                            "  SQLAlchemy Core upsert",
+                            kind,
+                            f"{core.records:,}",
+                            f"{core.rate:,.0f}",
+                            f"{100 * core.rate / ceiling.rate:.0f}%",
+                            "-",
+                            "-",
+                            "-",
+                            f"{median(core.seconds):.2f}",
+                            "-",
+                            f"reference: the load is {100 * scenario.rate / core.rate:.0f}% of it",
+                        ]
+                    )
         for name, times in self.startup.items():
             lines.append(
                 [
@@ -505,6 +532,17 @@ class Bench:
                     "batch": 1000,
                 }
                 for kind, c in self.ceilings.items()
+            },
+            "core_upserts": {
+                kind: {
+                    "records": c.records,
+                    "seconds": c.seconds,
+                    "median_records_per_s": c.rate,
+                    "method": "SQLAlchemy Core executemany of INSERT ... ON CONFLICT DO UPDATE, "
+                    "parameters converted by SQLAlchemy (a reference, no target)",
+                    "batch": 1000,
+                }
+                for kind, c in self.core_upserts.items()
             },
             "startup_s": {
                 name: {"runs": t, "median": median(t)} for name, t in self.startup.items()
