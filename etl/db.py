@@ -38,8 +38,8 @@ CONNECT_TIMEOUT_S = 10
 # lock up front, so a read-then-write transaction never fails on a stale snapshot).
 SQLITE_IMMEDIATE = "etl_sqlite_immediate"
 
-# JSON columns' text as records.py makes it for the fast paths: compact, non-ASCII as UTF-8.
-_json_dumps = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
+# JSON columns' text, as records.py makes it for the fast paths: compact, non-ASCII as UTF-8.
+json_text = functools.partial(json.dumps, separators=(",", ":"), ensure_ascii=False)
 
 
 def parse_url(url: str) -> URL:
@@ -91,7 +91,7 @@ def open_engine(url: str) -> Engine:
     """An engine for ``url``; nothing is connected yet (see ``check_connection``)."""
     parsed = parse_url(url)
     backend = parsed.get_backend_name()
-    kwargs: dict[str, Any] = {"json_serializer": _json_dumps}
+    kwargs: dict[str, Any] = {"json_serializer": json_text}
     if backend == "sqlite":
         path = sqlite_path(parsed)
         if path is not None:

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from etl.db import database_errors, for_writing
+from etl.db import database_errors, for_writing, json_text
 from etl.lock import run_lock
 from etl.records import RAW_JSON
 from etl.schema import (
@@ -583,7 +583,7 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         params.extend(_ROW_VALUES(row))
         params[at + created] = times.created(params[at + created])
         params[at + synced] = times.synced(params[at + synced])
-        params[at + _RAW] = _json_text(row)
+        params[at + _RAW] = _raw_text(row)
     per_statement = _sqlite_rows_per_statement(conn.connection.driver_connection)
     step = per_statement * width
     whole = len(params) - len(params) % step
@@ -635,20 +635,18 @@ def _postgresql_upsert(
         columns[_PG_CREATED] = times.created(columns[_PG_CREATED])
         columns[_PG_SYNCED] = times.synced(columns[_PG_SYNCED])
         values.append(columns)
-        raws.append(_json_text(row))
+        raws.append(_raw_text(row))
     batch = (_VALUES_ENCODER.encode(values), "[" + ",".join(raws) + "]")
     written = [new for (new,) in conn.exec_driver_sql(_PG_JSON_UPSERT, batch)]
     inserted = sum(written)
     return inserted, len(written) - inserted
 
 
-def _json_text(row: Mapping[str, Any]) -> str:
+def _raw_text(row: Mapping[str, Any]) -> str:
     """``raw`` as the JSON text to store (non-ASCII as UTF-8, like ``parse_record``'s);
     made by ``parse_record`` already, unless it altered the record."""
     text = row.get(RAW_JSON)
-    if isinstance(text, str):
-        return text
-    return json.dumps(row["raw"], separators=(",", ":"), ensure_ascii=False)
+    return text if isinstance(text, str) else json_text(row["raw"])
 
 
 def _state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
