@@ -136,20 +136,21 @@ class Store:
         self.engine = engine
         self._writer = for_writing(engine)
         self._now = now
-        self._upsert_rows = _rows_upsert(dialect)
+        self._advance_watermark = _state_upsert(dialect, advance_only=True)
+        self._replace_watermark = _state_upsert(dialect, advance_only=False)
+        # Rows: PostgreSQL's upsert counts what it wrote; SQLite (straight to the driver)
+        # and MySQL (SQLAlchemy Core) read the batch's existing rows first.
         self._upsert: RowUpsert = self._upsert_changed
         if dialect == "postgresql":
             self._upsert = _postgresql_upsert
         self._write_rows = _sqlite_rows if dialect == "sqlite" else self._write_rows_core
         self._read_existing = _sqlite_existing if dialect == "sqlite" else self._read_existing_core
-        self._advance_watermark = _state_upsert(dialect, advance_only=True)
-        self._replace_watermark = _state_upsert(dialect, advance_only=False)
+        self._mysql_upsert = _mysql_rows_upsert() if dialect in MYSQL_DIALECTS else None
         self._existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
             audit_logs.c.account == sa.bindparam("account"),
             audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
-            # Redundant, but it keeps a planner on the primary key when the table has no
-            # statistics yet (PostgreSQL's did, before autovacuum ran): without it, it may
-            # scan the account's whole range for every page. (SQLite's reader has it too.)
+            # Redundant, but it keeps the lookup on one narrow range of the primary key
+            # whatever the planner's statistics (a new table has none). SQLite's has it too.
             audit_logs.c.id.between(sa.bindparam("lo"), sa.bindparam("hi")),
         )
 
@@ -300,7 +301,8 @@ class Store:
         return inserted, len(changed) - inserted
 
     def _write_rows_core(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        conn.execute(self._upsert_rows, [_columns_only(row) for row in rows])
+        assert self._mysql_upsert is not None  # the only dialect without a fast path
+        conn.execute(self._mysql_upsert, [_columns_only(row) for row in rows])
 
     def _existing_raw(self, conn: Connection, account: str, ids: list[Any]) -> dict[Any, Any]:
         """``{id: raw}`` of the rows among ``ids`` (sorted: each chunk is one narrow range)."""
@@ -445,36 +447,28 @@ def _id_ranges(ids: list[Any], size: int) -> Iterator[list[Any]]:
     yield chunk
 
 
-def _rows_upsert(dialect: str) -> sa.Executable:
-    """INSERT ... or update every column but the key, unless ``raw`` is unchanged."""
+def _mysql_rows_upsert() -> sa.Executable:
+    """INSERT ... or update every column but the key, unless ``raw`` is unchanged: the
+    one upsert that goes through SQLAlchemy Core (SQLite and PostgreSQL have fast paths)."""
     table = audit_logs
     columns = [c.name for c in table.columns if c.name not in ("account", "id")]
-    if dialect in ("sqlite", "postgresql"):
-        insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
-        return insert.on_conflict_do_update(
-            index_elements=[table.c.account, table.c.id],
-            set_={name: insert.excluded[name] for name in columns},
-            where=table.c.raw.is_distinct_from(insert.excluded.raw),
-        )
-    if dialect in MYSQL_DIALECTS:
-        my = mysql.insert(table)
-        unchanged = table.c.raw.op("<=>")(my.inserted.raw)
-        # MySQL assigns left to right and later expressions see earlier results:
-        # raw goes last so that every IF still compares against the old raw.
-        assignments: list[tuple[str, Any]] = [
-            (name, sa.func.IF(unchanged, table.c[name], my.inserted[name]))
-            for name in columns
-            if name != "raw"
-        ]
-        assignments.append(("raw", my.inserted.raw))
-        return my.on_duplicate_key_update(assignments)
-    raise ValueError(f"unsupported dialect {dialect!r}")
+    my = mysql.insert(table)
+    unchanged = table.c.raw.op("<=>")(my.inserted.raw)
+    # MySQL assigns left to right and later expressions see earlier results:
+    # raw goes last so that every IF still compares against the old raw.
+    assignments: list[tuple[str, Any]] = [
+        (name, sa.func.IF(unchanged, table.c[name], my.inserted[name]))
+        for name in columns
+        if name != "raw"
+    ]
+    assignments.append(("raw", my.inserted.raw))
+    return my.on_duplicate_key_update(assignments)
 
 
 # -- the fast row paths ----------------------------------------------------------------------
-# The same upsert as ``_rows_upsert``, sent straight to the driver with values converted
-# here (what UTCDateTime and the JSON type would do): SQLAlchemy's per-row parameter
-# processing was the largest cost of a backfill. MySQL keeps the Core statement.
+# SQLite's and PostgreSQL's ``INSERT ... ON CONFLICT DO UPDATE ... WHERE raw changed``, sent
+# straight to the driver with values converted here (what UTCDateTime and the JSON type
+# would do): SQLAlchemy's per-row parameter processing was the largest cost of a backfill.
 
 _COLUMNS = [c.name for c in audit_logs.columns]
 _UPDATED = [name for name in _COLUMNS if name not in ("account", "id")]
