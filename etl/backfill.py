@@ -28,8 +28,12 @@ before that commit, A still covers everything: a lost split only costs re-readin
 
 The pipeline. Fetchers (each with its own ``ZendeskClient``, all sharing the account's
 ``RateLimiter``) parse their pages and put them in a bounded queue; the calling thread
-drains it, merging consecutive pages into one transaction of up to ``BATCH_ROWS`` rows,
-while the fetchers fetch the next pages. Memory is bounded by the queue. Fetchers are
+drains it, merging consecutive pages into batches of up to ``BATCH_ROWS`` rows (one upsert
+each), while the fetchers fetch the next pages. While pages keep waiting, consecutive
+batches share one transaction of up to ``TRANSACTION_ROWS`` rows (or ``TRANSACTION_SECONDS``):
+a database writes each index page a transaction touches once, so larger transactions cost
+it less per row. Slices, watermark and counters change in memory only once their
+transaction has committed. Memory is bounded by the queue. Fetchers are
 added (up to ``workers``) only while the writer keeps up: when a page per worker already
 waits in the queue, the run is bound by the writer, and another fetcher would only take
 CPU time from it.
@@ -53,12 +57,17 @@ from etl.client import ZendeskClient
 from etl.errors import InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject
-from etl.store import SliceRow, SliceUpdate, utc_now
+from etl.store import BatchTransaction, SliceRow, SliceUpdate, WriteResult, utc_now
 from etl.sync import BOUND_SLACK, Run, page_event, split_records
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = 1000  # rows per transaction when pages queue up
+BATCH_ROWS = 1000  # rows per upsert when pages queue up
+# While pages keep waiting, batches share a transaction of up to this many rows or seconds:
+# on SQLite a 5,000-row transaction costs about 25% less per row than five of 1,000 (fewer
+# index pages and WAL checkpoints written per row). Fetch-bound runs commit every batch.
+TRANSACTION_ROWS = 5000
+TRANSACTION_SECONDS = 0.25
 QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker
 MIN_SPLIT_PAGES = 4.0  # split a slice only if about this many pages are left in it
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
@@ -112,6 +121,17 @@ class _Page:
     records: int
     position: datetime | None  # the page's newest created_at, within the slice
     last: bool  # the slice is read to its end
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A batch written in an open transaction: what changes once it commits."""
+
+    pages: int
+    records: int
+    touched: dict[Slice, tuple[datetime | None, bool]]  # slices' new (position, done)
+    watermark: datetime | None  # the account's new watermark, if it moves
+    result: WriteResult
 
 
 @dataclass
@@ -168,9 +188,7 @@ class Backfill:
             self._schedule()
             while self._running or not self._queue.empty():
                 self._stop_if_asked()
-                batch, failure = self._collect()
-                if batch.pages:
-                    self._commit(batch)
+                failure = self._write_round()
                 if failure is not None:  # keep the pages other fetchers already have
                     self._cancel.set()
                     self._drain_and_commit()
@@ -403,7 +421,53 @@ class Backfill:
             except queue.Empty:
                 return batch, None
 
+    def _write_round(self) -> _Failed | None:
+        """Write what the fetchers have queued: one batch, and more into the same
+        transaction while pages keep waiting (up to ``TRANSACTION_ROWS`` rows or
+        ``TRANSACTION_SECONDS``); then, once it has committed, take it into account.
+
+        The transaction begins only once a page is in: SQLite's write lock is not held
+        while the writer waits for the network."""
+        batch, failure = self._collect()
+        if not batch.pages:
+            return failure
+        written: list[_Written] = []
+        with self.store.transaction() as transaction:
+            deadline = time.monotonic() + TRANSACTION_SECONDS
+            rows = 0
+            while True:
+                written.append(self._write(transaction, batch, written))
+                rows += batch.rows
+                if (
+                    failure is not None
+                    or rows >= TRANSACTION_ROWS
+                    or self._queue.empty()
+                    or time.monotonic() >= deadline
+                    or (self.hooks.stop is not None and self.hooks.stop.is_set())
+                ):
+                    break
+                batch, failure = self._collect()
+                if not batch.pages:
+                    break
+        for each in written:
+            self._committed(each)
+        return failure
+
     def _commit(self, batch: _Batch) -> None:
+        """``batch`` in a transaction of its own."""
+        with self.store.transaction() as transaction:
+            written = self._write(transaction, batch, [])
+        self._committed(written)
+
+    def _write(
+        self, transaction: BatchTransaction, batch: _Batch, earlier: list[_Written]
+    ) -> _Written:
+        """Write ``batch`` after the ``earlier`` batches of the same open transaction."""
+        pending: dict[Slice, tuple[datetime | None, bool]] = {}
+        watermark_before = self._watermark
+        for each in earlier:
+            pending.update(each.touched)
+            watermark_before = each.watermark or watermark_before
         rows: list[dict[str, Any]] = []
         rejects: list[Reject] = []
         touched: dict[Slice, tuple[datetime | None, bool]] = {}
@@ -413,22 +477,22 @@ class Backfill:
             rejects.extend(page.rejects)
             records += page.records
             s = page.slice
-            position, done = touched.get(s, (s.position, s.done))
+            position, done = touched.get(s) or pending.get(s, (s.position, s.done))
             if page.position is not None and (position is None or page.position > position):
                 position = page.position
             touched[s] = (position, done or page.last)
         for s, (_, done) in touched.items():
             if done:  # read to its end: everything up to it is in
                 touched[s] = (s.end, True)
-        watermark = self._read_point(touched) if self.advance else None
-        if watermark is not None and self._watermark is not None and watermark <= self._watermark:
+        watermark = self._read_point(pending | touched) if self.advance else None
+        if watermark is not None and watermark_before is not None and watermark <= watermark_before:
             watermark = None
         updates = [
             SliceUpdate(s.id, position, done)
             for s, (position, done) in touched.items()
             if s.id is not None
         ]
-        result = self.store.write_batch(
+        result = transaction.write_batch(
             self.account.name,
             self.run_id,
             rows,
@@ -437,21 +501,26 @@ class Backfill:
             watermark=watermark,
             slices=updates,
         )
-        for s, (position, done) in touched.items():
+        return _Written(len(batch.pages), records, touched, watermark, result)
+
+    def _committed(self, written: _Written) -> None:
+        """Take a committed batch into account: slices, watermark, counters, progress."""
+        for s, (position, done) in written.touched.items():
             s.position, s.done = position, done
-        if watermark is not None:
-            self._watermark = watermark
+        if written.watermark is not None:
+            self._watermark = written.watermark
         summary = self.summary
-        summary.pages += len(batch.pages)
-        summary.records += records
+        summary.pages += written.pages
+        summary.records += written.records
+        result = written.result
         summary.inserted += result.inserted
         summary.updated += result.updated
         summary.rejected += result.rejected
         read_point = self._read_point({})
         log.debug(
             "%d pages: %d records, %d inserted, %d updated, %d rejected",
-            len(batch.pages), records, result.inserted, result.updated, result.rejected,
-            extra=page_event(self.account.name, summary.pages, records, result, read_point),
+            written.pages, written.records, result.inserted, result.updated, result.rejected,
+            extra=page_event(self.account.name, summary.pages, written.records, result, read_point),
         )  # fmt: skip
         if self.hooks.on_page is not None:
             self.hooks.on_page(summary, read_point)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,10 @@ from support import (
 from etl import backfill, config
 from etl.client import ZendeskClient
 from etl.db import open_engine
-from etl.errors import ConfigError, RequestRejectedError
+from etl.errors import ConfigError, DatabaseError, RequestRejectedError
 from etl.settings import AccountSettings
 from etl.simulator import Fault, SimulatedZendesk, generate_records
-from etl.store import Store
+from etl.store import BatchTransaction, Store, WriteResult
 from etl.sync import BOUND_SLACK, RunHooks, RunSummary, plan_window, resync_account, sync_account
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,8 +136,10 @@ def test_slice_boundaries_inside_dense_seconds_lose_nothing(
 def test_the_watermark_never_passes_the_contiguous_read_prefix(
     db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Smaller transactions than the default 1,000 rows: the watermark is checked at more points.
+    # Smaller batches and transactions than the defaults: the watermark is checked at more
+    # points, and transactions of several batches are among them.
     monkeypatch.setattr(backfill, "BATCH_ROWS", 300)
+    monkeypatch.setattr(backfill, "TRANSACTION_ROWS", 700)
     records = uneven_history(recent(30), seed=9)
     with SimulatedZendesk(records) as sim:
         account = sim_account(sim.url)
@@ -164,6 +167,87 @@ def test_the_watermark_never_passes_the_contiguous_read_prefix(
         assert summary.status == "success"
         assert len(checked) >= 5 and checked == sorted(checked)
         assert_table_matches(db_url, truth)
+
+
+class CountingStore(Store):
+    """A store that records the rows of each batch, grouped by committed transaction; with
+    ``fail_joining``, the first batch to join a transaction that already holds one (after
+    a first committed transaction) fails with a database error."""
+
+    def __init__(self, db_url: str, *, fail_joining: bool = False) -> None:
+        super().__init__(fresh_store(db_url).engine)
+        self.transactions: list[list[int]] = []
+        self.rolled_back: list[int] = []
+        self.fail_joining = fail_joining
+
+    @contextmanager
+    def transaction(self) -> Iterator[BatchTransaction]:
+        batches: list[int] = []
+        store = self
+
+        class Counted(BatchTransaction):
+            def write_batch(self, *args: Any, **kwargs: Any) -> WriteResult:
+                if store.fail_joining and batches and store.transactions:
+                    store.rolled_back = batches
+                    raise DatabaseError("injected: the database went away")
+                result = super().write_batch(*args, **kwargs)
+                batches.append(len(args[2]))
+                return result
+
+        with super().transaction() as transaction:
+            yield Counted(self, transaction._conn)
+        self.transactions.append(batches)
+
+
+def test_queued_batches_share_a_transaction_up_to_its_rows(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backfill, "BATCH_ROWS", 200)
+    monkeypatch.setattr(backfill, "TRANSACTION_ROWS", 1000)
+    end = recent(30)
+    records = generate_records(6000, start=end - timedelta(days=30), end=end, seed=21)
+    with SimulatedZendesk(records) as sim:
+        account = sim_account(sim.url)
+        store = CountingStore(sqlite_url)
+        summary = run(account, store, on_page=lambda *_: time.sleep(0.02))  # pages queue up
+        assert summary.status == "success"
+        assert_table_matches(sqlite_url, sim.visible_records())
+        shared = [t for t in store.transactions if len(t) > 1]
+        assert shared, f"no transaction held two batches: {store.transactions}"
+        for batches in store.transactions:  # it stops adding batches once it has 1,000 rows
+            assert sum(batches[:-1]) < 1000
+        assert sum(map(sum, store.transactions)) == summary.records
+
+
+def test_a_failed_transaction_of_several_batches_loses_nothing(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write failing in the middle of a transaction rolls back its earlier batches too:
+    none of them may count as stored or move the watermark, and the next run stores them."""
+    monkeypatch.setattr(backfill, "BATCH_ROWS", 200)
+    monkeypatch.setattr(backfill, "TRANSACTION_ROWS", 1000)
+    records = uneven_history(recent(30), seed=23)
+    with SimulatedZendesk(records) as sim:
+        account = sim_account(sim.url)
+        store = CountingStore(db_url, fail_joining=True)
+        with pytest.raises(DatabaseError, match="injected"):
+            run(account, store, on_page=lambda *_: time.sleep(0.02))  # pages queue up
+        assert store.rolled_back  # batches were written, then rolled back with the failure
+        stored = {row["id"] for row in stored_rows(db_url)}
+        assert len(stored) == sum(map(sum, store.transactions))  # the committed ones only
+        (status,) = store.account_status("acme")
+        assert status.last_run is not None and status.last_run.status == "failed"
+        assert status.last_run.rows_inserted == len(stored)
+        watermark = store.watermark("acme")
+        assert watermark is None or all(
+            r["id"] in stored
+            for r in sim.visible_records()
+            if parse_zendesk_time(r["created_at"]) < watermark
+        )
+        store.fail_joining = False
+        summary = run(account, store)
+        assert summary.status == "success"
+        assert_table_matches(db_url, sim.visible_records())
 
 
 def test_nothing_new_over_a_long_window_costs_one_request(sqlite_url: str) -> None:
