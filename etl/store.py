@@ -1,5 +1,5 @@
 """The store: each batch of pages with its rows, rejects, checkpoints and run counters in
-one transaction.
+one transaction (``write_batch``), or several consecutive batches in one (``transaction``).
 
 A batch is written with one dialect-native upsert keyed on ``(account, id)`` that
 refuses to rewrite an unchanged row: a record read again unchanged is not written at
@@ -16,6 +16,7 @@ statement) and PostgreSQL (one INSERT ... SELECT ... FROM jsonb_array_elements(b
 from __future__ import annotations
 
 import functools
+import importlib
 import itertools
 import json
 import operator
@@ -28,7 +29,6 @@ from typing import Any, Protocol
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from etl.db import database_errors, for_writing, json_text
@@ -512,7 +512,7 @@ def _mysql_rows_upsert() -> sa.Executable:
     one upsert that goes through SQLAlchemy Core (SQLite and PostgreSQL have fast paths)."""
     table = audit_logs
     columns = [c.name for c in table.columns if c.name not in ("account", "id")]
-    my = mysql.insert(table)
+    my = _dialect_insert("mysql", table)
     unchanged = table.c.raw.op("<=>")(my.inserted.raw)
     # MySQL assigns left to right and later expressions see earlier results:
     # raw goes last so that every IF still compares against the old raw.
@@ -522,7 +522,8 @@ def _mysql_rows_upsert() -> sa.Executable:
         if name != "raw"
     ]
     assignments.append(("raw", my.inserted.raw))
-    return my.on_duplicate_key_update(assignments)
+    upsert: sa.Executable = my.on_duplicate_key_update(assignments)
+    return upsert
 
 
 # -- the fast row paths ----------------------------------------------------------------------
@@ -714,24 +715,32 @@ def _state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
         return sa.case((sa.or_(current.is_(None), proposed > current), proposed), else_=current)
 
     if dialect in ("sqlite", "postgresql"):
-        dialect_insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
-        ins = dialect_insert(table)
-        return ins.on_conflict_do_update(
+        ins = _dialect_insert(dialect, table)
+        upsert: sa.Executable = ins.on_conflict_do_update(
             index_elements=[table.c.account],
             set_={
                 "watermark": new_value(ins.excluded.watermark),
                 "updated_at": ins.excluded.updated_at,
             },
         )
-    if dialect in MYSQL_DIALECTS:
-        my = mysql.insert(table)
-        return my.on_duplicate_key_update(
+    elif dialect in MYSQL_DIALECTS:
+        my = _dialect_insert(dialect, table)
+        upsert = my.on_duplicate_key_update(
             [
                 ("watermark", new_value(my.inserted.watermark)),
                 ("updated_at", my.inserted.updated_at),
             ]
         )
-    raise ValueError(f"unsupported dialect {dialect!r}")
+    else:
+        raise ValueError(f"unsupported dialect {dialect!r}")
+    return upsert
+
+
+def _dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """The dialect's own INSERT, with its upsert clause. Its module is imported here, when
+    first used, so that a run loads its own dialect alone (each costs 10-25 ms)."""
+    name = "mysql" if dialect in MYSQL_DIALECTS else dialect
+    return importlib.import_module(f"sqlalchemy.dialects.{name}").insert(table)
 
 
 def _insert_slice(conn: Connection, account: str, start: datetime, end: datetime) -> int:

@@ -318,3 +318,24 @@ def test_the_garbage_collector_is_off_only_while_a_command_starts(
     assert seen == [(True, True)] and gc.isenabled() and gc.get_freeze_count() == 0
     assert cli_module.main(["--config", str(tmp_path / "missing.toml"), "sync"]) == ExitCode.CONFIG
     assert gc.isenabled()
+
+
+def test_a_sync_with_nothing_new_loads_only_what_it_needs(
+    tmp_path: Path, db_url: str, sim: SimulatedZendesk
+) -> None:
+    """Start-up is most of a run with nothing new: no Alembic (the schema is current), and
+    of SQLAlchemy's dialects only the database's own."""
+    config = write_config(tmp_path, sim.url, db_url, database_extra="auto_migrate = true")
+    assert cli(config, "--quiet", "sync").returncode == 0
+    code = (
+        "import sys; from etl.cli import main; "
+        f"code = main(['--config', {str(config)!r}, '--quiet', 'sync']); "
+        "print(code, *sorted(m for m in sys.modules if m == 'alembic' or "
+        "m.count('.') == 2 and m.startswith('sqlalchemy.dialects.') and '._' not in m))"
+    )
+    environ = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=environ, cwd=ROOT
+    )
+    kind = db_url.split(":")[0].split("+")[0]
+    assert done.stdout.split() == ["0", f"sqlalchemy.dialects.{kind}"], done.stderr

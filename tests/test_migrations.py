@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from etl import migrate
 from etl.db import open_engine
 from etl.errors import SchemaError
-from etl.schema import VERSION_TABLE, metadata
+from etl.schema import MYSQL_DIALECTS, MYSQL_TABLE_OPTIONS, VERSION_TABLE, metadata
 from etl.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,25 @@ def test_migrations_build_what_etl_schema_describes(engine: Engine) -> None:
             conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
         )
         assert compare_metadata(context, metadata) == []
+
+
+def test_mysql_tables_take_the_documented_engine_charset_and_collation(engine: Engine) -> None:
+    if engine.dialect.name not in MYSQL_DIALECTS:
+        pytest.skip("MySQL and MariaDB only")
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(
+                "SELECT table_name, engine, table_collation FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_name LIKE 'zendesk_audit_%'"
+            )
+        ).all()
+    assert {name for name, _, _ in found} >= TABLES | {VERSION_TABLE}
+    expected = (MYSQL_TABLE_OPTIONS["mysql_engine"], MYSQL_TABLE_OPTIONS["mysql_collate"])
+    assert {name: (eng, coll) for name, eng, coll in found if name != VERSION_TABLE} == {
+        name: expected for name, _, _ in found if name != VERSION_TABLE
+    }
+    assert all(coll.startswith(MYSQL_TABLE_OPTIONS["mysql_charset"]) for _, _, coll in found)
 
 
 def test_named_constraints(engine: Engine) -> None:
