@@ -175,7 +175,7 @@ class Bench:
 
     def new_job(self, sim: Simulator, kind: str, rpm: int) -> tuple[Job, str]:
         url = self.dbs.create(kind)
-        job = Job(self.cleanup, sim, url, self.dbs.root, rpm)
+        job = Job(self.cleanup, sim, url, self.dbs.root, rpm, settle=self.dbs.settle)
         job.migrate()
         return job, url
 
@@ -232,6 +232,7 @@ class Bench:
             for kind in self.kinds:
                 label = f"run {run}/{self.args.runs} {kind}"
                 url = self.dbs.create(kind)
+                self.dbs.settle()
                 seconds = ceilings[kind](url, rows)
                 self.dbs.drop(url)
                 ceiling = self.ceilings.setdefault(kind, Ceiling(kind, n))
@@ -240,6 +241,7 @@ class Bench:
                     f"  bare upsert ceiling, {label}: {seconds:.2f} s, {n / seconds:,.0f} records/s"
                 )
                 url = self.dbs.create(kind)
+                self.dbs.settle()
                 seconds = core_upsert(url, rows)
                 self.dbs.drop(url)
                 self.core_upserts.setdefault(kind, Ceiling(kind, n)).seconds.append(seconds)
