@@ -231,8 +231,8 @@ class Databases:
 
     def settle(self) -> None:
         """Before a measurement: what earlier runs wrote goes to disk, and PostgreSQL (once
-        used) checkpoints it, so that no run pays for another's writes. A 100k load makes
-        hundreds of MB of WAL: a checkpoint landing in a later run cost it up to 40%."""
+        used) checkpoints it, so that no run pays for another's writes: a 100k load makes
+        hundreds of MB of WAL, whose checkpoint would otherwise land in a later run."""
         os.sync()
         if self._pg_admin is not None:
             with self._pg_admin.connect() as conn:
