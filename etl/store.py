@@ -137,9 +137,18 @@ class BatchTransaction:
     in memory: each batch is written as soon as it comes.
     """
 
-    def __init__(self, store: Store, conn: Connection) -> None:
-        self._store = store
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        upsert: RowUpsert,
+        advance_watermark: sa.Executable,
+        now: Callable[[], datetime],
+    ) -> None:
         self._conn = conn
+        self._upsert = upsert
+        self._advance_watermark = advance_watermark
+        self._now = now
 
     def write_batch(
         self,
@@ -152,17 +161,43 @@ class BatchTransaction:
         watermark: datetime | None = None,
         slices: Sequence[SliceUpdate] = (),
     ) -> WriteResult:
-        """As ``Store.write_batch``, committed only with the whole transaction."""
-        return self._store._write_batch(
-            self._conn,
-            account,
-            run_id,
-            rows,
-            rejects,
-            pages=pages,
-            watermark=watermark,
-            slices=slices,
-        )
+        """``pages`` consecutive pages: their rows, rejects, the checkpoints of the
+        ``slices`` they advance, the watermark and the run's counters, committed with the
+        transaction.
+
+        Rows with the same id: the last one wins.
+        """
+        conn = self._conn
+        latest = {row["id"]: row for row in rows}
+        if any(row["account"] != account for row in latest.values()):
+            raise ValueError(f"write_batch({account!r}) got rows of another account")
+        inserted, updated = self._upsert(conn, account, latest) if latest else (0, 0)
+        now = self._now()
+        if rejects:
+            conn.execute(
+                audit_rejects.insert(),
+                [
+                    {
+                        "account": account,
+                        "run_id": run_id,
+                        "record_id": None if r.record_id is None else r.record_id[:64],
+                        "reason": r.reason,
+                        "raw": r.raw,
+                        "rejected_at": now,
+                    }
+                    for r in rejects
+                ],
+            )
+        if slices:
+            _save_slices(conn, account, slices)
+        if watermark is not None:
+            conn.execute(
+                self._advance_watermark,
+                {"account": account, "watermark": watermark, "updated_at": now},
+            )
+        result = WriteResult(inserted, updated, len(rejects))
+        _count_pages(conn, run_id, result, pages)
+        return result
 
 
 class Store:
@@ -221,78 +256,20 @@ class Store:
 
         Rows with the same id in one page: the last one wins.
         """
-        return self.write_batch(account, run_id, rows, rejects, watermark=watermark)
-
-    def write_batch(
-        self,
-        account: str,
-        run_id: int,
-        rows: Sequence[Mapping[str, Any]],
-        rejects: Sequence[RejectLike],
-        *,
-        pages: int = 1,
-        watermark: datetime | None = None,
-        slices: Sequence[SliceUpdate] = (),
-    ) -> WriteResult:
-        """``pages`` consecutive pages in one transaction: their rows, rejects, the
-        checkpoints of the ``slices`` they advance, the watermark and the run's counters.
-
-        Rows with the same id: the last one wins.
-        """
         with self.transaction() as transaction:
-            return transaction.write_batch(
-                account, run_id, rows, rejects, pages=pages, watermark=watermark, slices=slices
-            )
+            return transaction.write_batch(account, run_id, rows, rejects, watermark=watermark)
 
     @contextmanager
     def transaction(self) -> Iterator[BatchTransaction]:
-        """One transaction for several consecutive batches (``BatchTransaction``): all of
-        them commit when the block ends, or none."""
+        """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
+        of them commit when the block ends, or none."""
         with self._writing("writing a page") as conn:
-            yield BatchTransaction(self, conn)
-
-    def _write_batch(
-        self,
-        conn: Connection,
-        account: str,
-        run_id: int,
-        rows: Sequence[Mapping[str, Any]],
-        rejects: Sequence[RejectLike],
-        *,
-        pages: int,
-        watermark: datetime | None,
-        slices: Sequence[SliceUpdate],
-    ) -> WriteResult:
-        latest = {row["id"]: row for row in rows}
-        if any(row["account"] != account for row in latest.values()):
-            raise ValueError(f"write_batch({account!r}) got rows of another account")
-        inserted, updated = self._upsert(conn, account, latest) if latest else (0, 0)
-        now = self._now()
-        if rejects:
-            conn.execute(
-                audit_rejects.insert(),
-                [
-                    {
-                        "account": account,
-                        "run_id": run_id,
-                        "record_id": None if r.record_id is None else r.record_id[:64],
-                        "reason": r.reason,
-                        "raw": r.raw,
-                        "rejected_at": now,
-                    }
-                    for r in rejects
-                ],
+            yield BatchTransaction(
+                conn,
+                upsert=self._upsert,
+                advance_watermark=self._advance_watermark,
+                now=self._now,
             )
-        if slices:
-            _save_slices(conn, account, slices)
-        if watermark is not None:
-            conn.execute(
-                self._advance_watermark,
-                {"account": account, "watermark": watermark, "updated_at": now},
-            )
-        result = WriteResult(inserted, updated, len(rejects))
-        _count_pages(conn, run_id, result, pages)
-        return result
 
     # -- a parallel backfill's plan ------------------------------------------------------
 

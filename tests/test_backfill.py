@@ -183,19 +183,19 @@ class CountingStore(Store):
     @contextmanager
     def transaction(self) -> Iterator[BatchTransaction]:
         batches: list[int] = []
-        store = self
+        with super().transaction() as transaction:
+            write = transaction.write_batch
 
-        class Counted(BatchTransaction):
-            def write_batch(self, *args: Any, **kwargs: Any) -> WriteResult:
-                if store.fail_joining and batches and store.transactions:
-                    store.rolled_back = batches
+            def counted(*args: Any, **kwargs: Any) -> WriteResult:
+                if self.fail_joining and batches and self.transactions:
+                    self.rolled_back = batches
                     raise DatabaseError("injected: the database went away")
-                result = super().write_batch(*args, **kwargs)
+                result = write(*args, **kwargs)
                 batches.append(len(args[2]))
                 return result
 
-        with super().transaction() as transaction:
-            yield Counted(self, transaction._conn)
+            transaction.write_batch = counted  # type: ignore[method-assign]
+            yield transaction
         self.transactions.append(batches)
 
 
