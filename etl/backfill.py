@@ -72,7 +72,7 @@ QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker
 MIN_SPLIT_PAGES = 4.0  # split a slice only if about this many pages are left in it
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
 # Once a page is in, the writer waits up to this long for more (up to ``BATCH_ROWS`` rows)
-# before committing: fewer, larger transactions when fetchers outpace it only slightly.
+# before writing: fewer, larger batches when fetchers outpace it only slightly.
 BATCH_WAIT = 0.05  # seconds
 POLL = 0.1  # seconds: how often blocked threads look at the stop flags
 JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)

@@ -1,5 +1,5 @@
-"""The store: each batch of pages with its rows, rejects, checkpoints and run counters in
-one transaction (``write_batch``), or several consecutive batches in one (``transaction``).
+"""The store: each batch of pages with its rows, rejects, checkpoints and run counters
+committed atomically; consecutive batches may share one transaction (``Store.transaction``).
 
 A batch is written with one dialect-native upsert keyed on ``(account, id)`` that
 refuses to rewrite an unchanged row: a record read again unchanged is not written at
