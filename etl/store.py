@@ -212,19 +212,13 @@ class Store:
         self._replace_watermark = _state_upsert(dialect, advance_only=False)
         # Rows: PostgreSQL's upsert counts what it wrote; SQLite (straight to the driver)
         # and MySQL (SQLAlchemy Core) read the batch's existing rows first.
-        self._upsert: RowUpsert = self._upsert_changed
+        self._upsert: RowUpsert
         if dialect == "postgresql":
             self._upsert = _postgresql_upsert
-        self._write_rows = _sqlite_rows if dialect == "sqlite" else self._write_rows_core
-        self._read_existing = _sqlite_existing if dialect == "sqlite" else self._read_existing_core
-        self._mysql_upsert = _mysql_rows_upsert() if dialect in MYSQL_DIALECTS else None
-        self._existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
-            audit_logs.c.account == sa.bindparam("account"),
-            audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
-            # Redundant, but it keeps the lookup on one narrow range of the primary key
-            # whatever the planner's statistics (a new table has none). SQLite's has it too.
-            audit_logs.c.id.between(sa.bindparam("lo"), sa.bindparam("hi")),
-        )
+        elif dialect == "sqlite":
+            self._upsert = _changed_rows_upsert(_sqlite_existing, _sqlite_rows)
+        else:
+            self._upsert = _changed_rows_upsert(*_mysql_rows())
 
     # -- state ---------------------------------------------------------------------------
 
@@ -318,42 +312,6 @@ class Store:
                     self._advance_watermark,
                     {"account": account, "watermark": watermark, "updated_at": self._now()},
                 )
-
-    def _upsert_changed(
-        self, conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
-    ) -> tuple[int, int]:
-        """Upsert the ``rows`` (by id) that are new or changed; (inserted, updated)."""
-        existing = self._existing_raw(conn, account, sorted(rows))
-        changed: list[Mapping[str, Any]] = []
-        inserted = 0
-        for record_id, row in rows.items():
-            old = existing.get(record_id, _MISSING)
-            if old is _MISSING:
-                inserted += 1
-                changed.append(row)
-            elif old != row["raw"]:
-                changed.append(row)
-        if changed:
-            self._write_rows(conn, changed)
-        return inserted, len(changed) - inserted
-
-    def _write_rows_core(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        assert self._mysql_upsert is not None  # the only dialect without a fast path
-        conn.execute(self._mysql_upsert, [_columns_only(row) for row in rows])
-
-    def _existing_raw(self, conn: Connection, account: str, ids: list[Any]) -> dict[Any, Any]:
-        """``{id: raw}`` of the rows among ``ids`` (sorted: each chunk is one narrow range)."""
-        existing: dict[Any, Any] = {}
-        for chunk in _id_ranges(ids, _ID_CHUNK):
-            for record_id, raw in self._read_existing(conn, account, chunk):
-                existing[record_id] = raw
-        return existing
-
-    def _read_existing_core(
-        self, conn: Connection, account: str, ids: list[Any]
-    ) -> Iterable[Sequence[Any]]:
-        params = {"account": account, "ids": ids, "lo": ids[0], "hi": ids[-1]}
-        return conn.execute(self._existing, params)
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -484,6 +442,54 @@ def _id_ranges(ids: list[Any], size: int) -> Iterator[list[Any]]:
     yield chunk
 
 
+def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
+    """An upsert that first reads the batch's existing ``(id, raw)`` pairs with ``read``,
+    then sends only the new or changed rows to ``write``; it says (inserted, updated)."""
+
+    def upsert(
+        conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        existing: dict[Any, Any] = {}
+        for chunk in _id_ranges(sorted(rows), _ID_CHUNK):  # each chunk one narrow range
+            for record_id, raw in read(conn, account, chunk):
+                existing[record_id] = raw
+        changed: list[Mapping[str, Any]] = []
+        inserted = 0
+        for record_id, row in rows.items():
+            old = existing.get(record_id, _MISSING)
+            if old is _MISSING:
+                inserted += 1
+                changed.append(row)
+            elif old != row["raw"]:
+                changed.append(row)
+        if changed:
+            write(conn, changed)
+        return inserted, len(changed) - inserted
+
+    return upsert
+
+
+def _mysql_rows() -> tuple[ExistingReader, RowWriter]:
+    """MySQL's reader and writer of rows, through SQLAlchemy Core (no fast path there)."""
+    existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
+        audit_logs.c.account == sa.bindparam("account"),
+        audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
+        # Redundant, but it keeps the lookup on one narrow range of the primary key
+        # whatever the planner's statistics (a new table has none). SQLite's has it too.
+        audit_logs.c.id.between(sa.bindparam("lo"), sa.bindparam("hi")),
+    )
+    upsert = _mysql_rows_upsert()
+
+    def read(conn: Connection, account: str, ids: list[Any]) -> Iterable[Sequence[Any]]:
+        params = {"account": account, "ids": ids, "lo": ids[0], "hi": ids[-1]}
+        return conn.execute(existing, params)
+
+    def write(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        conn.execute(upsert, [_columns_only(row) for row in rows])
+
+    return read, write
+
+
 def _mysql_rows_upsert() -> sa.Executable:
     """INSERT ... or update every column but the key, unless ``raw`` is unchanged: the
     one upsert that goes through SQLAlchemy Core (SQLite and PostgreSQL have fast paths)."""
@@ -517,6 +523,9 @@ _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 _SET_LIST = ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
 # Upserts a batch's rows (by id, deduplicated) and says how many were (inserted, updated).
 RowUpsert = Callable[[Connection, str, Mapping[Any, Mapping[str, Any]]], tuple[int, int]]
+# The existing (id, raw) pairs among some ids (one narrow range), raw as the JSON type gives it.
+ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
+RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
 
 
 @functools.lru_cache(maxsize=64)
@@ -528,8 +537,8 @@ def _sqlite_select_existing(ids: int) -> str:
 
 
 def _sqlite_existing(conn: Connection, account: str, ids: list[Any]) -> Iterator[tuple[Any, Any]]:
-    """``Store._existing`` straight to the driver: SQLAlchemy's expanding ``IN`` cost
-    more than the query itself."""
+    """MySQL's ``existing`` query (``_mysql_rows``) straight to the driver: SQLAlchemy's
+    expanding ``IN`` cost more than the query itself."""
     params = (account, *ids, ids[0], ids[-1])
     for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(len(ids)), params):
         yield record_id, json.loads(raw)  # what the JSON type would return
