@@ -231,19 +231,13 @@ class Bench:
         for run in range(1, self.args.runs + 1):
             for kind in self.kinds:
                 label = f"run {run}/{self.args.runs} {kind}"
-                url = self.dbs.create(kind)
-                self.dbs.settle()
-                seconds = ceilings[kind](url, rows)
-                self.dbs.drop(url)
+                seconds = self.timed_upsert(kind, ceilings[kind], rows)
                 ceiling = self.ceilings.setdefault(kind, Ceiling(kind, n))
                 ceiling.seconds.append(seconds)
                 self.say(
                     f"  bare upsert ceiling, {label}: {seconds:.2f} s, {n / seconds:,.0f} records/s"
                 )
-                url = self.dbs.create(kind)
-                self.dbs.settle()
-                seconds = core_upsert(url, rows)
-                self.dbs.drop(url)
+                seconds = self.timed_upsert(kind, core_upsert, rows)
                 self.core_upserts.setdefault(kind, Ceiling(kind, n)).seconds.append(seconds)
                 self.say(
                     f"  SQLAlchemy Core upsert, {label}: {seconds:.2f} s, "
@@ -251,6 +245,20 @@ class Bench:
                 )
                 self.load_and_increments(kind, run, label)
         del rows
+
+    def timed_upsert(
+        self,
+        kind: str,
+        upsert: Callable[[str, Sequence[dict[str, Any]]], float],
+        rows: Sequence[dict[str, Any]],
+    ) -> float:
+        """Seconds ``upsert`` takes for ``rows`` into a fresh database, from a quiet server."""
+        url = self.dbs.create(kind)
+        self.dbs.settle()
+        try:
+            return upsert(url, rows)
+        finally:
+            self.dbs.drop(url)
 
     def load_and_increments(self, kind: str, run: int, label: str) -> None:
         n = self.args.records
