@@ -134,7 +134,9 @@ class BatchTransaction:
 
     Larger transactions cost the database less per row (SQLite writes each touched index
     page once per commit, and checkpoints its WAL less often), without holding more pages
-    in memory: each batch is written as soon as it comes.
+    in memory: each batch's rows are written as soon as it comes. Its checkpoints (slices,
+    watermark) and the run's counters are written once, before the commit: only their
+    final values can be seen, and each statement is a round trip (or a GIL hand-off).
     """
 
     def __init__(
@@ -149,6 +151,10 @@ class BatchTransaction:
         self._upsert = upsert
         self._advance_watermark = advance_watermark
         self._now = now
+        self._account: str | None = None
+        self._slices: dict[int, SliceUpdate] = {}  # by id: the latest checkpoint
+        self._watermark: datetime | None = None
+        self._counts: dict[int, _RunCounts] = {}  # by run id
 
     def write_batch(
         self,
@@ -168,12 +174,16 @@ class BatchTransaction:
         Rows with the same id: the last one wins.
         """
         conn = self._conn
+        if self._account is None:
+            self._account = account
+        elif account != self._account:
+            raise ValueError(f"write_batch({account!r}) in a transaction of {self._account!r}")
         latest = {row["id"]: row for row in rows}
         if any(row["account"] != account for row in latest.values()):
             raise ValueError(f"write_batch({account!r}) got rows of another account")
         inserted, updated = self._upsert(conn, account, latest) if latest else (0, 0)
-        now = self._now()
         if rejects:
+            now = self._now()
             conn.execute(
                 audit_rejects.insert(),
                 [
@@ -188,16 +198,42 @@ class BatchTransaction:
                     for r in rejects
                 ],
             )
-        if slices:
-            _save_slices(conn, account, slices)
-        if watermark is not None:
+        self._slices.update((update.id, update) for update in slices)
+        if watermark is not None and (self._watermark is None or watermark > self._watermark):
+            self._watermark = watermark  # the statement only advances it: the latest wins
+        result = WriteResult(inserted, updated, len(rejects))
+        self._counts.setdefault(run_id, _RunCounts()).add(result, pages)
+        return result
+
+    def finish(self) -> None:
+        """Write the checkpoints and counters of every batch (``Store.transaction`` calls
+        it just before the commit)."""
+        if self._account is None:
+            return
+        conn, account = self._conn, self._account
+        if self._slices:
+            _save_slices(conn, account, list(self._slices.values()))
+        if self._watermark is not None:
             conn.execute(
                 self._advance_watermark,
-                {"account": account, "watermark": watermark, "updated_at": now},
+                {"account": account, "watermark": self._watermark, "updated_at": self._now()},
             )
-        result = WriteResult(inserted, updated, len(rejects))
-        _count_pages(conn, run_id, result, pages)
-        return result
+        for run_id, counts in self._counts.items():
+            _count_pages(conn, run_id, counts)
+
+
+@dataclass
+class _RunCounts:
+    pages: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+
+    def add(self, result: WriteResult, pages: int) -> None:
+        self.pages += pages
+        self.inserted += result.inserted
+        self.updated += result.updated
+        self.rejected += result.rejected
 
 
 class Store:
@@ -258,12 +294,14 @@ class Store:
         """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
         of them commit when the block ends, or none."""
         with self._writing("writing a page") as conn:
-            yield BatchTransaction(
+            transaction = BatchTransaction(
                 conn,
                 upsert=self._upsert,
                 advance_watermark=self._advance_watermark,
                 now=self._now,
             )
+            yield transaction
+            transaction.finish()
 
     # -- a parallel backfill's plan ------------------------------------------------------
 
@@ -773,7 +811,7 @@ def _save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) 
                 "new_done": update.done,
             },
         )
-        if saved.rowcount != 1:  # rolls the batch back: the plan is not what this run read
+        if saved.rowcount != 1:  # rolls the transaction back: the plan is not what this run read
             raise ValueError(f"there is no backfill slice {update.id} of {account!r}")
 
 
@@ -790,18 +828,18 @@ def _slices(conn: Connection, account: str) -> list[SliceRow]:
     ]
 
 
-def _count_pages(conn: Connection, run_id: int, result: WriteResult, pages: int) -> None:
+def _count_pages(conn: Connection, run_id: int, counts: _RunCounts) -> None:
     counted = conn.execute(
         _COUNT_PAGES,
         {
             "run_id": run_id,
-            "add_pages": pages,
-            "add_inserted": result.inserted,
-            "add_updated": result.updated,
-            "add_rejected": result.rejected,
+            "add_pages": counts.pages,
+            "add_inserted": counts.inserted,
+            "add_updated": counts.updated,
+            "add_rejected": counts.rejected,
         },
     )
-    if counted.rowcount != 1:  # rolls the page back: pages belong to a run
+    if counted.rowcount != 1:  # rolls the transaction back: pages belong to a run
         raise ValueError(f"there is no run {run_id}")
 
 

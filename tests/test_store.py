@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 import threading
@@ -21,7 +22,7 @@ from etl.db import check_connection, open_engine, parse_url
 from etl.errors import ConfigError, DatabaseError
 from etl.records import parse_record
 from etl.schema import audit_logs, audit_rejects, sync_runs
-from etl.store import Store
+from etl.store import SliceUpdate, Store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ACCOUNT = "acme"
@@ -207,6 +208,65 @@ def test_a_failed_page_leaves_nothing_behind(store: Store, engine: Engine) -> No
         store.write_page(ACCOUNT, run_id + 100, [row(2)], [], T0 + timedelta(days=1))
     assert list(stored(engine)) == [1]
     assert store.watermark(ACCOUNT) == T0
+
+
+def test_a_transaction_writes_its_checkpoints_and_counters_once(
+    store: Store, engine: Engine
+) -> None:
+    """Batches sharing a transaction each write their rows; the slices, the watermark and
+    the run's counters are written once, with their final values, before the commit."""
+    run_id = start(store)
+    first, second = store.add_slices(ACCOUNT, [(T0, T0 + timedelta(hours=1))] * 2)
+    state_writes: list[str] = []  # the tables of the statements that write state
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        written = re.match(r"\s*(?:UPDATE|INSERT INTO)\s+(zendesk_audit_sync_\w+)", statement)
+        if written:
+            state_writes.append(written[1])
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with store.transaction() as transaction:
+            for n, (slices, watermark) in enumerate(
+                [
+                    ([SliceUpdate(first.id, T0 + timedelta(minutes=1), False)], T0),
+                    ([SliceUpdate(first.id, T0 + timedelta(minutes=2), True)], None),
+                    (
+                        [SliceUpdate(second.id, T0 + timedelta(minutes=3), False)],
+                        T0 + timedelta(minutes=2),
+                    ),
+                ]
+            ):
+                rows = [row(10 * n + 1), row(10 * n + 2)]
+                transaction.write_batch(
+                    ACCOUNT, run_id, rows, [], pages=2, watermark=watermark, slices=slices
+                )
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert sorted(state_writes) == sorted(
+        ["zendesk_audit_sync_slices"] * 2 + ["zendesk_audit_sync_state", "zendesk_audit_sync_runs"]
+    )
+    assert sorted(stored(engine)) == [1, 2, 11, 12, 21, 22]
+    run = run_row(engine, run_id)
+    assert (run["pages"], run["rows_inserted"], run["rows_updated"]) == (6, 6, 0)
+    assert store.watermark(ACCOUNT) == T0 + timedelta(minutes=2)
+    saved = {s.id: (s.position, s.done) for s in store.slices(ACCOUNT)}
+    assert saved == {
+        first.id: (T0 + timedelta(minutes=2), True),
+        second.id: (T0 + timedelta(minutes=3), False),
+    }
+
+
+def test_a_checkpoint_failing_at_the_commit_rolls_back_its_rows(
+    store: Store, engine: Engine
+) -> None:
+    run_id = start(store)
+    with pytest.raises(ValueError, match="no backfill slice"), store.transaction() as transaction:
+        transaction.write_batch(ACCOUNT, run_id, [row(1)], [], watermark=T0)
+        transaction.write_batch(ACCOUNT, run_id, [row(2)], [], slices=[SliceUpdate(999, T0, True)])
+    assert stored(engine) == {}
+    assert store.watermark(ACCOUNT) is None
+    assert run_row(engine, run_id)["pages"] == 0
 
 
 def test_large_pages_are_chunked(store: Store, engine: Engine) -> None:
