@@ -92,6 +92,14 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
         proc.wait(timeout=timeout)
 
 
+def machine_cpu_seconds() -> float:
+    """CPU seconds all cores have spent busy since boot: user, nice, system, irq and softirq
+    of /proc/stat (not idle, iowait, or steal, the hypervisor's)."""
+    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields
+    return (user + nice + system + irq + softirq) / _CLOCK_TICKS
+
+
 def process_cpu_seconds(pid: int) -> float:
     """user + system CPU of a live process (from /proc), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -265,6 +273,7 @@ class JobRun:
     requests: int  # API requests the simulator answered during the run
     rate_limited: int  # of which 429
     sim_cpu: float  # simulator CPU seconds during the run
+    other_cpu: float  # the rest of the machine's CPU seconds: the database server, mostly
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -274,6 +283,7 @@ class JobRun:
             "requests": self.requests,
             "rate_limited": self.rate_limited,
             "sim_cpu_s": self.sim_cpu,
+            "other_cpu_s": self.other_cpu,
         }
 
 
@@ -324,6 +334,7 @@ class Job:
         self.settle()
         self.sim.reset_log()
         sim_cpu = self.sim.cpu_seconds()
+        machine_cpu = machine_cpu_seconds()
         rss_file = self.workdir / f"rss-{uuid.uuid4().hex[:8]}"
         env = {**self.env, RSS_FILE_ENV: str(rss_file)}
         with tempfile.TemporaryFile(mode="w+", dir=self.workdir) as stderr:
@@ -344,6 +355,7 @@ class Job:
             unregister()
             stderr.seek(0)
             errors = stderr.read().strip()
+        machine_cpu = machine_cpu_seconds() - machine_cpu
         sim_cpu = self.sim.cpu_seconds() - sim_cpu
         if proc.returncode != 0:
             raise JobFailed(f"sync exited {proc.returncode}: {errors or '(no message)'}")
@@ -352,13 +364,16 @@ class Job:
         stats = self.sim.stats()
         peak_kib = int(rss_file.read_text())
         rss_file.unlink()
+        job_cpu = usage.ru_utime + usage.ru_stime
         return JobRun(
             wall=wall,
             peak_rss_mb=peak_kib / 1024,
-            cpu=usage.ru_utime + usage.ru_stime,
+            cpu=job_cpu,
             requests=int(stats["requests"]),
             rate_limited=int(stats["rate_limited"]),
             sim_cpu=sim_cpu,
+            # clock ticks round each figure: never below zero
+            other_cpu=max(0.0, machine_cpu - job_cpu - sim_cpu),
         )
 
 
