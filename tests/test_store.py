@@ -269,6 +269,18 @@ def test_a_checkpoint_failing_at_the_commit_rolls_back_its_rows(
     assert run_row(engine, run_id)["pages"] == 0
 
 
+def test_a_transaction_holds_one_account(store: Store, engine: Engine) -> None:
+    """Its checkpoints are written once for one account: a second account is refused, and
+    nothing of the first is committed."""
+    run_id = start(store)
+    refused = pytest.raises(ValueError, match="in a transaction of 'acme'")
+    with refused, store.transaction() as transaction:
+        transaction.write_batch(ACCOUNT, run_id, [row(1)], [], watermark=T0)
+        transaction.write_batch("other", run_id, [row(2, account="other")], [])
+    assert stored(engine) == {} and stored(engine, "other") == {}
+    assert store.watermark(ACCOUNT) is None
+
+
 def test_large_pages_are_chunked(store: Store, engine: Engine) -> None:
     run_id = start(store)
     rows = [row(i) for i in range(1, 1201)]
