@@ -494,10 +494,15 @@ class Bench:
                         load.rate >= 20_000,
                     )
                 )
+                needed = load.med("wall") * load.percent / 70  # the wall time 70% means
+                cpu = load.med("cpu") + load.med("sim_cpu") + load.med("other_cpu")
+                cores = os.cpu_count() or 1
                 targets.append(
                     Target(
                         f"local {short(self.args.records)} {kind} >= 70% of the bare upsert: "
-                        f"{load.percent:.0f}%",
+                        f"{load.percent:.0f}% ({load.med('wall'):.2f} s; 70% means "
+                        f"{needed:.2f} s; the CPU used, {cpu:.2f} s, takes {cpu / cores:.2f} s "
+                        f"on {cores} cores)",
                         load.percent >= 70,
                     )
                 )
