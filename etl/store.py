@@ -4,13 +4,14 @@ committed atomically; consecutive batches may share one transaction (``Store.tra
 A batch is written with one dialect-native upsert keyed on ``(account, id)`` that
 refuses to rewrite an unchanged row: a record read again unchanged is not written at
 all (its ``synced_at`` stays), and the counts of inserted and updated rows are exact on
-every dialect. PostgreSQL's upsert returns what it wrote; on SQLite and MySQL the
+every dialect. PostgreSQL's upsert counts what it wrote itself; on SQLite and MySQL the
 batch's existing ``(id, raw)`` pairs are read first, in the same transaction, and only
 new or changed rows are sent.
 
-SQLAlchemy Core, one statement per kind of work per batch, statements built once; the
-row upsert goes straight to the driver on SQLite (multi-row VALUES, up to 1,000 rows a
-statement) and PostgreSQL (one INSERT ... SELECT ... FROM jsonb_array_elements(batch)).
+SQLAlchemy Core, statements built once: the rows and rejects of each batch, then the
+checkpoints and counters once per transaction, just before its commit. The row upsert
+goes straight to the driver on SQLite (multi-row VALUES, up to 1,000 rows a statement)
+and PostgreSQL (one INSERT ... SELECT ... FROM jsonb_array_elements(batch)).
 """
 
 from __future__ import annotations
@@ -705,8 +706,9 @@ def _postgresql_upsert(
     """One INSERT ... SELECT ... ON CONFLICT whose rows come as two JSON array parameters,
     zipped by ``ROWS FROM``: the columns (``[account, id, ..., synced_at]`` per row, one
     encoding for the batch) and ``raw`` (the JSON text parse_record made, joined as it is).
-    One round trip, no per-row work in the driver, and ``RETURNING`` counts what changed,
-    where the other dialects first read the rows that exist."""
+    One round trip, no per-row work in the driver, and the statement counts the rows its
+    ``RETURNING`` gives (new or changed), where the other dialects first read the rows that
+    exist."""
     values: list[list[Any]] = []
     raws: list[str] = []
     times = _TimeTexts(_iso_time)
@@ -779,7 +781,7 @@ def _insert_slice(conn: Connection, account: str, start: datetime, end: datetime
     return int(key[0])
 
 
-# Built once: these run with every batch.
+# Built once: these run with every transaction.
 _SAVE_SLICE = (
     sa.update(sync_slices)
     .where(
@@ -801,7 +803,7 @@ _COUNT_PAGES = (
 
 
 def _save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) -> None:
-    for update in slices:  # a handful per batch
+    for update in slices:  # a handful per transaction
         saved = conn.execute(
             _SAVE_SLICE,
             {
