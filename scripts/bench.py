@@ -405,61 +405,27 @@ class Bench:
             ceiling = self.ceilings.get(kind)
             if ceiling is not None and scenario.ceiling_name == "bare batched upsert":
                 lines.append(
-                    [
+                    upsert_row(
                         "  bare upsert ceiling",
-                        kind,
-                        f"{ceiling.records:,}",
-                        f"{ceiling.rate:,.0f}",
+                        ceiling,
                         "100%",
-                        "-",
-                        "-",
-                        "-",
-                        f"{median(ceiling.seconds):.2f}",
-                        "-",
-                        "-",
-                        "-",
                         "1,000-row transactions",
-                    ]
+                    )
                 )
                 core = self.core_upserts.get(kind)
                 if core is not None:
                     lines.append(
-                        [
+                        upsert_row(
                             "  SQLAlchemy Core upsert",
-                            kind,
-                            f"{core.records:,}",
-                            f"{core.rate:,.0f}",
+                            core,
                             f"{100 * core.rate / ceiling.rate:.0f}%",
-                            "-",
-                            "-",
-                            "-",
-                            f"{median(core.seconds):.2f}",
-                            "-",
-                            "-",
-                            "-",
                             f"reference: the load is {100 * scenario.rate / core.rate:.0f}% of it",
-                        ]
+                        )
                     )
         for name, times in self.startup.items():
-            lines.append(
-                [
-                    f"start-up: {name}",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    f"{median(times):.2f}",
-                    "-",
-                    "-",
-                    "-",
-                    "",
-                ]
-            )
+            lines.append(wall_only_row(f"start-up: {name}", "-", "-", "-", "-", median(times), ""))
         widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
-        right = {2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+        right = set(range(2, len(header) - 1))  # the figures; names and notes to the left
 
         def fmt(row: list[str]) -> str:
             cells = [
@@ -577,6 +543,22 @@ class Bench:
             },
             "targets": [{"target": t.text, "passed": t.passed} for t in targets],
         }
+
+
+def wall_only_row(
+    name: str, database: str, records: str, rate: str, percent: str, wall: float, note: str
+) -> list[str]:
+    """A table row of something that is not a job run: no RSS, requests, 429s or CPU."""
+    unmeasured = ["-"] * 3  # RSS, requests and 429s before the wall time; the CPUs after
+    return [name, database, records, rate, percent, *unmeasured, f"{wall:.2f}", *unmeasured, note]
+
+
+def upsert_row(name: str, upsert: Ceiling, percent: str, note: str) -> list[str]:
+    """The table row of a reference upsert of the load's rows."""
+    rate = f"{upsert.rate:,.0f}"
+    return wall_only_row(
+        name, upsert.database, f"{upsert.records:,}", rate, percent, median(upsert.seconds), note
+    )
 
 
 def short(records: int) -> str:
