@@ -9,9 +9,19 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl.schema import audit_rejects
+from etl.limits import (
+    RowUpsert,
+    byte_batches,
+    max_packet,
+    packet_rejects,
+    storable_reject,
+    upsert_isolating,
+)
+from etl.records import Reject
+from etl.schema import audit_rejects, column_lengths
 from etl.statements import RunCounts, SliceUpdate, WriteResult, count_pages, save_slices
-from etl.upserts import RowUpsert
+
+_RECORD_ID = column_lengths(audit_rejects)["record_id"]
 
 
 class RejectLike(Protocol):
@@ -77,29 +87,39 @@ class BatchTransaction:
         latest = {row["id"]: row for row in rows}
         if any(row["account"] != account for row in latest.values()):
             raise ValueError(f"write_batch({account!r}) got rows of another account")
-        inserted, updated = self._upsert(conn, account, latest) if latest else (0, 0)
-        if rejects:
-            now = self._now()
-            conn.execute(
-                audit_rejects.insert(),
-                [
-                    {
-                        "account": account,
-                        "run_id": run_id,
-                        "record_id": None if r.record_id is None else r.record_id[:64],
-                        "reason": r.reason,
-                        "raw": r.raw,
-                        "rejected_at": now,
-                    }
-                    for r in rejects
-                ],
-            )
+        packet = max_packet(conn)
+        # Rows that cannot be stored (too big for MySQL's packet; a value the database
+        # refuses) become rejects: the rest of the batch commits.
+        too_big = packet_rejects(latest, packet)
+        upserted = upsert_isolating(conn, self._upsert, account, latest)
+        all_rejects = [*rejects, *too_big, *upserted.rejects]
+        if all_rejects:
+            self._write_rejects(account, run_id, all_rejects, packet)
         self._slices.update((update.id, update) for update in slices)
         if watermark is not None and (self._watermark is None or watermark > self._watermark):
             self._watermark = watermark  # the statement only advances it: the latest wins
-        result = WriteResult(inserted, updated, len(rejects))
+        result = WriteResult(upserted.inserted, upserted.updated, len(all_rejects))
         self._counts.setdefault(run_id, RunCounts()).add(result, pages)
         return result
+
+    def _write_rejects(
+        self, account: str, run_id: int, rejects: Sequence[RejectLike], packet: int | None
+    ) -> None:
+        now = self._now()
+        fitted = [storable_reject(Reject(r.record_id, r.reason, r.raw), packet) for r in rejects]
+        values = [
+            {
+                "account": account,
+                "run_id": run_id,
+                "record_id": None if r.record_id is None else r.record_id[:_RECORD_ID],
+                "reason": r.reason,
+                "raw": r.raw,
+                "rejected_at": now,
+            }
+            for r in fitted
+        ]
+        for batch in [values] if packet is None else byte_batches(values, packet // 2):
+            self._conn.execute(audit_rejects.insert(), list(batch))
 
     def finish(self) -> None:
         """Write the checkpoints and counters of every batch (``Store.transaction`` calls

@@ -146,6 +146,15 @@ def dialect_insert(dialect: str, table: sa.Table) -> Any:
     return importlib.import_module(f"sqlalchemy.dialects.{name}").insert(table)
 
 
+def column_lengths(table: sa.Table) -> dict[str, int]:
+    """The bounded text columns of ``table`` and the characters each holds."""
+    return {
+        column.name: column.type.length
+        for column in table.columns
+        if isinstance(column.type, sa.String) and column.type.length
+    }
+
+
 metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
 
 audit_logs = sa.Table(

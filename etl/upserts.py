@@ -24,7 +24,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl.db import json_text
+from etl.limits import RowUpsert, byte_batches, max_packet, raw_text
 from etl.records import RAW_JSON
 from etl.schema import MYSQL_DIALECTS, audit_logs, dialect_insert
 
@@ -99,7 +99,11 @@ def _mysql_rows() -> tuple[ExistingReader, RowWriter]:
         return conn.execute(existing, params)
 
     def write(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        conn.execute(upsert, [_columns_only(row) for row in rows])
+        packet = max_packet(conn)
+        assert packet is not None
+        # Each statement well under the server's packet: a larger one closes the connection.
+        for batch in byte_batches(rows, packet // 2):
+            conn.execute(upsert, [_columns_only(row) for row in batch])
 
     return read, write
 
@@ -136,7 +140,6 @@ _COLUMN_LIST = ", ".join(_COLUMNS)
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 _SET_LIST = ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
 # Upserts a batch's rows (by id, deduplicated) and says how many were (inserted, updated).
-RowUpsert = Callable[[Connection, str, Mapping[Any, Mapping[str, Any]]], tuple[int, int]]
 # The existing (id, raw) pairs among some ids (one narrow range), raw as the JSON type gives it.
 ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
 RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
@@ -238,7 +241,7 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         params.extend(_ROW_VALUES(row))
         params[at + created] = times.created(params[at + created])
         params[at + synced] = times.synced(params[at + synced])
-        params[at + _RAW] = _raw_text(row)
+        params[at + _RAW] = raw_text(row)
     per_statement = _sqlite_rows_per_statement(conn.connection.driver_connection)
     step = per_statement * width
     whole = len(params) - len(params) % step
@@ -292,18 +295,11 @@ def _postgresql_upsert(
         columns[_PG_CREATED] = times.created(columns[_PG_CREATED])
         columns[_PG_SYNCED] = times.synced(columns[_PG_SYNCED])
         values.append(columns)
-        raws.append(_raw_text(row))
+        raws.append(raw_text(row))
     # orjson, as for raw: rows hold only text, integers and nulls by now (4x the json module)
     batch = (orjson.dumps(values).decode(), "[" + ",".join(raws) + "]")
     inserted, written = conn.exec_driver_sql(_PG_JSON_UPSERT, batch).one()
     return inserted, written - inserted
-
-
-def _raw_text(row: Mapping[str, Any]) -> str:
-    """``raw`` as the JSON text to store (non-ASCII as UTF-8, like ``parse_record``'s);
-    made by ``parse_record`` already, unless it altered the record."""
-    text = row.get(RAW_JSON)
-    return text if isinstance(text, str) else json_text(row["raw"])
 
 
 def row_upsert(dialect: str) -> RowUpsert:
