@@ -23,6 +23,7 @@ from support import (
     fresh_store,
     parse_zendesk_time,
     recent,
+    stored_rows,
 )
 
 from etl import cli
@@ -184,9 +185,10 @@ def test_a_value_the_database_refuses_is_isolated_and_the_rest_commits(db_url: s
         row = parse_record(audit_record(i, at + timedelta(seconds=i)), "acme", now)
         assert isinstance(row, dict)
         rows.append(row)
-    odd = dict(rows[17], ip_address="9" * 102)
-    odd.pop("raw_json", None)
-    rows[17] = odd
+    for at_index in (17, 33):  # in different halves of the second batch
+        odd = dict(rows[at_index], ip_address="9" * 102)
+        odd.pop("raw_json", None)
+        rows[at_index] = odd
     with store.transaction() as transaction:
         first = transaction.write_batch("acme", run_id, rows[:10], [])
         second = transaction.write_batch("acme", run_id, rows[10:], [], watermark=at)
@@ -200,14 +202,32 @@ def test_a_value_the_database_refuses_is_isolated_and_the_rest_commits(db_url: s
         assert (second.inserted, second.rejected) == (30, 0)
         assert ids == list(range(1, 41))
         return
-    assert (second.inserted, second.rejected) == (29, 1)
-    assert ids == [i for i in range(1, 41) if i != 18]
-    (reject,) = rejects(db_url)
-    assert reject["record_id"] == "18"
-    assert reject["reason"].startswith("the database refused it: ")
-    assert "too long" in reject["reason"].lower()
-    assert "\n" not in reject["reason"] and len(reject["reason"]) < 400
-    assert json.loads(reject["raw"])["id"] == 18
+    assert (second.inserted, second.rejected) == (28, 2)
+    assert ids == [i for i in range(1, 41) if i not in (18, 34)]
+    found = rejects(db_url)
+    assert [r["record_id"] for r in found] == ["18", "34"]
+    for reject in found:
+        assert reject["reason"].startswith("the database refused it: ")
+        assert "too long" in reject["reason"].lower()
+        assert "\n" not in reject["reason"] and len(reject["reason"]) < 400
+        assert json.loads(reject["raw"])["id"] == int(reject["record_id"])
     assert store.watermark("acme") == at
     (status,) = store.account_status("acme")
-    assert status.rejects == 1
+    assert status.rejects == 2
+    assert status.last_run is not None and status.last_run.rows_rejected == 2
+
+
+# -- created_at's second ---------------------------------------------------------------------
+def test_created_at_is_kept_to_the_second_and_raw_exactly(db_url: str) -> None:
+    """Documented: the column holds the whole second on every database, raw the exact text."""
+    store = fresh_store(db_url)
+    at = recent(60)
+    record = {**audit_record(7, at), "created_at": at.strftime("%Y-%m-%dT%H:%M:%S.750Z")}
+    row = parse_record(record, "acme", datetime.now(UTC))
+    assert isinstance(row, dict)
+    run_id = store.start_run("acme", at - timedelta(hours=1), at, None)
+    store.write_page("acme", run_id, [row], [], None)
+    (stored,) = stored_rows(db_url)
+    created = stored["created_at"]
+    assert (created.replace(tzinfo=UTC) if created.tzinfo is None else created) == at
+    assert stored["raw"]["created_at"].endswith(f":{at.second:02d}.750Z")
