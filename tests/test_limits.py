@@ -155,6 +155,30 @@ def test_a_record_of_several_megabytes_is_stored_where_it_fits_and_rejected_wher
     assert status.last_run is not None and status.last_run.rows_inserted == 0
 
 
+def test_a_record_bigger_than_the_packet_is_kept_truncated_as_a_reject(db_url: str) -> None:
+    """17 MB of text: on MariaDB (16 MB packet) neither the row nor the whole raw fit in a
+    statement; the reject keeps the start of raw and says how big it was. SQLite and
+    PostgreSQL store the record."""
+    store = fresh_store(db_url)
+    at = recent(60)
+    huge = audit_record(8, at, change_description="z" * (17 * MB))
+    rows = [parse_record(r, "acme", datetime.now(UTC)) for r in (audit_record(9, at), huge)]
+    run_id = store.start_run("acme", at - timedelta(hours=1), at, None)
+    result = store.write_page("acme", run_id, rows, [], at)  # type: ignore[arg-type]
+    if not db_url.startswith("mysql"):
+        assert (result.inserted, result.rejected) == (2, 0)
+        return
+    assert (result.inserted, result.rejected) == (1, 1)
+    (reject,) = rejects(db_url)
+    assert reject["record_id"] == "8"
+    assert "max_allowed_packet" in reject["reason"]
+    assert "; raw truncated to its first " in reject["reason"]
+    assert reject["reason"].endswith(f" of {len(json.dumps(huge, sort_keys=True))} bytes")
+    assert json.dumps(huge, sort_keys=True).startswith(reject["raw"])
+    assert [row["id"] for row in stored_rows(db_url)] == [9]
+    assert store.watermark("acme") == at
+
+
 def test_a_reject_too_big_for_the_packet_keeps_a_truncated_raw_saying_so() -> None:
     raw = json.dumps({"id": 1, "change_description": "x" * (2 * MB)})
     cut = storable_reject(Reject("1", "too big", raw), packet=MB)
