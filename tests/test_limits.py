@@ -28,7 +28,7 @@ from support import (
 
 from etl import cli
 from etl.db import open_engine
-from etl.limits import byte_batches, literal_size, storable_reject
+from etl.limits import byte_batches, literal_size, row_size, storable_reject
 from etl.records import Reject, parse_record
 from etl.simulator import SimulatedZendesk, generate_records
 
@@ -192,6 +192,12 @@ def test_batches_are_sized_by_bytes() -> None:
     rows = [{"id": i, "raw": {}, "t": "x" * size} for i, size in enumerate([10, 10, 100, 5, 5])]
     sizes = [[row["id"] for row in batch] for batch in byte_batches(rows, 120)]
     assert sizes == [[0, 1], [2], [3, 4]]
+    # a small row's size is a bound, never less than the exact size
+    odd = audit_record(1, recent(5), actor_name="\U0001f600'\n\\" * 100, url='\u00e9"' * 100)
+    row = parse_record(odd, "acme", datetime.now(UTC))
+    assert isinstance(row, dict)
+    exact = row_size({k: v for k, v in row.items() if k != "raw_json"})
+    assert exact <= row_size(row) <= 64 * 1024
 
 
 # -- any other value the database refuses ------------------------------------------------------
