@@ -352,13 +352,14 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
     from etl import metrics
     from etl.store import utc_now
+    from etl.sync import HISTORY_START
 
     assert settings.metrics_file
     statuses = [s for a in settings.accounts for s in store.account_status(a.name)]
+    starts = {a.name: a.sync.start_time or HISTORY_START for a in settings.accounts}
     try:
-        metrics.write_atomically(
-            Path(settings.metrics_file), metrics.render(statuses, summaries, utc_now())
-        )
+        text = metrics.render(statuses, summaries, utc_now(), starts)
+        metrics.write_atomically(Path(settings.metrics_file), text)
     except OSError as exc:  # metrics are a side channel: warn, but the sync result stands
         log.warning("could not write metrics file %s: %s", settings.metrics_file, exc.strerror)
 
