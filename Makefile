@@ -4,13 +4,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench soak clean
+.PHONY: help install demo test lint typecheck pytest bench soak dist clean
 
 help:
 	@echo "make demo       run the whole job against the simulated Zendesk into SQLite"
 	@echo "make test       lint, type-check and run the tests (SQLite, PostgreSQL, MariaDB)"
 	@echo "make bench      throughput and cost benchmarks (prints a table, writes JSON)"
 	@echo "make soak       the long kill-anywhere test (hundreds of SIGKILLs)"
+	@echo "make dist       build the wheel into dist/ (to install where there is no checkout)"
 	@echo "make clean      remove the virtualenv and generated files"
 
 $(STAMP): pyproject.toml
@@ -42,6 +43,12 @@ bench: $(STAMP)
 soak: $(STAMP)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)
 	@cat soak-results.jsonl
+
+# The wheel holds the package, its migrations and config.example.toml; built with the
+# hatchling of the dev environment, so no network is needed beyond `make install`.
+dist: $(STAMP)
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	@ls dist/*.whl
 
 clean:
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache dist build
