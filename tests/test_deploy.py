@@ -176,6 +176,9 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_migrates(tmp_path: Path)
             [str(binary), "--help"], capture_output=True, text=True, check=True, timeout=60
         ).stdout
     )
+    example = tmp_path / "example.toml"  # `init` finds the example inside the wheel
+    subprocess.run([str(binary), "init", str(example)], check=True, timeout=60, cwd=tmp_path)
+    assert example.read_text() == (ROOT / "config.example.toml").read_text()
     config = tmp_path / "config.toml"
     config.write_text(
         f'[zendesk]\nsubdomain = "acme"\n\n[database]\nurl = "sqlite:///{tmp_path / "a.db"}"\n'
