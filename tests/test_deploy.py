@@ -82,7 +82,7 @@ def test_template_passes_the_instance_as_account() -> None:
     assert service["ExecStart"].endswith("sync --account %i")
 
 
-def test_kubernetes_example_is_valid_and_its_config_parses() -> None:
+def test_kubernetes_example_is_valid_and_its_config_parses(tmp_path: Path) -> None:
     import tomllib
 
     import yaml
@@ -96,11 +96,17 @@ def test_kubernetes_example_is_valid_and_its_config_parses() -> None:
     assert set(kinds) == {"Secret", "ConfigMap", "CronJob"}
     cron = kinds["CronJob"]["spec"]
     assert cron["concurrencyPolicy"] == "Forbid"
+    # the Secret's keys as the files of its volume, as mounted at /secrets
+    for key, value in kinds["Secret"]["stringData"].items():
+        (tmp_path / key).write_text(value)
     toml_text = kinds["ConfigMap"]["data"]["config.toml"]
+    assert "password" not in toml_text and "REPLACE-ME" not in toml_text
     settings = config.parse(
-        tomllib.loads(toml_text), environ={}, source="cronjob", require_credentials=False
-    )
-    assert settings.database.url.startswith("postgresql://")
+        tomllib.loads(toml_text.replace("/secrets/", f"{tmp_path}/")),
+        environ={}, source="cronjob", require_credentials=True,
+    )  # fmt: skip
+    assert settings.database.url.startswith("postgresql://etl:REPLACE-ME@")
+    assert settings.accounts[0].zendesk.credentials.client_secret
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert "sync" in container["args"]
 
