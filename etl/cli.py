@@ -421,19 +421,34 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
 
     def log_summary(summary: RunSummary) -> None:
         if bar:
-            bar.finish()
+            bar.finish(complete=summary.status == "success")
         summaries[summary.account] = summary
         # A failure's message follows once, on the error line; the JSON fields keep it.
         log.info("%s", replace(summary, error=None).line(), extra=summary.fields())
 
+    opened: list[Store] = []
+    data_starts: dict[str, datetime | None] = {}  # where this run's first page ended
+
     def progress(summary: RunSummary, position: datetime | None) -> None:
-        if bar and summary.window:
-            window = summary.window
-            bar.update(summary.account, window.start, window.end, position, summary.records,
-                       summary.pages)  # fmt: skip
+        if not (bar and summary.window and opened):
+            return
+        end = summary.window.end
+        start = data_starts.setdefault(summary.account, position)
+
+        def share() -> float:
+            from etl.progress import slices_share, span_share
+
+            # A parallel backfill's slices, as committed, say what is read of its plan.
+            plan = opened[0].slices(summary.account)
+            if plan:
+                return slices_share(plan)
+            return span_share(start, end, position) if start else 0.0
+
+        bar.update(summary.account, share, position, summary.records, summary.pages)
 
     hooks = RunHooks(stop=stop, report=log_summary, on_page=progress if bar else None)
     with _signals_set(stop), open_store(settings, migrate_hint=_migrate_hint(args)) as store:
+        opened.append(store)
         _work_begins()  # everything a run needs is imported by now
         result = run_accounts(
             store, accounts, run, wait=args.wait, hooks=hooks, sleep=stoppable_sleep
