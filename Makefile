@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench soak clean
+.PHONY: help install demo test lint typecheck pytest bench soak dist clean
 
 help: ## this list, made from the "##" comment on each target's line
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -38,6 +38,12 @@ bench: $(STAMP) ## throughput and cost benchmarks (prints a table, writes JSON)
 soak: $(STAMP) ## the long kill-anywhere test (hundreds of SIGKILLs)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)
 	@cat soak-results.jsonl
+
+# The wheel holds the package, its migrations and config.example.toml; built with the
+# hatchling of the dev environment, so no network is needed beyond `make install`.
+dist: $(STAMP) ## build the wheel into dist/ (to install where there is no checkout)
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	@ls dist/*.whl
 
 clean: ## remove the virtualenv and generated files
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache dist build
