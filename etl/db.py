@@ -125,6 +125,8 @@ def open_engine(url: str) -> Engine:
         raise ConfigError(
             f"unknown {backend} driver {parsed.get_driver_name()!r} in database url"
         ) from None
+    if parsed.get_driver_name() == "pymysql":
+        _check_pymysql_charset(parsed)
     if backend == "sqlite":
         # sqlite3's own ``?timeout=SECONDS`` in the URL replaces our busy timeout.
         _configure_sqlite(engine, busy_timeout="timeout" not in parsed.query)
@@ -134,6 +136,17 @@ def open_engine(url: str) -> Engine:
             _configure_postgresql(engine)
     dbwait.track(engine)
     return engine
+
+
+def _check_pymysql_charset(url: URL) -> None:
+    """PyMySQL fails on an unknown charset with an AttributeError at connect: say so first."""
+    from pymysql.charset import charset_by_name
+
+    charset = url.query.get("charset")
+    if isinstance(charset, str) and charset_by_name(charset) is None:
+        raise ConfigError(
+            f"unknown MySQL charset {charset!r} in database url; leave it out (utf8mb4 is used)"
+        )
 
 
 def _create_private_file(path: Path) -> None:
