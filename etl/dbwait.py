@@ -19,6 +19,7 @@ SIGTERM is acted on only once that session lets go. So:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import Any
@@ -34,8 +35,9 @@ STATEMENT_TIMEOUT_S = 600
 CANCEL_GRACE_S = 1.0
 _WATCH_INTERVAL_S = 0.2
 
-# Statements running now: id(DBAPI connection) -> (engine, DBAPI connection, started at).
-_running: dict[int, tuple[Engine, Any, float]] = {}
+# Statements running now: id(DBAPI connection) -> (engine, DBAPI connection, started at,
+# thread).
+_running: dict[int, tuple[Engine, Any, float, int]] = {}
 _running_mutex = threading.Lock()
 _interrupted = threading.Event()
 _watcher_started = threading.Lock()
@@ -43,7 +45,7 @@ _watcher_started = threading.Lock()
 
 def session_timeouts(engine: Engine, url: URL) -> None:
     """Set the lock and statement timeouts on each new connection of ``engine``."""
-    given = " ".join(str(value) for value in url.query.values()).lower()
+    given = set(re.findall(r"[a-z_]+", " ".join(map(str, url.query.values())).lower()))
     backend = url.get_backend_name()
     if backend == "postgresql":
         settings = {
@@ -79,7 +81,7 @@ def track(engine: Engine) -> None:
     def _started(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
         dbapi = conn.connection.dbapi_connection
         with _running_mutex:
-            _running[id(dbapi)] = (engine, dbapi, time.monotonic())
+            _running[id(dbapi)] = (engine, dbapi, time.monotonic(), threading.get_ident())
 
     @event.listens_for(engine, "after_cursor_execute")
     def _ended(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
@@ -99,16 +101,18 @@ def _forget(dbapi: Any) -> None:
 
 def interrupt(*, at_once: bool = False) -> bool:
     """A signal asked the job to stop: from now on, cancel statements that run longer than
-    ``CANCEL_GRACE_S`` (``at_once``: every running one now). Whether one was running."""
+    ``CANCEL_GRACE_S`` (``at_once``: every running one now). Whether the calling thread
+    (the signal handler's, the main one) is inside a statement."""
     _interrupted.set()
     if _watcher_started.acquire(blocking=False):
         threading.Thread(target=_watch, name="cancel-db-waits", daemon=True).start()
+    me = threading.get_ident()
     with _running_mutex:
-        running = list(_running.values())
+        mine = any(thread == me for *_, thread in _running.values())
         if at_once:  # the watcher sees them as due at once
-            for key, (engine, dbapi, _) in list(_running.items()):
-                _running[key] = (engine, dbapi, time.monotonic() - CANCEL_GRACE_S)
-    return bool(running)
+            for key, (engine, dbapi, _, thread) in list(_running.items()):
+                _running[key] = (engine, dbapi, time.monotonic() - CANCEL_GRACE_S, thread)
+    return mine
 
 
 def interrupted() -> bool:
@@ -128,7 +132,7 @@ def _watch() -> None:
         with _running_mutex:
             due = [
                 (key, engine, dbapi)
-                for key, (engine, dbapi, started) in _running.items()
+                for key, (engine, dbapi, started, _) in _running.items()
                 if now - started >= CANCEL_GRACE_S and key not in cancelled
             ]
         for key, engine, dbapi in due:
@@ -145,7 +149,11 @@ def _watch() -> None:
 def _cancel(engine: Engine, dbapi: Any) -> None:
     name = engine.dialect.name
     if name == "postgresql":
-        dbapi.cancel_safe(timeout=5.0)
+        cancel = getattr(dbapi, "cancel_safe", None)  # psycopg >= 3.2: bounded, safe
+        if cancel is not None:
+            cancel(timeout=5.0)
+        else:
+            dbapi.cancel()
     elif name == "sqlite":
         dbapi.interrupt()
     else:
