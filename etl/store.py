@@ -462,7 +462,12 @@ def _transaction(
     """A transaction on ``engine`` whose database failures become ``DatabaseError``; with
     ``guard``, rolled back (``LockLostError``) if the run lock was lost before the commit."""
     with database_errors(described, doing), engine.begin() as conn:
-        yield conn
+        try:
+            yield conn
+        except Exception:
+            if guard is not None:  # another run's writes explain a failure ("no slice 7")
+                guard.check()
+            raise
         if guard is not None:
             guard.check()
 
