@@ -501,10 +501,18 @@ class _signals_set:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        from etl import dbwait
+
+        dbwait.reset()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        from etl import dbwait  # a statement stuck on another session's lock is cancelled
+
         if self.stop.is_set():
+            if dbwait.interrupt(at_once=True):
+                return  # raising inside the driver would break it; the cancel ends the run
             raise InterruptedRun(f"stopped by {signal.Signals(signum).name}")
+        dbwait.interrupt()
         log.warning(
             "%s received: finishing the current page, then stopping",
             signal.Signals(signum).name,

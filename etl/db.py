@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from etl.errors import ConfigError, DatabaseError
+from etl import dbwait
+from etl.errors import ConfigError, DatabaseError, InterruptedRun
 
 # Backend name in the URL -> driver used when the URL names none.
 DEFAULT_DRIVERS: dict[str, str] = {
@@ -126,11 +127,28 @@ def open_engine(url: str) -> Engine:
         raise ConfigError(
             f"unknown {backend} driver {parsed.get_driver_name()!r} in database url"
         ) from None
+    if parsed.get_driver_name() == "pymysql":
+        _check_pymysql_charset(parsed)
     if backend == "sqlite":
-        _configure_sqlite(engine)
-    elif backend == "postgresql":
-        _configure_postgresql(engine)
+        # sqlite3's own ``?timeout=SECONDS`` in the URL replaces our busy timeout.
+        _configure_sqlite(engine, busy_timeout="timeout" not in parsed.query)
+    else:
+        dbwait.session_timeouts(engine, parsed)
+        if backend == "postgresql":
+            _configure_postgresql(engine)
+    dbwait.track(engine)
     return engine
+
+
+def _check_pymysql_charset(url: URL) -> None:
+    """PyMySQL fails on an unknown charset with an AttributeError at connect: say so first."""
+    from pymysql.charset import charset_by_name
+
+    charset = url.query.get("charset")
+    if isinstance(charset, str) and charset_by_name(charset) is None:
+        raise ConfigError(
+            f"unknown MySQL charset {charset!r} in database url; leave it out (utf8mb4 is used)"
+        )
 
 
 def _create_private_file(path: Path) -> None:
@@ -150,7 +168,7 @@ def _create_private_file(path: Path) -> None:
     os.close(fd)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, busy_timeout: bool) -> None:
     # SQLAlchemy's documented recipe: take transaction control from the sqlite3 module
     # (which does not BEGIN before a SELECT) and emit BEGIN ourselves.
     @event.listens_for(engine, "connect")
@@ -158,7 +176,8 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            if busy_timeout:
+                cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
@@ -214,6 +233,14 @@ def database_errors(engine: Engine, doing: str) -> Iterator[None]:
     try:
         yield
     except (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError) as exc:
+        if dbwait.interrupted():  # a signal's cancel, or what followed it
+            raise InterruptedRun(f"stopped by a signal while {doing}") from exc
+        waited = dbwait.waited(exc)
+        if waited:
+            raise DatabaseError(
+                f"{doing} {waited} ({describe(engine.url)}); find the session that holds it "
+                "(PostgreSQL pg_stat_activity, MariaDB SHOW PROCESSLIST) or raise the timeout"
+            ) from exc
         raise DatabaseError(
             f"database error while {doing} ({describe(engine.url)}): {reason(exc, engine.url)}"
         ) from exc

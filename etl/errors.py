@@ -15,7 +15,8 @@ string, or a raw response body (see ``etl.redact``).
     │   └── PaginationError               cursor loop, foreign next link, has_more w/o cursor
     ├── LockedError               exit 5  another run holds this account's lock
     ├── DatabaseError             exit 6  database unreachable or failing
-    │   └── SchemaError                   schema older (run `migrate`) or newer than the code
+    │   ├── SchemaError                   schema older (run `migrate`) or newer than the code
+    │   └── LockLostError                 the run's lock went with its database session
     ├── StaleDataError            exit 7  `status --max-lag`: data older than allowed
     └── InterruptedRun            exit 130 SIGINT/SIGTERM; the current page was rolled back
 """
@@ -94,6 +95,11 @@ class DatabaseError(EtlError):
 
 class SchemaError(DatabaseError):
     """The database schema is not the one this code was written for."""
+
+
+class LockLostError(DatabaseError):
+    """The run lock is no longer this run's (its session ended, its file went): the run
+    stops before its next commit, since another run may hold the lock now."""
 
 
 class StaleDataError(EtlError):

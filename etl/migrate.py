@@ -187,6 +187,8 @@ def _migration_lock(conn: Connection) -> Iterator[None]:
     """Serialize concurrent upgrades. SQLite needs nothing: BEGIN IMMEDIATE already does."""
     name = conn.dialect.name
     if name == "postgresql":
+        # A migration may rebuild a large table: no statement limit for this transaction.
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
         yield
     elif name in MYSQL_DIALECTS:

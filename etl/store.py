@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.batch import BatchTransaction, RejectLike
 from etl.db import database_errors, for_writing
-from etl.lock import run_lock
+from etl.lock import HeldLock, LockGuard, run_lock
 from etl.schema import MYSQL_DIALECTS, RUN_KINDS, sync_runs, sync_slices, sync_state
 from etl.statements import (
     FAILURE_STATUSES,
@@ -66,6 +66,7 @@ class Store:
             raise ValueError(f"unsupported dialect {dialect!r}")  # open_engine refuses it first
         self.engine = engine
         self._writer = for_writing(engine)
+        self._guard = LockGuard()  # every commit but a run's last record checks the lock
         self._now = now
         self._advance_watermark = state_upsert(dialect, advance_only=True)
         self._replace_watermark = state_upsert(dialect, advance_only=False)
@@ -214,7 +215,8 @@ class Store:
     ) -> None:
         if status not in FINAL_STATUSES:
             raise ValueError(f"a run finishes as one of {', '.join(FINAL_STATUSES)}, not {status}")
-        with self._writing("recording the end of a run") as conn:
+        # Unchecked: it only closes this run's own row, also after the lock was lost.
+        with self._writing("recording the end of a run", guarded=False) as conn:
             conn.execute(
                 sa.update(sync_runs)
                 .where(sync_runs.c.id == run_id)
@@ -253,21 +255,32 @@ class Store:
 
     # -- locks ---------------------------------------------------------------------------
 
-    def lock(self, account: str, wait: float = 0.0) -> AbstractContextManager[None]:
-        """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s."""
-        return run_lock(self.engine, account, wait)
+    def lock(self, account: str, wait: float = 0.0) -> AbstractContextManager[HeldLock]:
+        """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s.
+        While it is held, each commit first checks it still is (``LockLostError``)."""
+        return self._guard.holding(run_lock(self.engine, account, wait))
 
     # -- plumbing ------------------------------------------------------------------------
 
     def _reading(self, doing: str) -> AbstractContextManager[Connection]:
         return _transaction(self.engine, self.engine, doing)
 
-    def _writing(self, doing: str) -> AbstractContextManager[Connection]:
-        return _transaction(self._writer, self.engine, doing)
+    def _writing(self, doing: str, *, guarded: bool = True) -> AbstractContextManager[Connection]:
+        return _transaction(self._writer, self.engine, doing, self._guard if guarded else None)
 
 
 @contextmanager
-def _transaction(engine: Engine, described: Engine, doing: str) -> Iterator[Connection]:
-    """A transaction on ``engine`` whose database failures become ``DatabaseError``."""
+def _transaction(
+    engine: Engine, described: Engine, doing: str, guard: LockGuard | None = None
+) -> Iterator[Connection]:
+    """A transaction on ``engine`` whose database failures become ``DatabaseError``; with
+    ``guard``, rolled back (``LockLostError``) if the run lock was lost before the commit."""
     with database_errors(described, doing), engine.begin() as conn:
-        yield conn
+        try:
+            yield conn
+        except Exception:
+            if guard is not None:  # another run's writes explain a failure ("no slice 7")
+                guard.check()
+            raise
+        if guard is not None:
+            guard.check()

@@ -187,9 +187,16 @@ def read_window(
     summary = RunSummary(account=account.name, window=window)
     summary.watermark_before = store.watermark(account.name)
     kind = "sync" if advance else "resync"
-    run_id = store.start_run(
-        account.name, window.start, window.end, summary.watermark_before, kind=kind
-    )
+    try:
+        run_id = store.start_run(
+            account.name, window.start, window.end, summary.watermark_before, kind=kind
+        )
+    except EtlError as exc:  # no run row (e.g. SQLite locked): the summary line says it
+        interrupted = isinstance(exc, InterruptedRun)
+        summary.status = "interrupted" if interrupted else "failed"
+        summary.error, summary.duration = str(exc), hooks.clock() - started
+        hooks.report(summary)
+        raise
     clients = [client]
     run = Run(account, client, store, run_id, window, summary, advance, hooks)
     try:

@@ -1,0 +1,144 @@
+"""A ``migrate`` killed at any point is finished by the next one, on every database.
+
+MariaDB/MySQL commit each DDL statement: a kill leaves some tables, indexes and columns
+of a revision and no version row for it. The deterministic test stops the upgrade before
+its k-th schema-changing statement, for every k (what a kill there leaves); the other
+SIGKILLs the real CLI at random moments. After either, ``migrate`` and ``sync`` succeed
+and the schema is the head's.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from support import SIM_OAUTH_TOKEN, assert_table_matches, audit_record, recent
+
+from etl import migrate
+from etl.db import open_engine
+from etl.schema import VERSION_TABLE, metadata
+from etl.simulator import SimulatedZendesk
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA_CHANGES = ("CREATE", "ALTER", "INSERT", "UPDATE")
+
+
+class Killed(Exception):
+    """Stands for SIGKILL: the statement it interrupts never reaches the server."""
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = open_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+def drop_everything(engine: Engine) -> None:
+    found = sa.MetaData()
+    found.reflect(engine)
+    found.drop_all(engine)
+
+
+def assert_at_head(engine: Engine) -> None:
+    assert migrate.current_revision(engine) == migrate.head_revision()
+    with engine.connect() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "version_table": VERSION_TABLE}
+        )
+        assert compare_metadata(context, metadata) == []
+
+
+def upgrade_killed_before(engine: Engine, k: int) -> int:
+    """Upgrade from empty, stopped before its ``k``-th schema-changing statement (never, if
+    there are fewer); how many it ran."""
+    seen = 0
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal seen
+        if statement.lstrip().upper().startswith(SCHEMA_CHANGES):
+            seen += 1
+            if seen == k:
+                raise Killed(statement.split("(")[0].strip())
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        migrate.upgrade(engine)
+    except Killed:
+        pass
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    return seen
+
+
+def test_migrate_finishes_what_a_kill_anywhere_left(engine: Engine) -> None:
+    statements = upgrade_killed_before(engine, 0)  # a whole upgrade, counted
+    assert statements >= 15
+    assert_at_head(engine)
+    for k in range(1, statements + 1):
+        drop_everything(engine)
+        assert upgrade_killed_before(engine, k) == k
+        migrate.upgrade(engine)  # the next `migrate`
+        assert_at_head(engine)
+
+
+def test_a_kill_inside_0002_leaves_0001_recorded_and_is_finished(engine: Engine) -> None:
+    """0001 -> 0002 killed after its first statement (MariaDB: the slice table is made)."""
+    migrate.upgrade(engine, "0001")
+    seen = 0
+
+    def kill_second(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        nonlocal seen
+        if statement.lstrip().upper().startswith(SCHEMA_CHANGES):
+            seen += 1
+            if seen == 2:
+                raise Killed(statement)
+
+    event.listen(engine, "before_cursor_execute", kill_second)
+    with pytest.raises(Killed):
+        migrate.upgrade(engine)
+    event.remove(engine, "before_cursor_execute", kill_second)
+    assert migrate.current_revision(engine) == "0001"
+    migrate.upgrade(engine)
+    assert_at_head(engine)
+
+
+def test_sigkill_during_migrate_then_migrate_and_sync_succeed(db_url: str, tmp_path: Path) -> None:
+    rng = random.Random(7)
+    records = [audit_record(1000 + i, recent(60 - i / 10)) for i in range(300)]
+    engine = open_engine(db_url)
+    with SimulatedZendesk(records) as sim:
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\n'
+            f'[database]\nurl = "{db_url}"\nauto_migrate = false\n'
+        )
+        base = [sys.executable, "-m", "etl", "--config", str(config), "--quiet"]
+        env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+        for _ in range(4):
+            drop_everything(engine)
+            proc = subprocess.Popen([*base, "migrate"], env=env, cwd=ROOT)
+            # A random moment of start-up or migration: the kill is the subject.
+            time.sleep(rng.uniform(0.2, 1.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            again = subprocess.run([*base, "migrate"], env=env, cwd=ROOT, capture_output=True)
+            assert again.returncode == 0, again.stderr
+            assert_at_head(engine)
+        synced = subprocess.run([*base, "sync"], env=env, cwd=ROOT, capture_output=True, text=True)
+        assert synced.returncode == 0, synced.stderr
+        assert_table_matches(db_url, sim.visible_records())
+    engine.dispose()
