@@ -58,7 +58,7 @@ from etl.errors import InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject
 from etl.store import BatchTransaction, SliceRow, SliceUpdate, WriteResult, utc_now
-from etl.sync import BOUND_SLACK, Run, page_event, split_records
+from etl.sync import BOUND_SLACK, Run, page_event, reread_from, split_records
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class Backfill:
         if window.end > plan_end:
             # Time has passed since the plan was made: read on to the new end, re-reading
             # the overlap before the old end as the run after a finished plan would.
-            tail_start = max(plan_end - self.account.sync.overlap - BOUND_SLACK, window.start)
+            tail_start = max(reread_from(plan_end, self.account), window.start)
             self._slices += [
                 _from_row(r) for r in self.store.add_slices(name, [(tail_start, window.end)])
             ]

@@ -124,6 +124,7 @@ class AccountStatus:
     last_success_at: datetime | None  # when the newest successful run finished
     last_failure_at: datetime | None  # the newest failed or abandoned run (finished, or started)
     last_failure_error: str | None
+    scope: str | None = None  # the filters and start_time the watermark belongs to
 
 
 def utc_now() -> datetime:
@@ -272,6 +273,40 @@ class Store:
             conn.execute(
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
+
+    def scope(self, account: str) -> tuple[bool, str | None]:
+        """Whether the account has a state row, and the scope recorded in it (etl.scope)."""
+        with self._reading("reading the sync scope") as conn:
+            row = conn.execute(
+                sa.select(sync_state.c.scope).where(sync_state.c.account == account)
+            ).first()
+        return (row is not None, row[0] if row is not None else None)
+
+    def set_scope(self, account: str, scope: str, *, restart: bool) -> None:
+        """Record ``scope`` as the one the watermark belongs to; with ``restart``, also drop
+        the watermark and any backfill plan, atomically, so the next read starts over."""
+        with self._writing("saving the sync scope") as conn:
+            state = {"scope": scope, "updated_at": self._now()}
+            if restart:
+                conn.execute(sa.delete(sync_slices).where(sync_slices.c.account == account))
+                state["watermark"] = None
+            updated = conn.execute(
+                sa.update(sync_state).where(sync_state.c.account == account).values(**state)
+            )
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(sync_state).values(account=account, **state))
+
+    def newest_created_at(self, account: str) -> datetime | None:
+        """The newest ``created_at`` stored for the account (None when it has no row)."""
+        with self._reading("reading the newest record") as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(audit_logs.c.created_at)).where(
+                    audit_logs.c.account == account
+                )
+            ).scalar()
+        if not isinstance(value, datetime):
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -880,4 +915,7 @@ def _account_status(conn: Connection, account: str) -> AccountStatus:
         last_success_at=success[0].finished_at if success else None,
         last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,
         last_failure_error=failure[0].error if failure else None,
+        scope=conn.execute(
+            sa.select(sync_state.c.scope).where(sync_state.c.account == account)
+        ).scalar(),
     )

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from etl import scope
 from etl.client import ZendeskClient
-from etl.errors import ConfigError, EtlError, InterruptedRun
+from etl.errors import ConfigError, EtlError, InterruptedRun, RequestRejectedError
 from etl.pagination import audit_log_params, format_time, iter_pages
 from etl.records import Reject, parse_record
 from etl.settings import AccountSettings
@@ -91,16 +92,55 @@ class RunSummary:
         }
 
 
+def reread_from(position: datetime, account: AccountSettings) -> datetime:
+    """Where reading resumes after ``position``: the overlap (records that appear late)
+    and the position's own second (bounds may be exclusive) are read again."""
+    return position - account.sync.overlap - BOUND_SLACK
+
+
 def plan_window(watermark: datetime | None, account: AccountSettings, now: datetime) -> Window:
+    """``now`` is the time both the host and Zendesk agree has passed (``zendesk_now``)."""
     sync = account.sync
     end = (now - sync.lag).replace(microsecond=0)
     if watermark is None:
         start = sync.start_time or HISTORY_START
     else:
-        start = watermark - sync.overlap - BOUND_SLACK
+        start = reread_from(watermark, account)
         if sync.start_time:
             start = max(start, sync.start_time)
     return Window(start=min(start, end), end=end)
+
+
+def zendesk_now(client: ZendeskClient, host_now: datetime) -> datetime:
+    """``min(host, Zendesk)``, once a response has told Zendesk's time (``etl.servertime``)."""
+    server = client.server_clock.server_now()
+    return host_now if server is None else min(host_now, server)
+
+
+def latest_end(account: AccountSettings, client: ZendeskClient, host_now: datetime) -> datetime:
+    """The latest a window may end now: ``now - lag`` by both clocks."""
+    return plan_window(None, account, zendesk_now(client, host_now)).end
+
+
+def _repair_future_watermark(account: AccountSettings, store: Store, end: datetime) -> bool:
+    """A watermark past the window's end (a fast host clock, old code) would skip every
+    record written since it was set: move it back to the newest record stored, which the
+    run that set it had surely read up to (or drop it, with nothing stored)."""
+    watermark = store.watermark(account.name)
+    if watermark is None or watermark <= end:
+        return False
+    newest = store.newest_created_at(account.name)
+    repaired = min(newest, end) if newest is not None else None
+    log.warning(
+        "account %s: the watermark %s is in the future (now - lag is %s by Zendesk's clock): "
+        "moved back to %s so that records written since are read",
+        account.name, _iso(watermark), _iso(end), _iso(repaired),
+    )  # fmt: skip
+    if repaired is None:
+        store.set_scope(account.name, scope.describe(account), restart=True)
+    else:
+        store.set_watermark(account.name, repaired, allow_backwards=True)
+    return True
 
 
 def _ignore(summary: RunSummary) -> None:
@@ -139,9 +179,27 @@ def sync_account(
     now: Callable[[], datetime] = utc_now,
     hooks: RunHooks = RunHooks(),
 ) -> RunSummary:
-    """Bring one account's table up to ``now - lag``. The caller holds the account's lock."""
-    window = plan_window(store.watermark(account.name), account, now())
-    return read_window(account, client, store, window, advance=True, hooks=hooks)
+    """Bring one account's table up to ``now - lag``. The caller holds the account's lock.
+
+    ``now`` is the host's clock; Zendesk's (``zendesk_now``) bounds it.
+    """
+    scope.settle(account, store)
+    _repair_future_watermark(account, store, latest_end(account, client, now()))
+    window = plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
+    try:
+        summary = read_window(account, client, store, window, advance=True, hooks=hooks)
+    except RequestRejectedError:
+        # The first response tells Zendesk's time: a window it refused as too recent
+        # because the host clock is fast is planned again, once, by Zendesk's clock.
+        if latest_end(account, client, now()) >= window.end:
+            raise
+        window = plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
+        summary = read_window(account, client, store, window, advance=True, hooks=hooks)
+    # A backfill's slices end where the window planned by the host clock did: never leave
+    # the watermark past what Zendesk's clock allows.
+    if _repair_future_watermark(account, store, latest_end(account, client, now())):
+        summary.watermark_after = store.watermark(account.name)
+    return summary
 
 
 def resync_account(
@@ -159,7 +217,7 @@ def resync_account(
     The summary's ``inserted + updated`` is how far the stored history differed from
     Zendesk's: zero means it matched.
     """
-    latest = plan_window(None, account, now()).end
+    latest = plan_window(None, account, zendesk_now(client, now())).end
     end = min(until, latest) if until else latest
     if since >= end:
         raise ConfigError(
@@ -200,8 +258,10 @@ def read_window(
             run_backfill(run, clients=clients, workers=workers)
         else:
             _read_pages(run)
-            if advance:
-                store.set_watermark(account.name, window.end)
+            if advance:  # by Zendesk's clock, which the first response told
+                store.set_watermark(
+                    account.name, min(window.end, latest_end(account, client, utc_now()))
+                )
         summary.watermark_after = store.watermark(account.name)
         summary.status = "success"
     except InterruptedRun as exc:

@@ -1,0 +1,163 @@
+"""The state's scope (filters, start_time) and Zendesk's clock (issues 12.5, 12.6)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from support import audit_record, fake_time_client, fresh_store, recent, sim_account
+
+from etl import migrate
+from etl.db import open_engine
+from etl.schema import VERSION_TABLE
+from etl.servertime import ServerClock, parse_http_date
+from etl.simulator import SimulatedZendesk, generate_records
+from etl.store import Store
+from etl.sync import resync_account, sync_account
+
+LAG = timedelta(seconds=61)
+
+
+@pytest.fixture
+def history() -> Any:
+    end = recent(30)
+    return generate_records(600, start=end - timedelta(hours=6), end=end, seed=5)
+
+
+@pytest.fixture
+def sim(history: Any) -> Iterator[SimulatedZendesk]:
+    with SimulatedZendesk(history) as server:
+        yield server
+
+
+def sync(account: Any, store: Store, **kwargs: Any) -> Any:
+    with fake_time_client(account) as client:
+        return sync_account(account, client, store, **kwargs)
+
+
+def test_a_changed_filter_reads_the_history_again(
+    db_url: str, sim: SimulatedZendesk, history: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = fresh_store(db_url)
+    creates = sum(1 for r in history if r["action"] == "create")
+    assert 0 < creates < len(history)
+    filtered = sim_account(sim.url, lag=LAG, workers=1, filters={"action": ("create",)})
+    assert sync(filtered, store).inserted == creates
+    assert '"action":["create"]' in (store.account_status("acme")[0].scope or "")
+    unfiltered = sim_account(sim.url, lag=LAG, workers=1)
+    with caplog.at_level(logging.WARNING, logger="etl.scope"):
+        summary = sync(unfiltered, store)
+    assert summary.inserted == len(history) - creates
+    assert store.account_status("acme")[0].rows == len(history)
+    changed = [r for r in caplog.records if "filters or start_time changed" in r.getMessage()]
+    assert len(changed) == 1
+    # resync reads with its own filters and leaves the scope alone
+    with fake_time_client(filtered) as client:
+        resync_account(filtered, client, store, since=recent(60 * 7))
+    assert store.account_status("acme")[0].scope == '{"filters":{},"start_time":null}'
+    assert sync(unfiltered, store).inserted == 0
+
+
+def test_a_scope_change_drops_an_unfinished_backfill_plan(
+    db_url: str, sim: SimulatedZendesk
+) -> None:
+    store = fresh_store(db_url)
+    account = sim_account(sim.url, lag=LAG, workers=1)
+    sync(account, store)
+    start, end = datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 2, 1, tzinfo=UTC)
+    store.add_slices("acme", [(start, end)])
+    sync(sim_account(sim.url, lag=LAG, workers=1, filters={"action": ("update",)}), store)
+    assert store.slices("acme") == []
+
+
+def test_rows_from_before_the_scope_column_are_adopted(db_url: str, sim: SimulatedZendesk) -> None:
+    store = fresh_store(db_url)
+    watermark = recent(10)
+    store.set_watermark("acme", watermark)  # as revision 0002 left it: no scope
+    assert store.scope("acme") == (True, None)
+    summary = sync(sim_account(sim.url, lag=LAG, workers=1), store)
+    assert summary.window is not None and summary.window.start > watermark - timedelta(hours=1)
+    assert store.scope("acme")[1] is not None
+
+
+def test_a_future_watermark_is_moved_back_and_later_records_are_read(
+    db_url: str, sim: SimulatedZendesk, history: Any
+) -> None:
+    store = fresh_store(db_url)
+    account = sim_account(sim.url, lag=LAG, workers=1)
+    sync(account, store)
+    later = [audit_record(10**12 + i, recent(25 - i / 3)) for i in range(50)]
+    sim.add_records(later)
+    # What old code with a clock 20 minutes fast left: a watermark 15 minutes ahead.
+    store.set_watermark("acme", datetime.now(UTC) + timedelta(minutes=15))
+    summary = sync(account, store)
+    assert summary.inserted == len(later)
+    watermark = store.watermark("acme")
+    assert watermark is not None and watermark <= datetime.now(UTC) - LAG
+
+
+def test_a_fast_host_clock_is_bounded_by_zendesk_date(
+    db_url: str, sim: SimulatedZendesk, history: Any
+) -> None:
+    """The simulator refuses end times under 60 s old: the fast clock's first window is
+    refused, the refusal's Date tells Zendesk's time, and the window is planned again."""
+    store = fresh_store(db_url)
+    account = sim_account(sim.url, lag=LAG, workers=1)
+    fast = datetime.now(UTC) + timedelta(minutes=20)
+    summary = sync(account, store, now=lambda: fast)
+    assert summary.status == "success"
+    assert summary.inserted == len(history)
+    watermark = store.watermark("acme")
+    assert watermark is not None and watermark <= datetime.now(UTC) - LAG
+
+
+class _Wall:
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+def test_server_clock_ignores_hostile_dates_and_keeps_the_tightest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    host = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    ticks = [100.0]
+    clock = ServerClock(wall=_Wall(host), monotonic=lambda: ticks[0])
+    for bad in ("", "yesterday", "Thu, 99 Foo 2026 99:99:99 GMT", "x" * 5000,
+                "Mon, 01 Jan 1990 00:00:00 GMT", "Sat, 01 Jan 2050 00:00:00 GMT"):  # fmt: skip
+        clock.observe({"Date": bad})
+    clock.observe({})
+    assert clock.server_now() is None and clock.now() == host
+    with caplog.at_level(logging.WARNING, logger="etl.servertime"):
+        for _ in range(3):  # 20 minutes behind; warned once
+            clock.observe({"Date": "Thu, 01 Jan 2026 11:40:00 GMT"})
+    assert ["20 min ahead of" in r.getMessage() for r in caplog.records] == [True]
+    ticks[0] = 130.0
+    assert clock.server_now() == datetime(2026, 1, 1, 11, 40, 30, tzinfo=UTC)
+    assert clock.skew() == timedelta(minutes=19, seconds=30)
+    assert clock.now() == datetime(2026, 1, 1, 11, 40, 30, tzinfo=UTC)
+    assert parse_http_date("Thu, 01 Jan 2026 11:40:00 -0000") == datetime(
+        2026, 1, 1, 11, 40, tzinfo=UTC
+    )
+
+
+def test_migration_0003_runs_again_after_a_kill_between_ddl_and_stamp(db_url: str) -> None:
+    """MariaDB commits DDL at once: a kill can leave the column added, the version not."""
+    engine = open_engine(db_url)
+    try:
+        migrate.upgrade(engine, "0002")
+        Store(engine).set_watermark("acme", recent(60))
+        migrate.upgrade(engine)
+        with engine.begin() as conn:  # what the kill leaves: the column, the old version
+            conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0002'"))
+        migrate.upgrade(engine)
+        assert migrate.current_revision(engine) == "0003"
+        assert Store(engine).scope("acme") == (True, None)  # adopted by the next sync
+    finally:
+        engine.dispose()
