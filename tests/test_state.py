@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import logging
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -12,7 +15,9 @@ import sqlalchemy as sa
 from support import audit_record, fake_time_client, fresh_store, recent, sim_account
 
 from etl import migrate
+from etl.check import check_account
 from etl.db import open_engine
+from etl.report import scope_text
 from etl.schema import VERSION_TABLE
 from etl.servertime import ServerClock, parse_http_date
 from etl.simulator import SimulatedZendesk, generate_records
@@ -161,3 +166,52 @@ def test_migration_0003_runs_again_after_a_kill_between_ddl_and_stamp(db_url: st
         assert Store(engine).scope("acme") == (True, None)  # adopted by the next sync
     finally:
         engine.dispose()
+
+
+class _BehindHandler(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with an empty audit log page and a Date 20 minutes behind."""
+
+    def do_GET(self) -> None:
+        body = b'{"audit_logs": [], "meta": {"has_more": false}, "links": {}}'
+        self.send_response_only(200)
+        behind = datetime.now(UTC) - timedelta(minutes=20)
+        self.send_header("Date", format_datetime(behind, usegmt=True))
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def behind_url() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BehindHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_check_shows_the_skew_and_sync_never_writes_zendesk_future(
+    db_url: str, behind_url: str
+) -> None:
+    account = sim_account(behind_url, lag=LAG, workers=1)
+    said = check_account(account)
+    assert "the host clock is 20 min ahead of Zendesk's" in said
+    store = fresh_store(db_url)
+    assert sync(account, store).status == "success"
+    watermark = store.watermark("acme")
+    assert watermark is not None
+    assert watermark <= datetime.now(UTC) - timedelta(minutes=20) - LAG + timedelta(seconds=5)
+
+
+def test_status_shows_the_scope_in_force() -> None:
+    assert scope_text(None).startswith("not recorded")
+    assert scope_text('{"filters":{},"start_time":null}') == "every record (no filters)"
+    described = '{"filters":{"action":["create","login"]},"start_time":"2024-01-01T00:00:00Z"}'
+    assert scope_text(described) == "action=create,login, from 2024-01-01T00:00:00Z"
