@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import audit_record, fake_time_client, fresh_store, recent, sim_account
+from support import (
+    SIM_OAUTH_TOKEN,
+    audit_record,
+    fake_time_client,
+    fresh_store,
+    recent,
+    sim_account,
+)
 
 from etl import migrate
 from etl.check import check_account
@@ -25,6 +36,7 @@ from etl.store import Store
 from etl.sync import resync_account, sync_account
 
 LAG = timedelta(seconds=61)
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -215,3 +227,26 @@ def test_status_shows_the_scope_in_force() -> None:
     assert scope_text('{"filters":{},"start_time":null}') == "every record (no filters)"
     described = '{"filters":{"action":["create","login"]},"start_time":"2024-01-01T00:00:00Z"}'
     assert scope_text(described) == "action=create,login, from 2024-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("command", ["check", "sync"])
+def test_a_mistyped_filter_stops_check_and_sync_with_exit_2(
+    tmp_path: Path, sim: SimulatedZendesk, command: str
+) -> None:
+    database = tmp_path / "audit.db"
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\noauth_token_env = "TOKEN"\n'
+        f'[sync.filters]\nactor_id = "sixty"\n[database]\nurl = "sqlite:///{database}"\n'
+        "auto_migrate = true\n"
+    )
+    config.chmod(0o600)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", "etl", "--config", str(config), command],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env={**environ, "TOKEN": SIM_OAUTH_TOKEN},
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "sync.filters.actor_id: 'sixty' is not an integer" in done.stderr
+    assert sim.requests == [] and not database.exists()
