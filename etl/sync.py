@@ -32,6 +32,7 @@ PageHook = Callable[["RunSummary", datetime | None], None]
 HISTORY_START = datetime(2007, 1, 1, tzinfo=UTC)
 # Window bounds may be exclusive (undocumented): always re-read the watermark's own second.
 BOUND_SLACK = timedelta(seconds=1)
+DATE_ROUNDING = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -185,16 +186,14 @@ def sync_account(
     """
     scope.settle(account, store)
     _repair_future_watermark(account, store, latest_end(account, client, now()))
-    window = plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
-    try:
-        summary = read_window(account, client, store, window, advance=True, hooks=hooks)
-    except RequestRejectedError:
-        # The first response tells Zendesk's time: a window it refused as too recent
-        # because the host clock is fast is planned again, once, by Zendesk's clock.
-        if latest_end(account, client, now()) >= window.end:
-            raise
-        window = plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
-        summary = read_window(account, client, store, window, advance=True, hooks=hooks)
+
+    def plan() -> Window:
+        return plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
+
+    def read(window: Window) -> RunSummary:
+        return read_window(account, client, store, window, advance=True, hooks=hooks)
+
+    summary = _by_zendesk_time(plan, read, account, client, now)
     # A backfill's slices end where the window planned by the host clock did: never leave
     # the watermark past what Zendesk's clock allows.
     if _repair_future_watermark(account, store, latest_end(account, client, now())):
@@ -217,14 +216,40 @@ def resync_account(
     The summary's ``inserted + updated`` is how far the stored history differed from
     Zendesk's: zero means it matched.
     """
-    latest = plan_window(None, account, zendesk_now(client, now())).end
-    end = min(until, latest) if until else latest
-    if since >= end:
-        raise ConfigError(
-            f"nothing to re-read: --since {_iso(since)} is not before {_iso(end)} "
-            "(--until, or now minus lag)"
-        )
-    return read_window(account, client, store, Window(since, end), advance=False, hooks=hooks)
+
+    def plan() -> Window:
+        latest = latest_end(account, client, now())
+        end = min(until, latest) if until else latest
+        if since >= end:
+            raise ConfigError(
+                f"nothing to re-read: --since {_iso(since)} is not before {_iso(end)} "
+                "(--until, or now minus lag)"
+            )
+        return Window(since, end)
+
+    def read(window: Window) -> RunSummary:
+        return read_window(account, client, store, window, advance=False, hooks=hooks)
+
+    return _by_zendesk_time(plan, read, account, client, now)
+
+
+def _by_zendesk_time(
+    plan: Callable[[], Window],
+    read: Callable[[Window], RunSummary],
+    account: AccountSettings,
+    client: ZendeskClient,
+    now: Callable[[], datetime],
+) -> RunSummary:
+    """Read the planned window. The first response tells Zendesk's time: a window it
+    refused (as too recent) because the host clock is fast is planned again, once."""
+    window = plan()
+    try:
+        return read(window)
+    except RequestRejectedError:
+        # Date has whole seconds: a gap of a second or two is its rounding, not a skew.
+        if window.end - latest_end(account, client, now()) <= DATE_ROUNDING:
+            raise
+        return read(plan())
 
 
 def read_window(

@@ -250,3 +250,16 @@ def test_a_mistyped_filter_stops_check_and_sync_with_exit_2(
     assert done.returncode == 2, done.stderr
     assert "sync.filters.actor_id: 'sixty' is not an integer" in done.stderr
     assert sim.requests == [] and not database.exists()
+
+
+def test_resync_under_a_fast_host_clock_reads_by_zendesk_time(
+    db_url: str, sim: SimulatedZendesk, history: Any
+) -> None:
+    store = fresh_store(db_url)
+    account = sim_account(sim.url, lag=LAG, workers=1)
+    fast = datetime.now(UTC) + timedelta(minutes=20)
+    with fake_time_client(account) as client:
+        summary = resync_account(account, client, store, since=recent(60 * 7), now=lambda: fast)
+    assert summary.status == "success" and summary.inserted == len(history)
+    assert summary.window is not None and summary.window.end <= datetime.now(UTC) - LAG
+    assert store.watermark("acme") is None
