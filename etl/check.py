@@ -17,7 +17,7 @@ from etl.redact import redact_url
 from etl.servertime import SKEW_WARNING, describe_skew
 from etl.settings import AccountSettings, Credentials, Settings
 from etl.store import utc_now
-from etl.sync import HISTORY_START, Window, plan_window, zendesk_now
+from etl.window import HISTORY_START, Window, plan_window, zendesk_now
 
 # A person is waiting: give up on an unreachable Zendesk sooner than a cron run would.
 INTERACTIVE_RETRY_BUDGET = 15.0

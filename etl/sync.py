@@ -12,33 +12,30 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from etl import scope
 from etl.client import ZendeskClient
-from etl.errors import ConfigError, EtlError, InterruptedRun, RequestRejectedError
+from etl.errors import ConfigError, EtlError, InterruptedRun
 from etl.pagination import audit_log_params, format_time, iter_pages
 from etl.records import Reject, parse_record
+from etl.scope import settle as settle_scope
 from etl.settings import AccountSettings
 from etl.store import Store, WriteResult, utc_now
+
+# The window's rules live in etl.window; these names stay importable from here.
+from etl.window import BOUND_SLACK as BOUND_SLACK
+from etl.window import HISTORY_START as HISTORY_START
+from etl.window import Window as Window
+from etl.window import by_zendesk_time, latest_end, repair_future_watermark
+from etl.window import plan_window as plan_window
+from etl.window import reread_from as reread_from
+from etl.window import zendesk_now as zendesk_now
 
 log = logging.getLogger(__name__)
 
 # Called after each committed page with the run so far and the created_at reached.
 PageHook = Callable[["RunSummary", datetime | None], None]
-
-# Before Zendesk existed: where the first run starts when no start_time is configured.
-HISTORY_START = datetime(2007, 1, 1, tzinfo=UTC)
-# Window bounds may be exclusive (undocumented): always re-read the watermark's own second.
-BOUND_SLACK = timedelta(seconds=1)
-DATE_ROUNDING = timedelta(seconds=2)
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime
-    end: datetime
 
 
 @dataclass
@@ -93,57 +90,6 @@ class RunSummary:
         }
 
 
-def reread_from(position: datetime, account: AccountSettings) -> datetime:
-    """Where reading resumes after ``position``: the overlap (records that appear late)
-    and the position's own second (bounds may be exclusive) are read again."""
-    return position - account.sync.overlap - BOUND_SLACK
-
-
-def plan_window(watermark: datetime | None, account: AccountSettings, now: datetime) -> Window:
-    """``now`` is the time both the host and Zendesk agree has passed (``zendesk_now``)."""
-    sync = account.sync
-    end = (now - sync.lag).replace(microsecond=0)
-    if watermark is None:
-        start = sync.start_time or HISTORY_START
-    else:
-        start = reread_from(watermark, account)
-        if sync.start_time:
-            start = max(start, sync.start_time)
-    return Window(start=min(start, end), end=end)
-
-
-def zendesk_now(client: ZendeskClient, host_now: datetime) -> datetime:
-    """``min(host, Zendesk)``, once a response has told Zendesk's time (``etl.servertime``)."""
-    server = client.server_clock.server_now()
-    return host_now if server is None else min(host_now, server)
-
-
-def latest_end(account: AccountSettings, client: ZendeskClient, host_now: datetime) -> datetime:
-    """The latest a window may end now: ``now - lag`` by both clocks."""
-    return plan_window(None, account, zendesk_now(client, host_now)).end
-
-
-def _repair_future_watermark(account: AccountSettings, store: Store, end: datetime) -> bool:
-    """A watermark past the window's end (a fast host clock, old code) would skip every
-    record written since it was set: move it back to the newest record stored, which the
-    run that set it had surely read up to (or drop it, with nothing stored)."""
-    watermark = store.watermark(account.name)
-    if watermark is None or watermark <= end:
-        return False
-    newest = store.newest_created_at(account.name)
-    repaired = min(newest, end) if newest is not None else None
-    log.warning(
-        "account %s: the watermark %s is in the future (now - lag is %s by Zendesk's clock): "
-        "moved back to %s so that records written since are read",
-        account.name, _iso(watermark), _iso(end), _iso(repaired),
-    )  # fmt: skip
-    if repaired is None:
-        store.set_scope(account.name, scope.describe(account), restart=True)
-    else:
-        store.set_watermark(account.name, repaired, allow_backwards=True)
-    return True
-
-
 def _ignore(summary: RunSummary) -> None:
     return None
 
@@ -184,8 +130,8 @@ def sync_account(
 
     ``now`` is the host's clock; Zendesk's (``zendesk_now``) bounds it.
     """
-    scope.settle(account, store)
-    _repair_future_watermark(account, store, latest_end(account, client, now()))
+    settle_scope(account, store)
+    repair_future_watermark(account, store, latest_end(account, client, now()))
 
     def plan() -> Window:
         return plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
@@ -193,10 +139,10 @@ def sync_account(
     def read(window: Window) -> RunSummary:
         return read_window(account, client, store, window, advance=True, hooks=hooks)
 
-    summary = _by_zendesk_time(plan, read, account, client, now)
+    summary = by_zendesk_time(plan, read, account, client, now)
     # A backfill's slices end where the window planned by the host clock did: never leave
     # the watermark past what Zendesk's clock allows.
-    if _repair_future_watermark(account, store, latest_end(account, client, now())):
+    if repair_future_watermark(account, store, latest_end(account, client, now())):
         summary.watermark_after = store.watermark(account.name)
     return summary
 
@@ -230,26 +176,7 @@ def resync_account(
     def read(window: Window) -> RunSummary:
         return read_window(account, client, store, window, advance=False, hooks=hooks)
 
-    return _by_zendesk_time(plan, read, account, client, now)
-
-
-def _by_zendesk_time(
-    plan: Callable[[], Window],
-    read: Callable[[Window], RunSummary],
-    account: AccountSettings,
-    client: ZendeskClient,
-    now: Callable[[], datetime],
-) -> RunSummary:
-    """Read the planned window. The first response tells Zendesk's time: a window it
-    refused (as too recent) because the host clock is fast is planned again, once."""
-    window = plan()
-    try:
-        return read(window)
-    except RequestRejectedError:
-        # Date has whole seconds: a gap of a second or two is its rounding, not a skew.
-        if window.end - latest_end(account, client, now()) <= DATE_ROUNDING:
-            raise
-        return read(plan())
+    return by_zendesk_time(plan, read, account, client, now)
 
 
 def read_window(

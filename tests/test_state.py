@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import logging
 import os
 import subprocess
@@ -181,12 +182,14 @@ def test_migration_0003_runs_again_after_a_kill_between_ddl_and_stamp(db_url: st
 
 
 class _BehindHandler(http.server.BaseHTTPRequestHandler):
-    """Answers every GET with an empty audit log page and a Date 20 minutes behind."""
+    """Answers every GET with a one-record page and a Date 20 minutes behind."""
 
     def do_GET(self) -> None:
-        body = b'{"audit_logs": [], "meta": {"has_more": false}, "links": {}}'
-        self.send_response_only(200)
         behind = datetime.now(UTC) - timedelta(minutes=20)
+        record = audit_record(1, (behind - timedelta(hours=1)).replace(microsecond=0))
+        page = {"audit_logs": [record], "meta": {"has_more": False}, "links": {}}
+        body = json.dumps(page).encode()
+        self.send_response_only(200)
         self.send_header("Date", format_datetime(behind, usegmt=True))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -209,10 +212,11 @@ def behind_url() -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.parametrize("workers", [1, 4], ids=["sequential", "parallel"])
 def test_check_shows_the_skew_and_sync_never_writes_zendesk_future(
-    db_url: str, behind_url: str
+    db_url: str, behind_url: str, workers: int
 ) -> None:
-    account = sim_account(behind_url, lag=LAG, workers=1)
+    account = sim_account(behind_url, lag=LAG, workers=workers)
     said = check_account(account)
     assert "the host clock is 20 min ahead of Zendesk's" in said
     store = fresh_store(db_url)
