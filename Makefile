@@ -4,14 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench soak clean
+.PHONY: help install demo test lint typecheck pytest bench soak dist clean
 
-help:
-	@echo "make demo       run the whole job against the simulated Zendesk into SQLite"
-	@echo "make test       lint, type-check and run the tests (SQLite, PostgreSQL, MariaDB)"
-	@echo "make bench      throughput and cost benchmarks (prints a table, writes JSON)"
-	@echo "make soak       the long kill-anywhere test (hundreds of SIGKILLs)"
-	@echo "make clean      remove the virtualenv and generated files"
+help: ## this list, made from the "##" comment on each target's line
+	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,29 +15,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) ## create .venv and install the package with its dev tools
 
-demo: $(STAMP)
+demo: $(STAMP) ## run the whole job against the simulated Zendesk into SQLite
 	$(BIN)/python scripts/demo.py
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) ## mypy --strict over etl, migrations, tests and scripts
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) ## the tests on SQLite, PostgreSQL and MariaDB (PYTEST_ARGS to narrow)
 	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
-test: lint typecheck pytest
+test: lint typecheck pytest ## lint, type-check and run the tests: what CI runs
 
-bench: $(STAMP)
+bench: $(STAMP) ## throughput and cost benchmarks (prints a table, writes JSON)
 	$(BIN)/python scripts/bench.py
 
-soak: $(STAMP)
+soak: $(STAMP) ## the long kill-anywhere test (hundreds of SIGKILLs)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)
 	@cat soak-results.jsonl
 
-clean:
+# The wheel holds the package, its migrations and config.example.toml; built with the
+# hatchling of the dev environment, so no network is needed beyond `make install`.
+dist: $(STAMP) ## build the wheel into dist/ (to install where there is no checkout)
+	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	@ls dist/*.whl
+
+clean: ## remove the virtualenv and generated files
 	rm -rf $(VENV) demo .pytest_cache .mypy_cache .ruff_cache dist build

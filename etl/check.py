@@ -38,18 +38,23 @@ def auth_method(credentials: Credentials) -> str:
     return "email and password"
 
 
-def check_database(settings: Settings, *, migrate_hint: str) -> str:
+def check_database(settings: Settings, *, migrate_hint: str) -> tuple[str, SchemaError | None]:
+    """The database's line, and the error ``sync`` would stop on if the schema is not current."""
     engine = open_engine(settings.database.url)
+    problem: SchemaError | None = None
     try:
         check_connection(engine)
         try:
             migrate.ensure_current(engine, auto_migrate=False, migrate_hint=migrate_hint)
             schema = f"schema at revision {migrate.current_revision(engine)} (current)"
         except SchemaError as exc:
-            schema = f"schema NOT current: {exc}"
+            problem = exc
+            auto = settings.database.auto_migrate
+            schema = f"schema NOT current{' (sync will upgrade it)' if auto else ''}: {exc}"
     finally:
         engine.dispose()
-    return f"database: reachable ({engine.url.render_as_string(hide_password=True)}); {schema}"
+    url = engine.url.render_as_string(hide_password=True)
+    return f"database: reachable ({url}); {schema}", problem
 
 
 def check_account(account: AccountSettings) -> str:

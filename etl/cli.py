@@ -12,12 +12,14 @@ import gc
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from datetime import datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
@@ -44,33 +46,90 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ExitCode.CONFIG, f"{self.prog}: error: {message} (see --help)\n")
 
 
+# name -> (what it does, an example): each subcommand's --help shows both.
+ABOUT = {
+    "sync": (
+        "Read everything new since the watermark and upsert it; run it from cron or a timer.",
+        f"{PROG} --config /etc/zendesk-audit-etl/config.toml --quiet sync",
+    ),
+    "resync": (
+        "Re-read a past window and upsert it, without moving the watermark; the last line "
+        "says how many records were missing or different.",
+        f"{PROG} resync --since 2026-01-01 --until 2026-02-01",
+    ),
+    "migrate": (
+        "Create or upgrade the database schema.",
+        f"{PROG} migrate",
+    ),
+    "status": (
+        "Per account: watermark and how far it is behind now, rows, rejects, last success "
+        "and failure, recent runs.",
+        f"{PROG} status --max-lag 1h   # exit 7 when any account's data is older",
+    ),
+    "check": (
+        "Validate the config, reach the database and make one authenticated API request; "
+        "exits non-zero when sync would refuse to run.",
+        f"{PROG} --config ./config.toml check",
+    ),
+    "list": (
+        "Read audit records straight from the API, without the database.",
+        f"{PROG} list --since 2026-11-01 --filter action=destroy --format table",
+    ),
+    "init": (
+        "Write a commented config file to start from (the example shipped with the package).",
+        f"{PROG} init /etc/zendesk-audit-etl/config.toml",
+    ),
+}
+
+
+def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """The options every command takes, before or after its name.
+
+    After it, they default to SUPPRESS, so a value given before the name stands."""
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        default=default(None),
+        help=f"config file (default: ${config.CONFIG_ENV_VAR} or ./{config.DEFAULT_CONFIG_PATH})",
+    )
+    volume = parser.add_mutually_exclusive_group()
+    volume.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log debug detail"
+    )
+    volume.add_argument(
+        "-q", "--quiet", action="store_true", default=default(False),
+        help="log warnings and errors only",
+    )  # fmt: skip
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default=default("text"),
+        help="log line format",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Copy a Zendesk account's audit log into your SQL database.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help=f"config file (default: ${config.CONFIG_ENV_VAR} or ./{config.DEFAULT_CONFIG_PATH})",
-    )
-    volume = parser.add_mutually_exclusive_group()
-    volume.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
-    volume.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    parser.add_argument(
-        "--log-format", choices=("text", "json"), default="text", help="log line format"
-    )
+    _global_options(parser, lambda value: value)
+    after = _Parser(add_help=False)
+    _global_options(after, lambda value: argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sync = commands.add_parser("sync", help="read what is new and store it (run from cron)")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        description, example = ABOUT[name]
+        return commands.add_parser(
+            name, help=summary, description=description, epilog=f"example:\n  {example}",
+            parents=[after], formatter_class=argparse.RawDescriptionHelpFormatter,
+        )  # fmt: skip
+
+    sync = command("sync", "read what is new and store it (run from cron)")
     _account_option(sync)
     _wait_option(sync)
     sync.set_defaults(handler=cmd_sync)
 
-    resync = commands.add_parser(
-        "resync", help="re-read a past window to repair or verify it (watermark unchanged)"
-    )
+    resync = command("resync", "re-read a past window to repair or verify it (watermark unchanged)")
     _account_option(resync)
     resync.add_argument(
         "--since", type=_time, required=True, metavar="TIME", help="start of the window (UTC)"
@@ -81,30 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
     _wait_option(resync)
     resync.set_defaults(handler=cmd_resync)
 
-    migrate = commands.add_parser("migrate", help="create or upgrade the database schema")
+    migrate = command("migrate", "create or upgrade the database schema")
     migrate.add_argument("--revision", default="head", help="target revision (default: head)")
     migrate.set_defaults(handler=cmd_migrate)
 
-    status = commands.add_parser("status", help="how fresh the stored data is, per account")
+    status = command("status", "how fresh the stored data is, per account")
     _account_option(status)
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.add_argument(
         "--max-lag",
         type=_duration,
         metavar="DURATION",
-        help="exit 7 if any account's data is older than this (e.g. 30m, 1h)",
+        help="exit 7 if any account's data is older than this (e.g. 30m, 1h); data always "
+        "trails now by the configured lag, so a useful value is larger than it",
     )
     status.set_defaults(handler=cmd_status)
 
-    check = commands.add_parser(
-        "check", help="validate the config, reach the database and make one API request"
-    )
+    check = command("check", "validate the config, reach the database and make one API request")
     _account_option(check)
     check.set_defaults(handler=cmd_check)
 
-    lister = commands.add_parser(
-        "list", help="read audit records straight from the API (no database)"
-    )
+    lister = command("list", "read audit records straight from the API (no database)")
     _account_option(lister)
     lister.add_argument("--since", type=_time, metavar="TIME", help="created at or after TIME")
     lister.add_argument("--until", type=_time, metavar="TIME", help="created at or before TIME")
@@ -128,6 +184,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON lines, or a table (default: table on a terminal, else JSON lines)",
     )
     lister.set_defaults(handler=cmd_list)
+
+    init = command("init", "write a commented config file to start from")
+    init.add_argument(
+        "path", nargs="?", metavar="PATH",
+        help=f"where to write it (default: --config, ${config.CONFIG_ENV_VAR} or "
+        f"./{config.DEFAULT_CONFIG_PATH}); an existing file is never overwritten",
+    )  # fmt: skip
+    init.set_defaults(handler=cmd_init)
     return parser
 
 
@@ -209,20 +273,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logsetup.configure(verbose=args.verbose, quiet=args.quiet, fmt=args.log_format)
+    if args.quiet:
+        for log_handler in logging.getLogger().handlers:
+            log_handler.addFilter(_no_deprecation_notices)
+    _Output.json = args.log_format == "json"
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
         return handler(args)
     except EtlError as exc:
-        _fail(str(exc))
+        _fail(str(exc), exc.exit_code)
         return int(exc.exit_code)
     except KeyboardInterrupt:
-        _fail("interrupted")
+        _fail("interrupted", ExitCode.INTERRUPTED)
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:  # whoever read the output stopped (| head): not a failure here
         return int(ExitCode.OK)
     except Exception as exc:  # a bug: say so in one line; the traceback is for --verbose
         log.debug("unexpected error", exc_info=True)
-        _fail(f"internal error ({type(exc).__name__}): {exc}; rerun with --verbose for details")
+        _fail(
+            f"internal error ({type(exc).__name__}): {exc}; rerun with --verbose for details",
+            ExitCode.INTERNAL,
+        )
         return int(ExitCode.INTERNAL)
 
 
@@ -257,14 +328,50 @@ def _work_begins() -> None:
         gc.enable()
 
 
-def _fail(message: str) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+def _no_deprecation_notices(record: logging.LogRecord) -> bool:
+    """Under --quiet (cron, timers), the API token and password notices stay out of every
+    run's mail; ``check`` and an interactive run still say them, and once they stop
+    working it is an authentication error (exit 3)."""
+    if record.name != "etl.auth" or record.levelno >= logging.ERROR:
+        return True
+    from etl import auth  # imported already: the record came from it
+
+    return record.msg not in (auth.API_TOKEN_WARNING, auth.PASSWORD_WARNING)
+
+
+class _Output:
+    json = False  # --log-format json: the error line is a JSON object too
+
+
+# A URL's query string (Zendesk's filters: the window, already in the summary line) makes a
+# failure line hundreds of characters long; the path says which request failed.
+_QUERY = re.compile(r"(https?://[^\s?]+)\?\S*?(?=:?\s|:?$)")
+
+
+def _fail(message: str, code: ExitCode | None = None) -> None:
+    """The one error line of a failure: short, and JSON under ``--log-format json``."""
+    message = _QUERY.sub(r"\1?...", message)
+    if _Output.json:
+        fields: dict[str, object] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "level": "error", "event": "failed", "message": message,
+        }  # fmt: skip
+        if code is not None:
+            fields["exit_code"] = int(code)
+        print(json.dumps(fields), file=sys.stderr)
+    else:
+        print(f"{PROG}: error: {message}", file=sys.stderr)
 
 
 def _settings(
     args: argparse.Namespace, *, require_credentials: bool | Collection[str] = True
 ) -> Settings:
     path = config.resolve_path(args.config)
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(
+            f"{path}: config file not found; write a commented one with: {PROG} init {path} "
+            "(or pass --config PATH)"
+        )
     return config.load(path, require_credentials=require_credentials)
 
 
@@ -314,18 +421,34 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
 
     def log_summary(summary: RunSummary) -> None:
         if bar:
-            bar.finish()
+            bar.finish(complete=summary.status == "success")
         summaries[summary.account] = summary
-        log.info("%s", summary.line(), extra=summary.fields())
+        # A failure's message follows once, on the error line; the JSON fields keep it.
+        log.info("%s", replace(summary, error=None).line(), extra=summary.fields())
+
+    opened: list[Store] = []
+    data_starts: dict[str, datetime | None] = {}  # where this run's first page ended
 
     def progress(summary: RunSummary, position: datetime | None) -> None:
-        if bar and summary.window:
-            window = summary.window
-            bar.update(summary.account, window.start, window.end, position, summary.records,
-                       summary.pages)  # fmt: skip
+        if not (bar and summary.window and opened):
+            return
+        end = summary.window.end
+        start = data_starts.setdefault(summary.account, position)
+
+        def share() -> float:
+            from etl.progress import slices_share, span_share
+
+            # A parallel backfill's slices, as committed, say what is read of its plan.
+            plan = opened[0].slices(summary.account)
+            if plan:
+                return slices_share(plan)
+            return span_share(start, end, position) if start else 0.0
+
+        bar.update(summary.account, share, position, summary.records, summary.pages)
 
     hooks = RunHooks(stop=stop, report=log_summary, on_page=progress if bar else None)
     with _signals_set(stop), open_store(settings, migrate_hint=_migrate_hint(args)) as store:
+        opened.append(store)
         _work_begins()  # everything a run needs is imported by now
         result = run_accounts(
             store, accounts, run, wait=args.wait, hooks=hooks, sleep=stoppable_sleep
@@ -334,10 +457,10 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
             _write_metrics(store, settings, summaries)
     for outcome in result.outcomes:
         if outcome.error:
-            _fail(f"account {outcome.account}: {outcome.error}")
+            _fail(f"account {outcome.account}: {outcome.error}", outcome.exit_code)
     if len(result.outcomes) > 1 and result.failed:
         _fail(f"{len(result.failed)} of {len(result.outcomes)} accounts failed: "
-              f"{', '.join(result.failed)}")  # fmt: skip
+              f"{', '.join(result.failed)}", result.exit_code)  # fmt: skip
     return int(result.exit_code), summaries
 
 
@@ -352,13 +475,14 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
     from etl import metrics
     from etl.store import utc_now
+    from etl.sync import HISTORY_START
 
     assert settings.metrics_file
     statuses = [s for a in settings.accounts for s in store.account_status(a.name)]
+    starts = {a.name: a.sync.start_time or HISTORY_START for a in settings.accounts}
     try:
-        metrics.write_atomically(
-            Path(settings.metrics_file), metrics.render(statuses, summaries, utc_now())
-        )
+        text = metrics.render(statuses, summaries, utc_now(), starts)
+        metrics.write_atomically(Path(settings.metrics_file), text)
     except OSError as exc:  # metrics are a side channel: warn, but the sync result stands
         log.warning("could not write metrics file %s: %s", settings.metrics_file, exc.strerror)
 
@@ -393,6 +517,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from etl.db import check_connection, open_engine
 
     settings = _settings(args, require_credentials=False)
+    if args.revision != "head" and args.revision not in migrate.known_revisions():
+        known = ", ".join(sorted(migrate.known_revisions()))
+        raise ConfigError(f"unknown schema revision {args.revision!r}; known: {known} or head")
     engine = open_engine(settings.database.url)
     try:
         check_connection(engine)
@@ -427,6 +554,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         if stale:
             raise StaleDataError(
                 f"data older than {report.human_duration(args.max_lag)} for: {', '.join(stale)}"
+                + _below_lag(settings, stale, args.max_lag)
             )
     return int(ExitCode.OK)
 
@@ -436,10 +564,50 @@ def cmd_check(args: argparse.Namespace) -> int:
     from etl.job import select_accounts
 
     settings = _settings(args, require_credentials=args.account or True)
-    print(check_database(settings, migrate_hint=_migrate_hint(args)))
+    line, schema_error = check_database(settings, migrate_hint=_migrate_hint(args))
+    print(line)
     for account in select_accounts(settings, args.account):
         print(check_account(account))
+    if schema_error and not settings.database.auto_migrate:
+        raise schema_error  # sync would refuse to run (exit 6), with the migrate command
     return int(ExitCode.OK)
+
+
+def _below_lag(settings: Settings, stale: Sequence[str], max_lag: timedelta) -> str:
+    """Why ``--max-lag`` shorter than ``lag`` always fails: the watermark trails by ``lag``."""
+    from etl import report
+
+    lags = [a.sync.lag for a in settings.accounts if a.name in stale and a.sync.lag >= max_lag]
+    if not lags:
+        return ""
+    lag = report.human_duration(max(lags))
+    return (
+        f" (--max-lag {report.human_duration(max_lag)} is not longer than the configured "
+        f"lag of {lag}, which the data always trails now by: use more than {lag})"
+    )
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.path or config.resolve_path(args.config))
+    example = _example_config()
+    try:
+        with path.open("x", encoding="utf-8") as handle:  # never overwrite a config
+            os.chmod(path, 0o600)  # it will hold secrets
+            handle.write(example.read_text(encoding="utf-8"))
+    except FileExistsError:
+        raise ConfigError(f"{path} exists already; not overwriting it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    print(f"wrote {path} (mode 600): set subdomain, credentials and database url, then run: "
+          f"{PROG} --config {path} check")  # fmt: skip
+    return int(ExitCode.OK)
+
+
+def _example_config() -> Path:
+    """``etl/config.example.toml`` in an installed package, else the checkout's."""
+    package = Path(__file__).resolve().parent
+    installed = package / "config.example.toml"
+    return installed if installed.is_file() else package.parent / "config.example.toml"
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -57,7 +57,8 @@ ZENDESK_KEYS = {
 }  # fmt: skip
 SYNC_KEYS = {"start_time", "lag", "overlap", "filters", "workers", "parallel_after"}
 MAX_WORKERS = 16
-DATABASE_KEYS = {"url", "auto_migrate"}
+# url_file / url_env: the URL (and its password) kept out of the config file
+DATABASE_KEYS = {"url", "url_file", "url_env", "auto_migrate"}
 MONITORING_KEYS = {"metrics_file"}
 TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring"}
 
@@ -127,7 +128,7 @@ def parse(
         return problems if name in require_credentials else _Problems(source)
 
     problems.unknown_keys(data, TOP_KEYS, "")
-    database = _database(_table(data, "database", problems), problems)
+    database = _database(_table(data, "database", problems), problems, environ)
     monitoring = _table(data, "monitoring", problems)
     problems.unknown_keys(monitoring, MONITORING_KEYS, "monitoring")
     metrics_file = _typed(monitoring, "metrics_file", str, problems, "monitoring", "") or None
@@ -209,13 +210,18 @@ def _table(
     return value
 
 
-def _database(table: Mapping[str, Any], problems: _Problems) -> DatabaseSettings:
+def _database(
+    table: Mapping[str, Any], problems: _Problems, environ: Mapping[str, str]
+) -> DatabaseSettings:
     problems.unknown_keys(table, DATABASE_KEYS, "database")
     default = DatabaseSettings()
-    url = _typed(table, "url", str, problems, "database", default.url)
+    # inline, from a file or from the environment, read like the Zendesk secrets
+    given = _secret(table, "url", problems, "database", environ, use_default_env=False)
+    url = given.reveal() if given else default.url
     if "://" not in url:
         # never echo the value: a mistyped URL may still carry a password
-        problems.add("database.url", "not a database URL (e.g. sqlite:///audit.db)")
+        key = next((k for k in ("url", "url_file", "url_env") if k in table), "url")
+        problems.add(f"database.{key}", "not a database URL (e.g. sqlite:///audit.db)")
     auto = _typed(table, "auto_migrate", bool, problems, "database", default.auto_migrate)
     return DatabaseSettings(url=url, auto_migrate=auto)
 
@@ -571,10 +577,21 @@ def _checked(
         return default
 
 
+def _database_url_has_password(table: object) -> bool:
+    url = table.get("url") if isinstance(table, dict) else None
+    if not isinstance(url, str) or "://" not in url:
+        return False
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:  # a malformed URL is reported elsewhere
+        return False
+
+
 def _warn_if_exposed(path: Path, data: Mapping[str, Any]) -> None:
     """Inline secrets in a file that others can read deserve a warning."""
     tables = [data.get("zendesk", {}), *list(data.get("accounts", []))]
-    if not any(isinstance(t, dict) and any(k in t for k in SECRET_KEYS) for t in tables):
+    inline = any(isinstance(t, dict) and any(k in t for k in SECRET_KEYS) for t in tables)
+    if not inline and not _database_url_has_password(data.get("database")):
         return
     try:
         mode = path.stat().st_mode

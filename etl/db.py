@@ -116,7 +116,9 @@ def open_engine(url: str) -> Engine:
     except ImportError:
         driver = parsed.get_driver_name()
         if driver == DEFAULT_DRIVERS.get(backend):
-            how = f"pip install 'zendesk-audit-etl[{EXTRAS[backend]}]'"
+            # the package is not on PyPI: the extra is installed from a checkout or wheel
+            extra = EXTRAS[backend]
+            how = f"pip install '.[{extra}]' in a checkout (the [{extra}] extra)"
         else:
             how = f"pip install {driver}"
         raise ConfigError(f"the {backend} driver {driver} is not installed; run: {how}") from None

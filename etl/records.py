@@ -1,8 +1,12 @@
 """Turn one audit-log record from the API into a row, or into a ``Reject``.
 
 Only what makes a record unstorable rejects it: no integer ``id`` (the key), no
-usable ``created_at`` (the watermark's clock), or a value JSON cannot carry (NaN,
-Infinity: no database's JSON column takes it). Any other field of the wrong type
+usable ``created_at`` (the watermark's clock), a value JSON cannot carry (NaN,
+Infinity: no database's JSON column takes it), or a text longer than its bounded
+column (``action``, ``ip_address``, ``source_type``; lengths from ``etl.schema``),
+checked on every database alike, SQLite too, so all three keep the same records.
+``created_at`` is stored to the whole second (what Zendesk sends); ``raw`` keeps the
+exact text, fractions included. Any other field of the wrong type
 is stored as NULL; the record is always kept in ``raw``, so nothing Zendesk sends
 is lost, including fields it adds later. The one alteration: a character no database
 can store becomes U+FFFD in ``raw`` and the columns, on every database alike, so that
@@ -24,6 +28,8 @@ from typing import Any
 
 import orjson
 
+from etl.schema import audit_logs, column_lengths
+
 TEXT_FIELDS = (
     "action",
     "action_label",
@@ -38,6 +44,11 @@ INTEGER_FIELDS = ("actor_id", "source_id")
 # Not a column: ``raw`` as compact JSON text, exactly what the store would write for it,
 # made while checking the record; the store uses it instead of serializing ``raw`` again.
 RAW_JSON = "raw_json"
+# The text columns of bounded length (characters, on every database alike): a longer
+# value rejects its record, on SQLite too, so that every database keeps the same records.
+_LENGTHS = {
+    name: length for name, length in column_lengths(audit_logs).items() if name in TEXT_FIELDS
+}
 # Bounded by what a BIGINT column holds.
 _BIGINT = 2**63
 _DIGITS = re.compile(r"\A\s*-?[0-9]+\s*\Z")  # ASCII only: int() also takes "١٢", not "²"
@@ -83,6 +94,11 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
         row[name] = value if isinstance(value, str) else None
     for name in INTEGER_FIELDS:
         row[name] = _integer(stored.get(name))
+    for name, limit in _LENGTHS.items():
+        value = row[name]
+        if value is not None and len(value) > limit:
+            why = f"{name} has {len(value)} characters, the column holds {limit}"
+            return Reject(str(record_id), why, _dump(raw))
     row["raw"] = stored
     row["synced_at"] = synced_at
     if clean:

@@ -6,13 +6,17 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
+from unicodedata import combining, east_asian_width, normalize
 
 from etl.pagination import format_time
 from etl.store import AccountStatus, RunInfo, SliceRow
 from etl.sync import RunSummary
 
-LIST_COLUMNS = ("created_at", "id", "action", "source_type", "source_label", "actor_name",
-                "ip_address")  # fmt: skip
+# Every field of an audit record, as the API names them; the long text last.
+LIST_COLUMNS = ("created_at", "id", "action", "action_label", "actor_id", "actor_name",
+                "source_type", "source_id", "source_label", "ip_address", "url",
+                "change_description")  # fmt: skip
+MAX_CELL = 40  # terminal columns; longer cells are cut with "…"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -196,17 +200,40 @@ def records_table(records: Sequence[Mapping[str, Any]]) -> str:
     """A fixed-width table for a terminal; long cells are cut."""
     if not records:
         return "no records\n"
-    cells = [[_cell(r.get(c)) for c in LIST_COLUMNS] for r in records]
-    widths = [
-        min(40, max(len(c), *(len(row[i]) for row in cells))) for i, c in enumerate(LIST_COLUMNS)
-    ]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(LIST_COLUMNS, widths, strict=True))]
-    lines += ["  ".join(v[:w].ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    rows = [list(LIST_COLUMNS), *([_cell(r.get(c)) for c in LIST_COLUMNS] for r in records)]
+    widths = [min(MAX_CELL, max(text_width(row[i]) for row in rows)) for i in range(len(rows[0]))]
+    lines = ["  ".join(_fit(v, w) for v, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def _cell(value: object) -> str:
-    return "" if value is None else " ".join(str(value).split())
+    # NFC: a combining accent then counts as part of its letter
+    return "" if value is None else normalize("NFC", " ".join(str(value).split()))
+
+
+def char_width(char: str) -> int:
+    """Terminal columns of one character: 2 for wide (CJK) ones, 0 for combining marks."""
+    if east_asian_width(char) in ("W", "F"):
+        return 2
+    return 0 if combining(char) else 1
+
+
+def text_width(text: str) -> int:
+    return sum(char_width(c) for c in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal columns (ending in "…" when cut), padded to it."""
+    if text_width(text) > width:
+        kept: list[str] = []
+        used = 0
+        for char in text:
+            if used + char_width(char) > width - 1:
+                break
+            kept.append(char)
+            used += char_width(char)
+        text = "".join(kept) + "…"
+    return text + " " * (width - text_width(text))
 
 
 def resync_verdict(summary: RunSummary) -> str:

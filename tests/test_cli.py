@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -339,3 +340,130 @@ def test_a_sync_with_nothing_new_loads_only_what_it_needs(
     )
     kind = db_url.split(":")[0].split("+")[0]
     assert done.stdout.split() == ["0", f"sqlalchemy.dialects.{kind}"], done.stderr
+
+
+# -- small things an operator meets (issue 16) ----------------------------------------------
+
+
+def test_global_options_work_after_the_command_too(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    command = [sys.executable, "-m", "etl", "sync", "--config", str(config), "-q"]
+    env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""  # -q after the command: no summary line
+    status = cli(None, "status", "--config", str(config), "--log-format", "json", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout)[0]["account"] == "acme"
+    before = cli(config, "-q", "status")  # given before the command, a later default keeps it
+    assert before.returncode == 0 and before.stderr == ""
+
+
+def test_every_command_has_a_description_and_an_example() -> None:
+    from test_docs import subcommands
+
+    for name, parser in subcommands().items():
+        text = parser.format_help()
+        assert parser.description, f"{name} --help has no description"
+        assert re.search(rf"example:\n  zendesk-audit-etl .*\b{name}\b", text), name
+
+
+def test_an_unknown_revision_is_a_clear_argument_error(tmp_path: Path, sqlite_url: str) -> None:
+    config = write_config(tmp_path, "https://acme.zendesk.com", sqlite_url)
+    result = cli(config, "migrate", "--revision", "9999")
+    assert result.returncode == ExitCode.CONFIG
+    assert "unknown schema revision '9999'" in one_error_line(result)
+
+
+def test_a_failure_says_its_error_once_short_and_in_json_when_asked(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    config = write_config(
+        tmp_path, "http://127.0.0.1:9", sqlite_url, database_extra="auto_migrate = true"
+    )
+    text = cli(config, "sync")
+    assert text.returncode == ExitCode.UPSTREAM
+    error = one_error_line(text)
+    assert len(error) < 200 and "filter[" not in error, error
+    summary = next(line for line in text.stderr.splitlines() if "status=failed" in line)
+    assert "connection failed" not in summary  # the error is said once, on its own line
+
+    as_json = cli(config, "--log-format", "json", "sync")
+    lines = [json.loads(line) for line in as_json.stderr.splitlines()]  # every line is JSON
+    assert lines[-1]["level"] == "error" and lines[-1]["exit_code"] == ExitCode.UPSTREAM
+    finished = next(line for line in lines if line.get("event") == "run_finished")
+    assert "connection failed" in finished["error"]  # the structured field keeps it
+
+
+def test_check_fails_when_sync_would_refuse(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url)
+    result = cli(config, "check")
+    assert result.returncode == ExitCode.DATABASE
+    assert "migrate" in one_error_line(result)
+    assert "account acme: OK" in result.stdout  # the other checks still ran and said so
+    auto = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    result = cli(auto, "check")
+    assert result.returncode == 0, result.stderr  # sync would migrate it itself
+    assert "sync will upgrade it" in result.stdout
+
+
+def test_max_lag_not_longer_than_lag_explains_itself(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    assert cli(config, "sync").returncode == 0
+    result = cli(config, "status", "--max-lag", "1m")
+    assert result.returncode == ExitCode.STALE
+    assert "configured lag of 5m 0s" in one_error_line(result)
+    assert cli(config, "status", "--max-lag", "1h").returncode == 0
+
+
+def test_init_writes_a_commented_config_that_the_not_found_error_points_at(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "etc" / "config.toml"
+    path.parent.mkdir()
+    missing = cli(path, "status")
+    assert f"zendesk-audit-etl init {path}" in one_error_line(missing)
+    assert cli(None, "init", str(path)).returncode == 0
+    assert path.read_text() == (ROOT / "config.example.toml").read_text()
+    assert path.stat().st_mode & 0o777 == 0o600
+    again = cli(None, "--config", str(path), "init")
+    assert again.returncode == ExitCode.CONFIG and "not overwriting" in one_error_line(again)
+
+
+def test_the_api_token_notice_stays_out_of_quiet_runs(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    from etl.auth import API_TOKEN_WARNING
+
+    config = write_config(
+        tmp_path, sim.url, sqlite_url, extra='email = "admin@example.com"',
+        database_extra="auto_migrate = true",
+    )  # fmt: skip
+    env = {"ZENDESK_OAUTH_TOKEN": "", "ZENDESK_API_TOKEN": "sim-api-token"}
+    quiet = cli(config, "--quiet", "sync", env=env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    loud = cli(config, "sync", env=env)
+    assert loud.stderr.count(API_TOKEN_WARNING) == 1
+
+
+def test_list_table_has_every_field_aligned_for_wide_characters() -> None:
+    from etl.report import LIST_COLUMNS, records_table, text_width
+
+    records = [
+        {"id": 1, "created_at": "2026-01-01T00:00:00Z", "actor_name": "山田太郎",
+         "change_description": "名前を東京から大阪に変更"},
+        {"id": 22, "created_at": "2026-01-01T00:00:01Z", "actor_name": "Bob",
+         "change_description": "x" * 100},
+    ]  # fmt: skip
+    header, *rows = records_table(records).splitlines()
+    assert header.split() == list(LIST_COLUMNS) and "change_description" in header
+    start = header.index("change_description")  # the header is ASCII: columns = characters
+    for row, last in zip(rows, ["名前を東京から大阪に変更", "x" * 39 + "…"], strict=True):
+        assert row.endswith(last)
+        assert text_width(row[: -len(last)]) == start, row

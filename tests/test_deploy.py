@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
-INSTALLED_BINARY = "/usr/local/bin/zendesk-audit-etl"
+INSTALLED_BINARY = "/opt/zendesk-audit-etl/bin/zendesk-audit-etl"
 
 
 def units_with_real_binary(tmp_path: Path) -> Path:
@@ -81,7 +82,7 @@ def test_template_passes_the_instance_as_account() -> None:
     assert service["ExecStart"].endswith("sync --account %i")
 
 
-def test_kubernetes_example_is_valid_and_its_config_parses() -> None:
+def test_kubernetes_example_is_valid_and_its_config_parses(tmp_path: Path) -> None:
     import tomllib
 
     import yaml
@@ -95,10 +96,102 @@ def test_kubernetes_example_is_valid_and_its_config_parses() -> None:
     assert set(kinds) == {"Secret", "ConfigMap", "CronJob"}
     cron = kinds["CronJob"]["spec"]
     assert cron["concurrencyPolicy"] == "Forbid"
+    # the Secret's keys as the files of its volume, as mounted at /secrets
+    for key, value in kinds["Secret"]["stringData"].items():
+        (tmp_path / key).write_text(value)
     toml_text = kinds["ConfigMap"]["data"]["config.toml"]
+    assert "password" not in toml_text and "REPLACE-ME" not in toml_text
     settings = config.parse(
-        tomllib.loads(toml_text), environ={}, source="cronjob", require_credentials=False
-    )
-    assert settings.database.url.startswith("postgresql://")
+        tomllib.loads(toml_text.replace("/secrets/", f"{tmp_path}/")),
+        environ={}, source="cronjob", require_credentials=True,
+    )  # fmt: skip
+    assert settings.database.url.startswith("postgresql://etl:REPLACE-ME@")
+    assert settings.accounts[0].zendesk.credentials.client_secret
     container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert "sync" in container["args"][0]
+    assert "sync" in container["args"]
+
+
+ROOT = DEPLOY.parent.parent
+README = (ROOT / "README.md").read_text()
+VENV_BINARY = "/opt/zendesk-audit-etl/bin/zendesk-audit-etl"
+CONFIG_PATH = "/etc/zendesk-audit-etl/config.toml"
+
+
+def test_no_instruction_installs_a_package_that_is_not_published() -> None:
+    texts = [README, (ROOT / "config.example.toml").read_text()]
+    texts += [p.read_text() for p in (ROOT / "deploy").rglob("*") if p.is_file()]
+    for text in texts:
+        assert not re.search(r"pip3? install [^\n]*zendesk-audit-etl\[", text)
+        assert not re.search(r"pip3? install [^\n]*['\"]?zendesk-audit-etl['\" ]", text)
+
+
+def test_every_path_in_the_readme_and_units_is_the_same() -> None:
+    assert "python3 -m venv /opt/zendesk-audit-etl" in README
+    for name in ("zendesk-audit-etl.service", "zendesk-audit-etl@.service"):
+        service = read_unit(name)["Service"]
+        assert service["ExecStart"].startswith(VENV_BINARY + " ")
+        assert f"LoadCredential=config.toml:{CONFIG_PATH}\n" in (DEPLOY / name).read_text()
+        assert service["Environment"] == "ETL_CONFIG=%d/config.toml"
+    cron = re.search(r"```cron\n(.*?)```", README, re.S)
+    assert cron, "README has a cron example"
+    lines = [line for line in cron.group(1).splitlines() if not line.startswith("#")]
+    assert f"ETL_CONFIG={CONFIG_PATH}" in lines
+    job = next(line for line in lines if line.startswith("*/5"))
+    user, *command = job.split()[5:]
+    assert all(word.startswith(("/", "-")) or word == "sync" for word in command), job
+    assert VENV_BINARY in command
+    assert f"chown -R {user}: /etc/zendesk-audit-etl" in README  # cron's user reads the config
+    assert set(re.findall(r"/etc/zendesk-audit-etl[\w./-]*\.toml", README)) == {CONFIG_PATH}
+
+
+def test_kubernetes_job_runs_a_built_image_and_can_read_its_secret() -> None:
+    import yaml
+
+    documents = yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "cronjob.yaml").read_text())
+    cron = next(d for d in documents if d["kind"] == "CronJob")
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert not container["image"].startswith("python:"), "an image with the package installed"
+    assert "pip" not in " ".join(container.get("command", []) + container.get("args", []))
+    assert "deploy/container/Dockerfile" in README
+    assert (ROOT / "deploy" / "container" / "Dockerfile").exists()
+    group = pod["securityContext"]["fsGroup"]
+    assert group == pod["securityContext"]["runAsGroup"]
+    secret_volume = next(v for v in pod["volumes"] if "secret" in v)
+    assert secret_volume["secret"]["defaultMode"] & 0o040, "the job's group reads the Secret"
+
+
+@pytest.mark.packaging
+def test_the_built_wheel_installs_into_a_fresh_venv_and_migrates(tmp_path: Path) -> None:
+    """`make dist`'s command, then what README's "Use it on your account" does with it."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+         "--wheel-dir", str(tmp_path / "dist"), str(ROOT)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    (wheel,) = (tmp_path / "dist").glob("zendesk_audit_etl-*-py3-none-any.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run(
+        [str(venv / "bin" / "pip"), "install", "--quiet", str(wheel)], check=True, timeout=120
+    )
+    binary = venv / "bin" / "zendesk-audit-etl"
+    assert (
+        "migrate"
+        in subprocess.run(
+            [str(binary), "--help"], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
+    )
+    example = tmp_path / "example.toml"  # `init` finds the example inside the wheel
+    subprocess.run([str(binary), "init", str(example)], check=True, timeout=60, cwd=tmp_path)
+    assert example.read_text() == (ROOT / "config.example.toml").read_text()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[zendesk]\nsubdomain = "acme"\n\n[database]\nurl = "sqlite:///{tmp_path / "a.db"}"\n'
+    )
+    migrated = subprocess.run(
+        [str(binary), "--config", str(config), "migrate"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert migrated.returncode == 0, migrated.stderr
+    assert (tmp_path / "a.db").exists()

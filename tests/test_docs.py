@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from etl.cli import build_parser
 from etl.errors import ExitCode
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+README_DIR = Path(__file__).resolve().parent.parent
+README = (README_DIR / "README.md").read_text()
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -46,3 +48,16 @@ def test_every_exit_code_is_in_the_readme() -> None:
 def test_readme_shows_the_two_setup_commands() -> None:
     assert "make demo" in README
     assert "make test" in README
+
+
+def test_make_help_lists_every_target_of_the_makefile() -> None:
+    makefile = README_DIR / "Makefile"
+    targets = set(re.findall(r"^([a-z][a-z-]*):", makefile.read_text(), re.M))
+    shown = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(README_DIR), "help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    listed = set(re.findall(r"^make (\S+)", shown, re.M))
+    assert listed == targets, f"make help misses {targets - listed} or invents {listed - targets}"

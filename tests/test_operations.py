@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
+import io
 import json
 import os
 import pty
 import re
+import struct
 import subprocess
 import sys
-import time
+import termios
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +22,8 @@ from test_cli import cli
 
 from etl.db import open_engine
 from etl.errors import ExitCode
-from etl.progress import ProgressBar, render
+from etl.progress import CLEAR_TO_END, ProgressBar, render, slices_share, span_share
+from etl.report import text_width
 from etl.schema import audit_logs
 from etl.simulator import SimAuth, SimulatedZendesk, generate_records
 
@@ -129,6 +133,8 @@ def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) 
             f'[database]\nurl = "{sqlite_url}"\nauto_migrate = true\n'
         )
         controller, terminal = pty.openpty()
+        columns = 60  # a narrow terminal: a longer line would wrap onto a new one each redraw
+        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
         env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
         command = [sys.executable, "-m", "etl", "--config", str(config), "sync"]
         proc = subprocess.Popen(command, stderr=terminal, env=env, cwd=ROOT)
@@ -146,41 +152,89 @@ def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) 
         os.close(controller)
         text = output.decode()
         assert "\r" in text and "records" in text and "/s" in text and "left" in text
+        lines = [line.replace(CLEAR_TO_END, "") for line in re.split(r"[\r\n]+", text)]
+        drawn = [line for line in lines if "records" in line and "[" in line]
+        assert drawn and all(len(line) < columns for line in drawn), drawn
+        assert "100.0%" in drawn[-1]  # a completed run ends its bar at 100%
         # and nothing of it when stderr is not a terminal
         piped = cli(config, "sync")
         assert "\r" not in piped.stderr and "[#" not in piped.stderr
 
 
+class Stream(io.StringIO):
+    @property
+    def text(self) -> str:
+        return self.getvalue()
+
+
 def test_progress_render_reports_share_rate_and_estimate() -> None:
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    line = render("acme", start, start + timedelta(days=10), start + timedelta(days=4), 5000, 10.0)
+    at = datetime(2026, 1, 5, tzinfo=UTC)
+    line = render("acme", 0.4, at, 5000, 500.0, 15.0)
     assert "40.0%" in line
     assert "5,000 records 500/s" in line
-    assert "~0:15 left" in line  # 40% took 10 s: 60% more takes 15 s
+    assert "~0:15 left" in line
 
 
 def test_progress_bar_stays_quiet_for_short_runs() -> None:
-    class Stream:
-        text = ""
-
-        def write(self, s: str) -> None:
-            self.text += s
-
-        def flush(self) -> None:
-            pass
-
     stream = Stream()
     clock = iter(float(i) for i in range(100))
-    bar = ProgressBar(stream, clock=lambda: next(clock))  # type: ignore[arg-type]
+    bar = ProgressBar(stream, clock=lambda: next(clock))
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    bar.update("acme", start, start + timedelta(days=1), start, 100, pages=1)
+    bar.update("acme", lambda: 0.0, start, 100, pages=1)
     bar.finish()
     assert stream.text == ""
     for pages in (3, 4):
-        bar.update("acme", start, start + timedelta(days=1), start + timedelta(hours=6), 300, pages)
+        bar.update("acme", lambda: 0.25, start + timedelta(hours=6), 300, pages)
     bar.finish()
     assert stream.text.count("\r") == 2 and stream.text.endswith("\n")
-    time.sleep(0)
+
+
+def test_share_counts_from_where_the_data_starts_and_over_every_slice() -> None:
+    from etl.store import SliceRow
+
+    history = datetime(2007, 1, 1, tzinfo=UTC)
+    data = datetime(2026, 1, 1, tzinfo=UTC)
+    end = data + timedelta(days=10)
+    # the first page ended at `data`: of the window 2007..end that is 99.7%, of the work 0%
+    assert span_share(history, end, data) > 0.99
+    assert span_share(data, end, data + timedelta(days=4)) == 0.4
+    day = timedelta(days=1)
+    plan = [
+        SliceRow(1, data, data + day, None, True),  # read by an earlier, killed run
+        SliceRow(2, data + day, data + 2 * day, data + day + day / 2, False),
+        SliceRow(3, data + 2 * day, data + 4 * day, data + 3 * day, False),
+    ]
+    assert slices_share(plan) == 0.625  # not the contiguous read point (1.5 of 4 days)
+
+
+def test_rate_and_estimate_count_this_run_only_and_settle() -> None:
+    """A resumed backfill starts at 80%: its estimate comes from this run's own pace."""
+    stream = Stream()
+    now = [0.0]
+    bar = ProgressBar(stream, clock=lambda: now[0], min_pages=1, width=lambda: 200)
+    for second in range(0, 11):
+        now[0] = float(second)
+        share = 0.8 + 0.01 * second
+        bar.update("acme", lambda: share, None, 100 * second, second + 1)  # noqa: B023
+    last = stream.text.rsplit("\r", 1)[1]
+    assert "90.0%" in last and "100/s" in last
+    assert "~0:10 left" in last  # 10% in 10 s: 10% more takes 10 s (not 2 s, nor 40 s)
+    bar.finish(complete=True)
+    assert "100.0%" in stream.text.rsplit("\r", 1)[1] and stream.text.endswith("\n")
+
+
+@pytest.mark.parametrize("columns", [30, 80])
+def test_a_redraw_never_wraps_at_any_width(columns: int) -> None:
+    stream = Stream()
+    now = [0.0]
+    bar = ProgressBar(stream, clock=lambda: now[0], min_pages=1, width=lambda: columns)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for second in range(1, 5):
+        now[0] = float(second)
+        bar.update("アカウント-long-name", lambda: 0.5, at, 123_456_789, second)
+    for line in stream.text.split("\r")[1:]:
+        shown = line.replace(CLEAR_TO_END, "")
+        assert text_width(shown) <= columns - 1
 
 
 def test_resync_repairs_a_window_without_moving_the_watermark(

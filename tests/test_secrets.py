@@ -388,14 +388,25 @@ def test_no_secret_leaks_from_bad_config_or_database(
 # -- the command line never takes a secret ----------------------------------------------------
 # Every option that takes a value, per command. A new one must be added here after
 # checking that it cannot carry a secret (the process list is public).
+GLOBAL = {"--config", "--log-format"}  # accepted before and after the command
 VALUE_OPTIONS = {
-    "": {"--config", "--log-format"},
-    "sync": {"--account", "--wait"},
-    "resync": {"--account", "--wait", "--since", "--until"},
-    "migrate": {"--revision"},
-    "status": {"--account", "--max-lag"},
-    "check": {"--account"},
-    "list": {"--account", "--since", "--until", "--filter", "--sort", "--limit", "--format"},
+    "": GLOBAL,
+    "sync": {*GLOBAL, "--account", "--wait"},
+    "resync": {*GLOBAL, "--account", "--wait", "--since", "--until"},
+    "migrate": {*GLOBAL, "--revision"},
+    "status": {*GLOBAL, "--account", "--max-lag"},
+    "check": {*GLOBAL, "--account"},
+    "list": {
+        *GLOBAL,
+        "--account",
+        "--since",
+        "--until",
+        "--filter",
+        "--sort",
+        "--limit",
+        "--format",
+    },
+    "init": GLOBAL,
 }
 SECRETISH_OPTION = re.compile(r"(?i)token|secret|passw|credential|auth|key|bearer|login|user")
 

@@ -480,10 +480,10 @@ def test_a_garbled_url_is_a_config_error() -> None:
 
 def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "psycopg", None)  # makes `import psycopg` fail
-    with pytest.raises(ConfigError, match=r"pip install 'zendesk-audit-etl\[postgres\]'"):
+    with pytest.raises(ConfigError, match=r"pip install '\.\[postgres\]'"):
         open_engine("postgresql://u@127.0.0.1/db")
     monkeypatch.setitem(sys.modules, "pymysql", None)
-    with pytest.raises(ConfigError, match=r"zendesk-audit-etl\[mysql\]"):
+    with pytest.raises(ConfigError, match=r"\[mysql\] extra"):
         open_engine("mysql://u@127.0.0.1/db")
 
 
