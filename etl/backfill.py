@@ -58,7 +58,8 @@ from etl.errors import InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject
 from etl.store import BatchTransaction, SliceRow, SliceUpdate, WriteResult, utc_now
-from etl.sync import BOUND_SLACK, Run, page_event, split_records
+from etl.sync import Run, page_event, split_records
+from etl.window import BOUND_SLACK, latest_end, reread_from
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +198,9 @@ class Backfill:
             if not all(s.done for s in self._slices):  # pragma: no cover - a bug
                 raise RuntimeError("the backfill ended with unread slices")
             if self.advance:
-                self.store.finish_plan(self.account.name, self._plan_end)
+                # Never past Zendesk's time, which the responses told (etl.window).
+                end = latest_end(self.account, self._main_client, utc_now())
+                self.store.finish_plan(self.account.name, min(self._plan_end, end))
         finally:
             self._cancel.set()
             deadline = time.monotonic() + JOIN_TIMEOUT
@@ -247,7 +250,7 @@ class Backfill:
         if window.end > plan_end:
             # Time has passed since the plan was made: read on to the new end, re-reading
             # the overlap before the old end as the run after a finished plan would.
-            tail_start = max(plan_end - self.account.sync.overlap - BOUND_SLACK, window.start)
+            tail_start = max(reread_from(plan_end, self.account), window.start)
             self._slices += [
                 _from_row(r) for r in self.store.add_slices(name, [(tail_start, window.end)])
             ]

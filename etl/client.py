@@ -61,6 +61,7 @@ from etl.errors import (
 )
 from etl.ratelimit import RateLimiter, parse_retry_after
 from etl.redact import error_summary, json_object, redact_url, snippet
+from etl.servertime import ServerClock
 from etl.settings import ZendeskSettings
 
 log = logging.getLogger(__name__)
@@ -288,7 +289,9 @@ class ZendeskClient:
         sleep: Callable[[float], object] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        server_clock: ServerClock | None = None,
     ) -> None:
+        self.server_clock = server_clock or ServerClock()  # Zendesk's time, from every Date
         self.base_url = check_base_url(settings.base_url)
         self._owns_session = session is None
         self._session = session if session is not None else requests.Session()
@@ -338,7 +341,7 @@ class ZendeskClient:
         """
         other = ZendeskClient(
             self._settings, limiter=self.limiter, sleep=self._sleep, clock=self._clock,
-            jitter=self._jitter,
+            jitter=self._jitter, server_clock=self.server_clock,
         )  # fmt: skip
         other.auth = self.auth
         return other
@@ -446,6 +449,7 @@ class ZendeskClient:
             ) from exc
         log.debug("GET %s: %s", shown, response.status_code)
         self.limiter.observe(response.headers)
+        self.server_clock.observe(response.headers)
         try:
             return classify_response(response, auth=self.auth)
         except RateLimitedError as err:

@@ -22,8 +22,11 @@ from string import Template
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from sqlalchemy import String
+
 from etl.errors import ConfigError
 from etl.redact import redact_url
+from etl.schema import sync_state
 from etl.secret import Secret
 from etl.settings import (
     FILTER_KEYS,
@@ -58,6 +61,14 @@ MAX_WORKERS = 16
 DATABASE_KEYS = {"url", "url_file", "url_env", "auto_migrate"}
 MONITORING_KEYS = {"metrics_file"}
 TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring"}
+
+INTEGER_FILTERS = ("actor_id", "source_id")
+KNOWN_ACTIONS = frozenset({"create", "destroy", "exported", "login", "update"})
+# The account column's length, from the schema itself (every table's account is the same).
+_ACCOUNT_TYPE = sync_state.c.account.type
+MAX_NAME_LENGTH: int = (
+    _ACCOUNT_TYPE.length if isinstance(_ACCOUNT_TYPE, String) and _ACCOUNT_TYPE.length else 255
+)
 
 _DURATION = re.compile(r"^\s*(?:(\d+)d)?\s*(?:(\d+)h)?\s*(?:(\d+)m)?\s*(?:(\d+)s)?\s*$")
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -114,8 +125,6 @@ def parse(
         if isinstance(require_credentials, bool):
             return problems if require_credentials else _Problems(source)
         name = zendesk.get("name") or zendesk.get("subdomain")
-        if name is None and isinstance(zendesk.get("base_url"), str):
-            name = (urlsplit(zendesk["base_url"]).hostname or "").split(".")[0]
         return problems if name in require_credentials else _Problems(source)
 
     problems.unknown_keys(data, TOP_KEYS, "")
@@ -123,7 +132,9 @@ def parse(
     monitoring = _table(data, "monitoring", problems)
     problems.unknown_keys(monitoring, MONITORING_KEYS, "monitoring")
     metrics_file = _typed(monitoring, "metrics_file", str, problems, "monitoring", "") or None
-    base_sync = _table(data, "sync", problems)
+    # [sync] is read once, its problems named "sync.KEY"; an account's own [accounts.sync]
+    # overrides are read with their own path, so each problem is reported once, where it is.
+    base_sync = _sync_values(_table(data, "sync", problems), problems, "sync")
     accounts: list[AccountSettings] = []
     if "accounts" in data:
         if "zendesk" in data:
@@ -138,7 +149,8 @@ def parse(
                 problems.add(where, "must be a table")
                 continue
             zendesk = {k: v for k, v in entry.items() if k != "sync"}
-            sync = {**base_sync, **_table(entry, "sync", problems, where)}
+            own = _table(entry, "sync", problems, where)
+            sync = {**base_sync, **_sync_values(own, problems, f"{where}.sync")}
             account = _account(
                 zendesk, sync, problems, credential_problems(zendesk), where, environ, False
             )
@@ -147,7 +159,9 @@ def parse(
     else:
         zendesk = _table(data, "zendesk", problems)
         if not zendesk:
-            problems.add("zendesk", "missing: set at least subdomain (or base_url) and credentials")
+            problems.add(
+                "zendesk", "missing: set at least subdomain (or name and base_url) and credentials"
+            )
         else:
             account = _account(
                 zendesk, base_sync, problems, credential_problems(zendesk), "zendesk", environ, True
@@ -214,7 +228,7 @@ def _database(
 
 def _account(
     zendesk: Mapping[str, Any],
-    sync: Mapping[str, Any],
+    sync: Mapping[str, Any],  # validated values (``_sync_values``), [sync] and the account's
     problems: _Problems,
     credential_problems: _Problems,
     where: str,
@@ -222,9 +236,8 @@ def _account(
     use_default_env: bool,
 ) -> AccountSettings | None:
     problems.unknown_keys(zendesk, ZENDESK_KEYS, where)
-    problems.unknown_keys(sync, SYNC_KEYS, "sync")
     before = len(problems.items)
-    base_url, default_name = _base_url(zendesk, problems, where)
+    base_url, subdomain = _base_url(zendesk, problems, where)
     credentials = _credentials(zendesk, credential_problems, where, environ, use_default_env)
     defaults = ZendeskSettings(base_url="", credentials=Credentials())
     settings = ZendeskSettings(
@@ -254,22 +267,37 @@ def _account(
     )
     if settings.timeout <= 0:
         problems.add(_join(where, "timeout"), "must be more than 0 seconds")
-    name = _typed(zendesk, "name", str, problems, where, default_name)
-    sync_settings = _sync(sync, problems)
+    name = _name(zendesk, subdomain, problems, where)
     if len(problems.items) > before:
         return None
-    return AccountSettings(name=name, zendesk=settings, sync=sync_settings)
+    return AccountSettings(name=name, zendesk=settings, sync=SyncSettings(**sync))
+
+
+def _name(zendesk: Mapping[str, Any], subdomain: str, problems: _Problems, where: str) -> str:
+    """The account's name: the key of all its rows, so never guessed from base_url (a proxy's
+    address changes; the history must not be stored again under another name)."""
+    name = _typed(zendesk, "name", str, problems, where, "") or subdomain
+    if not name:
+        if "name" in zendesk or zendesk.get("base_url"):
+            problems.add(_join(where, "name"), "missing: with base_url, set name (or subdomain)")
+        return ""
+    if len(name) > MAX_NAME_LENGTH:
+        problems.add(
+            _join(where, "name" if "name" in zendesk else "subdomain"),
+            f"longer than the database column's {MAX_NAME_LENGTH} characters",
+        )
+    return name
 
 
 def _base_url(zendesk: Mapping[str, Any], problems: _Problems, where: str) -> tuple[str, str]:
-    """The API origin and the default account name derived from it."""
+    """The API origin and the subdomain, if given."""
     subdomain = _typed(zendesk, "subdomain", str, problems, where, "")
     base_url = _typed(zendesk, "base_url", str, problems, where, "").rstrip("/")
     if base_url:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             problems.add(_join(where, "base_url"), f"not an http(s) URL: {redact_url(base_url)!r}")
-            return "", ""
+            return "", subdomain
         if parts.username or parts.password or parts.query or parts.fragment:
             problems.add(
                 _join(where, "base_url"), "must not carry credentials, a query or a fragment"
@@ -279,9 +307,9 @@ def _base_url(zendesk: Mapping[str, Any], problems: _Problems, where: str) -> tu
                 _join(where, "base_url"),
                 "plain http:// is refused except for loopback addresses; use https://",
             )
-        return base_url, subdomain or parts.hostname.split(".")[0]
+        return base_url, subdomain
     if not subdomain:
-        problems.add(_join(where, "subdomain"), "missing (or set base_url)")
+        problems.add(_join(where, "subdomain"), "missing (or set name and base_url)")
         return "", ""
     if not _SUBDOMAIN.match(subdomain):
         problems.add(
@@ -378,28 +406,28 @@ def _secret(
     return Secret(value) if value else None
 
 
-def _sync(sync: Mapping[str, Any], problems: _Problems) -> SyncSettings:
-    default = SyncSettings()
-    lag = _checked(parse_duration, sync, "lag", default.lag, problems, "sync")
-    if lag < MIN_LAG:
+def _sync_values(sync: Mapping[str, Any], problems: _Problems, where: str) -> dict[str, Any]:
+    """The valid ``SyncSettings`` fields among the keys given in one sync table at ``where``."""
+    problems.unknown_keys(sync, SYNC_KEYS, where)
+    values: dict[str, Any] = {}
+    durations = ("lag", "overlap", "parallel_after")
+    for key in durations:
+        if key in sync:
+            values[key] = _checked(parse_duration, sync, key, timedelta(), problems, where)
+    if "lag" in sync and values["lag"] < MIN_LAG:
         problems.add(
-            "sync.lag",
+            _join(where, "lag"),
             f"must be at least {int(MIN_LAG.total_seconds())} s: Zendesk refuses newer bounds "
             "and records appear minutes late",
         )
-    overlap = _checked(parse_duration, sync, "overlap", default.overlap, problems, "sync")
-    workers = _bounded_int(sync, "workers", 1, MAX_WORKERS, default.workers, problems, "sync")
-    parallel_after = _checked(
-        parse_duration, sync, "parallel_after", default.parallel_after, problems, "sync"
-    )
-    return SyncSettings(
-        start_time=_checked(parse_time, sync, "start_time", None, problems, "sync"),
-        lag=lag,
-        overlap=overlap,
-        workers=workers,
-        parallel_after=parallel_after,
-        filters=_filters(_table(sync, "filters", problems, "sync"), problems),
-    )
+    if "workers" in sync:
+        values["workers"] = _bounded_int(sync, "workers", 1, MAX_WORKERS, 1, problems, where)
+    if "start_time" in sync:
+        values["start_time"] = _checked(parse_time, sync, "start_time", None, problems, where)
+    if "filters" in sync:
+        table = _table(sync, "filters", problems, where)
+        values["filters"] = _filters(table, problems, _join(where, "filters"))
+    return values
 
 
 def parse_time(value: object) -> datetime:
@@ -443,23 +471,54 @@ def parse_duration(value: object) -> timedelta:
     raise ValueError(f'{value!r} is not a duration; use seconds or e.g. "90s", "5m", "1h"')
 
 
-def _filters(table: Mapping[str, Any], problems: _Problems) -> dict[str, tuple[str, ...]]:
+def _filters(
+    table: Mapping[str, Any], problems: _Problems, where: str
+) -> dict[str, tuple[str, ...]]:
+    """Filters in canonical form (integers and addresses normalised, values sorted), so the
+    same set always reads the same: it is part of the watermark's scope (``etl.scope``)."""
     filters: dict[str, tuple[str, ...]] = {}
     for key, value in table.items():
-        where = f"sync.filters.{key}"
+        path = _join(where, key)
         if key not in FILTER_KEYS:
-            problems.add(where, f"unknown filter; known: {', '.join(FILTER_KEYS)}")
+            problems.add(path, f"unknown filter; known: {', '.join(FILTER_KEYS)}")
             continue
         values = value if isinstance(value, list) else [value]
         if not values or not all(
             isinstance(v, str | int) and not isinstance(v, bool) for v in values
         ):
-            problems.add(where, "must be a string, an integer, or a list of them")
+            problems.add(path, "must be a string, an integer, or a list of them")
             continue
-        filters[key] = tuple(str(v) for v in values)
+        try:
+            filters[key] = tuple(sorted({_filter_value(key, v) for v in values}))
+        except ValueError as exc:
+            problems.add(path, str(exc))
+            continue
+        for unknown in set(filters[key]) - KNOWN_ACTIONS if key == "action" else ():
+            # Zendesk documents these; others have been seen, so this is not an error.
+            log.warning(
+                "%s: %r is not one of Zendesk's documented actions (%s)",
+                path, unknown, ", ".join(sorted(KNOWN_ACTIONS)),
+            )  # fmt: skip
     if "source_id" in filters and "source_type" not in filters:
-        problems.add("sync.filters.source_id", "Zendesk requires source_type with source_id")
+        problems.add(_join(where, "source_id"), "Zendesk requires source_type with source_id")
     return filters
+
+
+def _filter_value(key: str, value: str | int) -> str:
+    """One filter value as sent, or ``ValueError`` saying why Zendesk could not match it."""
+    text = str(value).strip()
+    if key in INTEGER_FILTERS:
+        if not re.fullmatch(r"-?\d+", text):
+            raise ValueError(f"{value!r} is not an integer")
+        return str(int(text))
+    if key == "ip_address":
+        try:
+            return str(ip_address(text))
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IP address") from None
+    if not text:
+        raise ValueError("must not be empty")
+    return text
 
 
 def _typed(

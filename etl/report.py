@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -112,11 +113,27 @@ def status_json(
                 "last_success_at": iso(status.last_success_at),
                 "last_failure_at": iso(status.last_failure_at),
                 "last_failure_error": status.last_failure_error,
+                "scope": json.loads(status.scope) if status.scope else None,
                 "backfill": backfill_progress((backfills or {}).get(status.account, ())),
                 "recent_runs": [_run_json(r) for r in runs.get(status.account, ())],
             }
         )
     return result
+
+
+def scope_text(scope: str | None) -> str:
+    """The filters and start_time the watermark belongs to (``etl.scope``), for people."""
+    if scope is None:
+        return "not recorded (the next sync adopts the configuration's)"
+    try:
+        described = json.loads(scope)
+        filters = described["filters"]
+        parts = [f"{key}={','.join(values)}" for key, values in filters.items()]
+        start = described["start_time"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return scope
+    text = " ".join(parts) if parts else "every record (no filters)"
+    return f"{text}, from {start}" if start else text
 
 
 def status_text(
@@ -143,6 +160,7 @@ def status_text(
         lines = [
             f"account {status.account}",
             f"  watermark     {freshness}",
+            f"  scope         {scope_text(status.scope)}",
             f"  rows          {status.rows:,}",
             f"  rejects       {status.rejects:,}",
             f"  last success  {iso(status.last_success_at) or 'never'}",

@@ -200,6 +200,9 @@ sync_state = sa.Table(
     sa.Column("account", sa.String(255), primary_key=True),
     sa.Column("watermark", UTCDateTime()),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # The filters and start_time the watermark was read with (etl.scope); NULL: adopt the
+    # configuration's (rows from before revision 0003).
+    sa.Column("scope", sa.Text()),
 )
 
 sync_runs = sa.Table(

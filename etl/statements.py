@@ -85,6 +85,7 @@ class AccountStatus:
     last_success_at: datetime | None  # when the newest successful run finished
     last_failure_at: datetime | None  # the newest failed or abandoned run (finished, or started)
     last_failure_error: str | None
+    scope: str | None = None  # the filters and start_time the watermark belongs to
 
 
 @dataclass
@@ -243,4 +244,7 @@ def account_status(conn: Connection, account: str) -> AccountStatus:
         last_success_at=success[0].finished_at if success else None,
         last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,
         last_failure_error=failure[0].error if failure else None,
+        scope=conn.execute(
+            sa.select(sync_state.c.scope).where(sync_state.c.account == account)
+        ).scalar(),
     )

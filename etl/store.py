@@ -20,7 +20,14 @@ from sqlalchemy.engine import Connection, Engine
 from etl.batch import BatchTransaction, RejectLike
 from etl.db import database_errors, for_writing
 from etl.lock import HeldLock, LockGuard, run_lock
-from etl.schema import MYSQL_DIALECTS, RUN_KINDS, sync_runs, sync_slices, sync_state
+from etl.schema import (
+    MYSQL_DIALECTS,
+    RUN_KINDS,
+    audit_logs,
+    sync_runs,
+    sync_slices,
+    sync_state,
+)
 from etl.statements import (
     FAILURE_STATUSES,
     AccountStatus,
@@ -87,6 +94,40 @@ class Store:
             conn.execute(
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
+
+    def scope(self, account: str) -> tuple[bool, str | None]:
+        """Whether the account has a state row, and the scope recorded in it (etl.scope)."""
+        with self._reading("reading the sync scope") as conn:
+            row = conn.execute(
+                sa.select(sync_state.c.scope).where(sync_state.c.account == account)
+            ).first()
+        return (row is not None, row[0] if row is not None else None)
+
+    def set_scope(self, account: str, scope: str, *, restart: bool) -> None:
+        """Record ``scope`` as the one the watermark belongs to; with ``restart``, also drop
+        the watermark and any backfill plan, atomically, so the next read starts over."""
+        with self._writing("saving the sync scope") as conn:
+            state = {"scope": scope, "updated_at": self._now()}
+            if restart:
+                conn.execute(sa.delete(sync_slices).where(sync_slices.c.account == account))
+                state["watermark"] = None
+            updated = conn.execute(
+                sa.update(sync_state).where(sync_state.c.account == account).values(**state)
+            )
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(sync_state).values(account=account, **state))
+
+    def newest_created_at(self, account: str) -> datetime | None:
+        """The newest ``created_at`` stored for the account (None when it has no row)."""
+        with self._reading("reading the newest record") as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(audit_logs.c.created_at)).where(
+                    audit_logs.c.account == account
+                )
+            ).scalar()
+        if not isinstance(value, datetime):
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     # -- pages ---------------------------------------------------------------------------
 

@@ -12,31 +12,30 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from etl.client import ZendeskClient
 from etl.errors import ConfigError, EtlError, InterruptedRun
 from etl.pagination import audit_log_params, format_time, iter_pages
 from etl.records import Reject, parse_record
+from etl.scope import settle as settle_scope
 from etl.settings import AccountSettings
 from etl.store import Store, WriteResult, utc_now
+
+# The window's rules live in etl.window; these names stay importable from here.
+from etl.window import BOUND_SLACK as BOUND_SLACK
+from etl.window import HISTORY_START as HISTORY_START
+from etl.window import Window as Window
+from etl.window import by_zendesk_time, latest_end, repair_future_watermark
+from etl.window import plan_window as plan_window
+from etl.window import reread_from as reread_from
+from etl.window import zendesk_now as zendesk_now
 
 log = logging.getLogger(__name__)
 
 # Called after each committed page with the run so far and the created_at reached.
 PageHook = Callable[["RunSummary", datetime | None], None]
-
-# Before Zendesk existed: where the first run starts when no start_time is configured.
-HISTORY_START = datetime(2007, 1, 1, tzinfo=UTC)
-# Window bounds may be exclusive (undocumented): always re-read the watermark's own second.
-BOUND_SLACK = timedelta(seconds=1)
-
-
-@dataclass(frozen=True)
-class Window:
-    start: datetime
-    end: datetime
 
 
 @dataclass
@@ -91,18 +90,6 @@ class RunSummary:
         }
 
 
-def plan_window(watermark: datetime | None, account: AccountSettings, now: datetime) -> Window:
-    sync = account.sync
-    end = (now - sync.lag).replace(microsecond=0)
-    if watermark is None:
-        start = sync.start_time or HISTORY_START
-    else:
-        start = watermark - sync.overlap - BOUND_SLACK
-        if sync.start_time:
-            start = max(start, sync.start_time)
-    return Window(start=min(start, end), end=end)
-
-
 def _ignore(summary: RunSummary) -> None:
     return None
 
@@ -139,9 +126,25 @@ def sync_account(
     now: Callable[[], datetime] = utc_now,
     hooks: RunHooks = RunHooks(),
 ) -> RunSummary:
-    """Bring one account's table up to ``now - lag``. The caller holds the account's lock."""
-    window = plan_window(store.watermark(account.name), account, now())
-    return read_window(account, client, store, window, advance=True, hooks=hooks)
+    """Bring one account's table up to ``now - lag``. The caller holds the account's lock.
+
+    ``now`` is the host's clock; Zendesk's (``zendesk_now``) bounds it.
+    """
+    settle_scope(account, store)
+    repair_future_watermark(account, store, latest_end(account, client, now()))
+
+    def plan() -> Window:
+        return plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
+
+    def read(window: Window) -> RunSummary:
+        return read_window(account, client, store, window, advance=True, hooks=hooks)
+
+    summary = by_zendesk_time(plan, read, account, client, now)
+    # A backfill's slices end where the window planned by the host clock did: never leave
+    # the watermark past what Zendesk's clock allows.
+    if repair_future_watermark(account, store, latest_end(account, client, now())):
+        summary.watermark_after = store.watermark(account.name)
+    return summary
 
 
 def resync_account(
@@ -159,14 +162,21 @@ def resync_account(
     The summary's ``inserted + updated`` is how far the stored history differed from
     Zendesk's: zero means it matched.
     """
-    latest = plan_window(None, account, now()).end
-    end = min(until, latest) if until else latest
-    if since >= end:
-        raise ConfigError(
-            f"nothing to re-read: --since {_iso(since)} is not before {_iso(end)} "
-            "(--until, or now minus lag)"
-        )
-    return read_window(account, client, store, Window(since, end), advance=False, hooks=hooks)
+
+    def plan() -> Window:
+        latest = latest_end(account, client, now())
+        end = min(until, latest) if until else latest
+        if since >= end:
+            raise ConfigError(
+                f"nothing to re-read: --since {_iso(since)} is not before {_iso(end)} "
+                "(--until, or now minus lag)"
+            )
+        return Window(since, end)
+
+    def read(window: Window) -> RunSummary:
+        return read_window(account, client, store, window, advance=False, hooks=hooks)
+
+    return by_zendesk_time(plan, read, account, client, now)
 
 
 def read_window(
@@ -207,8 +217,10 @@ def read_window(
             run_backfill(run, clients=clients, workers=workers)
         else:
             _read_pages(run)
-            if advance:
-                store.set_watermark(account.name, window.end)
+            if advance:  # by Zendesk's clock, which the first response told
+                store.set_watermark(
+                    account.name, min(window.end, latest_end(account, client, utc_now()))
+                )
         summary.watermark_after = store.watermark(account.name)
         summary.status = "success"
     except InterruptedRun as exc:

@@ -254,3 +254,83 @@ def test_config_path_resolution_order() -> None:
     assert config.resolve_path("x.toml", {"ETL_CONFIG": "y.toml"}) == Path("x.toml")
     assert config.resolve_path(None, {"ETL_CONFIG": "y.toml"}) == Path("y.toml")
     assert config.resolve_path(None, {}) == Path("config.toml")
+
+
+# -- identity, filters and key paths (issues 12.6, 12.7, 14.4) ------------------------------
+
+CREDENTIALS = 'email = "a@acme.com"\napi_token = "tok"\n'
+
+
+def test_an_account_is_never_named_after_base_url(tmp_path: Path) -> None:
+    text = '[zendesk]\nbase_url = "http://127.0.0.1:8080"\n' + CREDENTIALS
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    message = str(err.value)
+    assert "1 problem" in message
+    assert "zendesk.name: missing" in message
+    assert "\n" not in message
+    named = load_text(tmp_path, text.replace("[zendesk]\n", '[zendesk]\nname = "proxy"\n'))
+    assert named.accounts[0].name == "proxy"
+    by_subdomain = load_text(tmp_path, text.replace("[zendesk]\n", '[zendesk]\nsubdomain = "x"\n'))
+    assert by_subdomain.accounts[0].name == "x"
+
+
+def test_a_name_longer_than_the_column_is_a_config_error(tmp_path: Path) -> None:
+    length = config.MAX_NAME_LENGTH
+    assert length == 255  # the schema's String(255)
+    ok = load_text(tmp_path, MINIMAL + f'name = "{"n" * length}"\n')
+    assert len(ok.accounts[0].name) == length
+    with pytest.raises(ConfigError, match=r"zendesk\.name: longer than the database column"):
+        load_text(tmp_path, MINIMAL + f'name = "{"n" * (length + 1)}"\n')
+
+
+@pytest.mark.parametrize(
+    ("filters", "expected"),
+    [
+        ('actor_id = "sixty"', "sync.filters.actor_id: 'sixty' is not an integer"),
+        ('source_type = "ticket"\nsource_id = ["1", "x"]', "sync.filters.source_id: 'x'"),
+        ('ip_address = "10.0.0.300"', "sync.filters.ip_address: '10.0.0.300' is not an IP"),
+        ('action = ""', "sync.filters.action: must not be empty"),
+    ],
+)
+def test_filter_values_are_validated_naming_the_key(
+    tmp_path: Path, filters: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, MINIMAL + f"[sync.filters]\n{filters}\n")
+    assert expected in str(err.value)
+
+
+def test_filters_are_canonical_and_an_unknown_action_only_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    text = (
+        MINIMAL + '[sync.filters]\nactor_id = [12, "007", "-1"]\nip_address = "::FFFF:1.2.3.4"\n'
+        'action = ["update", "purge", "create"]\nsource_type = "ticket"\nsource_id = 3\n'
+    )
+    with caplog.at_level(logging.WARNING, logger="etl.config"):
+        filters = load_text(tmp_path, text).accounts[0].sync.filters
+    assert filters["actor_id"] == ("-1", "12", "7")
+    assert filters["ip_address"] == ("::ffff:102:304",)
+    assert filters["action"] == ("create", "purge", "update")
+    assert filters["source_id"] == ("3",)
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1
+    assert "sync.filters.action: 'purge' is not one of Zendesk's documented" in warnings[0]
+
+
+def test_each_problem_is_reported_once_at_its_full_path(tmp_path: Path) -> None:
+    accounts = (
+        '[[accounts]]\nsubdomain = "prod"\noauth_token = "p"\n\n'
+        '[[accounts]]\nsubdomain = "sbx"\noauth_token = "s"\n'
+        '[accounts.sync]\nlag = "10s"\nbogus = 1\n[accounts.sync.filters]\nactor_id = "x"\n'
+    )
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, '[sync]\nlag = "5s"\n\n' + accounts)
+    message = str(err.value)
+    assert "4 problems" in message
+    assert message.count("sync.lag: must be at least 61 s") == 2  # [sync] once, account once
+    assert "; sync.lag: must be" in message or ": sync.lag: must be" in message
+    assert "accounts[1].sync.lag: must be at least 61 s" in message
+    assert "accounts[1].sync.bogus: unknown key" in message
+    assert "accounts[1].sync.filters.actor_id: 'x' is not an integer" in message

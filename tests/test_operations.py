@@ -114,13 +114,13 @@ def test_under_journald_text_lines_carry_no_timestamp(
     prod, _ = two_sims
     config = tmp_path / "c.toml"
     config.write_text(
-        f'[zendesk]\nbase_url = "{prod.url}"\n[database]\nurl = "{sqlite_url}"\n'
+        f'[zendesk]\nbase_url = "{prod.url}"\nname = "acme"\n[database]\nurl = "{sqlite_url}"\n'
         "auto_migrate = true\n"
     )
     plain = cli(config, "sync")
     assert re.match(r"^\d\d:\d\d:\d\d INFO ", plain.stderr)
     journald = cli(config, "sync", env={"JOURNAL_STREAM": "8:1234"})
-    assert journald.stderr.startswith("INFO etl.cli: account=127")
+    assert journald.stderr.startswith("INFO etl.cli: account=acme")
 
 
 def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) -> None:
@@ -129,7 +129,7 @@ def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) 
     with SimulatedZendesk(records, latency=0.02) as sim:
         config = tmp_path / "c.toml"
         config.write_text(
-            f'[zendesk]\nbase_url = "{sim.url}"\nrequests_per_minute = 2500\n'
+            f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
             f'[database]\nurl = "{sqlite_url}"\nauto_migrate = true\n'
         )
         controller, terminal = pty.openpty()

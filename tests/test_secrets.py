@@ -373,7 +373,7 @@ def test_no_secret_leaks_from_bad_config_or_database(
     tmp_path: Path, history: Any, config_text: str, code: ExitCode, says: str
 ) -> None:
     with SimulatedZendesk(history, auth=ACCOUNT_AUTH) as sim:
-        text = config_text.replace('subdomain = "acme"', f'base_url = "{sim.url}"')
+        text = config_text.replace('subdomain = "acme"', f'name = "acme"\nbase_url = "{sim.url}"')
         if "[database]" not in text:
             text += f'[database]\nurl = "sqlite:///{tmp_path / "data" / "audit.db"}"\n'
         job = Job(tmp_path, "client-credentials", sim.url, config_text=text)
