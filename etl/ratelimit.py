@@ -1,19 +1,27 @@
 """One account's request budget, shared by every worker thread.
 
-``RateLimiter.acquire()`` blocks until the next request may go. Three things
-decide when that is, and the latest of them wins:
+``RateLimiter.acquire()`` blocks until the next request may go. Request *starts*
+are spaced ``1 / rate`` seconds apart (so however the latencies vary, no second
+and no minute sees more than the rate), and the rate is the lowest of:
 
-* the configured budget: requests are spaced ``60 / requests_per_minute``
-  seconds apart, so no 60-second window ever holds more than the budget;
-* pacing from Zendesk's headers (``observe``): the per-minute limit is shared
-  with every other app on the account, so when ``X-Rate-Limit-Remaining`` drops
-  to ``LOW_FRACTION`` of ``X-Rate-Limit`` or below, requests are spaced so that
-  what remains lasts until the window refreshes (``ratelimit-reset`` seconds,
-  or a full minute when Zendesk does not say);
-* a pause (``pause``): after a 429 or a 503 with ``Retry-After``, every thread
-  waits until the pause is over, not only the one that was told.
+* the configured budget, ``requests_per_minute``;
+* the budget slowed down after a 429 (``pause``): multiplied by ``DECREASE`` once
+  per pause, and raised again by ``RECOVERY`` of the budget per clean answer
+  (``observe``), so a job that met a stricter server than its budget assumed
+  settles just under what the server accepts;
+* pacing from Zendesk's headers (``observe``): the per-minute limit is shared with
+  every other app on the account. Once ``X-Rate-Limit-Remaining`` drops to
+  ``LOW_FRACTION`` of ``X-Rate-Limit``, or other apps are seen using the quota
+  (what remaining drops by beyond this job's own requests), the job spends only
+  what remains: ``(remaining - SAFETY) / seconds to the reset - others' rate``
+  (``ratelimit-reset``, or a full minute when Zendesk does not say).
 
-``waited`` adds up the seconds callers spent blocked in ``acquire``.
+Besides, after a 429 or a 503 with ``Retry-After``, every thread waits until the
+pause is over, not only the one that was told.
+
+``waited`` adds up the seconds callers spent blocked in ``acquire``; ``latencies``
+holds the recent time from ``acquire`` to ``observe`` (a request's latency), which
+``etl.concurrency`` sizes the number of requests in flight by.
 """
 
 from __future__ import annotations
@@ -25,12 +33,20 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from etl.concurrency import LatencyWindow
 from etl.errors import ConfigError
 
 WINDOW = 60.0  # seconds: Zendesk's limits are per minute
 LOW_FRACTION = 0.2  # pace once remaining <= this share of the limit
 MAX_RESET = 3600.0  # ignore absurd ratelimit-reset values beyond this
 DEFAULT_RETRY_AFTER = 10.0  # Zendesk's own clients wait this when Retry-After is absent
+DECREASE = 0.7  # the rate's factor after a 429 (once per pause)
+MIN_FACTOR = 0.1  # ... never below a tenth of the budget
+RECOVERY = 0.01  # of the budget regained per clean answer: 30 answers undo one decrease
+SAFETY = 2  # requests of the remaining count left for those in flight
+OTHERS_MIN_SPAN = 1.0  # seconds between two readings that estimate the other apps' rate
+OTHERS_SMOOTHING = 0.5  # weight of the newest estimate
+OTHERS_NOTICE = 0.02  # other apps' rate, as a share of the limit, that turns pacing on
 
 
 class RateLimiter:
@@ -55,6 +71,12 @@ class RateLimiter:
         self._waited = 0.0
         self._acquired = 0
         self._pauses = 0
+        self._factor = 1.0  # the slowdown after 429s
+        self._others = 0.0  # other apps' requests per second, from the headers
+        # The last reading of the headers: (when, remaining, when it resets, our acquired).
+        self._reading: tuple[float, int, float, int] | None = None
+        self._started = threading.local()  # when this thread's request was let through
+        self.latencies = LatencyWindow(clock=clock)
 
     # -- counters -----------------------------------------------------------------
     @property
@@ -79,6 +101,23 @@ class RateLimiter:
         with self._lock:
             return self._clock() < self._pace_until and self._pace_interval > self.interval
 
+    @property
+    def factor(self) -> float:
+        """The share of the budget allowed since the last 429s (1.0: all of it)."""
+        with self._lock:
+            return self._factor
+
+    @property
+    def others(self) -> float:
+        """Other apps' requests per second on the account, as the headers show them."""
+        with self._lock:
+            return self._others
+
+    def rate(self) -> float:
+        """Requests per second allowed now (budget, slowdown and pacing together)."""
+        with self._lock:
+            return 1.0 / self._spacing(self._clock())
+
     # -- the three inputs -----------------------------------------------------------
     def acquire(self) -> float:
         """Block until a request may go; return the seconds waited."""
@@ -89,6 +128,7 @@ class RateLimiter:
                 ready = self._ready_at(now)
                 if ready <= now:
                     self._last = now
+                    self._started.at = now
                     self._acquired += 1
                     waited = now - started
                     self._waited += waited
@@ -97,34 +137,65 @@ class RateLimiter:
             self._sleep(ready - now)
 
     def pause(self, seconds: float) -> None:
-        """Hold every caller of ``acquire`` for ``seconds`` from now (Retry-After)."""
+        """Hold every caller of ``acquire`` for ``seconds`` from now (Retry-After), and
+        slow down: once per pause, however many requests in flight are refused with it."""
         with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + max(seconds, 0.0))
+            now = self._clock()
+            if now >= self._paused_until:
+                self._factor = max(MIN_FACTOR, self._factor * DECREASE)
+            self._paused_until = max(self._paused_until, now + max(seconds, 0.0))
             self._pauses += 1
 
     def observe(self, headers: Mapping[str, str]) -> None:
-        """Read Zendesk's rate-limit headers from a response and pace accordingly."""
+        """Take in a response: its latency, Zendesk's rate-limit headers, and (unless a
+        ``pause`` follows for it) one clean answer towards the full budget again."""
+        started = getattr(self._started, "at", None)
+        if started is not None:
+            self._started.at = None
+            self.latencies.add(self._clock() - started)
         lower = {key.lower(): value for key, value in headers.items()}
+        with self._lock:
+            self._factor = min(1.0, self._factor + RECOVERY)
         remaining = _int(lower.get("x-rate-limit-remaining", lower.get("ratelimit-remaining")))
         if remaining is None:
             return
-        limit = _int(lower.get("x-rate-limit", lower.get("ratelimit-limit")))
+        limit = _int(lower.get("x-rate-limit", lower.get("ratelimit-limit"))) or 0
         reset = _float(lower.get("ratelimit-reset"))
         window = reset if reset is not None and 0 < reset <= MAX_RESET else WINDOW
-        threshold = (limit if limit else self.requests_per_minute) * LOW_FRACTION
         with self._lock:
-            if remaining > threshold:
+            now = self._clock()
+            self._estimate_others(now, remaining, now + window)
+            low = remaining <= (limit or self.requests_per_minute) * LOW_FRACTION
+            shared = self._others > (limit or self.requests_per_minute) / WINDOW * OTHERS_NOTICE
+            if not (low or shared):
                 self._pace_until = -math.inf
                 self._pace_interval = 0.0
                 return
-            now = self._clock()
-            self._pace_interval = window / max(remaining, 1)
+            ours = (max(remaining - SAFETY, 0) / window) - self._others
+            self._pace_interval = 1.0 / ours if ours > 0 else window
             self._pace_until = now + window
 
-    def _ready_at(self, now: float) -> float:
-        spacing = self.interval
+    def _estimate_others(self, now: float, remaining: int, resets_at: float) -> None:
+        """Other apps' rate: what remaining fell by, less this job's own requests."""
+        reading = self._reading
+        if reading is None or abs(resets_at - reading[2]) > 2.0 or remaining > reading[1]:
+            self._reading = (now, remaining, resets_at, self._acquired)  # a new window
+            return
+        span = now - reading[0]
+        if span < OTHERS_MIN_SPAN:
+            return
+        others = max(0, reading[1] - remaining - (self._acquired - reading[3])) / span
+        self._others = OTHERS_SMOOTHING * others + (1 - OTHERS_SMOOTHING) * self._others
+        self._reading = (now, remaining, resets_at, self._acquired)
+
+    def _spacing(self, now: float) -> float:
+        spacing = self.interval / self._factor
         if now < self._pace_until:
             spacing = max(spacing, self._pace_interval)
+        return spacing
+
+    def _ready_at(self, now: float) -> float:
+        spacing = self._spacing(now)
         ready = now if self._last is None else self._last + spacing
         return max(ready, self._paused_until)
 
