@@ -53,7 +53,7 @@ ZENDESK_KEYS = {
     *(f"{k}_env" for k in SECRET_KEYS),
 }  # fmt: skip
 SYNC_KEYS = {"start_time", "lag", "overlap", "filters", "workers", "parallel_after"}
-MAX_WORKERS = 16
+MAX_WORKERS = 256  # [sync] workers: an upper bound on requests in flight ("auto": the default)
 DATABASE_KEYS = {"url", "auto_migrate"}
 MONITORING_KEYS = {"metrics_file"}
 TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring"}
@@ -382,7 +382,9 @@ def _sync(sync: Mapping[str, Any], problems: _Problems) -> SyncSettings:
             "and records appear minutes late",
         )
     overlap = _checked(parse_duration, sync, "overlap", default.overlap, problems, "sync")
-    workers = _bounded_int(sync, "workers", 1, MAX_WORKERS, default.workers, problems, "sync")
+    workers = default.workers  # "auto": the default bound; the job sizes itself below it
+    if sync.get("workers") != "auto":
+        workers = _bounded_int(sync, "workers", 1, MAX_WORKERS, default.workers, problems, "sync")
     parallel_after = _checked(
         parse_duration, sync, "parallel_after", default.parallel_after, problems, "sync"
     )
