@@ -13,7 +13,8 @@ and no minute sees more than the rate), and the rate is the lowest of:
   every other app on the account. Once ``X-Rate-Limit-Remaining`` drops to
   ``LOW_FRACTION`` of ``X-Rate-Limit``, or other apps are seen using the quota
   (what remaining drops by beyond this job's own requests), the job spends only
-  what remains: ``(remaining - SAFETY) / seconds to the reset - others' rate``
+  what remains: ``remaining / seconds to the reset - others' rate`` (less ``SAFETY``
+  requests when others share it)
   (``ratelimit-reset``, or a full minute when Zendesk does not say).
 
 Besides, after a 429 or a 503 with ``Retry-After``, every thread waits until the
@@ -43,7 +44,7 @@ DEFAULT_RETRY_AFTER = 10.0  # Zendesk's own clients wait this when Retry-After i
 DECREASE = 0.7  # the rate's factor after a 429 (once per pause)
 MIN_FACTOR = 0.1  # ... never below a tenth of the budget
 RECOVERY = 0.01  # of the budget regained per clean answer: 30 answers undo one decrease
-SAFETY = 2  # requests of the remaining count left for those in flight
+SAFETY = 2  # requests of the remaining count left unused when other apps share it
 OTHERS_MIN_SPAN = 1.0  # seconds between two readings that estimate the other apps' rate
 OTHERS_SMOOTHING = 0.5  # weight of the newest estimate
 OTHERS_NOTICE = 0.02  # other apps' rate, as a share of the limit, that turns pacing on
@@ -171,7 +172,9 @@ class RateLimiter:
                 self._pace_until = -math.inf
                 self._pace_interval = 0.0
                 return
-            ours = (max(remaining - SAFETY, 0) / window) - self._others
+            # Other apps' requests make what remains uncertain: keep a few for them.
+            spare = SAFETY if shared else 0
+            ours = (max(remaining - spare, 0) / window) - self._others
             self._pace_interval = 1.0 / ours if ours > 0 else window
             self._pace_until = now + window
 

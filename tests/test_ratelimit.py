@@ -105,9 +105,8 @@ def test_low_remaining_paces_until_the_window_refreshes() -> None:
     rl.acquire()
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "10"})
     assert rl.paced
-    # 10 requests left (2 of them kept for those in flight) for a window of (at most)
-    # 60 s: one every 7.5 s.
-    assert [rl.acquire() for _ in range(3)] == [7.5, 7.5, 7.5]
+    # 10 requests left for a window of (at most) 60 s: one every 6 s.
+    assert [rl.acquire() for _ in range(3)] == [6.0, 6.0, 6.0]
 
 
 def test_ratelimit_reset_shortens_the_pacing_window() -> None:
@@ -115,7 +114,7 @@ def test_ratelimit_reset_shortens_the_pacing_window() -> None:
     rl = limiter(600, fake)
     rl.acquire()
     rl.observe({"x-rate-limit": "700", "ratelimit-remaining": "5", "ratelimit-reset": "15"})
-    assert rl.acquire() == 5.0  # (5 - 2) left for 15 s
+    assert rl.acquire() == 3.0
 
 
 def test_nothing_remaining_waits_for_the_window() -> None:
@@ -131,7 +130,7 @@ def test_plenty_remaining_does_not_slow_down_and_clears_pacing() -> None:
     rl = limiter(600, fake)
     rl.acquire()
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "100"})
-    assert rl.acquire() == pytest.approx(60 / 98)  # 100 (less 2) left over 60 s
+    assert rl.acquire() == pytest.approx(0.6)  # 100 left over 60 s: 0.6 s apart
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "650"})
     assert not rl.paced
     assert rl.acquire() == pytest.approx(0.1)
@@ -172,7 +171,7 @@ def test_without_a_limit_header_our_budget_is_the_yardstick() -> None:
     rl.observe({"X-Rate-Limit-Remaining": "30"})
     assert not rl.paced
     rl.observe({"X-Rate-Limit-Remaining": "20"})
-    assert rl.acquire() == pytest.approx(60 / 18)
+    assert rl.acquire() == 3.0
 
 
 def test_budget_must_be_positive() -> None:
