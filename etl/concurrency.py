@@ -48,17 +48,17 @@ class LatencyWindow:
     ) -> None:
         self._samples: deque[tuple[float, float]] = deque(maxlen=samples)
         self._max_age = max_age
-        self._clock = clock
+        self.clock = clock
         self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
         with self._lock:
-            self._samples.append((self._clock(), max(seconds, 0.0)))
+            self._samples.append((self.clock(), max(seconds, 0.0)))
 
     def quantile(self, q: float = QUANTILE) -> float | None:
         """The ``q`` quantile (nearest rank) of the recent latencies; None: none yet."""
         with self._lock:
-            cutoff = self._clock() - self._max_age
+            cutoff = self.clock() - self._max_age
             while self._samples and self._samples[0][0] < cutoff:
                 self._samples.popleft()
             values = sorted(latency for _, latency in self._samples)

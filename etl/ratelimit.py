@@ -57,6 +57,7 @@ class RateLimiter:
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], object] = time.sleep,
+        latencies: LatencyWindow | None = None,
     ) -> None:
         if requests_per_minute < 1:
             raise ConfigError(f"requests_per_minute must be at least 1, not {requests_per_minute}")
@@ -77,7 +78,10 @@ class RateLimiter:
         # The last reading of the headers: (when, remaining, when it resets, our acquired).
         self._reading: tuple[float, int, float, int] | None = None
         self._started = threading.local()  # when this thread's request was let through
-        self.latencies = LatencyWindow(clock=clock)
+        # Latency on its own clock (real time by default): tests that fake the pacing clock
+        # still size their concurrency by what the requests really take.
+        self.latencies = latencies or LatencyWindow()
+        self._latency_clock = self.latencies.clock
 
     # -- counters -----------------------------------------------------------------
     @property
@@ -129,7 +133,7 @@ class RateLimiter:
                 ready = self._ready_at(now)
                 if ready <= now:
                     self._last = now
-                    self._started.at = now
+                    self._started.at = self._latency_clock()
                     self._acquired += 1
                     waited = now - started
                     self._waited += waited
@@ -153,7 +157,7 @@ class RateLimiter:
         started = getattr(self._started, "at", None)
         if started is not None:
             self._started.at = None
-            self.latencies.add(self._clock() - started)
+            self.latencies.add(self._latency_clock() - started)
         lower = {key.lower(): value for key, value in headers.items()}
         with self._lock:
             self._factor = min(1.0, self._factor + RECOVERY)

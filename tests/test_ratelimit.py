@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from etl.concurrency import LatencyWindow
 from etl.errors import ConfigError
 from etl.ratelimit import RateLimiter, parse_retry_after
 
@@ -339,7 +340,8 @@ def test_no_other_app_leaves_the_whole_budget() -> None:
 
 def test_latency_is_the_time_from_acquire_to_observe() -> None:
     fake = FakeTime()
-    rl = limiter(6000, fake)
+    latencies = LatencyWindow(clock=fake.clock)
+    rl = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep, latencies=latencies)
     for took in (0.2, 0.4, 0.3):
         rl.acquire()
         fake.now += took
