@@ -44,6 +44,7 @@ DEFAULT_RETRY_AFTER = 10.0  # Zendesk's own clients wait this when Retry-After i
 DECREASE = 0.7  # the rate's factor after a 429 (once per pause)
 MIN_FACTOR = 0.1  # ... never below a tenth of the budget
 RECOVERY = 0.01  # of the budget regained per clean answer: 30 answers undo one decrease
+LATE = 0.25  # of a spacing: how late a start may be and still keep the schedule
 SAFETY = 2  # requests of the remaining count left unused when other apps share it
 OTHERS_MIN_SPAN = 1.0  # seconds between two readings that estimate the other apps' rate
 OTHERS_SMOOTHING = 0.5  # weight of the newest estimate
@@ -132,7 +133,7 @@ class RateLimiter:
                 now = self._clock()
                 ready = self._ready_at(now)
                 if ready <= now:
-                    self._last = now
+                    self._last = self._slot(ready, now)
                     self._started.at = self._latency_clock()
                     self._acquired += 1
                     waited = now - started
@@ -194,6 +195,13 @@ class RateLimiter:
         others = max(0, reading[1] - remaining - (self._acquired - reading[3])) / span
         self._others = OTHERS_SMOOTHING * others + (1 - OTHERS_SMOOTHING) * self._others
         self._reading = (now, remaining, resets_at, self._acquired)
+
+    def _slot(self, ready: float, now: float) -> float:
+        """The start this request counts as: a thread woken late keeps the schedule (the
+        next start is due one spacing after this one was), so late wake-ups on a busy
+        machine do not add up; an idle spell banks no burst: at most ``LATE`` of a
+        spacing is made up."""
+        return max(ready, now - LATE * self._spacing(now))
 
     def _spacing(self, now: float) -> float:
         spacing = self.interval / self._factor

@@ -199,7 +199,10 @@ def test_threads_share_the_budget() -> None:
     stamps.sort()
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert len(stamps) == 20
-    assert min(gaps) >= 0.009
+    # A start may come up to LATE (a quarter) of a spacing early after a late one...
+    assert min(gaps) >= 0.007
+    # ... but the schedule never gets ahead: 20 starts take 19 spacings.
+    assert stamps[-1] - stamps[0] >= 0.18
 
 
 def test_a_pause_holds_every_thread() -> None:
@@ -349,3 +352,15 @@ def test_latency_is_the_time_from_acquire_to_observe() -> None:
     rl.observe({})  # an answer without an acquire of this thread (none started): no sample
     assert rl.latencies.quantile(1.0) == pytest.approx(0.4)
     assert rl.latencies.quantile(0.5) == pytest.approx(0.3)
+
+
+def test_late_wake_ups_keep_the_schedule_without_banking_a_burst() -> None:
+    fake = FakeTime()
+    rl = limiter(60, fake)  # one a second
+    rl.acquire()
+    fake.now = 1.2  # the caller for the 1.0 slot woke up 0.2 s late
+    assert rl.acquire() == 0.0
+    assert rl.acquire() == pytest.approx(0.8)  # due at 2.0, one spacing after the slot
+    fake.now = 10.0  # idle: at most a quarter of a spacing is made up
+    assert rl.acquire() == 0.0
+    assert rl.acquire() == pytest.approx(0.75)
