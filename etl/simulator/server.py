@@ -328,6 +328,7 @@ class SimulatedZendesk:
         with self._log_lock:
             statuses = Counter(str(entry.status) for entry in self._log)
             total = len(self._log)
+            api = [entry.time for entry in self._log if entry.path.startswith("/api/")]
         return {
             "requests": total,
             "by_status": dict(statuses),
@@ -335,6 +336,8 @@ class SimulatedZendesk:
             "records_visible": self.record_count,
             "faults_pending": self._faults.pending(),
             "peak_in_flight": self.peak_in_flight,
+            # seconds from the first API answer to the last: a client's steady state
+            "api_span_s": max(api) - min(api) if api else 0.0,
         }
 
     def respond(self, request: Request) -> tuple[Response, Fault | None]:
