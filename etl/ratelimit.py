@@ -27,6 +27,7 @@ holds the recent time from ``acquire`` to ``observe`` (a request's latency), whi
 
 from __future__ import annotations
 
+import bisect
 import math
 import threading
 import time
@@ -46,7 +47,8 @@ MIN_FACTOR = 0.1  # ... never below a tenth of the budget
 RECOVERY = 0.01  # of the budget regained per clean answer: 30 answers undo one decrease
 LATE = 0.25  # of a spacing: how late a start may be and still keep the schedule
 SAFETY = 2  # requests of the remaining count left unused when other apps share it
-OTHERS_MIN_SPAN = 1.0  # seconds between two readings that estimate the other apps' rate
+OTHERS_MIN_SPAN = 3.0  # seconds between two readings that estimate the other apps' rate
+STARTS_KEPT = 10_000  # start times kept (trimmed to the last two minutes beyond this)
 OTHERS_SMOOTHING = 0.5  # weight of the newest estimate
 OTHERS_NOTICE = 0.02  # other apps' rate, as a share of the limit, that turns pacing on
 
@@ -77,7 +79,9 @@ class RateLimiter:
         self._factor = 1.0  # the slowdown after 429s
         self._others = 0.0  # other apps' requests per second, from the headers
         # The last reading of the headers: (when, remaining, when it resets, our acquired).
-        self._reading: tuple[float, int, float, int] | None = None
+        self._reading: tuple[float, int, float] | None = None  # (as of, remaining, reset at)
+        self._others_raw = 0.0
+        self._starts: list[float] = []  # when this job's recent requests started
         self._started = threading.local()  # when this thread's request was let through
         # Latency on its own clock (real time by default): tests that fake the pacing clock
         # still size their concurrency by what the requests really take.
@@ -134,6 +138,7 @@ class RateLimiter:
                 ready = self._ready_at(now)
                 if ready <= now:
                     self._last = self._slot(ready, now)
+                    self._remember_start(now)
                     self._started.at = self._latency_clock()
                     self._acquired += 1
                     waited = now - started
@@ -156,9 +161,11 @@ class RateLimiter:
         """Take in a response: its latency, Zendesk's rate-limit headers, and (unless a
         ``pause`` follows for it) one clean answer towards the full budget again."""
         started = getattr(self._started, "at", None)
+        latency = 0.0
         if started is not None:
             self._started.at = None
-            self.latencies.add(self._latency_clock() - started)
+            latency = self._latency_clock() - started
+            self.latencies.add(latency)
         lower = {key.lower(): value for key, value in headers.items()}
         with self._lock:
             self._factor = min(1.0, self._factor + RECOVERY)
@@ -170,7 +177,8 @@ class RateLimiter:
         window = reset if reset is not None and 0 < reset <= MAX_RESET else WINDOW
         with self._lock:
             now = self._clock()
-            self._estimate_others(now, remaining, now + window)
+            # The count is as of when the request arrived, about when it started.
+            self._estimate_others(now - latency, remaining, now + window)
             low = remaining <= (limit or self.requests_per_minute) * LOW_FRACTION
             shared = self._others > (limit or self.requests_per_minute) / WINDOW * OTHERS_NOTICE
             if not (low or shared):
@@ -183,18 +191,29 @@ class RateLimiter:
             self._pace_interval = 1.0 / ours if ours > 0 else window
             self._pace_until = now + window
 
-    def _estimate_others(self, now: float, remaining: int, resets_at: float) -> None:
-        """Other apps' rate: what remaining fell by, less this job's own requests."""
+    def _estimate_others(self, as_of: float, remaining: int, resets_at: float) -> None:
+        """Other apps' rate: what remaining fell by between two readings, less this job's
+        own requests that the server counted in between (started between the two)."""
         reading = self._reading
-        if reading is None or abs(resets_at - reading[2]) > 2.0 or remaining > reading[1]:
-            self._reading = (now, remaining, resets_at, self._acquired)  # a new window
+        if reading is None or abs(resets_at - reading[2]) > 2.0:
+            self._reading = (as_of, remaining, resets_at)  # a new window
             return
-        span = now - reading[0]
-        if span < OTHERS_MIN_SPAN:
+        span = as_of - reading[0]
+        if span < OTHERS_MIN_SPAN:  # also an older reading, answered late: skip it
             return
-        others = max(0, reading[1] - remaining - (self._acquired - reading[3])) / span
-        self._others = OTHERS_SMOOTHING * others + (1 - OTHERS_SMOOTHING) * self._others
-        self._reading = (now, remaining, resets_at, self._acquired)
+        ours = bisect.bisect_right(self._starts, as_of) - bisect.bisect_right(
+            self._starts, reading[0]
+        )
+        # Not clamped: latency noise errs both ways and averages out.
+        sample = (reading[1] - remaining - ours) / span
+        self._others_raw = OTHERS_SMOOTHING * sample + (1 - OTHERS_SMOOTHING) * self._others_raw
+        self._others = max(0.0, self._others_raw)
+        self._reading = (as_of, remaining, resets_at)
+
+    def _remember_start(self, now: float) -> None:
+        self._starts.append(now)
+        if len(self._starts) > STARTS_KEPT:
+            del self._starts[: bisect.bisect_left(self._starts, now - 2 * WINDOW)]
 
     def _slot(self, ready: float, now: float) -> float:
         """The start this request counts as: a thread woken late keeps the schedule (the
