@@ -38,6 +38,7 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_envelope.py --strict
 
 soak: $(STAMP)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)

@@ -41,7 +41,8 @@ at most ``workers``; the target is recomputed after every write round, so it ris
 falls with the latency and with the limiter's allowance (after a 429, or when other apps
 use the quota). Fetchers take a slot of a ``Gate`` of that size around each request:
 when the target falls, the surplus park between pages. Fetchers are added only while the
-writer keeps up: when ``WRITER_BEHIND_PAGES`` pages already wait in the queue, the run is
+writer keeps up: when a page per running fetcher (at least ``WRITER_BEHIND_PAGES``; at
+2,500/min a few always wait between two writes) already waits in the queue, the run is
 bound by the writer, and another fetcher would only take CPU time from it.
 
 Stopping. When ``hooks.stop`` is set (SIGTERM) the fetchers stop after their current
@@ -77,7 +78,9 @@ TRANSACTION_ROWS = 5000
 TRANSACTION_SECONDS = 0.25
 QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker...
 QUEUE_MAX_PAGES = 64  # ... up to this many: memory stays flat whatever ``workers`` is
-WRITER_BEHIND_PAGES = 4  # pages waiting that mean the writer is behind: add no fetcher
+# Pages waiting that mean the writer is behind, so no fetcher is added: a page per running
+# fetcher, and at least this many (at 40 pages a second a few wait between two writes).
+WRITER_BEHIND_PAGES = 4
 MIN_SPLIT_PAGES = 4.0  # split a slice only if about this many pages are left in it
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
 # Once a page is in, the writer waits up to this long for more (up to ``BATCH_ROWS`` rows)
@@ -274,7 +277,8 @@ class Backfill:
         wanted = concurrency.target(limiter.rate(), limiter.latencies.quantile(), self.workers)
         self._gate.resize(wanted)
         while self._running < wanted:
-            if self._running and self._queue.qsize() >= min(self.workers, WRITER_BEHIND_PAGES):
+            behind = max(min(self.workers, WRITER_BEHIND_PAGES), self._running)
+            if self._running and self._queue.qsize() >= behind:
                 # The writer is behind: another fetcher would only compete with it for the
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return

