@@ -34,6 +34,7 @@ test: lint typecheck pytest ## lint, type-check and run the tests: what CI runs
 
 bench: $(STAMP) ## throughput and cost benchmarks (prints a table, writes JSON)
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_envelope.py --strict
 
 soak: $(STAMP) ## the long kill-anywhere test (hundreds of SIGKILLs)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)

@@ -33,10 +33,17 @@ each), while the fetchers fetch the next pages. While pages keep waiting, consec
 batches share one transaction of up to ``TRANSACTION_ROWS`` rows (or ``TRANSACTION_SECONDS``):
 a database writes each index page a transaction touches once, so larger transactions cost
 it less per row. Slices, watermark and counters change in memory only once their
-transaction has committed. Memory is bounded by the queue. Fetchers are
-added (up to ``workers``) only while the writer keeps up: when a page per worker already
-waits in the queue, the run is bound by the writer, and another fetcher would only take
-CPU time from it.
+transaction has committed. Memory is bounded by the queue.
+
+How many fetch. As many requests are kept in flight as the budget can use at the latency
+the run measures (``etl.concurrency.target``: rate x recent slow latency, with a margin),
+at most ``workers``; the target is recomputed after every write round, so it rises and
+falls with the latency and with the limiter's allowance (after a 429, or when other apps
+use the quota). Fetchers take a slot of a ``Gate`` of that size around each request:
+when the target falls, the surplus park between pages. Fetchers are added only while the
+writer keeps up: when a page per running fetcher (at least ``WRITER_BEHIND_PAGES``; at
+2,500/min a few always wait between two writes) already waits in the queue, the run is
+bound by the writer, and another fetcher would only take CPU time from it.
 
 Stopping. When ``hooks.stop`` is set (SIGTERM) the fetchers stop after their current
 request, the writer commits the pages it has already received and the run raises
@@ -53,6 +60,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from etl import concurrency
 from etl.client import ZendeskClient
 from etl.errors import InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
@@ -69,7 +77,11 @@ BATCH_ROWS = 1000  # rows per upsert when pages queue up
 # index pages and WAL checkpoints written per row). Fetch-bound runs commit every batch.
 TRANSACTION_ROWS = 5000
 TRANSACTION_SECONDS = 0.25
-QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker
+QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker...
+QUEUE_MAX_PAGES = 64  # ... up to this many: memory stays flat whatever ``workers`` is
+# Pages waiting that mean the writer is behind, so no fetcher is added: a page per running
+# fetcher, and at least this many (at 40 pages a second a few wait between two writes).
+WRITER_BEHIND_PAGES = 4
 MIN_SPLIT_PAGES = 4.0  # split a slice only if about this many pages are left in it
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
 # Once a page is in, the writer waits up to this long for more (up to ``BATCH_ROWS`` rows)
@@ -172,8 +184,9 @@ class Backfill:
         self._lock = threading.Lock()
         self._cancel = threading.Event()
         self._queue: queue.Queue[_Page | _Failed] = queue.Queue(
-            maxsize=QUEUE_PAGES_PER_WORKER * self.workers
+            maxsize=min(QUEUE_PAGES_PER_WORKER * self.workers, QUEUE_MAX_PAGES)
         )
+        self._gate = concurrency.Gate(1)
         self._threads: list[threading.Thread] = []
         self._slices: list[Slice] = []
         self._running = 0
@@ -263,8 +276,12 @@ class Backfill:
         """Give every free worker a slice: an unstarted one, else half of a busy one."""
         if self._cancel.is_set():
             return
-        while self._running < self.workers:
-            if self._running and self._queue.qsize() >= self.workers:
+        limiter = self._main_client.limiter
+        wanted = concurrency.target(limiter.rate(), limiter.latencies.quantile(), self.workers)
+        self._gate.resize(wanted)
+        while self._running < wanted:
+            behind = max(min(self.workers, WRITER_BEHIND_PAGES), self._running)
+            if self._running and self._queue.qsize() >= behind:
                 # The writer is behind: another fetcher would only compete with it for the
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return
@@ -349,8 +366,11 @@ class Backfill:
             params = audit_log_params(
                 start, end, self.account.sync.filters, page_size=self._page_size
             )
-            for page in iter_pages(client, params):
-                if self._cancel.is_set():
+            pages = iter_pages(client, params)
+            while True:
+                with self._gate.slot(self._cancel.is_set, POLL) as held:
+                    page = next(pages, None) if held else None
+                if page is None or self._cancel.is_set():
                     self._free.append(client)
                     return
                 rows, rejects = split_records(page.records, self.account.name, utc_now())

@@ -56,7 +56,7 @@ ZENDESK_KEYS = {
     *(f"{k}_env" for k in SECRET_KEYS),
 }  # fmt: skip
 SYNC_KEYS = {"start_time", "lag", "overlap", "filters", "workers", "parallel_after"}
-MAX_WORKERS = 16
+MAX_WORKERS = 256  # [sync] workers: an upper bound on requests in flight ("auto": the default)
 # url_file / url_env: the URL (and its password) kept out of the config file
 DATABASE_KEYS = {"url", "url_file", "url_env", "auto_migrate"}
 MONITORING_KEYS = {"metrics_file"}
@@ -420,7 +420,8 @@ def _sync_values(sync: Mapping[str, Any], problems: _Problems, where: str) -> di
             f"must be at least {int(MIN_LAG.total_seconds())} s: Zendesk refuses newer bounds "
             "and records appear minutes late",
         )
-    if "workers" in sync:
+    # "auto": the default bound; the job sizes its requests in flight below it
+    if "workers" in sync and sync["workers"] != "auto":
         values["workers"] = _bounded_int(sync, "workers", 1, MAX_WORKERS, 1, problems, where)
     if "start_time" in sync:
         values["start_time"] = _checked(parse_time, sync, "start_time", None, problems, where)

@@ -46,8 +46,9 @@ class SyncSettings:
     lag: timedelta = timedelta(minutes=5)
     overlap: timedelta = timedelta(minutes=10)
     # A window longer than ``parallel_after`` (a first run, a long outage, a resync) is
-    # read in time slices by ``workers`` threads sharing the rate budget; 1 = sequential.
-    workers: int = 4
+    # read in time slices by threads sharing the rate budget, as many as the budget and
+    # the measured latency need (etl.concurrency), at most ``workers``; 1 = sequential.
+    workers: int = 64
     parallel_after: timedelta = timedelta(days=1)
     # filter name (see FILTER_KEYS) -> values; several values match any of them
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)

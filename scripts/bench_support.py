@@ -122,6 +122,8 @@ class Simulator:
         end_offset: float = 3600.0,
         rate_limit: int | None = None,
         latency: float = 0.0,
+        jitter: float = 0.0,
+        rate_limit_mode: str = "burst",
     ) -> None:
         command = [
             PYTHON,
@@ -139,6 +141,10 @@ class Simulator:
             str(end_offset),
             "--latency",
             str(latency),
+            "--jitter",
+            str(jitter),
+            "--rate-limit-mode",
+            rate_limit_mode,
         ]
         if rate_limit is not None:
             command += ["--rate-limit", str(rate_limit)]

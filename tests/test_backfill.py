@@ -76,7 +76,8 @@ def query_starts(sim: SimulatedZendesk) -> list[datetime]:
 def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
     records = uneven_history(recent(30))
     with SimulatedZendesk(records, latency=FETCH_BOUND) as sim:
-        account = sim_account(sim.url)  # workers = 4
+        # A budget that needs several requests in flight even at loopback latency.
+        account = sim_account(sim.url, requests_per_minute=50_000)
         store = fresh_store(db_url)
         summary = run(account, store)
         assert summary.status == "success"
@@ -422,7 +423,7 @@ def test_workers_and_parallel_after_are_configured_and_checked(tmp_path: Path) -
     path.write_text(MINIMAL)
     path.chmod(0o600)
     (account,) = config.load(path, environ={}).accounts
-    assert (account.sync.workers, account.sync.parallel_after) == (4, timedelta(days=1))
+    assert (account.sync.workers, account.sync.parallel_after) == (64, timedelta(days=1))
     path.write_text(MINIMAL + '[sync]\nworkers = 1\nparallel_after = "6h"\n')
     (account,) = config.load(path, environ={}).accounts
     assert (account.sync.workers, account.sync.parallel_after) == (1, timedelta(hours=6))

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from etl.simulator import Fault, SimAuth, SimulatedZendesk, all_records, generate_records
+from etl.simulator.ratelimit import RateLimiter as SimRateLimiter
 
 # Verbatim from the reference sample zdesk-issue36-invalid-created-at-filter-400.json.
 CREATED_AT_400 = {
@@ -505,6 +506,117 @@ def test_unlimited_still_sends_headers(sim: SimulatedZendesk, client: requests.S
     response = get(client, sim, {"page[size]": "1"})
     assert response.headers["X-Rate-Limit"] == "700"
     assert 0 <= int(response.headers["X-Rate-Limit-Remaining"]) < 700
+
+
+def test_rate_limit_headers_count_the_minute_and_say_when_it_resets(
+    client: requests.Session,
+) -> None:
+    with SimulatedZendesk(rate_limit_per_minute=3) as server:
+        first = get(client, server, {"page[size]": "1"})
+        assert first.headers["ratelimit-limit"] == "3"
+        assert first.headers["ratelimit-remaining"] == "2"
+        assert 1 <= int(first.headers["ratelimit-reset"]) <= 60
+        get(client, server, {"page[size]": "1"})
+        get(client, server, {"page[size]": "1"})
+        limited = get(client, server, {"page[size]": "1"})
+        assert limited.status_code == 429
+        # The minute's count refreshes at the reset: that is when a slot frees.
+        assert limited.headers["Retry-After"] == limited.headers["ratelimit-reset"]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_burst_mode_lets_the_whole_minute_go_at_once_then_refreshes() -> None:
+    clock = _Clock()
+    limiter = SimRateLimiter(5, clock=clock)
+    decisions = [limiter.acquire() for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions] == [4, 3, 2, 1, 0, 0]
+    assert decisions[-1].reset == 60 and decisions[-1].retry_after == 60
+    clock.now += 45.5
+    refused = limiter.acquire()
+    assert not refused.allowed and refused.reset == 15 and refused.retry_after == 15
+    clock.now += 14.5  # the window that began with the first request is over
+    again = limiter.acquire()
+    assert again.allowed and again.remaining == 4 and again.reset == 60
+
+
+def test_strict_mode_enforces_even_spacing_below_the_count() -> None:
+    clock = _Clock()
+    limiter = SimRateLimiter(60, clock=clock, mode="strict")  # one a second
+    assert limiter.acquire().allowed
+    assert limiter.acquire().allowed  # a tolerance of one spacing: a burst of two
+    refused = limiter.acquire()
+    assert not refused.allowed and refused.retry_after == 1 and refused.remaining == 58
+    clock.now += 1.0
+    assert limiter.acquire().allowed
+    assert not limiter.acquire().allowed
+    clock.now += 10.0  # idle time does not bank a burst beyond the tolerance
+    assert limiter.acquire().allowed and limiter.acquire().allowed
+    assert not limiter.acquire().allowed
+
+
+def test_an_unknown_rate_limit_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="mode"):
+        SimRateLimiter(60, mode="sliding")  # type: ignore[arg-type]
+
+
+def test_answers_carry_a_realistic_set_of_headers(
+    sim: SimulatedZendesk, client: requests.Session
+) -> None:
+    response = get(client, sim, {"page[size]": "10"})
+    headers = response.headers
+    for name in (
+        "Date", "Server", "Content-Type", "Content-Length", "X-Zendesk-API-Version",
+        "X-Request-Id", "Strict-Transport-Security", "Cache-Control", "ETag", "X-Runtime",
+        "Vary", "X-Rate-Limit", "X-Rate-Limit-Remaining", "ratelimit-limit",
+        "ratelimit-remaining", "ratelimit-reset", "CF-RAY",
+    ):  # fmt: skip
+        assert name in headers, name
+    assert len(headers) >= 20
+    assert headers["Server"] == "cloudflare"
+    assert headers["X-Zendesk-API-Version"] == "v2"
+    assert headers["ETag"].startswith('W/"')
+    again = get(client, sim, {"page[size]": "10"})
+    assert again.headers["X-Request-Id"] != headers["X-Request-Id"]
+    assert again.headers["ETag"] == headers["ETag"]  # same body, same tag
+
+
+def test_latency_varies_by_the_jitter_around_its_mean(client: requests.Session) -> None:
+    with SimulatedZendesk(latency=0.1, jitter=0.08, seed=3) as server:
+        runtimes = [
+            float(get(client, server, {"page[size]": "1"}).headers["X-Runtime"]) for _ in range(12)
+        ]
+    assert all(0.02 <= r < 0.18 + 0.5 for r in runtimes)  # + scheduling on a loaded machine
+    assert max(runtimes) - min(runtimes) > 0.02  # it does vary
+
+
+def test_peak_in_flight_counts_concurrent_requests() -> None:
+    with SimulatedZendesk(latency=0.3) as server:
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            statuses = list(
+                pool.map(
+                    lambda _: (
+                        requests.get(
+                            server.url + LIST,
+                            params={"page[size]": "1"},
+                            auth=TOKEN_AUTH,
+                            timeout=30,
+                        ).status_code
+                    ),
+                    range(5),
+                )
+            )
+        assert statuses == [200] * 5
+        assert 2 <= server.stats()["peak_in_flight"] <= 5
+        server.clear_log()
+        assert server.stats()["peak_in_flight"] == 0
 
 
 # faults

@@ -19,6 +19,7 @@ from types import FrameType
 
 from etl.simulator.auth import SimAuth
 from etl.simulator.generate import generate_records
+from etl.simulator.ratelimit import MODES
 from etl.simulator.server import SimulatedZendesk
 
 
@@ -44,6 +45,13 @@ def _parser() -> argparse.ArgumentParser:
     add("--base-url", default="https://example.zendesk.com", help="host in record urls")
     add("--rate-limit", type=int, default=None, help="requests per minute (default unlimited)")
     add("--latency", type=float, default=0.0, help="seconds added to every response")
+    add("--jitter", type=float, default=0.0, help="latency varies by up to +/- this (seconds)")
+    add(
+        "--rate-limit-mode",
+        choices=MODES,
+        default="burst",
+        help="burst: a minute's count may go at once; strict: requests also evenly spaced",
+    )
     add(
         "--min-end-age",
         type=float,
@@ -100,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         auth=auth,
         rate_limit_per_minute=args.rate_limit,
         latency=args.latency,
+        jitter=args.jitter,
+        rate_limit_mode=args.rate_limit_mode,
+        seed=args.seed,
         min_end_age=args.min_end_age,
         inclusive_start=not args.exclusive_start,
         inclusive_end=not args.exclusive_end,

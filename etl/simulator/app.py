@@ -93,6 +93,9 @@ class App:
             response = self._faulted_or_routed(request, fault)
         response.headers.append(("X-Rate-Limit", str(decision.limit)))
         response.headers.append(("X-Rate-Limit-Remaining", str(decision.remaining)))
+        response.headers.append(("ratelimit-limit", str(decision.limit)))
+        response.headers.append(("ratelimit-remaining", str(decision.remaining)))
+        response.headers.append(("ratelimit-reset", str(decision.reset)))
         if fault is not None and fault.retry_after is not None:
             value = fault.retry_after
             shown = str(int(value)) if isinstance(value, float) and value.is_integer() else value

@@ -12,6 +12,7 @@ import contextlib
 import io
 import logging
 import os
+import random
 import socket
 import struct
 import sys
@@ -33,8 +34,8 @@ from etl.simulator.data import RecordStore
 from etl.simulator.faults import Fault, FaultQueue
 from etl.simulator.generate import RecordSource
 from etl.simulator.query import BoundsPolicy
-from etl.simulator.ratelimit import RateLimiter
-from etl.simulator.responses import Response, json_response
+from etl.simulator.ratelimit import Mode, RateLimiter
+from etl.simulator.responses import Response, add_zendesk_headers, json_response
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = 120  # reclaim threads of idle kept-alive connections
     # Headers and body go out in two writes; with Nagle on, delayed ACKs add ~40 ms a page.
     disable_nagle_algorithm = True
+
+    def version_string(self) -> str:
+        return "cloudflare"  # what Zendesk's edge says in Server:
 
     def do_GET(self) -> None:
         self._handle()
@@ -199,6 +203,9 @@ class SimulatedZendesk:
         auth: SimAuth = SimAuth(),  # noqa: B008 - frozen dataclass, safe as a default
         rate_limit_per_minute: int | None = None,
         latency: float = 0.0,
+        jitter: float = 0.0,
+        rate_limit_mode: Mode = "burst",
+        seed: int | None = None,
         min_end_age: float = 60.0,
         inclusive_start: bool = True,
         inclusive_end: bool = True,
@@ -213,11 +220,16 @@ class SimulatedZendesk:
         self._app = App(
             self._store,
             Authenticator(auth),
-            RateLimiter(rate_limit_per_minute),
+            RateLimiter(rate_limit_per_minute, mode=rate_limit_mode),
             self._faults,
             BoundsPolicy(inclusive_start, inclusive_end, min_end_age),
         )
-        self.latency = latency
+        self.latency = latency  # seconds each API answer takes, on average...
+        self.jitter = jitter  # ... give or take up to this much (uniformly)
+        self._random = random.Random(seed)
+        self._in_flight = 0
+        self.peak_in_flight = 0
+        """The most API requests answered at once (a client's concurrency, as seen here)."""
         self._address = (host, port)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -304,30 +316,51 @@ class SimulatedZendesk:
     def clear_log(self) -> None:
         with self._log_lock:
             self._log.clear()
+            self.peak_in_flight = self._in_flight
+
+    def _delay(self) -> float:
+        """This answer's latency: ``latency`` ± up to ``jitter`` (caller holds the lock)."""
+        if self.jitter <= 0:
+            return self.latency
+        return max(0.0, self.latency + self._random.uniform(-self.jitter, self.jitter))
 
     def stats(self) -> dict[str, Any]:
         with self._log_lock:
             statuses = Counter(str(entry.status) for entry in self._log)
             total = len(self._log)
+            api = [entry.time for entry in self._log if entry.path.startswith("/api/")]
         return {
             "requests": total,
             "by_status": dict(statuses),
             "rate_limited": statuses.get("429", 0),
             "records_visible": self.record_count,
             "faults_pending": self._faults.pending(),
+            "peak_in_flight": self.peak_in_flight,
+            # seconds from the first API answer to the last: a client's steady state
+            "api_span_s": max(api) - min(api) if api else 0.0,
         }
 
     def respond(self, request: Request) -> tuple[Response, Fault | None]:
-        """Answer one API request (called by the handler threads) and log it."""
-        if self.latency > 0:
-            time.sleep(self.latency)
+        """Answer one API request (called by the handler threads) and log it.
+
+        The rate limit counts the request when it arrives; the latency (the server's
+        work and the way back) comes after."""
+        started = time.monotonic()
+        with self._log_lock:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            delay = self._delay()
         try:
             response, fault = self._app.respond(request)
         except Exception as exc:  # a simulator bug must not look like a network failure
             log.exception("simulator failed on %s %s", request.method, request.path)
             self.errors.append(f"{request.method} {request.path}: {exc!r}")
             response, fault = json_response(500, {"error": "SimulatorBug"}), None
+        add_zendesk_headers(response, time.monotonic() - started + delay)
+        if delay > 0:
+            time.sleep(max(0.0, started + delay - time.monotonic()))
         with self._log_lock:
+            self._in_flight -= 1
             self._log.append(
                 RequestLog(
                     method=request.method,

@@ -1,0 +1,52 @@
+"""A backfill keeps as many requests in flight as its budget and the measured latency need.
+
+Against the simulator over real HTTP; the client's pacing clock is fake (waits recorded,
+not spent), so the rate limiter never holds requests back and what bounds the number of
+requests in flight is the concurrency target alone; the simulator counts them.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from support import assert_table_matches, fake_time_client, fresh_store, recent, sim_account
+
+from etl.concurrency import target
+from etl.simulator import SimulatedZendesk, generate_records
+from etl.sync import RunHooks, sync_account
+
+LATENCY = 0.3  # seconds an answer takes
+
+
+def backfill(tmp_path: Path, requests_per_minute: int, workers: int = 64) -> SimulatedZendesk:
+    end = recent(30)
+    records = list(generate_records(6_000, start=end - timedelta(days=20), end=end, seed=11))
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    with SimulatedZendesk(records, latency=LATENCY) as sim:
+        account = sim_account(sim.url, requests_per_minute=requests_per_minute, workers=workers)
+        with fake_time_client(account) as client:
+            summary = sync_account(account, client, fresh_store(url), hooks=RunHooks())
+        assert summary.status == "success"
+        assert_table_matches(url, sim.visible_records())
+        return sim
+
+
+def test_a_high_budget_gets_more_requests_in_flight_than_the_old_four(tmp_path: Path) -> None:
+    # 2,500/min at 0.3 s: 12.5 requests in flight carry the budget; the target adds a margin.
+    assert target(2500 / 60, LATENCY, 64) >= 16
+    sim = backfill(tmp_path, 2500)
+    # At most what a latency of 1 s would need (a loaded machine adds to the 0.3 s).
+    assert 6 <= sim.peak_in_flight <= target(2500 / 60, 1.0, 64)
+
+
+def test_never_more_in_flight_than_the_budget_can_use(tmp_path: Path) -> None:
+    # 120/min = 2 a second at 0.3 s: fewer than one request is busy on average; two at most.
+    assert target(2, LATENCY, 64) == 2
+    sim = backfill(tmp_path, 120)
+    assert sim.peak_in_flight <= 2
+
+
+def test_workers_bounds_the_requests_in_flight(tmp_path: Path) -> None:
+    sim = backfill(tmp_path, 2500, workers=3)
+    assert sim.peak_in_flight <= 3
