@@ -19,7 +19,6 @@ Every answer, whatever its status, passes through ``ZendeskClient._on_response``
 
 from __future__ import annotations
 
-import http.client
 import logging
 import random
 import threading
@@ -31,7 +30,6 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 from requests.hooks import default_hooks
 from requests.structures import CaseInsensitiveDict
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
@@ -41,33 +39,21 @@ from etl.errors import (
     ConfigError,
     CorruptResponseError,
     RateLimitedError,
-    RequestRejectedError,
     RetriableError,
     RetryBudgetExhausted,
     UnsafeLinkError,
-    UpstreamError,
 )
 from etl.ratelimit import RateLimiter
 from etl.redact import redact_url
 from etl.responses import classify_response
 from etl.settings import ZendeskSettings
-from etl.transfer import exchange
+from etl.transfer import Courier, exchange
 from etl.urls import Origin, check_base_url, check_request_url, link_is_ours, origin
 
 log = logging.getLogger(__name__)
 
 BACKOFF_INITIAL = 1.0  # seconds
 BACKOFF_MAX = 60.0
-_TRANSPORT_ERRORS: tuple[type[BaseException], ...] = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-    requests.exceptions.ContentDecodingError,
-    http.client.HTTPException,  # IncompleteRead and friends, should one slip through
-    urllib3.exceptions.HTTPError,  # from reading the body: ProtocolError, ReadTimeoutError...
-    ConnectionError,
-    TimeoutError,
-)
 
 
 def _version() -> str:
@@ -125,6 +111,7 @@ class ZendeskClient:
         self._clock = clock
         self._jitter = jitter
         self._stop = stop  # set (SIGTERM): a request waiting on the network stops at once
+        self._courier = Courier()
         # The session's default headers (Accept-Encoding: gzip, keep-alive) and ours, merged
         # and checked once into a GET that every request copies, only its URL set anew:
         # requests are prepared here, not by the session (see ``get_json``).
@@ -165,6 +152,7 @@ class ZendeskClient:
         return other
 
     def close(self) -> None:
+        self._courier.close()
         if self._owns_session:
             self._session.close()
 
@@ -274,26 +262,15 @@ class ZendeskClient:
             )
 
         try:
-            response, body = exchange(send, timeout=timeout, where=f"GET {shown}", stop=self._stop)
+            response, body = exchange(
+                send, courier=self._courier, timeout=timeout, shown=shown, stop=self._stop
+            )
         except RateLimitedError as err:  # from an OAuth token fetch
             self.limiter.pause(err.retry_after)
             raise
         except CorruptResponseError:  # too large
             self._count(corrupt=1)
             raise
-        except requests.exceptions.SSLError as exc:
-            if "certificate" in str(exc).lower():
-                raise UpstreamError(
-                    f"GET {shown}: the TLS certificate does not verify: check base_url, "
-                    "or point REQUESTS_CA_BUNDLE at your CA bundle"
-                ) from exc
-            raise RetriableError(f"GET {shown}: TLS handshake failed") from exc
-        except _TRANSPORT_ERRORS as exc:
-            raise RetriableError(f"GET {shown}: {_transport_failure(exc)}") from exc
-        except requests.RequestException as exc:
-            raise RequestRejectedError(
-                f"GET {shown}: the request could not be sent ({type(exc).__name__})"
-            ) from exc
         self._on_response(response, shown)
         try:
             return classify_response(response, body, auth=self.auth)
@@ -364,17 +341,3 @@ class _RedactedUrl:
         if self._shown is None:
             self._shown = redact_url(self._url)
         return self._shown
-
-
-def _transport_failure(exc: BaseException) -> str:
-    if isinstance(exc, requests.Timeout | TimeoutError | urllib3.exceptions.TimeoutError):
-        return "timed out"
-    if isinstance(
-        exc,
-        requests.exceptions.ChunkedEncodingError
-        | requests.exceptions.ContentDecodingError
-        | http.client.HTTPException
-        | urllib3.exceptions.HTTPError,
-    ):
-        return f"the response was cut short ({type(exc).__name__})"
-    return f"connection failed ({type(exc).__name__})"

@@ -126,7 +126,7 @@ def check_request_url(prepared_url: str, base_url: str) -> None:
     """The last check before sending: UnsafeLinkError unless the URL requests will
     really request connects to ``base_url``'s origin."""
     try:
-        ours = connect_origin(prepared_url) == origin(base_url)
+        ours = connect_origin(_scheme_and_authority(prepared_url)) == origin(base_url)
     except ValueError:
         ours = False
     if not ours:
@@ -136,12 +136,21 @@ def check_request_url(prepared_url: str, base_url: str) -> None:
         )
 
 
+def _scheme_and_authority(url: str) -> str:
+    """``scheme://authority`` of ``url`` as urllib3 delimits it (up to ``\\ / ? #``):
+    parsing it alone gives the origin of the whole URL, at a fraction of the cost."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    end = next((i for i, c in enumerate(rest) if c in "\\/?#"), len(rest))
+    return f"{scheme}://{rest[:end]}"
+
+
 def _check_parsers_agree(url: str) -> Origin:
     """``url``'s origin once both parsers agree on it; UnsafeLinkError otherwise."""
-    shown = redact_url(url)
 
     def refuse(why: str) -> UnsafeLinkError:
-        return UnsafeLinkError(f"refusing the link {shown}: {why}; no credentials sent")
+        return UnsafeLinkError(f"refusing the link {redact_url(url)}: {why}; no credentials sent")
 
     if _AMBIGUOUS.search(url):
         raise refuse("it holds a backslash, whitespace or a control character")
@@ -157,12 +166,11 @@ def _check_parsers_agree(url: str) -> Origin:
     segments = parts.path.split("/")
     if any(s in (".", "..") or s.lower() in ("%2e", "%2e%2e", ".%2e", "%2e.") for s in segments):
         raise refuse("its path has dot segments")
-    import requests
-
     try:
-        prepared = requests.Request("GET", url).prepare().url or ""
-        connects = connect_origin(prepared)
-    except (ValueError, requests.RequestException):
+        # requests takes host and port from urllib3's parse_url of the URL as given (the
+        # host is ASCII here, so no IDNA step); the authority alone reads the same.
+        connects = connect_origin(_scheme_and_authority(url))
+    except ValueError:
         raise refuse("the HTTP library cannot parse it") from None
     if connects != seen:
         raise refuse("the HTTP library would connect elsewhere than it reads")
