@@ -9,9 +9,14 @@ network. Upper bounds on elapsed time are generous (a busy machine is slow).
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from loopback import Exchange, LoopbackServer
@@ -25,6 +30,7 @@ from etl.transfer import MAX_BODY_BYTES
 
 PAGE = b'{"audit_logs": [], "meta": {"has_more": false}}'
 SLOW_MACHINE = 10.0  # seconds of slack for a busy machine
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def client_for(url: str, *, timeout: float, budget: float, fake: bool = False,
@@ -186,3 +192,34 @@ def test_a_healthy_connection_is_kept_alive() -> None:
             for _ in range(3):
                 assert client.get_json("/api/v2/audit_logs")["meta"] == {"has_more": False}
         assert len({seen.client_port for seen in s.seen}) == 1
+
+
+def test_sigterm_while_the_answer_trickles_exits_130_at_once(
+    tmp_path: Path, sqlite_url: str, trickling: LoopbackServer
+) -> None:
+    """The real command: the first SIGTERM is acted on while a body trickles in."""
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[zendesk]\nbase_url = "{trickling.url}"\nname = "acme"\noauth_token = "tok"\n'
+        f'timeout = "2m"\nretry_budget = "5m"\n[database]\nurl = "{sqlite_url}"\n'
+        "auto_migrate = true\n"
+    )
+    config.chmod(0o600)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etl", "--config", str(config), "sync"],
+        env=environ, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not trickling.seen and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert trickling.seen, "the request never arrived"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=90)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - sent < 30  # not the 2-minute timeout
+    assert "Traceback" not in stderr
