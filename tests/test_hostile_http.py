@@ -202,7 +202,7 @@ def test_sigterm_while_the_answer_trickles_exits_130_at_once(
     config.write_text(
         f'[zendesk]\nbase_url = "{trickling.url}"\nname = "acme"\noauth_token = "tok"\n'
         f'timeout = "2m"\nretry_budget = "5m"\n[database]\nurl = "{sqlite_url}"\n'
-        "auto_migrate = true\n"
+        "auto_migrate = true\n[sync]\nworkers = 1\n"  # read by the main thread itself
     )
     config.chmod(0o600)
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_"))}
