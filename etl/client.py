@@ -44,7 +44,7 @@ from etl.errors import (
     UnsafeLinkError,
 )
 from etl.ratelimit import RateLimiter
-from etl.redact import redact_url
+from etl.redact import RedactedUrl, redact_url
 from etl.responses import classify_response
 from etl.settings import ZendeskSettings
 from etl.transfer import Courier, exchange
@@ -184,7 +184,7 @@ class ZendeskClient:
         request.prepare_url(target, list(params) if params else None)
         # What urllib3 will really connect to, not what the URL seems to say.
         check_request_url(request.url or "", self.base_url)
-        shown = _RedactedUrl(request.url or target)
+        shown = RedactedUrl(request.url or target)
         started = self._clock()
         budget = self._settings.retry_budget
 
@@ -241,7 +241,7 @@ class ZendeskClient:
 
     # -- internals --------------------------------------------------------------------
     def _attempt(
-        self, request: requests.PreparedRequest, shown: _RedactedUrl, timeout: float
+        self, request: requests.PreparedRequest, shown: RedactedUrl, timeout: float
     ) -> dict[str, Any]:
         self._count(waited=self.limiter.acquire())
         self._count(requests=1)
@@ -283,7 +283,7 @@ class ZendeskClient:
             self._count(corrupt=1)
             raise
 
-    def _on_response(self, response: requests.Response, shown: _RedactedUrl) -> None:
+    def _on_response(self, response: requests.Response, shown: RedactedUrl) -> None:
         """Every HTTP answer of every attempt, whatever its status, passes here once."""
         log.debug("GET %s: %s", shown, response.status_code)
         self.limiter.observe(response.headers)
@@ -328,16 +328,3 @@ class ZendeskClient:
             self.stats.rate_limited += rate_limited
             self.stats.retries += retries
             self.stats.waited += waited
-
-
-class _RedactedUrl:
-    """A URL as shown in logs and errors (``redact_url``), worked out only when shown."""
-
-    def __init__(self, url: str) -> None:
-        self._url = url
-        self._shown: str | None = None
-
-    def __str__(self) -> str:
-        if self._shown is None:
-            self._shown = redact_url(self._url)
-        return self._shown
