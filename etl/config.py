@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 from sqlalchemy import String
 
 from etl.errors import ConfigError
-from etl.redact import redact_url
 from etl.schema import sync_state
 from etl.secret import Secret
 from etl.settings import (
@@ -37,6 +36,7 @@ from etl.settings import (
     SyncSettings,
     ZendeskSettings,
 )
+from etl.urls import base_url_problem
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -294,19 +294,10 @@ def _base_url(zendesk: Mapping[str, Any], problems: _Problems, where: str) -> tu
     subdomain = _typed(zendesk, "subdomain", str, problems, where, "")
     base_url = _typed(zendesk, "base_url", str, problems, where, "").rstrip("/")
     if base_url:
-        parts = urlsplit(base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.add(_join(where, "base_url"), f"not an http(s) URL: {redact_url(base_url)!r}")
+        problem = base_url_problem(base_url)
+        if problem is not None:
+            problems.add(_join(where, "base_url"), problem)
             return "", subdomain
-        if parts.username or parts.password or parts.query or parts.fragment:
-            problems.add(
-                _join(where, "base_url"), "must not carry credentials, a query or a fragment"
-            )
-        if parts.scheme == "http" and not is_loopback(parts.hostname):
-            problems.add(
-                _join(where, "base_url"),
-                "plain http:// is refused except for loopback addresses; use https://",
-            )
         return base_url, subdomain
     if not subdomain:
         problems.add(_join(where, "subdomain"), "missing (or set name and base_url)")
@@ -317,16 +308,6 @@ def _base_url(zendesk: Mapping[str, Any], problems: _Problems, where: str) -> tu
             f"{subdomain!r} is not a subdomain; give only the part before .zendesk.com",
         )
     return f"https://{subdomain}.zendesk.com", subdomain
-
-
-def is_loopback(host: str) -> bool:
-    """localhost, 127.0.0.0/8 or ::1 (bracketed or not): where plain http is allowed."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _credentials(

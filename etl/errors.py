@@ -9,10 +9,12 @@ string, or a raw response body (see ``etl.redact``).
     ├── AuthError                 exit 3  401/403, OAuth token refused
     ├── UpstreamError             exit 4  Zendesk unreachable or answering garbage
     │   ├── RetriableError                (internal: the retry policy may try again)
-    │   │   └── RateLimitedError          429/503 with Retry-After
+    │   │   ├── RateLimitedError          429/503 with Retry-After
+    │   │   └── CorruptResponseError      2xx body not UTF-8 JSON of the right shape, or too big
     │   ├── RetryBudgetExhausted          retries ran out of their time budget
     │   ├── RequestRejectedError  exit 2  400/404/other 4xx: our request is wrong
-    │   └── PaginationError               cursor loop, foreign next link, has_more w/o cursor
+    │   └── PaginationError               cursor loop, foreign next link w/o cursor
+    │       └── UnsafeLinkError           a link that could send credentials elsewhere
     ├── LockedError               exit 5  another run holds this account's lock
     ├── DatabaseError             exit 6  database unreachable or failing
     │   ├── SchemaError                   schema older (run `migrate`) or newer than the code
@@ -68,6 +70,11 @@ class RateLimitedError(RetriableError):
         self.retry_after = retry_after
 
 
+class CorruptResponseError(RetriableError):
+    """A 2xx answer that is not what was asked for: not UTF-8, not JSON, a page of the wrong
+    shape, or a body beyond the size cap. Retried, then the run stops (exit 4)."""
+
+
 class RetryBudgetExhausted(UpstreamError):
     """The retry policy gave up; the message names the last failure."""
 
@@ -83,6 +90,10 @@ class RequestRejectedError(UpstreamError):
 
 class PaginationError(UpstreamError):
     """The pages do not chain: a cursor repeats, a next link is missing or foreign."""
+
+
+class UnsafeLinkError(PaginationError):
+    """A URL that parsers read differently, or with user info: never requested."""
 
 
 class LockedError(EtlError):

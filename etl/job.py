@@ -112,7 +112,7 @@ def run_accounts(
         outcome = Outcome(account.name)
         result.outcomes.append(outcome)
         try:
-            with store.lock(account.name, wait=wait), _client(account, sleep) as client:
+            with store.lock(account.name, wait=wait), _client(account, sleep, hooks) as client:
                 outcome.summary = run(account, client, store, hooks)
         except InterruptedRun as exc:
             outcome.error = exc
@@ -124,5 +124,7 @@ def run_accounts(
     return result
 
 
-def _client(account: AccountSettings, sleep: Callable[[float], None] | None) -> ZendeskClient:
-    return ZendeskClient(account.zendesk, sleep=sleep or time.sleep)
+def _client(
+    account: AccountSettings, sleep: Callable[[float], None] | None, hooks: RunHooks
+) -> ZendeskClient:
+    return ZendeskClient(account.zendesk, sleep=sleep or time.sleep, stop=hooks.stop)

@@ -1,37 +1,39 @@
 """The cursor chain of one audit-log query, with guards; nothing about retries or state.
 
 ``iter_pages`` sends the first request (path + params), then, while
-``meta.has_more`` is true, follows ``links.next`` when it points at the client's
-own base URL (same scheme, host and port), else sends the original params plus
-``page[after]=meta.after_cursor`` (a proxy's links may point at the real Zendesk
-host, where credentials must never go). Pages are yielded one at a time, so
-memory stays flat however long the chain.
+``meta.has_more`` is true, follows ``links.next`` when it is on the client's own base
+URL (``etl.urls.link_is_ours``: same scheme, host, port and path prefix, as the HTTP
+library will really connect), else sends the original params plus
+``page[after]=meta.after_cursor`` (a proxy's links may point at the real Zendesk host,
+where credentials must never go). Pages are yielded one at a time, so memory stays
+flat however long the chain.
 
-A 200 whose body does not have the expected shape (no ``audit_logs`` list, no
-``meta`` object, a non-boolean ``has_more``) is a PaginationError, not retried:
-the run stops, everything stored so far stays committed, and the next run
-resumes from the last checkpoint. (The client already retries bodies that are
-not JSON objects at all: HTML, truncated JSON.)
+Each answer is checked inside the client's retry loop (``get_json(check=...)``): a 200
+of the wrong shape (no ``audit_logs`` list, no ``meta`` object, ``has_more`` missing or
+not a boolean, ``has_more`` true with neither a usable next link nor an
+``after_cursor``) is a CorruptResponseError: retried, and when it persists the run
+stops (exit 4) with everything stored so far committed; such a page is never taken as
+the last one. A link that parsers read differently or that carries user info is an
+UnsafeLinkError, never requested.
 
 Guards, each a PaginationError:
 
 * a cursor (or next link) already seen in this query (the last ``SEEN_MEMORY``);
-* ``has_more`` true with neither a usable next link nor an ``after_cursor``;
 * more than ``MAX_EMPTY_PAGES`` consecutive empty pages that claim ``has_more``.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from etl.client import same_origin
-from etl.errors import ConfigError, PaginationError
-from etl.redact import redact_url
+from etl.errors import ConfigError, CorruptResponseError, PaginationError
+from etl.redact import redact_url, snippet
 from etl.settings import FILTER_KEYS
+from etl.urls import link_is_ours
 
 AUDIT_LOGS_PATH = "/api/v2/audit_logs"
 MAX_PAGE_SIZE = 100
@@ -47,7 +49,10 @@ class JsonGetter(Protocol):
     def base_url(self) -> str: ...
 
     def get_json(
-        self, url: str, params: Sequence[tuple[str, str]] | None = None
+        self,
+        url: str,
+        params: Sequence[tuple[str, str]] | None = None,
+        check: Callable[[dict[str, Any]], object] | None = None,
     ) -> dict[str, Any]: ...
 
 
@@ -109,6 +114,60 @@ class _Seen:
         return True
 
 
+@dataclass(frozen=True)
+class _Step:
+    """A checked answer: its records, and how to go on (None: it was the last page)."""
+
+    records: list[Any]
+    has_more: bool
+    next_url: str | None  # a usable links.next, else None
+    cursor: str | None
+
+
+def read_page(body: dict[str, Any], base_url: str, where: str) -> _Step:
+    """``body`` as one page; CorruptResponseError if it is not one, UnsafeLinkError for a
+    next link that must never be requested."""
+    records = body.get("audit_logs")
+    if not isinstance(records, list):
+        keys = ", ".join(sorted(str(k) for k in body)[:8]) or "none"
+        raise CorruptResponseError(f"{where}: the answer has no audit_logs list (keys: {keys})")
+    meta = body.get("meta")
+    if not isinstance(meta, dict):
+        raise CorruptResponseError(
+            f"{where}: the answer's meta is not an object ({type(meta).__name__})"
+        )
+    has_more = meta.get("has_more")
+    if not isinstance(has_more, bool):
+        said = "missing" if "has_more" not in meta else f"{snippet(repr(has_more), 40)}"
+        raise CorruptResponseError(f"{where}: meta.has_more is {said}, not true or false")
+    if not has_more:
+        return _Step(records, False, None, None)
+    cursor = meta.get("after_cursor")
+    cursor = cursor if isinstance(cursor, str) and cursor else None
+    links = body.get("links")
+    next_link = links.get("next") if isinstance(links, dict) else None
+    next_link = next_link if isinstance(next_link, str) and next_link else None
+    next_url = next_link if next_link is not None and link_is_ours(next_link, base_url) else None
+    if next_url is None and cursor is None:
+        foreign = f" (links.next {redact_url(next_link)} is on another host)" if next_link else ""
+        raise CorruptResponseError(
+            f"{where}: has_more is true but there is no after_cursor to continue{foreign}"
+        )
+    return _Step(records, True, next_url, cursor)
+
+
+class _PageCheck:
+    """``read_page`` as a client's ``check``, keeping the last page it read."""
+
+    def __init__(self, base_url: str, where: str) -> None:
+        self.base_url = base_url
+        self.where = where
+        self.step: _Step | None = None
+
+    def __call__(self, body: dict[str, Any]) -> None:
+        self.step = read_page(body, self.base_url, self.where)
+
+
 def iter_pages(
     client: JsonGetter, params: Sequence[tuple[str, str]], path: str = AUDIT_LOGS_PATH
 ) -> Iterator[Page]:
@@ -120,52 +179,26 @@ def iter_pages(
     empty_streak = 0
     number = 0
     while True:
-        body = client.get_json(url, query)
+        where = f"page {number + 1} of {path}"
+        check = _PageCheck(client.base_url, where)
+        client.get_json(url, query, check=check)
+        step = check.step
+        assert step is not None  # get_json returns only once the check passed
         number += 1
-        where = f"page {number} of {path}"
-        records, meta, links = _parts(body, where)
-        has_more = meta.get("has_more", False)
-        if not isinstance(has_more, bool):
-            raise PaginationError(f"{where}: meta.has_more is {has_more!r}, not true or false")
-        yield Page(number=number, records=records, has_more=has_more)
-        if not has_more:
+        yield Page(number=number, records=step.records, has_more=step.has_more)
+        if not step.has_more:
             return
-        empty_streak = 0 if records else empty_streak + 1
+        empty_streak = 0 if step.records else empty_streak + 1
         if empty_streak > MAX_EMPTY_PAGES:
             raise PaginationError(
                 f"{where}: {empty_streak} empty pages in a row that claim has_more; giving up"
             )
-        cursor = meta.get("after_cursor")
-        cursor = cursor if isinstance(cursor, str) and cursor else None
-        next_link = links.get("next")
-        next_link = next_link if isinstance(next_link, str) and next_link else None
-        if next_link is not None and same_origin(next_link, client.base_url):
-            url, query = next_link, None
-        elif cursor is not None:
-            url, query = path, [*base_params, ("page[after]", cursor)]
+        if step.next_url is not None:
+            url, query = step.next_url, None
         else:
-            foreign = (
-                f" (links.next {redact_url(next_link)} is on another host)" if next_link else ""
-            )
-            raise PaginationError(
-                f"{where}: has_more is true but there is no after_cursor to continue{foreign}"
-            )
-        key = f"cursor:{cursor}" if cursor is not None else f"link:{next_link}"
+            url, query = path, [*base_params, ("page[after]", str(step.cursor))]
+        key = f"cursor:{step.cursor}" if step.cursor is not None else f"link:{step.next_url}"
         if not seen.add(key):
             raise PaginationError(
                 f"{where}: Zendesk returned a cursor already seen in this query (a loop); giving up"
             )
-
-
-def _parts(body: dict[str, Any], where: str) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-    records = body.get("audit_logs")
-    if not isinstance(records, list):
-        keys = ", ".join(sorted(str(k) for k in body)[:8]) or "none"
-        raise PaginationError(f"{where}: the answer has no audit_logs list (keys: {keys})")
-    meta = body.get("meta")
-    if not isinstance(meta, dict):
-        raise PaginationError(
-            f"{where}: the answer's meta is not an object ({type(meta).__name__})"
-        )
-    links = body.get("links")
-    return records, meta, links if isinstance(links, dict) else {}

@@ -93,3 +93,16 @@ def error_summary(body: dict[str, Any]) -> str:
             parts.append(value)
             break
     return snippet(": ".join(parts))
+
+
+class RedactedUrl:
+    """A URL as shown in logs and errors (``redact_url``), worked out only when shown."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._shown: str | None = None
+
+    def __str__(self) -> str:
+        if self._shown is None:
+            self._shown = redact_url(self._url)
+        return self._shown

@@ -27,10 +27,11 @@ from requests.adapters import HTTPAdapter
 from support import FakeTime
 
 from etl.auth import BearerAuth
-from etl.client import ZendeskClient, check_base_url, classify_response, same_origin
+from etl.client import ZendeskClient
 from etl.errors import (
     AuthError,
     ConfigError,
+    CorruptResponseError,
     EtlError,
     PaginationError,
     RateLimitedError,
@@ -40,9 +41,11 @@ from etl.errors import (
     UpstreamError,
 )
 from etl.pagination import audit_log_params
+from etl.responses import classify_response
 from etl.secret import Secret
 from etl.settings import Credentials, ZendeskSettings
 from etl.simulator import Fault, SimAuth, SimulatedZendesk, generate_records
+from etl.urls import check_base_url, same_origin
 
 URL = (
     "https://acme.zendesk.com/api/v2/audit_logs"
@@ -85,12 +88,14 @@ class Case:
 OK_BODY = {"audit_logs": [], "meta": {"has_more": False}}
 CASES = [
     Case("200-json", 200, js(OK_BODY), JSON, None),
-    Case("200-empty", 200, b"", JSON, RetriableError, ("empty body",)),
-    Case("200-html", 200, HTML_PAGE, HTML, RetriableError, ("HTML",)),
-    Case("200-truncated", 200, '{"audit_logs": [{"id": 1', JSON, RetriableError, ("truncated",)),
-    Case("200-list", 200, "[1, 2]", JSON, RetriableError, ("not an object",)),
-    Case("200-null", 200, "null", JSON, RetriableError, ("not an object",)),
-    Case("200-text", 200, "ok", TEXT, RetriableError, ("not JSON",)),
+    Case("200-empty", 200, b"", JSON, CorruptResponseError, ("empty body",)),
+    Case("200-html", 200, HTML_PAGE, HTML, CorruptResponseError, ("HTML",)),
+    Case(
+        "200-truncated", 200, '{"audit_logs": [{"id": 1', JSON, CorruptResponseError, ("truncated",)
+    ),
+    Case("200-list", 200, "[1, 2]", JSON, CorruptResponseError, ("not an object",)),
+    Case("200-null", 200, "null", JSON, CorruptResponseError, ("not an object",)),
+    Case("200-text", 200, "ok", TEXT, CorruptResponseError, ("not JSON",)),
     Case(
         "429-retry-after",
         429,
@@ -235,24 +240,60 @@ def test_classify_response(case: Case) -> None:
         (JSON, '{"id": 1, "score": NaN}', None),  # kept for parse_record to reject
         (JSON, '{"a": "\\ud800"}', None),  # a lone surrogate, for parse_record to replace
         ({"Content-Type": "application/json; charset=iso-8859-1"}, "{}", {}),
-        ({"Content-Type": "application/json; charset=utf-16"}, '{"a": "é"}', {"a": "é"}),
+        (JSON, '\ufeff{"a": "é"}', {"a": "é"}),  # a byte order mark, which RFC 8259 allows
     ],
-    ids=["plain", "past-64-bits", "past-64-bits-negative", "nan", "surrogate", "latin-1", "utf-16"],
+    ids=["plain", "past-64-bits", "past-64-bits-negative", "nan", "surrogate", "latin-1", "bom"],
 )  # fmt: skip
 def test_json_bodies_decode_to_what_the_json_module_makes(
     headers: dict[str, str], body: str, expected: dict[str, Any] | None
 ) -> None:
-    encoding = headers["Content-Type"].partition("charset=")[2]
-    data = body.encode("utf-16" if encoding == "utf-16" else "utf-8", "surrogatepass")
+    data = body.encode("utf-8", "surrogatepass")
     decoded = classify_response(make_response(200, headers, data))
     want = json.loads(body) if expected is None else expected
     assert repr(decoded) == repr(want)  # repr: NaN != NaN, and 1e29 == 10**29
 
 
-def test_a_body_in_another_charset_is_read_in_that_charset() -> None:
-    headers = {"Content-Type": "application/json; charset=iso-8859-1"}
-    decoded = classify_response(make_response(200, headers, '{"a": "é"}'.encode()))
-    assert decoded == {"a": "Ã©"}  # what the server said it sent, not what UTF-8 would make
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json; charset=iso-8859-1",
+        "text/plain",
+        "text/html",
+        "application/json; charset=windows-1252",
+        "application/octet-stream",
+    ],
+)
+def test_a_body_is_utf8_whatever_charset_it_declares(content_type: str) -> None:
+    """JSON is UTF-8 (RFC 8259): a declared charset would only turn "→" into mojibake."""
+    body = '{"a": "é → 😀", "audit_logs": []}'.encode()
+    decoded = classify_response(make_response(200, {"Content-Type": content_type}, body))
+    assert decoded == {"a": "é → 😀", "audit_logs": []}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"change_descr\xff\xfeiption": "x"}',  # bytes no UTF-8 text has
+        b'{"a": "\xe2\x86"}',  # a character cut in the middle
+        b'{"a": "\xc3\xa9", "b": "\xe9"}',  # Latin-1 among UTF-8
+        '{"a": "é"}'.encode("utf-16"),
+        b'{"a": "\xed\xa0\x80"}',  # an encoded surrogate
+        b'{"a": "\xc0\xaf"}',  # an overlong encoding
+    ],
+    ids=["ff-fe", "cut-character", "latin-1-byte", "utf-16", "surrogate-bytes", "overlong"],
+)
+def test_a_body_that_is_not_utf8_is_corrupt(body: bytes) -> None:
+    """Never decoded with U+FFFD in place of the bad bytes (requests' lenient .json())."""
+    for content_type in ("application/json", "application/json; charset=utf-8", "text/plain"):
+        with pytest.raises(CorruptResponseError, match=r"not valid UTF-8|malformed|not JSON"):
+            classify_response(make_response(200, {"Content-Type": content_type}, body))
+
+
+def test_digits_past_64_bits_in_a_bad_body_are_still_strict() -> None:
+    # The json-module path (a 20-digit integer) is strict about UTF-8 too.
+    body = b'{"id": 123456789012345678901, "a": "\xff"}'
+    with pytest.raises(CorruptResponseError, match="not valid UTF-8"):
+        classify_response(make_response(200, JSON, body))
 
 
 def test_a_huge_error_body_is_cut_to_a_snippet() -> None:

@@ -207,12 +207,29 @@ CASES = [
         stops(PaginationError, Fault("repeat_cursor", skip=3), committed=4, says="already seen"),
         id="cursor-repeats",
     ),
+    # A page that says has_more with no way on is corrupt: retried, never taken as the last.
     pytest.param(
-        stops(PaginationError, Fault("foreign_next", skip=3), committed=4, says="another host"),
+        completes(Fault("foreign_next", skip=3), waits=(0.75,)),
+        id="next-link-to-another-host-once",
+    ),
+    pytest.param(
+        stops(
+            RetryBudgetExhausted,
+            Fault("foreign_next", skip=3, times=-1),
+            committed=3,
+            says="another host",
+            retry_budget=5,
+        ),
         id="next-link-to-another-host",
     ),
     pytest.param(
-        stops(PaginationError, Fault("no_cursor", skip=3), committed=4, says="no after_cursor"),
+        stops(
+            RetryBudgetExhausted,
+            Fault("no_cursor", skip=3, times=-1),
+            committed=3,
+            says="no after_cursor",
+            retry_budget=5,
+        ),
         id="has-more-without-cursor",
     ),
     pytest.param(

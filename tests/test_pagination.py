@@ -7,7 +7,7 @@ empty cursors, odd body shapes) use a scripted stand-in for the client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,7 +16,13 @@ import pytest
 from support import FakeTime
 
 from etl.client import ZendeskClient
-from etl.errors import ConfigError, PaginationError, RequestRejectedError
+from etl.errors import (
+    ConfigError,
+    CorruptResponseError,
+    PaginationError,
+    RequestRejectedError,
+    RetryBudgetExhausted,
+)
 from etl.pagination import MAX_EMPTY_PAGES, Page, audit_log_params, iter_pages
 from etl.secret import Secret
 from etl.settings import Credentials, ZendeskSettings
@@ -163,13 +169,19 @@ def test_a_proxy_whose_links_name_another_host_falls_back_to_the_cursor(
         base_url = client.base_url
 
         def get_json(
-            self, url: str, params: Sequence[tuple[str, str]] | None = None
+            self,
+            url: str,
+            params: Sequence[tuple[str, str]] | None = None,
+            check: Callable[[dict[str, Any]], object] | None = None,
         ) -> dict[str, Any]:
-            body = client.get_json(url, params)
-            if body["links"].get("next"):
-                query = urlsplit(body["links"]["next"]).query
-                body["links"]["next"] = f"https://acme.zendesk.com/api/v2/audit_logs?{query}"
-            return body
+            def rewrite_then_check(body: dict[str, Any]) -> None:
+                if body["links"].get("next"):
+                    query = urlsplit(body["links"]["next"]).query
+                    body["links"]["next"] = f"https://acme.zendesk.com/api/v2/audit_logs?{query}"
+                if check is not None:
+                    check(body)
+
+            return client.get_json(url, params, check=rewrite_then_check)
 
     pages = list(iter_pages(Proxy(), PARAMS))
     assert ids(pages) == expected_ids(sim)
@@ -185,19 +197,29 @@ def test_a_repeated_cursor_is_a_loop(sim: SimulatedZendesk, client: ZendeskClien
         list(pages)
 
 
-def test_a_foreign_next_without_a_cursor_stops(
+def test_a_foreign_next_without_a_cursor_is_corrupt_until_the_budget_ends(
     sim: SimulatedZendesk, client: ZendeskClient
 ) -> None:
-    sim.inject(Fault("foreign_next", skip=1))
-    with pytest.raises(PaginationError, match="another host") as caught:
+    sim.inject(Fault("foreign_next", skip=1, times=-1))
+    with pytest.raises(RetryBudgetExhausted, match="another host") as caught:
         list(iter_pages(client, PARAMS))
     assert "evil.example.net" in str(caught.value)
-    assert len(sim.requests) == 2
+    assert client.stats.corrupt == client.stats.requests - 1 > 1
 
 
-def test_has_more_without_a_cursor_stops(sim: SimulatedZendesk, client: ZendeskClient) -> None:
-    sim.inject(Fault("no_cursor"))
-    with pytest.raises(PaginationError, match="no after_cursor"):
+def test_has_more_without_a_cursor_is_retried(sim: SimulatedZendesk, client: ZendeskClient) -> None:
+    """Never taken as the last page: the same request again, and the chain goes on."""
+    sim.inject(Fault("no_cursor", skip=2))
+    assert ids(list(iter_pages(client, PARAMS))) == expected_ids(sim)
+    assert client.stats.corrupt == 1
+    assert sim.requests[2].query == sim.requests[3].query
+
+
+def test_has_more_without_a_cursor_for_good_stops(
+    sim: SimulatedZendesk, client: ZendeskClient
+) -> None:
+    sim.inject(Fault("no_cursor", times=-1))
+    with pytest.raises(RetryBudgetExhausted, match="no after_cursor"):
         list(iter_pages(client, PARAMS))
 
 
@@ -248,9 +270,17 @@ class Scripted:
         self.bodies = iter(bodies)
         self.calls: list[tuple[str, list[tuple[str, str]] | None]] = []
 
-    def get_json(self, url: str, params: Sequence[tuple[str, str]] | None = None) -> dict[str, Any]:
+    def get_json(
+        self,
+        url: str,
+        params: Sequence[tuple[str, str]] | None = None,
+        check: Callable[[dict[str, Any]], object] | None = None,
+    ) -> dict[str, Any]:
         self.calls.append((url, list(params) if params is not None else None))
-        return next(self.bodies)
+        body = next(self.bodies)
+        if check is not None:
+            check(body)
+        return body
 
 
 def page(
@@ -302,11 +332,18 @@ def test_a_record_resets_the_empty_count() -> None:
         ({"audit_logs": []}, "meta is not an object"),
         ({"audit_logs": [], "meta": [1]}, "meta is not an object"),
         ({"audit_logs": [], "meta": {"has_more": "yes"}}, "has_more"),
+        ({"audit_logs": [], "meta": {}}, "has_more is missing"),
+        ({"audit_logs": [1], "meta": {"has_more": None}}, "has_more"),
+        ({"audit_logs": [1], "meta": {"has_more": True}}, "no after_cursor"),
+        (page([1], True, None, "https://elsewhere.example.com/next"), "another host"),
     ],
-    ids=["no-list", "dict-not-list", "no-meta", "meta-list", "has-more-string"],
-)
-def test_bodies_of_the_wrong_shape(body: dict[str, Any], complaint: str) -> None:
-    with pytest.raises(PaginationError, match=complaint):
+    ids=[
+        "no-list", "dict-not-list", "no-meta", "meta-list", "has-more-string",
+        "no-has-more", "has-more-null", "has-more-no-way-on", "has-more-foreign-link",
+    ],
+)  # fmt: skip
+def test_bodies_of_the_wrong_shape_are_corrupt(body: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(CorruptResponseError, match=complaint):
         list(iter_pages(Scripted([body]), []))
 
 
