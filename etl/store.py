@@ -22,6 +22,7 @@ import itertools
 import json
 import operator
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -439,9 +440,12 @@ class Store:
 
     # -- locks ---------------------------------------------------------------------------
 
-    def lock(self, account: str, wait: float = 0.0) -> AbstractContextManager[None]:
-        """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s."""
-        return run_lock(self.engine, account, wait)
+    def lock(
+        self, account: str, wait: float = 0.0, sleep: Callable[[float], None] = time.sleep
+    ) -> AbstractContextManager[None]:
+        """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s.
+        ``sleep`` spends the pauses between attempts (the CLI's ends at a signal)."""
+        return run_lock(self.engine, account, wait, sleep)
 
     # -- plumbing ------------------------------------------------------------------------
 
