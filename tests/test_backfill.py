@@ -86,9 +86,10 @@ def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
         assert summary.status == "success"
         assert summary.inserted == len(sim.visible_records())
         assert_table_matches(db_url, sim.visible_records())
-        assert len(set(query_starts(sim))) >= 4  # it really was read in several slices
+        slices = len(set(query_starts(sim)))
+        assert slices >= 4  # it really was read in several slices
         # little waste: a partial page per slice, and a page past the end per split
-        assert summary.requests <= len(records) / 100 + 16
+        assert summary.requests <= len(records) / 100 + 2 * slices, slices
         assert store.slices("acme") == []  # the finished plan is gone
         assert summary.window is not None
         assert store.watermark("acme") == summary.window.end
