@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import select
 import signal
 import sys
 import threading
@@ -279,7 +280,8 @@ def _main(argv: Sequence[str] | None) -> int:
     _Output.json = args.log_format == "json"
     try:
         handler: Callable[[argparse.Namespace], int] = args.handler
-        return handler(args)
+        with _signals_set(None):  # sync and resync stop more gently: see _run_job
+            return handler(args)
     except EtlError as exc:
         _fail(str(exc), exc.exit_code)
         return int(exc.exit_code)
@@ -450,6 +452,8 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
     with _signals_set(stop), open_store(settings, migrate_hint=_migrate_hint(args)) as store:
         opened.append(store)
         _work_begins()  # everything a run needs is imported by now
+        if stop.is_set():  # a signal while connecting or migrating: the run never began
+            raise InterruptedRun("stopped by a signal before the run began")
         result = run_accounts(
             store, accounts, run, wait=args.wait, hooks=hooks, sleep=stoppable_sleep
         )
@@ -488,36 +492,77 @@ def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSum
 
 
 class _signals_set:
-    """SIGTERM/SIGINT: first one finishes the current page and stops; a second one aborts."""
+    """SIGTERM/SIGINT: the first one stops the run at the next safe point (a committed
+    page, or at once from any wait of ours); a second one, or a stop that takes longer
+    than ``STOP_GRACE_S``, leaves at once with exit 130 and one line.
 
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
+    The handler only writes a byte to a pipe (and, the second time, to stderr before
+    ``os._exit``): Python runs it between two bytecodes of the main thread, which may be
+    inside SQLAlchemy, a driver, logging or a held lock. Raising there turned a second
+    SIGTERM into a database error and tracebacks; setting an ``Event`` there can deadlock.
+    A watcher thread does the rest. Leaving at once is safe: every page commits with its
+    checkpoint, so what is lost is at most the open transaction, as with SIGKILL.
+    """
+
+    def __init__(self, stop: threading.Event | None) -> None:
+        self.stop = stop  # None: nothing to finish, the first signal leaves at once
         self.previous: dict[int, Any] = {}
+        self._signals = 0
+        self._read, self._write = os.pipe()
+        self._watcher = threading.Thread(target=self._watch, name="signal-watcher", daemon=True)
 
     def __enter__(self) -> None:
+        self._watcher.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
             self.previous[sig] = signal.signal(sig, self._handle)
 
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
+        os.write(self._write, b"\0")  # ends the watcher
+        self._watcher.join()
+        os.close(self._read)
+        os.close(self._write)
         from etl import dbwait
 
         dbwait.reset()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals > 1 or self.stop is None:
+            _leave_now(f"stopped by a second {signal.Signals(signum).name}: exiting at once")
+        os.write(self._write, bytes([signum]))
+
+    def _watch(self) -> None:
+        signum = os.read(self._read, 1)[0]
+        if not signum:  # the run ended without a signal
+            return
+        name = signal.Signals(signum).name
+        log.warning("%s received: finishing the current page, then stopping", name)
         from etl import dbwait  # a statement stuck on another session's lock is cancelled
 
-        if self.stop.is_set():
-            if dbwait.interrupt(at_once=True):
-                return  # raising inside the driver would break it; the cancel ends the run
-            raise InterruptedRun(f"stopped by {signal.Signals(signum).name}")
         dbwait.interrupt()
-        log.warning(
-            "%s received: finishing the current page, then stopping",
-            signal.Signals(signum).name,
-        )
+        assert self.stop is not None
         self.stop.set()
+        if _select_readable(self._read, STOP_GRACE_S):  # the run ended in time
+            return
+        _leave_now(f"stopped by {name}, but the run did not stop within {STOP_GRACE_S:.0f} s")
+
+
+STOP_GRACE_S = 30.0  # after a first signal, the longest a run may take to stop cleanly
+
+
+def _select_readable(fd: int, timeout: float) -> bool:
+    readable, _, _ = select.select([fd], [], [], timeout)
+    return bool(readable)
+
+
+def _leave_now(message: str) -> NoReturn:
+    """One line on stderr and exit 130, from a signal handler or any thread: the open
+    transaction is rolled back by the database, the run lock freed with the process."""
+    with suppress(OSError):
+        os.write(2, f"{PROG}: error: {message}\n".encode())
+    os._exit(ExitCode.INTERRUPTED)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

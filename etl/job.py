@@ -112,7 +112,8 @@ def run_accounts(
         outcome = Outcome(account.name)
         result.outcomes.append(outcome)
         try:
-            with store.lock(account.name, wait=wait), _client(account, sleep, hooks) as client:
+            lock = store.lock(account.name, wait=wait, sleep=sleep or time.sleep)
+            with lock, _client(account, sleep, hooks) as client:
                 outcome.summary = run(account, client, store, hooks)
         except InterruptedRun as exc:
             outcome.error = exc

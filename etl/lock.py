@@ -116,6 +116,7 @@ def run_lock(
     """
     attempt = _attempt_for(engine, account)
     deadline = clock() + wait
+    told = False
     while (taken := attempt()) is None:
         remaining = deadline - clock()
         if remaining <= 0:
@@ -123,6 +124,9 @@ def run_lock(
                 f"another run for account {account} is in progress (lock held); "
                 "retry later or pass --wait SECONDS"
             )
+        if not told:  # say why nothing happens for a while
+            log.info("account %s: another run holds the lock; waiting up to %g s", account, wait)
+            told = True
         sleep(min(poll_interval, remaining))
     release, check = taken
     try:

@@ -9,6 +9,7 @@ upserts, which never rewrite an unchanged row and count exactly what they wrote)
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime
@@ -296,10 +297,13 @@ class Store:
 
     # -- locks ---------------------------------------------------------------------------
 
-    def lock(self, account: str, wait: float = 0.0) -> AbstractContextManager[HeldLock]:
+    def lock(
+        self, account: str, wait: float = 0.0, sleep: Callable[[float], None] = time.sleep
+    ) -> AbstractContextManager[HeldLock]:
         """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s.
-        While it is held, each commit first checks it still is (``LockLostError``)."""
-        return self._guard.holding(run_lock(self.engine, account, wait))
+        While it is held, each commit first checks it still is (``LockLostError``);
+        ``sleep`` spends the pauses between attempts (the CLI's ends at a signal)."""
+        return self._guard.holding(run_lock(self.engine, account, wait, sleep))
 
     # -- plumbing ------------------------------------------------------------------------
 

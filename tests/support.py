@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -58,6 +59,30 @@ def sim_account(
         ),
         sync=SyncSettings(**sync),
     )
+
+
+T = TypeVar("T")
+# A slow or busy machine still gets there well within this; a broken one fails clearly.
+EVENT_TIMEOUT = 60.0
+
+
+def wait_until(
+    predicate: Callable[[], T | None],
+    what: str,
+    timeout: float = EVENT_TIMEOUT,
+    interval: float = 0.02,
+) -> T:
+    """Poll ``predicate`` until it returns something true, and return that; fail naming
+    ``what`` was awaited after ``timeout`` seconds. Tests wait for the event itself (a row
+    committed, a line written, a request seen), never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"waited {timeout:.0f} s for {what}, in vain")
+        time.sleep(interval)
 
 
 def settings_for(db_url: str, *accounts: AccountSettings) -> Settings:
@@ -116,6 +141,17 @@ def stored_rows(db_url: str, account: str = "acme") -> list[dict[str, Any]]:
         if isinstance(row["raw"], str):  # JSON columns come back decoded on most drivers
             row["raw"] = json.loads(row["raw"])
     return rows
+
+
+def count_rows(engine: sa.Engine) -> int:
+    """Rows committed in the audit table so far (0 before the schema exists)."""
+    try:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(sa.text("SELECT COUNT(*) FROM zendesk_audit_logs")).scalar_one()
+            )
+    except sa.exc.DBAPIError:  # not migrated yet
+        return 0
 
 
 def _as_utc(value: datetime) -> datetime:

@@ -201,10 +201,11 @@ def test_the_token_is_renewed_shortly_before_it_expires(sim: SimulatedZendesk) -
 
 def test_a_401_renews_the_token_once_and_resends() -> None:
     records = generate_records(5, start=START, end=END)
-    with SimulatedZendesk(records, auth=SimAuth(token_ttl=0.3)) as server:
+    # Long enough for the first request to use the token on a busy machine.
+    with SimulatedZendesk(records, auth=SimAuth(token_ttl=2.0)) as server:
         auth, session = oauth(server, FrozenClock())  # our clock never sees it expire
         assert get(server, session, auth) == 200
-        time.sleep(0.4)  # the simulator's token expires
+        time.sleep(2.1)  # the token's lifetime passing is the event: this is its length
         assert get(server, session, auth) == 200
         assert auth.fetches == 2
         statuses = [r.status for r in server.requests if r.path != "/oauth/tokens"]

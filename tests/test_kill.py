@@ -20,8 +20,16 @@ from pathlib import Path
 
 import pytest
 from conftest import make_database, selected_kinds
-from support import SIM_OAUTH_TOKEN, assert_table_matches, audit_record, recent
+from support import (
+    SIM_OAUTH_TOKEN,
+    assert_table_matches,
+    audit_record,
+    count_rows,
+    recent,
+    wait_until,
+)
 
+from etl.db import open_engine
 from etl.simulator import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,11 +58,20 @@ def kill_loop(db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, i
         command = [sys.executable, "-m", "etl", "--config", str(config), "--quiet", "sync"]
         env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
         outcomes = {"killed": 0, "finished": 0}
+        engine = open_engine(db_url)
         for i in range(kills):
+            before = count_rows(engine)
             proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.DEVNULL)
-            time.sleep(rng.uniform(0.0, 1.5))
+            if i % 2 == 0:  # anywhere: start-up, migrations, a page read or commit...
+                time.sleep(rng.uniform(0.0, 1.5))
+            else:  # ...and, however slow the machine, mid-backfill after some commits
+                more = rng.randint(1, 30) * 100
+                wait_until(
+                    lambda: proc.poll() is not None or count_rows(engine) >= before + more,  # noqa: B023
+                    f"{more} more rows committed",
+                )
             proc.send_signal(signal.SIGKILL)
-            code = proc.wait(timeout=30)
+            code = proc.wait(timeout=60)
             outcomes["killed" if code == -signal.SIGKILL else "finished"] += 1
             if i % 3 == 2:  # upstream moves on: new records, and some that appear late
                 base = 8_000_000_000_000 + i * 1000
@@ -62,6 +79,7 @@ def kill_loop(db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, i
                     [audit_record(base + j, recent(6)) for j in range(150)]
                     + [audit_record(base + 500 + j, recent(12)) for j in range(5)]
                 )
+        engine.dispose()
         final = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
         assert final.returncode == 0, final.stderr
         assert_table_matches(db_url, sim.visible_records())

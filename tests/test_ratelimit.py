@@ -181,7 +181,16 @@ def test_budget_must_be_positive() -> None:
 
 
 def test_threads_share_the_budget() -> None:
-    rl = RateLimiter(6000)  # 10 ms apart, real clock
+    # Real clock. Each grant's time is the last one the limiter read in that thread (a
+    # stamp taken after acquire() returns could be late by however long the thread waits
+    # for a busy CPU, and two stamps come out closer than their grants).
+    last_read = threading.local()
+
+    def clock() -> float:
+        last_read.value = time.monotonic()
+        return float(last_read.value)
+
+    rl = RateLimiter(6000, clock=clock)  # 10 ms apart
     stamps: list[float] = []
     lock = threading.Lock()
 
@@ -189,7 +198,7 @@ def test_threads_share_the_budget() -> None:
         for _ in range(5):
             rl.acquire()
             with lock:
-                stamps.append(time.monotonic())
+                stamps.append(last_read.value)
 
     threads = [threading.Thread(target=work) for _ in range(4)]
     for t in threads:

