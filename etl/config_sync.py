@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from etl.config_section import Section
-from etl.config_values import KNOWN_ACTIONS, filter_values
+from etl.config_values import KNOWN_ACTIONS, filter_values, parse_duration
 from etl.settings import FILTER_KEYS
 
 log = logging.getLogger(__name__)
@@ -28,9 +28,11 @@ def sync_values(sync: Section) -> dict[str, Any]:
     sync.unknown_keys(SYNC_KEYS)
     values: dict[str, Any] = {}
     for key in ("lag", "overlap", "parallel_after"):
-        if key in sync:
-            values[key] = sync.duration(key, timedelta())
-    if "lag" in sync and values["lag"] < MIN_LAG:
+        value = sync.parsed(key, parse_duration, None)
+        if value is not None:
+            values[key] = value
+    # only a lag that reads as a duration is checked: a bad one is already one problem
+    if "lag" in values and values["lag"] < MIN_LAG:
         sync.problem(
             "lag",
             f"must be at least {int(MIN_LAG.total_seconds())} s: Zendesk refuses newer bounds "
