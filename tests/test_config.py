@@ -334,3 +334,20 @@ def test_each_problem_is_reported_once_at_its_full_path(tmp_path: Path) -> None:
     assert "accounts[1].sync.lag: must be at least 61 s" in message
     assert "accounts[1].sync.bogus: unknown key" in message
     assert "accounts[1].sync.filters.actor_id: 'x' is not an integer" in message
+
+
+ONE_ACCOUNT = '[[accounts]]\nsubdomain = "a"\noauth_token = "t"\n'
+
+
+@pytest.mark.parametrize(
+    "text",
+    [MINIMAL + '[sync]\nlag = "soon"\n', ONE_ACCOUNT + '[accounts.sync]\nlag = "soon"\n'],
+    ids=["sync", "accounts.sync"],
+)
+def test_a_lag_that_is_not_a_duration_is_one_problem(tmp_path: Path, text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    message = str(err.value)
+    assert "1 problem:" in message
+    assert "sync.lag: 'soon' is not a duration" in message
+    assert "at least 61 s" not in message  # the same bad value, not a second problem
