@@ -22,6 +22,7 @@ from contextlib import suppress
 from typing import Any, NoReturn
 
 from etl import __version__, collector, config, logsetup
+from etl.arguments import duration, filter_pair, positive_int, seconds, utc_time
 from etl.commands_info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
 from etl.commands_run import cmd_resync, cmd_sync
 from etl.errors import EtlError, ExitCode
@@ -131,10 +132,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _account_option(resync)
     resync.add_argument(
-        "--since", type=_time, required=True, metavar="TIME", help="start of the window (UTC)"
+        "--since",
+        type=utc_time,
+        required=True,
+        metavar="TIME",
+        help="start of the window (UTC)",
     )
     resync.add_argument(
-        "--until", type=_time, metavar="TIME", help="end of the window (default: now minus lag)"
+        "--until",
+        type=utc_time,
+        metavar="TIME",
+        help="end of the window (default: now minus lag)",
     )
     _wait_option(resync)
 
@@ -146,7 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print JSON for scripts")
     status.add_argument(
         "--max-lag",
-        type=_duration,
+        type=duration,
         metavar="DURATION",
         help="exit 7 if any account's data is older than this (e.g. 30m, 1h); data always "
         "trails now by the configured lag, so a useful value is larger than it",
@@ -159,13 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     lister = command("list", "read audit records straight from the API (no database)", cmd_list)
     _account_option(lister)
-    lister.add_argument("--since", type=_time, metavar="TIME", help="created at or after TIME")
-    lister.add_argument("--until", type=_time, metavar="TIME", help="created at or before TIME")
+    lister.add_argument("--since", type=utc_time, metavar="TIME", help="created at or after TIME")
+    lister.add_argument("--until", type=utc_time, metavar="TIME", help="created at or before TIME")
     lister.add_argument(
         "--filter",
         action="append",
         default=[],
-        type=_filter,
+        type=filter_pair,
         metavar="KEY=VALUE",
         help=f"repeatable; KEY is one of {', '.join(FILTER_KEYS)}",
     )
@@ -173,7 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--sort", choices=("asc", "desc"), default="desc", help="by created_at (default: desc)"
     )
     lister.add_argument(
-        "--limit", type=_positive_int, default=100, metavar="N", help="at most N (default 100)"
+        "--limit",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="at most N (default 100)",
     )
     lister.add_argument(
         "--format",
@@ -193,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _wait_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
-        type=_seconds,
+        type=seconds,
         default=0.0,
         metavar="SECONDS",
         help="if another run holds the lock, wait up to this long (default: exit at once)",
@@ -208,40 +220,6 @@ def _account_option(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="only this account (repeatable; default: all configured)",
     )
-
-
-def _argument_type(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    return convert
-
-
-_time = _argument_type(config.parse_time)
-_duration = _argument_type(config.parse_duration)
-
-
-@_argument_type
-def _seconds(text: str) -> float:
-    return config.parse_duration(text).total_seconds()
-
-
-@_argument_type
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{text!r} is not a positive whole number")
-    return int(text)
-
-
-@_argument_type
-def _filter(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or key not in FILTER_KEYS or not value:
-        raise ValueError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
-    return key, value
 
 
 def run() -> NoReturn:
