@@ -1,0 +1,140 @@
+"""``sync`` and ``resync``: each selected account under its lock, with signals, progress
+and metrics; every failure one line, the exit code the worst of the accounts'."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from etl.collector import work_begins
+from etl.commands import load_settings, migrate_hint
+from etl.errors import InterruptedRun
+from etl.output import fail
+from etl.settings import Settings
+from etl.signals import signals_set
+
+if TYPE_CHECKING:
+    from etl.client import ZendeskClient
+    from etl.job import AccountRun
+    from etl.progress import ProgressBar
+    from etl.settings import AccountSettings
+    from etl.store import Store
+    from etl.sync import RunHooks, RunSummary
+
+# The summary line keeps the logger name it always had: operators filter on it.
+log = logging.getLogger("etl.cli")
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from etl.job import sync_each
+
+    code, _ = _run_job(args, sync_each)
+    return code
+
+
+def cmd_resync(args: argparse.Namespace) -> int:
+    from etl import report
+    from etl.sync import resync_account
+
+    def resync_each(
+        account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
+    ) -> RunSummary:
+        return resync_account(account, client, store, args.since, args.until, hooks=hooks)
+
+    code, summaries = _run_job(args, resync_each)
+    for summary in summaries.values():
+        if summary.status == "success":
+            print(report.resync_verdict(summary))
+    return code
+
+
+def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, RunSummary]]:
+    """Run each selected account under its lock, with signals, progress and metrics."""
+    from etl.job import open_store, run_accounts, select_accounts
+    from etl.sync import RunHooks
+
+    # With --account, only those accounts' secrets need to be readable.
+    settings = load_settings(args, require_credentials=args.account or True)
+    accounts = select_accounts(settings, args.account)
+    stop = threading.Event()
+    summaries: dict[str, RunSummary] = {}
+    bar = _progress_bar(args)
+
+    def stoppable_sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise InterruptedRun("stopped by a signal while waiting to retry")
+
+    def log_summary(summary: RunSummary) -> None:
+        if bar:
+            bar.finish(complete=summary.status == "success")
+        summaries[summary.account] = summary
+        # A failure's message follows once, on the error line; the JSON fields keep it.
+        log.info("%s", replace(summary, error=None).line(), extra=summary.fields())
+
+    opened: list[Store] = []
+    data_starts: dict[str, datetime | None] = {}  # where this run's first page ended
+
+    def progress(summary: RunSummary, position: datetime | None) -> None:
+        if not (bar and summary.window and opened):
+            return
+        end = summary.window.end
+        start = data_starts.setdefault(summary.account, position)
+
+        def share() -> float:
+            from etl.progress import slices_share, span_share
+
+            # A parallel backfill's slices, as committed, say what is read of its plan.
+            plan = opened[0].slices(summary.account)
+            if plan:
+                return slices_share(plan)
+            return span_share(start, end, position) if start else 0.0
+
+        bar.update(summary.account, share, position, summary.records, summary.pages)
+
+    hooks = RunHooks(stop=stop, report=log_summary, on_page=progress if bar else None)
+    with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
+        opened.append(store)
+        work_begins()  # everything a run needs is imported by now
+        if stop.is_set():  # a signal while connecting or migrating: the run never began
+            raise InterruptedRun("stopped by a signal before the run began")
+        result = run_accounts(
+            store, accounts, run, wait=args.wait, hooks=hooks, sleep=stoppable_sleep
+        )
+        if settings.metrics_file:
+            _write_metrics(store, settings, summaries)
+    for outcome in result.outcomes:
+        if outcome.error:
+            fail(f"account {outcome.account}: {outcome.error}", outcome.exit_code)
+    if len(result.outcomes) > 1 and result.failed:
+        fail(f"{len(result.failed)} of {len(result.outcomes)} accounts failed: "
+             f"{', '.join(result.failed)}", result.exit_code)  # fmt: skip
+    return int(result.exit_code), summaries
+
+
+def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
+    if args.quiet or not sys.stderr.isatty():
+        return None
+    from etl.progress import ProgressBar
+
+    return ProgressBar(sys.stderr)
+
+
+def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
+    from etl import metrics
+    from etl.store import utc_now
+    from etl.sync import HISTORY_START
+
+    assert settings.metrics_file
+    statuses = [s for a in settings.accounts for s in store.account_status(a.name)]
+    starts = {a.name: a.sync.start_time or HISTORY_START for a in settings.accounts}
+    try:
+        text = metrics.render(statuses, summaries, utc_now(), starts)
+        metrics.write_atomically(Path(settings.metrics_file), text)
+    except OSError as exc:  # metrics are a side channel: warn, but the sync result stands
+        log.warning("could not write metrics file %s: %s", settings.metrics_file, exc.strerror)
