@@ -374,15 +374,15 @@ def test_kill_9_mid_backfill_resumes_every_slice_from_its_checkpoint(
         )
         proc.send_signal(signal.SIGKILL)
         code = proc.wait(timeout=60)
-        # The slices this run found: it must have resumed each one from its checkpoint.
+        # Each slice this run went back to (how many it reads at once follows the measured
+        # latency): it must have resumed from its checkpoint, never from the slice's start.
         started = set(query_starts(sim))
-        got_going = len(list_queries(sim)) >= 8  # past start-up: its first slices began
-        for s in sorted(plan, key=lambda s: s.start)[:4]:
-            if s.done or not got_going:
+        for s in plan:
+            if s.done or s.position is None or s.position - BOUND_SLACK <= s.start:
                 continue
-            if s.position is not None and s.position - BOUND_SLACK > s.start:
-                assert s.position - BOUND_SLACK in started, (s, sorted(started))
-                assert s.start not in started
+            read_here = sorted(t for t in started if s.start <= t < s.end)
+            if read_here:  # a split's new slice starts later than the checkpoint
+                assert read_here[0] == s.position - BOUND_SLACK, (s, read_here)
                 resumed_checks += 1
         plan = Store(engine).slices("acme")
         if code == 0:
