@@ -79,6 +79,12 @@ ABOUT = {
         "Write a commented config file to start from (the example shipped with the package).",
         f"{PROG} init /etc/zendesk-audit-etl/config.toml",
     ),
+    "export": (
+        "Write the records stored since a consumer's last export as JSON lines, in the "
+        "order they were stored: raw, or OCSF events. Into a file exactly once, even "
+        "across crashes; to standard output at least once.",
+        f"{PROG} export --consumer siem --output /var/log/zendesk-audit/audit.jsonl",
+    ),
 }
 
 
@@ -192,7 +198,41 @@ def build_parser() -> argparse.ArgumentParser:
         f"./{config.DEFAULT_CONFIG_PATH}); an existing file is never overwritten",
     )  # fmt: skip
     init.set_defaults(handler=cmd_init)
+    _export_parser(command)
     return parser
+
+
+def _export_parser(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
+    exporter = command(
+        "export", "write the records stored since a consumer's last export, as JSON lines"
+    )
+    _account_option(exporter)
+    exporter.add_argument(
+        "--consumer",
+        required=True,
+        metavar="NAME",
+        help="whose position to read and advance (each consumer has its own)",
+    )
+    exporter.add_argument(
+        "--output",
+        metavar="FILE",
+        help="append to FILE, exactly once across crashes (default: standard output, "
+        "at least once)",
+    )
+    exporter.add_argument(
+        "--format",
+        choices=("raw", "ocsf"),
+        default="raw",
+        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events",
+    )
+    exporter.add_argument(
+        "--since",
+        type=_time,
+        metavar="TIME",
+        help="a consumer's first export starts at records created at or after TIME "
+        "(default: everything stored)",
+    )
+    exporter.set_defaults(handler=cmd_export)
 
 
 def _wait_option(parser: argparse.ArgumentParser) -> None:
@@ -455,6 +495,7 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
         )
         if settings.metrics_file:
             _write_metrics(store, settings, summaries)
+            _write_export_metrics(store, settings)
     for outcome in result.outcomes:
         if outcome.error:
             _fail(f"account {outcome.account}: {outcome.error}", outcome.exit_code)
@@ -646,3 +687,52 @@ def cmd_list(args: argparse.Namespace) -> int:
         for record in records:
             out.write(json.dumps(record, sort_keys=True) + "\n")
     return int(ExitCode.OK)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from etl.export import ExportOptions, ExportSummary, export_accounts
+    from etl.job import open_store, select_accounts
+    from etl.store import utc_now
+
+    settings = _settings(args, require_credentials=False)
+    names = [a.name for a in select_accounts(settings, args.account)]
+    options = ExportOptions(
+        consumer=args.consumer,
+        output=Path(args.output) if args.output else None,
+        fmt=args.format,
+        since=args.since,
+    )
+    stop = threading.Event()
+
+    def report(summary: ExportSummary) -> None:
+        log.info("%s", summary.line(), extra=summary.fields())
+
+    with _signals_set(stop), open_store(settings, migrate_hint=_migrate_hint(args)) as store:
+        _work_begins()
+        try:
+            export_accounts(store.engine, names, options, stop=stop, report=report, now=utc_now)
+        finally:
+            if settings.metrics_file:
+                _write_export_metrics(store, settings)
+    return int(ExitCode.OK)
+
+
+def _write_export_metrics(store: Store, settings: Settings) -> None:
+    """The consumers' backlogs, in a file beside ``metrics_file`` (``*_export.prom``):
+    refreshed by ``sync`` (new rows) and ``export`` (rows written out)."""
+    from etl import consumers, metrics
+    from etl.db import database_errors
+    from etl.store import utc_now
+
+    assert settings.metrics_file
+    names = [a.name for a in settings.accounts]
+    path = metrics.export_metrics_path(Path(settings.metrics_file))
+    try:
+        with (
+            database_errors(store.engine, "reading export backlogs"),
+            store.engine.connect() as conn,
+        ):
+            statuses = consumers.statuses(conn, names)
+        metrics.write_atomically(path, metrics.render_export(statuses, utc_now()))
+    except OSError as exc:  # a side channel: warn, the export's result stands
+        log.warning("could not write metrics file %s: %s", path, exc.strerror)

@@ -1,0 +1,316 @@
+"""``export``: the rows stored since a consumer's last export, as JSON lines.
+
+Rows are read in storage order (``stored_seq``, etl.sequence), by keyset pagination in
+chunks of ``chunk_rows``: memory stays flat whatever the backlog, and records that
+arrived late (older ``created_at``, stored later) come out too. Each chunk is written,
+flushed and (to a file) fsynced, then the consumer's position commits together with
+the file's new length. A run killed in between leaves bytes past the committed length:
+the next run cuts them off before it writes, so the file holds every record once.
+Standard output cannot be taken back: there, delivery is at least once.
+
+The consumer's lock (etl.lock, named ``export:CONSUMER``) keeps two exports of one
+consumer apart; a ``sync`` of the same account runs alongside.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from etl import consumers
+from etl.db import database_errors, for_writing
+from etl.errors import ConfigError, InterruptedRun, LockedError
+from etl.lock import run_lock
+from etl.ocsf import to_ocsf
+from etl.schema import UTCDateTime
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("raw", "ocsf")
+CHUNK_ROWS = 5000
+FILE_MODE = 0o640  # the log shipper often reads as a group member
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    consumer: str
+    output: Path | None = None  # None: standard output
+    fmt: str = "raw"
+    since: datetime | None = None  # a new consumer's first export starts at this created_at
+    chunk_rows: int = CHUNK_ROWS
+
+
+@dataclass
+class ExportSummary:
+    consumer: str
+    account: str
+    output: str
+    position_before: int
+    position_after: int
+    rows: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"export consumer={self.consumer} account={self.account}: {self.rows} rows, "
+            f"{self.bytes} bytes to {self.output}; position {self.position_before} -> "
+            f"{self.position_after}; {self.duration:.2f}s"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "event": "export_finished",
+            "consumer": self.consumer,
+            "account": self.account,
+            "output": self.output,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "position_before": self.position_before,
+            "position_after": self.position_after,
+            "duration_seconds": round(self.duration, 3),
+        }
+
+
+class Sink(Protocol):
+    name: str
+
+    def prepare(self, committed_path: str | None, committed_length: int | None) -> None: ...
+    def write(self, data: bytes) -> tuple[str, int] | None: ...
+    def close(self) -> None: ...
+
+
+class StreamSink:
+    """Standard output (or any stream): flushed per chunk; at least once."""
+
+    name = "stdout"
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+
+    def prepare(self, committed_path: str | None, committed_length: int | None) -> None:
+        return None
+
+    def write(self, data: bytes) -> tuple[str, int] | None:
+        self._stream.write(data)
+        self._stream.flush()
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class FileSink:
+    """A file appended to, cut back to its committed length before the first write."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = os.path.abspath(path)
+        self.name = self.path
+        self._fd: int | None = None
+        self._length = 0
+
+    def prepare(self, committed_path: str | None, committed_length: int | None) -> None:
+        if self._fd is not None:
+            return
+        try:
+            created = not os.path.exists(self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+            size = os.fstat(fd).st_size
+            if committed_path == self.path and committed_length is not None:
+                if size > committed_length:
+                    cut = size - committed_length
+                    log.warning("cutting %s back to its committed length: %d bytes of an "
+                                "export that did not commit", self.path, cut)  # fmt: skip
+                    os.ftruncate(fd, committed_length)
+                    os.fsync(fd)
+                    size = committed_length
+                elif size < committed_length:
+                    log.warning("%s is shorter than when last committed (rotated or "
+                                "truncated?): appending at its end", self.path)  # fmt: skip
+            os.lseek(fd, size, os.SEEK_SET)
+            if created:  # the new name must survive a crash of the host too
+                _fsync_directory(os.path.dirname(self.path))
+        except OSError as exc:
+            raise ConfigError(f"cannot write the export file {self.path}: {exc.strerror}") from exc
+        self._fd, self._length = fd, size
+
+    def write(self, data: bytes) -> tuple[str, int] | None:
+        assert self._fd is not None, "prepare() first"
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise ConfigError(f"cannot write the export file {self.path}: {exc.strerror}") from exc
+        self._length += len(data)
+        return self.path, self._length
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def _fsync_directory(path: str) -> None:
+    fd = os.open(path or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def export_accounts(
+    engine: Engine,
+    accounts: Sequence[str],
+    options: ExportOptions,
+    *,
+    stdout: BinaryIO | None = None,
+    stop: threading.Event | None = None,
+    report: Callable[[ExportSummary], None] | None = None,
+    now: Callable[[], datetime],
+) -> list[ExportSummary]:
+    """Export each account's new rows for ``options.consumer``, under its lock."""
+    consumer = consumers.check_name(options.consumer)
+    sink: Sink = FileSink(options.output) if options.output else StreamSink(_stdout(stdout))
+    summaries = []
+    with _consumer_lock(engine, consumer):
+        try:
+            for account in accounts:
+                summary = _export_account(engine, account, options, sink, stop, now)
+                summaries.append(summary)
+                if report:
+                    report(summary)
+        finally:
+            sink.close()
+    return summaries
+
+
+def _stdout(stream: BinaryIO | None) -> BinaryIO:
+    if stream is not None:
+        return stream
+    import sys
+
+    return sys.stdout.buffer
+
+
+@contextmanager
+def _consumer_lock(engine: Engine, consumer: str) -> Iterator[None]:
+    try:
+        with run_lock(engine, f"export:{consumer}"):
+            yield
+    except LockedError:
+        raise LockedError(f"another export for consumer {consumer} is in progress") from None
+
+
+def _export_account(
+    engine: Engine,
+    account: str,
+    options: ExportOptions,
+    sink: Sink,
+    stop: threading.Event | None,
+    now: Callable[[], datetime],
+) -> ExportSummary:
+    reader = _Reader(engine, account, options)
+    with database_errors(engine, "reading the export position"), engine.connect() as conn:
+        start = consumers.read_start(conn, options.consumer, account)
+        conn.rollback()
+        position = start.position or 0
+        summary = ExportSummary(options.consumer, account, sink.name, position, position)
+        if start.nothing_new():
+            summary.duration = time.monotonic() - summary.started
+            return summary
+        # --since only shapes a consumer's first export of the account
+        since = options.since if start.position is None else None
+        sink.prepare(start.file_path, start.file_length)
+        writer = for_writing(engine)
+        while True:
+            if stop is not None and stop.is_set():
+                raise InterruptedRun("stopped by a signal; the export resumes at its position")
+            chunk = reader.chunk(conn, position, since)
+            if chunk:
+                data = b"".join(reader.render(raw) for _, raw in chunk)
+                file = sink.write(data)
+                position = chunk[-1][0]
+                summary.rows += len(chunk)
+                summary.bytes += len(data)
+            elif start.position is None and start.head is not None and position < start.head:
+                position, file = start.head, None  # --since passed over the older rows
+            else:
+                break
+            with database_errors(engine, "saving the export position"), writer.begin() as tx:
+                consumers.save(tx, options.consumer, account, position, now(), file)
+            summary.position_after = position
+            if len(chunk) < options.chunk_rows:
+                break
+    summary.duration = time.monotonic() - summary.started
+    return summary
+
+
+class _Reader:
+    """One account's rows after a position, a chunk at a time, and their JSON lines."""
+
+    def __init__(self, engine: Engine, account: str, options: ExportOptions) -> None:
+        raw = "raw::text" if engine.dialect.name == "postgresql" else "raw"  # not decoded
+        where = "account = :account AND stored_seq > :after"
+        self._query = sa.text(
+            f"SELECT stored_seq, {raw} FROM zendesk_audit_logs WHERE {where} "
+            "ORDER BY stored_seq LIMIT :limit"
+        )
+        self._since_query = sa.text(
+            f"SELECT stored_seq, {raw} FROM zendesk_audit_logs WHERE {where} "
+            "AND created_at >= :since ORDER BY stored_seq LIMIT :limit"
+        ).bindparams(sa.bindparam("since", type_=UTCDateTime(fsp=0)))
+        self._engine = engine
+        self._account = account
+        self._limit = options.chunk_rows
+        self._ocsf = options.fmt == "ocsf"
+        self._suffix = ',"account":' + json.dumps(account, ensure_ascii=False) + "}\n"
+
+    def chunk(self, conn: Connection, after: int, since: datetime | None) -> list[Any]:
+        params: dict[str, Any] = {"account": self._account, "after": after, "limit": self._limit}
+        query = self._query
+        if since is not None:
+            query, params["since"] = self._since_query, since
+        with database_errors(self._engine, "reading rows to export"):
+            rows = conn.execute(query, params).all()
+            conn.rollback()  # no snapshot held between chunks
+        return [(int(seq), raw if isinstance(raw, str) else raw.decode()) for seq, raw in rows]
+
+    def render(self, raw: str) -> bytes:
+        if self._ocsf:
+            return _json_line(to_ocsf(_loads(raw), self._account, raw))
+        text = raw.rstrip()
+        if '"account"' in text:  # Zendesk sends no such field; if it ever does, ours wins
+            record = _loads(text)
+            record["account"] = self._account
+            return _json_line(record)
+        return (text[:-1] + self._suffix).encode()
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # an integer past 64 bits: the json module keeps it
+        return json.loads(text)
+
+
+def _json_line(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # an integer past 64 bits
+        return (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
