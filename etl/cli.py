@@ -30,6 +30,7 @@ from etl.settings import FILTER_KEYS, Settings
 
 if TYPE_CHECKING:
     from etl.client import ZendeskClient
+    from etl.consumers import ExportStatuses
     from etl.job import AccountRun
     from etl.progress import ProgressBar
     from etl.settings import AccountSettings
@@ -593,11 +594,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         statuses = [s for name in names for s in store.account_status(name)]
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}
+        exports = _export_statuses(store, names)
     now = utc_now()
     if args.json:
-        print(json.dumps(report.status_json(statuses, runs, now, backfills), indent=2))
+        accounts = report.status_json(statuses, runs, now, backfills)
+        for entry in accounts:
+            entry["export_consumers"] = exports.json(entry["account"])
+        print(json.dumps(accounts, indent=2))
     else:
         print(report.status_text(statuses, runs, now, backfills))
+        if exports.statuses:
+            print(exports.text())
     if args.max_lag is not None:
         stale = report.stale_accounts(statuses, now, args.max_lag)
         if stale:
@@ -606,6 +613,14 @@ def cmd_status(args: argparse.Namespace) -> int:
                 + _below_lag(settings, stale, args.max_lag)
             )
     return int(ExitCode.OK)
+
+
+def _export_statuses(store: Store, names: list[str]) -> ExportStatuses:
+    from etl import consumers
+    from etl.db import database_errors
+
+    with database_errors(store.engine, "reading export consumers"), store.engine.connect() as conn:
+        return consumers.ExportStatuses(consumers.statuses(conn, names))
 
 
 def cmd_check(args: argparse.Namespace) -> int:

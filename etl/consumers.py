@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -36,7 +37,7 @@ class Start:
     """What one query tells an export of one account when it starts."""
 
     head: int | None  # the account's highest store sequence number (None: no rows)
-    position: int | None  # the consumer's, for this account (None: never exported it)
+    position: int | None  # the consumer's, for this account (None: no row yet)
     file_path: str | None  # the consumer's file and its committed length
     file_length: int | None
 
@@ -138,3 +139,33 @@ def statuses(conn: Connection, accounts: list[str] | None = None) -> list[Consum
             )
         )
     return result
+
+
+@dataclass(frozen=True)
+class ExportStatuses:
+    """``status``'s view of the consumers: a text section and JSON per account."""
+
+    statuses: list[ConsumerStatus]
+
+    def json(self, account: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "consumer": s.consumer,
+                "position": s.position,
+                "backlog": s.backlog,
+                "file": s.file_path,
+                "updated_at": s.updated_at.isoformat(),
+            }
+            for s in self.statuses
+            if s.account == account
+        ]
+
+    def text(self) -> str:
+        lines = ["export consumers"]
+        for s in self.statuses:
+            where = s.file_path or "stdout"
+            lines.append(
+                f"  {s.consumer} ({s.account})  position {s.position:,}  backlog {s.backlog:,} "
+                f"rows  last moved {s.updated_at.strftime('%Y-%m-%d %H:%M:%S')}Z  -> {where}"
+            )
+        return "\n".join(lines)

@@ -89,7 +89,9 @@ class ExportSummary:
 class Sink(Protocol):
     name: str
 
-    def prepare(self, committed_path: str | None, committed_length: int | None) -> None: ...
+    def prepare(
+        self, committed_path: str | None, committed_length: int | None
+    ) -> tuple[str, int] | None: ...
     def write(self, data: bytes) -> tuple[str, int] | None: ...
     def close(self) -> None: ...
 
@@ -102,7 +104,9 @@ class StreamSink:
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
 
-    def prepare(self, committed_path: str | None, committed_length: int | None) -> None:
+    def prepare(
+        self, committed_path: str | None, committed_length: int | None
+    ) -> tuple[str, int] | None:
         return None
 
     def write(self, data: bytes) -> tuple[str, int] | None:
@@ -123,9 +127,14 @@ class FileSink:
         self._fd: int | None = None
         self._length = 0
 
-    def prepare(self, committed_path: str | None, committed_length: int | None) -> None:
+    def prepare(
+        self, committed_path: str | None, committed_length: int | None
+    ) -> tuple[str, int] | None:
+        """Open the file, cut off what a run that did not commit left; the (path, length)
+        to commit before writing when the committed ones do not describe the file (a new
+        file, or one rotated): a run killed after its first write must find it."""
         if self._fd is not None:
-            return
+            return None
         try:
             created = not os.path.exists(self.path)
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
@@ -147,6 +156,9 @@ class FileSink:
         except OSError as exc:
             raise ConfigError(f"cannot write the export file {self.path}: {exc.strerror}") from exc
         self._fd, self._length = fd, size
+        if (committed_path, committed_length) == (self.path, size):
+            return None
+        return self.path, size
 
     def write(self, data: bytes) -> tuple[str, int] | None:
         assert self._fd is not None, "prepare() first"
@@ -235,9 +247,12 @@ def _export_account(
             summary.duration = time.monotonic() - summary.started
             return summary
         # --since only shapes a consumer's first export of the account
-        since = options.since if start.position is None else None
-        sink.prepare(start.file_path, start.file_length)
+        since = options.since if not start.position else None
         writer = for_writing(engine)
+        baseline = sink.prepare(start.file_path, start.file_length)
+        if baseline is not None:
+            with database_errors(engine, "saving the export file"), writer.begin() as tx:
+                consumers.save(tx, options.consumer, account, position, now(), baseline)
         while True:
             if stop is not None and stop.is_set():
                 raise InterruptedRun("stopped by a signal; the export resumes at its position")
@@ -248,7 +263,7 @@ def _export_account(
                 position = chunk[-1][0]
                 summary.rows += len(chunk)
                 summary.bytes += len(data)
-            elif start.position is None and start.head is not None and position < start.head:
+            elif since is not None and start.head is not None and position < start.head:
                 position, file = start.head, None  # --since passed over the older rows
             else:
                 break
