@@ -198,6 +198,10 @@ def export_accounts(
 ) -> list[ExportSummary]:
     """Export each account's new rows for ``options.consumer``, under its lock."""
     consumer = consumers.check_name(options.consumer)
+    if options.output and not options.output.absolute().parent.is_dir():  # say so even if idle
+        raise ConfigError(
+            f"cannot write the export file {options.output}: its directory does not exist"
+        )
     sink: Sink = FileSink(options.output) if options.output else StreamSink(_stdout(stdout))
     summaries = []
     with _consumer_lock(engine, consumer):
