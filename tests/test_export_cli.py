@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import recent
@@ -37,9 +38,10 @@ def config_for(tmp_path: Path, base_url: str, db_url: str) -> Path:
     return path
 
 
-def finished(stderr: str) -> dict[str, object]:
+def finished(stderr: str) -> dict[str, Any]:
     events = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     (event,) = [e for e in events if e.get("event") == "export_finished"]
+    assert isinstance(event, dict)
     return event
 
 
