@@ -262,7 +262,7 @@ def _export_account(
                 raise InterruptedRun("stopped by a signal; the export resumes at its position")
             chunk = reader.chunk(conn, position, since)
             if chunk:
-                data = b"".join(reader.render(raw) for _, raw in chunk)
+                data = b"".join(reader.render(seq, raw) for seq, raw in chunk)
                 file = sink.write(data)
                 position = chunk[-1][0]
                 summary.rows += len(chunk)
@@ -298,7 +298,7 @@ class _Reader:
         self._account = account
         self._limit = options.chunk_rows
         self._ocsf = options.fmt == "ocsf"
-        self._suffix = ',"account":' + json.dumps(account, ensure_ascii=False) + "}\n"
+        self._account_json = json.dumps(account, ensure_ascii=False)
 
     def chunk(self, conn: Connection, after: int, since: datetime | None) -> list[Any]:
         params: dict[str, Any] = {"account": self._account, "after": after, "limit": self._limit}
@@ -310,15 +310,17 @@ class _Reader:
             conn.rollback()  # no snapshot held between chunks
         return [(int(seq), raw if isinstance(raw, str) else raw.decode()) for seq, raw in rows]
 
-    def render(self, raw: str) -> bytes:
+    def render(self, seq: int, raw: str) -> bytes:
+        """One JSON line: the OCSF event, or the record with ``account`` and ``stored_seq``
+        added (spliced into its JSON text: no decoding)."""
         if self._ocsf:
-            return _json_line(to_ocsf(_loads(raw), self._account, raw))
+            return _json_line(to_ocsf(_loads(raw), self._account, raw, sequence=seq))
         text = raw.rstrip()
-        if '"account"' in text:  # Zendesk sends no such field; if it ever does, ours wins
+        if '"account"' in text or '"stored_seq"' in text:  # Zendesk sends neither; ours win
             record = _loads(text)
-            record["account"] = self._account
+            record.update(account=self._account, stored_seq=seq)
             return _json_line(record)
-        return (text[:-1] + self._suffix).encode()
+        return f'{text[:-1]},"account":{self._account_json},"stored_seq":{seq}}}\n'.encode()
 
 
 def _loads(text: str) -> Any:

@@ -45,9 +45,16 @@ MAPPED = frozenset(
 )  # fmt: skip
 
 
-def to_ocsf(record: Mapping[str, Any], account: str, raw_text: str | None = None) -> dict[str, Any]:
+def to_ocsf(
+    record: Mapping[str, Any],
+    account: str,
+    raw_text: str | None = None,
+    *,
+    sequence: int | None = None,
+) -> dict[str, Any]:
     """The OCSF event for ``record`` (as Zendesk sent it) of ``account``; ``raw_text``, the
-    record's JSON, becomes ``raw_data`` when given."""
+    record's JSON, becomes ``raw_data`` and ``sequence`` (the row's store sequence number)
+    ``metadata.sequence`` when given."""
     action = _text(record.get("action")) or ""
     class_uid = AUTHENTICATION if action == "login" else API_ACTIVITY
     if class_uid == AUTHENTICATION:
@@ -69,7 +76,7 @@ def to_ocsf(record: Mapping[str, Any], account: str, raw_text: str | None = None
         "status_id": 1,  # the audit log records what was done
         "status": "Success",
         "time": _epoch_ms(record.get("created_at")),
-        "metadata": _metadata(record),
+        "metadata": _metadata(record, sequence),
         "cloud": {"provider": "Zendesk", "account": {"name": account}},
         "actor": _actor(record),
         "src_endpoint": _source(record),
@@ -99,7 +106,7 @@ def to_ocsf(record: Mapping[str, Any], account: str, raw_text: str | None = None
     return event
 
 
-def _metadata(record: Mapping[str, Any]) -> dict[str, Any]:
+def _metadata(record: Mapping[str, Any], sequence: int | None) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "version": OCSF_VERSION,
         "product": PRODUCT,
@@ -109,6 +116,8 @@ def _metadata(record: Mapping[str, Any]) -> dict[str, Any]:
     created = _text(record.get("created_at"))
     if created:
         metadata["original_time"] = created
+    if sequence is not None:
+        metadata["sequence"] = sequence
     return metadata
 
 

@@ -104,6 +104,8 @@ def test_an_ocsf_export_validates_line_by_line(db_url: str, tmp_path: Path) -> N
     store_records(store, records)
     lines = export(store, tmp_path / "ocsf.jsonl", fmt="ocsf")
     assert [line["metadata"]["uid"] for line in lines] == [str(r["id"]) for r in records]
+    sequence = [line["metadata"]["sequence"] for line in lines]
+    assert sequence == sorted(set(sequence))  # the store sequence: part of the stable id
     for line in lines:
         valid(line)
         assert json.loads(line["raw_data"])["id"] == int(line["metadata"]["uid"])
