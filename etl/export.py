@@ -1,8 +1,9 @@
 """``export``: the rows stored since a consumer's last export, as JSON lines.
 
 Rows are read in storage order (``stored_seq``, etl.sequence), by keyset pagination in
-chunks of ``chunk_rows``: memory stays flat whatever the backlog, and records that
-arrived late (older ``created_at``, stored later) come out too. Each chunk is written,
+chunks of ``chunk_rows``, up to the account's highest number when the run started (rows
+stored meanwhile are the next run's): memory stays flat whatever the backlog, and records
+that arrived late (older ``created_at``, stored later) come out too. Each chunk is written,
 flushed and (to a file) fsynced, then the consumer's position commits together with
 the file's new length. A run killed in between leaves bytes past the committed length:
 the next run cuts them off before it writes, so the file holds every record once.
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO
 
 import orjson
 import sqlalchemy as sa
@@ -36,12 +36,18 @@ from etl.errors import ConfigError, InterruptedRun, LockedError
 from etl.lock import run_lock
 from etl.ocsf import to_ocsf
 from etl.schema import UTCDateTime
+from etl.sinks import FileSink, Sink, StreamSink
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("raw", "ocsf")
 CHUNK_ROWS = 5000
-FILE_MODE = 0o640  # the log shipper often reads as a group member
+# Each query reads one range of store numbers, a few chunks wide: bounded work whatever
+# the planner knows (a fresh table has no statistics, and PostgreSQL would then sort the
+# whole rest of the account for each chunk). Past a gap (numbers reserved for records read
+# again unchanged) the range doubles, up to MAX_WINDOW.
+WINDOW_CHUNKS = 4
+MAX_WINDOW = 1 << 24
 
 
 @dataclass(frozen=True)
@@ -84,106 +90,6 @@ class ExportSummary:
             "position_after": self.position_after,
             "duration_seconds": round(self.duration, 3),
         }
-
-
-class Sink(Protocol):
-    name: str
-
-    def prepare(
-        self, committed_path: str | None, committed_length: int | None
-    ) -> tuple[str, int] | None: ...
-    def write(self, data: bytes) -> tuple[str, int] | None: ...
-    def close(self) -> None: ...
-
-
-class StreamSink:
-    """Standard output (or any stream): flushed per chunk; at least once."""
-
-    name = "stdout"
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-
-    def prepare(
-        self, committed_path: str | None, committed_length: int | None
-    ) -> tuple[str, int] | None:
-        return None
-
-    def write(self, data: bytes) -> tuple[str, int] | None:
-        self._stream.write(data)
-        self._stream.flush()
-        return None
-
-    def close(self) -> None:
-        return None
-
-
-class FileSink:
-    """A file appended to, cut back to its committed length before the first write."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = os.path.abspath(path)
-        self.name = self.path
-        self._fd: int | None = None
-        self._length = 0
-
-    def prepare(
-        self, committed_path: str | None, committed_length: int | None
-    ) -> tuple[str, int] | None:
-        """Open the file, cut off what a run that did not commit left; the (path, length)
-        to commit before writing when the committed ones do not describe the file (a new
-        file, or one rotated): a run killed after its first write must find it."""
-        if self._fd is not None:
-            return None
-        try:
-            created = not os.path.exists(self.path)
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
-            size = os.fstat(fd).st_size
-            if committed_path == self.path and committed_length is not None:
-                if size > committed_length:
-                    cut = size - committed_length
-                    log.warning("cutting %s back to its committed length: %d bytes of an "
-                                "export that did not commit", self.path, cut)  # fmt: skip
-                    os.ftruncate(fd, committed_length)
-                    os.fsync(fd)
-                    size = committed_length
-                elif size < committed_length:
-                    log.warning("%s is shorter than when last committed (rotated or "
-                                "truncated?): appending at its end", self.path)  # fmt: skip
-            os.lseek(fd, size, os.SEEK_SET)
-            if created:  # the new name must survive a crash of the host too
-                _fsync_directory(os.path.dirname(self.path))
-        except OSError as exc:
-            raise ConfigError(f"cannot write the export file {self.path}: {exc.strerror}") from exc
-        self._fd, self._length = fd, size
-        if (committed_path, committed_length) == (self.path, size):
-            return None
-        return self.path, size
-
-    def write(self, data: bytes) -> tuple[str, int] | None:
-        assert self._fd is not None, "prepare() first"
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
-            os.fsync(self._fd)
-        except OSError as exc:
-            raise ConfigError(f"cannot write the export file {self.path}: {exc.strerror}") from exc
-        self._length += len(data)
-        return self.path, self._length
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-def _fsync_directory(path: str) -> None:
-    fd = os.open(path or ".", os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def export_accounts(
@@ -257,25 +163,30 @@ def _export_account(
         if baseline is not None:
             with database_errors(engine, "saving the export file"), writer.begin() as tx:
                 consumers.save(tx, options.consumer, account, position, now(), baseline)
-        while True:
+        head = start.head
+        assert head is not None  # nothing_new() otherwise
+        window = options.chunk_rows * WINDOW_CHUNKS
+        while position < head:
             if stop is not None and stop.is_set():
                 raise InterruptedRun("stopped by a signal; the export resumes at its position")
-            chunk = reader.chunk(conn, position, since)
+            upto = min(position + window, head)
+            chunk = reader.chunk(conn, position, upto, since)
+            # every number up to head is settled (etl.sequence): a window read whole
+            # leaves nothing behind, and its empty rest is passed over
+            full = len(chunk) == options.chunk_rows
+            position = chunk[-1][0] if full else upto
+            window = options.chunk_rows * WINDOW_CHUNKS if chunk else min(window * 2, MAX_WINDOW)
+            if not chunk and position < head:
+                continue  # a gap in the numbers: save the position with the next rows
+            file = None
             if chunk:
                 data = b"".join(reader.render(seq, raw) for seq, raw in chunk)
                 file = sink.write(data)
-                position = chunk[-1][0]
                 summary.rows += len(chunk)
                 summary.bytes += len(data)
-            elif since is not None and start.head is not None and position < start.head:
-                position, file = start.head, None  # --since passed over the older rows
-            else:
-                break
             with database_errors(engine, "saving the export position"), writer.begin() as tx:
                 consumers.save(tx, options.consumer, account, position, now(), file)
             summary.position_after = position
-            if len(chunk) < options.chunk_rows:
-                break
     summary.duration = time.monotonic() - summary.started
     return summary
 
@@ -285,7 +196,7 @@ class _Reader:
 
     def __init__(self, engine: Engine, account: str, options: ExportOptions) -> None:
         raw = "raw::text" if engine.dialect.name == "postgresql" else "raw"  # not decoded
-        where = "account = :account AND stored_seq > :after"
+        where = "account = :account AND stored_seq > :after AND stored_seq <= :upto"
         self._query = sa.text(
             f"SELECT stored_seq, {raw} FROM zendesk_audit_logs WHERE {where} "
             "ORDER BY stored_seq LIMIT :limit"
@@ -300,8 +211,10 @@ class _Reader:
         self._ocsf = options.fmt == "ocsf"
         self._account_json = json.dumps(account, ensure_ascii=False)
 
-    def chunk(self, conn: Connection, after: int, since: datetime | None) -> list[Any]:
-        params: dict[str, Any] = {"account": self._account, "after": after, "limit": self._limit}
+    def chunk(self, conn: Connection, after: int, upto: int, since: datetime | None) -> list[Any]:
+        params: dict[str, Any] = {
+            "account": self._account, "after": after, "upto": upto, "limit": self._limit
+        }  # fmt: skip
         query = self._query
         if since is not None:
             query, params["since"] = self._since_query, since
