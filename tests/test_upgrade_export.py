@@ -14,6 +14,7 @@ from test_export import export, store_records
 
 from etl import migrate
 from etl.db import open_engine
+from etl.schema import MYSQL_DIALECTS
 from etl.store import Store
 
 # The revision that adds the store sequence (migrations/versions/*_export.py).
@@ -88,14 +89,15 @@ def test_rows_stored_before_are_numbered_by_when_they_were_stored(
         }  # fmt: skip
         assert counters(engine) == {"acme": 4, "beta": 1}
 
-        # killed after its DDL, before the version moved: it runs again, changing nothing
-        stamp(engine, previous_revision())
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP TABLE zendesk_audit_export_consumers"))
-        migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == migrate.head_revision()
-        assert numbering(engine) == numbered
-        assert counters(engine) == {"acme": 4, "beta": 1}
+        if engine.dialect.name in MYSQL_DIALECTS:  # elsewhere the upgrade is one transaction
+            # killed after some DDL, before the version moved: it runs again, doing the rest
+            stamp(engine, previous_revision())
+            with engine.begin() as conn:
+                conn.execute(sa.text("DROP TABLE zendesk_audit_export_consumers"))
+            migrate.upgrade(engine)
+            assert migrate.current_revision(engine) == migrate.head_revision()
+            assert numbering(engine) == numbered
+            assert counters(engine) == {"acme": 4, "beta": 1}
 
         # new rows follow; an export gives everything, old rows first
         store = Store(engine)
