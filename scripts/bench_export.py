@@ -118,7 +118,7 @@ def queries_with_nothing_new(url: str, out: Path) -> int:
         export_accounts(engine, ["acme"], ExportOptions("bench", out), now=utc_now)
     finally:
         engine.dispose()
-    return len([s for s in statements if s != "BEGIN" and "LOCK" not in s.upper()])
+    return len([s for s in statements if "zendesk_audit_" in s])  # the lock's are not
 
 
 def main() -> int:

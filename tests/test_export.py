@@ -218,8 +218,9 @@ def test_a_run_with_nothing_new_does_one_query(db_url: str, tmp_path: Path) -> N
     statements: list[str] = []
     sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
     export(store, out)
-    # PostgreSQL's and MySQL's consumer lock is a statement too; SQLite's is a file
-    data = [s for s in statements if "LOCK" not in s.upper() and s != "BEGIN"]
+    # the consumer's lock takes statements of its own on PostgreSQL and MySQL (SQLite: a
+    # file); what reads the tables is one query
+    data = [s for s in statements if "zendesk_audit_" in s]
     assert len(data) == 1, statements
 
 

@@ -18,7 +18,7 @@ from etl.schema import MYSQL_DIALECTS
 from etl.store import Store
 
 # The revision that adds the store sequence (migrations/versions/*_export.py).
-EXPORT_REVISION = "0003"
+EXPORT_REVISION = "0004"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 # (account, id, synced after T0 by seconds): stored out of id order
 ROWS = [("acme", 30, 1), ("acme", 10, 2), ("acme", 20, 2), ("beta", 5, 0), ("acme", 40, 9)]

@@ -1,7 +1,7 @@
 """Add the store sequence and the export consumers' positions.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-04
 
 ``zendesk_audit_logs.stored_seq`` numbers each account's rows in the order they were
@@ -31,8 +31,8 @@ from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
 # The revision ids: change them here only (and etl.migrate.SCHEMA_HEAD).
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
