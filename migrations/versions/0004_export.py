@@ -13,9 +13,8 @@ committed (a row rewritten because its record changed gets a new number), so tha
 Rows already stored are numbered by (synced_at, id), after any numbered ones.
 
 Re-runnable: MariaDB and MySQL commit each DDL statement on its own, so a migration
-killed half-way leaves some of it done; there, every step checks first and does only
-what is missing (elsewhere the upgrade is one transaction), and the numbering touches
-only rows without a number.
+killed half-way leaves some of it done; every step checks first and does only what is
+missing (etl.ddl), and the numbering touches only rows without a number.
 
 Written by hand; it does not import etl.schema so that it keeps meaning what it
 meant when it shipped.
@@ -29,6 +28,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
+
+from etl import ddl
 
 # The revision ids: change them here only (and etl.migrate.SCHEMA_HEAD).
 revision: str = "0004"
@@ -73,39 +74,27 @@ def long_text() -> sa.types.TypeEngine[Any]:
 
 
 def upgrade() -> None:
-    context = op.get_context()
-    # Only MariaDB and MySQL can leave a part of this done (their DDL commits at once); on
-    # PostgreSQL and SQLite the whole upgrade is one transaction, and looking costs time
-    # (catalog queries) that every auto_migrate start would pay. Offline SQL: nothing to see.
-    partial = context.dialect.name in MYSQL and not context.as_sql
-    inspector = sa.inspect(op.get_bind()) if partial else None
-    columns = {c["name"] for c in inspector.get_columns(LOGS)} if inspector else set()
-    indexes = {i["name"] for i in inspector.get_indexes(LOGS)} if inspector else set()
-    tables = set(inspector.get_table_names()) if inspector else set()
-    if "stored_seq" not in columns:
-        op.add_column(LOGS, sa.Column("stored_seq", sa.BigInteger()))
-    if SEQ_INDEX not in indexes:
-        op.create_index(SEQ_INDEX, LOGS, ["account", "stored_seq"])
-    if STORE_SEQ not in tables:
-        op.create_table(
-            STORE_SEQ,
-            sa.Column("account", sa.String(255), nullable=False),
-            sa.Column("last_seq", sa.BigInteger(), nullable=False),
-            sa.PrimaryKeyConstraint("account", name=f"pk_{STORE_SEQ}"),
-            **TABLE_OPTIONS,
-        )
-    if CONSUMERS not in tables:
-        op.create_table(
-            CONSUMERS,
-            sa.Column("consumer", sa.String(255), nullable=False),
-            sa.Column("account", sa.String(255), nullable=False),
-            sa.Column("position", sa.BigInteger(), nullable=False),
-            sa.Column("file_path", long_text()),
-            sa.Column("file_length", sa.BigInteger()),
-            sa.Column("updated_at", timestamp(), nullable=False),
-            sa.PrimaryKeyConstraint("consumer", "account", name=f"pk_{CONSUMERS}"),
-            **TABLE_OPTIONS,
-        )
+    # etl.ddl skips what exists: a kill between MariaDB's DDL and the stamp is finished here
+    ddl.add_column(LOGS, sa.Column("stored_seq", sa.BigInteger()))
+    ddl.create_index(SEQ_INDEX, LOGS, ["account", "stored_seq"])
+    ddl.create_table(
+        STORE_SEQ,
+        sa.Column("account", sa.String(255), nullable=False),
+        sa.Column("last_seq", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("account", name=f"pk_{STORE_SEQ}"),
+        **TABLE_OPTIONS,
+    )
+    ddl.create_table(
+        CONSUMERS,
+        sa.Column("consumer", sa.String(255), nullable=False),
+        sa.Column("account", sa.String(255), nullable=False),
+        sa.Column("position", sa.BigInteger(), nullable=False),
+        sa.Column("file_path", long_text()),
+        sa.Column("file_length", sa.BigInteger()),
+        sa.Column("updated_at", timestamp(), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "account", name=f"pk_{CONSUMERS}"),
+        **TABLE_OPTIONS,
+    )
     _number_existing_rows(op.get_context().dialect.name)
 
 
