@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench soak dist clean
+.PHONY: help install demo test lint typecheck pytest bench bench-export soak dist clean
 
 help: ## this list, made from the "##" comment on each target's line
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -35,6 +35,9 @@ test: lint typecheck pytest ## lint, type-check and run the tests: what CI runs
 bench: $(STAMP) ## throughput and cost benchmarks (prints a table, writes JSON)
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_envelope.py --strict
+
+bench-export: $(STAMP) ## export 1,000,000 stored rows into a file: records/s, memory, queries
+	$(BIN)/python scripts/bench_export.py $(BENCH_ARGS)
 
 soak: $(STAMP) ## the long kill-anywhere test (hundreds of SIGKILLs)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)

@@ -19,6 +19,7 @@ from etl.limits import (
 )
 from etl.records import Reject
 from etl.schema import audit_rejects, column_lengths
+from etl.sequence import number_rows
 from etl.statements import RunCounts, SliceUpdate, WriteResult, count_pages, save_slices
 
 _RECORD_ID = column_lengths(audit_rejects)["record_id"]
@@ -91,6 +92,9 @@ class BatchTransaction:
         # Rows that cannot be stored (too big for MySQL's packet; a value the database
         # refuses) become rejects: the rest of the batch commits.
         too_big = packet_rejects(latest, packet)
+        # Store sequence (etl.sequence): numbers reserved in this transaction, written by
+        # the upsert with the row, kept only where the row is written.
+        latest = number_rows(conn, account, latest)
         upserted = upsert_isolating(conn, self._upsert, account, latest)
         all_rejects = [*rejects, *too_big, *upserted.rejects]
         if all_rejects:

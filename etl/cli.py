@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from etl import __version__, collector, config, logsetup
 from etl.arguments import duration, filter_pair, positive_int, seconds, utc_time
+from etl.commands_export import cmd_export
 from etl.commands_info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
 from etl.commands_run import cmd_resync, cmd_sync
 from etl.errors import EtlError, ExitCode
@@ -71,6 +72,12 @@ ABOUT = {
     "list": (
         "Read audit records straight from the API, without the database.",
         f"{PROG} list --since 2026-11-01 --filter action=destroy --format table",
+    ),
+    "export": (
+        "Write the records stored since a consumer's last export as JSON lines, in the "
+        "order they were stored: raw, or OCSF events. Into a file exactly once, even "
+        "across crashes; to standard output at least once.",
+        f"{PROG} export --consumer siem --output /var/log/zendesk-audit/audit.jsonl",
     ),
     "init": (
         "Write a commented config file to start from (the example shipped with the package).",
@@ -198,6 +205,31 @@ def build_parser() -> argparse.ArgumentParser:
         "path", nargs="?", metavar="PATH",
         help=f"where to write it (default: --config, ${config.CONFIG_ENV_VAR} or "
         f"./{config.DEFAULT_CONFIG_PATH}); an existing file is never overwritten",
+    )  # fmt: skip
+
+    exporter = command(
+        "export",
+        "write the records stored since a consumer's last export, as JSON lines",
+        cmd_export,
+    )
+    _account_option(exporter)
+    exporter.add_argument(
+        "--consumer", required=True, metavar="NAME",
+        help="whose position to read and advance (each consumer has its own)",
+    )  # fmt: skip
+    exporter.add_argument(
+        "--output", metavar="FILE",
+        help="append to FILE, exactly once across crashes (default: standard output, "
+        "at least once)",
+    )  # fmt: skip
+    exporter.add_argument(
+        "--format", choices=("raw", "ocsf"), default="raw",
+        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events",
+    )  # fmt: skip
+    exporter.add_argument(
+        "--since", type=utc_time, metavar="TIME",
+        help="a consumer's first export starts at records created at or after TIME "
+        "(default: everything stored)",
     )  # fmt: skip
     return parser
 

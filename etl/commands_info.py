@@ -14,6 +14,7 @@ from typing import TextIO
 
 from etl import config
 from etl.commands import load_settings, migrate_hint
+from etl.commands_export import export_statuses
 from etl.errors import ConfigError, ExitCode, StaleDataError
 from etl.output import PROG
 from etl.settings import Settings
@@ -51,11 +52,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         statuses = [s for name in names for s in store.account_status(name)]
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}
+        exports = export_statuses(store, names)
     now = utc_now()
     if args.json:
-        print(json.dumps(report.status_json(statuses, runs, now, backfills), indent=2))
+        accounts = report.status_json(statuses, runs, now, backfills)
+        for entry in accounts:
+            entry["export_consumers"] = exports.json(entry["account"])
+        print(json.dumps(accounts, indent=2))
     else:
         print(report.status_text(statuses, runs, now, backfills))
+        if exports.statuses:
+            print(exports.text())
     if args.max_lag is not None:
         stale = report.stale_accounts(statuses, now, args.max_lag)
         if stale:

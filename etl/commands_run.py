@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from etl.collector import work_begins
 from etl.commands import load_settings, migrate_hint
+from etl.commands_export import write_export_metrics
 from etl.errors import InterruptedRun
 from etl.output import fail
 from etl.settings import Settings
@@ -108,6 +109,7 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
         )
         if settings.metrics_file:
             _write_metrics(store, settings, summaries)
+            write_export_metrics(store, settings)
     for outcome in result.outcomes:
         if outcome.error:
             fail(f"account {outcome.account}: {outcome.error}", outcome.exit_code)

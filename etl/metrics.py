@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from etl.consumers import ConsumerStatus
 from etl.store import AccountStatus
 from etl.sync import RunSummary
 
@@ -126,3 +127,31 @@ def write_atomically(path: Path, text: str) -> None:
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+# ``export``'s consumers, in their own file (``export_metrics_path``): name -> help text.
+EXPORT_HELP = {
+    "export_backlog_rows": "Rows stored but not yet exported, per consumer and account.",
+    "export_position": "The consumer's position in the account's store sequence.",
+    "export_last_timestamp_seconds": "When the consumer's position last moved (Unix time).",
+}
+
+
+def export_metrics_path(metrics_file: Path) -> Path:
+    """``x.prom`` -> ``x_export.prom``: beside the sync's file, for the same collector."""
+    return metrics_file.with_name(f"{metrics_file.stem}_export{metrics_file.suffix or '.prom'}")
+
+
+def render_export(statuses: Sequence[ConsumerStatus], now: datetime) -> str:
+    lines: list[str] = []
+    for name, help_text in EXPORT_HELP.items():
+        lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
+        for status in statuses:
+            label = f'{{consumer="{_escape(status.consumer)}",account="{_escape(status.account)}"}}'
+            value = {
+                "export_backlog_rows": float(status.backlog),
+                "export_position": float(status.position),
+                "export_last_timestamp_seconds": status.updated_at.timestamp(),
+            }[name]
+            lines.append(f"{PREFIX}_{name}{label} {value:g}")
+    return "\n".join(lines) + "\n"

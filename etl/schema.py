@@ -175,7 +175,11 @@ audit_logs = sa.Table(
     sa.Column("url", long_text()),
     sa.Column("raw", json_type(), nullable=False),
     sa.Column("synced_at", UTCDateTime(), nullable=False),
+    # The account's store sequence at the row's last write (insert, or update of a changed
+    # record): the order rows were committed in, which ``export`` follows. See etl.sequence.
+    sa.Column("stored_seq", sa.BigInteger),
     sa.Index("ix_zendesk_audit_logs_account_created_at", "account", "created_at"),
+    sa.Index("ix_zendesk_audit_logs_account_stored_seq", "account", "stored_seq"),
     sa.Index(
         "ix_zendesk_audit_logs_account_actor_id_created_at", "account", "actor_id", "created_at"
     ),
@@ -254,4 +258,26 @@ audit_rejects = sa.Table(
     sa.Column("rejected_at", UTCDateTime(), nullable=False),
     sa.Index("ix_zendesk_audit_rejects_account_rejected_at", "account", "rejected_at"),
     sa.Index("ix_zendesk_audit_rejects_run_id", "run_id"),
+)
+
+# Per account, the last store sequence number handed out (etl.sequence).
+store_seq = sa.Table(
+    "zendesk_audit_store_seq",
+    metadata,
+    sa.Column("account", sa.String(255), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+
+# ``export``'s named consumers: per (consumer, account) the last store sequence number
+# exported; per consumer, the file written and its length when that position committed
+# (the same on each of the consumer's rows).
+export_consumers = sa.Table(
+    "zendesk_audit_export_consumers",
+    metadata,
+    sa.Column("consumer", sa.String(255), primary_key=True),
+    sa.Column("account", sa.String(255), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("file_path", long_text()),
+    sa.Column("file_length", sa.BigInteger),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )

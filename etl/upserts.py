@@ -255,9 +255,12 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 _PG_JSON_COLUMNS = [name for name in _COLUMNS if name != "raw"]
-_PG_CASTS = {"id": "bigint", "actor_id": "bigint", "source_id": "bigint"} | {
-    name: "timestamptz" for name in _DATETIMES
-}
+_PG_CASTS = {
+    "id": "bigint",
+    "actor_id": "bigint",
+    "source_id": "bigint",
+    "stored_seq": "bigint",
+} | {name: "timestamptz" for name in _DATETIMES}
 _PG_JSON_UPSERT = (
     "WITH written AS ("
     f"INSERT INTO zendesk_audit_logs ({', '.join(_PG_JSON_COLUMNS)}, raw) SELECT "

@@ -406,6 +406,7 @@ VALUE_OPTIONS = {
         "--format",
     },
     "init": GLOBAL,
+    "export": {*GLOBAL, "--account", "--consumer", "--output", "--format", "--since"},
 }
 SECRETISH_OPTION = re.compile(r"(?i)token|secret|passw|credential|auth|key|bearer|login|user")
 

@@ -175,7 +175,7 @@ def test_migration_0003_runs_again_after_a_kill_between_ddl_and_stamp(db_url: st
         with engine.begin() as conn:  # what the kill leaves: the column, the old version
             conn.execute(sa.text(f"UPDATE {VERSION_TABLE} SET version_num = '0002'"))
         migrate.upgrade(engine)
-        assert migrate.current_revision(engine) == "0003"
+        assert migrate.current_revision(engine) == migrate.head_revision()
         assert Store(engine).scope("acme") == (True, None)  # adopted by the next sync
     finally:
         engine.dispose()
