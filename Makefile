@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: help install demo test lint typecheck pytest bench bench-export soak dist clean
 
 help: ## this list, made from the "##" comment on each target's line
-	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-10s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
