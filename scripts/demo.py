@@ -35,7 +35,7 @@ def banner(text: str) -> None:
 @contextmanager
 def simulator() -> Iterator[str]:
     command = [
-        sys.executable, "-m", "etl.simulator", "--records", str(RECORDS), "--days", "30",
+        sys.executable, "-m", "zendesk_sim", "--records", str(RECORDS), "--days", "30",
         "--seed", "7",
     ]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)

@@ -20,7 +20,7 @@ from support import SIM_OAUTH_TOKEN, assert_table_matches, fresh_store, recent
 from etl.db import open_engine
 from etl.errors import ExitCode
 from etl.lock import run_lock
-from etl.simulator import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,7 +22,7 @@ import pytest
 from conftest import make_database, selected_kinds
 from support import SIM_OAUTH_TOKEN, assert_table_matches, audit_record, recent
 
-from etl.simulator import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [k for k in ("sqlite", "postgresql") if k in selected_kinds()]

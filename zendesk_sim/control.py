@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from etl.simulator.faults import Fault
-from etl.simulator.responses import Response, html_response, json_response
+from zendesk_sim.faults import Fault
+from zendesk_sim.responses import Response, html_response, json_response
 
 if TYPE_CHECKING:
-    from etl.simulator.app import Request
-    from etl.simulator.server import SimulatedZendesk
+    from zendesk_sim.app import Request
+    from zendesk_sim.server import SimulatedZendesk
 
 
 def _bad(description: str) -> Response:
