@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 import zipfile
@@ -43,22 +42,3 @@ def test_the_wheel_ships_no_simulator_and_no_default_credentials(tmp_path: Path)
             data = archive.read(name)
             found = [secret.decode() for secret in secrets if secret in data]
             assert not found, f"{name} holds the simulator's credential {found}"
-
-
-def _imported_modules(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
-    modules: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            modules.add(node.module)
-    return {module.split(".", 1)[0] for module in modules}
-
-
-def test_production_and_the_simulator_do_not_import_each_other() -> None:
-    """The installed wheel has no zendesk_sim; the simulator stands apart from what it tests."""
-    for path in sorted((ROOT / "etl").rglob("*.py")):
-        assert "zendesk_sim" not in _imported_modules(path), path
-    for path in sorted((ROOT / "zendesk_sim").rglob("*.py")):
-        assert "etl" not in _imported_modules(path), path
