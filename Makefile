@@ -24,7 +24,7 @@ lint: $(STAMP) ## ruff check and ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP) ## mypy --strict over etl, migrations, tests and scripts
+typecheck: $(STAMP) ## mypy --strict over etl, zendesk_sim, migrations, tests and scripts
 	$(BIN)/mypy
 
 pytest: $(STAMP) ## the tests on SQLite, PostgreSQL and MariaDB (PYTEST_ARGS to narrow)
@@ -43,7 +43,8 @@ soak: $(STAMP) ## the long kill-anywhere test (hundreds of SIGKILLs)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)
 	@cat soak-results.jsonl
 
-# The wheel holds the package, its migrations and config.example.toml; built with the
+# The wheel holds the package, its migrations and config.example.toml (not zendesk_sim,
+# the simulated Zendesk of the tests, demo and bench); built with the
 # hatchling of the dev environment, so no network is needed beyond `make install`.
 dist: $(STAMP) ## build the wheel into dist/ (to install where there is no checkout)
 	$(BIN)/python -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .

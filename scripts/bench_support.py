@@ -110,7 +110,7 @@ def process_cpu_seconds(pid: int) -> float:
 
 
 class Simulator:
-    """``python -m etl.simulator`` as a separate process, driven over HTTP."""
+    """``python -m zendesk_sim`` as a separate process, driven over HTTP."""
 
     def __init__(
         self,
@@ -128,7 +128,7 @@ class Simulator:
         command = [
             PYTHON,
             "-m",
-            "etl.simulator",
+            "zendesk_sim",
             "--port",
             "0",
             "--records",

@@ -1,6 +1,6 @@
 """`make demo`: the whole job against the simulated Zendesk, into a local SQLite file.
 
-Runs the real CLI as a user would: check, migrate, a first sync of the whole
+Runs the real CLI as a user would: migrate, check, a first sync of the whole
 history, new and late records appearing upstream, an incremental sync, status,
 and an example SQL query. Everything lands in ./demo/ (deleted at the start).
 """
@@ -35,7 +35,7 @@ def banner(text: str) -> None:
 @contextmanager
 def simulator() -> Iterator[str]:
     command = [
-        sys.executable, "-m", "etl.simulator", "--records", str(RECORDS), "--days", "30",
+        sys.executable, "-m", "zendesk_sim", "--records", str(RECORDS), "--days", "30",
         "--seed", "7",
     ]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -123,10 +123,11 @@ def main() -> None:
         (DEMO / "config.toml").chmod(0o600)
         print(f"config written to {DEMO / 'config.toml'}")
 
-        banner("Check the configuration, the database and the credentials")
-        cli("check")
         banner("Create the schema")
         cli("migrate")
+        # check exits non-zero where sync would refuse to run: a schema not yet created
+        banner("Check the configuration, the database and the credentials")
+        cli("check")
         banner("First sync: the whole history, checkpointed page by page")
         cli("sync")
         banner("Meanwhile upstream: 25 new records, and 5 older ones that only appear now")

@@ -26,7 +26,7 @@ from etl.settings import (
 )
 from etl.store import Store
 
-# The simulator's default credentials (etl.simulator.SimAuth()).
+# The simulator's default credentials (zendesk_sim.SimAuth()).
 SIM_OAUTH_TOKEN = "sim-oauth-token"
 # Seconds per simulated response in tests that need a backfill's slices read at once:
 # fetch-bound, as against the real API. Without it one fetcher outpaces the writer, and

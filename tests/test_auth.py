@@ -28,7 +28,7 @@ from etl.errors import AuthError, ConfigError, RateLimitedError
 from etl.pagination import audit_log_params
 from etl.secret import Secret
 from etl.settings import Credentials
-from etl.simulator import Fault, SimAuth, SimulatedZendesk, generate_records
+from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 BASE = "https://acme.zendesk.com"
 
@@ -116,7 +116,7 @@ import logging, requests
 from etl.auth import build_auth
 from etl.secret import Secret
 from etl.settings import Credentials
-from etl.simulator import Fault, SimAuth, SimulatedZendesk, generate_records
+from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
 c = Credentials(email="ops@acme.com", api_token=Secret("api-SECRET"))
 for _ in range(3):

@@ -26,7 +26,7 @@ from support import (
 from etl.db import open_engine
 from etl.errors import ExitCode
 from etl.lock import run_lock
-from etl.simulator import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -44,8 +44,8 @@ from etl.pagination import audit_log_params
 from etl.responses import classify_response
 from etl.secret import Secret
 from etl.settings import Credentials, ZendeskSettings
-from etl.simulator import Fault, SimAuth, SimulatedZendesk, generate_records
 from etl.urls import check_base_url, same_origin
+from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 URL = (
     "https://acme.zendesk.com/api/v2/audit_logs"

@@ -13,8 +13,8 @@ from pathlib import Path
 from support import assert_table_matches, fake_time_client, fresh_store, recent, sim_account
 
 from etl.concurrency import target
-from etl.simulator import SimulatedZendesk, generate_records
 from etl.sync import RunHooks, sync_account
+from zendesk_sim import SimulatedZendesk, generate_records
 
 LATENCY = 0.3  # seconds an answer takes
 

@@ -13,7 +13,7 @@ from support import SIM_OAUTH_TOKEN, audit_record, fresh_store, recent
 
 from etl.db import for_writing, open_engine
 from etl.errors import ConfigError
-from etl.simulator import SimulatedZendesk
+from zendesk_sim import SimulatedZendesk
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}

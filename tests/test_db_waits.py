@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from support import SIM_OAUTH_TOKEN, audit_record, recent
 
 from etl.db import for_writing, open_engine
-from etl.simulator import SimulatedZendesk
+from zendesk_sim import SimulatedZendesk
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 90.0

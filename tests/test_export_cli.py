@@ -18,7 +18,7 @@ from test_ocsf import valid
 from etl.db import open_engine
 from etl.errors import ExitCode
 from etl.lock import run_lock
-from etl.simulator import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk, generate_records
 
 
 @pytest.fixture(scope="module")

@@ -56,10 +56,10 @@ from etl.ratelimit import RateLimiter
 from etl.records import INTEGER_FIELDS, TEXT_FIELDS, Reject, parse_record
 from etl.secret import Secret
 from etl.settings import AccountSettings, Credentials
-from etl.simulator import Fault, SimulatedZendesk, generate_records
-from etl.simulator.faults import apply_to_records
 from etl.store import Store
 from etl.sync import RunSummary, sync_account
+from zendesk_sim import Fault, SimulatedZendesk, generate_records
+from zendesk_sim.faults import apply_to_records
 
 RECORDS = 360
 PAGE = 40  # 9 pages

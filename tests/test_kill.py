@@ -30,7 +30,7 @@ from support import (
 )
 
 from etl.db import open_engine
-from etl.simulator import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [k for k in ("sqlite", "postgresql") if k in selected_kinds()]

@@ -30,7 +30,7 @@ from etl import cli
 from etl.db import open_engine
 from etl.limits import byte_batches, literal_size, row_size, storable_reject
 from etl.records import Reject, parse_record
-from etl.simulator import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk, generate_records
 
 RECORDS = 201
 MB = 1024 * 1024

@@ -27,8 +27,8 @@ from etl.errors import LockedError, LockLostError
 from etl.lock import lock_file, mysql_lock_name, run_lock
 from etl.records import parse_record
 from etl.schema import MYSQL_DIALECTS
-from etl.simulator import SimulatedZendesk, generate_records
 from etl.store import Store
+from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0

@@ -13,9 +13,9 @@ from test_cli import cli
 
 from etl import metrics
 from etl.errors import ExitCode
-from etl.simulator import SimulatedZendesk, generate_records
 from etl.store import AccountStatus
 from etl.sync import RunSummary
+from zendesk_sim import SimulatedZendesk, generate_records
 
 NOW = datetime(2026, 12, 4, 21, 0, 0, 250000, tzinfo=UTC)
 

@@ -30,7 +30,7 @@ from support import SIM_OAUTH_TOKEN, assert_table_matches, audit_record, recent
 from etl import migrate
 from etl.db import open_engine
 from etl.schema import VERSION_TABLE, metadata
-from etl.simulator import SimulatedZendesk
+from zendesk_sim import SimulatedZendesk
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_CHANGES = ("CREATE", "ALTER", "INSERT", "UPDATE")

@@ -25,7 +25,7 @@ from etl.errors import ExitCode
 from etl.progress import CLEAR_TO_END, ProgressBar, render, slices_share, span_share
 from etl.report import text_width
 from etl.schema import audit_logs
-from etl.simulator import SimAuth, SimulatedZendesk, generate_records
+from zendesk_sim import SimAuth, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -301,7 +301,7 @@ def test_status_reports_an_unfinished_backfill() -> None:
 def test_verbose_json_logs_carry_page_and_retry_events(
     tmp_path: Path, sqlite_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
 ) -> None:
-    from etl.simulator import Fault
+    from zendesk_sim import Fault
 
     prod, _ = two_sims
     prod.inject(Fault("status", status=429, retry_after=1, skip=2))

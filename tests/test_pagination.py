@@ -26,7 +26,7 @@ from etl.errors import (
 from etl.pagination import MAX_EMPTY_PAGES, Page, audit_log_params, iter_pages
 from etl.secret import Secret
 from etl.settings import Credentials, ZendeskSettings
-from etl.simulator import Fault, SimulatedZendesk, generate_records
+from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 START = datetime(2025, 6, 1, tzinfo=UTC)
 END = datetime(2025, 6, 2, tzinfo=UTC)

@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from support import FakeTime, fake_time_client, fresh_store, recent, sim_account
 
 from etl.db import open_engine
-from etl.simulator import SimulatedZendesk, generate_records
 from etl.sync import sync_account
+from zendesk_sim import SimulatedZendesk, generate_records
 
 QUERIES = (Path(__file__).resolve().parent.parent / "docs" / "QUERIES.md").read_text()
 BLOCKS = re.findall(r"```sql\n(.*?)```", QUERIES, re.S)

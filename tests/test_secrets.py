@@ -39,7 +39,7 @@ from etl.client import ZendeskClient
 from etl.errors import ConfigError, ExitCode, RequestRejectedError
 from etl.secret import Secret
 from etl.settings import Credentials
-from etl.simulator import Fault, SimAuth, SimulatedZendesk, generate_records
+from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "admin@example.com"

@@ -33,7 +33,7 @@ from support import (
 from etl.db import open_engine
 from etl.errors import ExitCode
 from etl.lock import run_lock
-from etl.simulator import Fault, SimulatedZendesk, generate_records
+from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {

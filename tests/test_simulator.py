@@ -26,8 +26,8 @@ import pytest
 import requests
 from support import wait_until
 
-from etl.simulator import Fault, SimAuth, SimulatedZendesk, all_records, generate_records
-from etl.simulator.ratelimit import RateLimiter as SimRateLimiter
+from zendesk_sim import Fault, SimAuth, SimulatedZendesk, all_records, generate_records
+from zendesk_sim.ratelimit import RateLimiter as SimRateLimiter
 
 # Verbatim from the reference sample zdesk-issue36-invalid-created-at-filter-400.json.
 CREATED_AT_400 = {
@@ -891,7 +891,7 @@ def test_runs_as_a_process() -> None:
         [
             sys.executable,
             "-m",
-            "etl.simulator",
+            "zendesk_sim",
             "--records",
             "500",
             "--days",

@@ -18,14 +18,14 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from etl.simulator import generate_records
-from etl.simulator.data import RecordStore
-from etl.simulator.generate import ID_BASE, ID_STRIDE
-from etl.simulator.listing import cursor_fields, cursor_page, encode, materialize
-from etl.simulator.query import BoundsPolicy, parse_list_query
-from etl.simulator.responses import compact_json, json_response, json_text_response
-from etl.simulator.server import _parse_query
-from etl.simulator.timestamps import format_ts
+from zendesk_sim import generate_records
+from zendesk_sim.data import RecordStore
+from zendesk_sim.generate import ID_BASE, ID_STRIDE
+from zendesk_sim.listing import cursor_fields, cursor_page, encode, materialize
+from zendesk_sim.query import BoundsPolicy, parse_list_query
+from zendesk_sim.responses import compact_json, json_response, json_text_response
+from zendesk_sim.server import _parse_query
+from zendesk_sim.timestamps import format_ts
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 

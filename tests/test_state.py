@@ -32,9 +32,9 @@ from etl.db import open_engine
 from etl.report import scope_text
 from etl.schema import VERSION_TABLE
 from etl.servertime import ServerClock, parse_http_date
-from etl.simulator import SimulatedZendesk, generate_records
 from etl.store import Store
 from etl.sync import resync_account, sync_account
+from zendesk_sim import SimulatedZendesk, generate_records
 
 LAG = timedelta(seconds=61)
 ROOT = Path(__file__).resolve().parent.parent

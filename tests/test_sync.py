@@ -26,9 +26,9 @@ from support import (
 from etl.errors import AuthError, InterruptedRun
 from etl.secret import Secret
 from etl.settings import AccountSettings, Credentials
-from etl.simulator import SimAuth, SimulatedZendesk, generate_records
 from etl.store import Store
 from etl.sync import RunHooks, RunSummary, sync_account
+from zendesk_sim import SimAuth, SimulatedZendesk, generate_records
 
 
 @pytest.fixture
@@ -277,7 +277,7 @@ def test_auth_failures_stop_the_run_and_are_recorded(
 
 
 def test_a_retried_page_counts_its_wait(sqlite_url: str, sim: SimulatedZendesk) -> None:
-    from etl.simulator import Fault
+    from zendesk_sim import Fault
 
     sim.inject(Fault("status", status=429, retry_after=7, skip=3))
     account = sim_account(sim.url)

@@ -27,15 +27,15 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from etl.simulator import control
-from etl.simulator.app import App, Request
-from etl.simulator.auth import Authenticator, SimAuth
-from etl.simulator.data import RecordStore
-from etl.simulator.faults import Fault, FaultQueue
-from etl.simulator.generate import RecordSource
-from etl.simulator.query import BoundsPolicy
-from etl.simulator.ratelimit import Mode, RateLimiter
-from etl.simulator.responses import Response, add_zendesk_headers, json_response
+from zendesk_sim import control
+from zendesk_sim.app import App, Request
+from zendesk_sim.auth import Authenticator, SimAuth
+from zendesk_sim.data import RecordStore
+from zendesk_sim.faults import Fault, FaultQueue
+from zendesk_sim.generate import RecordSource
+from zendesk_sim.query import BoundsPolicy
+from zendesk_sim.ratelimit import Mode, RateLimiter
+from zendesk_sim.responses import Response, add_zendesk_headers, json_response
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def _parse_field(field: str) -> tuple[tuple[str, str], ...]:
 
 
 class SimulatedZendesk:
-    """A simulated Zendesk account on ``http://127.0.0.1:PORT``; see ``etl.simulator``."""
+    """A simulated Zendesk account on ``http://127.0.0.1:PORT``; see ``zendesk_sim``."""
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from etl.simulator.timestamps import format_ts, to_epoch
+from zendesk_sim.timestamps import format_ts, to_epoch
 
 Key = tuple[int, int]
 """A record's sort position: (created_at epoch seconds, id)."""
@@ -101,7 +101,7 @@ _SYSTEM_ACTOR = len(_ACTORS)
 
 
 def _json_text(text: str) -> str:
-    """A string as JSON, escaped as ``etl.simulator.responses`` encodes bodies."""
+    """A string as JSON, escaped as ``zendesk_sim.responses`` encodes bodies."""
     return json.dumps(text, ensure_ascii=False)
 
 

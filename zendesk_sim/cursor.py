@@ -14,7 +14,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from etl.simulator.generate import Key
+from zendesk_sim.generate import Key
 
 _MAGIC = b"\xfb\xff\xbf"  # encodes to "+/+/"
 _BODY = struct.Struct(">?qqH")  # descending, created_at, id, salt

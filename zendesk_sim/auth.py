@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from etl.simulator.responses import (
+from zendesk_sim.responses import (
     INVALID_TOKEN,
     MISSING_SCOPE,
     NOT_ADMIN,

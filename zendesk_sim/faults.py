@@ -34,7 +34,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import quote
 
-from etl.simulator.listing import LinkBuilder, Page, start_cursor
+from zendesk_sim.listing import LinkBuilder, Page, start_cursor
 
 WIRE_KINDS = frozenset({"status", "html", "slow", "reset", "truncate"})
 CURSOR_KINDS = frozenset({"repeat_cursor", "foreign_next", "no_cursor", "empty_page"})

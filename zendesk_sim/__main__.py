@@ -1,6 +1,6 @@
 """Run the simulated Zendesk as a process (demo, benchmarks).
 
-    python -m etl.simulator --port 8765 --records 20000 --seed 42 --days 30
+    python -m zendesk_sim --port 8765 --records 20000 --seed 42 --days 30
 
 Prints one line, ``listening on http://127.0.0.1:PORT``, once it accepts
 connections, then serves until SIGTERM or SIGINT and exits 0. Generated records
@@ -17,16 +17,16 @@ import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from etl.simulator.auth import SimAuth
-from etl.simulator.generate import generate_records
-from etl.simulator.ratelimit import MODES
-from etl.simulator.server import SimulatedZendesk
+from zendesk_sim.auth import SimAuth
+from zendesk_sim.generate import generate_records
+from zendesk_sim.ratelimit import MODES
+from zendesk_sim.server import SimulatedZendesk
 
 
 def _parser() -> argparse.ArgumentParser:
     defaults = SimAuth()
     parser = argparse.ArgumentParser(
-        prog="python -m etl.simulator",
+        prog="python -m zendesk_sim",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

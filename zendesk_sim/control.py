@@ -13,14 +13,24 @@ rate limited, faulted or logged.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
-from etl.simulator.faults import Fault
-from etl.simulator.responses import Response, html_response, json_response
+from zendesk_sim.app import Request
+from zendesk_sim.faults import Fault
+from zendesk_sim.responses import Response, html_response, json_response
 
-if TYPE_CHECKING:
-    from etl.simulator.app import Request
-    from etl.simulator.server import SimulatedZendesk
+
+class Controlled(Protocol):
+    """What ``/_sim/*`` drives; ``server.SimulatedZendesk`` is one (no import back to it)."""
+
+    def add_records(
+        self, records: Iterable[Mapping[str, Any]], visible_after: float = 0.0
+    ) -> int: ...
+    def inject(self, *faults: Fault) -> None: ...
+    def clear_faults(self) -> None: ...
+    def stats(self) -> dict[str, Any]: ...
+    def clear_log(self) -> None: ...
 
 
 def _bad(description: str) -> Response:
@@ -34,7 +44,7 @@ def _json_list(request: Request) -> list[Any]:
     return payload
 
 
-def handle(sim: SimulatedZendesk, request: Request) -> Response:
+def handle(sim: Controlled, request: Request) -> Response:
     route = (request.method, request.path)
     try:
         if route == ("POST", "/_sim/records"):

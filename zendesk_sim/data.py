@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from etl.simulator.generate import Key, RecordSource
-from etl.simulator.responses import compact_json
-from etl.simulator.timestamps import parse_ts
+from zendesk_sim.generate import Key, RecordSource
+from zendesk_sim.responses import compact_json
+from zendesk_sim.timestamps import parse_ts
 
 
 @dataclass(frozen=True, slots=True)

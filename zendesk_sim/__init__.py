@@ -9,13 +9,16 @@ Modules: ``generate`` (lazy records), ``data`` (the record collection),
 ``query``/``listing`` (the list endpoint), ``auth``, ``ratelimit``, ``faults``,
 ``app`` (one request -> one response), ``server`` (HTTP and the public class),
 ``control`` (``/_sim/*``), ``__main__`` (run as a process).
+
+A development package beside ``etl/``, not shipped in the wheel (it holds default
+credentials): it imports nothing from ``etl`` and nothing in ``etl`` imports it.
 """
 
-from etl.simulator.auth import SimAuth
-from etl.simulator.faults import KINDS as FAULT_KINDS
-from etl.simulator.faults import MANGLES, Fault
-from etl.simulator.generate import RecordSource, generate_records
-from etl.simulator.server import RequestLog, SimulatedZendesk
+from zendesk_sim.auth import SimAuth
+from zendesk_sim.faults import KINDS as FAULT_KINDS
+from zendesk_sim.faults import MANGLES, Fault
+from zendesk_sim.generate import RecordSource, generate_records
+from zendesk_sim.server import RequestLog, SimulatedZendesk
 
 
 def all_records(sim: SimulatedZendesk) -> list[dict[str, object]]:

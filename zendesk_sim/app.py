@@ -18,19 +18,19 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from etl.simulator import listing
-from etl.simulator.auth import Authenticator
-from etl.simulator.data import RecordStore
-from etl.simulator.faults import (
+from zendesk_sim import listing
+from zendesk_sim.auth import Authenticator
+from zendesk_sim.data import RecordStore
+from zendesk_sim.faults import (
     BODY_KINDS,
     Fault,
     FaultQueue,
     apply_to_cursor_page,
     apply_to_records,
 )
-from etl.simulator.query import BoundsPolicy, parse_list_query
-from etl.simulator.ratelimit import RateLimiter
-from etl.simulator.responses import (
+from zendesk_sim.query import BoundsPolicy, parse_list_query
+from zendesk_sim.ratelimit import RateLimiter
+from zendesk_sim.responses import (
     NOT_FOUND,
     ApiError,
     Response,
