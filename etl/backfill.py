@@ -65,8 +65,8 @@ from etl.client import ZendeskClient
 from etl.errors import InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
 from etl.records import Reject
+from etl.run import Run, split_records
 from etl.store import BatchTransaction, SliceRow, SliceUpdate, WriteResult, utc_now
-from etl.sync import Run, page_event, split_records
 from etl.window import BOUND_SLACK, latest_end, reread_from
 
 log = logging.getLogger(__name__)
@@ -169,6 +169,7 @@ class Backfill:
     def __init__(
         self, run: Run, *, clients: list[ZendeskClient], workers: int | None = None
     ) -> None:
+        self._run = run
         self.account = run.account
         self.store = run.store
         self.run_id = run.id
@@ -221,7 +222,7 @@ class Backfill:
                 thread.join(max(0.0, deadline - time.monotonic()))
 
     def _stop_if_asked(self) -> None:
-        if self.hooks.stop is not None and self.hooks.stop.is_set():
+        if self.hooks.stopping():
             self._cancel.set()
             self._drain_and_commit()
             raise InterruptedRun(f"stopped by a signal after committing {self.summary.pages} pages")
@@ -424,7 +425,7 @@ class Backfill:
                 item = self._queue.get(timeout=POLL)
                 break
             except queue.Empty:
-                if self.hooks.stop is not None and self.hooks.stop.is_set():
+                if self.hooks.stopping():
                     return batch, None
                 if not self._running:
                     return batch, None
@@ -466,7 +467,7 @@ class Backfill:
                     or rows >= TRANSACTION_ROWS
                     or self._queue.empty()
                     or time.monotonic() >= deadline
-                    or (self.hooks.stop is not None and self.hooks.stop.is_set())
+                    or self.hooks.stopping()
                 ):
                     break
                 batch, failure = self._collect()
@@ -532,21 +533,7 @@ class Backfill:
             s.position, s.done = position, done
         if written.watermark is not None:
             self._watermark = written.watermark
-        summary = self.summary
-        summary.pages += written.pages
-        summary.records += written.records
-        result = written.result
-        summary.inserted += result.inserted
-        summary.updated += result.updated
-        summary.rejected += result.rejected
-        read_point = self._read_point({})
-        log.debug(
-            "%d pages: %d records, %d inserted, %d updated, %d rejected",
-            written.pages, written.records, result.inserted, result.updated, result.rejected,
-            extra=page_event(self.account.name, summary.pages, written.records, result, read_point),
-        )  # fmt: skip
-        if self.hooks.on_page is not None:
-            self.hooks.on_page(summary, read_point)
+        self._run.committed(written.pages, written.records, written.result, self._read_point({}))
 
     def _read_point(self, pending: dict[Slice, tuple[datetime | None, bool]]) -> datetime | None:
         """The contiguous read point once ``pending`` commits: every record created

@@ -34,10 +34,12 @@ from etl import backfill, config
 from etl.client import ZendeskClient
 from etl.db import open_engine
 from etl.errors import ConfigError, DatabaseError, RequestRejectedError
+from etl.run import RunHooks, RunSummary
 from etl.settings import AccountSettings
 from etl.simulator import Fault, SimulatedZendesk, generate_records
 from etl.store import BatchTransaction, Store, WriteResult
-from etl.sync import BOUND_SLACK, RunHooks, RunSummary, plan_window, resync_account, sync_account
+from etl.sync import resync_account, sync_account
+from etl.window import BOUND_SLACK, plan_window
 
 ROOT = Path(__file__).resolve().parent.parent
 DENSE = 250  # records in one second: they straddle pages of 100

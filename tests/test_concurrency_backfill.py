@@ -13,8 +13,9 @@ from pathlib import Path
 from support import assert_table_matches, fake_time_client, fresh_store, recent, sim_account
 
 from etl.concurrency import target
+from etl.run import RunHooks
 from etl.simulator import SimulatedZendesk, generate_records
-from etl.sync import RunHooks, sync_account
+from etl.sync import sync_account
 
 LATENCY = 0.3  # seconds an answer takes
 

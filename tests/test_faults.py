@@ -54,12 +54,13 @@ from etl.errors import (
 )
 from etl.ratelimit import RateLimiter
 from etl.records import INTEGER_FIELDS, TEXT_FIELDS, Reject, parse_record
+from etl.run import RunSummary
 from etl.secret import Secret
 from etl.settings import AccountSettings, Credentials
 from etl.simulator import Fault, SimulatedZendesk, generate_records
 from etl.simulator.faults import apply_to_records
 from etl.store import Store
-from etl.sync import RunSummary, sync_account
+from etl.sync import sync_account
 
 RECORDS = 360
 PAGE = 40  # 9 pages

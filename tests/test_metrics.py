@@ -13,9 +13,9 @@ from test_cli import cli
 
 from etl import metrics
 from etl.errors import ExitCode
+from etl.run import RunSummary
 from etl.simulator import SimulatedZendesk, generate_records
 from etl.store import AccountStatus
-from etl.sync import RunSummary
 
 NOW = datetime(2026, 12, 4, 21, 0, 0, 250000, tzinfo=UTC)
 
