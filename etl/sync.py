@@ -125,14 +125,13 @@ def read_window(
         summary.error, summary.duration = str(exc), hooks.clock() - started
         hooks.report(summary)
         raise
-    clients = [client]
     run = Run(account, client, store, run_id, window, summary, advance, hooks)
     try:
         workers = parallel_workers(account, window, store, advance)
         if workers:
             from etl.backfill import run_backfill  # threads and queues: only when needed
 
-            run_backfill(run, clients=clients, workers=workers)
+            run_backfill(run, workers=workers)
         else:
             _read_pages(run)
             if advance:  # by Zendesk's clock, which the first response told
@@ -154,10 +153,9 @@ def read_window(
         summary.status, summary.error = "failed", f"internal error: {exc!r}"
         raise
     finally:
-        summary.requests = sum(c.stats.requests for c in clients)
-        summary.rate_limited = sum(c.stats.rate_limited for c in clients)
-        for extra in clients[1:]:
-            extra.close()
+        # The backfill has added (and closed) its fetchers' own clients.
+        summary.requests += client.stats.requests
+        summary.rate_limited += client.stats.rate_limited
         summary.duration = hooks.clock() - started
         if summary.status != "success":
             summary.watermark_after = _safe_watermark(store, account.name)
