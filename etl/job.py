@@ -16,9 +16,10 @@ from etl import migrate
 from etl.client import ZendeskClient
 from etl.db import check_connection, open_engine
 from etl.errors import ConfigError, EtlError, ExitCode, InterruptedRun
+from etl.run import RunHooks, RunSummary
 from etl.settings import AccountSettings, Settings
 from etl.store import Store
-from etl.sync import RunHooks, RunSummary, sync_account
+from etl.sync import sync_account
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def run_accounts(
     run: AccountRun = sync_each,
     *,
     wait: float = 0.0,
-    hooks: RunHooks = RunHooks(),  # noqa: B008 - frozen, safe as a default
+    hooks: RunHooks = RunHooks(),
     sleep: Callable[[float], None] | None = None,
 ) -> JobResult:
     """Each account in turn, under its lock; a failure is recorded and the next one runs."""

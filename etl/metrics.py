@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from etl.consumers import ConsumerStatus
+from etl.run import RunSummary
 from etl.store import AccountStatus
-from etl.sync import RunSummary
 
 PREFIX = "zendesk_audit_etl"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an account without data or start time

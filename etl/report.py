@@ -9,8 +9,8 @@ from typing import Any
 from unicodedata import combining, east_asian_width, normalize
 
 from etl.pagination import format_time
+from etl.run import RunSummary
 from etl.store import AccountStatus, RunInfo, SliceRow
-from etl.sync import RunSummary
 
 # Every field of an audit record, as the API names them; the long text last.
 LIST_COLUMNS = ("created_at", "id", "action", "action_label", "actor_id", "actor_name",

@@ -8,114 +8,32 @@ run row in the database is opened first and closed last, whatever happens, so
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from etl.client import ZendeskClient
 from etl.errors import ConfigError, EtlError, InterruptedRun
-from etl.pagination import audit_log_params, format_time, iter_pages
-from etl.records import Reject, parse_record
+from etl.pagination import audit_log_params, iter_pages
+from etl.run import Run, iso, split_records
+
+# RunHooks, RunSummary, HISTORY_START moved; still importable from here for etl.cli.
+from etl.run import RunHooks as RunHooks
+from etl.run import RunSummary as RunSummary
 from etl.scope import settle as settle_scope
 from etl.settings import AccountSettings
-from etl.store import Store, WriteResult, utc_now
-
-# The window's rules live in etl.window; these names stay importable from here.
-from etl.window import BOUND_SLACK as BOUND_SLACK
+from etl.store import Store, utc_now
 from etl.window import HISTORY_START as HISTORY_START
-from etl.window import Window as Window
-from etl.window import by_zendesk_time, latest_end, repair_future_watermark
-from etl.window import plan_window as plan_window
-from etl.window import reread_from as reread_from
-from etl.window import zendesk_now as zendesk_now
+from etl.window import (
+    Window,
+    by_zendesk_time,
+    latest_end,
+    plan_window,
+    repair_future_watermark,
+    zendesk_now,
+)
 
 log = logging.getLogger(__name__)
-
-# Called after each committed page with the run so far and the created_at reached.
-PageHook = Callable[["RunSummary", datetime | None], None]
-
-
-@dataclass
-class RunSummary:
-    account: str
-    status: str = "running"
-    window: Window | None = None
-    pages: int = 0
-    records: int = 0  # as received, before upsert: inserted + updated + unchanged + rejected
-    inserted: int = 0
-    updated: int = 0
-    rejected: int = 0
-    requests: int = 0
-    rate_limited: int = 0
-    watermark_before: datetime | None = None
-    watermark_after: datetime | None = None
-    duration: float = 0.0
-    error: str | None = None
-
-    def line(self) -> str:
-        """The one-line summary every run ends with."""
-        window = f"{_iso(self.window.start)}..{_iso(self.window.end)}" if self.window else "none"
-        text = (
-            f"account={self.account} status={self.status} window={window} pages={self.pages} "
-            f"records={self.records} inserted={self.inserted} updated={self.updated} "
-            f"rejected={self.rejected} "
-            f"requests={self.requests} 429s={self.rate_limited} "
-            f"watermark={_iso(self.watermark_before)}->{_iso(self.watermark_after)} "
-            f"duration={self.duration:.2f}s"
-        )
-        return f"{text} error={self.error}" if self.error else text
-
-    def fields(self) -> dict[str, object]:
-        """The same figures as structured fields, for ``--log-format json``."""
-        return {
-            "event": "run_finished",
-            "account": self.account,
-            "status": self.status,
-            "window_start": _iso(self.window.start) if self.window else None,
-            "window_end": _iso(self.window.end) if self.window else None,
-            "pages": self.pages,
-            "records": self.records,
-            "rows_inserted": self.inserted,
-            "rows_updated": self.updated,
-            "rows_rejected": self.rejected,
-            "requests": self.requests,
-            "rate_limited": self.rate_limited,
-            "watermark_before": _iso(self.watermark_before),
-            "watermark_after": _iso(self.watermark_after),
-            "duration": round(self.duration, 3),
-            "error": self.error,
-        }
-
-
-def _ignore(summary: RunSummary) -> None:
-    return None
-
-
-@dataclass(frozen=True)
-class RunHooks:
-    """How a run is watched and stopped: the caller's side of a run."""
-
-    stop: threading.Event | None = None  # set: finish the current page, then stop
-    clock: Callable[[], float] = time.monotonic
-    report: Callable[[RunSummary], None] = _ignore  # every run that started, failed ones too
-    on_page: PageHook | None = None
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run in progress: what it reads, where it writes, and its running tally."""
-
-    account: AccountSettings
-    client: ZendeskClient
-    store: Store
-    id: int  # its row in zendesk_audit_sync_runs
-    window: Window
-    summary: RunSummary
-    advance: bool  # a sync moves the watermark page by page; a resync never does
-    hooks: RunHooks
 
 
 def sync_account(
@@ -168,7 +86,7 @@ def resync_account(
         end = min(until, latest) if until else latest
         if since >= end:
             raise ConfigError(
-                f"nothing to re-read: --since {_iso(since)} is not before {_iso(end)} "
+                f"nothing to re-read: --since {iso(since)} is not before {iso(end)} "
                 "(--until, or now minus lag)"
             )
         return Window(since, end)
@@ -207,14 +125,13 @@ def read_window(
         summary.error, summary.duration = str(exc), hooks.clock() - started
         hooks.report(summary)
         raise
-    clients = [client]
     run = Run(account, client, store, run_id, window, summary, advance, hooks)
     try:
         workers = parallel_workers(account, window, store, advance)
         if workers:
             from etl.backfill import run_backfill  # threads and queues: only when needed
 
-            run_backfill(run, clients=clients, workers=workers)
+            run_backfill(run, workers=workers)
         else:
             _read_pages(run)
             if advance:  # by Zendesk's clock, which the first response told
@@ -236,10 +153,9 @@ def read_window(
         summary.status, summary.error = "failed", f"internal error: {exc!r}"
         raise
     finally:
-        summary.requests = sum(c.stats.requests for c in clients)
-        summary.rate_limited = sum(c.stats.rate_limited for c in clients)
-        for extra in clients[1:]:
-            extra.close()
+        # The backfill has added (and closed) its fetchers' own clients.
+        summary.requests += client.stats.requests
+        summary.rate_limited += client.stats.rate_limited
         summary.duration = hooks.clock() - started
         if summary.status != "success":
             summary.watermark_after = _safe_watermark(store, account.name)
@@ -262,7 +178,7 @@ def parallel_workers(account: AccountSettings, window: Window, store: Store, adv
 
 def _read_pages(run: Run) -> None:
     """The sequential read: one cursor, each page committed with its checkpoint."""
-    account, summary = run.account, run.summary
+    account = run.account
     params = audit_log_params(
         run.window.start, run.window.end, account.sync.filters, page_size=account.zendesk.page_size
     )
@@ -271,50 +187,9 @@ def _read_pages(run: Run) -> None:
         position = page_watermark(rows, run.window)
         checkpoint = position if run.advance else None
         result = run.store.write_page(account.name, run.id, rows, rejects, checkpoint)
-        summary.pages += 1
-        summary.records += len(page.records)
-        summary.inserted += result.inserted
-        summary.updated += result.updated
-        summary.rejected += result.rejected
-        log.debug(
-            "page %d: %d records, %d inserted, %d updated, %d rejected",
-            page.number, len(page.records), result.inserted, result.updated, result.rejected,
-            extra=page_event(account.name, page.number, len(page.records), result, position),
-        )  # fmt: skip
-        if run.hooks.on_page is not None:
-            run.hooks.on_page(summary, position)
-        if run.hooks.stop is not None and run.hooks.stop.is_set():
+        run.committed(1, len(page.records), result, position)
+        if run.hooks.stopping():
             raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
-
-
-def split_records(
-    records: Iterable[Any], account: str, synced_at: datetime
-) -> tuple[list[dict[str, Any]], list[Reject]]:
-    rows: list[dict[str, Any]] = []
-    rejects: list[Reject] = []
-    for raw in records:
-        parsed = parse_record(raw, account, synced_at)
-        if isinstance(parsed, Reject):
-            rejects.append(parsed)
-        else:
-            rows.append(parsed)
-    return rows, rejects
-
-
-def page_event(
-    account: str, page: int, records: int, result: WriteResult, position: datetime | None
-) -> dict[str, object]:
-    """Structured fields of a committed page, for ``--log-format json``."""
-    return {
-        "event": "page_committed",
-        "account": account,
-        "page": page,
-        "records": records,
-        "rows_inserted": result.inserted,
-        "rows_updated": result.updated,
-        "rows_rejected": result.rejected,
-        "position": _iso(position),
-    }
 
 
 def page_watermark(rows: list[dict[str, Any]], window: Window) -> datetime | None:
@@ -344,7 +219,3 @@ def _close_run(store: Store, run_id: int, summary: RunSummary) -> None:
         )
     except EtlError as exc:  # the database may be what failed; the run's error matters more
         log.warning("could not record the end of run %d: %s", run_id, exc)
-
-
-def _iso(value: datetime | None) -> str:
-    return format_time(value) if value else "none"

@@ -30,13 +30,15 @@ from support import (
     wait_until,
 )
 
-from etl import backfill, config
+from etl import config, writer
 from etl.client import ZendeskClient
 from etl.db import open_engine
 from etl.errors import ConfigError, DatabaseError, RequestRejectedError
+from etl.run import RunHooks, RunSummary
 from etl.settings import AccountSettings
 from etl.store import BatchTransaction, Store, WriteResult
-from etl.sync import BOUND_SLACK, RunHooks, RunSummary, plan_window, resync_account, sync_account
+from etl.sync import resync_account, sync_account
+from etl.window import BOUND_SLACK, plan_window
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,8 +145,8 @@ def test_the_watermark_never_passes_the_contiguous_read_prefix(
 ) -> None:
     # Smaller batches and transactions than the defaults: the watermark is checked at more
     # points, and transactions of several batches are among them.
-    monkeypatch.setattr(backfill, "BATCH_ROWS", 300)
-    monkeypatch.setattr(backfill, "TRANSACTION_ROWS", 700)
+    monkeypatch.setattr(writer, "BATCH_ROWS", 300)
+    monkeypatch.setattr(writer, "TRANSACTION_ROWS", 700)
     records = uneven_history(recent(30), seed=9)
     with SimulatedZendesk(records) as sim:
         account = sim_account(sim.url)
@@ -207,8 +209,8 @@ class CountingStore(Store):
 def test_queued_batches_share_a_transaction_up_to_its_rows(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backfill, "BATCH_ROWS", 200)
-    monkeypatch.setattr(backfill, "TRANSACTION_ROWS", 1000)
+    monkeypatch.setattr(writer, "BATCH_ROWS", 200)
+    monkeypatch.setattr(writer, "TRANSACTION_ROWS", 1000)
     end = recent(30)
     records = generate_records(6000, start=end - timedelta(days=30), end=end, seed=21)
     with SimulatedZendesk(records) as sim:
@@ -229,8 +231,8 @@ def test_a_failed_transaction_of_several_batches_loses_nothing(
 ) -> None:
     """A write failing in the middle of a transaction rolls back its earlier batches too:
     none of them may count as stored or move the watermark, and the next run stores them."""
-    monkeypatch.setattr(backfill, "BATCH_ROWS", 200)
-    monkeypatch.setattr(backfill, "TRANSACTION_ROWS", 1000)
+    monkeypatch.setattr(writer, "BATCH_ROWS", 200)
+    monkeypatch.setattr(writer, "TRANSACTION_ROWS", 1000)
     records = uneven_history(recent(30), seed=23)
     with SimulatedZendesk(records) as sim:
         account = sim_account(sim.url)

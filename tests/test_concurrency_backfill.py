@@ -13,7 +13,8 @@ from pathlib import Path
 from support import assert_table_matches, fake_time_client, fresh_store, recent, sim_account
 
 from etl.concurrency import target
-from etl.sync import RunHooks, sync_account
+from etl.run import RunHooks
+from etl.sync import sync_account
 from zendesk_sim import SimulatedZendesk, generate_records
 
 LATENCY = 0.3  # seconds an answer takes

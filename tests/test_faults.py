@@ -54,10 +54,11 @@ from etl.errors import (
 )
 from etl.ratelimit import RateLimiter
 from etl.records import INTEGER_FIELDS, TEXT_FIELDS, Reject, parse_record
+from etl.run import RunSummary
 from etl.secret import Secret
 from etl.settings import AccountSettings, Credentials
 from etl.store import Store
-from etl.sync import RunSummary, sync_account
+from etl.sync import sync_account
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 from zendesk_sim.faults import apply_to_records
 

@@ -13,8 +13,8 @@ from test_cli import cli
 
 from etl import metrics
 from etl.errors import ExitCode
+from etl.run import RunSummary
 from etl.store import AccountStatus
-from etl.sync import RunSummary
 from zendesk_sim import SimulatedZendesk, generate_records
 
 NOW = datetime(2026, 12, 4, 21, 0, 0, 250000, tzinfo=UTC)
