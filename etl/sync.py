@@ -8,7 +8,8 @@ run row in the database is opened first and closed last, whatever happens, so
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -48,8 +49,9 @@ def sync_account(
 
     ``now`` is the host's clock; Zendesk's (``zendesk_now``) bounds it.
     """
-    settle_scope(account, store)
-    repair_future_watermark(account, store, latest_end(account, client, now()))
+    with _summary_on_failure(account, hooks):
+        settle_scope(account, store)
+        repair_future_watermark(account, store, latest_end(account, client, now()))
 
     def plan() -> Window:
         return plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
@@ -97,6 +99,23 @@ def resync_account(
     return by_zendesk_time(plan, read, account, client, now)
 
 
+@contextmanager
+def _summary_on_failure(
+    account: AccountSettings, hooks: RunHooks, summary: RunSummary | None = None
+) -> Iterator[None]:
+    """Before a run has its row (e.g. SQLite locked while the scope or the run row is
+    saved), a failure still ends with the run's summary line."""
+    started = hooks.clock()
+    try:
+        yield
+    except EtlError as exc:
+        summary = summary or RunSummary(account=account.name)
+        summary.status = "interrupted" if isinstance(exc, InterruptedRun) else "failed"
+        summary.error, summary.duration = str(exc), hooks.clock() - started
+        hooks.report(summary)
+        raise
+
+
 def read_window(
     account: AccountSettings,
     client: ZendeskClient,
@@ -113,18 +132,12 @@ def read_window(
     """
     started = hooks.clock()
     summary = RunSummary(account=account.name, window=window)
-    summary.watermark_before = store.watermark(account.name)
     kind = "sync" if advance else "resync"
-    try:
+    with _summary_on_failure(account, hooks, summary):
+        summary.watermark_before = store.watermark(account.name)
         run_id = store.start_run(
             account.name, window.start, window.end, summary.watermark_before, kind=kind
         )
-    except EtlError as exc:  # no run row (e.g. SQLite locked): the summary line says it
-        interrupted = isinstance(exc, InterruptedRun)
-        summary.status = "interrupted" if interrupted else "failed"
-        summary.error, summary.duration = str(exc), hooks.clock() - started
-        hooks.report(summary)
-        raise
     run = Run(account, client, store, run_id, window, summary, advance, hooks)
     try:
         workers = parallel_workers(account, window, store, advance)

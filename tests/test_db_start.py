@@ -59,7 +59,6 @@ def test_a_sqlite_database_locked_at_start_still_ends_with_a_summary_line(
     assert ran.returncode == 6, ran.stderr
     assert "Traceback" not in ran.stderr
     summaries = [line for line in ran.stderr.splitlines() if "account=acme status=failed" in line]
-    assert len(summaries) == 1, ran.stderr
-    assert "busy timeout" in summaries[0]
+    assert len(summaries) == 1, ran.stderr  # the reason is the error line's, said once
     errors = [line for line in ran.stderr.splitlines() if "error: account acme:" in line]
-    assert len(errors) == 1 and "starting a run waited over the busy timeout" in errors[0]
+    assert len(errors) == 1 and "waited over the busy timeout" in errors[0]
