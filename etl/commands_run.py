@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from etl.client import ZendeskClient
     from etl.job import AccountRun
     from etl.progress import ProgressBar
+    from etl.run import RunHooks, RunSummary
     from etl.settings import AccountSettings
     from etl.store import Store
-    from etl.sync import RunHooks, RunSummary
 
 # The summary line keeps the logger name it always had: operators filter on it.
 log = logging.getLogger("etl.cli")
@@ -58,7 +58,7 @@ def cmd_resync(args: argparse.Namespace) -> int:
 def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, RunSummary]]:
     """Run each selected account under its lock, with signals, progress and metrics."""
     from etl.job import open_store, run_accounts, select_accounts
-    from etl.sync import RunHooks
+    from etl.run import RunHooks
 
     # With --account, only those accounts' secrets need to be readable.
     settings = load_settings(args, require_credentials=args.account or True)
@@ -130,7 +130,7 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
     from etl import metrics
     from etl.store import utc_now
-    from etl.sync import HISTORY_START
+    from etl.window import HISTORY_START
 
     assert settings.metrics_file
     statuses = [s for a in settings.accounts for s in store.account_status(a.name)]

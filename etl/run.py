@@ -16,11 +16,10 @@ from datetime import datetime
 from typing import Any
 
 from etl.client import ZendeskClient
-from etl.pagination import format_time
 from etl.records import Reject, parse_record
 from etl.settings import AccountSettings
 from etl.store import Store, WriteResult
-from etl.window import Window
+from etl.window import Window, iso
 
 log = logging.getLogger(__name__)
 
@@ -164,8 +163,3 @@ def page_event(
         "rows_rejected": result.rejected,
         "position": iso(position),
     }
-
-
-def iso(value: datetime | None) -> str:
-    """A time as Zendesk writes it, or ``none``."""
-    return format_time(value) if value else "none"

@@ -16,18 +16,14 @@ from typing import Any
 from etl.client import ZendeskClient
 from etl.errors import ConfigError, EtlError, InterruptedRun
 from etl.pagination import audit_log_params, iter_pages
-from etl.run import Run, iso, split_records
-
-# RunHooks, RunSummary, HISTORY_START moved; still importable from here for etl.cli.
-from etl.run import RunHooks as RunHooks
-from etl.run import RunSummary as RunSummary
+from etl.run import Run, RunHooks, RunSummary, split_records
 from etl.scope import settle as settle_scope
 from etl.settings import AccountSettings
 from etl.store import Store, utc_now
-from etl.window import HISTORY_START as HISTORY_START
 from etl.window import (
     Window,
     by_zendesk_time,
+    iso,
     latest_end,
     plan_window,
     repair_future_watermark,

@@ -78,7 +78,7 @@ def repair_future_watermark(account: AccountSettings, store: Store, end: datetim
     log.warning(
         "account %s: the watermark %s is in the future (now - lag is %s by Zendesk's clock): "
         "moved back to %s so that records written since are read",
-        account.name, _iso(watermark), _iso(end), _iso(repaired),
+        account.name, iso(watermark), iso(end), iso(repaired),
     )  # fmt: skip
     if repaired is None:
         store.set_scope(account.name, scope.describe(account), restart=True)
@@ -106,5 +106,6 @@ def by_zendesk_time(
         return read(plan())
 
 
-def _iso(value: datetime | None) -> str:
+def iso(value: datetime | None) -> str:
+    """A time as Zendesk writes it, or ``none``."""
     return format_time(value) if value else "none"
