@@ -90,6 +90,11 @@ def _select_readable(fd: int, timeout: float) -> bool:
 def leave_now(message: str) -> NoReturn:
     """One line on stderr and exit 130, from a signal handler or any thread: the open
     transaction is rolled back by the database, the run lock freed with the process."""
-    with suppress(OSError):
-        os.write(2, f"{PROG}: error: {message}\n".encode())
+    if _leaving.acquire(blocking=False):  # a third signal, or the watcher, says nothing more
+        with suppress(OSError):
+            os.write(2, f"{PROG}: error: {message}\n".encode())
     os._exit(ExitCode.INTERRUPTED)
+
+
+# Taken by the first caller of leave_now: signals re-enter the handler while it writes.
+_leaving = threading.Lock()
