@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from etl.client import ZendeskClient
+from etl.client import ClientStats, ZendeskClient
 from etl.records import Reject, parse_record
 from etl.settings import AccountSettings
 from etl.store import Store, WriteResult
@@ -39,6 +39,7 @@ class RunSummary:
     rejected: int = 0
     requests: int = 0
     rate_limited: int = 0
+    corrupt: int = 0  # answers refused as corrupt (then retried): a proxy or Zendesk garbling
     watermark_before: datetime | None = None
     watermark_after: datetime | None = None
     duration: float = 0.0
@@ -52,6 +53,12 @@ class RunSummary:
         self.updated += result.updated
         self.rejected += result.rejected
 
+    def add_client_stats(self, stats: ClientStats) -> None:
+        """Add what one client sent and got back (each fetcher of a backfill has its own)."""
+        self.requests += stats.requests
+        self.rate_limited += stats.rate_limited
+        self.corrupt += stats.corrupt
+
     def line(self) -> str:
         """The one-line summary every run ends with."""
         window = f"{iso(self.window.start)}..{iso(self.window.end)}" if self.window else "none"
@@ -59,7 +66,7 @@ class RunSummary:
             f"account={self.account} status={self.status} window={window} pages={self.pages} "
             f"records={self.records} inserted={self.inserted} updated={self.updated} "
             f"rejected={self.rejected} "
-            f"requests={self.requests} 429s={self.rate_limited} "
+            f"requests={self.requests} 429s={self.rate_limited} corrupt={self.corrupt} "
             f"watermark={iso(self.watermark_before)}->{iso(self.watermark_after)} "
             f"duration={self.duration:.2f}s"
         )
@@ -80,6 +87,7 @@ class RunSummary:
             "rows_rejected": self.rejected,
             "requests": self.requests,
             "rate_limited": self.rate_limited,
+            "corrupt_responses": self.corrupt,
             "watermark_before": iso(self.watermark_before),
             "watermark_after": iso(self.watermark_after),
             "duration": round(self.duration, 3),

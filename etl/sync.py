@@ -163,8 +163,7 @@ def read_window(
         raise
     finally:
         # The backfill has added (and closed) its fetchers' own clients.
-        summary.requests += client.stats.requests
-        summary.rate_limited += client.stats.rate_limited
+        summary.add_client_stats(client.stats)
         summary.duration = hooks.clock() - started
         if summary.status != "success":
             summary.watermark_after = _safe_watermark(store, account.name)

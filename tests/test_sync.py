@@ -291,12 +291,26 @@ def test_a_retried_page_counts_its_wait(sqlite_url: str, sim: SimulatedZendesk) 
     assert_table_matches(sqlite_url, sim.visible_records())
 
 
+def test_a_corrupt_answer_is_counted_in_the_summary(sqlite_url: str, sim: SimulatedZendesk) -> None:
+    from zendesk_sim import Fault
+
+    sim.inject(Fault("truncate", skip=2), Fault("html", status=200, skip=3))
+    account = sim_account(sim.url, workers=1)
+    summary = run(account, fresh_store(sqlite_url))
+    assert summary.status == "success"
+    assert summary.corrupt == 2  # each retried, then read whole
+    assert summary.requests == summary.pages + 2
+    assert "corrupt=2 " in summary.line()
+    assert summary.fields()["corrupt_responses"] == 2
+    assert_table_matches(sqlite_url, sim.visible_records())
+
+
 def test_run_summary_line_has_every_figure(sqlite_url: str, sim: SimulatedZendesk) -> None:
     account = sim_account(sim.url, workers=1)
     summary = run(account, fresh_store(sqlite_url))
     line = summary.line()
     parts = "account=acme status=success pages=20 inserted=2000 updated=0 rejected=0 requests=20"
-    for part in [*parts.split(), "429s=0", "watermark=none->", "duration="]:
+    for part in [*parts.split(), "429s=0", "corrupt=0", "watermark=none->", "duration="]:
         assert part in line
     assert "\n" not in line
 
