@@ -148,10 +148,10 @@ def render_export(statuses: Sequence[ConsumerStatus], now: datetime) -> str:
         lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
         for status in statuses:
             label = f'{{consumer="{_escape(status.consumer)}",account="{_escape(status.account)}"}}'
-            value = {
-                "export_backlog_rows": float(status.backlog),
-                "export_position": float(status.position),
+            value: int | float = {
+                "export_backlog_rows": status.backlog,
+                "export_position": status.position,
                 "export_last_timestamp_seconds": status.updated_at.timestamp(),
             }[name]
-            lines.append(f"{PREFIX}_{name}{label} {value:g}")
+            lines.append(f"{PREFIX}_{name}{label} {_number(value)}")
     return "\n".join(lines) + "\n"

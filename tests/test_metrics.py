@@ -67,6 +67,24 @@ def test_values_are_exact_integers_and_timestamps_to_the_millisecond() -> None:
     assert values[("zendesk_audit_etl_last_run_duration_seconds", "big")] == 3.5
 
 
+def test_export_values_are_exact_too() -> None:
+    from etl.consumers import ConsumerStatus
+
+    moved = datetime(2026, 12, 4, 20, 59, 3, 123000, tzinfo=UTC)
+    text = metrics.render_export(
+        [ConsumerStatus("siem", "big", 12_345_678, 1_500_000, None, moved)], NOW
+    )
+    assert "e+" not in text
+    assert 'zendesk_audit_etl_export_position{consumer="siem",account="big"} 12345678\n' in text
+    values = {
+        (s.name, s.labels["consumer"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert values[("zendesk_audit_etl_export_backlog_rows", "siem")] == 1_500_000
+    assert values[("zendesk_audit_etl_export_last_timestamp_seconds", "siem")] == moved.timestamp()
+
+
 def test_an_account_that_never_succeeded_has_every_series() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
     values = parse(metrics.render([status('odd "name"\\')], {}, NOW, {'odd "name"\\': start}))
