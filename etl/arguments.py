@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from etl import config
+from etl.config_values import filter_value
 from etl.settings import FILTER_KEYS
 
 
@@ -42,4 +43,7 @@ def filter_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
     if not sep or key not in FILTER_KEYS or not value:
         raise ValueError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
-    return key, value
+    try:  # the config's rule: an integer, an IP address, ... (Zendesk matches nothing else)
+        return key, filter_value(key, value)
+    except ValueError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None

@@ -123,6 +123,8 @@ def test_auto_migrate_creates_the_schema(
         (["frobnicate"], "", ExitCode.CONFIG, "invalid choice"),
         (["status", "--max-lag", "x"], "", ExitCode.CONFIG, "--max-lag"),
         (["list", "--filter", "colour=red"], "", ExitCode.CONFIG, "KEY=VALUE"),
+        (["list", "--filter", "actor_id=bob"], "", ExitCode.CONFIG, "'bob' is not an integer"),
+        (["list", "--filter", "ip_address=1.2.3"], "", ExitCode.CONFIG, "not an IP address"),
         (["sync", "--account", "nope"], "", ExitCode.CONFIG, "unknown account nope"),
         (["sync"], "[database]\nurl='oracle://x'\n", ExitCode.CONFIG, "oracle"),
         (
@@ -140,6 +142,8 @@ def test_auto_migrate_creates_the_schema(
         "unknown-command",
         "bad-max-lag",
         "bad-filter",
+        "filter-not-an-integer",
+        "filter-not-an-ip-address",
         "unknown-account",
         "unknown-dialect",
         "database-down",
