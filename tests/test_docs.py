@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import re
+import shlex
 import subprocess
+import tomllib
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from etl import config, metrics
 from etl.cli import build_parser
 from etl.errors import ExitCode
+from etl.output import PROG
 
 README_DIR = Path(__file__).resolve().parent.parent
 README = (README_DIR / "README.md").read_text()
@@ -61,3 +67,72 @@ def test_make_help_lists_every_target_of_the_makefile() -> None:
     ).stdout
     listed = set(re.findall(r"^make (\S+)", shown, re.M))
     assert listed == targets, f"make help misses {targets - listed} or invents {listed - targets}"
+
+
+STOP = ("&&", "||", ">", "|", ";")  # where a shell line's command ends
+
+
+def code_blocks(language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", README, re.M | re.S)
+
+
+def readme_invocations() -> list[list[str]]:
+    """The arguments of every ``zendesk-audit-etl`` command the README runs (shell blocks and
+    inline examples), and of each inline example that starts with a command's name and gives
+    an option its value (``status --max-lag 1h``), placeholders filled."""
+    lines = [
+        line for block in code_blocks("sh") + code_blocks("cron") for line in block.splitlines()
+    ]
+    spans = [span for span in re.findall(r"`([^`\n]+)`", README) if "…" not in span]
+    found: list[list[str]] = []
+    for line in lines + spans:
+        words = shlex.split(line, comments=True)
+        for i, word in enumerate(words):
+            if word.endswith(f"/bin/{PROG}") or (word == PROG and (i == 0 or words[i - 1] == "&&")):
+                args = list(itertools.takewhile(lambda w: w not in STOP, words[i + 1 :]))
+                if args:  # else the path is named, not run
+                    found.append(args)
+    for span in spans:
+        words = shlex.split(re.sub(r"\bT\b", "2026-01-01", span))  # `--since T`
+        if len(words) >= 3 and words[0] in subcommands():
+            found.append(words)
+    return found
+
+
+@pytest.mark.parametrize("args", readme_invocations(), ids=" ".join)
+def test_every_command_line_in_the_readme_parses(args: list[str]) -> None:
+    try:
+        build_parser().parse_args(args)
+    except SystemExit:
+        pytest.fail(f"README runs `{PROG} {' '.join(args)}`, which the parser refuses")
+
+
+def test_the_readme_finds_its_command_lines() -> None:
+    commands = {args[0] for args in readme_invocations() if args and not args[0].startswith("-")}
+    assert {"check", "migrate", "sync", "status", "init", "export", "resync"} <= commands
+
+
+def test_the_several_accounts_example_is_a_valid_config() -> None:
+    (example,) = [b for b in code_blocks("toml") if "[[accounts]]" in b]
+    settings = config.parse(
+        tomllib.loads(example),
+        environ={"SANDBOX_TOKEN": "token"},
+        source="README",
+        require_credentials=["sandbox"],
+    )
+    acme, sandbox = settings.accounts
+    assert (acme.name, sandbox.name) == ("acme", "sandbox")
+    assert (
+        sandbox.sync.overlap == timedelta(minutes=30) and acme.sync.overlap != sandbox.sync.overlap
+    )
+    assert sandbox.sync.filters == {"action": ("create", "destroy", "update")}
+
+
+def test_the_readme_names_every_metric() -> None:
+    named = set(re.findall(r"`(?:zendesk_audit_etl)?_([a-z_]+)`", README))
+    assert set(metrics.HELP) | set(metrics.EXPORT_HELP) <= named
+
+
+def test_the_wheel_the_readme_names_is_this_version() -> None:
+    version = tomllib.loads((README_DIR / "pyproject.toml").read_text())["project"]["version"]
+    assert f"zendesk_audit_etl-{version}-py3-none-any.whl" in README
