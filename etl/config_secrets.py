@@ -76,10 +76,13 @@ def credentials(
     client_id = zendesk.text("client_id") or None
     scope = zendesk.text("oauth_scope", "auditlogs:read")
     creds = Credentials(email=email, client_id=client_id, oauth_scope=scope, **secrets)
+    # A secret named but not read is already a problem of its own: not again a missing one.
+    unread = [k for k in SECRET_KEYS if secrets[k] is None and _named(zendesk, k)]
+    oauth_secret = creds.client_secret is not None or "client_secret" in unread
     methods = []
-    if client_id or creds.client_secret:
+    if client_id or oauth_secret:
         methods.append("client_id + client_secret")
-        if not (client_id and creds.client_secret):
+        if not (client_id and oauth_secret):
             zendesk.problem("client_id", "OAuth needs both client_id and client_secret")
     if creds.oauth_token:
         methods.append("oauth_token")
@@ -89,7 +92,7 @@ def credentials(
         methods.append("password")
     if (creds.api_token or creds.password) and not email:
         zendesk.problem("email", "api_token and password authentication need email")
-    if not methods:
+    if not methods and not unread:
         zendesk.problem(
             "",
             "no credentials: set client_id + client_secret (OAuth), oauth_token, "
@@ -98,6 +101,10 @@ def credentials(
     elif len(methods) > 1:
         zendesk.problem("", f"several credentials given ({', '.join(methods)}); keep exactly one")
     return creds
+
+
+def _named(table: Section, key: str) -> bool:
+    return any(k in table for k in (key, f"{key}_file", f"{key}_env"))
 
 
 def database(table: Section, environ: Mapping[str, str]) -> DatabaseSettings:

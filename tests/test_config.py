@@ -156,6 +156,27 @@ def test_unreadable_secret_file_and_unset_variable_are_named(tmp_path: Path) -> 
         load_text(tmp_path, '[zendesk]\nsubdomain = "a"\noauth_token_env = "NOPE"\n')
 
 
+@pytest.mark.parametrize(
+    "given",
+    [
+        'client_id = "c"\nclient_secret_file = "{missing}"',
+        'email = "a@b.c"\napi_token_file = "{missing}"',
+    ],
+    ids=["oauth", "api-token"],
+)
+def test_an_unreadable_secret_is_one_problem_not_also_a_missing_one(
+    tmp_path: Path, given: str
+) -> None:
+    text = '[zendesk]\nsubdomain = "acme"\n' + given.format(missing=tmp_path / "missing") + "\n"
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    assert "1 problem:" in str(err.value) and "cannot read" in str(err.value), str(err.value)
+    without_id = text.replace('client_id = "c"\n', "")
+    if without_id != text:  # still said at once: the secret alone is not a way in
+        with pytest.raises(ConfigError, match=r"2 problems: .*cannot read.*OAuth needs both"):
+            load_text(tmp_path, without_id)
+
+
 def test_status_and_migrate_do_not_need_credentials(tmp_path: Path) -> None:
     path = write(tmp_path, '[zendesk]\nsubdomain = "acme"\n')
     settings = config.load(path, environ={}, require_credentials=False)
