@@ -35,7 +35,7 @@ class ZendeskSettings:
     )
     credentials: Credentials
     requests_per_minute: int = 400
-    timeout: float = 30.0  # seconds, per request (connect and read)
+    timeout: float = 30.0  # seconds, per attempt: connect, headers and the whole body
     retry_budget: float = 300.0  # seconds of retrying one request before giving up
     page_size: int = 100
 
