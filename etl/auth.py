@@ -3,7 +3,8 @@
 ``build_auth`` picks one method, in this order when several are configured:
 OAuth client credentials, OAuth access token, API token, email + password.
 Every auth object it returns is a ``ZendeskAuth``: besides signing requests it
-tells the client what to name in a 401 message (``method``, ``check``).
+tells the client what to name in a 401 message (``method``, ``check``), and names
+any deprecation ``notice`` for the CLI to say (this module prints nothing).
 
 Secrets stay wrapped in ``Secret`` until the moment a header is built; this is
 the only module that calls ``Secret.reveal()``. Nothing here logs a secret.
@@ -22,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -52,16 +54,19 @@ PASSWORD_WARNING = (
 )
 RENEW_MARGIN = 60.0  # seconds before expiry at which a cached token is renewed
 
-_warned: set[str] = set()
-_warned_lock = threading.Lock()
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should hear about a method that works today. This module only
+    names it: the CLI decides when to say it (once a day per account, never under
+    ``--quiet``), remembered in the database since every cron run is a new process."""
+
+    key: str  # as recorded in zendesk_audit_sync_state.notice (at most 32 characters)
+    text: str
 
 
-def _warn_once(key: str, message: str) -> None:
-    with _warned_lock:
-        if key in _warned:
-            return
-        _warned.add(key)
-    log.warning(message)
+API_TOKEN_NOTICE = Notice("api_token", API_TOKEN_WARNING)
+PASSWORD_NOTICE = Notice("password", PASSWORD_WARNING)
 
 
 class ZendeskAuth(AuthBase):
@@ -69,6 +74,7 @@ class ZendeskAuth(AuthBase):
 
     method: str = "credentials"  # e.g. "API token for ops@acme.com"
     check: str = "the credentials"  # what a 401 message tells the user to check
+    notice: Notice | None = None  # what the user should hear about this method
 
 
 class _NoAuth(AuthBase):
@@ -79,11 +85,14 @@ class _NoAuth(AuthBase):
 
 
 class BasicAuth(ZendeskAuth):
-    def __init__(self, username: str, password: Secret, method: str, check: str) -> None:
+    def __init__(
+        self, username: str, password: Secret, method: str, check: str, notice: Notice
+    ) -> None:
         self._username = username
         self._password = password
         self.method = method
         self.check = check
+        self.notice = notice
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         raw = f"{self._username}:{self._password.reveal()}".encode()
@@ -272,23 +281,23 @@ def build_auth(
     if c.api_token:
         if not c.email:
             raise ConfigError("api_token needs the email of the user it belongs to")
-        _warn_once("api_token", API_TOKEN_WARNING)
         return BasicAuth(
             f"{c.email}/token",
             c.api_token,
             method=f"API token for {c.email}",
             check=f"that the API token is active and belongs to {c.email}, an admin",
+            notice=API_TOKEN_NOTICE,
         )
     if c.password:
         if not c.email:
             raise ConfigError("password needs the email of the user it belongs to")
-        _warn_once("password", PASSWORD_WARNING)
         return BasicAuth(
             c.email,
             c.password,
             method=f"email + password for {c.email}",
             check=f"the password of {c.email}, and that the account allows password "
             "access without 2FA",
+            notice=PASSWORD_NOTICE,
         )
     raise ConfigError(
         "no Zendesk credentials: set client_id + client_secret, oauth_token, "

@@ -8,7 +8,7 @@ import logging
 import sys
 import threading
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -24,18 +24,20 @@ if TYPE_CHECKING:
     from etl.client import ZendeskClient
     from etl.job import AccountRun
     from etl.progress import ProgressBar
-    from etl.run import RunHooks, RunSummary
+    from etl.run import PageHook, RunHooks, RunSummary
     from etl.settings import AccountSettings
     from etl.store import Store
 
 # The summary line keeps the logger name it always had: operators filter on it.
 log = logging.getLogger("etl.cli")
 
+NOTICE_EVERY = timedelta(days=1)  # how often an auth notice is said per account
+
 
 def cmd_sync(args: argparse.Namespace) -> int:
     from etl.job import sync_each
 
-    code, _ = _run_job(args, sync_each)
+    code, _ = _run_job(args, sync_each, counts_stored=True)
     return code
 
 
@@ -48,21 +50,26 @@ def cmd_resync(args: argparse.Namespace) -> int:
     ) -> RunSummary:
         return resync_account(account, client, store, args.since, args.until, hooks=hooks)
 
-    code, summaries = _run_job(args, resync_each)
+    code, summaries = _run_job(args, resync_each, counts_stored=False)
     for summary in summaries.values():
         if summary.status == "success":
             print(report.resync_verdict(summary))
     return code
 
 
-def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, RunSummary]]:
-    """Run each selected account under its lock, with signals, progress and metrics."""
+def _run_job(
+    args: argparse.Namespace, run: AccountRun, *, counts_stored: bool
+) -> tuple[int, dict[str, RunSummary]]:
+    """Run each selected account under its lock, with signals, progress and metrics;
+    ``counts_stored``: the records already stored are part of the work (a sync's, not a
+    resync's, which reads them again)."""
     from etl.job import open_store, run_accounts, select_accounts
     from etl.run import RunHooks
 
     # With --account, only those accounts' secrets need to be readable.
     settings = load_settings(args, require_credentials=args.account or True)
     accounts = select_accounts(settings, args.account)
+    run = run if args.quiet else _with_notices(run)
     stop = threading.Event()
     summaries: dict[str, RunSummary] = {}
     bar = _progress_bar(args)
@@ -79,26 +86,9 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
         log.info("%s", replace(summary, error=None).line(), extra=summary.fields())
 
     opened: list[Store] = []
-    data_starts: dict[str, datetime | None] = {}  # where this run's first page ended
+    progress = _progress_hook(bar, opened, counts_stored=counts_stored) if bar else None
 
-    def progress(summary: RunSummary, position: datetime | None) -> None:
-        if not (bar and summary.window and opened):
-            return
-        end = summary.window.end
-        start = data_starts.setdefault(summary.account, position)
-
-        def share() -> float:
-            from etl.progress import slices_share, span_share
-
-            # A parallel backfill's slices, as committed, say what is read of its plan.
-            plan = opened[0].slices(summary.account)
-            if plan:
-                return slices_share(plan)
-            return span_share(start, end, position) if start else 0.0
-
-        bar.update(summary.account, share, position, summary.records, summary.pages)
-
-    hooks = RunHooks(stop=stop, report=log_summary, on_page=progress if bar else None)
+    hooks = RunHooks(stop=stop, report=log_summary, on_page=progress)
     with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
         opened.append(store)
         work_begins()  # everything a run needs is imported by now
@@ -119,8 +109,58 @@ def _run_job(args: argparse.Namespace, run: AccountRun) -> tuple[int, dict[str, 
     return int(result.exit_code), summaries
 
 
+def _with_notices(run: AccountRun) -> AccountRun:
+    """``run``, first saying the account's auth notice (API token or password deprecation)
+    if it was not said in the last ``NOTICE_EVERY``: a run every 5 minutes says it once
+    a day. Not used under ``--quiet``, which says nothing and records nothing."""
+
+    def noticed(
+        account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
+    ) -> RunSummary:
+        notice = client.auth.notice
+        if notice is not None and store.claim_notice(account.name, notice.key, NOTICE_EVERY):
+            log.warning("account %s: %s", account.name, notice.text)
+        return run(account, client, store, hooks)
+
+    return noticed
+
+
+def _progress_hook(bar: ProgressBar, opened: list[Store], *, counts_stored: bool) -> PageHook:
+    """What feeds the bar after each page: the ``created_at`` span read and left, from
+    where this run's first page ended (the data's start, not the window's), or a
+    parallel backfill's own estimate of the pages left; and the records stored before
+    the run, asked once."""
+    from etl.progress import Reading, seconds
+
+    data_starts: dict[str, datetime | None] = {}
+    stored: dict[str, int] = {}
+
+    def progress(summary: RunSummary, position: datetime | None) -> None:
+        if not (summary.window and opened):
+            return
+        store, account, end = opened[0], summary.account, summary.window.end
+        start = data_starts.setdefault(account, position)
+
+        def reading() -> Reading:
+            if account not in stored:
+                rows = store.account_status(account)[0].rows if counts_stored else 0
+                stored[account] = max(rows - summary.inserted, 0)
+            if not summary.parallel:
+                read, unread = seconds(start, position), seconds(position, end)
+                return Reading(summary.records, read, unread, stored[account])
+            # A parallel backfill: pages left at each slice's density (etl.plan);
+            # "?" until each slice left to read has one.
+            per_page = summary.records / summary.pages if summary.pages else 0.0
+            left = None if summary.pages_left is None else summary.pages_left * per_page
+            return Reading(summary.records, 0.0, 0.0, stored[account], left, by_density=False)
+
+        bar.update(account, reading, position, summary.pages)
+
+    return progress
+
+
 def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
-    if args.quiet or not sys.stderr.isatty():
+    if args.quiet or not sys.stderr.isatty():  # cheap: the bar's module only when drawn
         return None
     from etl.progress import ProgressBar
 

@@ -115,6 +115,20 @@ class Plan:
     def finished(self) -> bool:
         return all(s.done for s in self.slices)
 
+    def pages_left(self) -> float | None:
+        """Estimated pages still to fetch, each slice at its own density; None while a
+        slice left to read has none yet (not begun, or no page with records yet): its
+        span may be empty history or the densest part. For the progress bar."""
+        total = 0.0
+        for s in self.slices:
+            if s.done or s.fetched:
+                continue
+            if s.density is None:
+                return None
+            point = s.frontier or s.read_from()
+            total += s.density * max((s.end - point).total_seconds(), 0.0)
+        return total
+
     def unstarted(self) -> Slice | None:
         for s in self.slices:  # by start: the contiguous read point moves first
             if not s.done and not s.running and not s.fetched:

@@ -44,6 +44,11 @@ class RunSummary:
     watermark_after: datetime | None = None
     duration: float = 0.0
     error: str | None = None
+    # For the progress bar, not reported: whether the run reads parallel slices
+    # (etl.backfill), and then its estimate of the pages still to fetch (etl.plan;
+    # None while it cannot tell).
+    parallel: bool = False
+    pages_left: float | None = None
 
     def count(self, pages: int, records: int, result: WriteResult) -> None:
         """Add what one commit wrote."""

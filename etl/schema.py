@@ -207,6 +207,10 @@ sync_state = sa.Table(
     # The filters and start_time the watermark was read with (etl.scope); NULL: adopt the
     # configuration's (rows from before revision 0003).
     sa.Column("scope", sa.Text()),
+    # The deprecation notice last said for the account, and when (revision 0005): every
+    # run is a new process, so "once a day" is remembered here, where all runs look.
+    sa.Column("notice", sa.String(32)),
+    sa.Column("notice_at", UTCDateTime(fsp=0)),
 )
 
 sync_runs = sa.Table(

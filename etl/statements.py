@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -214,6 +214,28 @@ def watermark(conn: Connection, account: str) -> datetime | None:
         sa.select(sync_state.c.watermark).where(sync_state.c.account == account)
     ).scalar()
     return value if isinstance(value, datetime) else None
+
+
+def claim_notice(
+    conn: Connection, account: str, notice: str, now: datetime, every: timedelta
+) -> bool:
+    """Whether ``notice`` is due for ``account`` (never said, another notice said last,
+    or said ``every`` ago or longer); if so, it is recorded as said ``now``. Called
+    under the account's run lock, so two runs never both find it due."""
+    row = conn.execute(
+        sa.select(sync_state.c.notice, sync_state.c.notice_at).where(
+            sync_state.c.account == account
+        )
+    ).first()
+    said_at = row.notice_at if row is not None and row.notice == notice else None
+    if said_at is not None and now - said_at < every:
+        return False
+    said = {"notice": notice, "notice_at": now}
+    if row is None:
+        conn.execute(sa.insert(sync_state).values(account=account, updated_at=now, **said))
+    else:
+        conn.execute(sa.update(sync_state).where(sync_state.c.account == account).values(**said))
+    return True
 
 
 def runs(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -37,6 +37,7 @@ from etl.statements import (
     SliceUpdate,
     WriteResult,
     account_status,
+    claim_notice,
     insert_slice,
     runs,
     slices,
@@ -117,6 +118,12 @@ class Store:
             )
             if updated.rowcount == 0:
                 conn.execute(sa.insert(sync_state).values(account=account, **state))
+
+    def claim_notice(self, account: str, notice: str, every: timedelta) -> bool:
+        """Whether ``notice`` is due for ``account`` (not said in the last ``every``, or
+        another one was); if so it counts as said now. Call under the account's lock."""
+        with self._writing("recording a notice") as conn:
+            return claim_notice(conn, account, notice, self._now(), every)
 
     def newest_created_at(self, account: str) -> datetime | None:
         """The newest ``created_at`` stored for the account (None when it has no row)."""

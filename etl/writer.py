@@ -215,4 +215,8 @@ class Writer:
         if written.watermark is not None:
             self._watermark = written.watermark
         read_point = self._plan.read_point({})
+        # Read without the fetchers' lock: an estimate for the progress bar, a page or
+        # two off at worst while a fetcher updates its slice.
+        self._run.summary.parallel = True
+        self._run.summary.pages_left = self._plan.pages_left()
         self._run.committed(written.pages, written.records, written.result, read_point)

@@ -439,23 +439,6 @@ def test_init_writes_a_commented_config_that_the_not_found_error_points_at(
     assert again.returncode == ExitCode.CONFIG and "not overwriting" in one_error_line(again)
 
 
-def test_the_api_token_notice_stays_out_of_quiet_runs(
-    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
-) -> None:
-    from etl.auth import API_TOKEN_WARNING
-
-    config = write_config(
-        tmp_path, sim.url, sqlite_url, extra='email = "admin@example.com"',
-        database_extra="auto_migrate = true",
-    )  # fmt: skip
-    env = {"ZENDESK_OAUTH_TOKEN": "", "ZENDESK_API_TOKEN": "sim-api-token"}
-    quiet = cli(config, "--quiet", "sync", env=env)
-    assert quiet.returncode == 0, quiet.stderr
-    assert quiet.stderr == ""
-    loud = cli(config, "sync", env=env)
-    assert loud.stderr.count(API_TOKEN_WARNING) == 1
-
-
 def test_list_table_has_every_field_aligned_for_wide_characters() -> None:
     from etl.report import LIST_COLUMNS, records_table, text_width
 

@@ -195,3 +195,31 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_migrates(tmp_path: Path)
     )  # fmt: skip
     assert migrated.returncode == 0, migrated.stderr
     assert (tmp_path / "a.db").exists()
+
+
+def test_the_dockerfile_agrees_with_the_cronjob() -> None:
+    """No docker daemon in the tests: the Dockerfile is checked as text against the
+    CronJob that runs its image (user, group, the installed command, the driver)."""
+    import yaml
+
+    dockerfile = (ROOT / "deploy" / "container" / "Dockerfile").read_text()
+    documents = list(
+        yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "cronjob.yaml").read_text())
+    )
+    cron = next(d for d in documents if d["kind"] == "CronJob")
+    context = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["securityContext"]
+    user = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.M)
+    assert user, "the image runs as a numeric user and group"
+    assert (int(user[1]), int(user[2])) == (context["runAsUser"], context["runAsGroup"])
+    assert context["fsGroup"] == int(user[2]) and context["runAsNonRoot"]
+    assert f"--uid {user[1]} --gid {user[2]}" in dockerfile and f"--gid {user[2]} etl" in dockerfile
+    assert f'ENTRYPOINT ["{VENV_BINARY}"]' in dockerfile
+    assert "python -m venv /opt/zendesk-audit-etl" in dockerfile
+    # the driver installed is the one the example's database needs, and no package index name
+    config = next(d for d in documents if d["kind"] == "ConfigMap")["data"]["config.toml"]
+    secret = next(d for d in documents if d["kind"] == "Secret")["stringData"]
+    assert "url_file" in config and secret["database_url"].startswith("postgresql://")
+    assert '/dist/*.whl)[postgres]"' in dockerfile
+    # the build context leaves out what the checkout holds beside the sources
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    assert {".venv", "dist", ".git"} <= set(ignored)

@@ -14,18 +14,20 @@ import sys
 import termios
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from support import SIM_OAUTH_TOKEN, assert_table_matches, recent
 from test_cli import cli
 
 from etl.db import open_engine
 from etl.errors import ExitCode
-from etl.progress import CLEAR_TO_END, ProgressBar, render, slices_share, span_share
+from etl.progress import CLEAR_TO_END, ProgressBar, Reading, render
 from etl.report import text_width
 from etl.schema import audit_logs
-from zendesk_sim import SimAuth, SimulatedZendesk, generate_records
+from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -123,37 +125,51 @@ def test_under_journald_text_lines_carry_no_timestamp(
     assert journald.stderr.startswith("INFO etl.cli: account=acme")
 
 
+def on_terminal(config: Path, columns: int) -> str:
+    """``sync`` with stderr on a pseudo-terminal ``columns`` wide: what it drew."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+    command = [sys.executable, "-m", "etl", "--config", str(config), "sync"]
+    proc = subprocess.Popen(command, stderr=terminal, env=env, cwd=ROOT)
+    os.close(terminal)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:  # the terminal closed: the process is done
+            break
+        if not chunk:
+            break
+        output += chunk
+    assert proc.wait(timeout=60) == 0
+    os.close(controller)
+    return output.decode()
+
+
+def drawn_lines(text: str) -> list[str]:
+    lines = [line.replace(CLEAR_TO_END, "") for line in re.split(r"[\r\n]+", text)]
+    return [line for line in lines if "records" in line and "[" in line]
+
+
+def terminal_config(tmp_path: Path, url: str, db_url: str, extra: str = "") -> Path:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[zendesk]\nbase_url = "{url}"\nname = "acme"\nrequests_per_minute = 2500\n'
+        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n{extra}'
+    )
+    return config
+
+
 def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) -> None:
     end = recent(30)
     records = generate_records(3000, start=end - timedelta(days=3), end=end, seed=4)
     with SimulatedZendesk(records, latency=0.02) as sim:
-        config = tmp_path / "c.toml"
-        config.write_text(
-            f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
-            f'[database]\nurl = "{sqlite_url}"\nauto_migrate = true\n'
-        )
-        controller, terminal = pty.openpty()
+        config = terminal_config(tmp_path, sim.url, sqlite_url)
         columns = 60  # a narrow terminal: a longer line would wrap onto a new one each redraw
-        fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-        env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
-        command = [sys.executable, "-m", "etl", "--config", str(config), "sync"]
-        proc = subprocess.Popen(command, stderr=terminal, env=env, cwd=ROOT)
-        os.close(terminal)
-        output = b""
-        while True:
-            try:
-                chunk = os.read(controller, 4096)
-            except OSError:  # the terminal closed: the process is done
-                break
-            if not chunk:
-                break
-            output += chunk
-        assert proc.wait(timeout=60) == 0
-        os.close(controller)
-        text = output.decode()
+        text = on_terminal(config, columns)
         assert "\r" in text and "records" in text and "/s" in text and "left" in text
-        lines = [line.replace(CLEAR_TO_END, "") for line in re.split(r"[\r\n]+", text)]
-        drawn = [line for line in lines if "records" in line and "[" in line]
+        drawn = drawn_lines(text)
         assert drawn and all(len(line) < columns for line in drawn), drawn
         assert "100.0%" in drawn[-1]  # a completed run ends its bar at 100%
         # and nothing of it when stderr is not a terminal
@@ -161,10 +177,79 @@ def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) 
         assert "\r" not in piped.stderr and "[#" not in piped.stderr
 
 
+@pytest.mark.parametrize("workers", ["1", '"auto"'], ids=["sequential", "parallel"])
+def test_a_resumed_sync_starts_its_bar_where_the_first_one_stopped(
+    tmp_path: Path, sqlite_url: str, workers: str
+) -> None:
+    """The first run fails after about two thirds of the records; the second one's bar
+    counts them as done instead of starting from 0%."""
+    end = recent(30)
+    records = generate_records(3000, start=end - timedelta(days=3), end=end, seed=5)
+    with SimulatedZendesk(records, latency=0.3) as sim:
+        config = terminal_config(tmp_path, sim.url, sqlite_url, f"[sync]\nworkers = {workers}\n")
+        sim.inject(Fault("status", status=401, skip=20, times=1))
+        assert cli(config, "sync").returncode == ExitCode.AUTH
+        engine = open_engine(sqlite_url)
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(sa.func.count()).select_from(audit_logs)).scalar_one()
+        engine.dispose()
+        assert 1000 <= stored < 3000
+        shares = [
+            float(found.group(1)) / 100
+            for line in drawn_lines(on_terminal(config, 200))
+            if (found := re.search(r"(\d+\.\d)%", line))
+        ]
+        assert shares and min(shares) >= 0.9 * stored / 3000, shares
+        print("SHARES", stored, shares)
+        assert shares[-1] == 1.0
+
+
 class Stream(io.StringIO):
+    """What a terminal would receive; ``tty=False`` stands for cron's mail, journald, a pipe."""
+
+    def __init__(self, tty: bool = True) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
     @property
     def text(self) -> str:
         return self.getvalue()
+
+    def lines(self) -> list[str]:
+        return [line.replace(CLEAR_TO_END, "") for line in self.text.split("\r")[1:]]
+
+
+DAY = 86400.0
+
+
+def feed(
+    bar: ProgressBar, steps: list[tuple[float, Reading]], position: datetime | None = None
+) -> list[str]:
+    """Give ``bar`` (on a ``Stream``) a synthetic run: (time, reading) after each page;
+    the lines drawn."""
+    assert isinstance(bar.stream, Stream)
+    now = [0.0]
+    bar.clock = lambda: now[0]
+    for page, (at, reading) in enumerate(steps, start=1):
+        now[0] = at
+        bar.update("acme", lambda: reading, position, page)  # noqa: B023
+    return bar.stream.text.split("\r")[1:]
+
+
+def shown_share(line: str) -> float:
+    match = re.search(r"(\d+\.\d)%", line)
+    assert match, line
+    return float(match.group(1)) / 100
+
+
+def shown_left(line: str) -> float:
+    match = re.search(r"~(?:(\d+):)?(\d+):(\d\d) left", line)
+    assert match, line
+    hours, minutes, secs = (int(g or 0) for g in match.groups())
+    return hours * 3600.0 + minutes * 60 + secs
 
 
 def test_progress_render_reports_share_rate_and_estimate() -> None:
@@ -173,54 +258,106 @@ def test_progress_render_reports_share_rate_and_estimate() -> None:
     assert "40.0%" in line
     assert "5,000 records 500/s" in line
     assert "~0:15 left" in line
+    assert "?%" in render("acme", None, at, 10, None, None)  # not measurable yet
 
 
 def test_progress_bar_stays_quiet_for_short_runs() -> None:
     stream = Stream()
     clock = iter(float(i) for i in range(100))
     bar = ProgressBar(stream, clock=lambda: next(clock))
-    start = datetime(2026, 1, 1, tzinfo=UTC)
-    bar.update("acme", lambda: 0.0, start, 100, pages=1)
+    bar.update("acme", lambda: Reading(100, 0.0, DAY), None, pages=1)
     bar.finish()
     assert stream.text == ""
     for pages in (3, 4):
-        bar.update("acme", lambda: 0.25, start + timedelta(hours=6), 300, pages)
+        bar.update("acme", lambda: Reading(100 * pages, pages * 3600.0, DAY), None, pages)  # noqa: B023
     bar.finish()
     assert stream.text.count("\r") == 2 and stream.text.endswith("\n")
 
 
-def test_share_counts_from_where_the_data_starts_and_over_every_slice() -> None:
-    from etl.store import SliceRow
+def test_nothing_reaches_a_stream_that_is_not_a_terminal() -> None:
+    """Cron's mail and journald: no line, and the database is not even asked."""
+    stream = Stream(tty=False)
+    asked: list[int] = []
 
-    history = datetime(2007, 1, 1, tzinfo=UTC)
-    data = datetime(2026, 1, 1, tzinfo=UTC)
-    end = data + timedelta(days=10)
-    # the first page ended at `data`: of the window 2007..end that is 99.7%, of the work 0%
-    assert span_share(history, end, data) > 0.99
-    assert span_share(data, end, data + timedelta(days=4)) == 0.4
-    day = timedelta(days=1)
-    plan = [
-        SliceRow(1, data, data + day, None, True),  # read by an earlier, killed run
-        SliceRow(2, data + day, data + 2 * day, data + day + day / 2, False),
-        SliceRow(3, data + 2 * day, data + 4 * day, data + 3 * day, False),
-    ]
-    assert slices_share(plan) == 0.625  # not the contiguous read point (1.5 of 4 days)
+    def reading() -> Reading:
+        asked.append(1)
+        return Reading(100, 3600.0, DAY)
 
-
-def test_rate_and_estimate_count_this_run_only_and_settle() -> None:
-    """A resumed backfill starts at 80%: its estimate comes from this run's own pace."""
-    stream = Stream()
-    now = [0.0]
-    bar = ProgressBar(stream, clock=lambda: now[0], min_pages=1, width=lambda: 200)
-    for second in range(0, 11):
-        now[0] = float(second)
-        share = 0.8 + 0.01 * second
-        bar.update("acme", lambda: share, None, 100 * second, second + 1)  # noqa: B023
-    last = stream.text.rsplit("\r", 1)[1]
-    assert "90.0%" in last and "100/s" in last
-    assert "~0:10 left" in last  # 10% in 10 s: 10% more takes 10 s (not 2 s, nor 40 s)
+    bar = ProgressBar(stream, clock=iter(float(i) for i in range(100)).__next__, min_pages=1)
+    for page in range(1, 20):
+        bar.update("acme", reading, None, page)
     bar.finish(complete=True)
-    assert "100.0%" in stream.text.rsplit("\r", 1)[1] and stream.text.endswith("\n")
+    assert stream.text == "" and asked == []
+
+
+def test_the_share_is_of_records_where_time_says_otherwise() -> None:
+    """A resumed sync: 8,500 records stored before, 1,500 left over the last 10 days of
+    created_at. Half-way through those days, time says 50% and records say 92.5%."""
+    steps = [(t * 1.0, Reading(150 * t, t * DAY, (10 - t) * DAY, stored=8500)) for t in range(6)]
+    lines = feed(ProgressBar(Stream(), min_pages=1, width=lambda: 200), steps)
+    assert "?%" in lines[0]  # one reading measures nothing yet
+    assert shown_share(lines[-1]) == 0.925  # (8,500 + 750) of 10,000, not 5 of 10 days
+    assert "750 records 150/s" in lines[-1] and "~0:05 left" in lines[-1]
+
+
+def test_the_share_follows_where_the_records_are_dense() -> None:
+    """A first run over 10 days of created_at, sparse for 6 days (10 records a day) and
+    dense for the last 4 (1,000 a day), read at 100 records a second. After 9 days, time
+    says 90%; the records say about 75% (3,060 of ~4,060): the bar must be near that."""
+    records, at, steps = 0, 0.0, []
+    for day in range(9):
+        read = 10 if day < 6 else 1000
+        records, at = records + read, at + read / 100
+        steps.append((at, Reading(records, (day + 1) * DAY, (9 - day) * DAY)))
+    lines = feed(ProgressBar(Stream(), min_pages=1, width=lambda: 200), steps)
+    share, truth, by_time = shown_share(lines[-1]), 3060 / 4060, 0.9
+    assert share < by_time - 0.03
+    assert abs(share - truth) < abs(by_time - truth) / 2
+
+
+def test_the_estimate_settles_on_a_bursty_steady_run() -> None:
+    """100 records a second, but drawn every 0.5 s and committed in 100-record pages
+    every second (so every other redraw sees nothing new); 10,000 records over 100 s of
+    run and 100 days of created_at."""
+    steps = []
+    for half in range(0, 200):
+        t = half / 2
+        records = 100 * int(t)
+        steps.append((t, Reading(records, records / 100 * DAY, (100 - records / 100) * DAY)))
+    lines = feed(ProgressBar(Stream(), min_pages=1, width=lambda: 200), steps)
+    settled = [(t, shown_left(line)) for (t, _), line in zip(steps, lines, strict=True) if t >= 20]
+    for t, left in settled:  # after 20 s: within 10% (+ 2 s for rounding and bursts)
+        assert abs(left - (100 - t)) <= 0.1 * (100 - t) + 2, (t, left)
+    lefts = [left for _, left in settled]
+    jumps = [abs(b - a) for a, b in pairwise(lefts)]
+    assert max(jumps) <= 1  # counts down with the run (0.5 s a redraw), no jumping about
+
+
+def test_rate_and_estimate_follow_a_change_of_pace() -> None:
+    """Slow for 60 s (10 records/s), then fast (100/s): the rate and the estimate move to
+    the new pace instead of staying at the average since the start."""
+    steps, records = [], 0
+    for t in range(0, 181):
+        steps.append((float(t), Reading(records, records * 60.0, (20000 - records) * 60.0)))
+        records += 10 if t < 60 else 100
+    lines = feed(ProgressBar(Stream(), min_pages=1, width=lambda: 200), steps)
+    last = lines[-1]
+    rate = int(re.search(r"records ([\d,]+)/s", last).group(1).replace(",", ""))  # type: ignore[union-attr]
+    assert 95 <= rate <= 100  # the average since the start would be 70
+    left_records = 20000 - 12600
+    assert abs(shown_left(last) - left_records / 100) <= 0.05 * left_records / 100
+
+
+def test_a_completed_run_ends_at_100_percent() -> None:
+    stream = Stream()
+    steps = [(t * 1.0, Reading(100 * t, t * DAY, (20 - t) * DAY)) for t in range(11)]
+    feed(ProgressBar(stream, min_pages=1, width=lambda: 200), steps)
+    assert shown_share(stream.lines()[-1]) == 0.5
+    bar = ProgressBar(stream, min_pages=1, width=lambda: 200)
+    feed(bar, steps)
+    bar.finish(complete=True)
+    assert "100.0%" in stream.lines()[-1] and "~0:00 left" in stream.lines()[-1]
+    assert stream.text.endswith("\n")
 
 
 @pytest.mark.parametrize("columns", [30, 80])
@@ -231,9 +368,10 @@ def test_a_redraw_never_wraps_at_any_width(columns: int) -> None:
     at = datetime(2026, 1, 1, tzinfo=UTC)
     for second in range(1, 5):
         now[0] = float(second)
-        bar.update("アカウント-long-name", lambda: 0.5, at, 123_456_789, second)
-    for line in stream.text.split("\r")[1:]:
-        shown = line.replace(CLEAR_TO_END, "")
+        reading = Reading(123_456_789 * second, second * DAY, DAY)
+        bar.update("アカウント-long-name", lambda: reading, at, second)  # noqa: B023
+    assert len(stream.lines()) == 4
+    for shown in stream.lines():
         assert text_width(shown) <= columns - 1
 
 
@@ -321,3 +459,19 @@ def test_verbose_json_logs_carry_page_and_retry_events(
     assert retry["wait"] == 1 and retry["rate_limited"] is True and retry["level"] == "warning"
     (finished,) = [e for e in events if e.get("event") == "run_finished"]
     assert finished["rate_limited"] == 1
+
+
+def test_an_estimate_given_by_the_plan_wins_and_an_unknown_one_shows_unknown() -> None:
+    """A parallel backfill passes the records left (its slices' densities) or, before
+    each slice has one, nothing: "?" rather than a guess from this run's density."""
+    unknown = [
+        (float(t), Reading(100 * t, t * DAY, DAY, 0, None, by_density=False)) for t in range(3)
+    ]
+    lines = feed(ProgressBar(Stream(), min_pages=1, width=lambda: 200), unknown)
+    assert all("?%" in line for line in lines)
+    given = [
+        (float(t), Reading(100 * t, t * DAY, 9 * DAY, 1000, 200.0 * (9 - t), False))
+        for t in range(9)
+    ]
+    lines = feed(ProgressBar(Stream(), min_pages=1, width=lambda: 200), given)
+    assert shown_share(lines[-1]) == 0.9  # (1,000 + 800) of 2,000, not what 9 days say

@@ -117,3 +117,24 @@ def test_a_resumed_plan_reads_on_to_a_later_end_rereading_the_overlap() -> None:
     start, end = tail
     assert start == T0 + 5 * HOUR - account.sync.overlap - BOUND_SLACK
     assert end == plan.end == WINDOW.end
+
+
+def test_pages_left_counts_each_slice_at_its_own_density() -> None:
+    """What the progress bar takes as the work left: an empty stretch of history costs
+    no pages, a dense stretch many; unknown while a slice left to read has no density."""
+    empty = Slice(None, T0 - 1000 * HOUR, T0)
+    sparse = Slice(None, T0, T0 + 4 * HOUR)
+    dense = Slice(None, T0 + 4 * HOUR, T0 + 10 * HOUR)
+    plan = Plan([empty, sparse, dense], empty.start, dense.end)
+    assert plan.pages_left() is None  # nothing begun: the 1,000 hours may hold anything
+    empty.begin()
+    assert empty.took_page(None, None, has_more=False) == (None, True)  # one empty page
+    running_with_pages(plan, sparse, (T0, T0 + HOUR))  # a page an hour
+    assert plan.pages_left() is None  # the dense slice has not begun
+    running_with_pages(plan, dense, (T0 + 4 * HOUR, T0 + 4 * HOUR + timedelta(minutes=6)))
+    left = plan.pages_left()
+    assert left is not None
+    # 3 hours at a page an hour, 5.9 hours at ten pages an hour; nothing for the empty one
+    assert abs(left - (3 + 59)) < 0.01
+    plan.commit({dense: (dense.end, True)})
+    assert abs((plan.pages_left() or 0.0) - 3) < 0.01
