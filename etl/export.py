@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from etl import consumers
 from etl.db import database_errors, for_writing
 from etl.errors import ConfigError, InterruptedRun, LockedError
-from etl.export_read import ReadAhead, Reader
+from etl.export_read import Reader, read_ahead
 from etl.lock import run_lock
 from etl.sinks import FileSink, Sink, StreamSink
 
@@ -156,7 +156,7 @@ def _export_account(
                 consumers.save(tx, options.consumer, account, position, now(), baseline)
         head = start.head
         assert head is not None  # nothing_new() otherwise
-    with ReadAhead(lambda: reader.batches(position, head, since)) as batches:
+    with read_ahead(engine, lambda: reader.batches(position, head, since)) as batches:
         for batch in batches:
             if stop is not None and stop.is_set():
                 raise InterruptedRun("stopped by a signal; the export resumes at its position")

@@ -274,3 +274,27 @@ def test_gaps_in_the_numbers_are_passed_over(db_url: str, tmp_path: Path) -> Non
     with store.engine.connect() as conn:
         (status,) = consumers.statuses(conn)
     assert (status.position, status.backlog) == (121, 0)
+
+
+def test_raw_lines_are_the_stored_text_with_account_and_stored_seq_added(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Byte for byte: the record as stored (PostgreSQL: JSONB's text), never re-encoded,
+    with our two keys spliced in at its end; a record holding either key is decoded and
+    ours win."""
+    store = fresh_store(db_url)
+    out = tmp_path / "feed.jsonl"
+    plain = [record(1), record(2, actor_name='Zoë 😀 "q" \\ \t'), record(3, actor_id=2**70)]
+    store_records(store, [*plain, record(4, account="other", stored_seq=0)])
+    run_export(store, out, chunk_rows=2)
+    raw = "raw::text" if store.engine.dialect.name == "postgresql" else "raw"
+    with store.engine.connect() as conn:
+        stored = conn.execute(
+            sa.text(f"SELECT id, stored_seq, {raw} FROM zendesk_audit_logs ORDER BY stored_seq")
+        ).all()
+    lines = out.read_bytes().splitlines(keepends=True)
+    assert len(lines) == len(stored) == 4
+    for (_, seq, text), line in zip(stored[:3], lines[:3], strict=True):
+        text = text if isinstance(text, str) else text.decode()
+        assert line == f'{text[:-1]},"account":"acme","stored_seq":{seq}}}\n'.encode()
+    assert json.loads(lines[3]) == {**record(4), "account": "acme", "stored_seq": stored[3][1]}
