@@ -178,19 +178,35 @@ def test_several_accounts_into_one_file(db_url: str, tmp_path: Path) -> None:
     assert [(line["account"], line["id"]) for line in lines][-2:] == [("sandbox", 2), ("acme", 2)]
 
 
-def test_a_stop_request_ends_between_chunks(sqlite_url: str, tmp_path: Path) -> None:
-    store = fresh_store(sqlite_url)
+def test_a_stop_request_ends_between_chunks(db_url: str, tmp_path: Path) -> None:
+    """SIGTERM's event: the chunk being written commits, nothing after it is written (on
+    the servers the reads run ahead in a thread, which stops too), the next run goes on."""
+    store = fresh_store(db_url)
     store_records(store, [record(i) for i in range(1, 10)])
     stop = threading.Event()
-    stop.set()  # SIGTERM before the first chunk
+    commits: list[datetime] = []
+
+    def now() -> datetime:  # called for each commit: the new file's length, then chunks
+        commits.append(utc_now())
+        if len(commits) == 2:
+            stop.set()  # a signal while the first chunk commits
+        return commits[-1]
+
     out = tmp_path / "feed.jsonl"
+    with pytest.raises(InterruptedRun):
+        export_accounts(
+            store.engine, ["acme"], ExportOptions("siem", out, chunk_rows=4), stop=stop, now=now
+        )  # fmt: skip
+    assert [json.loads(line)["id"] for line in out.read_bytes().splitlines()] == [1, 2, 3, 4]
+    assert [line["id"] for line in export(store, out, chunk_rows=4)] == [5, 6, 7, 8, 9]
+    stop.set()  # before the first chunk: nothing is read or written
+    store_records(store, [record(10)])
     with pytest.raises(InterruptedRun):
         export_accounts(
             store.engine, ["acme"], ExportOptions("siem", out, chunk_rows=4), stop=stop,
             now=utc_now,
         )  # fmt: skip
-    assert out.read_bytes() == b""
-    assert len(export(store, out, chunk_rows=4)) == 9
+    assert len(out.read_bytes().splitlines()) == 9
 
 
 def test_one_export_per_consumer_at_a_time(sqlite_url: str, tmp_path: Path) -> None:
@@ -274,3 +290,27 @@ def test_gaps_in_the_numbers_are_passed_over(db_url: str, tmp_path: Path) -> Non
     with store.engine.connect() as conn:
         (status,) = consumers.statuses(conn)
     assert (status.position, status.backlog) == (121, 0)
+
+
+def test_raw_lines_are_the_stored_text_with_account_and_stored_seq_added(
+    db_url: str, tmp_path: Path
+) -> None:
+    """Byte for byte: the record as stored (PostgreSQL: JSONB's text), never re-encoded,
+    with our two keys spliced in at its end; a record holding either key is decoded and
+    ours win."""
+    store = fresh_store(db_url)
+    out = tmp_path / "feed.jsonl"
+    plain = [record(1), record(2, actor_name='Zoë 😀 "q" \\ \t'), record(3, actor_id=2**70)]
+    store_records(store, [*plain, record(4, account="other", stored_seq=0)])
+    run_export(store, out, chunk_rows=2)
+    raw = "raw::text" if store.engine.dialect.name == "postgresql" else "raw"
+    with store.engine.connect() as conn:
+        stored = conn.execute(
+            sa.text(f"SELECT id, stored_seq, {raw} FROM zendesk_audit_logs ORDER BY stored_seq")
+        ).all()
+    lines = out.read_bytes().splitlines(keepends=True)
+    assert len(lines) == len(stored) == 4
+    for (_, seq, text), line in zip(stored[:3], lines[:3], strict=True):
+        text = text if isinstance(text, str) else text.decode()
+        assert line == f'{text[:-1]},"account":"acme","stored_seq":{seq}}}\n'.encode()
+    assert json.loads(lines[3]) == {**record(4), "account": "acme", "stored_seq": stored[3][1]}

@@ -110,3 +110,23 @@ def test_export_exit_codes(tmp_path: Path, sqlite_url: str, zendesk: SimulatedZe
     unwritable = cli(config, "export", "--consumer", "siem", "--output", str(tmp_path / "no/x"))
     assert unwritable.returncode == ExitCode.CONFIG
     assert "cannot write the export file" in one_error_line(unwritable)
+
+
+def test_since_and_account_from_the_command_line(
+    tmp_path: Path, sqlite_url: str, zendesk: SimulatedZendesk
+) -> None:
+    config = config_for(tmp_path, zendesk.url, sqlite_url)
+    assert cli(config, "migrate").returncode == 0
+    assert cli(config, "sync").returncode == 0
+    times = sorted(r["created_at"] for r in zendesk.visible_records())
+    middle = times[len(times) // 2]  # Zendesk's own format: 2026-03-01T12:00:00Z
+    out = tmp_path / "feed.jsonl"
+    ran = cli(config, "export", "--consumer", "late", "--account", "acme", "--since", middle,
+              "--output", str(out))  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    got = sorted(json.loads(line)["created_at"] for line in out.read_bytes().splitlines())
+    assert got == [t for t in times if t >= middle] and 0 < len(got) < len(times)
+    unknown = cli(config, "export", "--consumer", "late", "--account", "nosuch")
+    assert unknown.returncode == ExitCode.CONFIG and "unknown account" in one_error_line(unknown)
+    bad = cli(config, "export", "--consumer", "late", "--since", "yesterday-ish")
+    assert bad.returncode == ExitCode.CONFIG

@@ -25,7 +25,7 @@ from support import fresh_store
 from test_export import record, store_records
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = [k for k in ("sqlite", "postgresql") if k in selected_kinds()]
+KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]
 ROWS_PER_ROUND = 12_000  # a few chunks of 5,000 per run
 
 
