@@ -78,7 +78,7 @@ class Store:
         self._now = now
         self._advance_watermark = state_upsert(dialect, advance_only=True)
         self._replace_watermark = state_upsert(dialect, advance_only=False)
-        self._upsert = row_upsert(dialect)
+        self._upsert = row_upsert(engine.dialect)
 
     # -- state ---------------------------------------------------------------------------
 

@@ -17,16 +17,17 @@ import json
 import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
 from etl.limits import RowUpsert, byte_batches, max_packet, raw_text
 from etl.records import RAW_JSON
-from etl.schema import MYSQL_DIALECTS, audit_logs, dialect_insert
+from etl.schema import MYSQL_DIALECTS, UTCDateTime, audit_logs, dialect_insert
 
 # Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.
 _ID_CHUNK = 500
@@ -131,33 +132,74 @@ def _mysql_rows_upsert() -> sa.Executable:
 # SQLite's and PostgreSQL's ``INSERT ... ON CONFLICT DO UPDATE ... WHERE raw changed``, sent
 # straight to the driver with values converted here (what UTCDateTime and the JSON type
 # would do): SQLAlchemy's per-row parameter processing was the largest cost of a backfill.
+# Their SQL is written from ``audit_logs``'s names, quoted by the dialect, once a dialect.
 
 _COLUMNS = [c.name for c in audit_logs.columns]
-_UPDATED = [name for name in _COLUMNS if name not in ("account", "id")]
-_DATETIMES = {"created_at", "synced_at"}
-_RAW = _COLUMNS.index("raw")
-_COLUMN_LIST = ", ".join(_COLUMNS)
+_DATETIMES = {c.name for c in audit_logs.columns if isinstance(c.type, UTCDateTime)}
+_RAW = _COLUMNS.index(audit_logs.c.raw.name)
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
-_SET_LIST = ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
 # Upserts a batch's rows (by id, deduplicated) and says how many were (inserted, updated).
 # The existing (id, raw) pairs among some ids (one narrow range), raw as the JSON type gives it.
 ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
 RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
 
 
+@dataclass(frozen=True)
+class _Names:
+    """``audit_logs``'s names as a dialect writes them (quoted where it must)."""
+
+    table: str
+    columns: dict[str, str]  # by column name, in the table's order
+
+    @classmethod
+    def of(cls, dialect: Dialect) -> _Names:
+        quote = dialect.identifier_preparer
+        return cls(
+            quote.format_table(audit_logs),
+            {c.name: quote.quote(c.name) for c in audit_logs.columns},
+        )
+
+    def __hash__(self) -> int:  # the statements are cached by names
+        return hash((self.table, *self.columns.values()))
+
+    def __getitem__(self, column: sa.Column[Any]) -> str:
+        return self.columns[column.name]
+
+    def joined(self, names: Iterable[str]) -> str:
+        return ", ".join(self.columns[name] for name in names)
+
+    def on_conflict(self, compare: str) -> str:
+        """``ON CONFLICT (key) DO UPDATE`` every other column, unless ``raw`` is unchanged
+        (``compare``: the dialect's null-safe "differs")."""
+        key = [c.name for c in audit_logs.primary_key]
+        updated = ", ".join(
+            f"{quoted} = excluded.{quoted}"
+            for name, quoted in self.columns.items()
+            if name not in key
+        )
+        raw = self[audit_logs.c.raw]
+        return (
+            f"ON CONFLICT ({self.joined(key)}) DO UPDATE SET {updated} "
+            f"WHERE {self.table}.{raw} {compare} excluded.{raw}"
+        )
+
+
 @functools.lru_cache(maxsize=64)
-def _sqlite_select_existing(ids: int) -> str:
+def _sqlite_select_existing(names: _Names, ids: int) -> str:
+    account, record_id = names[audit_logs.c.account], names[audit_logs.c.id]
     return (
-        "SELECT id, raw FROM zendesk_audit_logs WHERE account = ? "
-        f"AND id IN ({', '.join(['?'] * ids)}) AND id BETWEEN ? AND ?"
+        f"SELECT {record_id}, {names[audit_logs.c.raw]} FROM {names.table} WHERE {account} = ? "
+        f"AND {record_id} IN ({', '.join(['?'] * ids)}) AND {record_id} BETWEEN ? AND ?"
     )
 
 
-def _sqlite_existing(conn: Connection, account: str, ids: list[Any]) -> Iterator[tuple[Any, Any]]:
+def _sqlite_existing(
+    names: _Names, conn: Connection, account: str, ids: list[Any]
+) -> Iterator[tuple[Any, Any]]:
     """MySQL's ``existing`` query (``_mysql_rows``) straight to the driver: SQLAlchemy's
     expanding ``IN`` cost more than the query itself."""
     params = (account, *ids, ids[0], ids[-1])
-    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(len(ids)), params):
+    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(names, len(ids)), params):
         yield record_id, json.loads(raw)  # what the JSON type would return
 
 
@@ -215,14 +257,13 @@ class _TimeTexts:
 
 
 @functools.cache
-def _sqlite_upsert(rows: int) -> str:
+def _sqlite_upsert(names: _Names, rows: int) -> str:
     """The upsert of ``rows`` rows in one statement: one step of SQLite for all of them,
     so the GIL is released once per statement rather than once per row."""
     one = f"({', '.join('?' for _ in _COLUMNS)})"
     return (
-        f"INSERT INTO zendesk_audit_logs ({_COLUMN_LIST}) VALUES {', '.join([one] * rows)} "
-        f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
-        "WHERE zendesk_audit_logs.raw IS NOT excluded.raw"
+        f"INSERT INTO {names.table} ({names.joined(_COLUMNS)}) VALUES {', '.join([one] * rows)} "
+        + names.on_conflict("IS NOT")
     )
 
 
@@ -231,7 +272,7 @@ def _sqlite_rows_per_statement(driver_connection: Any) -> int:
     return max(1, min(_SQLITE_ROWS_PER_STATEMENT, limit // len(_COLUMNS)))
 
 
-def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+def _sqlite_rows(names: _Names, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
     params: list[Any] = []
     width = len(_COLUMNS)
@@ -246,43 +287,46 @@ def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     step = per_statement * width
     whole = len(params) - len(params) % step
     if whole:
-        statement = _sqlite_upsert(per_statement)
+        statement = _sqlite_upsert(names, per_statement)
         chunks = [tuple(params[i : i + step]) for i in range(0, whole, step)]
         conn.exec_driver_sql(statement, chunks)
     if whole < len(params):
         rest = tuple(params[whole:])
-        conn.exec_driver_sql(_sqlite_upsert(len(rest) // width), rest)
+        conn.exec_driver_sql(_sqlite_upsert(names, len(rest) // width), rest)
 
 
-_PG_JSON_COLUMNS = [name for name in _COLUMNS if name != "raw"]
-_PG_CASTS = {
-    "id": "bigint",
-    "actor_id": "bigint",
-    "source_id": "bigint",
-    "stored_seq": "bigint",
-} | {name: "timestamptz" for name in _DATETIMES}
-_PG_JSON_UPSERT = (
-    "WITH written AS ("
-    f"INSERT INTO zendesk_audit_logs ({', '.join(_PG_JSON_COLUMNS)}, raw) SELECT "
-    + ", ".join(
-        f"(r->>{i})::{_PG_CASTS[name]}" if name in _PG_CASTS else f"r->>{i}"
-        for i, name in enumerate(_PG_JSON_COLUMNS)
-    )
-    + ", raw FROM ROWS FROM (jsonb_array_elements(%s::jsonb), jsonb_array_elements(%s::jsonb))"
-    " AS batch (r, raw) "
-    f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
-    "WHERE zendesk_audit_logs.raw IS DISTINCT FROM excluded.raw "
-    # An unchanged row is neither written nor returned; xmax is 0 on a new row only.
-    # Counted by the server: a row per written row would cost both sides more (7%).
-    "RETURNING xmax = 0 AS new) SELECT count(*) FILTER (WHERE new), count(*) FROM written"
-)
+_PG_JSON_COLUMNS = [name for name in _COLUMNS if name != audit_logs.c.raw.name]
 _PG_VALUES = operator.itemgetter(*_PG_JSON_COLUMNS)
 _PG_CREATED = _PG_JSON_COLUMNS.index("created_at")
 _PG_SYNCED = _PG_JSON_COLUMNS.index("synced_at")
 
 
+def _pg_cast(column: sa.Column[Any]) -> str:
+    """What a column's text from the JSON batch is cast to (text goes as it is)."""
+    if column.name in _DATETIMES:
+        return "::timestamptz"
+    return "::bigint" if isinstance(column.type, sa.BigInteger) else ""
+
+
+@functools.cache
+def _pg_json_upsert(names: _Names) -> str:
+    selected = ", ".join(
+        f"(r->>{i}){_pg_cast(audit_logs.c[name])}" for i, name in enumerate(_PG_JSON_COLUMNS)
+    )
+    raw = names[audit_logs.c.raw]
+    return (
+        f"WITH written AS (INSERT INTO {names.table} ({names.joined(_PG_JSON_COLUMNS)}, {raw}) "
+        f"SELECT {selected}, record FROM ROWS FROM (jsonb_array_elements(%s::jsonb), "
+        "jsonb_array_elements(%s::jsonb)) AS batch (r, record) "
+        + names.on_conflict("IS DISTINCT FROM")
+        # An unchanged row is neither written nor returned; xmax is 0 on a new row only.
+        # Counted by the server: a row per written row would cost both sides more (7%).
+        + " RETURNING xmax = 0 AS new) SELECT count(*) FILTER (WHERE new), count(*) FROM written"
+    )
+
+
 def _postgresql_upsert(
-    conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+    names: _Names, conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
 ) -> tuple[int, int]:
     """One INSERT ... SELECT ... ON CONFLICT whose rows come as two JSON array parameters,
     zipped by ``ROWS FROM``: the columns (``[account, id, ..., synced_at]`` per row, one
@@ -301,17 +345,19 @@ def _postgresql_upsert(
         raws.append(raw_text(row))
     # orjson, as for raw: rows hold only text, integers and nulls by now (4x the json module)
     batch = (orjson.dumps(values).decode(), "[" + ",".join(raws) + "]")
-    inserted, written = conn.exec_driver_sql(_PG_JSON_UPSERT, batch).one()
+    inserted, written = conn.exec_driver_sql(_pg_json_upsert(names), batch).one()
     return inserted, written - inserted
 
 
-def row_upsert(dialect: str) -> RowUpsert:
+def row_upsert(dialect: Dialect) -> RowUpsert:
     """The dialect's row upsert: PostgreSQL's counts what it wrote; SQLite's (straight to
     the driver) and MySQL's (SQLAlchemy Core) read the batch's existing rows first."""
-    if dialect == "postgresql":
-        return _postgresql_upsert
-    if dialect == "sqlite":
-        return _changed_rows_upsert(_sqlite_existing, _sqlite_rows)
-    if dialect in MYSQL_DIALECTS:
+    if dialect.name == "postgresql":
+        return functools.partial(_postgresql_upsert, _Names.of(dialect))
+    if dialect.name == "sqlite":
+        names = _Names.of(dialect)
+        read = functools.partial(_sqlite_existing, names)
+        return _changed_rows_upsert(read, functools.partial(_sqlite_rows, names))
+    if dialect.name in MYSQL_DIALECTS:
         return _changed_rows_upsert(*_mysql_rows())
-    raise ValueError(f"unsupported dialect {dialect!r}")
+    raise ValueError(f"unsupported dialect {dialect.name!r}")
