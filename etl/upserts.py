@@ -18,7 +18,7 @@ import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -27,7 +27,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from etl.limits import RowUpsert, byte_batches, max_packet, raw_text
 from etl.records import RAW_JSON
-from etl.schema import MYSQL_DIALECTS, UTCDateTime, audit_logs, dialect_insert
+from etl.schema import MYSQL_DIALECTS, UTCDateTime, audit_logs, db_time, dialect_insert
 
 # Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.
 _ID_CHUNK = 500
@@ -207,19 +207,13 @@ def _columns_only(row: Mapping[str, Any]) -> Mapping[str, Any]:
     return {k: v for k, v in row.items() if k != RAW_JSON} if RAW_JSON in row else row
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is UTC:  # what parse_record makes
-        return value
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone")
-    return value.astimezone(UTC)
+def _sqlite_time(value: datetime, fsp: int) -> str:
+    """SQLAlchemy's SQLite DATETIME text for what the driver is given (naive UTC)."""
+    return db_time(value, "sqlite", fsp).isoformat(" ", "microseconds")
 
 
-def _sqlite_time(value: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME text for an aware time, as naive UTC."""
-    if value.tzinfo is UTC:  # "2024-05-01 12:00:00.000000+00:00" without the offset
-        return value.isoformat(" ", "microseconds")[:-6]
-    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
+def _iso_time(value: datetime, fsp: int) -> str:
+    return db_time(value, "postgresql", fsp).isoformat()
 
 
 # Rows per statement: 15,000 parameters, within SQLite's limit since 3.32 (32,766);
@@ -227,16 +221,21 @@ def _sqlite_time(value: datetime) -> str:
 _SQLITE_ROWS_PER_STATEMENT = 1000
 
 
-def _iso_time(value: datetime) -> str:
-    return _utc(value).isoformat()
+def _fsp(column: sa.Column[Any]) -> int:
+    assert isinstance(column.type, UTCDateTime)
+    return column.type.fsp
 
 
 class _TimeTexts:
-    """A batch's times as text for the driver: ``created_at`` to the second, and the
-    ``synced_at`` that a page's rows share, each formatted once for a run of equal ones
-    (records often share a second; formatting a datetime costs a microsecond)."""
+    """A batch's times as text for the driver, each at its column's precision: the
+    ``created_at`` and the ``synced_at`` that a page's rows share, each formatted once for
+    a run of equal ones (records often share a second; formatting a datetime costs a
+    microsecond)."""
 
-    def __init__(self, text: Callable[[datetime], str]) -> None:
+    _CREATED_FSP = _fsp(audit_logs.c.created_at)
+    _SYNCED_FSP = _fsp(audit_logs.c.synced_at)
+
+    def __init__(self, text: Callable[[datetime, int], str]) -> None:
         self._text = text
         self._created: datetime | None = None
         self._created_text = ""
@@ -245,14 +244,12 @@ class _TimeTexts:
 
     def created(self, moment: datetime) -> str:
         if moment != self._created:
-            # parse_record's are whole seconds already
-            second = moment.replace(microsecond=0) if moment.microsecond else moment
-            self._created, self._created_text = moment, self._text(second)
+            self._created, self._created_text = moment, self._text(moment, self._CREATED_FSP)
         return self._created_text
 
     def synced(self, moment: datetime) -> str:
         if moment is not self._synced:
-            self._synced, self._synced_text = moment, self._text(moment)
+            self._synced, self._synced_text = moment, self._text(moment, self._SYNCED_FSP)
         return self._synced_text
 
 
