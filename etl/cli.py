@@ -278,9 +278,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logsetup.configure(verbose=args.verbose, quiet=args.quiet, fmt=args.log_format)
-    if args.quiet:
-        for log_handler in logging.getLogger().handlers:
-            log_handler.addFilter(_no_deprecation_notices)
     Output.json = args.log_format == "json"
     try:
         handler: Handler = args.handler
@@ -301,14 +298,3 @@ def _main(argv: Sequence[str] | None) -> int:
             ExitCode.INTERNAL,
         )
         return int(ExitCode.INTERNAL)
-
-
-def _no_deprecation_notices(record: logging.LogRecord) -> bool:
-    """Under --quiet (cron, timers), the API token and password notices stay out of every
-    run's mail; ``check`` and an interactive run still say them, and once they stop
-    working it is an authentication error (exit 3)."""
-    if record.name != "etl.auth" or record.levelno >= logging.ERROR:
-        return True
-    from etl import auth  # imported already: the record came from it
-
-    return record.msg not in (auth.API_TOKEN_WARNING, auth.PASSWORD_WARNING)

@@ -2,7 +2,8 @@
 
 Text lines for people; ``--log-format json`` gives one JSON object per line for
 log shippers. Under journald (``$JOURNAL_STREAM`` set) text lines carry no
-timestamp of their own, since the journal adds one.
+timestamp of their own, since the journal adds one. Under ``--quiet`` the credential
+deprecation notices are left out (``_no_deprecation_notices``).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def configure(
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
         )
+    if quiet:
+        handler.addFilter(_no_deprecation_notices)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -57,3 +60,14 @@ def configure(
     logging.getLogger("sqlalchemy").setLevel(logging.WARNING)
     # psycopg reports an aborted pipeline on its own after the error we already raise.
     logging.getLogger("psycopg").setLevel(logging.CRITICAL)
+
+
+def _no_deprecation_notices(record: logging.LogRecord) -> bool:
+    """Under --quiet (cron, timers), the API token and password notices stay out of every
+    run's mail; ``check`` and an interactive run still say them, and once they stop
+    working it is an authentication error (exit 3)."""
+    if record.name != "etl.auth" or record.levelno >= logging.ERROR:
+        return True
+    from etl import auth  # imported already: the record came from it
+
+    return record.msg not in (auth.API_TOKEN_WARNING, auth.PASSWORD_WARNING)
