@@ -106,7 +106,8 @@ def _mysql_rows_upsert() -> sa.Executable:
     """INSERT ... or update every column but the key, unless ``raw`` is unchanged: the
     one upsert that goes through SQLAlchemy Core (SQLite and PostgreSQL have fast paths)."""
     table = audit_logs
-    columns = [c.name for c in table.columns if c.name not in ("account", "id")]
+    key = {c.name for c in table.primary_key}
+    columns = [c.name for c in table.columns if c.name not in key]
     my = dialect_insert("mysql", table)
     unchanged = table.c.raw.op("<=>")(my.inserted.raw)
     # MySQL assigns left to right and later expressions see earlier results:
@@ -114,9 +115,9 @@ def _mysql_rows_upsert() -> sa.Executable:
     assignments: list[tuple[str, Any]] = [
         (name, sa.func.IF(unchanged, table.c[name], my.inserted[name]))
         for name in columns
-        if name != "raw"
+        if name != table.c.raw.name
     ]
-    assignments.append(("raw", my.inserted.raw))
+    assignments.append((table.c.raw.name, my.inserted.raw))
     upsert: sa.Executable = my.on_duplicate_key_update(assignments)
     return upsert
 

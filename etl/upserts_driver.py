@@ -30,6 +30,7 @@ from etl.schema import UTCDateTime, audit_logs, db_time
 _COLUMNS = [c.name for c in audit_logs.columns]
 _DATETIMES = {c.name for c in audit_logs.columns if isinstance(c.type, UTCDateTime)}
 _RAW = _COLUMNS.index(audit_logs.c.raw.name)
+_CREATED, _SYNCED = audit_logs.c.created_at.name, audit_logs.c.synced_at.name
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 # The existing (id, raw) pairs among some ids (one narrow range), raw as the JSON type gives
 # it; and the writer of a batch's new or changed rows: the two halves of a dialect's upsert
@@ -90,8 +91,8 @@ def _sqlite_select_existing(names: _Names, ids: int) -> str:
 def _sqlite_existing(
     names: _Names, conn: Connection, account: str, ids: list[Any]
 ) -> Iterator[tuple[Any, Any]]:
-    """MySQL's ``existing`` query (``etl.upserts``) straight to the driver: SQLAlchemy's
-    expanding ``IN`` cost more than the query itself."""
+    """SQLite's reader: the query MySQL's reader sends through Core (``etl.upserts``),
+    straight to the driver, where SQLAlchemy's expanding ``IN`` cost more than the query."""
     params = (account, *ids, ids[0], ids[-1])
     for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(names, len(ids)), params):
         yield record_id, json.loads(raw)  # what the JSON type would return
@@ -160,7 +161,7 @@ def _sqlite_rows_per_statement(driver_connection: Any) -> int:
 
 
 def _sqlite_rows(names: _Names, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
+    created, synced = _COLUMNS.index(_CREATED), _COLUMNS.index(_SYNCED)
     params: list[Any] = []
     width = len(_COLUMNS)
     times = _TimeTexts(_sqlite_time)
@@ -184,8 +185,8 @@ def _sqlite_rows(names: _Names, conn: Connection, rows: Sequence[Mapping[str, An
 
 _PG_JSON_COLUMNS = [name for name in _COLUMNS if name != audit_logs.c.raw.name]
 _PG_VALUES = operator.itemgetter(*_PG_JSON_COLUMNS)
-_PG_CREATED = _PG_JSON_COLUMNS.index("created_at")
-_PG_SYNCED = _PG_JSON_COLUMNS.index("synced_at")
+_PG_CREATED = _PG_JSON_COLUMNS.index(_CREATED)
+_PG_SYNCED = _PG_JSON_COLUMNS.index(_SYNCED)
 
 
 def _pg_cast(column: sa.Column[Any]) -> str:
