@@ -9,6 +9,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from etl.history import RunCounts, count_pages
 from etl.limits import (
     RowUpsert,
     byte_batches,
@@ -20,7 +21,7 @@ from etl.limits import (
 from etl.records import Reject
 from etl.schema import audit_rejects, column_lengths
 from etl.sequence import number_rows
-from etl.statements import RunCounts, SliceUpdate, WriteResult, count_pages, save_slices
+from etl.statements import SliceUpdate, WriteResult, save_slices
 
 _RECORD_ID = column_lengths(audit_rejects)["record_id"]
 

@@ -5,14 +5,9 @@ may go by ``etl.urls``; each attempt's deadline, size cap and stop by ``etl.tran
 Transport failures (connection refused or reset, timeouts, a body cut short) are
 RetriableError; a TLS certificate that does not verify is not.
 
-The retry policy (tenacity) retries RetriableError only (CorruptResponseError included:
-a body that is not UTF-8 JSON of the expected shape). Before each retry it sleeps
-Retry-After for a RateLimitedError (and pauses the shared RateLimiter so every thread
-waits), otherwise an exponential backoff with equal jitter:
-``b/2 + b/2 * jitter()`` where ``b = min(BACKOFF_MAX, BACKOFF_INITIAL * 2**(n-1))``
-for the n-th failed attempt. It gives up, raising RetryBudgetExhausted, when the
-next attempt would start more than ``settings.retry_budget`` seconds after the
-first one began (measured with the injected clock); no attempt runs past that end.
+The retry policy is ``etl.retry``'s, within ``settings.retry_budget`` (no attempt runs
+past its end); a RateLimitedError also pauses the shared RateLimiter, so every thread
+waits out its Retry-After.
 
 Every answer, whatever its status, passes through ``ZendeskClient._on_response``.
 """
@@ -32,29 +27,21 @@ from urllib.parse import urlsplit
 import requests
 from requests.hooks import default_hooks
 from requests.structures import CaseInsensitiveDict
-from tenacity import RetryCallState, Retrying, retry_if_exception_type
+from tenacity import RetryCallState
 
 from etl.auth import build_auth
-from etl.errors import (
-    ConfigError,
-    CorruptResponseError,
-    RateLimitedError,
-    RetriableError,
-    RetryBudgetExhausted,
-    UnsafeLinkError,
-)
+from etl.errors import ConfigError, CorruptResponseError, RateLimitedError, UnsafeLinkError
 from etl.ratelimit import RateLimiter
 from etl.redact import RedactedUrl, redact_url
 from etl.responses import classify_response
+from etl.retry import failure
+from etl.retry import retrying as retry_policy
 from etl.servertime import ServerClock
 from etl.settings import ZendeskSettings
 from etl.transfer import Courier, exchange
 from etl.urls import Origin, check_base_url, check_request_url, link_is_ours, origin
 
 log = logging.getLogger(__name__)
-
-BACKOFF_INITIAL = 1.0  # seconds
-BACKOFF_MAX = 60.0
 
 
 def _version() -> str:
@@ -190,42 +177,13 @@ class ZendeskClient:
         shown = RedactedUrl(request.url or target)
         started = self._clock()
         budget = self._settings.retry_budget
-
-        def out_of_budget(state: RetryCallState) -> bool:
-            return self._clock() - started + state.upcoming_sleep > budget
-
-        def give_up(state: RetryCallState) -> dict[str, Any]:
-            failure = state.outcome.exception() if state.outcome is not None else None
-            elapsed = self._clock() - started
-            raise RetryBudgetExhausted(
-                f"gave up after {state.attempt_number} attempt"
-                f"{'' if state.attempt_number == 1 else 's'} in {elapsed:.0f} s "
-                f"(retry budget {budget:g} s); last failure: {failure}"
-            ) from failure
-
-        def before_sleep(state: RetryCallState) -> None:
-            failure = state.outcome.exception() if state.outcome is not None else None
-            self._count(retries=1)
-            log.warning(
-                "%s; retry %d in %.1f s",
-                failure,
-                state.attempt_number,
-                state.upcoming_sleep,
-                extra={
-                    "event": "retry",
-                    "attempt": state.attempt_number,
-                    "wait": round(state.upcoming_sleep, 3),
-                    "rate_limited": isinstance(failure, RateLimitedError),
-                },
-            )
-
-        retrying = Retrying(
+        retrying = retry_policy(
+            budget=budget,
+            started=started,
+            clock=self._clock,
+            jitter=self._jitter,
             sleep=self._retry_sleep,
-            stop=out_of_budget,
-            wait=self._retry_wait,
-            retry=retry_if_exception_type(RetriableError),
-            before_sleep=before_sleep,
-            retry_error_callback=give_up,
+            before_sleep=self._before_retry,
         )
 
         def attempt() -> dict[str, Any]:
@@ -306,12 +264,21 @@ class ZendeskClient:
             settings = self._environments[key] = cast(dict[str, Any], merged)
         return settings
 
-    def _retry_wait(self, state: RetryCallState) -> float:
-        failure = state.outcome.exception() if state.outcome is not None else None
-        if isinstance(failure, RateLimitedError):
-            return failure.retry_after
-        base = min(BACKOFF_MAX, BACKOFF_INITIAL * 2.0 ** (state.attempt_number - 1))
-        return base / 2 + base / 2 * self._jitter()
+    def _before_retry(self, state: RetryCallState) -> None:
+        failed = failure(state)
+        self._count(retries=1)
+        log.warning(
+            "%s; retry %d in %.1f s",
+            failed,
+            state.attempt_number,
+            state.upcoming_sleep,
+            extra={
+                "event": "retry",
+                "attempt": state.attempt_number,
+                "wait": round(state.upcoming_sleep, 3),
+                "rate_limited": isinstance(failed, RateLimitedError),
+            },
+        )
 
     def _retry_sleep(self, seconds: float) -> None:
         self._count(waited=seconds)

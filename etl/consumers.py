@@ -56,15 +56,30 @@ class ConsumerStatus:
 
 
 # One query: a run with nothing new reads nothing else.
-_START = sa.text(
-    "SELECT (SELECT MAX(stored_seq) FROM zendesk_audit_logs WHERE account = :account) AS head, "
-    "(SELECT position FROM zendesk_audit_export_consumers "
-    "WHERE consumer = :consumer AND account = :account) AS position, "
-    "f.file_path, f.file_length "
-    "FROM (SELECT 1 AS one) AS x LEFT JOIN (SELECT file_path, file_length "
-    "FROM zendesk_audit_export_consumers WHERE consumer = :consumer "
-    "ORDER BY updated_at DESC LIMIT 1) AS f ON 1 = 1"
-)
+def _start_query() -> sa.Select[Any]:
+    account: sa.BindParameter[str] = sa.bindparam("account")
+    consumer: sa.BindParameter[str] = sa.bindparam("consumer")
+    mine = export_consumers.c
+    head = sa.select(sa.func.max(audit_logs.c.stored_seq)).where(audit_logs.c.account == account)
+    position = sa.select(mine.position).where(mine.consumer == consumer, mine.account == account)
+    # the consumer's file, from whichever account it last wrote (one file per consumer)
+    last_file = (
+        sa.select(mine.file_path, mine.file_length)
+        .where(mine.consumer == consumer)
+        .order_by(mine.updated_at.desc())
+        .limit(1)
+        .subquery("f")
+    )
+    one = sa.select(sa.literal(1).label("one")).subquery("x")
+    return sa.select(
+        head.scalar_subquery().label("head"),
+        position.scalar_subquery().label("position"),
+        last_file.c.file_path,
+        last_file.c.file_length,
+    ).select_from(one.outerjoin(last_file, sa.true()))
+
+
+_START = _start_query()
 
 
 def read_start(conn: Connection, consumer: str, account: str) -> Start:

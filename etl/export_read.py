@@ -30,13 +30,11 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.db import database_errors
 from etl.ocsf import to_ocsf
-from etl.schema import UTCDateTime
+from etl.schema import UTCDateTime, audit_logs
 
 WINDOW_CHUNKS = 4
 MAX_WINDOW = 1 << 24
 READ_AHEAD = 2  # chunks read and waiting, besides the one being written
-
-_WHERE = "account = :account AND stored_seq > :after AND stored_seq <= :upto"
 
 
 @dataclass(frozen=True)
@@ -51,12 +49,22 @@ class Reader:
     """One account's rows for one export: the queries made once, run per chunk."""
 
     def __init__(self, engine: Engine, account: str, *, fmt: str, chunk_rows: int) -> None:
-        raw = "raw::text" if engine.dialect.name == "postgresql" else "raw"  # not decoded
-        select = f"SELECT stored_seq, {raw} FROM zendesk_audit_logs WHERE {_WHERE}"
-        order = " ORDER BY stored_seq LIMIT :limit"
-        self._query = sa.text(select + order)
-        self._since_query = sa.text(select + " AND created_at >= :since" + order).bindparams(
-            sa.bindparam("since", type_=UTCDateTime(fsp=0))
+        # the raw JSON as the database holds it, as text, never decoded here
+        raw = (
+            sa.cast(audit_logs.c.raw, sa.Text)
+            if engine.dialect.name == "postgresql"
+            else sa.type_coerce(audit_logs.c.raw, sa.Text)
+        )
+        seq = audit_logs.c.stored_seq
+        select = sa.select(seq, raw).where(
+            audit_logs.c.account == sa.bindparam("account"),
+            seq > sa.bindparam("after"),
+            seq <= sa.bindparam("upto"),
+        )
+        ordered = select.order_by(seq).limit(sa.bindparam("limit"))
+        self._query = ordered
+        self._since_query = ordered.where(
+            audit_logs.c.created_at >= sa.bindparam("since", type_=UTCDateTime(fsp=0))
         )
         self._engine = engine
         self._account = account

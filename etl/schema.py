@@ -49,6 +49,19 @@ RUN_STATUSES = ("running", "success", "failed", "interrupted", "abandoned")
 RUN_KINDS = ("sync", "resync")
 
 
+def db_time(value: datetime, dialect: str, fsp: int = 6) -> datetime:
+    """A timestamp as the database's driver is given it, the one encoder: UTC, aware on
+    PostgreSQL and naive elsewhere, whole seconds when ``fsp`` is 0; a naive one refused.
+    ``UTCDateTime`` and the upserts' straight-to-driver paths both call it."""
+    if value.tzinfo is not UTC:  # parse_record's are UTC already
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone")
+        value = value.astimezone(UTC)
+    if fsp == 0 and value.microsecond:
+        value = value.replace(microsecond=0)
+    return value if dialect == "postgresql" else value.replace(tzinfo=None)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime; naive datetimes are refused rather than guessed at.
 
@@ -77,16 +90,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         return dialect.type_descriptor(sa.DateTime(timezone=False))
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone")
-        value = value.astimezone(UTC)
-        if self.fsp == 0 and value.microsecond:
-            value = value.replace(microsecond=0)
-        if dialect.name == "postgresql":
-            return value
-        return value.replace(tzinfo=None)
+        return None if value is None else db_time(value, dialect.name, self.fsp)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:

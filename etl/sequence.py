@@ -17,37 +17,50 @@ numbered below ``n``: ``export`` follows ``stored_seq > position`` without missi
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl.schema import MYSQL_DIALECTS
+from etl.schema import MYSQL_DIALECTS, audit_logs, dialect_insert, store_seq
 
-SEQ_COLUMN = "stored_seq"
+SEQ_COLUMN = audit_logs.c.stored_seq.name
 
-_PORTABLE_RESERVE = sa.text(
-    "INSERT INTO zendesk_audit_store_seq (account, last_seq) VALUES (:account, :count) "
-    "ON CONFLICT (account) DO UPDATE "
-    "SET last_seq = zendesk_audit_store_seq.last_seq + excluded.last_seq RETURNING last_seq"
-)
-_MYSQL_RESERVE = sa.text(
-    "INSERT INTO zendesk_audit_store_seq (account, last_seq) VALUES (:account, :count) "
-    "ON DUPLICATE KEY UPDATE last_seq = last_seq + VALUES(last_seq)"
-)
-_MYSQL_LAST = sa.text("SELECT last_seq FROM zendesk_audit_store_seq WHERE account = :account")
+_ACCOUNT: sa.BindParameter[str] = sa.bindparam("account")
+_COUNT: sa.BindParameter[int] = sa.bindparam("count")
+_LAST = sa.select(store_seq.c.last_seq).where(store_seq.c.account == _ACCOUNT)
+
+
+@functools.cache
+def _reserve(dialect: str) -> sa.Executable:
+    """Add ``count`` to the account's ``last_seq`` (creating its row); built once a dialect.
+    PostgreSQL's and SQLite's (3.35+) return the new value, MySQL's is read after it."""
+    insert = dialect_insert(dialect, store_seq).values(account=_ACCOUNT, last_seq=_COUNT)
+    last_seq = store_seq.c.last_seq
+    if dialect in MYSQL_DIALECTS:
+        statement: sa.Executable = insert.on_duplicate_key_update(
+            last_seq=last_seq + insert.inserted.last_seq
+        )
+    else:
+        statement = insert.on_conflict_do_update(
+            index_elements=[store_seq.c.account],
+            set_={last_seq.name: last_seq + insert.excluded.last_seq},
+        ).returning(last_seq)
+    return statement
 
 
 def reserve(conn: Connection, account: str, count: int) -> int:
     """Take ``count`` numbers of ``account``'s sequence in ``conn``'s transaction; the
     first of them (they run to ``first + count - 1``)."""
     params = {"account": account, "count": count}
-    if conn.dialect.name in MYSQL_DIALECTS:
-        conn.execute(_MYSQL_RESERVE, params)
-        last = conn.execute(_MYSQL_LAST, {"account": account}).scalar_one()
-    else:  # PostgreSQL; SQLite 3.35+ (RETURNING)
-        last = conn.execute(_PORTABLE_RESERVE, params).scalar_one()
+    dialect = conn.dialect.name
+    if dialect in MYSQL_DIALECTS:
+        conn.execute(_reserve(dialect), params)
+        last = conn.execute(_LAST, {"account": account}).scalar_one()
+    else:
+        last = conn.execute(_reserve(dialect), params).scalar_one()
     return int(last) - count + 1
 
 

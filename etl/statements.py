@@ -1,7 +1,7 @@
-"""The state, backfill-plan and run statements, and the rows they read.
+"""The state and backfill-plan statements, and the rows they read.
 
-Checkpoints (slices, watermark) and a run's counters are written once a transaction,
-just before its commit (``BatchTransaction.finish``).
+Checkpoints (slices, watermark) are written once a transaction, just before its commit
+(``BatchTransaction.finish``); so are the run's counters (``etl.history``).
 """
 
 from __future__ import annotations
@@ -16,15 +16,10 @@ from sqlalchemy.engine import Connection
 
 from etl.schema import (
     MYSQL_DIALECTS,
-    audit_logs,
-    audit_rejects,
     dialect_insert,
-    sync_runs,
     sync_slices,
     sync_state,
 )
-
-FAILURE_STATUSES = ("failed", "abandoned")
 
 
 @dataclass(frozen=True)
@@ -32,27 +27,6 @@ class WriteResult:
     inserted: int
     updated: int
     rejected: int
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    id: int
-    account: str
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    window_start: datetime | None
-    window_end: datetime | None
-    watermark_before: datetime | None
-    watermark_after: datetime | None
-    pages: int
-    requests: int
-    rate_limited: int
-    rows_inserted: int
-    rows_updated: int
-    rows_rejected: int
-    error: str | None
-    kind: str = "sync"
 
 
 @dataclass(frozen=True)
@@ -73,33 +47,6 @@ class SliceUpdate:
     id: int
     position: datetime | None
     done: bool
-
-
-@dataclass(frozen=True)
-class AccountStatus:
-    account: str
-    watermark: datetime | None
-    rows: int  # count(*) over the account's primary-key range: ~100 ms per million on PG
-    rejects: int
-    last_run: RunInfo | None
-    last_success_at: datetime | None  # when the newest successful run finished
-    last_failure_at: datetime | None  # the newest failed or abandoned run (finished, or started)
-    last_failure_error: str | None
-    scope: str | None = None  # the filters and start_time the watermark belongs to
-
-
-@dataclass
-class RunCounts:
-    pages: int = 0
-    inserted: int = 0
-    updated: int = 0
-    rejected: int = 0
-
-    def add(self, result: WriteResult, pages: int) -> None:
-        self.pages += pages
-        self.inserted += result.inserted
-        self.updated += result.updated
-        self.rejected += result.rejected
 
 
 def state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
@@ -145,7 +92,7 @@ def insert_slice(conn: Connection, account: str, start: datetime, end: datetime)
     return int(key[0])
 
 
-# Built once: these run with every transaction.
+# Built once: it runs with every transaction.
 _SAVE_SLICE = (
     sa.update(sync_slices)
     .where(
@@ -153,16 +100,6 @@ _SAVE_SLICE = (
         sync_slices.c.account == sa.bindparam("slice_account"),
     )
     .values(position=sa.bindparam("new_position"), done=sa.bindparam("new_done"))
-)
-_COUNT_PAGES = (
-    sa.update(sync_runs)
-    .where(sync_runs.c.id == sa.bindparam("run_id"))
-    .values(
-        pages=sync_runs.c.pages + sa.bindparam("add_pages"),
-        rows_inserted=sync_runs.c.rows_inserted + sa.bindparam("add_inserted"),
-        rows_updated=sync_runs.c.rows_updated + sa.bindparam("add_updated"),
-        rows_rejected=sync_runs.c.rows_rejected + sa.bindparam("add_rejected"),
-    )
 )
 
 
@@ -194,21 +131,6 @@ def slices(conn: Connection, account: str) -> list[SliceRow]:
     ]
 
 
-def count_pages(conn: Connection, run_id: int, counts: RunCounts) -> None:
-    counted = conn.execute(
-        _COUNT_PAGES,
-        {
-            "run_id": run_id,
-            "add_pages": counts.pages,
-            "add_inserted": counts.inserted,
-            "add_updated": counts.updated,
-            "add_rejected": counts.rejected,
-        },
-    )
-    if counted.rowcount != 1:  # rolls the transaction back: pages belong to a run
-        raise ValueError(f"there is no run {run_id}")
-
-
 def watermark(conn: Connection, account: str) -> datetime | None:
     value = conn.execute(
         sa.select(sync_state.c.watermark).where(sync_state.c.account == account)
@@ -236,37 +158,3 @@ def claim_notice(
     else:
         conn.execute(sa.update(sync_state).where(sync_state.c.account == account).values(**said))
     return True
-
-
-def runs(
-    conn: Connection, account: str, *, limit: int, statuses: Sequence[str] | None = None
-) -> list[RunInfo]:
-    query = sa.select(sync_runs).where(sync_runs.c.account == account)
-    if statuses is not None:
-        query = query.where(sync_runs.c.status.in_(statuses))
-    query = query.order_by(sync_runs.c.started_at.desc(), sync_runs.c.id.desc()).limit(limit)
-    return [RunInfo(**row) for row in conn.execute(query).mappings()]
-
-
-def count(conn: Connection, table: sa.Table, account: str) -> int:
-    query = sa.select(sa.func.count()).select_from(table).where(table.c.account == account)
-    return int(conn.execute(query).scalar_one())
-
-
-def account_status(conn: Connection, account: str) -> AccountStatus:
-    last = runs(conn, account, limit=1)
-    success = runs(conn, account, limit=1, statuses=["success"])
-    failure = runs(conn, account, limit=1, statuses=FAILURE_STATUSES)
-    return AccountStatus(
-        account=account,
-        watermark=watermark(conn, account),
-        rows=count(conn, audit_logs, account),
-        rejects=count(conn, audit_rejects, account),
-        last_run=last[0] if last else None,
-        last_success_at=success[0].finished_at if success else None,
-        last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,
-        last_failure_error=failure[0].error if failure else None,
-        scope=conn.execute(
-            sa.select(sync_state.c.scope).where(sync_state.c.account == account)
-        ).scalar(),
-    )

@@ -3,8 +3,9 @@ committed atomically; consecutive batches may share one transaction (``Store.tra
 
 Its parts: ``etl.batch`` (a transaction's batches), ``etl.upserts`` (the per-dialect row
 upserts, which never rewrite an unchanged row and count exactly what they wrote),
-``etl.statements`` (the state, backfill-plan and run statements) and ``etl.limits``
-(what each database can hold: a row that cannot be stored becomes a reject).
+``etl.statements`` (the state and backfill-plan statements), ``etl.history`` (the runs'
+rows and the status read from them) and ``etl.limits`` (what each database can hold: a
+row that cannot be stored becomes a reject).
 """
 
 from __future__ import annotations
@@ -20,26 +21,26 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.batch import BatchTransaction, RejectLike
 from etl.db import database_errors, for_writing
-from etl.lock import HeldLock, LockGuard, run_lock
-from etl.schema import (
-    MYSQL_DIALECTS,
-    RUN_KINDS,
-    audit_logs,
-    sync_runs,
-    sync_slices,
-    sync_state,
-)
-from etl.statements import (
+from etl.history import (
     FAILURE_STATUSES,
     AccountStatus,
     RunInfo,
+    account_names,
+    account_status,
+    check_final,
+    check_kind,
+    finish_run,
+    runs,
+    start_run,
+)
+from etl.lock import HeldLock, LockGuard, run_lock
+from etl.schema import MYSQL_DIALECTS, audit_logs, sync_slices, sync_state
+from etl.statements import (
     SliceRow,
     SliceUpdate,
     WriteResult,
-    account_status,
     claim_notice,
     insert_slice,
-    runs,
     slices,
     state_upsert,
     watermark,
@@ -59,10 +60,6 @@ __all__ = [
     "utc_now",
 ]
 
-FINAL_STATUSES = ("success", "failed", "interrupted")
-ABANDONED_ERROR = "the process ended without recording a result (killed, or the host stopped)"
-MAX_ERROR_CHARS = 4000
-
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -79,7 +76,7 @@ class Store:
         self._now = now
         self._advance_watermark = state_upsert(dialect, advance_only=True)
         self._replace_watermark = state_upsert(dialect, advance_only=False)
-        self._upsert = row_upsert(dialect)
+        self._upsert = row_upsert(engine.dialect)
 
     # -- state ---------------------------------------------------------------------------
 
@@ -229,28 +226,10 @@ class Store:
     ) -> int:
         """Record a new run, committed at once. Call it holding the account's lock: runs
         of the account still ``running`` are then known dead and marked ``abandoned``."""
-        if kind not in RUN_KINDS:
-            raise ValueError(f"a run is one of {', '.join(RUN_KINDS)}, not {kind}")
+        check_kind(kind)
         with self._writing("starting a run") as conn:
-            conn.execute(
-                sa.update(sync_runs)
-                .where(sync_runs.c.account == account, sync_runs.c.status == "running")
-                .values(status="abandoned", error=ABANDONED_ERROR)
-            )
-            result = conn.execute(
-                sa.insert(sync_runs).values(
-                    account=account,
-                    started_at=self._now(),
-                    status="running",
-                    window_start=window_start,
-                    window_end=window_end,
-                    watermark_before=watermark_before,
-                    kind=kind,
-                )
-            )
-            key = result.inserted_primary_key
-            assert key is not None
-            return int(key[0])
+            window = (window_start, window_end)
+            return start_run(conn, account, window, watermark_before, kind=kind, now=self._now())
 
     def finish_run(
         self,
@@ -262,21 +241,18 @@ class Store:
         rate_limited: int,
         error: str | None = None,
     ) -> None:
-        if status not in FINAL_STATUSES:
-            raise ValueError(f"a run finishes as one of {', '.join(FINAL_STATUSES)}, not {status}")
+        check_final(status)
         # Unchecked: it only closes this run's own row, also after the lock was lost.
         with self._writing("recording the end of a run", guarded=False) as conn:
-            conn.execute(
-                sa.update(sync_runs)
-                .where(sync_runs.c.id == run_id)
-                .values(
-                    status=status,
-                    finished_at=self._now(),
-                    watermark_after=watermark_after,
-                    requests=requests,
-                    rate_limited=rate_limited,
-                    error=None if error is None else error[:MAX_ERROR_CHARS],
-                )
+            finish_run(
+                conn,
+                run_id,
+                status,
+                now=self._now(),
+                watermark_after=watermark_after,
+                requests=requests,
+                rate_limited=rate_limited,
+                error=error,
             )
 
     def recent_runs(self, account: str, limit: int = 5) -> list[RunInfo]:
@@ -293,13 +269,7 @@ class Store:
         gives an entry with nothing in it.
         """
         with self._reading("reading the status") as conn:
-            if account is None:
-                names = sorted(
-                    set(conn.execute(sa.select(sync_state.c.account)).scalars())
-                    | set(conn.execute(sa.select(sync_runs.c.account).distinct()).scalars())
-                )
-            else:
-                names = [account]
+            names = account_names(conn) if account is None else [account]
             return [account_status(conn, name) for name in names]
 
     # -- locks ---------------------------------------------------------------------------

@@ -4,29 +4,23 @@ inserted and how many updated.
 
 PostgreSQL's upsert counts what it wrote itself; on SQLite and MySQL the batch's existing
 ``(id, raw)`` pairs are read first, in the same transaction, and only new or changed rows
-are sent. SQLite's and PostgreSQL's go straight to the driver (multi-row VALUES, up to
-1,000 rows a statement; one INSERT ... SELECT ... FROM jsonb_array_elements(batch));
-MySQL's through SQLAlchemy Core.
+are sent: one reader and one writer a dialect, joined here. SQLite's and PostgreSQL's go
+straight to the driver (``etl.upserts_driver``); MySQL's through SQLAlchemy Core, here.
 """
 
 from __future__ import annotations
 
-import functools
 import itertools
-import json
-import operator
-import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Dialect
 
-from etl.limits import RowUpsert, byte_batches, max_packet, raw_text
+from etl.limits import RowUpsert, byte_batches, max_packet
 from etl.records import RAW_JSON
 from etl.schema import MYSQL_DIALECTS, audit_logs, dialect_insert
+from etl.upserts_driver import ExistingReader, RowWriter, postgresql_upsert, sqlite_rows
 
 # Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.
 _ID_CHUNK = 500
@@ -112,7 +106,8 @@ def _mysql_rows_upsert() -> sa.Executable:
     """INSERT ... or update every column but the key, unless ``raw`` is unchanged: the
     one upsert that goes through SQLAlchemy Core (SQLite and PostgreSQL have fast paths)."""
     table = audit_logs
-    columns = [c.name for c in table.columns if c.name not in ("account", "id")]
+    key = {c.name for c in table.primary_key}
+    columns = [c.name for c in table.columns if c.name not in key]
     my = dialect_insert("mysql", table)
     unchanged = table.c.raw.op("<=>")(my.inserted.raw)
     # MySQL assigns left to right and later expressions see earlier results:
@@ -120,198 +115,24 @@ def _mysql_rows_upsert() -> sa.Executable:
     assignments: list[tuple[str, Any]] = [
         (name, sa.func.IF(unchanged, table.c[name], my.inserted[name]))
         for name in columns
-        if name != "raw"
+        if name != table.c.raw.name
     ]
-    assignments.append(("raw", my.inserted.raw))
+    assignments.append((table.c.raw.name, my.inserted.raw))
     upsert: sa.Executable = my.on_duplicate_key_update(assignments)
     return upsert
-
-
-# -- the fast row paths ----------------------------------------------------------------------
-# SQLite's and PostgreSQL's ``INSERT ... ON CONFLICT DO UPDATE ... WHERE raw changed``, sent
-# straight to the driver with values converted here (what UTCDateTime and the JSON type
-# would do): SQLAlchemy's per-row parameter processing was the largest cost of a backfill.
-
-_COLUMNS = [c.name for c in audit_logs.columns]
-_UPDATED = [name for name in _COLUMNS if name not in ("account", "id")]
-_DATETIMES = {"created_at", "synced_at"}
-_RAW = _COLUMNS.index("raw")
-_COLUMN_LIST = ", ".join(_COLUMNS)
-_ROW_VALUES = operator.itemgetter(*_COLUMNS)
-_SET_LIST = ", ".join(f"{name} = excluded.{name}" for name in _UPDATED)
-# Upserts a batch's rows (by id, deduplicated) and says how many were (inserted, updated).
-# The existing (id, raw) pairs among some ids (one narrow range), raw as the JSON type gives it.
-ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
-RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
-
-
-@functools.lru_cache(maxsize=64)
-def _sqlite_select_existing(ids: int) -> str:
-    return (
-        "SELECT id, raw FROM zendesk_audit_logs WHERE account = ? "
-        f"AND id IN ({', '.join(['?'] * ids)}) AND id BETWEEN ? AND ?"
-    )
-
-
-def _sqlite_existing(conn: Connection, account: str, ids: list[Any]) -> Iterator[tuple[Any, Any]]:
-    """MySQL's ``existing`` query (``_mysql_rows``) straight to the driver: SQLAlchemy's
-    expanding ``IN`` cost more than the query itself."""
-    params = (account, *ids, ids[0], ids[-1])
-    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(len(ids)), params):
-        yield record_id, json.loads(raw)  # what the JSON type would return
 
 
 def _columns_only(row: Mapping[str, Any]) -> Mapping[str, Any]:
     return {k: v for k, v in row.items() if k != RAW_JSON} if RAW_JSON in row else row
 
 
-def _utc(value: datetime) -> datetime:
-    if value.tzinfo is UTC:  # what parse_record makes
-        return value
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone")
-    return value.astimezone(UTC)
-
-
-def _sqlite_time(value: datetime) -> str:
-    """SQLAlchemy's SQLite DATETIME text for an aware time, as naive UTC."""
-    if value.tzinfo is UTC:  # "2024-05-01 12:00:00.000000+00:00" without the offset
-        return value.isoformat(" ", "microseconds")[:-6]
-    return _utc(value).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-
-# Rows per statement: 15,000 parameters, within SQLite's limit since 3.32 (32,766);
-# fewer where an older library allows fewer (``_sqlite_rows_per_statement``).
-_SQLITE_ROWS_PER_STATEMENT = 1000
-
-
-def _iso_time(value: datetime) -> str:
-    return _utc(value).isoformat()
-
-
-class _TimeTexts:
-    """A batch's times as text for the driver: ``created_at`` to the second, and the
-    ``synced_at`` that a page's rows share, each formatted once for a run of equal ones
-    (records often share a second; formatting a datetime costs a microsecond)."""
-
-    def __init__(self, text: Callable[[datetime], str]) -> None:
-        self._text = text
-        self._created: datetime | None = None
-        self._created_text = ""
-        self._synced: datetime | None = None
-        self._synced_text = ""
-
-    def created(self, moment: datetime) -> str:
-        if moment != self._created:
-            # parse_record's are whole seconds already
-            second = moment.replace(microsecond=0) if moment.microsecond else moment
-            self._created, self._created_text = moment, self._text(second)
-        return self._created_text
-
-    def synced(self, moment: datetime) -> str:
-        if moment is not self._synced:
-            self._synced, self._synced_text = moment, self._text(moment)
-        return self._synced_text
-
-
-@functools.cache
-def _sqlite_upsert(rows: int) -> str:
-    """The upsert of ``rows`` rows in one statement: one step of SQLite for all of them,
-    so the GIL is released once per statement rather than once per row."""
-    one = f"({', '.join('?' for _ in _COLUMNS)})"
-    return (
-        f"INSERT INTO zendesk_audit_logs ({_COLUMN_LIST}) VALUES {', '.join([one] * rows)} "
-        f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
-        "WHERE zendesk_audit_logs.raw IS NOT excluded.raw"
-    )
-
-
-def _sqlite_rows_per_statement(driver_connection: Any) -> int:
-    limit = int(driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
-    return max(1, min(_SQLITE_ROWS_PER_STATEMENT, limit // len(_COLUMNS)))
-
-
-def _sqlite_rows(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    created, synced = _COLUMNS.index("created_at"), _COLUMNS.index("synced_at")
-    params: list[Any] = []
-    width = len(_COLUMNS)
-    times = _TimeTexts(_sqlite_time)
-    for row in rows:
-        at = len(params)
-        params.extend(_ROW_VALUES(row))
-        params[at + created] = times.created(params[at + created])
-        params[at + synced] = times.synced(params[at + synced])
-        params[at + _RAW] = raw_text(row)
-    per_statement = _sqlite_rows_per_statement(conn.connection.driver_connection)
-    step = per_statement * width
-    whole = len(params) - len(params) % step
-    if whole:
-        statement = _sqlite_upsert(per_statement)
-        chunks = [tuple(params[i : i + step]) for i in range(0, whole, step)]
-        conn.exec_driver_sql(statement, chunks)
-    if whole < len(params):
-        rest = tuple(params[whole:])
-        conn.exec_driver_sql(_sqlite_upsert(len(rest) // width), rest)
-
-
-_PG_JSON_COLUMNS = [name for name in _COLUMNS if name != "raw"]
-_PG_CASTS = {
-    "id": "bigint",
-    "actor_id": "bigint",
-    "source_id": "bigint",
-    "stored_seq": "bigint",
-} | {name: "timestamptz" for name in _DATETIMES}
-_PG_JSON_UPSERT = (
-    "WITH written AS ("
-    f"INSERT INTO zendesk_audit_logs ({', '.join(_PG_JSON_COLUMNS)}, raw) SELECT "
-    + ", ".join(
-        f"(r->>{i})::{_PG_CASTS[name]}" if name in _PG_CASTS else f"r->>{i}"
-        for i, name in enumerate(_PG_JSON_COLUMNS)
-    )
-    + ", raw FROM ROWS FROM (jsonb_array_elements(%s::jsonb), jsonb_array_elements(%s::jsonb))"
-    " AS batch (r, raw) "
-    f"ON CONFLICT (account, id) DO UPDATE SET {_SET_LIST} "
-    "WHERE zendesk_audit_logs.raw IS DISTINCT FROM excluded.raw "
-    # An unchanged row is neither written nor returned; xmax is 0 on a new row only.
-    # Counted by the server: a row per written row would cost both sides more (7%).
-    "RETURNING xmax = 0 AS new) SELECT count(*) FILTER (WHERE new), count(*) FROM written"
-)
-_PG_VALUES = operator.itemgetter(*_PG_JSON_COLUMNS)
-_PG_CREATED = _PG_JSON_COLUMNS.index("created_at")
-_PG_SYNCED = _PG_JSON_COLUMNS.index("synced_at")
-
-
-def _postgresql_upsert(
-    conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
-) -> tuple[int, int]:
-    """One INSERT ... SELECT ... ON CONFLICT whose rows come as two JSON array parameters,
-    zipped by ``ROWS FROM``: the columns (``[account, id, ..., synced_at]`` per row, one
-    encoding for the batch) and ``raw`` (the JSON text parse_record made, joined as it is).
-    One round trip, no per-row work in the driver, and the statement counts the rows its
-    ``RETURNING`` gives (new or changed), where the other dialects first read the rows that
-    exist."""
-    values: list[list[Any]] = []
-    raws: list[str] = []
-    times = _TimeTexts(_iso_time)
-    for row in rows.values():
-        columns = list(_PG_VALUES(row))
-        columns[_PG_CREATED] = times.created(columns[_PG_CREATED])
-        columns[_PG_SYNCED] = times.synced(columns[_PG_SYNCED])
-        values.append(columns)
-        raws.append(raw_text(row))
-    # orjson, as for raw: rows hold only text, integers and nulls by now (4x the json module)
-    batch = (orjson.dumps(values).decode(), "[" + ",".join(raws) + "]")
-    inserted, written = conn.exec_driver_sql(_PG_JSON_UPSERT, batch).one()
-    return inserted, written - inserted
-
-
-def row_upsert(dialect: str) -> RowUpsert:
+def row_upsert(dialect: Dialect) -> RowUpsert:
     """The dialect's row upsert: PostgreSQL's counts what it wrote; SQLite's (straight to
     the driver) and MySQL's (SQLAlchemy Core) read the batch's existing rows first."""
-    if dialect == "postgresql":
-        return _postgresql_upsert
-    if dialect == "sqlite":
-        return _changed_rows_upsert(_sqlite_existing, _sqlite_rows)
-    if dialect in MYSQL_DIALECTS:
+    if dialect.name == "postgresql":
+        return postgresql_upsert(dialect)
+    if dialect.name == "sqlite":
+        return _changed_rows_upsert(*sqlite_rows(dialect))
+    if dialect.name in MYSQL_DIALECTS:
         return _changed_rows_upsert(*_mysql_rows())
-    raise ValueError(f"unsupported dialect {dialect!r}")
+    raise ValueError(f"unsupported dialect {dialect.name!r}")

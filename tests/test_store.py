@@ -184,6 +184,35 @@ def test_datetimes_come_back_aware_utc(store: Store, engine: Engine) -> None:
     assert watermark == created and watermark is not None and watermark.tzinfo is UTC
 
 
+@pytest.mark.parametrize(
+    ("created", "synced"),
+    [
+        (T0, T0.replace(microsecond=654321)),
+        (
+            datetime(2024, 5, 1, 14, 30, 15, 987654, tzinfo=timezone(timedelta(hours=2))),
+            datetime(2024, 5, 2, 3, 0, 1, 123456, tzinfo=timezone(timedelta(hours=-5))),
+        ),
+    ],
+    ids=["utc", "offsets"],
+)
+def test_the_fast_path_and_core_store_the_same_times(
+    store: Store, engine: Engine, created: datetime, synced: datetime
+) -> None:
+    """SQLite's and PostgreSQL's straight-to-driver upserts store what UTCDateTime would."""
+    run_id = start(store)
+    store.write_page(ACCOUNT, run_id, [row(1, created_at=created, synced_at=synced)], [], None)
+    with engine.begin() as conn:
+        conn.execute(sa.insert(audit_logs), row(2, created_at=created, synced_at=synced))
+    # Untyped columns: the values as the database gives them, no UTCDateTime on the way back.
+    plain = sa.table(audit_logs.name, *(sa.column(c) for c in ("id", "created_at", "synced_at")))
+    with engine.connect() as conn:
+        found = {i: (c, s) for i, c, s in conn.execute(sa.select(plain).order_by(plain.c.id))}
+    assert found[1] == found[2]
+    back = stored(engine)
+    assert back[1]["created_at"] == back[2]["created_at"] == created.replace(microsecond=0)
+    assert back[1]["synced_at"] == back[2]["synced_at"] == synced
+
+
 def test_naive_datetimes_are_refused(store: Store) -> None:
     run_id = start(store)
     naive = datetime(2024, 5, 1, 12, 0, 0)
