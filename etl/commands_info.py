@@ -142,8 +142,10 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise ConfigError(f"{path} exists already; not overwriting it") from None
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    # the README's first-run order: `check` refuses a database that `migrate` has not set up
+    command = f"{PROG} --config {path}"
     print(f"wrote {path} (mode 600): set subdomain, credentials and database url, then run: "
-          f"{PROG} --config {path} check")  # fmt: skip
+          f"{command} migrate && {command} check")  # fmt: skip
     return int(ExitCode.OK)
 
 

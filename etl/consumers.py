@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.errors import ConfigError
+from etl.report import iso
 from etl.schema import UTCDateTime, audit_logs, export_consumers
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -169,7 +170,7 @@ class ExportStatuses:
                 "position": s.position,
                 "backlog": s.backlog,
                 "file": s.file_path,
-                "updated_at": s.updated_at.isoformat(),
+                "updated_at": iso(s.updated_at),
             }
             for s in self.statuses
             if s.account == account
@@ -181,6 +182,6 @@ class ExportStatuses:
             where = s.file_path or "stdout"
             lines.append(
                 f"  {s.consumer} ({s.account})  position {s.position:,}  backlog {s.backlog:,} "
-                f"rows  last moved {s.updated_at.strftime('%Y-%m-%d %H:%M:%S')}Z  -> {where}"
+                f"rows  last moved {iso(s.updated_at)}  -> {where}"
             )
         return "\n".join(lines)

@@ -65,13 +65,21 @@ class Estimate:
     left: float | None  # seconds
 
 
+DEFAULT_WIDTH = 80
+
+
 def terminal_width(stream: TextIO) -> int:
     """Columns of the terminal ``stream`` writes to (asked at every redraw: it may be
-    resized); ``$COLUMNS`` or 80 when it cannot say."""
+    resized); ``$COLUMNS`` or 80 when it cannot say, or says 0."""
     try:
-        return os.get_terminal_size(stream.fileno()).columns
+        columns = os.get_terminal_size(stream.fileno()).columns
     except (OSError, ValueError, AttributeError):  # not a terminal, or no file descriptor
-        return shutil.get_terminal_size(fallback=(80, 24)).columns
+        columns = 0
+    if columns > 0:
+        return columns
+    # not a terminal, or a pseudo-terminal nobody sized (serial consoles, some containers):
+    # $COLUMNS, else standard output's width, else the default; each only when above 0
+    return shutil.get_terminal_size(fallback=(DEFAULT_WIDTH, 24)).columns
 
 
 def is_terminal(stream: TextIO) -> bool:

@@ -204,6 +204,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--postgres-admin-url",
         default=os.environ.get("ETL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"),
+        help="a PostgreSQL URL to create fresh databases from, should a cell use one "
+        "(default: $ETL_TEST_POSTGRES, else the tests' server)",
     )
     args = parser.parse_args(argv)
     cleanup = Cleanup()

@@ -245,12 +245,19 @@ def bench(
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=1_000_000,
+        help="rows stored in each database, then exported (default: 1,000,000)",
+    )
     parser.add_argument(
         "--databases", default=",".join(KINDS), help="which kinds (default: all three)"
     )
     parser.add_argument("--db-url", help="one given empty database instead")
-    parser.add_argument("--format", choices=("raw", "ocsf"), default="raw")
+    parser.add_argument(
+        "--format", choices=("raw", "ocsf"), default="raw", help="export's --format (default: raw)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument(
         "--cold",

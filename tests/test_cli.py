@@ -29,6 +29,7 @@ from etl.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -437,6 +438,25 @@ def test_init_writes_a_commented_config_that_the_not_found_error_points_at(
     assert path.stat().st_mode & 0o777 == 0o600
     again = cli(None, "--config", str(path), "init")
     assert again.returncode == ExitCode.CONFIG and "not overwriting" in one_error_line(again)
+
+
+def test_the_commands_init_suggests_all_succeed_in_their_order(
+    tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
+) -> None:
+    """`check` exits 6 until `migrate` has run: init names both, in the README's order."""
+    path = tmp_path / "config.toml"
+    written = cli(None, "init", str(path))
+    assert written.returncode == 0, written.stderr
+    suggested = written.stdout.strip().split("then run: ", 1)[1].split(" && ")
+    assert [line.split()[-1] for line in suggested] == ["migrate", "check"]
+    readme_order = re.findall(r"^/opt/zendesk-audit-etl/bin/zendesk-audit-etl (\w+)", README, re.M)
+    assert readme_order[:2] == ["migrate", "check"]
+    write_config(tmp_path, sim.url, sqlite_url)  # what the user fills in, at the same path
+    for line in suggested:
+        prog, option, config_path, command = line.split()
+        assert (prog, option, config_path) == ("zendesk-audit-etl", "--config", str(path))
+        ran = cli(path, command)
+        assert ran.returncode == 0, (line, ran.stderr)
 
 
 def test_list_table_has_every_field_aligned_for_wide_characters() -> None:

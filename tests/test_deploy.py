@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import configparser
+import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -19,8 +23,12 @@ def units_with_real_binary(tmp_path: Path) -> Path:
     """Copies whose ExecStart points at this checkout's console script, which exists."""
     binary = Path(sys.executable).parent / "zendesk-audit-etl"
     assert binary.exists(), "install the package (make install) to get the console script"
-    for unit in DEPLOY.iterdir():
-        (tmp_path / unit.name).write_text(unit.read_text().replace(INSTALLED_BINARY, str(binary)))
+    for unit in DEPLOY.rglob("*"):  # the units and their drop-in folders (NAME.service.d)
+        copy = tmp_path / unit.relative_to(DEPLOY)
+        if unit.is_dir():
+            copy.mkdir()
+        else:
+            copy.write_text(unit.read_text().replace(INSTALLED_BINARY, str(binary)))
     # a template is verified through an instance of it
     shutil.copy(
         tmp_path / "zendesk-audit-etl@.service", tmp_path / "zendesk-audit-etl@acme.service"
@@ -47,6 +55,23 @@ def test_units_verify_without_warnings(tmp_path: Path, units: tuple[str, ...]) -
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == ""
+    # the export drop-in beside each service was verified with it (a template's applies to
+    # its instances)
+    assert (folder / f"{units[0].replace('@acme', '@')}.d" / "export.conf").exists()
+
+
+def test_verification_reads_the_export_drop_in(tmp_path: Path) -> None:
+    """So the test above does check the drop-ins: a misspelt key in one is reported."""
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze missing")
+    folder = units_with_real_binary(tmp_path)
+    drop_in = folder / "zendesk-audit-etl.service.d" / "export.conf"
+    drop_in.write_text(drop_in.read_text().replace("LogsDirectory=", "LogDirectory="))
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", str(folder / "zendesk-audit-etl.service")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert "export.conf" in result.stderr and "LogDirectory" in result.stderr, result.stderr
 
 
 def read_unit(name: str) -> configparser.ConfigParser:
@@ -75,6 +100,72 @@ def test_timer_runs_every_five_minutes_and_catches_up(name: str) -> None:
     assert timer["OnCalendar"] == "*:0/5"
     assert timer["Persistent"] == "true"
     assert "RandomizedDelaySec" in timer
+
+
+DROP_INS = {
+    "zendesk-audit-etl.service": "zendesk-audit-etl.service.d/export.conf",
+    "zendesk-audit-etl@.service": "zendesk-audit-etl@.service.d/export.conf",
+}
+
+
+def exec_starts(path: Path) -> list[list[str]]:
+    """A unit file's ExecStart= lines in order, each split as systemd splits it."""
+    return [
+        shlex.split(line.split("=", 1)[1])
+        for line in path.read_text().splitlines()
+        if line.startswith("ExecStart=")
+    ]
+
+
+@pytest.mark.parametrize("service", sorted(DROP_INS))
+def test_the_export_drop_in_runs_export_after_the_sync(service: str) -> None:
+    """A oneshot service runs its ExecStart= lines in turn, each once the last succeeded:
+    the unit's sync, then the drop-in's export into the logs directory it adds."""
+    (sync,) = exec_starts(DEPLOY / service)
+    (export,) = exec_starts(DEPLOY / DROP_INS[service])
+    assert read_unit(service)["Service"]["Type"] == "oneshot"
+    assert sync[0] == export[0] == VENV_BINARY and "sync" in sync and "export" in export
+    drop_in = read_unit(DROP_INS[service])["Service"]
+    output = Path(export[export.index("--output") + 1])
+    assert output.parent == Path("/var/log") / drop_in["LogsDirectory"]  # writable there
+    consumer = export[export.index("--consumer") + 1]
+    if "@" in service:  # each account its own consumer and file, like its own sync
+        assert export[export.index("--account") + 1] == sync[sync.index("--account") + 1]
+        assert consumer.endswith("-%i") and output.name == "%i.jsonl"
+    else:  # what README's `sync && export` line runs
+        readme = re.search(
+            r"^zendesk-audit-etl sync && zendesk-audit-etl (export .*)$", README, re.M
+        )
+        assert readme and shlex.split(readme[1]) == export[export.index("export") :]
+    assert DROP_INS[service] in README
+
+
+def test_the_drop_in_commands_run_as_written(tmp_path: Path, sqlite_url: str) -> None:
+    """The unit's sync then the drop-in's export, as written (the binary, the config and the
+    logs directory swapped for this checkout's): every record lands in the file once."""
+    from support import SIM_OAUTH_TOKEN, recent
+
+    from zendesk_sim import SimulatedZendesk, generate_records
+
+    end = recent(30)
+    records = generate_records(300, start=end - timedelta(days=1), end=end)
+    binary = str(Path(sys.executable).parent / "zendesk-audit-etl")
+    with SimulatedZendesk(records) as sim:
+        config = tmp_path / "config.toml"
+        config.write_text(
+            f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
+            f'[database]\nurl = "{sqlite_url}"\nauto_migrate = true\n'
+        )
+        env = {**os.environ, "ETL_CONFIG": str(config), "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+        service = "zendesk-audit-etl.service"
+        for command in exec_starts(DEPLOY / service) + exec_starts(DEPLOY / DROP_INS[service]):
+            command = [binary if w == VENV_BINARY else w for w in command]
+            command = [w.replace("/var/log/zendesk-audit-etl", str(tmp_path)) for w in command]
+            ran = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+            assert ran.returncode == 0, (command, ran.stderr)
+        lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+        ids = sorted(json.loads(line)["id"] for line in lines)
+        assert ids == sorted(int(r["id"]) for r in sim.visible_records())
 
 
 def test_template_passes_the_instance_as_account() -> None:
@@ -107,8 +198,13 @@ def test_kubernetes_example_is_valid_and_its_config_parses(tmp_path: Path) -> No
     )  # fmt: skip
     assert settings.database.url.startswith("postgresql://etl:REPLACE-ME@")
     assert settings.accounts[0].zendesk.credentials.client_secret
-    container = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
-    assert "sync" in container["args"]
+    pod = cron["jobTemplate"]["spec"]["template"]["spec"]
+    (sync,) = pod["initContainers"]  # runs to success before the containers start
+    (export,) = pod["containers"]
+    assert sync["args"][-1] == "sync"
+    assert export["args"][-3:] == ["export", "--consumer", "siem"]  # to stdout: no --output
+    assert export["image"] == sync["image"] and export["env"] == sync["env"]
+    assert export["volumeMounts"] == sync["volumeMounts"]
 
 
 ROOT = DEPLOY.parent.parent
@@ -130,6 +226,7 @@ def test_every_path_in_the_readme_and_units_is_the_same() -> None:
     for name in ("zendesk-audit-etl.service", "zendesk-audit-etl@.service"):
         service = read_unit(name)["Service"]
         assert service["ExecStart"].startswith(VENV_BINARY + " ")
+        assert read_unit(DROP_INS[name])["Service"]["ExecStart"].startswith(VENV_BINARY + " ")
         assert f"LoadCredential=config.toml:{CONFIG_PATH}\n" in (DEPLOY / name).read_text()
         assert service["Environment"] == "ETL_CONFIG=%d/config.toml"
     cron = re.search(r"```cron\n(.*?)```", README, re.S)
@@ -150,9 +247,9 @@ def test_kubernetes_job_runs_a_built_image_and_can_read_its_secret() -> None:
     documents = yaml.safe_load_all((ROOT / "deploy" / "kubernetes" / "cronjob.yaml").read_text())
     cron = next(d for d in documents if d["kind"] == "CronJob")
     pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    container = pod["containers"][0]
-    assert not container["image"].startswith("python:"), "an image with the package installed"
-    assert "pip" not in " ".join(container.get("command", []) + container.get("args", []))
+    for container in pod["initContainers"] + pod["containers"]:
+        assert not container["image"].startswith("python:"), "an image with the package"
+        assert "pip" not in " ".join(container.get("command", []) + container.get("args", []))
     assert "deploy/container/Dockerfile" in README
     assert (ROOT / "deploy" / "container" / "Dockerfile").exists()
     group = pod["securityContext"]["fsGroup"]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import re
 import shlex
 import subprocess
+import sys
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -136,3 +138,24 @@ def test_the_readme_names_every_metric() -> None:
 def test_the_wheel_the_readme_names_is_this_version() -> None:
     version = tomllib.loads((README_DIR / "pyproject.toml").read_text())["project"]["version"]
     assert f"zendesk_audit_etl-{version}-py3-none-any.whl" in README
+
+
+# The scripts with options (`make bench`, `make bench-export` and their pieces): --help only.
+SCRIPTS_WITH_OPTIONS = ("bench.py", "bench_envelope.py", "bench_export.py", "bench_load.py",
+                        "bench_reference.py", "bench_startup.py")  # fmt: skip
+
+
+@pytest.mark.parametrize("script", SCRIPTS_WITH_OPTIONS)
+def test_every_script_option_has_help_text(script: str) -> None:
+    shown = subprocess.run(
+        [sys.executable, str(README_DIR / "scripts" / script), "--help"],
+        capture_output=True, text=True, check=True, timeout=60,
+        env={**os.environ, "COLUMNS": "100"},
+    ).stdout  # fmt: skip
+    options = shown.split("\noptions:\n", 1)[1].splitlines()
+    for line, after in itertools.pairwise([*options, ""]):
+        if not line.startswith("  -"):
+            continue
+        # argparse puts the help after the option, or on the next line, indented further
+        helped = re.search(r"\S {2,}\S", line.strip()) or re.match(r" {4,}\S", after)
+        assert helped, f"{script}: {line.strip()} has no help text"

@@ -4,6 +4,7 @@ exit codes."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,8 @@ from etl.db import open_engine
 from etl.errors import ExitCode
 from etl.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
+
+ISO_SECONDS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
 
 
 @pytest.fixture(scope="module")
@@ -87,6 +90,11 @@ def test_sync_then_export_to_a_file_and_to_stdout(
     assert backlog == {"pipe": 0, "siem": 0}
     text = cli(config, "status").stdout
     assert "export consumers" in text and "siem (acme)" in text and "backlog 0 rows" in text
+    # every timestamp of status, the consumers' included, in one format (etl.report.iso)
+    for shown in (status.stdout, text):
+        stamps = re.findall(r"\d{4}-\d\d-\d\d[T ][\d:.]+(?:Z|[+-]\d\d:\d\d)?", shown)
+        assert len(stamps) > 2 and all(re.fullmatch(ISO_SECONDS, s) for s in stamps), stamps
+    assert all(re.fullmatch(ISO_SECONDS, c["updated_at"]) for c in account["export_consumers"])
     metrics = (tmp_path / "etl_export.prom").read_text()
     assert 'zendesk_audit_etl_export_backlog_rows{consumer="siem",account="acme"} 0' in metrics
 

@@ -21,8 +21,11 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import make_database, selected_kinds
-from support import fresh_store
+from support import fresh_store, wait_until
+from test_cli import one_error_line
 from test_export import record, store_records
+
+from etl.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]
@@ -96,3 +99,58 @@ def test_sigkill_anywhere_exports_every_record_exactly_once(
     # the kills did land where it matters: after a write, before its commit
     assert killed_after_writing >= 3
     assert cut_back >= 1
+
+
+SIGTERM_ROWS = 60_000  # 12 chunks: a SIGTERM sent once the first is written lands mid-export
+
+
+def test_sigterm_mid_export_exits_130_and_the_next_run_goes_on(
+    kill_db_url: str, tmp_path: Path
+) -> None:
+    """The real command, stopped by SIGTERM once its file has grown: exit 130 and one
+    line; the next run finishes, and the file is byte for byte what one uninterrupted
+    export writes."""
+    store = fresh_store(kill_db_url)
+    for start in range(1, SIGTERM_ROWS + 1, 10_000):  # late ones too: minutes out of order
+        rows = [record(i, minutes=(i * 7919) % 1200 - 600) for i in range(start, start + 10_000)]
+        store_records(store, rows)
+    store.engine.dispose()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[zendesk]\nbase_url = "http://127.0.0.1:9"\nname = "acme"\n'
+        f'[database]\nurl = "{kill_db_url}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_CONFIG"))}
+
+    def export(consumer: str, out: Path) -> list[str]:
+        return [sys.executable, "-m", "etl", "--config", str(config), "export",
+                "--consumer", consumer, "--output", str(out)]  # fmt: skip
+
+    out = tmp_path / "feed.jsonl"
+    proc = subprocess.Popen(
+        export("siem", out), env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        wait_until(lambda: size(out) > 0 or proc.poll() is not None, "the export's first chunk",
+                   interval=0.001)  # fmt: skip
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == ExitCode.INTERRUPTED, stderr
+    assert "stopped by a signal" in one_error_line(subprocess.CompletedProcess([], 130, "", stderr))
+    stopped_at = size(out)
+    assert stopped_at > 0, "it was stopped after writing"
+
+    resumed = subprocess.run(export("siem", out), env=env, cwd=ROOT, capture_output=True,
+                             text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr
+    whole = tmp_path / "uninterrupted.jsonl"
+    reference = subprocess.run(export("reference", whole), env=env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert reference.returncode == 0, reference.stderr
+    assert stopped_at < size(whole), "the SIGTERM came before the export was done"
+    assert len(whole.read_bytes().splitlines()) == SIGTERM_ROWS
+    assert out.read_bytes() == whole.read_bytes()

@@ -375,6 +375,45 @@ def test_a_redraw_never_wraps_at_any_width(columns: int) -> None:
         assert text_width(shown) <= columns - 1
 
 
+@pytest.mark.parametrize("columns_variable", [None, "0"], ids=["no-COLUMNS", "COLUMNS=0"])
+def test_a_terminal_reporting_no_width_gets_the_default_width(
+    monkeypatch: pytest.MonkeyPatch, columns_variable: str | None
+) -> None:
+    """A pseudo-terminal says 0 columns until someone sets its size (serial consoles, some
+    container runtimes): the bar is drawn 80 wide, not as empty lines."""
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 0, 0, 0, 0))
+    stream = open(terminal, "w", encoding="utf-8")  # noqa: SIM115  # closed below
+    if columns_variable is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns_variable)
+    monkeypatch.setattr(sys, "__stdout__", stream)  # the fallback asks stdout: 0 too
+    now = [0.0]
+    bar = ProgressBar(stream, clock=lambda: now[0], min_pages=1)
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    for second in range(1, 4):
+        now[0] = float(second)
+        reading = Reading(123_456_789 * second, second * DAY, DAY)
+        bar.update("acme-" + "x" * 100, lambda: reading, at, second)  # noqa: B023
+    stream.close()
+    drawn = b""
+    while True:  # a pty hands its output over in pieces; EIO once it is all read
+        try:
+            chunk = os.read(controller, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(controller)
+    lines = [line.replace(CLEAR_TO_END, "") for line in drawn.decode().split("\r")[1:]]
+    assert len(lines) == 3
+    for line in lines:
+        # the long account name fills the default 80 columns, less the cursor's
+        assert line.startswith("acme-x") and text_width(line) == 79, line
+
+
 def test_resync_repairs_a_window_without_moving_the_watermark(
     tmp_path: Path, db_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
 ) -> None:
