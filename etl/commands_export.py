@@ -41,7 +41,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     def report(summary: ExportSummary) -> None:
         log.info("%s", summary.line(), extra=summary.fields())
 
-    with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
+    with (
+        signals_set(stop, unit="chunk"),
+        open_store(settings, migrate_hint=migrate_hint(args)) as store,
+    ):
         work_begins()
         try:
             export_accounts(store.engine, names, options, stop=stop, report=report, now=utc_now)

@@ -61,12 +61,13 @@ class ExportSummary:
     bytes: int = 0
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
+    stopped: bool = False  # by a signal, after the last committed chunk
 
     def line(self) -> str:
         return (
             f"export consumer={self.consumer} account={self.account}: {self.rows} rows, "
             f"{self.bytes} bytes to {self.output}; position {self.position_before} -> "
-            f"{self.position_after}; {self.duration:.2f}s"
+            f"{self.position_after}; {self.duration:.2f}s{'; stopped' if self.stopped else ''}"
         )
 
     def fields(self) -> dict[str, Any]:
@@ -80,6 +81,7 @@ class ExportSummary:
             "position_before": self.position_before,
             "position_after": self.position_after,
             "duration_seconds": round(self.duration, 3),
+            "status": "stopped" if self.stopped else "success",
         }
 
 
@@ -104,10 +106,7 @@ def export_accounts(
     with _consumer_lock(engine, consumer):
         try:
             for account in accounts:
-                summary = _export_account(engine, account, options, sink, stop, now)
-                summaries.append(summary)
-                if report:
-                    report(summary)
+                summaries.append(_export_account(engine, account, options, sink, stop, now, report))
         finally:
             sink.close()
     return summaries
@@ -137,6 +136,7 @@ def _export_account(
     sink: Sink,
     stop: threading.Event | None,
     now: Callable[[], datetime],
+    report: Callable[[ExportSummary], None] | None,
 ) -> ExportSummary:
     reader = Reader(engine, account, fmt=options.fmt, chunk_rows=options.chunk_rows)
     with database_errors(engine, "reading the export position"), engine.connect() as conn:
@@ -145,8 +145,7 @@ def _export_account(
         position = start.position or 0
         summary = ExportSummary(options.consumer, account, sink.name, position, position)
         if start.nothing_new():
-            summary.duration = time.monotonic() - summary.started
-            return summary
+            return _reported(summary, report)
         # --since only shapes a consumer's first export of the account
         since = options.since if not start.position else None
         writer = for_writing(engine)
@@ -156,18 +155,31 @@ def _export_account(
                 consumers.save(tx, options.consumer, account, position, now(), baseline)
         head = start.head
         assert head is not None  # nothing_new() otherwise
-    with read_ahead(engine, lambda: reader.batches(position, head, since)) as batches:
-        for batch in batches:
-            if stop is not None and stop.is_set():
-                raise InterruptedRun("stopped by a signal; the export resumes at its position")
-            file = None
-            if batch.rows:
-                data = reader.lines(batch.rows)
-                file = sink.write(data)
-                summary.rows += len(batch.rows)
-                summary.bytes += len(data)
-            with database_errors(engine, "saving the export position"), writer.begin() as tx:
-                consumers.save(tx, options.consumer, account, batch.position, now(), file)
-            summary.position_after = batch.position
+    try:
+        with read_ahead(engine, lambda: reader.batches(position, head, since)) as batches:
+            for batch in batches:
+                if stop is not None and stop.is_set():
+                    raise InterruptedRun("stopped by a signal; the export resumes at its position")
+                file = None
+                if batch.rows:
+                    data = reader.lines(batch.rows)
+                    file = sink.write(data)
+                    summary.rows += len(batch.rows)
+                    summary.bytes += len(data)
+                with database_errors(engine, "saving the export position"), writer.begin() as tx:
+                    consumers.save(tx, options.consumer, account, batch.position, now(), file)
+                summary.position_after = batch.position
+    except InterruptedRun:
+        summary.stopped = True  # what was written and committed is in the summary line too
+        _reported(summary, report)
+        raise
+    return _reported(summary, report)
+
+
+def _reported(
+    summary: ExportSummary, report: Callable[[ExportSummary], None] | None
+) -> ExportSummary:
     summary.duration = time.monotonic() - summary.started
+    if report:
+        report(summary)
     return summary

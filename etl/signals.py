@@ -37,8 +37,9 @@ class signals_set:
     checkpoint, so what is lost is at most the open transaction, as with SIGKILL.
     """
 
-    def __init__(self, stop: threading.Event | None) -> None:
+    def __init__(self, stop: threading.Event | None, unit: str = "page") -> None:
         self.stop = stop  # None: nothing to finish, the first signal leaves at once
+        self.unit = unit  # what the run finishes before it stops: a page, an export's chunk
         self.previous: dict[int, Any] = {}
         self._signals = 0
         self._read, self._write = os.pipe()
@@ -71,7 +72,7 @@ class signals_set:
         if not signum:  # the run ended without a signal
             return
         name = signal.Signals(signum).name
-        log.warning("%s received: finishing the current page, then stopping", name)
+        log.warning("%s received: finishing the current %s, then stopping", name, self.unit)
         from etl import dbwait  # a statement stuck on another session's lock is cancelled
 
         dbwait.interrupt()

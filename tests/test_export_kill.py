@@ -143,6 +143,9 @@ def test_sigterm_mid_export_exits_130_and_the_next_run_goes_on(
     assert "stopped by a signal" in one_error_line(subprocess.CompletedProcess([], 130, "", stderr))
     stopped_at = size(out)
     assert stopped_at > 0, "it was stopped after writing"
+    assert "finishing the current chunk" in stderr
+    (summary,) = [line for line in stderr.splitlines() if "export consumer=siem" in line]
+    assert summary.endswith("; stopped") and f" {stopped_at} bytes " in summary, summary
 
     resumed = subprocess.run(export("siem", out), env=env, cwd=ROOT, capture_output=True,
                              text=True, timeout=120)  # fmt: skip
