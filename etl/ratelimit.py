@@ -125,6 +125,7 @@ class RateLimiter:
                     self._last = self._slot(ready, now)
                     self._quota.started(now)
                     self._started.at = self._latency_clock()
+                    self.latencies.begin(threading.get_ident())
                     self._started.paced_at = now
                     self._acquired += 1
                     waited = now - started
@@ -151,7 +152,7 @@ class RateLimiter:
         if started is not None:
             self._started.at = None
             latency = self._latency_clock() - started
-            self.latencies.add(latency)
+            self.latencies.add(latency, threading.get_ident())
         lower = {key.lower(): value for key, value in headers.items()}
         with self._lock:
             self._factor = min(1.0, self._factor + RECOVERY)
