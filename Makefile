@@ -4,10 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench bench-export soak dist clean
+.PHONY: help install demo test lint typecheck pytest bench bench-envelope bench-export soak dist clean
 
 help: ## this list, made from the "##" comment on each target's line
-	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-13s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,9 +32,12 @@ pytest: $(STAMP) ## the tests on SQLite, PostgreSQL and MariaDB (PYTEST_ARGS to 
 
 test: lint typecheck pytest ## lint, type-check and run the tests: what CI runs
 
-bench: $(STAMP) ## throughput and cost benchmarks (prints a table, writes JSON)
+bench: $(STAMP) ## throughput and cost benchmarks, then the envelope (tables, JSON)
 	$(BIN)/python scripts/bench.py
 	$(BIN)/python scripts/bench_envelope.py --strict
+
+bench-envelope: $(STAMP) ## the rate-limit envelope alone (ENVELOPE_ARGS="--seconds 20 --repeats 1": quick)
+	$(BIN)/python scripts/bench_envelope.py --strict $(ENVELOPE_ARGS)
 
 bench-export: $(STAMP) ## export 1,000,000 stored rows into a file: records/s, memory, queries
 	$(BIN)/python scripts/bench_export.py $(BENCH_ARGS)

@@ -125,8 +125,7 @@ class Backfill:
     def _close_clients(self) -> None:
         """Close the clients this backfill made, their requests counted in the run's."""
         for client in self._made:
-            self.summary.requests += client.stats.requests
-            self.summary.rate_limited += client.stats.rate_limited
+            self.summary.add_client_stats(client.stats)
             client.close()
         self._made.clear()
 

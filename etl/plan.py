@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from etl.settings import AccountSettings
 from etl.window import BOUND_SLACK, Window, reread_from
 
-MIN_SPLIT_PAGES = 4.0  # split a slice only if about this many pages are left in it
+MIN_SPLIT_PAGES = 2.0  # split a slice only if about this many pages are left in it
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
 
 

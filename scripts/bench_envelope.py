@@ -4,15 +4,22 @@ Each cell starts the simulator as its own process with an enforced limit per min
 (counted as Zendesk counts it, see zendesk_sim/ratelimit.py) and a latency with jitter
 (mean +/- spread, uniform), then runs the real command line (``sync``, SQLite) with
 default settings apart from ``requests_per_minute`` = the account's limit, on enough
-records for about ``--seconds`` of traffic. The ceiling is the limit x 100 records a page;
-the rate is records / the whole process's wall time (start-up and the first page, read
-alone, included). 429s are the simulator's count over the job's requests.
+records for about ``--seconds`` of traffic (60 by default: start-up and the last answer's
+wait are then a small share, as in a backfill of hours). The ceiling is the limit x 100
+records a page; the rate is records / the whole process's wall time (start-up and the
+first page, read alone, included); in brackets, between the job's first and last answers.
+429s are the simulator's count over the job's requests.
 
 The shared-quota cell runs another client beside the job, taking half of the limit
-(evenly spaced requests on the same account); its ceiling is what remains, and every 429,
-the job's or the other client's, counts.
+(evenly spaced requests on the same account, from 2 s before the job starts); its ceiling
+is what remains, every 429 (the job's or the other client's) counts, and it lasts at
+least ``SHARED_SECONDS`` so that the account's count refreshes twice under the job.
 
-    python scripts/bench_envelope.py [--seconds 30] [--runs 1] [--json bench-envelope.json]
+Every cell runs ``--repeats`` times; the table shows the medians, and the JSON file each
+run and the medians.
+
+    python scripts/bench_envelope.py [--seconds 60] [--repeats 3] [--strict] [--only TEXT]
+        [--json bench-envelope.json]
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +49,7 @@ CELLS: list[tuple[int, float, float]] = [  # limit per minute, latency, jitter
     (2500, 0.6, 0.4),
 ]
 SHARED = (700, 0.2, 0.1)  # the shared-quota cell: another client takes half of it
+SHARED_SECONDS = 135.0  # past the second refresh of the count (the job starts 2 s in)
 
 
 @dataclass
@@ -61,6 +70,9 @@ class Cell:
     def median(self, key: str) -> float:
         return statistics.median(run[key] for run in self.runs)
 
+    def medians(self) -> dict[str, float]:
+        return {key: self.median(key) for key in self.runs[0]} if self.runs else {}
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -75,12 +87,16 @@ class Cell:
             "median_share_of_ceiling": self.median("share"),
             "median_steady_share_of_ceiling": self.median("steady_share"),
             "median_rate_limited_share": self.median("rate_limited_share"),
+            "medians": self.medians(),
             "runs": self.runs,
         }
 
 
 class OtherClient:
-    """Another app on the account: ``per_minute`` evenly spaced requests, until stopped."""
+    """Another app on the account: ``per_minute`` evenly spaced requests, until stopped.
+
+    Each request goes on its own schedule (a few threads), however long the ones before it
+    take: one after another, a 200 ms answer would cap it below 350 a minute."""
 
     def __init__(self, url: str, per_minute: int) -> None:
         self.url = url + "/api/v2/audit_logs"
@@ -88,17 +104,38 @@ class OtherClient:
         self.stop = threading.Event()
         self.requests = 0
         self.rate_limited = 0
+        self.started = self.stopped = 0.0
+        self._local = threading.local()
+        self._lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    def counts(self) -> tuple[int, int]:
+        """Requests sent so far, and how many were refused."""
+        with self._lock:
+            return self.requests, self.rate_limited
+
+    @property
+    def per_minute(self) -> float:
+        """What it really sent a minute, from its first request to its stop."""
+        return 60 * self.requests / max(self.stopped - self.started, 1e-9)
+
     def _run(self) -> None:
-        with requests.Session() as session:
-            session.headers["Authorization"] = f"Bearer {OAUTH_TOKEN}"
-            due = time.monotonic()
+        self.started = due = time.monotonic()
+        with ThreadPoolExecutor(max_workers=8) as pool:
             while not self.stop.wait(max(0.0, due - time.monotonic())):
                 due += self.spacing
-                response = session.get(self.url, params={"page[size]": "1"}, timeout=30)
-                self.requests += 1
-                self.rate_limited += response.status_code == 429
+                pool.submit(self._one)
+            self.stopped = time.monotonic()
+
+    def _one(self) -> None:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            session.headers["Authorization"] = f"Bearer {OAUTH_TOKEN}"
+        response = session.get(self.url, params={"page[size]": "1"}, timeout=30)
+        with self._lock:
+            self.requests += 1
+            self.rate_limited += response.status_code == 429
 
 
 def run_cell(cleanup: Cleanup, dbs: Databases, cell: Cell, workdir: Path) -> dict[str, float]:
@@ -119,8 +156,10 @@ def run_cell(cleanup: Cleanup, dbs: Databases, cell: Cell, workdir: Path) -> dic
         if other is not None:
             other.thread.start()
             time.sleep(2.0)  # the other app is already running when the job starts
+        before = other.counts() if other is not None else (0, 0)
         result = job.sync()
         stats = sim.stats()
+        after = other.counts() if other is not None else (0, 0)
     finally:
         if other is not None:
             other.stop.set()
@@ -130,74 +169,90 @@ def run_cell(cleanup: Cleanup, dbs: Databases, cell: Cell, workdir: Path) -> dic
     if stored != cell.records:
         raise RuntimeError(f"{cell.name}: {stored} rows stored of {cell.records}")
     rate = cell.records / result.wall
-    job_429 = result.rate_limited - (other.rate_limited if other else 0)
+    # The simulator counts from the job's start: the other app's requests meanwhile are off.
+    requests = result.requests - (after[0] - before[0])
     return {
         "wall_s": result.wall,
         "records_per_s": rate,
         "share": 100 * rate / cell.ceiling,
-        "requests": result.requests - (other.requests if other else 0),
-        "rate_limited": job_429,
+        "requests": requests,
+        "rate_limited": result.rate_limited - (after[1] - before[1]),
         "rate_limited_share": 100 * result.rate_limited / max(result.requests, 1),
         "other_requests": other.requests if other else 0,
         "other_rate_limited": other.rate_limited if other else 0,
+        "other_per_minute": other.per_minute if other else 0.0,
         "peak_in_flight": float(stats.get("peak_in_flight", 0)),
         # Between the job's first and last answers (start-up, on a loaded machine up to
         # 1.5 s, left out): pages of the job a second, against the ceiling in pages.
         "steady_share": 100
-        * (result.requests - (other.requests if other else 0) - 1)
+        * (requests - 1)
         / max(float(stats.get("api_span_s", 0.0)), 1e-9)
         / ((cell.limit - cell.others) / 60),
         "peak_rss_mb": result.peak_rss_mb,
     }
 
 
+def latency_text(latency: float, jitter: float) -> str:
+    return f"{latency * 1000:.0f} ± {jitter * 1000:.0f} ms"
+
+
 def cells(seconds: float, strict: bool) -> list[Cell]:
+    """The matrix, named as the README's table names its rows."""
     made = []
     for limit, latency, jitter in CELLS:
         records = int(limit / 60 * seconds) * PAGE
-        name = f"{limit}/min, {latency * 1000:.0f} ± {jitter * 1000:.0f} ms"
+        name = f"{limit:,}/min, {latency_text(latency, jitter)}"
         made.append(Cell(name, limit, latency, jitter, "burst", 0, records, []))
     limit, latency, jitter = SHARED
-    # Long enough to cross the minute at which the account's count refreshes.
-    records = int(limit / 2 / 60 * max(seconds, 75.0)) * PAGE
-    name = f"{limit}/min shared (another app: half), {latency * 1000:.0f} ± {jitter * 1000:.0f} ms"
-    made.append(Cell(name, limit, latency, jitter, "burst", limit // 2, records, []))
+    others = limit // 2
+    records = int((limit - others) / 60 * max(seconds, SHARED_SECONDS)) * PAGE
+    name = f"{limit:,}/min, another app takes {others:,}/min, {latency_text(latency, jitter)}"
+    made.append(Cell(name, limit, latency, jitter, "burst", others, records, []))
     if strict:
         limit, latency, jitter = CELLS[1]
         records = int(limit / 60 * seconds) * PAGE
-        name = f"{limit}/min strict spacing, {latency * 1000:.0f} ± {jitter * 1000:.0f} ms"
+        name = f"{limit:,}/min, strict spacing, {latency_text(latency, jitter)}"
         made.append(Cell(name, limit, latency, jitter, "strict", 0, records, []))
     return made
 
 
 def table(done: list[Cell]) -> str:
+    """Medians, in the columns of the README's table."""
     lines = [
-        "| cell | records | records/s (ceiling) | share of the ceiling (steady state) | 429s "
-        "| peak in flight |",
-        "|---|---|---|---|---|---|",
+        "| limit, latency | records/s (ceiling) | share of the ceiling (steady state) | 429s "
+        "| peak requests in flight |",
+        "|---|---|---|---|---|",
     ]
     for cell in done:
-        lines.append(
-            f"| {cell.name} | {cell.records:,} | {cell.median('records_per_s'):,.0f} "
-            f"({cell.ceiling:,.0f}) | {cell.median('share'):.1f}% "
-            f"({cell.median('steady_share'):.1f}%) | "
-            f"{cell.median('rate_limited'):.0f} of {cell.median('requests'):.0f} "
-            f"({cell.median('rate_limited_share'):.2f}%)"
-            + (
-                f", other app {cell.median('other_rate_limited'):.0f} of "
-                f"{cell.median('other_requests'):.0f}"
-                if cell.others
-                else ""
+        m = cell.medians()
+        if cell.others:
+            # The simulator's first-to-last answer span includes the other app's: no
+            # steady state of the job's own to show.
+            ceiling = f"{cell.ceiling:,.0f} remain"
+            share = f"{m['share']:.1f}%"
+            other = (
+                f" (the other app: {m['other_rate_limited']:,.0f} of {m['other_requests']:,.0f})"
             )
-            + f" | {cell.median('peak_in_flight'):.0f} |"
+        else:
+            ceiling = f"{cell.ceiling:,.0f}"
+            share = f"{m['share']:.1f}% ({m['steady_share']:.1f}%)"
+            other = ""
+        lines.append(
+            f"| {cell.name} | {m['records_per_s']:,.0f} ({ceiling}) | {share} | "
+            f"{m['rate_limited']:,.0f} of {m['requests']:,.0f}{other} | "
+            f"{m['peak_in_flight']:.0f} |"
         )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench_envelope.py", description=__doc__)
-    parser.add_argument("--seconds", type=float, default=30.0, help="traffic per cell (s)")
-    parser.add_argument("--runs", type=int, default=1, help="runs per cell (median)")
+    parser.add_argument(
+        "--seconds", type=float, default=60.0, help="seconds of traffic per cell (default 60)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs per cell; the table shows medians (3)"
+    )
     parser.add_argument("--strict", action="store_true", help="add a strict-spacing cell")
     parser.add_argument("--only", default=None, help="run the cells whose name has this")
     parser.add_argument("--json", default="bench-envelope.json", help="results file")
@@ -208,6 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: $ETL_TEST_POSTGRES, else the tests' server)",
     )
     args = parser.parse_args(argv)
+    if args.repeats < 1 or args.seconds <= 0:
+        parser.error("--repeats must be at least 1 and --seconds positive")
     cleanup = Cleanup()
     started = time.monotonic()
     load_at_start = os.getloadavg()[0]
@@ -217,7 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for cell in cells(args.seconds, args.strict):
             if args.only and args.only not in cell.name:
                 continue
-            for run in range(args.runs):
+            for run in range(args.repeats):
                 result = run_cell(cleanup, dbs, cell, dbs.root)
                 cell.runs.append(result)
                 print(
@@ -239,6 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             "load_at_end": os.getloadavg()[0],
         },
         "seconds_of_traffic": args.seconds,
+        "shared_quota_seconds": max(args.seconds, SHARED_SECONDS),
+        "repeats": args.repeats,
         "cells": [cell.as_dict() for cell in done],
         "duration_s": time.monotonic() - started,
     }

@@ -124,6 +124,7 @@ class Simulator:
         latency: float = 0.0,
         jitter: float = 0.0,
         rate_limit_mode: str = "burst",
+        rate_limit_window: float = 60.0,
     ) -> None:
         command = [
             PYTHON,
@@ -145,6 +146,8 @@ class Simulator:
             str(jitter),
             "--rate-limit-mode",
             rate_limit_mode,
+            "--rate-limit-window",
+            str(rate_limit_window),
         ]
         if rate_limit is not None:
             command += ["--rate-limit", str(rate_limit)]

@@ -41,6 +41,7 @@ from etl.errors import (
     UpstreamError,
 )
 from etl.pagination import audit_log_params
+from etl.ratelimit import RateLimiter
 from etl.responses import classify_response
 from etl.secret import Secret
 from etl.settings import Credentials, ZendeskSettings
@@ -569,17 +570,19 @@ def test_a_wrong_path_is_a_404_hint(sim: SimulatedZendesk) -> None:
         client.get_json("/api/v2/audit_log", PARAMS)
 
 
-def test_header_pacing_slows_down_before_the_limit() -> None:
+def test_the_accounts_limit_in_the_headers_holds_a_budget_above_it() -> None:
+    # The simulator's minute shortened to 2 s (the job's limiter told so): 10 a window,
+    # while the job's budget is 600; 15 requests cross into the next window.
     records = generate_records(5, start=START, end=END)
-    with SimulatedZendesk(records, rate_limit_per_minute=10) as s:
-        fake = FakeTime()
-        with sim_client(s, fake) as client:
-            for _ in range(10):
+    with SimulatedZendesk(records, rate_limit_per_minute=10, rate_limit_window=2.0) as s:
+        settings = ZendeskSettings(
+            base_url=s.url, credentials=API_TOKEN, requests_per_minute=600, timeout=2.0
+        )
+        with ZendeskClient(settings, limiter=RateLimiter(600, window=2.0)) as client:
+            for _ in range(15):
                 client.get_json(PATH, PARAMS)
+            assert client.limiter.paced
         assert s.stats()["rate_limited"] == 0
-    # Our budget spaces requests 0.1 s apart; after the 8th answer says 2 of 10 remain,
-    # the rest is spread over the minute: 30 s, then 60 s for the last one.
-    assert fake.sleeps == [0.1] * 7 + [30.0, 60.0]
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ class Clock:
 
 
 def test_target_is_rate_times_slow_latency_with_a_margin() -> None:
-    assert target(700 / 60, 0.2, 64) == 4  # ceil(11.67 x 0.2 x 1.25) + 1
-    assert target(2500 / 60, 0.2, 64) == 12
-    assert target(700 / 60, 1.0, 64) == 16
-    assert target(2500 / 60, 1.0, 64) == 54
+    assert target(700 / 60, 0.2, 64) == 4  # ceil(11.67 x 0.2 x 1.05) + 1
+    assert target(2500 / 60, 0.2, 64) == 10
+    assert target(700 / 60, 1.0, 64) == 14
+    assert target(2500 / 60, 1.0, 64) == 45
 
 
 def test_the_default_bound_covers_the_highest_plan_at_one_second() -> None:
@@ -71,6 +71,26 @@ def test_latency_window_forgets_old_samples() -> None:
     assert window.quantile(1.0) == 0.2
     clock.now = 100.0
     assert window.quantile() is None
+
+
+def test_slow_requests_still_out_count_with_their_age_so_far() -> None:
+    clock = Clock()
+    window = LatencyWindow(clock=clock)
+    for thread in range(6):  # six requests start together
+        window.begin(thread)
+    clock.now = 0.3
+    window.add(0.3, 0)  # the first answer is a fast one...
+    window.add(0.3, 1)
+    assert window.quantile(0.9) == pytest.approx(0.3)
+    clock.now = 0.8  # ...while four are still out after 0.8 s: the link is slower
+    assert window.quantile(0.9) == pytest.approx(0.8)
+    for thread in range(2, 6):
+        window.add(0.8, thread)
+    clock.now = 5.0
+    for thread in range(6):  # young requests out never lower the figure
+        window.begin(thread)
+    assert window.quantile(0.9) == pytest.approx(0.8)
+    assert window.quantile(0.3) == pytest.approx(0.3)
 
 
 def test_target_rises_and_falls_with_the_measured_latency() -> None:

@@ -69,6 +69,15 @@ def test_no_split_once_the_fetcher_has_passed_the_middle_or_too_little_is_left()
     assert sparse.split_candidate() is None
 
 
+def test_a_few_pages_left_are_still_split_so_the_end_drains_in_parallel() -> None:
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    # A page per 2.5 h, 7.5 h unread: about 3 pages, read one after another otherwise.
+    running_with_pages(plan, only, (T0, T0 + 2.5 * HOUR))
+    candidate = plan.split_candidate()
+    assert candidate is not None and candidate[0] is only
+
+
 def test_a_page_past_a_moved_end_is_the_slices_last() -> None:
     plan = Plan.whole(WINDOW)
     (first,) = plan.slices

@@ -110,12 +110,15 @@ def test_low_remaining_paces_until_the_window_refreshes() -> None:
     assert [rl.acquire() for _ in range(3)] == [6.0, 6.0, 6.0]
 
 
-def test_ratelimit_reset_shortens_the_pacing_window() -> None:
+def test_the_first_answer_leaves_the_other_apps_their_share() -> None:
     fake = FakeTime()
-    rl = limiter(600, fake)
+    rl = limiter(700, fake)
     rl.acquire()
-    rl.observe({"x-rate-limit": "700", "ratelimit-remaining": "5", "ratelimit-reset": "15"})
-    assert rl.acquire() == 3.0
+    # 30 s into the minute, other apps have used 175 (350/min), this job 1.
+    rl.observe({"x-rate-limit": "700", "ratelimit-remaining": "524", "ratelimit-reset": "30"})
+    assert rl.paced
+    assert rl.others == pytest.approx(350 / 60, rel=0.05)
+    assert rl.rate() == pytest.approx(350 / 60, rel=0.05)
 
 
 def test_nothing_remaining_waits_for_the_window() -> None:
@@ -142,9 +145,9 @@ def test_pacing_expires_after_the_window() -> None:
     rl = limiter(600, fake)
     rl.acquire()
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "3", "ratelimit-reset": "30"})
+    assert rl.acquire() == 30.0  # nothing left for this job: held until the window ends
     fake.now += 31
-    assert not rl.paced
-    assert rl.acquire() == 0.0
+    assert rl.acquire() == 0.0  # a new window: the old count no longer holds it
 
 
 @pytest.mark.parametrize(

@@ -553,6 +553,20 @@ def test_burst_mode_lets_the_whole_minute_go_at_once_then_refreshes() -> None:
     assert again.allowed and again.remaining == 4 and again.reset == 60
 
 
+def test_a_shorter_window_counts_and_refreshes_on_its_own_length() -> None:
+    clock = _Clock()
+    limiter = SimRateLimiter(3, clock=clock, window=2.5)  # tests shorten the minute
+    assert [limiter.acquire().allowed for _ in range(4)] == [True, True, True, False]
+    clock.now += 1.2
+    refused = limiter.acquire()
+    assert refused.reset == 2 and refused.retry_after == 2  # 1.3 s, in whole seconds
+    clock.now += 1.3
+    again = limiter.acquire()
+    assert again.allowed and again.remaining == 2 and again.reset == 3
+    with pytest.raises(ValueError, match="window"):
+        SimRateLimiter(3, window=0)
+
+
 def test_strict_mode_enforces_even_spacing_below_the_count() -> None:
     clock = _Clock()
     limiter = SimRateLimiter(60, clock=clock, mode="strict")  # one a second

@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         help="burst: a minute's count may go at once; strict: requests also evenly spaced",
     )
     add(
+        "--rate-limit-window",
+        type=float,
+        default=60.0,
+        help="seconds of the window the limit counts in (default 60: Zendesk's minute)",
+    )
+    add(
         "--min-end-age",
         type=float,
         default=60.0,
@@ -110,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         latency=args.latency,
         jitter=args.jitter,
         rate_limit_mode=args.rate_limit_mode,
+        rate_limit_window=args.rate_limit_window,
         seed=args.seed,
         min_end_age=args.min_end_age,
         inclusive_start=not args.exclusive_start,

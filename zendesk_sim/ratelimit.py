@@ -1,6 +1,7 @@
 """The account's rate limit, counted as Zendesk's headers report it.
 
-Requests are counted per minute: each window lasts ``WINDOW`` seconds, the first one
+Requests are counted per minute: each window lasts ``WINDOW`` seconds (``window``: tests
+shorten the minute to a few seconds, so that a run crosses several), the first one
 from the first request (where Zendesk's minutes start is not documented); ``remaining``
 is what the current window has left and ``reset`` the whole seconds until it refreshes
 (``ratelimit-reset``).
@@ -49,14 +50,18 @@ class RateLimiter:
         per_minute: int | None,
         clock: Callable[[], float] = time.monotonic,
         mode: Mode = "burst",
+        window: float = WINDOW,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"rate limit mode must be one of {MODES}, not {mode!r}")
         self.enforced = per_minute is not None
         self.limit = per_minute if per_minute is not None else DEFAULT_LIMIT
+        if not window > 0:
+            raise ValueError(f"the rate limit's window must be positive, not {window!r}")
         self.mode = mode
+        self.window = window
         self._clock = clock
-        self._spacing = WINDOW / self.limit
+        self._spacing = window / self.limit
         self._window = -math.inf  # start of the current window
         self._count = 0
         self._tat = -math.inf  # strict mode: the theoretical arrival time of the next request
@@ -91,7 +96,7 @@ class RateLimiter:
         """Start a new window if the current one is over; return when it ends."""
         if self._window == -math.inf:
             self._window = now
-        elif now >= self._window + WINDOW:
-            self._window += math.floor((now - self._window) / WINDOW) * WINDOW
+        elif now >= self._window + self.window:
+            self._window += math.floor((now - self._window) / self.window) * self.window
             self._count = 0
-        return self._window + WINDOW
+        return self._window + self.window

@@ -34,7 +34,7 @@ from zendesk_sim.data import RecordStore
 from zendesk_sim.faults import Fault, FaultQueue
 from zendesk_sim.generate import RecordSource
 from zendesk_sim.query import BoundsPolicy
-from zendesk_sim.ratelimit import Mode, RateLimiter
+from zendesk_sim.ratelimit import WINDOW, Mode, RateLimiter
 from zendesk_sim.responses import Response, add_zendesk_headers, json_response
 
 log = logging.getLogger(__name__)
@@ -205,6 +205,7 @@ class SimulatedZendesk:
         latency: float = 0.0,
         jitter: float = 0.0,
         rate_limit_mode: Mode = "burst",
+        rate_limit_window: float = WINDOW,
         seed: int | None = None,
         min_end_age: float = 60.0,
         inclusive_start: bool = True,
@@ -220,7 +221,7 @@ class SimulatedZendesk:
         self._app = App(
             self._store,
             Authenticator(auth),
-            RateLimiter(rate_limit_per_minute, mode=rate_limit_mode),
+            RateLimiter(rate_limit_per_minute, mode=rate_limit_mode, window=rate_limit_window),
             self._faults,
             BoundsPolicy(inclusive_start, inclusive_end, min_end_age),
         )
