@@ -446,3 +446,15 @@ def test_workers_and_parallel_after_are_configured_and_checked(tmp_path: Path) -
     with pytest.raises(ConfigError) as err:
         config.load(path, environ={})
     assert "sync.workers" in str(err.value) and "sync.parallel_after" in str(err.value)
+
+
+def test_a_parallel_backfills_corrupt_answers_are_counted(sqlite_url: str) -> None:
+    """Each fetcher has its own client: their corrupt answers reach the run's summary."""
+    from zendesk_sim import Fault
+
+    with SimulatedZendesk(uneven_history(recent(30), seed=29)) as sim:
+        sim.inject(Fault("truncate", skip=3), Fault("html", status=200, skip=6))
+        summary = run(sim_account(sim.url), fresh_store(sqlite_url))
+        assert summary.status == "success"
+        assert summary.corrupt == 2  # each retried, then read whole
+        assert_table_matches(sqlite_url, sim.visible_records())
