@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from bench_report import run_bench
@@ -114,20 +113,10 @@ def targets(bench: BenchRun, kind: str) -> list[Target]:
     if load is not None and load.percent is not None:
         found.append(
             Target(
+                # 3 times a general data framework's 6,000-7,000 records/s here (issue 15
+                # retired the old target of 70% of a bare upsert: the API, not the load, bounds)
                 f"local {short(records)} {kind} >= 20,000 records/s: {load.rate:,.0f} records/s",
                 load.rate >= 20_000,
-            )
-        )
-        needed = load.med("wall") * load.percent / 70  # the wall time 70% means
-        cpu = load.med("cpu") + load.med("sim_cpu") + load.med("other_cpu")
-        cores = os.cpu_count() or 1
-        found.append(
-            Target(
-                f"local {short(records)} {kind} >= 70% of the bare upsert: "
-                f"{load.percent:.0f}% ({load.med('wall'):.2f} s; 70% means "
-                f"{needed:.2f} s; the CPU used, {cpu:.2f} s, takes {cpu / cores:.2f} s "
-                f"on {cores} cores)",
-                load.percent >= 70,
             )
         )
     big = bench.scenarios.get((load_name(large), kind))
