@@ -67,6 +67,7 @@ def fetch_rows(base_url: str) -> list[dict[str, Any]]:
                 row = parse_record(raw, ACCOUNT, synced_at)
                 if not isinstance(row, dict):
                     raise RuntimeError(f"the simulator sent an unstorable record: {row}")
+                row["stored_seq"] = len(rows) + 1  # the number the job reserves (etl.sequence)
                 rows.append(row)
             if not body["meta"]["has_more"]:
                 return rows
