@@ -114,6 +114,9 @@ class ZendeskClient:
         )
         self.stats = ClientStats()
         self._stats_lock = threading.Lock()
+        # Among this account's requests waiting for the budget, higher goes first
+        # (``RateLimiter.acquire``); a backfill's fetcher sets its slice's pages left.
+        self.priority = 0.0
 
     def __enter__(self) -> ZendeskClient:
         return self
@@ -204,7 +207,7 @@ class ZendeskClient:
     def _attempt(
         self, request: requests.PreparedRequest, shown: RedactedUrl, timeout: float
     ) -> dict[str, Any]:
-        self._count(waited=self.limiter.acquire())
+        self._count(waited=self.limiter.acquire(self.priority))
         self._count(requests=1)
         log.debug("GET %s", shown)
         prepared = request.copy()

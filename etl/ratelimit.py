@@ -17,6 +17,14 @@ and no minute sees more than the rate), and the rate is the lowest of:
 Besides, after a 429 or a 503 with ``Retry-After``, every thread waits until the
 pause is over, not only the one that was told.
 
+Callers waiting at once go in order of ``priority`` (higher first; equal priorities in
+no particular order): a caller with ``n`` waiters of higher priority counts its turn
+``n`` spacings later, so the budget's pace is unchanged and a waiter woken late
+cannot hold the others up for more than its own turns. A parallel backfill gives each
+fetcher the pages its slice has left: the slices that would finish last are read
+fastest, they end together, and fewer splits are needed at the end of a run (each one
+costs a request, half a page of records read twice).
+
 ``waited`` adds up the seconds callers spent blocked in ``acquire``; ``latencies``
 holds the recent time from ``acquire`` to ``observe`` (a request's latency), which
 ``etl.concurrency`` sizes the number of requests in flight by.
@@ -68,6 +76,7 @@ class RateLimiter:
         self._factor = 1.0  # the slowdown after 429s
         self._quota = Quota(requests_per_minute, window)
         self._started = threading.local()  # when this thread's request was let through
+        self._waiting: dict[object, float] = {}  # callers in ``acquire``: their priority
         # Latency on its own clock (real time by default): tests that fake the pacing clock
         # still size their concurrency by what the requests really take.
         self.latencies = latencies or LatencyWindow()
@@ -114,25 +123,40 @@ class RateLimiter:
             return 1.0 / self._spacing(self._clock())
 
     # -- the three inputs -----------------------------------------------------------
-    def acquire(self) -> float:
-        """Block until a request may go; return the seconds waited."""
+    @property
+    def waiting(self) -> int:
+        """Callers blocked in ``acquire`` now."""
+        with self._lock:
+            return len(self._waiting)
+
+    def acquire(self, priority: float = 0.0) -> float:
+        """Block until a request may go (after the waiters of higher ``priority``);
+        return the seconds waited."""
         started = self._clock()
-        while True:
+        me = object()
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    self._waiting[me] = priority
+                    ready = self._ready_at(now)
+                    ahead = sum(1 for other in self._waiting.values() if other > priority)
+                    ready += ahead * self._spacing(now)
+                    if ready <= now:
+                        self._last = self._slot(ready, now)
+                        self._quota.started(now)
+                        self._started.at = self._latency_clock()
+                        self.latencies.begin(threading.get_ident())
+                        self._started.paced_at = now
+                        self._acquired += 1
+                        waited = now - started
+                        self._waited += waited
+                        return waited
+                # Sleep outside the lock, then look again: a pause may have begun meanwhile.
+                self._sleep(ready - now)
+        finally:
             with self._lock:
-                now = self._clock()
-                ready = self._ready_at(now)
-                if ready <= now:
-                    self._last = self._slot(ready, now)
-                    self._quota.started(now)
-                    self._started.at = self._latency_clock()
-                    self.latencies.begin(threading.get_ident())
-                    self._started.paced_at = now
-                    self._acquired += 1
-                    waited = now - started
-                    self._waited += waited
-                    return waited
-            # Sleep outside the lock, then look again: a pause may have begun meanwhile.
-            self._sleep(ready - now)
+                del self._waiting[me]
 
     def pause(self, seconds: float) -> None:
         """Hold every caller of ``acquire`` for ``seconds`` from now (Retry-After), and

@@ -7,12 +7,22 @@ requests in flight is the concurrency target alone; the simulator counts them.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 
-from support import assert_table_matches, fake_time_client, fresh_store, recent, sim_account
+from support import (
+    FakeTime,
+    assert_table_matches,
+    fake_time_client,
+    fresh_store,
+    recent,
+    sim_account,
+)
 
+from etl.client import ZendeskClient
 from etl.concurrency import target
+from etl.ratelimit import RateLimiter
 from etl.run import RunHooks
 from etl.sync import sync_account
 from zendesk_sim import SimulatedZendesk, generate_records
@@ -54,3 +64,46 @@ def test_never_more_in_flight_than_the_budget_can_use(tmp_path: Path) -> None:
 def test_workers_bounds_the_requests_in_flight(tmp_path: Path) -> None:
     sim = backfill(tmp_path, 2500, workers=3)
     assert sim.peak_in_flight <= 3
+
+
+class RecordingLimiter(RateLimiter):
+    """The real limiter, noting each caller's thread and priority."""
+
+    def __init__(self, requests_per_minute: int, fake: FakeTime) -> None:
+        super().__init__(requests_per_minute, clock=fake.clock, sleep=fake.sleep)
+        self.calls: list[tuple[str, int, float]] = []
+        self._calls_lock = threading.Lock()
+
+    def acquire(self, priority: float = 0.0) -> float:
+        with self._calls_lock:
+            thread = threading.current_thread()
+            self.calls.append((thread.name, thread.ident or 0, priority))
+        return super().acquire(priority)
+
+
+def test_fetchers_wait_for_the_budget_by_their_slices_pages_left(tmp_path: Path) -> None:
+    end = recent(30)
+    records = list(generate_records(6_000, start=end - timedelta(days=20), end=end, seed=11))
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    fake = FakeTime()
+    with SimulatedZendesk(records, latency=0.05) as sim:
+        account = sim_account(sim.url, requests_per_minute=2500, workers=8)
+        limiter = RecordingLimiter(2500, fake)
+        client = ZendeskClient(account.zendesk, sleep=fake.sleep, clock=fake.clock, limiter=limiter)
+        with client:
+            summary = sync_account(account, client, fresh_store(url), hooks=RunHooks())
+        assert summary.status == "success"
+        assert_table_matches(url, sim.visible_records())
+    assert client.priority == 0.0  # the run's own client is first come again afterwards
+    by_fetcher: dict[int, list[float]] = {}
+    for name, ident, priority in limiter.calls:
+        if name == "backfill-fetcher":
+            by_fetcher.setdefault(ident, []).append(priority)
+        else:
+            assert priority == 0.0  # the first page, read alone
+    assert len(by_fetcher) >= 2
+    # A fetcher's last request may find nothing left of its slice; the others have pages.
+    assert all(p > 0 for priorities in by_fetcher.values() for p in priorities[:-1])
+    # Pages left, as each slice is read: they fall from the first request to the last.
+    long_reads = [p for p in by_fetcher.values() if len(p) >= 4]
+    assert long_reads and all(p[-1] < p[0] for p in long_reads)

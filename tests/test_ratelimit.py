@@ -376,3 +376,82 @@ def test_late_wake_ups_keep_the_schedule_without_banking_a_burst() -> None:
     fake.now = 10.0  # idle: at most a quarter of a spacing is made up
     assert rl.acquire() == 0.0
     assert rl.acquire() == pytest.approx(0.75)
+
+
+class SteppedTime:
+    """A clock the test moves; ``sleep`` blocks the calling thread until the clock has
+    reached its end, so several threads can wait in the limiter at once, deterministically."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeping = 0
+        self._cond = threading.Condition()
+
+    def clock(self) -> float:
+        with self._cond:
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._cond:
+            until = self.now + seconds
+            self.sleeping += 1
+            self._cond.notify_all()
+            while self.now < until:
+                self._cond.wait()
+            self.sleeping -= 1
+            self._cond.notify_all()
+
+    def wait_for_sleepers(self, count: int) -> None:
+        with self._cond:
+            assert self._cond.wait_for(lambda: self.sleeping == count, timeout=60)
+
+    def advance_to(self, when: float) -> None:
+        with self._cond:
+            self.now = when
+            self._cond.notify_all()
+
+
+def test_waiters_of_higher_priority_go_first_at_the_budgets_pace() -> None:
+    steps = SteppedTime()
+    rl = RateLimiter(60, clock=steps.clock, sleep=steps.sleep)  # one a second
+    rl.acquire()  # the slot at 0 is taken
+    granted: list[tuple[str, float]] = []
+    lock = threading.Lock()
+
+    def wait(name: str, priority: float) -> None:
+        rl.acquire(priority)
+        with lock:
+            granted.append((name, steps.clock()))
+
+    threads = []
+    for count, (name, priority) in enumerate([("low", 1.0), ("high", 50.0), ("middle", 7.0)], 1):
+        threads.append(threading.Thread(target=wait, args=(name, priority)))
+        threads[-1].start()
+        steps.wait_for_sleepers(count)  # each is waiting before the next comes
+    assert rl.waiting == 3
+    for second in (1, 2, 3):
+        steps.advance_to(float(second))
+        # This second's caller is through and the others sleep again: then time moves on.
+        deadline = time.monotonic() + 60
+        while not (len(granted) == second and steps.sleeping == 3 - second):
+            assert time.monotonic() < deadline, (granted, steps.sleeping)
+            time.sleep(0.001)
+    for thread in threads:
+        thread.join(60)
+    # The low-priority caller came first but goes last; the pace stays one a second.
+    assert granted == [("high", 1.0), ("middle", 2.0), ("low", 3.0)]
+    assert rl.waiting == 0 and rl.acquired == 4
+
+
+def test_a_waiter_that_gives_up_leaves_no_trace() -> None:
+    def stopped(seconds: float) -> None:
+        raise KeyboardInterrupt  # a stop raised from the sleep, as a signal's would be
+
+    fake = FakeTime()
+    rl = RateLimiter(60, clock=fake.clock, sleep=stopped)
+    rl.acquire()
+    with pytest.raises(KeyboardInterrupt):
+        rl.acquire(priority=5.0)
+    assert rl.waiting == 0
+    fake.now = 1.0  # a later caller of any priority is not held behind the one that left
+    assert rl.acquire() == 0.0
