@@ -27,18 +27,21 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 import requests
+import urllib3
 from requests.auth import AuthBase
 
 from etl.errors import (
     AuthError,
     ConfigError,
+    CorruptResponseError,
     RateLimitedError,
     RequestRejectedError,
     RetriableError,
 )
 from etl.ratelimit import parse_retry_after
-from etl.redact import error_summary, json_object, redact_url
+from etl.redact import error_summary, redact_url
 from etl.secret import Secret
 from etl.settings import Credentials
 
@@ -52,6 +55,7 @@ PASSWORD_WARNING = (
     "email + password authentication is discouraged by Zendesk and fails on accounts "
     "with 2FA; switch to OAuth (client_id/client_secret)"
 )
+TOKEN_BODY_LIMIT = 64 * 1024  # bytes: a token answer is a few hundred; more is not one
 RENEW_MARGIN = 60.0  # seconds before expiry at which a cached token is renewed
 
 
@@ -184,8 +188,7 @@ class ClientCredentialsAuth(ZendeskAuth):
                 return r
             log.info("Zendesk answered 401 to the OAuth token; fetching a new one once")
             self.invalidate(token)
-            r.content  # noqa: B018 -- drain the body so the connection can be reused
-            r.close()
+            r.close()  # its body unread (it may be any size): the connection is not reused
             prepared = r.request.copy()
             new_token = self._current_token()
             prepared.headers["Authorization"] = f"Bearer {new_token.reveal()}"
@@ -214,18 +217,25 @@ class ClientCredentialsAuth(ZendeskAuth):
                 timeout=(self._timeout, self._timeout),
                 allow_redirects=False,
                 headers={"Accept": "application/json"},
+                stream=True,  # the body is read here, no more than TOKEN_BODY_LIMIT of it
             )
-        except requests.RequestException as exc:
+            with response:
+                raw = response.raw.read(TOKEN_BODY_LIMIT + 1, decode_content=True)
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise RetriableError(
                 f"{where}: could not obtain an OAuth token ({type(exc).__name__})"
             ) from None
-        return self._parse_token_response(response, where)
+        if len(raw) > TOKEN_BODY_LIMIT:
+            raise CorruptResponseError(
+                f"{where}: the token answer is larger than {TOKEN_BODY_LIMIT // 1024} KiB"
+            )
+        return self._parse_token_response(response, raw, where)
 
     def _parse_token_response(
-        self, response: requests.Response, where: str
+        self, response: requests.Response, raw: bytes, where: str
     ) -> tuple[Secret, float | None]:
         status = response.status_code
-        body = json_object(response)
+        body = _json_object(raw)
         if status == 429 or (status == 503 and "Retry-After" in response.headers):
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise RateLimitedError(f"{where}: {status} while obtaining an OAuth token", retry_after)
@@ -303,3 +313,12 @@ def build_auth(
         "no Zendesk credentials: set client_id + client_secret, oauth_token, "
         "email + api_token, or email + password"
     )
+
+
+def _json_object(raw: bytes) -> dict[str, Any] | None:
+    """``raw`` as a JSON object (UTF-8), else None."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return body if isinstance(body, dict) else None

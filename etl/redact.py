@@ -10,11 +10,8 @@ line. Neither ever raises: they are called while building error messages.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-
-if TYPE_CHECKING:  # imported by the HTTP client; configuration errors need not load it
-    import requests
 
 # Parameters whose values help a reader and can never be a credential.
 _SAFE_PARAMS = frozenset({"sort", "sort_by", "sort_order", "page[size]", "per_page", "page"})
@@ -68,15 +65,6 @@ def _mask_match(match: re.Match[str]) -> str:
     if scheme:
         return f"{scheme} {_MASK}"
     return f"{name}={_MASK}"
-
-
-def json_object(response: requests.Response) -> dict[str, Any] | None:
-    """The response body when it is a JSON object, else None (never raises)."""
-    try:
-        body = response.json()
-    except (ValueError, RuntimeError):
-        return None
-    return body if isinstance(body, dict) else None
 
 
 def error_summary(body: dict[str, Any]) -> str:

@@ -1,7 +1,7 @@
 """A hand-made HTTP server on loopback that sends exactly the odd thing a test needs.
 
-``LoopbackServer(respond)`` calls ``respond(exchange)`` for every request; the callable
-writes what it likes with ``exchange.send(status, headers, body)`` or byte by byte on
+``LoopbackServer(respond)`` calls ``respond(exchange)`` for every request (GET or POST);
+the callable writes what it likes with ``exchange.send(status, headers, body)`` or byte by byte on
 ``exchange.wfile``. Every request is recorded (path, headers), so a test can assert
 that a server received nothing, or no credential.
 """
@@ -64,9 +64,13 @@ class LoopbackServer:
                 outer.seen.append(
                     Seen(self.path, dict(self.headers.items()), self.client_address[1])
                 )
+                length = self.headers.get("Content-Length", "0")
+                self.rfile.read(int(length) if length.isdigit() else 0)  # a POST's body
                 # The client may give up (as it should) while an answer is being sent.
                 with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     outer.respond(Exchange(self, outer))
+
+            do_POST = do_GET  # an OAuth token request
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

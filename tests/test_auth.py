@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
+from loopback import Exchange, LoopbackServer
 
 from etl.auth import (
     API_TOKEN_NOTICE,
@@ -24,7 +25,7 @@ from etl.auth import (
     ZendeskAuth,
     build_auth,
 )
-from etl.errors import AuthError, ConfigError, RateLimitedError
+from etl.errors import AuthError, ConfigError, CorruptResponseError, RateLimitedError
 from etl.pagination import audit_log_params
 from etl.secret import Secret
 from etl.settings import Credentials
@@ -266,3 +267,57 @@ def test_the_token_request_sends_json_and_no_authorization(sim: SimulatedZendesk
     assert token_request.body is not None and b'"grant_type": "client_credentials"' in (
         token_request.body if isinstance(token_request.body, bytes) else token_request.body.encode()
     )
+
+
+def _hostile_oauth(server: LoopbackServer) -> tuple[ClientCredentialsAuth, requests.Session]:
+    session = requests.Session()
+    auth = ClientCredentialsAuth(
+        client_id="sim-client",
+        client_secret=Secret("sim-client-secret"),
+        scope="read",
+        base_url=server.url,
+        session=session,
+        timeout=30.0,
+    )
+    return auth, session
+
+
+def test_an_oversized_token_answer_is_refused_not_read_whole() -> None:
+    # A "token" of 4 MiB: valid JSON, so only the size limit can refuse it.
+    answer = b'{"access_token": "' + b"t" * (4 << 20) + b'", "expires_in": 3600}'
+    with LoopbackServer(
+        lambda ex: ex.send(200, {"Content-Type": "application/json"}, answer)
+    ) as server:
+        auth, session = _hostile_oauth(server)
+        with pytest.raises(CorruptResponseError, match=r"larger than 64 KiB$") as caught:
+            session.get(server.url + "/api/v2/audit_logs", auth=auth, timeout=30)
+        assert "sim-client-secret" not in str(caught.value)
+        assert auth.fetches == 0
+
+
+def test_a_401s_body_is_not_read_before_the_token_is_renewed() -> None:
+    gets: list[int] = []
+
+    def respond(ex: Exchange) -> None:
+        if ex.path == "/oauth/tokens":
+            ex.send_json({"access_token": f"token-{len(gets)}", "expires_in": 3600})
+            return
+        gets.append(1)
+        if len(gets) > 1:
+            ex.send_json({"audit_logs": [], "meta": {"has_more": False}})
+            return
+        # A 401 whose body never ends: reading it whole would wait for the read timeout.
+        ex.handler.send_response(401)
+        ex.handler.send_header("Content-Length", str(1 << 30))
+        ex.handler.end_headers()
+        ex.wfile.write(b"x" * 65536)
+        ex.wfile.flush()
+        ex.closing.wait(120)
+
+    with LoopbackServer(respond) as server:
+        auth, session = _hostile_oauth(server)
+        response = session.get(server.url + "/api/v2/audit_logs", auth=auth, timeout=60)
+        assert response.status_code == 200
+        assert auth.fetches == 2
+        sent = [s.headers.get("Authorization") for s in server.seen if s.path != "/oauth/tokens"]
+        assert sent == ["Bearer token-0", "Bearer token-1"]
