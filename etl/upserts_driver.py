@@ -79,7 +79,15 @@ class _Names:
         )
 
 
-@functools.lru_cache(maxsize=64)
+def _shape(count: int) -> int:
+    """The statement size that serves ``count`` items: a power of two, so that a run sends
+    a dozen shapes of statement, whatever its batches' sizes. Each shape is a statement
+    compiled and kept by the driver (and here): one per size would let memory grow with
+    the records a run writes."""
+    return 1 << max(count - 1, 0).bit_length()
+
+
+@functools.lru_cache(maxsize=16)
 def _sqlite_select_existing(names: _Names, ids: int) -> str:
     account, record_id = names[audit_logs.c.account], names[audit_logs.c.id]
     return (
@@ -93,8 +101,9 @@ def _sqlite_existing(
 ) -> Iterator[tuple[Any, Any]]:
     """SQLite's reader: the query MySQL's reader sends through Core (``etl.upserts``),
     straight to the driver, where SQLAlchemy's expanding ``IN`` cost more than the query."""
-    params = (account, *ids, ids[0], ids[-1])
-    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(names, len(ids)), params):
+    size = _shape(len(ids))  # the last id again fills it: IN does not mind repeats
+    params = (account, *ids, *[ids[-1]] * (size - len(ids)), ids[0], ids[-1])
+    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(names, size), params):
         yield record_id, json.loads(raw)  # what the JSON type would return
 
 
@@ -144,7 +153,7 @@ class _TimeTexts:
         return self._synced_text
 
 
-@functools.cache
+@functools.lru_cache(maxsize=16)
 def _sqlite_upsert(names: _Names, rows: int) -> str:
     """The upsert of ``rows`` rows in one statement: one step of SQLite for all of them,
     so the GIL is released once per statement rather than once per row."""
@@ -178,9 +187,13 @@ def _sqlite_rows(names: _Names, conn: Connection, rows: Sequence[Mapping[str, An
         statement = _sqlite_upsert(names, per_statement)
         chunks = [tuple(params[i : i + step]) for i in range(0, whole, step)]
         conn.exec_driver_sql(statement, chunks)
-    if whole < len(params):
-        rest = tuple(params[whole:])
-        conn.exec_driver_sql(_sqlite_upsert(names, len(rest) // width), rest)
+    # The rest in statements of powers of two rows (64 + 32 + 4 for 100): a few shapes.
+    while whole < len(params):
+        rows_left = (len(params) - whole) // width
+        part = 1 << (rows_left.bit_length() - 1)
+        end = whole + part * width
+        conn.exec_driver_sql(_sqlite_upsert(names, part), tuple(params[whole:end]))
+        whole = end
 
 
 _PG_JSON_COLUMNS = [name for name in _COLUMNS if name != audit_logs.c.raw.name]
