@@ -76,7 +76,7 @@ def _run_job(
 
     def stoppable_sleep(seconds: float) -> None:
         if stop.wait(seconds):
-            raise InterruptedRun("stopped by a signal while waiting to retry")
+            raise InterruptedRun("stopped by a signal while waiting for the rate limit or a retry")
 
     def log_summary(summary: RunSummary) -> None:
         if bar:

@@ -167,7 +167,7 @@ def test_sigterm_during_a_rate_limit_pause_stops_at_once(sqlite_url: str, tmp_pa
         run.proc.send_signal(signal.SIGTERM)
         run.finish()
         assert time.monotonic() - sent < STOPPED  # not an hour
-        run.assert_interrupted()
+        assert "while waiting for the rate limit or a retry" in run.assert_interrupted()
         completes_exactly(config, sqlite_url, sim)
 
 
