@@ -62,6 +62,7 @@ class Scenario:
                 "wall_s": self.med("wall"),
                 "records_per_s": self.rate if self.records else None,
                 "peak_rss_mb": self.med("peak_rss_mb"),
+                "early_rss_mb": self.med("early_rss_mb"),
                 "cpu_s": self.med("cpu"),
                 "requests": self.med("requests"),
                 "rate_limited": self.med("rate_limited"),

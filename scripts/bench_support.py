@@ -14,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -283,11 +284,15 @@ class JobRun:
     rate_limited: int  # of which 429
     sim_cpu: float  # simulator CPU seconds during the run
     other_cpu: float  # the rest of the machine's CPU seconds: the database server, mostly
+    # The highest resident set sampled in the first quarter of the wall time: against the
+    # peak, whether memory keeps growing once the pipeline is full (a leak) or stays flat.
+    early_rss_mb: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {
             "wall_s": self.wall,
             "peak_rss_mb": self.peak_rss_mb,
+            "early_rss_mb": self.early_rss_mb,
             "cpu_s": self.cpu,
             "requests": self.requests,
             "rate_limited": self.rate_limited,
@@ -357,9 +362,11 @@ class Job:
                 start_new_session=True,
             )
             unregister = self.cleanup.push(f"job pid {proc.pid}", lambda: stop_process(proc))
+            sampler = RssSampler(proc.pid)
             # wait4 (not waitpid) returns the rusage of this one child: its CPU time.
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - started
+            early_rss = sampler.stop(until=started + wall / 4)
             proc.returncode = os.waitstatus_to_exitcode(status)
             unregister()
             stderr.seek(0)
@@ -383,7 +390,37 @@ class Job:
             sim_cpu=sim_cpu,
             # clock ticks round each figure: never below zero
             other_cpu=max(0.0, machine_cpu - job_cpu - sim_cpu),
+            early_rss_mb=early_rss,
         )
+
+
+class RssSampler:
+    """A process's resident set, read from /proc every ``INTERVAL`` s in a thread."""
+
+    INTERVAL = 0.2
+
+    def __init__(self, pid: int) -> None:
+        self.samples: list[tuple[float, float]] = []  # (perf_counter, MB)
+        self._pid = pid
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self.INTERVAL):
+            try:
+                status = Path(f"/proc/{self._pid}/status").read_text()
+            except OSError:  # gone (or a zombie's status without VmRSS, below)
+                return
+            for line in status.splitlines():
+                if line.startswith("VmRSS:"):
+                    self.samples.append((time.perf_counter(), int(line.split()[1]) / 1024))
+
+    def stop(self, until: float) -> float:
+        """Stop sampling; the highest resident set sampled up to ``until`` (0: none)."""
+        self._done.set()
+        self._thread.join()
+        return max((mb for at, mb in self.samples if at <= until), default=0.0)
 
 
 def time_command(command: list[str], runs: int) -> list[float]:
