@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 import requests
 import urllib3
 from requests.auth import AuthBase
@@ -40,6 +39,7 @@ from etl.errors import (
     RequestRejectedError,
     RetriableError,
 )
+from etl.jsonbody import decode_json
 from etl.ratelimit import parse_retry_after
 from etl.redact import error_summary, redact_url
 from etl.secret import Secret
@@ -316,9 +316,9 @@ def build_auth(
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:
-    """``raw`` as a JSON object (UTF-8), else None."""
+    """``raw`` as a JSON object (decoded as every answer is), else None."""
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
+        body = decode_json(raw)
+    except ValueError:
         return None
     return body if isinstance(body, dict) else None

@@ -71,7 +71,6 @@ QUEUE_MAX_PAGES = 64  # ... up to this many: memory stays flat whatever ``worker
 # Pages waiting that mean the writer is behind, so no fetcher is added: a page per running
 # fetcher, and at least this many (at 40 pages a second a few wait between two writes).
 WRITER_BEHIND_PAGES = 4
-PRIORITY_UNKNOWN = 1e9  # a slice whose pages left are not known yet goes first
 POLL = 0.1  # seconds: how often blocked threads look at the stop flags
 JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)
 
@@ -235,8 +234,8 @@ class Backfill:
             )
             pages = iter_pages(client, params)
             while True:
-                with self._lock:  # the slices that would finish last go first
-                    client.priority = min(target.pages_left(), PRIORITY_UNKNOWN)
+                with self._lock:  # the slices that would finish last (or unknown: inf) first
+                    client.priority = target.pages_left()
                 with self._gate.slot(self._cancel.is_set, POLL) as held:
                     page = next(pages, None) if held else None
                 if page is None or self._cancel.is_set():

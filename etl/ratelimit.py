@@ -134,14 +134,14 @@ class RateLimiter:
         return the seconds waited."""
         started = self._clock()
         me = object()
+        with self._lock:
+            self._waiting[me] = priority
         try:
             while True:
                 with self._lock:
                     now = self._clock()
-                    self._waiting[me] = priority
-                    ready = self._ready_at(now)
                     ahead = sum(1 for other in self._waiting.values() if other > priority)
-                    ready += ahead * self._spacing(now)
+                    ready = self._ready_at(now, ahead)
                     if ready <= now:
                         self._last = self._slot(ready, now)
                         self._quota.started(now)
@@ -210,10 +210,12 @@ class RateLimiter:
         allowed = self._quota.rate(now)  # 0: held until the window ends (``_ready_at``)
         return max(self.interval / self._factor, 1 / allowed if allowed > 0 else 0.0)
 
-    def _ready_at(self, now: float) -> float:
+    def _ready_at(self, now: float, ahead: int = 0) -> float:
+        """When the next start may go, ``ahead`` turns later for a caller with that many
+        waiters of higher priority."""
         spacing = self._spacing(now)
         ready = now if self._last is None else self._last + spacing
-        return max(ready, self._paused_until, self._quota.hold_until(now))
+        return max(ready, self._paused_until, self._quota.hold_until(now)) + ahead * spacing
 
 
 def parse_retry_after(

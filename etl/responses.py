@@ -10,18 +10,15 @@
     3xx                          -> RequestRejectedError (redirects are never followed)
     400, 404, other 4xx          -> RequestRejectedError (Zendesk's error/description snippet)
 
-Bodies are decoded strictly: JSON is UTF-8 (RFC 8259) whatever charset the headers claim,
-and bytes that are not UTF-8 make the answer corrupt (never U+FFFD in stored text).
+Bodies are decoded strictly (``etl.jsonbody``): bytes that are not UTF-8 JSON make the
+answer corrupt (never U+FFFD in stored text).
 """
 
 from __future__ import annotations
 
-import json
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import orjson
 
 from etl.errors import (
     AuthError,
@@ -30,6 +27,7 @@ from etl.errors import (
     RequestRejectedError,
     RetriableError,
 )
+from etl.jsonbody import decode_json
 from etl.ratelimit import parse_retry_after
 from etl.redact import error_summary, redact_url, snippet
 
@@ -42,29 +40,6 @@ FORBIDDEN_HINT = (
     "audit logs need the Enterprise plan and an admin user; "
     "with OAuth, the auditlogs:read (or read) scope"
 )
-_BOM = b"\xef\xbb\xbf"  # RFC 8259 lets a parser ignore it
-# Every digit as "0" and any other byte as a space: an integer of 20 digits or more, which
-# orjson would make a float, shows as a run of twenty "0"s.
-_DIGITS_AS_ZEROS = bytes(ord("0") if chr(b) in "0123456789" else ord(" ") for b in range(256))
-_LONG_INTEGER = b"0" * 20
-
-
-def decode_json(content: bytes) -> Any:
-    """``content`` as UTF-8 JSON; ValueError (UnicodeDecodeError included) if it is not.
-
-    orjson decodes three times as fast as the json module, to the same values, and refuses
-    bytes that are not UTF-8; but it makes an integer past 64 bits a float. A body that may
-    hold one (twenty digits in a row, even within a string), and what orjson refuses (NaN,
-    a lone surrogate escape), goes to the json module after a strict UTF-8 decode.
-    """
-    if content.startswith(_BOM):
-        content = content[len(_BOM) :]
-    if _LONG_INTEGER not in content.translate(_DIGITS_AS_ZEROS):
-        try:
-            return orjson.loads(content)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(content.decode("utf-8"))
 
 
 def classify_response(
