@@ -20,9 +20,10 @@ install: $(STAMP) ## create .venv and install the package with its dev tools
 demo: $(STAMP) ## run the whole job against the simulated Zendesk into SQLite
 	$(BIN)/python scripts/demo.py
 
-lint: $(STAMP) ## ruff check and ruff format --check
+lint: $(STAMP) ## ruff check, ruff format --check, and the import layers (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP) ## mypy --strict over etl, zendesk_sim, migrations, tests and scripts
 	$(BIN)/mypy

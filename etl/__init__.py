@@ -1,3 +1,4 @@
-"""zendesk-audit-etl: copy a Zendesk account's audit log into your own SQL database."""
+"""zendesk-audit-etl: copy a Zendesk account's audit log into your own SQL database.
 
-__version__ = "0.1.0"
+Imports nothing, so that a command loads only the modules it needs; the version lives
+in ``etl.common.version``."""

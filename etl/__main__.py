@@ -1,5 +1,5 @@
 """`python -m etl` does what the `zendesk-audit-etl` console script does."""
 
-from etl.cli import run
+from etl.cli.main import run
 
 run()

@@ -1,7 +1,7 @@
-"""Alembic environment for zendesk-audit-etl, driven from code by ``etl.migrate``.
+"""Alembic environment for zendesk-audit-etl, driven from code by ``etl.storage.migrate``.
 
-Online, ``etl.migrate`` passes an open connection as ``config.attributes["connection"]``.
-Offline (``etl.migrate.upgrade_sql``), it passes ``config.attributes["dialect_name"]``
+Online, ``etl.storage.migrate`` passes an open connection as ``config.attributes["connection"]``.
+Offline (``etl.storage.migrate.upgrade_sql``), it passes ``config.attributes["dialect_name"]``
 and the DDL is written out instead of run. There is no ini file and no URL here, and
 logging is left to the application (no ``fileConfig``).
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from etl.schema import VERSION_TABLE, metadata
+from etl.storage.schema import VERSION_TABLE, metadata
 
 config = context.config
 

@@ -1,9 +1,9 @@
 """The raw ceiling: how fast each database takes the same rows with nothing else in the way.
 
 ``fetch_rows`` reads every record from the simulator once (untimed) and turns each into
-the row the job would store (``etl.records.parse_record``). The timed part is only the
+the row the job would store (``etl.records.audit.parse_record``). The timed part is only the
 database work: batched ``INSERT ... ON CONFLICT DO UPDATE`` of 1,000 rows per
-transaction into a fresh schema created by ``etl.migrate.upgrade``, with the driver's
+transaction into a fresh schema created by ``etl.storage.migrate.upgrade``, with the driver's
 parameters (JSON text, timestamps) prepared beforehand.
 
 * SQLite: the stdlib driver, WAL and ``synchronous = NORMAL`` (the job's own pragmas),
@@ -33,10 +33,10 @@ import sqlalchemy as sa
 from bench_support import ACCOUNT, OAUTH_TOKEN, psycopg_conninfo
 from sqlalchemy.dialects import postgresql, sqlite
 
-from etl.db import open_engine
-from etl.migrate import upgrade
-from etl.records import RAW_JSON, parse_record
-from etl.schema import audit_logs
+from etl.records.audit import RAW_JSON, parse_record
+from etl.storage.engine import open_engine
+from etl.storage.migrate import upgrade
+from etl.storage.schema import audit_logs
 
 BATCH = 1000
 COLUMNS = [column.name for column in audit_logs.columns]
@@ -67,7 +67,7 @@ def fetch_rows(base_url: str) -> list[dict[str, Any]]:
                 row = parse_record(raw, ACCOUNT, synced_at)
                 if not isinstance(row, dict):
                     raise RuntimeError(f"the simulator sent an unstorable record: {row}")
-                row["stored_seq"] = len(rows) + 1  # the number the job reserves (etl.sequence)
+                row["stored_seq"] = len(rows) + 1  # the number the job reserves (storage.sequence)
                 rows.append(row)
             if not body["meta"]["has_more"]:
                 return rows

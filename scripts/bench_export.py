@@ -44,10 +44,10 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from etl import migrate  # noqa: E402 - after the path is set, for a run from anywhere
-from etl.db import open_engine  # noqa: E402
-from etl.export import ExportOptions, export_accounts  # noqa: E402
-from etl.store import utc_now  # noqa: E402
+from etl.common.clock import utc_now  # noqa: E402
+from etl.export.job import ExportOptions, export_accounts  # noqa: E402
+from etl.storage import migrate  # noqa: E402 - after the path is set, for a run from anywhere
+from etl.storage.engine import open_engine  # noqa: E402
 
 TARGET_RECORDS_PER_S = 50_000
 FLAT_MEMORY_MIB = 64

@@ -33,13 +33,13 @@ def measure_startup(bench: BenchRun) -> None:
     commands = {
         "python -c pass": [PYTHON, "-c", "pass"],
         "python -m etl --version": [PYTHON, "-m", "etl", "--version"],
-        "import etl.cli, etl.job": [PYTHON, "-c", "import etl.cli, etl.job"],
+        "import etl.cli.main, etl.sync.job": [PYTHON, "-c", "import etl.cli.main, etl.sync.job"],
     }
     if "postgresql" in bench.kinds:
-        commands["import etl.cli, etl.job, psycopg"] = [
+        commands["import etl.cli.main, etl.sync.job, psycopg"] = [
             PYTHON,
             "-c",
-            "import etl.cli, etl.job, psycopg",
+            "import etl.cli.main, etl.sync.job, psycopg",
         ]
     for name, command in commands.items():
         bench.startup[name] = time_command(command, runs)

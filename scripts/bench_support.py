@@ -38,13 +38,13 @@ RSS_FILE_ENV = "ETL_BENCH_PEAK_RSS_FILE"
 # it, whereas VmHWM belongs to the address space that exec created.
 LAUNCHER = f"""
 import os, sys
-from etl.cli import exit_now, main
+from etl.cli.main import exit_now, main
 code = main(sys.argv[1:])
 with open("/proc/self/status") as status:
     hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
 with open(os.environ["{RSS_FILE_ENV}"], "w") as out:
     out.write(hwm)
-exit_now(code)  # as the command itself ends (etl.cli.run)
+exit_now(code)  # as the command itself ends (etl.cli.main.run)
 """
 
 

@@ -11,12 +11,8 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from etl import migrate
-from etl.client import ZendeskClient
-from etl.db import open_engine
-from etl.records import INTEGER_FIELDS, TEXT_FIELDS
-from etl.secret import Secret
-from etl.settings import (
+from etl.common.secret import Secret
+from etl.common.settings import (
     AccountSettings,
     Credentials,
     DatabaseSettings,
@@ -24,7 +20,11 @@ from etl.settings import (
     SyncSettings,
     ZendeskSettings,
 )
-from etl.store import Store
+from etl.records.audit import INTEGER_FIELDS, TEXT_FIELDS
+from etl.storage import migrate
+from etl.storage.engine import open_engine
+from etl.storage.store import Store
+from etl.zendesk.client import ZendeskClient
 
 # The simulator's default credentials (zendesk_sim.SimAuth()).
 SIM_OAUTH_TOKEN = "sim-oauth-token"

@@ -16,7 +16,10 @@ import pytest
 import requests
 from loopback import Exchange, LoopbackServer
 
-from etl.auth import (
+from etl.common.errors import AuthError, ConfigError, CorruptResponseError, RateLimitedError
+from etl.common.secret import Secret
+from etl.common.settings import Credentials
+from etl.zendesk.auth import (
     API_TOKEN_NOTICE,
     PASSWORD_NOTICE,
     BasicAuth,
@@ -25,10 +28,7 @@ from etl.auth import (
     ZendeskAuth,
     build_auth,
 )
-from etl.errors import AuthError, ConfigError, CorruptResponseError, RateLimitedError
-from etl.pagination import audit_log_params
-from etl.secret import Secret
-from etl.settings import Credentials
+from etl.zendesk.pagination import audit_log_params
 from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 BASE = "https://acme.zendesk.com"

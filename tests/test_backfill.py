@@ -1,4 +1,4 @@
-"""Parallel backfill (etl/backfill.py): exact, resumable per slice, within the rate budget."""
+"""Parallel backfill (etl/sync/backfill.py): exact, resumable per slice, within the rate budget."""
 
 from __future__ import annotations
 
@@ -30,15 +30,16 @@ from support import (
     wait_until,
 )
 
-from etl import config, writer
-from etl.client import ZendeskClient
-from etl.db import open_engine
-from etl.errors import ConfigError, DatabaseError, RequestRejectedError
-from etl.run import RunHooks, RunSummary
-from etl.settings import AccountSettings
-from etl.store import BatchTransaction, Store, WriteResult
-from etl.sync import resync_account, sync_account
-from etl.window import BOUND_SLACK, plan_window
+from etl.common.errors import ConfigError, DatabaseError, RequestRejectedError
+from etl.common.settings import AccountSettings
+from etl.config import loader as config
+from etl.storage.engine import open_engine
+from etl.storage.store import BatchTransaction, Store, WriteResult
+from etl.sync import writer
+from etl.sync.account import resync_account, sync_account
+from etl.sync.run import RunHooks, RunSummary
+from etl.sync.window import BOUND_SLACK, plan_window
+from etl.zendesk.client import ZendeskClient
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,9 +23,9 @@ from support import (
     wait_until,
 )
 
-from etl.db import open_engine
-from etl.errors import ExitCode
-from etl.lock import run_lock
+from etl.common.errors import ExitCode
+from etl.storage.engine import open_engine
+from etl.storage.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -306,8 +306,8 @@ def test_the_garbage_collector_is_off_only_while_a_command_starts(
     happens, it is back as it was after."""
     import gc
 
-    from etl import cli as cli_module
-    from etl import job
+    from etl.cli import main as cli_module
+    from etl.sync import job
 
     seen: list[tuple[bool, bool]] = []
     real_run_accounts = job.run_accounts
@@ -334,7 +334,7 @@ def test_a_sync_with_nothing_new_loads_only_what_it_needs(
     config = write_config(tmp_path, sim.url, db_url, database_extra="auto_migrate = true")
     assert cli(config, "--quiet", "sync").returncode == 0
     code = (
-        "import sys; from etl.cli import main; "
+        "import sys; from etl.cli.main import main; "
         f"code = main(['--config', {str(config)!r}, '--quiet', 'sync']); "
         "print(code, *sorted(m for m in sys.modules if m == 'alembic' or "
         "m.count('.') == 2 and m.startswith('sqlalchemy.dialects.') and '._' not in m))"
@@ -460,7 +460,7 @@ def test_the_commands_init_suggests_all_succeed_in_their_order(
 
 
 def test_list_table_has_every_field_aligned_for_wide_characters() -> None:
-    from etl.report import LIST_COLUMNS, records_table, text_width
+    from etl.cli.report import LIST_COLUMNS, records_table, text_width
 
     records = [
         {"id": 1, "created_at": "2026-01-01T00:00:00Z", "actor_name": "山田太郎",

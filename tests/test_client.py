@@ -26,9 +26,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 from support import FakeTime
 
-from etl.auth import BearerAuth
-from etl.client import ZendeskClient
-from etl.errors import (
+from etl.common.errors import (
     AuthError,
     ConfigError,
     CorruptResponseError,
@@ -40,12 +38,14 @@ from etl.errors import (
     RetryBudgetExhausted,
     UpstreamError,
 )
-from etl.pagination import audit_log_params
-from etl.ratelimit import RateLimiter
-from etl.responses import classify_response
-from etl.secret import Secret
-from etl.settings import Credentials, ZendeskSettings
-from etl.urls import check_base_url, same_origin
+from etl.common.secret import Secret
+from etl.common.settings import Credentials, ZendeskSettings
+from etl.common.urls import check_base_url, same_origin
+from etl.zendesk.auth import BearerAuth
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.pagination import audit_log_params
+from etl.zendesk.ratelimit import RateLimiter
+from etl.zendesk.responses import classify_response
 from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 URL = (
@@ -494,7 +494,7 @@ def test_transport_and_body_failures_are_retried(
     warnings = [
         r.getMessage()
         for r in caplog.records
-        if r.name == "etl.client" and r.levelname == "WARNING"
+        if r.name == "etl.zendesk.client" and r.levelname == "WARNING"
     ]
     assert len(warnings) == 1
     assert "retry 1 in 0.8 s" in warnings[0]

@@ -1,4 +1,4 @@
-"""etl.concurrency: the in-flight target, with an injected clock; the resizable gate."""
+"""etl.zendesk.concurrency: the in-flight target, with an injected clock; the resizable gate."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from etl import config
-from etl.concurrency import DEFAULT_BOUND, Gate, LatencyWindow, target
-from etl.errors import ConfigError
+from etl.common.errors import ConfigError
+from etl.config import loader as config
+from etl.zendesk.concurrency import DEFAULT_BOUND, Gate, LatencyWindow, target
 
 
 class Clock:

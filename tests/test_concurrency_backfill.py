@@ -20,11 +20,11 @@ from support import (
     sim_account,
 )
 
-from etl.client import ZendeskClient
-from etl.concurrency import target
-from etl.ratelimit import RateLimiter
-from etl.run import RunHooks
-from etl.sync import sync_account
+from etl.sync.account import sync_account
+from etl.sync.run import RunHooks
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.concurrency import target
+from etl.zendesk.ratelimit import RateLimiter
 from zendesk_sim import SimulatedZendesk, generate_records
 
 LATENCY = 0.3  # seconds an answer takes

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from etl import config
-from etl.errors import ConfigError
-from etl.secret import Secret
-from etl.settings import Settings
+from etl.common.errors import ConfigError
+from etl.common.secret import Secret
+from etl.common.settings import Settings
+from etl.config import loader as config
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = '[zendesk]\nsubdomain = "acme"\nemail = "a@acme.com"\napi_token = "tok"\n'
@@ -329,7 +329,7 @@ def test_filters_are_canonical_and_an_unknown_action_only_warns(
         MINIMAL + '[sync.filters]\nactor_id = [12, "007", "-1"]\nip_address = "::FFFF:1.2.3.4"\n'
         'action = ["update", "purge", "create"]\nsource_type = "ticket"\nsource_id = 3\n'
     )
-    with caplog.at_level(logging.WARNING, logger="etl.config"):
+    with caplog.at_level(logging.WARNING, logger="etl.config.loader"):
         filters = load_text(tmp_path, text).accounts[0].sync.filters
     assert filters["actor_id"] == ("-1", "12", "7")
     assert filters["ip_address"] == ("::ffff:102:304",)

@@ -23,9 +23,9 @@ import pytest
 from loopback import Exchange, LoopbackServer
 from support import FakeTime, fresh_store, sim_account, stored_rows
 
-from etl.client import ZendeskClient
-from etl.errors import EtlError, ExitCode
-from etl.sync import sync_account
+from etl.common.errors import EtlError, ExitCode
+from etl.sync.account import sync_account
+from etl.zendesk.client import ZendeskClient
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 PER_PAGE = 3

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from test_cli import cli
 
-from etl import config
-from etl.errors import ConfigError
+from etl.common.errors import ConfigError
+from etl.config import loader as config
 
 PASSWORD = "db-hunter2-secret"
 URL = f"postgresql://etl:{PASSWORD}@db.internal/audit"

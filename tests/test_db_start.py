@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from support import SIM_OAUTH_TOKEN, audit_record, fresh_store, recent
 
-from etl.db import for_writing, open_engine
-from etl.errors import ConfigError
+from etl.common.errors import ConfigError
+from etl.storage.engine import for_writing, open_engine
 from zendesk_sim import SimulatedZendesk
 
 ROOT = Path(__file__).resolve().parent.parent

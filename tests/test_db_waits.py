@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, make_url
 from support import SIM_OAUTH_TOKEN, audit_record, recent
 
-from etl.db import for_writing, open_engine
+from etl.storage.engine import for_writing, open_engine
 from zendesk_sim import SimulatedZendesk
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -178,7 +178,7 @@ def test_kubernetes_example_is_valid_and_its_config_parses(tmp_path: Path) -> No
 
     import yaml
 
-    from etl import config
+    from etl.config import loader as config
 
     documents = list(
         yaml.safe_load_all((DEPLOY.parent / "kubernetes" / "cronjob.yaml").read_text())

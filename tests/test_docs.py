@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from etl import config, metrics
-from etl.cli import build_parser
-from etl.errors import ExitCode
-from etl.output import PROG
+from etl.cli import metrics
+from etl.cli.main import build_parser
+from etl.cli.output import PROG
+from etl.common.errors import ExitCode
+from etl.config import loader as config
 
 README_DIR = Path(__file__).resolve().parent.parent
 README = (README_DIR / "README.md").read_text()
@@ -136,7 +137,8 @@ def test_the_readme_names_every_metric() -> None:
 
 
 def test_the_wheel_the_readme_names_is_this_version() -> None:
-    version = tomllib.loads((README_DIR / "pyproject.toml").read_text())["project"]["version"]
+    from etl.common.version import VERSION as version
+
     assert f"zendesk_audit_etl-{version}-py3-none-any.whl" in README
 
 

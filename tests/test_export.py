@@ -13,11 +13,12 @@ import pytest
 import sqlalchemy as sa
 from support import audit_record, fresh_store
 
-from etl import consumers
-from etl.errors import ConfigError, InterruptedRun, LockedError
-from etl.export import ExportOptions, export_accounts
-from etl.records import parse_record
-from etl.store import Store, utc_now
+from etl.common.clock import utc_now
+from etl.common.errors import ConfigError, InterruptedRun, LockedError
+from etl.export import consumers
+from etl.export.job import ExportOptions, export_accounts
+from etl.records.audit import parse_record
+from etl.storage.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -210,7 +211,7 @@ def test_a_stop_request_ends_between_chunks(db_url: str, tmp_path: Path) -> None
 
 
 def test_one_export_per_consumer_at_a_time(sqlite_url: str, tmp_path: Path) -> None:
-    from etl.lock import run_lock
+    from etl.storage.lock import run_lock
 
     store = fresh_store(sqlite_url)
     store_records(store, [record(1)])

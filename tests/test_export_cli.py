@@ -16,9 +16,9 @@ from test_cli import cli, one_error_line
 from test_export import without_seq
 from test_ocsf import valid
 
-from etl.db import open_engine
-from etl.errors import ExitCode
-from etl.lock import run_lock
+from etl.common.errors import ExitCode
+from etl.storage.engine import open_engine
+from etl.storage.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ISO_SECONDS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -90,7 +90,7 @@ def test_sync_then_export_to_a_file_and_to_stdout(
     assert backlog == {"pipe": 0, "siem": 0}
     text = cli(config, "status").stdout
     assert "export consumers" in text and "siem (acme)" in text and "backlog 0 rows" in text
-    # every timestamp of status, the consumers' included, in one format (etl.report.iso)
+    # every timestamp of status, the consumers' included, in one format (etl.cli.report.iso)
     for shown in (status.stdout, text):
         stamps = re.findall(r"\d{4}-\d\d-\d\d[T ][\d:.]+(?:Z|[+-]\d\d:\d\d)?", shown)
         assert len(stamps) > 2 and all(re.fullmatch(ISO_SECONDS, s) for s in stamps), stamps

@@ -25,7 +25,7 @@ from support import fresh_store, wait_until
 from test_cli import one_error_line
 from test_export import record, store_records
 
-from etl.errors import ExitCode
+from etl.common.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]

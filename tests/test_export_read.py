@@ -7,8 +7,8 @@ from collections.abc import Generator
 import pytest
 from support import wait_until
 
-from etl.errors import DatabaseError
-from etl.export_read import READ_AHEAD, ReadAhead
+from etl.common.errors import DatabaseError
+from etl.export.read import READ_AHEAD, ReadAhead
 
 
 class Source:

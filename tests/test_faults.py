@@ -41,10 +41,7 @@ from support import (
     with_sync,
 )
 
-from etl import ratelimit
-from etl.client import ZendeskClient
-from etl.db import open_engine
-from etl.errors import (
+from etl.common.errors import (
     AuthError,
     EtlError,
     ExitCode,
@@ -52,13 +49,16 @@ from etl.errors import (
     RequestRejectedError,
     RetryBudgetExhausted,
 )
-from etl.ratelimit import RateLimiter
-from etl.records import INTEGER_FIELDS, TEXT_FIELDS, Reject, parse_record
-from etl.run import RunSummary
-from etl.secret import Secret
-from etl.settings import AccountSettings, Credentials
-from etl.store import Store
-from etl.sync import sync_account
+from etl.common.secret import Secret
+from etl.common.settings import AccountSettings, Credentials
+from etl.records.audit import INTEGER_FIELDS, TEXT_FIELDS, Reject, parse_record
+from etl.storage.engine import open_engine
+from etl.storage.store import Store
+from etl.sync.account import sync_account
+from etl.sync.run import RunSummary
+from etl.zendesk import ratelimit
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.ratelimit import RateLimiter
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 from zendesk_sim.faults import apply_to_records
 

@@ -22,11 +22,11 @@ import pytest
 from loopback import Exchange, LoopbackServer
 from support import FakeTime
 
-from etl.client import ZendeskClient
-from etl.errors import ExitCode, InterruptedRun, RetryBudgetExhausted
-from etl.secret import Secret
-from etl.settings import Credentials, ZendeskSettings
-from etl.transfer import MAX_BODY_BYTES
+from etl.common.errors import ExitCode, InterruptedRun, RetryBudgetExhausted
+from etl.common.secret import Secret
+from etl.common.settings import Credentials, ZendeskSettings
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.exchange import MAX_BODY_BYTES
 
 PAGE = b'{"audit_logs": [], "meta": {"has_more": false}}'
 SLOW_MACHINE = 10.0  # seconds of slack for a busy machine

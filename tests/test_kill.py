@@ -29,7 +29,7 @@ from support import (
     wait_until,
 )
 
-from etl.db import open_engine
+from etl.storage.engine import open_engine
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -80,7 +80,7 @@ def _docstrings(tree: ast.AST) -> set[int]:
 
 
 def test_sql_names_tables_through_the_schema_objects() -> None:
-    """A table renamed in etl/schema.py cannot leave a stale name in a statement's text."""
+    """A table renamed in etl/storage/schema.py cannot leave a stale name in a statement's text."""
     for path in sorted((ROOT / "etl").glob("*.py")):
         if path.name in _HAND_WRITTEN_SQL:
             continue

@@ -26,10 +26,10 @@ from support import (
     stored_rows,
 )
 
-from etl import cli
-from etl.db import open_engine
-from etl.limits import byte_batches, literal_size, row_size, storable_reject
-from etl.records import Reject, parse_record
+from etl.cli import main as cli
+from etl.records.audit import Reject, parse_record
+from etl.storage.engine import open_engine
+from etl.storage.limits import byte_batches, literal_size, row_size, storable_reject
 from zendesk_sim import SimulatedZendesk, generate_records
 
 RECORDS = 201

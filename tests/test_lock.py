@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from etl.db import open_engine, sqlite_path
-from etl.errors import LockedError
-from etl.lock import POLL_INTERVAL_S, advisory_key, lock_file, mysql_lock_name, run_lock
-from etl.store import Store
+from etl.common.errors import LockedError
+from etl.storage.engine import open_engine, sqlite_path
+from etl.storage.lock import POLL_INTERVAL_S, advisory_key, lock_file, mysql_lock_name, run_lock
+from etl.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,8 +98,8 @@ def test_store_lock_delegates(engine: Engine) -> None:
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from etl.db import open_engine
-    from etl.lock import run_lock
+    from etl.storage.engine import open_engine
+    from etl.storage.lock import run_lock
     engine = open_engine(sys.argv[1])
     with run_lock(engine, "acme"):
         print("locked", flush=True)

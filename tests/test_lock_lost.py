@@ -22,12 +22,12 @@ from support import (
     recent,
 )
 
-from etl.db import open_engine, sqlite_path
-from etl.errors import LockedError, LockLostError
-from etl.lock import lock_file, mysql_lock_name, run_lock
-from etl.records import parse_record
-from etl.schema import MYSQL_DIALECTS
-from etl.store import Store
+from etl.common.errors import LockedError, LockLostError
+from etl.records.audit import parse_record
+from etl.storage.engine import open_engine, sqlite_path
+from etl.storage.lock import lock_file, mysql_lock_name, run_lock
+from etl.storage.schema import MYSQL_DIALECTS
+from etl.storage.store import Store
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent

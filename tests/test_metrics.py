@@ -11,10 +11,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from support import recent
 from test_cli import cli
 
-from etl import metrics
-from etl.errors import ExitCode
-from etl.run import RunSummary
-from etl.store import AccountStatus
+from etl.cli import metrics
+from etl.common.errors import ExitCode
+from etl.storage.store import AccountStatus
+from etl.sync.run import RunSummary
 from zendesk_sim import SimulatedZendesk, generate_records
 
 NOW = datetime(2026, 12, 4, 21, 0, 0, 250000, tzinfo=UTC)
@@ -68,7 +68,7 @@ def test_values_are_exact_integers_and_timestamps_to_the_millisecond() -> None:
 
 
 def test_export_values_are_exact_too() -> None:
-    from etl.consumers import ConsumerStatus
+    from etl.export.consumers import ConsumerStatus
 
     moved = datetime(2026, 12, 4, 20, 59, 3, 123000, tzinfo=UTC)
     text = metrics.render_export(

@@ -27,9 +27,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from support import SIM_OAUTH_TOKEN, assert_table_matches, audit_record, recent
 
-from etl import migrate
-from etl.db import open_engine
-from etl.schema import VERSION_TABLE, metadata
+from etl.storage import migrate
+from etl.storage.engine import open_engine
+from etl.storage.schema import VERSION_TABLE, metadata
 from zendesk_sim import SimulatedZendesk
 
 ROOT = Path(__file__).resolve().parent.parent

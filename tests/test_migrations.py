@@ -18,11 +18,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 
-from etl import migrate
-from etl.db import open_engine
-from etl.errors import SchemaError
-from etl.schema import MYSQL_DIALECTS, MYSQL_TABLE_OPTIONS, VERSION_TABLE, metadata
-from etl.store import Store
+from etl.common.errors import SchemaError
+from etl.storage import migrate
+from etl.storage.engine import open_engine
+from etl.storage.schema import MYSQL_DIALECTS, MYSQL_TABLE_OPTIONS, VERSION_TABLE, metadata
+from etl.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2024, 5, 1, tzinfo=UTC)
@@ -227,8 +227,8 @@ def test_an_installed_wheel_finds_its_migrations(tmp_path: Path) -> None:
         """
         import sys
         import etl
-        from etl import migrate
-        from etl.db import open_engine
+        from etl.storage import migrate
+        from etl.storage.engine import open_engine
         assert etl.__file__.startswith(sys.argv[1]), etl.__file__
         assert str(migrate.migrations_dir()).startswith(sys.argv[1])
         engine = open_engine(sys.argv[2])
@@ -258,7 +258,7 @@ def test_a_current_schema_is_checked_without_importing_alembic(sqlite_url: str) 
     migrate.upgrade(engine)
     engine.dispose()
     code = (
-        "import sys; from etl import migrate; from etl.db import open_engine; "
+        "import sys; from etl import migrate; from etl.storage.engine import open_engine; "
         f"migrate.ensure_current(open_engine({sqlite_url!r}), auto_migrate=False, "
         "migrate_hint=''); print('alembic' in sys.modules)"
     )

@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from support import fresh_store, recent
 from test_cli import cli, write_config
 
-from etl.auth import API_TOKEN_NOTICE, API_TOKEN_WARNING, PASSWORD_NOTICE
-from etl.commands_run import NOTICE_EVERY
-from etl.db import open_engine
-from etl.schema import sync_state
-from etl.store import Store
+from etl.cli.cmd_sync import NOTICE_EVERY
+from etl.storage.engine import open_engine
+from etl.storage.schema import sync_state
+from etl.storage.store import Store
+from etl.zendesk.auth import API_TOKEN_NOTICE, API_TOKEN_WARNING, PASSWORD_NOTICE
 from zendesk_sim import SimulatedZendesk, generate_records
 
 T0 = datetime(2026, 12, 5, 6, 0, tzinfo=UTC)

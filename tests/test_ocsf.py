@@ -13,7 +13,7 @@ from jsonschema import Draft202012Validator
 from support import audit_record, fresh_store
 from test_export import export, store_records
 
-from etl.ocsf import to_ocsf
+from etl.records.ocsf import to_ocsf
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "ocsf-1.3.0-subset.schema.json").read_text())
 VALIDATOR = Draft202012Validator(SCHEMA)

@@ -22,11 +22,11 @@ import sqlalchemy as sa
 from support import SIM_OAUTH_TOKEN, assert_table_matches, recent
 from test_cli import cli
 
-from etl.db import open_engine
-from etl.errors import ExitCode
-from etl.progress import CLEAR_TO_END, ProgressBar, Reading, render
-from etl.report import text_width
-from etl.schema import audit_logs
+from etl.cli.progress import CLEAR_TO_END, ProgressBar, Reading, render
+from etl.cli.report import text_width
+from etl.common.errors import ExitCode
+from etl.storage.engine import open_engine
+from etl.storage.schema import audit_logs
 from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,7 +122,7 @@ def test_under_journald_text_lines_carry_no_timestamp(
     plain = cli(config, "sync")
     assert re.match(r"^\d\d:\d\d:\d\d INFO ", plain.stderr)
     journald = cli(config, "sync", env={"JOURNAL_STREAM": "8:1234"})
-    assert journald.stderr.startswith("INFO etl.cli: account=acme")
+    assert journald.stderr.startswith("INFO etl.cli.main: account=acme")
 
 
 def on_terminal(config: Path, columns: int) -> str:
@@ -454,8 +454,8 @@ def test_resync_repairs_a_window_without_moving_the_watermark(
 
 
 def test_status_reports_an_unfinished_backfill() -> None:
-    from etl.report import backfill_progress
-    from etl.store import SliceRow
+    from etl.cli.report import backfill_progress
+    from etl.storage.store import SliceRow
 
     start = datetime(2026, 1, 1, tzinfo=UTC)
     day = timedelta(days=1)

@@ -15,11 +15,11 @@ import pytest
 from loopback import Exchange, LoopbackServer
 from support import FakeTime
 
-from etl.client import ZendeskClient
-from etl.errors import ExitCode, UpstreamError
-from etl.pagination import iter_pages
-from etl.secret import Secret
-from etl.settings import Credentials, ZendeskSettings
+from etl.common.errors import ExitCode, UpstreamError
+from etl.common.secret import Secret
+from etl.common.settings import Credentials, ZendeskSettings
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.pagination import iter_pages
 
 FIRST = "/api/v2/audit_logs?page%5Bsize%5D=1"
 API_TOKEN = "tok-NEVER-ELSEWHERE"

@@ -15,17 +15,17 @@ from urllib.parse import urlsplit
 import pytest
 from support import FakeTime
 
-from etl.client import ZendeskClient
-from etl.errors import (
+from etl.common.errors import (
     ConfigError,
     CorruptResponseError,
     PaginationError,
     RequestRejectedError,
     RetryBudgetExhausted,
 )
-from etl.pagination import MAX_EMPTY_PAGES, Page, audit_log_params, iter_pages
-from etl.secret import Secret
-from etl.settings import Credentials, ZendeskSettings
+from etl.common.secret import Secret
+from etl.common.settings import Credentials, ZendeskSettings
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.pagination import MAX_EMPTY_PAGES, Page, audit_log_params, iter_pages
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 START = datetime(2025, 6, 1, tzinfo=UTC)

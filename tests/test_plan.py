@@ -1,4 +1,4 @@
-"""The backfill plan (etl/plan.py): slices, splits and the contiguous read point, without
+"""The backfill plan (etl/sync/plan.py): slices, splits and the contiguous read point, without
 threads, a database or a network."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from support import sim_account
 
-from etl.plan import Plan, Slice
-from etl.window import BOUND_SLACK, Window
+from etl.sync.plan import Plan, Slice
+from etl.sync.window import BOUND_SLACK, Window
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)

@@ -10,8 +10,8 @@ import pytest
 import sqlalchemy as sa
 from support import FakeTime, fake_time_client, fresh_store, recent, sim_account
 
-from etl.db import open_engine
-from etl.sync import sync_account
+from etl.storage.engine import open_engine
+from etl.sync.account import sync_account
 from zendesk_sim import SimulatedZendesk, generate_records
 
 QUERIES = (Path(__file__).resolve().parent.parent / "docs" / "QUERIES.md").read_text()

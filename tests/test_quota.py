@@ -1,4 +1,4 @@
-"""etl.quota: the share of the account's quota this job keeps to, from the headers alone.
+"""etl.zendesk.quota: the share of the account's quota this job keeps to, from the headers alone.
 
 Pure: an account is simulated event by event (a count per window, refreshed at the
 window's end, headers rounded as Zendesk rounds them), with no clock and no sleep.
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from etl.quota import Quota, Reading
+from etl.zendesk.quota import Quota, Reading
 
 LIMIT = 700
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from etl.concurrency import LatencyWindow
-from etl.errors import ConfigError
-from etl.ratelimit import RateLimiter, parse_retry_after
+from etl.common.errors import ConfigError
+from etl.zendesk.concurrency import LatencyWindow
+from etl.zendesk.ratelimit import RateLimiter, parse_retry_after
 
 
 class FakeTime:
@@ -350,7 +350,7 @@ def test_no_other_app_leaves_the_whole_budget() -> None:
     assert fake.now == pytest.approx(499 * 60 / 700)
 
 
-# -- latency, for etl.concurrency ------------------------------------------------------------
+# -- latency, for etl.zendesk.concurrency ---------------------------------------------------------
 
 
 def test_latency_is_the_time_from_acquire_to_observe() -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from etl.records import Reject, parse_created_at, parse_record
+from etl.records.audit import Reject, parse_created_at, parse_record
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

@@ -34,11 +34,11 @@ from conftest import SERVER_URLS
 from sqlalchemy.engine import make_url
 from support import recent, sim_account, wait_until
 
-from etl import cli as etl_cli
-from etl.client import ZendeskClient
-from etl.errors import ConfigError, ExitCode, RequestRejectedError
-from etl.secret import Secret
-from etl.settings import Credentials
+from etl.cli import main as etl_cli
+from etl.common.errors import ConfigError, ExitCode, RequestRejectedError
+from etl.common.secret import Secret
+from etl.common.settings import Credentials
+from etl.zendesk.client import ZendeskClient
 from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -503,7 +503,7 @@ def test_plain_http_is_refused_for_a_remote_host(tmp_path: Path, base_url: str) 
     account = sim_account(base_url)
     with pytest.raises(ConfigError, match="plain http"):
         ZendeskClient(account.zendesk)
-    from etl import config
+    from etl.config import loader as config
 
     path = tmp_path / "config.toml"
     path.write_text(f'[zendesk]\nbase_url = "{base_url}"\noauth_token = "{OAUTH_TOKEN}"\n')

@@ -14,10 +14,10 @@ from pathlib import Path
 import requests
 from support import SIM_OAUTH_TOKEN, assert_table_matches, fresh_store, recent, sim_account
 
-from etl.client import ZendeskClient
-from etl.ratelimit import RateLimiter
-from etl.run import RunHooks
-from etl.sync import sync_account
+from etl.sync.account import sync_account
+from etl.sync.run import RunHooks
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.ratelimit import RateLimiter
 from zendesk_sim import SimulatedZendesk, generate_records
 
 WINDOW = 2.5  # seconds: the simulator's "minute"

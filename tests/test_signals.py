@@ -30,9 +30,9 @@ from support import (
     wait_until,
 )
 
-from etl.db import open_engine
-from etl.errors import ExitCode
-from etl.lock import run_lock
+from etl.common.errors import ExitCode
+from etl.storage.engine import open_engine
+from etl.storage.lock import run_lock
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent

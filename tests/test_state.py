@@ -26,14 +26,14 @@ from support import (
     sim_account,
 )
 
-from etl import migrate
-from etl.check import check_account
-from etl.db import open_engine
-from etl.report import scope_text
-from etl.schema import VERSION_TABLE
-from etl.servertime import ServerClock, parse_http_date
-from etl.store import Store
-from etl.sync import resync_account, sync_account
+from etl.cli.check import check_account
+from etl.cli.report import scope_text
+from etl.storage import migrate
+from etl.storage.engine import open_engine
+from etl.storage.schema import VERSION_TABLE
+from etl.storage.store import Store
+from etl.sync.account import resync_account, sync_account
+from etl.zendesk.server_clock import ServerClock, parse_http_date
 from zendesk_sim import SimulatedZendesk, generate_records
 
 LAG = timedelta(seconds=61)
@@ -67,7 +67,7 @@ def test_a_changed_filter_reads_the_history_again(
     assert sync(filtered, store).inserted == creates
     assert '"action":["create"]' in (store.account_status("acme")[0].scope or "")
     unfiltered = sim_account(sim.url, lag=LAG, workers=1)
-    with caplog.at_level(logging.WARNING, logger="etl.scope"):
+    with caplog.at_level(logging.WARNING, logger="etl.sync.scope"):
         summary = sync(unfiltered, store)
     assert summary.inserted == len(history) - creates
     assert store.account_status("acme")[0].rows == len(history)
@@ -152,7 +152,7 @@ def test_server_clock_ignores_hostile_dates_and_keeps_the_tightest(
         clock.observe({"Date": bad})
     clock.observe({})
     assert clock.server_now() is None and clock.now() == host
-    with caplog.at_level(logging.WARNING, logger="etl.servertime"):
+    with caplog.at_level(logging.WARNING, logger="etl.zendesk.server_clock"):
         for _ in range(3):  # 20 minutes behind; warned once
             clock.observe({"Date": "Thu, 01 Jan 2026 11:40:00 GMT"})
     assert ["20 min ahead of" in r.getMessage() for r in caplog.records] == [True]

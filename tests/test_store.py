@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
-from etl import migrate
-from etl.db import check_connection, open_engine, parse_url
-from etl.errors import ConfigError, DatabaseError
-from etl.records import parse_record
-from etl.schema import audit_logs, audit_rejects, sync_runs
-from etl.store import SliceUpdate, Store
+from etl.common.errors import ConfigError, DatabaseError
+from etl.records.audit import parse_record
+from etl.storage import migrate
+from etl.storage.engine import check_connection, open_engine, parse_url
+from etl.storage.schema import audit_logs, audit_rejects, sync_runs
+from etl.storage.store import SliceUpdate, Store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ACCOUNT = "acme"

@@ -23,12 +23,12 @@ from support import (
     stored_rows,
 )
 
-from etl.errors import AuthError, InterruptedRun
-from etl.run import RunHooks, RunSummary
-from etl.secret import Secret
-from etl.settings import AccountSettings, Credentials
-from etl.store import Store
-from etl.sync import sync_account
+from etl.common.errors import AuthError, InterruptedRun
+from etl.common.secret import Secret
+from etl.common.settings import AccountSettings, Credentials
+from etl.storage.store import Store
+from etl.sync.account import sync_account
+from etl.sync.run import RunHooks, RunSummary
 from zendesk_sim import SimAuth, SimulatedZendesk, generate_records
 
 
@@ -316,7 +316,7 @@ def test_run_summary_line_has_every_figure(sqlite_url: str, sim: SimulatedZendes
 
 
 def test_window_is_lag_behind_now_and_overlaps_the_watermark() -> None:
-    from etl.window import plan_window
+    from etl.sync.window import plan_window
 
     account = sim_account("http://127.0.0.1:1", lag=timedelta(minutes=5))
     now = datetime(2026, 1, 1, 12, 0, 30, 500000, tzinfo=UTC)

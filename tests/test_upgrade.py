@@ -20,10 +20,10 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl import migrate
-from etl.db import open_engine
-from etl.schema import sync_runs, sync_slices
-from etl.store import Store
+from etl.storage import migrate
+from etl.storage.engine import open_engine
+from etl.storage.schema import sync_runs, sync_slices
+from etl.storage.store import Store
 
 SAVED = Path(__file__).resolve().parent / "data" / "schema_0001.db"
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

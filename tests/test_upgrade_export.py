@@ -12,9 +12,9 @@ from sqlalchemy.engine import Connection, Engine
 from support import audit_record
 from test_export import export, store_records
 
-from etl import migrate
-from etl.db import open_engine
-from etl.store import Store
+from etl.storage import migrate
+from etl.storage.engine import open_engine
+from etl.storage.store import Store
 
 # The revision that adds the store sequence (migrations/versions/*_export.py).
 EXPORT_REVISION = "0004"

@@ -34,7 +34,7 @@ def test_the_wheel_ships_no_simulator_and_no_default_credentials(tmp_path: Path)
     assert b"sim-oauth-token" in secrets  # the list is the simulator's real defaults
     with zipfile.ZipFile(wheel) as archive:
         names = archive.namelist()
-        assert "etl/cli.py" in names  # the production package is there
+        assert "etl/cli/main.py" in names  # the production package is there
         tops = {name.split("/", 1)[0] for name in names}
         assert tops == {"etl", next(t for t in tops if t.endswith(".dist-info"))}, tops
         assert not [name for name in names if "simulator" in name or "zendesk_sim" in name]

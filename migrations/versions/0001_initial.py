@@ -4,8 +4,8 @@ Revision ID: 0001
 Revises:
 Create Date: 2025-11-25
 
-Written by hand; it does not import etl.schema so that it keeps meaning what it
-meant when it shipped. Each step creates only what is missing (``etl.ddl``): on
+Written by hand; it does not import etl.storage.schema so that it keeps meaning what it
+meant when it shipped. Each step creates only what is missing (``etl.storage.ddl``): on
 MariaDB/MySQL, whose DDL commits statement by statement, a killed ``migrate`` is
 finished by the next one.
 """
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
-from etl import ddl
+from etl.storage import ddl
 
 revision: str = "0001"
 down_revision: str | None = None

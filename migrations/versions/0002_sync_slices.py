@@ -10,8 +10,8 @@ one account's window, each with its own checkpoint (``position``: the newest
 stopped. The plan is deleted when every slice is done. ``zendesk_audit_sync_runs.kind``
 tells a ``sync`` from a ``resync``.
 
-Written by hand; it does not import etl.schema so that it keeps meaning what it
-meant when it shipped. Each step creates only what is missing (``etl.ddl``): on
+Written by hand; it does not import etl.storage.schema so that it keeps meaning what it
+meant when it shipped. Each step creates only what is missing (``etl.storage.ddl``): on
 MariaDB/MySQL, whose DDL commits statement by statement, a killed ``migrate`` is
 finished by the next one.
 """
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
-from etl import ddl
+from etl.storage import ddl
 
 revision: str = "0002"
 down_revision: str | None = "0001"

@@ -6,14 +6,14 @@ Create Date: 2026-12-04
 
 ``zendesk_audit_sync_state.scope`` holds a canonical description of the filter set and
 ``start_time`` the watermark belongs to: when the configuration's differs, the next sync
-reads the history again for the new set (see ``etl.scope``). NULL, the value of every row
+reads the history again for the new set (see ``etl.sync.scope``). NULL, the value of every row
 written before this revision, means "the scope in force": such rows are adopted by the next
 sync without a re-read.
 
 Re-runnable: MariaDB commits each DDL statement on its own, so a run killed after the
 column was added but before the version was stamped must find the column and go on
-(``etl.ddl`` skips what exists, as in every revision). Written by hand; it does not import
-etl.schema so that it keeps meaning what it meant when it shipped.
+(``etl.storage.ddl`` skips what exists, as in every revision). Written by hand; it does not import
+etl.storage.schema so that it keeps meaning what it meant when it shipped.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from etl import ddl
+from etl.storage import ddl
 
 revision: str = "0003"
 down_revision: str | None = "0002"

@@ -14,9 +14,9 @@ Rows already stored are numbered by (synced_at, id), after any numbered ones.
 
 Re-runnable: MariaDB and MySQL commit each DDL statement on its own, so a migration
 killed half-way leaves some of it done; every step checks first and does only what is
-missing (etl.ddl), and the numbering touches only rows without a number.
+missing (etl.storage.ddl), and the numbering touches only rows without a number.
 
-Written by hand; it does not import etl.schema so that it keeps meaning what it
+Written by hand; it does not import etl.storage.schema so that it keeps meaning what it
 meant when it shipped.
 """
 
@@ -29,9 +29,9 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
-from etl import ddl
+from etl.storage import ddl
 
-# The revision ids: change them here only (and etl.migrate.SCHEMA_HEAD).
+# The revision ids: change them here only (and etl.storage.migrate.SCHEMA_HEAD).
 revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -74,7 +74,7 @@ def long_text() -> sa.types.TypeEngine[Any]:
 
 
 def upgrade() -> None:
-    # etl.ddl skips what exists: a kill between MariaDB's DDL and the stamp is finished here
+    # etl.storage.ddl skips what exists: a kill between MariaDB's DDL and the stamp is finished here
     ddl.add_column(LOGS, sa.Column("stored_seq", sa.BigInteger()))
     ddl.create_index(SEQ_INDEX, LOGS, ["account", "stored_seq"])
     ddl.create_table(

@@ -11,8 +11,8 @@ account's state row. NULL, the value of every row written before this revision, 
 "never said": the next run says it.
 
 Re-runnable: MariaDB commits each DDL statement on its own, so a run killed between
-the two columns must find the first and go on (``etl.ddl`` skips what exists, as in
-every revision). Written by hand; it does not import etl.schema so that it keeps
+the two columns must find the first and go on (``etl.storage.ddl`` skips what exists, as in
+every revision). Written by hand; it does not import etl.storage.schema so that it keeps
 meaning what it meant when it shipped.
 """
 
@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql, postgresql
 
-from etl import ddl
+from etl.storage import ddl
 
 revision: str = "0005"
 down_revision: str | None = "0004"

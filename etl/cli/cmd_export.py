@@ -1,0 +1,70 @@
+"""The ``export`` command: stored records to a SIEM feed, and the consumers' backlogs
+(shown by ``status``, written beside the metrics file by ``sync`` and ``export``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from etl.cli.gc_freeze import work_begins
+from etl.cli.shared import load_settings, migrate_hint
+from etl.cli.signals import signals_set
+from etl.common.errors import ExitCode
+from etl.common.settings import Settings
+
+if TYPE_CHECKING:
+    from etl.storage.store import Store
+
+# The summary line logs as etl.cli.main, like the sync's: operators filter on that name.
+log = logging.getLogger("etl.cli.main")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from etl.common.clock import utc_now
+    from etl.export.job import ExportOptions, ExportSummary, export_accounts
+    from etl.sync.job import open_store, select_accounts
+
+    settings = load_settings(args, require_credentials=False)
+    names = [a.name for a in select_accounts(settings, args.account)]
+    options = ExportOptions(
+        consumer=args.consumer,
+        output=Path(args.output) if args.output else None,
+        fmt=args.format,
+        since=args.since,
+    )
+    stop = threading.Event()
+
+    def report(summary: ExportSummary) -> None:
+        log.info("%s", summary.line(), extra=summary.fields())
+
+    with (
+        signals_set(stop, unit="chunk"),
+        open_store(settings, migrate_hint=migrate_hint(args)) as store,
+    ):
+        work_begins()
+        try:
+            export_accounts(store.engine, names, options, stop=stop, report=report, now=utc_now)
+        finally:
+            if settings.metrics_file:
+                write_export_metrics(store, settings)
+    return int(ExitCode.OK)
+
+
+def write_export_metrics(store: Store, settings: Settings) -> None:
+    """The consumers' backlogs, in a file beside ``metrics_file`` (``*_export.prom``):
+    refreshed by ``sync`` (new rows) and ``export`` (rows written out)."""
+    from etl.cli import metrics
+    from etl.common.clock import utc_now
+    from etl.export.consumers import read_statuses
+
+    assert settings.metrics_file
+    names = [a.name for a in settings.accounts]
+    path = metrics.export_metrics_path(Path(settings.metrics_file))
+    try:
+        statuses = read_statuses(store.engine, names)
+        metrics.write_atomically(path, metrics.render_export(statuses, utc_now()))
+    except OSError as exc:  # a side channel: warn, the export's result stands
+        log.warning("could not write metrics file %s: %s", path, exc.strerror)

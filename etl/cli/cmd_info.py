@@ -1,0 +1,156 @@
+"""``migrate``, ``status``, ``check``, ``list`` and ``init``: the commands that set up or
+look, and never run a sync."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import TextIO
+
+from etl.cli.output import PROG
+from etl.cli.shared import load_settings, migrate_hint
+from etl.common.errors import ConfigError, ExitCode, StaleDataError
+from etl.common.settings import Settings
+from etl.config import loader as config
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from etl.storage import migrate
+    from etl.storage.engine import check_connection, open_engine
+
+    settings = load_settings(args, require_credentials=False)
+    if args.revision != "head" and args.revision not in migrate.known_revisions():
+        known = ", ".join(sorted(migrate.known_revisions()))
+        raise ConfigError(f"unknown schema revision {args.revision!r}; known: {known} or head")
+    engine = open_engine(settings.database.url)
+    try:
+        check_connection(engine)
+        before = migrate.current_revision(engine)
+        migrate.upgrade(engine, args.revision)
+        after = migrate.current_revision(engine)
+    finally:
+        engine.dispose()
+    # The upgrade itself is logged by etl.storage.migrate; stdout gets the resulting state.
+    print(f"database schema at revision {after}" + (" (unchanged)" if before == after else ""))
+    return int(ExitCode.OK)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from etl.cli import report
+    from etl.common.clock import utc_now
+    from etl.export import consumers
+    from etl.sync.job import open_store, select_accounts
+
+    settings = load_settings(args, require_credentials=False)
+    names = [a.name for a in select_accounts(settings, args.account)]
+    with open_store(settings, migrate_hint=migrate_hint(args), read_only=True) as store:
+        statuses = [s for name in names for s in store.account_status(name)]
+        runs = {name: store.recent_runs(name, limit=5) for name in names}
+        backfills = {name: store.slices(name) for name in names}
+        exports = consumers.ExportStatuses(consumers.read_statuses(store.engine, names))
+    now = utc_now()
+    if args.json:
+        accounts = report.status_json(statuses, runs, now, backfills)
+        for entry in accounts:
+            entry["export_consumers"] = exports.json(entry["account"])
+        print(json.dumps(accounts, indent=2))
+    else:
+        print(report.status_text(statuses, runs, now, backfills))
+        if exports.statuses:
+            print(exports.text())
+    if args.max_lag is not None:
+        stale = report.stale_accounts(statuses, now, args.max_lag)
+        if stale:
+            raise StaleDataError(
+                f"data older than {report.human_duration(args.max_lag)} for: {', '.join(stale)}"
+                + _below_lag(settings, stale, args.max_lag)
+            )
+    return int(ExitCode.OK)
+
+
+def _below_lag(settings: Settings, stale: Sequence[str], max_lag: timedelta) -> str:
+    """Why ``--max-lag`` shorter than ``lag`` always fails: the watermark trails by ``lag``."""
+    from etl.cli import report
+
+    lags = [a.sync.lag for a in settings.accounts if a.name in stale and a.sync.lag >= max_lag]
+    if not lags:
+        return ""
+    lag = report.human_duration(max(lags))
+    return (
+        f" (--max-lag {report.human_duration(max_lag)} is not longer than the configured "
+        f"lag of {lag}, which the data always trails now by: use more than {lag})"
+    )
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from etl.cli.check import check_account, check_database
+    from etl.sync.job import select_accounts
+
+    settings = load_settings(args, require_credentials=args.account or True)
+    line, schema_error = check_database(settings, migrate_hint=migrate_hint(args))
+    print(line)
+    for account in select_accounts(settings, args.account):
+        print(check_account(account))
+    if schema_error and not settings.database.auto_migrate:
+        raise schema_error  # sync would refuse to run (exit 6), with the migrate command
+    return int(ExitCode.OK)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from etl.cli import report
+    from etl.cli.check import list_records
+    from etl.sync.job import select_accounts
+
+    settings = load_settings(args, require_credentials=args.account or True)
+    accounts = select_accounts(settings, args.account)
+    if len(accounts) > 1:
+        raise ConfigError("list reads one account; pick it with --account NAME")
+    filters: dict[str, list[str]] = {}
+    for key, value in args.filter:
+        filters.setdefault(key, []).append(value)
+    records = list_records(
+        accounts[0],
+        since=args.since,
+        until=args.until,
+        filters=filters,
+        descending=args.sort == "desc",
+        limit=args.limit,
+    )
+    out: TextIO = sys.stdout
+    fmt = args.format or ("table" if out.isatty() else "json")
+    if fmt == "table":
+        out.write(report.records_table(records))
+    else:
+        for record in records:
+            out.write(json.dumps(record, sort_keys=True) + "\n")
+    return int(ExitCode.OK)
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    path = Path(args.path or config.resolve_path(args.config))
+    example = _example_config()
+    try:
+        with path.open("x", encoding="utf-8") as handle:  # never overwrite a config
+            os.chmod(path, 0o600)  # it will hold secrets
+            handle.write(example.read_text(encoding="utf-8"))
+    except FileExistsError:
+        raise ConfigError(f"{path} exists already; not overwriting it") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
+    # the README's first-run order: `check` refuses a database that `migrate` has not set up
+    command = f"{PROG} --config {path}"
+    print(f"wrote {path} (mode 600): set subdomain, credentials and database url, then run: "
+          f"{command} migrate && {command} check")  # fmt: skip
+    return int(ExitCode.OK)
+
+
+def _example_config() -> Path:
+    """``etl/config.example.toml`` in an installed package, else the checkout's."""
+    package = Path(__file__).resolve().parent.parent  # etl/, beside cli/
+    installed = package / "config.example.toml"
+    return installed if installed.is_file() else package.parent / "config.example.toml"

@@ -1,0 +1,248 @@
+"""Text and JSON renderings for `status` and `list`: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from unicodedata import combining, east_asian_width, normalize
+
+from etl.common.clock import iso
+from etl.storage.store import AccountStatus, RunInfo, SliceRow
+from etl.sync.run import RunSummary
+
+# Every field of an audit record, as the API names them; the long text last.
+LIST_COLUMNS = ("created_at", "id", "action", "action_label", "actor_id", "actor_name",
+                "source_type", "source_id", "source_label", "ip_address", "url",
+                "change_description")  # fmt: skip
+MAX_CELL = 40  # terminal columns; longer cells are cut with "…"
+
+
+def human_duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    sign, seconds = ("-", -seconds) if seconds < 0 else ("", seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{days}d"] if days else []
+    if hours or days:
+        parts.append(f"{hours}h")
+    if not days:
+        parts.append(f"{minutes}m")
+    if not (days or hours):
+        parts.append(f"{secs}s")
+    return sign + " ".join(parts)
+
+
+def lag(status: AccountStatus, now: datetime) -> timedelta | None:
+    return now - status.watermark if status.watermark else None
+
+
+def stale_accounts(
+    statuses: Sequence[AccountStatus], now: datetime, max_lag: timedelta
+) -> list[str]:
+    """Accounts never synced, or whose watermark is older than ``max_lag``."""
+    stale = []
+    for status in statuses:
+        behind = lag(status, now)
+        if behind is None or behind > max_lag:
+            stale.append(status.account)
+    return stale
+
+
+def _run_json(run: RunInfo) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "status": run.status,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "window_start": iso(run.window_start),
+        "window_end": iso(run.window_end),
+        "pages": run.pages,
+        "requests": run.requests,
+        "rate_limited": run.rate_limited,
+        "rows_inserted": run.rows_inserted,
+        "rows_updated": run.rows_updated,
+        "rows_rejected": run.rows_rejected,
+        "error": run.error,
+    }
+
+
+def backfill_progress(slices: Sequence[SliceRow]) -> dict[str, Any] | None:
+    """An unfinished parallel backfill: its slices and how much of its span is read."""
+    if not slices:
+        return None
+    span = sum((s.end - s.start).total_seconds() for s in slices)
+    read = sum(
+        (s.end - s.start).total_seconds()
+        if s.done
+        else ((s.position - s.start).total_seconds() if s.position else 0.0)
+        for s in slices
+    )
+    return {
+        "slices": len(slices),
+        "slices_done": sum(1 for s in slices if s.done),
+        "start": iso(min(s.start for s in slices)),
+        "end": iso(max(s.end for s in slices)),
+        "share_read": round(read / span, 4) if span > 0 else 1.0,
+    }
+
+
+def status_json(
+    statuses: Sequence[AccountStatus],
+    runs: Mapping[str, Sequence[RunInfo]],
+    now: datetime,
+    backfills: Mapping[str, Sequence[SliceRow]] | None = None,
+) -> list[dict[str, Any]]:
+    result = []
+    for status in statuses:
+        behind = lag(status, now)
+        result.append(
+            {
+                "account": status.account,
+                "watermark": iso(status.watermark),
+                "lag_seconds": int(behind.total_seconds()) if behind is not None else None,
+                "rows": status.rows,
+                "rejects": status.rejects,
+                "last_success_at": iso(status.last_success_at),
+                "last_failure_at": iso(status.last_failure_at),
+                "last_failure_error": status.last_failure_error,
+                "scope": json.loads(status.scope) if status.scope else None,
+                "backfill": backfill_progress((backfills or {}).get(status.account, ())),
+                "recent_runs": [_run_json(r) for r in runs.get(status.account, ())],
+            }
+        )
+    return result
+
+
+def scope_text(scope: str | None) -> str:
+    """The filters and start_time the watermark belongs to (``etl.sync.scope``), for people."""
+    if scope is None:
+        return "not recorded (the next sync adopts the configuration's)"
+    try:
+        described = json.loads(scope)
+        filters = described["filters"]
+        parts = [f"{key}={','.join(values)}" for key, values in filters.items()]
+        start = described["start_time"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return scope
+    text = " ".join(parts) if parts else "every record (no filters)"
+    return f"{text}, from {start}" if start else text
+
+
+def status_text(
+    statuses: Sequence[AccountStatus],
+    runs: Mapping[str, Sequence[RunInfo]],
+    now: datetime,
+    backfills: Mapping[str, Sequence[SliceRow]] | None = None,
+) -> str:
+    if not statuses:
+        return "no accounts configured"
+    blocks = []
+    for status in statuses:
+        behind = lag(status, now)
+        freshness = (
+            f"{iso(status.watermark)} ({human_duration(behind)} behind now)"
+            if behind is not None
+            else "never synced"
+        )
+        failure = (
+            f"{iso(status.last_failure_at)}: {status.last_failure_error}"
+            if status.last_failure_at
+            else "none"
+        )
+        lines = [
+            f"account {status.account}",
+            f"  watermark     {freshness}",
+            f"  scope         {scope_text(status.scope)}",
+            f"  rows          {status.rows:,}",
+            f"  rejects       {status.rejects:,}",
+            f"  last success  {iso(status.last_success_at) or 'never'}",
+            f"  last failure  {failure}",
+        ]
+        backfill = backfill_progress((backfills or {}).get(status.account, ()))
+        if backfill:
+            lines.append(
+                f"  backfill      unfinished: {backfill['share_read']:.1%} of "
+                f"{backfill['start']} .. {backfill['end']} read, "
+                f"{backfill['slices_done']} of {backfill['slices']} slices done "
+                "(the next sync resumes it)"
+            )
+        recent = runs.get(status.account, ())
+        if recent:
+            lines.append("  recent runs")
+            lines.extend(f"    {_run_line(run)}" for run in recent)
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _run_line(run: RunInfo) -> str:
+    took = (
+        f"{(run.finished_at - run.started_at).total_seconds():.1f}s"
+        if run.finished_at
+        else "unfinished"
+    )
+    text = (
+        f"{iso(run.started_at)} {run.kind:<6} {run.status:<11} pages={run.pages} "
+        f"inserted={run.rows_inserted} "
+        f"updated={run.rows_updated} rejected={run.rows_rejected} {took}"
+    )
+    return f"{text}  {run.error}" if run.error else text
+
+
+def records_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """A fixed-width table for a terminal; long cells are cut."""
+    if not records:
+        return "no records\n"
+    rows = [list(LIST_COLUMNS), *([_cell(r.get(c)) for c in LIST_COLUMNS] for r in records)]
+    widths = [min(MAX_CELL, max(text_width(row[i]) for row in rows)) for i in range(len(rows[0]))]
+    lines = ["  ".join(_fit(v, w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _cell(value: object) -> str:
+    # NFC: a combining accent then counts as part of its letter
+    return "" if value is None else normalize("NFC", " ".join(str(value).split()))
+
+
+def char_width(char: str) -> int:
+    """Terminal columns of one character: 2 for wide (CJK) ones, 0 for combining marks."""
+    if east_asian_width(char) in ("W", "F"):
+        return 2
+    return 0 if combining(char) else 1
+
+
+def text_width(text: str) -> int:
+    return sum(char_width(c) for c in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """``text`` cut to ``width`` terminal columns (ending in "…" when cut), padded to it."""
+    if text_width(text) > width:
+        kept: list[str] = []
+        used = 0
+        for char in text:
+            if used + char_width(char) > width - 1:
+                break
+            kept.append(char)
+            used += char_width(char)
+        text = "".join(kept) + "…"
+    return text + " " * (width - text_width(text))
+
+
+def resync_verdict(summary: RunSummary) -> str:
+    """What a resync found: zero new or changed records means the history matched."""
+    window = summary.window
+    span = f"{iso(window.start)} .. {iso(window.end)}" if window else "the window"
+    changed = summary.inserted + summary.updated
+    if changed == 0:
+        return (
+            f"account {summary.account}: {summary.records:,} records in {span} re-read; "
+            "stored history matched Zendesk"
+        )
+    return (
+        f"account {summary.account}: {summary.records:,} records in {span} re-read; "
+        f"{summary.inserted:,} were missing and {summary.updated:,} differed, now stored"
+    )

@@ -1,0 +1,34 @@
+"""What the commands share: the settings they load, and the hint an old schema gets.
+
+The commands themselves: ``etl.cli.cmd_sync`` (sync, resync: a job under locks and
+signals), ``etl.cli.cmd_info`` (migrate, status, check, list, init). Each is one function
+``cmd_NAME(args) -> int`` that ``etl.cli.main`` dispatches to; it raises ``EtlError`` for a
+failure, which ``etl.cli.main`` turns into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Collection
+
+from etl.cli.output import PROG
+from etl.common.errors import ConfigError
+from etl.common.settings import Settings
+from etl.config import loader as config
+
+
+def load_settings(
+    args: argparse.Namespace, *, require_credentials: bool | Collection[str] = True
+) -> Settings:
+    path = config.resolve_path(args.config)
+    if not path.exists() and not path.is_symlink():
+        raise ConfigError(
+            f"{path}: config file not found; write a commented one with: {PROG} init {path} "
+            "(or pass --config PATH)"
+        )
+    return config.load(path, require_credentials=require_credentials)
+
+
+def migrate_hint(args: argparse.Namespace) -> str:
+    path = config.resolve_path(args.config)
+    return f"run: {PROG} --config {path} migrate"

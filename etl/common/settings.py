@@ -1,0 +1,75 @@
+"""The validated configuration, as frozen value objects.
+
+``etl.config.loader`` builds these from TOML, the environment and secret files; every
+other module receives them ready-made and never reads the environment itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from etl.common.secret import Secret
+
+# Filters the API accepts on /api/v2/audit_logs, in the order they are sent.
+FILTER_KEYS: tuple[str, ...] = ("source_type", "source_id", "actor_id", "ip_address", "action")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Exactly one way to authenticate; ``etl.zendesk.auth.build_auth`` makes it requests auth."""
+
+    email: str | None = None
+    api_token: Secret | None = None
+    password: Secret | None = None
+    oauth_token: Secret | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    oauth_scope: str = "auditlogs:read"
+
+
+@dataclass(frozen=True)
+class ZendeskSettings:
+    base_url: (
+        str  # "https://acme.zendesk.com", no trailing slash, no path beyond an optional prefix
+    )
+    credentials: Credentials
+    requests_per_minute: int = 400
+    timeout: float = 30.0  # seconds, per attempt: connect, headers and the whole body
+    retry_budget: float = 300.0  # seconds of retrying one request before giving up
+    page_size: int = 100
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    start_time: datetime | None = None  # aware UTC; None = the whole history
+    lag: timedelta = timedelta(minutes=5)
+    overlap: timedelta = timedelta(minutes=10)
+    # A window longer than ``parallel_after`` (a first run, a long outage, a resync) is
+    # read in time slices by threads sharing the rate budget, as many as the budget and
+    # the measured latency need (etl.zendesk.concurrency), at most ``workers``; 1 = sequential.
+    workers: int = 64
+    parallel_after: timedelta = timedelta(days=1)
+    # filter name (see FILTER_KEYS) -> values; several values match any of them
+    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountSettings:
+    name: str  # the `account` column: the subdomain unless configured otherwise
+    zendesk: ZendeskSettings
+    sync: SyncSettings
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite:///zendesk_audit_logs.db"
+    auto_migrate: bool = False
+
+
+@dataclass(frozen=True)
+class Settings:
+    accounts: tuple[AccountSettings, ...]
+    database: DatabaseSettings
+    source: str = "<defaults>"  # the config file's path, for messages
+    metrics_file: str | None = None  # Prometheus text file written after each sync

@@ -1,0 +1,147 @@
+"""Secrets in the configuration: Zendesk credentials and the database URL.
+
+A secret may be written inline, read from a file (``api_token_file``: systemd credentials),
+or from the environment (``ZENDESK_API_TOKEN``, or ``api_token_env = "VAR"`` to name another
+variable); it is wrapped in ``Secret`` the moment it is read, and no message ever shows it.
+A file that holds one inline and that other users can read earns a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from string import Template
+from typing import Any
+from urllib.parse import urlsplit
+
+from etl.common.secret import Secret
+from etl.common.settings import Credentials, DatabaseSettings
+from etl.config.section import Section
+
+log = logging.getLogger(__name__)
+
+SECRET_KEYS = ("api_token", "password", "oauth_token", "client_secret")
+CREDENTIAL_KEYS = {
+    "email", "client_id", "oauth_scope",
+    *SECRET_KEYS,
+    *(f"{k}_file" for k in SECRET_KEYS),
+    *(f"{k}_env" for k in SECRET_KEYS),
+}  # fmt: skip
+# url_file / url_env: the URL (and its password) kept out of the config file
+DATABASE_KEYS = {"url", "url_file", "url_env", "auto_migrate"}
+
+
+def secret(
+    table: Section, key: str, environ: Mapping[str, str], *, use_default_env: bool
+) -> Secret | None:
+    """A secret from the inline key, ``KEY_file``, ``KEY_env``, or ``ZENDESK_KEY``."""
+    given = [k for k in (key, f"{key}_file", f"{key}_env") if k in table]
+    if len(given) > 1:
+        table.problem(key, f"give only one of {', '.join(given)}")
+        return None
+    value: str | None = None
+    if key in table:
+        value = table.text(key)
+    elif f"{key}_file" in table:
+        # ${CREDENTIALS_DIRECTORY} and the like expand, for systemd's LoadCredential=.
+        path = Template(table.text(f"{key}_file")).safe_substitute(environ)
+        try:
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
+            table.problem(f"{key}_file", f"cannot read {path}: {reason}")
+            return None
+        if not value:
+            table.problem(f"{key}_file", f"{path} is empty")
+    elif f"{key}_env" in table:
+        var = table.text(f"{key}_env")
+        value = environ.get(var)
+        if not value:
+            table.problem(f"{key}_env", f"environment variable {var} is not set")
+    elif use_default_env:
+        value = environ.get(f"ZENDESK_{key.upper()}")
+    return Secret(value) if value else None
+
+
+def credentials(
+    zendesk: Section, environ: Mapping[str, str], *, use_default_env: bool
+) -> Credentials:
+    """Exactly one way to sign in, complete (``etl.zendesk.auth`` builds it)."""
+    secrets = {
+        key: secret(zendesk, key, environ, use_default_env=use_default_env) for key in SECRET_KEYS
+    }
+    email = zendesk.text("email") or None
+    client_id = zendesk.text("client_id") or None
+    scope = zendesk.text("oauth_scope", "auditlogs:read")
+    creds = Credentials(email=email, client_id=client_id, oauth_scope=scope, **secrets)
+    # A secret named but not read is already a problem of its own: not again a missing one.
+    unread = [k for k in SECRET_KEYS if secrets[k] is None and _named(zendesk, k)]
+    oauth_secret = creds.client_secret is not None or "client_secret" in unread
+    methods = []
+    if client_id or oauth_secret:
+        methods.append("client_id + client_secret")
+        if not (client_id and oauth_secret):
+            zendesk.problem("client_id", "OAuth needs both client_id and client_secret")
+    if creds.oauth_token:
+        methods.append("oauth_token")
+    if creds.api_token:
+        methods.append("api_token")
+    if creds.password:
+        methods.append("password")
+    if (creds.api_token or creds.password) and not email:
+        zendesk.problem("email", "api_token and password authentication need email")
+    if not methods and not unread:
+        zendesk.problem(
+            "",
+            "no credentials: set client_id + client_secret (OAuth), oauth_token, "
+            "or email + api_token (or their _file / environment forms)",
+        )
+    elif len(methods) > 1:
+        zendesk.problem("", f"several credentials given ({', '.join(methods)}); keep exactly one")
+    return creds
+
+
+def _named(table: Section, key: str) -> bool:
+    return any(k in table for k in (key, f"{key}_file", f"{key}_env"))
+
+
+def database(table: Section, environ: Mapping[str, str]) -> DatabaseSettings:
+    """``[database]``: its URL inline, from a file or from the environment, like a secret."""
+    table.unknown_keys(DATABASE_KEYS)
+    default = DatabaseSettings()
+    given = secret(table, "url", environ, use_default_env=False)
+    url = given.reveal() if given else default.url
+    if "://" not in url:
+        # never echo the value: a mistyped URL may still carry a password
+        key = next((k for k in ("url", "url_file", "url_env") if k in table), "url")
+        table.problem(key, "not a database URL (e.g. sqlite:///audit.db)")
+    auto = table.flag("auto_migrate", default.auto_migrate)
+    return DatabaseSettings(url=url, auto_migrate=auto)
+
+
+def warn_if_exposed(path: Path, data: Mapping[str, Any]) -> None:
+    """Inline secrets in a file that others can read deserve a warning."""
+    tables = [data.get("zendesk", {}), *list(data.get("accounts", []))]
+    inline = any(isinstance(t, dict) and any(k in t for k in SECRET_KEYS) for t in tables)
+    if not inline and not _database_url_has_password(data.get("database")):
+        return
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "%s holds secrets and can be read by other users; run: chmod 600 %s", path, path
+        )
+
+
+def _database_url_has_password(table: object) -> bool:
+    url = table.get("url") if isinstance(table, dict) else None
+    if not isinstance(url, str) or "://" not in url:
+        return False
+    try:
+        return bool(urlsplit(url).password)
+    except ValueError:  # a malformed URL is reported elsewhere
+        return False

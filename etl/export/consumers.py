@@ -1,0 +1,195 @@
+"""``export``'s named consumers in the database: positions, files, backlogs.
+
+A consumer has one row per account it has exported: ``position`` is the last store
+sequence number (etl.storage.sequence) it has written out. Its file and that file's length when
+the position committed (``file_path``, ``file_length``) are the consumer's, kept equal on
+all of its rows: ``export`` cuts the file back to that length when it starts, so bytes
+written by a run killed before its commit are never left twice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from etl.common.clock import iso
+from etl.common.errors import ConfigError
+from etl.storage.schema import UTCDateTime, audit_logs, export_consumers
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def check_name(consumer: str) -> str:
+    if not NAME.fullmatch(consumer):
+        raise ConfigError(
+            f"consumer name {consumer!r}: use 1-64 letters, digits, '.', '_' or '-' "
+            "(starting with a letter or digit)"
+        )
+    return consumer
+
+
+@dataclass(frozen=True)
+class Start:
+    """What one query tells an export of one account when it starts."""
+
+    head: int | None  # the account's highest store sequence number (None: no rows)
+    position: int | None  # the consumer's, for this account (None: no row yet)
+    file_path: str | None  # the consumer's file and its committed length
+    file_length: int | None
+
+    def nothing_new(self) -> bool:
+        return self.head is None or (self.position is not None and self.head <= self.position)
+
+
+@dataclass(frozen=True)
+class ConsumerStatus:
+    consumer: str
+    account: str
+    position: int
+    backlog: int  # rows stored after the position: not exported yet
+    file_path: str | None
+    updated_at: datetime
+
+
+# One query: a run with nothing new reads nothing else.
+def _start_query() -> sa.Select[Any]:
+    account: sa.BindParameter[str] = sa.bindparam("account")
+    consumer: sa.BindParameter[str] = sa.bindparam("consumer")
+    mine = export_consumers.c
+    head = sa.select(sa.func.max(audit_logs.c.stored_seq)).where(audit_logs.c.account == account)
+    position = sa.select(mine.position).where(mine.consumer == consumer, mine.account == account)
+    # the consumer's file, from whichever account it last wrote (one file per consumer)
+    last_file = (
+        sa.select(mine.file_path, mine.file_length)
+        .where(mine.consumer == consumer)
+        .order_by(mine.updated_at.desc())
+        .limit(1)
+        .subquery("f")
+    )
+    one = sa.select(sa.literal(1).label("one")).subquery("x")
+    return sa.select(
+        head.scalar_subquery().label("head"),
+        position.scalar_subquery().label("position"),
+        last_file.c.file_path,
+        last_file.c.file_length,
+    ).select_from(one.outerjoin(last_file, sa.true()))
+
+
+_START = _start_query()
+
+
+def read_start(conn: Connection, consumer: str, account: str) -> Start:
+    row = conn.execute(_START, {"consumer": consumer, "account": account}).one()
+    head, position, path, length = row
+    return Start(
+        None if head is None else int(head),
+        None if position is None else int(position),
+        path,
+        None if length is None else int(length),
+    )
+
+
+_table = export_consumers.c
+_SAVE_POSITION = (
+    sa.update(export_consumers)
+    .where(_table.consumer == sa.bindparam("c"), _table.account == sa.bindparam("a"))
+    .values(position=sa.bindparam("p"), updated_at=sa.bindparam("t", type_=UTCDateTime()))
+)
+_SAVE_FILE = (
+    sa.update(export_consumers)
+    .where(_table.consumer == sa.bindparam("c"))
+    .values(file_path=sa.bindparam("f"), file_length=sa.bindparam("n"))
+)
+
+
+def save(
+    conn: Connection,
+    consumer: str,
+    account: str,
+    position: int,
+    now: datetime,
+    file: tuple[str, int] | None = None,
+) -> None:
+    """In ``conn``'s transaction: the consumer's ``position`` for ``account`` and, when
+    it writes to a file, the file's path and length (``file``). The caller holds the
+    consumer's lock, so no other process writes these rows meanwhile."""
+    saved = conn.execute(_SAVE_POSITION, {"c": consumer, "a": account, "p": position, "t": now})
+    if saved.rowcount == 0:
+        conn.execute(
+            sa.insert(export_consumers).values(
+                consumer=consumer, account=account, position=position, updated_at=now
+            )
+        )
+    if file is not None:
+        conn.execute(_SAVE_FILE, {"c": consumer, "f": file[0], "n": file[1]})
+
+
+def statuses(conn: Connection, accounts: list[str] | None = None) -> list[ConsumerStatus]:
+    """Every consumer's position and backlog, per account (only ``accounts`` if given),
+    by consumer then account. The backlog is a count over the (account, stored_seq)
+    index from the position on: cheap while consumers keep up."""
+    query = sa.select(export_consumers).order_by(_table.consumer, _table.account)
+    if accounts is not None:
+        query = query.where(_table.account.in_(accounts))
+    result = []
+    for row in conn.execute(query).mappings().all():
+        backlog = conn.execute(
+            sa.select(sa.func.count())
+            .select_from(audit_logs)
+            .where(audit_logs.c.account == row["account"])
+            .where(audit_logs.c.stored_seq > row["position"])
+        ).scalar_one()
+        result.append(
+            ConsumerStatus(
+                consumer=row["consumer"],
+                account=row["account"],
+                position=int(row["position"]),
+                backlog=int(backlog),
+                file_path=row["file_path"],
+                updated_at=row["updated_at"],
+            )
+        )
+    return result
+
+
+@dataclass(frozen=True)
+class ExportStatuses:
+    """``status``'s view of the consumers: a text section and JSON per account."""
+
+    statuses: list[ConsumerStatus]
+
+    def json(self, account: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "consumer": s.consumer,
+                "position": s.position,
+                "backlog": s.backlog,
+                "file": s.file_path,
+                "updated_at": iso(s.updated_at),
+            }
+            for s in self.statuses
+            if s.account == account
+        ]
+
+    def text(self) -> str:
+        lines = ["export consumers"]
+        for s in self.statuses:
+            where = s.file_path or "stdout"
+            lines.append(
+                f"  {s.consumer} ({s.account})  position {s.position:,}  backlog {s.backlog:,} "
+                f"rows  last moved {iso(s.updated_at)}  -> {where}"
+            )
+        return "\n".join(lines)
+
+
+def read_statuses(engine: Engine, accounts: list[str]) -> list[ConsumerStatus]:
+    """``statuses`` in a connection of its own, database failures as ``DatabaseError``."""
+    from etl.storage.engine import database_errors
+
+    with database_errors(engine, "reading export consumers"), engine.connect() as conn:
+        return statuses(conn, accounts)

@@ -1,0 +1,185 @@
+"""``export``: the rows stored since a consumer's last export, as JSON lines.
+
+Rows are read in storage order (``stored_seq``, etl.storage.sequence), by keyset pagination in
+chunks of ``chunk_rows``, read ahead in a thread (etl.export.read), up to the account's
+highest number when the run started (rows stored meanwhile are the next run's): memory
+stays flat whatever the backlog, and records that arrived late (older ``created_at``,
+stored later) come out too. Each chunk is written, flushed and (to a file) fsynced, then
+the consumer's position commits together with the file's new length. A run killed in
+between leaves bytes past the committed length: the next run cuts them off before it
+writes, so the file holds every record once. Standard output cannot be taken back:
+there, delivery is at least once.
+
+The consumer's lock (etl.storage.lock, named ``export:CONSUMER``) keeps two exports of one
+consumer apart; a ``sync`` of the same account runs alongside.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy.engine import Engine
+
+from etl.common.errors import ConfigError, InterruptedRun, LockedError
+from etl.export import consumers
+from etl.export.read import Reader, read_ahead
+from etl.export.sinks import FileSink, Sink, StreamSink
+from etl.storage.engine import database_errors, for_writing
+from etl.storage.lock import run_lock
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("raw", "ocsf")
+CHUNK_ROWS = 5000
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    consumer: str
+    output: Path | None = None  # None: standard output
+    fmt: str = "raw"
+    since: datetime | None = None  # a new consumer's first export starts at this created_at
+    chunk_rows: int = CHUNK_ROWS
+
+
+@dataclass
+class ExportSummary:
+    consumer: str
+    account: str
+    output: str
+    position_before: int
+    position_after: int
+    rows: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+    duration: float = 0.0
+    stopped: bool = False  # by a signal, after the last committed chunk
+
+    def line(self) -> str:
+        return (
+            f"export consumer={self.consumer} account={self.account}: {self.rows} rows, "
+            f"{self.bytes} bytes to {self.output}; position {self.position_before} -> "
+            f"{self.position_after}; {self.duration:.2f}s{'; stopped' if self.stopped else ''}"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "event": "export_finished",
+            "consumer": self.consumer,
+            "account": self.account,
+            "output": self.output,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "position_before": self.position_before,
+            "position_after": self.position_after,
+            "duration_s": round(self.duration, 3),
+            "status": "stopped" if self.stopped else "success",
+        }
+
+
+def export_accounts(
+    engine: Engine,
+    accounts: Sequence[str],
+    options: ExportOptions,
+    *,
+    stdout: BinaryIO | None = None,
+    stop: threading.Event | None = None,
+    report: Callable[[ExportSummary], None] | None = None,
+    now: Callable[[], datetime],
+) -> list[ExportSummary]:
+    """Export each account's new rows for ``options.consumer``, under its lock."""
+    consumer = consumers.check_name(options.consumer)
+    if options.output and not options.output.absolute().parent.is_dir():  # say so even if idle
+        raise ConfigError(
+            f"cannot write the export file {options.output}: its directory does not exist"
+        )
+    sink: Sink = FileSink(options.output) if options.output else StreamSink(_stdout(stdout))
+    summaries = []
+    with _consumer_lock(engine, consumer):
+        try:
+            for account in accounts:
+                summaries.append(_export_account(engine, account, options, sink, stop, now, report))
+        finally:
+            sink.close()
+    return summaries
+
+
+def _stdout(stream: BinaryIO | None) -> BinaryIO:
+    if stream is not None:
+        return stream
+    import sys
+
+    return sys.stdout.buffer
+
+
+@contextmanager
+def _consumer_lock(engine: Engine, consumer: str) -> Iterator[None]:
+    try:
+        with run_lock(engine, f"export:{consumer}"):
+            yield
+    except LockedError:
+        raise LockedError(f"another export for consumer {consumer} is in progress") from None
+
+
+def _export_account(
+    engine: Engine,
+    account: str,
+    options: ExportOptions,
+    sink: Sink,
+    stop: threading.Event | None,
+    now: Callable[[], datetime],
+    report: Callable[[ExportSummary], None] | None,
+) -> ExportSummary:
+    reader = Reader(engine, account, fmt=options.fmt, chunk_rows=options.chunk_rows)
+    with database_errors(engine, "reading the export position"), engine.connect() as conn:
+        start = consumers.read_start(conn, options.consumer, account)
+        conn.rollback()
+        position = start.position or 0
+        summary = ExportSummary(options.consumer, account, sink.name, position, position)
+        if start.nothing_new():
+            return _reported(summary, report)
+        # --since only shapes a consumer's first export of the account
+        since = options.since if not start.position else None
+        writer = for_writing(engine)
+        baseline = sink.prepare(start.file_path, start.file_length)
+        if baseline is not None:
+            with database_errors(engine, "saving the export file"), writer.begin() as tx:
+                consumers.save(tx, options.consumer, account, position, now(), baseline)
+        head = start.head
+        assert head is not None  # nothing_new() otherwise
+    try:
+        with read_ahead(engine, lambda: reader.batches(position, head, since)) as batches:
+            for batch in batches:
+                if stop is not None and stop.is_set():
+                    raise InterruptedRun("stopped by a signal; the export resumes at its position")
+                file = None
+                if batch.rows:
+                    data = reader.lines(batch.rows)
+                    file = sink.write(data)
+                    summary.rows += len(batch.rows)
+                    summary.bytes += len(data)
+                with database_errors(engine, "saving the export position"), writer.begin() as tx:
+                    consumers.save(tx, options.consumer, account, batch.position, now(), file)
+                summary.position_after = batch.position
+    except InterruptedRun:
+        summary.stopped = True  # what was written and committed is in the summary line too
+        _reported(summary, report)
+        raise
+    return _reported(summary, report)
+
+
+def _reported(
+    summary: ExportSummary, report: Callable[[ExportSummary], None] | None
+) -> ExportSummary:
+    summary.duration = time.monotonic() - summary.started
+    if report:
+        report(summary)
+    return summary

@@ -1,0 +1,209 @@
+"""The run history: each run's row (started, counted, finished, or found abandoned) and
+the account status read from the runs and the state.
+
+A run's counters are added once a transaction, just before its commit
+(``BatchTransaction.finish``); ``Store`` opens and closes the row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from etl.storage.schema import RUN_KINDS, audit_logs, audit_rejects, sync_runs, sync_state
+from etl.storage.statements import WriteResult, watermark
+
+FAILURE_STATUSES = ("failed", "abandoned")
+FINAL_STATUSES = ("success", "failed", "interrupted")
+ABANDONED_ERROR = "the process ended without recording a result (killed, or the host stopped)"
+MAX_ERROR_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: int
+    account: str
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    window_start: datetime | None
+    window_end: datetime | None
+    watermark_before: datetime | None
+    watermark_after: datetime | None
+    pages: int
+    requests: int
+    rate_limited: int
+    rows_inserted: int
+    rows_updated: int
+    rows_rejected: int
+    error: str | None
+    kind: str = "sync"
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    account: str
+    watermark: datetime | None
+    rows: int  # count(*) over the account's primary-key range: ~100 ms per million on PG
+    rejects: int
+    last_run: RunInfo | None
+    last_success_at: datetime | None  # when the newest successful run finished
+    last_failure_at: datetime | None  # the newest failed or abandoned run (finished, or started)
+    last_failure_error: str | None
+    scope: str | None = None  # the filters and start_time the watermark belongs to
+
+
+@dataclass
+class RunCounts:
+    pages: int = 0
+    inserted: int = 0
+    updated: int = 0
+    rejected: int = 0
+
+    def add(self, result: WriteResult, pages: int) -> None:
+        self.pages += pages
+        self.inserted += result.inserted
+        self.updated += result.updated
+        self.rejected += result.rejected
+
+
+def start_run(
+    conn: Connection,
+    account: str,
+    window: tuple[datetime, datetime],
+    watermark_before: datetime | None,
+    *,
+    kind: str,
+    now: datetime,
+) -> int:
+    """Insert a new run's row (``kind`` checked by ``check_kind``); the account's runs still
+    ``running`` are marked ``abandoned`` (the caller holds the account's lock: they are dead)."""
+    conn.execute(
+        sa.update(sync_runs)
+        .where(sync_runs.c.account == account, sync_runs.c.status == "running")
+        .values(status="abandoned", error=ABANDONED_ERROR)
+    )
+    result = conn.execute(
+        sa.insert(sync_runs).values(
+            account=account,
+            started_at=now,
+            status="running",
+            window_start=window[0],
+            window_end=window[1],
+            watermark_before=watermark_before,
+            kind=kind,
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def check_kind(kind: str) -> None:
+    if kind not in RUN_KINDS:
+        raise ValueError(f"a run is one of {', '.join(RUN_KINDS)}, not {kind}")
+
+
+def check_final(status: str) -> None:
+    if status not in FINAL_STATUSES:
+        raise ValueError(f"a run finishes as one of {', '.join(FINAL_STATUSES)}, not {status}")
+
+
+def finish_run(
+    conn: Connection,
+    run_id: int,
+    status: str,
+    *,
+    now: datetime,
+    watermark_after: datetime | None,
+    requests: int,
+    rate_limited: int,
+    error: str | None,
+) -> None:
+    """Close run ``run_id``'s row with its result (``status`` checked by ``check_final``;
+    ``error`` cut to ``MAX_ERROR_CHARS``)."""
+    conn.execute(
+        sa.update(sync_runs)
+        .where(sync_runs.c.id == run_id)
+        .values(
+            status=status,
+            finished_at=now,
+            watermark_after=watermark_after,
+            requests=requests,
+            rate_limited=rate_limited,
+            error=None if error is None else error[:MAX_ERROR_CHARS],
+        )
+    )
+
+
+_COUNT_PAGES = (
+    sa.update(sync_runs)
+    .where(sync_runs.c.id == sa.bindparam("run_id"))
+    .values(
+        pages=sync_runs.c.pages + sa.bindparam("add_pages"),
+        rows_inserted=sync_runs.c.rows_inserted + sa.bindparam("add_inserted"),
+        rows_updated=sync_runs.c.rows_updated + sa.bindparam("add_updated"),
+        rows_rejected=sync_runs.c.rows_rejected + sa.bindparam("add_rejected"),
+    )
+)
+
+
+def count_pages(conn: Connection, run_id: int, counts: RunCounts) -> None:
+    counted = conn.execute(
+        _COUNT_PAGES,
+        {
+            "run_id": run_id,
+            "add_pages": counts.pages,
+            "add_inserted": counts.inserted,
+            "add_updated": counts.updated,
+            "add_rejected": counts.rejected,
+        },
+    )
+    if counted.rowcount != 1:  # rolls the transaction back: pages belong to a run
+        raise ValueError(f"there is no run {run_id}")
+
+
+def runs(
+    conn: Connection, account: str, *, limit: int, statuses: Sequence[str] | None = None
+) -> list[RunInfo]:
+    query = sa.select(sync_runs).where(sync_runs.c.account == account)
+    if statuses is not None:
+        query = query.where(sync_runs.c.status.in_(statuses))
+    query = query.order_by(sync_runs.c.started_at.desc(), sync_runs.c.id.desc()).limit(limit)
+    return [RunInfo(**row) for row in conn.execute(query).mappings()]
+
+
+def count(conn: Connection, table: sa.Table, account: str) -> int:
+    query = sa.select(sa.func.count()).select_from(table).where(table.c.account == account)
+    return int(conn.execute(query).scalar_one())
+
+
+def account_status(conn: Connection, account: str) -> AccountStatus:
+    last = runs(conn, account, limit=1)
+    success = runs(conn, account, limit=1, statuses=["success"])
+    failure = runs(conn, account, limit=1, statuses=FAILURE_STATUSES)
+    return AccountStatus(
+        account=account,
+        watermark=watermark(conn, account),
+        rows=count(conn, audit_logs, account),
+        rejects=count(conn, audit_rejects, account),
+        last_run=last[0] if last else None,
+        last_success_at=success[0].finished_at if success else None,
+        last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,
+        last_failure_error=failure[0].error if failure else None,
+        scope=conn.execute(
+            sa.select(sync_state.c.scope).where(sync_state.c.account == account)
+        ).scalar(),
+    )
+
+
+def account_names(conn: Connection) -> list[str]:
+    """The accounts with a watermark or a run, sorted."""
+    return sorted(
+        set(conn.execute(sa.select(sync_state.c.account)).scalars())
+        | set(conn.execute(sa.select(sync_runs.c.account).distinct()).scalars())
+    )

@@ -1,0 +1,285 @@
+"""One run at a time per (database, account), and never blocked by a dead process.
+
+- PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) on a connection
+  held for the run; advisory locks are per database.
+- MySQL/MariaDB: ``GET_LOCK`` on a connection held for the run; names are
+  server-wide, so the name includes the database.
+- SQLite: ``flock`` on ``<database file>.<account>.lock`` (mode 0600) beside the
+  database; an in-memory database needs no lock.
+
+Session locks end with their connection and ``flock`` with its process, so a run
+that is killed releases its lock: the next one is never blocked by a leftover.
+
+A lock can also be lost while its run goes on: the server ends the lock's session
+(``pg_terminate_backend``, ``idle_session_timeout``, MariaDB's ``KILL`` or
+``wait_timeout``) or someone deletes the lock file. ``HeldLock.check`` asks whether
+the lock is still ours, and ``Store`` calls it before every commit (``LockGuard``):
+a run that lost its lock stops with ``LockLostError`` before writing again, so two
+runs never write one account. The lock's session is kept from timing out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, suppress
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from etl.common.errors import DatabaseError, LockedError, LockLostError
+from etl.storage.engine import database_errors, reason, sqlite_path
+from etl.storage.schema import MYSQL_DIALECTS
+
+log = logging.getLogger(__name__)
+
+LOCK_PREFIX = "zendesk-audit-etl:"
+POLL_INTERVAL_S = 0.5
+_MYSQL_NAME_MAX = 64
+_SAFE_FILE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+# Seconds the server may leave the lock's idle session alone: a year (MariaDB's maximum).
+_LOCK_SESSION_IDLE_S = 31_536_000
+
+Release = Callable[[], None]
+# Why the lock is no longer held, or None if it still is.
+Check = Callable[[], str | None]
+# One attempt to take the lock: how to release and check it, or None if another run has it.
+Attempt = Callable[[], "tuple[Release, Check] | None"]
+
+
+class HeldLock:
+    """A run lock this process holds; ``check`` raises ``LockLostError`` once it is not."""
+
+    def __init__(self, account: str, check: Check) -> None:
+        self.account = account
+        self._check = check
+        self._mutex = threading.Lock()  # the lock's connection serves one thread at a time
+        self._lost: str | None = None
+
+    def check(self) -> None:
+        with self._mutex:
+            if self._lost is None:
+                self._lost = self._check()
+            lost = self._lost
+        if lost is not None:
+            raise LockLostError(
+                f"lost the run lock of account {self.account} ({lost}); stopped before "
+                "committing, so no other run is written over; the next run resumes from "
+                "the last commit"
+            )
+
+
+class LockGuard:
+    """The lock a ``Store``'s writes must still hold when they commit (one account at a
+    time); nothing to check when no lock is held (``migrate``, tests, ``status``)."""
+
+    def __init__(self) -> None:
+        self._held: HeldLock | None = None
+
+    @contextmanager
+    def holding(self, lock: AbstractContextManager[HeldLock]) -> Iterator[HeldLock]:
+        with lock as held:
+            previous, self._held = self._held, held
+            try:
+                yield held
+            finally:
+                self._held = previous
+
+    def check(self) -> None:
+        held = self._held
+        if held is not None:
+            held.check()
+
+
+@contextmanager
+def run_lock(
+    engine: Engine,
+    account: str,
+    wait: float = 0.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+    *,
+    poll_interval: float = POLL_INTERVAL_S,
+) -> Iterator[HeldLock]:
+    """Hold ``account``'s run lock for the ``with`` block.
+
+    If another run holds it, try again every ``poll_interval`` seconds until ``wait``
+    seconds have passed, then raise ``LockedError``.
+    """
+    attempt = _attempt_for(engine, account)
+    deadline = clock() + wait
+    told = False
+    while (taken := attempt()) is None:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            raise LockedError(
+                f"another run for account {account} is in progress (lock held); "
+                "retry later or pass --wait SECONDS"
+            )
+        if not told:  # say why nothing happens for a while
+            log.info("account %s: another run holds the lock; waiting up to %g s", account, wait)
+            told = True
+        sleep(min(poll_interval, remaining))
+    release, check = taken
+    try:
+        yield HeldLock(account, check)
+    finally:
+        release()
+
+
+def advisory_key(account: str) -> int:
+    """PostgreSQL's lock key: a stable signed 64-bit hash of the account."""
+    digest = hashlib.sha256((LOCK_PREFIX + account).encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def mysql_lock_name(database: str, account: str) -> str:
+    """At most 64 characters; readable when short enough, hashed otherwise."""
+    name = f"{LOCK_PREFIX}{database}:{account}"
+    if len(name.encode()) <= _MYSQL_NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    return LOCK_PREFIX + digest[: _MYSQL_NAME_MAX - len(LOCK_PREFIX)]
+
+
+def lock_file(database: Path, account: str) -> Path:
+    """Beside the database's real file: a symlink or a second spelling of its path
+    (``./a.db``, ``../x/a.db``) must take the same lock."""
+    database = database.resolve()
+    part = account if _SAFE_FILE_PART.fullmatch(account) else _short_hash(account)
+    return database.with_name(f"{database.name}.{part}.lock")
+
+
+def _short_hash(account: str) -> str:
+    return hashlib.sha256(account.encode()).hexdigest()[:16]
+
+
+def _attempt_for(engine: Engine, account: str) -> Attempt:
+    dialect = engine.dialect.name
+    if dialect == "postgresql":
+        key = advisory_key(account)
+        unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+        # pg_locks shows a bigint key as two oids (high, low 32 bits) with objsubid 1.
+        held = sa.text(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid = pg_backend_pid() AND objsubid = 1 "
+            "AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid)"
+        ).bindparams(high=unsigned >> 32, low=unsigned & 0xFFFF_FFFF)
+        return lambda: _session_lock(
+            engine,
+            sa.text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key),
+            sa.text("SELECT pg_advisory_unlock(:key)").bindparams(key=key),
+            held,
+            # The lock's session is idle between checks: never end it for that.
+            sa.text("SET idle_session_timeout = 0"),
+        )
+    if dialect in MYSQL_DIALECTS:
+        name = mysql_lock_name(engine.url.database or "", account)
+        return lambda: _session_lock(
+            engine,
+            sa.text("SELECT GET_LOCK(:name, 0)").bindparams(name=name),
+            sa.text("SELECT RELEASE_LOCK(:name)").bindparams(name=name),
+            sa.text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()").bindparams(name=name),
+            # wait_timeout (8 h by default) would end the idle lock session mid-backfill.
+            sa.text(f"SET SESSION wait_timeout = {_LOCK_SESSION_IDLE_S}"),
+        )
+    if dialect == "sqlite":
+        database = sqlite_path(engine.url)
+        if database is None:
+            return lambda: (_nothing_to_release, _still_held)
+        path = lock_file(database, account)
+        return lambda: _file_lock(path)
+    raise ValueError(f"unsupported dialect {dialect!r}")
+
+
+def _nothing_to_release() -> None:
+    return None
+
+
+def _still_held() -> str | None:
+    return None
+
+
+def _session_lock(
+    engine: Engine,
+    take: sa.TextClause,
+    give_back: sa.TextClause,
+    held: sa.TextClause,
+    keep_alive: sa.TextClause,
+) -> tuple[Release, Check] | None:
+    """Take a session-level lock on a connection of its own, kept until release."""
+    with database_errors(engine, "taking the run lock"):
+        # Autocommit: the held connection must not sit "idle in transaction".
+        conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            # PostgreSQL < 14 has no idle_session_timeout (nor ends idle sessions).
+            with suppress(sa.exc.ProgrammingError):
+                conn.execute(keep_alive)
+            got = conn.execute(take).scalar()
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+    if got != 1:  # PostgreSQL answers True, MySQL 1; NULL is an error: not ours
+        conn.close()
+        return None
+
+    def check() -> str | None:
+        try:
+            still = conn.execute(held).scalar()
+        except sa.exc.DBAPIError as exc:
+            conn.invalidate()  # its session, and the lock with it, is gone
+            return f"its database session ended: {reason(exc, engine.url)}"
+        except sa.exc.SQLAlchemyError as exc:  # e.g. the connection was invalidated before
+            return f"its database connection is closed: {type(exc).__name__}"
+        return None if still else "the database no longer shows it as ours"
+
+    def release() -> None:
+        try:
+            conn.execute(give_back)
+        except sa.exc.DBAPIError as exc:
+            # The connection is gone, and its session's locks with it; never pool it.
+            log.warning("could not release the run lock cleanly: %s", type(exc.orig).__name__)
+            conn.invalidate()
+        except sa.exc.SQLAlchemyError:
+            conn.invalidate()  # already known lost (``check``): its session is gone
+        finally:
+            conn.close()
+
+    return release, check
+
+
+def _file_lock(path: Path) -> tuple[Release, Check] | None:
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise DatabaseError(f"cannot open the lock file {path}: {exc.strerror}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except OSError as exc:
+        os.close(fd)
+        raise DatabaseError(f"cannot lock {path}: {exc.strerror}") from exc
+
+    def release() -> None:
+        os.close(fd)  # closing the only descriptor releases the flock
+
+    def check() -> str | None:
+        # Deleted or replaced, the file another run would lock is no longer ours.
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except OSError:
+            same = False
+        return None if same else f"the lock file {path} was deleted or replaced"
+
+    return release, check

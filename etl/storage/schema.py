@@ -1,0 +1,293 @@
+"""The tables, as SQLAlchemy Core metadata.
+
+This module describes the schema for queries; it never creates it. Tables are
+created and changed only by the Alembic revisions in ``migrations/versions``,
+which must agree with what is here (``tests/test_migrations.py`` checks).
+
+Every timestamp column is ``UTCDateTime``: aware UTC datetimes in and out on every
+dialect (PostgreSQL ``timestamptz``; SQLite and MySQL store naive UTC).
+"""
+
+from __future__ import annotations
+
+import importlib
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from etl.common.fields import ACCOUNT_LENGTH, AUDIT_TEXT_LENGTHS, RECORD_ID_LENGTH
+
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Options the migrations give every table on MySQL/MariaDB: 4-byte UTF-8 and binary (case-
+# and accent-sensitive) comparison, as on PostgreSQL and SQLite. Binary collation also
+# makes the upsert's "raw changed?" test exact on MariaDB, whose JSON is LONGTEXT.
+# tests/test_migrations.py checks the live tables against them. They are not passed to the
+# tables below, which only query: ``mysql_*`` arguments would load SQLAlchemy's MySQL
+# dialect in every run, whatever the database.
+MYSQL_TABLE_OPTIONS: dict[str, Any] = {
+    "mysql_engine": "InnoDB",
+    "mysql_charset": "utf8mb4",
+    "mysql_collate": "utf8mb4_bin",
+}
+
+# SQLAlchemy names the dialect "mariadb" for mariadb:// URLs, "mysql" otherwise.
+MYSQL_DIALECTS = ("mysql", "mariadb")
+
+# Alembic's version table: our own name, so that another application's Alembic
+# history in the same database is never mistaken for ours.
+VERSION_TABLE = "zendesk_audit_alembic_version"
+
+RUN_STATUSES = ("running", "success", "failed", "interrupted", "abandoned")
+RUN_KINDS = ("sync", "resync")
+
+
+def db_time(value: datetime, dialect: str, fsp: int = 6) -> datetime:
+    """A timestamp as the database's driver is given it, the one encoder: UTC, aware on
+    PostgreSQL and naive elsewhere, whole seconds when ``fsp`` is 0; a naive one refused.
+    ``UTCDateTime`` and the upserts' straight-to-driver paths both call it."""
+    if value.tzinfo is not UTC:  # parse_record's are UTC already
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: give it a timezone")
+        value = value.astimezone(UTC)
+    if fsp == 0 and value.microsecond:
+        value = value.replace(microsecond=0)
+    return value if dialect == "postgresql" else value.replace(tzinfo=None)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware UTC datetime; naive datetimes are refused rather than guessed at.
+
+    ``fsp`` is the fractional-second precision kept: 6 (microseconds) or 0, which
+    truncates on every dialect so that all three store the same value.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def __init__(self, fsp: int = 6) -> None:
+        super().__init__()
+        if fsp not in (0, 6):
+            raise ValueError("fsp must be 0 or 6")
+        self.fsp = fsp
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            return dialect.type_descriptor(postgresql.TIMESTAMP(timezone=True, precision=self.fsp))
+        if dialect.name in MYSQL_DIALECTS:
+            from sqlalchemy.dialects import mysql
+
+            return dialect.type_descriptor(mysql.DATETIME(fsp=self.fsp))
+        return dialect.type_descriptor(sa.DateTime(timezone=False))
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else db_time(value, dialect.name, self.fsp)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+# The dialect-specific types below are TypeDecorators rather than ``with_variant``, so that
+# a dialect's module is imported only by the runs that use it: loading PostgreSQL's and
+# MySQL's cost a SQLite run about 35 ms of its start-up.
+
+
+class _JSON(TypeDecorator[Any]):
+    """JSON, stored as JSONB on PostgreSQL."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects import postgresql
+
+            return postgresql.JSONB()
+        return sa.JSON()
+
+
+class _LongText(TypeDecorator[str]):
+    """Unbounded text: LONGTEXT on MySQL, whose TEXT stops at 64 KiB."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in MYSQL_DIALECTS:
+            from sqlalchemy.dialects import mysql
+
+            return mysql.LONGTEXT()
+        return sa.Text()
+
+
+def json_type() -> TypeEngine[Any]:
+    """JSON, stored as JSONB on PostgreSQL."""
+    return _JSON()
+
+
+def long_text() -> TypeEngine[str]:
+    """Unbounded text: LONGTEXT on MySQL, whose TEXT stops at 64 KiB."""
+    return _LongText()
+
+
+def dialect_insert(dialect: str, table: sa.Table) -> Any:
+    """The dialect's own INSERT, with its upsert clause. Its module is imported here, when
+    first used, so that a run loads its own dialect alone (each costs 10-25 ms)."""
+    name = "mysql" if dialect in MYSQL_DIALECTS else dialect
+    return importlib.import_module(f"sqlalchemy.dialects.{name}").insert(table)
+
+
+def column_lengths(table: sa.Table) -> dict[str, int]:
+    """The bounded text columns of ``table`` and the characters each holds."""
+    return {
+        column.name: column.type.length
+        for column in table.columns
+        if isinstance(column.type, sa.String) and column.type.length
+    }
+
+
+metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+
+audit_logs = sa.Table(
+    "zendesk_audit_logs",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("action", sa.String(AUDIT_TEXT_LENGTHS["action"])),
+    sa.Column("action_label", long_text()),
+    sa.Column("actor_id", sa.BigInteger),
+    sa.Column("actor_name", long_text()),
+    sa.Column("change_description", long_text()),
+    sa.Column("created_at", UTCDateTime(fsp=0), nullable=False),
+    sa.Column("ip_address", sa.String(AUDIT_TEXT_LENGTHS["ip_address"])),
+    sa.Column("source_id", sa.BigInteger),
+    sa.Column("source_label", long_text()),
+    sa.Column("source_type", sa.String(AUDIT_TEXT_LENGTHS["source_type"])),
+    sa.Column("url", long_text()),
+    sa.Column("raw", json_type(), nullable=False),
+    sa.Column("synced_at", UTCDateTime(), nullable=False),
+    # The account's store sequence at the row's last write (insert, or update of a changed
+    # record): the order rows were committed in, which ``export`` follows. See etl.storage.sequence.
+    sa.Column("stored_seq", sa.BigInteger),
+    sa.Index("ix_zendesk_audit_logs_account_created_at", "account", "created_at"),
+    sa.Index("ix_zendesk_audit_logs_account_stored_seq", "account", "stored_seq"),
+    sa.Index(
+        "ix_zendesk_audit_logs_account_actor_id_created_at", "account", "actor_id", "created_at"
+    ),
+    sa.Index(
+        "ix_zendesk_audit_logs_account_source_type_source_id",
+        "account",
+        "source_type",
+        "source_id",
+    ),
+    sa.Index("ix_zendesk_audit_logs_account_action_created_at", "account", "action", "created_at"),
+    sa.Index(
+        "ix_zendesk_audit_logs_account_ip_address_created_at",
+        "account",
+        "ip_address",
+        "created_at",
+    ),
+)
+
+sync_state = sa.Table(
+    "zendesk_audit_sync_state",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("watermark", UTCDateTime()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # The filters and start_time the watermark was read with (etl.sync.scope); NULL: adopt the
+    # configuration's (rows from before revision 0003).
+    sa.Column("scope", sa.Text()),
+    # The deprecation notice last said for the account, and when (revision 0005): every
+    # run is a new process, so "once a day" is remembered here, where all runs look.
+    sa.Column("notice", sa.String(32)),
+    sa.Column("notice_at", UTCDateTime(fsp=0)),
+)
+
+sync_runs = sa.Table(
+    "zendesk_audit_sync_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), nullable=False),
+    sa.Column("started_at", UTCDateTime(), nullable=False),
+    sa.Column("finished_at", UTCDateTime()),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("window_start", UTCDateTime()),
+    sa.Column("window_end", UTCDateTime()),
+    sa.Column("watermark_before", UTCDateTime()),
+    sa.Column("watermark_after", UTCDateTime()),
+    sa.Column("pages", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("requests", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rate_limited", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("rows_inserted", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_updated", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("error", long_text()),
+    sa.Column("kind", sa.String(16), nullable=False, server_default="sync"),
+    sa.Index("ix_zendesk_audit_sync_runs_account_started_at", "account", "started_at"),
+)
+
+# A parallel backfill's plan (etl/sync/backfill.py): the slices of one account's window, each
+# with its checkpoint. ``position`` is the newest created_at committed in the slice.
+sync_slices = sa.Table(
+    "zendesk_audit_sync_slices",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), nullable=False),
+    sa.Column("slice_start", UTCDateTime(), nullable=False),
+    sa.Column("slice_end", UTCDateTime(), nullable=False),
+    sa.Column("position", UTCDateTime()),
+    sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Index("ix_zendesk_audit_sync_slices_account", "account"),
+)
+
+audit_rejects = sa.Table(
+    "zendesk_audit_rejects",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), nullable=False),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey(sync_runs.c.id), nullable=False),
+    sa.Column("record_id", sa.String(RECORD_ID_LENGTH)),
+    sa.Column("reason", long_text(), nullable=False),
+    sa.Column("raw", long_text(), nullable=False),
+    sa.Column("rejected_at", UTCDateTime(), nullable=False),
+    sa.Index("ix_zendesk_audit_rejects_account_rejected_at", "account", "rejected_at"),
+    sa.Index("ix_zendesk_audit_rejects_run_id", "run_id"),
+)
+
+# Per account, the last store sequence number handed out (etl.storage.sequence).
+store_seq = sa.Table(
+    "zendesk_audit_store_seq",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+
+# ``export``'s named consumers: per (consumer, account) the last store sequence number
+# exported; per consumer, the file written and its length when that position committed
+# (the same on each of the consumer's rows).
+export_consumers = sa.Table(
+    "zendesk_audit_export_consumers",
+    metadata,
+    sa.Column("consumer", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("position", sa.BigInteger, nullable=False),
+    sa.Column("file_path", long_text()),
+    sa.Column("file_length", sa.BigInteger),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,160 @@
+"""The state and backfill-plan statements, and the rows they read.
+
+Checkpoints (slices, watermark) are written once a transaction, just before its commit
+(``BatchTransaction.finish``); so are the run's counters (``etl.storage.history``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from etl.storage.schema import (
+    MYSQL_DIALECTS,
+    dialect_insert,
+    sync_slices,
+    sync_state,
+)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    inserted: int
+    updated: int
+    rejected: int
+
+
+@dataclass(frozen=True)
+class SliceRow:
+    """One slice of a parallel backfill's plan, as stored."""
+
+    id: int
+    start: datetime
+    end: datetime
+    position: datetime | None  # the newest created_at committed in the slice
+    done: bool
+
+
+@dataclass(frozen=True)
+class SliceUpdate:
+    """A slice's checkpoint, committed with the rows that move it."""
+
+    id: int
+    position: datetime | None
+    done: bool
+
+
+def state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
+    """Set an account's watermark (creating its row); if ``advance_only``, never backwards."""
+    table = sync_state
+    current = table.c.watermark
+
+    def new_value(proposed: Any) -> Any:
+        if not advance_only:
+            return proposed
+        return sa.case((sa.or_(current.is_(None), proposed > current), proposed), else_=current)
+
+    if dialect in ("sqlite", "postgresql"):
+        ins = dialect_insert(dialect, table)
+        upsert: sa.Executable = ins.on_conflict_do_update(
+            index_elements=[table.c.account],
+            set_={
+                "watermark": new_value(ins.excluded.watermark),
+                "updated_at": ins.excluded.updated_at,
+            },
+        )
+    elif dialect in MYSQL_DIALECTS:
+        my = dialect_insert(dialect, table)
+        upsert = my.on_duplicate_key_update(
+            [
+                ("watermark", new_value(my.inserted.watermark)),
+                ("updated_at", my.inserted.updated_at),
+            ]
+        )
+    else:
+        raise ValueError(f"unsupported dialect {dialect!r}")
+    return upsert
+
+
+def insert_slice(conn: Connection, account: str, start: datetime, end: datetime) -> int:
+    result = conn.execute(
+        sa.insert(sync_slices).values(
+            account=account, slice_start=start, slice_end=end, position=None, done=False
+        )
+    )
+    key = result.inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+# Built once: it runs with every transaction.
+_SAVE_SLICE = (
+    sa.update(sync_slices)
+    .where(
+        sync_slices.c.id == sa.bindparam("slice_id"),
+        sync_slices.c.account == sa.bindparam("slice_account"),
+    )
+    .values(position=sa.bindparam("new_position"), done=sa.bindparam("new_done"))
+)
+
+
+def save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) -> None:
+    for update in slices:  # a handful per transaction
+        saved = conn.execute(
+            _SAVE_SLICE,
+            {
+                "slice_id": update.id,
+                "slice_account": account,
+                "new_position": update.position,
+                "new_done": update.done,
+            },
+        )
+        if saved.rowcount != 1:  # rolls the transaction back: the plan is not what this run read
+            raise ValueError(f"there is no backfill slice {update.id} of {account!r}")
+
+
+def slices(conn: Connection, account: str) -> list[SliceRow]:
+    table = sync_slices.c
+    query = (
+        sa.select(table.id, table.slice_start, table.slice_end, table.position, table.done)
+        .where(table.account == account)
+        .order_by(table.slice_start, table.id)
+    )
+    return [
+        SliceRow(int(i), start, end, position, bool(done))
+        for i, start, end, position, done in conn.execute(query)
+    ]
+
+
+def watermark(conn: Connection, account: str) -> datetime | None:
+    value = conn.execute(
+        sa.select(sync_state.c.watermark).where(sync_state.c.account == account)
+    ).scalar()
+    return value if isinstance(value, datetime) else None
+
+
+def claim_notice(
+    conn: Connection, account: str, notice: str, now: datetime, every: timedelta
+) -> bool:
+    """Whether ``notice`` is due for ``account`` (never said, another notice said last,
+    or said ``every`` ago or longer); if so, it is recorded as said ``now``. Called
+    under the account's run lock, so two runs never both find it due."""
+    row = conn.execute(
+        sa.select(sync_state.c.notice, sync_state.c.notice_at).where(
+            sync_state.c.account == account
+        )
+    ).first()
+    said_at = row.notice_at if row is not None and row.notice == notice else None
+    if said_at is not None and now - said_at < every:
+        return False
+    said = {"notice": notice, "notice_at": now}
+    if row is None:
+        conn.execute(sa.insert(sync_state).values(account=account, updated_at=now, **said))
+    else:
+        conn.execute(sa.update(sync_state).where(sync_state.c.account == account).values(**said))
+    return True

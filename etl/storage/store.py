@@ -1,0 +1,304 @@
+"""The store: each batch of pages with its rows, rejects, checkpoints and run counters
+committed atomically; consecutive batches may share one transaction (``Store.transaction``).
+
+Its parts: ``etl.storage.batch`` (a transaction's batches), ``etl.storage.upserts`` (the
+per-dialect row upserts, which never rewrite an unchanged row and count exactly what they wrote),
+``etl.storage.statements`` (the state and backfill-plan statements), ``etl.storage.history``
+(the runs' rows and the status read from them) and ``etl.storage.limits`` (what each database
+can hold: a row that cannot be stored becomes a reject).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from etl.common.clock import utc_now
+from etl.storage.batch import BatchTransaction, RejectLike
+from etl.storage.engine import database_errors, for_writing
+from etl.storage.history import (
+    FAILURE_STATUSES,
+    AccountStatus,
+    RunInfo,
+    account_names,
+    account_status,
+    check_final,
+    check_kind,
+    finish_run,
+    runs,
+    start_run,
+)
+from etl.storage.lock import HeldLock, LockGuard, run_lock
+from etl.storage.schema import MYSQL_DIALECTS, audit_logs, sync_slices, sync_state
+from etl.storage.statements import (
+    SliceRow,
+    SliceUpdate,
+    WriteResult,
+    claim_notice,
+    insert_slice,
+    slices,
+    state_upsert,
+    watermark,
+)
+from etl.storage.upserts import row_upsert
+
+__all__ = [
+    "FAILURE_STATUSES",
+    "AccountStatus",
+    "BatchTransaction",
+    "RejectLike",
+    "RunInfo",
+    "SliceRow",
+    "SliceUpdate",
+    "Store",
+    "WriteResult",
+]
+
+
+class Store:
+    def __init__(self, engine: Engine, *, now: Callable[[], datetime] = utc_now) -> None:
+        dialect = engine.dialect.name
+        if dialect not in ("sqlite", "postgresql", *MYSQL_DIALECTS):
+            raise ValueError(f"unsupported dialect {dialect!r}")  # open_engine refuses it first
+        self.engine = engine
+        self._writer = for_writing(engine)
+        self._guard = LockGuard()  # every commit but a run's last record checks the lock
+        self._now = now
+        self._advance_watermark = state_upsert(dialect, advance_only=True)
+        self._replace_watermark = state_upsert(dialect, advance_only=False)
+        self._upsert = row_upsert(engine.dialect)
+
+    # -- state ---------------------------------------------------------------------------
+
+    def watermark(self, account: str) -> datetime | None:
+        with self._reading("reading the watermark") as conn:
+            return watermark(conn, account)
+
+    def set_watermark(
+        self, account: str, value: datetime, *, allow_backwards: bool = False
+    ) -> None:
+        """Move the watermark to ``value``; only forwards unless ``allow_backwards``."""
+        statement = self._replace_watermark if allow_backwards else self._advance_watermark
+        with self._writing("saving the watermark") as conn:
+            conn.execute(
+                statement, {"account": account, "watermark": value, "updated_at": self._now()}
+            )
+
+    def scope(self, account: str) -> tuple[bool, str | None]:
+        """Whether the account has a state row, and the scope recorded in it (etl.sync.scope)."""
+        with self._reading("reading the sync scope") as conn:
+            row = conn.execute(
+                sa.select(sync_state.c.scope).where(sync_state.c.account == account)
+            ).first()
+        return (row is not None, row[0] if row is not None else None)
+
+    def set_scope(self, account: str, scope: str, *, restart: bool) -> None:
+        """Record ``scope`` as the one the watermark belongs to; with ``restart``, also drop
+        the watermark and any backfill plan, atomically, so the next read starts over."""
+        with self._writing("saving the sync scope") as conn:
+            state = {"scope": scope, "updated_at": self._now()}
+            if restart:
+                conn.execute(sa.delete(sync_slices).where(sync_slices.c.account == account))
+                state["watermark"] = None
+            updated = conn.execute(
+                sa.update(sync_state).where(sync_state.c.account == account).values(**state)
+            )
+            if updated.rowcount == 0:
+                conn.execute(sa.insert(sync_state).values(account=account, **state))
+
+    def claim_notice(self, account: str, notice: str, every: timedelta) -> bool:
+        """Whether ``notice`` is due for ``account`` (not said in the last ``every``, or
+        another one was); if so it counts as said now. Call under the account's lock."""
+        with self._writing("recording a notice") as conn:
+            return claim_notice(conn, account, notice, self._now(), every)
+
+    def newest_created_at(self, account: str) -> datetime | None:
+        """The newest ``created_at`` stored for the account (None when it has no row)."""
+        with self._reading("reading the newest record") as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(audit_logs.c.created_at)).where(
+                    audit_logs.c.account == account
+                )
+            ).scalar()
+        if not isinstance(value, datetime):
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    # -- pages ---------------------------------------------------------------------------
+
+    def write_page(
+        self,
+        account: str,
+        run_id: int,
+        rows: Sequence[Mapping[str, Any]],
+        rejects: Sequence[RejectLike],
+        watermark: datetime | None,
+    ) -> WriteResult:
+        """Upsert ``rows``, store ``rejects``, advance the watermark and count, atomically.
+
+        Rows with the same id in one page: the last one wins.
+        """
+        with self.transaction() as transaction:
+            return transaction.write_batch(account, run_id, rows, rejects, watermark=watermark)
+
+    @contextmanager
+    def transaction(self) -> Iterator[BatchTransaction]:
+        """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
+        of them commit when the block ends, or none."""
+        with self._writing("writing a page") as conn:
+            transaction = BatchTransaction(
+                conn,
+                upsert=self._upsert,
+                advance_watermark=self._advance_watermark,
+                now=self._now,
+            )
+            yield transaction
+            transaction.finish()
+
+    # -- a parallel backfill's plan ------------------------------------------------------
+
+    def slices(self, account: str) -> list[SliceRow]:
+        """The account's backfill plan (empty when none), by start."""
+        with self._reading("reading the backfill plan") as conn:
+            return slices(conn, account)
+
+    def add_slices(
+        self, account: str, spans: Sequence[tuple[datetime, datetime]]
+    ) -> list[SliceRow]:
+        """Add slices ``(start, end)`` to the account's plan, committed at once."""
+        with self._writing("saving the backfill plan") as conn:
+            ids = [insert_slice(conn, account, start, end) for start, end in spans]
+        return [
+            SliceRow(i, start, end, None, False) for i, (start, end) in zip(ids, spans, strict=True)
+        ]
+
+    def split_slice(
+        self, account: str, slice_id: int, new_end: datetime, rest: tuple[datetime, datetime]
+    ) -> SliceRow:
+        """End slice ``slice_id`` at ``new_end`` and add ``rest`` as a new slice, atomically.
+
+        ``rest`` must start at or before ``new_end``: the two keep covering what the one did,
+        so the plan never has a gap, whichever of the two commits a crash leaves behind.
+        """
+        if rest[0] > new_end:
+            raise ValueError("a split must not leave a gap")
+        with self._writing("splitting a backfill slice") as conn:
+            updated = conn.execute(
+                sa.update(sync_slices)
+                .where(sync_slices.c.id == slice_id, sync_slices.c.account == account)
+                .values(slice_end=new_end)
+            )
+            if updated.rowcount != 1:
+                raise ValueError(f"there is no slice {slice_id} of {account!r}")
+            new_id = insert_slice(conn, account, *rest)
+        return SliceRow(new_id, rest[0], rest[1], None, False)
+
+    def finish_plan(self, account: str, watermark: datetime | None) -> None:
+        """Delete the account's plan and advance the watermark to its end, atomically."""
+        with self._writing("finishing the backfill plan") as conn:
+            conn.execute(sa.delete(sync_slices).where(sync_slices.c.account == account))
+            if watermark is not None:
+                conn.execute(
+                    self._advance_watermark,
+                    {"account": account, "watermark": watermark, "updated_at": self._now()},
+                )
+
+    # -- runs ----------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        account: str,
+        window_start: datetime,
+        window_end: datetime,
+        watermark_before: datetime | None,
+        *,
+        kind: str = "sync",
+    ) -> int:
+        """Record a new run, committed at once. Call it holding the account's lock: runs
+        of the account still ``running`` are then known dead and marked ``abandoned``."""
+        check_kind(kind)
+        with self._writing("starting a run") as conn:
+            window = (window_start, window_end)
+            return start_run(conn, account, window, watermark_before, kind=kind, now=self._now())
+
+    def finish_run(
+        self,
+        run_id: int,
+        status: str,
+        *,
+        watermark_after: datetime | None,
+        requests: int,
+        rate_limited: int,
+        error: str | None = None,
+    ) -> None:
+        check_final(status)
+        # Unchecked: it only closes this run's own row, also after the lock was lost.
+        with self._writing("recording the end of a run", guarded=False) as conn:
+            finish_run(
+                conn,
+                run_id,
+                status,
+                now=self._now(),
+                watermark_after=watermark_after,
+                requests=requests,
+                rate_limited=rate_limited,
+                error=error,
+            )
+
+    def recent_runs(self, account: str, limit: int = 5) -> list[RunInfo]:
+        """The account's newest runs, newest first."""
+        with self._reading("reading the run history") as conn:
+            return runs(conn, account, limit=limit)
+
+    # -- status --------------------------------------------------------------------------
+
+    def account_status(self, account: str | None = None) -> list[AccountStatus]:
+        """One entry per account (or just ``account``), sorted by name.
+
+        Accounts are those with a watermark or a run; asking for an unknown account
+        gives an entry with nothing in it.
+        """
+        with self._reading("reading the status") as conn:
+            names = account_names(conn) if account is None else [account]
+            return [account_status(conn, name) for name in names]
+
+    # -- locks ---------------------------------------------------------------------------
+
+    def lock(
+        self, account: str, wait: float = 0.0, sleep: Callable[[float], None] = time.sleep
+    ) -> AbstractContextManager[HeldLock]:
+        """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s.
+        While it is held, each commit first checks it still is (``LockLostError``);
+        ``sleep`` spends the pauses between attempts (the CLI's ends at a signal)."""
+        return self._guard.holding(run_lock(self.engine, account, wait, sleep))
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _reading(self, doing: str) -> AbstractContextManager[Connection]:
+        return _transaction(self.engine, self.engine, doing)
+
+    def _writing(self, doing: str, *, guarded: bool = True) -> AbstractContextManager[Connection]:
+        return _transaction(self._writer, self.engine, doing, self._guard if guarded else None)
+
+
+@contextmanager
+def _transaction(
+    engine: Engine, described: Engine, doing: str, guard: LockGuard | None = None
+) -> Iterator[Connection]:
+    """A transaction on ``engine`` whose database failures become ``DatabaseError``; with
+    ``guard``, rolled back (``LockLostError``) if the run lock was lost before the commit."""
+    with database_errors(described, doing), engine.begin() as conn:
+        try:
+            yield conn
+        except Exception:
+            if guard is not None:  # another run's writes explain a failure ("no slice 7")
+                guard.check()
+            raise
+        if guard is not None:
+            guard.check()

@@ -1,0 +1,138 @@
+"""The per-dialect row upserts: a batch's rows written with one dialect-native upsert keyed
+on ``(account, id)`` that refuses to rewrite an unchanged row, saying how many were
+inserted and how many updated.
+
+PostgreSQL's upsert counts what it wrote itself; on SQLite and MySQL the batch's existing
+``(id, raw)`` pairs are read first, in the same transaction, and only new or changed rows
+are sent: one reader and one writer a dialect, joined here. SQLite's and PostgreSQL's go
+straight to the driver (``etl.storage.upserts_driver``); MySQL's through SQLAlchemy Core, here.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+from etl.records.audit import RAW_JSON
+from etl.storage.limits import RowUpsert, byte_batches, max_packet
+from etl.storage.schema import MYSQL_DIALECTS, audit_logs, dialect_insert
+from etl.storage.upserts_driver import ExistingReader, RowWriter, postgresql_upsert, sqlite_rows
+
+# Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.
+_ID_CHUNK = 500
+_GAP_FACTOR = 64  # a gap this many times the median one starts a new id range
+_MISSING = object()
+
+
+def _id_ranges(ids: list[Any], size: int) -> Iterator[list[Any]]:
+    """Sorted ``ids`` in chunks of at most ``size`` that are each one narrow range.
+
+    A batch may hold pages of distant slices: one chunk spanning them would make the
+    ``BETWEEN`` scan everything stored in between. Chunks break at gaps far wider than
+    the typical gap between neighbours.
+    """
+    if len(ids) < 2:
+        if ids:
+            yield ids
+        return
+    gaps = sorted(b - a for a, b in itertools.pairwise(ids))
+    wide = max(gaps[len(gaps) // 2] * _GAP_FACTOR, 1)
+    chunk = [ids[0]]
+    for previous, record_id in itertools.pairwise(ids):
+        if len(chunk) >= size or record_id - previous > wide:
+            yield chunk
+            chunk = []
+        chunk.append(record_id)
+    yield chunk
+
+
+def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
+    """An upsert that first reads the batch's existing ``(id, raw)`` pairs with ``read``,
+    then sends only the new or changed rows to ``write``; it says (inserted, updated)."""
+
+    def upsert(
+        conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        existing: dict[Any, Any] = {}
+        for chunk in _id_ranges(sorted(rows), _ID_CHUNK):  # each chunk one narrow range
+            for record_id, raw in read(conn, account, chunk):
+                existing[record_id] = raw
+        changed: list[Mapping[str, Any]] = []
+        inserted = 0
+        for record_id, row in rows.items():
+            old = existing.get(record_id, _MISSING)
+            if old is _MISSING:
+                inserted += 1
+                changed.append(row)
+            elif old != row["raw"]:
+                changed.append(row)
+        if changed:
+            write(conn, changed)
+        return inserted, len(changed) - inserted
+
+    return upsert
+
+
+def _mysql_rows() -> tuple[ExistingReader, RowWriter]:
+    """MySQL's reader and writer of rows, through SQLAlchemy Core (no fast path there)."""
+    existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
+        audit_logs.c.account == sa.bindparam("account"),
+        audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
+        # Redundant, but it keeps the lookup on one narrow range of the primary key
+        # whatever the planner's statistics (a new table has none). SQLite's has it too.
+        audit_logs.c.id.between(sa.bindparam("lo"), sa.bindparam("hi")),
+    )
+    upsert = _mysql_rows_upsert()
+
+    def read(conn: Connection, account: str, ids: list[Any]) -> Iterable[Sequence[Any]]:
+        params = {"account": account, "ids": ids, "lo": ids[0], "hi": ids[-1]}
+        return conn.execute(existing, params)
+
+    def write(conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        packet = max_packet(conn)
+        assert packet is not None
+        # Each statement well under the server's packet: a larger one closes the connection.
+        for batch in byte_batches(rows, packet // 2):
+            conn.execute(upsert, [_columns_only(row) for row in batch])
+
+    return read, write
+
+
+def _mysql_rows_upsert() -> sa.Executable:
+    """INSERT ... or update every column but the key, unless ``raw`` is unchanged: the
+    one upsert that goes through SQLAlchemy Core (SQLite and PostgreSQL have fast paths)."""
+    table = audit_logs
+    key = {c.name for c in table.primary_key}
+    columns = [c.name for c in table.columns if c.name not in key]
+    my = dialect_insert("mysql", table)
+    unchanged = table.c.raw.op("<=>")(my.inserted.raw)
+    # MySQL assigns left to right and later expressions see earlier results:
+    # raw goes last so that every IF still compares against the old raw.
+    assignments: list[tuple[str, Any]] = [
+        (name, sa.func.IF(unchanged, table.c[name], my.inserted[name]))
+        for name in columns
+        if name != table.c.raw.name
+    ]
+    assignments.append((table.c.raw.name, my.inserted.raw))
+    upsert: sa.Executable = my.on_duplicate_key_update(assignments)
+    return upsert
+
+
+def _columns_only(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    return {k: v for k, v in row.items() if k != RAW_JSON} if RAW_JSON in row else row
+
+
+def row_upsert(dialect: Dialect) -> RowUpsert:
+    """The dialect's row upsert: PostgreSQL's counts what it wrote; SQLite's (straight to
+    the driver) and MySQL's (SQLAlchemy Core) read the batch's existing rows first."""
+    if dialect.name == "postgresql":
+        return postgresql_upsert(dialect)
+    if dialect.name == "sqlite":
+        return _changed_rows_upsert(*sqlite_rows(dialect))
+    if dialect.name in MYSQL_DIALECTS:
+        return _changed_rows_upsert(*_mysql_rows())
+    raise ValueError(f"unsupported dialect {dialect.name!r}")

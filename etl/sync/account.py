@@ -1,0 +1,229 @@
+"""One account's run: plan the window, read its pages, store each page with its checkpoint.
+
+See docs/ARCHITECTURE.md, "The watermark", for why the window is what it is. The
+run row in the database is opened first and closed last, whatever happens, so
+``status`` can always tell what the last run did.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from etl.common.clock import iso, utc_now
+from etl.common.errors import ConfigError, EtlError, InterruptedRun
+from etl.common.settings import AccountSettings
+from etl.storage.store import Store
+from etl.sync.run import Run, RunHooks, RunSummary, split_records
+from etl.sync.scope import settle as settle_scope
+from etl.sync.window import (
+    Window,
+    by_zendesk_time,
+    latest_end,
+    plan_window,
+    repair_future_watermark,
+    zendesk_now,
+)
+from etl.zendesk.client import ZendeskClient
+from etl.zendesk.pagination import audit_log_params, iter_pages
+
+log = logging.getLogger(__name__)
+
+
+def sync_account(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    hooks: RunHooks = RunHooks(),
+) -> RunSummary:
+    """Bring one account's table up to ``now - lag``. The caller holds the account's lock.
+
+    ``now`` is the host's clock; Zendesk's (``zendesk_now``) bounds it.
+    """
+    with _summary_on_failure(account, hooks):
+        settle_scope(account, store)
+        repair_future_watermark(account, store, latest_end(account, client, now()))
+
+    def plan() -> Window:
+        return plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
+
+    def read(window: Window) -> RunSummary:
+        return read_window(account, client, store, window, advance=True, hooks=hooks)
+
+    summary = by_zendesk_time(plan, read, account, client, now)
+    # A backfill's slices end where the window planned by the host clock did: never leave
+    # the watermark past what Zendesk's clock allows.
+    if repair_future_watermark(account, store, latest_end(account, client, now())):
+        summary.watermark_after = store.watermark(account.name)
+    return summary
+
+
+def resync_account(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    hooks: RunHooks = RunHooks(),
+) -> RunSummary:
+    """Re-read a past window and upsert it, leaving the watermark where it is.
+
+    The summary's ``inserted + updated`` is how far the stored history differed from
+    Zendesk's: zero means it matched.
+    """
+
+    def plan() -> Window:
+        latest = latest_end(account, client, now())
+        end = min(until, latest) if until else latest
+        if since >= end:
+            raise ConfigError(
+                f"nothing to re-read: --since {iso(since)} is not before {iso(end)} "
+                "(--until, or now minus lag)"
+            )
+        return Window(since, end)
+
+    def read(window: Window) -> RunSummary:
+        return read_window(account, client, store, window, advance=False, hooks=hooks)
+
+    return by_zendesk_time(plan, read, account, client, now)
+
+
+@contextmanager
+def _summary_on_failure(
+    account: AccountSettings, hooks: RunHooks, summary: RunSummary | None = None
+) -> Iterator[None]:
+    """Before a run has its row (e.g. SQLite locked while the scope or the run row is
+    saved), a failure still ends with the run's summary line."""
+    started = hooks.clock()
+    try:
+        yield
+    except EtlError as exc:
+        summary = summary or RunSummary(account=account.name)
+        summary.status = "interrupted" if isinstance(exc, InterruptedRun) else "failed"
+        summary.error, summary.duration = str(exc), hooks.clock() - started
+        hooks.report(summary)
+        raise
+
+
+def read_window(
+    account: AccountSettings,
+    client: ZendeskClient,
+    store: Store,
+    window: Window,
+    *,
+    advance: bool,
+    hooks: RunHooks,
+) -> RunSummary:
+    """Read ``window``; with ``advance``, each commit moves the watermark.
+
+    A short window is read page by page here; a long one (or an unfinished backfill) in
+    parallel slices by ``etl.sync.backfill``.
+    """
+    started = hooks.clock()
+    summary = RunSummary(account=account.name, window=window)
+    kind = "sync" if advance else "resync"
+    with _summary_on_failure(account, hooks, summary):
+        summary.watermark_before = store.watermark(account.name)
+        run_id = store.start_run(
+            account.name, window.start, window.end, summary.watermark_before, kind=kind
+        )
+    run = Run(account, client, store, run_id, window, summary, advance, hooks)
+    try:
+        workers = parallel_workers(account, window, store, advance)
+        if workers:
+            from etl.sync.backfill import run_backfill  # threads and queues: only when needed
+
+            run_backfill(run, workers=workers)
+        else:
+            _read_pages(run)
+            if advance:  # by Zendesk's clock, which the first response told
+                store.set_watermark(
+                    account.name, min(window.end, latest_end(account, client, utc_now()))
+                )
+        summary.watermark_after = store.watermark(account.name)
+        summary.status = "success"
+    except InterruptedRun as exc:
+        summary.status, summary.error = "interrupted", str(exc)
+        raise
+    except EtlError as exc:
+        summary.status, summary.error = "failed", str(exc)
+        raise
+    except KeyboardInterrupt:
+        summary.status, summary.error = "interrupted", "interrupted by the user"
+        raise
+    except Exception as exc:  # a bug: still recorded, and not hidden by the recording
+        summary.status, summary.error = "failed", f"internal error: {exc!r}"
+        raise
+    finally:
+        # The backfill has added (and closed) its fetchers' own clients.
+        summary.add_client_stats(client.stats)
+        summary.duration = hooks.clock() - started
+        if summary.status != "success":
+            summary.watermark_after = _safe_watermark(store, account.name)
+        _close_run(store, run_id, summary)
+        hooks.report(summary)
+    return summary
+
+
+def parallel_workers(account: AccountSettings, window: Window, store: Store, advance: bool) -> int:
+    """How many fetchers read ``window`` in parallel; 0 means sequentially, here.
+
+    A sync always finishes a backfill plan left unfinished, whatever its window.
+    """
+    if advance and store.slices(account.name):
+        return max(1, account.sync.workers)
+    if account.sync.workers > 1 and window.end - window.start > account.sync.parallel_after:
+        return account.sync.workers
+    return 0
+
+
+def _read_pages(run: Run) -> None:
+    """The sequential read: one cursor, each page committed with its checkpoint."""
+    account = run.account
+    params = audit_log_params(
+        run.window.start, run.window.end, account.sync.filters, page_size=account.zendesk.page_size
+    )
+    for page in iter_pages(run.client, params):
+        rows, rejects = split_records(page.records, account.name, utc_now())
+        position = page_watermark(rows, run.window)
+        checkpoint = position if run.advance else None
+        result = run.store.write_page(account.name, run.id, rows, rejects, checkpoint)
+        run.committed(1, len(page.records), result, position)
+        if run.hooks.stopping():
+            raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
+
+
+def page_watermark(rows: list[dict[str, Any]], window: Window) -> datetime | None:
+    """How far this page proves the log read: its newest record, never past the window."""
+    if not rows:
+        return None
+    newest: datetime = max(row["created_at"] for row in rows)
+    return min(newest, window.end)
+
+
+def _safe_watermark(store: Store, account: str) -> datetime | None:
+    try:
+        return store.watermark(account)
+    except EtlError:
+        return None
+
+
+def _close_run(store: Store, run_id: int, summary: RunSummary) -> None:
+    try:
+        store.finish_run(
+            run_id,
+            summary.status,
+            watermark_after=summary.watermark_after,
+            requests=summary.requests,
+            rate_limited=summary.rate_limited,
+            error=summary.error,
+        )
+    except EtlError as exc:  # the database may be what failed; the run's error matters more
+        log.warning("could not record the end of run %d: %s", run_id, exc)

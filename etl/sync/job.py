@@ -1,0 +1,132 @@
+"""Wire the parts together for a whole job: database, then each account in turn.
+
+Accounts run one after another, each under its own lock and with its own client
+and rate budget; one account's failure is recorded and the next still runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from etl.common.errors import ConfigError, EtlError, ExitCode, InterruptedRun
+from etl.common.settings import AccountSettings, Settings
+from etl.storage import migrate
+from etl.storage.engine import check_connection, open_engine
+from etl.storage.store import Store
+from etl.sync.account import sync_account
+from etl.sync.run import RunHooks, RunSummary
+from etl.zendesk.client import ZendeskClient
+
+log = logging.getLogger(__name__)
+
+# When several accounts fail differently, the exit code is the most severe one.
+SEVERITY = (
+    ExitCode.OK,
+    ExitCode.LOCKED,
+    ExitCode.UPSTREAM,
+    ExitCode.AUTH,
+    ExitCode.CONFIG,
+    ExitCode.DATABASE,
+    ExitCode.INTERNAL,
+    ExitCode.INTERRUPTED,
+)
+
+
+@dataclass
+class Outcome:
+    account: str
+    summary: RunSummary | None = None
+    error: EtlError | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return self.error.exit_code if self.error else ExitCode.OK
+
+
+@dataclass
+class JobResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return max((o.exit_code for o in self.outcomes), key=SEVERITY.index, default=ExitCode.OK)
+
+    @property
+    def failed(self) -> list[str]:
+        return [o.account for o in self.outcomes if o.error]
+
+
+@contextmanager
+def open_store(
+    settings: Settings, *, migrate_hint: str, read_only: bool = False
+) -> Iterator[Store]:
+    """An engine checked for reachability and schema version, as a ``Store``.
+
+    ``read_only`` (``status``) never migrates, whatever ``auto_migrate`` says.
+    """
+    engine = open_engine(settings.database.url)
+    try:
+        check_connection(engine)
+        auto_migrate = settings.database.auto_migrate and not read_only
+        migrate.ensure_current(engine, auto_migrate=auto_migrate, migrate_hint=migrate_hint)
+        yield Store(engine)
+    finally:
+        engine.dispose()
+
+
+def select_accounts(settings: Settings, names: Sequence[str]) -> list[AccountSettings]:
+    if not names:
+        return list(settings.accounts)
+    known = {a.name: a for a in settings.accounts}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ConfigError(f"unknown account {', '.join(unknown)}; configured: {', '.join(known)}")
+    return [known[n] for n in names]
+
+
+# One account's work under its lock: sync_account, or a resync of a fixed window.
+AccountRun = Callable[[AccountSettings, ZendeskClient, Store, RunHooks], RunSummary]
+
+
+def sync_each(
+    account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
+) -> RunSummary:
+    return sync_account(account, client, store, hooks=hooks)
+
+
+def run_accounts(
+    store: Store,
+    accounts: Sequence[AccountSettings],
+    run: AccountRun = sync_each,
+    *,
+    wait: float = 0.0,
+    hooks: RunHooks = RunHooks(),
+    sleep: Callable[[float], None] | None = None,
+) -> JobResult:
+    """Each account in turn, under its lock; a failure is recorded and the next one runs."""
+    result = JobResult()
+    for account in accounts:
+        outcome = Outcome(account.name)
+        result.outcomes.append(outcome)
+        try:
+            lock = store.lock(account.name, wait=wait, sleep=sleep or time.sleep)
+            with lock, _client(account, sleep, hooks) as client:
+                outcome.summary = run(account, client, store, hooks)
+        except InterruptedRun as exc:
+            outcome.error = exc
+            break
+        except EtlError as exc:  # recorded; the CLI reports it
+            outcome.error = exc
+        if hooks.stop is not None and hooks.stop.is_set():
+            break
+    return result
+
+
+def _client(
+    account: AccountSettings, sleep: Callable[[float], None] | None, hooks: RunHooks
+) -> ZendeskClient:
+    return ZendeskClient(account.zendesk, sleep=sleep or time.sleep, stop=hooks.stop)
