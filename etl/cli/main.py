@@ -226,13 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
         "at least once)",
     )  # fmt: skip
     exporter.add_argument(
-        "--format", choices=("raw", "ocsf"), default="raw",
-        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events",
+        "--format", choices=("raw", "ocsf"),
+        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events "
+        "(default: the consumer's saved format; raw for a new consumer)",
     )  # fmt: skip
     exporter.add_argument(
         "--since", type=utc_time, metavar="TIME",
         help="a consumer's first export starts at records created at or after TIME "
-        "(default: everything stored)",
+        "(default: the consumer's saved --since; everything stored for a new consumer)",
+    )  # fmt: skip
+    exporter.add_argument(
+        "--reset-options", action="store_true",
+        help="a consumer keeps the --format and --since it started with, and a run asking "
+        "for others is refused (exit 2); with this, it exports with this run's from its "
+        "position on",
     )  # fmt: skip
     return parser
 
