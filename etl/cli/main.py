@@ -29,7 +29,7 @@ from etl.cli.cmd_info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_sta
 from etl.cli.cmd_sync import cmd_resync, cmd_sync
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
-from etl.common.errors import EtlError, ExitCode
+from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
 from etl.common.settings import FILTER_KEYS
 from etl.common.version import VERSION
 from etl.config import loader as config
@@ -302,9 +302,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # whoever read the output stopped (| head): not a failure here
         return int(ExitCode.OK)
     except Exception as exc:  # a bug: say so in one line; the traceback is for --verbose
-        log.debug("unexpected error", exc_info=True)
+        # neither shows the exception's arguments: they may hold a header, secret and all
+        log.debug("unexpected error:\n%s", unexpected_traceback(exc))
         fail(
-            f"internal error ({type(exc).__name__}): {exc}; rerun with --verbose for details",
+            f"internal error ({unexpected(exc)}); rerun with --verbose for details",
             ExitCode.INTERNAL,
         )
         return int(ExitCode.INTERNAL)

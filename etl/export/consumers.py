@@ -158,9 +158,7 @@ _SAVE_FILE = (
 _SAVE_OPTIONS = (
     sa.update(export_consumers)
     .where(_table.consumer == sa.bindparam("c"))
-    .values(
-        since=sa.bindparam("s", type_=UTCDateTime(fsp=0)), format=sa.bindparam("fmt")
-    )
+    .values(since=sa.bindparam("s", type_=UTCDateTime(fsp=0)), format=sa.bindparam("fmt"))
 )
 
 
