@@ -124,7 +124,7 @@ def _stdout(stream: BinaryIO | None) -> BinaryIO:
 @contextmanager
 def _consumer_lock(engine: Engine, consumer: str) -> Iterator[None]:
     try:
-        with run_lock(engine, f"export:{consumer}"):
+        with run_lock(engine, consumer, namespace="export"):
             yield
     except LockedError:
         raise LockedError(f"another export for consumer {consumer} is in progress") from None

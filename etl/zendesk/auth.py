@@ -225,6 +225,12 @@ class ClientCredentialsAuth(ZendeskAuth):
             raise RetriableError(
                 f"{where}: could not obtain an OAuth token ({type(exc).__name__})"
             ) from None
+        except ValueError as exc:  # requests reads a redirect's Location even when not following
+            raise RequestRejectedError(
+                f"{where}: an answer that cannot be read ({type(exc).__name__}: a redirect to "
+                "an unparsable location?); redirects are not followed: check base_url "
+                "(https://SUBDOMAIN.zendesk.com)"
+            ) from None
         if len(raw) > TOKEN_BODY_LIMIT:
             raise CorruptResponseError(
                 f"{where}: the token answer is larger than {TOKEN_BODY_LIMIT // 1024} KiB"

@@ -195,10 +195,11 @@ def _typed(exc: BaseException, where: object, *, sent: bool) -> BaseException:
     if isinstance(exc, EtlError):
         return exc
     if not sent and isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException):
-        # a header http.client cannot encode (a credential outside Latin-1): fix the config
+        # a header http.client cannot encode (a credential outside Latin-1), or a redirect's
+        # Location requests cannot parse (it reads one even when not following it)
         return RequestRejectedError(
-            f"{where}: the request could not be sent ({type(exc).__name__}): "
-            "check the credentials for characters a header cannot carry"
+            f"{where}: the request could not be sent ({type(exc).__name__}): a credential "
+            "with characters a header cannot carry, or a redirect to an unparsable location"
         )
     if isinstance(exc, requests.exceptions.SSLError):
         if "certificate" in str(exc).lower():
