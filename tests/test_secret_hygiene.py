@@ -25,7 +25,7 @@ from etl.common.errors import ExitCode
 TOKEN = "SECRET-ibis-77c3a0f1-token"  # what the server accepts, as Bearer
 FRAGMENT = "ibis-77c3"
 ISSUED = "ISSUED-heron-4b1e93d2"  # the token endpoint's answer
-FLAGS = ([], ["--verbose"], ["--verbose", "--log-format", "json"])
+FLAGS: tuple[list[str], ...] = ([], ["--verbose"], ["--verbose", "--log-format", "json"])
 
 
 def _zendesk(accepted: str, issued: str | None = None) -> LoopbackServer:
