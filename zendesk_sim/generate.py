@@ -63,6 +63,8 @@ _EVENTS: tuple[_Event, ...] = (
     ("user", "update", "Updated", "{p}", "Email changed from {n}@old.example to {n}@example.com"),
     ("user", "create", "Created", "{p}", ""),
     ("user", "login", "Signed in", "{p}", "Successful sign-in using Zendesk password"),
+    # A failed one (the wording is ours: OCSF's mapping keys only on "Successful sign-in")
+    ("user", "login", "Signed in", "{p}", "Failed sign-in using Zendesk password: wrong password"),
     ("user", "destroy", "Deleted", "{p}", ""),
     ("user_setting", "update", "Updated", "Suspension state: {p}", "Suspended"),
     ("user_setting", "update", "Updated", "Suspension state: {p}", "Unsuspended"),

@@ -34,6 +34,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         output=Path(args.output) if args.output else None,
         fmt=args.format,
         since=args.since,
+        reset_options=args.reset_options,
     )
     stop = threading.Event()
 

@@ -29,7 +29,7 @@ from etl.cli.cmd_info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_sta
 from etl.cli.cmd_sync import cmd_resync, cmd_sync
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
-from etl.common.errors import EtlError, ExitCode
+from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
 from etl.common.settings import FILTER_KEYS
 from etl.common.version import VERSION
 from etl.config import loader as config
@@ -226,13 +226,20 @@ def build_parser() -> argparse.ArgumentParser:
         "at least once)",
     )  # fmt: skip
     exporter.add_argument(
-        "--format", choices=("raw", "ocsf"), default="raw",
-        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events",
+        "--format", choices=("raw", "ocsf"),
+        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events "
+        "(default: the consumer's saved format; raw for a new consumer)",
     )  # fmt: skip
     exporter.add_argument(
         "--since", type=utc_time, metavar="TIME",
         help="a consumer's first export starts at records created at or after TIME "
-        "(default: everything stored)",
+        "(default: the consumer's saved --since; everything stored for a new consumer)",
+    )  # fmt: skip
+    exporter.add_argument(
+        "--reset-options", action="store_true",
+        help="a consumer keeps the --format and --since it started with, and a run asking "
+        "for others is refused (exit 2); with this, it exports with this run's from its "
+        "position on",
     )  # fmt: skip
     return parser
 
@@ -295,9 +302,10 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # whoever read the output stopped (| head): not a failure here
         return int(ExitCode.OK)
     except Exception as exc:  # a bug: say so in one line; the traceback is for --verbose
-        log.debug("unexpected error", exc_info=True)
+        # neither shows the exception's arguments: they may hold a header, secret and all
+        log.debug("unexpected error:\n%s", unexpected_traceback(exc))
         fail(
-            f"internal error ({type(exc).__name__}): {exc}; rerun with --verbose for details",
+            f"internal error ({unexpected(exc)}); rerun with --verbose for details",
             ExitCode.INTERNAL,
         )
         return int(ExitCode.INTERNAL)

@@ -1,4 +1,11 @@
-"""Text and JSON renderings for `status` and `list`: pure functions, no I/O."""
+"""Text and JSON renderings for `status` and `list`: pure functions, no I/O.
+
+Text shown on a terminal passes ``printable`` where it holds what others wrote (records'
+fields, errors quoting a server, scopes): a control character (C0, DEL, C1: ESC among them)
+or a bidirectional override would let a record set the terminal's title, clear the screen
+or reorder what is shown; each is written as its escape (``\x1b``). JSON needs nothing:
+``json.dumps`` escapes every non-ASCII and control character.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +13,7 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from unicodedata import combining, east_asian_width, normalize
+from unicodedata import category, combining, east_asian_width, normalize
 
 from etl.common.clock import iso
 from etl.storage.store import AccountStatus, RunInfo, SliceRow
@@ -17,6 +24,24 @@ LIST_COLUMNS = ("created_at", "id", "action", "action_label", "actor_id", "actor
                 "source_type", "source_id", "source_label", "ip_address", "url",
                 "change_description")  # fmt: skip
 MAX_CELL = 40  # terminal columns; longer cells are cut with "…"
+
+
+# Explicit embeddings, overrides and isolates: they reorder the text after them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character and bidirectional control escaped."""
+    if text.isprintable():  # the usual case, in one C loop (it is False for those below)
+        return text
+    return "".join(_escaped(c) for c in text)
+
+
+def _escaped(char: str) -> str:
+    if category(char) == "Cc" or char in _BIDI_CONTROLS:
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return char
 
 
 def human_duration(delta: timedelta) -> str:
@@ -149,14 +174,14 @@ def status_text(
             else "never synced"
         )
         failure = (
-            f"{iso(status.last_failure_at)}: {status.last_failure_error}"
+            f"{iso(status.last_failure_at)}: {printable(status.last_failure_error or '')}"
             if status.last_failure_at
             else "none"
         )
         lines = [
-            f"account {status.account}",
+            f"account {printable(status.account)}",
             f"  watermark     {freshness}",
-            f"  scope         {scope_text(status.scope)}",
+            f"  scope         {printable(scope_text(status.scope))}",
             f"  rows          {status.rows:,}",
             f"  rejects       {status.rejects:,}",
             f"  last success  {iso(status.last_success_at) or 'never'}",
@@ -189,7 +214,7 @@ def _run_line(run: RunInfo) -> str:
         f"inserted={run.rows_inserted} "
         f"updated={run.rows_updated} rejected={run.rows_rejected} {took}"
     )
-    return f"{text}  {run.error}" if run.error else text
+    return f"{text}  {printable(run.error)}" if run.error else text
 
 
 def records_table(records: Sequence[Mapping[str, Any]]) -> str:
@@ -204,7 +229,7 @@ def records_table(records: Sequence[Mapping[str, Any]]) -> str:
 
 def _cell(value: object) -> str:
     # NFC: a combining accent then counts as part of its letter
-    return "" if value is None else normalize("NFC", " ".join(str(value).split()))
+    return "" if value is None else printable(normalize("NFC", " ".join(str(value).split())))
 
 
 def char_width(char: str) -> int:

@@ -2,6 +2,14 @@
 
 Every command runs under ``signals_set``; sync and resync pass the ``Event`` their run
 polls, so the first signal stops them gently, other commands leave at once.
+
+One stop request can arrive twice: ``timeout``(1) signals its child and then its whole
+process group, the child included (``kill(pid)``, then ``kill(0)``), and a supervisor or
+shell may do the same. So the first repeat of the same signal within ``ECHO_S`` of the
+first is taken as its echo and ignored (logged under ``--verbose``); a different signal,
+a repeat after ``ECHO_S``, or any further one is a second signal and leaves at once. A
+person who presses Ctrl-C twice quickly therefore needs a third press (or a second
+after a moment); Python's handlers get no sender pid, so time is the one tell.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import os
 import select
 import signal
 import threading
+import time
 from contextlib import suppress
 from types import FrameType
 from typing import Any, NoReturn
@@ -22,6 +31,8 @@ from etl.common.errors import ExitCode
 log = logging.getLogger("etl.cli.main")
 
 STOP_GRACE_S = 30.0  # after a first signal, the longest a run may take to stop cleanly
+ECHO_S = 2.0  # the same signal again this soon after the first is its echo (see above)
+ECHO = b"\xff"  # written to the watcher's pipe for an echo (a signal's byte is its number)
 
 
 class signals_set:
@@ -42,6 +53,8 @@ class signals_set:
         self.unit = unit  # what the run finishes before it stops: a page, an export's chunk
         self.previous: dict[int, Any] = {}
         self._signals = 0
+        self._first: tuple[int, float] | None = None  # the first signal and when it came
+        self._echoed = False  # its one echo was ignored already
         self._read, self._write = os.pipe()
         self._watcher = threading.Thread(target=self._watch, name="signal-watcher", daemon=True)
 
@@ -62,10 +75,25 @@ class signals_set:
         dbwait.reset()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._is_echo(signum):
+            return
         self._signals += 1
+        if self._first is None:
+            self._first = (signum, time.monotonic())
         if self._signals > 1 or self.stop is None:
             leave_now(f"stopped by a second {signal.Signals(signum).name}: exiting at once")
         os.write(self._write, bytes([signum]))
+
+    def _is_echo(self, signum: int) -> bool:
+        """The first repeat of the first signal, within ``ECHO_S``: the same request."""
+        if self._first is None or self._echoed or self.stop is None:
+            return False
+        first, when = self._first
+        if signum != first or time.monotonic() - when >= ECHO_S:
+            return False
+        self._echoed = True
+        os.write(self._write, ECHO)  # the watcher logs it: no logging in a handler
+        return True
 
     def _watch(self) -> None:
         signum = os.read(self._read, 1)[0]
@@ -80,8 +108,11 @@ class signals_set:
         dbwait.interrupt()
         assert self.stop is not None
         self.stop.set()
-        if _select_readable(self._read, STOP_GRACE_S):  # the run ended in time
-            return
+        deadline = time.monotonic() + STOP_GRACE_S
+        while _select_readable(self._read, max(0.0, deadline - time.monotonic())):
+            if os.read(self._read, 1) != ECHO:  # the run ended in time
+                return
+            log.debug("%s again within %g s: taken as the same request", name, ECHO_S)
         leave_now(f"stopped by {name}, but the run did not stop within {STOP_GRACE_S:.0f} s")
 
 

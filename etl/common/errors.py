@@ -25,6 +25,8 @@ string, or a raw response body (see ``etl.common.redact``).
 
 from __future__ import annotations
 
+import os
+import traceback
 from enum import IntEnum
 
 
@@ -119,3 +121,26 @@ class StaleDataError(EtlError):
 
 class InterruptedRun(EtlError):
     exit_code = ExitCode.INTERRUPTED
+
+
+def unexpected(exc: BaseException) -> str:
+    """An unforeseen exception in a few words: its type and where it was raised, never its
+    arguments (requests' and http.client's hold the header they refused, credentials and
+    all; a driver's may hold a row)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+    return f"{type(exc).__name__}{where}"
+
+
+def unexpected_traceback(exc: BaseException) -> str:
+    """The frames of ``exc`` and of the exceptions it came from, each ending in its type
+    alone (as ``unexpected``): for ``--verbose``, which must not show a secret either."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        frames = "".join(traceback.format_tb(current.__traceback__))
+        parts.append(f"Traceback (most recent call last):\n{frames}{type(current).__name__}\n")
+        current = current.__cause__ or current.__context__
+    return "\nwhich led to:\n".join(reversed(parts))  # the first cause first, as Python does

@@ -3,9 +3,26 @@
 Secrets are wrapped as soon as they are read, so that a stray ``repr``, f-string
 or log call prints ``'***'`` instead of the value; only ``reveal()`` gives it out,
 and only ``etl.zendesk.auth`` calls it.
+
+``clean`` is the door every secret passes before it is wrapped (the config's inline,
+file and environment values, the OAuth token answer): surrounding whitespace goes (a
+file read into a variable keeps its newline), and a control character left inside is
+refused, since it could only break the header it goes into, and the error that breaks
+it would carry the header, secret and all.
 """
 
 from __future__ import annotations
+
+import unicodedata
+
+
+def clean(value: str) -> str:
+    """``value`` without surrounding whitespace; ``ValueError`` if a control character
+    (C0, DEL, C1) is left inside. The message never holds the value."""
+    value = value.strip()
+    if any(unicodedata.category(c) == "Cc" for c in value):
+        raise ValueError("holds a control character (a line break or the like) inside")
+    return value
 
 
 class Secret:

@@ -4,11 +4,16 @@ A secret may be written inline, read from a file (``api_token_file``: systemd cr
 or from the environment (``ZENDESK_API_TOKEN``, or ``api_token_env = "VAR"`` to name another
 variable); it is wrapped in ``Secret`` the moment it is read, and no message ever shows it.
 A file that holds one inline and that other users can read earns a warning.
+
+Every value passes ``etl.common.secret.clean`` first: stripped, and refused if a control
+character is left. A secret file is read only if it is a regular file (``/dev/zero`` would
+fill the memory, a FIFO block start-up forever) and at most ``SECRET_FILE_LIMIT`` long.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -16,7 +21,7 @@ from string import Template
 from typing import Any
 from urllib.parse import urlsplit
 
-from etl.common.secret import Secret
+from etl.common.secret import Secret, clean
 from etl.common.settings import Credentials, DatabaseSettings
 from etl.config.section import Section
 
@@ -31,6 +36,7 @@ CREDENTIAL_KEYS = {
 }  # fmt: skip
 # url_file / url_env: the URL (and its password) kept out of the config file
 DATABASE_KEYS = {"url", "url_file", "url_env", "auto_migrate"}
+SECRET_FILE_LIMIT = 64 * 1024  # bytes: a token, a password or a URL is far shorter
 
 
 def secret(
@@ -42,27 +48,61 @@ def secret(
         table.problem(key, f"give only one of {', '.join(given)}")
         return None
     value: str | None = None
+    where = key
     if key in table:
         value = table.text(key)
     elif f"{key}_file" in table:
         # ${CREDENTIALS_DIRECTORY} and the like expand, for systemd's LoadCredential=.
         path = Template(table.text(f"{key}_file")).safe_substitute(environ)
+        where = f"{key}_file"
         try:
-            value = Path(path).read_text(encoding="utf-8").strip()
+            value = read_secret_file(path)
         except (OSError, UnicodeDecodeError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "unreadable"
-            table.problem(f"{key}_file", f"cannot read {path}: {reason}")
+            table.problem(where, f"cannot read {path}: {reason}")
             return None
-        if not value:
-            table.problem(f"{key}_file", f"{path} is empty")
+        if not value.strip():
+            table.problem(where, f"{path} is empty")
     elif f"{key}_env" in table:
         var = table.text(f"{key}_env")
         value = environ.get(var)
+        where = f"{key}_env"
         if not value:
-            table.problem(f"{key}_env", f"environment variable {var} is not set")
+            table.problem(where, f"environment variable {var} is not set")
     elif use_default_env:
         value = environ.get(f"ZENDESK_{key.upper()}")
+        where = f"{key} (from ZENDESK_{key.upper()})"
+    if not value:
+        return None
+    try:
+        value = clean(value)
+    except ValueError as exc:
+        table.problem(where, f"the secret {exc}; write it on one line")
+        return None
+    if not value and f"{key}_env" in table:
+        table.problem(where, f"environment variable {table.text(where)} is empty")
     return Secret(value) if value else None
+
+
+def read_secret_file(path: str) -> str:
+    """The text of a secret file: a regular file of at most ``SECRET_FILE_LIMIT`` bytes,
+    else an ``OSError`` that says why. Opened without blocking, so a FIFO with no writer
+    is refused at once rather than waited on."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(0, "not a regular file")
+        data = b""
+        while len(data) <= SECRET_FILE_LIMIT:
+            chunk = os.read(fd, SECRET_FILE_LIMIT + 1 - len(data))
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        os.close(fd)
+    if len(data) > SECRET_FILE_LIMIT:
+        raise OSError(0, f"larger than {SECRET_FILE_LIMIT // 1024} KiB: not a secret")
+    return data.decode("utf-8")
 
 
 def credentials(

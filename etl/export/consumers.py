@@ -5,6 +5,12 @@ sequence number (etl.storage.sequence) it has written out. Its file and that fil
 the position committed (``file_path``, ``file_length``) are the consumer's, kept equal on
 all of its rows: ``export`` cuts the file back to that length when it starts, so bytes
 written by a run killed before its commit are never left twice.
+
+The options a consumer was started with (``since``, ``format``) are kept the same way, on
+all of its rows, and each row's ``since_upto`` says which of the account's rows ``--since``
+applies to (those numbered up to the account's head when the first export began): a run
+killed during a first export resumes with them, and a run asking for others is refused
+unless it says to reset them (``check_options``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from etl.common.clock import iso
+from etl.common.clock import format_time, iso
 from etl.common.errors import ConfigError
 from etl.storage.schema import UTCDateTime, audit_logs, export_consumers
 
@@ -34,6 +40,18 @@ def check_name(consumer: str) -> str:
 
 
 @dataclass(frozen=True)
+class Options:
+    """What a consumer exports: its format and its ``--since`` (whole seconds, as applied)."""
+
+    fmt: str
+    since: datetime | None
+
+    def text(self) -> str:
+        since = f"--since {format_time(self.since)}" if self.since else "no --since"
+        return f"--format {self.fmt}, {since}"
+
+
+@dataclass(frozen=True)
 class Start:
     """What one query tells an export of one account when it starts."""
 
@@ -41,6 +59,8 @@ class Start:
     position: int | None  # the consumer's, for this account (None: no row yet)
     file_path: str | None  # the consumer's file and its committed length
     file_length: int | None
+    saved: Options | None = None  # the consumer's options (None: not saved yet)
+    since_upto: int | None = None  # --since applies to this account's rows up to this number
 
     def nothing_new(self) -> bool:
         return self.head is None or (self.position is not None and self.head <= self.position)
@@ -62,10 +82,12 @@ def _start_query() -> sa.Select[Any]:
     consumer: sa.BindParameter[str] = sa.bindparam("consumer")
     mine = export_consumers.c
     head = sa.select(sa.func.max(audit_logs.c.stored_seq)).where(audit_logs.c.account == account)
-    position = sa.select(mine.position).where(mine.consumer == consumer, mine.account == account)
-    # the consumer's file, from whichever account it last wrote (one file per consumer)
+    own = (mine.consumer == consumer, mine.account == account)
+    position = sa.select(mine.position).where(*own)
+    since_upto = sa.select(mine.since_upto).where(*own)
+    # the consumer's file and options, from whichever account it last wrote (kept equal)
     last_file = (
-        sa.select(mine.file_path, mine.file_length)
+        sa.select(mine.file_path, mine.file_length, mine.since, mine.format)
         .where(mine.consumer == consumer)
         .order_by(mine.updated_at.desc())
         .limit(1)
@@ -77,6 +99,9 @@ def _start_query() -> sa.Select[Any]:
         position.scalar_subquery().label("position"),
         last_file.c.file_path,
         last_file.c.file_length,
+        last_file.c.since,
+        last_file.c.format,
+        since_upto.scalar_subquery().label("since_upto"),
     ).select_from(one.outerjoin(last_file, sa.true()))
 
 
@@ -85,13 +110,36 @@ _START = _start_query()
 
 def read_start(conn: Connection, consumer: str, account: str) -> Start:
     row = conn.execute(_START, {"consumer": consumer, "account": account}).one()
-    head, position, path, length = row
+    head, position, path, length, since, fmt, since_upto = row
     return Start(
         None if head is None else int(head),
         None if position is None else int(position),
         path,
         None if length is None else int(length),
+        None if fmt is None else Options(fmt, since),
+        None if since_upto is None else int(since_upto),
     )
+
+
+def check_options(
+    consumer: str, saved: Options | None, fmt: str | None, since: datetime | None, reset: bool
+) -> Options:
+    """The options this run exports with: those given (``None``: as saved; a new consumer's
+    default is raw and no ``--since``). Options given that differ from the saved ones are
+    refused unless ``reset``: they would make the file something no single export writes.
+    With ``reset`` the given ones replace the saved ones, from the consumer's position on."""
+    if since is not None:
+        since = since.replace(microsecond=0)  # the precision created_at is compared at
+    if saved is None or reset:
+        return Options(fmt or "raw", since)
+    wanted = Options(fmt or saved.fmt, saved.since if since is None else since)
+    if wanted != saved:
+        raise ConfigError(
+            f"consumer {consumer} exports with {saved.text()}, this run asks for "
+            f"{wanted.text()}: run it with the same options, or add --reset-options to "
+            "export with these from its position on"
+        )
+    return saved
 
 
 _table = export_consumers.c
@@ -107,6 +155,22 @@ _SAVE_FILE = (
 )
 
 
+_SAVE_OPTIONS = (
+    sa.update(export_consumers)
+    .where(_table.consumer == sa.bindparam("c"))
+    .values(since=sa.bindparam("s", type_=UTCDateTime(fsp=0)), format=sa.bindparam("fmt"))
+)
+
+
+@dataclass(frozen=True)
+class Begin:
+    """What a consumer's export of an account saves before it reads: its options and, for
+    an account it has not exported yet, the rows ``--since`` applies to."""
+
+    options: Options
+    since_upto: int | None  # a new row's; an existing row keeps its own
+
+
 def save(
     conn: Connection,
     consumer: str,
@@ -114,19 +178,28 @@ def save(
     position: int,
     now: datetime,
     file: tuple[str, int] | None = None,
+    begin: Begin | None = None,
 ) -> None:
-    """In ``conn``'s transaction: the consumer's ``position`` for ``account`` and, when
-    it writes to a file, the file's path and length (``file``). The caller holds the
-    consumer's lock, so no other process writes these rows meanwhile."""
+    """In ``conn``'s transaction: the consumer's ``position`` for ``account``, when it
+    writes to a file the file's path and length (``file``), and when it starts the
+    options it exports with (``begin``). The caller holds the consumer's lock, so no
+    other process writes these rows meanwhile."""
     saved = conn.execute(_SAVE_POSITION, {"c": consumer, "a": account, "p": position, "t": now})
     if saved.rowcount == 0:
         conn.execute(
             sa.insert(export_consumers).values(
-                consumer=consumer, account=account, position=position, updated_at=now
+                consumer=consumer,
+                account=account,
+                position=position,
+                updated_at=now,
+                since_upto=None if begin is None else begin.since_upto,
             )
         )
     if file is not None:
         conn.execute(_SAVE_FILE, {"c": consumer, "f": file[0], "n": file[1]})
+    if begin is not None:
+        options = begin.options
+        conn.execute(_SAVE_OPTIONS, {"c": consumer, "s": options.since, "fmt": options.fmt})
 
 
 def statuses(conn: Connection, accounts: list[str] | None = None) -> list[ConsumerStatus]:

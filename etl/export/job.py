@@ -45,9 +45,10 @@ CHUNK_ROWS = 5000
 class ExportOptions:
     consumer: str
     output: Path | None = None  # None: standard output
-    fmt: str = "raw"
+    fmt: str | None = None  # None: the consumer's saved format (a new consumer's: raw)
     since: datetime | None = None  # a new consumer's first export starts at this created_at
     chunk_rows: int = CHUNK_ROWS
+    reset_options: bool = False  # take fmt and since in place of the consumer's saved ones
 
 
 @dataclass
@@ -123,7 +124,7 @@ def _stdout(stream: BinaryIO | None) -> BinaryIO:
 @contextmanager
 def _consumer_lock(engine: Engine, consumer: str) -> Iterator[None]:
     try:
-        with run_lock(engine, f"export:{consumer}"):
+        with run_lock(engine, consumer, namespace="export"):
             yield
     except LockedError:
         raise LockedError(f"another export for consumer {consumer} is in progress") from None
@@ -138,23 +139,38 @@ def _export_account(
     now: Callable[[], datetime],
     report: Callable[[ExportSummary], None] | None,
 ) -> ExportSummary:
-    reader = Reader(engine, account, fmt=options.fmt, chunk_rows=options.chunk_rows)
     with database_errors(engine, "reading the export position"), engine.connect() as conn:
         start = consumers.read_start(conn, options.consumer, account)
         conn.rollback()
-        position = start.position or 0
-        summary = ExportSummary(options.consumer, account, sink.name, position, position)
-        if start.nothing_new():
-            return _reported(summary, report)
-        # --since only shapes a consumer's first export of the account
-        since = options.since if not start.position else None
-        writer = for_writing(engine)
-        baseline = sink.prepare(start.file_path, start.file_length)
-        if baseline is not None:
-            with database_errors(engine, "saving the export file"), writer.begin() as tx:
-                consumers.save(tx, options.consumer, account, position, now(), baseline)
-        head = start.head
-        assert head is not None  # nothing_new() otherwise
+    chosen = consumers.check_options(
+        options.consumer, start.saved, options.fmt, options.since, options.reset_options
+    )
+    position = start.position or 0
+    summary = ExportSummary(options.consumer, account, sink.name, position, position)
+    # saved before anything is written, so that a run killed at any point resumes with them
+    begin = None
+    if start.saved != chosen or (start.position is None and start.head is not None):
+        since_upto = start.since_upto if start.position is not None else start.head
+        begin = consumers.Begin(chosen, since_upto)
+    writer = for_writing(engine)
+    if start.nothing_new():
+        if begin is not None and start.position is not None:  # new options, nothing to export
+            with database_errors(engine, "saving the export options"), writer.begin() as tx:
+                consumers.save(tx, options.consumer, account, position, now(), None, begin)
+        return _reported(summary, report)
+    baseline = sink.prepare(start.file_path, start.file_length)
+    if baseline is not None or begin is not None:
+        with database_errors(engine, "saving the export file"), writer.begin() as tx:
+            consumers.save(tx, options.consumer, account, position, now(), baseline, begin)
+    head = start.head
+    assert head is not None  # nothing_new() otherwise
+    # --since shapes a consumer's first export of the account: the rows numbered up to
+    # the account's head when it began, even when it resumes after a kill
+    since_upto = start.since_upto if begin is None else begin.since_upto
+    since = None
+    if chosen.since is not None and since_upto is not None and position < since_upto:
+        since = (chosen.since, since_upto)
+    reader = Reader(engine, account, fmt=chosen.fmt, chunk_rows=options.chunk_rows)
     try:
         with read_ahead(engine, lambda: reader.batches(position, head, since)) as batches:
             for batch in batches:

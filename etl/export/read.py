@@ -73,16 +73,21 @@ class Reader:
         self._tail = f',"account":{json.dumps(account, ensure_ascii=False)},"stored_seq":'
 
     def batches(
-        self, after: int, head: int, since: datetime | None
+        self, after: int, head: int, since: tuple[datetime, int] | None
     ) -> Generator[Batch, None, None]:
         """The rows numbered in ``(after, head]``, a chunk a batch; a range found empty
-        short of ``head`` makes no batch (its numbers commit with the next rows)."""
+        short of ``head`` makes no batch (its numbers commit with the next rows).
+        ``since`` (a time, a number): of the rows numbered up to that number, only those
+        created at or after that time."""
         window = self._limit * WINDOW_CHUNKS
         position = after
         with self._engine.connect() as conn:
             while position < head:
                 upto = min(position + window, head)
-                rows = self._chunk(conn, position, upto, since)
+                created = None
+                if since is not None and position < since[1]:
+                    created, upto = since[0], min(upto, since[1])
+                rows = self._chunk(conn, position, upto, created)
                 # every number up to head is settled (etl.storage.sequence): a range read whole
                 # leaves nothing behind, and its empty rest is passed over
                 position = rows[-1][0] if len(rows) == self._limit else upto

@@ -124,9 +124,12 @@ def _encode(raw: dict[Any, Any]) -> tuple[str, bool]:
 
 
 def parse_created_at(value: object) -> datetime | None:
-    """Zendesk sends ``YYYY-MM-DDTHH:MM:SSZ``; accept any ISO 8601 time with an offset."""
+    """Zendesk sends ``YYYY-MM-DDTHH:MM:SSZ``; accept any ISO 8601 time with an offset,
+    and RFC 3339's lowercase ``z`` (which ``fromisoformat`` refuses)."""
     if not isinstance(value, str):
         return None
+    if value.endswith("z"):
+        value = value[:-1] + "Z"
     try:
         parsed = datetime.fromisoformat(value)
         if parsed.tzinfo is UTC:  # what Zendesk's "Z" gives: nothing to convert

@@ -2,7 +2,11 @@
 
 Two classes, picked by the record's ``action``:
 
-- ``login``: Authentication (3002), activity Logon: the actor signed in.
+- ``login``: Authentication (3002), activity Logon: the actor signed in, or tried to. The
+  sign-in sentence (``change_description``) says which: ``Successful sign-in ...`` is a
+  success, any other sentence a failure with the sentence as ``status_detail`` (no
+  sentence: status Unknown). These events declare the ``host`` profile, since they carry
+  ``actor`` (the profile's attribute, as the ocsf-lib compiler reads the schema).
 - anything else: API Activity (6003), with the action as the activity: ``create`` 1,
   ``exported`` 2 (Read: data left Zendesk), ``update`` 3, ``destroy``/``delete`` 4,
   any other 99 (Other) with the action as ``activity_name``.
@@ -76,7 +80,7 @@ def to_ocsf(
         "status_id": 1,  # the audit log records what was done
         "status": "Success",
         "time": _epoch_ms(record.get("created_at")),
-        "metadata": _metadata(record, sequence),
+        "metadata": _metadata(record, sequence, class_uid),
         "cloud": {"provider": "Zendesk", "account": {"name": account}},
         "actor": _actor(record),
         "src_endpoint": _source(record),
@@ -84,6 +88,8 @@ def to_ocsf(
     message = _text(record.get("change_description"))
     if message:
         event["message"] = message
+    if class_uid == AUTHENTICATION:
+        event.update(_sign_in_status(message))
     host = _host(record.get("url"))
     if host:
         event["dst_endpoint"] = {"hostname": host}
@@ -106,11 +112,26 @@ def to_ocsf(
     return event
 
 
-def _metadata(record: Mapping[str, Any], sequence: int | None) -> dict[str, Any]:
+SUCCESSFUL_SIGN_IN = "Successful sign-in"
+
+
+def _sign_in_status(sentence: str | None) -> dict[str, Any]:
+    """A sign-in's outcome, from Zendesk's sentence: SIEM rules key failed logins on it."""
+    if not sentence or not sentence.strip():
+        return {"status_id": 0, "status": "Unknown"}
+    if sentence.startswith(SUCCESSFUL_SIGN_IN):
+        return {"status_id": 1, "status": "Success"}
+    return {"status_id": 2, "status": "Failure", "status_detail": sentence}
+
+
+def _metadata(record: Mapping[str, Any], sequence: int | None, class_uid: int) -> dict[str, Any]:
+    # actor belongs to the host profile in Authentication (as ocsf-lib compiles 1.3.0): an
+    # event that carries it declares the profile, every Authentication event here does
+    profiles = ["cloud", "host"] if class_uid == AUTHENTICATION else ["cloud"]
     metadata: dict[str, Any] = {
         "version": OCSF_VERSION,
         "product": PRODUCT,
-        "profiles": ["cloud"],
+        "profiles": profiles,
         "uid": str(record.get("id")),
     }
     created = _text(record.get("created_at"))

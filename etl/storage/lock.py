@@ -108,13 +108,15 @@ def run_lock(
     clock: Callable[[], float] = time.monotonic,
     *,
     poll_interval: float = POLL_INTERVAL_S,
+    namespace: str = "account",
 ) -> Iterator[HeldLock]:
-    """Hold ``account``'s run lock for the ``with`` block.
+    """Hold ``account``'s run lock for the ``with`` block (``namespace="export"``: the
+    export consumer named ``account``'s).
 
     If another run holds it, try again every ``poll_interval`` seconds until ``wait``
     seconds have passed, then raise ``LockedError``.
     """
-    attempt = _attempt_for(engine, account)
+    attempt = _attempt_for(engine, lock_subject(namespace, account))
     deadline = clock() + wait
     told = False
     while (taken := attempt()) is None:
@@ -133,6 +135,23 @@ def run_lock(
         yield HeldLock(account, check)
     finally:
         release()
+
+
+_NAMESPACES = ("account:", "export:")
+
+
+def lock_subject(namespace: str, name: str) -> str:
+    """What the lock is named after; one subject per (namespace, name), never shared.
+
+    An account keeps its name (the lock a running older version takes); an export
+    consumer is ``export:NAME``; an account whose name starts with ``account:`` or
+    ``export:`` gets ``account:`` in front, so the account ``export:siem`` and the
+    consumer ``siem`` no longer take one lock."""
+    if namespace == "export":
+        return f"export:{name}"
+    if namespace != "account":
+        raise ValueError(f"unknown lock namespace {namespace!r}")
+    return f"account:{name}" if name.startswith(_NAMESPACES) else name
 
 
 def advisory_key(account: str) -> int:

@@ -290,4 +290,10 @@ export_consumers = sa.Table(
     sa.Column("file_path", long_text()),
     sa.Column("file_length", sa.BigInteger),
     sa.Column("updated_at", UTCDateTime(), nullable=False),
+    # The options the consumer was started with (revision 0007), equal on all its rows;
+    # format NULL: not saved yet (a row from before). since_upto, per account: the rows
+    # --since applies to (the account's head when the consumer's first export began).
+    sa.Column("since", UTCDateTime(fsp=0)),
+    sa.Column("format", sa.String(16)),
+    sa.Column("since_upto", sa.BigInteger),
 )

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from etl.common.clock import iso, utc_now
-from etl.common.errors import ConfigError, EtlError, InterruptedRun
+from etl.common.errors import ConfigError, EtlError, InterruptedRun, unexpected
 from etl.common.settings import AccountSettings
 from etl.storage.store import Store
 from etl.sync.run import Run, RunHooks, RunSummary, split_records
@@ -159,7 +159,7 @@ def read_window(
         summary.status, summary.error = "interrupted", "interrupted by the user"
         raise
     except Exception as exc:  # a bug: still recorded, and not hidden by the recording
-        summary.status, summary.error = "failed", f"internal error: {exc!r}"
+        summary.status, summary.error = "failed", f"internal error ({unexpected(exc)})"
         raise
     finally:
         # The backfill has added (and closed) its fetchers' own clients.

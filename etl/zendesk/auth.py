@@ -41,7 +41,7 @@ from etl.common.errors import (
 )
 from etl.common.jsonbody import decode_json
 from etl.common.redact import error_summary, redact_url
-from etl.common.secret import Secret
+from etl.common.secret import Secret, clean
 from etl.common.settings import Credentials
 from etl.zendesk.ratelimit import parse_retry_after
 
@@ -225,6 +225,12 @@ class ClientCredentialsAuth(ZendeskAuth):
             raise RetriableError(
                 f"{where}: could not obtain an OAuth token ({type(exc).__name__})"
             ) from None
+        except ValueError as exc:  # requests reads a redirect's Location even when not following
+            raise RequestRejectedError(
+                f"{where}: an answer that cannot be read ({type(exc).__name__}: a redirect to "
+                "an unparsable location?); redirects are not followed: check base_url "
+                "(https://SUBDOMAIN.zendesk.com)"
+            ) from None
         if len(raw) > TOKEN_BODY_LIMIT:
             raise CorruptResponseError(
                 f"{where}: the token answer is larger than {TOKEN_BODY_LIMIT // 1024} KiB"
@@ -242,8 +248,7 @@ class ClientCredentialsAuth(ZendeskAuth):
         if status >= 500 or status == 408:
             raise RetriableError(f"{where}: {status} while obtaining an OAuth token")
         if 300 <= status < 400:  # not followed: the client secret goes to base_url only
-            location = response.headers.get("Location", "")
-            target = urlsplit(location).hostname or ("the same host" if location else "nowhere")
+            target = _redirect_target(response.headers.get("Location", ""))
             raise RequestRejectedError(
                 f"{where}: {status}, a redirect to {target}; redirects are not followed: "
                 "check base_url (https://SUBDOMAIN.zendesk.com)"
@@ -256,6 +261,14 @@ class ClientCredentialsAuth(ZendeskAuth):
                 f"grant: check {self.check}"
             )
         token = body.get("access_token") if body is not None else None
+        if isinstance(token, str):
+            try:  # a secret from outside like any other: stripped, or refused
+                token = clean(token)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{where}: the OAuth token answered {exc}: it cannot be sent; "
+                    "check that base_url is Zendesk's (https://SUBDOMAIN.zendesk.com)"
+                ) from None
         if not isinstance(token, str) or not token:
             raise RetriableError(f"{where}: {status} answer without an access_token")
         expires_in = body.get("expires_in") if body is not None else None
@@ -313,6 +326,15 @@ def build_auth(
         "no Zendesk credentials: set client_id + client_secret, oauth_token, "
         "email + api_token, or email + password"
     )
+
+
+def _redirect_target(location: str) -> str:
+    """Where a redirect points, for a message: its host (never a bad header's text)."""
+    try:
+        host = urlsplit(location).hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return "an unparsable location"
+    return host or ("the same host" if location else "nowhere")
 
 
 def _json_object(raw: bytes) -> dict[str, Any] | None:

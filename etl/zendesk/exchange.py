@@ -147,7 +147,7 @@ def exchange(
             courier.abandon()
             raise RetriableError(f"{where}: timed out (no whole answer within {timeout:g} s)")
     if outcome.error is not None:
-        typed = _typed(outcome.error, where)
+        typed = _typed(outcome.error, where, sent=outcome.response is not None)
         if typed is outcome.error:
             raise typed
         raise typed from outcome.error
@@ -188,10 +188,19 @@ def _too_large(limit: int) -> str:
     return f"the answer is larger than {limit // (1024 * 1024)} MiB"
 
 
-def _typed(exc: BaseException, where: object) -> BaseException:
-    """What the exchange's failure means, as an EtlError (others are bugs: as they are)."""
+def _typed(exc: BaseException, where: object, *, sent: bool) -> BaseException:
+    """What the exchange's failure means, as an EtlError (others are bugs: as they are).
+    Messages name the failure's type, never its arguments: requests' InvalidHeader and
+    http.client's ValueError carry the header they refused, credentials and all."""
     if isinstance(exc, EtlError):
         return exc
+    if not sent and isinstance(exc, ValueError) and not isinstance(exc, requests.RequestException):
+        # a header http.client cannot encode (a credential outside Latin-1), or a redirect's
+        # Location requests cannot parse (it reads one even when not following it)
+        return RequestRejectedError(
+            f"{where}: the request could not be sent ({type(exc).__name__}): a credential "
+            "with characters a header cannot carry, or a redirect to an unparsable location"
+        )
     if isinstance(exc, requests.exceptions.SSLError):
         if "certificate" in str(exc).lower():
             return UpstreamError(
