@@ -15,7 +15,7 @@ from typing import TextIO
 from etl.cli.output import PROG
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode, StaleDataError
-from etl.common.settings import Settings
+from etl.common.settings import AUDIT_LOGS, Settings
 from etl.config import loader as config
 
 
@@ -88,7 +88,8 @@ def _below_lag(settings: Settings, stale: Sequence[str], max_lag: timedelta) -> 
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from etl.cli.check import check_account, check_database
+    from etl.cli.check import check_account, check_database, interactive_client
+    from etl.cli.check_streams import check_streams
     from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=args.account or True)
@@ -96,6 +97,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(line)
     for account in select_accounts(settings, args.account):
         print(check_account(account))
+        if len(account.sync.streams) > 1 or AUDIT_LOGS not in account.sync.streams:
+            with interactive_client(account) as client:
+                for stream_line in check_streams(account, client):
+                    print(stream_line)
     if schema_error and not settings.database.auto_migrate:
         raise schema_error  # sync would refuse to run (exit 6), with the migrate command
     return int(ExitCode.OK)

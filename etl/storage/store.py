@@ -34,6 +34,7 @@ from etl.storage.history import (
     runs,
     start_run,
 )
+from etl.storage.limits import RowUpsert
 from etl.storage.lock import HeldLock, LockGuard, run_lock
 from etl.storage.schema import MYSQL_DIALECTS, audit_logs, sync_slices, sync_state
 from etl.storage.statements import (
@@ -148,14 +149,23 @@ class Store:
             return transaction.write_batch(account, run_id, rows, rejects, watermark=watermark)
 
     @contextmanager
-    def transaction(self) -> Iterator[BatchTransaction]:
+    def transaction(
+        self,
+        *,
+        upsert: RowUpsert | None = None,
+        advance_watermark: sa.Executable | None = None,
+    ) -> Iterator[BatchTransaction]:
         """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
-        of them commit when the block ends, or none."""
+        of them commit when the block ends, or none. Another stream than the audit log
+        (``etl.storage.streams``) gives its table's ``upsert`` and its state's
+        ``advance_watermark``."""
         with self._writing("writing a page") as conn:
             transaction = BatchTransaction(
                 conn,
-                upsert=self._upsert,
-                advance_watermark=self._advance_watermark,
+                upsert=self._upsert if upsert is None else upsert,
+                advance_watermark=(
+                    self._advance_watermark if advance_watermark is None else advance_watermark
+                ),
                 now=self._now,
             )
             yield transaction
@@ -219,13 +229,17 @@ class Store:
         watermark_before: datetime | None,
         *,
         kind: str = "sync",
+        stream: str = "audit_logs",
     ) -> int:
         """Record a new run, committed at once. Call it holding the account's lock: runs
-        of the account still ``running`` are then known dead and marked ``abandoned``."""
+        of the account still ``running`` (any stream's) are then known dead and marked
+        ``abandoned``."""
         check_kind(kind)
         with self._writing("starting a run") as conn:
             window = (window_start, window_end)
-            return start_run(conn, account, window, watermark_before, kind=kind, now=self._now())
+            return start_run(
+                conn, account, window, watermark_before, kind=kind, now=self._now(), stream=stream
+            )
 
     def finish_run(
         self,
@@ -251,10 +265,12 @@ class Store:
                 error=error,
             )
 
-    def recent_runs(self, account: str, limit: int = 5) -> list[RunInfo]:
-        """The account's newest runs, newest first."""
+    def recent_runs(
+        self, account: str, limit: int = 5, *, stream: str = "audit_logs"
+    ) -> list[RunInfo]:
+        """The account's newest runs of ``stream``, newest first."""
         with self._reading("reading the run history") as conn:
-            return runs(conn, account, limit=limit)
+            return runs(conn, account, limit=limit, stream=stream)
 
     # -- status --------------------------------------------------------------------------
 
@@ -279,6 +295,14 @@ class Store:
         return self._guard.holding(run_lock(self.engine, account, wait, sleep))
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def reading(self, doing: str) -> AbstractContextManager[Connection]:
+        """A read transaction whose database failures become ``DatabaseError``."""
+        return self._reading(doing)
+
+    def writing(self, doing: str) -> AbstractContextManager[Connection]:
+        """A write transaction, checked against the run lock before it commits."""
+        return self._writing(doing)
 
     def _reading(self, doing: str) -> AbstractContextManager[Connection]:
         return _transaction(self.engine, self.engine, doing)
