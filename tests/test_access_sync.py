@@ -3,6 +3,7 @@ one budget for both streams. Against the simulator over real HTTP, on every data
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -93,6 +94,14 @@ def test_a_newcomer_turns_it_on_syncs_and_asks_who_viewed_a_ticket(
         again = cli(config, "sync")  # nothing new: nothing written twice
         assert again.returncode == 0 and "stream=access_logs status=success" in again.stderr
         assert "inserted=0 updated=0" in again.stderr.split("stream=access_logs")[1]
+        status = cli(config, "status", "--json")
+        assert status.returncode == 0, status.stderr
+        (entry,) = json.loads(status.stdout)
+        access = entry["streams"]["access_logs"]
+        assert access["rows"] == len(kept) and access["last_run_status"] == "success"
+        assert 4 * 60 < access["lag_seconds"] < 10 * 60  # now - lag, as the audit log's
+        assert cli(config, "status", "--max-lag", "1h").returncode == 0
+        assert "account acme, access_logs" in cli(config, "status").stdout
 
     engine = open_engine(db_url)
     try:
@@ -183,6 +192,8 @@ def test_without_the_addon_the_stream_is_skipped_with_a_warning(
         checked = cli(config, "check")
         lines = [line for line in checked.stdout.splitlines() if "access_logs" in line]
         assert len(lines) == 1 and "403" in lines[0] and "add-on" in lines[0], checked.stdout
+        stale = cli(config, "status", "--max-lag", "1h")  # the skipped stream is alerted on
+        assert stale.returncode == ExitCode.STALE and "acme/access_logs" in stale.stderr
     assert access_rows(db_url) == []
 
 

@@ -5,6 +5,12 @@ its statements, untouched; every other stream has one row per ``(account, stream
 ``zendesk_stream_state``. Pages go through the store's own transaction
 (``Store.transaction``), with this stream's upsert and watermark statement: the same
 lock check, rejects, run counters and store sequence as the audit log's.
+
+The access log's upsert (``access_upsert``) works as the audit log's on SQLite and MySQL,
+on every dialect: the batch's existing ``(id, raw)`` pairs are read first, in the same
+transaction, and only new or changed rows are sent with the dialect's own upsert, so an
+unchanged row is never rewritten and the counts are exact. Through SQLAlchemy Core: the
+access log has no straight-to-driver path yet.
 """
 
 from __future__ import annotations
@@ -15,14 +21,80 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
 
-from etl.storage.access_upserts import access_upsert
+from etl.common.clock import utc_now
+from etl.records.audit import RAW_JSON
 from etl.storage.batch import RejectLike
 from etl.storage.history import FAILURE_STATUSES, RunInfo, runs, stream_rejects
-from etl.storage.limits import RowUpsert
-from etl.storage.schema import MYSQL_DIALECTS, dialect_insert, stream_state
+from etl.storage.limits import RowUpsert, byte_batches, max_packet
+from etl.storage.schema import MYSQL_DIALECTS, access_logs, dialect_insert, stream_state
 from etl.storage.statements import WriteResult
 from etl.storage.store import Store
+
+_ID_CHUNK = 500  # ids per "which of these exist?" query
+_MISSING = object()
+
+
+def _upsert_statement(dialect: str) -> sa.Executable:
+    """INSERT, or on the key update every other column (only changed rows are sent)."""
+    table = access_logs
+    key = [c for c in table.primary_key]
+    ins = dialect_insert(dialect, table)
+    others = [c.name for c in table.columns if c not in key]
+    if dialect in MYSQL_DIALECTS:
+        statement: sa.Executable = ins.on_duplicate_key_update(
+            [(name, ins.inserted[name]) for name in others]
+        )
+    else:
+        statement = ins.on_conflict_do_update(
+            index_elements=key, set_={name: ins.excluded[name] for name in others}
+        )
+    return statement
+
+
+def access_upsert(dialect: Dialect) -> RowUpsert:
+    """The access table's upsert for ``dialect``; it says (inserted, updated)."""
+    name = dialect.name
+    if name not in ("sqlite", "postgresql", *MYSQL_DIALECTS):
+        raise ValueError(f"unsupported dialect {name!r}")
+    statement = _upsert_statement(name)
+    existing = sa.select(access_logs.c.id, access_logs.c.raw).where(
+        access_logs.c.account == sa.bindparam("account"),
+        access_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
+    )
+
+    def upsert(
+        conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        ids = sorted(rows)
+        stored: dict[Any, Any] = {}
+        for at in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[at : at + _ID_CHUNK]
+            for record_id, raw in conn.execute(existing, {"account": account, "ids": chunk}):
+                stored[record_id] = raw
+        changed: list[Mapping[str, Any]] = []
+        inserted = 0
+        for record_id, row in rows.items():
+            old = stored.get(record_id, _MISSING)
+            if old is _MISSING:
+                inserted += 1
+            elif old == row["raw"]:
+                continue
+            changed.append({k: v for k, v in row.items() if k != RAW_JSON})
+        if changed:
+            _write(conn, statement, changed)
+        return inserted, len(changed) - inserted
+
+    return upsert
+
+
+def _write(conn: Connection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+    packet = max_packet(conn)
+    # On MySQL each statement well under the server's packet: a larger one closes the
+    # connection.
+    for batch in [rows] if packet is None else byte_batches(rows, packet // 2):
+        conn.execute(statement, list(batch))
 
 
 @dataclass(frozen=True)
@@ -86,7 +158,7 @@ class StreamStore:
         self._upsert = upsert or access_upsert(dialect)
         self._advance = _watermark_upsert(dialect.name, stream, advance_only=True)
         self._replace = _watermark_upsert(dialect.name, stream, advance_only=False)
-        self._now = lambda: datetime.now(UTC)
+        self._now = utc_now
 
     def _key(self, account: str) -> sa.ColumnElement[bool]:
         return sa.and_(stream_state.c.account == account, stream_state.c.stream == self.stream)
