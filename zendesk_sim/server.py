@@ -217,10 +217,11 @@ class SimulatedZendesk:
         access_addon: bool = True,
     ) -> None:
         # The access log (GET /api/v2/access_logs); without the add-on every request is a 403.
-        access_source = access_records if isinstance(access_records, AccessSource) else None
-        self._access = AccessLog(access_source)
-        if access_records is not None and access_source is None:
-            self._access.add(access_records)
+        if isinstance(access_records, AccessSource):
+            self._access = AccessLog(access_records)
+        else:
+            self._access = AccessLog()
+            self._access.add(access_records or ())
         source = records if isinstance(records, RecordSource) else None
         self._store = RecordStore(source)
         if records is not None and source is None:

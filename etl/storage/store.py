@@ -149,24 +149,22 @@ class Store:
             return transaction.write_batch(account, run_id, rows, rejects, watermark=watermark)
 
     @contextmanager
-    def transaction(
-        self,
-        *,
-        upsert: RowUpsert | None = None,
-        advance_watermark: sa.Executable | None = None,
-    ) -> Iterator[BatchTransaction]:
+    def transaction(self) -> Iterator[BatchTransaction]:
         """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
-        of them commit when the block ends, or none. Another stream than the audit log
-        (``etl.storage.streams``) gives its table's ``upsert`` and its state's
-        ``advance_watermark``."""
+        of them commit when the block ends, or none."""
+        with self.stream_transaction(self._upsert, self._advance_watermark) as transaction:
+            yield transaction
+
+    @contextmanager
+    def stream_transaction(
+        self, upsert: RowUpsert, advance_watermark: sa.Executable
+    ) -> Iterator[BatchTransaction]:
+        """``transaction`` for any stream: ``upsert`` writes its table's rows and
+        ``advance_watermark`` its state (``etl.storage.streams``); the same lock check,
+        rejects, run counters and store sequence as the audit log's."""
         with self._writing("writing a page") as conn:
             transaction = BatchTransaction(
-                conn,
-                upsert=self._upsert if upsert is None else upsert,
-                advance_watermark=(
-                    self._advance_watermark if advance_watermark is None else advance_watermark
-                ),
-                now=self._now,
+                conn, upsert=upsert, advance_watermark=advance_watermark, now=self._now
             )
             yield transaction
             transaction.finish()

@@ -3,7 +3,7 @@
 The audit log keeps its own state row (``zendesk_audit_sync_state``, keyed by account) and
 its statements, untouched; every other stream has one row per ``(account, stream)`` in
 ``zendesk_stream_state``. Pages go through the store's own transaction
-(``Store.transaction``), with this stream's upsert and watermark statement: the same
+(``Store.stream_transaction``), with this stream's upsert and watermark statement: the same
 lock check, rejects, run counters and store sequence as the audit log's.
 
 The access log's upsert (``access_upsert``) works as the audit log's on SQLite and MySQL,
@@ -217,7 +217,7 @@ class StreamStore:
     ) -> WriteResult:
         """Upsert ``rows``, store ``rejects``, advance the stream's watermark and count,
         atomically, under the run lock's check."""
-        with self.store.transaction(upsert=self._upsert, advance_watermark=self._advance) as tx:
+        with self.store.stream_transaction(self._upsert, self._advance) as tx:
             return tx.write_batch(account, run_id, rows, rejects, watermark=watermark)
 
     def status(self, account: str) -> StreamStatus:
