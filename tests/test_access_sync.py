@@ -217,7 +217,7 @@ def test_both_streams_keep_within_one_budget(sqlite_url: str) -> None:
     audit_requests = [r for r in log if r.path == "/api/v2/audit_logs"]
     access_requests = [r for r in log if r.path == ACCESS_PATH]
     assert len(audit_requests) >= 60 and len(access_requests) >= 60  # both several windows long
+    assert limiter.acquired == len(log)  # every request of both streams paid the one budget
+    # The simulator counts requests per (shortened) minute as they arrive and answers 429
+    # past its limit: both streams together stayed within it.
     assert not [r for r in log if r.status == 429]
-    times = sorted(r.time for r in log)
-    busiest = max(sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times))
-    assert busiest <= limit  # both streams together, counted at the simulator
