@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from access_support import ACCESS_PATH, access_record, access_rows, assert_access_matches
+from prometheus_client.parser import text_string_to_metric_families
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -51,6 +52,7 @@ def write_config(tmp_path: Path, base_url: str, db_url: str, sync: str) -> Path:
         f'[zendesk]\nbase_url = "{base_url}"\nname = "acme"\nrequests_per_minute = 2500\n'
         f'retry_budget = "3s"\ntimeout = "5s"\n'
         f'[database]\nurl = "{db_url}"\nauto_migrate = true\n[sync]\n{sync}\n'
+        f'[monitoring]\nmetrics_file = "{tmp_path / "etl.prom"}"\n'
     )
     path.chmod(0o600)
     return path
@@ -91,6 +93,15 @@ def test_a_newcomer_turns_it_on_syncs_and_asks_who_viewed_a_ticket(
         kept = [r for r in sim.access_records() if r["id"] != "01JOLD"]
         assert_access_matches(db_url, kept)  # 90 days back, nothing older
         assert_table_matches(db_url, sim.visible_records())  # the audit log as before
+        metrics = {
+            (sample.name, sample.labels.get("stream", "")): sample.value
+            for family in text_string_to_metric_families((tmp_path / "etl.prom").read_text())
+            for sample in family.samples
+        }
+        # The audit log's last run is its own, not the access log's that ran after it.
+        assert metrics[("zendesk_audit_etl_last_run_rows_written", "")] == 200
+        assert metrics[("zendesk_audit_etl_stream_rows", "access_logs")] == len(kept)
+        assert 0 < metrics[("zendesk_audit_etl_stream_lag_seconds", "access_logs")] < 600
         again = cli(config, "sync")  # nothing new: nothing written twice
         assert again.returncode == 0 and "stream=access_logs status=success" in again.stderr
         assert "inserted=0 updated=0" in again.stderr.split("stream=access_logs")[1]

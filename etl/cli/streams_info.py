@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from etl.cli.metrics import PREFIX, _escape, _number
 from etl.cli.report import human_duration
 from etl.common.clock import format_time, iso, utc_now
 from etl.common.errors import ForbiddenError
@@ -121,3 +122,31 @@ def stream_text(status: StreamStatus, now: datetime) -> str:
             f"  last failure  {failure}",
         ]
     )
+
+
+# name -> help text; gauges labelled by account and stream, beside the audit log's series
+STREAM_HELP = {
+    "stream_last_success_timestamp_seconds": "A stream's last success (Unix time; 0: never).",
+    "stream_lag_seconds": "How far a stream's stored data is behind now (-1: never synced).",
+    "stream_rows": "A stream's records stored.",
+    "stream_rejects": "A stream's records that could not be stored.",
+}
+
+
+def stream_metrics(statuses: Sequence[StreamStatus], now: datetime) -> str:
+    """Prometheus text for the streams besides the audit log (etl.cli.metrics's format)."""
+    lines: list[str] = []
+    for name, help_text in STREAM_HELP.items():
+        lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
+        for status in statuses:
+            behind = _behind(status, now)
+            success = status.last_success_at
+            value = {
+                "stream_last_success_timestamp_seconds": success.timestamp() if success else 0,
+                "stream_lag_seconds": behind.total_seconds() if behind is not None else -1,
+                "stream_rows": status.rows,
+                "stream_rejects": status.rejects,
+            }[name]
+            label = f'{{account="{_escape(status.account)}",stream="{status.stream}"}}'
+            lines.append(f"{PREFIX}_{name}{label} {_number(value)}")
+    return "\n".join(lines) + "\n"

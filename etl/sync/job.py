@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from etl.common.errors import ConfigError, EtlError, ExitCode, InterruptedRun
 from etl.common.settings import AUDIT_LOGS, AccountSettings, Settings
@@ -107,7 +107,9 @@ def sync_each(
             continue
         stream = STREAMS[name]
         state = StreamStore(store, stream.name, stream.table)
-        other = sync_stream(stream, account, client, state, hooks=hooks)
+        # The progress bar follows the audit log's created_at: not another stream's pages.
+        quiet = replace(hooks, on_page=None)
+        other = sync_stream(stream, account, client, state, hooks=quiet)
         summary = summary or other
         if hooks.stopping():
             break
