@@ -141,8 +141,8 @@ def as_stored(moment: datetime, db_url: str) -> datetime:
     return moment if db_url.startswith("postgresql") else moment.replace(tzinfo=None)
 
 
-def run_both(url: str, db_url: str, **sync: object) -> tuple[list[RunSummary], ExitCode]:
-    account = with_sync(sim_account(url, retry_budget=2.0, page_size=50), streams=BOTH, **sync)
+def run_both(url: str, db_url: str, retry_budget: float = 2.0) -> tuple[list[RunSummary], ExitCode]:
+    account = with_sync(sim_account(url, retry_budget=retry_budget, page_size=50), streams=BOTH)
     store = fresh_store(db_url)
     summaries: list[RunSummary] = []
     try:
@@ -232,3 +232,35 @@ def test_both_streams_keep_within_one_budget(sqlite_url: str) -> None:
     # The simulator counts requests per (shortened) minute as they arrive and answers 429
     # past its limit: both streams together stayed within it.
     assert not [r for r in log if r.status == 429]
+
+
+def test_transient_faults_are_retried_and_rejects_are_kept_per_stream(db_url: str) -> None:
+    end = recent(30)
+    source = AccessSource(600, start=end - timedelta(days=5), end=end, seed=9)
+    with SimulatedZendesk(access_records=source) as sim:
+        sim.inject(
+            Fault("status", status=503, path=ACCESS_PATH, skip=1),
+            Fault("status", status=429, retry_after=0, path=ACCESS_PATH, skip=1),
+            Fault("reset", path=ACCESS_PATH, skip=1),
+            Fault("truncate", path=ACCESS_PATH, skip=1),
+            Fault("html", status=502, path=ACCESS_PATH),
+            Fault("empty_page", path=ACCESS_PATH, skip=1),
+            Fault("foreign_next", path=ACCESS_PATH),  # no after_cursor: corrupt, retried
+            Fault("mangle", mangle="no_id", path=ACCESS_PATH, skip=1),  # one record without id
+        )
+        summaries, code = run_both(sim.url, db_url, retry_budget=30.0)
+        assert code == ExitCode.OK, summaries[-1].error
+        records = sim.access_records()
+    access = summaries[-1]
+    assert access.stream == "access_logs" and access.rejected == 1
+    stored = {row["id"] for row in access_rows(db_url)}
+    assert len(stored) == len(records) - 1  # all but the one sent without its id...
+    store = fresh_store(db_url)
+    try:
+        status = StreamStore(store, "access_logs", ACCESS_LOGS.table).status("acme")
+        (audit,) = store.account_status("acme")
+    finally:
+        store.engine.dispose()
+    assert status.rejects == 1 and audit.rejects == 0  # ...kept as the access log's reject
+    assert status.rows == len(stored) and status.last_run is not None
+    assert status.last_run.stream == "access_logs" and status.last_run.status == "success"

@@ -184,10 +184,13 @@ def apply_access_fault(
     elif fault.kind == "no_cursor":
         meta.update(has_more=True, after_cursor=None)
         links["next"] = None
-    elif fault.kind == "empty_page" and query.after_text is not None:
+    elif fault.kind == "empty_page" and query.after is not None:
+        # A fresh cursor string for the position this page started from: the same records next.
+        after = query.after
+        resume = cursors.encode(Cursor(after.key, after.descending, after.salt + 1))
         body["access_logs"] = []
-        meta.update(has_more=True, after_cursor=query.after_text, before_cursor=None)
-        links.update(next=link("page[after]", query.after_text), prev=None)
+        meta.update(has_more=True, after_cursor=resume, before_cursor=None)
+        links.update(next=link("page[after]", resume), prev=None)
 
 
 def no_addon_error() -> ApiError:
