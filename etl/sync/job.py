@@ -105,15 +105,16 @@ def sync_each(
     for name in account.sync.streams:
         if name == AUDIT_LOGS:
             continue
+        if hooks.stopping():  # a signal during the audit log: the job stops after it
+            break
         stream = STREAMS[name]
         state = StreamStore(store, stream.name, stream.table)
         # The progress bar follows the audit log's created_at: not another stream's pages.
         quiet = replace(hooks, on_page=None)
         other = sync_stream(stream, account, client, state, hooks=quiet)
         summary = summary or other
-        if hooks.stopping():
-            break
-    assert summary is not None  # the config refuses an empty list of streams
+    if summary is None:  # the config refuses an empty list: only a signal leaves it None
+        raise InterruptedRun("stopped by a signal before the run began")
     return summary
 
 
