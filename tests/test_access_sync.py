@@ -264,3 +264,33 @@ def test_transient_faults_are_retried_and_rejects_are_kept_per_stream(db_url: st
     assert status.rejects == 1 and audit.rejects == 0  # ...kept as the access log's reject
     assert status.rows == len(stored) and status.last_run is not None
     assert status.last_run.stream == "access_logs" and status.last_run.status == "success"
+
+
+def test_resync_of_the_access_log_repairs_it_and_leaves_its_watermark(
+    tmp_path: Path, db_url: str
+) -> None:
+    end = recent(30)
+    source = AccessSource(500, start=end - timedelta(days=2), end=end, seed=12)
+    with SimulatedZendesk(access_records=source) as sim:
+        config = write_config(tmp_path, sim.url, db_url, 'streams = ["access_logs"]')
+        assert cli(config, "sync").returncode == 0
+        engine = open_engine(db_url)
+        try:
+            with engine.begin() as conn:
+                lost = conn.execute(
+                    sa.text("DELETE FROM zendesk_access_logs WHERE user_id = '6596848315901'")
+                ).rowcount
+            store = fresh_store(db_url)
+            state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
+            before = state.watermark("acme")
+            since = (end - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            resynced = cli(config, "resync", "--stream", "access_logs", "--since", since)
+            assert resynced.returncode == 0, resynced.stderr
+            assert f"{lost:,} were missing and 0 differed" in resynced.stdout
+            assert state.watermark("acme") == before
+            (run,) = store.recent_runs("acme", limit=1, stream="access_logs")
+            assert run.kind == "resync" and run.rows_inserted == lost > 0
+            store.engine.dispose()
+        finally:
+            engine.dispose()
+        assert_access_matches(db_url, sim.access_records())

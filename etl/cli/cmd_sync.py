@@ -48,7 +48,15 @@ def cmd_resync(args: argparse.Namespace) -> int:
     def resync_each(
         account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
     ) -> RunSummary:
-        return resync_account(account, client, store, args.since, args.until, hooks=hooks)
+        if args.stream == AUDIT_LOGS:
+            return resync_account(account, client, store, args.since, args.until, hooks=hooks)
+        from etl.storage.streams import StreamStore
+        from etl.sync.streams import STREAMS, resync_stream
+
+        stream = STREAMS[args.stream]
+        state = StreamStore(store, stream.name, stream.table)
+        quiet = replace(hooks, on_page=None)  # the progress bar follows the audit log's pages
+        return resync_stream(stream, account, client, state, args.since, args.until, hooks=quiet)
 
     code, summaries = _run_job(args, resync_each, counts_stored=False)
     for summary in summaries.values():
@@ -81,7 +89,9 @@ def _run_job(
     def log_summary(summary: RunSummary) -> None:
         if bar:
             bar.finish(complete=summary.status == "success")
-        if summary.stream == AUDIT_LOGS:  # the metrics' last run: the audit log's
+        # The account's summary (its metrics' last run, a resync's verdict) is the audit
+        # log's, or the only stream's: not the access log's that ran after it.
+        if summary.stream == AUDIT_LOGS or summary.account not in summaries:
             summaries[summary.account] = summary
         # A failure's message follows once, on the error line; the JSON fields keep it.
         log.info("%s", replace(summary, error=None).line(), extra=summary.fields())

@@ -22,7 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from etl.common.clock import format_time, iso, utc_now
-from etl.common.errors import EtlError, ForbiddenError, InterruptedRun
+from etl.common.errors import ConfigError, EtlError, ForbiddenError, InterruptedRun
 from etl.common.settings import AccountSettings
 from etl.records.access import parse_access_record
 from etl.records.audit import Reject
@@ -121,7 +121,37 @@ def sync_stream(
         return plan(stream, state.watermark(account.name), account, zendesk_now(client, now()))
 
     def read(window: Window) -> RunSummary:
-        return _read(stream, account, client, state, window, hooks)
+        return _read(stream, account, client, state, window, hooks, advance=True)
+
+    return by_zendesk_time(planned, read, account, client, now)
+
+
+def resync_stream(
+    stream: Stream,
+    account: AccountSettings,
+    client: ZendeskClient,
+    state: StreamStore,
+    since: datetime,
+    until: datetime | None = None,
+    *,
+    now: Callable[[], datetime] = utc_now,
+    hooks: RunHooks = RunHooks(),
+) -> RunSummary:
+    """Re-read a past window of ``stream`` and upsert it, leaving its watermark where it is
+    (``inserted + updated`` says how far the copy differed)."""
+
+    def planned() -> Window:
+        latest = latest_end(account, client, now())
+        end = min(until, latest) if until else latest
+        if since >= end:
+            raise ConfigError(
+                f"nothing to re-read: --since {iso(since)} is not before {iso(end)} "
+                "(--until, or now minus lag)"
+            )
+        return Window(since, end)
+
+    def read(window: Window) -> RunSummary:
+        return _read(stream, account, client, state, window, hooks, advance=False)
 
     return by_zendesk_time(planned, read, account, client, now)
 
@@ -133,18 +163,26 @@ def _read(
     state: StreamStore,
     window: Window,
     hooks: RunHooks,
+    *,
+    advance: bool,
 ) -> RunSummary:
+    """Read ``window`` page by page; with ``advance`` (a sync), each page's commit moves the
+    stream's watermark, and the end of the window once read."""
     started = hooks.clock()
     requests, rate_limited = client.stats.requests, client.stats.rate_limited
     summary = RunSummary(account=account.name, window=window, stream=stream.name)
     summary.watermark_before = state.watermark(account.name)
     store = state.store
+    kind = "sync" if advance else "resync"
     run_id = store.start_run(
-        account.name, window.start, window.end, summary.watermark_before, stream=stream.name
-    )
+        account.name, window.start, window.end, summary.watermark_before, kind=kind,
+        stream=stream.name,
+    )  # fmt: skip
     try:
-        _read_pages(stream, account, client, state, window, run_id, summary, hooks)
-        state.set_watermark(account.name, min(window.end, latest_end(account, client, utc_now())))
+        _read_pages(stream, account, client, state, window, run_id, summary, hooks, advance)
+        if advance:  # by Zendesk's clock, which the first response told
+            end = min(window.end, latest_end(account, client, utc_now()))
+            state.set_watermark(account.name, end)
         summary.status = "success"
     except ForbiddenError as exc:
         summary.status, summary.error = "failed", f"skipped: {exc}"
@@ -184,6 +222,7 @@ def _read_pages(
     run_id: int,
     summary: RunSummary,
     hooks: RunHooks,
+    advance: bool,
 ) -> None:
     params = [
         (stream.start_param, format_time(window.start)),
@@ -206,7 +245,8 @@ def _read_pages(
                 rows.append(parsed)
         times = [row[stream.time_field] for row in rows]
         position = min(max(times), window.end) if times else None
-        result = state.write_page(account.name, run_id, rows, rejects, position)
+        checkpoint = position if advance else None
+        result = state.write_page(account.name, run_id, rows, rejects, checkpoint)
         summary.count(1, len(page.records), result)
         if hooks.on_page is not None:
             hooks.on_page(summary, position)
