@@ -7,10 +7,13 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from loopback import Exchange, LoopbackServer
 from support import fresh_store, sim_account, with_sync
 
+from etl.common.errors import RequestRejectedError
 from etl.storage.streams import StreamStore
-from etl.sync.streams import ACCESS_LOGS, describe_scope, plan
+from etl.sync.streams import ACCESS_LOGS, describe_scope, plan, sync_stream
+from etl.zendesk.client import ZendeskClient
 
 NOW = datetime(2026, 12, 5, 12, 0, 0, 500_000, tzinfo=UTC)
 ACCOUNT = sim_account("http://127.0.0.1:1")  # lag 5 min, overlap 10 min: the defaults
@@ -56,3 +59,41 @@ def test_the_stream_state_is_its_own_and_a_restart_drops_only_its_watermark(
         assert state.scope("acme") == (True, '{"start_time":"2026-01-01T00:00:00Z"}')
     finally:
         store.engine.dispose()
+
+
+def test_times_with_fractions_of_a_second_are_read_again_from_their_second(
+    sqlite_url: str,
+) -> None:
+    """Zendesk does not say whether ``timestamp`` has a fraction. A checkpoint with one
+    (10:00:00.750) starts the next window at 09:59:59.750, sent as 09:59:59: a record at
+    09:59:59.250 is inside what was asked for, not a corrupt answer."""
+    first = {"id": "01A", "timestamp": "2026-12-05T10:00:00.750Z", "user_id": "1"}
+    early = {"id": "01B", "timestamp": "2026-12-05T09:59:59.250Z", "user_id": "2"}
+    answers = iter(
+        [
+            (200, {"access_logs": [first], "meta": {"has_more": True, "after_cursor": "c1"}}),
+            (400, {"error": "InvalidPaginationParameter"}),  # the run stops after page 1
+            (200, {"access_logs": [early, first], "meta": {"has_more": False}}),
+        ]
+    )
+
+    def respond(exchange: Exchange) -> None:
+        status, body = next(answers)
+        exchange.send_json(body, status)
+
+    with LoopbackServer(respond) as server:
+        account = with_sync(sim_account(server.url), overlap=timedelta(0))
+        store = fresh_store(sqlite_url)
+        try:
+            state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
+            with ZendeskClient(account.zendesk) as client:
+                fixed = lambda: datetime(2026, 12, 5, 10, 30, tzinfo=UTC)  # noqa: E731
+                with pytest.raises(RequestRejectedError):
+                    sync_stream(ACCESS_LOGS, account, client, state, now=fixed)
+                checkpoint = state.watermark("acme")
+                again = sync_stream(ACCESS_LOGS, account, client, state, now=fixed)
+        finally:
+            store.engine.dispose()
+    assert checkpoint == datetime(2026, 12, 5, 10, 0, 0, 750_000, tzinfo=UTC)
+    assert again.status == "success" and again.inserted == 1
+    assert again.window is not None and again.window.start.microsecond == 750_000

@@ -230,9 +230,10 @@ def _read_pages(
         *([stream.sort] if stream.sort else []),
         ("page[size]", str(account.zendesk.page_size)),
     ]
-    query = StreamQuery(
-        stream.path, stream.records_key, stream.time_field, params, window.start, window.end
-    )
+    # The bounds as sent (whole seconds): a watermark with a fraction of a second (times may
+    # have them) re-reads from the start of its second, which every record there is in.
+    start, end = window.start.replace(microsecond=0), window.end.replace(microsecond=0)
+    query = StreamQuery(stream.path, stream.records_key, stream.time_field, params, start, end)
     for page in iter_stream_pages(client, query):
         synced_at = utc_now()
         rows: list[dict[str, Any]] = []
