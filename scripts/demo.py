@@ -26,6 +26,7 @@ DEMO = ROOT / "demo"
 CLIENT_ID = "sim-client"
 CLIENT_SECRET = "sim-client-secret"
 RECORDS = 5000
+ACCESS_RECORDS = 20_000  # the access log: what agents viewed, over Zendesk's 90 days
 
 
 def banner(text: str) -> None:
@@ -36,7 +37,7 @@ def banner(text: str) -> None:
 def simulator() -> Iterator[str]:
     command = [
         sys.executable, "-m", "zendesk_sim", "--records", str(RECORDS), "--days", "30",
-        "--seed", "7",
+        "--seed", "7", "--access-records", str(ACCESS_RECORDS),
     ]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -106,6 +107,13 @@ ORDER BY changes DESC
 LIMIT 8
 """
 
+WHO_VIEWED_SQL = """
+SELECT "timestamp", user_id, ip_address, method
+FROM zendesk_access_logs
+WHERE account = 'demo' AND path = '/api/v2/tickets/7.json'
+ORDER BY "timestamp"
+"""
+
 
 def main() -> None:
     shutil.rmtree(DEMO, ignore_errors=True)
@@ -118,7 +126,9 @@ def main() -> None:
             f"# client_secret comes from $ZENDESK_CLIENT_SECRET\n"
             f"# The simulator has the whole rate limit to itself; a real account shares it.\n"
             f"requests_per_minute = 1500\n\n"
-            f'[database]\nurl = "sqlite:///{DEMO / "audit.db"}"\n'
+            f'[database]\nurl = "sqlite:///{DEMO / "audit.db"}"\n\n'
+            f"# The access log too (docs/ACCESS_LOGS.md): who viewed what.\n"
+            f'[sync]\nstreams = ["audit_logs", "access_logs"]\n'
         )
         (DEMO / "config.toml").chmod(0o600)
         print(f"config written to {DEMO / 'config.toml'}")
@@ -155,6 +165,16 @@ def main() -> None:
     )
     if total != RECORDS + 30 or late != 5:
         raise SystemExit("demo: the table does not match the simulated account")
+    banner("Example SQL: who viewed ticket 7 (the access log)")
+    print(WHO_VIEWED_SQL.strip())
+    with sqlite3.connect(DEMO / "audit.db") as db:
+        viewers = db.execute(WHO_VIEWED_SQL).fetchall()
+        accesses = db.execute("SELECT COUNT(*) FROM zendesk_access_logs").fetchone()[0]
+    for stamp, user_id, ip_address, method in viewers:
+        print(f"{stamp:<28}{user_id:<16}{ip_address:<16}{method}")
+    print(f"\n{accesses:,} access-log records stored (the last 90 days)")
+    if accesses < ACCESS_RECORDS * 0.99:
+        raise SystemExit("demo: the access log was not copied")
     print("Demo complete: the table holds every record exactly once.")
 
 

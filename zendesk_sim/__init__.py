@@ -14,6 +14,7 @@ A development package beside ``etl/``, not shipped in the wheel (it holds defaul
 credentials): it imports nothing from ``etl`` and nothing in ``etl`` imports it.
 """
 
+from zendesk_sim.access_data import AccessSource
 from zendesk_sim.auth import SimAuth
 from zendesk_sim.faults import KINDS as FAULT_KINDS
 from zendesk_sim.faults import MANGLES, Fault
@@ -29,6 +30,7 @@ def all_records(sim: SimulatedZendesk) -> list[dict[str, object]]:
 __all__ = [
     "FAULT_KINDS",
     "MANGLES",
+    "AccessSource",
     "Fault",
     "RecordSource",
     "RequestLog",

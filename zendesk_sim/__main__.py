@@ -17,6 +17,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
+from zendesk_sim.access_data import AccessSource
 from zendesk_sim.auth import SimAuth
 from zendesk_sim.generate import generate_records
 from zendesk_sim.ratelimit import MODES
@@ -80,6 +81,17 @@ def _parser() -> argparse.ArgumentParser:
     add("--token-ttl", type=float, default=defaults.token_ttl, help="issued token lifetime (s)")
     add("--scopes", default=" ".join(defaults.scopes), help="scopes the OAuth client may get")
     add("--non-admin", action="store_true", help="credentials valid but not an admin (403)")
+    add(
+        "--access-records",
+        type=int,
+        default=0,
+        help="generated access-log records over the last 90 days (default 0)",
+    )
+    add(
+        "--no-access-addon",
+        action="store_true",
+        help="the account lacks the ADPP add-on: /api/v2/access_logs answers 403",
+    )
     return parser
 
 
@@ -123,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         inclusive_end=not args.exclusive_end,
         host=args.host,
         port=args.port,
+        access_records=AccessSource(
+            args.access_records, start=end - timedelta(days=90), end=end, seed=args.seed
+        ),
+        access_addon=not args.no_access_addon,
     )
     stop = threading.Event()
 

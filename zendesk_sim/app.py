@@ -18,7 +18,8 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from zendesk_sim import listing
+from zendesk_sim import access, listing
+from zendesk_sim.access_data import AccessLog
 from zendesk_sim.auth import Authenticator
 from zendesk_sim.data import RecordStore
 from zendesk_sim.faults import (
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 _LIST = re.compile(r"\A/api/v2/audit_logs(?:\.json)?\Z")
 _SHOW = re.compile(r"\A/api/v2/audit_logs/([^/]+?)(?:\.json)?\Z")
+_ACCESS = re.compile(r"\A/api/v2/access_logs(?:\.json)?\Z")
 
 
 @dataclass(frozen=True)
@@ -73,8 +75,12 @@ class App:
         faults: FaultQueue,
         policy: BoundsPolicy,
         sleep: Callable[[float], None] = time.sleep,
+        access_log: AccessLog | None = None,
+        access_addon: bool = True,
     ) -> None:
         self.store = store
+        self.access_log = access_log or AccessLog()
+        self.access_addon = access_addon  # False: the account lacks the ADPP add-on (403)
         self.authenticator = authenticator
         self.limiter = limiter
         self.faults = faults
@@ -119,6 +125,8 @@ class App:
     def _route(self, request: Request, fault: Fault | None) -> Response:
         if request.path == "/oauth/tokens" and request.method == "POST":
             return self.authenticator.issue(_form(request), request.headers.get("authorization"))
+        if _ACCESS.match(request.path) and request.method == "GET":
+            return self._access(request, fault)
         list_match = _LIST.match(request.path)
         show_match = _SHOW.match(request.path)
         if request.method != "GET" or not (list_match or show_match):
@@ -129,6 +137,19 @@ class App:
         if show_match:
             return self._show(show_match.group(1), fault)
         return self._list(request, fault)
+
+    def _access(self, request: Request, fault: Fault | None) -> Response:
+        refused = self.authenticator.check(request.headers.get("authorization"))
+        if refused is not None:
+            return refused
+        if not self.access_addon:
+            raise access.no_addon_error()
+        query = access.parse_access_query(request.params)
+        link = _link_builder(request, drop=("page[after]", "page[before]"))
+        body = access.access_page(self.access_log, query, link)
+        if fault is not None:
+            access.apply_access_fault(fault, body, query, link)
+        return json_response(200, body)
 
     def _show(self, raw_id: str, fault: Fault | None) -> Response:
         record = self.store.get(int(raw_id)) if raw_id.isdigit() else None

@@ -21,7 +21,7 @@ Page kinds (applied here to a successful list page; cursor kinds need cursor mod
     duplicate      the first ``count`` records appear twice, each next to itself
     mangle         the first ``count`` records altered per ``mangle`` (``field`` overrides
                    the field touched): missing_field, null_field, extra_field,
-                   wrong_type, bad_created_at, no_id, string_id
+                   wrong_type, bad_created_at, no_id, string_id, out_of_window
 Mangling alters only the response; the stored records stay as they were.
 """
 
@@ -52,6 +52,7 @@ MANGLES = {
     "bad_created_at": "created_at",
     "no_id": "id",
     "string_id": "id",
+    "out_of_window": "created_at",
 }
 FOREIGN_HOST = "https://evil.example.net"
 
@@ -153,6 +154,8 @@ def _mangle(record: dict[str, Any], how: str, field: str | None) -> None:
         record[name] = "yesterday"
     elif how == "string_id":
         record[name] = "abc"
+    elif how == "out_of_window":
+        record[name] = "2001-01-01T00:00:00Z"  # valid, but outside any window asked for
 
 
 def apply_to_records(fault: Fault, records: list[dict[str, Any]]) -> None:

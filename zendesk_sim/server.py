@@ -28,9 +28,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from zendesk_sim import control
+from zendesk_sim.access_data import AccessLog, AccessSource
 from zendesk_sim.app import App, Request
 from zendesk_sim.auth import Authenticator, SimAuth
-from zendesk_sim.data import RecordStore
+from zendesk_sim.data import HIGHEST, LOWEST, RecordStore
 from zendesk_sim.faults import Fault, FaultQueue
 from zendesk_sim.generate import RecordSource
 from zendesk_sim.query import BoundsPolicy
@@ -212,7 +213,15 @@ class SimulatedZendesk:
         inclusive_end: bool = True,
         host: str = "127.0.0.1",
         port: int = 0,
+        access_records: Iterable[Mapping[str, Any]] | AccessSource | None = None,
+        access_addon: bool = True,
     ) -> None:
+        # The access log (GET /api/v2/access_logs); without the add-on every request is a 403.
+        if isinstance(access_records, AccessSource):
+            self._access = AccessLog(access_records)
+        else:
+            self._access = AccessLog()
+            self._access.add(access_records or ())
         source = records if isinstance(records, RecordSource) else None
         self._store = RecordStore(source)
         if records is not None and source is None:
@@ -224,6 +233,8 @@ class SimulatedZendesk:
             RateLimiter(rate_limit_per_minute, mode=rate_limit_mode, window=rate_limit_window),
             self._faults,
             BoundsPolicy(inclusive_start, inclusive_end, min_end_age),
+            access_log=self._access,
+            access_addon=access_addon,
         )
         self.latency = latency  # seconds each API answer takes, on average...
         self.jitter = jitter  # ... give or take up to this much (uniformly)
@@ -287,6 +298,14 @@ class SimulatedZendesk:
     def add_records(self, records: Iterable[Mapping[str, Any]], visible_after: float = 0.0) -> int:
         """Add records (thread-safe); hidden from queries for ``visible_after`` seconds."""
         return self._store.add(records, visible_after)
+
+    def add_access_records(self, records: Iterable[Mapping[str, Any]]) -> int:
+        """Add access-log records (thread-safe); each needs a string id and a timestamp."""
+        return self._access.add(records)
+
+    def access_records(self) -> list[dict[str, Any]]:
+        """Every access-log record, ascending by (timestamp, its position)."""
+        return [record for _, record in self._access.scan(LOWEST, HIGHEST, descending=False)]
 
     def inject(self, *faults: Fault) -> None:
         self._faults.inject(*faults)

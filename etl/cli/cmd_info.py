@@ -15,7 +15,7 @@ from typing import TextIO
 from etl.cli.output import PROG
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode, StaleDataError
-from etl.common.settings import Settings
+from etl.common.settings import AUDIT_LOGS, Settings
 from etl.config import loader as config
 
 
@@ -42,13 +42,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from etl.cli import report
+    from etl.cli import streams_info as stream_status
     from etl.common.clock import utc_now
     from etl.export import consumers
     from etl.sync.job import open_store, select_accounts
 
     settings = load_settings(args, require_credentials=False)
-    names = [a.name for a in select_accounts(settings, args.account)]
+    selected = select_accounts(settings, args.account)
+    names = [a.name for a in selected]
     with open_store(settings, migrate_hint=migrate_hint(args), read_only=True) as store:
+        others = stream_status.stream_statuses(store, selected)
         statuses = [s for name in names for s in store.account_status(name)]
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}
@@ -58,13 +61,21 @@ def cmd_status(args: argparse.Namespace) -> int:
         accounts = report.status_json(statuses, runs, now, backfills)
         for entry in accounts:
             entry["export_consumers"] = exports.json(entry["account"])
+            entry["streams"] = {
+                s.stream: stream_status.stream_json(s, now)
+                for s in others
+                if s.account == entry["account"]
+            }
         print(json.dumps(accounts, indent=2))
     else:
         print(report.status_text(statuses, runs, now, backfills))
+        for other in others:
+            print("\n" + stream_status.stream_text(other, now))
         if exports.statuses:
             print(exports.text())
     if args.max_lag is not None:
         stale = report.stale_accounts(statuses, now, args.max_lag)
+        stale += stream_status.stale_streams(others, now, args.max_lag)
         if stale:
             raise StaleDataError(
                 f"data older than {report.human_duration(args.max_lag)} for: {', '.join(stale)}"
@@ -88,7 +99,8 @@ def _below_lag(settings: Settings, stale: Sequence[str], max_lag: timedelta) -> 
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from etl.cli.check import check_account, check_database
+    from etl.cli.check import check_account, check_database, interactive_client
+    from etl.cli.streams_info import check_streams
     from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=args.account or True)
@@ -96,6 +108,10 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(line)
     for account in select_accounts(settings, args.account):
         print(check_account(account))
+        if len(account.sync.streams) > 1 or AUDIT_LOGS not in account.sync.streams:
+            with interactive_client(account) as client:
+                for stream_line in check_streams(account, client):
+                    print(stream_line)
     if schema_error and not settings.database.auto_migrate:
         raise schema_error  # sync would refuse to run (exit 6), with the migrate command
     return int(ExitCode.OK)

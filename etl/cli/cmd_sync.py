@@ -18,7 +18,7 @@ from etl.cli.output import fail
 from etl.cli.shared import load_settings, migrate_hint
 from etl.cli.signals import signals_set
 from etl.common.errors import InterruptedRun
-from etl.common.settings import Settings
+from etl.common.settings import AUDIT_LOGS, Settings
 
 if TYPE_CHECKING:
     from etl.cli.progress import ProgressBar
@@ -48,7 +48,15 @@ def cmd_resync(args: argparse.Namespace) -> int:
     def resync_each(
         account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
     ) -> RunSummary:
-        return resync_account(account, client, store, args.since, args.until, hooks=hooks)
+        if args.stream == AUDIT_LOGS:
+            return resync_account(account, client, store, args.since, args.until, hooks=hooks)
+        from etl.storage.streams import StreamStore
+        from etl.sync.streams import STREAMS, resync_stream
+
+        stream = STREAMS[args.stream]
+        state = StreamStore(store, stream.name, stream.table)
+        quiet = replace(hooks, on_page=None)  # the progress bar follows the audit log's pages
+        return resync_stream(stream, account, client, state, args.since, args.until, hooks=quiet)
 
     code, summaries = _run_job(args, resync_each, counts_stored=False)
     for summary in summaries.values():
@@ -81,7 +89,10 @@ def _run_job(
     def log_summary(summary: RunSummary) -> None:
         if bar:
             bar.finish(complete=summary.status == "success")
-        summaries[summary.account] = summary
+        # The account's summary (its metrics' last run, a resync's verdict) is the audit
+        # log's, or the only stream's: not the access log's that ran after it.
+        if summary.stream == AUDIT_LOGS or summary.account not in summaries:
+            summaries[summary.account] = summary
         # A failure's message follows once, on the error line; the JSON fields keep it.
         log.info("%s", replace(summary, error=None).line(), extra=summary.fields())
 
@@ -168,7 +179,7 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 
 
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
-    from etl.cli import metrics
+    from etl.cli import metrics, streams_info
     from etl.common.clock import utc_now
     from etl.sync.window import HISTORY_START
 
@@ -177,6 +188,10 @@ def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSum
     starts = {a.name: a.sync.start_time or HISTORY_START for a in settings.accounts}
     try:
         text = metrics.render(statuses, summaries, utc_now(), starts)
+        with_streams = [a for a in settings.accounts if a.sync.streams != (AUDIT_LOGS,)]
+        if with_streams:
+            others = streams_info.stream_statuses(store, with_streams)
+            text += streams_info.stream_metrics(others, utc_now())
         metrics.write_atomically(Path(settings.metrics_file), text)
     except OSError as exc:  # metrics are a side channel: warn, but the sync result stands
         log.warning("could not write metrics file %s: %s", settings.metrics_file, exc.strerror)

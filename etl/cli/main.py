@@ -30,7 +30,7 @@ from etl.cli.cmd_sync import cmd_resync, cmd_sync
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
 from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
-from etl.common.settings import FILTER_KEYS
+from etl.common.settings import FILTER_KEYS, STREAM_NAMES
 from etl.common.version import VERSION
 from etl.config import loader as config
 
@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=utc_time,
         metavar="TIME",
         help="end of the window (default: now minus lag)",
+    )
+    resync.add_argument(
+        "--stream",
+        choices=STREAM_NAMES,
+        default=STREAM_NAMES[0],
+        help="the log to re-read (default: audit_logs; access_logs: docs/ACCESS_LOGS.md)",
     )
     _wait_option(resync)
 

@@ -7,6 +7,7 @@ string, or a raw response body (see ``etl.common.redact``).
     EtlError                      exit 1 (unexpected; a bug if it reaches the user)
     ├── ConfigError               exit 2  bad config file, key, value or CLI argument
     ├── AuthError                 exit 3  401/403, OAuth token refused
+    │   └── ForbiddenError                403: not allowed (plan, add-on, role, scope)
     ├── UpstreamError             exit 4  Zendesk unreachable or answering garbage
     │   ├── RetriableError                (internal: the retry policy may try again)
     │   │   ├── RateLimitedError          429/503 with Retry-After
@@ -54,6 +55,10 @@ class ConfigError(EtlError):
 
 class AuthError(EtlError):
     exit_code = ExitCode.AUTH
+
+
+class ForbiddenError(AuthError):
+    """A 403: the credentials are good, but not for this (plan, add-on, role, scope)."""
 
 
 class UpstreamError(EtlError):

@@ -40,6 +40,10 @@ class ZendeskSettings:
     page_size: int = 100
 
 
+AUDIT_LOGS = "audit_logs"
+STREAM_NAMES = (AUDIT_LOGS, "access_logs")
+
+
 @dataclass(frozen=True)
 class SyncSettings:
     start_time: datetime | None = None  # aware UTC; None = the whole history
@@ -52,6 +56,9 @@ class SyncSettings:
     parallel_after: timedelta = timedelta(days=1)
     # filter name (see FILTER_KEYS) -> values; several values match any of them
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # The logs copied, in this order: the audit log's, and the access log's when turned on
+    # (etl.sync.streams, docs/ACCESS_LOGS.md).
+    streams: tuple[str, ...] = ("audit_logs",)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,13 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from etl.common.settings import FILTER_KEYS
+from etl.common.settings import FILTER_KEYS, STREAM_NAMES
 from etl.config.section import Section
 from etl.config.values import KNOWN_ACTIONS, filter_values, parse_duration
 
 log = logging.getLogger(__name__)
 
-SYNC_KEYS = {"start_time", "lag", "overlap", "filters", "workers", "parallel_after"}
+SYNC_KEYS = {"start_time", "lag", "overlap", "filters", "workers", "parallel_after", "streams"}
 MIN_LAG = timedelta(seconds=61)  # Zendesk refuses created_at bounds less than ~60 s old
 MAX_WORKERS = 256  # [sync] workers: an upper bound on requests in flight ("auto": the default)
 
@@ -45,7 +45,31 @@ def sync_values(sync: Section) -> dict[str, Any]:
         values["start_time"] = sync.time("start_time")
     if "filters" in sync:
         values["filters"] = filters(sync.table("filters"))
+    if "streams" in sync:
+        chosen = streams(sync)
+        if chosen is not None:
+            values["streams"] = chosen
     return values
+
+
+def streams(sync: Section) -> tuple[str, ...] | None:
+    """``streams``: a non-empty list of known stream names, each once; None if invalid.
+
+    Kept in the known order (the audit log first), whatever order the file lists them in.
+    """
+    given = sync.get("streams")
+    known = ", ".join(f'"{name}"' for name in STREAM_NAMES)
+    if not isinstance(given, list) or not given or not all(isinstance(v, str) for v in given):
+        sync.problem("streams", f"must be a non-empty list of stream names: {known}")
+        return None
+    unknown = [name for name in given if name not in STREAM_NAMES]
+    if unknown:
+        sync.problem("streams", f"unknown stream {', '.join(unknown)}; known: {known}")
+        return None
+    if len(set(given)) != len(given):
+        sync.problem("streams", "lists a stream more than once")
+        return None
+    return tuple(name for name in STREAM_NAMES if name in given)
 
 
 def filters(table: Section) -> dict[str, tuple[str, ...]]:

@@ -42,6 +42,7 @@ class RunInfo:
     rows_rejected: int
     error: str | None
     kind: str = "sync"
+    stream: str = "audit_logs"
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,7 @@ def start_run(
     *,
     kind: str,
     now: datetime,
+    stream: str = "audit_logs",
 ) -> int:
     """Insert a new run's row (``kind`` checked by ``check_kind``); the account's runs still
     ``running`` are marked ``abandoned`` (the caller holds the account's lock: they are dead)."""
@@ -96,6 +98,7 @@ def start_run(
             window_end=window[1],
             watermark_before=watermark_before,
             kind=kind,
+            stream=stream,
         )
     )
     key = result.inserted_primary_key
@@ -168,9 +171,14 @@ def count_pages(conn: Connection, run_id: int, counts: RunCounts) -> None:
 
 
 def runs(
-    conn: Connection, account: str, *, limit: int, statuses: Sequence[str] | None = None
+    conn: Connection,
+    account: str,
+    *,
+    limit: int,
+    statuses: Sequence[str] | None = None,
+    stream: str = "audit_logs",
 ) -> list[RunInfo]:
-    query = sa.select(sync_runs).where(sync_runs.c.account == account)
+    query = sa.select(sync_runs).where(sync_runs.c.account == account, sync_runs.c.stream == stream)
     if statuses is not None:
         query = query.where(sync_runs.c.status.in_(statuses))
     query = query.order_by(sync_runs.c.started_at.desc(), sync_runs.c.id.desc()).limit(limit)
@@ -182,6 +190,16 @@ def count(conn: Connection, table: sa.Table, account: str) -> int:
     return int(conn.execute(query).scalar_one())
 
 
+def stream_rejects(conn: Connection, account: str, stream: str) -> int:
+    """The account's rejects of runs that read ``stream``."""
+    query = (
+        sa.select(sa.func.count())
+        .select_from(audit_rejects.join(sync_runs, audit_rejects.c.run_id == sync_runs.c.id))
+        .where(audit_rejects.c.account == account, sync_runs.c.stream == stream)
+    )
+    return int(conn.execute(query).scalar_one())
+
+
 def account_status(conn: Connection, account: str) -> AccountStatus:
     last = runs(conn, account, limit=1)
     success = runs(conn, account, limit=1, statuses=["success"])
@@ -190,7 +208,7 @@ def account_status(conn: Connection, account: str) -> AccountStatus:
         account=account,
         watermark=watermark(conn, account),
         rows=count(conn, audit_logs, account),
-        rejects=count(conn, audit_rejects, account),
+        rejects=stream_rejects(conn, account, "audit_logs"),
         last_run=last[0] if last else None,
         last_success_at=success[0].finished_at if success else None,
         last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,

@@ -18,7 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from etl.common.fields import ACCOUNT_LENGTH, AUDIT_TEXT_LENGTHS, RECORD_ID_LENGTH
+from etl.common.fields import (
+    ACCESS_PATH_LENGTH,
+    ACCESS_TEXT_LENGTHS,
+    ACCOUNT_LENGTH,
+    AUDIT_TEXT_LENGTHS,
+    RECORD_ID_LENGTH,
+    STREAM_LENGTH,
+)
 
 NAMING_CONVENTION: dict[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -239,6 +246,8 @@ sync_runs = sa.Table(
     sa.Column("rows_rejected", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("error", long_text()),
     sa.Column("kind", sa.String(16), nullable=False, server_default="sync"),
+    # Which log the run read (revision 0009): "audit_logs" or "access_logs".
+    sa.Column("stream", sa.String(STREAM_LENGTH), nullable=False, server_default="audit_logs"),
     sa.Index("ix_zendesk_audit_sync_runs_account_started_at", "account", "started_at"),
 )
 
@@ -296,4 +305,51 @@ export_consumers = sa.Table(
     sa.Column("since", UTCDateTime(fsp=0)),
     sa.Column("format", sa.String(16)),
     sa.Column("since_upto", sa.BigInteger),
+)
+
+# The access log (GET /api/v2/access_logs, revision 0009): one column per documented field
+# under its API name, ``path`` (the URL without its query, for "who viewed ticket 7?"),
+# ``raw`` as sent. docs/ACCESS_LOGS.md.
+access_logs = sa.Table(
+    "zendesk_access_logs",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("id", sa.String(ACCESS_TEXT_LENGTHS["id"]), primary_key=True),
+    sa.Column("timestamp", UTCDateTime(), nullable=False),
+    sa.Column("user_id", sa.String(ACCESS_TEXT_LENGTHS["user_id"])),
+    sa.Column("ip_address", sa.String(ACCESS_TEXT_LENGTHS["ip_address"])),
+    sa.Column("method", long_text()),
+    sa.Column("url", long_text()),
+    sa.Column("path", sa.String(ACCESS_PATH_LENGTH)),
+    sa.Column("status", sa.Integer),
+    sa.Column("authorization_type", long_text()),
+    sa.Column("client", long_text()),
+    sa.Column("referer", long_text()),
+    sa.Column("bytes_sent", sa.BigInteger),
+    sa.Column("category", long_text()),
+    sa.Column("summary", long_text()),
+    sa.Column("origin_service", long_text()),
+    sa.Column("graphql", json_type()),
+    sa.Column("raw", json_type(), nullable=False),
+    sa.Column("synced_at", UTCDateTime(), nullable=False),
+    sa.Column("stored_seq", sa.BigInteger),
+    sa.Index("ix_zendesk_access_logs_account_timestamp", "account", "timestamp"),
+    sa.Index("ix_zendesk_access_logs_account_stored_seq", "account", "stored_seq"),
+    sa.Index("ix_zendesk_access_logs_account_user_id_timestamp", "account", "user_id", "timestamp"),
+    sa.Index("ix_zendesk_access_logs_account_path_timestamp", "account", "path", "timestamp"),
+    sa.Index(
+        "ix_zendesk_access_logs_account_ip_address_timestamp", "account", "ip_address", "timestamp"
+    ),
+)
+
+# The watermark and scope of every stream but the audit log's (which keeps its own row in
+# zendesk_audit_sync_state, untouched): one row per (account, stream).
+stream_state = sa.Table(
+    "zendesk_stream_state",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("stream", sa.String(STREAM_LENGTH), primary_key=True),
+    sa.Column("watermark", UTCDateTime()),
+    sa.Column("scope", sa.Text()),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
 )

@@ -34,6 +34,7 @@ from etl.storage.history import (
     runs,
     start_run,
 )
+from etl.storage.limits import RowUpsert
 from etl.storage.lock import HeldLock, LockGuard, run_lock
 from etl.storage.schema import MYSQL_DIALECTS, audit_logs, sync_slices, sync_state
 from etl.storage.statements import (
@@ -151,12 +152,19 @@ class Store:
     def transaction(self) -> Iterator[BatchTransaction]:
         """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
         of them commit when the block ends, or none."""
+        with self.stream_transaction(self._upsert, self._advance_watermark) as transaction:
+            yield transaction
+
+    @contextmanager
+    def stream_transaction(
+        self, upsert: RowUpsert, advance_watermark: sa.Executable
+    ) -> Iterator[BatchTransaction]:
+        """``transaction`` for any stream: ``upsert`` writes its table's rows and
+        ``advance_watermark`` its state (``etl.storage.streams``); the same lock check,
+        rejects, run counters and store sequence as the audit log's."""
         with self._writing("writing a page") as conn:
             transaction = BatchTransaction(
-                conn,
-                upsert=self._upsert,
-                advance_watermark=self._advance_watermark,
-                now=self._now,
+                conn, upsert=upsert, advance_watermark=advance_watermark, now=self._now
             )
             yield transaction
             transaction.finish()
@@ -219,13 +227,17 @@ class Store:
         watermark_before: datetime | None,
         *,
         kind: str = "sync",
+        stream: str = "audit_logs",
     ) -> int:
         """Record a new run, committed at once. Call it holding the account's lock: runs
-        of the account still ``running`` are then known dead and marked ``abandoned``."""
+        of the account still ``running`` (any stream's) are then known dead and marked
+        ``abandoned``."""
         check_kind(kind)
         with self._writing("starting a run") as conn:
             window = (window_start, window_end)
-            return start_run(conn, account, window, watermark_before, kind=kind, now=self._now())
+            return start_run(
+                conn, account, window, watermark_before, kind=kind, now=self._now(), stream=stream
+            )
 
     def finish_run(
         self,
@@ -251,10 +263,12 @@ class Store:
                 error=error,
             )
 
-    def recent_runs(self, account: str, limit: int = 5) -> list[RunInfo]:
-        """The account's newest runs, newest first."""
+    def recent_runs(
+        self, account: str, limit: int = 5, *, stream: str = "audit_logs"
+    ) -> list[RunInfo]:
+        """The account's newest runs of ``stream``, newest first."""
         with self._reading("reading the run history") as conn:
-            return runs(conn, account, limit=limit)
+            return runs(conn, account, limit=limit, stream=stream)
 
     # -- status --------------------------------------------------------------------------
 
@@ -279,6 +293,14 @@ class Store:
         return self._guard.holding(run_lock(self.engine, account, wait, sleep))
 
     # -- plumbing ------------------------------------------------------------------------
+
+    def reading(self, doing: str) -> AbstractContextManager[Connection]:
+        """A read transaction whose database failures become ``DatabaseError``."""
+        return self._reading(doing)
+
+    def writing(self, doing: str) -> AbstractContextManager[Connection]:
+        """A write transaction, checked against the run lock before it commits."""
+        return self._writing(doing)
 
     def _reading(self, doing: str) -> AbstractContextManager[Connection]:
         return _transaction(self.engine, self.engine, doing)

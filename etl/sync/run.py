@@ -50,6 +50,7 @@ class RunSummary:
     # None while it cannot tell).
     parallel: bool = False
     pages_left: float | None = None
+    stream: str = "audit_logs"  # which log the run read (etl.sync.streams)
 
     def count(self, pages: int, records: int, result: WriteResult) -> None:
         """Add what one commit wrote."""
@@ -69,8 +70,11 @@ class RunSummary:
         """The one-line summary every run ends with."""
         window = f"{iso(self.window.start)}..{iso(self.window.end)}" if self.window else "none"
         before, after = iso(self.watermark_before) or "none", iso(self.watermark_after) or "none"
+        # The audit log's line is as it always was; another stream's names itself.
+        stream = "" if self.stream == "audit_logs" else f" stream={self.stream}"
         text = (
-            f"account={self.account} status={self.status} window={window} pages={self.pages} "
+            f"account={self.account}{stream} status={self.status} window={window} "
+            f"pages={self.pages} "
             f"records={self.records} inserted={self.inserted} updated={self.updated} "
             f"rejected={self.rejected} "
             f"requests={self.requests} 429s={self.rate_limited} corrupt={self.corrupt} "
@@ -81,9 +85,11 @@ class RunSummary:
 
     def fields(self) -> dict[str, object]:
         """The same figures as structured fields, for ``--log-format json``."""
+        stream = {} if self.stream == "audit_logs" else {"stream": self.stream}
         return {
             "event": "run_finished",
             "account": self.account,
+            **stream,
             "status": self.status,
             "window_start": iso(self.window.start) if self.window else None,
             "window_end": iso(self.window.end) if self.window else None,

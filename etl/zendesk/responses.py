@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from etl.common.errors import (
     AuthError,
     CorruptResponseError,
+    ForbiddenError,
     RateLimitedError,
     RequestRejectedError,
     RetriableError,
@@ -81,7 +82,7 @@ def classify_response(
             f"({method}): check {check}"
         )
     if status == 403:
-        raise AuthError(f"{where}: {status_text}{said}: {FORBIDDEN_HINT}")
+        raise ForbiddenError(f"{where}: {status_text}{said}: {FORBIDDEN_HINT}")
     if status == 404:
         raise RequestRejectedError(f"{where}: {status_text}{said}: check subdomain/base_url")
     hint = ""

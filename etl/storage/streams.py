@@ -1,0 +1,244 @@
+"""A stream other than the audit log in the store: its state row, its pages, its status.
+
+The audit log keeps its own state row (``zendesk_audit_sync_state``, keyed by account) and
+its statements, untouched; every other stream has one row per ``(account, stream)`` in
+``zendesk_stream_state``. Pages go through the store's own transaction
+(``Store.stream_transaction``), with this stream's upsert and watermark statement: the same
+lock check, rejects, run counters and store sequence as the audit log's.
+
+The access log's upsert (``access_upsert``) works as the audit log's on SQLite and MySQL,
+on every dialect: the batch's existing ``(id, raw)`` pairs are read first, in the same
+transaction, and only new or changed rows are sent with the dialect's own upsert, so an
+unchanged row is never rewritten and the counts are exact. Through SQLAlchemy Core: the
+access log has no straight-to-driver path yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Dialect
+
+from etl.common.clock import utc_now
+from etl.records.audit import RAW_JSON
+from etl.storage.batch import RejectLike
+from etl.storage.history import FAILURE_STATUSES, RunInfo, runs, stream_rejects
+from etl.storage.limits import RowUpsert, byte_batches, max_packet
+from etl.storage.schema import MYSQL_DIALECTS, access_logs, dialect_insert, stream_state
+from etl.storage.statements import WriteResult
+from etl.storage.store import Store
+
+_ID_CHUNK = 500  # ids per "which of these exist?" query
+_MISSING = object()
+
+
+def _upsert_statement(dialect: str) -> sa.Executable:
+    """INSERT, or on the key update every other column (only changed rows are sent)."""
+    table = access_logs
+    key = [c for c in table.primary_key]
+    ins = dialect_insert(dialect, table)
+    others = [c.name for c in table.columns if c not in key]
+    if dialect in MYSQL_DIALECTS:
+        statement: sa.Executable = ins.on_duplicate_key_update(
+            [(name, ins.inserted[name]) for name in others]
+        )
+    else:
+        statement = ins.on_conflict_do_update(
+            index_elements=key, set_={name: ins.excluded[name] for name in others}
+        )
+    return statement
+
+
+def access_upsert(dialect: Dialect) -> RowUpsert:
+    """The access table's upsert for ``dialect``; it says (inserted, updated)."""
+    name = dialect.name
+    if name not in ("sqlite", "postgresql", *MYSQL_DIALECTS):
+        raise ValueError(f"unsupported dialect {name!r}")
+    statement = _upsert_statement(name)
+    existing = sa.select(access_logs.c.id, access_logs.c.raw).where(
+        access_logs.c.account == sa.bindparam("account"),
+        access_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
+    )
+
+    def upsert(
+        conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+    ) -> tuple[int, int]:
+        ids = sorted(rows)
+        stored: dict[Any, Any] = {}
+        for at in range(0, len(ids), _ID_CHUNK):
+            chunk = ids[at : at + _ID_CHUNK]
+            for record_id, raw in conn.execute(existing, {"account": account, "ids": chunk}):
+                stored[record_id] = raw
+        changed: list[Mapping[str, Any]] = []
+        inserted = 0
+        for record_id, row in rows.items():
+            old = stored.get(record_id, _MISSING)
+            if old is _MISSING:
+                inserted += 1
+            elif old == row["raw"]:
+                continue
+            changed.append({k: v for k, v in row.items() if k != RAW_JSON})
+        if changed:
+            _write(conn, statement, changed)
+        return inserted, len(changed) - inserted
+
+    return upsert
+
+
+def _write(conn: Connection, statement: sa.Executable, rows: Sequence[Mapping[str, Any]]) -> None:
+    packet = max_packet(conn)
+    # On MySQL each statement well under the server's packet: a larger one closes the
+    # connection.
+    for batch in [rows] if packet is None else byte_batches(rows, packet // 2):
+        conn.execute(statement, list(batch))
+
+
+@dataclass(frozen=True)
+class StreamStatus:
+    account: str
+    stream: str
+    watermark: datetime | None
+    rows: int
+    rejects: int
+    last_run: RunInfo | None
+    last_success_at: datetime | None
+    last_failure_at: datetime | None
+    last_failure_error: str | None
+
+
+def _watermark_upsert(dialect: str, stream: str, *, advance_only: bool) -> sa.Executable:
+    """Set the stream's watermark (creating its row); if ``advance_only``, never backwards.
+    Executed with ``account``, ``watermark`` and ``updated_at``, as the audit log's."""
+    current = stream_state.c.watermark
+    values = {
+        "account": sa.bindparam("account"),
+        "stream": sa.literal(stream),
+        "watermark": sa.bindparam("watermark"),
+        "updated_at": sa.bindparam("updated_at"),
+    }
+    ins = dialect_insert(dialect, stream_state).values(**values)
+
+    def new_value(proposed: Any) -> Any:
+        if not advance_only:
+            return proposed
+        return sa.case((sa.or_(current.is_(None), proposed > current), proposed), else_=current)
+
+    if dialect in MYSQL_DIALECTS:
+        statement: sa.Executable = ins.on_duplicate_key_update(
+            [
+                ("watermark", new_value(ins.inserted.watermark)),
+                ("updated_at", ins.inserted.updated_at),
+            ]
+        )
+    else:
+        statement = ins.on_conflict_do_update(
+            index_elements=[stream_state.c.account, stream_state.c.stream],
+            set_={
+                "watermark": new_value(ins.excluded.watermark),
+                "updated_at": ins.excluded.updated_at,
+            },
+        )
+    return statement
+
+
+class StreamStore:
+    """One stream's state and pages in ``store``; ``table`` is where its rows go."""
+
+    def __init__(
+        self, store: Store, stream: str, table: sa.Table, upsert: RowUpsert | None = None
+    ) -> None:
+        self.store = store
+        self.stream = stream
+        self.table = table
+        dialect = store.engine.dialect
+        self._upsert = upsert or access_upsert(dialect)
+        self._advance = _watermark_upsert(dialect.name, stream, advance_only=True)
+        self._replace = _watermark_upsert(dialect.name, stream, advance_only=False)
+        self._now = utc_now
+
+    def _key(self, account: str) -> sa.ColumnElement[bool]:
+        return sa.and_(stream_state.c.account == account, stream_state.c.stream == self.stream)
+
+    def watermark(self, account: str) -> datetime | None:
+        with self.store.reading("reading the watermark") as conn:
+            value = conn.execute(sa.select(stream_state.c.watermark).where(self._key(account)))
+            found = value.scalar()
+        return found if isinstance(found, datetime) else None
+
+    def set_watermark(
+        self, account: str, value: datetime, *, allow_backwards: bool = False
+    ) -> None:
+        statement = self._replace if allow_backwards else self._advance
+        with self.store.writing("saving the watermark") as conn:
+            conn.execute(
+                statement, {"account": account, "watermark": value, "updated_at": self._now()}
+            )
+
+    def scope(self, account: str) -> tuple[bool, str | None]:
+        with self.store.reading("reading the sync scope") as conn:
+            row = conn.execute(sa.select(stream_state.c.scope).where(self._key(account))).first()
+        return (row is not None, row[0] if row is not None else None)
+
+    def set_scope(self, account: str, scope: str, *, restart: bool) -> None:
+        """Record ``scope``; with ``restart``, also drop the watermark, atomically."""
+        state: dict[str, Any] = {"scope": scope, "updated_at": self._now()}
+        if restart:
+            state["watermark"] = None
+        with self.store.writing("saving the sync scope") as conn:
+            updated = conn.execute(
+                sa.update(stream_state).where(self._key(account)).values(**state)
+            )
+            if updated.rowcount == 0:
+                conn.execute(
+                    sa.insert(stream_state).values(account=account, stream=self.stream, **state)
+                )
+
+    def newest(self, account: str, column: str) -> datetime | None:
+        """The newest ``column`` stored for the account (None when it has no row)."""
+        with self.store.reading("reading the newest record") as conn:
+            value = conn.execute(
+                sa.select(sa.func.max(self.table.c[column])).where(self.table.c.account == account)
+            ).scalar()
+        if not isinstance(value, datetime):
+            return None
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+    def write_page(
+        self,
+        account: str,
+        run_id: int,
+        rows: Sequence[Mapping[str, Any]],
+        rejects: Sequence[RejectLike],
+        watermark: datetime | None,
+    ) -> WriteResult:
+        """Upsert ``rows``, store ``rejects``, advance the stream's watermark and count,
+        atomically, under the run lock's check."""
+        with self.store.stream_transaction(self._upsert, self._advance) as tx:
+            return tx.write_batch(account, run_id, rows, rejects, watermark=watermark)
+
+    def status(self, account: str) -> StreamStatus:
+        with self.store.reading("reading the status") as conn:
+            last = runs(conn, account, limit=1, stream=self.stream)
+            success = runs(conn, account, limit=1, statuses=["success"], stream=self.stream)
+            failure = runs(conn, account, limit=1, statuses=FAILURE_STATUSES, stream=self.stream)
+            rows = conn.execute(
+                sa.select(sa.func.count())
+                .select_from(self.table)
+                .where(self.table.c.account == account)
+            ).scalar_one()
+            rejects = stream_rejects(conn, account, self.stream)
+        return StreamStatus(
+            account=account,
+            stream=self.stream,
+            watermark=self.watermark(account),
+            rows=int(rows),
+            rejects=rejects,
+            last_run=last[0] if last else None,
+            last_success_at=success[0].finished_at if success else None,
+            last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,
+            last_failure_error=failure[0].error if failure else None,
+        )

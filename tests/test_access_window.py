@@ -1,0 +1,99 @@
+"""The access log's window: 90 days back at first, the overlap after, a gap warned about,
+a changed start_time read again. Pure planning, and the scope against a real database."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from loopback import Exchange, LoopbackServer
+from support import fresh_store, sim_account, with_sync
+
+from etl.common.errors import RequestRejectedError
+from etl.storage.streams import StreamStore
+from etl.sync.streams import ACCESS_LOGS, describe_scope, plan, sync_stream
+from etl.zendesk.client import ZendeskClient
+
+NOW = datetime(2026, 12, 5, 12, 0, 0, 500_000, tzinfo=UTC)
+ACCOUNT = sim_account("http://127.0.0.1:1")  # lag 5 min, overlap 10 min: the defaults
+
+
+def test_a_first_run_reads_the_90_days_zendesk_keeps() -> None:
+    window = plan(ACCESS_LOGS, None, ACCOUNT, NOW)
+    assert window.end == datetime(2026, 12, 5, 11, 55, tzinfo=UTC)  # now - lag, whole seconds
+    assert window.start == datetime(2026, 9, 6, 12, 0, 1, tzinfo=UTC)  # 90 days, inside
+
+
+def test_later_runs_start_at_the_watermark_less_the_overlap() -> None:
+    watermark = datetime(2026, 12, 5, 11, 0, tzinfo=UTC)
+    window = plan(ACCESS_LOGS, watermark, ACCOUNT, NOW)
+    assert window.start == watermark - timedelta(minutes=10, seconds=1)
+    started = with_sync(ACCOUNT, start_time=datetime(2026, 12, 5, 11, 30, tzinfo=UTC))
+    assert plan(ACCESS_LOGS, watermark, started, NOW).start == started.sync.start_time
+
+
+def test_a_watermark_older_than_the_retention_is_a_gap_said_aloud(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="etl.sync.streams"):
+        window = plan(ACCESS_LOGS, NOW - timedelta(days=120), ACCOUNT, NOW)
+    assert window.start == datetime(2026, 9, 6, 12, 0, 1, tzinfo=UTC)
+    assert "run at least every few days" in caplog.text
+
+
+def test_the_stream_state_is_its_own_and_a_restart_drops_only_its_watermark(
+    sqlite_url: str,
+) -> None:
+    store = fresh_store(sqlite_url)
+    try:
+        state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
+        state.set_scope("acme", describe_scope(ACCOUNT), restart=False)
+        state.set_watermark("acme", NOW)
+        state.set_watermark("acme", NOW - timedelta(days=1))  # never backwards...
+        assert state.watermark("acme") == NOW
+        store.set_watermark("acme", NOW - timedelta(hours=1))  # the audit log's own
+        state.set_scope("acme", '{"start_time":"2026-01-01T00:00:00Z"}', restart=True)
+        assert state.watermark("acme") is None  # ...unless the scope changed
+        assert store.watermark("acme") == NOW - timedelta(hours=1)
+        assert state.scope("acme") == (True, '{"start_time":"2026-01-01T00:00:00Z"}')
+    finally:
+        store.engine.dispose()
+
+
+def test_times_with_fractions_of_a_second_are_read_again_from_their_second(
+    sqlite_url: str,
+) -> None:
+    """Zendesk does not say whether ``timestamp`` has a fraction. A checkpoint with one
+    (10:00:00.750) starts the next window at 09:59:59.750, sent as 09:59:59: a record at
+    09:59:59.250 is inside what was asked for, not a corrupt answer."""
+    first = {"id": "01A", "timestamp": "2026-12-05T10:00:00.750Z", "user_id": "1"}
+    early = {"id": "01B", "timestamp": "2026-12-05T09:59:59.250Z", "user_id": "2"}
+    answers = iter(
+        [
+            (200, {"access_logs": [first], "meta": {"has_more": True, "after_cursor": "c1"}}),
+            (400, {"error": "InvalidPaginationParameter"}),  # the run stops after page 1
+            (200, {"access_logs": [early, first], "meta": {"has_more": False}}),
+        ]
+    )
+
+    def respond(exchange: Exchange) -> None:
+        status, body = next(answers)
+        exchange.send_json(body, status)
+
+    with LoopbackServer(respond) as server:
+        account = with_sync(sim_account(server.url), overlap=timedelta(0))
+        store = fresh_store(sqlite_url)
+        try:
+            state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
+            with ZendeskClient(account.zendesk) as client:
+                fixed = lambda: datetime(2026, 12, 5, 10, 30, tzinfo=UTC)  # noqa: E731
+                with pytest.raises(RequestRejectedError):
+                    sync_stream(ACCESS_LOGS, account, client, state, now=fixed)
+                checkpoint = state.watermark("acme")
+                again = sync_stream(ACCESS_LOGS, account, client, state, now=fixed)
+        finally:
+            store.engine.dispose()
+    assert checkpoint == datetime(2026, 12, 5, 10, 0, 0, 750_000, tzinfo=UTC)
+    assert again.status == "success" and again.inserted == 1
+    assert again.window is not None and again.window.start.microsecond == 750_000
