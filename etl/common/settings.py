@@ -52,6 +52,9 @@ class SyncSettings:
     parallel_after: timedelta = timedelta(days=1)
     # filter name (see FILTER_KEYS) -> values; several values match any of them
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # A sync still reading after this long stops at its next commit, recorded as
+    # interrupted, and exits 0; the next run resumes (docs/RELIABILITY.md). None: no limit.
+    max_run_time: timedelta | None = timedelta(minutes=50)
 
 
 @dataclass(frozen=True)
