@@ -86,6 +86,7 @@ class Case:
     waits: tuple[float, ...] | None = None  # the retry sleeps, exactly (None: not checked)
     rate_limited: int = 0
     retry_budget: float = 60.0
+    longest_wait: float | None = None  # no wait, paced or retried, beyond this (None: any)
     timeout: float = 5.0
     credentials: Credentials | None = None
 
@@ -304,7 +305,8 @@ CASES = [
     # A used-up count with a reset of an hour: waits a minute at most, never past the
     # budget (a wait is part of the request's retry budget), and the run completes.
     pytest.param(
-        completes(Fault("long_reset", skip=3), retry_budget=20), id="ratelimit-reset-3600"
+        completes(Fault("long_reset", skip=3), retry_budget=20, longest_wait=20),
+        id="ratelimit-reset-3600",
     ),
     pytest.param(completes(Fault("tiny_limit", times=-1), waits=()), id="x-rate-limit-1"),
     # -- records in odd shapes ----------------------------------------------------------------
@@ -448,6 +450,8 @@ def test_fault_matrix(
 
     if case.waits is not None:
         assert retry_waits(clock, account) == list(case.waits)
+    if case.longest_wait is not None:
+        assert max([*clock.paced, *clock.sleeps], default=0.0) <= case.longest_wait
     # credentials, cursors and links never went anywhere but the account's own host
     own = urlsplit(sim.url)
     assert set(hosts) == {(own.hostname, own.port)}
