@@ -165,6 +165,7 @@ def heal_and_rerun(server_api: Api, account: AccountSettings, store: Store) -> N
 
 
 # -- the order and the window: a checkpoint only moves over what the answer proves ----------
+@pytest.mark.parametrize("workers", [1, 4], ids=["sequential", "parallel"])
 @pytest.mark.parametrize(
     ("mode", "says"),
     [
@@ -173,14 +174,19 @@ def heal_and_rerun(server_api: Api, account: AccountSettings, store: Store) -> N
     ],
 )
 def test_a_page_that_proves_nothing_moves_no_checkpoint(
-    db_url: str, api: tuple[Api, str], mode: str, says: str, caplog: pytest.LogCaptureFixture
+    db_url: str,
+    api: tuple[Api, str],
+    mode: str,
+    says: str,
+    workers: int,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The sort ignored (newest first), or one record dated 2099 on the first page, then
     500s until the budget ends: before, the first page moved the watermark to the
     window's end and a healthy rerun left 400 of 500 records missing for good."""
     server_api, url = api
     server_api.mode = mode
-    account = sim_account(url, page_size=PAGE, retry_budget=20, workers=1)
+    account = sim_account(url, page_size=PAGE, retry_budget=20, workers=workers)
     store = fresh_store(db_url)
     with pytest.raises(RetryBudgetExhausted) as raised:
         run(account, store)
