@@ -305,7 +305,9 @@ def test_max_run_time_stops_at_a_commit_exits_0_and_the_next_run_resumes(
     assert summary.status == "interrupted"
     assert summary.error is not None and "max_run_time" in summary.error
     stored = stored_ids(store)
-    assert 0 < len(stored) < RECORDS
+    # Sequentially it stops after a whole page, unfinished; the backfill's writer may have every
+    # page in hand by its first look at the clock (then it still stops, unfinished).
+    assert (0 < len(stored) < RECORDS and len(stored) % PAGE == 0) if workers == 1 else stored
     (status,) = store.account_status("acme")
     assert status.last_run is not None and status.last_run.status == "interrupted"
     watermark = store.watermark("acme")
