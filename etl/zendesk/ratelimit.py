@@ -28,8 +28,8 @@ costs a request, half a page of records read twice).
 What the headers may do is bounded by what Zendesk documents (a minute's window, limits of
 at least ``MIN_LIMIT`` a minute, the lowest plan's): a ``ratelimit-reset`` beyond the
 window is taken as unknown (so a used-up count holds requests for one window at most),
-and an ``X-Rate-Limit`` below ``MIN_LIMIT`` or below what remains is ignored (so the
-headers alone can slow the job to ``FLOOR`` of its budget, never to a request a minute).
+and an ``X-Rate-Limit`` below ``MIN_LIMIT`` or below what remains is ignored (so a limit
+header can slow the job to ``FLOOR`` of its budget, never to a request a minute).
 Only 429s, which are Zendesk's word, slow it further (``pause``). Every wait counts
 against the caller's retry budget: no wait goes past its ``deadline`` (the request then
 goes, and a 429 would end it, the budget spent); a wait longer than ``NOTICE_WAIT`` is
