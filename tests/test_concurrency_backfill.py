@@ -74,11 +74,11 @@ class RecordingLimiter(RateLimiter):
         self.calls: list[tuple[str, int, float]] = []
         self._calls_lock = threading.Lock()
 
-    def acquire(self, priority: float = 0.0) -> float:
+    def acquire(self, priority: float = 0.0, deadline: float | None = None) -> float:
         with self._calls_lock:
             thread = threading.current_thread()
             self.calls.append((thread.name, thread.ident or 0, priority))
-        return super().acquire(priority)
+        return super().acquire(priority, deadline)
 
 
 def test_fetchers_wait_for_the_budget_by_their_slices_pages_left(tmp_path: Path) -> None:

@@ -372,3 +372,24 @@ def test_a_lag_that_is_not_a_duration_is_one_problem(tmp_path: Path, text: str) 
     assert "1 problem:" in message
     assert "sync.lag: 'soon' is not a duration" in message
     assert "at least 61 s" not in message  # the same bad value, not a second problem
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, timedelta(minutes=50)),
+        ('"2h"', timedelta(hours=2)),
+        ("90", timedelta(seconds=90)),
+        ("0", None),
+    ],
+    ids=["default", "text", "seconds", "zero-is-no-limit"],
+)
+def test_max_run_time(tmp_path: Path, value: str | None, expected: timedelta | None) -> None:
+    text = MINIMAL if value is None else MINIMAL + f"\n[sync]\nmax_run_time = {value}\n"
+    (account,) = load_text(tmp_path, text).accounts
+    assert account.sync.max_run_time == expected
+
+
+def test_a_bad_max_run_time_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"sync\.max_run_time"):
+        load_text(tmp_path, MINIMAL + '\n[sync]\nmax_run_time = "soon"\n')

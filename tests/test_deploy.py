@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from docs_corpus import DOCS
 
+from etl.common.settings import Credentials, SyncSettings, ZendeskSettings
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
 INSTALLED_BINARY = "/opt/zendesk-audit-etl/bin/zendesk-audit-etl"
 
@@ -93,6 +95,11 @@ def test_service_is_hardened_and_treats_a_held_lock_as_success(name: str) -> Non
     assert service["LoadCredential"].startswith("client_secret:")
     assert service["SuccessExitStatus"] == "5"  # ExitCode.LOCKED
     assert "sync" in service["ExecStart"]
+    # a backstop above [sync] max_run_time and a request's retry budget, both by default
+    limit = SyncSettings().max_run_time
+    assert limit is not None
+    budget = timedelta(seconds=ZendeskSettings("https://x", Credentials()).retry_budget)
+    assert service["TimeoutStartSec"] == "1h" and limit + budget < timedelta(hours=1)
 
 
 @pytest.mark.parametrize("name", ["zendesk-audit-etl.timer", "zendesk-audit-etl@.timer"])

@@ -86,6 +86,7 @@ class Case:
     waits: tuple[float, ...] | None = None  # the retry sleeps, exactly (None: not checked)
     rate_limited: int = 0
     retry_budget: float = 60.0
+    longest_wait: float | None = None  # no wait, paced or retried, beyond this (None: any)
     timeout: float = 5.0
     credentials: Credentials | None = None
 
@@ -152,8 +153,8 @@ CASES = [
             Fault("reset", skip=1),
             Fault("truncate"),
             Fault("html", status=502, skip=1),
-            Fault("shuffle", times=-1),
-            waits=(2, 0.75, 1.5, 0.75),
+            Fault("shuffle"),
+            waits=(2, 0.75, 1.5, 0.75, 1.5),
             rate_limited=1,
         ),
         id="storm-of-everything",
@@ -244,8 +245,71 @@ CASES = [
         id="endless-empty-pages",
     ),
     pytest.param(completes(Fault("empty_page", skip=3)), id="empty-page-with-has-more"),
+    # -- answers that break a promise of the query: never proof, retried, exit 4 if it lasts --
+    pytest.param(completes(Fault("shuffle", skip=2), waits=(0.75,)), id="a-page-out-of-order"),
+    pytest.param(
+        stops(
+            RetryBudgetExhausted,
+            Fault("shuffle", times=-1, skip=3),
+            committed=3,
+            says="out of order",
+            retry_budget=5,
+        ),
+        id="every-page-out-of-order",
+    ),
+    pytest.param(
+        stops(
+            RetryBudgetExhausted,
+            Fault("descending", times=-1, skip=3),
+            committed=3,
+            says="out of order",
+            retry_budget=5,
+        ),
+        id="sort-ignored-newest-first",
+    ),
+    pytest.param(
+        stops(
+            RetryBudgetExhausted,
+            Fault("out_of_window", times=-1, skip=3),
+            committed=3,
+            says="outside the requested window",
+            retry_budget=5,
+        ),
+        id="record-dated-2099",
+    ),
+    pytest.param(completes(Fault("out_of_window", skip=2), waits=(0.75,)), id="a-2099-once"),
+    *[
+        pytest.param(
+            stops(
+                RetryBudgetExhausted,
+                Fault("next_link_query", field=change, times=-1, skip=3),
+                committed=3,
+                says="links.next would change the query",
+                retry_budget=5,
+            ),
+            id=f"next-link-changes-{change}",
+        )
+        for change in ("created_at", "sort", "filter")
+    ],
+    pytest.param(
+        stops(
+            RetryBudgetExhausted,
+            Fault("nonce_cursor_loop", times=-1, skip=3),
+            committed=4,
+            says="out of order",
+            retry_budget=5,
+        ),
+        id="nonce-cursors-over-a-repeating-page",
+    ),
+    # -- rate-limit headers beyond what Zendesk documents: bounded, and within the budget ----
+    # A used-up count with a reset of an hour: waits a minute at most, never past the
+    # budget (a wait is part of the request's retry budget), and the run completes.
+    pytest.param(
+        completes(Fault("long_reset", skip=3), retry_budget=20, longest_wait=20),
+        id="ratelimit-reset-3600",
+    ),
+    pytest.param(completes(Fault("tiny_limit", times=-1), waits=()), id="x-rate-limit-1"),
     # -- records in odd shapes ----------------------------------------------------------------
-    pytest.param(completes(Fault("shuffle", times=-1)), id="every-page-out-of-order"),
     pytest.param(completes(Fault("duplicate", count=5, times=2, skip=3)), id="duplicated-in-page"),
     pytest.param(mangled("missing_field"), id="mangle-missing-field"),
     pytest.param(mangled("null_field"), id="mangle-null-field"),
@@ -386,6 +450,8 @@ def test_fault_matrix(
 
     if case.waits is not None:
         assert retry_waits(clock, account) == list(case.waits)
+    if case.longest_wait is not None:
+        assert max([*clock.paced, *clock.sleeps], default=0.0) <= case.longest_wait
     # credentials, cursors and links never went anywhere but the account's own host
     own = urlsplit(sim.url)
     assert set(hosts) == {(own.hostname, own.port)}
@@ -488,6 +554,9 @@ def test_records_a_database_cannot_store_as_sent_never_stop_the_log(
         "k\udc00": "\U0001f600",
     }
     sim.add_records([nul_text, nul_key, nan, lone])
+    # The second run's fake clock starts again while the simulator's minute runs on in real
+    # time: it reads the first run's requests as another app's burst and waits for the
+    # window's end, as it should, within its retry budget.
     account = sim_account(sim.url, page_size=PAGE)
     store = fresh_store(db_url)
 

@@ -2,8 +2,9 @@
 
 Each trick is a ``links.next`` served by a hand-made server; a SECOND loopback server
 stands where the trick points and records every request: it must receive nothing. A
-refused link stops the chain with an exit-4 error; a link that is truly on base_url
-(an ``@`` in the path, say) is followed there.
+refused link stops the chain with an exit-4 error. A link that is truly on base_url
+(an ``@`` in the path, say) is not followed either: continuation is the original request
+plus a cursor, and a link of ours that would change the request is a corrupt answer.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ API_TOKEN = "tok-NEVER-ELSEWHERE"
 class Trick:
     id: str
     link: str  # links.next, with {p} our port and {o} the other server's
-    followed: bool  # truly on base_url: followed there; else refused
+    ours: bool  # truly on base_url (refused as changing the request); else refused as unsafe
 
 
 A = "/api/v2/audit_logs"
@@ -93,21 +94,16 @@ def test_a_tricky_next_link_never_reaches_another_server(
         link = trick.link.format(p=server.port, o=other.port)
         server.respond = chain_server(link).respond
         with api_token_client(server.url) as client:
-            if trick.followed:
-                pages = list(iter_pages(client, [("page[size]", "1")]))
-                assert [p.records for p in pages] == [[{"id": 1}], [{"id": 2}]]
-            else:
-                with pytest.raises(UpstreamError) as caught:
-                    list(iter_pages(client, [("page[size]", "1")]))
-                assert caught.value.exit_code == ExitCode.UPSTREAM
-                message = str(caught.value)
-                assert "\n" not in message and API_TOKEN not in message
+            with pytest.raises(UpstreamError) as caught:
+                list(iter_pages(client, [("page[size]", "1")]))
+            assert caught.value.exit_code == ExitCode.UPSTREAM
+            message = str(caught.value)
+            assert "\n" not in message and API_TOKEN not in message
+            if trick.ours:
+                assert "links.next" in message  # a path or a query not ours
     assert other.seen == []
-    assert all(s.path.startswith("/api/v2/audit_logs") for s in server.seen)
-    if trick.followed:
-        assert len(server.seen) == 2
-    else:  # the first page only, perhaps retried: never the link
-        assert {s.path for s in server.seen} == {FIRST}
+    # the first page only, perhaps retried: never the link
+    assert {s.path for s in server.seen} == {FIRST}
 
 
 def test_a_clean_foreign_link_with_a_cursor_goes_on_with_the_cursor(

@@ -7,6 +7,7 @@ empty cursors, odd body shapes) use a scripted stand-in for the client.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -25,7 +26,13 @@ from etl.common.errors import (
 from etl.common.secret import Secret
 from etl.common.settings import Credentials, ZendeskSettings
 from etl.zendesk.client import ZendeskClient
-from etl.zendesk.pagination import MAX_EMPTY_PAGES, Page, audit_log_params, iter_pages
+from etl.zendesk.pagination import (
+    AUDIT_LOGS_PATH,
+    MAX_EMPTY_PAGES,
+    Page,
+    audit_log_params,
+    iter_pages,
+)
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 START = datetime(2025, 6, 1, tzinfo=UTC)
@@ -126,7 +133,7 @@ def test_a_whole_chain_in_order(sim: SimulatedZendesk, client: ZendeskClient) ->
     assert [p.number for p in pages] == list(range(1, 11))
     assert [p.has_more for p in pages] == [True] * 9 + [False]
     assert ids(pages) == expected_ids(sim)
-    # After the first request every request follows links.next, which keeps the filters.
+    # Every request is the first one plus a cursor: the filters are ours, never the links'.
     for logged in sim.requests:
         assert logged.query["filter[created_at][]"] == [
             "2025-06-01T00:00:00Z",
@@ -298,11 +305,12 @@ def page(
     }
 
 
-def test_a_same_origin_next_link_is_followed_as_is() -> None:
+def test_a_same_origin_next_link_is_never_followed_only_its_cursor_is_taken() -> None:
+    """Continuation is ours: the original request plus the link's cursor (a ``+`` kept)."""
     nxt = "https://acme.zendesk.com/api/v2/audit_logs?page%5Bafter%5D=a%2Bb&page%5Bsize%5D=2"
-    script = Scripted([page([1, 2], True, "a+b", nxt), page([3], False, None)])
+    script = Scripted([page([1, 2], True, None, nxt), page([3], False, None)])
     assert [p.records for p in iter_pages(script, [("page[size]", "2")])] == [[1, 2], [3]]
-    assert script.calls[1] == (nxt, None)
+    assert script.calls[1] == (AUDIT_LOGS_PATH, [("page[size]", "2"), ("page[after]", "a+b")])
 
 
 def test_the_cursor_fallback_replaces_page_after_in_the_original_params() -> None:
@@ -367,3 +375,103 @@ def test_params_pairs_survive_the_http_layer(sim: SimulatedZendesk, client: Zend
     list(iter_pages(client, params))
     first = sim.requests[0]
     assert first.query["filter[action][]"] == ["create", "update"]
+
+
+# -- what an answer must keep to (etl.zendesk.promises) ----------------------------------------
+WINDOW_PARAMS = audit_log_params(START, END, {"action": ["login"]}, page_size=2)
+
+
+def rec(record_id: int, minute: int) -> dict[str, Any]:
+    return {"id": record_id, "created_at": f"2025-06-01T00:{minute:02d}:00Z"}
+
+
+def link(query: str) -> str:
+    return f"https://acme.zendesk.com/api/v2/audit_logs.json?{query}&page%5Bafter%5D=c1"
+
+
+OURS = (
+    "filter%5Bcreated_at%5D%5B%5D=2025-06-01T00%3A00%3A00Z&"
+    "filter%5Bcreated_at%5D%5B%5D=2025-06-02T00%3A00%3A00%2B00%3A00&"
+    "filter%5Baction%5D%5B%5D=login&page%5Bsize%5D=02&sort=created_at"
+)
+
+
+def test_a_next_link_equal_in_meaning_is_accepted() -> None:
+    """The same instants in another spelling, parameters in another order, ``.json``."""
+    script = Scripted([page([rec(1, 1)], True, None, link(OURS)), page([rec(2, 2)], False, None)])
+    assert len(list(iter_pages(script, WINDOW_PARAMS))) == 2
+    assert script.calls[1][1] == [*WINDOW_PARAMS, ("page[after]", "c1")]
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        (OURS.replace("00%3A00%3A00Z", "00%3A40%3A00Z", 1), "filter[created_at][]"),
+        (OURS.replace("&sort=created_at", ""), "sort"),
+        (OURS + "&filter%5Baction%5D%5B%5D=update", "filter[action][]"),
+        (OURS.replace("size%5D=02", "size%5D=100"), "page[size]"),
+        (OURS + "&page%5Bbefore%5D=x", "page[before]"),
+    ],
+    ids=["window", "sort-dropped", "filter-added", "page-size", "page-before"],
+)
+def test_a_next_link_that_would_change_the_query_is_corrupt(query: str, names: str) -> None:
+    body = page([rec(1, 1)], True, "c1", link(query))
+    with pytest.raises(CorruptResponseError, match=re.escape(f"({names})")):
+        list(iter_pages(Scripted([body]), WINDOW_PARAMS))
+
+
+def test_records_out_of_the_window_or_order_are_corrupt() -> None:
+    late = {"id": 3, "created_at": "2025-06-02T00:00:01Z"}
+    with pytest.raises(CorruptResponseError, match="outside the requested window"):
+        list(iter_pages(Scripted([page([rec(1, 1), late], False, None)]), WINDOW_PARAMS))
+    with pytest.raises(CorruptResponseError, match="out of order"):
+        list(iter_pages(Scripted([page([rec(1, 5), rec(2, 4)], False, None)]), WINDOW_PARAMS))
+    # across pages: the second page starts before the first one ended
+    bodies = [page([rec(1, 4), rec(2, 5)], True, "c1"), page([rec(3, 3)], False, None)]
+    pages = iter_pages(Scripted(bodies), WINDOW_PARAMS)
+    next(pages)
+    with pytest.raises(CorruptResponseError, match="00:03:00Z after 2025-06-01T00:05:00Z"):
+        next(pages)
+
+
+def test_the_bounds_are_inclusive_and_records_without_a_time_are_not_judged() -> None:
+    edges = [rec(1, 0), {"id": 2, "created_at": "yesterday"}, {"id": 3}, rec(4, 0)]
+    last = {"id": 5, "created_at": "2025-06-02T00:00:00Z"}
+    assert len(list(iter_pages(Scripted([page([*edges, last], False, None)]), WINDOW_PARAMS)))
+
+
+def test_newest_first_queries_are_held_to_their_own_order() -> None:
+    params = audit_log_params(START, END, {}, sort="-created_at", page_size=2)
+    assert list(iter_pages(Scripted([page([rec(2, 5), rec(1, 4)], False, None)]), params))
+    with pytest.raises(CorruptResponseError, match="newest first"):
+        list(iter_pages(Scripted([page([rec(1, 4), rec(2, 5)], False, None)]), params))
+
+
+def test_the_position_is_proven_only_once_the_order_shows() -> None:
+    """A first page all of one second proves nothing (newest first looks the same)."""
+    bodies = [
+        page([rec(1, 4), rec(2, 4)], True, "c1"),
+        page([rec(3, 4), rec(4, 6)], True, "c2"),
+        page([rec(5, 7)], False, None),
+    ]
+    positions = [p.position for p in iter_pages(Scripted(bodies), WINDOW_PARAMS)]
+    assert positions == [
+        None,
+        datetime(2025, 6, 1, 0, 6, tzinfo=UTC),
+        datetime(2025, 6, 1, 0, 7, tzinfo=UTC),
+    ]
+    one_second = [page([rec(1, 4)], True, "c1"), page([rec(2, 4)], False, None)]
+    assert [p.position for p in iter_pages(Scripted(one_second), WINDOW_PARAMS)] == [
+        None,
+        datetime(2025, 6, 1, 0, 4, tzinfo=UTC),  # the last page: the whole window was read
+    ]
+
+
+def test_pages_of_records_already_read_end_the_chain() -> None:
+    """Cursors with a nonce over the same one-second records: no new id, no later time."""
+    same = [rec(1, 4), rec(2, 4)]
+    bodies = [page(list(same), True, f"nonce-{i}") for i in range(MAX_EMPTY_PAGES + 5)]
+    script = Scripted(bodies)
+    with pytest.raises(PaginationError, match="no record not already read"):
+        list(iter_pages(script, WINDOW_PARAMS))
+    assert len(script.calls) == MAX_EMPTY_PAGES + 2

@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -97,11 +97,16 @@ class App:
         else:
             fault = self.faults.take(request.path)
             response = self._faulted_or_routed(request, fault)
-        response.headers.append(("X-Rate-Limit", str(decision.limit)))
-        response.headers.append(("X-Rate-Limit-Remaining", str(decision.remaining)))
-        response.headers.append(("ratelimit-limit", str(decision.limit)))
-        response.headers.append(("ratelimit-remaining", str(decision.remaining)))
-        response.headers.append(("ratelimit-reset", str(decision.reset)))
+        limit, remaining, reset = decision.limit, decision.remaining, decision.reset
+        if fault is not None and fault.kind == "long_reset":
+            remaining, reset = 0, 3600
+        elif fault is not None and fault.kind == "tiny_limit":
+            limit = 1
+        response.headers.append(("X-Rate-Limit", str(limit)))
+        response.headers.append(("X-Rate-Limit-Remaining", str(remaining)))
+        response.headers.append(("ratelimit-limit", str(limit)))
+        response.headers.append(("ratelimit-remaining", str(remaining)))
+        response.headers.append(("ratelimit-reset", str(reset)))
         if fault is not None and fault.retry_after is not None:
             value = fault.retry_after
             shown = str(int(value)) if isinstance(value, float) and value.is_integer() else value
@@ -163,6 +168,9 @@ class App:
 
     def _list(self, request: Request, fault: Fault | None) -> Response:
         query = parse_list_query(request.params, self.policy, time.time())
+        if fault is not None and fault.kind == "descending" and query.cursor_mode:
+            # As if sort were not given: Zendesk's default order, from the newest.
+            query = replace(query, descending=True, after=None, before=None, after_text=None)
         if query.cursor_mode:
             link = _link_builder(request, drop=("page[after]", "page[before]"))
             page = listing.cursor_page(self.store, query)

@@ -11,6 +11,18 @@ Wire kinds (``server`` performs them; any path):
     slow      sleep ``delay`` seconds, then answer normally
     reset     send headers and half the body, then abort the TCP connection (RST)
     truncate  a 200 whose JSON is cut in half, Content-Length matching what is sent
+Header kinds (a normal answer, with rate-limit headers no Zendesk documents):
+    long_reset    X-Rate-Limit-Remaining 0 with ratelimit-reset 3600 (the window is a minute)
+    tiny_limit    X-Rate-Limit 1 (no plan's limit is below 200 a minute)
+Query kinds (the answer breaks a promise of the query; cursor mode):
+    descending         the sort is ignored: the first page of Zendesk's default order,
+                       newest first, whatever the cursor (its cursors are for that order)
+    next_link_query    links.next changes the query per ``field``: ``created_at`` (the
+                       default: the start moved to 40 minutes after the page's last
+                       record), ``sort`` (dropped) or ``filter`` (``filter[action][]=login``
+                       added); after_cursor unchanged
+    nonce_cursor_loop  after_cursor / links.next lead back to where this page began, with
+                       a fresh nonce each time: the same page again, never the same cursor
 Page kinds (applied here to a successful list page; cursor kinds need cursor mode):
     repeat_cursor  after_cursor / links.next = the cursor the request came with
                    (on a first page: a cursor that leads to the same first page)
@@ -18,6 +30,7 @@ Page kinds (applied here to a successful list page; cursor kinds need cursor mod
     no_cursor      has_more true, after_cursor and links.next null
     empty_page     no records, has_more true, a cursor that resumes where this page began
     shuffle        the page's records in a different order
+    out_of_window  one more record, dated 2099-01-01T00:00:00Z, at the end of the page
     duplicate      the first ``count`` records appear twice, each next to itself
     mangle         the first ``count`` records altered per ``mangle`` (``field`` overrides
                    the field touched): missing_field, null_field, extra_field,
@@ -32,14 +45,19 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from zendesk_sim.listing import LinkBuilder, Page, start_cursor
+from zendesk_sim.timestamps import format_ts
 
 WIRE_KINDS = frozenset({"status", "html", "slow", "reset", "truncate"})
-CURSOR_KINDS = frozenset({"repeat_cursor", "foreign_next", "no_cursor", "empty_page"})
-RECORD_KINDS = frozenset({"shuffle", "duplicate", "mangle"})
-KINDS = WIRE_KINDS | CURSOR_KINDS | RECORD_KINDS
+HEADER_KINDS = frozenset({"long_reset", "tiny_limit"})
+CURSOR_KINDS = frozenset(
+    {"repeat_cursor", "foreign_next", "no_cursor", "empty_page", "next_link_query",
+     "nonce_cursor_loop"}
+)  # fmt: skip
+RECORD_KINDS = frozenset({"shuffle", "duplicate", "mangle", "out_of_window"})
+KINDS = WIRE_KINDS | HEADER_KINDS | CURSOR_KINDS | RECORD_KINDS | {"descending"}
 BODY_KINDS = CURSOR_KINDS | RECORD_KINDS
 """Kinds that may alter a list page's body (wire kinds alter only how it is sent)."""
 
@@ -55,6 +73,9 @@ MANGLES = {
     "out_of_window": "created_at",
 }
 FOREIGN_HOST = "https://evil.example.net"
+LINK_CHANGES = ("created_at", "sort", "filter")  # next_link_query's ``field``
+FAR_FUTURE = "2099-01-01T00:00:00Z"
+LINK_START_SHIFT = 40 * 60  # seconds: next_link_query's created_at start, past the page
 
 
 @dataclass(frozen=True)
@@ -82,6 +103,8 @@ class Fault:
             raise ValueError("times must be >= 1 or -1, skip >= 0, count >= 1")
         if self.delay < 0:
             raise ValueError("delay must be >= 0")
+        if self.kind == "next_link_query" and self.field not in (None, *LINK_CHANGES):
+            raise ValueError(f"next_link_query's field is one of {LINK_CHANGES}")
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any]) -> Fault:
@@ -171,6 +194,10 @@ def apply_to_records(fault: Fault, records: list[dict[str, Any]]) -> None:
     elif fault.kind == "mangle":
         for record in records[: fault.count]:
             _mangle(record, fault.mangle, fault.field)
+    elif fault.kind == "out_of_window" and records:
+        last = records[-1]
+        stray = int(last["id"]) + 1 if isinstance(last.get("id"), int) else 1
+        records.append({**last, "id": stray, "created_at": FAR_FUTURE})
 
 
 def apply_to_cursor_page(fault: Fault, body: dict[str, Any], page: Page, link: LinkBuilder) -> None:
@@ -191,9 +218,32 @@ def apply_to_cursor_page(fault: Fault, body: dict[str, Any], page: Page, link: L
     elif fault.kind == "no_cursor":
         meta.update(has_more=True, after_cursor=None)
         links["next"] = None
+    elif fault.kind == "next_link_query" and links.get("next"):
+        links["next"] = _changed_link(links["next"], fault.field or "created_at", page)
+    elif fault.kind == "nonce_cursor_loop":
+        again = start_cursor(page)
+        if again is not None:
+            meta.update(has_more=True, after_cursor=again)
+            links["next"] = link("page[after]", again)
     elif fault.kind == "empty_page":
         resume = start_cursor(page)
         if resume is not None:
             body["audit_logs"] = []
             meta.update(has_more=True, after_cursor=resume, before_cursor=None)
             links.update(next=link("page[after]", resume), prev=None)
+
+
+def _changed_link(url: str, change: str, page: Page) -> str:
+    """``url`` (a next link) with its query changed as ``next_link_query`` says."""
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    if change == "sort":
+        pairs = [(k, v) for k, v in pairs if k != "sort"]
+    elif change == "filter":
+        pairs.append(("filter[action][]", "login"))
+    else:
+        bounds = [i for i, (k, _) in enumerate(pairs) if k == "filter[created_at][]"]
+        if bounds and page.keys:
+            later = format_ts(page.keys[-1][0] + LINK_START_SHIFT)
+            pairs[bounds[0]] = ("filter[created_at][]", later)
+    return urlunsplit(parts._replace(query=urlencode(pairs)))

@@ -21,7 +21,9 @@ string, or a raw response body (see ``etl.common.redact``).
     │   ├── SchemaError                   schema older (run `migrate`) or newer than the code
     │   └── LockLostError                 the run's lock went with its database session
     ├── StaleDataError            exit 7  `status --max-lag`: data older than allowed
-    └── InterruptedRun            exit 130 SIGINT/SIGTERM; the current page was rolled back
+    ├── InterruptedRun            exit 130 SIGINT/SIGTERM; the current page was rolled back
+    └── OutOfTime                 exit 0  [sync] max_run_time reached at a commit: the run
+                                          ends there (status interrupted), the next resumes
 """
 
 from __future__ import annotations
@@ -126,6 +128,13 @@ class StaleDataError(EtlError):
 
 class InterruptedRun(EtlError):
     exit_code = ExitCode.INTERRUPTED
+
+
+class OutOfTime(EtlError):
+    """A sync reached ``[sync] max_run_time``: raised after a commit, and caught by the run,
+    which ends there as interrupted without failing the job (exit 0)."""
+
+    exit_code = ExitCode.OK
 
 
 def unexpected(exc: BaseException) -> str:

@@ -59,6 +59,9 @@ class SyncSettings:
     # The logs copied, in this order: the audit log's, and the access log's when turned on
     # (etl.sync.streams, docs/ACCESS_LOGS.md).
     streams: tuple[str, ...] = ("audit_logs",)
+    # A sync still reading after this long stops at its next commit, recorded as
+    # interrupted, and exits 0; the next run resumes (docs/RELIABILITY.md). None: no limit.
+    max_run_time: timedelta | None = timedelta(minutes=50)
 
 
 @dataclass(frozen=True)

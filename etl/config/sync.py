@@ -18,7 +18,10 @@ from etl.config.values import KNOWN_ACTIONS, filter_values, parse_duration
 
 log = logging.getLogger(__name__)
 
-SYNC_KEYS = {"start_time", "lag", "overlap", "filters", "workers", "parallel_after", "streams"}
+SYNC_KEYS = {
+    "start_time", "lag", "overlap", "filters", "workers", "parallel_after", "max_run_time",
+    "streams",
+}  # fmt: skip
 MIN_LAG = timedelta(seconds=61)  # Zendesk refuses created_at bounds less than ~60 s old
 MAX_WORKERS = 256  # [sync] workers: an upper bound on requests in flight ("auto": the default)
 
@@ -38,6 +41,10 @@ def sync_values(sync: Section) -> dict[str, Any]:
             f"must be at least {int(MIN_LAG.total_seconds())} s: Zendesk refuses newer bounds "
             "and records appear minutes late",
         )
+    if "max_run_time" in sync:  # 0: no limit
+        limit = sync.parsed("max_run_time", parse_duration, None)
+        if limit is not None:
+            values["max_run_time"] = limit or None
     # "auto": the default bound; the job sizes its requests in flight below it
     if "workers" in sync and sync.get("workers") != "auto":
         values["workers"] = sync.integer("workers", 1, MAX_WORKERS, 1)

@@ -11,10 +11,9 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 from etl.common.clock import iso, utc_now
-from etl.common.errors import ConfigError, EtlError, InterruptedRun, unexpected
+from etl.common.errors import ConfigError, EtlError, InterruptedRun, OutOfTime, unexpected
 from etl.common.settings import AccountSettings
 from etl.storage.store import Store
 from etl.sync.run import Run, RunHooks, RunSummary, split_records
@@ -28,7 +27,7 @@ from etl.sync.window import (
     zendesk_now,
 )
 from etl.zendesk.client import ZendeskClient
-from etl.zendesk.pagination import audit_log_params, iter_pages
+from etl.zendesk.pagination import Page, audit_log_params, iter_pages
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +133,9 @@ def read_window(
         run_id = store.start_run(
             account.name, window.start, window.end, summary.watermark_before, kind=kind
         )
-    run = Run(account, client, store, run_id, window, summary, advance, hooks)
+    limit = account.sync.max_run_time if advance else None  # a resync cannot resume
+    deadline = started + limit.total_seconds() if limit else None
+    run = Run(account, client, store, run_id, window, summary, advance, hooks, deadline)
     try:
         workers = parallel_workers(account, window, store, advance)
         if workers:
@@ -149,6 +150,9 @@ def read_window(
                 )
         summary.watermark_after = store.watermark(account.name)
         summary.status = "success"
+    except OutOfTime as exc:  # not a failure: what is committed stays, the next run resumes
+        summary.status, summary.error = "interrupted", str(exc)
+        log.info("account %s: %s", account.name, exc)
     except InterruptedRun as exc:
         summary.status, summary.error = "interrupted", str(exc)
         raise
@@ -192,20 +196,21 @@ def _read_pages(run: Run) -> None:
     )
     for page in iter_pages(run.client, params):
         rows, rejects = split_records(page.records, account.name, utc_now())
-        position = page_watermark(rows, run.window)
+        position = page_watermark(page, run.window)
         checkpoint = position if run.advance else None
         result = run.store.write_page(account.name, run.id, rows, rejects, checkpoint)
         run.committed(1, len(page.records), result, position)
         if run.hooks.stopping():
             raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
+        if run.out_of_time():
+            raise OutOfTime(run.out_of_time_line(f"page {page.number}"))
 
 
-def page_watermark(rows: list[dict[str, Any]], window: Window) -> datetime | None:
-    """How far this page proves the log read: its newest record, never past the window."""
-    if not rows:
-        return None
-    newest: datetime = max(row["created_at"] for row in rows)
-    return min(newest, window.end)
+def page_watermark(page: Page, window: Window) -> datetime | None:
+    """How far this page proves the log read: what the answer proves (``Page.position``:
+    every page is in order and inside the window, checked by ``etl.zendesk.pagination``),
+    never past the window's end."""
+    return None if page.position is None else min(page.position, window.end)
 
 
 def _safe_watermark(store: Store, account: str) -> datetime | None:

@@ -55,7 +55,7 @@ import time
 from datetime import datetime
 
 from etl.common.clock import utc_now
-from etl.common.errors import InterruptedRun
+from etl.common.errors import InterruptedRun, OutOfTime
 from etl.storage.store import SliceRow
 from etl.sync.plan import Plan, Slice
 from etl.sync.run import Run, split_records
@@ -86,6 +86,7 @@ class Backfill:
         self.summary = run.summary
         self.advance = run.advance
         self.hooks = run.hooks
+        self._run = run
         account, client = run.account, run.client
         self.workers = max(1, workers if workers is not None else account.sync.workers)
         self._main_client = client
@@ -141,6 +142,10 @@ class Backfill:
             self._cancel.set()
             self._writer.drain_and_commit()
             raise InterruptedRun(f"stopped by a signal after committing {self.summary.pages} pages")
+        if self._run.out_of_time():  # [sync] max_run_time: stop like a signal, but exit 0
+            self._cancel.set()
+            self._writer.drain_and_commit()
+            raise OutOfTime(self._run.out_of_time_line(f"{self.summary.pages} pages"))
 
     # -- the plan ----------------------------------------------------------------------
 

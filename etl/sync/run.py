@@ -138,6 +138,17 @@ class Run:
     summary: RunSummary
     advance: bool  # a sync moves the watermark page by page; a resync never does
     hooks: RunHooks
+    deadline: float | None = None  # on ``hooks.clock``: [sync] max_run_time's end
+
+    def out_of_time(self) -> bool:
+        """Past ``[sync] max_run_time``: stop at the next commit (``OutOfTime``)."""
+        return self.deadline is not None and self.hooks.clock() >= self.deadline
+
+    def out_of_time_line(self, after: str) -> str:
+        """The line of a run stopped by ``[sync] max_run_time`` once ``after`` committed."""
+        limit = self.account.sync.max_run_time
+        spent = f"{limit.total_seconds():g} s" if limit else "its time"
+        return f"stopped after max_run_time ({spent}) once {after} committed; the next run resumes"
 
     def committed(
         self, pages: int, records: int, result: WriteResult, position: datetime | None

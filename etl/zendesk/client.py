@@ -7,8 +7,8 @@ Transport failures (connection refused or reset, timeouts, a body cut short) are
 RetriableError; a TLS certificate that does not verify is not.
 
 The retry policy is ``etl.zendesk.retry``'s, within ``settings.retry_budget`` (no attempt runs
-past its end); a RateLimitedError also pauses the shared RateLimiter, so every thread
-waits out its Retry-After.
+past its end, and the waits for the rate limiter count against it too); a RateLimitedError
+also pauses the shared RateLimiter, so every thread waits out its Retry-After.
 
 Every answer, whatever its status, passes through ``ZendeskClient._on_response``.
 """
@@ -178,7 +178,8 @@ class ZendeskClient:
 
         def attempt() -> dict[str, Any]:
             remaining = budget - (self._clock() - started)
-            body = self._attempt(request, shown, max(min(self._settings.timeout, remaining), 1.0))
+            timeout = max(min(self._settings.timeout, remaining), 1.0)
+            body = self._attempt(request, shown, timeout, deadline=started + budget)
             if check is not None:
                 try:
                     check(body)
@@ -192,9 +193,14 @@ class ZendeskClient:
 
     # -- internals --------------------------------------------------------------------
     def _attempt(
-        self, request: requests.PreparedRequest, shown: RedactedUrl, timeout: float
+        self,
+        request: requests.PreparedRequest,
+        shown: RedactedUrl,
+        timeout: float,
+        deadline: float | None = None,
     ) -> dict[str, Any]:
-        self._count(waited=self.limiter.acquire(self.priority))
+        # A wait for the budget is part of the request's retry budget (``deadline``).
+        self._count(waited=self.limiter.acquire(self.priority, deadline))
         self._count(requests=1)
         log.debug("GET %s", shown)
         prepared = request.copy()

@@ -1,25 +1,40 @@
 """The cursor chain of one audit-log query, with guards; nothing about retries or state.
 
 ``iter_pages`` sends the first request (path + params), then, while
-``meta.has_more`` is true, follows ``links.next`` when it is on the client's own base
-URL (``etl.common.urls.link_is_ours``: same scheme, host, port and path prefix, as the HTTP
-library will really connect), else sends the original params plus
-``page[after]=meta.after_cursor`` (a proxy's links may point at the real Zendesk host,
-where credentials must never go). Pages are yielded one at a time, so memory stays
-flat however long the chain.
+``meta.has_more`` is true, sends **the same request again plus the cursor**
+(``page[after]``): continuation is ours, never a query the server hands back. A
+``links.next`` on the client's own base URL (``etl.common.urls.link_is_ours``) is read
+only for its cursor and checked: a link that would change the path, window, sort,
+filters or page size is a corrupt answer. A link elsewhere (a proxy's, naming the real
+Zendesk host) is ignored. Pages are yielded one at a time, so memory stays flat however
+long the chain.
 
-Each answer is checked inside the client's retry loop (``get_json(check=...)``): a 200
-of the wrong shape (no ``audit_logs`` list, no ``meta`` object, ``has_more`` missing or
-not a boolean, ``has_more`` true with neither a usable next link nor an
-``after_cursor``) is a CorruptResponseError: retried, and when it persists the run
-stops (exit 4) with everything stored so far committed; such a page is never taken as
-the last one. A link that parsers read differently or that carries user info is an
-UnsafeLinkError, never requested.
+Each answer is checked inside the client's retry loop (``get_json(check=...)``) by
+``read_page``; what it refuses is a CorruptResponseError: retried, and when it persists
+the run stops (exit 4) with everything stored so far committed; such a page is never
+yielded, so it never moves a checkpoint. A page is refused when:
 
-Guards, each a PaginationError:
+* it is of the wrong shape: no ``audit_logs`` list, no ``meta`` object, ``has_more``
+  missing or not a boolean, ``has_more`` true with no cursor to continue with;
+* a record's ``created_at`` lies outside the request's ``filter[created_at]`` bounds
+  (both taken as inclusive, to the second);
+* its records are not in the request's sort order (ties allowed), **also across pages**:
+  a page never starts before the newest ``created_at`` the query has yielded;
+* its ``links.next`` is ours but would change the query.
 
-* a cursor (or next link) already seen in this query (the last ``SEEN_MEMORY``);
-* more than ``MAX_EMPTY_PAGES`` consecutive empty pages that claim ``has_more``.
+Records without a usable ``created_at`` are not judged here (they become rejects). So
+every page ``iter_pages`` yields is in order and within its request's window, and
+``Page.position`` tells how far the query is proven read (see ``Page``). A link that
+parsers read differently or that carries user info is an UnsafeLinkError.
+
+Guards that end a chain which does not progress, each a PaginationError (exit 4, not
+retried):
+
+* a cursor already seen in this query (the last ``SEEN_MEMORY``);
+* more than ``MAX_STALLED_PAGES`` pages in a row that bring nothing new: no record, or
+  only records already yielded (a cursor with a nonce over repeating pages). In an
+  ascending chain "new" means a later ``created_at``, or an id not yet seen at the
+  newest one, so only that second's ids are remembered.
 """
 
 from __future__ import annotations
@@ -35,10 +50,20 @@ from etl.common.errors import ConfigError, CorruptResponseError, PaginationError
 from etl.common.redact import redact_url, snippet
 from etl.common.settings import FILTER_KEYS
 from etl.common.urls import link_is_ours
+from etl.zendesk.promises import (
+    AFTER,
+    CREATED_AT,
+    Query,
+    check_link,
+    check_records,
+    created_at_of,
+    link_cursor,
+)
 
 AUDIT_LOGS_PATH = "/api/v2/audit_logs"
 MAX_PAGE_SIZE = 100
-MAX_EMPTY_PAGES = 20
+MAX_STALLED_PAGES = 20
+MAX_EMPTY_PAGES = MAX_STALLED_PAGES  # the name older callers know
 SEEN_MEMORY = 1000
 SORTS = ("created_at", "-created_at")
 
@@ -62,6 +87,11 @@ class Page:
     number: int  # 1-based within this query
     records: list[Any]  # as decoded; validation is records.py's job
     has_more: bool
+    # The created_at up to which this query is proven read (an ascending query only):
+    # its newest record so far, once the answer has shown its order (a later created_at
+    # after an earlier one) or the chain has ended. None: nothing proven yet (no dated
+    # record, or so far all of one second, which a newest-first answer would also give).
+    position: datetime | None = None
 
 
 def audit_log_params(
@@ -82,8 +112,8 @@ def audit_log_params(
             f"unknown audit-log filter(s) {', '.join(unknown)}; known: {', '.join(FILTER_KEYS)}"
         )
     params = [
-        ("filter[created_at][]", format_time(start)),
-        ("filter[created_at][]", format_time(end)),
+        (CREATED_AT, format_time(start)),
+        (CREATED_AT, format_time(end)),
     ]
     for name in FILTER_KEYS:
         params += [(f"filter[{name}][]", str(value)) for value in filters.get(name, ())]
@@ -114,13 +144,19 @@ class _Step:
 
     records: list[Any]
     has_more: bool
-    next_url: str | None  # a usable links.next, else None
     cursor: str | None
 
 
-def read_page(body: dict[str, Any], base_url: str, where: str) -> _Step:
-    """``body`` as one page; CorruptResponseError if it is not one, UnsafeLinkError for a
-    next link that must never be requested."""
+def read_page(
+    body: dict[str, Any],
+    base_url: str,
+    where: str,
+    query: Query | None = None,
+    after: datetime | None = None,
+) -> _Step:
+    """``body`` as one page of ``query``; CorruptResponseError if it is not one (see the
+    module doc), UnsafeLinkError for a next link that must never be requested. ``after``
+    is the furthest created_at (in the query's order) of the pages before this one."""
     records = body.get("audit_logs")
     if not isinstance(records, list):
         keys = ", ".join(sorted(str(k) for k in body)[:8]) or "none"
@@ -134,65 +170,115 @@ def read_page(body: dict[str, Any], base_url: str, where: str) -> _Step:
     if not isinstance(has_more, bool):
         said = "missing" if "has_more" not in meta else f"{snippet(repr(has_more), 40)}"
         raise CorruptResponseError(f"{where}: meta.has_more is {said}, not true or false")
-    if not has_more:
-        return _Step(records, False, None, None)
-    cursor = meta.get("after_cursor")
-    cursor = cursor if isinstance(cursor, str) and cursor else None
+    if query is not None:
+        check_records(records, query, after, where)
     links = body.get("links")
     next_link = links.get("next") if isinstance(links, dict) else None
     next_link = next_link if isinstance(next_link, str) and next_link else None
-    next_url = next_link if next_link is not None and link_is_ours(next_link, base_url) else None
-    if next_url is None and cursor is None:
-        foreign = f" (links.next {redact_url(next_link)} is on another host)" if next_link else ""
+    # Checked even on the last page: a server that rewrites our query is not to be trusted.
+    ours = next_link is not None and link_is_ours(next_link, base_url)
+    if ours and query is not None and next_link is not None:
+        check_link(next_link, base_url, query, where)
+    if not has_more:
+        return _Step(records, False, None)
+    cursor = meta.get("after_cursor")
+    cursor = cursor if isinstance(cursor, str) and cursor else None
+    if cursor is None and ours and next_link is not None:
+        cursor = link_cursor(next_link)
+    if cursor is None:
+        foreign = (
+            f" (links.next {redact_url(next_link)} is on another host)"
+            if next_link and not ours
+            else ""
+        )
         raise CorruptResponseError(
             f"{where}: has_more is true but there is no after_cursor to continue{foreign}"
         )
-    return _Step(records, True, next_url, cursor)
+    return _Step(records, True, cursor)
 
 
 class _PageCheck:
     """``read_page`` as a client's ``check``, keeping the last page it read."""
 
-    def __init__(self, base_url: str, where: str) -> None:
+    def __init__(self, base_url: str, where: str, query: Query, after: datetime | None) -> None:
         self.base_url = base_url
         self.where = where
+        self.query = query
+        self.after = after
         self.step: _Step | None = None
 
     def __call__(self, body: dict[str, Any]) -> None:
-        self.step = read_page(body, self.base_url, self.where)
+        self.step = read_page(body, self.base_url, self.where, self.query, self.after)
+
+
+class _Progress:
+    """How far a query's pages have gone, to tell a page that brings nothing new."""
+
+    def __init__(self, query: Query) -> None:
+        self.query = query
+        self.first: datetime | None = None  # the query's first dated record
+        self.furthest: datetime | None = None  # the furthest created_at, in query order
+        self._ids_there: set[object] = set()  # ids seen at ``furthest``
+        self._undated = _Seen(SEEN_MEMORY)  # records without a usable created_at
+
+    def take(self, records: Sequence[Any]) -> bool:
+        """Take in a yielded page; True if it brought anything new."""
+        new = False
+        for record in records:
+            moment = created_at_of(record)
+            if moment is None:  # a reject to be: new if not among the last ones seen
+                key = record.get("id") if isinstance(record, dict) else record
+                new = self._undated.add(snippet(repr(key), 200)) or new
+                continue
+            if self.first is None:
+                self.first = moment
+            if self.furthest is None or self.query.before(self.furthest, moment):
+                self.furthest, self._ids_there, new = moment, set(), True
+            record_id = record.get("id")
+            key = record_id if isinstance(record_id, int | str) else None
+            if key is not None and key not in self._ids_there:
+                self._ids_there.add(key)
+                new = True
+        return new
+
+    def position(self, has_more: bool) -> datetime | None:
+        """How far an ascending query is proven read (``Page.position``)."""
+        if self.query.descending or self.furthest is None or self.first is None:
+            return None
+        return self.furthest if self.furthest > self.first or not has_more else None
 
 
 def iter_pages(
     client: JsonGetter, params: Sequence[tuple[str, str]], path: str = AUDIT_LOGS_PATH
 ) -> Iterator[Page]:
     """Every page of the query ``params``, lazily, in the order Zendesk gives them."""
-    base_params = [(k, v) for k, v in params if k != "page[after]"]
-    url: str = path
-    query: list[tuple[str, str]] | None = list(params)
+    query = Query.of(path, params)
+    request: list[tuple[str, str]] = list(params)
     seen = _Seen(SEEN_MEMORY)
-    empty_streak = 0
+    progress = _Progress(query)
+    stalled = empty = 0
     number = 0
     while True:
         where = f"page {number + 1} of {path}"
-        check = _PageCheck(client.base_url, where)
-        client.get_json(url, query, check=check)
+        check = _PageCheck(client.base_url, where, query, progress.furthest)
+        client.get_json(path, request, check=check)
         step = check.step
         assert step is not None  # get_json returns only once the check passed
         number += 1
-        yield Page(number=number, records=step.records, has_more=step.has_more)
+        new = progress.take(step.records)
+        yield Page(number, step.records, step.has_more, progress.position(step.has_more))
         if not step.has_more:
             return
-        empty_streak = 0 if step.records else empty_streak + 1
-        if empty_streak > MAX_EMPTY_PAGES:
-            raise PaginationError(
-                f"{where}: {empty_streak} empty pages in a row that claim has_more; giving up"
+        stalled, empty = (0, 0) if new else (stalled + 1, empty + (not step.records))
+        if stalled > MAX_STALLED_PAGES:
+            what = (
+                f"{stalled} empty pages in a row that claim has_more"
+                if empty == stalled
+                else f"{stalled} pages in a row brought no record not already read"
             )
-        if step.next_url is not None:
-            url, query = step.next_url, None
-        else:
-            url, query = path, [*base_params, ("page[after]", str(step.cursor))]
-        key = f"cursor:{step.cursor}" if step.cursor is not None else f"link:{step.next_url}"
-        if not seen.add(key):
+            raise PaginationError(f"{where}: {what}; the chain does not progress, giving up")
+        request = [*query.params, (AFTER, str(step.cursor))]
+        if not seen.add(f"cursor:{step.cursor}"):
             raise PaginationError(
                 f"{where}: Zendesk returned a cursor already seen in this query (a loop); giving up"
             )

@@ -25,6 +25,16 @@ fetcher the pages its slice has left: the slices that would finish last are read
 fastest, they end together, and fewer splits are needed at the end of a run (each one
 costs a request, half a page of records read twice).
 
+What the headers may do is bounded by what Zendesk documents (a minute's window, limits of
+at least ``MIN_LIMIT`` a minute, the lowest plan's): a ``ratelimit-reset`` beyond the
+window is taken as unknown (so a used-up count holds requests for one window at most),
+and an ``X-Rate-Limit`` below ``MIN_LIMIT`` or below what remains is ignored (so a limit
+header can slow the job to ``FLOOR`` of its budget, never to a request a minute).
+Only 429s, which are Zendesk's word, slow it further (``pause``). Every wait counts
+against the caller's retry budget: no wait goes past its ``deadline`` (the request then
+goes, and a 429 would end it, the budget spent); a wait longer than ``NOTICE_WAIT`` is
+logged at info.
+
 ``waited`` adds up the seconds callers spent blocked in ``acquire``; ``latencies``
 holds the recent time from ``acquire`` to ``observe`` (a request's latency), which
 ``etl.zendesk.concurrency`` sizes the number of requests in flight by.
@@ -32,6 +42,7 @@ holds the recent time from ``acquire`` to ``observe`` (a request's latency), whi
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -43,7 +54,12 @@ from etl.common.errors import ConfigError
 from etl.zendesk.concurrency import LatencyWindow
 from etl.zendesk.quota import WINDOW, Quota, Reading
 
-MAX_RESET = 3600.0  # ignore absurd ratelimit-reset values beyond this
+log = logging.getLogger(__name__)
+
+# Requests a minute: the lowest limit Zendesk documents (Team plan; the audit log needs
+# Enterprise, 700). A lower X-Rate-Limit is not believed.
+MIN_LIMIT = 200
+NOTICE_WAIT = 5.0  # seconds: a wait for the budget longer than this is logged at info
 DEFAULT_RETRY_AFTER = 10.0  # Zendesk's own clients wait this when Retry-After is absent
 DECREASE = 0.7  # the rate's factor after a 429 (once per pause)
 MIN_FACTOR = 0.1  # ... never below a tenth of the budget
@@ -74,6 +90,7 @@ class RateLimiter:
         self._acquired = 0
         self._pauses = 0
         self._factor = 1.0  # the slowdown after 429s
+        self._window = window
         self._quota = Quota(requests_per_minute, window)
         self._started = threading.local()  # when this thread's request was let through
         self._waiting: dict[object, float] = {}  # callers in ``acquire``: their priority
@@ -129,11 +146,14 @@ class RateLimiter:
         with self._lock:
             return len(self._waiting)
 
-    def acquire(self, priority: float = 0.0) -> float:
-        """Block until a request may go (after the waiters of higher ``priority``);
-        return the seconds waited."""
+    def acquire(self, priority: float = 0.0, deadline: float | None = None) -> float:
+        """Block until a request may go (after the waiters of higher ``priority``), but
+        never past ``deadline`` (on this limiter's clock: the end of the request's retry
+        budget), when it goes anyway and Zendesk's answer decides (a 429 then ends the
+        request, its budget spent); return the seconds waited."""
         started = self._clock()
         me = object()
+        told = False
         with self._lock:
             self._waiting[me] = priority
         try:
@@ -142,6 +162,8 @@ class RateLimiter:
                     now = self._clock()
                     ahead = sum(1 for other in self._waiting.values() if other > priority)
                     ready = self._ready_at(now, ahead)
+                    if deadline is not None and now >= deadline:
+                        ready = now  # the headers' guess is not worth more than the budget
                     if ready <= now:
                         self._last = self._slot(ready, now)
                         self._quota.started(now)
@@ -152,11 +174,25 @@ class RateLimiter:
                         waited = now - started
                         self._waited += waited
                         return waited
+                    why = self._why(now)
+                if deadline is not None and ready > deadline:
+                    ready, why = deadline, f"{why}; cut to the end of the retry budget"
+                if not told and ready - now > NOTICE_WAIT:
+                    told = True
+                    log.info("waiting %.0f s for the rate limit (%s)", ready - now, why)
                 # Sleep outside the lock, then look again: a pause may have begun meanwhile.
                 self._sleep(ready - now)
         finally:
             with self._lock:
                 del self._waiting[me]
+
+    def _why(self, now: float) -> str:
+        """What holds requests now, for a message."""
+        if self._paused_until > now:
+            return "Retry-After"
+        if self._quota.hold_until(now) > now:
+            return "X-Rate-Limit-Remaining: the window's count is used up"
+        return "pacing"
 
     def pause(self, seconds: float) -> None:
         """Hold every caller of ``acquire`` for ``seconds`` from now (Retry-After), and
@@ -185,6 +221,12 @@ class RateLimiter:
             return
         limit = _int(lower.get("x-rate-limit", lower.get("ratelimit-limit")))
         reset = _float(lower.get("ratelimit-reset"))
+        if reset is not None and not 0 < reset <= self._window:
+            reset = None  # beyond a minute's window: where the window ends is unknown
+        if limit is not None and (limit < MIN_LIMIT * self._window / WINDOW or limit < remaining):
+            # Not a limit Zendesk has: nothing can be told of the other apps' share, so
+            # only a low ``remaining`` is heeded (as without a reset).
+            limit = reset = None
         with self._lock:
             now = self._clock()
             # The count is as of when the request arrived, after it started.
@@ -195,7 +237,7 @@ class RateLimiter:
                 answered=now,
                 limit=limit if limit and limit > 0 else None,
                 remaining=remaining,
-                reset=reset if reset is not None and 0 < reset <= MAX_RESET else None,
+                reset=reset,
             )
             self._quota.observe(reading)
 
