@@ -30,7 +30,7 @@ from sqlalchemy.dialects import mysql, postgresql
 from etl.storage import ddl
 
 revision: str = "0007"
-down_revision: str | None = "0005"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
