@@ -215,7 +215,10 @@ def test_one_export_per_consumer_at_a_time(sqlite_url: str, tmp_path: Path) -> N
 
     store = fresh_store(sqlite_url)
     store_records(store, [record(1)])
-    with run_lock(store.engine, "export:siem"), pytest.raises(LockedError, match="consumer siem"):
+    with (
+        run_lock(store.engine, "siem", namespace="export"),
+        pytest.raises(LockedError, match="consumer siem"),
+    ):
         export(store, tmp_path / "feed.jsonl")
     assert len(export(store, tmp_path / "other.jsonl", "other")) == 1
 
