@@ -173,7 +173,7 @@ def test_an_unreadable_secret_is_one_problem_not_also_a_missing_one(
     assert "1 problem:" in str(err.value) and "cannot read" in str(err.value), str(err.value)
     without_id = text.replace('client_id = "c"\n', "")
     if without_id != text:  # still said at once: the secret alone is not a way in
-        with pytest.raises(ConfigError, match=r"2 problems: .*cannot read.*OAuth needs both"):
+        with pytest.raises(ConfigError, match=r"(?s)2 problems:.*cannot read.*OAuth needs both"):
             load_text(tmp_path, without_id)
 
 

@@ -31,6 +31,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     try:
         check_connection(engine)
         before = migrate.current_revision(engine)
+        order = migrate.revisions_in_order()
+        if before in order and args.revision in order:
+            if order.index(args.revision) < order.index(before):
+                raise ConfigError(
+                    f"--revision {args.revision} is lower than the database's current revision "
+                    f"{before}; going back is not supported (restore a backup taken before "
+                    "the upgrade instead)"
+                )
         migrate.upgrade(engine, args.revision)
         after = migrate.current_revision(engine)
     finally:
@@ -103,7 +111,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from etl.cli import report
-    from etl.cli.check import list_records
+    from etl.cli.check import list_records, list_window
     from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=args.account or True)
@@ -113,21 +121,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     filters: dict[str, list[str]] = {}
     for key, value in args.filter:
         filters.setdefault(key, []).append(value)
+    from etl.common.clock import utc_now
+
+    window = list_window(accounts[0], args.since, args.until, utc_now())
+    if window.note:
+        print(window.note, file=sys.stderr)
     records = list_records(
         accounts[0],
-        since=args.since,
-        until=args.until,
+        window,
         filters=filters,
         descending=args.sort == "desc",
         limit=args.limit,
     )
     out: TextIO = sys.stdout
     fmt = args.format or ("table" if out.isatty() else "json")
-    if fmt == "table":
-        out.write(report.records_table(records))
+    if fmt == "table":  # its widths need every row: a table is for a terminal's few
+        out.write(report.records_table(list(records)))
     else:
         for record in records:
             out.write(json.dumps(record, sort_keys=True) + "\n")
+            out.flush()  # a reader (| head -1) gets each record as it comes
     return int(ExitCode.OK)
 
 

@@ -63,8 +63,10 @@ class signals_set:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self._signals += 1
-        if self._signals > 1 or self.stop is None:
+        if self._signals > 1:
             leave_now(f"stopped by a second {signal.Signals(signum).name}: exiting at once")
+        if self.stop is None:  # nothing to finish: the first signal leaves
+            leave_now(f"stopped by {signal.Signals(signum).name}")
         os.write(self._write, bytes([signum]))
 
     def _watch(self) -> None:

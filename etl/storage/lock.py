@@ -120,10 +120,11 @@ def run_lock(
     while (taken := attempt()) is None:
         remaining = deadline - clock()
         if remaining <= 0:
-            raise LockedError(
-                f"another run for account {account} is in progress (lock held); "
-                "retry later or pass --wait SECONDS"
-            )
+            if wait > 0:  # --wait given and spent: advising it again would repeat the wait
+                why = f"lock still held after waiting {wait:g} s); retry later"
+            else:
+                why = "lock held); retry later or pass --wait SECONDS"
+            raise LockedError(f"another run for account {account} is in progress ({why}")
         if not told:  # say why nothing happens for a while
             log.info("account %s: another run holds the lock; waiting up to %g s", account, wait)
             told = True

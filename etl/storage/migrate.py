@@ -83,6 +83,11 @@ def known_revisions() -> set[str]:
     return {script.revision for script in _scripts().walk_revisions()}
 
 
+def revisions_in_order() -> list[str]:
+    """Every revision, the first one first (``upgrade`` goes forwards only)."""
+    return [script.revision for script in _scripts().walk_revisions()][::-1]
+
+
 def _current(connection: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
