@@ -7,7 +7,9 @@ config mistake reported as an internal error.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import os
 import shlex
 import signal
@@ -276,9 +278,10 @@ def test_list_prints_each_record_as_it_comes(tmp_path: Path) -> None:
 
 
 def test_list_account_help_does_not_say_repeatable() -> None:
-    parser = build_parser()
-    lister = parser._subparsers._group_actions[0].choices["list"]  # type: ignore[union-attr]
-    text = lister.format_help()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args(["list", "--help"])
+    text = out.getvalue()
     options = text[text.index("options:") :]
     account = options[options.index("--account") :].split("\n  -")[0]
     assert "repeatable" not in account and "one" in account

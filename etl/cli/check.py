@@ -115,7 +115,7 @@ class ListWindow:
 def list_window(
     account: AccountSettings, since: datetime | None, until: datetime | None, now: datetime
 ) -> ListWindow:
-    """The window of ``list``: up to now − lag unless ``--until`` says otherwise (Zendesk
+    """The window of ``list``: up to now - lag unless ``--until`` says otherwise (Zendesk
     refuses an end newer than about a minute ago; the lag is what ``sync`` reads up to).
     A decision the output states: a change made a minute ago is not "missing"."""
     latest = plan_window(None, account, now).end

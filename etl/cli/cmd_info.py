@@ -32,13 +32,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
         check_connection(engine)
         before = migrate.current_revision(engine)
         order = migrate.revisions_in_order()
-        if before in order and args.revision in order:
-            if order.index(args.revision) < order.index(before):
-                raise ConfigError(
-                    f"--revision {args.revision} is lower than the database's current revision "
-                    f"{before}; going back is not supported (restore a backup taken before "
-                    "the upgrade instead)"
-                )
+        if (
+            before in order
+            and args.revision in order
+            and order.index(args.revision) < order.index(str(before))
+        ):
+            raise ConfigError(
+                f"--revision {args.revision} is lower than the database's current revision "
+                f"{before}; going back is not supported (restore a backup taken before "
+                "the upgrade instead)"
+            )
         migrate.upgrade(engine, args.revision)
         after = migrate.current_revision(engine)
     finally:

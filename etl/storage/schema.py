@@ -101,7 +101,7 @@ def _sqlite_text_type() -> TypeEngine[Any]:
         def result_processor(self, dialect: Dialect, coltype: object) -> None:
             return None
 
-    return _ISOText()
+    return _ISOText()  # type: ignore[no-untyped-call]  # SQLAlchemy's SQLite types are untyped
 
 
 class UTCDateTime(TypeDecorator[datetime]):
