@@ -379,3 +379,21 @@ def test_a_database_server_that_is_down_fails_in_one_line_or_skips(allow_skip: s
     assert result.returncode != 0
     assert "ETL_TEST_DATABASES=sqlite" in result.stdout and "ETL_TEST_ALLOW_SKIP=1" in result.stdout
     assert "Traceback" not in result.stdout and "OperationalError" not in result.stdout
+
+
+def test_a_hint_names_the_program_as_it_can_be_run_again(tmp_path: Path) -> None:
+    """Run by its path (a venv in /opt, not on PATH), the hint gives that path."""
+    script = Path(sys.executable).parent / "zendesk-audit-etl"
+    config = write_config(tmp_path, 'subdomain = "acme"\noauth_token = "x"')
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("ZENDESK_")}
+    cases = [
+        ("/usr/bin:/bin", f"run: {script} --config"),
+        (f"{script.parent}:/usr/bin:/bin", "run: zendesk-audit-etl --config"),
+    ]
+    for path, expected in cases:
+        result = subprocess.run(
+            [str(script), "--config", str(config), "status"],
+            capture_output=True, text=True, cwd=ROOT, env={**environ, "PATH": path},
+        )  # fmt: skip
+        assert result.returncode == ExitCode.DATABASE
+        assert expected in error_line(result), result.stderr

@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from etl.cli.output import PROG
+from etl.cli import shared
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode, StaleDataError
 from etl.common.settings import Settings
@@ -159,7 +159,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     # the README's first-run order: `check` refuses a database that `migrate` has not set up
-    command = f"{PROG} --config {path}"
+    command = f"{shared.command()} --config {path}"
     print(f"wrote {path} (mode 600): set subdomain, credentials and database url, then run: "
           f"{command} migrate && {command} check")  # fmt: skip
     return int(ExitCode.OK)
