@@ -45,9 +45,8 @@ def check_database(settings: Settings, *, migrate_hint: str) -> tuple[str, Schem
         engine = open_engine(settings.database.url, create=False)
     except SchemaError as exc:
         missing = SchemaError(f"{exc}; {migrate_hint}")
-        return f"database: NOT created yet{' (sync will create it)' if auto else ''}: {missing}", (
-            missing
-        )
+        upgrade = " (sync will upgrade it)" if auto else ""
+        return f"database: schema NOT current{upgrade}: {missing}", missing
     problem: SchemaError | None = None
     try:
         check_connection(engine)

@@ -127,7 +127,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from etl.common.clock import utc_now
 
     window = list_window(accounts[0], args.since, args.until, utc_now())
-    if window.note:
+    if window.note and not args.quiet:  # --quiet: warnings and errors only
         print(window.note, file=sys.stderr)
     records = list_records(
         accounts[0],

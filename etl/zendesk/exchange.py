@@ -222,9 +222,9 @@ def _transport_failure(exc: BaseException) -> str:
         return f"the response was cut short ({type(exc).__name__})"
     causes = list(_causes(exc))
     if any(isinstance(c, socket.gaierror | urllib3.exceptions.NameResolutionError) for c in causes):
-        return "host name not found (DNS): check subdomain/base_url and the host's DNS"
+        return "host name not found (DNS)"
     if any(isinstance(c, ConnectionRefusedError) for c in causes):
-        return "connection refused: nothing listens at that address and port"
+        return "connection refused"
     return f"connection failed ({type(exc).__name__})"
 
 
