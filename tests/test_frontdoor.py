@@ -27,6 +27,7 @@ from support import SIM_OAUTH_TOKEN, recent, wait_until
 
 from etl.cli import report
 from etl.cli.main import build_parser
+from etl.cli.progress import Estimator, Reading
 from etl.common.errors import ExitCode, LockedError
 from etl.config.loader import parse
 from etl.storage.engine import open_engine
@@ -397,3 +398,16 @@ def test_a_hint_names_the_program_as_it_can_be_run_again(tmp_path: Path) -> None
         )  # fmt: skip
         assert result.returncode == ExitCode.DATABASE
         assert expected in error_line(result), result.stderr
+
+
+def test_the_progress_share_never_goes_backwards() -> None:
+    """A denser stretch of history raises the estimate of what is left, not the done."""
+    estimator = Estimator()
+    shares = []
+    # a sparse stretch, then after a while ten times denser pages
+    readings = [(0, 0, 0.0, 1000.0), (1, 10, 10.0, 990.0), (60, 20, 11.0, 989.0)]
+    for now, records, read, unread in readings:
+        estimate = estimator.add(now, Reading(records=records, read=read, unread=unread))
+        if estimate.share is not None:
+            shares.append(estimate.share)
+    assert len(shares) == 2 and shares == sorted(shares), shares
