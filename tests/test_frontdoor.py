@@ -411,3 +411,30 @@ def test_the_progress_share_never_goes_backwards() -> None:
         if estimate.share is not None:
             shares.append(estimate.share)
     assert len(shares) == 2 and shares == sorted(shares), shares
+
+
+# -- what the docs and units promise -----------------------------------------------------
+
+
+def test_the_systemd_units_write_the_summary_line_journalctl_is_read_for() -> None:
+    """--quiet drops the INFO summary line; journald is where the README sends you for it."""
+    units = sorted((ROOT / "deploy" / "systemd").rglob("*.service")) + sorted(
+        (ROOT / "deploy" / "systemd").rglob("*.conf")
+    )
+    starts = [
+        line
+        for unit in units
+        for line in unit.read_text().splitlines()
+        if line.startswith("ExecStart=/")
+    ]
+    assert starts and not [line for line in starts if "--quiet" in line]
+
+
+def test_the_export_help_names_the_path_the_units_use() -> None:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+        build_parser().parse_args(["export", "--help"])
+    example = out.getvalue().split("example:", 1)[1]
+    unit = (ROOT / "deploy/systemd/zendesk-audit-etl.service.d/export.conf").read_text()
+    path = example.split("--output ", 1)[1].split()[0]
+    assert path in unit

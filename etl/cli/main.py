@@ -80,7 +80,7 @@ ABOUT = {
         "Write the records stored since a consumer's last export as JSON lines, in the "
         "order they were stored: raw, or OCSF events. Into a file exactly once, even "
         "across crashes; to standard output at least once.",
-        f"{PROG} export --consumer siem --output /var/log/zendesk-audit/audit.jsonl",
+        f"{PROG} export --consumer siem --output /var/log/zendesk-audit-etl/audit.jsonl",
     ),
     "init": (
         "Write a commented config file to start from (the example shipped with the package).",
