@@ -438,3 +438,17 @@ def test_the_export_help_names_the_path_the_units_use() -> None:
     unit = (ROOT / "deploy/systemd/zendesk-audit-etl.service.d/export.conf").read_text()
     path = example.split("--output ", 1)[1].split()[0]
     assert path in unit
+
+
+def test_lock_files_do_not_pile_up_beside_the_sqlite_file(tmp_path: Path) -> None:
+    """One per account and one per export consumer, each gone once let go."""
+    engine = open_engine(f"sqlite:///{tmp_path / 'audit.db'}")
+    try:
+        for name in ("acme", "export:siem", "export:archive"):
+            with run_lock(engine, name):
+                assert len(list(tmp_path.glob("*.lock"))) == 1
+                with pytest.raises(LockedError), run_lock(engine, name):  # held while held
+                    pass
+    finally:
+        engine.dispose()
+    assert list(tmp_path.glob("*.lock")) == []
