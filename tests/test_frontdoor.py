@@ -33,6 +33,7 @@ from etl.config.loader import parse
 from etl.storage.engine import open_engine
 from etl.storage.lock import run_lock
 from etl.storage.store import SliceRow
+from etl.sync.run import RunSummary
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -452,3 +453,10 @@ def test_lock_files_do_not_pile_up_beside_the_sqlite_file(tmp_path: Path) -> Non
     finally:
         engine.dispose()
     assert list(tmp_path.glob("*.lock")) == []
+
+
+def test_the_summary_line_says_why_records_exceed_rows_written() -> None:
+    summary = RunSummary(account="acme", status="success")
+    summary.records, summary.inserted, summary.updated, summary.rejected = 5118, 5000, 3, 1
+    assert "records=5118 inserted=5000 updated=3 rejected=1 unchanged=114 " in summary.line()
+    assert summary.fields()["records_unchanged"] == 114
