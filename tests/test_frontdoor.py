@@ -460,3 +460,15 @@ def test_the_summary_line_says_why_records_exceed_rows_written() -> None:
     summary.records, summary.inserted, summary.updated, summary.rejected = 5118, 5000, 3, 1
     assert "records=5118 inserted=5000 updated=3 rejected=1 unchanged=114 " in summary.line()
     assert summary.fields()["records_unchanged"] == 114
+
+
+def test_migrate_makes_the_directory_of_a_new_sqlite_file(
+    tmp_path: Path, sim: SimulatedZendesk
+) -> None:
+    database = tmp_path / "var" / "lib" / "zendesk-audit-etl" / "audit.db"
+    config = write_config(tmp_path, sim_zendesk(sim.url), f'url = "sqlite:///{database}"')
+    status = cli(config, "status")  # only looks: makes nothing
+    assert status.returncode == ExitCode.DATABASE and not database.parent.exists()
+    result = cli(config, "migrate")
+    assert result.returncode == 0, result.stderr
+    assert database.is_file() and (database.parent.stat().st_mode & 0o777) == 0o700

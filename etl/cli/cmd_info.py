@@ -27,6 +27,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.revision != "head" and args.revision not in migrate.known_revisions():
         known = ", ".join(sorted(migrate.known_revisions()))
         raise ConfigError(f"unknown schema revision {args.revision!r}; known: {known} or head")
+    _make_sqlite_directory(settings.database.url)
     engine = open_engine(settings.database.url)
     try:
         check_connection(engine)
@@ -49,6 +50,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     # The upgrade itself is logged by etl.storage.migrate; stdout gets the resulting state.
     print(f"database schema at revision {after}" + (" (unchanged)" if before == after else ""))
     return int(ExitCode.OK)
+
+
+def _make_sqlite_directory(url: str) -> None:
+    """``migrate`` makes the database, so the directory of a SQLite file too (owner only,
+    as the file): other commands still stop on a missing one, which may be a typo."""
+    from etl.storage.engine import parse_url, sqlite_path
+
+    path = sqlite_path(parse_url(url)) if url.startswith("sqlite") else None
+    if path is None or path.parent.is_dir():
+        return
+    try:
+        path.parent.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {path.parent} for the SQLite database: {exc.strerror}"
+        ) from None
+    print(f"created the directory {path.parent}", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
