@@ -472,3 +472,10 @@ def test_migrate_makes_the_directory_of_a_new_sqlite_file(
     result = cli(config, "migrate")
     assert result.returncode == 0, result.stderr
     assert database.is_file() and (database.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_the_units_state_the_systemd_version_they_need() -> None:
+    for unit in (ROOT / "deploy" / "systemd").glob("*.service"):
+        text = unit.read_text()
+        if "LoadCredential=" in text:  # systemd 247's
+            assert "Needs systemd 247 or later" in text, unit.name
