@@ -230,6 +230,10 @@ def test_list_says_where_it_ends(tmp_path: Path, sim: SimulatedZendesk) -> None:
     assert "--until" in result.stderr and "lag" in result.stderr
     given = cli(config, "list", "--limit", "1", "--until", "2020-01-01")
     assert "note:" not in given.stderr
+    # an end Zendesk would refuse (400) is brought back to now - lag, and said so
+    future = cli(config, "list", "--limit", "1", "--until", "2030-01-01")
+    assert future.returncode == 0, future.stderr
+    assert "note: --until 2030-01-01T00:00:00Z is too recent; listing records" in future.stderr
 
 
 def test_list_refuses_an_empty_or_future_window_with_the_time_format(
