@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from docs_corpus import DOCS
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -29,7 +30,7 @@ from etl.storage.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+README = DOCS  # the README and the docs pages it links
 
 
 @pytest.fixture(scope="module")
