@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from etl.records.audit import RAW_JSON, parse_record
 from etl.storage.engine import open_engine
 from etl.storage.migrate import upgrade
-from etl.storage.schema import audit_logs
+from etl.storage.schema import UTCDateTime, audit_logs, sqlite_time
 
 BATCH = 1000
 COLUMNS = [column.name for column in audit_logs.columns]
@@ -95,15 +95,13 @@ def sqlite_ceiling(url: str, rows: Sequence[dict[str, Any]]) -> float:
     """Seconds to upsert ``rows`` into the fresh SQLite database ``url``."""
     _create_schema(url)
     path = url.removeprefix("sqlite:///")
-
-    def sqlite_time(value: datetime) -> str:  # SQLAlchemy's storage format, naive UTC
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    fsp = {c.name: c.type.fsp for c in audit_logs.columns if isinstance(c.type, UTCDateTime)}
 
     params = [
         tuple(
             _json(row[name])
             if name == "raw"
-            else sqlite_time(row[name])
+            else sqlite_time(row[name], fsp[name])
             if isinstance(row[name], datetime)
             else row[name]
             for name in COLUMNS

@@ -66,14 +66,15 @@ INSERT INTO zendesk_audit_logs (account, id, action, action_label, actor_id, act
   change_description, created_at, ip_address, source_id, source_label, source_type, url,
   raw, synced_at, stored_seq)
 SELECT 'acme', i, 'update', 'Updated', 1234, 'Test Admin', 'change ' || i,
-  datetime(1700000000 + i, 'unixepoch'), '203.0.113.9', 77, 'Some trigger', 'rule',
+  strftime('%Y-%m-%dT%H:%M:%SZ', 1700000000 + i, 'unixepoch'), '203.0.113.9', 77,
+  'Some trigger', 'rule',
   'https://acme.zendesk.com/api/v2/audit_logs/' || i || '.json',
   json_object('action', 'update', 'action_label', 'Updated', 'actor_id', 1234,
     'actor_name', 'Test Admin', 'change_description', 'change ' || i,
     'created_at', strftime('%Y-%m-%dT%H:%M:%SZ', 1700000000 + i, 'unixepoch'), 'id', i,
     'ip_address', '203.0.113.9', 'source_id', 77, 'source_label', 'Some trigger',
     'source_type', 'rule', 'url', 'https://acme.zendesk.com/api/v2/audit_logs/' || i || '.json'),
-  datetime('now'), i
+  strftime('%Y-%m-%dT%H:%M:%S.000000Z', 'now'), i
 FROM n
 """
 _POSTGRES_FILL = """

@@ -2,13 +2,16 @@
 
 Runs the real CLI as a user would: migrate, check, a first sync of the whole
 history, new and late records appearing upstream, an incremental sync, status,
-and an example SQL query. Everything lands in ./demo/ (deleted at the start).
+and an example SQL query. Everything lands in ./demo/ (deleted at the start). Every command
+it shows is the one it runs, so each can be pasted from the checkout; it ends with what to
+try next.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sqlite3
 import subprocess
@@ -51,17 +54,45 @@ def simulator() -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+def program() -> list[str]:
+    """The command as a user types it from the checkout: the venv's script when there is
+    one (``make install`` makes it), else this Python's ``-m etl``."""
+    script = Path(sys.executable).parent / "zendesk-audit-etl"
+    if script.is_file():
+        return [os.path.relpath(script, ROOT)]
+    return [os.path.relpath(sys.executable, ROOT), "-m", "etl"]
+
+
+def command_line(*args: str) -> list[str]:
+    return [*program(), "--config", os.path.relpath(DEMO / "config.toml", ROOT), *args]
+
+
 def cli(*args: str) -> None:
-    print(f"$ zendesk-audit-etl {' '.join(args)}", flush=True)
+    """Print the command, then run exactly that (from the checkout, as printed)."""
+    command = command_line(*args)
+    print(f"$ {shlex.join(command)}", flush=True)
     env = {**os.environ, "ZENDESK_CLIENT_SECRET": CLIENT_SECRET}
-    result = subprocess.run(
-        [sys.executable, "-m", "etl", "--config", str(DEMO / "config.toml"), *args],
-        env=env,
-        cwd=ROOT,
-        check=False,
-    )
+    result = subprocess.run(command, env=env, cwd=ROOT, check=False)
     if result.returncode != 0:
         raise SystemExit(f"demo: the command failed with exit code {result.returncode}")
+
+
+def next_steps() -> str:
+    """What to try once the demo is over (the simulator has stopped: these need none)."""
+    status = shlex.join(command_line("status"))
+    database = shlex.quote(os.path.relpath(DEMO / "audit.db", ROOT))
+    return "\n".join(
+        [
+            "Try next, from this directory:",
+            f"  $ {status}",
+            f'  $ sqlite3 {database} "SELECT created_at, actor_name, action, source_label '
+            'FROM zendesk_audit_logs ORDER BY created_at DESC LIMIT 5"',
+            f"  $ {shlex.join(command_line('export', '--consumer', 'try', '--format', 'ocsf'))}"
+            " | head -2",
+            "  more queries: docs/QUERIES.md; your own account: config.example.toml, then "
+            f"{shlex.join([*program(), 'init', 'config.toml'])}",
+        ]
+    )
 
 
 def post(url: str, payload: Any) -> None:
@@ -175,7 +206,8 @@ def main() -> None:
     print(f"\n{accesses:,} access-log records stored (the last 90 days)")
     if accesses < ACCESS_RECORDS * 0.99:
         raise SystemExit("demo: the access log was not copied")
-    print("Demo complete: the table holds every record exactly once.")
+    print("Demo complete: the table holds every record exactly once.\n")
+    print(next_steps())
 
 
 if __name__ == "__main__":

@@ -212,7 +212,8 @@ def test_a_refused_grant_says_what_to_check(sim: SimulatedZendesk) -> None:
     with pytest.raises(AuthError) as caught:
         get(sim, session, auth)
     message = str(caught.value)
-    assert message.startswith(f"POST {sim.url}/oauth/tokens: 401 (invalid_client: ")
+    assert message.startswith(f"POST {sim.url}/oauth/tokens: 401: ")
+    assert message.endswith("…") and "Zendesk said: invalid_client: " in message
     assert "refused the OAuth client credentials grant" in message
     assert "sim-client" in message and "client_credentials grant" in message
     assert "WRONG-SECRET" not in message and "\n" not in message

@@ -134,15 +134,15 @@ def test_the_sqlite_lock_file_is_private_and_beside_the_database(sqlite_url: str
     engine = open_engine(sqlite_url)
     database = sqlite_path(engine.url)
     assert database is not None
+    path = lock_file(database, "acme")
+    assert path == database.with_name(database.name + ".acme.lock")
     old_umask = os.umask(0o022)
     try:
         with run_lock(engine, "acme"):
-            pass
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600
     finally:
         os.umask(old_umask)
-    path = lock_file(database, "acme")
-    assert path == database.with_name(database.name + ".acme.lock")
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert not path.exists()  # deleted as it is let go: lock files do not pile up
     engine.dispose()
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from itertools import islice
 from typing import Any
 
-from etl.common.clock import utc_now
-from etl.common.errors import RequestRejectedError, SchemaError
+from etl.common.clock import format_time, utc_now
+from etl.common.errors import ConfigError, RequestRejectedError, SchemaError
 from etl.common.redact import redact_url
 from etl.common.settings import AccountSettings, Credentials, Settings
 from etl.storage import migrate
@@ -40,7 +40,13 @@ def auth_method(credentials: Credentials) -> str:
 
 def check_database(settings: Settings, *, migrate_hint: str) -> tuple[str, SchemaError | None]:
     """The database's line, and the error ``sync`` would stop on if the schema is not current."""
-    engine = open_engine(settings.database.url)
+    auto = settings.database.auto_migrate
+    try:  # check only looks: it makes no SQLite file
+        engine = open_engine(settings.database.url, create=False)
+    except SchemaError as exc:
+        missing = SchemaError(f"{exc}; {migrate_hint}")
+        upgrade = " (sync will upgrade it)" if auto else ""
+        return f"database: schema NOT current{upgrade}: {missing}", missing
     problem: SchemaError | None = None
     try:
         check_connection(engine)
@@ -49,7 +55,6 @@ def check_database(settings: Settings, *, migrate_hint: str) -> tuple[str, Schem
             schema = f"schema at revision {migrate.current_revision(engine)} (current)"
         except SchemaError as exc:
             problem = exc
-            auto = settings.database.auto_migrate
             schema = f"schema NOT current{' (sync will upgrade it)' if auto else ''}: {exc}"
     finally:
         engine.dispose()
@@ -97,24 +102,62 @@ def _clock_note(skew: timedelta | None) -> str:
     )
 
 
+@dataclass(frozen=True)
+class ListWindow:
+    """What ``list`` reads, and the note that says where it ends when that is not asked."""
+
+    start: datetime
+    end: datetime
+    note: str | None
+
+
+def list_window(
+    account: AccountSettings, since: datetime | None, until: datetime | None, now: datetime
+) -> ListWindow:
+    """The window of ``list``: up to now - lag unless ``--until`` says otherwise (Zendesk
+    refuses an end newer than about a minute ago; the lag is what ``sync`` reads up to).
+    A decision the output states: a change made a minute ago is not "missing"."""
+    latest = plan_window(None, account, now).end
+    note = None
+    if until is None or until > latest:
+        asked = "" if until is None else f"--until {format_time(until)} is too recent; "
+        note = (
+            f"note: {asked}listing records created up to {format_time(latest)} (now - lag of "
+            f"{_duration(account.sync.lag)}, as sync reads; Zendesk refuses a newer end); "
+            "newer ones appear within the lag, or pass an earlier --until"
+        )
+        until = latest
+    start = since or HISTORY_START
+    if start > until:
+        raise ConfigError(
+            f"--since {format_time(start)} is after the end of the window, {format_time(until)}; "
+            "times are YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ (UTC)"
+        )
+    return ListWindow(start, until, note)
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    return f"{seconds // 60}m" if seconds % 60 == 0 else f"{seconds}s"
+
+
 def list_records(
     account: AccountSettings,
+    window: ListWindow,
     *,
-    since: datetime | None,
-    until: datetime | None,
     filters: Mapping[str, Sequence[str]],
     descending: bool,
     limit: int,
-) -> list[dict[str, Any]]:
-    """Records straight from the API, newest first unless ``descending`` is False."""
-    # Zendesk refuses bounds newer than about a minute: the default end is now - lag.
+) -> Iterator[dict[str, Any]]:
+    """Records straight from the API as each page comes (newest first unless
+    ``descending`` is False): ``list | head -1`` waits for one page, not the period."""
     params = audit_log_params(
-        since or HISTORY_START,
-        until or plan_window(None, account, utc_now()).end,
+        window.start,
+        window.end,
         filters,
         sort="-created_at" if descending else "created_at",
         page_size=min(limit, account.zendesk.page_size),
     )
     with interactive_client(account) as client:
         records = (r for page in iter_pages(client, params) for r in page.records)
-        return [r for r in islice(records, limit) if isinstance(r, dict)]
+        yield from (r for r in islice(records, limit) if isinstance(r, dict))

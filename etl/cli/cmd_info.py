@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from etl.cli.output import PROG
+from etl.cli import shared
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode, StaleDataError
 from etl.common.settings import AUDIT_LOGS, Settings
@@ -27,10 +27,22 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     if args.revision != "head" and args.revision not in migrate.known_revisions():
         known = ", ".join(sorted(migrate.known_revisions()))
         raise ConfigError(f"unknown schema revision {args.revision!r}; known: {known} or head")
+    _make_sqlite_directory(settings.database.url)
     engine = open_engine(settings.database.url)
     try:
         check_connection(engine)
         before = migrate.current_revision(engine)
+        order = migrate.revisions_in_order()
+        if (
+            before in order
+            and args.revision in order
+            and order.index(args.revision) < order.index(str(before))
+        ):
+            raise ConfigError(
+                f"--revision {args.revision} is lower than the database's current revision "
+                f"{before}; going back is not supported (restore a backup taken before "
+                "the upgrade instead)"
+            )
         migrate.upgrade(engine, args.revision)
         after = migrate.current_revision(engine)
     finally:
@@ -38,6 +50,23 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     # The upgrade itself is logged by etl.storage.migrate; stdout gets the resulting state.
     print(f"database schema at revision {after}" + (" (unchanged)" if before == after else ""))
     return int(ExitCode.OK)
+
+
+def _make_sqlite_directory(url: str) -> None:
+    """``migrate`` makes the database, so the directory of a SQLite file too (owner only,
+    as the file): other commands still stop on a missing one, which may be a typo."""
+    from etl.storage.engine import parse_url, sqlite_path
+
+    path = sqlite_path(parse_url(url)) if url.startswith("sqlite") else None
+    if path is None or path.parent.is_dir():
+        return
+    try:
+        path.parent.mkdir(mode=0o700, parents=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create {path.parent} for the SQLite database: {exc.strerror}"
+        ) from None
+    print(f"created the directory {path.parent}", file=sys.stderr)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -119,7 +148,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from etl.cli import report
-    from etl.cli.check import list_records
+    from etl.cli.check import list_records, list_window
     from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=args.account or True)
@@ -129,21 +158,26 @@ def cmd_list(args: argparse.Namespace) -> int:
     filters: dict[str, list[str]] = {}
     for key, value in args.filter:
         filters.setdefault(key, []).append(value)
+    from etl.common.clock import utc_now
+
+    window = list_window(accounts[0], args.since, args.until, utc_now())
+    if window.note and not args.quiet:  # --quiet: warnings and errors only
+        print(window.note, file=sys.stderr)
     records = list_records(
         accounts[0],
-        since=args.since,
-        until=args.until,
+        window,
         filters=filters,
         descending=args.sort == "desc",
         limit=args.limit,
     )
     out: TextIO = sys.stdout
     fmt = args.format or ("table" if out.isatty() else "json")
-    if fmt == "table":
-        out.write(report.records_table(records))
+    if fmt == "table":  # its widths need every row: a table is for a terminal's few
+        out.write(report.records_table(list(records)))
     else:
         for record in records:
             out.write(json.dumps(record, sort_keys=True) + "\n")
+            out.flush()  # a reader (| head -1) gets each record as it comes
     return int(ExitCode.OK)
 
 
@@ -159,7 +193,7 @@ def cmd_init(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc.strerror}") from None
     # the README's first-run order: `check` refuses a database that `migrate` has not set up
-    command = f"{PROG} --config {path}"
+    command = f"{shared.command()} --config {path}"
     print(f"wrote {path} (mode 600): set subdomain, credentials and database url, then run: "
           f"{command} migrate && {command} check")  # fmt: skip
     return int(ExitCode.OK)

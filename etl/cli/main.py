@@ -80,7 +80,7 @@ ABOUT = {
         "Write the records stored since a consumer's last export as JSON lines, in the "
         "order they were stored: raw, or OCSF events. Into a file exactly once, even "
         "across crashes; to standard output at least once.",
-        f"{PROG} export --consumer siem --output /var/log/zendesk-audit/audit.jsonl",
+        f"{PROG} export --consumer siem --output /var/log/zendesk-audit-etl/audit.jsonl",
     ),
     "init": (
         "Write a commented config file to start from (the example shipped with the package).",
@@ -182,9 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
     _account_option(check)
 
     lister = command("list", "read audit records straight from the API (no database)", cmd_list)
-    _account_option(lister)
-    lister.add_argument("--since", type=utc_time, metavar="TIME", help="created at or after TIME")
-    lister.add_argument("--until", type=utc_time, metavar="TIME", help="created at or before TIME")
+    _account_option(lister, "the one account to read (needed when several are configured)")
+    lister.add_argument(
+        "--since", type=utc_time, metavar="TIME",
+        help="created at or after TIME (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC)",
+    )  # fmt: skip
+    lister.add_argument(
+        "--until", type=utc_time, metavar="TIME",
+        help="created at or before TIME (default: now minus the lag; stderr says when)",
+    )  # fmt: skip
     lister.add_argument(
         "--filter",
         action="append",
@@ -260,14 +266,11 @@ def _wait_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _account_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--account",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="only this account (repeatable; default: all configured)",
-    )
+def _account_option(
+    parser: argparse.ArgumentParser,
+    help: str = "only this account (repeatable; default: all configured)",
+) -> None:
+    parser.add_argument("--account", action="append", default=[], metavar="NAME", help=help)
 
 
 def run() -> NoReturn:

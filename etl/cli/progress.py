@@ -104,6 +104,7 @@ class Estimator:
         self._records = self._read = 0.0  # decayed sums of increments: the density
         self._counted = self._elapsed = 0.0  # ... and the rate
         self._left: float | None = None  # the smoothed estimate, seconds
+        self._share = 0.0  # the highest share shown: a denser stretch never takes it back
 
     def add(self, now: float, reading: Reading) -> Estimate:
         elapsed = 0.0
@@ -128,6 +129,9 @@ class Estimator:
             return Estimate(None, rate, None)
         done = reading.stored + reading.records
         share = done / (done + left) if done + left > 0 else 1.0
+        # A newly dense stretch raises what is left, not what is done: the bar holds its
+        # place (a share going backwards reads as lost work) and the time left says more.
+        self._share = share = max(share, self._share)
         return Estimate(share, rate, self._smooth(left / rate if rate else None, elapsed))
 
     def _smooth(self, left: float | None, elapsed: float) -> float | None:

@@ -115,6 +115,20 @@ def backfill_progress(slices: Sequence[SliceRow]) -> dict[str, Any] | None:
     }
 
 
+def backfill_line(slices: Sequence[SliceRow]) -> str:
+    """An unfinished backfill for ``status``: its share is of time, which is all the plan
+    knows (Zendesk gives no count), and records are seldom spread evenly over years."""
+    backfill = backfill_progress(slices)
+    if backfill is None:
+        return ""
+    return (
+        f"unfinished: {backfill['share_read']:.1%} of its time span "
+        f"{backfill['start']} .. {backfill['end']} read (a share of time, not of its records), "
+        f"{backfill['slices_done']} of {backfill['slices']} slices done "
+        "(the next sync resumes it)"
+    )
+
+
 def status_json(
     statuses: Sequence[AccountStatus],
     runs: Mapping[str, Sequence[RunInfo]],
@@ -187,14 +201,9 @@ def status_text(
             f"  last success  {iso(status.last_success_at) or 'never'}",
             f"  last failure  {failure}",
         ]
-        backfill = backfill_progress((backfills or {}).get(status.account, ()))
+        backfill = backfill_line((backfills or {}).get(status.account, ()))
         if backfill:
-            lines.append(
-                f"  backfill      unfinished: {backfill['share_read']:.1%} of "
-                f"{backfill['start']} .. {backfill['end']} read, "
-                f"{backfill['slices_done']} of {backfill['slices']} slices done "
-                "(the next sync resumes it)"
-            )
+            lines.append(f"  backfill      {backfill}")
         recent = runs.get(status.account, ())
         if recent:
             lines.append("  recent runs")

@@ -80,8 +80,13 @@ class signals_set:
         self._signals += 1
         if self._first is None:
             self._first = (signum, time.monotonic())
-        if self._signals > 1 or self.stop is None:
+        if self._signals > 1:
             leave_now(f"stopped by a second {signal.Signals(signum).name}: exiting at once")
+        if self.stop is None:  # nothing to finish: the first signal leaves
+            leave_now(f"stopped by {signal.Signals(signum).name}")
+            leave_now(f"stopped by a second {signal.Signals(signum).name}: exiting at once")
+        if self.stop is None:  # nothing to finish: the first signal leaves
+            leave_now(f"stopped by {signal.Signals(signum).name}")
         os.write(self._write, bytes([signum]))
 
     def _is_echo(self, signum: int) -> bool:

@@ -73,6 +73,7 @@ TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring"}
 
 MAX_NAME_LENGTH = ACCOUNT_LENGTH  # every table's account column
 
+_API_PATH = "/api/v2"
 _SUBDOMAIN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 
 
@@ -249,6 +250,10 @@ def _base_url(zendesk: Section) -> tuple[str, str]:
     """The API origin and the subdomain, if given."""
     subdomain = zendesk.text("subdomain")
     base_url = zendesk.text("base_url").rstrip("/")
+    # The API's own path, copied from Zendesk's docs with the host, would be asked twice
+    # (/api/v2/api/v2/audit_logs): the origin is what is meant, so the path is dropped.
+    if base_url.lower().endswith(_API_PATH):
+        base_url = base_url[: -len(_API_PATH)].rstrip("/")
     if base_url:
         problem = base_url_problem(base_url)
         if problem is not None:

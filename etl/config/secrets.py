@@ -53,7 +53,12 @@ def secret(
         value = table.text(key)
     elif f"{key}_file" in table:
         # ${CREDENTIALS_DIRECTORY} and the like expand, for systemd's LoadCredential=.
-        path = Template(table.text(f"{key}_file")).safe_substitute(environ)
+        template = Template(table.text(f"{key}_file"))
+        unset = [name for name in template.get_identifiers() if name not in environ]
+        if unset:
+            table.problem(f"{key}_file", _unset_variable(unset[0]))
+            return None
+        path = template.safe_substitute(environ)
         where = f"{key}_file"
         try:
             value = read_secret_file(path)
@@ -141,6 +146,16 @@ def credentials(
     elif len(methods) > 1:
         zendesk.problem("", f"several credentials given ({', '.join(methods)}); keep exactly one")
     return creds
+
+
+def _unset_variable(name: str) -> str:
+    if name == "CREDENTIALS_DIRECTORY":
+        return (
+            "${CREDENTIALS_DIRECTORY} is set only by systemd, for a unit with LoadCredential=; "
+            "run the unit (systemctl start ...), or by hand give the secret's own file path "
+            "or its _env form"
+        )
+    return f"${{{name}}} is not set in the environment"
 
 
 def _named(table: Section, key: str) -> bool:

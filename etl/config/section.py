@@ -8,6 +8,7 @@ reports it once and returns the default, so reading goes on and every problem is
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -39,8 +40,11 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self.items:
-            count = "1 problem" if len(self.items) == 1 else f"{len(self.items)} problems"
-            raise ConfigError(f"{self.source}: {count}: " + "; ".join(self.items))
+            if len(self.items) == 1:
+                raise ConfigError(f"{self.source}: 1 problem: {self.items[0]}")
+            # one per line, under the error line: a long file's problems stay readable
+            listed = "".join(f"\n  - {item}" for item in self.items)
+            raise ConfigError(f"{self.source}: {len(self.items)} problems:{listed}")
 
 
 class Section:
@@ -81,7 +85,9 @@ class Section:
     def unknown_keys(self, allowed: Collection[str]) -> None:
         for key in self.data:
             if key not in allowed:
-                self.problem(key, "unknown key (see config.example.toml)")
+                close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.7)
+                hint = f"did you mean {close[0]}?" if close else "see config.example.toml"
+                self.problem(key, f"unknown key; {hint}")
 
     def table(self, key: str) -> Section:
         """A sub-table (empty if absent, or not a table: that is reported)."""

@@ -32,7 +32,10 @@ def parse_time(value: object) -> datetime:
             ) from None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            raise ValueError(f"{value.isoformat()} has no UTC offset; add Z (UTC) or +HH:MM")
+            raise ValueError(
+                f"{value.isoformat()} has no UTC offset; add Z (UTC) or +HH:MM, "
+                "e.g. 2024-01-31T12:00:00Z"
+            )
         return value.astimezone(UTC)
     if isinstance(value, date):
         return datetime.combine(value, time(), tzinfo=UTC)

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from etl.common.errors import ConfigError, DatabaseError, InterruptedRun
+from etl.common.errors import ConfigError, DatabaseError, InterruptedRun, SchemaError
 from etl.storage import waits as dbwait
 
 # Backend name in the URL -> driver used when the URL names none.
@@ -62,6 +62,14 @@ def parse_url(url: str) -> URL:
         )
     if backend == "sqlite" and driver not in ("", "pysqlite"):
         raise ConfigError(f"unsupported SQLite driver {driver!r}; use a plain sqlite:/// url")
+    if backend == "sqlite" and parsed.host:
+        # sqlite://audit.db reads "audit.db" as a server's name: a common slip
+        named = f"{parsed.host}/{parsed.database}" if parsed.database else parsed.host
+        raise ConfigError(
+            f"database url sqlite://{named} has two slashes; a SQLite file takes three: "
+            f"sqlite:///{named} (relative to the working directory), or four for an absolute "
+            "path: sqlite:////var/lib/zendesk-audit-etl/audit.db"
+        )
     if not driver and backend in DEFAULT_DRIVERS:
         driver = DEFAULT_DRIVERS[backend]
     return parsed.set(drivername=f"{backend}+{driver}" if driver else backend)
@@ -88,15 +96,20 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(database)
 
 
-def open_engine(url: str) -> Engine:
-    """An engine for ``url``; nothing is connected yet (see ``check_connection``)."""
+def open_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for ``url``; nothing is connected yet (see ``check_connection``).
+
+    ``create=False`` (the commands that only look): a SQLite file that does not exist is
+    a ``SchemaError`` rather than an empty file made by looking."""
     parsed = parse_url(url)
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"json_serializer": json_text}
     if backend == "sqlite":
         path = sqlite_path(parsed)
-        if path is not None:
+        if path is not None and create:
             _create_private_file(path)
+        elif path is not None and not path.exists():
+            raise SchemaError(f"there is no SQLite database at {path} yet")
     elif backend == "postgresql":
         kwargs["pool_pre_ping"] = True
         connect_args: dict[str, Any] = {}

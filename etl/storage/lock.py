@@ -5,7 +5,8 @@
 - MySQL/MariaDB: ``GET_LOCK`` on a connection held for the run; names are
   server-wide, so the name includes the database.
 - SQLite: ``flock`` on ``<database file>.<account>.lock`` (mode 0600) beside the
-  database; an in-memory database needs no lock.
+  database, deleted by its holder as it lets go (a killed run's stays until the next
+  run's); an in-memory database needs no lock.
 
 Session locks end with their connection and ``flock`` with its process, so a run
 that is killed releases its lock: the next one is never blocked by a leftover.
@@ -140,10 +141,11 @@ def run_lock(
     while (taken := attempt()) is None:
         remaining = deadline - clock()
         if remaining <= 0:
-            raise LockedError(
-                f"another run for account {account} is in progress (lock held); "
-                "retry later or pass --wait SECONDS"
-            )
+            if wait > 0:  # --wait given and spent: advising it again would repeat the wait
+                why = f"lock still held after waiting {wait:g} s); retry later"
+            else:
+                why = "lock held); retry later or pass --wait SECONDS"
+            raise LockedError(f"another run for account {account} is in progress ({why}")
         if not told:  # say why nothing happens for a while
             log.info("account %s: another run holds the lock; waiting up to %g s", account, wait)
             told = True
@@ -295,28 +297,51 @@ def _session_lock(
 
 
 def _file_lock(path: Path) -> tuple[Release, Check] | None:
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise DatabaseError(f"cannot open the lock file {path}: {exc.strerror}") from exc
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    """The holder deletes the file as it lets go, so lock files (one per account and per
+    export consumer) do not pile up beside the database. A run that locked a file deleted
+    under it (opened just before) finds the path gone or new, and locks the path again."""
+    for _ in range(_FILE_LOCK_TRIES):
+        fd = _open_lock_file(path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except OSError as exc:
+            os.close(fd)
+            raise DatabaseError(f"cannot lock {path}: {exc.strerror}") from exc
+        if _same_file(fd, path):
+            break
+        os.close(fd)  # its holder deleted it on release: lock the one at the path now
+    else:
         return None
-    except OSError as exc:
-        os.close(fd)
-        raise DatabaseError(f"cannot lock {path}: {exc.strerror}") from exc
 
     def release() -> None:
+        if _same_file(fd, path):  # still ours: no other run can hold this path's file
+            with suppress(OSError):
+                path.unlink()
         os.close(fd)  # closing the only descriptor releases the flock
 
     def check() -> str | None:
         # Deleted or replaced, the file another run would lock is no longer ours.
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(path))
-        except OSError:
-            same = False
-        return None if same else f"the lock file {path} was deleted or replaced"
+        return None if _same_file(fd, path) else f"the lock file {path} was deleted or replaced"
 
     return release, check
+
+
+# A lock file deleted between our open and our lock is opened again, this many times at most.
+_FILE_LOCK_TRIES = 5
+
+
+def _open_lock_file(path: Path) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise DatabaseError(f"cannot open the lock file {path}: {exc.strerror}") from exc
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except OSError:
+        return False

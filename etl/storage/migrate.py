@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # The newest revision in migrations/versions. tests/test_migrations.py keeps it equal to
 # Alembic's head, so that a run on a current schema is checked without importing Alembic.
-SCHEMA_HEAD = "0009"
+SCHEMA_HEAD = "0010"
 
 # Two processes upgrading at once (auto_migrate from cron) take turns on this lock.
 _LOCK_NAME = "zendesk-audit-etl:migrate"
@@ -81,6 +81,11 @@ def head_revision() -> str:
 
 def known_revisions() -> set[str]:
     return {script.revision for script in _scripts().walk_revisions()}
+
+
+def revisions_in_order() -> list[str]:
+    """Every revision, the first one first (``upgrade`` goes forwards only)."""
+    return [script.revision for script in _scripts().walk_revisions()][::-1]
 
 
 def _current(connection: Connection) -> str | None:

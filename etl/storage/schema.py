@@ -5,11 +5,12 @@ created and changed only by the Alembic revisions in ``migrations/versions``,
 which must agree with what is here (``tests/test_migrations.py`` checks).
 
 Every timestamp column is ``UTCDateTime``: aware UTC datetimes in and out on every
-dialect (PostgreSQL ``timestamptz``; SQLite and MySQL store naive UTC).
+dialect (PostgreSQL ``timestamptz``; MySQL naive UTC; SQLite ISO 8601 text, ``sqlite_time``).
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from datetime import UTC, datetime
 from typing import Any
@@ -71,6 +72,45 @@ def db_time(value: datetime, dialect: str, fsp: int = 6) -> datetime:
     return value if dialect == "postgresql" else value.replace(tzinfo=None)
 
 
+def sqlite_time(value: datetime, fsp: int = 6) -> str:
+    """A timestamp as SQLite stores it: ISO 8601 UTC text as the tool prints times,
+    ``2026-10-07T01:13:06Z``, with six fraction digits where ``fsp`` is 6
+    (``2026-10-07T01:13:06.250000Z``).
+
+    SQLite compares the text, so plain SQL finds what PostgreSQL finds: fixed width within
+    a column (text order is time order), and ``'2026-10-07T01:13:06Z' >= '2026-10-07'``
+    holds as it should. SQLite's own date functions read the form as it is.
+    """
+    moment = db_time(value, "sqlite", fsp)
+    return moment.isoformat("T", "seconds" if fsp == 0 else "microseconds") + "Z"
+
+
+def _from_sqlite(value: str) -> datetime:
+    # What releases before revision 0010 stored ("2026-10-07 01:13:06.000000", naive)
+    # is read too: a database is read before it is migrated (``status`` on an old schema).
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is UTC:  # the "Z" of sqlite_time
+        return moment
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@functools.cache
+def _sqlite_text_type() -> TypeEngine[Any]:
+    """SQLite's DATETIME with SQLAlchemy's own text conversion switched off: the text is
+    ``sqlite_time``'s, made and read by ``UTCDateTime``. Built on first use, so that
+    SQLAlchemy's SQLite dialect is imported by the runs that use it alone."""
+    from sqlalchemy.dialects import sqlite
+
+    class _ISOText(sqlite.DATETIME):
+        def bind_processor(self, dialect: Dialect) -> None:
+            return None
+
+        def result_processor(self, dialect: Dialect, coltype: object) -> None:
+            return None
+
+    return _ISOText()  # type: ignore[no-untyped-call]  # SQLAlchemy's SQLite types are untyped
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """An aware UTC datetime; naive datetimes are refused rather than guessed at.
 
@@ -96,14 +136,24 @@ class UTCDateTime(TypeDecorator[datetime]):
             from sqlalchemy.dialects import mysql
 
             return dialect.type_descriptor(mysql.DATETIME(fsp=self.fsp))
+        if dialect.name == "sqlite":
+            return _sqlite_text_type()
         return dialect.type_descriptor(sa.DateTime(timezone=False))
 
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else db_time(value, dialect.name, self.fsp)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | str | None:
         if value is None:
             return None
+        if dialect.name == "sqlite":
+            return sqlite_time(value, self.fsp)
+        return db_time(value, dialect.name, self.fsp)
+
+    def process_result_value(
+        self, value: datetime | str | None, dialect: Dialect
+    ) -> datetime | None:
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return _from_sqlite(value)
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)

@@ -1,8 +1,9 @@
 """SQLite's and PostgreSQL's row upserts, straight to the driver: ``INSERT ... ON CONFLICT
-DO UPDATE ... WHERE raw changed`` with the values converted here, as ``schema.db_time`` and
-the JSON type would (SQLAlchemy's per-row parameter processing was the largest cost of a
-backfill). Their SQL is written from ``audit_logs``'s names, quoted by the dialect, and
-built once a dialect (once a row count for SQLite's multi-row VALUES).
+DO UPDATE ... WHERE raw changed`` with the values converted here, as ``schema.db_time``
+(SQLite's text: ``schema.sqlite_time``) and the JSON type would (SQLAlchemy's per-row
+parameter processing was the largest cost of a backfill). Their SQL is written from
+``audit_logs``'s names, quoted by the dialect, and built once a dialect (once a row count
+for SQLite's multi-row VALUES).
 
 SQLite's: a reader of the batch's existing rows and a writer of the new or changed ones
 (multi-row VALUES, up to 1,000 rows a statement), which ``etl.storage.upserts`` joins; PostgreSQL's:
@@ -24,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from etl.storage.limits import RowUpsert, raw_text
-from etl.storage.schema import UTCDateTime, audit_logs, db_time
+from etl.storage.schema import UTCDateTime, audit_logs, db_time, sqlite_time
 
 _COLUMNS = [c.name for c in audit_logs.columns]
 _DATETIMES = {c.name for c in audit_logs.columns if isinstance(c.type, UTCDateTime)}
@@ -106,11 +107,6 @@ def _sqlite_existing(
     yield from conn.exec_driver_sql(_sqlite_select_existing(names, size), params)
 
 
-def _sqlite_time(value: datetime, fsp: int) -> str:
-    """SQLAlchemy's SQLite DATETIME text for what the driver is given (naive UTC)."""
-    return db_time(value, "sqlite", fsp).isoformat(" ", "microseconds")
-
-
 def _iso_time(value: datetime, fsp: int) -> str:
     return db_time(value, "postgresql", fsp).isoformat()
 
@@ -172,7 +168,7 @@ def _sqlite_rows(names: _Names, conn: Connection, rows: Sequence[Mapping[str, An
     created, synced = _COLUMNS.index(_CREATED), _COLUMNS.index(_SYNCED)
     params: list[Any] = []
     width = len(_COLUMNS)
-    times = _TimeTexts(_sqlite_time)
+    times = _TimeTexts(sqlite_time)
     for row in rows:
         at = len(params)
         params.extend(_ROW_VALUES(row))

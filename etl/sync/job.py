@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from etl.common.errors import ConfigError, EtlError, ExitCode, InterruptedRun
+from etl.common.errors import ConfigError, EtlError, ExitCode, InterruptedRun, SchemaError
 from etl.common.settings import AUDIT_LOGS, AccountSettings, Settings
 from etl.storage import migrate
 from etl.storage.engine import check_connection, open_engine
@@ -70,7 +70,10 @@ def open_store(
 
     ``read_only`` (``status``) never migrates, whatever ``auto_migrate`` says.
     """
-    engine = open_engine(settings.database.url)
+    try:
+        engine = open_engine(settings.database.url, create=not read_only)
+    except SchemaError as exc:  # a SQLite file not made yet, and not made by looking
+        raise SchemaError(f"{exc}; {migrate_hint}") from None
     try:
         check_connection(engine)
         auto_migrate = settings.database.auto_migrate and not read_only

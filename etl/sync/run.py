@@ -66,6 +66,12 @@ class RunSummary:
         self.rate_limited += stats.rate_limited
         self.corrupt += stats.corrupt
 
+    @property
+    def unchanged(self) -> int:
+        """Records received that were stored already, as they are: the overlap re-read
+        each run, and a record sent twice. Why ``records`` exceeds the rows written."""
+        return max(self.records - self.inserted - self.updated - self.rejected, 0)
+
     def line(self) -> str:
         """The one-line summary every run ends with."""
         window = f"{iso(self.window.start)}..{iso(self.window.end)}" if self.window else "none"
@@ -76,7 +82,7 @@ class RunSummary:
             f"account={self.account}{stream} status={self.status} window={window} "
             f"pages={self.pages} "
             f"records={self.records} inserted={self.inserted} updated={self.updated} "
-            f"rejected={self.rejected} "
+            f"rejected={self.rejected} unchanged={self.unchanged} "
             f"requests={self.requests} 429s={self.rate_limited} corrupt={self.corrupt} "
             f"watermark={before}->{after} "
             f"duration={self.duration:.2f}s"
@@ -98,6 +104,7 @@ class RunSummary:
             "rows_inserted": self.inserted,
             "rows_updated": self.updated,
             "rows_rejected": self.rejected,
+            "records_unchanged": self.unchanged,
             "requests": self.requests,
             "rate_limited": self.rate_limited,
             "corrupt_responses": self.corrupt,

@@ -148,8 +148,10 @@ class ClientCredentialsAuth(ZendeskAuth):
         self._renew_at: float | None = None  # clock time; None = no known expiry
         self.fetches = 0  # tokens obtained, for tests and stats
         self.method = f"OAuth client credentials (client_id {client_id})"
+        # The usual cause first: when a line is cut, what is cut is the least likely.
         self.check = (
-            f"that the OAuth client {client_id!r} exists, is confidential, may use the "
+            f"that client_secret is the OAuth client's current secret (the usual cause), and "
+            f"that the client {client_id!r} exists, is confidential, may use the "
             f"client_credentials grant, and has the {scope!r} scope"
         )
 
@@ -255,10 +257,10 @@ class ClientCredentialsAuth(ZendeskAuth):
             )
         if not 200 <= status < 300:
             said = error_summary(body) if body is not None else ""
-            said = f" ({said})" if said else ""
+            said = f"; Zendesk said: {said}" if said else ""  # last: its length varies
             raise AuthError(
-                f"{where}: {status}{said}: Zendesk refused the OAuth client credentials "
-                f"grant: check {self.check}"
+                f"{where}: {status}: Zendesk refused the OAuth client credentials "
+                f"grant: check {self.check}{said}"
             )
         token = body.get("access_token") if body is not None else None
         if isinstance(token, str):

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import http.client
 import queue
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import requests
@@ -228,4 +229,25 @@ def _transport_failure(exc: BaseException) -> str:
         | urllib3.exceptions.HTTPError,
     ):
         return f"the response was cut short ({type(exc).__name__})"
+    causes = list(_causes(exc))
+    if any(isinstance(c, socket.gaierror | urllib3.exceptions.NameResolutionError) for c in causes):
+        return "host name not found (DNS)"
+    if any(isinstance(c, ConnectionRefusedError) for c in causes):
+        return "connection refused"
     return f"connection failed ({type(exc).__name__})"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and what it wraps: requests and urllib3 keep the socket's error as a
+    ``reason``, an argument or a cause, a few levels down."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None)]
+        linked += list(current.args)
+        todo += [e for e in linked if isinstance(e, BaseException)]
