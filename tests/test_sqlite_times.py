@@ -227,6 +227,6 @@ def test_revision_0010_goes_back_to_the_old_text(tmp_path: Path) -> None:
     from alembic import command
 
     with engine.begin() as conn:
-        command.downgrade(migrate.make_config(conn), "0005")
+        command.downgrade(migrate.make_config(conn), "0009")  # the revision before 0010
     assert stored_times(path) == before
     engine.dispose()
