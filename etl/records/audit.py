@@ -2,7 +2,8 @@
 
 Only what makes a record unstorable rejects it: no integer ``id`` (the key), no
 usable ``created_at`` (the watermark's clock), a value JSON cannot carry (NaN,
-Infinity: no database's JSON column takes it), or a text longer than its bounded
+Infinity: no database's JSON column takes it), nesting deeper than ``MAX_JSON_DEPTH``
+(MariaDB's JSON check refuses 32 levels), or a text longer than its bounded
 column (``action``, ``ip_address``, ``source_type``; lengths from ``etl.common.fields``),
 checked on every database alike, SQLite too, so all three keep the same records.
 ``created_at`` is stored to the whole second (what Zendesk sends); ``raw`` keeps the
@@ -29,6 +30,7 @@ from typing import Any
 import orjson
 
 from etl.common.fields import AUDIT_TEXT_LENGTHS
+from etl.records.canonical import canonical_json
 
 TEXT_FIELDS = (
     "action",
@@ -59,6 +61,10 @@ _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 # NUL, or a surrogate on its own (one of a pair is joined with the other by json.loads).
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 REPLACEMENT = "\ufffd"
+# Levels of objects and arrays a record may nest, itself included: MariaDB's JSON_VALID,
+# which checks its JSON columns, refuses 32. Checked on every database alike, first,
+# without recursion: a record nested thousands deep is a reject like any other.
+MAX_JSON_DEPTH = 31
 
 
 @dataclass(frozen=True)
@@ -70,7 +76,14 @@ class Reject:
 
 def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, Any] | Reject:
     if not isinstance(raw, dict):
+        if isinstance(raw, list) and _depth(raw) > MAX_JSON_DEPTH:
+            return Reject(None, "record is a JSON list, not an object", _deep_dump(raw))
         return Reject(None, f"record is a JSON {type(raw).__name__}, not an object", _dump(raw))
+    if not _PLAIN_TYPES.issuperset(map(type, raw.values())):
+        depth = _depth(raw)
+        if depth > MAX_JSON_DEPTH:
+            why = f"nested {depth} levels deep; the databases keep at most {MAX_JSON_DEPTH}"
+            return Reject(_text_id(raw.get("id")), why, _deep_dump(raw))
     try:
         text, maybe_unstorable = _encode(raw)
     except ValueError:
@@ -178,6 +191,23 @@ def _storable(value: Any) -> Any:
     if isinstance(value, list):
         return [_storable(v) for v in value]
     return value
+
+
+def _depth(value: dict[Any, Any] | list[Any]) -> int:
+    """Levels of objects and arrays in ``value``, itself included; without recursion."""
+    deepest = 0
+    todo: list[tuple[Any, int]] = [(value, 1)]
+    while todo:
+        container, depth = todo.pop()
+        deepest = max(deepest, depth)
+        children = container.values() if isinstance(container, dict) else container
+        todo.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return deepest
+
+
+def _deep_dump(raw: object) -> str:
+    """A reject's text for a value too deep for the json module: canonical, ASCII."""
+    return canonical_json(raw, ensure_ascii=True, allow_nan=True)
 
 
 def _dump(raw: object) -> str:

@@ -11,7 +11,10 @@ of its batch commits:
   reject's ``raw`` is cut to fit, saying so in its reason.
 - Any other data error (``upsert_isolating``): the batch's upsert runs in a savepoint; if
   the database refuses a value, the batch is halved until the offending rows are found,
-  which become rejects with the database's one-line reason.
+  which become rejects with the database's one-line reason. A refusal is a data error
+  (``refused_data``) whatever class the driver gives it: MariaDB's failed JSON check
+  (error 4025, ``CONSTRAINT ... raw failed``) and MySQL's JSON errors come as
+  OperationalError, PostgreSQL's "too deep" (SQLSTATE 54001) too.
 """
 
 from __future__ import annotations
@@ -40,6 +43,12 @@ _ESCAPED = ("\\", "'", '"', "\n", "\r", "\x00", "\x1a")
 _PACKET_KEY = "etl_max_allowed_packet"
 # Rows whose size bound is below this are not measured exactly.
 _EXACT_ABOVE = 64 * 1024
+
+# MySQL/MariaDB errors that refuse a value, not the connection: a CHECK constraint failed
+# (MariaDB's JSON_VALID on its JSON columns), invalid JSON text, a JSON document too deep.
+_MYSQL_DATA_ERRORS = frozenset({3140, 3141, 3146, 3157, 4025})
+# PostgreSQL: statement too complex (a value nested past the server's stack depth).
+_POSTGRESQL_DATA_ERRORS = frozenset({"54001"})
 
 RowUpsert = Callable[[Connection, str, Mapping[Any, Mapping[str, Any]]], tuple[int, int]]
 
@@ -153,7 +162,9 @@ def upsert_isolating(
         with conn.begin_nested():
             inserted, updated = upsert(conn, account, rows)
         return Upserted(inserted, updated)
-    except (sa.exc.DataError, sa.exc.IntegrityError) as exc:
+    except sa.exc.DBAPIError as exc:
+        if not refused_data(exc):
+            raise
         if len(rows) == 1:
             ((record_id, row),) = rows.items()
             why = f"the database refused it: {reason(exc, conn.engine.url)}"
@@ -167,6 +178,20 @@ def upsert_isolating(
         first.updated + second.updated,
         first.rejects + second.rejects,
     )
+
+
+def refused_data(exc: sa.exc.DBAPIError) -> bool:
+    """Whether the database refused a value (a row of it becomes a reject), rather than
+    failing the transaction (a lost connection, a lock timeout, a cancelled statement)."""
+    if exc.connection_invalidated:
+        return False
+    if isinstance(exc, (sa.exc.DataError, sa.exc.IntegrityError)):
+        return True
+    orig = exc.orig
+    code = orig.args[0] if orig is not None and orig.args else None
+    if isinstance(code, int) and code in _MYSQL_DATA_ERRORS:
+        return True
+    return getattr(orig, "sqlstate", None) in _POSTGRESQL_DATA_ERRORS
 
 
 def _reject_text(row: Mapping[str, Any]) -> str:

@@ -4,8 +4,15 @@ inserted and how many updated.
 
 PostgreSQL's upsert counts what it wrote itself; on SQLite and MySQL the batch's existing
 ``(id, raw)`` pairs are read first, in the same transaction, and only new or changed rows
-are sent: one reader and one writer a dialect, joined here. SQLite's and PostgreSQL's go
-straight to the driver (``etl.storage.upserts_driver``); MySQL's through SQLAlchemy Core, here.
+are sent: one reader and one writer a dialect, joined here.
+
+"Changed" is exact on every database: the stored and the new record are compared as
+canonical JSON text (``etl.records.canonical``), never as Python values, where ``1 == True``
+and ``1 == 1.0``: a field going from ``1`` to ``true`` or ``1.0`` is a change, a new key
+order is not. PostgreSQL compares ``raw::text``, which follows the same rules.
+
+SQLite's and PostgreSQL's go straight to the driver (``etl.storage.upserts_driver``);
+MySQL's through SQLAlchemy Core, here.
 """
 
 from __future__ import annotations
@@ -17,8 +24,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
+from etl.common.jsonbody import decode_json
 from etl.records.audit import RAW_JSON
-from etl.storage.limits import RowUpsert, byte_batches, max_packet
+from etl.records.canonical import canonical_json
+from etl.storage.limits import RowUpsert, byte_batches, max_packet, raw_text
 from etl.storage.schema import MYSQL_DIALECTS, audit_logs, dialect_insert
 from etl.storage.upserts_driver import ExistingReader, RowWriter, postgresql_upsert, sqlite_rows
 
@@ -50,9 +59,20 @@ def _id_ranges(ids: list[Any], size: int) -> Iterator[list[Any]]:
     yield chunk
 
 
+def changed(stored: str | bytes, row: Mapping[str, Any]) -> bool:
+    """Whether ``row``'s record differs from the ``stored`` raw JSON text: the same text
+    is the same record; otherwise their canonical texts decide (types, not Python's
+    equality: ``1`` differs from ``true`` and from ``1.0``; key order does not count)."""
+    new = raw_text(row)
+    if stored == new:
+        return False
+    return canonical_json(decode_json(stored)) != canonical_json(row["raw"])
+
+
 def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
-    """An upsert that first reads the batch's existing ``(id, raw)`` pairs with ``read``,
-    then sends only the new or changed rows to ``write``; it says (inserted, updated)."""
+    """An upsert that first reads the batch's existing ``(id, raw text)`` pairs with
+    ``read``, then sends only the new or changed rows to ``write``; it says (inserted,
+    updated)."""
 
     def upsert(
         conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
@@ -61,25 +81,27 @@ def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
         for chunk in _id_ranges(sorted(rows), _ID_CHUNK):  # each chunk one narrow range
             for record_id, raw in read(conn, account, chunk):
                 existing[record_id] = raw
-        changed: list[Mapping[str, Any]] = []
+        written: list[Mapping[str, Any]] = []
         inserted = 0
         for record_id, row in rows.items():
             old = existing.get(record_id, _MISSING)
             if old is _MISSING:
                 inserted += 1
-                changed.append(row)
-            elif old != row["raw"]:
-                changed.append(row)
-        if changed:
-            write(conn, changed)
-        return inserted, len(changed) - inserted
+                written.append(row)
+            elif changed(old, row):
+                written.append(row)
+        if written:
+            write(conn, written)
+        return inserted, len(written) - inserted
 
     return upsert
 
 
 def _mysql_rows() -> tuple[ExistingReader, RowWriter]:
     """MySQL's reader and writer of rows, through SQLAlchemy Core (no fast path there)."""
-    existing = sa.select(audit_logs.c.id, audit_logs.c.raw).where(
+    # raw as the stored text (the JSON type would decode it): ``changed`` compares texts.
+    raw = sa.type_coerce(audit_logs.c.raw, sa.Text)
+    existing = sa.select(audit_logs.c.id, raw).where(
         audit_logs.c.account == sa.bindparam("account"),
         audit_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
         # Redundant, but it keeps the lookup on one narrow range of the primary key
@@ -103,21 +125,14 @@ def _mysql_rows() -> tuple[ExistingReader, RowWriter]:
 
 
 def _mysql_rows_upsert() -> sa.Executable:
-    """INSERT ... or update every column but the key, unless ``raw`` is unchanged: the
-    one upsert that goes through SQLAlchemy Core (SQLite and PostgreSQL have fast paths)."""
+    """INSERT ... or update every column but the key: the one upsert that goes through
+    SQLAlchemy Core (SQLite and PostgreSQL have fast paths). Only rows that ``changed``
+    found new or changed are sent, so an existing one is always rewritten: MySQL's own
+    ``<=>`` on its JSON type would call ``1`` and ``1.0`` equal."""
     table = audit_logs
     key = {c.name for c in table.primary_key}
-    columns = [c.name for c in table.columns if c.name not in key]
     my = dialect_insert("mysql", table)
-    unchanged = table.c.raw.op("<=>")(my.inserted.raw)
-    # MySQL assigns left to right and later expressions see earlier results:
-    # raw goes last so that every IF still compares against the old raw.
-    assignments: list[tuple[str, Any]] = [
-        (name, sa.func.IF(unchanged, table.c[name], my.inserted[name]))
-        for name in columns
-        if name != table.c.raw.name
-    ]
-    assignments.append((table.c.raw.name, my.inserted.raw))
+    assignments = [(c.name, my.inserted[c.name]) for c in table.columns if c.name not in key]
     upsert: sa.Executable = my.on_duplicate_key_update(assignments)
     return upsert
 

@@ -12,7 +12,6 @@ one INSERT ... SELECT ... FROM jsonb_array_elements(batch) that counts what it w
 from __future__ import annotations
 
 import functools
-import json
 import operator
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,8 +31,8 @@ _DATETIMES = {c.name for c in audit_logs.columns if isinstance(c.type, UTCDateTi
 _RAW = _COLUMNS.index(audit_logs.c.raw.name)
 _CREATED, _SYNCED = audit_logs.c.created_at.name, audit_logs.c.synced_at.name
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
-# The existing (id, raw) pairs among some ids (one narrow range), raw as the JSON type gives
-# it; and the writer of a batch's new or changed rows: the two halves of a dialect's upsert
+# The existing (id, raw) pairs among some ids (one narrow range), raw as its stored text;
+# and the writer of a batch's new or changed rows: the two halves of a dialect's upsert
 # where it first reads what exists (``etl.storage.upserts``).
 ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
 RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
@@ -63,9 +62,9 @@ class _Names:
     def joined(self, names: Iterable[str]) -> str:
         return ", ".join(self.columns[name] for name in names)
 
-    def on_conflict(self, compare: str) -> str:
+    def on_conflict(self, compare: str, cast: str = "") -> str:
         """``ON CONFLICT (key) DO UPDATE`` every other column, unless ``raw`` is unchanged
-        (``compare``: the dialect's null-safe "differs")."""
+        (``compare``: the dialect's null-safe "differs", between both sides ``cast``)."""
         key = [c.name for c in audit_logs.primary_key]
         updated = ", ".join(
             f"{quoted} = excluded.{quoted}"
@@ -75,7 +74,7 @@ class _Names:
         raw = self[audit_logs.c.raw]
         return (
             f"ON CONFLICT ({self.joined(key)}) DO UPDATE SET {updated} "
-            f"WHERE {self.table}.{raw} {compare} excluded.{raw}"
+            f"WHERE {self.table}.{raw}{cast} {compare} excluded.{raw}{cast}"
         )
 
 
@@ -103,8 +102,8 @@ def _sqlite_existing(
     straight to the driver, where SQLAlchemy's expanding ``IN`` cost more than the query."""
     size = _shape(len(ids))  # the last id again fills it: IN does not mind repeats
     params = (account, *ids, *[ids[-1]] * (size - len(ids)), ids[0], ids[-1])
-    for record_id, raw in conn.exec_driver_sql(_sqlite_select_existing(names, size), params):
-        yield record_id, json.loads(raw)  # what the JSON type would return
+    # raw as the stored text, which ``etl.storage.upserts.changed`` compares
+    yield from conn.exec_driver_sql(_sqlite_select_existing(names, size), params)
 
 
 def _sqlite_time(value: datetime, fsp: int) -> str:
@@ -219,7 +218,10 @@ def _pg_json_upsert(names: _Names) -> str:
         f"WITH written AS (INSERT INTO {names.table} ({names.joined(_PG_JSON_COLUMNS)}, {raw}) "
         f"SELECT {selected}, record FROM ROWS FROM (jsonb_array_elements(%s::jsonb), "
         "jsonb_array_elements(%s::jsonb)) AS batch (r, record) "
-        + names.on_conflict("IS DISTINCT FROM")
+        # jsonb's text, not jsonb's equality, which calls 1 and 1.0 equal: its text keeps
+        # the difference (numeric keeps its scale), sorts keys, and agrees with
+        # etl.records.canonical, which decides on the other databases.
+        + names.on_conflict("IS DISTINCT FROM", "::text")
         # An unchanged row is neither written nor returned; xmax is 0 on a new row only.
         # Counted by the server: a row per written row would cost both sides more (7%).
         + " RETURNING xmax = 0 AS new) SELECT count(*) FILTER (WHERE new), count(*) FROM written"
