@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from etl.common.errors import LockedError
+from etl.storage import migrate
 from etl.storage.engine import open_engine, sqlite_path
 from etl.storage.lock import POLL_INTERVAL_S, advisory_key, lock_file, mysql_lock_name, run_lock
 from etl.storage.store import Store
@@ -90,6 +91,7 @@ def test_waiting_gets_the_lock_once_it_is_released(engine: Engine) -> None:
 
 
 def test_store_lock_delegates(engine: Engine) -> None:
+    migrate.upgrade(engine)  # the lock's write epoch is kept in the database
     store = Store(engine)
     with store.lock("acme"), pytest.raises(LockedError), store.lock("acme", wait=0):
         pass  # pragma: no cover

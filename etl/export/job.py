@@ -11,7 +11,12 @@ writes, so the file holds every record once. Standard output cannot be taken bac
 there, delivery is at least once.
 
 The consumer's lock (etl.storage.lock, named ``export:CONSUMER``) keeps two exports of one
-consumer apart; a ``sync`` of the same account runs alongside.
+consumer apart; a ``sync`` of the same account runs alongside. The lock is a session lock,
+which can be lost while the export goes on: so the consumer's write epoch is taken with it
+(etl.storage.fence), and every transaction of the export checks it first, then writes
+the file, then commits the position. An export whose lock went to another one is refused
+before it touches the file again; one that checked first finishes its chunk before the
+other can begin (and cut the file back to what is committed).
 """
 
 from __future__ import annotations
@@ -28,11 +33,13 @@ from typing import Any, BinaryIO
 
 from sqlalchemy.engine import Engine
 
+from etl.common.clock import utc_now
 from etl.common.errors import ConfigError, InterruptedRun, LockedError
 from etl.export import consumers
 from etl.export.read import Reader, read_ahead
 from etl.export.sinks import FileSink, Sink, StreamSink
 from etl.storage.engine import database_errors, for_writing
+from etl.storage.fence import EXPORT, Fence, take_fence
 from etl.storage.lock import run_lock
 
 log = logging.getLogger(__name__)
@@ -103,13 +110,26 @@ def export_accounts(
         )
     sink: Sink = FileSink(options.output) if options.output else StreamSink(_stdout(stdout))
     summaries = []
-    with _consumer_lock(engine, consumer):
+    with _consumer_lock(engine, consumer) as fence:
         try:
             for account in accounts:
-                summaries.append(_export_account(engine, account, options, sink, stop, now, report))
+                summaries.append(
+                    _export_account(engine, account, options, _Run(fence, sink, stop, now, report))
+                )
         finally:
             sink.close()
     return summaries
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every account's export in one run shares."""
+
+    fence: Fence
+    sink: Sink
+    stop: threading.Event | None
+    now: Callable[[], datetime]
+    report: Callable[[ExportSummary], None] | None
 
 
 def _stdout(stream: BinaryIO | None) -> BinaryIO:
@@ -121,53 +141,57 @@ def _stdout(stream: BinaryIO | None) -> BinaryIO:
 
 
 @contextmanager
-def _consumer_lock(engine: Engine, consumer: str) -> Iterator[None]:
+def _consumer_lock(engine: Engine, consumer: str) -> Iterator[Fence]:
+    """The consumer's lock and, taken with it, its write epoch (stamped by the wall clock:
+    the injected ``now`` is the positions' clock)."""
     try:
         with run_lock(engine, f"export:{consumer}"):
-            yield
+            yield take_fence(engine, EXPORT, consumer, utc_now())
     except LockedError:
         raise LockedError(f"another export for consumer {consumer} is in progress") from None
 
 
 def _export_account(
-    engine: Engine,
-    account: str,
-    options: ExportOptions,
-    sink: Sink,
-    stop: threading.Event | None,
-    now: Callable[[], datetime],
-    report: Callable[[ExportSummary], None] | None,
+    engine: Engine, account: str, options: ExportOptions, run: _Run
 ) -> ExportSummary:
     reader = Reader(engine, account, fmt=options.fmt, chunk_rows=options.chunk_rows)
+    writer = for_writing(engine)
+    sink, now, report = run.sink, run.now, run.report
     with database_errors(engine, "reading the export position"), engine.connect() as conn:
         start = consumers.read_start(conn, options.consumer, account)
         conn.rollback()
+    position = start.position or 0
+    summary = ExportSummary(options.consumer, account, sink.name, position, position)
+    if start.nothing_new():
+        return _reported(summary, report)
+    # Read again, fenced: the file is cut back to the committed length only by the epoch's
+    # holder, and before any other export can take the epoch.
+    with database_errors(engine, "preparing the export file"), writer.begin() as tx:
+        run.fence.check(tx)
+        start = consumers.read_start(tx, options.consumer, account)
         position = start.position or 0
         summary = ExportSummary(options.consumer, account, sink.name, position, position)
-        if start.nothing_new():
+        if start.nothing_new():  # rows deleted meanwhile (retention)
             return _reported(summary, report)
         # --since only shapes a consumer's first export of the account
         since = options.since if not start.position else None
-        writer = for_writing(engine)
         baseline = sink.prepare(start.file_path, start.file_length)
         if baseline is not None:
-            with database_errors(engine, "saving the export file"), writer.begin() as tx:
-                consumers.save(tx, options.consumer, account, position, now(), baseline)
+            consumers.save(tx, options.consumer, account, position, now(), baseline)
         head = start.head
         assert head is not None  # nothing_new() otherwise
     try:
         with read_ahead(engine, lambda: reader.batches(position, head, since)) as batches:
             for batch in batches:
-                if stop is not None and stop.is_set():
+                if run.stop is not None and run.stop.is_set():
                     raise InterruptedRun("stopped by a signal; the export resumes at its position")
-                file = None
-                if batch.rows:
-                    data = reader.lines(batch.rows)
-                    file = sink.write(data)
-                    summary.rows += len(batch.rows)
-                    summary.bytes += len(data)
+                data = reader.lines(batch.rows) if batch.rows else b""
                 with database_errors(engine, "saving the export position"), writer.begin() as tx:
+                    run.fence.check(tx)  # first: a refused export never writes the file
+                    file = sink.write(data) if batch.rows else None
                     consumers.save(tx, options.consumer, account, batch.position, now(), file)
+                summary.rows += len(batch.rows)
+                summary.bytes += len(data)
                 summary.position_after = batch.position
     except InterruptedRun:
         summary.stopped = True  # what was written and committed is in the summary line too

@@ -14,8 +14,13 @@ A lock can also be lost while its run goes on: the server ends the lock's sessio
 (``pg_terminate_backend``, ``idle_session_timeout``, MariaDB's ``KILL`` or
 ``wait_timeout``) or someone deletes the lock file. ``HeldLock.check`` asks whether
 the lock is still ours, and ``Store`` calls it before every commit (``LockGuard``):
-a run that lost its lock stops with ``LockLostError`` before writing again, so two
-runs never write one account. The lock's session is kept from timing out.
+a run that lost its lock stops with ``LockLostError`` before writing again. The lock's
+session is kept from timing out.
+
+That check comes before the commit, not with it: a run could lose its lock between the
+two. So the ``LockGuard`` also holds the write epoch taken with the lock
+(``etl.storage.fence``), checked inside each write transaction: two runs never both
+commit to one account.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from etl.common.errors import DatabaseError, LockedError, LockLostError
 from etl.storage.engine import database_errors, reason, sqlite_path
+from etl.storage.fence import Fence
 from etl.storage.schema import MYSQL_DIALECTS
 
 log = logging.getLogger(__name__)
@@ -79,24 +85,36 @@ class HeldLock:
 
 class LockGuard:
     """The lock a ``Store``'s writes must still hold when they commit (one account at a
-    time); nothing to check when no lock is held (``migrate``, tests, ``status``)."""
+    time), and the write epoch taken with it; nothing to check when no lock is held
+    (``migrate``, tests, ``status``)."""
 
     def __init__(self) -> None:
-        self._held: HeldLock | None = None
+        self._held: tuple[HeldLock, Fence] | None = None
 
     @contextmanager
-    def holding(self, lock: AbstractContextManager[HeldLock]) -> Iterator[HeldLock]:
+    def holding(
+        self, lock: AbstractContextManager[HeldLock], take_fence: Callable[[], Fence]
+    ) -> Iterator[HeldLock]:
+        """Hold ``lock``, then take its epoch with ``take_fence``, for the ``with`` block."""
         with lock as held:
-            previous, self._held = self._held, held
+            previous, self._held = self._held, (held, take_fence())
             try:
                 yield held
             finally:
                 self._held = previous
 
     def check(self) -> None:
+        """Cheap, before the commit: ``LockLostError`` if the lock is known lost."""
         held = self._held
         if held is not None:
-            held.check()
+            held[0].check()
+
+    def fence(self, conn: Connection) -> None:
+        """Inside the write transaction, its last statement: ``LockLostError`` (the
+        transaction must roll back) if another run has taken the epoch since."""
+        held = self._held
+        if held is not None:
+            held[1].check(conn)
 
 
 @contextmanager

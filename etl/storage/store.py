@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.engine import database_errors, for_writing
+from etl.storage.fence import SYNC, take_fence
 from etl.storage.history import (
     FAILURE_STATUSES,
     AccountStatus,
@@ -274,9 +275,13 @@ class Store:
         self, account: str, wait: float = 0.0, sleep: Callable[[float], None] = time.sleep
     ) -> AbstractContextManager[HeldLock]:
         """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s.
-        While it is held, each commit first checks it still is (``LockLostError``);
-        ``sleep`` spends the pauses between attempts (the CLI's ends at a signal)."""
-        return self._guard.holding(run_lock(self.engine, account, wait, sleep))
+        With it, the account's write epoch (``etl.storage.fence``). While it is held, each
+        write transaction checks both (``LockLostError``); ``sleep`` spends the pauses
+        between attempts (the CLI's ends at a signal)."""
+        return self._guard.holding(
+            run_lock(self.engine, account, wait, sleep),
+            lambda: take_fence(self.engine, SYNC, account, self._now()),
+        )
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -292,7 +297,8 @@ def _transaction(
     engine: Engine, described: Engine, doing: str, guard: LockGuard | None = None
 ) -> Iterator[Connection]:
     """A transaction on ``engine`` whose database failures become ``DatabaseError``; with
-    ``guard``, rolled back (``LockLostError``) if the run lock was lost before the commit."""
+    ``guard``, rolled back (``LockLostError``) if the run lock was lost before the commit,
+    or its epoch taken by another run (checked inside the transaction, last)."""
     with database_errors(described, doing), engine.begin() as conn:
         try:
             yield conn
@@ -302,3 +308,4 @@ def _transaction(
             raise
         if guard is not None:
             guard.check()
+            guard.fence(conn)
