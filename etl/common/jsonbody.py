@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from json.decoder import scanstring
+from json.decoder import scanstring  # type: ignore[attr-defined]  # public, not in typeshed
 from typing import Any
 
 import orjson
@@ -77,8 +77,8 @@ def decode_iteratively(text: str) -> Any:
                 value, pos = ({} if char == "{" else []), pos + 1
             else:
                 if char == "{":
-                    key, pos = _key(text, pos)
-                    stack.append(({}, key))
+                    first_key, pos = _key(text, pos)
+                    stack.append(({}, first_key))
                 else:
                     stack.append(([], None))
                 continue
@@ -102,8 +102,8 @@ def decode_iteratively(text: str) -> Any:
             if char == ",":
                 pos = _skip(text, pos + 1)
                 if key is not None:
-                    key, pos = _key(text, pos)
-                    stack[-1] = (container, key)
+                    next_key, pos = _key(text, pos)
+                    stack[-1] = (container, next_key)
                 break  # the next value of the same container
             if char != ("}" if key is not None else "]"):
                 raise ValueError(f"expected ',' or the container's end at character {pos}")
