@@ -416,16 +416,3 @@ owners = sa.Table(
     sa.Column("commits", sa.BigInteger, nullable=False),
     sa.Column("taken_at", UTCDateTime(), nullable=False),
 )
-
-# Who may write (etl.storage.fence): per lock owner, an account's runs (kind ``sync``) or
-# an export consumer's (``export``), the epoch its current holder took with the lock;
-# every write transaction of that holder updates the row where the epoch is still its own.
-owners = sa.Table(
-    "zendesk_audit_owners",
-    metadata,
-    sa.Column("kind", sa.String(16), primary_key=True),
-    sa.Column("name", sa.String(ACCOUNT_LENGTH), primary_key=True),
-    sa.Column("epoch", sa.BigInteger, nullable=False),
-    sa.Column("commits", sa.BigInteger, nullable=False),
-    sa.Column("taken_at", UTCDateTime(), nullable=False),
-)
