@@ -391,7 +391,7 @@ GLOBAL = {"--config", "--log-format"}  # accepted before and after the command
 VALUE_OPTIONS = {
     "": GLOBAL,
     "sync": {*GLOBAL, "--account", "--wait"},
-    "resync": {*GLOBAL, "--account", "--wait", "--since", "--until"},
+    "resync": {*GLOBAL, "--account", "--wait", "--since", "--until", "--stream"},
     "migrate": {*GLOBAL, "--revision"},
     "status": {*GLOBAL, "--account", "--max-lag"},
     "check": {*GLOBAL, "--account"},

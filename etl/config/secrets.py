@@ -122,7 +122,10 @@ def credentials(
     scope = zendesk.text("oauth_scope", "auditlogs:read")
     creds = Credentials(email=email, client_id=client_id, oauth_scope=scope, **secrets)
     # A secret named but not read is already a problem of its own: not again a missing one.
-    unread = [k for k in SECRET_KEYS if secrets[k] is None and _named(zendesk, k)]
+    given = {k for k in SECRET_KEYS if _named(zendesk, k)}
+    if use_default_env:
+        given |= {k for k in SECRET_KEYS if _default_env(k, environ)}
+    unread = [k for k in SECRET_KEYS if secrets[k] is None and k in given]
     oauth_secret = creds.client_secret is not None or "client_secret" in unread
     methods = []
     if client_id or oauth_secret:
@@ -156,6 +159,11 @@ def _unset_variable(name: str) -> str:
             "or its _env form"
         )
     return f"${{{name}}} is not set in the environment"
+
+
+def _default_env(key: str, environ: Mapping[str, str]) -> bool:
+    """``ZENDESK_KEY`` is set (a refused value there is a problem of its own already)."""
+    return bool(environ.get(f"ZENDESK_{key.upper()}"))
 
 
 def _named(table: Section, key: str) -> bool:
