@@ -57,7 +57,8 @@ from datetime import datetime
 from etl.common.clock import utc_now
 from etl.common.errors import InterruptedRun
 from etl.storage.store import SliceRow
-from etl.sync.plan import Plan, Slice
+from etl.sync.pagecheck import WindowCheck
+from etl.sync.plan import SLICES_PER_WORKER, Plan, Reader, Slice
 from etl.sync.run import Run, split_records
 from etl.sync.window import latest_end
 from etl.sync.writer import Failed, Page, Writer
@@ -101,6 +102,9 @@ class Backfill:
         self._plan = self._load_plan()
         self._writer = Writer(run, self._plan, self._queue)
         self._page_size = account.zendesk.page_size
+        # Splits are bounded whatever the answers say (a server ignoring the window once
+        # made a backfill split forever): every run ends by itself.
+        self.max_slices = max(len(self._plan.slices), 1) + SLICES_PER_WORKER * self.workers
 
     # -- the run -----------------------------------------------------------------------
 
@@ -166,7 +170,8 @@ class Backfill:
     # -- fetchers ----------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        """Give every free worker a slice: an unstarted one, else half of a busy one."""
+        """Give every free worker a reader: an unread slice upwards, else a slice read
+        upwards only downwards from its end, else the half of a gap (a split)."""
         if self._cancel.is_set():
             return
         limiter = self._main_client.limiter
@@ -180,41 +185,52 @@ class Backfill:
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return
             with self._lock:
-                target = self._plan.unstarted() or self._plan.split_candidate()
-            if target is None:
+                reader = self._next_reader()
+            if reader is None:
                 return
-            if isinstance(target, tuple):
-                victim, middle = target
-                target = self._split(victim, middle)
-                if target is None:
-                    return
-            self._start(target)
+            self._start(reader)
             running = self._writer.fetchers
+
+    def _next_reader(self) -> Reader | None:
+        """Called with the lock held."""
+        plan = self._plan
+        unread = plan.unstarted()
+        if unread is not None:
+            return plan.begin_up(unread)
+        lone = plan.pair_candidate()
+        if lone is not None:
+            return plan.begin_down(lone)
+        candidate = plan.split_candidate(self.max_slices)
+        if candidate is None:
+            return None
+        victim, middle = candidate
+        if self._split(victim, middle) is None:
+            return None
+        unread = plan.unstarted()
+        return None if unread is None else plan.begin_up(unread)
 
     def _split(self, victim: Slice, middle: datetime) -> Slice | None:
         """End ``victim`` at ``middle``, committed with the new slice for the rest."""
         old_end = victim.end
-        with self._lock:  # the fetcher may have passed the middle meanwhile
-            rest = self._plan.cut(victim, middle)
+        rest = self._plan.cut(victim, middle)
         if rest is None:
             return None
         if victim.id is not None:
+            # A short write under the fetchers' lock: the readers must not move meanwhile.
             new = _from_row(self.store.split_slice(self.account.name, victim.id, middle, rest))
         else:
             new = Slice(None, *rest)
-        self._plan.add_split(new, victim)
+        self._plan.add_split(new, victim, middle)
         log.debug(
             "split %s..%s at %s", victim.start.isoformat(), old_end.isoformat(), middle.isoformat()
         )
         return new
 
-    def _start(self, target: Slice) -> None:
+    def _start(self, reader: Reader) -> None:
         client = self._free.pop() if self._free else self._new_client()
-        with self._lock:
-            target.begin()
         self._writer.fetchers += 1
         thread = threading.Thread(
-            target=self._fetch, args=(target, client), name="backfill-fetcher", daemon=True
+            target=self._fetch, args=(reader, client), name="backfill-fetcher", daemon=True
         )
         self._threads = [t for t in self._threads if t.is_alive()]
         self._threads.append(thread)
@@ -225,38 +241,57 @@ class Backfill:
         self._made.append(worker)
         return worker
 
-    def _fetch(self, target: Slice, client: ZendeskClient) -> None:
-        """A fetcher thread: read ``target`` page by page into the queue."""
+    def _fetch(self, reader: Reader, client: ZendeskClient) -> None:
+        """A fetcher thread: walk ``reader`` page by page into the queue, until what its
+        slice's readers fetched covers it."""
         try:
             with self._lock:
-                start, end = target.read_from(), target.end
+                start, end, down = reader.query_start, reader.query_end, reader.down
             params = audit_log_params(
-                start, end, self.account.sync.filters, page_size=self._page_size
+                start,
+                end,
+                self.account.sync.filters,
+                sort="-created_at" if down else "created_at",
+                page_size=self._page_size,
             )
-            pages = iter_pages(client, params)
+            pages = iter_pages(WindowCheck(client, start, end, down), params)
             while True:
                 with self._lock:  # the slices that would finish last (or unknown: inf) first
+                    target = reader.slice
                     client.priority = target.pages_left()
+                    finished = target.fetched
+                if finished:  # the other reader met this one: nothing left to ask for
+                    self._finish(reader, client)
+                    return
                 with self._gate.slot(self._cancel.is_set, POLL) as held:
                     page = next(pages, None) if held else None
-                if page is None or self._cancel.is_set():
+                if self._cancel.is_set():
                     self._free.append(client)
+                    return
+                if page is None:  # pragma: no cover - a query ends with an exhausted page
+                    self._finish(reader, client)
                     return
                 rows, rejects = split_records(page.records, self.account.name, utc_now())
                 newest = max((r["created_at"] for r in rows), default=None)
                 oldest = min((r["created_at"] for r in rows), default=None)
                 with self._lock:
-                    position, last = target.took_page(newest, oldest, page.has_more)
-                if last:  # free before the writer hears of it, so the next slice can use it
+                    proof, last = self._plan.took_page(reader, newest, oldest, page.has_more)
+                    target = reader.slice
+                if last:  # free before the writer hears of it, so the next reader can use it
                     self._free.append(client)
-                self._put(Page(target, rows, rejects, len(page.records), position, last))
+                self._put(Page(target, rows, rejects, len(page.records), proof, last))
                 if last:
                     return
         except BaseException as exc:  # handed to the writer, which stops the run with it
-            with self._lock:
-                target.running = False
             self._free.append(client)
-            self._put(Failed(target, exc))
+            self._put(Failed(reader.slice, exc))
+
+    def _finish(self, reader: Reader, client: ZendeskClient) -> None:
+        """``reader`` stops without a page: the writer hears it, with all it proved."""
+        self._free.append(client)
+        with self._lock:
+            target, proof = reader.slice, self._plan.final_proof(reader)
+        self._put(Page(target, [], [], 0, proof, True, request=False))
 
     def _put(self, item: Page | Failed) -> None:
         while not self._cancel.is_set():
