@@ -74,6 +74,7 @@ QUEUE_MAX_PAGES = 64  # ... up to this many: memory stays flat whatever ``worker
 # fetcher, and at least this many (at 40 pages a second a few wait between two writes).
 WRITER_BEHIND_PAGES = 4
 POLL = 0.1  # seconds: how often blocked threads look at the stop flags
+HANDOVER_PAGES = 1.0  # pages left in a gap below which its downward reader stops
 JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)
 
 
@@ -259,7 +260,11 @@ class Backfill:
                 with self._lock:  # the slices that would finish last (or unknown: inf) first
                     target = reader.slice
                     client.priority = target.pages_left()
-                    finished = target.fetched
+                    # Less than a page between the two readers: one request reads it, so
+                    # the downward one leaves it to the upward one rather than both asking.
+                    finished = target.fetched or (
+                        reader.down and reader.pages > 0 and target.pages_left() < HANDOVER_PAGES
+                    )
                 if finished:  # the other reader met this one: nothing left to ask for
                     self._finish(reader, client)
                     return
