@@ -8,17 +8,22 @@ The plan (slices, work-stealing splits, the contiguous read point) is ``etl.sync
 pure; this module runs threads over it and persists what it decides.
 
 Checkpoints. A sync persists its plan in ``zendesk_audit_sync_slices``; each slice's
-``position`` (the newest ``created_at`` committed in it) and ``done`` flag commit in the
-same transaction as the rows that move them. A killed backfill resumes every unfinished
-slice at ``position - BOUND_SLACK``. The account's watermark moves to the plan's
-contiguous read point, never further; when every slice is done it becomes the plan's
-end and the plan is deleted. A resync keeps its plan in memory only and never moves the
-watermark.
+``position`` (the newest ``created_at`` its upward pages proved), its ``end`` (moved down to
+what its downward pages left unproven) and ``done`` commit in the same transaction as the
+rows that prove them, and only what committed pages prove is ever committed
+(``etl.sync.plan``); every answer is first checked to be in order and inside its query's
+window (``etl.sync.pagecheck``). A killed backfill resumes every unfinished slice at
+``position - BOUND_SLACK``. The account's watermark moves to the plan's contiguous read
+point, never further; when every slice is done it becomes the plan's end and the plan is
+deleted. A resync keeps its plan in memory only and never moves the watermark.
 
-Splits and crashes. A split ends slice A at ``m`` and adds B = ``[m - 1 s, old end]`` in
-one transaction, committed before B's fetcher starts; A's fetcher, whose query still
-runs to the old end, stops at the first page that reaches ``m``. If the process dies
-before that commit, A still covers everything: a lost split only costs re-reading.
+Readers and splits. A free fetcher reads an unread slice upwards; else it reads a slice
+that only has an upward reader downwards from its end, and the two meet wherever they
+meet (no request is spent on a guessed split point); else it cuts the largest unread gap
+in the middle (``Plan.split_candidate``), committed before the new reader starts, the new
+slice taking the gap's downward reader. If the process dies before that commit, the
+victim still covers everything. Slices are bounded (``SLICES_PER_WORKER``), and each split
+needs a page read since: a server that ignores the window cannot make a run split forever.
 
 The pipeline. Fetchers (each with its own ``ZendeskClient``, all sharing the account's
 ``RateLimiter``; the backfill closes those it made) parse their pages and put them in a
@@ -38,8 +43,7 @@ bound by the writer, and another fetcher would only take CPU time from it.
 
 Who goes first. A fetcher's requests wait for the budget with its slice's estimated
 pages left as their priority (``RateLimiter.acquire``): the slices that would finish
-last are read fastest, so the slices end together and few are split at the end of a
-run, where each split costs a request.
+last are read fastest, so the slices end together.
 
 Stopping. When ``hooks.stop`` is set (SIGTERM) the fetchers stop after their current
 request, the writer commits the pages it has already received and the run raises
