@@ -78,7 +78,7 @@ QUEUE_MAX_PAGES = 64  # ... up to this many: memory stays flat whatever ``worker
 # fetcher, and at least this many (at 40 pages a second a few wait between two writes).
 WRITER_BEHIND_PAGES = 4
 POLL = 0.1  # seconds: how often blocked threads look at the stop flags
-HANDOVER_PAGES = 1.0  # pages left in a gap below which its downward reader stops
+HANDOVER_PAGES = 2.0  # pages left in a gap below which its downward reader stops
 JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)
 
 

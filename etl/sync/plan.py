@@ -35,7 +35,9 @@ from etl.sync.reader import SMOOTHING, Proof, Reader
 from etl.sync.window import BOUND_SLACK, Window, reread_from
 
 MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pages left
-MIN_SPLIT_PAGES = 4.0  # a slice already read from both ends is cut with this many left...
+# A slice already read from both ends is cut with this many pages left (each cut adds a
+# meeting, where a page is partly read twice: half a page on average)...
+MIN_SPLIT_PAGES = 8.0
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
 SLICES_PER_WORKER = 4  # splits are bounded: at most this many slices per worker
 
@@ -55,6 +57,7 @@ class Slice:
     down: Reader | None = None
     fetched: bool = False  # its readers' pages cover it: nothing more to fetch
     prior: float | None = None  # the density of the slice it was cut from
+    cut_after: int = 0  # its upward reader's pages when it was last cut
 
     def read_from(self) -> datetime:
         """Where reading (again) starts: the checkpoint's own second is read again."""
@@ -170,10 +173,11 @@ class Plan:
 
     def split_candidate(self, max_slices: int) -> tuple[Slice, datetime] | None:
         """The slice with the most pages left, and the middle of its unread gap; only once
-        its upward reader has read a page since it began (splits never outrun pages)."""
+        its upward reader has read a page since it began or was last cut (splits never
+        outrun pages)."""
         if len(self.slices) >= max_slices:
             return None
-        busy = [s for s in self.slices if s.running() and s.up is not None and s.up.pages]
+        busy = [s for s in self.slices if s.running() and s.up and s.up.pages > s.cut_after]
         victim = max(busy, key=Slice.pages_left, default=None)
         if victim is None or victim.pages_left() < MIN_SPLIT_PAGES:
             return None
@@ -211,6 +215,7 @@ class Plan:
             new.down, victim.down = victim.down, None
             new.down.slice = new
         new.prior = victim.density()
+        victim.cut_after = victim.up.pages if victim.up is not None else 0
         self.slices.append(new)
         self.slices.sort(key=lambda s: s.start)  # stable: the victim stays first
 
