@@ -4,13 +4,15 @@ point, without threads, a database or a network."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from support import sim_account
 
 from etl.common.errors import CorruptResponseError
 from etl.sync.pagecheck import WindowCheck
-from etl.sync.plan import MIN_SPLIT_PAGES, Plan, Proof, Slice, saved
+from etl.sync.plan import MIN_SPLIT_PAGES, Plan, Slice, saved
+from etl.sync.reader import Proof
 from etl.sync.window import BOUND_SLACK, Window
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -97,7 +99,7 @@ def test_a_split_cuts_the_gap_and_hands_the_downward_reader_on() -> None:
     second = Slice(None, *rest)
     plan.add_split(second, first, middle)
     assert plan.slices == [first, second]
-    assert (first.end, first.down, first.low) == (middle, None, None)
+    assert first.end == middle and first.down is None and first.low is None
     assert (second.end, second.down, second.low) == (WINDOW.end, down, hi)
     assert down.slice is second and second.density() is not None
     assert plan.unstarted() is second  # an upward reader goes to the cut, walking away from it
@@ -172,9 +174,11 @@ class Answers:
     base_url = "http://127.0.0.1:9"
 
     def __init__(self, *bodies: list[str]) -> None:
-        self.bodies = [{"audit_logs": [{"created_at": t} for t in b]} for b in bodies]
+        self.bodies: list[dict[str, Any]] = [
+            {"audit_logs": [{"created_at": t} for t in b]} for b in bodies
+        ]
 
-    def get_json(self, url: str, params: object = None, check: object = None) -> dict[str, object]:
+    def get_json(self, url: str, params: object = None, check: object = None) -> dict[str, Any]:
         body = self.bodies.pop(0)
         assert callable(check)
         check(body)
