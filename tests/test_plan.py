@@ -11,8 +11,7 @@ from support import sim_account
 
 from etl.common.errors import CorruptResponseError
 from etl.sync.pagecheck import WindowCheck
-from etl.sync.plan import MIN_SPLIT_PAGES, Plan, Slice, saved
-from etl.sync.reader import Proof
+from etl.sync.plan import MIN_SPLIT_PAGES, Plan, Proof, Slice, saved
 from etl.sync.window import BOUND_SLACK, Window
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -62,8 +62,7 @@ from etl.common.clock import utc_now
 from etl.common.errors import InterruptedRun
 from etl.storage.store import SliceRow
 from etl.sync.pagecheck import WindowCheck
-from etl.sync.plan import SLICES_PER_WORKER, Plan, Slice
-from etl.sync.reader import Reader
+from etl.sync.plan import SLICES_PER_WORKER, Plan, Reader, Slice
 from etl.sync.run import Run, split_records
 from etl.sync.window import latest_end
 from etl.sync.writer import Failed, Page, Writer

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from etl.common.settings import AccountSettings
-from etl.sync.reader import SMOOTHING, Proof, Reader
 from etl.sync.window import BOUND_SLACK, Window, reread_from
 
 MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pages left
@@ -40,6 +39,44 @@ MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pag
 MIN_SPLIT_PAGES = 8.0
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
 SLICES_PER_WORKER = 4  # splits are bounded: at most this many slices per worker
+SMOOTHING = 0.3  # weight of the newest page in a reader's moving average
+
+
+@dataclass(eq=False)
+class Reader:
+    """One fetcher's walk through a slice, upwards or downwards, in one query."""
+
+    slice: Slice
+    down: bool
+    query_start: datetime
+    query_end: datetime
+    frontier: datetime | None = None  # newest (up) or oldest (down) created_at fetched
+    first: datetime | None = None  # the first created_at it fetched
+    # Seconds of created_at a page moves the frontier, a moving average over its pages:
+    # seconds per page, not pages per second, so that a page inside one busy second (0 s)
+    # only lowers the average a little instead of making every later second look as dense.
+    spacing: float | None = None
+    pages: int = 0
+    exhausted: bool = False  # its query has no more pages: its whole window is read
+
+    def density(self) -> float | None:
+        """Pages per second of created_at near its frontier (None: no page with records)."""
+        return None if self.spacing is None else 1.0 / max(self.spacing, 1.0)
+
+    def proof(self) -> datetime | None:
+        """Up: records before this are read; down: records after this are read."""
+        if self.down and self.exhausted:
+            return self.query_start
+        return self.frontier
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What one fetched page proves about its slice, for the writer."""
+
+    down: bool
+    value: datetime | None  # up: newest created_at; down: oldest (or the query's start)
+    exhausted: bool  # the query ended with this page
 
 
 @dataclass(eq=False)

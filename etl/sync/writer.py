@@ -19,8 +19,7 @@ from typing import Any
 
 from etl.records.audit import Reject
 from etl.storage.store import BatchTransaction, SliceUpdate, WriteResult
-from etl.sync.plan import Plan, Progress, Slice, saved
-from etl.sync.reader import Proof
+from etl.sync.plan import Plan, Progress, Proof, Slice, saved
 from etl.sync.run import Run
 
 BATCH_ROWS = 1000  # rows per upsert when pages queue up
