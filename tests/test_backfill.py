@@ -89,10 +89,12 @@ def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
         assert summary.status == "success"
         assert summary.inserted == len(sim.visible_records())
         assert_table_matches(db_url, sim.visible_records())
-        slices = len(set(query_starts(sim)))
-        assert slices >= 4  # it really was read in several slices
-        # little waste: a partial page per slice, and a page past the end per split
-        assert summary.requests <= len(records) / 100 + 2 * slices, slices
+        readers = len(set(query_starts(sim)))
+        # It really was read by several fetchers: a slice read from both ends and a split
+        # at least (fewer than the old time splits: a pair needs no split point).
+        assert readers >= 3
+        # little waste: where two readers meet or a reader crosses a cut, a partial page
+        assert summary.requests <= len(records) / 100 + readers, readers
         assert store.slices("acme") == []  # the finished plan is gone
         assert summary.window is not None
         assert store.watermark("acme") == summary.window.end

@@ -1,25 +1,23 @@
-"""The backfill plan (etl/sync/plan.py): slices, splits and the contiguous read point, without
-threads, a database or a network."""
+"""The backfill plan (etl/sync/plan.py): readers, pairs, splits, proofs and the contiguous read
+point, without threads, a database or a network."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import pytest
 from support import sim_account
 
-from etl.sync.plan import Plan, Slice
+from etl.common.errors import CorruptResponseError
+from etl.sync.pagecheck import WindowCheck
+from etl.sync.plan import MIN_SPLIT_PAGES, Plan, Proof, Slice, saved
 from etl.sync.window import BOUND_SLACK, Window
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
 WINDOW = Window(T0, T0 + 10 * HOUR)
-
-
-def running_with_pages(plan: Plan, slice_: Slice, *pages: tuple[datetime, datetime]) -> None:
-    """``slice_``'s fetcher started and read pages spanning each (oldest, newest)."""
-    slice_.begin()
-    for oldest, newest in pages:
-        slice_.took_page(newest, oldest, has_more=True)
 
 
 def test_a_new_plan_is_one_unstarted_slice_with_nothing_read() -> None:
@@ -31,90 +29,131 @@ def test_a_new_plan_is_one_unstarted_slice_with_nothing_read() -> None:
     assert not plan.finished()
 
 
-def test_the_slice_with_most_pages_left_is_split_in_the_middle_of_its_unread_part() -> None:
-    plan = Plan.whole(WINDOW)
-    (first,) = plan.slices
-    # One page of 100 records covered ten minutes: dense enough to be worth splitting.
-    running_with_pages(plan, first, (T0, T0 + timedelta(minutes=10)))
-    assert plan.unstarted() is None
-    candidate = plan.split_candidate()
-    assert candidate is not None
-    victim, middle = candidate
-    assert victim is first
-    frontier = T0 + timedelta(minutes=10)
-    assert middle == frontier + (WINDOW.end - frontier) / 2
-
-    rest = plan.cut(first, middle)
-    assert rest == (middle - BOUND_SLACK, WINDOW.end)  # neighbours overlap by the slack
-    assert first.end == middle
-    second = Slice(None, *rest)
-    plan.add_split(second, first)
-    assert plan.slices == [first, second]
-    assert second.density == first.density
-    assert plan.unstarted() is second
-
-
-def test_no_split_once_the_fetcher_has_passed_the_middle_or_too_little_is_left() -> None:
-    plan = Plan.whole(WINDOW)
-    (first,) = plan.slices
-    running_with_pages(plan, first, (T0, T0 + timedelta(minutes=10)))
-    _, middle = plan.split_candidate() or (None, T0)
-    first.took_page(middle, middle - timedelta(minutes=1), has_more=True)  # raced past it
-    assert plan.cut(first, middle) is None
-    assert first.end == WINDOW.end
-
-    sparse = Plan.whole(WINDOW)
-    (only,) = sparse.slices
-    running_with_pages(sparse, only, (T0, T0 + 9 * HOUR))  # a page per 9 h: ~1 page left
-    assert sparse.split_candidate() is None
-
-
-def test_a_few_pages_left_are_still_split_so_the_end_drains_in_parallel() -> None:
+def test_a_free_fetcher_reads_a_busy_slice_downwards_from_its_end() -> None:
     plan = Plan.whole(WINDOW)
     (only,) = plan.slices
-    # A page per 2.5 h, 7.5 h unread: about 3 pages, read one after another otherwise.
-    running_with_pages(plan, only, (T0, T0 + 2.5 * HOUR))
-    candidate = plan.split_candidate()
-    assert candidate is not None and candidate[0] is only
+    up = plan.begin_up(only)
+    plan.took_page(up, T0 + 10 * MINUTE, T0, has_more=True)
+    assert plan.unstarted() is None
+    assert plan.pair_candidate() is only  # no split point to guess
+    down = plan.begin_down(only)
+    assert (down.query_start, down.query_end) == (T0 + 10 * MINUTE - BOUND_SLACK, WINDOW.end)
+    assert plan.pair_candidate() is None
 
 
-def test_a_page_past_a_moved_end_is_the_slices_last() -> None:
+def test_a_slice_is_done_once_committed_pages_from_both_ends_meet() -> None:
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    up = plan.begin_up(only)
+    first, _ = plan.took_page(up, T0 + 2 * HOUR, T0, has_more=True)
+    down = plan.begin_down(only)
+    top, finished = plan.took_page(down, WINDOW.end, T0 + 5 * HOUR, has_more=True)
+    assert not finished
+    meet, finished = plan.took_page(up, T0 + 5 * HOUR + MINUTE, T0 + 2 * HOUR, has_more=True)
+    assert finished and only.fetched  # the up reader passed the down reader's oldest
+    # The writer decides from committed pages only: the down page alone proves a suffix.
+    pending = plan.progress([(only, top)], {})
+    assert pending[only] == (None, T0 + 5 * HOUR, False)
+    assert saved(only, pending[only]) == (None, False, T0 + 5 * HOUR + BOUND_SLACK)
+    pending |= plan.progress([(only, first)], pending)
+    assert not pending[only][2]
+    assert plan.read_point(pending) == T0 + 2 * HOUR
+    pending |= plan.progress([(only, meet)], pending)
+    assert pending[only][2]  # position 5h01 > low 5h: covered
+    assert saved(only, pending[only]) == (WINDOW.end, True, WINDOW.end)
+    assert plan.read_point(pending) == WINDOW.end
+
+
+def test_nothing_proves_a_slice_read_past_what_its_pages_cover() -> None:
+    """The 2099 bug: a page's proof is its own records, never 'past the end'."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    up = plan.begin_up(only)
+    proof, finished = plan.took_page(up, T0 + HOUR, T0, has_more=True)
+    assert not finished
+    assert plan.progress([(only, proof)], {})[only] == (T0 + HOUR, None, False)
+    # An upward query that ends proves its window, which holds the slice.
+    last = Proof(False, None, True)
+    assert plan.progress([(only, last)], {})[only][2]
+    # A downward query that ends proves its own window only: down to its start.
+    down_end = Proof(True, T0 + HOUR, True)
+    assert not plan.progress([(only, down_end)], {})[only][2]
+
+
+def test_a_split_cuts_the_gap_and_hands_the_downward_reader_on() -> None:
     plan = Plan.whole(WINDOW)
     (first,) = plan.slices
-    running_with_pages(plan, first, (T0, T0 + HOUR))
-    first.end = T0 + 2 * HOUR  # a split ended it there
-    position, last = first.took_page(T0 + 3 * HOUR, T0 + HOUR, has_more=True)
-    assert last and position == T0 + 2 * HOUR  # never past its end
-    assert first.fetched and not first.running
+    up = plan.begin_up(first)
+    plan.took_page(up, T0 + 10 * MINUTE, T0, has_more=True)
+    down = plan.begin_down(first)
+    plan.took_page(down, WINDOW.end, WINDOW.end - 10 * MINUTE, has_more=True)
+    first.low = WINDOW.end - 10 * MINUTE  # committed
+    candidate = plan.split_candidate(max_slices=8)
+    assert candidate is not None
+    victim, middle = candidate
+    lo, hi = T0 + 10 * MINUTE, WINDOW.end - 10 * MINUTE
+    assert victim is first and middle == lo + (hi - lo) / 2
+    rest = plan.cut(first, middle)
+    assert rest == (middle - BOUND_SLACK, hi + BOUND_SLACK)  # its row ends where low proves
+    second = Slice(None, *rest)
+    plan.add_split(second, first, middle)
+    assert plan.slices == [first, second]
+    assert first.end == middle and first.down is None and first.low is None
+    assert (second.end, second.down, second.low) == (WINDOW.end, down, hi)
+    assert down.slice is second and second.density() is not None
+    assert plan.unstarted() is second  # an upward reader goes to the cut, walking away from it
+    assert plan.pair_candidate() is first  # and a downward one from the cut
+    assert plan.split_candidate(max_slices=2) is None  # splits are bounded
+
+
+def test_no_split_once_the_readers_have_passed_the_middle_or_too_little_is_left() -> None:
+    plan = Plan.whole(WINDOW)
+    (first,) = plan.slices
+    up = plan.begin_up(first)
+    plan.took_page(up, T0 + 10 * MINUTE, T0, has_more=True)
+    candidate = plan.split_candidate(max_slices=8)
+    assert candidate is not None
+    _, middle = candidate
+    plan.took_page(up, middle + MINUTE, T0 + 10 * MINUTE, has_more=True)  # raced past it
+    assert plan.cut(first, middle) is None
+    sparse = Plan.whole(WINDOW)
+    up = sparse.begin_up(sparse.slices[0])
+    sparse.took_page(up, T0 + 9 * HOUR, T0, has_more=True)  # one page: 9 of 10 hours
+    assert sparse.slices[0].pages_left() < MIN_SPLIT_PAGES
+    assert sparse.split_candidate(max_slices=8) is None
+    assert sparse.pair_candidate() is None
+
+
+def test_a_burst_in_one_second_does_not_make_the_rest_look_dense() -> None:
+    """Seconds per page, averaged: a page of 100 records in one second moves the average a
+    little, instead of making the next hours look like a page a second."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    up = plan.begin_up(only)
+    moment = T0
+    for _ in range(3):  # a page every 20 minutes
+        plan.took_page(up, moment + 20 * MINUTE, moment, has_more=True)
+        moment += 20 * MINUTE
+    plan.took_page(up, moment, moment, has_more=True)  # a burst: one second, a page
+    left = only.pages_left()
+    expected = (WINDOW.end - moment) / (20 * MINUTE)  # about a page per 20 minutes
+    assert expected / 2 < left < expected * 2, (left, expected)
 
 
 def test_the_read_point_is_the_lowest_unfinished_slice_and_the_end_once_all_are_done() -> None:
-    a = Slice(1, T0, T0 + 4 * HOUR)
-    b = Slice(2, T0 + 4 * HOUR - BOUND_SLACK, WINDOW.end)
+    a = Slice(1, T0, T0 + 5 * HOUR)
+    b = Slice(2, T0 + 5 * HOUR - BOUND_SLACK, WINDOW.end)
     plan = Plan([a, b], WINDOW.start, WINDOW.end)
-
-    # b is ahead, but a holds the read point back.
-    progress = plan.progress([(b, T0 + 6 * HOUR, False), (a, T0 + HOUR, False)], {})
-    assert plan.read_point(progress) == T0 + HOUR
-    assert plan.read_point({}) is None  # not committed yet
-    plan.commit(progress)
-    assert a.read_point() == T0 + HOUR and a.read_from() == T0 + HOUR - BOUND_SLACK
-
-    # a read to its end: b's position is the point; the watermark never moves back.
-    progress = plan.progress([(a, T0 + 2 * HOUR, True)], {})
-    assert progress[a] == (a.end, True)
-    assert plan.read_point(progress) == T0 + 6 * HOUR
-    assert plan.watermark(progress, before=T0 + 7 * HOUR) is None
-    assert plan.watermark(progress, before=T0 + HOUR) == T0 + 6 * HOUR
-    plan.commit(progress)
-
-    # Later pages of one batch build on the pending ones of the same transaction.
-    pending = plan.progress([(b, T0 + 8 * HOUR, False)], {})
-    progress = plan.progress([(b, None, True)], pending)
-    assert progress[b] == (b.end, True)
-    plan.commit(progress)
+    pending = plan.progress([(b, Proof(False, T0 + 7 * HOUR, False))], {})
+    assert plan.read_point(pending) is None  # a is at its start, the window's
+    pending |= plan.progress([(a, Proof(False, T0 + HOUR, False))], pending)
+    assert plan.read_point(pending) == T0 + HOUR
+    pending |= plan.progress([(a, Proof(False, None, True))], pending)
+    assert plan.read_point(pending) == T0 + 7 * HOUR
+    pending |= plan.progress([(b, Proof(False, None, True))], pending)
+    assert plan.read_point(pending) == WINDOW.end
+    plan.commit(pending)
     assert plan.finished()
-    assert plan.read_point({}) == WINDOW.end
 
 
 def test_a_resumed_plan_reads_on_to_a_later_end_rereading_the_overlap() -> None:
@@ -128,22 +167,44 @@ def test_a_resumed_plan_reads_on_to_a_later_end_rereading_the_overlap() -> None:
     assert end == plan.end == WINDOW.end
 
 
-def test_pages_left_counts_each_slice_at_its_own_density() -> None:
-    """What the progress bar takes as the work left: an empty stretch of history costs
-    no pages, a dense stretch many; unknown while a slice left to read has no density."""
-    empty = Slice(None, T0 - 1000 * HOUR, T0)
-    sparse = Slice(None, T0, T0 + 4 * HOUR)
-    dense = Slice(None, T0 + 4 * HOUR, T0 + 10 * HOUR)
-    plan = Plan([empty, sparse, dense], empty.start, dense.end)
-    assert plan.pages_left() is None  # nothing begun: the 1,000 hours may hold anything
-    empty.begin()
-    assert empty.took_page(None, None, has_more=False) == (None, True)  # one empty page
-    running_with_pages(plan, sparse, (T0, T0 + HOUR))  # a page an hour
-    assert plan.pages_left() is None  # the dense slice has not begun
-    running_with_pages(plan, dense, (T0 + 4 * HOUR, T0 + 4 * HOUR + timedelta(minutes=6)))
-    left = plan.pages_left()
-    assert left is not None
-    # 3 hours at a page an hour, 5.9 hours at ten pages an hour; nothing for the empty one
-    assert abs(left - (3 + 59)) < 0.01
-    plan.commit({dense: (dense.end, True)})
-    assert abs((plan.pages_left() or 0.0) - 3) < 0.01
+class Answers:
+    """A client giving ``bodies`` in turn to the check, as ZendeskClient.get_json does."""
+
+    base_url = "http://127.0.0.1:9"
+
+    def __init__(self, *bodies: list[str]) -> None:
+        self.bodies: list[dict[str, Any]] = [
+            {"audit_logs": [{"created_at": t} for t in b]} for b in bodies
+        ]
+
+    def get_json(self, url: str, params: object = None, check: object = None) -> dict[str, Any]:
+        body = self.bodies.pop(0)
+        assert callable(check)
+        check(body)
+        return body
+
+
+@pytest.mark.parametrize(
+    ("down", "pages", "wrong"),
+    [
+        (False, [["2026-01-01T01:00:00Z", "2099-01-01T00:00:00Z"]], "outside the window"),
+        (False, [["2026-01-01T01:00:00Z", "2026-01-01T00:30:00Z"]], "not in ascending"),
+        (False, [["2026-01-01T01:00:00Z"], ["2026-01-01T00:59:59Z"]], "not in ascending"),
+        (True, [["2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z"]], "not in descending"),
+        (False, [["2025-12-31T23:00:00Z"]], "outside the window"),
+    ],
+)
+def test_an_answer_out_of_order_or_outside_its_window_is_corrupt(
+    down: bool, pages: list[list[str]], wrong: str
+) -> None:
+    client = WindowCheck(Answers(*pages), T0, WINDOW.end, down)
+    with pytest.raises(CorruptResponseError, match=wrong):
+        for _ in pages:
+            client.get_json("/api/v2/audit_logs")
+
+
+def test_an_answer_in_order_within_its_window_passes() -> None:
+    pages = [["2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z"], ["2026-01-01T10:00:00Z", "bad"]]
+    client = WindowCheck(Answers(*pages), T0, WINDOW.end, False)
+    for _ in pages:
+        client.get_json("/api/v2/audit_logs")

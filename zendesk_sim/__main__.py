@@ -19,7 +19,7 @@ from types import FrameType
 
 from zendesk_sim.access_data import AccessSource
 from zendesk_sim.auth import SimAuth
-from zendesk_sim.generate import generate_records
+from zendesk_sim.generate import SHAPES, generate_records
 from zendesk_sim.ratelimit import MODES
 from zendesk_sim.server import SimulatedZendesk
 
@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     add("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     add("--port", type=int, default=0, help="port; 0 picks a free one (default)")
     add("--records", type=int, default=20_000, help="generated records (default 20000)")
+    add(
+        "--shape",
+        choices=SHAPES,
+        default="bursty",
+        help="bursty (default: a busy account's bursts, quiet stretches, out-of-order ids) or even",
+    )
     add("--seed", type=int, default=42, help="generation seed (default 42)")
     add("--days", type=float, default=30.0, help="days the records span (default 30)")
     add(
@@ -120,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         end=end,
         seed=args.seed,
         base_url=args.base_url,
+        shape=args.shape,
     )
     sim = SimulatedZendesk(
         source,

@@ -9,10 +9,18 @@ functions of ``i`` make that possible:
   (fewer for small sources) a hash-chosen run of 2..64 records is pinned to one
   second (a burst), so dozens of records share a ``created_at`` and those ties
   straddle page boundaries.
-* ``id(i)`` is strictly increasing, 13 digits, with hash jitter.
+* ``id(i)`` is increasing, 13 digits, with hash jitter.
 
-So the order (created_at, id) is the order of ``i``, and a time or key bound
-becomes an index by binary search. Generated ids all lie in
+Two shapes. ``even`` (the default for tests that rely on it) is the above. ``bursty``
+looks like a busy real account: blocks of 400 records, four in five holding a burst
+of 20-300 records in one second (about a third of all records share their second with
+the previous one), long quiet stretches (three of twelve segments at 1%), and about 2%
+of ids out of created_at order: a record that opens its second takes an id from a
+slot up to a few thousand records back (its slot's upper half, so ids stay unique).
+
+Either way the order (created_at, id) is the order of ``i`` (an out-of-order id only
+opens a second, so within a second ids still rise), and a time or key bound becomes
+an index by binary search. Generated ids all lie in
 [``ID_BASE``, ``ID_BASE + n * ID_STRIDE``); ``owns_id`` tells whether an id is one.
 
 Serving a page is the simulator's hot path, so ``fragment`` writes a record's
@@ -40,6 +48,12 @@ ID_STRIDE = 7_919
 _MASK = (1 << 64) - 1
 _BLOCK = 64
 _SEGMENTS = 12
+SHAPES = ("even", "bursty")
+_BURSTY_BLOCK = 400
+_BURST_SHARE = 80  # percent of bursty blocks holding a burst
+_BURST_MIN, _BURST_MAX = 20, 300
+_DISPLACED = 3  # percent of records (opening a second) whose id is out of created_at order
+_HALF = ID_STRIDE // 2
 
 _ACTORS = (
     (360_001_482_211, "Sameer Patel", "209.119.38.228"),
@@ -145,9 +159,14 @@ class RecordSource:
         end: datetime,
         seed: int = 0,
         base_url: str = "https://example.zendesk.com",
+        shape: str = "even",
     ) -> None:
         if n < 0:
             raise ValueError("n must be >= 0")
+        if shape not in SHAPES:
+            raise ValueError(f"shape must be one of {', '.join(SHAPES)}")
+        self.shape = shape
+        self._bursty = shape == "bursty"
         self._n = n
         self._start = to_epoch(start)
         self._end = to_epoch(end)
@@ -155,7 +174,7 @@ class RecordSource:
             raise ValueError("end must be after start")
         self._seed = _mix(seed)
         # Smaller blocks for small sources, so even a 50-record fixture has ties.
-        self._block = max(8, min(_BLOCK, n // 8))
+        self._block = _BURSTY_BLOCK if self._bursty else max(8, min(_BLOCK, n // 8))
         self._url_prefix = base_url.rstrip("/") + "/api/v2/audit_logs/"
         # The opening quote and escaped prefix: an id and ".json" need no escaping.
         self._url_json = _json_text(self._url_prefix)[:-1]
@@ -182,8 +201,9 @@ class RecordSource:
         weights = [0.5 + (_mix(self._seed ^ (k + 1)) % 1000) / 1000 for k in range(_SEGMENTS)]
         pick = _mix(self._seed ^ 0xD15E)
         weights[pick % _SEGMENTS] = 6.0
-        weights[(pick >> 8) % _SEGMENTS] = 0.05
-        weights[(pick >> 16) % _SEGMENTS] = 0.05
+        quiet = 0.01 if self._bursty else 0.05
+        for shift in (8, 16, 24) if self._bursty else (8, 16):
+            weights[(pick >> shift) % _SEGMENTS] = quiet
         total = sum(weights)
         fractions, times, acc = [0.0], [self._start], 0.0
         step = (self._end - self._start) / _SEGMENTS
@@ -207,6 +227,12 @@ class RecordSource:
         size = self._block
         bits = _mix(self._seed ^ (block * 0x632BE59BD9B4E019))
         roll = bits % 100
+        if self._bursty:
+            if roll >= _BURST_SHARE:
+                return None
+            length = _BURST_MIN + (bits >> 8) % (_BURST_MAX - _BURST_MIN + 1)
+            first = block * size + (bits >> 24) % (size - length + 1)
+            return first, first + length, self._base_time(first)
         if roll >= 50:
             return None
         first = block * size
@@ -225,14 +251,29 @@ class RecordSource:
         return self._base_time(i)
 
     def record_id(self, i: int) -> int:
-        return ID_BASE + i * ID_STRIDE + _mix(self._seed ^ i ^ 0x1D) % ID_STRIDE
+        bits = _mix(self._seed ^ i ^ 0x1D)
+        if not self._bursty:
+            return ID_BASE + i * ID_STRIDE + bits % ID_STRIDE
+        back = self._displacement(i, bits)
+        if back:  # an older slot's upper half: below ids of records created before it
+            return ID_BASE + (i - back) * ID_STRIDE + _HALF + back
+        return ID_BASE + i * ID_STRIDE + bits % _HALF
+
+    def _displacement(self, i: int, bits: int) -> int:
+        """How many slots back record ``i``'s id lies (0: in order). Only a record that
+        opens its second moves: within a second, ids rise with ``i``."""
+        if (bits >> 40) % 100 >= _DISPLACED or i == 0:
+            return 0
+        if self.created_ts(i - 1) == self.created_ts(i):
+            return 0
+        return 1 + (bits >> 8) % min(i, _HALF - 1)
 
     def owns_id(self, record_id: int) -> bool:
-        i, _ = divmod(record_id - ID_BASE, ID_STRIDE)
-        return 0 <= i < self._n and self.record_id(i) == record_id
+        return self.index_of_id(record_id) is not None
 
     def index_of_id(self, record_id: int) -> int | None:
-        i = (record_id - ID_BASE) // ID_STRIDE
+        slot, rest = divmod(record_id - ID_BASE, ID_STRIDE)
+        i = slot + rest - _HALF if self._bursty and rest > _HALF else slot
         return i if 0 <= i < self._n and self.record_id(i) == record_id else None
 
     def key(self, i: int) -> Key:
@@ -364,6 +405,8 @@ def generate_records(
     end: datetime,
     seed: int = 0,
     base_url: str = "https://example.zendesk.com",
+    shape: str = "even",
 ) -> RecordSource:
-    """``n`` deterministic, realistic records spread unevenly over [start, end)."""
-    return RecordSource(n, start=start, end=end, seed=seed, base_url=base_url)
+    """``n`` deterministic, realistic records spread unevenly over [start, end); ``shape``
+    ``bursty`` for a busy account's bursts, quiet stretches and out-of-order ids."""
+    return RecordSource(n, start=start, end=end, seed=seed, base_url=base_url, shape=shape)

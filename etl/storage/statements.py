@@ -47,6 +47,7 @@ class SliceUpdate:
     id: int
     position: datetime | None
     done: bool
+    end: datetime | None = None  # moved down to what a downward reader left unproven
 
 
 def state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
@@ -99,7 +100,13 @@ _SAVE_SLICE = (
         sync_slices.c.id == sa.bindparam("slice_id"),
         sync_slices.c.account == sa.bindparam("slice_account"),
     )
-    .values(position=sa.bindparam("new_position"), done=sa.bindparam("new_done"))
+    .values(
+        position=sa.bindparam("new_position"),
+        done=sa.bindparam("new_done"),
+        slice_end=sa.func.coalesce(
+            sa.bindparam("new_end", type_=sync_slices.c.slice_end.type), sync_slices.c.slice_end
+        ),
+    )
 )
 
 
@@ -112,6 +119,7 @@ def save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) -
                 "slice_account": account,
                 "new_position": update.position,
                 "new_done": update.done,
+                "new_end": update.end,
             },
         )
         if saved.rowcount != 1:  # rolls the transaction back: the plan is not what this run read

@@ -8,17 +8,22 @@ The plan (slices, work-stealing splits, the contiguous read point) is ``etl.sync
 pure; this module runs threads over it and persists what it decides.
 
 Checkpoints. A sync persists its plan in ``zendesk_audit_sync_slices``; each slice's
-``position`` (the newest ``created_at`` committed in it) and ``done`` flag commit in the
-same transaction as the rows that move them. A killed backfill resumes every unfinished
-slice at ``position - BOUND_SLACK``. The account's watermark moves to the plan's
-contiguous read point, never further; when every slice is done it becomes the plan's
-end and the plan is deleted. A resync keeps its plan in memory only and never moves the
-watermark.
+``position`` (the newest ``created_at`` its upward pages proved), its ``end`` (moved down to
+what its downward pages left unproven) and ``done`` commit in the same transaction as the
+rows that prove them, and only what committed pages prove is ever committed
+(``etl.sync.plan``); every answer is first checked to be in order and inside its query's
+window (``etl.sync.pagecheck``). A killed backfill resumes every unfinished slice at
+``position - BOUND_SLACK``. The account's watermark moves to the plan's contiguous read
+point, never further; when every slice is done it becomes the plan's end and the plan is
+deleted. A resync keeps its plan in memory only and never moves the watermark.
 
-Splits and crashes. A split ends slice A at ``m`` and adds B = ``[m - 1 s, old end]`` in
-one transaction, committed before B's fetcher starts; A's fetcher, whose query still
-runs to the old end, stops at the first page that reaches ``m``. If the process dies
-before that commit, A still covers everything: a lost split only costs re-reading.
+Readers and splits. A free fetcher reads an unread slice upwards; else it reads a slice
+that only has an upward reader downwards from its end, and the two meet wherever they
+meet (no request is spent on a guessed split point); else it cuts the largest unread gap
+in the middle (``Plan.split_candidate``), committed before the new reader starts, the new
+slice taking the gap's downward reader. If the process dies before that commit, the
+victim still covers everything. Slices are bounded (``SLICES_PER_WORKER``), and each split
+needs a page read since: a server that ignores the window cannot make a run split forever.
 
 The pipeline. Fetchers (each with its own ``ZendeskClient``, all sharing the account's
 ``RateLimiter``; the backfill closes those it made) parse their pages and put them in a
@@ -38,8 +43,7 @@ bound by the writer, and another fetcher would only take CPU time from it.
 
 Who goes first. A fetcher's requests wait for the budget with its slice's estimated
 pages left as their priority (``RateLimiter.acquire``): the slices that would finish
-last are read fastest, so the slices end together and few are split at the end of a
-run, where each split costs a request.
+last are read fastest, so the slices end together.
 
 Stopping. When ``hooks.stop`` is set (SIGTERM) the fetchers stop after their current
 request, the writer commits the pages it has already received and the run raises
@@ -57,7 +61,8 @@ from datetime import datetime
 from etl.common.clock import utc_now
 from etl.common.errors import InterruptedRun, OutOfTime
 from etl.storage.store import SliceRow
-from etl.sync.plan import Plan, Slice
+from etl.sync.pagecheck import WindowCheck
+from etl.sync.plan import SLICES_PER_WORKER, Plan, Reader, Slice
 from etl.sync.run import Run, split_records
 from etl.sync.window import latest_end
 from etl.sync.writer import Failed, Page, Writer
@@ -73,6 +78,7 @@ QUEUE_MAX_PAGES = 64  # ... up to this many: memory stays flat whatever ``worker
 # fetcher, and at least this many (at 40 pages a second a few wait between two writes).
 WRITER_BEHIND_PAGES = 4
 POLL = 0.1  # seconds: how often blocked threads look at the stop flags
+HANDOVER_PAGES = 2.0  # pages left in a gap below which its downward reader stops
 JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)
 
 
@@ -102,6 +108,9 @@ class Backfill:
         self._plan = self._load_plan()
         self._writer = Writer(run, self._plan, self._queue)
         self._page_size = account.zendesk.page_size
+        # Splits are bounded whatever the answers say (a server ignoring the window once
+        # made a backfill split forever): every run ends by itself.
+        self.max_slices = max(len(self._plan.slices), 1) + SLICES_PER_WORKER * self.workers
 
     # -- the run -----------------------------------------------------------------------
 
@@ -171,7 +180,8 @@ class Backfill:
     # -- fetchers ----------------------------------------------------------------------
 
     def _schedule(self) -> None:
-        """Give every free worker a slice: an unstarted one, else half of a busy one."""
+        """Give every free worker a reader: an unread slice upwards, else a slice read
+        upwards only downwards from its end, else the half of a gap (a split)."""
         if self._cancel.is_set():
             return
         limiter = self._main_client.limiter
@@ -185,41 +195,52 @@ class Backfill:
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return
             with self._lock:
-                target = self._plan.unstarted() or self._plan.split_candidate()
-            if target is None:
+                reader = self._next_reader()
+            if reader is None:
                 return
-            if isinstance(target, tuple):
-                victim, middle = target
-                target = self._split(victim, middle)
-                if target is None:
-                    return
-            self._start(target)
+            self._start(reader)
             running = self._writer.fetchers
+
+    def _next_reader(self) -> Reader | None:
+        """Called with the lock held."""
+        plan = self._plan
+        unread = plan.unstarted()
+        if unread is not None:
+            return plan.begin_up(unread)
+        lone = plan.pair_candidate()
+        if lone is not None:
+            return plan.begin_down(lone)
+        candidate = plan.split_candidate(self.max_slices)
+        if candidate is None:
+            return None
+        victim, middle = candidate
+        if self._split(victim, middle) is None:
+            return None
+        unread = plan.unstarted()
+        return None if unread is None else plan.begin_up(unread)
 
     def _split(self, victim: Slice, middle: datetime) -> Slice | None:
         """End ``victim`` at ``middle``, committed with the new slice for the rest."""
         old_end = victim.end
-        with self._lock:  # the fetcher may have passed the middle meanwhile
-            rest = self._plan.cut(victim, middle)
+        rest = self._plan.cut(victim, middle)
         if rest is None:
             return None
         if victim.id is not None:
+            # A short write under the fetchers' lock: the readers must not move meanwhile.
             new = _from_row(self.store.split_slice(self.account.name, victim.id, middle, rest))
         else:
             new = Slice(None, *rest)
-        self._plan.add_split(new, victim)
+        self._plan.add_split(new, victim, middle)
         log.debug(
             "split %s..%s at %s", victim.start.isoformat(), old_end.isoformat(), middle.isoformat()
         )
         return new
 
-    def _start(self, target: Slice) -> None:
+    def _start(self, reader: Reader) -> None:
         client = self._free.pop() if self._free else self._new_client()
-        with self._lock:
-            target.begin()
         self._writer.fetchers += 1
         thread = threading.Thread(
-            target=self._fetch, args=(target, client), name="backfill-fetcher", daemon=True
+            target=self._fetch, args=(reader, client), name="backfill-fetcher", daemon=True
         )
         self._threads = [t for t in self._threads if t.is_alive()]
         self._threads.append(thread)
@@ -230,38 +251,61 @@ class Backfill:
         self._made.append(worker)
         return worker
 
-    def _fetch(self, target: Slice, client: ZendeskClient) -> None:
-        """A fetcher thread: read ``target`` page by page into the queue."""
+    def _fetch(self, reader: Reader, client: ZendeskClient) -> None:
+        """A fetcher thread: walk ``reader`` page by page into the queue, until what its
+        slice's readers fetched covers it."""
         try:
             with self._lock:
-                start, end = target.read_from(), target.end
+                start, end, down = reader.query_start, reader.query_end, reader.down
             params = audit_log_params(
-                start, end, self.account.sync.filters, page_size=self._page_size
+                start,
+                end,
+                self.account.sync.filters,
+                sort="-created_at" if down else "created_at",
+                page_size=self._page_size,
             )
-            pages = iter_pages(client, params)
+            pages = iter_pages(WindowCheck(client, start, end, down), params)
             while True:
                 with self._lock:  # the slices that would finish last (or unknown: inf) first
+                    target = reader.slice
                     client.priority = target.pages_left()
+                    # Less than a page between the two readers: one request reads it, so
+                    # the downward one leaves it to the upward one rather than both asking.
+                    finished = target.fetched or (
+                        reader.down and reader.pages > 0 and target.pages_left() < HANDOVER_PAGES
+                    )
+                if finished:  # the other reader met this one: nothing left to ask for
+                    self._finish(reader, client)
+                    return
                 with self._gate.slot(self._cancel.is_set, POLL) as held:
                     page = next(pages, None) if held else None
-                if page is None or self._cancel.is_set():
+                if self._cancel.is_set():
                     self._free.append(client)
+                    return
+                if page is None:  # pragma: no cover - a query ends with an exhausted page
+                    self._finish(reader, client)
                     return
                 rows, rejects = split_records(page.records, self.account.name, utc_now())
                 newest = max((r["created_at"] for r in rows), default=None)
                 oldest = min((r["created_at"] for r in rows), default=None)
                 with self._lock:
-                    position, last = target.took_page(newest, oldest, page.has_more)
-                if last:  # free before the writer hears of it, so the next slice can use it
+                    proof, last = self._plan.took_page(reader, newest, oldest, page.has_more)
+                    target = reader.slice
+                if last:  # free before the writer hears of it, so the next reader can use it
                     self._free.append(client)
-                self._put(Page(target, rows, rejects, len(page.records), position, last))
+                self._put(Page(target, rows, rejects, len(page.records), proof, last))
                 if last:
                     return
         except BaseException as exc:  # handed to the writer, which stops the run with it
-            with self._lock:
-                target.running = False
             self._free.append(client)
-            self._put(Failed(target, exc))
+            self._put(Failed(reader.slice, exc))
+
+    def _finish(self, reader: Reader, client: ZendeskClient) -> None:
+        """``reader`` stops without a page: the writer hears it, with all it proved."""
+        self._free.append(client)
+        with self._lock:
+            target, proof = reader.slice, self._plan.final_proof(reader)
+        self._put(Page(target, [], [], 0, proof, True, request=False))
 
     def _put(self, item: Page | Failed) -> None:
         while not self._cancel.is_set():

@@ -1,15 +1,27 @@
-"""A backfill's plan: the slices that cover a window, how they split, how far it is read.
+"""A backfill's plan: the slices that cover a window, who reads them, how far it is proven.
 
 Pure: no threads, no database, no network. ``etl.sync.backfill`` runs fetchers and a writer
 over it (and takes its lock around the fetch-side fields), and persists what it decides.
 
 A window is a set of **slices** ``[start, end]`` that cover it without gaps (neighbours
-overlap by ``BOUND_SLACK``: bounds may be exclusive). A free fetcher takes the first
-unstarted slice, else splits the slice with the most pages left (estimated from what its
-pages have covered so far) at the middle of its unread part. Each slice's ``position`` is
-the newest ``created_at`` committed in it; the plan's **contiguous read point** is the
-lowest read point of its unfinished slices (every record created before it is stored),
-or the plan's end once every slice is done.
+overlap by ``BOUND_SLACK``: bounds may be exclusive). Each slice is read by up to two
+**readers**: one upwards from its read point (``sort=created_at``), and, once a fetcher is
+free, one downwards from its end (``sort=-created_at``). They meet somewhere in the middle,
+at a point no one had to guess: so pairing a slice costs no request (its one partial page
+is where the two meet, instead of at its end). Only with more fetchers than two per slice is
+a slice cut in time, in the middle of its unread gap; the new slice takes the downward
+reader, and each side of the cut gets a reader walking away from it as fetchers free up.
+
+What is proven. An answer proves only what it covers in order, within its own window
+(checked by ``etl.sync.pagecheck`` before a page gets here): an upward page proves every
+record of the slice created before its newest one (``position``), a downward page every
+record created after its oldest one (``low``); a query that ends (``has_more`` false)
+proves its whole window. A slice is **done** when what its committed pages prove covers
+it: decided from committed pages only, never from what a fetcher has merely seen. Its row
+keeps ``position``, and ``end`` moves down to the proven suffix (``low`` + ``BOUND_SLACK``).
+
+The plan's **contiguous read point** is the lowest read point of its unfinished slices
+(every record created before it is stored), or the plan's end once every slice is done.
 """
 
 from __future__ import annotations
@@ -21,25 +33,68 @@ from datetime import datetime, timedelta
 from etl.common.settings import AccountSettings
 from etl.sync.window import BOUND_SLACK, Window, reread_from
 
-MIN_SPLIT_PAGES = 2.0  # split a slice only if about this many pages are left in it
+MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pages left
+# A slice already read from both ends is cut with this many pages left (each cut adds a
+# meeting, where a page is partly read twice: half a page on average)...
+MIN_SPLIT_PAGES = 8.0
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
+SLICES_PER_WORKER = 4  # splits are bounded: at most this many slices per worker
+SMOOTHING = 0.3  # weight of the newest page in a reader's moving average
+
+
+@dataclass(eq=False)
+class Reader:
+    """One fetcher's walk through a slice, upwards or downwards, in one query."""
+
+    slice: Slice
+    down: bool
+    query_start: datetime
+    query_end: datetime
+    frontier: datetime | None = None  # newest (up) or oldest (down) created_at fetched
+    first: datetime | None = None  # the first created_at it fetched
+    # Seconds of created_at a page moves the frontier, a moving average over its pages:
+    # seconds per page, not pages per second, so that a page inside one busy second (0 s)
+    # only lowers the average a little instead of making every later second look as dense.
+    spacing: float | None = None
+    pages: int = 0
+    exhausted: bool = False  # its query has no more pages: its whole window is read
+
+    def density(self) -> float | None:
+        """Pages per second of created_at near its frontier (None: no page with records)."""
+        return None if self.spacing is None else 1.0 / max(self.spacing, 1.0)
+
+    def proof(self) -> datetime | None:
+        """Up: records before this are read; down: records after this are read."""
+        if self.down and self.exhausted:
+            return self.query_start
+        return self.frontier
+
+
+@dataclass(frozen=True)
+class Proof:
+    """What one fetched page proves about its slice, for the writer."""
+
+    down: bool
+    value: datetime | None  # up: newest created_at; down: oldest (or the query's start)
+    exhausted: bool  # the query ended with this page
 
 
 @dataclass(eq=False)
 class Slice:
-    """A slice of the window: what is committed, and what its fetcher has seen."""
+    """A slice of the window: what is committed, and who reads it."""
 
     id: int | None  # in zendesk_audit_sync_slices; None when the plan is not persisted
     start: datetime
     end: datetime
-    position: datetime | None = None  # newest created_at committed
-    done: bool = False  # committed as read to its end
+    position: datetime | None = None  # committed: newest created_at of the upward pages
+    done: bool = False  # committed: the slice is proven read
+    low: datetime | None = None  # committed: oldest created_at of the downward pages
     # Fetch side (etl.sync.backfill guards these with its lock):
-    running: bool = False
-    fetched: bool = False  # its fetcher has read its last page
-    frontier: datetime | None = None  # newest created_at fetched
-    pages: int = 0  # pages fetched by the current fetcher
-    density: float | None = None  # pages per second of created_at, once estimated
+    up: Reader | None = None
+    down: Reader | None = None
+    fetched: bool = False  # its readers' pages cover it: nothing more to fetch
+    prior: float | None = None  # the density of the slice it was cut from
+    cut_after: int = 0  # its upward reader's pages when it was last cut
 
     def read_from(self) -> datetime:
         """Where reading (again) starts: the checkpoint's own second is read again."""
@@ -51,42 +106,51 @@ class Slice:
         """Every record of the slice created before this is stored."""
         return _read_point(self.start, self.position)
 
+    def row_end(self, low: datetime | None = None) -> datetime:
+        """The end its row keeps: above it, downward pages proved everything."""
+        low = self.low if low is None else low
+        return self.end if low is None else min(self.end, low + BOUND_SLACK)
+
+    def density(self) -> float | None:
+        """Pages per second of created_at in its unread gap (None: nothing read yet): the
+        mean of what its readers see at either edge of the gap, or the density of the
+        slice it was cut from."""
+        seen = [d for r in (self.up, self.down) if r is not None and (d := r.density())]
+        return sum(seen) / len(seen) if seen else self.prior
+
+    def gap(self) -> tuple[datetime, datetime]:
+        """The unread part, as its readers have fetched it."""
+        lo = self.up.frontier if self.up and self.up.frontier else self.read_from()
+        hi = self.down.proof() if self.down and self.down.frontier else None
+        hi = hi or (self.end if self.low is None else min(self.end, self.low))
+        return lo, max(lo, hi)
+
     def pages_left(self) -> float:
-        """Estimated pages between the frontier and the end (inf: not yet known)."""
-        point = self.frontier or self.start
-        span = max((self.end - point).total_seconds(), 0.0)
-        if self.density is None:
-            return float("inf") if self.running and self.pages == 0 else 0.0
-        return self.density * span
+        """Estimated pages in the unread gap (inf: being read, size not yet known)."""
+        if self.fetched or self.done:
+            return 0.0
+        density = self.density()
+        if density is None:
+            return float("inf") if self.up is not None else 0.0
+        lo, hi = self.gap()
+        return density * (hi - lo).total_seconds()
 
-    def begin(self) -> None:
-        """A fetcher starts (again) on this slice."""
-        self.running, self.fetched, self.pages, self.frontier = True, False, 0, None
-
-    def took_page(
-        self, newest: datetime | None, oldest: datetime | None, has_more: bool
-    ) -> tuple[datetime | None, bool]:
-        """Its fetcher read a page whose rows span ``oldest..newest``: the page's
-        position within the slice, and whether the slice is now read to its end."""
-        self.pages += 1
-        if newest is not None and oldest is not None:
-            if self.frontier is None or newest > self.frontier:
-                self.frontier = newest
-            # Density is uneven and recent pages predict the next ones best:
-            # a moving average of pages per second of created_at.
-            here = 1.0 / max((newest - oldest).total_seconds(), 1.0)
-            before = self.density if self.pages > 1 else None
-            self.density = here if before is None else (before + here) / 2
-        # Past the end (a split moved it): the next slice reads on from there.
-        last = not has_more or (self.frontier is not None and self.frontier > self.end)
-        position = None if newest is None else min(newest, self.end)
-        if last:
-            self.fetched, self.running = True, False
-        return position, last
+    def running(self) -> bool:
+        return not self.fetched and self.up is not None
 
 
-# Slices' (position, done) as a set of pages would leave them, before it commits.
-Progress = dict[Slice, tuple[datetime | None, bool]]
+# Slices' (position, low, done) as a set of pages would leave them, before it commits.
+State = tuple[datetime | None, datetime | None, bool]
+Progress = dict[Slice, State]
+
+
+def covered(s: Slice, position: datetime | None, low: datetime | None) -> bool:
+    """Do an upward proof to ``position`` and a downward one from ``low`` cover ``s``?"""
+    if position is not None and position > s.end:
+        return True
+    if low is None:
+        return False
+    return low < s.start or (position is not None and position > low)
 
 
 class Plan:
@@ -116,78 +180,150 @@ class Plan:
         return all(s.done for s in self.slices)
 
     def pages_left(self) -> float | None:
-        """Estimated pages still to fetch, each slice at its own density; None while a
-        slice left to read has none yet (not begun, or no page with records yet): its
-        span may be empty history or the densest part. For the progress bar."""
+        """Estimated pages still to fetch; None while a slice left to read has no
+        density yet (its span may be empty history or the densest part). For the
+        progress bar."""
         total = 0.0
         for s in self.slices:
             if s.done or s.fetched:
                 continue
-            if s.density is None:
+            if s.density() is None:
                 return None
-            point = s.frontier or s.read_from()
-            total += s.density * max((s.end - point).total_seconds(), 0.0)
+            total += s.pages_left()
         return total
 
+    # -- who reads what (fetch side) ------------------------------------------------------
+
     def unstarted(self) -> Slice | None:
-        for s in self.slices:  # by start: the contiguous read point moves first
-            if not s.done and not s.running and not s.fetched:
+        """The first slice (by start: the contiguous read point moves first) without an
+        upward reader."""
+        for s in self.slices:
+            if not s.done and not s.fetched and s.up is None:
                 return s
         return None
 
-    def split_candidate(self) -> tuple[Slice, datetime] | None:
-        """The running slice with the most pages left, and the middle of its unread part."""
-        busy = [s for s in self.slices if s.running and s.density is not None]
-        if not busy:
+    def pair_candidate(self) -> Slice | None:
+        """The slice read upwards only with the most pages left: a downward reader joins it."""
+        lone = [s for s in self.slices if s.running() and s.down is None]
+        best = max(lone, key=Slice.pages_left, default=None)
+        return best if best is not None and best.pages_left() >= MIN_PAIR_PAGES else None
+
+    def split_candidate(self, max_slices: int) -> tuple[Slice, datetime] | None:
+        """The slice with the most pages left, and the middle of its unread gap; only once
+        its upward reader has read a page since it began or was last cut (splits never
+        outrun pages)."""
+        if len(self.slices) >= max_slices:
             return None
-        victim = max(busy, key=Slice.pages_left)
-        if victim.pages_left() < MIN_SPLIT_PAGES:
+        busy = [s for s in self.slices if s.running() and s.up and s.up.pages > s.cut_after]
+        victim = max(busy, key=Slice.pages_left, default=None)
+        if victim is None or victim.pages_left() < MIN_SPLIT_PAGES:
             return None
-        point = victim.frontier or victim.start
-        span = victim.end - point
-        if span < MIN_SPLIT_SPAN:
+        lo, hi = victim.gap()
+        if hi - lo < MIN_SPLIT_SPAN:
             return None
-        middle = point + span / 2
-        return victim, middle.replace(microsecond=0)
+        return victim, (lo + (hi - lo) / 2).replace(microsecond=0)
+
+    def begin_up(self, s: Slice) -> Reader:
+        s.up = Reader(s, False, s.read_from(), s.end)
+        return s.up
+
+    def begin_down(self, s: Slice) -> Reader:
+        """Downwards from the end to just below the upward reader's frontier."""
+        lo, _ = s.gap()
+        s.down = Reader(s, True, max(s.start, lo - BOUND_SLACK), s.row_end())
+        return s.down
 
     @staticmethod
     def cut(victim: Slice, middle: datetime) -> tuple[datetime, datetime] | None:
         """End ``victim`` at ``middle``: the bounds of the slice for the rest (None: its
-        fetcher has passed the middle meanwhile, or stopped)."""
-        rest = (middle - BOUND_SLACK, victim.end)
-        frontier = victim.frontier or victim.start
-        if not victim.running or frontier >= rest[0]:
+        readers have passed the middle meanwhile)."""
+        lo, hi = victim.gap()
+        if victim.fetched or middle - BOUND_SLACK <= lo or middle >= hi:
             return None
-        victim.end = middle
-        return rest
+        return middle - BOUND_SLACK, victim.row_end()
 
-    def add_split(self, new: Slice, victim: Slice) -> None:
-        """``new``, the rest of ``victim``, joins the plan with its density."""
-        new.density = victim.density
+    def add_split(self, new: Slice, victim: Slice, middle: datetime) -> None:
+        """``new``, the rest of ``victim`` (cut at ``middle``), joins the plan: it takes the
+        victim's downward reader and what that proved, and its reading history."""
+        new.end = victim.end
+        victim.end = middle
+        new.low, victim.low = victim.low, None
+        if victim.down is not None:
+            new.down, victim.down = victim.down, None
+            new.down.slice = new
+        new.prior = victim.density()
+        victim.cut_after = victim.up.pages if victim.up is not None else 0
         self.slices.append(new)
         self.slices.sort(key=lambda s: s.start)  # stable: the victim stays first
 
-    def progress(
-        self, pages: Iterable[tuple[Slice, datetime | None, bool]], pending: Progress
-    ) -> Progress:
-        """What committing ``pages`` (slice, position, last) after ``pending`` changes."""
+    def took_page(
+        self, reader: Reader, newest: datetime | None, oldest: datetime | None, has_more: bool
+    ) -> tuple[Proof, bool]:
+        """``reader`` fetched a page whose rows span ``oldest..newest``: what it proves,
+        and whether the reader is finished (its query ended, or its slice is covered by
+        what was fetched)."""
+        reader.pages += 1
+        value = oldest if reader.down else newest
+        if reader.first is None:
+            reader.first = newest if reader.down else oldest
+        if value is not None:
+            since = reader.frontier or reader.first or value
+            moved = abs((value - since).total_seconds())
+            reader.spacing = (
+                moved
+                if reader.spacing is None
+                else reader.spacing + SMOOTHING * (moved - reader.spacing)
+            )
+        if value is not None and (
+            reader.frontier is None
+            or (value < reader.frontier if reader.down else value > reader.frontier)
+        ):
+            reader.frontier = value
+        reader.exhausted = not has_more
+        s = reader.slice
+        if not s.fetched:
+            up, down = s.up, s.down
+            s.fetched = (up is not None and up.exhausted) or covered(
+                s,
+                up.frontier if up is not None and up.frontier else s.position,
+                down.proof() if down is not None else s.low,
+            )
+        # A query that ended has nothing more to give, whether or not it covered the slice.
+        return self.final_proof(reader), s.fetched or reader.exhausted
+
+    @staticmethod
+    def final_proof(reader: Reader) -> Proof:
+        """All that ``reader``'s pages prove, once they are committed: cumulative, so that
+        a downward reader's last word counts for the slice it read last (a split may have
+        handed it to a new slice after its earlier pages were queued)."""
+        return Proof(reader.down, reader.proof(), reader.exhausted)
+
+    # -- what is committed (writer side) ---------------------------------------------------
+
+    def progress(self, pages: Iterable[tuple[Slice, Proof | None]], pending: Progress) -> Progress:
+        """What committing ``pages`` (slice, proof) after ``pending`` changes."""
         touched: Progress = {}
-        for s, page_position, last in pages:
-            position, done = touched.get(s) or pending.get(s, (s.position, s.done))
-            if page_position is not None and (position is None or page_position > position):
-                position = page_position
-            touched[s] = (position, done or last)
-        for s, (_, done) in touched.items():
-            if done:  # read to its end: everything up to it is in
-                touched[s] = (s.end, True)
+        for s, proof in pages:
+            position, low, done = touched.get(s) or pending.get(s, (s.position, s.low, s.done))
+            if proof is None:
+                continue
+            if proof.down:
+                if proof.value is not None and (low is None or proof.value < low):
+                    low = proof.value
+            elif proof.value is not None and (position is None or proof.value > position):
+                position = proof.value
+            # An upward query that ended read its window, which holds the slice (ends only
+            # move down); a downward one proves down to its start, which covers() weighs.
+            done = done or (proof.exhausted and not proof.down) or covered(s, position, low)
+            touched[s] = (position, low, done)
         return touched
 
-    def read_point(self, pending: Mapping[Slice, tuple[datetime | None, bool]]) -> datetime | None:
+    def read_point(self, pending: Mapping[Slice, State]) -> datetime | None:
         """The contiguous read point once ``pending`` commits: every record created
         before it is stored (None: nothing can be said yet)."""
         lowest: datetime | None = None
         for s in self.slices:
-            position, done = pending.get(s, (s.position, s.done))
+            position, _, done = pending.get(s, (s.position, s.low, s.done))
             if done:
                 continue
             point = _read_point(s.start, position)
@@ -207,8 +343,18 @@ class Plan:
     @staticmethod
     def commit(progress: Progress) -> None:
         """Take committed progress into the slices."""
-        for s, (position, done) in progress.items():
-            s.position, s.done = position, done
+        for s, (position, low, done) in progress.items():
+            s.position, s.low, s.done = position, low, done
+
+
+def saved(s: Slice, state: State) -> tuple[datetime | None, bool, datetime]:
+    """A slice's row once ``state`` commits: (position, done, end)."""
+    position, low, done = state
+    if done:
+        return s.end, True, s.end
+    if position is not None:
+        position = min(position, s.end)
+    return position, False, s.row_end(low)
 
 
 def _read_point(start: datetime, position: datetime | None) -> datetime:

@@ -19,7 +19,7 @@ from typing import Any
 
 from etl.records.audit import Reject
 from etl.storage.store import BatchTransaction, SliceUpdate, WriteResult
-from etl.sync.plan import Plan, Progress, Slice
+from etl.sync.plan import Plan, Progress, Proof, Slice, saved
 from etl.sync.run import Run
 
 BATCH_ROWS = 1000  # rows per upsert when pages queue up
@@ -42,8 +42,14 @@ class Page:
     rows: list[dict[str, Any]]
     rejects: list[Reject]
     records: int
-    position: datetime | None  # the page's newest created_at, within the slice
-    last: bool  # the slice is read to its end
+    proof: Proof | None  # what the page proves about its slice (None: no page, see request)
+    last: bool  # its fetcher is finished: the slice is covered by what was fetched
+    request: bool = True  # False: no page, only a fetcher saying it is finished
+
+    @property
+    def position(self) -> datetime | None:
+        """How far the page reads, for the page hook."""
+        return None if self.proof is None else self.proof.value
 
 
 @dataclass(frozen=True)
@@ -189,25 +195,24 @@ class Writer:
             rows.extend(page.rows)
             rejects.extend(page.rejects)
         records = sum(page.records for page in batch.pages)
-        touched = self._plan.progress(((p.slice, p.position, p.last) for p in batch.pages), pending)
+        requests = sum(page.request for page in batch.pages)
+        touched = self._plan.progress(((p.slice, p.proof) for p in batch.pages), pending)
         watermark = (
             self._plan.watermark(pending | touched, watermark_before) if self.advance else None
         )
         updates = [
-            SliceUpdate(s.id, position, done)
-            for s, (position, done) in touched.items()
-            if s.id is not None
+            SliceUpdate(s.id, *saved(s, state)) for s, state in touched.items() if s.id is not None
         ]
         result = transaction.write_batch(
             self.account.name,
             self.run_id,
             rows,
             rejects,
-            pages=len(batch.pages),
+            pages=requests,
             watermark=watermark,
             slices=updates,
         )
-        return _Written(len(batch.pages), records, touched, watermark, result)
+        return _Written(requests, records, touched, watermark, result)
 
     def _committed(self, written: _Written) -> None:
         """Take a committed batch into account: slices, watermark, counters, progress."""
