@@ -102,9 +102,7 @@ class BatchTransaction:
         upserted = upsert_isolating(conn, self._upsert, account, latest)
         # The ledger (etl.storage.ledger): each version written, chained in this transaction.
         assert self._ledger is not None
-        self._ledger.rows(
-            written_rows(conn, account, latest, upserted.inserted + upserted.updated)
-        )
+        self._ledger.rows(written_rows(conn, account, latest, upserted.inserted + upserted.updated))
         all_rejects = [*rejects, *too_big, *upserted.rejects]
         if all_rejects:
             self._write_rejects(account, run_id, all_rejects, packet)
