@@ -66,7 +66,9 @@ def make(
 
 def parse(text: str) -> Checkpoint | None:
     """A checkpoint from its text; None when it is not one (the caller names the source)."""
-    body, _, signatures = text.partition("\n\n")
+    body, signed, signatures = text.partition("\n\n")
+    if not signed:  # unsigned: the body alone, its last newline included
+        body = body.removesuffix("\n")
     lines = body.split("\n")
     if len(lines) != 5 or not lines[1].isdigit():
         return None
