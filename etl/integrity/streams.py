@@ -28,8 +28,8 @@ class Entry(NamedTuple):
     kind: str
     record_id: str | None
     stored_seq: int | None
-    record_hash: str
-    entry_hash: str
+    record_hash: bytes
+    entry_hash: bytes
     note: str | None
 
 
@@ -119,7 +119,7 @@ def head(conn: Connection, account: str) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), row[1])
 
 
-def entry_hash_of(conn: Connection, account: str, entry: int) -> str | None:
+def entry_hash_of(conn: Connection, account: str, entry: int) -> bytes | None:
     return conn.execute(
         sa.select(ledger.c.entry_hash).where(ledger.c.account == account, ledger.c.entry == entry)
     ).scalar()

@@ -116,7 +116,7 @@ class _Walk:
         self.sizes = {made.size for made in self.checkpoints}
         self.reached: dict[int, bytes] = {}  # size -> the chain's true hash there
         self.pending: dict[str, int] = {}  # record id -> its entry that has no row (yet)
-        self.rejects: Counter[tuple[str | None, str]] = Counter()
+        self.rejects: Counter[tuple[str | None, bytes]] = Counter()
 
     def run(self) -> None:
         conn, account = self.conn, self.account
@@ -124,7 +124,7 @@ class _Walk:
         previous = chain.genesis(account)
         if start > 1:
             stored = streams.entry_hash_of(conn, account, start - 1)
-            previous = bytes.fromhex(stored) if stored else previous
+            previous = bytes(stored) if stored else previous
         from_seq = streams.first_seq_from(conn, account, start) if start > 1 else None
         rows = streams.rows(conn, account, from_seq or -(2**63))
         last = self._chain(streams.entries(conn, account, start - 1), rows, start, previous)
@@ -162,11 +162,11 @@ class _Walk:
                     e.entry,
                     f"entries {expected} to {e.entry - 1} are missing",
                 )
-            record = bytes.fromhex(e.record_hash)
+            record = bytes(e.record_hash)
             if e.kind == chain.ROW:
                 row = self._row(e, row, rows)
             elif e.kind == chain.REJECT:
-                self.rejects[(e.record_id, e.record_hash)] += 1
+                self.rejects[(e.record_id, record)] += 1
             elif e.kind != chain.ADOPTED or chain.note_hash(e.note or "") != record:
                 self._find("chain broken", e.record_id, e.entry, "an adoption entry was altered")
             computed = entry_hash(previous, e.entry, e.kind, e.stored_seq, e.record_id, record)
@@ -176,10 +176,10 @@ class _Walk:
                 true_head = entry_hash(
                     true_head, e.entry, e.kind, e.stored_seq, e.record_id, record
                 )
-            stored = e.entry_hash
-            if computed.hex() != stored:
+            stored = bytes(e.entry_hash)
+            if computed != stored:
                 self._find("chain broken", e.record_id, e.entry, "the entry's hash does not match")
-                previous = bytes.fromhex(stored) if len(stored) == 64 else computed
+                previous = stored
             else:
                 previous = computed
             if e.entry in self.sizes:
@@ -204,7 +204,7 @@ class _Walk:
         else:
             self.pending.pop(record_id, None)
             self.report.records += 1
-            if _sha256(canonical_json(_parsed(row.raw))).hexdigest() != e.record_hash:
+            if _sha256(canonical_json(_parsed(row.raw))).digest() != e.record_hash:
                 self._find(
                     "modified",
                     record_id,
@@ -224,9 +224,9 @@ class _Walk:
         self._find("inserted", str(row.id), None, f"a row (stored_seq {row.seq}) no entry records")
 
     def _compare_rejects(self) -> None:
-        stored: Counter[tuple[str | None, str]] = Counter()
+        stored: Counter[tuple[str | None, bytes]] = Counter()
         for record_id, reason, raw in streams.rejects(self.conn, self.account):
-            stored[(record_id, chain.reject_hash(record_id, reason, raw).hex())] += 1
+            stored[(record_id, chain.reject_hash(record_id, reason, raw))] += 1
         for (record_id, _), count in (stored - self.rejects).items():
             for _ in range(count):
                 self._find(

@@ -22,6 +22,7 @@ format gets a new tag, and old entries keep verifying under theirs.
 from __future__ import annotations
 
 import hashlib
+import struct
 from typing import Any
 
 from etl.records.canonical import canonical_json
@@ -32,6 +33,8 @@ ROW, REJECT, ADOPTED = "R", "X", "A"
 KINDS = (ROW, REJECT, ADOPTED)
 
 _sha256 = hashlib.sha256
+_TAGGED = hashlib.sha256(ENTRY_TAG)
+_FIXED = struct.Struct(">Q1sqH")  # entry number, kind, stored_seq, record id's length
 
 
 def record_hash(raw: Any) -> bytes:
@@ -63,17 +66,7 @@ def entry_hash(
 ) -> bytes:
     """The hash of entry number ``entry`` (see the module for the bytes)."""
     rid = (record_id or "").encode()
-    return _sha256(
-        b"".join(
-            (
-                ENTRY_TAG,
-                previous,
-                entry.to_bytes(8, "big"),
-                kind.encode("ascii"),
-                (stored_seq or 0).to_bytes(8, "big", signed=True),
-                len(rid).to_bytes(2, "big"),
-                rid,
-                record,
-            )
-        )
-    ).digest()
+    fixed = _FIXED.pack(entry, kind.encode("ascii"), stored_seq or 0, len(rid))
+    digest = _TAGGED.copy()  # the tag hashed once, not once an entry
+    digest.update(b"".join((previous, fixed, rid, record)))
+    return digest.digest()

@@ -135,6 +135,20 @@ class _LongText(TypeDecorator[str]):
         return sa.Text()
 
 
+class _Digest(TypeDecorator[bytes]):
+    """A SHA-256 digest: 32 bytes; VARBINARY(32) on MySQL (kept in the row, not a BLOB page)."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in MYSQL_DIALECTS:
+            from sqlalchemy.dialects import mysql
+
+            return mysql.VARBINARY(32)
+        return sa.LargeBinary()
+
+
 def json_type() -> TypeEngine[Any]:
     """JSON, stored as JSONB on PostgreSQL."""
     return _JSON()
@@ -303,8 +317,8 @@ ledger = sa.Table(
     sa.Column("kind", sa.String(1), nullable=False),  # R row, X reject, A adopted
     sa.Column("record_id", sa.String(RECORD_ID_LENGTH)),
     sa.Column("stored_seq", sa.BigInteger),
-    sa.Column("record_hash", sa.String(64), nullable=False),  # hex
-    sa.Column("entry_hash", sa.String(64), nullable=False),  # hex
+    sa.Column("record_hash", _Digest(), nullable=False),  # 32 bytes
+    sa.Column("entry_hash", _Digest(), nullable=False),  # 32 bytes
     sa.Column("note", long_text()),  # an adoption entry's words, which its record_hash covers
     sa.Column("written_at", UTCDateTime(), nullable=False),  # not hashed: to find --since TIME
 )

@@ -64,6 +64,11 @@ def long_text() -> sa.types.TypeEngine[Any]:
     return sa.Text().with_variant(mysql.LONGTEXT(), *MYSQL)
 
 
+def digest() -> sa.types.TypeEngine[Any]:
+    """32 bytes: VARBINARY(32) on MySQL, bytea on PostgreSQL, BLOB on SQLite."""
+    return sa.LargeBinary().with_variant(mysql.VARBINARY(32), *MYSQL)
+
+
 def upgrade() -> None:
     ddl.create_table(
         LEDGER,
@@ -72,11 +77,14 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(1), nullable=False),
         sa.Column("record_id", sa.String(64)),
         sa.Column("stored_seq", sa.BigInteger()),
-        sa.Column("record_hash", sa.String(64), nullable=False),
-        sa.Column("entry_hash", sa.String(64), nullable=False),
+        sa.Column("record_hash", digest(), nullable=False),
+        sa.Column("entry_hash", digest(), nullable=False),
         sa.Column("note", long_text()),
         sa.Column("written_at", timestamp(), nullable=False),
         sa.PrimaryKeyConstraint("account", "entry", name=f"pk_{LEDGER}"),
+        # SQLite: the rows kept in the primary key's own tree, one tree written an entry
+        # rather than two (InnoDB clusters by it anyway).
+        sqlite_with_rowid=False,
         **TABLE_OPTIONS,
     )
     ddl.create_table(
@@ -130,7 +138,8 @@ _rejects = sa.table(
 )  # fmt: skip
 _ledger = sa.table(
     LEDGER, *(sa.column(n) for n in ("account", "entry", "kind", "record_id", "stored_seq",
-    "record_hash", "entry_hash", "note")), sa.column("written_at", timestamp()),
+    "note")), sa.column("record_hash", digest()), sa.column("entry_hash", digest()),
+    sa.column("written_at", timestamp()),
 )  # fmt: skip
 _head = sa.table(HEAD, sa.column("account"), sa.column("entries"), sa.column("head"))
 
@@ -165,7 +174,7 @@ def _adopt_account(conn: sa.Connection, account: str, now: datetime) -> None:
         previous = chain.entry_hash(previous, entry, kind, seq, record_id, record)
         batch.append({
             "account": account, "entry": entry, "kind": kind, "record_id": record_id,
-            "stored_seq": seq, "record_hash": record.hex(), "entry_hash": previous.hex(),
+            "stored_seq": seq, "record_hash": record, "entry_hash": previous,
             "note": text, "written_at": now,
         })  # fmt: skip
         if len(batch) >= _PAGE:
