@@ -8,6 +8,7 @@ parsing costs more than the rest of a row's check.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import datetime
@@ -17,10 +18,13 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from etl.records.canonical import canonical_json
 from etl.storage.schema import audit_logs, audit_rejects, ledger, ledger_head
 
 PAGE = 20_000
 _PLAIN = frozenset({str, int, bool, type(None)})
+_loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
+_sha256 = hashlib.sha256
 
 
 class Entry(NamedTuple):
@@ -45,6 +49,15 @@ def parse_raw(text: str) -> Any:
     if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
         return value
     return json.loads(text)
+
+
+def raw_digest(text: str | bytes) -> bytes:
+    """SHA-256 of the canonical form of a row's ``raw`` text (``record_hash`` of what it
+    parses to): orjson both ways for a record of plain values, the usual one."""
+    value = _loads(text)
+    if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
+        return _sha256(_dumps(value, option=_SORTED)).digest()
+    return _sha256(canonical_json(json.loads(text))).digest()
 
 
 def entries(conn: Connection, account: str, after: int) -> Iterator[Entry]:
