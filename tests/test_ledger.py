@@ -11,6 +11,7 @@ import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -52,7 +53,7 @@ def test_a_record_hashes_the_same_after_its_database_reorders_it(db_url: str) ->
     raw = {"zeta": 1, "id": 7, "alpha": "ü", "nested": {"b": 1e16, "a": [0.1, 3]}, "m": 2**62}
     engine = open_engine(db_url)
     migrate.upgrade(engine)
-    row = {c.name: None for c in audit_logs.columns}
+    row: dict[str, Any] = {c.name: None for c in audit_logs.columns}
     row.update(account="a", id=7, raw=raw, synced_at=recent(0), created_at=recent(0), stored_seq=1)
     with engine.begin() as conn:
         conn.execute(sa.insert(audit_logs).values(row))
@@ -96,11 +97,13 @@ def test_entries_are_written_with_their_rows_and_never_rewritten(
 def test_an_existing_database_is_adopted_by_the_migration(tmp_path: Path, db_url: str) -> None:
     engine = open_engine(db_url)
     migrate.upgrade(engine, "0005")
-    row = {c.name: None for c in audit_logs.columns}
+    row: dict[str, Any] = {c.name: None for c in audit_logs.columns}
     with engine.begin() as conn:
-        run_id = conn.execute(
+        key = conn.execute(
             sa.insert(sync_runs).values(account="acme", started_at=recent(5), status="success")
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert key is not None
+        run_id = key[0]
         for seq, record_id in enumerate((30, 10, 20), start=1):
             raw = audit_record(record_id, recent(60))
             values = {"account": "acme", "id": record_id, "raw": raw, "synced_at": recent(1),

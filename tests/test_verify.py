@@ -129,7 +129,7 @@ def test_rows_changed_deleted_or_forged_are_named_by_id(
         ).scalar_one()
     engine.dispose()
     forged = {**raw, "id": 5, "action": "destroy"}
-    row = {c.name: None for c in audit_logs.columns}
+    row: dict[str, Any] = {c.name: None for c in audit_logs.columns}
     row.update(account="acme", id=5, raw=forged, synced_at=recent(0), created_at=recent(60))
     execute(
         db_url,
@@ -170,8 +170,8 @@ def test_an_edited_or_truncated_ledger_is_found(
     )
     code, report = verify(path)
     assert code == ExitCode.FINDINGS
-    kinds = {f["kind"] for f in report["accounts"][0]["findings"]}
-    assert kinds == {"truncated", "inserted"}  # the rows whose entries went: no entry now
+    named = {f["kind"] for f in report["accounts"][0]["findings"]}
+    assert named == {"truncated", "inserted"}  # the rows whose entries went: no entry now
 
 
 def _entry_hash(db_url: str, entry: int) -> bytes:
@@ -330,3 +330,30 @@ def test_usage_errors_exit_2(tmp_path: Path, db_url: str, zendesk: SimulatedZend
     assert key.stat().st_mode & 0o777 == 0o600
     again = cli(None, "keygen", str(key))
     assert again.returncode == ExitCode.CONFIG and "never overwritten" in one_error_line(again)
+
+
+def test_status_and_metrics_show_the_last_checkpoint_and_verify(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    key, _ = keygen(tmp_path, "ledger.key")
+    path = config(tmp_path, zendesk, db_url, key)
+    prom = tmp_path / "etl.prom"
+    with path.open("a") as out:
+        out.write(f'[monitoring]\nmetrics_file = "{prom}"\n')
+    assert cli(path, "sync").returncode == 0
+    before = json.loads(cli(path, "status", "--json").stdout)[0]["ledger"]
+    entries = before["entries"]  # the rows, and the reject (once or more: it is reread)
+    assert before["last_verify"] is None and entries > RECORDS
+    assert before["last_checkpoint"]["entries"] == entries
+    assert before["last_checkpoint"]["key_id"] is not None
+    assert verify(path)[0] == 0
+    (changed,) = some_ids(db_url, 1)
+    execute(db_url, sa.update(audit_logs).where(audit_logs.c.id == changed).values(raw={}))
+    assert verify(path)[0] == ExitCode.FINDINGS
+    after = json.loads(cli(path, "status", "--json").stdout)[0]["ledger"]
+    assert after["last_verify"]["findings"] == 1 and after["last_clean_verify"] is not None
+    assert "last verify" in cli(path, "status").stdout
+    assert cli(path, "sync").returncode == 0  # the metrics file is written by sync
+    text = prom.read_text()
+    assert 'zendesk_audit_etl_last_verify_findings{account="acme"} 1' in text
+    assert f'zendesk_audit_etl_ledger_entries{{account="acme"}} {entries}' in text

@@ -44,6 +44,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from etl.cli import report
     from etl.common.clock import utc_now
     from etl.export import consumers
+    from etl.integrity.status import ledger_statuses
     from etl.sync.job import open_store, select_accounts
 
     settings = load_settings(args, require_credentials=False)
@@ -53,16 +54,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}
         exports = consumers.ExportStatuses(consumers.read_statuses(store.engine, names))
+        ledgers = {s.account: s for s in ledger_statuses(store.engine, names)}
     now = utc_now()
     if args.json:
         accounts = report.status_json(statuses, runs, now, backfills)
         for entry in accounts:
             entry["export_consumers"] = exports.json(entry["account"])
+            entry["ledger"] = ledgers[entry["account"]].json()
         print(json.dumps(accounts, indent=2))
     else:
         print(report.status_text(statuses, runs, now, backfills))
         if exports.statuses:
             print(exports.text())
+        print("\n".join(["ledger", *(s.text() for s in ledgers.values())]))
     if args.max_lag is not None:
         stale = report.stale_accounts(statuses, now, args.max_lag)
         if stale:

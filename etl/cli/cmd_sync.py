@@ -211,6 +211,7 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
     from etl.cli import metrics
     from etl.common.clock import utc_now
+    from etl.integrity.status import ledger_statuses
     from etl.sync.window import HISTORY_START
 
     assert settings.metrics_file
@@ -218,6 +219,7 @@ def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSum
     starts = {a.name: a.sync.start_time or HISTORY_START for a in settings.accounts}
     try:
         text = metrics.render(statuses, summaries, utc_now(), starts)
+        text += metrics.render_ledger(ledger_statuses(store.engine, list(starts)))
         metrics.write_atomically(Path(settings.metrics_file), text)
     except OSError as exc:  # metrics are a side channel: warn, but the sync result stands
         log.warning("could not write metrics file %s: %s", settings.metrics_file, exc.strerror)

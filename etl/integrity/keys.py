@@ -188,4 +188,6 @@ def load_signing_key(
 def _is_credential(path: Path, environ: Mapping[str, str]) -> bool:
     """A systemd credential: its directory is the service's own, whatever the mode."""
     credentials = environ.get("CREDENTIALS_DIRECTORY")
-    return bool(credentials) and path.resolve().parent == Path(credentials).resolve()
+    if not credentials:
+        return False
+    return path.resolve().parent == Path(credentials).resolve()
