@@ -4,6 +4,8 @@ named by kind and id on each database; no false alarm on an untouched one."""
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from support import audit_record, recent
 from test_cli import cli, one_error_line
+from test_deploy import units_with_real_binary
 
 from etl.common.errors import ExitCode
 from etl.records import chain
@@ -357,3 +360,18 @@ def test_status_and_metrics_show_the_last_checkpoint_and_verify(
     text = prom.read_text()
     assert 'zendesk_audit_etl_last_verify_findings{account="acme"} 1' in text
     assert f'zendesk_audit_etl_ledger_entries{{account="acme"}} {entries}' in text
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+def test_the_verify_units_pass_systemd_analyze(tmp_path: Path) -> None:
+    folder = units_with_real_binary(tmp_path)
+    units = ("zendesk-audit-etl-verify.service", "zendesk-audit-etl-verify.timer")
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(str(folder / u) for u in units)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+    assert " verify --public-key " in (folder / units[0]).read_text()
