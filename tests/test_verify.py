@@ -375,3 +375,25 @@ def test_the_verify_units_pass_systemd_analyze(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == ""
     assert " verify --public-key " in (folder / units[0]).read_text()
+
+
+def test_since_checks_only_the_entries_from_there(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    key, _ = keygen(tmp_path, "ledger.key")
+    path = synced(tmp_path, zendesk, db_url, key)
+    early, late = some_ids(db_url, 1)[0], some_ids(db_url, 500)[-1]
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        query = sa.select(ledger.c.record_id, ledger.c.entry)
+        entry_of = {record_id: entry for record_id, entry in conn.execute(query)}
+    engine.dispose()
+    assert entry_of[str(early)] < entry_of[str(late)]
+    for record_id in (early, late):
+        execute(db_url, sa.update(audit_logs).where(audit_logs.c.id == record_id).values(raw={}))
+    code, report = verify(path, "--since", str(entry_of[str(late)]))
+    assert code == ExitCode.FINDINGS and found(report) == {("modified", str(late))}
+    code, report = verify(path, "--since", "2000-01-01T00:00:00Z")  # a time: all of it
+    assert found(report) == {("modified", str(early)), ("modified", str(late))}
+    bad = cli(path, "verify", "--since", "yesterday-ish")
+    assert bad.returncode == ExitCode.CONFIG
