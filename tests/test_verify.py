@@ -397,3 +397,22 @@ def test_since_checks_only_the_entries_from_there(
     assert found(report) == {("modified", str(early)), ("modified", str(late))}
     bad = cli(path, "verify", "--since", "yesterday-ish")
     assert bad.returncode == ExitCode.CONFIG
+
+
+def test_a_signing_key_others_can_read_is_refused_and_one_in_the_environment_signs(
+    tmp_path: Path, sqlite_url: str, zendesk: SimulatedZendesk
+) -> None:
+    key, public = keygen(tmp_path, "ledger.key")
+    key.chmod(0o644)
+    path = config(tmp_path, zendesk, sqlite_url, key)
+    refused = cli(path, "sync")
+    assert refused.returncode == ExitCode.CONFIG
+    assert f"chmod 600 {key}" in one_error_line(refused)
+    assert "BEGIN" not in refused.stderr  # the key never shows
+    config(tmp_path, zendesk, sqlite_url, None)
+    with path.open("a") as out:
+        out.write('signing_key_env = "LEDGER_KEY"\n')
+    signed = cli(path, "sync", env={"LEDGER_KEY": key.read_text()})
+    assert signed.returncode == 0, signed.stderr
+    code, report = verify(path, "--public-key", str(public))
+    assert code == 0 and report["summary"].startswith("1/1 checkpoints valid"), report
