@@ -416,3 +416,36 @@ def test_a_signing_key_others_can_read_is_refused_and_one_in_the_environment_sig
     assert signed.returncode == 0, signed.stderr
     code, report = verify(path, "--public-key", str(public))
     assert code == 0 and report["summary"].startswith("1/1 checkpoints valid"), report
+
+
+def test_each_export_into_a_file_appends_a_signed_manifest(
+    tmp_path: Path, sqlite_url: str, zendesk: SimulatedZendesk
+) -> None:
+    import base64
+    import hashlib
+
+    from etl.integrity.keys import parse_public_key
+    from etl.integrity.manifest import HEADER
+
+    key, public = keygen(tmp_path, "ledger.key")
+    path = synced(tmp_path, zendesk, sqlite_url, key)
+    out = tmp_path / "siem.jsonl"
+    assert cli(path, "export", "--consumer", "siem", "--output", str(out)).returncode == 0
+    zendesk.add_records([audit_record(9_400_000_000_000 + i, recent(8)) for i in range(3)])
+    assert cli(path, "sync").returncode == 0
+    assert cli(path, "export", "--consumer", "siem", "--output", str(out)).returncode == 0
+    data, verifier = out.read_bytes(), parse_public_key(public.read_text(), "test")
+    ranges = []
+    text = (tmp_path / "siem.jsonl.manifest").read_text()
+    entries = [HEADER + part for part in text.split(HEADER)[1:]]
+    assert len(entries) == 2
+    for entry in entries:
+        body, _, signature = entry.partition("\n\n")
+        fields = dict(line.split(" ", 1) for line in body.splitlines()[1:])
+        start, end = map(int, fields["bytes"].split("-"))
+        ranges.append((start, end))
+        assert hashlib.sha256(data[start:end]).hexdigest() == fields["sha256"]
+        stamp = base64.b64decode(signature.split(" ")[2])
+        assert stamp[:4].hex() == verifier.id
+        assert verifier.verifies(stamp[4:], (body + "\n").encode())
+    assert ranges[0][0] == 0 and ranges[0][1] == ranges[1][0] and ranges[1][1] == len(data)
