@@ -66,8 +66,14 @@ def _signing_key(settings: Settings) -> SigningKey | None:
 
     from etl.integrity.keys import load_signing_key
 
+    from etl.common.errors import ConfigError
+
     ledger = settings.ledger
-    return load_signing_key(ledger.signing_key_file, ledger.signing_key_env, os.environ)
+    try:
+        return load_signing_key(ledger.signing_key_file, ledger.signing_key_env, os.environ)
+    except ConfigError as exc:  # an export user without the key: the manifest unsigned
+        log.warning("export manifest unsigned: %s", exc)
+        return None
 
 
 def _append_manifest(
