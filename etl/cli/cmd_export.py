@@ -64,9 +64,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 def _signing_key(settings: Settings) -> SigningKey | None:
     import os
 
-    from etl.integrity.keys import load_signing_key
-
     from etl.common.errors import ConfigError
+    from etl.integrity.keys import load_signing_key
 
     ledger = settings.ledger
     try:
