@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench bench-envelope bench-export soak dist clean
+.PHONY: help install demo test lint typecheck pytest bench bench-envelope bench-export bench-verify bench-ledger soak dist clean
 
 help: ## this list, made from the "##" comment on each target's line
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -42,6 +42,12 @@ bench-envelope: $(STAMP) ## the rate-limit envelope alone (ENVELOPE_ARGS="--seco
 
 bench-export: $(STAMP) ## export 1,000,000 stored rows into a file: records/s, memory, queries
 	$(BIN)/python scripts/bench_export.py $(BENCH_ARGS)
+
+bench-verify: $(STAMP) ## verify 1,000,000 stored rows: records/s and peak memory (target 200,000/s)
+	$(BIN)/python scripts/bench_verify.py $(BENCH_ARGS)
+
+bench-ledger: $(STAMP) ## what the ledger costs the store's writes of 100,000 records, per database
+	$(BIN)/python scripts/bench_ledger.py $(BENCH_ARGS)
 
 soak: $(STAMP) ## the long kill-anywhere test (hundreds of SIGKILLs)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)

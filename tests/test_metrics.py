@@ -109,7 +109,8 @@ def test_a_failed_first_run_writes_a_file_that_makes_the_freshness_alert_fire(
     failed = cli(config, "sync", env={"ZENDESK_OAUTH_TOKEN": "wrong"})
     assert failed.returncode == ExitCode.AUTH, failed.stderr
     values = parse(prom.read_text())
-    assert {name for name, _ in values} == {f"zendesk_audit_etl_{name}" for name in metrics.HELP}
+    series = {**metrics.HELP, **metrics.LEDGER_HELP}
+    assert {name for name, _ in values} == {f"zendesk_audit_etl_{name}" for name in series}
     assert values[("zendesk_audit_etl_last_success_timestamp_seconds", "acme")] == 0
     assert values[("zendesk_audit_etl_last_run_success", "acme")] == 0
 

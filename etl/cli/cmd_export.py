@@ -16,6 +16,10 @@ from etl.common.errors import ExitCode
 from etl.common.settings import Settings
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from etl.export.job import ExportSummary
+    from etl.integrity.keys import SigningKey
     from etl.storage.store import Store
 
 # The summary line logs as etl.cli.main, like the sync's: operators filter on that name.
@@ -24,7 +28,7 @@ log = logging.getLogger("etl.cli.main")
 
 def cmd_export(args: argparse.Namespace) -> int:
     from etl.common.clock import utc_now
-    from etl.export.job import ExportOptions, ExportSummary, export_accounts
+    from etl.export.job import ExportOptions, export_accounts
     from etl.sync.job import open_store, select_accounts
 
     settings = load_settings(args, require_credentials=False)
@@ -38,8 +42,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
 
+    signing = _signing_key(settings) if options.output else None
+
     def report(summary: ExportSummary) -> None:
         log.info("%s", summary.line(), extra=summary.fields())
+        if options.output is not None and summary.bytes:
+            _append_manifest(options.output, summary, signing, utc_now())
 
     with (
         signals_set(stop, unit="chunk"),
@@ -52,6 +60,32 @@ def cmd_export(args: argparse.Namespace) -> int:
             if settings.metrics_file:
                 write_export_metrics(store, settings)
     return int(ExitCode.OK)
+
+
+def _signing_key(settings: Settings) -> SigningKey | None:
+    import os
+
+    from etl.common.errors import ConfigError
+    from etl.integrity.keys import load_signing_key
+
+    ledger = settings.ledger
+    try:
+        return load_signing_key(ledger.signing_key_file, ledger.signing_key_env, os.environ)
+    except ConfigError as exc:  # an export user without the key: the manifest unsigned
+        log.warning("export manifest unsigned: %s", exc)
+        return None
+
+
+def _append_manifest(
+    output: Path, summary: ExportSummary, key: SigningKey | None, at: datetime
+) -> None:
+    """The run's signed manifest, appended beside the file (etl.integrity.manifest)."""
+    from etl.integrity import manifest
+
+    seqs = (summary.position_before + 1, summary.position_after)
+    text = manifest.manifest(summary.consumer, summary.account, output, seqs, summary.bytes,
+                             at, key)  # fmt: skip
+    manifest.append(output, text)
 
 
 def write_export_metrics(store: Store, settings: Settings) -> None:

@@ -74,6 +74,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from etl.cli import streams_info as stream_status
     from etl.common.clock import utc_now
     from etl.export import consumers
+    from etl.integrity.status import ledger_statuses
     from etl.sync.job import open_store, select_accounts
 
     settings = load_settings(args, require_credentials=False)
@@ -85,6 +86,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}
         exports = consumers.ExportStatuses(consumers.read_statuses(store.engine, names))
+        ledgers = {s.account: s for s in ledger_statuses(store.engine, names)}
     now = utc_now()
     if args.json:
         accounts = report.status_json(statuses, runs, now, backfills)
@@ -95,6 +97,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 for s in others
                 if s.account == entry["account"]
             }
+            entry["ledger"] = ledgers[entry["account"]].json()
         print(json.dumps(accounts, indent=2))
     else:
         print(report.status_text(statuses, runs, now, backfills))
@@ -102,6 +105,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             print("\n" + stream_status.stream_text(other, now))
         if exports.statuses:
             print(exports.text())
+        print("\n".join(["ledger", *(s.text() for s in ledgers.values())]))
     if args.max_lag is not None:
         stale = report.stale_accounts(statuses, now, args.max_lag)
         stale += stream_status.stale_streams(others, now, args.max_lag)

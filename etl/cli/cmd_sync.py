@@ -7,22 +7,25 @@ import argparse
 import logging
 import sys
 import threading
+from contextlib import suppress
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from etl.cli.cmd_export import write_export_metrics
+from etl.cli.cmd_verify import checkpointer
 from etl.cli.gc_freeze import work_begins
 from etl.cli.output import fail
 from etl.cli.shared import load_settings, migrate_hint
 from etl.cli.signals import signals_set
-from etl.common.errors import InterruptedRun
+from etl.common.errors import EtlError, InterruptedRun
 from etl.common.settings import AUDIT_LOGS, Settings
 
 if TYPE_CHECKING:
     from etl.cli.progress import ProgressBar
     from etl.common.settings import AccountSettings
+    from etl.integrity.checkpoint import Checkpointer
     from etl.storage.store import Store
     from etl.sync.job import AccountRun
     from etl.sync.run import PageHook, RunHooks, RunSummary
@@ -99,9 +102,15 @@ def _run_job(
     opened: list[Store] = []
     progress = _progress_hook(bar, opened, counts_stored=counts_stored) if bar else None
 
-    hooks = RunHooks(stop=stop, report=log_summary, on_page=progress)
     with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
         opened.append(store)
+        # The ledger's checkpoints: one after each account's run, one every few minutes
+        # of a long one (etl.integrity.checkpoint); a bad key stops the job before it reads.
+        checkpoints = checkpointer(store, settings)
+        hooks = RunHooks(
+            stop=stop, report=log_summary, on_page=_checkpointing(progress, checkpoints)
+        )
+        run = _with_checkpoint(run, checkpoints)
         work_begins()  # everything a run needs is imported by now
         if stop.is_set():  # a signal while connecting or migrating: the run never began
             raise InterruptedRun("stopped by a signal before the run began")
@@ -118,6 +127,38 @@ def _run_job(
         fail(f"{len(result.failed)} of {len(result.outcomes)} accounts failed: "
              f"{', '.join(result.failed)}", result.exit_code)  # fmt: skip
     return int(result.exit_code), summaries
+
+
+def _with_checkpoint(run: AccountRun, checkpoints: Checkpointer) -> AccountRun:
+    """``run``, then a checkpoint of what it committed, also when it failed after
+    committing some (not when a signal stops it: the next run makes it)."""
+
+    def checkpointed(
+        account: AccountSettings, client: ZendeskClient, store: Store, hooks: RunHooks
+    ) -> RunSummary:
+        try:
+            summary = run(account, client, store, hooks)
+        except InterruptedRun:
+            raise
+        except EtlError:
+            with suppress(EtlError):  # the run's own error is the one to report
+                checkpoints.make(account.name)
+            raise
+        checkpoints.make(account.name)
+        return summary
+
+    return checkpointed
+
+
+def _checkpointing(progress: PageHook | None, checkpoints: Checkpointer) -> PageHook:
+    """The page hook, and a checkpoint when one is due (a long backfill's commits)."""
+
+    def on_page(summary: RunSummary, position: datetime | None) -> None:
+        if progress is not None:
+            progress(summary, position)
+        checkpoints.due(summary.account)
+
+    return on_page
 
 
 def _with_notices(run: AccountRun) -> AccountRun:
@@ -181,6 +222,7 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar | None:
 def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSummary]) -> None:
     from etl.cli import metrics, streams_info
     from etl.common.clock import utc_now
+    from etl.integrity.status import ledger_statuses
     from etl.sync.window import HISTORY_START
 
     assert settings.metrics_file
@@ -192,6 +234,7 @@ def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSum
         if with_streams:
             others = streams_info.stream_statuses(store, with_streams)
             text += streams_info.stream_metrics(others, utc_now())
+        text += metrics.render_ledger(ledger_statuses(store.engine, list(starts)))
         metrics.write_atomically(Path(settings.metrics_file), text)
     except OSError as exc:  # metrics are a side channel: warn, but the sync result stands
         log.warning("could not write metrics file %s: %s", settings.metrics_file, exc.strerror)

@@ -27,6 +27,7 @@ from etl.cli.arguments import duration, filter_pair, positive_int, seconds, utc_
 from etl.cli.cmd_export import cmd_export
 from etl.cli.cmd_info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
 from etl.cli.cmd_sync import cmd_resync, cmd_sync
+from etl.cli.cmd_verify import cmd_keygen, cmd_verify, since_value
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
 from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
@@ -81,6 +82,17 @@ ABOUT = {
         "order they were stored: raw, or OCSF events. Into a file exactly once, even "
         "across crashes; to standard output at least once.",
         f"{PROG} export --consumer siem --output /var/log/zendesk-audit-etl/audit.jsonl",
+    ),
+    "verify": (
+        "Check the ledger: recompute every record's hash and the chain, check each "
+        "checkpoint's signature and that the chain reaches it, compare with the checkpoint "
+        "directory. Exit 0 when all verifies, 1 on any finding, 2 on a usage or config error.",
+        f"{PROG} verify --public-key ledger.pub --checkpoints /mnt/worm/checkpoints",
+    ),
+    "keygen": (
+        "Write a new Ed25519 key for signing ledger checkpoints (mode 600, never over an "
+        "existing file) and print its public key and key id.",
+        f"{PROG} keygen /etc/zendesk-audit-etl/ledger.key",
     ),
     "init": (
         "Write a commented config file to start from (the example shipped with the package).",
@@ -221,6 +233,26 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"where to write it (default: --config, ${config.CONFIG_ENV_VAR} or "
         f"./{config.DEFAULT_CONFIG_PATH}); an existing file is never overwritten",
     )  # fmt: skip
+
+    verify = command("verify", "check the ledger, its checkpoints and the rows", cmd_verify)
+    _account_option(verify)
+    verify.add_argument(
+        "--public-key", action="append", default=[], metavar="FILE",
+        help="a public key checkpoints may be signed with (PEM or keygen's verifier key "
+        "line; repeatable, for keys rotated out; default: the configured signing key's)",
+    )  # fmt: skip
+    verify.add_argument(
+        "--checkpoints", metavar="DIR",
+        help="the checkpoint directory to compare with (default: [ledger] checkpoint_dir)",
+    )  # fmt: skip
+    verify.add_argument(
+        "--since", type=since_value, metavar="ENTRY|TIME",
+        help="start at this ledger entry number, or at the first entry written at or after TIME",
+    )  # fmt: skip
+    verify.add_argument("--json", action="store_true", help="print the report as JSON evidence")
+
+    keygen = command("keygen", "write a new checkpoint signing key", cmd_keygen)
+    keygen.add_argument("path", metavar="PATH", help="where to write the private key")
 
     exporter = command(
         "export",

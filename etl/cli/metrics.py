@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from etl.export.consumers import ConsumerStatus
+from etl.integrity.status import LedgerStatus
 from etl.storage.store import AccountStatus
 from etl.sync.run import RunSummary
 
@@ -109,6 +110,33 @@ def _number(value: int | float) -> str:
     if isinstance(value, int) or value.is_integer():
         return str(int(value))
     return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+LEDGER_HELP = {
+    "ledger_entries": "Entries in the account's ledger (etl.storage.ledger).",
+    "last_verify_findings": "Findings of the last verify (-1: never verified).",
+    "last_clean_verify_timestamp_seconds": "End of the last verify without findings "
+    "(Unix time; 0: never).",
+}
+
+
+def render_ledger(statuses: Sequence[LedgerStatus]) -> str:
+    """The ledger's series, one per account: entries and the last verify's outcome."""
+    values: dict[str, dict[str, int | float]] = {
+        "ledger_entries": {s.account: s.entries for s in statuses},
+        "last_verify_findings": {
+            s.account: -1 if s.findings is None else s.findings for s in statuses
+        },
+        "last_clean_verify_timestamp_seconds": {
+            s.account: round(((s.clean_at or EPOCH) - EPOCH).total_seconds(), 3) for s in statuses
+        },
+    }
+    lines = []
+    for name, help_text in LEDGER_HELP.items():
+        lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
+        for account, value in values[name].items():
+            lines.append(f'{PREFIX}_{name}{{account="{_escape(account)}"}} {_number(value)}')
+    return "\n".join(lines) + "\n"
 
 
 def write_atomically(path: Path, text: str) -> None:

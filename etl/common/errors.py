@@ -4,7 +4,8 @@ Only the CLI prints and exits; everything else raises one of these. Messages are
 one line, say what to fix, and never contain a secret, a full URL with query
 string, or a raw response body (see ``etl.common.redact``).
 
-    EtlError                      exit 1 (unexpected; a bug if it reaches the user)
+    EtlError                      exit 1 (unexpected; a bug if it reaches the user;
+                                          from verify: findings, ExitCode.FINDINGS)
     ├── ConfigError               exit 2  bad config file, key, value or CLI argument
     ├── AuthError                 exit 3  401/403, OAuth token refused
     │   └── ForbiddenError                403: not allowed (plan, add-on, role, scope)
@@ -36,6 +37,7 @@ from enum import IntEnum
 class ExitCode(IntEnum):
     OK = 0
     INTERNAL = 1
+    FINDINGS = 1  # verify: something does not verify (an alias of 1: its own meaning there)
     CONFIG = 2
     AUTH = 3
     UPSTREAM = 4

@@ -78,8 +78,24 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
+class LedgerSettings:
+    """``[ledger]``: where the checkpoints' signing key comes from (read only when a
+    checkpoint is signed: ``etl.integrity.keys``) and where checkpoint copies go."""
+
+    signing_key_file: str | None = None  # a PEM file of mode 600, or a systemd credential
+    signing_key_env: str | None = None  # the name of a variable holding the PEM
+    checkpoint_dir: str | None = None  # other storage: an NFS share, a WORM bucket's mount
+    checkpoint_every: timedelta = timedelta(minutes=5)  # during a long backfill
+
+    @property
+    def has_key(self) -> bool:
+        return bool(self.signing_key_file or self.signing_key_env)
+
+
+@dataclass(frozen=True)
 class Settings:
     accounts: tuple[AccountSettings, ...]
     database: DatabaseSettings
     source: str = "<defaults>"  # the config file's path, for messages
     metrics_file: str | None = None  # Prometheus text file written after each sync
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)

@@ -28,6 +28,7 @@ from etl.common.settings import (
     ZendeskSettings,
 )
 from etl.common.urls import base_url_problem
+from etl.config.ledger import ledger_settings
 from etl.config.secrets import (
     CREDENTIAL_KEYS,
     DATABASE_KEYS,
@@ -69,7 +70,7 @@ ZENDESK_KEYS = {
     *CREDENTIAL_KEYS,
 }  # fmt: skip
 MONITORING_KEYS = {"metrics_file"}
-TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring"}
+TOP_KEYS = {"zendesk", "sync", "database", "accounts", "monitoring", "ledger"}
 
 MAX_NAME_LENGTH = ACCOUNT_LENGTH  # every table's account column
 
@@ -128,6 +129,7 @@ def parse(
     monitoring = top.table("monitoring")
     monitoring.unknown_keys(MONITORING_KEYS)
     metrics_file = monitoring.text("metrics_file") or None
+    ledger = ledger_settings(top.table("ledger"), environ)
     # [sync] is read once; each account's own overrides at their own path (etl.config.sync).
     base_sync = sync_values(top.table("sync"))
     reader = _Accounts(environ, require_credentials, base_sync)
@@ -166,6 +168,7 @@ def parse(
         database=database_settings,
         source=source,
         metrics_file=metrics_file,
+        ledger=ledger,
     )
 
 

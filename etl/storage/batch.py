@@ -11,6 +11,7 @@ from sqlalchemy.engine import Connection
 
 from etl.records.audit import Reject
 from etl.storage.history import RunCounts, count_pages
+from etl.storage.ledger import LedgerWriter, written_rows
 from etl.storage.limits import (
     RowUpsert,
     byte_batches,
@@ -63,6 +64,7 @@ class BatchTransaction:
         self._slices: dict[int, SliceUpdate] = {}  # by id: the latest checkpoint
         self._watermark: datetime | None = None
         self._counts: dict[int, RunCounts] = {}  # by run id
+        self._ledger: LedgerWriter | None = None
 
     def write_batch(
         self,
@@ -84,6 +86,7 @@ class BatchTransaction:
         conn = self._conn
         if self._account is None:
             self._account = account
+            self._ledger = LedgerWriter(conn, account, self._now)
         elif account != self._account:
             raise ValueError(f"write_batch({account!r}) in a transaction of {self._account!r}")
         latest = {row["id"]: row for row in rows}
@@ -97,6 +100,9 @@ class BatchTransaction:
         # the upsert with the row, kept only where the row is written.
         latest = number_rows(conn, account, latest)
         upserted = upsert_isolating(conn, self._upsert, account, latest)
+        # The ledger (etl.storage.ledger): each version written, chained in this transaction.
+        assert self._ledger is not None
+        self._ledger.rows(written_rows(conn, account, latest, upserted.inserted + upserted.updated))
         all_rejects = [*rejects, *too_big, *upserted.rejects]
         if all_rejects:
             self._write_rejects(account, run_id, all_rejects, packet)
@@ -125,6 +131,8 @@ class BatchTransaction:
         ]
         for batch in [values] if packet is None else byte_batches(values, packet // 2):
             self._conn.execute(audit_rejects.insert(), list(batch))
+        assert self._ledger is not None
+        self._ledger.rejects(values)
 
     def finish(self) -> None:
         """Write the checkpoints and counters of every batch (``Store.transaction`` calls
@@ -141,3 +149,5 @@ class BatchTransaction:
             )
         for run_id, counts in self._counts.items():
             count_pages(conn, run_id, counts)
+        if self._ledger is not None:
+            self._ledger.finish()

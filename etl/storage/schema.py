@@ -192,6 +192,20 @@ class _LongText(TypeDecorator[str]):
         return sa.Text()
 
 
+class _Digest(TypeDecorator[bytes]):
+    """A SHA-256 digest: 32 bytes; VARBINARY(32) on MySQL (kept in the row, not a BLOB page)."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in MYSQL_DIALECTS:
+            from sqlalchemy.dialects import mysql
+
+            return mysql.VARBINARY(32)
+        return sa.LargeBinary()
+
+
 def json_type() -> TypeEngine[Any]:
     """JSON, stored as JSONB on PostgreSQL."""
     return _JSON()
@@ -415,4 +429,61 @@ owners = sa.Table(
     sa.Column("epoch", sa.BigInteger, nullable=False),
     sa.Column("commits", sa.BigInteger, nullable=False),
     sa.Column("taken_at", UTCDateTime(), nullable=False),
+)
+
+# The ledger (etl.storage.ledger, etl.records.chain): per account, every stored version of a
+# record and every reject, numbered 1, 2, 3... in commit order, each hash chained to the one
+# before. Only appended to, in the transaction of what it records.
+ledger = sa.Table(
+    "zendesk_audit_ledger",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("entry", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("kind", sa.String(1), nullable=False),  # R row, X reject, A adopted
+    sa.Column("record_id", sa.String(RECORD_ID_LENGTH)),
+    sa.Column("stored_seq", sa.BigInteger),
+    sa.Column("record_hash", _Digest(), nullable=False),  # 32 bytes
+    sa.Column("entry_hash", _Digest(), nullable=False),  # 32 bytes
+    sa.Column("note", long_text()),  # an adoption entry's words, which its record_hash covers
+    sa.Column("written_at", UTCDateTime(), nullable=False),  # not hashed: to find --since TIME
+)
+
+# Each account's last ledger entry, locked by the writer while it appends (so that two
+# writers never chain onto the same entry); verify checks it agrees with the ledger.
+ledger_head = sa.Table(
+    "zendesk_audit_ledger_head",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("entries", sa.BigInteger, nullable=False),
+    sa.Column("head", sa.String(64), nullable=False),
+)
+
+# Checkpoints of the ledger (etl.integrity.checkpoint): the note text as written to the
+# checkpoint directory, signed or not; ``size`` entries, the last of which hashes to ``head``.
+checkpoints = sa.Table(
+    "zendesk_audit_checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("head", sa.String(64), nullable=False),
+    sa.Column("made_at", UTCDateTime(), nullable=False),
+    sa.Column("key_id", sa.String(16)),
+    sa.Column("note", long_text(), nullable=False),
+    sa.Index("ix_zendesk_audit_checkpoints_account_size", "account", "size"),
+)
+
+# The outcome of each ``verify`` that could write it (an auditor's read-only user cannot):
+# what ``status`` and the metrics show.
+verifications = sa.Table(
+    "zendesk_audit_verifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), nullable=False),
+    sa.Column("finished_at", UTCDateTime(), nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("checkpoints_valid", sa.Integer, nullable=False),
+    sa.Column("checkpoints", sa.Integer, nullable=False),
+    sa.Column("findings", sa.Integer, nullable=False),
+    sa.Index("ix_zendesk_audit_verifications_account_finished_at", "account", "finished_at"),
 )
