@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from parts.databases import migrate_from_template
 
 from etl.common.secret import Secret
 from etl.common.settings import (
@@ -90,9 +91,13 @@ def settings_for(db_url: str, *accounts: AccountSettings) -> Settings:
 
 
 def fresh_store(db_url: str) -> Store:
-    engine = open_engine(db_url)
-    migrate.upgrade(engine)
-    return Store(engine)
+    """A store on ``db_url`` at the current schema: copied from a migrated template when
+    the database is empty (much faster than migrating), else migrated."""
+    if not migrate_from_template(db_url):
+        engine = open_engine(db_url)
+        migrate.upgrade(engine)
+        return Store(engine)
+    return Store(open_engine(db_url))
 
 
 class FakeTime:
