@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from parts.clock import FakeClock
 from parts.databases import migrate_from_template
 
 from etl.common.secret import Secret
@@ -62,6 +63,9 @@ def sim_account(
     )
 
 
+# The shared fake clock, by the name most tests know it.
+FakeTime = FakeClock
+
 T = TypeVar("T")
 # A slow or busy machine still gets there well within this; a broken one fails clearly.
 EVENT_TIMEOUT = 60.0
@@ -98,21 +102,6 @@ def fresh_store(db_url: str) -> Store:
         migrate.upgrade(engine)
         return Store(engine)
     return Store(open_engine(db_url))
-
-
-class FakeTime:
-    """A monotonic clock that only moves when slept on: waits are recorded, not spent."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))  # exact schedules compare without float noise
-        self.now += seconds
 
 
 def fake_time_client(account: AccountSettings, fake: FakeTime | None = None) -> ZendeskClient:

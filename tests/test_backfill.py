@@ -342,8 +342,10 @@ def test_resync_in_parallel_keeps_the_watermark_and_no_plan(db_url: str) -> None
 
 @pytest.fixture
 def big_sim() -> Iterator[SimulatedZendesk]:
+    # Enough that the kills (after 500 to 4,000 more rows each) land mid-backfill five
+    # times or six; the density of the 20,000 over 20 days this was.
     end = recent(30)
-    records = generate_records(20_000, start=end - timedelta(days=20), end=end, seed=21)
+    records = generate_records(12_000, start=end - timedelta(days=12), end=end, seed=21)
     with SimulatedZendesk(records, latency=FETCH_BOUND) as sim:
         yield sim
 

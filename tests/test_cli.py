@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,11 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatedZendesk]:
-    end = recent(30)
-    with SimulatedZendesk(generate_records(1500, start=end - timedelta(days=3), end=end)) as s:
-        yield s
+@pytest.fixture
+def sim(shared_sim: SimulatedZendesk) -> SimulatedZendesk:
+    """The module's simulator (1,500 records over three days): these tests only read."""
+    return shared_sim
 
 
 def write_config(

@@ -34,6 +34,7 @@ SEED = 20261204
 # Bytes that no UTF-8 text holds anywhere: a replaced byte can never decode to other text.
 NEVER_UTF8 = (0xC0, 0xC1, 0xF5, 0xF8, 0xFE, 0xFF)
 
+
 def sample_records() -> list[dict[str, Any]]:
     def load(name: str) -> Any:
         return json.loads((SAMPLES / name).read_text(encoding="utf-8"))

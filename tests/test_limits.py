@@ -9,13 +9,13 @@ one such record made every run fail with exit 6 on PostgreSQL and MariaDB, forev
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parts.simulators import Simulators
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -30,17 +30,15 @@ from etl.cli import main as cli
 from etl.records.audit import Reject, parse_record
 from etl.storage.engine import open_engine
 from etl.storage.limits import byte_batches, literal_size, row_size, storable_reject
-from zendesk_sim import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk
 
 RECORDS = 201
 MB = 1024 * 1024
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedZendesk]:
-    end = recent(30)
-    with SimulatedZendesk(generate_records(RECORDS, start=end - timedelta(hours=2), end=end)) as s:
-        yield s
+def sim(make_sim: Simulators) -> SimulatedZendesk:
+    return make_sim(count=RECORDS, days=2 / 24)
 
 
 def sync(tmp_path: Path, sim: SimulatedZendesk, db_url: str, monkeypatch: Any) -> int:

@@ -76,13 +76,16 @@ class _Module:
 
 
 def _tokens(node: ast.AST) -> set[str]:
-    """Every name ``node`` mentions, ``module.attribute`` pairs, and database URLs."""
+    """Every name ``node`` mentions, ``module.attribute`` pairs, ``.attribute`` (not
+    followed as a definition of this module), and database URLs."""
     found: set[str] = set()
     for child in ast.walk(node):
         if isinstance(child, ast.Name):
             found.add(child.id)
-        elif isinstance(child, ast.Attribute) and isinstance(child.value, ast.Name):
-            found.add(f"{child.value.id}.{child.attr}")
+        elif isinstance(child, ast.Attribute):
+            found.add(f".{child.attr}")  # http.server.HTTPServer names HTTPServer too
+            if isinstance(child.value, ast.Name):
+                found.add(f"{child.value.id}.{child.attr}")
         elif isinstance(child, ast.Constant) and any(text in str(child.value) for text in DB_TEXT):
             found.add("sqlite:///")
     return found
@@ -137,6 +140,7 @@ def _groups(module: str, start: frozenset[str], fixtures: frozenset[str]) -> fro
     tokens |= fixtures & HTTP_FIXTURES
     found: set[str] = set()
     pairs = {tuple(t.split(".", 1)) for t in tokens if "." in t}
+    tokens |= {t[1:] for t in tokens if t.startswith(".")}
     if pairs & PROCESS_CALLS or tokens & PROCESS_NAMES:
         found.add("process")
     if tokens & HTTP_NAMES:
