@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from parts.cli import run_cli
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -51,6 +52,16 @@ def write_config(
 
 
 def cli(
+    config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The command, in this process (``parts.cli.run_cli``): what it does is the subject.
+    ``cli_process`` starts a real one where the process is the point."""
+    del timeout  # in process, a hang fails the test run's own timeout
+    config_args = ["--config", str(config)] if config is not None else []
+    return run_cli(*config_args, *args, env=env)
+
+
+def cli_process(
     config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "etl"]

@@ -57,17 +57,27 @@ def _logging_restored() -> Iterator[None]:
 def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``zendesk-audit-etl ARGS`` in this process, as ``subprocess.run`` would report it:
     exit code, stdout, stderr. ``env`` adds to the environment a command sees."""
-    out, err = io.StringIO(), io.StringIO()
+    # Text streams over bytes, as a process has: some commands write bytes (export).
+    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
+    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
     with (
         _environment({**CLI_ENV, **(env or {})}),
         _logging_restored(),
         redirect_stdout(out),
         redirect_stderr(err),
     ):
-        code = cli_main.main(list(args))
-    return subprocess.CompletedProcess(
-        ["zendesk-audit-etl", *args], code, out.getvalue(), err.getvalue()
-    )
+        try:
+            code = cli_main.main(list(args))
+        except SystemExit as exit:  # argparse: --help, --version, bad arguments
+            code = exit.code if isinstance(exit.code, int) else 0 if exit.code is None else 1
+    return subprocess.CompletedProcess(["zendesk-audit-etl", *args], code, _text(out), _text(err))
+
+
+def _text(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    buffer = stream.buffer
+    assert isinstance(buffer, io.BytesIO)
+    return buffer.getvalue().decode("utf-8", errors="replace")
 
 
 def cli_command(config: Path, *args: str) -> list[str]:
