@@ -85,7 +85,7 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_migrate_sync_status_end_to_end(tmp_path: Path, db_url: str, sim: SimulatedZendesk) -> None:
     config = write_config(tmp_path, sim.url, db_url)
     assert cli(config, "migrate").returncode == 0
-    synced = cli(config, "sync")
+    synced = cli_process(config, "sync")  # one real process: `python -m etl` end to end
     assert synced.returncode == 0, synced.stderr
     assert "status=success" in synced.stderr and "inserted=1500" in synced.stderr
     assert_table_matches(db_url, sim.visible_records())
