@@ -249,7 +249,7 @@ def test_a_current_schema_is_checked_without_importing_alembic(sqlite_url: str) 
     migrate.upgrade(engine)
     engine.dispose()
     code = (
-        "import sys; from etl import migrate; from etl.storage.engine import open_engine; "
+        "import sys; from etl.storage import migrate; from etl.storage.engine import open_engine; "
         f"migrate.ensure_current(open_engine({sqlite_url!r}), auto_migrate=False, "
         "migrate_hint=''); print('alembic' in sys.modules)"
     )
