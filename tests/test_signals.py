@@ -152,6 +152,8 @@ def test_sigterm_during_a_rate_limit_pause_stops_at_once(sqlite_url: str, tmp_pa
         wait_until(
             lambda: any(r.status == 429 for r in sim.requests), "the 429 answered to the run"
         )
+        # The run's own word that it waits now (the 429 sent is not yet the 429 acted on).
+        run.wait_for_line("retry 1 in 3600.0 s")
         sent = time.monotonic()
         run.proc.send_signal(signal.SIGTERM)
         run.finish()
