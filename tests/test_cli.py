@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from parts.cli import run_cli
+from parts.configs import write_config as parts_config
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -41,14 +42,14 @@ def sim(shared_sim: SimulatedZendesk) -> SimulatedZendesk:
 def write_config(
     tmp_path: Path, base_url: str, db_url: str, extra: str = "", database_extra: str = ""
 ) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[zendesk]\nbase_url = "{base_url}"\nname = "acme"\nrequests_per_minute = 2500\n'
-        f'retry_budget = "3s"\ntimeout = "2s"\n{extra}\n'
-        f'[database]\nurl = "{db_url}"\n{database_extra}\n'
+    return parts_config(
+        tmp_path,
+        db_url,
+        base_url,
+        zendesk={"retry_budget": "3s", "timeout": "2s"},
+        zendesk_text=extra,
+        database_text=database_extra,
     )
-    path.chmod(0o600)
-    return path
 
 
 def cli(

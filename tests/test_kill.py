@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from conftest import make_database, selected_kinds
 from parts.cli import run_cli
+from parts.configs import write_config
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -51,11 +52,7 @@ def kill_loop(db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, i
     # pace itself by X-Rate-Limit-Remaining within a few runs (as it should), and a soak
     # of hundreds of runs would mostly wait.
     with SimulatedZendesk(records, latency=0.02, rate_limit_per_minute=1_000_000) as sim:
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
-            f'[database]\nurl = "{db_url}"\nauto_migrate = true\n'
-        )
+        config = write_config(tmp_path, db_url, sim.url, database={"auto_migrate": True})
         command = [sys.executable, "-m", "etl", "--config", str(config), "--quiet", "sync"]
         env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
         outcomes = {"killed": 0, "finished": 0}

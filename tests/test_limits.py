@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parts.configs import write_config
 from parts.simulators import Simulators
 from support import (
     SIM_OAUTH_TOKEN,
@@ -43,14 +44,14 @@ def sim(make_sim: Simulators) -> SimulatedZendesk:
 
 def sync(tmp_path: Path, sim: SimulatedZendesk, db_url: str, monkeypatch: Any) -> int:
     """``etl sync`` as a user runs it (in process); its exit code."""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
-        f'retry_budget = "3s"\ntimeout = "10s"\n\n'
-        f'[sync]\noverlap = "1d"\n\n'
-        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n'
+    config = write_config(
+        tmp_path,
+        db_url,
+        sim.url,
+        zendesk={"retry_budget": "3s", "timeout": "10s"},
+        sync={"overlap": "1d"},
+        database={"auto_migrate": True},
     )
-    config.chmod(0o600)
     monkeypatch.setenv("ZENDESK_OAUTH_TOKEN", SIM_OAUTH_TOKEN)
     return cli.main(["--config", str(config), "--quiet", "sync"])
 

@@ -36,21 +36,22 @@ def write_config(
     sync: Mapping[str, Value | None] | None = None,
     database: Mapping[str, Value | None] | None = None,
     zendesk_text: str = "",
+    database_text: str = "",
     text: str = "",
     filename: str = "config.toml",
 ) -> Path:
     """Write ``folder/filename`` (mode 0600, as the CLI insists) and return its path.
 
     ``[zendesk]`` gets ``base_url``, ``name = "acme"`` and ``requests_per_minute = 2500``
-    unless ``zendesk`` says otherwise (a None value leaves a key out); ``zendesk_text`` is
-    raw TOML added to that table, ``text`` raw TOML added at the end (more tables)."""
+    unless ``zendesk`` says otherwise (a None value leaves a key out); ``zendesk_text`` and
+    ``database_text`` are raw TOML added to those tables, ``text`` raw TOML at the end."""
     path = folder / filename
     body = _table(
         "zendesk", {"base_url": base_url, **DEFAULT_ZENDESK, **(zendesk or {})}, zendesk_text
     )
     if sync:
         body += _table("sync", sync, "")
-    body += _table("database", {"url": db_url, **(database or {})}, "")
+    body += _table("database", {"url": db_url, **(database or {})}, database_text)
     path.write_text(body + text, encoding="utf-8")
     path.chmod(0o600)
     return path
