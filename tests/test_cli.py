@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from docs_corpus import DOCS
 from parts.cli import run_cli
 from parts.configs import write_config as parts_config
 from support import (
@@ -30,7 +31,7 @@ from etl.storage.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
+README = DOCS  # the README and the docs pages it links
 
 
 @pytest.fixture

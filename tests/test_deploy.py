@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from docs_corpus import DOCS
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
 INSTALLED_BINARY = "/opt/zendesk-audit-etl/bin/zendesk-audit-etl"
@@ -208,7 +209,7 @@ def test_kubernetes_example_is_valid_and_its_config_parses(tmp_path: Path) -> No
 
 
 ROOT = DEPLOY.parent.parent
-README = (ROOT / "README.md").read_text()
+README = DOCS  # the README and the docs pages it links
 VENV_BINARY = "/opt/zendesk-audit-etl/bin/zendesk-audit-etl"
 CONFIG_PATH = "/etc/zendesk-audit-etl/config.toml"
 
@@ -292,6 +293,25 @@ def test_the_built_wheel_installs_into_a_fresh_venv_and_migrates(tmp_path: Path)
     )  # fmt: skip
     assert migrated.returncode == 0, migrated.stderr
     assert (tmp_path / "a.db").exists()
+    # then the README's first run, in its order, from the installed command
+    from support import SIM_OAUTH_TOKEN, recent
+
+    from zendesk_sim import SimulatedZendesk, generate_records
+
+    end = recent(30)
+    with SimulatedZendesk(generate_records(30, start=end - timedelta(days=1), end=end)) as sim:
+        config.write_text(
+            f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\n\n'
+            f'[database]\nurl = "sqlite:///{tmp_path / "a.db"}"\n'
+        )
+        env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+        for command in ("check", "sync", "status"):
+            ran = subprocess.run(
+                [str(binary), "--config", str(config), command],
+                capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env,
+            )  # fmt: skip
+            assert ran.returncode == 0, (command, ran.stderr)
+        assert "rows          30" in ran.stdout
 
 
 def test_the_dockerfile_agrees_with_the_cronjob() -> None:
