@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test lint typecheck pytest bench bench-envelope bench-export bench-verify bench-ledger soak dist clean
+.PHONY: help install demo test test-fast lint typecheck pytest bench bench-envelope bench-export bench-verify bench-ledger soak dist clean
 
 help: ## this list, made from the "##" comment on each target's line
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -32,6 +32,11 @@ pytest: $(STAMP) ## the tests on SQLite, PostgreSQL and MariaDB (PYTEST_ARGS to 
 	$(BIN)/pytest -n 2 -m "not slow" $(PYTEST_ARGS)
 
 test: lint typecheck pytest ## lint, type-check and run the tests: what CI runs
+
+# No whole-process tests (signals, kills, the installed command: marked "process" by
+# tests/parts/marks.py), on SQLite alone: the rest of the suite, in well under a minute.
+test-fast: $(STAMP) ## the tests that need no new process, on SQLite only (PYTEST_ARGS to narrow)
+	ETL_TEST_DATABASES=sqlite $(BIN)/pytest -n 2 -m "not process and not slow and not packaging" $(PYTEST_ARGS)
 
 bench: $(STAMP) ## throughput and cost benchmarks, then the envelope (tables, JSON)
 	$(BIN)/python scripts/bench.py

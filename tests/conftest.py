@@ -1,80 +1,51 @@
-"""Shared fixtures: a fresh, real database of each kind per test.
+"""Shared fixtures: a fresh, real database of each kind per test, and the shared test parts.
 
 ``db_url`` is parametrized over SQLite, PostgreSQL and MariaDB/MySQL. Each test
 gets its own empty database, dropped afterwards, so tests never see each
-other's rows and can run in parallel (pytest-xdist).
+other's rows and can run in parallel (pytest-xdist). ``migrated_url`` is the same,
+already at the current schema (copied from a template: see ``parts/databases.py``,
+which also says how to point the tests at other servers).
 
-Server locations come from the environment so CI and laptops can differ:
-``ETL_TEST_POSTGRES`` (default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``)
-and ``ETL_TEST_MYSQL`` (default ``mysql+pymysql://root@127.0.0.1:3306/test``).
-``ETL_TEST_DATABASES`` narrows the kinds (for example ``sqlite,postgresql``).
-A kind whose server is unreachable fails its tests rather than skipping them,
-unless ``ETL_TEST_ALLOW_SKIP=1``: CI must never pass by testing nothing.
+The parts tests share (a simulator factory, a fake clock, a config writer, the CLI
+in-process) live in ``tests/parts/``; their fixtures are imported below. Tests are
+marked by what they need (pure, http, db, process: see ``parts/marks.py``);
+``make test-fast`` runs all but the whole-process ones, on SQLite.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from parts import marks
+from parts.databases import (
+    ALL_KINDS,
+    SERVER_URLS,
+    make_database,
+    migrate_from_template,
+    selected_kinds,
+    server_database,
+)
+from parts.simulators import make_sim, shared_sim
 
-SERVER_URLS = {
-    "postgresql": os.environ.get(
-        "ETL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-    ),
-    "mysql": os.environ.get("ETL_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test"),
-}
-ALL_KINDS = ("sqlite", "postgresql", "mysql")
+from etl.storage.engine import open_engine
 
-
-def selected_kinds() -> list[str]:
-    wanted = os.environ.get("ETL_TEST_DATABASES", ",".join(ALL_KINDS))
-    return [kind for kind in ALL_KINDS if kind in {w.strip() for w in wanted.split(",")}]
+# Re-exported: tests import these from conftest, and the fixtures must be seen here.
+__all__ = [
+    "ALL_KINDS",
+    "SERVER_URLS",
+    "make_database",
+    "make_sim",
+    "selected_kinds",
+    "shared_sim",
+]
 
 
 def _server_database(kind: str) -> Iterator[str]:
-    """Create a uniquely named database on the server, yield its URL, drop it."""
-    admin_url = make_url(SERVER_URLS[kind])
-    name = f"etl_test_{uuid.uuid4().hex[:12]}"
-    unreachable = ""
-    try:
-        admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    except sa.exc.OperationalError as exc:
-        where = admin_url.render_as_string(hide_password=True)
-        said = (str(exc.orig).strip().splitlines() or ["?"])[0]
-        unreachable = f"{kind} server unreachable at {where} ({said})"
-    if unreachable:  # outside the except: no chained driver traceback under the line
-        if os.environ.get("ETL_TEST_ALLOW_SKIP") == "1":
-            pytest.skip(unreachable)
-        # One line per test: what is wrong and the two ways out.
-        pytest.fail(
-            f"{unreachable}: start it, or test SQLite alone with ETL_TEST_DATABASES=sqlite, "
-            "or let these tests skip with ETL_TEST_ALLOW_SKIP=1",
-            pytrace=False,
-        )
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            if kind == "postgresql":
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            else:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-        admin.dispose()
-
-
-def make_database(kind: str, tmp_path: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}"
-    else:
-        yield from _server_database(kind)
+    """Kept for tests that import it: ``parts.databases.server_database``."""
+    yield from server_database(kind)
 
 
 @pytest.fixture(params=selected_kinds())
@@ -87,3 +58,61 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def sqlite_url(tmp_path: Path) -> str:
     """For tests whose subject does not depend on the database kind."""
     return f"sqlite:///{tmp_path / 'audit.db'}"
+
+
+@pytest.fixture
+def migrated_url(db_url: str) -> str:
+    """``db_url`` at the current schema, copied from a migrated template (not migrated)."""
+    assert migrate_from_template(db_url), "a fresh database is empty and unused"
+    return db_url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    """An engine on ``db_url`` (empty), disposed after the test."""
+    engine = open_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def migrated_engine(migrated_url: str) -> Iterator[sa.Engine]:
+    """An engine on ``migrated_url``, disposed after the test."""
+    engine = open_engine(migrated_url)
+    yield engine
+    engine.dispose()
+
+
+# -- the marks by need ----------------------------------------------------------------------------
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    marks.install_checks()
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by them
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    marks.mark_by_need(items)
+    # @pytest.mark.databases("postgresql", "mysql"): a test whose subject the other kinds
+    # do not have runs on these only (left out, rather than skipped, on the others).
+    dropped = [item for item in items if not _wanted_kind(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if _wanted_kind(item)]
+
+
+def _wanted_kind(item: pytest.Item) -> bool:
+    mark = item.get_closest_marker("databases")
+    callspec = getattr(item, "callspec", None)
+    if mark is None or callspec is None or "db_url" not in callspec.params:
+        return True
+    return callspec.params["db_url"] in mark.args
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Iterator[None]:
+    marks.running(item)
+    try:
+        return (yield)
+    finally:
+        marks.running(None)

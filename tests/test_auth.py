@@ -9,12 +9,13 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 import requests
 from loopback import Exchange, LoopbackServer
+from parts.clock import FakeClock
+from parts.simulators import Simulators
 
 from etl.common.errors import AuthError, ConfigError, CorruptResponseError, RateLimitedError
 from etl.common.secret import Secret
@@ -131,17 +132,9 @@ END = datetime(2025, 6, 2, tzinfo=UTC)
 PARAMS = audit_log_params(START, END, {}, page_size=5)
 
 
-class FrozenClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def oauth(
     sim: SimulatedZendesk,
-    clock: FrozenClock,
+    clock: FakeClock,
     secret: str = "sim-client-secret",
     scope: str = "read",
 ) -> tuple[ClientCredentialsAuth, requests.Session]:
@@ -164,11 +157,8 @@ def get(sim: SimulatedZendesk, session: requests.Session, auth: ClientCredential
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedZendesk]:
-    records = generate_records(20, start=START, end=END)
-    with SimulatedZendesk(records, auth=SimAuth(token_ttl=120.0)) as server:
-        yield server
-        assert server.errors == []
+def sim(make_sim: Simulators) -> SimulatedZendesk:
+    return make_sim(generate_records(20, start=START, end=END), auth=SimAuth(token_ttl=120.0))
 
 
 def token_requests(sim: SimulatedZendesk) -> int:
@@ -176,14 +166,14 @@ def token_requests(sim: SimulatedZendesk) -> int:
 
 
 def test_the_token_is_fetched_once_and_reused(sim: SimulatedZendesk) -> None:
-    auth, session = oauth(sim, FrozenClock())
+    auth, session = oauth(sim, FakeClock(0.0))
     assert [get(sim, session, auth) for _ in range(4)] == [200] * 4
     assert auth.fetches == 1
     assert token_requests(sim) == 1
 
 
 def test_the_token_is_renewed_shortly_before_it_expires(sim: SimulatedZendesk) -> None:
-    clock = FrozenClock()
+    clock = FakeClock(0.0)
     auth, session = oauth(sim, clock)
     assert get(sim, session, auth) == 200
     clock.now = 120 - 12 - 0.5  # expires_in 120 s; renewed 12 s (a tenth) before
@@ -198,7 +188,7 @@ def test_a_401_renews_the_token_once_and_resends() -> None:
     records = generate_records(5, start=START, end=END)
     # Long enough for the first request to use the token on a busy machine.
     with SimulatedZendesk(records, auth=SimAuth(token_ttl=2.0)) as server:
-        auth, session = oauth(server, FrozenClock())  # our clock never sees it expire
+        auth, session = oauth(server, FakeClock(0.0))  # our clock never sees it expire
         assert get(server, session, auth) == 200
         time.sleep(2.1)  # the token's lifetime passing is the event: this is its length
         assert get(server, session, auth) == 200
@@ -208,7 +198,7 @@ def test_a_401_renews_the_token_once_and_resends() -> None:
 
 
 def test_a_refused_grant_says_what_to_check(sim: SimulatedZendesk) -> None:
-    auth, session = oauth(sim, FrozenClock(), secret="WRONG-SECRET")
+    auth, session = oauth(sim, FakeClock(0.0), secret="WRONG-SECRET")
     with pytest.raises(AuthError) as caught:
         get(sim, session, auth)
     message = str(caught.value)
@@ -220,14 +210,14 @@ def test_a_refused_grant_says_what_to_check(sim: SimulatedZendesk) -> None:
 
 
 def test_a_scope_the_client_may_not_have_is_refused(sim: SimulatedZendesk) -> None:
-    auth, session = oauth(sim, FrozenClock(), scope="tickets:write")
+    auth, session = oauth(sim, FakeClock(0.0), scope="tickets:write")
     with pytest.raises(AuthError, match="invalid_scope"):
         get(sim, session, auth)
 
 
 def test_a_token_endpoint_outage_is_retriable(sim: SimulatedZendesk) -> None:
     sim.inject(Fault("status", status=503, retry_after=2, path="/oauth/tokens"))
-    auth, session = oauth(sim, FrozenClock())
+    auth, session = oauth(sim, FakeClock(0.0))
     with pytest.raises(RateLimitedError) as caught:
         get(sim, session, auth)
     assert caught.value.retry_after == 2.0
@@ -235,7 +225,7 @@ def test_a_token_endpoint_outage_is_retriable(sim: SimulatedZendesk) -> None:
 
 
 def test_threads_share_one_token(sim: SimulatedZendesk) -> None:
-    auth, _ = oauth(sim, FrozenClock())
+    auth, _ = oauth(sim, FakeClock(0.0))
     statuses: list[int] = []
     lock = threading.Lock()
 
@@ -257,7 +247,7 @@ def test_threads_share_one_token(sim: SimulatedZendesk) -> None:
 
 
 def test_the_token_request_sends_json_and_no_authorization(sim: SimulatedZendesk) -> None:
-    auth, session = oauth(sim, FrozenClock())
+    auth, session = oauth(sim, FakeClock(0.0))
     sent: list[requests.PreparedRequest] = []
     session.hooks["response"].append(lambda r, **_: sent.append(r.request))
     session.auth = auth  # even so, the token request must not carry (or recurse into) it

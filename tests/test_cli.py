@@ -9,12 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from docs_corpus import DOCS
+from parts.cli import run_cli
+from parts.configs import write_config as parts_config
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -33,27 +34,36 @@ ROOT = Path(__file__).resolve().parent.parent
 README = DOCS  # the README and the docs pages it links
 
 
-@pytest.fixture(scope="module")
-def sim() -> Iterator[SimulatedZendesk]:
-    end = recent(30)
-    with SimulatedZendesk(generate_records(1500, start=end - timedelta(days=3), end=end)) as s:
-        yield s
+@pytest.fixture
+def sim(shared_sim: SimulatedZendesk) -> SimulatedZendesk:
+    """The module's simulator (1,500 records over three days): these tests only read."""
+    return shared_sim
 
 
 def write_config(
     tmp_path: Path, base_url: str, db_url: str, extra: str = "", database_extra: str = ""
 ) -> Path:
-    path = tmp_path / "config.toml"
-    path.write_text(
-        f'[zendesk]\nbase_url = "{base_url}"\nname = "acme"\nrequests_per_minute = 2500\n'
-        f'retry_budget = "3s"\ntimeout = "2s"\n{extra}\n'
-        f'[database]\nurl = "{db_url}"\n{database_extra}\n'
+    return parts_config(
+        tmp_path,
+        db_url,
+        base_url,
+        zendesk={"retry_budget": "3s", "timeout": "2s"},
+        zendesk_text=extra,
+        database_text=database_extra,
     )
-    path.chmod(0o600)
-    return path
 
 
 def cli(
+    config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The command, in this process (``parts.cli.run_cli``): what it does is the subject.
+    ``cli_process`` starts a real one where the process is the point."""
+    del timeout  # in process, a hang fails the test run's own timeout
+    config_args = ["--config", str(config)] if config is not None else []
+    return run_cli(*config_args, *args, env=env)
+
+
+def cli_process(
     config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "etl"]
@@ -77,7 +87,7 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 def test_migrate_sync_status_end_to_end(tmp_path: Path, db_url: str, sim: SimulatedZendesk) -> None:
     config = write_config(tmp_path, sim.url, db_url)
     assert cli(config, "migrate").returncode == 0
-    synced = cli(config, "sync")
+    synced = cli_process(config, "sync")  # one real process: `python -m etl` end to end
     assert synced.returncode == 0, synced.stderr
     assert "status=success" in synced.stderr and "inserted=1500" in synced.stderr
     assert_table_matches(db_url, sim.visible_records())

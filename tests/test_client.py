@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import requests
 import urllib3
+from parts.simulators import Simulators
 from requests.adapters import HTTPAdapter
 from support import FakeTime
 
@@ -383,10 +384,8 @@ PARAMS = audit_log_params(START, END, {}, page_size=10)
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedZendesk]:
-    with SimulatedZendesk(generate_records(40, start=START, end=END)) as server:
-        yield server
-        assert server.errors == []
+def sim(make_sim: Simulators) -> SimulatedZendesk:
+    return make_sim(generate_records(40, start=START, end=END))
 
 
 API_TOKEN = Credentials(email="admin@example.com", api_token=Secret("sim-api-token"))

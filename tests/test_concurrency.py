@@ -6,18 +6,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from parts.clock import FakeClock
 
 from etl.common.errors import ConfigError
 from etl.config import loader as config
 from etl.zendesk.concurrency import DEFAULT_BOUND, Gate, LatencyWindow, target
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_target_is_rate_times_slow_latency_with_a_margin() -> None:
@@ -48,7 +41,7 @@ def test_a_slowed_down_budget_needs_fewer_requests_in_flight() -> None:
 
 
 def test_latency_window_quantile_follows_recent_latencies() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     window = LatencyWindow(samples=10, max_age=30.0, clock=clock)
     assert window.quantile() is None
     for ms in range(100, 1100, 100):  # 0.1 .. 1.0 s
@@ -61,7 +54,7 @@ def test_latency_window_quantile_follows_recent_latencies() -> None:
 
 
 def test_latency_window_forgets_old_samples() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     window = LatencyWindow(samples=10, max_age=30.0, clock=clock)
     window.add(2.0)
     clock.now = 20.0
@@ -74,7 +67,7 @@ def test_latency_window_forgets_old_samples() -> None:
 
 
 def test_slow_requests_still_out_count_with_their_age_so_far() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     window = LatencyWindow(clock=clock)
     for thread in range(6):  # six requests start together
         window.begin(thread)
@@ -94,7 +87,7 @@ def test_slow_requests_still_out_count_with_their_age_so_far() -> None:
 
 
 def test_target_rises_and_falls_with_the_measured_latency() -> None:
-    clock = Clock()
+    clock = FakeClock(0.0)
     window = LatencyWindow(samples=8, clock=clock)
     rate = 2500 / 60
     for _ in range(8):

@@ -1,6 +1,6 @@
 """Real response bodies, corrupted at random positions: stored exactly, or exit 4.
 
-The records of ``../shared/reference/samples`` (Zendesk's docs, connectors' fixtures)
+The records of ``tests/data/samples`` (Zendesk's docs, connectors' fixtures)
 are served in pages by a hand-made loopback server, encoded as the API does (UTF-8,
 characters beyond ASCII as such). Each seeded case spoils one page: cut short (with a
 matching or a larger Content-Length), a byte replaced by one no UTF-8 text holds, a
@@ -27,16 +27,12 @@ from etl.common.errors import EtlError, ExitCode
 from etl.sync.account import sync_account
 from etl.zendesk.client import ZendeskClient
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "samples"
+SAMPLES = Path(__file__).resolve().parent / "data" / "samples"
 PER_PAGE = 3
 CASES = 48
 SEED = 20261204
 # Bytes that no UTF-8 text holds anywhere: a replaced byte can never decode to other text.
 NEVER_UTF8 = (0xC0, 0xC1, 0xF5, 0xF8, 0xFE, 0xFF)
-
-pytestmark = pytest.mark.skipif(
-    not SAMPLES.exists(), reason="shared/reference not beside the checkout"
-)
 
 
 def sample_records() -> list[dict[str, Any]]:
@@ -75,7 +71,7 @@ KINDS = ("cut", "cut-short-length", "replace", "break-char", "no-has-more", "cha
 
 def cases() -> list[Spoil]:
     rng = random.Random(SEED)
-    pages = -(-len(sample_records()) // PER_PAGE) if SAMPLES.exists() else 1
+    pages = -(-len(sample_records()) // PER_PAGE)
     return [
         Spoil(
             kind=KINDS[i % len(KINDS)],

@@ -21,6 +21,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import make_database, selected_kinds
+from parts.cli import run_cli
+from parts.configs import write_config
 from support import fresh_store, wait_until
 from test_cli import one_error_line
 from test_export import record, store_records
@@ -54,11 +56,7 @@ def test_sigkill_anywhere_exports_every_record_exactly_once(
 ) -> None:
     rng = random.Random(17)
     store = fresh_store(kill_db_url)
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[zendesk]\nbase_url = "http://127.0.0.1:9"\nname = "acme"\n'
-        f'[database]\nurl = "{kill_db_url}"\n'
-    )
+    config = write_config(tmp_path, kill_db_url)  # Zendesk unreachable: export needs none
     out = tmp_path / "feed.jsonl"
     command = [sys.executable, "-m", "etl", "--config", str(config), "export",
                "--consumer", "siem", "--output", str(out)]  # fmt: skip
@@ -84,9 +82,9 @@ def test_sigkill_anywhere_exports_every_record_exactly_once(
         cut_back += stderr.count(b"cutting")
         if proc.returncode == -signal.SIGKILL and size(out) > before:
             killed_after_writing += 1
-    final = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, timeout=120)
+    final = run_cli(*command[command.index("--config") :])  # in process: what it does counts
     assert final.returncode == 0, final.stderr
-    cut_back += final.stderr.count(b"cutting")
+    cut_back += final.stderr.count("cutting")
 
     with store.engine.connect() as conn:
         stored = conn.execute(
@@ -115,11 +113,7 @@ def test_sigterm_mid_export_exits_130_and_the_next_run_goes_on(
         rows = [record(i, minutes=(i * 7919) % 1200 - 600) for i in range(start, start + 10_000)]
         store_records(store, rows)
     store.engine.dispose()
-    config = tmp_path / "config.toml"
-    config.write_text(
-        '[zendesk]\nbase_url = "http://127.0.0.1:9"\nname = "acme"\n'
-        f'[database]\nurl = "{kill_db_url}"\n'
-    )
+    config = write_config(tmp_path, kill_db_url)  # Zendesk unreachable: export needs none
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_CONFIG"))}
 
     def export(consumer: str, out: Path) -> list[str]:
@@ -147,12 +141,11 @@ def test_sigterm_mid_export_exits_130_and_the_next_run_goes_on(
     (summary,) = [line for line in stderr.splitlines() if "export consumer=siem" in line]
     assert summary.endswith("; stopped") and f" {stopped_at} bytes " in summary, summary
 
-    resumed = subprocess.run(export("siem", out), env=env, cwd=ROOT, capture_output=True,
-                             text=True, timeout=120)  # fmt: skip
+    # The next run and the reference, in process: what they write is the subject.
+    resumed = run_cli(*export("siem", out)[3:])
     assert resumed.returncode == 0, resumed.stderr
     whole = tmp_path / "uninterrupted.jsonl"
-    reference = subprocess.run(export("reference", whole), env=env, cwd=ROOT,
-                               capture_output=True, text=True, timeout=120)  # fmt: skip
+    reference = run_cli(*export("reference", whole)[3:])
     assert reference.returncode == 0, reference.stderr
     assert stopped_at < size(whole), "the SIGTERM came before the export was done"
     assert len(whole.read_bytes().splitlines()) == SIGTERM_ROWS

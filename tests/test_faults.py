@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,8 +28,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import sqlalchemy as sa
+from parts.clock import FakeClock
+from parts.simulators import Simulators
 from support import (
-    FakeTime,
     assert_table_matches,
     audit_record,
     fresh_store,
@@ -59,7 +59,7 @@ from etl.sync.run import RunSummary
 from etl.zendesk import ratelimit
 from etl.zendesk.client import ZendeskClient
 from etl.zendesk.ratelimit import RateLimiter
-from zendesk_sim import Fault, SimulatedZendesk, generate_records
+from zendesk_sim import Fault, SimulatedZendesk
 from zendesk_sim.faults import apply_to_records
 
 RECORDS = 360
@@ -324,15 +324,13 @@ CASES = [
 
 # -- fixtures and helpers -------------------------------------------------------------------
 @pytest.fixture
-def sim() -> Iterator[SimulatedZendesk]:
+def sim(make_sim: Simulators) -> SimulatedZendesk:
     """360 records over three hours ending 30 minutes ago, with same-second bursts."""
-    end = recent(30)
-    history = generate_records(RECORDS, start=end - timedelta(hours=3), end=end, seed=SEED)
-    with SimulatedZendesk(history) as s:
-        records = s.visible_records()
-        # the premise: one second's records straddle the page boundary where faults strike
-        assert records[3 * PAGE - 1]["created_at"] == records[3 * PAGE]["created_at"]
-        yield s
+    s = make_sim(count=RECORDS, days=3 / 24, seed=SEED)
+    records = s.visible_records()
+    # the premise: one second's records straddle the page boundary where faults strike
+    assert records[3 * PAGE - 1]["created_at"] == records[3 * PAGE]["created_at"]
+    return s
 
 
 @pytest.fixture
@@ -352,16 +350,8 @@ def hosts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int | None]]:
     return sent
 
 
-class Clock(FakeTime):
-    """FakeTime for retry waits; the limiter's pacing advances it without being recorded."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.paced: list[float] = []
-
-    def pace(self, seconds: float) -> None:
-        self.paced.append(seconds)
-        self.now += seconds
+# Retry waits are recorded in sleeps, the limiter's pacing in paced.
+Clock = FakeClock
 
 
 def run(account: AccountSettings, store: Store, clock: Clock) -> RunSummary:

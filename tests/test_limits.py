@@ -9,13 +9,14 @@ one such record made every run fail with exit 6 on PostgreSQL and MariaDB, forev
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parts.configs import write_config
+from parts.simulators import Simulators
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -30,29 +31,27 @@ from etl.cli import main as cli
 from etl.records.audit import Reject, parse_record
 from etl.storage.engine import open_engine
 from etl.storage.limits import byte_batches, literal_size, row_size, storable_reject
-from zendesk_sim import SimulatedZendesk, generate_records
+from zendesk_sim import SimulatedZendesk
 
 RECORDS = 201
 MB = 1024 * 1024
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedZendesk]:
-    end = recent(30)
-    with SimulatedZendesk(generate_records(RECORDS, start=end - timedelta(hours=2), end=end)) as s:
-        yield s
+def sim(make_sim: Simulators) -> SimulatedZendesk:
+    return make_sim(count=RECORDS, days=2 / 24)
 
 
 def sync(tmp_path: Path, sim: SimulatedZendesk, db_url: str, monkeypatch: Any) -> int:
     """``etl sync`` as a user runs it (in process); its exit code."""
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
-        f'retry_budget = "3s"\ntimeout = "10s"\n\n'
-        f'[sync]\noverlap = "1d"\n\n'
-        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n'
+    config = write_config(
+        tmp_path,
+        db_url,
+        sim.url,
+        zendesk={"retry_budget": "3s", "timeout": "10s"},
+        sync={"overlap": "1d"},
+        database={"auto_migrate": True},
     )
-    config.chmod(0o600)
     monkeypatch.setenv("ZENDESK_OAUTH_TOKEN", SIM_OAUTH_TOKEN)
     return cli.main(["--config", str(config), "--quiet", "sync"])
 

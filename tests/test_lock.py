@@ -8,11 +8,11 @@ import stat
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from parts.clock import FakeClock
 from sqlalchemy.engine import Engine
 
 from etl.common.errors import LockedError
@@ -22,32 +22,6 @@ from etl.storage.lock import POLL_INTERVAL_S, advisory_key, lock_file, mysql_loc
 from etl.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
-class FakeTime:
-    """``sleep`` moves ``clock`` on, and may run something once a given time is reached."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-        self.at: tuple[float, ExitStack] | None = None
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-        if self.at is not None and self.now >= self.at[0]:
-            self.at[1].close()
-            self.at = None
 
 
 def test_a_second_run_is_refused_at_once(engine: Engine) -> None:
@@ -70,7 +44,7 @@ def test_the_lock_is_released_when_the_run_fails(engine: Engine) -> None:
 
 
 def test_waiting_polls_until_the_deadline(engine: Engine) -> None:
-    fake = FakeTime()
+    fake = FakeClock()
     with (
         run_lock(engine, "acme"),
         pytest.raises(LockedError),
@@ -81,10 +55,10 @@ def test_waiting_polls_until_the_deadline(engine: Engine) -> None:
 
 
 def test_waiting_gets_the_lock_once_it_is_released(engine: Engine) -> None:
-    fake = FakeTime()
+    fake = FakeClock()
     holder = ExitStack()
     holder.enter_context(run_lock(engine, "acme"))
-    fake.at = (fake.now + 2 * POLL_INTERVAL_S, holder)  # the holder finishes after 2 polls
+    fake.at(fake.now + 2 * POLL_INTERVAL_S, holder.close)  # the holder finishes after 2 polls
     with run_lock(engine, "acme", wait=60, sleep=fake.sleep, clock=fake.clock):
         pass
     assert fake.sleeps == [POLL_INTERVAL_S, POLL_INTERVAL_S]

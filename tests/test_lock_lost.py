@@ -103,12 +103,11 @@ def test_a_lost_lock_refuses_the_next_commit(store: Store) -> None:
         store.set_watermark("acme", recent(1))
 
 
+@pytest.mark.databases("postgresql", "mysql")  # a file lock has no session to time out
 def test_the_lock_session_outlives_the_servers_idle_timeout(db_url: str) -> None:
     """Sessions of this engine are ended after 1 s idle (MariaDB wait_timeout, PostgreSQL
     idle_session_timeout); the lock's own session is not."""
     kind = make_url(db_url).get_backend_name()
-    if kind == "sqlite":
-        pytest.skip("a file lock has no session to time out")
     if kind == "postgresql":
         url = f"{db_url}?options=-c%20idle_session_timeout%3D1000"
     else:

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +37,6 @@ SCHEMA_CHANGES = ("CREATE", "ALTER", "INSERT", "UPDATE")
 
 class Killed(Exception):
     """Stands for SIGKILL: the statement it interrupts never reaches the server."""
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def drop_everything(engine: Engine) -> None:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from sqlalchemy.engine import Engine
 from etl.common.errors import SchemaError
 from etl.storage import migrate
 from etl.storage.engine import open_engine
-from etl.storage.schema import MYSQL_DIALECTS, MYSQL_TABLE_OPTIONS, VERSION_TABLE, metadata
+from etl.storage.schema import MYSQL_TABLE_OPTIONS, VERSION_TABLE, metadata
 from etl.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,13 +39,6 @@ class Rejected:
     record_id: str | None
     reason: str
     raw: str
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_engine(db_url)
-    yield engine
-    engine.dispose()
 
 
 def set_version(engine: Engine, version: str) -> None:
@@ -72,9 +64,8 @@ def test_migrations_build_what_etl_schema_describes(engine: Engine) -> None:
         assert compare_metadata(context, metadata) == []
 
 
+@pytest.mark.databases("mysql")
 def test_mysql_tables_take_the_documented_engine_charset_and_collation(engine: Engine) -> None:
-    if engine.dialect.name not in MYSQL_DIALECTS:
-        pytest.skip("MySQL and MariaDB only")
     migrate.upgrade(engine)
     with engine.connect() as conn:
         found = conn.execute(

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from parts.simulators import Simulators
 from support import FakeTime
 
 from etl.common.errors import (
@@ -103,12 +104,9 @@ def make_client(sim: SimulatedZendesk, fake: FakeTime) -> ZendeskClient:
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedZendesk]:
+def sim(make_sim: Simulators) -> SimulatedZendesk:
     # The account's limit (its headers) is the clients' budget: the job keeps to the lower.
-    records = generate_records(95, start=START, end=END)
-    with SimulatedZendesk(records, rate_limit_per_minute=BUDGET) as server:
-        yield server
-        assert server.errors == []
+    return make_sim(generate_records(95, start=START, end=END), rate_limit_per_minute=BUDGET)
 
 
 @pytest.fixture

@@ -5,41 +5,22 @@ from __future__ import annotations
 import itertools
 import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from parts.clock import FakeClock
 
 from etl.common.errors import ConfigError
 from etl.zendesk.concurrency import LatencyWindow
 from etl.zendesk.ratelimit import RateLimiter, parse_retry_after
 
 
-class FakeTime:
-    """A clock that only moves when someone sleeps; records every sleep."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-        self.on_sleep: Callable[[], None] | None = None
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(round(seconds, 6))
-        if self.on_sleep is not None:
-            hook, self.on_sleep = self.on_sleep, None
-            hook()
-        self.now += seconds
-
-
-def limiter(rpm: int, fake: FakeTime) -> RateLimiter:
+def limiter(rpm: int, fake: FakeClock) -> RateLimiter:
     return RateLimiter(rpm, clock=fake.clock, sleep=fake.sleep)
 
 
 def test_budget_spaces_requests_evenly() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(60, fake)
     waits = [rl.acquire() for _ in range(4)]
     assert waits == [0.0, 1.0, 1.0, 1.0]
@@ -49,7 +30,7 @@ def test_budget_spaces_requests_evenly() -> None:
 
 
 def test_a_slow_caller_never_waits() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(60, fake)
     for _ in range(3):
         assert rl.acquire() == 0.0
@@ -58,7 +39,7 @@ def test_a_slow_caller_never_waits() -> None:
 
 
 def test_no_sixty_second_window_exceeds_the_budget() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(100, fake)
     sent: list[float] = []
     for i in range(450):
@@ -72,7 +53,7 @@ def test_no_sixty_second_window_exceeds_the_budget() -> None:
 
 
 def test_pause_holds_the_next_request() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(60, fake)
     rl.acquire()
     rl.pause(12)
@@ -83,7 +64,7 @@ def test_pause_holds_the_next_request() -> None:
 
 
 def test_pause_begun_while_another_caller_sleeps_is_honoured() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(60, fake)
     rl.acquire()
     # During the 1 s spacing sleep another thread receives a 429 with Retry-After 10.
@@ -93,7 +74,7 @@ def test_pause_begun_while_another_caller_sleeps_is_honoured() -> None:
 
 
 def test_a_shorter_pause_does_not_shorten_a_longer_one() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(600, fake)
     rl.pause(30)
     rl.pause(5)
@@ -101,7 +82,7 @@ def test_a_shorter_pause_does_not_shorten_a_longer_one() -> None:
 
 
 def test_low_remaining_paces_until_the_window_refreshes() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(600, fake)  # our own budget: 0.1 s apart
     rl.acquire()
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "10"})
@@ -111,7 +92,7 @@ def test_low_remaining_paces_until_the_window_refreshes() -> None:
 
 
 def test_the_first_answer_leaves_the_other_apps_their_share() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(700, fake)
     rl.acquire()
     # 30 s into the minute, other apps have used 175 (350/min), this job 1.
@@ -122,7 +103,7 @@ def test_the_first_answer_leaves_the_other_apps_their_share() -> None:
 
 
 def test_nothing_remaining_waits_for_the_window() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(600, fake)
     rl.acquire()
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "0", "ratelimit-reset": "20"})
@@ -130,7 +111,7 @@ def test_nothing_remaining_waits_for_the_window() -> None:
 
 
 def test_plenty_remaining_does_not_slow_down_and_clears_pacing() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(600, fake)
     rl.acquire()
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "100"})
@@ -141,7 +122,7 @@ def test_plenty_remaining_does_not_slow_down_and_clears_pacing() -> None:
 
 
 def test_pacing_expires_after_the_window() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(600, fake)
     rl.acquire()
     rl.observe({"X-Rate-Limit": "700", "X-Rate-Limit-Remaining": "3", "ratelimit-reset": "30"})
@@ -161,7 +142,7 @@ def test_pacing_expires_after_the_window() -> None:
     ids=["none", "limit-only", "garbage-remaining", "garbage-both"],
 )
 def test_missing_or_garbage_headers_change_nothing(headers: dict[str, str]) -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(60, fake)
     rl.acquire()
     rl.observe(headers)
@@ -169,7 +150,7 @@ def test_missing_or_garbage_headers_change_nothing(headers: dict[str, str]) -> N
 
 
 def test_without_a_limit_header_our_budget_is_the_yardstick() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(100, fake)  # low = 20 or fewer remaining
     rl.acquire()
     rl.observe({"X-Rate-Limit-Remaining": "30"})
@@ -276,7 +257,7 @@ def test_parse_retry_after(value: str | None, expected: float) -> None:
 
 
 def test_a_429_slows_the_rate_once_per_pause_and_clean_answers_restore_it() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(60, fake)  # 1 s apart
     rl.acquire()
     rl.pause(2)
@@ -297,7 +278,7 @@ def test_a_429_slows_the_rate_once_per_pause_and_clean_answers_restore_it() -> N
 
 
 def test_repeated_429s_never_stop_the_job() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(600, fake)
     for _ in range(50):
         rl.pause(0)
@@ -310,7 +291,7 @@ def test_repeated_429s_never_stop_the_job() -> None:
 
 def test_other_apps_use_is_left_to_them() -> None:
     """Limit 700/min, another app takes 350/min: this job keeps to the other 350."""
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(700, fake)
     remaining, resets_at = 700, 60.0
     schedule: list[float] = []
@@ -338,7 +319,7 @@ def test_other_apps_use_is_left_to_them() -> None:
 
 
 def test_no_other_app_leaves_the_whole_budget() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(700, fake)
     remaining = 700
     for _ in range(500):
@@ -354,7 +335,7 @@ def test_no_other_app_leaves_the_whole_budget() -> None:
 
 
 def test_latency_is_the_time_from_acquire_to_observe() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     latencies = LatencyWindow(clock=fake.clock)
     rl = RateLimiter(6000, clock=fake.clock, sleep=fake.sleep, latencies=latencies)
     for took in (0.2, 0.4, 0.3):
@@ -367,7 +348,7 @@ def test_latency_is_the_time_from_acquire_to_observe() -> None:
 
 
 def test_late_wake_ups_keep_the_schedule_without_banking_a_burst() -> None:
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = limiter(60, fake)  # one a second
     rl.acquire()
     fake.now = 1.2  # the caller for the 1.0 slot woke up 0.2 s late
@@ -447,7 +428,7 @@ def test_a_waiter_that_gives_up_leaves_no_trace() -> None:
     def stopped(seconds: float) -> None:
         raise KeyboardInterrupt  # a stop raised from the sleep, as a signal's would be
 
-    fake = FakeTime()
+    fake = FakeClock(0.0)
     rl = RateLimiter(60, clock=fake.clock, sleep=stopped)
     rl.acquire()
     with pytest.raises(KeyboardInterrupt):

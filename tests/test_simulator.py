@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+from parts.clock import FakeClock
 from support import wait_until
 
 from zendesk_sim import Fault, SimAuth, SimulatedZendesk, all_records, generate_records
@@ -530,16 +531,8 @@ def test_rate_limit_headers_count_the_minute_and_say_when_it_resets(
         assert limited.headers["Retry-After"] == limited.headers["ratelimit-reset"]
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_burst_mode_lets_the_whole_minute_go_at_once_then_refreshes() -> None:
-    clock = _Clock()
+    clock = FakeClock()
     limiter = SimRateLimiter(5, clock=clock)
     decisions = [limiter.acquire() for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
@@ -554,7 +547,7 @@ def test_burst_mode_lets_the_whole_minute_go_at_once_then_refreshes() -> None:
 
 
 def test_a_shorter_window_counts_and_refreshes_on_its_own_length() -> None:
-    clock = _Clock()
+    clock = FakeClock()
     limiter = SimRateLimiter(3, clock=clock, window=2.5)  # tests shorten the minute
     assert [limiter.acquire().allowed for _ in range(4)] == [True, True, True, False]
     clock.now += 1.2
@@ -568,7 +561,7 @@ def test_a_shorter_window_counts_and_refreshes_on_its_own_length() -> None:
 
 
 def test_strict_mode_enforces_even_spacing_below_the_count() -> None:
-    clock = _Clock()
+    clock = FakeClock()
     limiter = SimRateLimiter(60, clock=clock, mode="strict")  # one a second
     assert limiter.acquire().allowed
     assert limiter.acquire().allowed  # a tolerance of one spacing: a burst of two

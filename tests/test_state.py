@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parts.simulators import Simulators
 from support import (
     SIM_OAUTH_TOKEN,
     audit_record,
@@ -47,9 +48,8 @@ def history() -> Any:
 
 
 @pytest.fixture
-def sim(history: Any) -> Iterator[SimulatedZendesk]:
-    with SimulatedZendesk(history) as server:
-        yield server
+def sim(history: Any, make_sim: Simulators) -> SimulatedZendesk:
+    return make_sim(history)
 
 
 def sync(account: Any, store: Store, **kwargs: Any) -> Any:

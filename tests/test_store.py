@@ -7,7 +7,6 @@ import re
 import stat
 import sys
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parts.clock import TickingWallClock
 from sqlalchemy.engine import Engine, make_url
 
 from etl.common.errors import ConfigError, DatabaseError
@@ -35,32 +35,18 @@ class FakeReject:
     raw: str
 
 
-class Clock:
-    """Run timestamps the tests can predict: each call is one second later."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2025, 1, 1, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        self.now += timedelta(seconds=1)
-        return self.now
+@pytest.fixture
+def engine(migrated_engine: Engine) -> Engine:
+    return migrated_engine
 
 
 @pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_engine(db_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
+def clock() -> TickingWallClock:
+    return TickingWallClock()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
-
-
-@pytest.fixture
-def store(engine: Engine, clock: Clock) -> Store:
+def store(engine: Engine, clock: TickingWallClock) -> Store:
     return Store(engine, now=clock)
 
 
@@ -420,7 +406,7 @@ def test_rejects_are_stored_with_their_run(store: Store, engine: Engine) -> None
     assert all(r["rejected_at"].tzinfo is UTC for r in saved)
 
 
-def test_run_counters_add_up(store: Store, engine: Engine, clock: Clock) -> None:
+def test_run_counters_add_up(store: Store, engine: Engine, clock: TickingWallClock) -> None:
     run_id = start(store)
     started = clock.now
     store.write_page(ACCOUNT, run_id, [row(1), row(2)], [FakeReject(None, "no id", "{}")], T0)
@@ -470,7 +456,7 @@ def test_a_long_error_is_truncated(store: Store, engine: Engine) -> None:
 # -- status ----------------------------------------------------------------------------
 
 
-def test_account_status(store: Store, clock: Clock) -> None:
+def test_account_status(store: Store, clock: TickingWallClock) -> None:
     assert store.account_status() == []
 
     first = start(store)

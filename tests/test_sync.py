@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from parts.simulators import Simulators
 from support import (
     FETCH_BOUND,
     SIM_API_TOKEN,
@@ -40,9 +40,8 @@ def history() -> Any:
 
 
 @pytest.fixture
-def sim(history: Any) -> Iterator[SimulatedZendesk]:
-    with SimulatedZendesk(history) as server:
-        yield server
+def sim(history: Any, make_sim: Simulators) -> SimulatedZendesk:
+    return make_sim(history)
 
 
 def run(
