@@ -18,6 +18,7 @@ from support import recent
 from test_cli import cli, write_config
 
 from zendesk_sim import SimulatedZendesk, generate_records
+from zendesk_sim.access_data import AccessSource
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "deploy" / "monitoring"
@@ -81,9 +82,12 @@ def written_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     tmp = tmp_path_factory.mktemp("metrics")
     end = recent(30)
     prom = tmp / "etl.prom"
-    with SimulatedZendesk(generate_records(50, start=end - timedelta(days=1), end=end)) as sim:
+    access = AccessSource(30, start=end - timedelta(days=1), end=end)
+    records = generate_records(50, start=end - timedelta(days=1), end=end)
+    with SimulatedZendesk(records, access_records=access) as sim:
         config = write_config(
             tmp, sim.url, f"sqlite:///{tmp / 'audit.db'}",
+            extra='[sync]\nstreams = ["audit_logs", "access_logs"]\n',
             database_extra="auto_migrate = true\n",
         )  # fmt: skip
         config.write_text(config.read_text() + f'\n[monitoring]\nmetrics_file = "{prom}"\n')
