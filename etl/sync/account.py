@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from etl.common.clock import iso, utc_now
-from etl.common.errors import ConfigError, EtlError, InterruptedRun, OutOfTime, unexpected
+from etl.common.errors import ConfigError, EtlError, InterruptedRun, OutOfTime
 from etl.common.settings import AccountSettings
 from etl.storage.store import Store
-from etl.sync.run import Run, RunHooks, RunSummary, split_records
+from etl.sync.run import Run, RunHooks, RunSummary, ended_by, split_records
 from etl.sync.scope import settle as settle_scope
 from etl.sync.window import (
     Window,
@@ -153,17 +153,8 @@ def read_window(
     except OutOfTime as exc:  # not a failure: what is committed stays, the next run resumes
         summary.status, summary.error = "interrupted", str(exc)
         log.info("account %s: %s", account.name, exc)
-    except InterruptedRun as exc:
-        summary.status, summary.error = "interrupted", str(exc)
-        raise
-    except EtlError as exc:
-        summary.status, summary.error = "failed", str(exc)
-        raise
-    except KeyboardInterrupt:
-        summary.status, summary.error = "interrupted", "interrupted by the user"
-        raise
-    except Exception as exc:  # a bug: still recorded, and not hidden by the recording
-        summary.status, summary.error = "failed", f"internal error ({unexpected(exc)})"
+    except (Exception, KeyboardInterrupt) as exc:  # recorded, and not hidden by the recording
+        summary.status, summary.error = ended_by(exc)
         raise
     finally:
         # The backfill has added (and closed) its fetchers' own clients.

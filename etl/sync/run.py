@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from etl.common.clock import iso
+from etl.common.errors import EtlError, InterruptedRun, unexpected
 from etl.common.settings import AccountSettings
 from etl.records.audit import Reject, parse_record
 from etl.storage.store import Store, WriteResult
@@ -202,3 +203,15 @@ def page_event(
         "rows_rejected": result.rejected,
         "position": iso(position),
     }
+
+
+def ended_by(exc: BaseException) -> tuple[str, str]:
+    """The status and error a run records for what ended it: never a bug's arguments, which
+    may hold a header, a credential or a row (``etl.common.errors.unexpected``)."""
+    if isinstance(exc, InterruptedRun):
+        return "interrupted", str(exc)
+    if isinstance(exc, EtlError):
+        return "failed", str(exc)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", "interrupted by the user"
+    return "failed", f"internal error ({unexpected(exc)})"

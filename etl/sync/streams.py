@@ -29,7 +29,7 @@ from etl.records.audit import Reject
 from etl.storage.schema import access_logs
 from etl.storage.store import Store
 from etl.storage.streams import StreamStore
-from etl.sync.run import RunHooks, RunSummary
+from etl.sync.run import RunHooks, RunSummary, ended_by
 from etl.sync.window import Window, by_zendesk_time, latest_end, reread_from, zendesk_now
 from etl.zendesk.client import ZendeskClient
 from etl.zendesk.stream_pages import StreamQuery, iter_stream_pages
@@ -191,17 +191,8 @@ def _read(
             "if the account will not have it",
             account.name, stream.name, stream.addon_hint or "not allowed",
         )  # fmt: skip
-    except InterruptedRun as exc:
-        summary.status, summary.error = "interrupted", str(exc)
-        raise
-    except EtlError as exc:
-        summary.status, summary.error = "failed", str(exc)
-        raise
-    except KeyboardInterrupt:
-        summary.status, summary.error = "interrupted", "interrupted by the user"
-        raise
-    except Exception as exc:  # a bug: still recorded, and not hidden by the recording
-        summary.status, summary.error = "failed", f"internal error: {exc!r}"
+    except (Exception, KeyboardInterrupt) as exc:  # recorded, and not hidden by the recording
+        summary.status, summary.error = ended_by(exc)
         raise
     finally:
         summary.requests = client.stats.requests - requests
