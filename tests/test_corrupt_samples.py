@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 from loopback import Exchange, LoopbackServer
@@ -122,7 +122,10 @@ def serve(records: list[dict[str, Any]], spoil: Spoil) -> Callable[[Exchange], N
         if not last:
             meta["after_cursor"] = f"c{number + 1}"
             host = exchange.handler.headers["Host"]
-            links["next"] = f"http://{host}/api/v2/audit_logs?page%5Bafter%5D=c{number + 1}"
+            # Zendesk's next link: the same query, the cursor moved on
+            onward = [(k, v) for k, vs in query.items() for v in vs if k != "page[after]"]
+            onward.append(("page[after]", f"c{number + 1}"))
+            links["next"] = f"http://{host}/api/v2/audit_logs?{urlencode(onward)}"
         body = encode({"audit_logs": pages[number], "meta": meta, "links": links})
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if number == spoil.page and (spoil.times == -1 or served["spoiled"] < spoil.times):
