@@ -27,7 +27,7 @@ from support import (
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine
-from etl.storage.lock import run_lock
+from etl.storage.locking.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent

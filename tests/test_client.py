@@ -32,6 +32,7 @@ from etl.common.errors import (
     ConfigError,
     CorruptResponseError,
     EtlError,
+    ForbiddenError,
     PaginationError,
     RateLimitedError,
     RequestRejectedError,
@@ -158,10 +159,10 @@ CASES = [
             }
         ),
         JSON,
-        AuthError,
+        ForbiddenError,
         ("403", "Enterprise", "admin", "auditlogs:read", "missing the following required scopes"),
     ),
-    Case("403-html", 403, HTML_PAGE, HTML, AuthError, ("403", "Enterprise")),
+    Case("403-html", 403, HTML_PAGE, HTML, ForbiddenError, ("403", "Enterprise")),
     Case(
         "400-filter",
         400,

@@ -211,7 +211,7 @@ def test_a_stop_request_ends_between_chunks(db_url: str, tmp_path: Path) -> None
 
 
 def test_one_export_per_consumer_at_a_time(sqlite_url: str, tmp_path: Path) -> None:
-    from etl.storage.lock import run_lock
+    from etl.storage.locking.lock import run_lock
 
     store = fresh_store(sqlite_url)
     store_records(store, [record(1)])

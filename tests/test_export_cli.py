@@ -18,7 +18,7 @@ from test_ocsf import valid
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine
-from etl.storage.lock import run_lock
+from etl.storage.locking.lock import run_lock
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ISO_SECONDS = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
@@ -109,7 +109,7 @@ def test_export_exit_codes(tmp_path: Path, sqlite_url: str, zendesk: SimulatedZe
     assert bad.returncode == ExitCode.CONFIG and "consumer name" in one_error_line(bad)
     engine = open_engine(sqlite_url)
     try:
-        with run_lock(engine, "export:siem"):
+        with run_lock(engine, "siem", namespace="export"):
             locked = cli(config, "export", "--consumer", "siem")
     finally:
         engine.dispose()

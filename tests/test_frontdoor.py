@@ -31,7 +31,7 @@ from etl.cli.progress import Estimator, Reading
 from etl.common.errors import ExitCode, LockedError
 from etl.config.loader import parse
 from etl.storage.engine import open_engine
-from etl.storage.lock import run_lock
+from etl.storage.locking.lock import run_lock
 from etl.storage.store import SliceRow
 from etl.sync.run import RunSummary
 from zendesk_sim import SimulatedZendesk, generate_records

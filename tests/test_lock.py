@@ -18,7 +18,13 @@ from sqlalchemy.engine import Engine
 from etl.common.errors import LockedError
 from etl.storage import migrate
 from etl.storage.engine import open_engine, sqlite_path
-from etl.storage.lock import POLL_INTERVAL_S, advisory_key, lock_file, mysql_lock_name, run_lock
+from etl.storage.locking.lock import (
+    POLL_INTERVAL_S,
+    advisory_key,
+    lock_file,
+    mysql_lock_name,
+    run_lock,
+)
 from etl.storage.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +81,7 @@ HOLDER = textwrap.dedent(
     """
     import sys, time
     from etl.storage.engine import open_engine
-    from etl.storage.lock import run_lock
+    from etl.storage.locking.lock import run_lock
     engine = open_engine(sys.argv[1])
     with run_lock(engine, "acme"):
         print("locked", flush=True)

@@ -22,7 +22,7 @@ from etl.cli import report
 from etl.common.errors import ExitCode, LockedError, RequestRejectedError
 from etl.records.audit import parse_created_at, parse_record
 from etl.storage.history import AccountStatus
-from etl.storage.lock import run_lock
+from etl.storage.locking.lock import run_lock
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "Eve\x1b]0;owned\x07\x1b[2J\x9b31m\u202egnp.exe\r"

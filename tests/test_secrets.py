@@ -407,8 +407,12 @@ VALUE_OPTIONS = {
     },
     "init": GLOBAL,
     "export": {*GLOBAL, "--account", "--consumer", "--output", "--format", "--since"},
+    "verify": {*GLOBAL, "--account", "--public-key", "--checkpoints", "--since"},
+    "keygen": GLOBAL,
 }
 SECRETISH_OPTION = re.compile(r"(?i)token|secret|passw|credential|auth|key|bearer|login|user")
+# A path to a public key names nothing secret: verify checks signatures with it.
+NOT_SECRET = {"--public-key"}
 
 
 def _value_options(parser: argparse.ArgumentParser) -> Iterator[tuple[str, str]]:
@@ -430,7 +434,8 @@ def test_the_command_line_has_no_option_that_takes_a_secret() -> None:
     parser = etl_cli.build_parser()
     found: dict[str, set[str]] = {}
     for command, option in _value_options(parser):
-        assert not SECRETISH_OPTION.search(option), f"{command} {option} looks like a secret"
+        if option not in NOT_SECRET:
+            assert not SECRETISH_OPTION.search(option), f"{command} {option} looks like a secret"
         found.setdefault(command, set()).add(option)
     unknown = {c: opts - VALUE_OPTIONS.get(c, set()) for c, opts in found.items()}
     assert not any(unknown.values()), f"new options that take a value: {unknown}"

@@ -29,7 +29,7 @@ from support import (
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine
-from etl.storage.lock import run_lock
+from etl.storage.locking.lock import run_lock
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 STOPPED = 30.0  # seconds: "acted on", generous for a busy machine; speed is for `make bench`

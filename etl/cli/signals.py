@@ -70,7 +70,7 @@ class signals_set:
         self._watcher.join()
         os.close(self._read)
         os.close(self._write)
-        from etl.storage import waits as dbwait
+        from etl.storage.locking import waits as dbwait
 
         dbwait.reset()
 

@@ -10,10 +10,10 @@ between leaves bytes past the committed length: the next run cuts them off befor
 writes, so the file holds every record once. Standard output cannot be taken back:
 there, delivery is at least once.
 
-The consumer's lock (etl.storage.lock, named ``export:CONSUMER``) keeps two exports of one
+The consumer's lock (etl.storage.locking.lock, named ``export:CONSUMER``) keeps two exports of one
 consumer apart; a ``sync`` of the same account runs alongside. The lock is a session lock,
 which can be lost while the export goes on: so the consumer's write epoch is taken with it
-(etl.storage.fence), and every transaction of the export checks it first, then writes
+(etl.storage.locking.fence), and every transaction of the export checks it first, then writes
 the file, then commits the position. An export whose lock went to another one is refused
 before it touches the file again; one that checked first finishes its chunk before the
 other can begin (and cut the file back to what is committed).
@@ -39,8 +39,8 @@ from etl.export import consumers
 from etl.export.read import Reader, read_ahead
 from etl.export.sinks import FileSink, Sink, StreamSink
 from etl.storage.engine import database_errors, for_writing
-from etl.storage.fence import EXPORT, Fence, take_fence
-from etl.storage.lock import run_lock
+from etl.storage.locking.fence import EXPORT, Fence, take_fence
+from etl.storage.locking.lock import run_lock
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from etl.common.errors import ConfigError, DatabaseError, InterruptedRun, SchemaError
-from etl.storage import waits as dbwait
+from etl.storage.locking import waits as dbwait
 
 # Backend name in the URL -> driver used when the URL names none.
 DEFAULT_DRIVERS: dict[str, str] = {

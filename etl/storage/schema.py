@@ -418,7 +418,7 @@ stream_state = sa.Table(
     sa.Column("updated_at", UTCDateTime(), nullable=False),
 )
 
-# Who may write (etl.storage.fence): per lock owner, an account's runs (kind ``sync``) or
+# Who may write (etl.storage.locking.fence): per lock owner, an account's runs (kind ``sync``) or
 # an export consumer's (``export``), the epoch its current holder took with the lock;
 # every write transaction of that holder updates the row where the epoch is still its own.
 owners = sa.Table(

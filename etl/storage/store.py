@@ -22,7 +22,6 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.engine import database_errors, for_writing
-from etl.storage.fence import SYNC, take_fence
 from etl.storage.history import (
     FAILURE_STATUSES,
     AccountStatus,
@@ -36,7 +35,8 @@ from etl.storage.history import (
     start_run,
 )
 from etl.storage.limits import RowUpsert
-from etl.storage.lock import HeldLock, LockGuard, run_lock
+from etl.storage.locking.fence import SYNC, take_fence
+from etl.storage.locking.lock import HeldLock, LockGuard, run_lock
 from etl.storage.schema import MYSQL_DIALECTS, audit_logs, sync_slices, sync_state
 from etl.storage.statements import (
     SliceRow,
@@ -289,7 +289,7 @@ class Store:
         self, account: str, wait: float = 0.0, sleep: Callable[[float], None] = time.sleep
     ) -> AbstractContextManager[HeldLock]:
         """The account's run lock; ``LockedError`` if another run holds it past ``wait`` s.
-        With it, the account's write epoch (``etl.storage.fence``). While it is held, each
+        With it, the account's write epoch (``etl.storage.locking.fence``). While it is held, each
         write transaction checks both (``LockLostError``); ``sleep`` spends the pauses
         between attempts (the CLI's ends at a signal)."""
         return self._guard.holding(

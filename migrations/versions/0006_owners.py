@@ -8,7 +8,7 @@ Create Date: 2026-12-05
 and an export consumer's (kind ``export``). Whoever takes the lock adds one to
 ``epoch`` and keeps the value; each of its write transactions then updates the row
 only where ``epoch`` is still that value (``commits`` counts them), so a writer whose
-lock went to another run is refused inside its own transaction (etl.storage.fence).
+lock went to another run is refused inside its own transaction (etl.storage.locking.fence).
 
 Re-runnable (etl.storage.ddl skips what exists). Written by hand; it does not import
 etl.storage.schema so that it keeps meaning what it meant when it shipped.

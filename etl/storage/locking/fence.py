@@ -1,7 +1,7 @@
 """Fenced writes: a writer whose lock went to another run is refused inside its own
 transaction, never after a check that came too early.
 
-The run locks (``etl.storage.lock``) are session locks and file locks: they say who
+The run locks (``etl.storage.locking.lock``) are session locks and file locks: they say who
 should write, but a holder can lose its lock (its session killed, its file deleted)
 between checking it and committing, and go on to commit over the next holder's work.
 So whoever takes a lock also takes an epoch, in the database, from the owner's row of

@@ -20,7 +20,7 @@ session is kept from timing out.
 
 That check comes before the commit, not with it: a run could lose its lock between the
 two. So the ``LockGuard`` also holds the write epoch taken with the lock
-(``etl.storage.fence``), checked inside each write transaction: two runs never both
+(``etl.storage.locking.fence``), checked inside each write transaction: two runs never both
 commit to one account.
 """
 
@@ -42,7 +42,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.common.errors import DatabaseError, LockedError, LockLostError
 from etl.storage.engine import database_errors, reason, sqlite_path
-from etl.storage.fence import Fence
+from etl.storage.locking.fence import Fence
 from etl.storage.schema import MYSQL_DIALECTS
 
 log = logging.getLogger(__name__)
