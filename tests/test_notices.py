@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from support import fresh_store, recent
 from test_cli import cli, write_config
 
-from etl.cli.cmd_sync import NOTICE_EVERY
+from etl.cli.commands.sync import NOTICE_EVERY
 from etl.storage.engine import open_engine
 from etl.storage.schema import sync_state
 from etl.storage.store import Store

@@ -27,7 +27,7 @@ from support import (
     sim_account,
 )
 
-from etl.cli.check import check_account
+from etl.cli.commands.check import check_account
 from etl.cli.report import scope_text
 from etl.storage import migrate
 from etl.storage.engine import open_engine

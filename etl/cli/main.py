@@ -4,7 +4,7 @@ Every expected failure is an ``EtlError`` and becomes one line on stderr plus it
 documented exit code (``etl.common.errors.ExitCode``); tracebacks appear only with
 ``--verbose`` and only for unexpected errors.
 
-The commands live in ``etl.cli.cmd_sync`` (sync, resync) and ``etl.cli.cmd_info``
+The commands live in ``etl.cli.commands.sync`` (sync, resync) and ``etl.cli.commands.info``
 (migrate, status, check, list, init); stopping on signals in ``etl.cli.signals``; the error
 line in ``etl.cli.output``. To add a command: write ``cmd_NAME(args) -> int`` in a commands
 module (heavy imports inside it, so other commands start no slower), then give it its
@@ -24,10 +24,10 @@ from typing import Any, NoReturn
 from etl.cli import gc_freeze as collector
 from etl.cli import logsetup
 from etl.cli.arguments import duration, filter_pair, positive_int, seconds, utc_time
-from etl.cli.cmd_export import cmd_export
-from etl.cli.cmd_info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
-from etl.cli.cmd_sync import cmd_resync, cmd_sync
-from etl.cli.cmd_verify import cmd_keygen, cmd_verify, since_value
+from etl.cli.commands.export import cmd_export
+from etl.cli.commands.info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
+from etl.cli.commands.sync import cmd_resync, cmd_sync
+from etl.cli.commands.verify import cmd_keygen, cmd_verify, since_value
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
 from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback

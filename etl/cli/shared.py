@@ -1,7 +1,7 @@
 """What the commands share: the settings they load, and the hint an old schema gets.
 
-The commands themselves: ``etl.cli.cmd_sync`` (sync, resync: a job under locks and
-signals), ``etl.cli.cmd_info`` (migrate, status, check, list, init). Each is one function
+The commands themselves: ``etl.cli.commands.sync`` (sync, resync: a job under locks and
+signals), ``etl.cli.commands.info`` (migrate, status, check, list, init). Each is one function
 ``cmd_NAME(args) -> int`` that ``etl.cli.main`` dispatches to; it raises ``EtlError`` for a
 failure, which ``etl.cli.main`` turns into one line and an exit code.
 """

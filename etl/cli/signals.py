@@ -106,9 +106,8 @@ class signals_set:
             return
         name = signal.Signals(signum).name
         log.warning("%s received: finishing the current %s, then stopping", name, self.unit)
-        from etl.storage import (
-            waits as dbwait,  # a statement stuck on another session's lock is cancelled
-        )
+        # a statement stuck on another session's lock is cancelled
+        from etl.storage.locking import waits as dbwait
 
         dbwait.interrupt()
         assert self.stop is not None

@@ -132,7 +132,7 @@ def _below_lag(settings: Settings, stale: Sequence[str], max_lag: timedelta) -> 
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from etl.cli.check import check_account, check_database, interactive_client
+    from etl.cli.commands.check import check_account, check_database, interactive_client
     from etl.cli.streams_info import check_streams
     from etl.sync.job import select_accounts
 
@@ -152,7 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from etl.cli import report
-    from etl.cli.check import list_records, list_window
+    from etl.cli.commands.check import list_records, list_window
     from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=args.account or True)
@@ -205,6 +205,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def _example_config() -> Path:
     """``etl/config.example.toml`` in an installed package, else the checkout's."""
-    package = Path(__file__).resolve().parent.parent  # etl/, beside cli/
+    package = Path(__file__).resolve().parents[2]  # etl/, above cli/commands/
     installed = package / "config.example.toml"
     return installed if installed.is_file() else package.parent / "config.example.toml"

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from etl.cli.cmd_export import write_export_metrics
-from etl.cli.cmd_verify import checkpointer
+from etl.cli.commands.export import write_export_metrics
+from etl.cli.commands.verify import checkpointer
 from etl.cli.gc_freeze import work_begins
 from etl.cli.output import fail
 from etl.cli.shared import load_settings, migrate_hint
