@@ -50,7 +50,7 @@ def test_no_module_of_etl_imports_one_that_imports_it_back() -> None:
     assert circles == []
     assert "etl.sync.account" not in graph["etl.sync.backfill"]
     # pure: no threads, no I/O
-    assert graph["etl.sync.plan"] <= {"etl.common.settings", "etl.sync.window"}
+    assert graph["etl.sync.plan"] <= {"etl.common.settings", "etl.sync.slices", "etl.sync.window"}
 
 
 def test_every_package_init_imports_nothing() -> None:

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 from etl.cli import gc_freeze as collector
 from etl.cli import logsetup
+from etl.cli.about import ABOUT
 from etl.cli.arguments import duration, filter_pair, positive_int, seconds, utc_time
 from etl.cli.commands.export import cmd_export
 from etl.cli.commands.info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
@@ -46,59 +47,6 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage dump: cron mails and journald stay readable.
         self.exit(ExitCode.CONFIG, f"{self.prog}: error: {message} (see --help)\n")
-
-
-# name -> (what it does, an example): each subcommand's --help shows both.
-ABOUT = {
-    "sync": (
-        "Read everything new since the watermark and upsert it; run it from cron or a timer.",
-        f"{PROG} --config /etc/zendesk-audit-etl/config.toml --quiet sync",
-    ),
-    "resync": (
-        "Re-read a past window and upsert it, without moving the watermark; the last line "
-        "says how many records were missing or different.",
-        f"{PROG} resync --since 2026-01-01 --until 2026-02-01",
-    ),
-    "migrate": (
-        "Create or upgrade the database schema.",
-        f"{PROG} migrate",
-    ),
-    "status": (
-        "Per account: watermark and how far it is behind now, rows, rejects, last success "
-        "and failure, recent runs.",
-        f"{PROG} status --max-lag 1h   # exit 7 when any account's data is older",
-    ),
-    "check": (
-        "Validate the config, reach the database and make one authenticated API request; "
-        "exits non-zero when sync would refuse to run.",
-        f"{PROG} --config ./config.toml check",
-    ),
-    "list": (
-        "Read audit records straight from the API, without the database.",
-        f"{PROG} list --since 2026-11-01 --filter action=destroy --format table",
-    ),
-    "export": (
-        "Write the records stored since a consumer's last export as JSON lines, in the "
-        "order they were stored: raw, or OCSF events. Into a file exactly once, even "
-        "across crashes; to standard output at least once.",
-        f"{PROG} export --consumer siem --output /var/log/zendesk-audit-etl/audit.jsonl",
-    ),
-    "verify": (
-        "Check the ledger: recompute every record's hash and the chain, check each "
-        "checkpoint's signature and that the chain reaches it, compare with the checkpoint "
-        "directory. Exit 0 when all verifies, 1 on any finding, 2 on a usage or config error.",
-        f"{PROG} verify --public-key ledger.pub --checkpoints /mnt/worm/checkpoints",
-    ),
-    "keygen": (
-        "Write a new Ed25519 key for signing ledger checkpoints (mode 600, never over an "
-        "existing file) and print its public key and key id.",
-        f"{PROG} keygen /etc/zendesk-audit-etl/ledger.key",
-    ),
-    "init": (
-        "Write a commented config file to start from (the example shipped with the package).",
-        f"{PROG} init /etc/zendesk-audit-etl/config.toml",
-    ),
-}
 
 
 def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:

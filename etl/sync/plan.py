@@ -27,10 +27,34 @@ The plan's **contiguous read point** is the lowest read point of its unfinished 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from etl.common.settings import AccountSettings
+from etl.sync.slices import (  # re-exported: the backfill and the tests take them from here
+    SMOOTHING,
+    read_point_of,
+)
+from etl.sync.slices import (
+    Progress as Progress,
+)
+from etl.sync.slices import (
+    Proof as Proof,
+)
+from etl.sync.slices import (
+    Reader as Reader,
+)
+from etl.sync.slices import (
+    Slice as Slice,
+)
+from etl.sync.slices import (
+    State as State,
+)
+from etl.sync.slices import (
+    covered as covered,
+)
+from etl.sync.slices import (
+    saved as saved,
+)
 from etl.sync.window import BOUND_SLACK, Window, reread_from
 
 MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pages left
@@ -39,118 +63,6 @@ MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pag
 MIN_SPLIT_PAGES = 8.0
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
 SLICES_PER_WORKER = 4  # splits are bounded: at most this many slices per worker
-SMOOTHING = 0.3  # weight of the newest page in a reader's moving average
-
-
-@dataclass(eq=False)
-class Reader:
-    """One fetcher's walk through a slice, upwards or downwards, in one query."""
-
-    slice: Slice
-    down: bool
-    query_start: datetime
-    query_end: datetime
-    frontier: datetime | None = None  # newest (up) or oldest (down) created_at fetched
-    first: datetime | None = None  # the first created_at it fetched
-    # Seconds of created_at a page moves the frontier, a moving average over its pages:
-    # seconds per page, not pages per second, so that a page inside one busy second (0 s)
-    # only lowers the average a little instead of making every later second look as dense.
-    spacing: float | None = None
-    pages: int = 0
-    exhausted: bool = False  # its query has no more pages: its whole window is read
-
-    def density(self) -> float | None:
-        """Pages per second of created_at near its frontier (None: no page with records)."""
-        return None if self.spacing is None else 1.0 / max(self.spacing, 1.0)
-
-    def proof(self) -> datetime | None:
-        """Up: records before this are read; down: records after this are read."""
-        if self.down and self.exhausted:
-            return self.query_start
-        return self.frontier
-
-
-@dataclass(frozen=True)
-class Proof:
-    """What one fetched page proves about its slice, for the writer."""
-
-    down: bool
-    value: datetime | None  # up: newest created_at; down: oldest (or the query's start)
-    exhausted: bool  # the query ended with this page
-
-
-@dataclass(eq=False)
-class Slice:
-    """A slice of the window: what is committed, and who reads it."""
-
-    id: int | None  # in zendesk_audit_sync_slices; None when the plan is not persisted
-    start: datetime
-    end: datetime
-    position: datetime | None = None  # committed: newest created_at of the upward pages
-    done: bool = False  # committed: the slice is proven read
-    low: datetime | None = None  # committed: oldest created_at of the downward pages
-    # Fetch side (etl.sync.backfill guards these with its lock):
-    up: Reader | None = None
-    down: Reader | None = None
-    fetched: bool = False  # its readers' pages cover it: nothing more to fetch
-    prior: float | None = None  # the density of the slice it was cut from
-    cut_after: int = 0  # its upward reader's pages when it was last cut
-
-    def read_from(self) -> datetime:
-        """Where reading (again) starts: the checkpoint's own second is read again."""
-        if self.position is None:
-            return self.start
-        return max(self.start, self.position - BOUND_SLACK)
-
-    def read_point(self) -> datetime:
-        """Every record of the slice created before this is stored."""
-        return _read_point(self.start, self.position)
-
-    def row_end(self, low: datetime | None = None) -> datetime:
-        """The end its row keeps: above it, downward pages proved everything."""
-        low = self.low if low is None else low
-        return self.end if low is None else min(self.end, low + BOUND_SLACK)
-
-    def density(self) -> float | None:
-        """Pages per second of created_at in its unread gap (None: nothing read yet): the
-        mean of what its readers see at either edge of the gap, or the density of the
-        slice it was cut from."""
-        seen = [d for r in (self.up, self.down) if r is not None and (d := r.density())]
-        return sum(seen) / len(seen) if seen else self.prior
-
-    def gap(self) -> tuple[datetime, datetime]:
-        """The unread part, as its readers have fetched it."""
-        lo = self.up.frontier if self.up and self.up.frontier else self.read_from()
-        hi = self.down.proof() if self.down and self.down.frontier else None
-        hi = hi or (self.end if self.low is None else min(self.end, self.low))
-        return lo, max(lo, hi)
-
-    def pages_left(self) -> float:
-        """Estimated pages in the unread gap (inf: being read, size not yet known)."""
-        if self.fetched or self.done:
-            return 0.0
-        density = self.density()
-        if density is None:
-            return float("inf") if self.up is not None else 0.0
-        lo, hi = self.gap()
-        return density * (hi - lo).total_seconds()
-
-    def running(self) -> bool:
-        return not self.fetched and self.up is not None
-
-
-# Slices' (position, low, done) as a set of pages would leave them, before it commits.
-State = tuple[datetime | None, datetime | None, bool]
-Progress = dict[Slice, State]
-
-
-def covered(s: Slice, position: datetime | None, low: datetime | None) -> bool:
-    """Do an upward proof to ``position`` and a downward one from ``low`` cover ``s``?"""
-    if position is not None and position > s.end:
-        return True
-    if low is None:
-        return False
-    return low < s.start or (position is not None and position > low)
 
 
 class Plan:
@@ -326,7 +238,7 @@ class Plan:
             position, _, done = pending.get(s, (s.position, s.low, s.done))
             if done:
                 continue
-            point = _read_point(s.start, position)
+            point = read_point_of(s.start, position)
             if lowest is None or point < lowest:
                 lowest = point
         if lowest is None:
@@ -345,19 +257,3 @@ class Plan:
         """Take committed progress into the slices."""
         for s, (position, low, done) in progress.items():
             s.position, s.low, s.done = position, low, done
-
-
-def saved(s: Slice, state: State) -> tuple[datetime | None, bool, datetime]:
-    """A slice's row once ``state`` commits: (position, done, end)."""
-    position, low, done = state
-    if done:
-        return s.end, True, s.end
-    if position is not None:
-        position = min(position, s.end)
-    return position, False, s.row_end(low)
-
-
-def _read_point(start: datetime, position: datetime | None) -> datetime:
-    """A slice from ``start`` committed up to ``position``: every record of it created
-    before this is stored."""
-    return start if position is None else max(start, position)
