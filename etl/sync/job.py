@@ -135,18 +135,33 @@ def run_accounts(
     for account in accounts:
         outcome = Outcome(account.name)
         result.outcomes.append(outcome)
+        started, entered = hooks.clock(), False
         try:
             lock = store.lock(account.name, wait=wait, sleep=sleep or time.sleep)
             with lock, _client(account, sleep, hooks) as client:
+                entered = True
                 outcome.summary = run(account, client, store, hooks)
         except InterruptedRun as exc:
             outcome.error = exc
             break
         except EtlError as exc:  # recorded; the CLI reports it
             outcome.error = exc
+            if not entered and exc.exit_code != ExitCode.LOCKED:
+                _report_unstarted(account, exc, hooks.clock() - started, hooks)
         if hooks.stop is not None and hooks.stop.is_set():
             break
     return result
+
+
+def _report_unstarted(
+    account: AccountSettings, exc: EtlError, duration: float, hooks: RunHooks
+) -> None:
+    """A run that failed before it began (its write epoch could not be taken: the database
+    locked or gone) still ends with its summary line, as every run does. Another run
+    holding the lock is not a failure (runs overlap): no summary, as before."""
+    summary = RunSummary(account=account.name, status="failed", error=str(exc))
+    summary.duration = duration
+    hooks.report(summary)
 
 
 def _client(
