@@ -1,0 +1,137 @@
+"""``reconcile``: is the stored copy of a period complete? Zendesk read again, day by day.
+
+Exit 0 when every day matches, 1 when any differs (``ExitCode.FINDINGS``), 2 on a usage or
+config error; an API or database failure keeps its documented code (3, 4, 6; 130 on a
+signal), and the days finished before it are kept for the next run of the same period.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from etl.cli.arguments import utc_time
+from etl.cli.shared import load_settings, migrate_hint
+from etl.cli.signals import signals_set
+from etl.common.clock import format_time, iso, utc_now
+from etl.common.errors import ConfigError, ExitCode, InterruptedRun
+from etl.common.settings import AUDIT_LOGS, AccountSettings
+from etl.common.version import VERSION
+
+if TYPE_CHECKING:
+    from etl.integrity.reconcile import AccountReconcile, Period
+    from etl.storage.store import Store
+
+
+def reconcile_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--since", type=utc_time, required=True, metavar="TIME",
+        help="start of the period (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--until", type=utc_time, metavar="TIME",
+        help="end of the period, inclusive (default: the account's watermark, what the copy "
+        "claims to hold)",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the report as JSON evidence")
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from etl.integrity.reconcile import reconcile_account
+    from etl.integrity.reconcile_days import COVERAGE
+    from etl.sync.job import open_store, select_accounts
+    from etl.zendesk.client import ZendeskClient
+
+    settings = load_settings(args, require_credentials=args.account or True)
+    accounts = select_accounts(settings, args.account)
+    _check_order(args.since, args.until)
+    stop = threading.Event()
+
+    def stoppable_sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise InterruptedRun("stopped by a signal while waiting for the rate limit or a retry")
+
+    reports: list[AccountReconcile] = []
+    with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
+        periods = [_period(store, account, args.since, args.until) for account in accounts]
+        for period in periods:
+            with ZendeskClient(period.account.zendesk, sleep=stoppable_sleep, stop=stop) as client:
+                reports.append(
+                    reconcile_account(store.engine, client, period, client.stats, stop=stop)
+                )
+    if args.json:
+        document = {
+            "version": VERSION, "coverage": COVERAGE,
+            "matches": all(r.matches for r in reports),
+            "accounts": [r.fields() for r in reports],
+        }  # fmt: skip
+        print(json.dumps(document, indent=2))
+    else:
+        for report in reports:
+            _print_report(report)
+        print(f"note: {COVERAGE}")
+    return int(ExitCode.OK if all(r.matches for r in reports) else ExitCode.FINDINGS)
+
+
+def _print_report(report: AccountReconcile) -> None:
+    scope = report.scope
+    print(
+        f"account {report.account}: zendesk-audit-etl {VERSION}, filters "
+        f"{json.dumps(scope['filters'], sort_keys=True)}, start_time {scope['start_time']}, "
+        f"watermark {scope['watermark']}"
+    )
+    for day in report.days:
+        print(f"account {report.account}: {day.line()}")
+    for note in scope.get("notes", ()):
+        print(f"account {report.account}: note: {note}")
+    print(report.summary())
+
+
+def _check_order(since: datetime, until: datetime | None) -> None:
+    if until is not None and since > until:
+        raise ConfigError(f"--since {format_time(since)} is after --until {format_time(until)}")
+
+
+def _period(
+    store: Store, account: AccountSettings, since: datetime, until: datetime | None
+) -> Period:
+    """The account's period: from ``since`` (not before its ``start_time``) to ``until``,
+    by default the watermark (what the copy claims to hold), never past now minus lag."""
+    from etl.integrity.reconcile import Period
+    from etl.sync import scope
+
+    sync = account.sync
+    watermark = store.watermark(account.name)
+    notes: list[str] = []
+    if until is None:
+        if watermark is None:
+            raise ConfigError(
+                f"account {account.name} has not been synced yet (no watermark): give --until"
+            )
+        until = watermark
+    latest = utc_now() - sync.lag
+    if until > latest:
+        notes.append(f"--until {format_time(until)} moved back to now minus lag")
+        until = latest
+    if sync.start_time and since < sync.start_time:
+        notes.append(f"starts at start_time {format_time(sync.start_time)}, not before")
+        since = sync.start_time
+    since, until = since.replace(microsecond=0), until.replace(microsecond=0)
+    if since > until:
+        raise ConfigError(
+            f"account {account.name}: nothing to reconcile: {format_time(since)} is after "
+            f"{format_time(until)}"
+        )
+    if sync.streams != (AUDIT_LOGS,):
+        notes.append("only the audit log is reconciled; the access log is not")
+    described = scope.describe(account)
+    configured = json.loads(described)
+    _, recorded = store.scope(account.name)
+    fields: dict[str, Any] = {
+        **configured, "recorded": None if recorded is None else json.loads(recorded),
+        "watermark": iso(watermark), "notes": notes,
+    }  # fmt: skip
+    return Period(account, since, until, fields, described)
