@@ -6,13 +6,14 @@ again; nothing is written to the records."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from parts.cli import run_cli
+from parts.cli import CliProcess, run_cli
 from parts.configs import write_config
 from parts.simulators import Simulators, history
 from support import audit_record, recent
@@ -196,3 +197,76 @@ def test_bad_periods_are_one_line_errors(tmp_path: Path, sqlite_url: str) -> Non
     )
     assert "no watermark" in one_error_line(_fails(path, "--since", SINCE))
     assert "--since" in one_error_line(_fails(path))
+
+
+def test_each_day_names_the_signed_checkpoint_that_covers_it(
+    tmp_path: Path, migrated_url: str, make_sim: Simulators
+) -> None:
+    key = tmp_path / "ledger.key"
+    made = run_cli("keygen", str(key))
+    assert made.returncode == 0, made.stderr
+    key_id = made.stdout.split("key id: ")[1].split()[0]
+    sim = make_sim(history(RECORDS, days=2, seed=3))
+    signed = f'[ledger]\nsigning_key_file = "{key}"\n'
+    path = write_config(tmp_path, migrated_url, sim.url, database={"auto_migrate": True},
+                        text=signed)  # fmt: skip
+    assert run_cli("--config", str(path), "sync").returncode == 0
+    # A later record stored by a run without the key: its day has no signed checkpoint yet.
+    late = recent(8)  # inside the next sync's overlap: it stores it
+    sim.add_records([audit_record(9_300_000_000_002, late)])
+    path = write_config(tmp_path, migrated_url, sim.url, database={"auto_migrate": True})
+    assert run_cli("--config", str(path), "sync").returncode == 0
+    code, report = reconcile(path)
+    assert code == ExitCode.OK, report
+    days = {d["day"]: d for d in report["accounts"][0]["days"]}
+    assert days.pop(late.strftime("%Y-%m-%d"))["checkpoint"] is None
+    covered = [d["checkpoint"] for d in days.values() if d["stored"]]
+    assert covered and all(c is not None and c["key_id"] == key_id for c in covered)
+    assert all(c["size"] == RECORDS for c in covered)  # the first sync's ledger
+
+
+def test_the_scope_filters_both_sides(
+    tmp_path: Path, migrated_url: str, make_sim: Simulators
+) -> None:
+    """Rows of other actions (stored before the filter was set) are outside the scope: not
+    extra. The scope is in the report."""
+    path, sim = synced(tmp_path, migrated_url, make_sim)
+    actions = {r["action"] for r in sim.visible_records()}
+    assert "create" in actions and len(actions) > 1
+    filtered = write_config(tmp_path, migrated_url, sim.url, database={"auto_migrate": True},
+                            text='[sync.filters]\naction = ["create"]\n')  # fmt: skip
+    code, report = reconcile(filtered, "--until", report_until(path))
+    assert code == ExitCode.OK, report
+    account = report["accounts"][0]
+    creates = sum(r["action"] == "create" for r in sim.visible_records())
+    assert account["totals"]["at_zendesk"] == account["totals"]["stored"] == creates
+    assert account["scope"]["filters"] == {"action": ["create"]}
+
+
+def report_until(path: Path) -> str:
+    """The watermark of the account's sync (reconcile's default --until)."""
+    _, report = reconcile(path)
+    return str(report["accounts"][0]["until"])
+
+
+def test_a_killed_reconcile_resumes_at_its_first_unfinished_day(
+    tmp_path: Path, migrated_url: str, make_sim: Simulators
+) -> None:
+    path, sim = synced(tmp_path, migrated_url, make_sim)
+    # Paced at one request a second, so the kill lands after the first day, mid-period.
+    slow = write_config(tmp_path, migrated_url, sim.url, zendesk={"requests_per_minute": 60},
+                        filename="slow.toml")  # fmt: skip
+    running = CliProcess(slow, "reconcile", "--since", SINCE)
+    running.wait_for_line(f"account acme: {SINCE} matches")
+    running.proc.kill()
+    assert running.finish() == -signal.SIGKILL
+    kept = table_state(migrated_url)[3]
+    assert kept >= 1
+    sim.clear_log()
+    code, report = reconcile(path)
+    assert code == ExitCode.OK, report
+    account = report["accounts"][0]
+    assert account["days_resumed"] == kept
+    read_again = _lower_bounds(sim)
+    assert all(d["start"] not in read_again for d in account["days"][:kept])
+    assert table_state(migrated_url)[3] == 0
