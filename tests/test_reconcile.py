@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from parts.cli import CliProcess, run_cli
 from parts.configs import write_config
 from parts.simulators import Simulators, history
-from support import audit_record, recent
+from support import SIM_OAUTH_TOKEN, audit_record, recent
 from test_cli import one_error_line
 
 from etl.common.errors import ExitCode
@@ -270,3 +270,31 @@ def test_a_killed_reconcile_resumes_at_its_first_unfinished_day(
     read_again = _lower_bounds(sim)
     assert all(d["start"] not in read_again for d in account["days"][:kept])
     assert table_state(migrated_url)[3] == 0
+
+
+def test_an_account_that_fails_keeps_the_finished_accounts_days(
+    tmp_path: Path, migrated_url: str, make_sim: Simulators
+) -> None:
+    """Two accounts: the second's failure stops the command before the report; the first's
+    days stay saved and the next run reports them without a request for it."""
+    first, second = (make_sim(history(100, days=1, seed=s)) for s in (4, 5))
+    path = tmp_path / "two.toml"
+    path.write_text(
+        "".join(
+            f'[[accounts]]\nbase_url = "{sim.url}"\nname = "{name}"\n'
+            f'requests_per_minute = 2500\noauth_token = "{SIM_OAUTH_TOKEN}"\n'
+            for name, sim in (("one", first), ("two", second))
+        )
+        + f'[database]\nurl = "{migrated_url}"\nauto_migrate = true\n'
+    )
+    path.chmod(0o600)
+    assert run_cli("--config", str(path), "sync").returncode == 0
+    second.inject(Fault("status", status=401))
+    failed = run_cli("--config", str(path), "reconcile", "--since", SINCE)
+    assert failed.returncode == ExitCode.AUTH and "account" not in failed.stdout
+    first.clear_log()
+    code, report = reconcile(path)
+    assert code == ExitCode.OK, report
+    one, two = report["accounts"]
+    assert one["requests"] == 0 and one["days_resumed"] == len(one["days"])
+    assert first.requests == [] and two["days_resumed"] == 0

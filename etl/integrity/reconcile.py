@@ -129,7 +129,9 @@ def reconcile_account(
     now: Callable[[], datetime] = utc_now,
 ) -> AccountReconcile:
     """Compare each day of ``period``, resuming from the days an earlier, unfinished run
-    of the same period finished; ``stats`` are the client's (its requests are counted)."""
+    of the same period finished; ``stats`` are the client's (its requests are counted).
+    The days stay saved until the caller has given the report
+    (``etl.integrity.reconcile_days.forget``)."""
     name = period.account.name
     report = AccountReconcile(name, format_time(period.since), format_time(period.until),
                               period.scope)  # fmt: skip
@@ -152,7 +154,6 @@ def reconcile_account(
         report.days.append(result)
         log.info("account %s: %s", name, result.line())
     report.requests = stats.requests - before
-    progress.forget(engine, name, period.key)
     return report
 
 

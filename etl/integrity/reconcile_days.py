@@ -105,8 +105,15 @@ def finished_days(engine: Engine, account: str, period: str, scope: str) -> dict
 def save_day(
     engine: Engine, account: str, period: str, scope: str, result: DayResult, now: datetime
 ) -> None:
-    """One finished day, committed at once (a kill after it does not lose it)."""
+    """One finished day, committed at once (a kill after it does not lose it); over the
+    same day of a reconcile of the same period that ran at the same time."""
+    table = reconcile_days
     with engine.begin() as conn:
+        conn.execute(
+            sa.delete(table).where(
+                table.c.account == account, table.c.period == period, table.c.day == result.day
+            )
+        )
         conn.execute(
             sa.insert(reconcile_days).values(
                 account=account, period=period, day=result.day, scope=scope,
@@ -116,7 +123,8 @@ def save_day(
 
 
 def forget(engine: Engine, account: str, period: str) -> None:
-    """A completed reconcile's progress: the next of the same period starts afresh."""
+    """A completed reconcile's progress, once reported: the next of the same period
+    starts afresh."""
     table = reconcile_days
     with engine.begin() as conn:
         conn.execute(sa.delete(table).where(table.c.account == account, table.c.period == period))

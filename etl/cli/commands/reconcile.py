@@ -41,7 +41,7 @@ def reconcile_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from etl.integrity.reconcile import reconcile_account
-    from etl.integrity.reconcile_days import COVERAGE
+    from etl.integrity.reconcile_days import forget
     from etl.sync.job import open_store, select_accounts
     from etl.zendesk.client import ZendeskClient
 
@@ -62,18 +62,29 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
                 reports.append(
                     reconcile_account(store.engine, client, period, client.stats, stop=stop)
                 )
-    if args.json:
+        _print(reports, json_output=args.json)
+        for report, period in zip(reports, periods, strict=True):
+            forget(store.engine, report.account, period.key)  # reported: the next starts afresh
+    return int(ExitCode.OK if all(r.matches for r in reports) else ExitCode.FINDINGS)
+
+
+def _print(reports: list[AccountReconcile], *, json_output: bool) -> None:
+    """The report: every account's days (one line each) and summary, or one JSON document.
+    An account that failed stops the command before this: the days of those before it
+    stay saved, and the next run reports them without reading them again."""
+    from etl.integrity.reconcile_days import COVERAGE
+
+    if json_output:
         document = {
             "version": VERSION, "coverage": COVERAGE,
             "matches": all(r.matches for r in reports),
             "accounts": [r.fields() for r in reports],
         }  # fmt: skip
         print(json.dumps(document, indent=2))
-    else:
-        for report in reports:
-            _print_report(report)
-        print(f"note: {COVERAGE}")
-    return int(ExitCode.OK if all(r.matches for r in reports) else ExitCode.FINDINGS)
+        return
+    for report in reports:
+        _print_report(report)
+    print(f"note: {COVERAGE}")
 
 
 def _print_report(report: AccountReconcile) -> None:
