@@ -21,8 +21,8 @@ from test_cli import one_error_line
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine
-from etl.storage.schema import audit_logs, ledger, reconcile_days
-from zendesk_sim import Fault, SimulatedZendesk
+from etl.storage.schema import access_logs, audit_logs, ledger, reconcile_days
+from zendesk_sim import AccessSource, Fault, SimulatedZendesk
 
 RECORDS = 400
 SINCE = (datetime.now(UTC) - timedelta(days=3)).strftime("%Y-%m-%d")
@@ -257,7 +257,7 @@ def test_a_killed_reconcile_resumes_at_its_first_unfinished_day(
     slow = write_config(tmp_path, migrated_url, sim.url, zendesk={"requests_per_minute": 60},
                         filename="slow.toml")  # fmt: skip
     running = CliProcess(slow, "reconcile", "--since", SINCE)
-    running.wait_for_line(f"account acme: {SINCE} matches")
+    running.wait_for_line(f"account acme audit_logs: {SINCE} matches")
     running.proc.kill()
     assert running.finish() == -signal.SIGKILL
     kept = table_state(migrated_url)[3]
@@ -298,3 +298,43 @@ def test_an_account_that_fails_keeps_the_finished_accounts_days(
     one, two = report["accounts"]
     assert one["requests"] == 0 and one["days_resumed"] == len(one["days"])
     assert first.requests == [] and two["days_resumed"] == 0
+
+
+def test_the_access_log_is_reconciled_too_when_the_account_copies_it(
+    tmp_path: Path, migrated_url: str, make_sim: Simulators
+) -> None:
+    end = recent(30)
+    sim = make_sim(
+        history(RECORDS, days=2, seed=3),
+        access_records=AccessSource(300, start=end - timedelta(days=2), end=end, seed=8),
+    )
+    both = '[sync]\nstreams = ["audit_logs", "access_logs"]\n'
+    path = write_config(tmp_path, migrated_url, sim.url, database={"auto_migrate": True},
+                        text=both)  # fmt: skip
+    assert run_cli("--config", str(path), "sync").returncode == 0
+    code, report = reconcile(path)
+    assert code == ExitCode.OK, report
+    audit, access = report["accounts"]
+    assert (audit["stream"], access["stream"]) == ("audit_logs", "access_logs")
+    assert access["totals"]["at_zendesk"] == access["totals"]["stored"] == 300
+    assert all(d["checkpoint"] is None for d in access["days"])  # not in the ledger
+    engine = open_engine(migrated_url)
+    with engine.connect() as conn:
+        (gone, _), (edited, raw) = conn.execute(
+            sa.select(access_logs.c.id, access_logs.c.raw).order_by(access_logs.c.id).limit(2)
+        ).all()
+    engine.dispose()
+    execute(
+        migrated_url,
+        sa.delete(access_logs).where(access_logs.c.id == gone),
+        sa.update(access_logs).where(access_logs.c.id == edited).values(raw={**raw, "status": 1}),
+    )
+    code, report = reconcile(path)
+    assert code == ExitCode.FINDINGS
+    access = report["accounts"][1]
+    assert access["totals"] | {"days": 0, "days_differing": 0} == {
+        "days": 0, "days_differing": 0, "at_zendesk": 300, "stored": 299, "missing": 1,
+        "extra": 0, "differ": 1, "rejected": 0,
+    }  # fmt: skip
+    assert ids(report, "missing") == {gone} and ids(report, "differ") == {edited}
+    assert report["accounts"][0]["matches"] is True

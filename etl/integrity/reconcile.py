@@ -49,6 +49,35 @@ PAGE = 5000  # stored rows read a query
 _INTEGER_FILTERS = ("source_id", "actor_id")  # BIGINT columns: values compared as numbers
 
 
+Pages = Callable[[JsonGetter, AccountSettings, datetime, datetime], Iterator[list[Any]]]
+Parser = Callable[[object, str, datetime], "dict[str, Any] | Reject"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One log as reconcile reads it: its API pages for a window, what the store makes of
+    a record, and the table and time column its rows are in."""
+
+    stream: str
+    pages: Pages  # each page's records, checked by the log's own paginator
+    parse: Parser
+    table: sa.Table
+    time_column: str
+    filtered: bool = False  # the scope's filters apply (the audit log's)
+    ledgered: bool = False  # the ledger numbers its rows: a checkpoint can cover a day
+
+
+def audit_pages(
+    client: JsonGetter, account: AccountSettings, start: datetime, end: datetime
+) -> Iterator[list[Any]]:
+    params = audit_log_params(start, end, account.sync.filters, page_size=account.zendesk.page_size)
+    for page in iter_pages(client, params):
+        yield page.records
+
+
+AUDIT = Source("audit_logs", audit_pages, parse_record, audit_logs, "created_at", True, True)
+
+
 @dataclass(frozen=True)
 class Period:
     """One account's period to reconcile and the scope it is read under."""
@@ -58,15 +87,18 @@ class Period:
     until: datetime
     scope: Mapping[str, Any]  # for the report: filters, start_time, what the state recorded
     scope_text: str  # the filters and start_time as canonical JSON: days resume under it
+    source: Source = AUDIT
 
     @property
     def key(self) -> str:
-        return progress.period_key(self.since, self.until)
+        key = progress.period_key(self.since, self.until)
+        return key if self.source is AUDIT else f"{self.source.stream}:{key}"
 
 
 @dataclass
 class AccountReconcile:
     account: str
+    stream: str
     since: str
     until: str
     scope: Mapping[str, Any]
@@ -96,15 +128,16 @@ class AccountReconcile:
         verdict = "complete" if self.matches else "DIFFERS"
         resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
         return (
-            f"account {self.account} {self.since}..{self.until}: {verdict}: {t['days']} days"
-            f"{resumed}, {t['days_differing']} differing; {t['at_zendesk']} at Zendesk, "
-            f"{t['stored']} stored, {t['missing']} missing, {t['extra']} extra, "
-            f"{t['differ']} differ; {self.requests} API requests"
+            f"account {self.account} {self.stream} {self.since}..{self.until}: {verdict}: "
+            f"{t['days']} days{resumed}, {t['days_differing']} differing; "
+            f"{t['at_zendesk']} at Zendesk, {t['stored']} stored, {t['missing']} missing, "
+            f"{t['extra']} extra, {t['differ']} differ; {self.requests} API requests"
         )
 
     def fields(self) -> dict[str, Any]:
         return {
-            "account": self.account, "since": self.since, "until": self.until,
+            "account": self.account, "stream": self.stream,
+            "since": self.since, "until": self.until,
             "scope": dict(self.scope), "matches": self.matches, "totals": self.totals(),
             "days_resumed": self.resumed, "requests": self.requests,
             "days": [day.fields() for day in self.days], "summary": self.summary(),
@@ -133,8 +166,8 @@ def reconcile_account(
     The days stay saved until the caller has given the report
     (``etl.integrity.reconcile_days.forget``)."""
     name = period.account.name
-    report = AccountReconcile(name, format_time(period.since), format_time(period.until),
-                              period.scope)  # fmt: skip
+    report = AccountReconcile(name, period.source.stream, format_time(period.since),
+                              format_time(period.until), period.scope)  # fmt: skip
     done = progress.finished_days(engine, name, period.key, period.scope_text)
     before = stats.requests
     for day, start, end in day_spans(period.since, period.until):
@@ -146,27 +179,27 @@ def reconcile_account(
             raise InterruptedRun(f"stopped by a signal before {day}; the days finished are kept")
         first = stats.requests
         result = DayResult(day, format_time(start), format_time(end))
-        at_zendesk = _zendesk_day(client, period.account, start, end, result)
-        _compare(engine, period.account, start, end, at_zendesk, result)
+        at_zendesk = _zendesk_day(client, period, start, end, result)
+        _compare(engine, period, start, end, at_zendesk, result)
         result.requests = stats.requests - first
         result.checked_at, result.version = format_time(now()), VERSION
         progress.save_day(engine, name, period.key, period.scope_text, result, now())
         report.days.append(result)
-        log.info("account %s: %s", name, result.line())
+        log.info("account %s %s: %s", name, period.source.stream, result.line())
     report.requests = stats.requests - before
     return report
 
 
 def _zendesk_day(
-    client: JsonGetter, account: AccountSettings, start: datetime, end: datetime, result: DayResult
-) -> dict[int, bytes]:
+    client: JsonGetter, period: Period, start: datetime, end: datetime, result: DayResult
+) -> dict[Any, bytes]:
     """The day's records at Zendesk as the store would keep them: id -> record hash."""
-    params = audit_log_params(start, end, account.sync.filters, page_size=account.zendesk.page_size)
-    hashes: dict[int, bytes] = {}
-    synced_at = datetime.now(UTC)  # parse_record needs one; it is no part of the hash
-    for page in iter_pages(client, params):
-        for raw in page.records:
-            row = parse_record(raw, account.name, synced_at)
+    account, source = period.account, period.source
+    hashes: dict[Any, bytes] = {}
+    synced_at = datetime.now(UTC)  # the parser needs one; it is no part of the hash
+    for records in source.pages(client, account, start, end):
+        for raw in records:
+            row = source.parse(raw, account.name, synced_at)
             if isinstance(row, Reject):
                 result.rejected += 1
             else:  # a record sent twice counts once, its last version, as the store keeps
@@ -177,49 +210,52 @@ def _zendesk_day(
 
 def _compare(
     engine: Engine,
-    account: AccountSettings,
+    period: Period,
     start: datetime,
     end: datetime,
-    theirs: dict[int, bytes],
+    theirs: dict[Any, bytes],
     result: DayResult,
 ) -> None:
     """The day's stored rows against ``theirs``; fills the result's ids and checkpoint."""
-    stored = missing_seq = 0
+    stored = unnumbered = 0
     newest_seq: int | None = None
-    extra: list[int] = []
-    differ: list[int] = []
-    seen: set[int] = set()
+    extra: list[Any] = []
+    differ: list[Any] = []
+    seen: set[Any] = set()
     with engine.connect() as conn:
-        for record_id, digest, seq in _stored_day(conn, account, start, end):
+        for record_id, digest, seq in _stored_day(conn, period, start, end):
             stored += 1
             seen.add(record_id)
             if seq is None:
-                missing_seq += 1
+                unnumbered += 1
             elif newest_seq is None or seq > newest_seq:
                 newest_seq = seq
             if record_id not in theirs:
                 extra.append(record_id)
             elif theirs[record_id] != digest:
                 differ.append(record_id)
-        result.checkpoint = _covering_checkpoint(conn, account.name, newest_seq, missing_seq)
+        if period.source.ledgered:
+            result.checkpoint = _covering_checkpoint(conn, period.account.name, newest_seq,
+                                                     unnumbered)  # fmt: skip
     result.stored = stored
     result.missing = sorted(set(theirs) - seen)
     result.extra, result.differ = sorted(extra), sorted(differ)
 
 
 def _stored_day(
-    conn: Connection, account: AccountSettings, start: datetime, end: datetime
-) -> Iterator[tuple[int, bytes, int | None]]:
+    conn: Connection, period: Period, start: datetime, end: datetime
+) -> Iterator[tuple[Any, bytes, int | None]]:
     """(id, record hash, stored_seq) of the day's stored rows under the scope's filters,
     in keyset pages by id."""
-    table = audit_logs
-    where = [table.c.account == account.name, table.c.created_at >= start,
-             table.c.created_at <= end]  # fmt: skip
-    for key, values in account.sync.filters.items():
+    table, account = period.source.table, period.account
+    moment = table.c[period.source.time_column]
+    # Stored times may have a fraction (the access log's): the end's whole second counts.
+    where = [table.c.account == account.name, moment >= start, moment < end + SECOND]
+    for key, values in account.sync.filters.items() if period.source.filtered else ():
         wanted = [int(v) for v in values] if key in _INTEGER_FILTERS else list(values)
         where.append(table.c[key].in_(wanted))
     raw = sa.cast(table.c.raw, sa.Text)
-    after: int | None = None
+    after: Any = None
     while True:
         query = sa.select(table.c.id, raw, table.c.stored_seq).where(*where)
         if after is not None:

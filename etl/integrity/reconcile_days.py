@@ -38,9 +38,10 @@ class DayResult:
     end: str
     at_zendesk: int = 0  # storable records Zendesk returned
     stored: int = 0  # rows stored for the day (under the scope's filters)
-    missing: list[int] = field(default_factory=list)  # at Zendesk, not stored
-    extra: list[int] = field(default_factory=list)  # stored, not at Zendesk
-    differ: list[int] = field(default_factory=list)  # both, with different record hashes
+    # ids (integers in the audit log, text in the access log)
+    missing: list[Any] = field(default_factory=list)  # at Zendesk, not stored
+    extra: list[Any] = field(default_factory=list)  # stored, not at Zendesk
+    differ: list[Any] = field(default_factory=list)  # both, with different record hashes
     rejected: int = 0  # records Zendesk returned that the job keeps as rejects, not rows
     requests: int = 0  # API requests this day's read made
     checked_at: str = ""
@@ -79,7 +80,7 @@ class DayResult:
         return ", ".join(parts)
 
 
-def _ids(kind: str, ids: list[int]) -> str:
+def _ids(kind: str, ids: list[Any]) -> str:
     if not ids:
         return f"0 {kind}"
     shown = ", ".join(str(i) for i in ids[:IDS_IN_LINE])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import threading
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from etl.cli.arguments import utc_time
@@ -22,8 +22,11 @@ from etl.common.settings import AUDIT_LOGS, AccountSettings
 from etl.common.version import VERSION
 
 if TYPE_CHECKING:
-    from etl.integrity.reconcile import AccountReconcile, Period
+    from collections.abc import Iterator
+
+    from etl.integrity.reconcile import AccountReconcile, Period, Source
     from etl.storage.store import Store
+    from etl.zendesk.pagination import JsonGetter
 
 
 def reconcile_arguments(parser: argparse.ArgumentParser) -> None:
@@ -56,15 +59,15 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     reports: list[AccountReconcile] = []
     with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
-        periods = [_period(store, account, args.since, args.until) for account in accounts]
+        periods = [p for a in accounts for p in _periods(store, a, args.since, args.until)]
         for period in periods:
             with ZendeskClient(period.account.zendesk, sleep=stoppable_sleep, stop=stop) as client:
                 reports.append(
                     reconcile_account(store.engine, client, period, client.stats, stop=stop)
                 )
         _print(reports, json_output=args.json)
-        for report, period in zip(reports, periods, strict=True):
-            forget(store.engine, report.account, period.key)  # reported: the next starts afresh
+        for period in periods:
+            forget(store.engine, period.account.name, period.key)  # reported: next one afresh
     return int(ExitCode.OK if all(r.matches for r in reports) else ExitCode.FINDINGS)
 
 
@@ -88,16 +91,16 @@ def _print(reports: list[AccountReconcile], *, json_output: bool) -> None:
 
 
 def _print_report(report: AccountReconcile) -> None:
-    scope = report.scope
+    scope, who = report.scope, f"account {report.account} {report.stream}"
     print(
-        f"account {report.account}: zendesk-audit-etl {VERSION}, filters "
+        f"{who}: zendesk-audit-etl {VERSION}, filters "
         f"{json.dumps(scope['filters'], sort_keys=True)}, start_time {scope['start_time']}, "
         f"watermark {scope['watermark']}"
     )
     for day in report.days:
-        print(f"account {report.account}: {day.line()}")
+        print(f"{who}: {day.line()}")
     for note in scope.get("notes", ()):
-        print(f"account {report.account}: note: {note}")
+        print(f"{who}: note: {note}")
     print(report.summary())
 
 
@@ -106,21 +109,42 @@ def _check_order(since: datetime, until: datetime | None) -> None:
         raise ConfigError(f"--since {format_time(since)} is after --until {format_time(until)}")
 
 
-def _period(
+def _periods(
     store: Store, account: AccountSettings, since: datetime, until: datetime | None
-) -> Period:
-    """The account's period: from ``since`` (not before its ``start_time``) to ``until``,
-    by default the watermark (what the copy claims to hold), never past now minus lag."""
-    from etl.integrity.reconcile import Period
-    from etl.sync import scope
+) -> list[Period]:
+    """One period per log the account copies: the audit log's, then the access log's."""
+    return [_period(store, account, name, since, until) for name in account.sync.streams]
 
-    sync = account.sync
-    watermark = store.watermark(account.name)
-    notes: list[str] = []
+
+def _period(
+    store: Store, account: AccountSettings, stream: str, since: datetime, until: datetime | None
+) -> Period:
+    """The period of one log: from ``since`` (not before ``start_time``, nor before what
+    Zendesk keeps of the access log) to ``until``, by default the log's watermark (what
+    the copy claims to hold), never past now minus lag."""
+    from etl.integrity.reconcile import AUDIT, Period
+    from etl.storage.streams import StreamStore
+    from etl.sync import scope
+    from etl.sync.streams import STREAMS, describe_scope
+
+    sync, notes = account.sync, []
+    if stream == AUDIT_LOGS:
+        source, described = AUDIT, scope.describe(account)
+        watermark, (_, recorded) = store.watermark(account.name), store.scope(account.name)
+    else:
+        log = STREAMS[stream]
+        state = StreamStore(store, log.name, log.table)
+        source, described = _stream_source(stream), describe_scope(account)
+        watermark, (_, recorded) = state.watermark(account.name), state.scope(account.name)
+        oldest = (utc_now() - log.retention).replace(microsecond=0) + timedelta(seconds=1)
+        if since < oldest:
+            notes.append(f"starts at {format_time(oldest)}: Zendesk keeps {stream} that long")
+            since = oldest
     if until is None:
         if watermark is None:
             raise ConfigError(
-                f"account {account.name} has not been synced yet (no watermark): give --until"
+                f"account {account.name}: {stream} has not been synced yet (no watermark): "
+                "give --until"
             )
         until = watermark
     latest = utc_now() - sync.lag
@@ -136,13 +160,32 @@ def _period(
             f"account {account.name}: nothing to reconcile: {format_time(since)} is after "
             f"{format_time(until)}"
         )
-    if sync.streams != (AUDIT_LOGS,):
-        notes.append("only the audit log is reconciled; the access log is not")
-    described = scope.describe(account)
-    configured = json.loads(described)
-    _, recorded = store.scope(account.name)
     fields: dict[str, Any] = {
-        **configured, "recorded": None if recorded is None else json.loads(recorded),
+        "filters": {}, **json.loads(described),
+        "recorded": None if recorded is None else json.loads(recorded),
         "watermark": iso(watermark), "notes": notes,
     }  # fmt: skip
-    return Period(account, since, until, fields, described)
+    return Period(account, since, until, fields, described, source)
+
+
+def _stream_source(name: str) -> Source:
+    """Another log as reconcile reads it, from its ``etl.sync.streams.Stream``: the same
+    query and page checks as its sync."""
+    from etl.integrity.reconcile import Source
+    from etl.sync.streams import STREAMS
+    from etl.zendesk.stream_pages import StreamQuery, iter_stream_pages
+
+    log = STREAMS[name]
+
+    def pages(
+        client: JsonGetter, account: AccountSettings, start: datetime, end: datetime
+    ) -> Iterator[list[Any]]:
+        params = [
+            (log.start_param, format_time(start)), (log.end_param, format_time(end)),
+            *([log.sort] if log.sort else []), ("page[size]", str(account.zendesk.page_size)),
+        ]  # fmt: skip
+        query = StreamQuery(log.path, log.records_key, log.time_field, params, start, end)
+        for page in iter_stream_pages(client, query):
+            yield page.records
+
+    return Source(name, pages, log.parse, log.table, log.time_field)
