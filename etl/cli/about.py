@@ -48,7 +48,8 @@ ABOUT = {
     ),
     "reconcile": (
         "Read a period again from the API (budgeted like sync, writing nothing to the "
-        "records) and compare it with the stored rows per UTC day: records at Zendesk, rows "
+        "records) and compare it with the stored rows per UTC day, for the audit log and "
+        "the access log if the account copies it: records at Zendesk, rows "
         "stored, missing, extra and differing ids, the scope, the last signed checkpoint. "
         "A killed run of the same period resumes at its first unfinished day. Exit 0 when "
         "all matches, 1 when any day differs, 2 on a usage or config error.",

@@ -36,7 +36,7 @@ def reconcile_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument(
         "--until", type=utc_time, metavar="TIME",
-        help="end of the period, inclusive (default: the account's watermark, what the copy "
+        help="end of the period, inclusive (default: each log's watermark, what the copy "
         "claims to hold)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as JSON evidence")
