@@ -1,17 +1,19 @@
 """``reconcile``: a period read again from the API and compared with what is stored, by day.
 
-Per UTC day of ``since..until`` (both inclusive, to the second): the day's audit-log
-records are read with the job's own client (its retries, rate limit and quota, and every
-answer held to its query's promises by ``etl.zendesk.pagination``), each turned into the
-row the store would keep (``etl.records.audit.parse_record``) and hashed as the ledger
-hashes it (``etl.records.chain.record_hash`` of the canonical JSON); then the day's stored
-rows are read in keyset pages and hashed the same way. Ids at Zendesk and not stored are
+Per UTC day of ``since..until`` (both inclusive, to the second): the day's records of
+one log (a ``Source``: ``AUDIT``, or the access log's, which the CLI makes from
+``etl.sync.streams``) are read with the job's own client (its retries, rate limit and
+quota, and every answer held to its query's promises by the log's paginator,
+``etl.zendesk.pagination`` or ``etl.zendesk.stream_pages``), each turned into the row the
+store would keep (the log's parser) and hashed as the ledger hashes it
+(``etl.records.chain.record_hash`` of the canonical JSON); then the day's stored rows are
+read in keyset pages and hashed the same way. Ids at Zendesk and not stored are
 *missing*, stored and not at Zendesk *extra*, in both with different hashes *differ*.
 Only one day's ids and hashes are in memory at a time, whatever the period's size.
 
 Nothing is written to the records tables: each finished day goes to the progress table
 (``etl.integrity.reconcile_days``), so a killed reconcile resumes at its first unfinished
-day. The scope's filters apply to both sides; ``start_time`` is where a period may start.
+day. The audit log's filters apply to both sides.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -179,7 +181,7 @@ def reconcile_account(
             raise InterruptedRun(f"stopped by a signal before {day}; the days finished are kept")
         first = stats.requests
         result = DayResult(day, format_time(start), format_time(end))
-        at_zendesk = _zendesk_day(client, period, start, end, result)
+        at_zendesk = _zendesk_day(client, period, start, end, result, now())
         _compare(engine, period, start, end, at_zendesk, result)
         result.requests = stats.requests - first
         result.checked_at, result.version = format_time(now()), VERSION
@@ -191,12 +193,16 @@ def reconcile_account(
 
 
 def _zendesk_day(
-    client: JsonGetter, period: Period, start: datetime, end: datetime, result: DayResult
+    client: JsonGetter,
+    period: Period,
+    start: datetime,
+    end: datetime,
+    result: DayResult,
+    synced_at: datetime,  # the parser needs one; it is no part of the hash
 ) -> dict[Any, bytes]:
     """The day's records at Zendesk as the store would keep them: id -> record hash."""
     account, source = period.account, period.source
     hashes: dict[Any, bytes] = {}
-    synced_at = datetime.now(UTC)  # the parser needs one; it is no part of the hash
     for records in source.pages(client, account, start, end):
         for raw in records:
             row = source.parse(raw, account.name, synced_at)

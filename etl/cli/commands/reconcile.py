@@ -59,14 +59,16 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 
     reports: list[AccountReconcile] = []
     with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
-        periods = [p for a in accounts for p in _periods(store, a, args.since, args.until)]
-        for period in periods:
-            with ZendeskClient(period.account.zendesk, sleep=stoppable_sleep, stop=stop) as client:
-                reports.append(
+        planned = [(a, _periods(store, a, args.since, args.until)) for a in accounts]
+        for account, periods in planned:
+            # One client an account: its logs share one rate budget, as in sync.
+            with ZendeskClient(account.zendesk, sleep=stoppable_sleep, stop=stop) as client:
+                reports += [
                     reconcile_account(store.engine, client, period, client.stats, stop=stop)
-                )
+                    for period in periods
+                ]
         _print(reports, json_output=args.json)
-        for period in periods:
+        for period in (period for _, periods in planned for period in periods):
             forget(store.engine, period.account.name, period.key)  # reported: next one afresh
     return int(ExitCode.OK if all(r.matches for r in reports) else ExitCode.FINDINGS)
 
