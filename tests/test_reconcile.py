@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from parts.cli import CliProcess, run_cli
 from parts.configs import write_config
@@ -249,8 +250,9 @@ def report_until(path: Path) -> str:
     return str(report["accounts"][0]["until"])
 
 
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_killed_reconcile_resumes_at_its_first_unfinished_day(
-    tmp_path: Path, migrated_url: str, make_sim: Simulators
+    tmp_path: Path, migrated_url: str, make_sim: Simulators, how: signal.Signals
 ) -> None:
     path, sim = synced(tmp_path, migrated_url, make_sim)
     # Paced at one request a second, so the kill lands after the first day, mid-period.
@@ -258,8 +260,14 @@ def test_a_killed_reconcile_resumes_at_its_first_unfinished_day(
                         filename="slow.toml")  # fmt: skip
     running = CliProcess(slow, "reconcile", "--since", SINCE)
     running.wait_for_line(f"account acme audit_logs: {SINCE} matches")
-    running.proc.kill()
-    assert running.finish() == -signal.SIGKILL
+    running.proc.send_signal(how)
+    code = running.finish()
+    if how == signal.SIGTERM:  # stopped at once, one line, the finished days kept
+        assert code == ExitCode.INTERRUPTED, running.stderr
+        errors = [line for line in running.lines if line.startswith("zendesk-audit-etl: error")]
+        assert len(errors) == 1 and "Traceback" not in running.stderr, running.stderr
+    else:
+        assert code == -signal.SIGKILL
     kept = table_state(migrated_url)[3]
     assert kept >= 1
     sim.clear_log()
