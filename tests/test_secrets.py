@@ -409,6 +409,7 @@ VALUE_OPTIONS = {
     "export": {*GLOBAL, "--account", "--consumer", "--output", "--format", "--since"},
     "verify": {*GLOBAL, "--account", "--public-key", "--checkpoints", "--since"},
     "keygen": GLOBAL,
+    "reconcile": {*GLOBAL, "--account", "--since", "--until"},
 }
 SECRETISH_OPTION = re.compile(r"(?i)token|secret|passw|credential|auth|key|bearer|login|user")
 # A path to a public key names nothing secret: verify checks signatures with it.

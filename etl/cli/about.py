@@ -46,6 +46,15 @@ ABOUT = {
         "directory. Exit 0 when all verifies, 1 on any finding, 2 on a usage or config error.",
         f"{PROG} verify --public-key ledger.pub --checkpoints /mnt/worm/checkpoints",
     ),
+    "reconcile": (
+        "Read a period again from the API (budgeted like sync, writing nothing to the "
+        "records) and compare it with the stored rows per UTC day, for the audit log and "
+        "the access log if the account copies it: records at Zendesk, rows "
+        "stored, missing, extra and differing ids, the scope, the last signed checkpoint. "
+        "A killed run of the same period resumes at its first unfinished day. Exit 0 when "
+        "all matches, 1 when any day differs, 2 on a usage or config error.",
+        f"{PROG} reconcile --since 2026-11-01 --until 2026-11-30T23:59:59Z --json",
+    ),
     "keygen": (
         "Write a new Ed25519 key for signing ledger checkpoints (mode 600, never over an "
         "existing file) and print its public key and key id.",

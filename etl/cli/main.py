@@ -27,6 +27,7 @@ from etl.cli.about import ABOUT
 from etl.cli.arguments import duration, filter_pair, positive_int, seconds, utc_time
 from etl.cli.commands.export import cmd_export
 from etl.cli.commands.info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
+from etl.cli.commands.reconcile import cmd_reconcile, reconcile_arguments
 from etl.cli.commands.sync import cmd_resync, cmd_sync
 from etl.cli.commands.verify import cmd_keygen, cmd_verify, since_value
 from etl.cli.output import PROG, Output, fail
@@ -198,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start at this ledger entry number, or at the first entry written at or after TIME",
     )  # fmt: skip
     verify.add_argument("--json", action="store_true", help="print the report as JSON evidence")
+
+    reconcile = command(
+        "reconcile", "compare a period at Zendesk with what is stored, day by day", cmd_reconcile
+    )
+    _account_option(reconcile)
+    reconcile_arguments(reconcile)
 
     keygen = command("keygen", "write a new checkpoint signing key", cmd_keygen)
     keygen.add_argument("path", metavar="PATH", help="where to write the private key")

@@ -323,3 +323,17 @@ verifications = sa.Table(
     sa.Column("findings", sa.Integer, nullable=False),
     sa.Index("ix_zendesk_audit_verifications_account_finished_at", "account", "finished_at"),
 )
+
+# Each finished day of an unfinished ``reconcile`` (etl.integrity.reconcile_days): its
+# result as JSON and the scope it was read under, so a killed one resumes; a reconcile
+# that completes deletes its period's rows.
+reconcile_days = sa.Table(
+    "zendesk_audit_reconcile_days",
+    metadata,
+    sa.Column("account", sa.String(ACCOUNT_LENGTH), primary_key=True),
+    sa.Column("period", sa.String(64), primary_key=True),  # since..until, as text
+    sa.Column("day", sa.String(10), primary_key=True),  # YYYY-MM-DD, UTC
+    sa.Column("scope", long_text(), nullable=False),
+    sa.Column("result", long_text(), nullable=False),
+    sa.Column("checked_at", UTCDateTime(), nullable=False),
+)

@@ -1,0 +1,303 @@
+"""``reconcile``: a period read again from the API and compared with what is stored, by day.
+
+Per UTC day of ``since..until`` (both inclusive, to the second): the day's records of
+one log (a ``Source``: ``AUDIT``, or the access log's, which the CLI makes from
+``etl.sync.streams``) are read with the job's own client (its retries, rate limit and
+quota, and every answer held to its query's promises by the log's paginator,
+``etl.zendesk.pagination`` or ``etl.zendesk.stream_pages``), each turned into the row the
+store would keep (the log's parser) and hashed as the ledger hashes it
+(``etl.records.chain.record_hash`` of the canonical JSON); then the day's stored rows are
+read in keyset pages and hashed the same way. Ids at Zendesk and not stored are
+*missing*, stored and not at Zendesk *extra*, in both with different hashes *differ*.
+Only one day's ids and hashes are in memory at a time, whatever the period's size.
+
+Nothing is written to the records tables: each finished day goes to the progress table
+(``etl.integrity.reconcile_days``), so a killed reconcile resumes at its first unfinished
+day. The audit log's filters apply to both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from etl.common.clock import format_time, iso, utc_now
+from etl.common.errors import InterruptedRun
+from etl.common.settings import AccountSettings
+from etl.common.version import VERSION
+from etl.integrity import reconcile_days as progress
+from etl.integrity.reconcile_days import DayResult
+from etl.records.audit import Reject, parse_record
+from etl.records.chain import record_hash
+from etl.storage.schema import audit_logs, checkpoints, ledger
+from etl.zendesk.pagination import JsonGetter, audit_log_params, iter_pages
+
+if TYPE_CHECKING:
+    from etl.zendesk.client import ClientStats
+
+log = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+SECOND = timedelta(seconds=1)
+PAGE = 5000  # stored rows read a query
+_INTEGER_FILTERS = ("source_id", "actor_id")  # BIGINT columns: values compared as numbers
+
+
+Pages = Callable[[JsonGetter, AccountSettings, datetime, datetime], Iterator[list[Any]]]
+Parser = Callable[[object, str, datetime], "dict[str, Any] | Reject"]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One log as reconcile reads it: its API pages for a window, what the store makes of
+    a record, and the table and time column its rows are in."""
+
+    stream: str
+    pages: Pages  # each page's records, checked by the log's own paginator
+    parse: Parser
+    table: sa.Table
+    time_column: str
+    filtered: bool = False  # the scope's filters apply (the audit log's)
+    ledgered: bool = False  # the ledger numbers its rows: a checkpoint can cover a day
+
+
+def audit_pages(
+    client: JsonGetter, account: AccountSettings, start: datetime, end: datetime
+) -> Iterator[list[Any]]:
+    params = audit_log_params(start, end, account.sync.filters, page_size=account.zendesk.page_size)
+    for page in iter_pages(client, params):
+        yield page.records
+
+
+AUDIT = Source("audit_logs", audit_pages, parse_record, audit_logs, "created_at", True, True)
+
+
+@dataclass(frozen=True)
+class Period:
+    """One account's period to reconcile and the scope it is read under."""
+
+    account: AccountSettings
+    since: datetime  # aware UTC, whole seconds; both bounds inclusive
+    until: datetime
+    scope: Mapping[str, Any]  # for the report: filters, start_time, what the state recorded
+    scope_text: str  # the filters and start_time as canonical JSON: days resume under it
+    source: Source = AUDIT
+
+    @property
+    def key(self) -> str:
+        key = progress.period_key(self.since, self.until)
+        return key if self.source is AUDIT else f"{self.source.stream}:{key}"
+
+
+@dataclass
+class AccountReconcile:
+    account: str
+    stream: str
+    since: str
+    until: str
+    scope: Mapping[str, Any]
+    days: list[DayResult] = field(default_factory=list)
+    resumed: int = 0  # days taken from an earlier, unfinished reconcile of the period
+    requests: int = 0  # API requests this run made
+
+    @property
+    def matches(self) -> bool:
+        return all(day.matches for day in self.days)
+
+    def totals(self) -> dict[str, int]:
+        days = self.days
+        return {
+            "days": len(days),
+            "days_differing": sum(not d.matches for d in days),
+            "at_zendesk": sum(d.at_zendesk for d in days),
+            "stored": sum(d.stored for d in days),
+            "missing": sum(len(d.missing) for d in days),
+            "extra": sum(len(d.extra) for d in days),
+            "differ": sum(len(d.differ) for d in days),
+            "rejected": sum(d.rejected for d in days),
+        }
+
+    def summary(self) -> str:
+        t = self.totals()
+        verdict = "complete" if self.matches else "DIFFERS"
+        resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
+        return (
+            f"account {self.account} {self.stream} {self.since}..{self.until}: {verdict}: "
+            f"{t['days']} days{resumed}, {t['days_differing']} differing; "
+            f"{t['at_zendesk']} at Zendesk, {t['stored']} stored, {t['missing']} missing, "
+            f"{t['extra']} extra, {t['differ']} differ; {self.requests} API requests"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "account": self.account, "stream": self.stream,
+            "since": self.since, "until": self.until,
+            "scope": dict(self.scope), "matches": self.matches, "totals": self.totals(),
+            "days_resumed": self.resumed, "requests": self.requests,
+            "days": [day.fields() for day in self.days], "summary": self.summary(),
+        }  # fmt: skip
+
+
+def day_spans(since: datetime, until: datetime) -> Iterator[tuple[str, datetime, datetime]]:
+    """Each UTC day of ``since..until``: its date and its part of the period, inclusive."""
+    midnight = since.replace(hour=0, minute=0, second=0, microsecond=0)
+    while midnight <= until:
+        yield midnight.date().isoformat(), max(since, midnight), min(until, midnight + DAY - SECOND)
+        midnight += DAY
+
+
+def reconcile_account(
+    engine: Engine,
+    client: JsonGetter,
+    period: Period,
+    stats: ClientStats,
+    *,
+    stop: threading.Event | None = None,
+    now: Callable[[], datetime] = utc_now,
+) -> AccountReconcile:
+    """Compare each day of ``period``, resuming from the days an earlier, unfinished run
+    of the same period finished; ``stats`` are the client's (its requests are counted).
+    The days stay saved until the caller has given the report
+    (``etl.integrity.reconcile_days.forget``)."""
+    name = period.account.name
+    report = AccountReconcile(name, period.source.stream, format_time(period.since),
+                              format_time(period.until), period.scope)  # fmt: skip
+    done = progress.finished_days(engine, name, period.key, period.scope_text)
+    before = stats.requests
+    for day, start, end in day_spans(period.since, period.until):
+        if day in done:
+            report.days.append(done[day])
+            report.resumed += 1
+            continue
+        if stop is not None and stop.is_set():
+            raise InterruptedRun(f"stopped by a signal before {day}; the days finished are kept")
+        first = stats.requests
+        result = DayResult(day, format_time(start), format_time(end))
+        at_zendesk = _zendesk_day(client, period, start, end, result, now())
+        _compare(engine, period, start, end, at_zendesk, result)
+        result.requests = stats.requests - first
+        result.checked_at, result.version = format_time(now()), VERSION
+        progress.save_day(engine, name, period.key, period.scope_text, result, now())
+        report.days.append(result)
+        log.info("account %s %s: %s", name, period.source.stream, result.line())
+    report.requests = stats.requests - before
+    return report
+
+
+def _zendesk_day(
+    client: JsonGetter,
+    period: Period,
+    start: datetime,
+    end: datetime,
+    result: DayResult,
+    synced_at: datetime,  # the parser needs one; it is no part of the hash
+) -> dict[Any, bytes]:
+    """The day's records at Zendesk as the store would keep them: id -> record hash."""
+    account, source = period.account, period.source
+    hashes: dict[Any, bytes] = {}
+    for records in source.pages(client, account, start, end):
+        for raw in records:
+            row = source.parse(raw, account.name, synced_at)
+            if isinstance(row, Reject):
+                result.rejected += 1
+            else:  # a record sent twice counts once, its last version, as the store keeps
+                hashes[row["id"]] = record_hash(row["raw"])
+    result.at_zendesk = len(hashes)
+    return hashes
+
+
+def _compare(
+    engine: Engine,
+    period: Period,
+    start: datetime,
+    end: datetime,
+    theirs: dict[Any, bytes],
+    result: DayResult,
+) -> None:
+    """The day's stored rows against ``theirs``; fills the result's ids and checkpoint."""
+    stored = unnumbered = 0
+    newest_seq: int | None = None
+    extra: list[Any] = []
+    differ: list[Any] = []
+    seen: set[Any] = set()
+    with engine.connect() as conn:
+        for record_id, digest, seq in _stored_day(conn, period, start, end):
+            stored += 1
+            seen.add(record_id)
+            if seq is None:
+                unnumbered += 1
+            elif newest_seq is None or seq > newest_seq:
+                newest_seq = seq
+            if record_id not in theirs:
+                extra.append(record_id)
+            elif theirs[record_id] != digest:
+                differ.append(record_id)
+        if period.source.ledgered:
+            result.checkpoint = _covering_checkpoint(conn, period.account.name, newest_seq,
+                                                     unnumbered)  # fmt: skip
+    result.stored = stored
+    result.missing = sorted(set(theirs) - seen)
+    result.extra, result.differ = sorted(extra), sorted(differ)
+
+
+def _stored_day(
+    conn: Connection, period: Period, start: datetime, end: datetime
+) -> Iterator[tuple[Any, bytes, int | None]]:
+    """(id, record hash, stored_seq) of the day's stored rows under the scope's filters,
+    in keyset pages by id."""
+    table, account = period.source.table, period.account
+    moment = table.c[period.source.time_column]
+    # Stored times may have a fraction (the access log's): the end's whole second counts.
+    where = [table.c.account == account.name, moment >= start, moment < end + SECOND]
+    for key, values in account.sync.filters.items() if period.source.filtered else ():
+        wanted = [int(v) for v in values] if key in _INTEGER_FILTERS else list(values)
+        where.append(table.c[key].in_(wanted))
+    raw = sa.cast(table.c.raw, sa.Text)
+    after: Any = None
+    while True:
+        query = sa.select(table.c.id, raw, table.c.stored_seq).where(*where)
+        if after is not None:
+            query = query.where(table.c.id > after)
+        page = conn.execute(query.order_by(table.c.id).limit(PAGE)).all()
+        for record_id, text, seq in page:
+            yield record_id, record_hash(json.loads(text)), seq
+        if len(page) < PAGE:
+            return
+        after = page[-1][0]
+
+
+def _covering_checkpoint(
+    conn: Connection, account: str, newest_seq: int | None, unnumbered: int
+) -> dict[str, Any] | None:
+    """The account's last signed checkpoint, if its ledger reaches every row of the day:
+    the ledger numbers rows in ``stored_seq`` order, so it covers them when the last row
+    entry within its size has a ``stored_seq`` at least the day's newest."""
+    found = conn.execute(
+        sa.select(checkpoints.c.size, checkpoints.c.head, checkpoints.c.made_at,
+                  checkpoints.c.key_id)
+        .where(checkpoints.c.account == account, checkpoints.c.key_id.is_not(None))
+        .order_by(checkpoints.c.size.desc(), checkpoints.c.id.desc())
+        .limit(1)
+    ).first()  # fmt: skip
+    if found is None or unnumbered:
+        return None
+    size, head, made_at, key_id = found
+    if newest_seq is not None:
+        reached = conn.execute(
+            sa.select(ledger.c.stored_seq)
+            .where(ledger.c.account == account, ledger.c.entry <= size,
+                   ledger.c.stored_seq.is_not(None))
+            .order_by(ledger.c.entry.desc())
+            .limit(1)
+        ).scalar()  # fmt: skip
+        if reached is None or reached < newest_seq:
+            return None
+    return {"size": int(size), "head": head, "made_at": iso(made_at), "key_id": key_id}
