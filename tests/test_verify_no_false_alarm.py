@@ -24,6 +24,7 @@ import pytest
 import sqlalchemy as sa
 from parts.cli import CLI_ENV, ROOT, CliProcess, cli_command, run_cli
 from parts.configs import write_config
+from parts.databases import kind_of
 from parts.simulators import Simulators, history
 from support import assert_table_matches, audit_record, recent, wait_until
 
@@ -143,7 +144,9 @@ def _kill_loop(
             # the one thing said, until the next run writes the file.
             code, report = verify(path, "--public-key", str(public))
             kinds = [f["kind"] for f in report["findings"]]
-            assert code == ExitCode.OK or kinds == ["missing from the external copy"], report
+            assert code == ExitCode.OK or kinds == ["missing from the external copy"], json.dumps(
+                report
+            )
             outcomes["between row and file"] += bool(kinds)
             if i % 2 == 1:  # upstream moves on: new records, and a few that appear late
                 base = 8_000_000_000_000 + i * 1_000
@@ -183,8 +186,14 @@ def test_soak_kills_raise_no_false_alarm(
     migrated_url: str, tmp_path: Path, make_sim: Simulators
 ) -> None:
     rounds = int(os.environ.get("ETL_SOAK_KILLS", "100"))
-    outcomes = kill_loop(migrated_url, tmp_path, make_sim, rounds, seed=int(time.time()))
+    seed = int(os.environ.get("ETL_SOAK_SEED") or time.time())
+    outcomes = kill_loop(migrated_url, tmp_path, make_sim, rounds, seed)
     assert outcomes["killed"] >= rounds // 4, outcomes
+    report = os.environ.get("ETL_SOAK_REPORT")
+    if report:
+        with open(report, "a", encoding="utf-8") as handle:
+            line = {"test": "verify", "database": kind_of(migrated_url), "kills": rounds}
+            handle.write(json.dumps({**line, **outcomes}) + "\n")
 
 
 def test_a_kill_between_a_checkpoints_row_and_its_file_is_mended_by_the_next_run(
@@ -207,6 +216,49 @@ def test_a_kill_between_a_checkpoints_row_and_its_file_is_mended_by_the_next_run
         sync(path)
         assert newest.exists()
         assert_clean(path, public, len(sim.visible_records()))
+
+
+class Killed(BaseException):
+    """A SIGKILL's effect, in process: nothing after it runs."""
+
+
+def test_a_kill_while_a_checkpoint_is_written_leaves_no_part_of_one(
+    migrated_url: str, tmp_path: Path, make_sim: Simulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped before its file is whole, a checkpoint leaves nothing under a checkpoint's
+    name (a cut file would be a bad signature and a checkpoint missing from the database,
+    for good); the next run writes it whole."""
+    sim = make_sim(history(300, days=0.5, seed=3))
+    key, public = keygen(tmp_path)
+    path = ledger_config(tmp_path, migrated_url, sim, key)
+    sync(path)
+    sim.add_records([audit_record(8_300_000_000_000 + j, recent(8)) for j in range(5)])
+
+    def killed(fd: int) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "fsync", killed)
+        with pytest.raises(Killed):
+            run_cli("--config", str(path), "sync")
+    folder = tmp_path / "checkpoints"
+    assert all(made.size > 0 for _, made in directory_checkpoints(folder, ACCOUNT))
+    _, report = verify(path, "--public-key", str(public))
+    assert [f["kind"] for f in report["findings"]] == ["missing from the external copy"]
+    sync(path)
+    assert_clean(path, public, len(sim.visible_records()))
+
+
+def test_a_file_where_the_accounts_folder_goes_is_an_error_not_a_silent_skip(
+    migrated_url: str, tmp_path: Path, make_sim: Simulators
+) -> None:
+    sim = make_sim(history(50, days=0.5, seed=6))
+    key, _ = keygen(tmp_path)
+    path = ledger_config(tmp_path, migrated_url, sim, key)
+    (tmp_path / "checkpoints" / ACCOUNT).write_text("not a folder")
+    result = run_cli("--config", str(path), "sync")
+    assert result.returncode == ExitCode.CONFIG, result.stderr
+    assert "cannot write" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_a_forged_latest_checkpoint_is_not_copied_out(

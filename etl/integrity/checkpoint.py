@@ -13,6 +13,7 @@ A checkpoint is made only when the ledger grew or the key changed since the last
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -138,15 +139,28 @@ def _path(folder: Path, made: Checkpoint) -> Path:
 
 
 def _write(folder: Path, made: Checkpoint) -> None:
-    """One new file, never over another: ``<size>-<time>.checkpoint``, synced to disk."""
+    """One new file, never over another: ``<size>-<time>.checkpoint``, synced to disk.
+
+    Written whole under a temporary name, then linked to its own: a run killed while
+    writing leaves no part of a checkpoint under a checkpoint's name (a cut file would be
+    a lasting finding), only a ``.partial`` file that verify does not read. Where the file
+    system has no hard links (some bucket mounts), the file is written directly."""
     path = _path(folder, made)
+    partial = folder / f".{path.name}.{os.getpid()}.partial"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(made.text)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file by that name: not "written already" below
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
+        _synced(partial, made.text, os.O_TRUNC)
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # the same size and second: written already
+        except OSError:  # no hard links here
+            _synced(path, made.text, os.O_EXCL)
+        finally:
+            _remove(partial)
     except FileExistsError:
         return  # the same size and second: written already
     except OSError as exc:
@@ -154,6 +168,21 @@ def _write(folder: Path, made: Checkpoint) -> None:
             f"ledger checkpoint_dir {folder}: cannot write {path.name}: {exc.strerror}; "
             "the checkpoint is in the database, verify will say it is missing from the directory"
         ) from None
+
+
+def _synced(path: Path, text: str, flag: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _remove(partial: Path) -> None:
+    try:
+        partial.unlink(missing_ok=True)
+    except OSError:  # a directory that keeps what is written (object lock): it stays
+        log.debug("cannot remove %s", partial, exc_info=True)
 
 
 def stored_checkpoints(conn: Connection, account: str) -> list[Checkpoint]:
