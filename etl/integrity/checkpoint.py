@@ -4,12 +4,16 @@ from both for ``verify``.
 
 Order: the database row commits first, then the file is written. So a file without its
 row can only mean the row was deleted (``verify`` says so), and a row without its file
-that the directory lost or never got it (a failed write is an error of the run).
+that the directory lost or never got it (a failed write is an error of the run). A run
+killed between the two leaves the latest row without its file: the next run writes it
+(when it is this job's: its head on the stored chain, signed by the job's key if any),
+so the kill is no lasting finding.
 A checkpoint is made only when the ledger grew or the key changed since the last one.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -27,7 +31,7 @@ from etl.integrity import note
 from etl.integrity.keys import SigningKey
 from etl.integrity.note import Checkpoint
 from etl.storage.engine import database_errors, for_writing
-from etl.storage.schema import checkpoints, ledger_head
+from etl.storage.schema import checkpoints, ledger, ledger_head
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +71,13 @@ def make_checkpoint(
         if head is None or head[0] == 0:
             return None
         last = conn.execute(
-            sa.select(checkpoints.c.size, checkpoints.c.key_id)
+            sa.select(checkpoints.c.size, checkpoints.c.key_id, checkpoints.c.note)
             .where(checkpoints.c.account == account)
             .order_by(checkpoints.c.id.desc())
             .limit(1)
         ).first()
+        if last is not None and target.directory is not None:
+            _complete(conn, account, target, last[2])
         if last is not None and last[0] == head[0] and last[1] == key_id:
             return None
         at = now()
@@ -102,17 +108,59 @@ def make_checkpoint(
     return made
 
 
-def _write(folder: Path, made: Checkpoint) -> None:
-    """One new file, never over another: ``<size>-<time>.checkpoint``, synced to disk."""
+def _complete(conn: Connection, account: str, target: CheckpointTarget, text: str) -> None:
+    """Write the latest checkpoint's file if the directory lacks it (a run killed after
+    the row's commit): only one of this job's, so the directory gets nothing forged."""
+    assert target.directory is not None
+    made = note.parse(text)
+    if made is None or made.account != account or made.size <= 0:
+        return
+    folder = account_directory(target.directory, account)
+    if _path(folder, made).exists():
+        return
+    key = target.key
+    if made.key_id != (key.public.id if key else None):
+        return  # made with another key, or none: not this job's to copy
+    if key is not None and not (made.signature and key.public.verifies(made.signature, made.body)):
+        return
+    stored = conn.execute(
+        sa.select(ledger.c.entry_hash).where(
+            ledger.c.account == account, ledger.c.entry == made.size
+        )
+    ).scalar()
+    if stored is not None and bytes(stored) == made.head:
+        log.info("account %s: the checkpoint at entry %d written again", account, made.size)
+        _write(folder, made)
+
+
+def _path(folder: Path, made: Checkpoint) -> Path:
     stamp = made.time.replace("-", "").replace(":", "")
-    path = folder / f"{made.size:012d}-{stamp}{SUFFIX}"
+    return folder / f"{made.size:012d}-{stamp}{SUFFIX}"
+
+
+def _write(folder: Path, made: Checkpoint) -> None:
+    """One new file, never over another: ``<size>-<time>.checkpoint``, synced to disk.
+
+    Written whole under a temporary name, then linked to its own: a run killed while
+    writing leaves no part of a checkpoint under a checkpoint's name (a cut file would be
+    a lasting finding), only a ``.partial`` file that verify does not read. Where the file
+    system has no hard links (some bucket mounts), the file is written directly."""
+    path = _path(folder, made)
+    partial = folder / f".{path.name}.{os.getpid()}.partial"
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(made.text)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # a file by that name: not "written already" below
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
+        _synced(partial, made.text, os.O_TRUNC)
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # the same size and second: written already
+        except OSError:  # no hard links here
+            _synced(path, made.text, os.O_EXCL)
+        finally:
+            _remove(partial)
     except FileExistsError:
         return  # the same size and second: written already
     except OSError as exc:
@@ -120,6 +168,21 @@ def _write(folder: Path, made: Checkpoint) -> None:
             f"ledger checkpoint_dir {folder}: cannot write {path.name}: {exc.strerror}; "
             "the checkpoint is in the database, verify will say it is missing from the directory"
         ) from None
+
+
+def _synced(path: Path, text: str, flag: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, 0o644)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+        out.flush()
+        os.fsync(out.fileno())
+
+
+def _remove(partial: Path) -> None:
+    try:
+        partial.unlink(missing_ok=True)
+    except OSError:  # a directory that keeps what is written (object lock): it stays
+        log.debug("cannot remove %s", partial, exc_info=True)
 
 
 def stored_checkpoints(conn: Connection, account: str) -> list[Checkpoint]:
