@@ -228,10 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the consumer's saved --since; everything stored for a new consumer)",
     )  # fmt: skip
     exporter.add_argument(
+        "--streams", metavar="LIST",
+        help="the streams to export, separated by commas: audit_logs, access_logs, each with "
+        "its own position (default: the consumer's saved streams; audit_logs for a new "
+        "consumer); adding one needs nothing, dropping one needs --reset-options",
+    )  # fmt: skip
+    exporter.add_argument(
         "--reset-options", action="store_true",
         help="a consumer keeps the --format and --since it started with, and a run asking "
         "for others is refused (exit 2); with this, it exports with this run's from its "
-        "position on",
+        "position on (and forgets the positions of the streams --streams leaves out)",
     )  # fmt: skip
     return parser
 
