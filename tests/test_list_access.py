@@ -43,10 +43,8 @@ def test_the_stored_access_log_is_listed_with_its_filters(db_url: str, tmp_path:
     assert listed(config, "--filter", "ip_address=2001:db8:0::1") == [ids[4]]  # normalised
     window = ("--since", "2026-03-01T12:10:00Z", "--until", "2026-03-01T12:30:00Z")
     assert listed(config, *window, "--sort", "asc") == ids[1:4]
-    first: dict[str, Any] = json.loads(
-        run_cli("--config", str(config), "list", "--stream", "access_logs", "--format", "json",
-                "--sort", "asc", "--limit", "1").stdout  # fmt: skip
-    )
+    args = ("list", "--stream", "access_logs", "--format", "json", "--sort", "asc", "--limit", "1")
+    first: dict[str, Any] = json.loads(run_cli("--config", str(config), *args).stdout)
     assert first == RECORDS[0]  # as Zendesk sent it
     table = run_cli("--config", str(config), "list", "--stream", "access_logs",
                     "--format", "table", "--filter", "user_id=42")  # fmt: skip
@@ -56,9 +54,7 @@ def test_the_stored_access_log_is_listed_with_its_filters(db_url: str, tmp_path:
     assert len(rows) == 2
 
 
-def test_filters_of_the_other_stream_are_refused_in_one_line(
-    db_url: str, tmp_path: Path
-) -> None:
+def test_filters_of_the_other_stream_are_refused_in_one_line(db_url: str, tmp_path: Path) -> None:
     store = fresh_store(db_url)
     store.engine.dispose()
     config = write_config(tmp_path, db_url)
