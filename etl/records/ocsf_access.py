@@ -224,9 +224,9 @@ def _placed(name: str, value: Any, event: Mapping[str, Any]) -> bool:
     if name == "user_id":
         return isinstance(value, str) and bool(value)
     if name == "ip_address":
-        return event["src_endpoint"].get("ip") == value
+        return bool(event["src_endpoint"].get("ip") == value)
     if name == "method":
-        return event["http_request"].get("http_method") == value
+        return bool(event["http_request"].get("http_method") == value)
     if name == "status":
         return _int(value) is not None and event.get("status_code") == str(value)
     if name == "url":
