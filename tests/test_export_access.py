@@ -20,9 +20,10 @@ from test_cli import one_error_line
 from test_export import T0, record, run_export, store_records
 from test_ocsf import SCHEMA
 
+from etl.cli.metrics import render_export
 from etl.common.clock import utc_now
 from etl.common.errors import ConfigError
-from etl.export.consumers import statuses
+from etl.export.consumers import ConsumerStatus, ExportStatuses, read_start, save, statuses
 from etl.records.access import parse_access_record
 from etl.storage.schema import access_logs
 from etl.storage.store import Store
@@ -169,3 +170,36 @@ def test_the_command_takes_streams_and_refuses_unknown_ones(db_url: str, tmp_pat
     with store.engine.connect() as conn:  # the access log's row keyed NAME/STREAM
         keys = conn.execute(sa.text("SELECT consumer FROM zendesk_audit_export_consumers"))
         assert sorted(keys.scalars()) == ["siem", "siem/access_logs"]
+
+
+def test_a_row_made_before_its_first_write_does_not_hide_the_file(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The file to cut back to is found whichever row moved last: one saved with no file
+    (an account's or a stream's first, before it wrote) does not hide the committed one."""
+    store = fresh_store(db_url)
+    out = tmp_path / "feed.jsonl"
+    store_records(store, [record(1)])
+    run_export(store, out)
+    length = out.stat().st_size
+    later = utc_now() + timedelta(hours=1)
+    with store.engine.begin() as conn:
+        save(conn, "siem", "other", 0, later)  # no file: as a begin saved it before
+        save(conn, "siem", "acme", 0, later, stream="access_logs")
+    with store.engine.connect() as conn:
+        for account, stream in (("acme", "audit_logs"), ("acme", "access_logs")):
+            start = read_start(conn, "siem", account, stream)
+            assert (start.file_path, start.file_length) == (str(out), length)
+            assert start.streams == BOTH
+
+
+def test_status_and_metrics_name_the_access_logs_position() -> None:
+    found = [
+        ConsumerStatus("siem", "acme", 5, 0, None, T0),
+        ConsumerStatus("siem", "acme", 9, 2, None, T0, stream="access_logs"),
+    ]
+    text = ExportStatuses(found).text()
+    assert "siem (acme)  position 5" in text and "siem (acme, access_logs)  position 9" in text
+    metrics = render_export(found, T0)
+    assert 'export_backlog_rows{consumer="siem",account="acme"} 0' in metrics
+    assert 'export_backlog_rows{consumer="siem",account="acme",stream="access_logs"} 2' in metrics
