@@ -24,6 +24,7 @@ from etl.cli.metrics import render_export
 from etl.common.clock import utc_now
 from etl.common.errors import ConfigError
 from etl.export.consumers import ConsumerStatus, ExportStatuses, read_start, save, statuses
+from etl.export.read import raw_line
 from etl.records.access import parse_access_record
 from etl.storage.schema import access_logs
 from etl.storage.store import Store
@@ -203,3 +204,13 @@ def test_status_and_metrics_name_the_access_logs_position() -> None:
     metrics = render_export(found, T0)
     assert 'export_backlog_rows{consumer="siem",account="acme"} 0' in metrics
     assert 'export_backlog_rows{consumer="siem",account="acme",stream="access_logs"} 2' in metrics
+
+
+def test_a_record_that_sends_our_keys_gets_ours() -> None:
+    tail = ',"account":"acme","stream":"access_logs","stored_seq":'
+    line = raw_line(7, '{"id":"x","stream":"evil"}', "acme", tail, "access_logs")
+    assert json.loads(line) == {"id": "x", "stream": "access_logs", "account": "acme",
+                                "stored_seq": 7}  # fmt: skip
+    plain = raw_line(8, '{"id":"y"}', "acme", tail, "access_logs")
+    assert json.loads(plain) == {"id": "y", "account": "acme", "stream": "access_logs",
+                                 "stored_seq": 8}  # fmt: skip

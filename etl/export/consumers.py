@@ -32,7 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.clock import format_time, iso
 from etl.common.errors import ConfigError
 from etl.common.settings import AUDIT_LOGS
-from etl.export.streams import DEFAULT_STREAMS, STREAMS, family, split_key, stream_key
+from etl.export.streams import STREAMS, family, split_key, stream_key
 from etl.storage.schema import UTCDateTime, export_consumers
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -302,28 +302,3 @@ def read_statuses(engine: Engine, accounts: list[str]) -> list[ConsumerStatus]:
 
 def _stream_text(stream: str) -> str:
     return "" if stream == AUDIT_LOGS else f", {stream}"
-
-
-def check_streams(
-    consumer: str, saved: tuple[str, ...] | None, given: tuple[str, ...] | None, reset: bool
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """The streams this run exports and those it stops exporting (their positions then
-    forgotten): ``given``, else the saved ones, else the audit log. Adding a stream needs
-    nothing (the others' positions stand); dropping one is refused unless ``reset``."""
-    if given is None:
-        return (saved or DEFAULT_STREAMS), ()
-    dropped = tuple(name for name in (saved or ()) if name not in given)
-    if dropped and not reset:
-        raise ConfigError(
-            f"consumer {consumer} exports {', '.join(saved or ())}, this run asks for "
-            f"{', '.join(given)}: add --reset-options to stop exporting "
-            f"{', '.join(dropped)} (its positions are forgotten)"
-        )
-    return tuple(name for name in STREAMS if name in given), dropped
-
-
-def forget_streams(conn: Connection, consumer: str, streams: tuple[str, ...]) -> None:
-    """Delete the consumer's rows of ``streams``, in ``conn``'s transaction."""
-    keys = [stream_key(consumer, name) for name in streams]
-    if keys:
-        conn.execute(sa.delete(export_consumers).where(_table.consumer.in_(keys)))

@@ -44,7 +44,7 @@ from etl.common.settings import AUDIT_LOGS
 from etl.export import consumers
 from etl.export.read import Reader, read_ahead
 from etl.export.sinks import FileSink, Sink, StreamSink
-from etl.export.streams import STREAMS, ExportStream
+from etl.export.streams import STREAMS, ExportStream, check_streams, forget_streams
 from etl.storage.engine import database_errors, for_writing
 from etl.storage.locking.fence import EXPORT, Fence, take_fence
 from etl.storage.locking.lock import run_lock
@@ -127,9 +127,7 @@ def export_accounts(
         # for a run with nothing new
         first = _read_start(engine, consumer, accounts[0], AUDIT_LOGS) if accounts else None
         saved = None if first is None else first.streams
-        chosen, dropped = consumers.check_streams(
-            consumer, saved, options.streams, options.reset_options
-        )
+        chosen, dropped = check_streams(consumer, saved, options.streams, options.reset_options)
         run = _Run(fence, sink, stop, now, report)
         try:
             for account in accounts:
@@ -146,7 +144,7 @@ def export_accounts(
                 for_writing(engine).begin() as tx,
             ):
                 fence.check(tx)
-                consumers.forget_streams(tx, consumer, dropped)
+                forget_streams(tx, consumer, dropped)
     return summaries
 
 

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from etl.common.errors import ConfigError
 from etl.common.settings import AUDIT_LOGS, STREAM_NAMES
 from etl.records.ocsf import to_ocsf
 from etl.records.ocsf_access import access_to_ocsf
-from etl.storage.schema import access_logs, audit_logs
+from etl.storage.schema import access_logs, audit_logs, export_consumers
 
 ACCESS_LOGS = "access_logs"
 DEFAULT_STREAMS = (AUDIT_LOGS,)
@@ -71,3 +72,28 @@ def parse_streams(text: str) -> tuple[str, ...]:
             f"--streams {text!r}: give one or more of {known}, separated by commas, each once"
         )
     return names
+
+
+def check_streams(
+    consumer: str, saved: tuple[str, ...] | None, given: tuple[str, ...] | None, reset: bool
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The streams this run exports and those it stops exporting (their positions then
+    forgotten): ``given``, else the saved ones, else the audit log. Adding a stream needs
+    nothing (the others' positions stand); dropping one is refused unless ``reset``."""
+    if given is None:
+        return (saved or DEFAULT_STREAMS), ()
+    dropped = tuple(name for name in (saved or ()) if name not in given)
+    if dropped and not reset:
+        raise ConfigError(
+            f"consumer {consumer} exports {', '.join(saved or ())}, this run asks for "
+            f"{', '.join(given)}: add --reset-options to stop exporting "
+            f"{', '.join(dropped)} (its positions are forgotten)"
+        )
+    return tuple(name for name in STREAMS if name in given), dropped
+
+
+def forget_streams(conn: Connection, consumer: str, streams: tuple[str, ...]) -> None:
+    """Delete the consumer's rows of ``streams``, in ``conn``'s transaction."""
+    keys = [stream_key(consumer, name) for name in streams]
+    if keys:
+        conn.execute(sa.delete(export_consumers).where(export_consumers.c.consumer.in_(keys)))
