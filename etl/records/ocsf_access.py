@@ -18,6 +18,7 @@ gives the mapping field by field. Pure: no I/O.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -86,12 +87,14 @@ def access_to_ocsf(
         "src_endpoint": _source(record),
     }
     event.update(_status(record.get("status")))
-    request, host = _http_request(method, url, record)
+    parts = None if url is None else _split(url)  # split once: the costly part
+    path = None if parts is None else parts[0]
+    request, host = _http_request(method, url, parts, record)
     event["http_request"] = request
     if host:
         event["dst_endpoint"] = {"hostname": host}
-    event["api"] = _api(method, url, graphql, event.get("status_code"))
-    resource = _resource(url)
+    event["api"] = _api(method, url, path, graphql, event.get("status_code"))
+    resource = _resource(path)
     if resource:
         event["resources"] = [resource]
     summary = _text(record.get("summary"))
@@ -161,22 +164,23 @@ def _status(value: Any) -> dict[str, Any]:
 
 
 def _http_request(
-    method: str | None, url: str | None, record: Mapping[str, Any]
+    method: str | None,
+    url: str | None,
+    parts: tuple[str, str, str | None] | None,
+    record: Mapping[str, Any],
 ) -> tuple[dict[str, Any], str | None]:
     """``http_request`` and the URL's host (for ``dst_endpoint``), if it names a valid one."""
     request: dict[str, Any] = {}
     if method is not None and method.upper() in OCSF_METHODS:
         request["http_method"] = method.upper()
     host = None
-    if url is not None:
-        parts = _split(url)
-        if parts is not None:
-            path, query, hostname = parts
-            request["url"] = {"url_string": url, "path": path}
-            if query:
-                request["url"]["query_string"] = query
-            if hostname and _HOSTNAME.fullmatch(hostname):
-                request["url"]["hostname"] = host = hostname
+    if url is not None and parts is not None:
+        path, query, hostname = parts
+        request["url"] = {"url_string": url, "path": path}
+        if query:
+            request["url"]["query_string"] = query
+        if hostname and _HOSTNAME.fullmatch(hostname):
+            request["url"]["hostname"] = host = hostname
     for key, field in (("user_agent", "client"), ("referrer", "referer")):
         text = _text(record.get(field))
         if text:
@@ -184,19 +188,20 @@ def _http_request(
     return request, host
 
 
-def _api(method: str | None, url: str | None, graphql: Any, code: str | None) -> dict[str, Any]:
+def _api(
+    method: str | None, url: str | None, path: str | None, graphql: Any, code: str | None
+) -> dict[str, Any]:
     if url is None and graphql is not None:
         operation = "graphql"
     else:
-        operation = " ".join(p for p in (method, _split_path(url)) if p) or "unknown"
+        operation = " ".join(p for p in (method, path) if p) or "unknown"
     api: dict[str, Any] = {"operation": operation, "service": {"name": "Zendesk"}}
     if code is not None:
         api["response"] = {"code": int(code)}
     return api
 
 
-def _resource(url: str | None) -> dict[str, Any] | None:
-    path = _split_path(url)
+def _resource(path: str | None) -> dict[str, Any] | None:
     found = _RESOURCE.findall(path or "")
     if not found:
         return None
@@ -212,11 +217,6 @@ def _split(url: str) -> tuple[str, str, str | None] | None:
     except ValueError:  # a bad IPv6 host
         return None
     return parts.path, parts.query, hostname
-
-
-def _split_path(url: str | None) -> str | None:
-    parts = None if url is None else _split(url)
-    return None if parts is None else parts[0]
 
 
 def _placed(name: str, value: Any, event: Mapping[str, Any]) -> bool:
@@ -238,6 +238,11 @@ def _ip(value: Any) -> str | None:
     text = _text(value)
     if not text or len(text) > 40:
         return None
+    return _valid_ip(text)
+
+
+@functools.lru_cache(maxsize=4096)  # an account's agents come from few addresses
+def _valid_ip(text: str) -> str | None:
     try:
         ipaddress.ip_address(text)
     except ValueError:
