@@ -31,7 +31,8 @@ ABOUT = {
         f"{PROG} --config ./config.toml check",
     ),
     "list": (
-        "Read audit records straight from the API, without the database.",
+        "Read audit records straight from the API, without the database; with --stream "
+        "access_logs, the access log's stored copy from the database.",
         f"{PROG} list --since 2026-11-01 --filter action=destroy --format table",
     ),
     "export": (

@@ -38,11 +38,18 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+# ``list --stream access_logs``'s filters (etl.cli.commands.stored), on the stored copy
+ACCESS_FILTER_KEYS = ("user_id", "path", "ip_address")
+
+
 @_argument_type
 def filter_pair(text: str) -> tuple[str, str]:
     key, sep, value = text.partition("=")
-    if not sep or key not in FILTER_KEYS or not value:
-        raise ValueError(f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)}")
+    if not sep or key not in (*FILTER_KEYS, *ACCESS_FILTER_KEYS) or not value:
+        raise ValueError(
+            f"{text!r}: expected KEY=VALUE with KEY one of {', '.join(FILTER_KEYS)} "
+            f"(the access log: {', '.join(ACCESS_FILTER_KEYS)})"
+        )
     try:  # the config's rule: an integer, an IP address, ... (Zendesk matches nothing else)
         return key, filter_value(key, value)
     except ValueError as exc:

@@ -24,7 +24,14 @@ from typing import Any, NoReturn
 from etl.cli import gc_freeze as collector
 from etl.cli import logsetup
 from etl.cli.about import ABOUT
-from etl.cli.arguments import duration, filter_pair, positive_int, seconds, utc_time
+from etl.cli.arguments import (
+    ACCESS_FILTER_KEYS,
+    duration,
+    filter_pair,
+    positive_int,
+    seconds,
+    utc_time,
+)
 from etl.cli.commands.export import cmd_export
 from etl.cli.commands.info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
 from etl.cli.commands.reconcile import cmd_reconcile, reconcile_arguments
@@ -33,7 +40,7 @@ from etl.cli.commands.verify import cmd_keygen, cmd_verify, since_value
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
 from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
-from etl.common.settings import FILTER_KEYS, STREAM_NAMES
+from etl.common.settings import AUDIT_LOGS, FILTER_KEYS, STREAM_NAMES
 from etl.common.version import VERSION
 from etl.config import loader as config
 
@@ -142,7 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _account_option(check)
 
-    lister = command("list", "read audit records straight from the API (no database)", cmd_list)
+    lister = command(
+        "list",
+        "read audit records straight from the API (no database), or the stored access log",
+        cmd_list,
+    )
     _account_option(lister, "the one account to read (needed when several are configured)")
     lister.add_argument(
         "--since", type=utc_time, metavar="TIME",
@@ -150,7 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     lister.add_argument(
         "--until", type=utc_time, metavar="TIME",
-        help="created at or before TIME (default: now minus the lag; stderr says when)",
+        help="created at or before TIME (default: now minus the lag; stderr says when; the "
+        "access log: no bound)",
     )  # fmt: skip
     lister.add_argument(
         "--filter",
@@ -158,8 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         type=filter_pair,
         metavar="KEY=VALUE",
-        help=f"repeatable; KEY is one of {', '.join(FILTER_KEYS)}",
+        help=f"repeatable; KEY is one of {', '.join(FILTER_KEYS)}; the access log's: "
+        f"{', '.join(ACCESS_FILTER_KEYS)} (path: that path and anything below it)",
     )
+    lister.add_argument(
+        "--stream", choices=STREAM_NAMES, default=AUDIT_LOGS,
+        help="audit_logs (default): from Zendesk's API; access_logs: the rows sync stored, "
+        "from the database (what outlives Zendesk's 90 days)",
+    )  # fmt: skip
     lister.add_argument(
         "--sort", choices=("asc", "desc"), default="desc", help="by created_at (default: desc)"
     )
@@ -235,10 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the consumer's saved --since; everything stored for a new consumer)",
     )  # fmt: skip
     exporter.add_argument(
+        "--streams", metavar="LIST",
+        help="the streams to export, separated by commas: audit_logs, access_logs, each with "
+        "its own position (default: the consumer's saved streams; audit_logs for a new "
+        "consumer); adding one needs nothing, dropping one needs --reset-options",
+    )  # fmt: skip
+    exporter.add_argument(
         "--reset-options", action="store_true",
         help="a consumer keeps the --format and --since it started with, and a run asking "
         "for others is refused (exit 2); with this, it exports with this run's from its "
-        "position on",
+        "position on (and forgets the positions of the streams --streams leaves out)",
     )  # fmt: skip
     return parser
 

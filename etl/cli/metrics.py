@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from etl.common.settings import AUDIT_LOGS
 from etl.export.consumers import ConsumerStatus
 from etl.integrity.status import LedgerStatus
 from etl.storage.store import AccountStatus
@@ -159,8 +160,8 @@ def _escape(value: str) -> str:
 
 # ``export``'s consumers, in their own file (``export_metrics_path``): name -> help text.
 EXPORT_HELP = {
-    "export_backlog_rows": "Rows stored but not yet exported, per consumer and account.",
-    "export_position": "The consumer's position in the account's store sequence.",
+    "export_backlog_rows": "Rows stored but not yet exported, per consumer, account (stream).",
+    "export_position": "The consumer's position in the account's store sequence (per stream).",
     "export_last_timestamp_seconds": "When the consumer's position last moved (Unix time).",
 }
 
@@ -175,7 +176,12 @@ def render_export(statuses: Sequence[ConsumerStatus], now: datetime) -> str:
     for name, help_text in EXPORT_HELP.items():
         lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
         for status in statuses:
-            label = f'{{consumer="{_escape(status.consumer)}",account="{_escape(status.account)}"}}'
+            # the audit log's series as before streams; another stream's with its name
+            stream = "" if status.stream == AUDIT_LOGS else f',stream="{status.stream}"'
+            label = (
+                f'{{consumer="{_escape(status.consumer)}",account="{_escape(status.account)}"'
+                f"{stream}}}"
+            )
             value: int | float = {
                 "export_backlog_rows": status.backlog,
                 "export_position": status.position,

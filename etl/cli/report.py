@@ -226,11 +226,13 @@ def _run_line(run: RunInfo) -> str:
     return f"{text}  {printable(run.error)}" if run.error else text
 
 
-def records_table(records: Sequence[Mapping[str, Any]]) -> str:
+def records_table(
+    records: Sequence[Mapping[str, Any]], columns: Sequence[str] = LIST_COLUMNS
+) -> str:
     """A fixed-width table for a terminal; long cells are cut."""
     if not records:
         return "no records\n"
-    rows = [list(LIST_COLUMNS), *([_cell(r.get(c)) for c in LIST_COLUMNS] for r in records)]
+    rows = [list(columns), *([_cell(r.get(c)) for c in columns] for r in records)]
     widths = [min(MAX_CELL, max(text_width(row[i]) for row in rows)) for i in range(len(rows[0]))]
     lines = ["  ".join(_fit(v, w) for v, w in zip(row, widths, strict=True)) for row in rows]
     return "\n".join(line.rstrip() for line in lines) + "\n"

@@ -11,6 +11,12 @@ all of its rows, and each row's ``since_upto`` says which of the account's rows 
 applies to (those numbered up to the account's head when the first export began): a run
 killed during a first export resumes with them, and a run asking for others is refused
 unless it says to reset them (``check_options``).
+
+Each stream a consumer exports has its own rows, keyed ``NAME/STREAM`` for a stream other
+than the audit log (etl.export.streams): its own position per account, the file and
+options shared by all of them. The streams a consumer exports are those it has rows of
+(``Start.streams``): a run that starts a stream makes its rows, even where the account has
+nothing of it yet.
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import format_time, iso
 from etl.common.errors import ConfigError
-from etl.storage.schema import UTCDateTime, audit_logs, export_consumers
+from etl.common.settings import AUDIT_LOGS
+from etl.export.streams import STREAMS, family, split_key, stream_key
+from etl.storage.schema import UTCDateTime, export_consumers
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
@@ -61,6 +69,7 @@ class Start:
     file_length: int | None
     saved: Options | None = None  # the consumer's options (None: not saved yet)
     since_upto: int | None = None  # --since applies to this account's rows up to this number
+    streams: tuple[str, ...] | None = None  # the consumer's (rows of), None: it has no rows
 
     def nothing_new(self) -> bool:
         return self.head is None or (self.position is not None and self.head <= self.position)
@@ -74,26 +83,33 @@ class ConsumerStatus:
     backlog: int  # rows stored after the position: not exported yet
     file_path: str | None
     updated_at: datetime
+    stream: str = AUDIT_LOGS
 
 
 # One query: a run with nothing new reads nothing else.
-def _start_query() -> sa.Select[Any]:
+def _start_query(table: sa.Table) -> sa.Select[Any]:
     account: sa.BindParameter[str] = sa.bindparam("account")
-    consumer: sa.BindParameter[str] = sa.bindparam("consumer")
+    consumer: sa.BindParameter[str] = sa.bindparam("consumer")  # the stream's key
     mine = export_consumers.c
-    head = sa.select(sa.func.max(audit_logs.c.stored_seq)).where(audit_logs.c.account == account)
+    head = sa.select(sa.func.max(table.c.stored_seq)).where(table.c.account == account)
     own = (mine.consumer == consumer, mine.account == account)
     position = sa.select(mine.position).where(*own)
     since_upto = sa.select(mine.since_upto).where(*own)
-    # the consumer's file and options, from whichever account it last wrote (kept equal)
+    # the consumer's file and options, from whichever account and stream it last wrote
+    # (kept equal); a row made before its first write has no file yet: it comes last
     last_file = (
         sa.select(mine.file_path, mine.file_length, mine.since, mine.format)
-        .where(mine.consumer == consumer)
-        .order_by(mine.updated_at.desc())
+        .where(mine.consumer.in_(sa.bindparam("family", expanding=True)))
+        .order_by(mine.file_path.is_(None), mine.updated_at.desc())
         .limit(1)
         .subquery("f")
     )
     one = sa.select(sa.literal(1).label("one")).subquery("x")
+    # which streams the consumer has rows of: the streams it exports (Start.streams)
+    has = [
+        sa.exists().where(mine.consumer == sa.bindparam(f"key_{name}")).label(f"has_{name}")
+        for name in STREAMS
+    ]
     return sa.select(
         head.scalar_subquery().label("head"),
         position.scalar_subquery().label("position"),
@@ -102,15 +118,21 @@ def _start_query() -> sa.Select[Any]:
         last_file.c.since,
         last_file.c.format,
         since_upto.scalar_subquery().label("since_upto"),
+        *has,
     ).select_from(one.outerjoin(last_file, sa.true()))
 
 
-_START = _start_query()
+_START = {name: _start_query(stream.table) for name, stream in STREAMS.items()}
 
 
-def read_start(conn: Connection, consumer: str, account: str) -> Start:
-    row = conn.execute(_START, {"consumer": consumer, "account": account}).one()
-    head, position, path, length, since, fmt, since_upto = row
+def read_start(conn: Connection, consumer: str, account: str, stream: str = AUDIT_LOGS) -> Start:
+    params: dict[str, Any] = {
+        "consumer": stream_key(consumer, stream), "account": account, "family": family(consumer)
+    }  # fmt: skip
+    params.update((f"key_{name}", stream_key(consumer, name)) for name in STREAMS)
+    row = conn.execute(_START[stream], params).one()
+    head, position, path, length, since, fmt, since_upto, *has = row
+    streams = tuple(name for name, found in zip(STREAMS, has, strict=True) if found)
     return Start(
         None if head is None else int(head),
         None if position is None else int(position),
@@ -118,6 +140,7 @@ def read_start(conn: Connection, consumer: str, account: str) -> Start:
         None if length is None else int(length),
         None if fmt is None else Options(fmt, since),
         None if since_upto is None else int(since_upto),
+        streams or None,
     )
 
 
@@ -148,16 +171,17 @@ _SAVE_POSITION = (
     .where(_table.consumer == sa.bindparam("c"), _table.account == sa.bindparam("a"))
     .values(position=sa.bindparam("p"), updated_at=sa.bindparam("t", type_=UTCDateTime()))
 )
+_FAMILY = _table.consumer.in_(sa.bindparam("family", expanding=True))
 _SAVE_FILE = (
     sa.update(export_consumers)
-    .where(_table.consumer == sa.bindparam("c"))
+    .where(_FAMILY)
     .values(file_path=sa.bindparam("f"), file_length=sa.bindparam("n"))
 )
 
 
 _SAVE_OPTIONS = (
     sa.update(export_consumers)
-    .where(_table.consumer == sa.bindparam("c"))
+    .where(_FAMILY)
     .values(since=sa.bindparam("s", type_=UTCDateTime(fsp=0)), format=sa.bindparam("fmt"))
 )
 
@@ -179,16 +203,18 @@ def save(
     now: datetime,
     file: tuple[str, int] | None = None,
     begin: Begin | None = None,
+    stream: str = AUDIT_LOGS,
 ) -> None:
-    """In ``conn``'s transaction: the consumer's ``position`` for ``account``, when it
+    """In ``conn``'s transaction: the consumer's ``position`` for ``account``'s ``stream``, when it
     writes to a file the file's path and length (``file``), and when it starts the
     options it exports with (``begin``). The caller holds the consumer's lock, so no
     other process writes these rows meanwhile."""
-    saved = conn.execute(_SAVE_POSITION, {"c": consumer, "a": account, "p": position, "t": now})
+    key = stream_key(consumer, stream)
+    saved = conn.execute(_SAVE_POSITION, {"c": key, "a": account, "p": position, "t": now})
     if saved.rowcount == 0:
         conn.execute(
             sa.insert(export_consumers).values(
-                consumer=consumer,
+                consumer=key,
                 account=account,
                 position=position,
                 updated_at=now,
@@ -196,10 +222,11 @@ def save(
             )
         )
     if file is not None:
-        conn.execute(_SAVE_FILE, {"c": consumer, "f": file[0], "n": file[1]})
+        conn.execute(_SAVE_FILE, {"family": family(consumer), "f": file[0], "n": file[1]})
     if begin is not None:
         options = begin.options
-        conn.execute(_SAVE_OPTIONS, {"c": consumer, "s": options.since, "fmt": options.fmt})
+        params = {"family": family(consumer), "s": options.since, "fmt": options.fmt}
+        conn.execute(_SAVE_OPTIONS, params)
 
 
 def statuses(conn: Connection, accounts: list[str] | None = None) -> list[ConsumerStatus]:
@@ -211,20 +238,23 @@ def statuses(conn: Connection, accounts: list[str] | None = None) -> list[Consum
         query = query.where(_table.account.in_(accounts))
     result = []
     for row in conn.execute(query).mappings().all():
-        backlog = conn.execute(
+        consumer, stream = split_key(row["consumer"])
+        table = STREAMS[stream].table if stream in STREAMS else None
+        backlog = 0 if table is None else conn.execute(
             sa.select(sa.func.count())
-            .select_from(audit_logs)
-            .where(audit_logs.c.account == row["account"])
-            .where(audit_logs.c.stored_seq > row["position"])
-        ).scalar_one()
+            .select_from(table)
+            .where(table.c.account == row["account"])
+            .where(table.c.stored_seq > row["position"])
+        ).scalar_one()  # fmt: skip
         result.append(
             ConsumerStatus(
-                consumer=row["consumer"],
+                consumer=consumer,
                 account=row["account"],
                 position=int(row["position"]),
                 backlog=int(backlog),
                 file_path=row["file_path"],
                 updated_at=row["updated_at"],
+                stream=stream,
             )
         )
     return result
@@ -240,6 +270,7 @@ class ExportStatuses:
         return [
             {
                 "consumer": s.consumer,
+                "stream": s.stream,
                 "position": s.position,
                 "backlog": s.backlog,
                 "file": s.file_path,
@@ -253,8 +284,9 @@ class ExportStatuses:
         lines = ["export consumers"]
         for s in self.statuses:
             where = s.file_path or "stdout"
+            whose = f"{s.consumer} ({s.account}{_stream_text(s.stream)})"
             lines.append(
-                f"  {s.consumer} ({s.account})  position {s.position:,}  backlog {s.backlog:,} "
+                f"  {whose}  position {s.position:,}  backlog {s.backlog:,} "
                 f"rows  last moved {iso(s.updated_at)}  -> {where}"
             )
         return "\n".join(lines)
@@ -266,3 +298,7 @@ def read_statuses(engine: Engine, accounts: list[str]) -> list[ConsumerStatus]:
 
     with database_errors(engine, "reading export consumers"), engine.connect() as conn:
         return statuses(conn, accounts)
+
+
+def _stream_text(stream: str) -> str:
+    return "" if stream == AUDIT_LOGS else f", {stream}"

@@ -17,6 +17,11 @@ which can be lost while the export goes on: so the consumer's write epoch is tak
 the file, then commits the position. An export whose lock went to another one is refused
 before it touches the file again; one that checked first finishes its chunk before the
 other can begin (and cut the file back to what is committed).
+
+A consumer exports the streams it chose (``--streams``, saved as its rows: etl.export.streams),
+each account's streams one after the other into the same file, each with its own position:
+every chunk commits one stream's position with the file's length, so each stream is
+exported exactly once whatever the moment of a kill.
 """
 
 from __future__ import annotations
@@ -35,9 +40,11 @@ from sqlalchemy.engine import Engine
 
 from etl.common.clock import utc_now
 from etl.common.errors import ConfigError, InterruptedRun, LockedError
+from etl.common.settings import AUDIT_LOGS
 from etl.export import consumers
 from etl.export.read import Reader, read_ahead
 from etl.export.sinks import FileSink, Sink, StreamSink
+from etl.export.streams import STREAMS, ExportStream, check_streams, forget_streams
 from etl.storage.engine import database_errors, for_writing
 from etl.storage.locking.fence import EXPORT, Fence, take_fence
 from etl.storage.locking.lock import run_lock
@@ -56,6 +63,7 @@ class ExportOptions:
     since: datetime | None = None  # a new consumer's first export starts at this created_at
     chunk_rows: int = CHUNK_ROWS
     reset_options: bool = False  # take fmt and since in place of the consumer's saved ones
+    streams: tuple[str, ...] | None = None  # None: the consumer's (a new one's: the audit log)
 
 
 @dataclass
@@ -70,10 +78,12 @@ class ExportSummary:
     started: float = field(default_factory=time.monotonic)
     duration: float = 0.0
     stopped: bool = False  # by a signal, after the last committed chunk
+    stream: str = AUDIT_LOGS
 
     def line(self) -> str:
+        stream = "" if self.stream == AUDIT_LOGS else f" stream={self.stream}"
         return (
-            f"export consumer={self.consumer} account={self.account}: {self.rows} rows, "
+            f"export consumer={self.consumer} account={self.account}{stream}: {self.rows} rows, "
             f"{self.bytes} bytes to {self.output}; position {self.position_before} -> "
             f"{self.position_after}; {self.duration:.2f}s{'; stopped' if self.stopped else ''}"
         )
@@ -83,6 +93,7 @@ class ExportSummary:
             "event": "export_finished",
             "consumer": self.consumer,
             "account": self.account,
+            "stream": self.stream,
             "output": self.output,
             "rows": self.rows,
             "bytes": self.bytes,
@@ -112,13 +123,28 @@ def export_accounts(
     sink: Sink = FileSink(options.output) if options.output else StreamSink(_stdout(stdout))
     summaries = []
     with _consumer_lock(engine, consumer) as fence:
+        # the first account's audit-log start says the consumer's streams: still one query
+        # for a run with nothing new
+        first = _read_start(engine, consumer, accounts[0], AUDIT_LOGS) if accounts else None
+        saved = None if first is None else first.streams
+        chosen, dropped = check_streams(consumer, saved, options.streams, options.reset_options)
+        run = _Run(fence, sink, stop, now, report)
         try:
             for account in accounts:
-                summaries.append(
-                    _export_account(engine, account, options, _Run(fence, sink, stop, now, report))
-                )
+                for name in chosen:
+                    new = options.streams is not None and name not in (saved or ())
+                    known = first if (account, name) == (accounts[0], AUDIT_LOGS) else None
+                    summaries.append(_export_account(engine, account, STREAMS[name], options,
+                                                     run, new, known))  # fmt: skip
         finally:
             sink.close()
+        if dropped:  # last: the rows of the streams kept carry the file and options by now
+            with (
+                database_errors(engine, "saving the export streams"),
+                for_writing(engine).begin() as tx,
+            ):
+                fence.check(tx)
+                forget_streams(tx, consumer, dropped)
     return summaries
 
 
@@ -141,6 +167,13 @@ def _stdout(stream: BinaryIO | None) -> BinaryIO:
     return sys.stdout.buffer
 
 
+def _read_start(engine: Engine, consumer: str, account: str, stream: str) -> consumers.Start:
+    with database_errors(engine, "reading the export position"), engine.connect() as conn:
+        start = consumers.read_start(conn, consumer, account, stream)
+        conn.rollback()
+    return start
+
+
 @contextmanager
 def _consumer_lock(engine: Engine, consumer: str) -> Iterator[Fence]:
     """The consumer's lock and, taken with it, its write epoch (stamped by the wall clock:
@@ -153,18 +186,23 @@ def _consumer_lock(engine: Engine, consumer: str) -> Iterator[Fence]:
 
 
 def _export_account(
-    engine: Engine, account: str, options: ExportOptions, run: _Run
-) -> ExportSummary:
+    engine: Engine, account: str, stream: ExportStream, options: ExportOptions, run: _Run,
+    new: bool, start: consumers.Start | None = None,
+) -> ExportSummary:  # fmt: skip
+    """``new``: the consumer starts this stream in this run, so its row is made even where
+    the account has nothing of it yet (the row says the consumer exports the stream).
+    ``start``: what was read of it already."""
     sink, now, report = run.sink, run.now, run.report
-    with database_errors(engine, "reading the export position"), engine.connect() as conn:
-        start = consumers.read_start(conn, options.consumer, account)
-        conn.rollback()
+    if start is None:
+        start = _read_start(engine, options.consumer, account, stream.name)
     chosen = consumers.check_options(
         options.consumer, start.saved, options.fmt, options.since, options.reset_options
     )
     position = start.position or 0
-    summary = ExportSummary(options.consumer, account, sink.name, position, position)
-    if start.nothing_new() and (start.saved == chosen or start.position is None):
+    summary = ExportSummary(options.consumer, account, sink.name, position, position,
+                            stream=stream.name)  # fmt: skip
+    unrecorded = start.position is None and not new
+    if start.nothing_new() and (start.saved == chosen or unrecorded):
         return _reported(summary, report)
     writer = for_writing(engine)
     # Read again, fenced: the file is cut back to the committed length only by the epoch's
@@ -173,20 +211,25 @@ def _export_account(
     # with them.
     with database_errors(engine, "preparing the export file"), writer.begin() as tx:
         run.fence.check(tx)
-        start = consumers.read_start(tx, options.consumer, account)
+        start = consumers.read_start(tx, options.consumer, account, stream.name)
         position = start.position or 0
-        summary = ExportSummary(options.consumer, account, sink.name, position, position)
+        summary = ExportSummary(options.consumer, account, sink.name, position, position,
+                                stream=stream.name)  # fmt: skip
         begin = None
-        if start.saved != chosen or (start.position is None and start.head is not None):
+        if start.saved != chosen or (start.position is None and (start.head is not None or new)):
             since_upto = start.since_upto if start.position is not None else start.head
             begin = consumers.Begin(chosen, since_upto)
+        # a new row takes the consumer's file as committed, as its other rows have it
+        known = None if start.file_path is None else (start.file_path, start.file_length or 0)
         if start.nothing_new():  # new options with nothing to export, or rows deleted meanwhile
-            if begin is not None and start.position is not None:
-                consumers.save(tx, options.consumer, account, position, now(), None, begin)
+            if begin is not None and (start.position is not None or new):
+                consumers.save(tx, options.consumer, account, position, now(), known, begin,
+                               stream.name)  # fmt: skip
             return _reported(summary, report)
         baseline = sink.prepare(start.file_path, start.file_length)
         if baseline is not None or begin is not None:
-            consumers.save(tx, options.consumer, account, position, now(), baseline, begin)
+            consumers.save(tx, options.consumer, account, position, now(), baseline or known,
+                           begin, stream.name)  # fmt: skip
         head = start.head
         assert head is not None  # nothing_new() otherwise
     # --since shapes a consumer's first export of the account: the rows numbered up to
@@ -195,7 +238,7 @@ def _export_account(
     since = None
     if chosen.since is not None and since_upto is not None and position < since_upto:
         since = (chosen.since, since_upto)
-    reader = Reader(engine, account, fmt=chosen.fmt, chunk_rows=options.chunk_rows)
+    reader = Reader(engine, account, stream, fmt=chosen.fmt, chunk_rows=options.chunk_rows)
     try:
         with read_ahead(engine, lambda: reader.batches(position, head, since)) as batches:
             for batch in batches:
@@ -205,7 +248,8 @@ def _export_account(
                 with database_errors(engine, "saving the export position"), writer.begin() as tx:
                     run.fence.check(tx)  # first: a refused export never writes the file
                     file = sink.write(data) if batch.rows else None
-                    consumers.save(tx, options.consumer, account, batch.position, now(), file)
+                    consumers.save(tx, options.consumer, account, batch.position, now(), file,
+                                   stream=stream.name)  # fmt: skip
                 summary.rows += len(batch.rows)
                 summary.bytes += len(data)
                 summary.position_after = batch.position

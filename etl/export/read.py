@@ -1,11 +1,12 @@
 """``export``'s reads: an account's rows after a position, chunk by chunk, read ahead.
 
-``Reader.batches`` reads in storage order (``stored_seq``, etl.storage.sequence) by keyset
-pagination, ``chunk_rows`` at a time, up to the account's highest number when the run
-started. Each query reads one range of numbers, a few chunks wide: bounded work whatever
-the planner knows (a fresh table has no statistics, and PostgreSQL would then sort the
-whole rest of the account for each chunk). Past a gap (numbers reserved for records read
-again unchanged) the range doubles, up to ``MAX_WINDOW``.
+``Reader.batches`` reads one stream's table (etl.export.streams) in storage order
+(``stored_seq``, etl.storage.sequence) by keyset pagination, ``chunk_rows`` at a time,
+up to the account's highest number when the run started. Each query reads one range of
+numbers, a few chunks wide: bounded work whatever the planner knows (a fresh table has no
+statistics, and PostgreSQL would then sort the whole rest of the account for each chunk).
+Past a gap (numbers reserved for records read again unchanged, or the other stream's) the
+range doubles, up to ``MAX_WINDOW``.
 
 ``ReadAhead`` runs those reads in a thread of its own, a bounded number of chunks ahead:
 the database server finds and sends the next chunk while this one is turned into lines,
@@ -28,9 +29,9 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from etl.records.ocsf import to_ocsf
+from etl.common.settings import AUDIT_LOGS
+from etl.export.streams import STREAMS, ExportStream
 from etl.storage.engine import database_errors
-from etl.storage.schema import UTCDateTime, audit_logs
 
 WINDOW_CHUNKS = 4
 MAX_WINDOW = 1 << 24
@@ -46,31 +47,43 @@ class Batch:
 
 
 class Reader:
-    """One account's rows for one export: the queries made once, run per chunk."""
+    """One account's rows of one stream for one export: the queries made once, run per
+    chunk."""
 
-    def __init__(self, engine: Engine, account: str, *, fmt: str, chunk_rows: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        account: str,
+        stream: ExportStream = STREAMS[AUDIT_LOGS],
+        *,
+        fmt: str,
+        chunk_rows: int,
+    ) -> None:
+        table = stream.table
         # the raw JSON as the database holds it, as text, never decoded here
         raw = (
-            sa.cast(audit_logs.c.raw, sa.Text)
+            sa.cast(table.c.raw, sa.Text)
             if engine.dialect.name == "postgresql"
-            else sa.type_coerce(audit_logs.c.raw, sa.Text)
+            else sa.type_coerce(table.c.raw, sa.Text)
         )
-        seq = audit_logs.c.stored_seq
+        seq = table.c.stored_seq
         select = sa.select(seq, raw).where(
-            audit_logs.c.account == sa.bindparam("account"),
+            table.c.account == sa.bindparam("account"),
             seq > sa.bindparam("after"),
             seq <= sa.bindparam("upto"),
         )
         ordered = select.order_by(seq).limit(sa.bindparam("limit"))
         self._query = ordered
-        self._since_query = ordered.where(
-            audit_logs.c.created_at >= sa.bindparam("since", type_=UTCDateTime(fsp=0))
-        )
+        time = table.c[stream.time_column]
+        self._since_query = ordered.where(time >= sa.bindparam("since", type_=time.type))
         self._engine = engine
         self._account = account
         self._limit = chunk_rows
-        self._ocsf = fmt == "ocsf"
-        self._tail = f',"account":{json.dumps(account, ensure_ascii=False)},"stored_seq":'
+        self._ocsf = stream.ocsf if fmt == "ocsf" else None
+        # a stream other than the audit log names itself in each raw line
+        named = "" if stream.name == AUDIT_LOGS else f',"stream":{json.dumps(stream.name)}'
+        self._stream = None if stream.name == AUDIT_LOGS else stream.name
+        self._tail = f',"account":{json.dumps(account, ensure_ascii=False)}{named},"stored_seq":'
 
     def batches(
         self, after: int, head: int, since: tuple[datetime, int] | None
@@ -115,20 +128,25 @@ class Reader:
         ``stored_seq`` added."""
         account = self._account
         if self._ocsf:
+            ocsf = self._ocsf
             return b"".join(
-                _json_line(to_ocsf(_loads(raw), account, raw, sequence=seq)) for seq, raw in rows
+                _json_line(ocsf(_loads(raw), account, raw, sequence=seq)) for seq, raw in rows
             )
-        tail = self._tail
-        return "".join([raw_line(seq, raw, account, tail) for seq, raw in rows]).encode()
+        tail, stream = self._tail, self._stream
+        return "".join([raw_line(seq, raw, account, tail, stream) for seq, raw in rows]).encode()
 
 
-def raw_line(seq: int, raw: str, account: str, tail: str) -> str:
-    """The record's JSON text with ``account`` and ``stored_seq`` added, spliced in (no
-    decoding; ``tail`` is ``,"account":ACCOUNT,"stored_seq":``)."""
+def raw_line(seq: int, raw: str, account: str, tail: str, stream: str | None = None) -> str:
+    """The record's JSON text with ``account``, ``stream`` (if given) and ``stored_seq``
+    added, spliced in (no decoding; ``tail`` is ``,"account":ACCOUNT,"stored_seq":``, with
+    ``"stream":STREAM,`` before ``"stored_seq"`` when given)."""
     text = raw.rstrip()
-    if '"account"' in text or '"stored_seq"' in text:  # Zendesk sends neither; ours win
+    ours = '"account"' in text or '"stored_seq"' in text or bool(stream and '"stream"' in text)
+    if ours:  # Zendesk sends none of them; ours win
         record = _loads(text)
         record.update(account=account, stored_seq=seq)
+        if stream:
+            record["stream"] = stream
         return _json_line(record).decode()
     return f"{text[:-1]}{tail}{seq}}}\n"
 

@@ -29,6 +29,7 @@ log = logging.getLogger("etl.cli.main")
 def cmd_export(args: argparse.Namespace) -> int:
     from etl.common.clock import utc_now
     from etl.export.job import ExportOptions, export_accounts
+    from etl.export.streams import parse_streams
     from etl.sync.job import open_store, select_accounts
 
     settings = load_settings(args, require_credentials=False)
@@ -39,6 +40,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         fmt=args.format,
         since=args.since,
         reset_options=args.reset_options,
+        streams=parse_streams(args.streams) if args.streams is not None else None,
     )
     stop = threading.Event()
 
@@ -80,11 +82,13 @@ def _append_manifest(
     output: Path, summary: ExportSummary, key: SigningKey | None, at: datetime
 ) -> None:
     """The run's signed manifest, appended beside the file (etl.integrity.manifest)."""
+    from etl.export.streams import stream_key
     from etl.integrity import manifest
 
     seqs = (summary.position_before + 1, summary.position_after)
-    text = manifest.manifest(summary.consumer, summary.account, output, seqs, summary.bytes,
-                             at, key)  # fmt: skip
+    # a stream other than the audit log: its key (NAME/STREAM), so its numbers are told apart
+    consumer = stream_key(summary.consumer, summary.stream)
+    text = manifest.manifest(consumer, summary.account, output, seqs, summary.bytes, at, key)
     manifest.append(output, text)
 
 

@@ -15,7 +15,7 @@ from typing import TextIO
 from etl.cli import shared
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode, StaleDataError
-from etl.common.settings import AUDIT_LOGS, Settings
+from etl.common.settings import AUDIT_LOGS, FILTER_KEYS, Settings
 from etl.config import loader as config
 
 
@@ -155,13 +155,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     from etl.cli.commands.check import list_records, list_window
     from etl.sync.job import select_accounts
 
+    filters: dict[str, list[str]] = {}
+    for key, value in args.filter:
+        filters.setdefault(key, []).append(value)
+    if args.stream != AUDIT_LOGS:
+        return _list_stored(args, filters)
+    wrong = sorted(set(filters) - set(FILTER_KEYS))
+    if wrong:
+        raise ConfigError(f"--filter {wrong[0]} is the access log's: add --stream access_logs")
     settings = load_settings(args, require_credentials=args.account or True)
     accounts = select_accounts(settings, args.account)
     if len(accounts) > 1:
         raise ConfigError("list reads one account; pick it with --account NAME")
-    filters: dict[str, list[str]] = {}
-    for key, value in args.filter:
-        filters.setdefault(key, []).append(value)
     from etl.common.clock import utc_now
 
     window = list_window(accounts[0], args.since, args.until, utc_now())
@@ -182,6 +187,28 @@ def cmd_list(args: argparse.Namespace) -> int:
         for record in records:
             out.write(json.dumps(record, sort_keys=True) + "\n")
             out.flush()  # a reader (| head -1) gets each record as it comes
+    return int(ExitCode.OK)
+
+
+def _list_stored(args: argparse.Namespace, filters: dict[str, list[str]]) -> int:
+    """``list --stream access_logs``: the stored rows (etl.cli.commands.stored)."""
+    from etl.cli.commands.stored import access_query, write_access
+    from etl.sync.job import open_store, select_accounts
+
+    settings = load_settings(args, require_credentials=False)
+    accounts = select_accounts(settings, args.account)
+    if len(accounts) > 1:
+        raise ConfigError("list reads one account; pick it with --account NAME")
+    query = access_query(
+        accounts[0].name,
+        since=args.since,
+        until=args.until,
+        filters=filters,
+        descending=args.sort == "desc",
+        limit=args.limit,
+    )
+    with open_store(settings, migrate_hint=migrate_hint(args), read_only=True) as store:
+        write_access(store.engine, query, args.format)
     return int(ExitCode.OK)
 
 

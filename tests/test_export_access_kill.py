@@ -1,0 +1,83 @@
+"""Kill the real ``export --streams audit_logs,access_logs`` anywhere: the file still holds
+every record of each stream once, in its storage order (test_export_kill's pattern)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import make_database, selected_kinds
+from parts.cli import run_cli
+from parts.configs import write_config
+from support import fresh_store
+from test_export import record, store_records
+from test_export_access import access, store_access
+from test_export_kill import size, wait_for
+
+ROOT = Path(__file__).resolve().parent.parent
+KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]
+ROWS_PER_ROUND = 6_000  # per stream: a chunk of 5,000 and a bit, each
+ROUNDS = 8
+
+
+@pytest.fixture(params=KINDS)
+def kill_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    yield from make_database(str(request.param), tmp_path)
+
+
+def test_sigkill_anywhere_exports_each_stream_exactly_once(kill_db: str, tmp_path: Path) -> None:
+    rng = random.Random(23)
+    store = fresh_store(kill_db)
+    config = write_config(tmp_path, kill_db)  # Zendesk unreachable: export needs none
+    out = tmp_path / "feed.jsonl"
+    command = [sys.executable, "-m", "etl", "--config", str(config), "export",
+               "--consumer", "siem", "--output", str(out),
+               "--streams", "audit_logs,access_logs"]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_CONFIG"))}
+    killed_after_writing = 0
+    next_id = 1
+    for _ in range(ROUNDS):
+        minutes = [rng.randint(-600, 600) for _ in range(ROWS_PER_ROUND)]
+        store_records(store, [record(next_id + j, minutes=m) for j, m in enumerate(minutes)])
+        store_access(store, [access(next_id + j, minutes=m) for j, m in enumerate(minutes)])
+        next_id += ROWS_PER_ROUND
+        before = size(out)
+        proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        if rng.random() < 0.85:  # once the file has grown by some bytes: either stream's
+            grown = before + rng.randint(1, 6_000_000)
+            wait_for(lambda grown=grown: size(out) >= grown, proc, deadline)
+        else:  # while it starts
+            wait_for(lambda: rng.random() < 0.002, proc, deadline)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=60)
+        if proc.returncode == -signal.SIGKILL and size(out) > before:
+            killed_after_writing += 1
+    final = run_cli(*command[command.index("--config") :])
+    assert final.returncode == 0, final.stderr
+
+    with store.engine.connect() as conn:
+        expected = {
+            stream: list(conn.execute(sa.text(
+                f"SELECT id FROM {table} WHERE account = 'acme' ORDER BY stored_seq"
+            )).scalars())
+            for stream, table in (("audit_logs", "zendesk_audit_logs"),
+                                  ("access_logs", "zendesk_access_logs"))
+        }  # fmt: skip
+    exported: dict[str, list[object]] = {"audit_logs": [], "access_logs": []}
+    for line in out.read_bytes().splitlines():
+        event = json.loads(line)
+        exported[event.get("stream", "audit_logs")].append(event["id"])
+    for stream, ids in expected.items():
+        assert len(ids) == ROUNDS * ROWS_PER_ROUND, stream
+        assert exported[stream] == ids, stream  # every record once, in storage order
+    assert killed_after_writing >= 3
