@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import recent
+from parts.cli import CLI_ENV, ROOT, cli_command
+from parts.databases import kind_of
+from parts.simulators import Simulators
+from support import audit_record, recent
 from test_cli import cli, one_error_line
 from test_export import without_seq
 from test_ocsf import valid
@@ -138,3 +142,35 @@ def test_since_and_account_from_the_command_line(
     assert unknown.returncode == ExitCode.CONFIG and "unknown account" in one_error_line(unknown)
     bad = cli(config, "export", "--consumer", "late", "--since", "yesterday-ish")
     assert bad.returncode == ExitCode.CONFIG
+
+
+def test_an_export_waiting_on_a_full_pipe_holds_no_write_lock(
+    tmp_path: Path, migrated_url: str, make_sim: Simulators
+) -> None:
+    """An export to a pipe its reader has stopped reading waits mid-way; meanwhile a sync
+    of the same database commits, even with a one-second busy timeout. (On SQLite the
+    export used to write inside its write transaction, so a slow log shipper held the one
+    write lock and every sync behind it failed with exit 6.)"""
+    end = recent(30)
+    sim = make_sim(generate_records(1500, start=end - timedelta(days=3), end=end))
+    sqlite = kind_of(migrated_url) == "sqlite"
+    url = f"{migrated_url}?timeout=1" if sqlite else migrated_url
+    config = config_for(tmp_path, sim.url, url)
+    assert cli(config, "sync").returncode == 0
+    exporting = subprocess.Popen(
+        cli_command(config, "--quiet", "export", "--consumer", "pipe"),
+        env=CLI_ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert exporting.stdout is not None
+        assert json.loads(exporting.stdout.readline())["id"]  # it writes, then the pipe fills
+        sim.add_records([audit_record(9_100_000_000 + i, recent(5)) for i in range(3)])
+        synced = cli(config, "sync")
+        assert synced.returncode == 0, synced.stderr
+        lines = 1 + len(exporting.stdout.read().splitlines())
+        assert exporting.wait(timeout=120) == 0
+    finally:
+        if exporting.poll() is None:
+            exporting.kill()
+            exporting.wait()
+    assert lines >= 1500  # what it began with, whatever the sync added meanwhile

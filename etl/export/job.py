@@ -245,9 +245,14 @@ def _export_account(
                 if run.stop is not None and run.stop.is_set():
                     raise InterruptedRun("stopped by a signal; the export resumes at its position")
                 data = reader.lines(batch.rows) if batch.rows else b""
+                if sink.at_least_once and batch.rows:
+                    # A pipe blocks as long as its reader likes: written before the
+                    # transaction, so a slow reader never holds SQLite's one write lock
+                    # (a sync would wait behind it). Delivery there is at least once anyway.
+                    sink.write(data)
                 with database_errors(engine, "saving the export position"), writer.begin() as tx:
                     run.fence.check(tx)  # first: a refused export never writes the file
-                    file = sink.write(data) if batch.rows else None
+                    file = sink.write(data) if batch.rows and not sink.at_least_once else None
                     consumers.save(tx, options.consumer, account, batch.position, now(), file,
                                    stream=stream.name)  # fmt: skip
                 summary.rows += len(batch.rows)

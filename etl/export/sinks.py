@@ -22,6 +22,9 @@ FILE_MODE = 0o640  # the log shipper often reads as a group member
 
 class Sink(Protocol):
     name: str
+    # True: what is written cannot be taken back (a pipe), so delivery is at least once and
+    # the write need not wait for the consumer's transaction; False: exactly once (a file).
+    at_least_once: bool
 
     def prepare(
         self, committed_path: str | None, committed_length: int | None
@@ -34,6 +37,7 @@ class StreamSink:
     """Standard output (or any stream): flushed per chunk; at least once."""
 
     name = "stdout"
+    at_least_once = True
 
     def __init__(self, stream: BinaryIO) -> None:
         self._stream = stream
@@ -54,6 +58,8 @@ class StreamSink:
 
 class FileSink:
     """A file appended to, cut back to its committed length before the first write."""
+
+    at_least_once = False
 
     def __init__(self, path: Path) -> None:
         self.path = os.path.abspath(path)
