@@ -170,7 +170,7 @@ def test_a_hostile_page_is_never_checkpointed_past(db_url: str, hostile: str) ->
         assert code == ExitCode.UPSTREAM
         access = summaries[-1]
         assert access.stream == "access_logs" and access.status == "failed"
-        said = "not in ascending" if hostile == "shuffle" else "outside the window asked for"
+        said = "out of order" if hostile == "shuffle" else "outside the requested window"
         assert said in (access.error or "")
         rows = access_rows(db_url)
         assert len(rows) == 4 * 50  # the four good pages, committed
