@@ -53,6 +53,9 @@ def run_once(cleanup: Cleanup, limit: int, seconds: float, workdir: Path) -> dic
         "steady_share": 100 * (result.requests - 1) / span / (limit / 60),
         "requests": result.requests,
         "rate_limited": result.rate_limited,
+        "cpu_s": result.cpu,
+        "sim_cpu_s": result.sim_cpu,
+        "peak_in_flight": float(stats.get("peak_in_flight", 0)),
     }
 
 
