@@ -212,3 +212,27 @@ def test_sigkill_mid_parallel_access_backfill_then_a_rerun_loses_and_duplicates_
             store.engine.dispose()
         assert_access_matches(db_url, sim.access_records())
         assert not sim.errors
+
+
+def test_each_log_has_its_own_plan_and_a_new_scope_drops_only_its_own(db_url: str) -> None:
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    spans = [
+        (start, start + timedelta(days=1)),
+        (start + timedelta(days=1), start + timedelta(days=2)),
+    ]
+    store = fresh_store(db_url)
+    try:
+        state = state_of(store)
+        audit = store.add_slices("acme", spans[:1])
+        access = state.add_slices("acme", spans)
+        assert store.slices("acme") == audit and state.slices("acme") == access
+        state.set_scope("acme", '{"start_time":null}', restart=True)
+        assert state.slices("acme") == [] and store.slices("acme") == audit
+        state.add_slices("acme", spans)
+        store.set_scope("acme", "{}", restart=True)
+        assert store.slices("acme") == [] and len(state.slices("acme")) == 2
+        state.finish_plan("acme", start + timedelta(days=2))
+        assert state.slices("acme") == [] and state.watermark("acme") == start + timedelta(days=2)
+        assert store.watermark("acme") is None  # the audit log's state is its own
+    finally:
+        store.engine.dispose()
