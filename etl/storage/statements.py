@@ -129,6 +129,26 @@ def save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) -
             raise ValueError(f"there is no backfill slice {update.id} of {account!r}")
 
 
+def split_slice(
+    conn: Connection,
+    account: str,
+    slice_id: int,
+    new_end: datetime,
+    rest: tuple[datetime, datetime],
+    stream: str,
+) -> SliceRow:
+    """End slice ``slice_id`` at ``new_end``, and ``rest`` a new slice of the plan."""
+    updated = conn.execute(
+        sa.update(sync_slices)
+        .where(sync_slices.c.id == slice_id, sync_slices.c.account == account)
+        .values(slice_end=new_end)
+    )
+    if updated.rowcount != 1:
+        raise ValueError(f"there is no slice {slice_id} of {account!r}")
+    new_id = insert_slice(conn, account, *rest, stream)
+    return SliceRow(new_id, rest[0], rest[1], None, False)
+
+
 def of_stream(account: str, stream: str) -> sa.ColumnElement[bool]:
     """The slices of one plan: an account's, for one log."""
     return sa.and_(sync_slices.c.account == account, sync_slices.c.stream == stream)

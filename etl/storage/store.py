@@ -47,6 +47,7 @@ from etl.storage.statements import (
     insert_slice,
     of_stream,
     slices,
+    split_slice,
     state_upsert,
     watermark,
 )
@@ -207,15 +208,7 @@ class Store:
         if rest[0] > new_end:
             raise ValueError("a split must not leave a gap")
         with self._writing("splitting a backfill slice") as conn:
-            updated = conn.execute(
-                sa.update(sync_slices)
-                .where(sync_slices.c.id == slice_id, sync_slices.c.account == account)
-                .values(slice_end=new_end)
-            )
-            if updated.rowcount != 1:
-                raise ValueError(f"there is no slice {slice_id} of {account!r}")
-            new_id = insert_slice(conn, account, *rest, stream)
-        return SliceRow(new_id, rest[0], rest[1], None, False)
+            return split_slice(conn, account, slice_id, new_end, rest, stream)
 
     def finish_plan(
         self,
