@@ -126,6 +126,8 @@ class Simulator:
         jitter: float = 0.0,
         rate_limit_mode: str = "burst",
         rate_limit_window: float = 60.0,
+        access_records: int = 0,
+        access_days: float = 90.0,
     ) -> None:
         command = [
             PYTHON,
@@ -152,6 +154,8 @@ class Simulator:
         ]
         if rate_limit is not None:
             command += ["--rate-limit", str(rate_limit)]
+        if access_records:
+            command += ["--access-records", str(access_records), "--access-days", str(access_days)]
         self.records = records
         self.proc = subprocess.Popen(
             command, stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True

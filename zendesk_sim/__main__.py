@@ -91,7 +91,13 @@ def _parser() -> argparse.ArgumentParser:
         "--access-records",
         type=int,
         default=0,
-        help="generated access-log records over the last 90 days (default 0)",
+        help="generated access-log records over the last --access-days days (default 0)",
+    )
+    add(
+        "--access-days",
+        type=float,
+        default=90.0,
+        help="how many days back the generated access-log records go (default 90)",
     )
     add(
         "--no-access-addon",
@@ -143,7 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         access_records=AccessSource(
-            args.access_records, start=end - timedelta(days=90), end=end, seed=args.seed
+            args.access_records,
+            start=end - timedelta(days=args.access_days),
+            end=end,
+            seed=args.seed,
         ),
         access_addon=not args.no_access_addon,
     )

@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from zendesk_sim import cursor as cursors
 from zendesk_sim.access_data import AccessLog
 from zendesk_sim.cursor import Cursor
 from zendesk_sim.data import HIGHEST, LOWEST
-from zendesk_sim.faults import FOREIGN_HOST, Fault
+from zendesk_sim.faults import FAR_FUTURE, FOREIGN_HOST, Fault
 from zendesk_sim.generate import Key
 from zendesk_sim.responses import ApiError, invalid_pagination, invalid_value
 from zendesk_sim.timestamps import parse_ts
@@ -184,6 +184,19 @@ def apply_access_fault(
     elif fault.kind == "no_cursor":
         meta.update(has_more=True, after_cursor=None)
         links["next"] = None
+    elif fault.kind == "next_link_query" and links.get("next"):
+        # The start moved past the page's last record (or the sort dropped): a link that
+        # would skip records if followed; after_cursor unchanged.
+        parts = urlsplit(links["next"])
+        pairs = [(k, v) for k, v in parse_qsl(parts.query) if k != "filter[start]"]
+        if (fault.field or "created_at") == "sort":
+            pairs = [(k, v) for k, v in pairs if k != "sort"]
+        else:
+            pairs.append(("filter[start]", "2099-01-01T00:00:00Z"))
+        links["next"] = urlunsplit(parts._replace(query=urlencode(pairs)))
+    elif fault.kind == "out_of_window":
+        late = dict(records[-1]) if records else {"id": "01LATE"}
+        records.append({**late, "id": f"{late.get('id')}-late", "timestamp": FAR_FUTURE})
     elif fault.kind == "empty_page" and query.after is not None:
         # A fresh cursor string for the position this page started from: the same records next.
         after = query.after

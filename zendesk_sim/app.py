@@ -150,6 +150,9 @@ class App:
         if not self.access_addon:
             raise access.no_addon_error()
         query = access.parse_access_query(request.params)
+        if fault is not None and fault.kind == "descending":
+            # As if sort were not given: newest first, from the newest, whatever the cursor.
+            query = replace(query, descending=True, after=None, after_text=None)
         link = _link_builder(request, drop=("page[after]", "page[before]"))
         body = access.access_page(self.access_log, query, link)
         if fault is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from etl.cli.metrics import PREFIX, _escape, _number
 from etl.cli.report import human_duration
-from etl.common.clock import format_time, iso, utc_now
+from etl.common.clock import iso, utc_now
 from etl.common.errors import ForbiddenError
 from etl.common.settings import AUDIT_LOGS, AccountSettings
 from etl.storage.store import Store
@@ -34,20 +34,16 @@ def check_streams(account: AccountSettings, client: ZendeskClient) -> list[str]:
 
 def _check(stream: Stream, account: AccountSettings, client: ZendeskClient) -> str:
     window = plan(stream, None, account, zendesk_now(client, utc_now()))
-    params = [
-        (stream.start_param, format_time(window.start)),
-        (stream.end_param, format_time(window.end)),
-        ("page[size]", "1"),
-    ]
+    params = [*stream.api.window(window.start, window.end), ("page[size]", "1")]
     where = f"account {account.name}: {stream.name}"
     try:
-        body = client.get_json(stream.path, params)
+        body = client.get_json(stream.api.path, params)
     except ForbiddenError:
         return (
             f"{where}: NOT available: Zendesk answered 403 Forbidden ({stream.addon_hint}); "
             "sync skips this stream with a warning: remove it from [sync] streams or get the add-on"
         )
-    records = body.get(stream.records_key)
+    records = body.get(stream.api.records_key)
     first = records[0] if isinstance(records, list) and records else None
     found = (
         f"a record at {first.get(stream.time_field)} (id {first.get('id')})"

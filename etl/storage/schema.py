@@ -162,6 +162,8 @@ sync_slices = sa.Table(
     sa.Column("slice_end", UTCDateTime(), nullable=False),
     sa.Column("position", UTCDateTime()),
     sa.Column("done", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Whose plan (revision 0012): "audit_logs" or "access_logs"; one plan per (account, stream).
+    sa.Column("stream", sa.String(STREAM_LENGTH), nullable=False, server_default="audit_logs"),
     sa.Index("ix_zendesk_audit_sync_slices_account", "account"),
 )
 

@@ -14,6 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from etl.common.settings import AUDIT_LOGS
 from etl.storage.schema import (
     MYSQL_DIALECTS,
     dialect_insert,
@@ -82,10 +83,12 @@ def state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
     return upsert
 
 
-def insert_slice(conn: Connection, account: str, start: datetime, end: datetime) -> int:
+def insert_slice(
+    conn: Connection, account: str, start: datetime, end: datetime, stream: str = AUDIT_LOGS
+) -> int:
     result = conn.execute(
         sa.insert(sync_slices).values(
-            account=account, slice_start=start, slice_end=end, position=None, done=False
+            account=account, stream=stream, slice_start=start, slice_end=end, done=False
         )
     )
     key = result.inserted_primary_key
@@ -126,11 +129,36 @@ def save_slices(conn: Connection, account: str, slices: Sequence[SliceUpdate]) -
             raise ValueError(f"there is no backfill slice {update.id} of {account!r}")
 
 
-def slices(conn: Connection, account: str) -> list[SliceRow]:
+def split_slice(
+    conn: Connection,
+    account: str,
+    slice_id: int,
+    new_end: datetime,
+    rest: tuple[datetime, datetime],
+    stream: str,
+) -> SliceRow:
+    """End slice ``slice_id`` at ``new_end``, and ``rest`` a new slice of the plan."""
+    updated = conn.execute(
+        sa.update(sync_slices)
+        .where(sync_slices.c.id == slice_id, sync_slices.c.account == account)
+        .values(slice_end=new_end)
+    )
+    if updated.rowcount != 1:
+        raise ValueError(f"there is no slice {slice_id} of {account!r}")
+    new_id = insert_slice(conn, account, *rest, stream)
+    return SliceRow(new_id, rest[0], rest[1], None, False)
+
+
+def of_stream(account: str, stream: str) -> sa.ColumnElement[bool]:
+    """The slices of one plan: an account's, for one log."""
+    return sa.and_(sync_slices.c.account == account, sync_slices.c.stream == stream)
+
+
+def slices(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> list[SliceRow]:
     table = sync_slices.c
     query = (
         sa.select(table.id, table.slice_start, table.slice_end, table.position, table.done)
-        .where(table.account == account)
+        .where(of_stream(account, stream))
         .order_by(table.slice_start, table.id)
     )
     return [

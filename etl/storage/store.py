@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import utc_now
+from etl.common.settings import AUDIT_LOGS
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.engine import database_errors, for_writing
 from etl.storage.history import (
@@ -44,7 +45,9 @@ from etl.storage.statements import (
     WriteResult,
     claim_notice,
     insert_slice,
+    of_stream,
     slices,
+    split_slice,
     state_upsert,
     watermark,
 )
@@ -106,7 +109,7 @@ class Store:
         with self._writing("saving the sync scope") as conn:
             state = {"scope": scope, "updated_at": self._now()}
             if restart:
-                conn.execute(sa.delete(sync_slices).where(sync_slices.c.account == account))
+                conn.execute(sa.delete(sync_slices).where(of_stream(account, AUDIT_LOGS)))
                 state["watermark"] = None
             updated = conn.execute(
                 sa.update(sync_state).where(sync_state.c.account == account).values(**state)
@@ -172,23 +175,30 @@ class Store:
 
     # -- a parallel backfill's plan ------------------------------------------------------
 
-    def slices(self, account: str) -> list[SliceRow]:
+    # Each log has its own plan; ``stream`` says whose (the audit log's unless said).
+
+    def slices(self, account: str, stream: str = AUDIT_LOGS) -> list[SliceRow]:
         """The account's backfill plan (empty when none), by start."""
         with self._reading("reading the backfill plan") as conn:
-            return slices(conn, account)
+            return slices(conn, account, stream)
 
     def add_slices(
-        self, account: str, spans: Sequence[tuple[datetime, datetime]]
+        self, account: str, spans: Sequence[tuple[datetime, datetime]], stream: str = AUDIT_LOGS
     ) -> list[SliceRow]:
         """Add slices ``(start, end)`` to the account's plan, committed at once."""
         with self._writing("saving the backfill plan") as conn:
-            ids = [insert_slice(conn, account, start, end) for start, end in spans]
+            ids = [insert_slice(conn, account, start, end, stream) for start, end in spans]
         return [
             SliceRow(i, start, end, None, False) for i, (start, end) in zip(ids, spans, strict=True)
         ]
 
     def split_slice(
-        self, account: str, slice_id: int, new_end: datetime, rest: tuple[datetime, datetime]
+        self,
+        account: str,
+        slice_id: int,
+        new_end: datetime,
+        rest: tuple[datetime, datetime],
+        stream: str = AUDIT_LOGS,
     ) -> SliceRow:
         """End slice ``slice_id`` at ``new_end`` and add ``rest`` as a new slice, atomically.
 
@@ -198,23 +208,22 @@ class Store:
         if rest[0] > new_end:
             raise ValueError("a split must not leave a gap")
         with self._writing("splitting a backfill slice") as conn:
-            updated = conn.execute(
-                sa.update(sync_slices)
-                .where(sync_slices.c.id == slice_id, sync_slices.c.account == account)
-                .values(slice_end=new_end)
-            )
-            if updated.rowcount != 1:
-                raise ValueError(f"there is no slice {slice_id} of {account!r}")
-            new_id = insert_slice(conn, account, *rest)
-        return SliceRow(new_id, rest[0], rest[1], None, False)
+            return split_slice(conn, account, slice_id, new_end, rest, stream)
 
-    def finish_plan(self, account: str, watermark: datetime | None) -> None:
-        """Delete the account's plan and advance the watermark to its end, atomically."""
+    def finish_plan(
+        self,
+        account: str,
+        watermark: datetime | None,
+        stream: str = AUDIT_LOGS,
+        advance_watermark: sa.Executable | None = None,
+    ) -> None:
+        """Delete the account's plan and advance the watermark to its end, atomically;
+        ``advance_watermark``: another log's statement (``etl.storage.streams``)."""
         with self._writing("finishing the backfill plan") as conn:
-            conn.execute(sa.delete(sync_slices).where(sync_slices.c.account == account))
+            conn.execute(sa.delete(sync_slices).where(of_stream(account, stream)))
             if watermark is not None:
                 conn.execute(
-                    self._advance_watermark,
+                    advance_watermark if advance_watermark is not None else self._advance_watermark,
                     {"account": account, "watermark": watermark, "updated_at": self._now()},
                 )
 

@@ -15,21 +15,28 @@ access log has no straight-to-driver path yet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from etl.common.clock import utc_now
 from etl.records.audit import RAW_JSON
-from etl.storage.batch import RejectLike
+from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import FAILURE_STATUSES, RunInfo, runs, stream_rejects
 from etl.storage.limits import RowUpsert, byte_batches, max_packet
-from etl.storage.schema import MYSQL_DIALECTS, access_logs, dialect_insert, stream_state
-from etl.storage.statements import WriteResult
+from etl.storage.schema import (
+    MYSQL_DIALECTS,
+    access_logs,
+    dialect_insert,
+    stream_state,
+    sync_slices,
+)
+from etl.storage.statements import SliceRow, WriteResult, of_stream
 from etl.storage.store import Store
 
 _ID_CHUNK = 500  # ids per "which of these exist?" query
@@ -145,8 +152,36 @@ def _watermark_upsert(dialect: str, stream: str, *, advance_only: bool) -> sa.Ex
     return statement
 
 
+class LogState(Protocol):
+    """What a run reads and writes of one log: its watermark, its pages, its backfill plan.
+    ``Store`` is the audit log's; ``StreamStore`` another log's."""
+
+    def watermark(self, account: str) -> datetime | None: ...
+    def set_watermark(
+        self, account: str, value: datetime, *, allow_backwards: bool = False
+    ) -> None: ...
+    def write_page(
+        self,
+        account: str,
+        run_id: int,
+        rows: Sequence[Mapping[str, Any]],
+        rejects: Sequence[RejectLike],
+        watermark: datetime | None,
+    ) -> WriteResult: ...
+    def transaction(self) -> AbstractContextManager[BatchTransaction]: ...
+    def slices(self, account: str) -> list[SliceRow]: ...
+    def add_slices(
+        self, account: str, spans: Sequence[tuple[datetime, datetime]]
+    ) -> list[SliceRow]: ...
+    def split_slice(
+        self, account: str, slice_id: int, new_end: datetime, rest: tuple[datetime, datetime]
+    ) -> SliceRow: ...
+    def finish_plan(self, account: str, watermark: datetime | None) -> None: ...
+
+
 class StreamStore:
-    """One stream's state and pages in ``store``; ``table`` is where its rows go."""
+    """One stream's state and pages in ``store``; ``table`` is where its rows go. Its
+    backfill plan is kept with the audit log's, under its own name (``LogState``)."""
 
     def __init__(
         self, store: Store, stream: str, table: sa.Table, upsert: RowUpsert | None = None
@@ -189,6 +224,8 @@ class StreamStore:
         if restart:
             state["watermark"] = None
         with self.store.writing("saving the sync scope") as conn:
+            if restart:  # the plan belonged to the old scope too
+                conn.execute(sa.delete(sync_slices).where(of_stream(account, self.stream)))
             updated = conn.execute(
                 sa.update(stream_state).where(self._key(account)).values(**state)
             )
@@ -219,6 +256,28 @@ class StreamStore:
         atomically, under the run lock's check."""
         with self.store.stream_transaction(self._upsert, self._advance) as tx:
             return tx.write_batch(account, run_id, rows, rejects, watermark=watermark)
+
+    @contextmanager
+    def transaction(self) -> Iterator[BatchTransaction]:
+        """Consecutive batches of this stream in one transaction (a backfill's writer)."""
+        with self.store.stream_transaction(self._upsert, self._advance) as tx:
+            yield tx
+
+    def slices(self, account: str) -> list[SliceRow]:
+        return self.store.slices(account, self.stream)
+
+    def add_slices(
+        self, account: str, spans: Sequence[tuple[datetime, datetime]]
+    ) -> list[SliceRow]:
+        return self.store.add_slices(account, spans, self.stream)
+
+    def split_slice(
+        self, account: str, slice_id: int, new_end: datetime, rest: tuple[datetime, datetime]
+    ) -> SliceRow:
+        return self.store.split_slice(account, slice_id, new_end, rest, self.stream)
+
+    def finish_plan(self, account: str, watermark: datetime | None) -> None:
+        self.store.finish_plan(account, watermark, self.stream, self._advance)
 
     def status(self, account: str) -> StreamStatus:
         with self.store.reading("reading the status") as conn:

@@ -1,5 +1,9 @@
 """One account's run: plan the window, read its pages, store each page with its checkpoint.
 
+``read_window`` reads any log (``etl.sync.logs.Stream``): the audit log's sync and resync
+are here, the other logs' in ``etl.sync.streams``; a long window goes to the parallel
+backfill (``etl.sync.backfill``) whichever log it is.
+
 See docs/ARCHITECTURE.md, "The watermark", for why the window is what it is. The
 run row in the database is opened first and closed last, whatever happens, so
 ``status`` can always tell what the last run did.
@@ -10,13 +14,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime
 
-from etl.common.clock import iso, utc_now
-from etl.common.errors import ConfigError, EtlError, InterruptedRun, OutOfTime
+from etl.common.clock import utc_now
+from etl.common.errors import EtlError, ForbiddenError, InterruptedRun, OutOfTime
 from etl.common.settings import AccountSettings
 from etl.storage.store import Store
-from etl.sync.run import Run, RunHooks, RunSummary, ended_by, split_records
+from etl.storage.streams import LogState
+from etl.sync.logs import AUDIT_LOGS, Stream
+from etl.sync.run import Run, RunHooks, RunSummary, ended_by
 from etl.sync.scope import settle as settle_scope
 from etl.sync.window import (
     Window,
@@ -24,10 +31,11 @@ from etl.sync.window import (
     latest_end,
     plan_window,
     repair_future_watermark,
+    resync_window,
     zendesk_now,
 )
 from etl.zendesk.client import ZendeskClient
-from etl.zendesk.pagination import Page, audit_log_params, iter_pages
+from etl.zendesk.pagination import Page, iter_pages
 
 log = logging.getLogger(__name__)
 
@@ -71,25 +79,23 @@ def resync_account(
     *,
     now: Callable[[], datetime] = utc_now,
     hooks: RunHooks = RunHooks(),
+    stream: Stream = AUDIT_LOGS,
+    state: LogState | None = None,
 ) -> RunSummary:
-    """Re-read a past window and upsert it, leaving the watermark where it is.
+    """Re-read a past window of ``stream`` (in ``state``: the audit log's, ``store``) and
+    upsert it, leaving the watermark where it is.
 
     The summary's ``inserted + updated`` is how far the stored history differed from
     Zendesk's: zero means it matched.
     """
 
     def plan() -> Window:
-        latest = latest_end(account, client, now())
-        end = min(until, latest) if until else latest
-        if since >= end:
-            raise ConfigError(
-                f"nothing to re-read: --since {iso(since)} is not before {iso(end)} "
-                "(--until, or now minus lag)"
-            )
-        return Window(since, end)
+        return resync_window(account, client, now(), since, until)
 
     def read(window: Window) -> RunSummary:
-        return read_window(account, client, store, window, advance=False, hooks=hooks)
+        return read_window(
+            account, client, store, window, advance=False, hooks=hooks, stream=stream, state=state
+        )
 
     return by_zendesk_time(plan, read, account, client, now)
 
@@ -119,25 +125,33 @@ def read_window(
     *,
     advance: bool,
     hooks: RunHooks,
+    stream: Stream = AUDIT_LOGS,
+    state: LogState | None = None,
 ) -> RunSummary:
-    """Read ``window``; with ``advance``, each commit moves the watermark.
+    """Read ``window`` of ``stream``, kept in ``state`` (None: the audit log's, ``store``);
+    with ``advance``, each commit moves the watermark.
 
     A short window is read page by page here; a long one (or an unfinished backfill) in
-    parallel slices by ``etl.sync.backfill``.
+    parallel slices by ``etl.sync.backfill``. A stream that names an add-on is skipped on
+    a 403 (a warning, the run ``failed`` with ``skipped: ...``), not failed.
     """
-    started = hooks.clock()
-    summary = RunSummary(account=account.name, window=window)
+    started, stats_before = hooks.clock(), replace(client.stats)
+    summary = RunSummary(account=account.name, window=window, stream=stream.name)
     kind = "sync" if advance else "resync"
+    log_state: LogState = store if state is None else state
     with _summary_on_failure(account, hooks, summary):
-        summary.watermark_before = store.watermark(account.name)
+        summary.watermark_before = log_state.watermark(account.name)
         run_id = store.start_run(
-            account.name, window.start, window.end, summary.watermark_before, kind=kind
-        )
+            account.name, window.start, window.end, summary.watermark_before, kind=kind,
+            stream=stream.name,
+        )  # fmt: skip
     limit = account.sync.max_run_time if advance else None  # a resync cannot resume
     deadline = started + limit.total_seconds() if limit else None
-    run = Run(account, client, store, run_id, window, summary, advance, hooks, deadline)
+    run = Run(
+        account, client, store, run_id, window, summary, advance, hooks, deadline, stream, state
+    )
     try:
-        workers = parallel_workers(account, window, store, advance)
+        workers = parallel_workers(account, window, log_state, advance)
         if workers:
             from etl.sync.backfill import run_backfill  # threads and queues: only when needed
 
@@ -145,29 +159,41 @@ def read_window(
         else:
             _read_pages(run)
             if advance:  # by Zendesk's clock, which the first response told
-                store.set_watermark(
+                log_state.set_watermark(
                     account.name, min(window.end, latest_end(account, client, utc_now()))
                 )
-        summary.watermark_after = store.watermark(account.name)
+        summary.watermark_after = log_state.watermark(account.name)
         summary.status = "success"
     except OutOfTime as exc:  # not a failure: what is committed stays, the next run resumes
         summary.status, summary.error = "interrupted", str(exc)
         log.info("account %s: %s", account.name, exc)
+    except ForbiddenError as exc:
+        if not stream.addon_hint:
+            summary.status, summary.error = ended_by(exc)
+            raise
+        summary.status, summary.error = "failed", f"skipped: {exc}"
+        log.warning(
+            "account %s: %s skipped: Zendesk answered 403 (%s); turn it off in [sync] streams "
+            "if the account will not have it",
+            account.name, stream.name, stream.addon_hint,
+        )  # fmt: skip
     except (Exception, KeyboardInterrupt) as exc:  # recorded, and not hidden by the recording
         summary.status, summary.error = ended_by(exc)
         raise
     finally:
         # The backfill has added (and closed) its fetchers' own clients.
-        summary.add_client_stats(client.stats)
+        summary.add_client_stats(client.stats, stats_before)
         summary.duration = hooks.clock() - started
         if summary.status != "success":
-            summary.watermark_after = _safe_watermark(store, account.name)
+            summary.watermark_after = _safe_watermark(log_state, account.name)
         _close_run(store, run_id, summary)
         hooks.report(summary)
     return summary
 
 
-def parallel_workers(account: AccountSettings, window: Window, store: Store, advance: bool) -> int:
+def parallel_workers(
+    account: AccountSettings, window: Window, store: LogState, advance: bool
+) -> int:
     """How many fetchers read ``window`` in parallel; 0 means sequentially, here.
 
     A sync always finishes a backfill plan left unfinished, whatever its window.
@@ -181,15 +207,13 @@ def parallel_workers(account: AccountSettings, window: Window, store: Store, adv
 
 def _read_pages(run: Run) -> None:
     """The sequential read: one cursor, each page committed with its checkpoint."""
-    account = run.account
-    params = audit_log_params(
-        run.window.start, run.window.end, account.sync.filters, page_size=account.zendesk.page_size
-    )
-    for page in iter_pages(run.client, params):
-        rows, rejects = split_records(page.records, account.name, utc_now())
+    account, stream = run.account, run.stream
+    params = stream.query(run.window.start, run.window.end, account)
+    for page in iter_pages(run.client, params, stream.api):
+        rows, rejects = stream.split(page.records, account.name, utc_now())
         position = page_watermark(page, run.window)
         checkpoint = position if run.advance else None
-        result = run.store.write_page(account.name, run.id, rows, rejects, checkpoint)
+        result = run.log.write_page(account.name, run.id, rows, rejects, checkpoint)
         run.committed(1, len(page.records), result, position)
         if run.hooks.stopping():
             raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
@@ -204,7 +228,7 @@ def page_watermark(page: Page, window: Window) -> datetime | None:
     return None if page.position is None else min(page.position, window.end)
 
 
-def _safe_watermark(store: Store, account: str) -> datetime | None:
+def _safe_watermark(store: LogState, account: str) -> datetime | None:
     try:
         return store.watermark(account)
     except EtlError:

@@ -45,6 +45,12 @@ Who goes first. A fetcher's requests wait for the budget with its slice's estima
 pages left as their priority (``RateLimiter.acquire``): the slices that would finish
 last are read fastest, so the slices end together.
 
+Which log. The run's ``Stream`` (``etl.sync.logs``) says how a slice is asked for and
+read (the audit log's ``created_at``, the access log's ``timestamp``); its ``LogState``
+keeps the plan, the pages and the watermark (the audit log's in ``Store``, another log's
+in ``etl.storage.streams.StreamStore``, its plan under its own name). Every log's
+fetchers take the account's one ``RateLimiter``: one budget, whichever log is read.
+
 Stopping. When ``hooks.stop`` is set (SIGTERM) the fetchers stop after their current
 request, the writer commits the pages it has already received and the run raises
 ``InterruptedRun``. A fetcher's error stops the run the same way, with that error.
@@ -63,12 +69,12 @@ from etl.common.errors import InterruptedRun, OutOfTime
 from etl.storage.store import SliceRow
 from etl.sync.pagecheck import WindowCheck
 from etl.sync.plan import SLICES_PER_WORKER, Plan, Reader, Slice
-from etl.sync.run import Run, split_records
+from etl.sync.run import Run
 from etl.sync.window import latest_end
 from etl.sync.writer import Failed, Page, Writer
 from etl.zendesk import concurrency
 from etl.zendesk.client import ZendeskClient
-from etl.zendesk.pagination import audit_log_params, iter_pages
+from etl.zendesk.pagination import iter_pages
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +93,8 @@ class Backfill:
 
     def __init__(self, run: Run, *, workers: int | None = None) -> None:
         self.account = run.account
-        self.store = run.store
+        self.store = run.log
+        self.stream = run.stream
         self.window = run.window
         self.summary = run.summary
         self.advance = run.advance
@@ -107,7 +114,6 @@ class Backfill:
         self._threads: list[threading.Thread] = []
         self._plan = self._load_plan()
         self._writer = Writer(run, self._plan, self._queue)
-        self._page_size = account.zendesk.page_size
         # Splits are bounded whatever the answers say (a server ignoring the window once
         # made a backfill split forever): every run ends by itself.
         self.max_slices = max(len(self._plan.slices), 1) + SLICES_PER_WORKER * self.workers
@@ -257,14 +263,11 @@ class Backfill:
         try:
             with self._lock:
                 start, end, down = reader.query_start, reader.query_end, reader.down
-            params = audit_log_params(
-                start,
-                end,
-                self.account.sync.filters,
-                sort="-created_at" if down else "created_at",
-                page_size=self._page_size,
-            )
-            pages = iter_pages(WindowCheck(client, start, end, down), params)
+            stream = self.stream
+            params = stream.query(start, end, self.account, descending=down)
+            checked = WindowCheck(client, start, end, down, stream.api)
+            pages = iter_pages(checked, params, stream.api)
+            field = stream.time_field
             while True:
                 with self._lock:  # the slices that would finish last (or unknown: inf) first
                     target = reader.slice
@@ -285,9 +288,11 @@ class Backfill:
                 if page is None:  # pragma: no cover - a query ends with an exhausted page
                     self._finish(reader, client)
                     return
-                rows, rejects = split_records(page.records, self.account.name, utc_now())
-                newest = max((r["created_at"] for r in rows), default=None)
-                oldest = min((r["created_at"] for r in rows), default=None)
+                rows, rejects = stream.split(page.records, self.account.name, utc_now())
+                # To the second, as the pages were checked: within a second the order is
+                # not promised, so a proof never says more than whole seconds.
+                times = [r[field].replace(microsecond=0) for r in rows]
+                newest, oldest = max(times, default=None), min(times, default=None)
                 with self._lock:
                     proof, last = self._plan.took_page(reader, newest, oldest, page.has_more)
                     target = reader.slice

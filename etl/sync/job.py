@@ -19,8 +19,9 @@ from etl.storage.engine import check_connection, open_engine
 from etl.storage.store import Store
 from etl.storage.streams import StreamStore
 from etl.sync.account import sync_account
+from etl.sync.logs import STREAMS
 from etl.sync.run import RunHooks, RunSummary
-from etl.sync.streams import STREAMS, sync_stream
+from etl.sync.streams import sync_stream
 from etl.zendesk.client import ZendeskClient
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,10 @@ from typing import Any
 from etl.common.clock import iso
 from etl.common.errors import EtlError, InterruptedRun, unexpected
 from etl.common.settings import AccountSettings
-from etl.records.audit import Reject, parse_record
+from etl.records.audit import Reject
 from etl.storage.store import Store, WriteResult
+from etl.storage.streams import LogState
+from etl.sync.logs import AUDIT_LOGS, Stream
 from etl.sync.window import Window
 from etl.zendesk.client import ClientStats, ZendeskClient
 
@@ -61,11 +63,13 @@ class RunSummary:
         self.updated += result.updated
         self.rejected += result.rejected
 
-    def add_client_stats(self, stats: ClientStats) -> None:
-        """Add what one client sent and got back (each fetcher of a backfill has its own)."""
-        self.requests += stats.requests
-        self.rate_limited += stats.rate_limited
-        self.corrupt += stats.corrupt
+    def add_client_stats(self, stats: ClientStats, since: ClientStats | None = None) -> None:
+        """Add what one client sent and got back (each fetcher of a backfill has its own);
+        ``since``: its figures when the run began (a client the account's logs share)."""
+        before = since or ClientStats()
+        self.requests += stats.requests - before.requests
+        self.rate_limited += stats.rate_limited - before.rate_limited
+        self.corrupt += stats.corrupt - before.corrupt
 
     @property
     def unchanged(self) -> int:
@@ -147,6 +151,13 @@ class Run:
     advance: bool  # a sync moves the watermark page by page; a resync never does
     hooks: RunHooks
     deadline: float | None = None  # on ``hooks.clock``: [sync] max_run_time's end
+    stream: Stream = AUDIT_LOGS  # which log it reads
+    state: LogState | None = None  # that log's watermark, pages and plan (None: ``store``'s)
+
+    @property
+    def log(self) -> LogState:
+        """Where the log's pages, watermark and backfill plan go."""
+        return self.store if self.state is None else self.state
 
     def out_of_time(self) -> bool:
         """Past ``[sync] max_run_time``: stop at the next commit (``OutOfTime``)."""
@@ -177,16 +188,8 @@ class Run:
 def split_records(
     records: Iterable[Any], account: str, synced_at: datetime
 ) -> tuple[list[dict[str, Any]], list[Reject]]:
-    """A page's records as storable rows, and the rejects among them."""
-    rows: list[dict[str, Any]] = []
-    rejects: list[Reject] = []
-    for raw in records:
-        parsed = parse_record(raw, account, synced_at)
-        if isinstance(parsed, Reject):
-            rejects.append(parsed)
-        else:
-            rows.append(parsed)
-    return rows, rejects
+    """An audit-log page's records as storable rows, and the rejects among them."""
+    return AUDIT_LOGS.split(records, account, synced_at)
 
 
 def page_event(

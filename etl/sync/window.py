@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from etl.common.clock import iso
-from etl.common.errors import RequestRejectedError
+from etl.common.errors import ConfigError, RequestRejectedError
 from etl.common.settings import AccountSettings
 from etl.storage.store import Store
 from etl.sync import scope
@@ -42,8 +42,14 @@ def reread_from(position: datetime, account: AccountSettings) -> datetime:
     return position - account.sync.overlap - BOUND_SLACK
 
 
-def plan_window(watermark: datetime | None, account: AccountSettings, now: datetime) -> Window:
-    """``now`` is the time both the host and Zendesk agree has passed (``zendesk_now``)."""
+def plan_window(
+    watermark: datetime | None,
+    account: AccountSettings,
+    now: datetime,
+    kept: timedelta | None = None,
+) -> Window:
+    """``now`` is the time both the host and Zendesk agree has passed (``zendesk_now``);
+    ``kept``: how far back Zendesk keeps the log (a first run starts there, never before)."""
     sync = account.sync
     end = (now - sync.lag).replace(microsecond=0)
     if watermark is None:
@@ -52,7 +58,32 @@ def plan_window(watermark: datetime | None, account: AccountSettings, now: datet
         start = reread_from(watermark, account)
         if sync.start_time:
             start = max(start, sync.start_time)
+    if kept is not None:
+        start = max(start, oldest_kept(now, kept))
     return Window(start=min(start, end), end=end)
+
+
+def oldest_kept(now: datetime, kept: timedelta) -> datetime:
+    """The oldest second a log Zendesk keeps for ``kept`` still holds whole."""
+    return (now - kept).replace(microsecond=0) + BOUND_SLACK
+
+
+def resync_window(
+    account: AccountSettings,
+    client: ZendeskClient,
+    host_now: datetime,
+    since: datetime,
+    until: datetime | None,
+) -> Window:
+    """The window ``resync --since --until`` re-reads: never past ``now - lag``."""
+    latest = latest_end(account, client, host_now)
+    end = min(until, latest) if until else latest
+    if since >= end:
+        raise ConfigError(
+            f"nothing to re-read: --since {iso(since)} is not before {iso(end)} "
+            "(--until, or now minus lag)"
+        )
+    return Window(since, end)
 
 
 def zendesk_now(client: ZendeskClient, host_now: datetime) -> datetime:

@@ -89,7 +89,7 @@ class Writer:
         self._plan = plan
         self._queue = pages
         self.account = run.account
-        self.store = run.store
+        self.store = run.log
         self.run_id = run.id
         self.advance = run.advance
         self.hooks = run.hooks

@@ -1,4 +1,8 @@
-"""The cursor chain of one audit-log query, with guards; nothing about retries or state.
+"""The cursor chain of one log query, with guards; nothing about retries or state.
+
+The audit log's and the access log's chains are read alike: ``iter_pages(..., api=)``
+takes the log's ``etl.zendesk.promises.LogApi`` (its list key, time field, window and sort
+parameters); below, ``audit_logs`` and ``created_at`` stand for them.
 
 ``iter_pages`` sends the first request (path + params), then, while
 ``meta.has_more`` is true, sends **the same request again plus the cursor**
@@ -45,22 +49,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from etl.common.clock import format_time
 from etl.common.errors import ConfigError, CorruptResponseError, PaginationError
 from etl.common.redact import redact_url, snippet
 from etl.common.settings import FILTER_KEYS
 from etl.common.urls import link_is_ours
 from etl.zendesk.promises import (
     AFTER,
-    CREATED_AT,
+    AUDIT_LOGS_API,
+    LogApi,
     Query,
     check_link,
     check_records,
-    created_at_of,
     link_cursor,
 )
 
-AUDIT_LOGS_PATH = "/api/v2/audit_logs"
+AUDIT_LOGS_PATH = AUDIT_LOGS_API.path
 MAX_PAGE_SIZE = 100
 MAX_STALLED_PAGES = 20
 MAX_EMPTY_PAGES = MAX_STALLED_PAGES  # the name older callers know
@@ -111,14 +114,20 @@ def audit_log_params(
         raise ConfigError(
             f"unknown audit-log filter(s) {', '.join(unknown)}; known: {', '.join(FILTER_KEYS)}"
         )
-    params = [
-        (CREATED_AT, format_time(start)),
-        (CREATED_AT, format_time(end)),
-    ]
+    params = AUDIT_LOGS_API.window(start, end)
     for name in FILTER_KEYS:
         params += [(f"filter[{name}][]", str(value)) for value in filters.get(name, ())]
     params += [("sort", sort), ("page[size]", str(page_size))]
     return params
+
+
+def log_params(
+    api: LogApi, start: datetime, end: datetime, *, descending: bool = False, page_size: int = 100
+) -> list[tuple[str, str]]:
+    """The query of one window of a log other than the audit log (no filters)."""
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ConfigError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+    return [*api.window(start, end), api.sort(descending), ("page[size]", str(page_size))]
 
 
 class _Seen:
@@ -157,10 +166,11 @@ def read_page(
     """``body`` as one page of ``query``; CorruptResponseError if it is not one (see the
     module doc), UnsafeLinkError for a next link that must never be requested. ``after``
     is the furthest created_at (in the query's order) of the pages before this one."""
-    records = body.get("audit_logs")
+    key = query.api.records_key if query is not None else AUDIT_LOGS_API.records_key
+    records = body.get(key)
     if not isinstance(records, list):
         keys = ", ".join(sorted(str(k) for k in body)[:8]) or "none"
-        raise CorruptResponseError(f"{where}: the answer has no audit_logs list (keys: {keys})")
+        raise CorruptResponseError(f"{where}: the answer has no {key} list (keys: {keys})")
     meta = body.get("meta")
     if not isinstance(meta, dict):
         raise CorruptResponseError(
@@ -225,7 +235,7 @@ class _Progress:
         """Take in a yielded page; True if it brought anything new."""
         new = False
         for record in records:
-            moment = created_at_of(record)
+            moment = self.query.api.time_of(record)
             if moment is None:  # a reject to be: new if not among the last ones seen
                 key = record.get("id") if isinstance(record, dict) else record
                 new = self._undated.add(snippet(repr(key), 200)) or new
@@ -249,10 +259,12 @@ class _Progress:
 
 
 def iter_pages(
-    client: JsonGetter, params: Sequence[tuple[str, str]], path: str = AUDIT_LOGS_PATH
+    client: JsonGetter, params: Sequence[tuple[str, str]], api: LogApi = AUDIT_LOGS_API
 ) -> Iterator[Page]:
-    """Every page of the query ``params``, lazily, in the order Zendesk gives them."""
-    query = Query.of(path, params)
+    """Every page of the query ``params`` of ``api``'s log, lazily, in the order Zendesk
+    gives them."""
+    query = Query.of(api, params)
+    path = api.path
     request: list[tuple[str, str]] = list(params)
     seen = _Seen(SEEN_MEMORY)
     progress = _Progress(query)
