@@ -138,8 +138,9 @@ def _period(
         state = StreamStore(store, log.name, log.table)
         source, described = _stream_source(stream), describe_scope(account)
         watermark, (_, recorded) = state.watermark(account.name), state.scope(account.name)
-        oldest = (utc_now() - log.retention).replace(microsecond=0) + timedelta(seconds=1)
-        if since < oldest:
+        kept = log.retention or timedelta(0)
+        oldest = (utc_now() - kept).replace(microsecond=0) + timedelta(seconds=1)
+        if log.retention is not None and since < oldest:
             notes.append(f"starts at {format_time(oldest)}: Zendesk keeps {stream} that long")
             since = oldest
     if until is None:
@@ -171,23 +172,18 @@ def _period(
 
 
 def _stream_source(name: str) -> Source:
-    """Another log as reconcile reads it, from its ``etl.sync.streams.Stream``: the same
+    """Another log as reconcile reads it, from its ``etl.sync.logs.Stream``: the same
     query and page checks as its sync."""
     from etl.integrity.reconcile import Source
-    from etl.sync.streams import STREAMS
-    from etl.zendesk.stream_pages import StreamQuery, iter_stream_pages
+    from etl.sync.logs import STREAMS
+    from etl.zendesk.pagination import iter_pages
 
     log = STREAMS[name]
 
     def pages(
         client: JsonGetter, account: AccountSettings, start: datetime, end: datetime
     ) -> Iterator[list[Any]]:
-        params = [
-            (log.start_param, format_time(start)), (log.end_param, format_time(end)),
-            *([log.sort] if log.sort else []), ("page[size]", str(account.zendesk.page_size)),
-        ]  # fmt: skip
-        query = StreamQuery(log.path, log.records_key, log.time_field, params, start, end)
-        for page in iter_stream_pages(client, query):
+        for page in iter_pages(client, log.query(start, end, account), log.api):
             yield page.records
 
     return Source(name, pages, log.parse, log.table, log.time_field)
