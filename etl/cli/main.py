@@ -4,11 +4,11 @@ Every expected failure is an ``EtlError`` and becomes one line on stderr plus it
 documented exit code (``etl.common.errors.ExitCode``); tracebacks appear only with
 ``--verbose`` and only for unexpected errors.
 
-The commands live in ``etl.cli.commands.sync`` (sync, resync) and ``etl.cli.commands.info``
-(migrate, status, check, list, init); stopping on signals in ``etl.cli.signals``; the error
-line in ``etl.cli.output``. To add a command: write ``cmd_NAME(args) -> int`` in a commands
-module (heavy imports inside it, so other commands start no slower), then give it its
-``ABOUT`` line and its ``command(...)`` block in ``build_parser``.
+The commands live in ``etl.cli.commands`` (one module per group); stopping on signals in
+``etl.cli.signals``; the error line in ``etl.cli.output``. To add a command: write
+``cmd_NAME(args) -> int`` in a commands module (heavy imports inside it, so other commands
+start no slower), with its options in ``NAME_arguments(parser)`` there when it has many,
+then give it its ``ABOUT`` line and its ``command(...)`` line in ``build_parser``.
 """
 
 from __future__ import annotations
@@ -24,23 +24,23 @@ from typing import Any, NoReturn
 from etl.cli import gc_freeze as collector
 from etl.cli import logsetup
 from etl.cli.about import ABOUT
-from etl.cli.arguments import (
-    ACCESS_FILTER_KEYS,
-    duration,
-    filter_pair,
-    positive_int,
-    seconds,
-    utc_time,
+from etl.cli.arguments import duration, seconds, utc_time
+from etl.cli.commands.export import cmd_export, export_arguments
+from etl.cli.commands.info import (
+    cmd_check,
+    cmd_init,
+    cmd_list,
+    cmd_migrate,
+    cmd_status,
+    list_arguments,
 )
-from etl.cli.commands.export import cmd_export
-from etl.cli.commands.info import cmd_check, cmd_init, cmd_list, cmd_migrate, cmd_status
 from etl.cli.commands.reconcile import cmd_reconcile, reconcile_arguments
 from etl.cli.commands.sync import cmd_resync, cmd_sync
-from etl.cli.commands.verify import cmd_keygen, cmd_verify, since_value
+from etl.cli.commands.verify import cmd_keygen, cmd_verify, verify_arguments
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
 from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
-from etl.common.settings import AUDIT_LOGS, FILTER_KEYS, STREAM_NAMES
+from etl.common.settings import STREAM_NAMES
 from etl.common.version import VERSION
 from etl.config import loader as config
 
@@ -155,44 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_list,
     )
     _account_option(lister, "the one account to read (needed when several are configured)")
-    lister.add_argument(
-        "--since", type=utc_time, metavar="TIME",
-        help="created at or after TIME (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC)",
-    )  # fmt: skip
-    lister.add_argument(
-        "--until", type=utc_time, metavar="TIME",
-        help="created at or before TIME (default: now minus the lag; stderr says when; the "
-        "access log: no bound)",
-    )  # fmt: skip
-    lister.add_argument(
-        "--filter",
-        action="append",
-        default=[],
-        type=filter_pair,
-        metavar="KEY=VALUE",
-        help=f"repeatable; KEY is one of {', '.join(FILTER_KEYS)}; the access log's: "
-        f"{', '.join(ACCESS_FILTER_KEYS)} (path: that path and anything below it)",
-    )
-    lister.add_argument(
-        "--stream", choices=STREAM_NAMES, default=AUDIT_LOGS,
-        help="audit_logs (default): from Zendesk's API; access_logs: the rows sync stored, "
-        "from the database (what outlives Zendesk's 90 days)",
-    )  # fmt: skip
-    lister.add_argument(
-        "--sort", choices=("asc", "desc"), default="desc", help="by created_at (default: desc)"
-    )
-    lister.add_argument(
-        "--limit",
-        type=positive_int,
-        default=100,
-        metavar="N",
-        help="at most N (default 100)",
-    )
-    lister.add_argument(
-        "--format",
-        choices=("json", "table"),
-        help="JSON lines, or a table (default: table on a terminal, else JSON lines)",
-    )
+    list_arguments(lister)
 
     init = command("init", "write a commented config file to start from", cmd_init)
     init.add_argument(
@@ -203,20 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = command("verify", "check the ledger, its checkpoints and the rows", cmd_verify)
     _account_option(verify)
-    verify.add_argument(
-        "--public-key", action="append", default=[], metavar="FILE",
-        help="a public key checkpoints may be signed with (PEM or keygen's verifier key "
-        "line; repeatable, for keys rotated out; default: the configured signing key's)",
-    )  # fmt: skip
-    verify.add_argument(
-        "--checkpoints", metavar="DIR",
-        help="the checkpoint directory to compare with (default: [ledger] checkpoint_dir)",
-    )  # fmt: skip
-    verify.add_argument(
-        "--since", type=since_value, metavar="ENTRY|TIME",
-        help="start at this ledger entry number, or at the first entry written at or after TIME",
-    )  # fmt: skip
-    verify.add_argument("--json", action="store_true", help="print the report as JSON evidence")
+    verify_arguments(verify)
 
     reconcile = command(
         "reconcile", "compare a period at Zendesk with what is stored, day by day", cmd_reconcile
@@ -233,37 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_export,
     )
     _account_option(exporter)
-    exporter.add_argument(
-        "--consumer", required=True, metavar="NAME",
-        help="whose position to read and advance (each consumer has its own)",
-    )  # fmt: skip
-    exporter.add_argument(
-        "--output", metavar="FILE",
-        help="append to FILE, exactly once across crashes (default: standard output, "
-        "at least once)",
-    )  # fmt: skip
-    exporter.add_argument(
-        "--format", choices=("raw", "ocsf"),
-        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events "
-        "(default: the consumer's saved format; raw for a new consumer)",
-    )  # fmt: skip
-    exporter.add_argument(
-        "--since", type=utc_time, metavar="TIME",
-        help="a consumer's first export starts at records created at or after TIME "
-        "(default: the consumer's saved --since; everything stored for a new consumer)",
-    )  # fmt: skip
-    exporter.add_argument(
-        "--streams", metavar="LIST",
-        help="the streams to export, separated by commas: audit_logs, access_logs, each with "
-        "its own position (default: the consumer's saved streams; audit_logs for a new "
-        "consumer); adding one needs nothing, dropping one needs --reset-options",
-    )  # fmt: skip
-    exporter.add_argument(
-        "--reset-options", action="store_true",
-        help="a consumer keeps the --format and --since it started with, and a run asking "
-        "for others is refused (exit 2); with this, it exports with this run's from its "
-        "position on (and forgets the positions of the streams --streams leaves out)",
-    )  # fmt: skip
+    export_arguments(exporter)
     return parser
 
 

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from etl.cli.arguments import utc_time
 from etl.cli.gc_freeze import work_begins
 from etl.cli.shared import load_settings, migrate_hint
 from etl.cli.signals import signals_set
@@ -107,3 +108,38 @@ def write_export_metrics(store: Store, settings: Settings) -> None:
         metrics.write_atomically(path, metrics.render_export(statuses, utc_now()))
     except OSError as exc:  # a side channel: warn, the export's result stands
         log.warning("could not write metrics file %s: %s", path, exc.strerror)
+
+
+def export_arguments(parser: argparse.ArgumentParser) -> None:
+    """``export``'s options (the account option is main's)."""
+    parser.add_argument(
+        "--consumer", required=True, metavar="NAME",
+        help="whose position to read and advance (each consumer has its own)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--output", metavar="FILE",
+        help="append to FILE, exactly once across crashes (default: standard output, "
+        "at least once)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--format", choices=("raw", "ocsf"),
+        help="raw: each record as Zendesk sent it, plus account; ocsf: OCSF 1.3.0 events "
+        "(default: the consumer's saved format; raw for a new consumer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--since", type=utc_time, metavar="TIME",
+        help="a consumer's first export starts at records created at or after TIME "
+        "(default: the consumer's saved --since; everything stored for a new consumer)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--streams", metavar="LIST",
+        help="the streams to export, separated by commas: audit_logs, access_logs, each with "
+        "its own position (default: the consumer's saved streams; audit_logs for a new "
+        "consumer); adding one needs nothing, dropping one needs --reset-options",
+    )  # fmt: skip
+    parser.add_argument(
+        "--reset-options", action="store_true",
+        help="a consumer keeps the --format and --since it started with, and a run asking "
+        "for others is refused (exit 2); with this, it exports with this run's from its "
+        "position on (and forgets the positions of the streams --streams leaves out)",
+    )  # fmt: skip

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TextIO
 
 from etl.cli import shared
+from etl.cli.arguments import ACCESS_FILTER_KEYS, filter_pair, positive_int, utc_time
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode, StaleDataError
-from etl.common.settings import AUDIT_LOGS, FILTER_KEYS, Settings
+from etl.common.settings import AUDIT_LOGS, FILTER_KEYS, STREAM_NAMES, Settings
 from etl.config import loader as config
 
 
@@ -235,3 +236,45 @@ def _example_config() -> Path:
     package = Path(__file__).resolve().parents[2]  # etl/, above cli/commands/
     installed = package / "config.example.toml"
     return installed if installed.is_file() else package.parent / "config.example.toml"
+
+
+def list_arguments(parser: argparse.ArgumentParser) -> None:
+    """``list``'s options (the account option is main's)."""
+    parser.add_argument(
+        "--since", type=utc_time, metavar="TIME",
+        help="created at or after TIME (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--until", type=utc_time, metavar="TIME",
+        help="created at or before TIME (default: now minus the lag; stderr says when; the "
+        "access log: no bound)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        type=filter_pair,
+        metavar="KEY=VALUE",
+        help=f"repeatable; KEY is one of {', '.join(FILTER_KEYS)}; the access log's: "
+        f"{', '.join(ACCESS_FILTER_KEYS)} (path: that path and anything below it)",
+    )
+    parser.add_argument(
+        "--stream", choices=STREAM_NAMES, default=AUDIT_LOGS,
+        help="audit_logs (default): from Zendesk's API; access_logs: the rows sync stored, "
+        "from the database (what outlives Zendesk's 90 days)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sort", choices=("asc", "desc"), default="desc", help="by created_at (default: desc)"
+    )
+    parser.add_argument(
+        "--limit",
+        type=positive_int,
+        default=100,
+        metavar="N",
+        help="at most N (default 100)",
+    )
+    parser.add_argument(
+        "--format",
+        choices=("json", "table"),
+        help="JSON lines, or a table (default: table on a terminal, else JSON lines)",
+    )

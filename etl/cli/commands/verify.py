@@ -164,3 +164,21 @@ def checkpointer(store: Store, settings: Settings) -> Checkpointer:
     }
     every = ledger.checkpoint_every.total_seconds()
     return Checkpointer(store.engine, targets, every, time.monotonic)
+
+
+def verify_arguments(parser: argparse.ArgumentParser) -> None:
+    """``verify``'s options (the account option is main's)."""
+    parser.add_argument(
+        "--public-key", action="append", default=[], metavar="FILE",
+        help="a public key checkpoints may be signed with (PEM or keygen's verifier key "
+        "line; repeatable, for keys rotated out; default: the configured signing key's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--checkpoints", metavar="DIR",
+        help="the checkpoint directory to compare with (default: [ledger] checkpoint_dir)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--since", type=since_value, metavar="ENTRY|TIME",
+        help="start at this ledger entry number, or at the first entry written at or after TIME",
+    )  # fmt: skip
+    parser.add_argument("--json", action="store_true", help="print the report as JSON evidence")
