@@ -158,14 +158,18 @@ class Store:
 
     @contextmanager
     def stream_transaction(
-        self, upsert: RowUpsert, advance_watermark: sa.Executable
+        self, upsert: RowUpsert, advance_watermark: sa.Executable, table: sa.Table = audit_logs
     ) -> Iterator[BatchTransaction]:
-        """``transaction`` for any stream: ``upsert`` writes its table's rows and
+        """``transaction`` for any stream: ``upsert`` writes its ``table``'s rows and
         ``advance_watermark`` its state (``etl.storage.streams``); the same lock check,
-        rejects, run counters and store sequence as the audit log's."""
+        rejects, run counters, store sequence and ledger as the audit log's."""
         with self._writing("writing a page") as conn:
             transaction = BatchTransaction(
-                conn, upsert=upsert, advance_watermark=advance_watermark, now=self._now
+                conn,
+                upsert=upsert,
+                advance_watermark=advance_watermark,
+                now=self._now,
+                table=table,
             )
             yield transaction
             transaction.finish()

@@ -217,7 +217,7 @@ class StreamStore:
     ) -> WriteResult:
         """Upsert ``rows``, store ``rejects``, advance the stream's watermark and count,
         atomically, under the run lock's check."""
-        with self.store.stream_transaction(self._upsert, self._advance) as tx:
+        with self.store.stream_transaction(self._upsert, self._advance, self.table) as tx:
             return tx.write_batch(account, run_id, rows, rejects, watermark=watermark)
 
     def status(self, account: str) -> StreamStatus:
