@@ -106,7 +106,7 @@ def test_access_rows_changed_deleted_or_forged_are_named_by_id(
         )
     engine.dispose()
     raw = row["raw"] if isinstance(row["raw"], dict) else json.loads(row["raw"])
-    forged = {**row, "id": "01FORGED", "raw": {**raw, "id": "01FORGED"}, "stored_seq": None}
+    forged = {**row, "id": "01FORGED", "raw": {**raw, "id": "01FORGED"}, "stored_seq": 10**12}
     engine = open_engine(db_url)
     with engine.begin() as conn:
         conn.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sqlite3
 import struct
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
@@ -175,10 +176,17 @@ class LedgerWriter:
         if dialect.name != "sqlite":
             self._conn.exec_driver_sql(_insert_sql(dialect, 1), values)
             return
+        driver = self._conn.connection.driver_connection
+        assert driver is not None
+        # fewer where an older SQLite binds fewer than 32,766 parameters (999 before 3.32)
+        most = min(
+            _ROWS_PER_STATEMENT,
+            driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(_COLUMNS),
+        )
         at = 0
         while at < len(values):
             left = len(values) - at
-            size = min(_ROWS_PER_STATEMENT, 1 << (left.bit_length() - 1))
+            size = min(most, 1 << (left.bit_length() - 1))
             flat = tuple(value for entry in values[at : at + size] for value in entry)
             self._conn.exec_driver_sql(_insert_sql(dialect, size), flat)
             at += size
