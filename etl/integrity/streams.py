@@ -40,10 +40,13 @@ _sha256 = hashlib.sha256
 # rows share the account's store sequence, so a ledger entry's ``stored_seq`` finds its row
 # in whichever table holds it.
 ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
+# ``raw`` as the UTF-8 bytes of its text, which are hashed (no decoding into ``str`` and
+# encoding back): SQLite's and MariaDB's the text as stored, PostgreSQL's jsonb's text.
+_RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "convert_to({}::text, 'UTF8')"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
-# A stored row as read: stored_seq, id, raw text, stream name.
-StoredRow = tuple[int, Any, str | bytes, str]
+# A stored row as read: stored_seq, id, raw text's bytes, stream name.
+StoredRow = tuple[int, Any, bytes, str]
 
 
 def parse_raw(text: str) -> Any:
@@ -84,6 +87,7 @@ def _driver_pages(
             if len(page) < PAGE:
                 return
             sql, params = advance(page[-1])
+            del page  # before the next page is fetched: one page in memory, not two
     finally:
         cursor.close()
 
@@ -125,7 +129,7 @@ def _stream_rows(conn: Connection, account: str, from_seq: int, stream: str) -> 
     name in each row."""
     q, m = _names(conn)
     table = ROW_TABLES[stream]
-    raw = q("raw") + ("::text" if conn.dialect.name == "postgresql" else "")
+    raw = _RAW_BYTES.get(conn.dialect.name, "CAST({} AS BINARY)").format(q("raw"))
     seq, record_id = q("stored_seq"), q("id")
     head = (
         f"SELECT {seq}, {record_id}, {raw}, '{stream}' "

@@ -161,8 +161,7 @@ class _Walk:
                     pending.pop(key, None)
                     text, self.stream = row[2], row[3]
                     counts[self.stream] += 1
-                    data = text.encode() if isinstance(text, str) else text
-                    if not (quick and sha(data).digest() == record) and (
+                    if not (quick and sha(text).digest() == record) and (
                         streams.raw_digest(text) != record
                     ):
                         self._find(
