@@ -32,7 +32,7 @@ from etl.storage.schema import (
     sync_runs,
 )
 
-PAGE = 50_000
+PAGE = 25_000
 _PLAIN = frozenset({str, int, bool, type(None)})
 _loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
 _sha256 = hashlib.sha256
@@ -74,22 +74,24 @@ def _driver_pages(
 ) -> Iterator[Any]:
     """The rows of a keyset-paged query as the driver gives them (tuples, bytes, text):
     SQLAlchemy's rows and result processors cost more than verify's hashing did. Each page
-    goes through a cursor of the connection's own transaction (so its snapshot);
-    ``advance`` makes the next page's query and parameters from the last row of a full one."""
+    through a cursor of the connection's own transaction (so its snapshot), closed once
+    fetched: psycopg and PyMySQL keep a result until the cursor's next query, which held
+    two pages where one is enough. ``advance`` makes the next page's query and parameters
+    from the last row of a full one."""
     driver = conn.connection.driver_connection
     assert driver is not None
-    cursor = driver.cursor()
-    try:
-        while True:
+    while True:
+        cursor = driver.cursor()
+        try:
             cursor.execute(sql, params)
             page = cursor.fetchall()
-            yield from page
-            if len(page) < PAGE:
-                return
-            sql, params = advance(page[-1])
-            del page  # before the next page is fetched: one page in memory, not two
-    finally:
-        cursor.close()
+        finally:
+            cursor.close()
+        yield from page
+        if len(page) < PAGE:
+            return
+        sql, params = advance(page[-1])
+        del page  # before the next page is fetched: one page in memory, not two
 
 
 def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
