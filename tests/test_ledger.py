@@ -20,9 +20,11 @@ from test_cli import cli
 from test_verify import config, found, keygen, verify
 
 from etl.records import chain
+from etl.records.audit import RAW_JSON, parse_record
 from etl.records.canonical import canonical_json
 from etl.storage import migrate
 from etl.storage.engine import open_engine
+from etl.storage.ledger import record_digest
 from etl.storage.schema import audit_logs, audit_rejects, ledger, ledger_head, sync_runs
 from zendesk_sim import SimulatedZendesk, generate_records
 
@@ -174,3 +176,25 @@ def test_no_false_alarm_after_a_sigkill_mid_backfill_and_a_scope_change(
         assert code == 0, report
         assert report["accounts"][0]["notes"] == []
         assert report["accounts"][0]["records_verified"] == len(sim.visible_records())
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"actor_name": "Zoë 😀", "change_description": 'Quote " \\ \t\n\u0001\u007f\u2028'},
+        {"\U0001f600": 1, "\ue000": 2, "zz": None, "aa": True},  # keys by code point
+        {"actor_id": 2**70},  # an integer orjson refuses: the json module writes it
+        {"score": 1.5, "tags": ["a", {"b": None}]},  # floats and nesting: not plain
+        {"actor_name": "nul \u0000 and lone \ud800"},  # altered before storing
+    ],
+)
+def test_a_row_is_hashed_as_its_canonical_json_whatever_text_it_is_stored_as(
+    fields: dict[str, Any],
+) -> None:
+    """The writer hashes the stored text itself when it is the canonical form (a record of
+    plain values, keys sorted): the same digest as the canonical JSON of what is stored."""
+    row = parse_record(audit_record(61, recent(5), **fields), "acme", recent(0))
+    assert isinstance(row, dict)
+    assert record_digest(row) == chain.record_hash(row["raw"])
+    if RAW_JSON in row and all(type(v) in (str, int, bool, type(None)) for v in fields.values()):
+        assert row[RAW_JSON] == canonical_json(row["raw"])  # stored as its canonical text

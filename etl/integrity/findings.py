@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+# The stream every account has; a finding of another stream says which in its line.
+AUDIT_STREAM = "audit_logs"
 
 # Every kind a finding can have (docs/INTEGRITY.md says what each means).
 KINDS = (
@@ -26,9 +30,12 @@ class Finding:
     entry: int | None = None  # the ledger entry (or a checkpoint's size) it concerns
     detail: str = ""
     subject: str = "record"  # record or reject
+    stream: str | None = None  # audit_logs, access_logs; None: a chain's or checkpoint's
 
     def line(self) -> str:
         where = [f"account {self.account}"]
+        if self.stream not in (None, AUDIT_STREAM):
+            where.append(f"stream {self.stream}")
         if self.record_id is not None:
             where.append(f"{self.subject} {self.record_id}")
         if self.entry is not None:
@@ -40,6 +47,7 @@ class Finding:
             "kind": self.kind,
             "account": self.account,
             "subject": self.subject,
+            "stream": self.stream,
             "record_id": self.record_id,
             "entry": self.entry,
             "detail": self.detail,
@@ -50,14 +58,29 @@ class Finding:
 class AccountReport:
     account: str
     entries: int = 0
-    records: int = 0  # rows whose hash was recomputed and compared
+    streams: Counter[str] = field(default_factory=Counter)  # rows checked, per stream
     checkpoints: int = 0
     checkpoints_valid: int = 0
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # unsigned or unanchored ranges
 
+    @property
+    def records(self) -> int:
+        """Rows whose hash was recomputed and compared, every stream's."""
+        return sum(self.streams.values())
+
     def add(self, finding: Finding) -> None:
         self.findings.append(finding)
+
+    def by_stream(self) -> dict[str, dict[str, int]]:
+        """Per stream (the audit log's always, any other that has rows or findings):
+        records verified and findings about its rows and rejects."""
+        found = Counter(f.stream for f in self.findings if f.stream is not None)
+        names = sorted({AUDIT_STREAM, *self.streams, *found})
+        return {
+            name: {"records_verified": self.streams[name], "findings": found[name]}
+            for name in names
+        }
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -66,6 +89,7 @@ class AccountReport:
             "records_verified": self.records,
             "checkpoints": self.checkpoints,
             "checkpoints_valid": self.checkpoints_valid,
+            "streams": self.by_stream(),
             "findings": [finding.fields() for finding in self.findings],
             "notes": self.notes,
         }

@@ -1,5 +1,6 @@
 """What ``verify`` reads, each a stream of keyset pages (flat memory, however large the
-table): the ledger by entry, the rows by ``stored_seq`` with ``raw`` as text, the rejects.
+table): the ledger by entry, the rows of every stream's table by ``stored_seq`` with
+``raw`` as text (merged: the streams share the account's store sequence), the rejects.
 
 ``raw`` is read as text and parsed here (orjson; the json module for a record holding a
 float, since orjson reads an integer past 64 bits as a float): the JSON type's own
@@ -9,38 +10,43 @@ parsing costs more than the rest of a row's check.
 from __future__ import annotations
 
 import hashlib
+import heapq
+import itertools
 import json
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.records.canonical import canonical_json
-from etl.storage.schema import audit_logs, audit_rejects, ledger, ledger_head
+from etl.storage.schema import (
+    access_logs,
+    audit_logs,
+    audit_rejects,
+    ledger,
+    ledger_head,
+    sync_runs,
+)
 
-PAGE = 20_000
+PAGE = 25_000
 _PLAIN = frozenset({str, int, bool, type(None)})
 _loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
 _sha256 = hashlib.sha256
-
-
-class Entry(NamedTuple):
-    entry: int
-    kind: str
-    record_id: str | None
-    stored_seq: int | None
-    record_hash: bytes
-    entry_hash: bytes
-    note: str | None
-
-
-class StoredRow(NamedTuple):
-    seq: int
-    id: int
-    raw: str
+# Each table of rows the ledger chains, by stream name (etl.sync.streams' names): their
+# rows share the account's store sequence, so a ledger entry's ``stored_seq`` finds its row
+# in whichever table holds it.
+ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
+# ``raw`` as the UTF-8 bytes of its text, which are hashed (no decoding into ``str`` and
+# encoding back): SQLite's and MariaDB's the text as stored, PostgreSQL's jsonb's text.
+_RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "convert_to({}::text, 'UTF8')"}
+# An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
+Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
+# A stored row as read: stored_seq, id, raw text's bytes, stream name.
+StoredRow = tuple[int, Any, bytes, str]
 
 
 def parse_raw(text: str) -> Any:
@@ -60,66 +66,119 @@ def raw_digest(text: str | bytes) -> bytes:
     return _sha256(canonical_json(json.loads(text)).encode()).digest()
 
 
-def entries(conn: Connection, account: str, after: int) -> Iterator[Entry]:
-    columns = [ledger.c[name] for name in Entry._fields]
+def _driver_pages(
+    conn: Connection,
+    sql: str,
+    params: list[Any],
+    advance: Callable[[Any], tuple[str, list[Any]]],
+) -> Iterator[Any]:
+    """The rows of a keyset-paged query as the driver gives them (tuples, bytes, text):
+    SQLAlchemy's rows and result processors cost more than verify's hashing did. Each page
+    through a cursor of the connection's own transaction (so its snapshot), closed once
+    fetched: psycopg and PyMySQL keep a result until the cursor's next query, which held
+    two pages where one is enough. ``advance`` makes the next page's query and parameters
+    from the last row of a full one."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
     while True:
-        page = conn.execute(
-            sa.select(*columns)
-            .where(ledger.c.account == account, ledger.c.entry > after)
-            .order_by(ledger.c.entry)
-            .limit(PAGE)
-        ).all()
-        for row in page:
-            yield Entry(*row)
+        cursor = driver.cursor()
+        try:
+            cursor.execute(sql, params)
+            page = cursor.fetchall()
+        finally:
+            cursor.close()
+        yield from page
         if len(page) < PAGE:
             return
-        after = page[-1][0]
+        sql, params = advance(page[-1])
+        del page  # before the next page is fetched: one page in memory, not two
+
+
+def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
+    """The dialect's identifier quoting and bound-parameter marker."""
+    dialect = conn.dialect
+    return dialect.identifier_preparer.quote, "?" if dialect.paramstyle == "qmark" else "%s"
+
+
+def entries(conn: Connection, account: str, after: int) -> Iterator[Entry]:
+    q, m = _names(conn)
+    table = conn.dialect.identifier_preparer.format_table(ledger)
+    columns = ", ".join(q(name) for name in ("entry", "kind", "record_id", "stored_seq",
+                                              "record_hash", "entry_hash", "note"))  # fmt: skip
+    sql = (
+        f"SELECT {columns} FROM {table} WHERE {q('account')} = {m} AND {q('entry')} > {m} "
+        f"ORDER BY {q('entry')} LIMIT {PAGE}"
+    )
+    return _driver_pages(conn, sql, [account, after], lambda last: (sql, [account, last[0]]))
 
 
 def rows(conn: Connection, account: str, from_seq: int) -> Iterator[StoredRow]:
-    """The account's numbered rows from ``from_seq`` on, by ``stored_seq`` (ties by id)."""
-    raw = sa.cast(audit_logs.c.raw, sa.Text)
-    seq, record_id = audit_logs.c.stored_seq, audit_logs.c.id
-    after: tuple[int, int] | None = None
-    while True:
-        # seq >= the last one seen, less what was seen at it: one range of the index, and a
-        # number two rows share (only tampering does that) is not lost between pages.
-        where = [audit_logs.c.account == account, seq >= (from_seq if after is None else after[0])]
-        if after is not None:
-            where.append(sa.not_(sa.and_(seq == after[0], record_id <= after[1])))
-        page = conn.execute(
-            sa.select(seq, record_id, raw).where(*where).order_by(seq, record_id).limit(PAGE)
-        ).all()
-        for row in page:
-            yield StoredRow(*row)
-        if len(page) < PAGE:
-            return
-        after = (page[-1][0], page[-1][1])
+    """The account's numbered rows of every stream from ``from_seq`` on, by ``stored_seq``
+    (ties by stream, then id). A stream without rows costs one query, and merges nothing."""
+    present = []
+    for name in ROW_TABLES:
+        reader = _stream_rows(conn, account, from_seq, name)
+        first = next(reader, None)
+        if first is not None:
+            present.append(itertools.chain((first,), reader))
+    if len(present) == 1:
+        return present[0]
+    return heapq.merge(*present, key=operator.itemgetter(0))
 
 
-def unnumbered_rows(conn: Connection, account: str) -> list[int]:
-    """Ids of the account's rows without a ``stored_seq`` (the store always gives one)."""
-    return list(
-        conn.execute(
-            sa.select(audit_logs.c.id).where(
-                audit_logs.c.account == account, audit_logs.c.stored_seq.is_(None)
-            )
-        ).scalars()
+def _stream_rows(conn: Connection, account: str, from_seq: int, stream: str) -> Iterator[StoredRow]:
+    """One table's numbered rows by (``stored_seq``, id), ``raw`` as text, its stream's
+    name in each row."""
+    q, m = _names(conn)
+    table = ROW_TABLES[stream]
+    raw = _RAW_BYTES.get(conn.dialect.name, "CAST({} AS BINARY)").format(q("raw"))
+    seq, record_id = q("stored_seq"), q("id")
+    head = (
+        f"SELECT {seq}, {record_id}, {raw}, '{stream}' "
+        f"FROM {conn.dialect.identifier_preparer.format_table(table)} "
+        f"WHERE {q('account')} = {m} AND {seq} >= {m}"
+    )
+    tail = f" ORDER BY {seq}, {record_id} LIMIT {PAGE}"
+    # seq >= the last one seen, less what was seen at it: one range of the index, and a
+    # number two rows share (only tampering does that) is not lost between pages.
+    later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m}){tail}"
+    return _driver_pages(
+        conn,
+        head + tail,
+        [account, from_seq],
+        lambda last: (later, [account, last[0], last[0], last[1]]),
     )
 
 
-def rejects(conn: Connection, account: str) -> Iterator[tuple[str | None, str, str]]:
+def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any]]:
+    """(stream, id) of the account's rows without a ``stored_seq`` (the store always
+    gives one)."""
+    found = []
+    for stream, table in ROW_TABLES.items():
+        where = sa.and_(table.c.account == account, table.c.stored_seq.is_(None))
+        found += [
+            (stream, row_id)
+            for row_id in conn.execute(sa.select(table.c.id).where(where)).scalars()
+        ]
+    return found
+
+
+def rejects(conn: Connection, account: str) -> Iterator[tuple[str | None, str, str, str | None]]:
+    """The account's rejects: record id, reason, raw, and the stream of the run that
+    stored each (None when its run row is gone)."""
     after = 0
-    table = audit_rejects
+    table, runs = audit_rejects, sync_runs
+    joined = table.outerjoin(runs, table.c.run_id == runs.c.id)
     while True:
         page = conn.execute(
-            sa.select(table.c.id, table.c.record_id, table.c.reason, table.c.raw)
+            sa.select(table.c.id, table.c.record_id, table.c.reason, table.c.raw, runs.c.stream)
+            .select_from(joined)
             .where(table.c.account == account, table.c.id > after)
             .order_by(table.c.id)
             .limit(PAGE)
         ).all()
-        for _, record_id, reason, raw in page:
-            yield record_id, reason, raw
+        for _, record_id, reason, raw, stream in page:
+            yield record_id, reason, raw, stream
         if len(page) < PAGE:
             return
         after = page[-1][0]
@@ -165,5 +224,6 @@ def first_seq_from(conn: Connection, account: str, entry: int) -> int | None:
 
 def ledger_accounts(conn: Connection) -> list[str]:
     names = set(conn.execute(sa.select(ledger_head.c.account)).scalars())
-    names.update(conn.execute(sa.select(audit_logs.c.account).distinct()).scalars())
+    for table in ROW_TABLES.values():
+        names.update(conn.execute(sa.select(table.c.account).distinct()).scalars())
     return sorted(names)

@@ -53,8 +53,15 @@ _LENGTHS = AUDIT_TEXT_LENGTHS
 _BIGINT = 2**63
 _DIGITS = re.compile(r"\A\s*-?[0-9]+\s*\Z")  # ASCII only: int() also takes "١٢", not "²"
 # What json.dumps(raw, allow_nan=False, default=str, separators=(",", ":"),
-# ensure_ascii=False) uses, made once: the text orjson makes, for what orjson refuses.
-_ENCODER = json.JSONEncoder(allow_nan=False, default=str, separators=(",", ":"), ensure_ascii=False)
+# ensure_ascii=False, sort_keys=True) uses, made once: the text orjson makes, for what
+# orjson refuses; unsorted only for keys that do not sort (not all text).
+_ENCODER = json.JSONEncoder(
+    allow_nan=False, default=str, separators=(",", ":"), ensure_ascii=False, sort_keys=True
+)
+_UNSORTED = json.JSONEncoder(
+    allow_nan=False, default=str, separators=(",", ":"), ensure_ascii=False
+)
+_SORT_KEYS = orjson.OPT_SORT_KEYS
 # The types of a Zendesk record's values: orjson encodes these exactly (never a float,
 # which could be NaN: orjson would write it as null).
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
@@ -118,8 +125,13 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
 
 
 def _encode(raw: dict[Any, Any]) -> tuple[str, bool]:
-    """``raw`` as compact JSON text, and whether it may hold a NUL or a lone surrogate
-    (checked exactly only then); ValueError for NaN or Infinity.
+    """``raw`` as compact JSON text, keys sorted, and whether it may hold a NUL or a lone
+    surrogate (checked exactly only then); ValueError for NaN or Infinity.
+
+    Sorted, so that a record of plain values is stored as its canonical text
+    (``etl.records.canonical``): its ledger hash is the SHA-256 of the very text stored,
+    made once, and ``verify`` hashes the text SQLite and MariaDB give back without
+    parsing it (PostgreSQL's ``jsonb`` sorts keys too).
 
     A record of plain values, as Zendesk's are, goes to orjson: six times faster than the
     json module, whose checks this needs for the rest (floats, nesting), and for what
@@ -127,12 +139,15 @@ def _encode(raw: dict[Any, Any]) -> tuple[str, bool]:
     """
     if _PLAIN_TYPES.issuperset(map(type, raw.values())):
         try:
-            text = orjson.dumps(raw).decode()
+            text = orjson.dumps(raw, option=_SORT_KEYS).decode()
         except TypeError:
             pass
         else:  # a NUL is escaped; orjson refuses surrogates
             return text, "\\u0000" in text
-    text = _ENCODER.encode(raw)
+    try:
+        text = _ENCODER.encode(raw)
+    except TypeError:  # keys of several types (not from JSON): they do not sort
+        text = _UNSORTED.encode(raw)
     return text, "\\u0000" in text or _UNSTORABLE.search(text) is not None
 
 

@@ -20,7 +20,7 @@ from etl.storage.limits import (
     storable_reject,
     upsert_isolating,
 )
-from etl.storage.schema import audit_rejects, column_lengths
+from etl.storage.schema import audit_logs, audit_rejects, column_lengths
 from etl.storage.sequence import number_rows
 from etl.storage.statements import SliceUpdate, WriteResult, save_slices
 
@@ -55,8 +55,10 @@ class BatchTransaction:
         upsert: RowUpsert,
         advance_watermark: sa.Executable,
         now: Callable[[], datetime],
+        table: sa.Table = audit_logs,
     ) -> None:
         self._conn = conn
+        self._table = table  # where ``upsert`` writes: the ledger looks there for what it wrote
         self._upsert = upsert
         self._advance_watermark = advance_watermark
         self._now = now
@@ -102,7 +104,8 @@ class BatchTransaction:
         upserted = upsert_isolating(conn, self._upsert, account, latest)
         # The ledger (etl.storage.ledger): each version written, chained in this transaction.
         assert self._ledger is not None
-        self._ledger.rows(written_rows(conn, account, latest, upserted.inserted + upserted.updated))
+        written = upserted.inserted + upserted.updated
+        self._ledger.rows(written_rows(conn, self._table, account, latest, written))
         all_rejects = [*rejects, *too_big, *upserted.rejects]
         if all_rejects:
             self._write_rejects(account, run_id, all_rejects, packet)

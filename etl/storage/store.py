@@ -156,19 +156,26 @@ class Store:
     def transaction(self) -> Iterator[BatchTransaction]:
         """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
         of them commit when the block ends, or none."""
-        with self.stream_transaction(self._upsert, self._advance_watermark) as transaction:
+        with self.stream_transaction(
+            self._upsert, self._advance_watermark, audit_logs
+        ) as transaction:
             yield transaction
 
     @contextmanager
     def stream_transaction(
-        self, upsert: RowUpsert, advance_watermark: sa.Executable
+        self, upsert: RowUpsert, advance_watermark: sa.Executable, table: sa.Table
     ) -> Iterator[BatchTransaction]:
-        """``transaction`` for any stream: ``upsert`` writes its table's rows and
+        """``transaction`` for any stream: ``upsert`` writes its ``table``'s rows (no
+        default: the ledger looks there for what was written) and
         ``advance_watermark`` its state (``etl.storage.streams``); the same lock check,
-        rejects, run counters and store sequence as the audit log's."""
+        rejects, run counters, store sequence and ledger as the audit log's."""
         with self._writing("writing a page") as conn:
             transaction = BatchTransaction(
-                conn, upsert=upsert, advance_watermark=advance_watermark, now=self._now
+                conn,
+                upsert=upsert,
+                advance_watermark=advance_watermark,
+                now=self._now,
+                table=table,
             )
             yield transaction
             transaction.finish()

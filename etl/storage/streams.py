@@ -254,13 +254,13 @@ class StreamStore:
     ) -> WriteResult:
         """Upsert ``rows``, store ``rejects``, advance the stream's watermark and count,
         atomically, under the run lock's check."""
-        with self.store.stream_transaction(self._upsert, self._advance) as tx:
+        with self.store.stream_transaction(self._upsert, self._advance, self.table) as tx:
             return tx.write_batch(account, run_id, rows, rejects, watermark=watermark)
 
     @contextmanager
     def transaction(self) -> Iterator[BatchTransaction]:
         """Consecutive batches of this stream in one transaction (a backfill's writer)."""
-        with self.store.stream_transaction(self._upsert, self._advance) as tx:
+        with self.store.stream_transaction(self._upsert, self._advance, self.table) as tx:
             yield tx
 
     def slices(self, account: str) -> list[SliceRow]:

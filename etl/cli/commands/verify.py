@@ -88,6 +88,11 @@ def _print_report(report: AccountReport) -> None:
         f"{report.records} records, {report.checkpoints_valid}/{report.checkpoints} "
         f"checkpoints valid, {len(report.findings)} findings"
     )
+    for stream, tally in report.by_stream().items():
+        print(
+            f"account {report.account}: stream {stream}: {tally['records_verified']} records, "
+            f"{tally['findings']} findings"
+        )
 
 
 def _accounts(store: Store) -> list[str]:

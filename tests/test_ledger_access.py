@@ -1,0 +1,134 @@
+"""The access log under the ledger (issue 26): its stored versions and rejects chained by the
+audit log's rules, in the transaction that stores them; ``verify`` counts and names them per
+stream, and finds an access row changed, deleted or forged, by id, on each database."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from access_support import ACCESS_PATH, access_record
+from support import recent
+from test_cli import cli
+
+from etl.common.errors import ExitCode
+from etl.records import chain
+from etl.storage.engine import open_engine
+from etl.storage.schema import access_logs, ledger
+from zendesk_sim import AccessSource, Fault, SimulatedZendesk, generate_records
+
+AUDIT, ACCESS = 300, 400
+
+
+@pytest.fixture
+def zendesk() -> Iterator[SimulatedZendesk]:
+    end = recent(30)
+    audit = generate_records(AUDIT, start=end - timedelta(days=2), end=end, seed=5)
+    access = AccessSource(ACCESS, start=end - timedelta(days=2), end=end, seed=6)
+    with SimulatedZendesk(audit, access_records=access) as sim:
+        # one access record without its id: the access log's reject, chained too
+        sim.inject(Fault("mangle", mangle="no_id", path=ACCESS_PATH, skip=1))
+        yield sim
+
+
+def synced(tmp_path: Path, sim: SimulatedZendesk, db_url: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
+        f'[database]\nurl = "{db_url}"\nauto_migrate = true\n'
+        '[sync]\nstreams = ["audit_logs", "access_logs"]\n'
+    )
+    result = cli(path, "sync")
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def verify(path: Path) -> tuple[int, dict[str, Any]]:
+    result = cli(path, "verify", "--json")
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (0, 1) and result.stdout, result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def access_ids(db_url: str) -> list[str]:
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        ids = list(conn.execute(sa.select(access_logs.c.id).order_by(access_logs.c.id)).scalars())
+    engine.dispose()
+    return ids
+
+
+def test_both_streams_are_chained_and_verified_per_stream(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    path = synced(tmp_path, zendesk, db_url)
+    stored = len(access_ids(db_url))
+    assert stored == ACCESS - 1
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        kinds: dict[str, int] = dict(
+            conn.execute(sa.select(ledger.c.kind, sa.func.count()).group_by(ledger.c.kind)).all()
+        )
+    engine.dispose()
+    assert kinds == {chain.ROW: AUDIT + stored, chain.REJECT: 1}
+    # An access record changed at Zendesk: its new version is chained; nothing is a finding.
+    first = access_ids(db_url)[0]
+    zendesk.add_access_records([access_record(first, recent(60), summary="Viewed again")])
+    assert cli(path, "resync", "--stream", "access_logs", "--since", "2000-01-01").returncode == 0
+    stored = len(access_ids(db_url))  # the rejected one too: sent whole this time
+    code, report = verify(path)
+    assert code == ExitCode.OK, report
+    (account,) = report["accounts"]
+    assert account["streams"] == {
+        "access_logs": {"records_verified": stored, "findings": 0},
+        "audit_logs": {"records_verified": AUDIT, "findings": 0},
+    }
+    assert report["summary"].endswith(f"{AUDIT + stored} records verified, 0 findings")
+    text = cli(path, "verify").stdout.splitlines()
+    assert f"account acme: stream access_logs: {stored} records, 0 findings" in text
+    assert f"account acme: stream audit_logs: {AUDIT} records, 0 findings" in text
+
+
+def test_access_rows_changed_deleted_or_forged_are_named_by_id(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    path = synced(tmp_path, zendesk, db_url)
+    changed, deleted = access_ids(db_url)[10:12]
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        row = dict(
+            conn.execute(sa.select(access_logs).where(access_logs.c.id == changed)).one()._mapping
+        )
+    engine.dispose()
+    raw = row["raw"] if isinstance(row["raw"], dict) else json.loads(row["raw"])
+    forged = {**row, "id": "01FORGED", "raw": {**raw, "id": "01FORGED"}, "stored_seq": 10**12}
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.update(access_logs)
+            .where(access_logs.c.id == changed)
+            .values(raw={**raw, "ip_address": "203.0.113.9"})
+        )
+        conn.execute(sa.delete(access_logs).where(access_logs.c.id == deleted))
+        conn.execute(sa.insert(access_logs).values(forged))
+    engine.dispose()
+    code, report = verify(path)
+    assert code == ExitCode.FINDINGS
+    (account,) = report["accounts"]
+    assert {(f["kind"], f["record_id"], f["stream"]) for f in account["findings"]} == {
+        ("modified", changed, "access_logs"),
+        ("deleted", deleted, "access_logs"),
+        ("inserted", "01FORGED", "access_logs"),
+    }
+    assert account["streams"]["access_logs"]["findings"] == 3
+    assert account["streams"]["audit_logs"] == {"records_verified": AUDIT, "findings": 0}
+    lines = cli(path, "verify").stdout.splitlines()
+    assert any(
+        line.startswith(f"INVALID: modified: account acme, stream access_logs, record {changed},")
+        for line in lines
+    ), lines
