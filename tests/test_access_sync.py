@@ -300,3 +300,23 @@ def test_resync_of_the_access_log_repairs_it_and_leaves_its_watermark(
         finally:
             engine.dispose()
         assert_access_matches(db_url, sim.access_records())
+
+
+def test_a_value_that_only_changes_type_is_a_new_version(tmp_path: Path, db_url: str) -> None:
+    """``1`` becoming ``true`` (or ``1.0``) is a change at Zendesk: stored as a new version,
+    as the audit log's upsert does, though Python's ``1 == True == 1.0`` would call it the
+    same record."""
+    end = recent(30)
+    first = access_record("01HTYPE0000000000000000001", end - timedelta(hours=1), flag=1)
+    with SimulatedZendesk(access_records=[first]) as sim:
+        config = write_config(tmp_path, sim.url, db_url, 'streams = ["access_logs"]')
+        assert cli(config, "sync").returncode == 0
+        since = (end - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for value in (True, 1.0):
+            sim.add_access_records([{**first, "flag": value}])
+            resynced = cli(config, "resync", "--stream", "access_logs", "--since", since)
+            assert resynced.returncode == 0, resynced.stderr
+            assert "0 were missing and 1 differed" in resynced.stdout, resynced.stdout
+            (row,) = access_rows(db_url)
+            raw = row["raw"] if isinstance(row["raw"], dict) else json.loads(row["raw"])
+            assert raw["flag"] is value or (value == 1.0 and isinstance(raw["flag"], float))

@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from etl.common.clock import utc_now
 from etl.records.audit import RAW_JSON
+from etl.records.canonical import canonical_json
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import FAILURE_STATUSES, RunInfo, runs, stream_rejects
 from etl.storage.limits import RowUpsert, byte_batches, max_packet
@@ -86,8 +87,8 @@ def access_upsert(dialect: Dialect) -> RowUpsert:
             old = stored.get(record_id, _MISSING)
             if old is _MISSING:
                 inserted += 1
-            elif old == row["raw"]:
-                continue
+            elif canonical_json(old) == canonical_json(row["raw"]):
+                continue  # by canonical text, not Python's equality: 1 == True == 1.0 there
             changed.append({k: v for k, v in row.items() if k != RAW_JSON})
         if changed:
             _write(conn, statement, changed)
