@@ -9,11 +9,9 @@ and the schema is the head's.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -22,9 +20,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from parts.cli import CLI_ENV, cli_command, run_cli
+from parts.configs import write_config
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from support import SIM_OAUTH_TOKEN, assert_table_matches, audit_record, recent
+from support import assert_table_matches, audit_record, recent
 
 from etl.storage import migrate
 from etl.storage.engine import open_engine
@@ -80,11 +80,16 @@ def test_migrate_finishes_what_a_kill_anywhere_left(engine: Engine) -> None:
     statements = upgrade_killed_before(engine, 0)  # a whole upgrade, counted
     assert statements >= 15
     assert_at_head(engine)
+    drop_everything(engine)
     for k in range(1, statements + 1):
-        drop_everything(engine)
         assert upgrade_killed_before(engine, k) == k
+        if not sa.inspect(engine).get_table_names():
+            # Rolled back whole (PostgreSQL and SQLite migrate in one transaction): the
+            # next `migrate` starts from empty, as the first upgrade above did.
+            continue
         migrate.upgrade(engine)  # the next `migrate`
         assert_at_head(engine)
+        drop_everything(engine)
 
 
 def test_a_kill_inside_0002_leaves_0001_recorded_and_is_finished(engine: Engine) -> None:
@@ -113,24 +118,21 @@ def test_sigkill_during_migrate_then_migrate_and_sync_succeed(db_url: str, tmp_p
     records = [audit_record(1000 + i, recent(60 - i / 10)) for i in range(300)]
     engine = open_engine(db_url)
     with SimulatedZendesk(records) as sim:
-        config = tmp_path / "config.toml"
-        config.write_text(
-            f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\n'
-            f'[database]\nurl = "{db_url}"\nauto_migrate = false\n'
-        )
-        base = [sys.executable, "-m", "etl", "--config", str(config), "--quiet"]
-        env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
+        config = write_config(tmp_path, db_url, sim.url, database={"auto_migrate": False})
         for _ in range(4):
             drop_everything(engine)
-            proc = subprocess.Popen([*base, "migrate"], env=env, cwd=ROOT)
+            proc = subprocess.Popen(
+                cli_command(config, "--quiet", "migrate"), env=CLI_ENV, cwd=ROOT
+            )
             # A random moment of start-up or migration: the kill is the subject.
             time.sleep(rng.uniform(0.2, 1.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-            again = subprocess.run([*base, "migrate"], env=env, cwd=ROOT, capture_output=True)
+            # The next `migrate` in process: what it does with what the kill left counts.
+            again = run_cli("--config", str(config), "--quiet", "migrate")
             assert again.returncode == 0, again.stderr
             assert_at_head(engine)
-        synced = subprocess.run([*base, "sync"], env=env, cwd=ROOT, capture_output=True, text=True)
+        synced = run_cli("--config", str(config), "--quiet", "sync")
         assert synced.returncode == 0, synced.stderr
         assert_table_matches(db_url, sim.visible_records())
     engine.dispose()
