@@ -88,6 +88,7 @@ def migrated_engine(migrated_url: str) -> Iterator[sa.Engine]:
 
 def pytest_configure(config: pytest.Config) -> None:
     marks.install_checks()
+    order.one_at_a_time(config)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by them
