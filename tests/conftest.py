@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from parts import marks
+from parts import marks, order
 from parts.databases import (
     ALL_KINDS,
     SERVER_URLS,
@@ -88,6 +88,7 @@ def migrated_engine(migrated_url: str) -> Iterator[sa.Engine]:
 
 def pytest_configure(config: pytest.Config) -> None:
     marks.install_checks()
+    order.one_at_a_time(config)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by them
@@ -99,6 +100,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = [item for item in items if _wanted_kind(item)]
+    order.longest_first(items)
 
 
 def _wanted_kind(item: pytest.Item) -> bool:

@@ -13,6 +13,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from parts.cli import run_cli
+from parts.configs import write_config
 from support import fresh_store, wait_until
 from test_cli import one_error_line
 from test_export import T0, export, record, store_records
@@ -26,11 +28,7 @@ SINCE = "2026-03-01T12:00:00Z"  # T0: half of the rows below were created before
 
 
 def _config(tmp_path: Path, db_url: str) -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[zendesk]\nbase_url = "http://127.0.0.1:9"\nname = "acme"\n[database]\nurl = "{db_url}"\n'
-    )
-    return config
+    return write_config(tmp_path, db_url)  # Zendesk unreachable: export needs none
 
 
 def _env() -> dict[str, str]:
@@ -43,8 +41,8 @@ def _export(config: Path, consumer: str, out: Path, *options: str) -> list[str]:
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    """In process: what a run does counts here; the stopped ones are real processes."""
+    return run_cli(*command[command.index("--config") :])
 
 
 def _stopped_once_it_has_written(command: list[str], out: Path, how: signal.Signals) -> None:

@@ -107,10 +107,10 @@ def backfill_sim() -> Iterator[SimulatedZendesk]:
     ids=["term-term", "int-int", "four"],
 )
 def test_signals_in_quick_succession_mid_backfill(
-    db_url: str, tmp_path: Path, backfill_sim: SimulatedZendesk, signals: tuple[int, ...]
+    migrated_url: str, tmp_path: Path, backfill_sim: SimulatedZendesk, signals: tuple[int, ...]
 ) -> None:
-    config = write_config(tmp_path, backfill_sim.url, db_url, requests_per_minute=PACED)
-    engine = open_engine(db_url)
+    config = write_config(tmp_path, backfill_sim.url, migrated_url, requests_per_minute=PACED)
+    engine = open_engine(migrated_url)
     run = Run(config)
     wait_until(lambda: count_rows(engine) >= 1000, "the backfill's first pages committed")
     engine.dispose()
@@ -120,15 +120,17 @@ def test_signals_in_quick_succession_mid_backfill(
     run.finish()
     assert time.monotonic() - sent < STOPPED
     run.assert_interrupted()
-    assert count_rows_of(db_url) < BACKFILL_RECORDS, "the signals came after the backfill"
-    completes_exactly(write_config(tmp_path, backfill_sim.url, db_url), db_url, backfill_sim)
+    assert count_rows_of(migrated_url) < BACKFILL_RECORDS, "the signals came after the backfill"
+    completes_exactly(
+        write_config(tmp_path, backfill_sim.url, migrated_url), migrated_url, backfill_sim
+    )
 
 
 def test_a_second_signal_once_the_first_is_acted_on(
-    db_url: str, tmp_path: Path, backfill_sim: SimulatedZendesk
+    migrated_url: str, tmp_path: Path, backfill_sim: SimulatedZendesk
 ) -> None:
-    config = write_config(tmp_path, backfill_sim.url, db_url, requests_per_minute=PACED)
-    engine = open_engine(db_url)
+    config = write_config(tmp_path, backfill_sim.url, migrated_url, requests_per_minute=PACED)
+    engine = open_engine(migrated_url)
     run = Run(config)
     wait_until(lambda: count_rows(engine) >= 1000, "the backfill's first pages committed")
     engine.dispose()
@@ -138,8 +140,10 @@ def test_a_second_signal_once_the_first_is_acted_on(
         run.proc.send_signal(signal.SIGINT)
     run.finish()
     run.assert_interrupted()
-    assert count_rows_of(db_url) < BACKFILL_RECORDS, "the signals came after the backfill"
-    completes_exactly(write_config(tmp_path, backfill_sim.url, db_url), db_url, backfill_sim)
+    assert count_rows_of(migrated_url) < BACKFILL_RECORDS, "the signals came after the backfill"
+    completes_exactly(
+        write_config(tmp_path, backfill_sim.url, migrated_url), migrated_url, backfill_sim
+    )
 
 
 def test_sigterm_during_a_rate_limit_pause_stops_at_once(sqlite_url: str, tmp_path: Path) -> None:
