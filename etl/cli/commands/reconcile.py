@@ -186,4 +186,5 @@ def _stream_source(name: str) -> Source:
         for page in iter_pages(client, log.query(start, end, account), log.api):
             yield page.records
 
-    return Source(name, pages, log.parse, log.table, log.time_field)
+    # Its rows share the account's store sequence and ledger (one chain for both logs).
+    return Source(name, pages, log.parse, log.table, log.time_field, ledgered=True)
