@@ -35,7 +35,7 @@ from etl.storage.engine import open_engine
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = [k for k in ("sqlite", "postgresql") if k in selected_kinds()]
+KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]
 
 
 @pytest.fixture(params=KINDS)
