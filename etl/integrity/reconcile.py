@@ -18,7 +18,6 @@ day. The audit log's filters apply to both sides.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -35,6 +34,7 @@ from etl.common.settings import AccountSettings
 from etl.common.version import VERSION
 from etl.integrity import reconcile_days as progress
 from etl.integrity.reconcile_days import DayResult
+from etl.integrity.streams import raw_digest
 from etl.records.audit import Reject, parse_record
 from etl.records.chain import record_hash
 from etl.storage.schema import audit_logs, checkpoints, ledger
@@ -172,6 +172,7 @@ def reconcile_account(
                               format_time(period.until), period.scope)  # fmt: skip
     done = progress.finished_days(engine, name, period.key, period.scope_text)
     before = stats.requests
+    covering = _last_signed(engine, name) if period.source.ledgered else None
     for day, start, end in day_spans(period.since, period.until):
         if day in done:
             report.days.append(done[day])
@@ -182,7 +183,7 @@ def reconcile_account(
         first = stats.requests
         result = DayResult(day, format_time(start), format_time(end))
         at_zendesk = _zendesk_day(client, period, start, end, result, now())
-        _compare(engine, period, start, end, at_zendesk, result)
+        _compare(engine, period, start, end, at_zendesk, result, covering)
         result.requests = stats.requests - first
         result.checked_at, result.version = format_time(now()), VERSION
         progress.save_day(engine, name, period.key, period.scope_text, result, now())
@@ -221,6 +222,7 @@ def _compare(
     end: datetime,
     theirs: dict[Any, bytes],
     result: DayResult,
+    covering: _Covering | None,
 ) -> None:
     """The day's stored rows against ``theirs``; fills the result's ids and checkpoint."""
     stored = unnumbered = 0
@@ -240,9 +242,8 @@ def _compare(
                 extra.append(record_id)
             elif theirs[record_id] != digest:
                 differ.append(record_id)
-        if period.source.ledgered:
-            result.checkpoint = _covering_checkpoint(conn, period.account.name, newest_seq,
-                                                     unnumbered)  # fmt: skip
+    if covering is not None:
+        result.checkpoint = covering.of_day(newest_seq, unnumbered)
     result.stored = stored
     result.missing = sorted(set(theirs) - seen)
     result.extra, result.differ = sorted(extra), sorted(differ)
@@ -268,29 +269,42 @@ def _stored_day(
             query = query.where(table.c.id > after)
         page = conn.execute(query.order_by(table.c.id).limit(PAGE)).all()
         for record_id, text, seq in page:
-            yield record_id, record_hash(json.loads(text)), seq
+            yield record_id, raw_digest(text), seq  # verify's: record_hash of the parsed text
         if len(page) < PAGE:
             return
         after = page[-1][0]
 
 
-def _covering_checkpoint(
-    conn: Connection, account: str, newest_seq: int | None, unnumbered: int
-) -> dict[str, Any] | None:
-    """The account's last signed checkpoint, if its ledger reaches every row of the day:
-    the ledger numbers rows in ``stored_seq`` order, so it covers them when the last row
-    entry within its size has a ``stored_seq`` at least the day's newest."""
-    found = conn.execute(
-        sa.select(checkpoints.c.size, checkpoints.c.head, checkpoints.c.made_at,
-                  checkpoints.c.key_id)
-        .where(checkpoints.c.account == account, checkpoints.c.key_id.is_not(None))
-        .order_by(checkpoints.c.size.desc(), checkpoints.c.id.desc())
-        .limit(1)
-    ).first()  # fmt: skip
-    if found is None or unnumbered:
-        return None
-    size, head, made_at, key_id = found
-    if newest_seq is not None:
+@dataclass(frozen=True)
+class _Covering:
+    """The account's last signed checkpoint when the period began, and the highest
+    ``stored_seq`` its ledger reaches (the ledger numbers rows in ``stored_seq`` order)."""
+
+    checkpoint: dict[str, Any]
+    reached: int | None
+
+    def of_day(self, newest_seq: int | None, unnumbered: int) -> dict[str, Any] | None:
+        """The checkpoint, if it reaches every row of a day whose newest is ``newest_seq``."""
+        if unnumbered:
+            return None
+        if newest_seq is not None and (self.reached is None or self.reached < newest_seq):
+            return None
+        return self.checkpoint
+
+
+def _last_signed(engine: Engine, account: str) -> _Covering | None:
+    """Looked up once a period: it is the same for every day."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(checkpoints.c.size, checkpoints.c.head, checkpoints.c.made_at,
+                      checkpoints.c.key_id)
+            .where(checkpoints.c.account == account, checkpoints.c.key_id.is_not(None))
+            .order_by(checkpoints.c.size.desc(), checkpoints.c.id.desc())
+            .limit(1)
+        ).first()  # fmt: skip
+        if found is None:
+            return None
+        size, head, made_at, key_id = found
         reached = conn.execute(
             sa.select(ledger.c.stored_seq)
             .where(ledger.c.account == account, ledger.c.entry <= size,
@@ -298,6 +312,5 @@ def _covering_checkpoint(
             .order_by(ledger.c.entry.desc())
             .limit(1)
         ).scalar()  # fmt: skip
-        if reached is None or reached < newest_seq:
-            return None
-    return {"size": int(size), "head": head, "made_at": iso(made_at), "key_id": key_id}
+    checkpoint = {"size": int(size), "head": head, "made_at": iso(made_at), "key_id": key_id}
+    return _Covering(checkpoint, reached)

@@ -128,15 +128,26 @@ def _metadata(record: Mapping[str, Any], sequence: int | None, class_uid: int) -
     # actor belongs to the host profile in Authentication (as ocsf-lib compiles 1.3.0): an
     # event that carries it declares the profile, every Authentication event here does
     profiles = ["cloud", "host"] if class_uid == AUTHENTICATION else ["cloud"]
+    created = _text(record.get("created_at"))
+    return event_metadata(PRODUCT, profiles, record.get("id"), created, sequence)
+
+
+def event_metadata(
+    product: dict[str, Any],
+    profiles: list[str],
+    uid: object,
+    original_time: str | None,
+    sequence: int | None,
+) -> dict[str, Any]:
+    """An event's ``metadata`` object, for either log's mapping (etl.records.ocsf_access)."""
     metadata: dict[str, Any] = {
         "version": OCSF_VERSION,
-        "product": PRODUCT,
+        "product": product,
         "profiles": profiles,
-        "uid": str(record.get("id")),
+        "uid": str(uid),
     }
-    created = _text(record.get("created_at"))
-    if created:
-        metadata["original_time"] = created
+    if original_time:
+        metadata["original_time"] = original_time
     if sequence is not None:
         metadata["sequence"] = sequence
     return metadata

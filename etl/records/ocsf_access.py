@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from etl.records.audit import parse_created_at
-from etl.records.ocsf import API_ACTIVITY, OCSF_VERSION, OTHER
+from etl.records.ocsf import API_ACTIVITY, OTHER, event_metadata
 
 PRODUCT = {"name": "Zendesk", "vendor_name": "Zendesk", "feature": {"name": "Access Log"}}
 # method -> (activity_id, activity_name) in API Activity
@@ -124,19 +124,8 @@ def _activity(method: str | None, graphql: Any) -> tuple[int, str]:
 
 
 def _metadata(record: Mapping[str, Any], sequence: int | None) -> dict[str, Any]:
-    record_id = record.get("id")
-    metadata: dict[str, Any] = {
-        "version": OCSF_VERSION,
-        "product": PRODUCT,
-        "profiles": ["cloud"],
-        "uid": record_id if isinstance(record_id, str) else str(record_id),
-    }
     timestamp = _text(record.get("timestamp"))
-    if timestamp:
-        metadata["original_time"] = timestamp
-    if sequence is not None:
-        metadata["sequence"] = sequence
-    return metadata
+    return event_metadata(PRODUCT, ["cloud"], record.get("id"), timestamp, sequence)
 
 
 def _actor(record: Mapping[str, Any]) -> dict[str, Any]:
