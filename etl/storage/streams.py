@@ -26,7 +26,6 @@ from sqlalchemy.engine import Connection, Dialect
 
 from etl.common.clock import utc_now
 from etl.records.audit import RAW_JSON
-from etl.records.canonical import canonical_json
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import FAILURE_STATUSES, RunInfo, runs, stream_rejects
 from etl.storage.limits import RowUpsert, byte_batches, max_packet
@@ -39,6 +38,7 @@ from etl.storage.schema import (
 )
 from etl.storage.statements import SliceRow, WriteResult, of_stream
 from etl.storage.store import Store
+from etl.storage.upserts import changed
 
 _ID_CHUNK = 500  # ids per "which of these exist?" query
 _MISSING = object()
@@ -67,7 +67,8 @@ def access_upsert(dialect: Dialect) -> RowUpsert:
     if name not in ("sqlite", "postgresql", *MYSQL_DIALECTS):
         raise ValueError(f"unsupported dialect {name!r}")
     statement = _upsert_statement(name)
-    existing = sa.select(access_logs.c.id, access_logs.c.raw).where(
+    # raw as its stored text, so ``upserts.changed`` (the audit log's test) can compare it.
+    existing = sa.select(access_logs.c.id, sa.cast(access_logs.c.raw, sa.Text)).where(
         access_logs.c.account == sa.bindparam("account"),
         access_logs.c.id.in_(sa.bindparam("ids", expanding=True)),
     )
@@ -81,18 +82,18 @@ def access_upsert(dialect: Dialect) -> RowUpsert:
             chunk = ids[at : at + _ID_CHUNK]
             for record_id, raw in conn.execute(existing, {"account": account, "ids": chunk}):
                 stored[record_id] = raw
-        changed: list[Mapping[str, Any]] = []
+        sent: list[Mapping[str, Any]] = []
         inserted = 0
         for record_id, row in rows.items():
             old = stored.get(record_id, _MISSING)
             if old is _MISSING:
                 inserted += 1
-            elif canonical_json(old) == canonical_json(row["raw"]):
-                continue  # by canonical text, not Python's equality: 1 == True == 1.0 there
-            changed.append({k: v for k, v in row.items() if k != RAW_JSON})
-        if changed:
-            _write(conn, statement, changed)
-        return inserted, len(changed) - inserted
+            elif not changed(old, row):  # canonical text, not Python's 1 == True == 1.0
+                continue
+            sent.append({k: v for k, v in row.items() if k != RAW_JSON})
+        if sent:
+            _write(conn, statement, sent)
+        return inserted, len(sent) - inserted
 
     return upsert
 
