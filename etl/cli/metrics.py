@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from etl.common.settings import AUDIT_LOGS
-from etl.export.consumers import ConsumerStatus
+from etl.export.backlogs import ConsumerStatus
 from etl.integrity.status import LedgerStatus
 from etl.storage.store import AccountStatus
 from etl.sync.run import RunSummary

@@ -74,7 +74,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from etl.cli import report
     from etl.cli import streams_info as stream_status
     from etl.common.clock import utc_now
-    from etl.export import consumers
+    from etl.export import backlogs
     from etl.integrity.status import ledger_statuses
     from etl.sync.job import open_store, select_accounts
 
@@ -86,7 +86,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         statuses = [s for name in names for s in store.account_status(name)]
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}
-        exports = consumers.ExportStatuses(consumers.read_statuses(store.engine, names))
+        exports = backlogs.ExportStatuses(backlogs.read_statuses(store.engine, names))
         ledgers = {s.account: s for s in ledger_statuses(store.engine, names)}
     now = utc_now()
     if args.json:
