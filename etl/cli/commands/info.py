@@ -152,7 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from etl.cli import report
+    from etl.cli import terminal
     from etl.cli.commands.check import list_records, list_window
     from etl.sync.job import select_accounts
 
@@ -183,7 +183,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     out: TextIO = sys.stdout
     fmt = args.format or ("table" if out.isatty() else "json")
     if fmt == "table":  # its widths need every row: a table is for a terminal's few
-        out.write(report.records_table(list(records)))
+        out.write(terminal.records_table(list(records)))
     else:
         for record in records:
             out.write(json.dumps(record, sort_keys=True) + "\n")
