@@ -472,7 +472,7 @@ def test_the_commands_init_suggests_all_succeed_in_their_order(
 
 
 def test_list_table_has_every_field_aligned_for_wide_characters() -> None:
-    from etl.cli.report import LIST_COLUMNS, records_table, text_width
+    from etl.cli.terminal import LIST_COLUMNS, records_table, text_width
 
     records = [
         {"id": 1, "created_at": "2026-01-01T00:00:00Z", "actor_name": "山田太郎",

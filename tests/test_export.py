@@ -15,7 +15,7 @@ from support import audit_record, fresh_store
 
 from etl.common.clock import utc_now
 from etl.common.errors import ConfigError, InterruptedRun, LockedError
-from etl.export import consumers
+from etl.export import backlogs
 from etl.export.job import ExportOptions, export_accounts
 from etl.records.audit import parse_record
 from etl.storage.store import Store
@@ -99,10 +99,10 @@ def test_each_consumer_has_its_own_position(db_url: str, tmp_path: Path) -> None
     assert len(export(store, tmp_path / "b.jsonl", "b")) == 3
     assert [line["id"] for line in export(store, tmp_path / "a.jsonl", "a")] == [3]
     with store.engine.connect() as conn:
-        found = {(s.consumer, s.position, s.backlog) for s in consumers.statuses(conn)}
+        found = {(s.consumer, s.position, s.backlog) for s in backlogs.statuses(conn)}
     store_records(store, [record(4)])
     with store.engine.connect() as conn:
-        behind = {(s.consumer, s.backlog) for s in consumers.statuses(conn)}
+        behind = {(s.consumer, s.backlog) for s in backlogs.statuses(conn)}
     assert {(c, b) for c, _, b in found} == {("a", 0), ("b", 0)}
     assert behind == {("a", 1), ("b", 1)}
 
@@ -149,7 +149,7 @@ def test_since_with_nothing_after_it_still_moves_the_position(db_url: str, tmp_p
     store_records(store, [record(1), record(2)])
     assert export(store, out, since=T0 + timedelta(days=1)) == []
     with store.engine.connect() as conn:
-        (status,) = consumers.statuses(conn)
+        (status,) = backlogs.statuses(conn)
     assert status.backlog == 0
 
 
@@ -292,7 +292,7 @@ def test_gaps_in_the_numbers_are_passed_over(db_url: str, tmp_path: Path) -> Non
     store_records(store, [record(31)])
     assert [line["id"] for line in export(store, out, chunk_rows=2)] == [31]
     with store.engine.connect() as conn:
-        (status,) = consumers.statuses(conn)
+        (status,) = backlogs.statuses(conn)
     assert (status.position, status.backlog) == (121, 0)
 
 

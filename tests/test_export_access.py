@@ -23,7 +23,8 @@ from test_ocsf import SCHEMA
 from etl.cli.metrics import render_export
 from etl.common.clock import utc_now
 from etl.common.errors import ConfigError
-from etl.export.consumers import ConsumerStatus, ExportStatuses, read_start, save, statuses
+from etl.export.backlogs import ConsumerStatus, ExportStatuses, statuses
+from etl.export.consumers import read_start, save
 from etl.export.read import raw_line
 from etl.records.access import parse_access_record
 from etl.storage.schema import access_logs

@@ -68,7 +68,7 @@ def test_values_are_exact_integers_and_timestamps_to_the_millisecond() -> None:
 
 
 def test_export_values_are_exact_too() -> None:
-    from etl.export.consumers import ConsumerStatus
+    from etl.export.backlogs import ConsumerStatus
 
     moved = datetime(2026, 12, 4, 20, 59, 3, 123000, tzinfo=UTC)
     text = metrics.render_export(

@@ -18,11 +18,12 @@ from loopback import Exchange, LoopbackServer
 from support import SIM_OAUTH_TOKEN, fresh_store, wait_until
 from test_auth import _hostile_oauth
 
-from etl.cli import report
+from etl.cli import report, streams_info, terminal
 from etl.common.errors import ExitCode, LockedError, RequestRejectedError
 from etl.records.audit import parse_created_at, parse_record
 from etl.storage.history import AccountStatus
 from etl.storage.locking.lock import run_lock
+from etl.storage.streams import StreamStatus
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = "Eve\x1b]0;owned\x07\x1b[2J\x9b31m\u202egnp.exe\r"
@@ -30,7 +31,7 @@ HOSTILE = "Eve\x1b]0;owned\x07\x1b[2J\x9b31m\u202egnp.exe\r"
 
 def test_a_records_control_characters_are_escaped_in_the_table() -> None:
     record = {"id": 1, "actor_name": HOSTILE, "change_description": "a\x1b[1Ab"}
-    table = report.records_table([record])
+    table = terminal.records_table([record])
     assert not any(c in table for c in "\x1b\x07\x9b\u202e\r")
     assert "Eve\\x1b]0;owned\\x07\\x1b[2J\\x9b31m\\u202e" in table  # cut at 40 columns
     assert "a\\x1b[1Ab" in table
@@ -46,9 +47,20 @@ def test_status_text_escapes_what_servers_and_records_wrote() -> None:
     assert "\x1b" not in text and "\x9b" not in text and "\\x1b]0;owned" in text
 
 
+def test_a_streams_status_block_escapes_what_servers_wrote_as_the_audit_logs_does() -> None:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    status = StreamStatus(
+        account="acme", stream="access_logs", watermark=None, rows=0, rejects=0, last_run=None,
+        last_success_at=None, last_failure_at=now, last_failure_error=f"503 ({HOSTILE})",
+    )  # fmt: skip
+    text = streams_info.stream_text(status, now)
+    assert "\x1b" not in text and "\x9b" not in text and "\\x1b]0;owned" in text
+    assert "account acme, access_logs" in text and "never synced" in text
+
+
 @pytest.mark.parametrize("plain", ["acme", "ünïcode-name", "a" * 40])
 def test_printable_leaves_ordinary_text_alone(plain: str) -> None:
-    assert report.printable(plain) == plain
+    assert terminal.printable(plain) == plain
 
 
 def test_an_account_named_like_an_export_consumer_has_a_lock_of_its_own(db_url: str) -> None:

@@ -23,7 +23,7 @@ from support import SIM_OAUTH_TOKEN, assert_table_matches, recent
 from test_cli import cli
 
 from etl.cli.progress import CLEAR_TO_END, ProgressBar, Reading, render
-from etl.cli.report import text_width
+from etl.cli.terminal import text_width
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine
 from etl.storage.schema import audit_logs

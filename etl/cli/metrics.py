@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from etl.cli.report import lag
 from etl.common.settings import AUDIT_LOGS
-from etl.export.consumers import ConsumerStatus
+from etl.export.backlogs import ConsumerStatus
 from etl.integrity.status import LedgerStatus
 from etl.storage.store import AccountStatus
+from etl.storage.streams import StreamStatus
 from etl.sync.run import RunSummary
 
 PREFIX = "zendesk_audit_etl"
@@ -137,6 +139,34 @@ def render_ledger(statuses: Sequence[LedgerStatus]) -> str:
         lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
         for account, value in values[name].items():
             lines.append(f'{PREFIX}_{name}{{account="{_escape(account)}"}} {_number(value)}')
+    return "\n".join(lines) + "\n"
+
+
+# name -> help text; gauges labelled by account and stream, beside the audit log's series
+STREAM_HELP = {
+    "stream_last_success_timestamp_seconds": "A stream's last success (Unix time; 0: never).",
+    "stream_lag_seconds": "How far a stream's stored data is behind now (-1: never synced).",
+    "stream_rows": "A stream's records stored.",
+    "stream_rejects": "A stream's records that could not be stored.",
+}
+
+
+def render_streams(statuses: Sequence[StreamStatus], now: datetime) -> str:
+    """The series of the streams besides the audit log, labelled by account and stream."""
+    lines: list[str] = []
+    for name, help_text in STREAM_HELP.items():
+        lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
+        for status in statuses:
+            behind = lag(status, now)
+            success = status.last_success_at
+            value = {
+                "stream_last_success_timestamp_seconds": success.timestamp() if success else 0,
+                "stream_lag_seconds": behind.total_seconds() if behind is not None else -1,
+                "stream_rows": status.rows,
+                "stream_rejects": status.rejects,
+            }[name]
+            label = f'{{account="{_escape(status.account)}",stream="{status.stream}"}}'
+            lines.append(f"{PREFIX}_{name}{label} {_number(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TextIO
 
-from etl.cli.report import char_width
+from etl.cli.terminal import char_width
 
 BAR_WIDTH = 20
 MIN_INTERVAL = 0.5  # seconds between redraws (each may read the slices once)

@@ -1,10 +1,10 @@
-"""Text and JSON renderings for `status` and `list`: pure functions, no I/O.
+"""Text and JSON renderings for `status` and `resync`: pure functions, no I/O. A status's
+freshness and holdings are rendered here for every log (``Freshness``), the audit log's
+and the other streams' (``etl.cli.streams_info``).
 
-Text shown on a terminal passes ``printable`` where it holds what others wrote (records'
-fields, errors quoting a server, scopes): a control character (C0, DEL, C1: ESC among them)
-or a bidirectional override would let a record set the terminal's title, clear the screen
-or reorder what is shown; each is written as its escape (``\x1b``). JSON needs nothing:
-``json.dumps`` escapes every non-ASCII and control character.
+Text that holds what others wrote (errors quoting a server, scopes) passes
+``etl.cli.terminal.printable``; JSON needs nothing: ``json.dumps`` escapes every non-ASCII
+and control character.
 """
 
 from __future__ import annotations
@@ -13,35 +13,12 @@ import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
-from unicodedata import category, combining, east_asian_width, normalize
 
+from etl.cli.terminal import printable
 from etl.common.clock import iso
 from etl.storage.store import AccountStatus, RunInfo, SliceRow
+from etl.storage.streams import StreamStatus
 from etl.sync.run import RunSummary
-
-# Every field of an audit record, as the API names them; the long text last.
-LIST_COLUMNS = ("created_at", "id", "action", "action_label", "actor_id", "actor_name",
-                "source_type", "source_id", "source_label", "ip_address", "url",
-                "change_description")  # fmt: skip
-MAX_CELL = 40  # terminal columns; longer cells are cut with "…"
-
-
-# Explicit embeddings, overrides and isolates: they reorder the text after them.
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def printable(text: str) -> str:
-    """``text`` with every control character and bidirectional control escaped."""
-    if text.isprintable():  # the usual case, in one C loop (it is False for those below)
-        return text
-    return "".join(_escaped(c) for c in text)
-
-
-def _escaped(char: str) -> str:
-    if category(char) == "Cc" or char in _BIDI_CONTROLS:
-        code = ord(char)
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-    return char
 
 
 def human_duration(delta: timedelta) -> str:
@@ -60,20 +37,64 @@ def human_duration(delta: timedelta) -> str:
     return sign + " ".join(parts)
 
 
-def lag(status: AccountStatus, now: datetime) -> timedelta | None:
+# What ``status`` says of every log it shows, the audit log's and another stream's alike.
+Freshness = AccountStatus | StreamStatus
+
+
+def lag(status: Freshness, now: datetime) -> timedelta | None:
     return now - status.watermark if status.watermark else None
+
+
+def is_stale(status: Freshness, now: datetime, max_lag: timedelta) -> bool:
+    """Never synced, or its watermark older than ``max_lag`` (``status --max-lag``)."""
+    behind = lag(status, now)
+    return behind is None or behind > max_lag
 
 
 def stale_accounts(
     statuses: Sequence[AccountStatus], now: datetime, max_lag: timedelta
 ) -> list[str]:
     """Accounts never synced, or whose watermark is older than ``max_lag``."""
-    stale = []
-    for status in statuses:
-        behind = lag(status, now)
-        if behind is None or behind > max_lag:
-            stale.append(status.account)
-    return stale
+    return [status.account for status in statuses if is_stale(status, now, max_lag)]
+
+
+def freshness_json(status: Freshness, now: datetime) -> dict[str, Any]:
+    """The fields of ``status --json`` that every log has, in their order."""
+    behind = lag(status, now)
+    return {
+        "watermark": iso(status.watermark),
+        "lag_seconds": int(behind.total_seconds()) if behind is not None else None,
+        "rows": status.rows,
+        "rejects": status.rejects,
+        "last_success_at": iso(status.last_success_at),
+        "last_failure_at": iso(status.last_failure_at),
+        "last_failure_error": status.last_failure_error,
+    }
+
+
+def watermark_line(status: Freshness, now: datetime) -> str:
+    behind = lag(status, now)
+    freshness = (
+        f"{iso(status.watermark)} ({human_duration(behind)} behind now)"
+        if behind is not None
+        else "never synced"
+    )
+    return f"  watermark     {freshness}"
+
+
+def holdings_lines(status: Freshness) -> list[str]:
+    """A status block's rows, rejects and last runs' lines, the same for every log."""
+    failure = (
+        f"{iso(status.last_failure_at)}: {printable(status.last_failure_error or '')}"
+        if status.last_failure_at
+        else "none"
+    )
+    return [
+        f"  rows          {status.rows:,}",
+        f"  rejects       {status.rejects:,}",
+        f"  last success  {iso(status.last_success_at) or 'never'}",
+        f"  last failure  {failure}",
+    ]
 
 
 def _run_json(run: RunInfo) -> dict[str, Any]:
@@ -137,17 +158,10 @@ def status_json(
 ) -> list[dict[str, Any]]:
     result = []
     for status in statuses:
-        behind = lag(status, now)
         result.append(
             {
                 "account": status.account,
-                "watermark": iso(status.watermark),
-                "lag_seconds": int(behind.total_seconds()) if behind is not None else None,
-                "rows": status.rows,
-                "rejects": status.rejects,
-                "last_success_at": iso(status.last_success_at),
-                "last_failure_at": iso(status.last_failure_at),
-                "last_failure_error": status.last_failure_error,
+                **freshness_json(status, now),
                 "scope": json.loads(status.scope) if status.scope else None,
                 "backfill": backfill_progress((backfills or {}).get(status.account, ())),
                 "recent_runs": [_run_json(r) for r in runs.get(status.account, ())],
@@ -181,25 +195,11 @@ def status_text(
         return "no accounts configured"
     blocks = []
     for status in statuses:
-        behind = lag(status, now)
-        freshness = (
-            f"{iso(status.watermark)} ({human_duration(behind)} behind now)"
-            if behind is not None
-            else "never synced"
-        )
-        failure = (
-            f"{iso(status.last_failure_at)}: {printable(status.last_failure_error or '')}"
-            if status.last_failure_at
-            else "none"
-        )
         lines = [
             f"account {printable(status.account)}",
-            f"  watermark     {freshness}",
+            watermark_line(status, now),
             f"  scope         {printable(scope_text(status.scope))}",
-            f"  rows          {status.rows:,}",
-            f"  rejects       {status.rejects:,}",
-            f"  last success  {iso(status.last_success_at) or 'never'}",
-            f"  last failure  {failure}",
+            *holdings_lines(status),
         ]
         backfill = backfill_line((backfills or {}).get(status.account, ()))
         if backfill:
@@ -224,48 +224,6 @@ def _run_line(run: RunInfo) -> str:
         f"updated={run.rows_updated} rejected={run.rows_rejected} {took}"
     )
     return f"{text}  {printable(run.error)}" if run.error else text
-
-
-def records_table(
-    records: Sequence[Mapping[str, Any]], columns: Sequence[str] = LIST_COLUMNS
-) -> str:
-    """A fixed-width table for a terminal; long cells are cut."""
-    if not records:
-        return "no records\n"
-    rows = [list(columns), *([_cell(r.get(c)) for c in columns] for r in records)]
-    widths = [min(MAX_CELL, max(text_width(row[i]) for row in rows)) for i in range(len(rows[0]))]
-    lines = ["  ".join(_fit(v, w) for v, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines) + "\n"
-
-
-def _cell(value: object) -> str:
-    # NFC: a combining accent then counts as part of its letter
-    return "" if value is None else printable(normalize("NFC", " ".join(str(value).split())))
-
-
-def char_width(char: str) -> int:
-    """Terminal columns of one character: 2 for wide (CJK) ones, 0 for combining marks."""
-    if east_asian_width(char) in ("W", "F"):
-        return 2
-    return 0 if combining(char) else 1
-
-
-def text_width(text: str) -> int:
-    return sum(char_width(c) for c in text)
-
-
-def _fit(text: str, width: int) -> str:
-    """``text`` cut to ``width`` terminal columns (ending in "…" when cut), padded to it."""
-    if text_width(text) > width:
-        kept: list[str] = []
-        used = 0
-        for char in text:
-            if used + char_width(char) > width - 1:
-                break
-            kept.append(char)
-            used += char_width(char)
-        text = "".join(kept) + "…"
-    return text + " " * (width - text_width(text))
 
 
 def resync_verdict(summary: RunSummary) -> str:

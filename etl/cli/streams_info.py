@@ -2,7 +2,8 @@
 
 ``check``: one request a stream, one line, a 403 (the access log's add-on missing)
 explained rather than raised. ``status``: a block, a JSON entry and ``--max-lag`` per
-account and stream.
+account and stream, rendered as the audit log's are (``etl.cli.report``); their metrics
+are ``etl.cli.metrics.render_streams``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from etl.cli.metrics import PREFIX, _escape, _number
-from etl.cli.report import human_duration
-from etl.common.clock import iso, utc_now
+from etl.cli.report import freshness_json, holdings_lines, is_stale, watermark_line
+from etl.cli.terminal import printable
+from etl.common.clock import utc_now
 from etl.common.errors import ForbiddenError
 from etl.common.settings import AUDIT_LOGS, AccountSettings
 from etl.storage.store import Store
@@ -67,82 +68,21 @@ def stream_statuses(store: Store, accounts: Sequence[AccountSettings]) -> list[S
     return found
 
 
-def _behind(status: StreamStatus, now: datetime) -> timedelta | None:
-    return now - status.watermark if status.watermark else None
-
-
 def stale_streams(statuses: Sequence[StreamStatus], now: datetime, max_lag: timedelta) -> list[str]:
     """``account/stream`` of each stream never synced or older than ``max_lag``."""
-    stale = []
-    for status in statuses:
-        behind = _behind(status, now)
-        if behind is None or behind > max_lag:
-            stale.append(f"{status.account}/{status.stream}")
-    return stale
+    return [f"{s.account}/{s.stream}" for s in statuses if is_stale(s, now, max_lag)]
 
 
 def stream_json(status: StreamStatus, now: datetime) -> dict[str, Any]:
-    behind = _behind(status, now)
     last = status.last_run
-    return {
-        "watermark": iso(status.watermark),
-        "lag_seconds": int(behind.total_seconds()) if behind is not None else None,
-        "rows": status.rows,
-        "rejects": status.rejects,
-        "last_success_at": iso(status.last_success_at),
-        "last_failure_at": iso(status.last_failure_at),
-        "last_failure_error": status.last_failure_error,
-        "last_run_status": last.status if last else None,
-    }
+    return {**freshness_json(status, now), "last_run_status": last.status if last else None}
 
 
 def stream_text(status: StreamStatus, now: datetime) -> str:
-    behind = _behind(status, now)
-    freshness = (
-        f"{iso(status.watermark)} ({human_duration(behind)} behind now)"
-        if behind is not None
-        else "never synced"
-    )
-    failure = (
-        f"{iso(status.last_failure_at)}: {status.last_failure_error}"
-        if status.last_failure_at
-        else "none"
-    )
     return "\n".join(
         [
-            f"account {status.account}, {status.stream}",
-            f"  watermark     {freshness}",
-            f"  rows          {status.rows:,}",
-            f"  rejects       {status.rejects:,}",
-            f"  last success  {iso(status.last_success_at) or 'never'}",
-            f"  last failure  {failure}",
+            f"account {printable(status.account)}, {status.stream}",
+            watermark_line(status, now),
+            *holdings_lines(status),
         ]
     )
-
-
-# name -> help text; gauges labelled by account and stream, beside the audit log's series
-STREAM_HELP = {
-    "stream_last_success_timestamp_seconds": "A stream's last success (Unix time; 0: never).",
-    "stream_lag_seconds": "How far a stream's stored data is behind now (-1: never synced).",
-    "stream_rows": "A stream's records stored.",
-    "stream_rejects": "A stream's records that could not be stored.",
-}
-
-
-def stream_metrics(statuses: Sequence[StreamStatus], now: datetime) -> str:
-    """Prometheus text for the streams besides the audit log (etl.cli.metrics's format)."""
-    lines: list[str] = []
-    for name, help_text in STREAM_HELP.items():
-        lines += [f"# HELP {PREFIX}_{name} {help_text}", f"# TYPE {PREFIX}_{name} gauge"]
-        for status in statuses:
-            behind = _behind(status, now)
-            success = status.last_success_at
-            value = {
-                "stream_last_success_timestamp_seconds": success.timestamp() if success else 0,
-                "stream_lag_seconds": behind.total_seconds() if behind is not None else -1,
-                "stream_rows": status.rows,
-                "stream_rejects": status.rejects,
-            }[name]
-            label = f'{{account="{_escape(status.account)}",stream="{status.stream}"}}'
-            lines.append(f"{PREFIX}_{name}{label} {_number(value)}")
-    return "\n".join(lines) + "\n"

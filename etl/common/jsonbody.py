@@ -1,8 +1,9 @@
 """A JSON body, decoded strictly: UTF-8 (RFC 8259) whatever charset the headers claim.
 
 Bytes that are not UTF-8, or not JSON, are a ValueError, never text with U+FFFD in it.
-Every answer the job reads (``etl.zendesk.responses``, the OAuth token's in ``etl.zendesk.auth``) is
-decoded here, and so is a stored record's text when the store compares it.
+Every answer the job reads (``etl.zendesk.responses``, the OAuth token's in
+``etl.zendesk.oauth_token``) is decoded here, and so is a stored record's text when the
+store compares it.
 
 Depth is not a reason to refuse a body: valid JSON nested deeper than orjson (1,024) or the
 json module (the recursion limit) go is decoded by ``decode_iteratively``, so that the

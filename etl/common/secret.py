@@ -2,7 +2,8 @@
 
 Secrets are wrapped as soon as they are read, so that a stray ``repr``, f-string
 or log call prints ``'***'`` instead of the value; only ``reveal()`` gives it out,
-and only ``etl.zendesk.auth`` calls it.
+and only ``etl.zendesk.auth`` and ``etl.zendesk.oauth_token`` call it for a Zendesk
+credential.
 
 ``clean`` is the door every secret passes before it is wrapped (the config's inline,
 file and environment values, the OAuth token answer): surrounding whitespace goes (a

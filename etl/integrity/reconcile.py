@@ -7,8 +7,9 @@ quota, and every answer held to its query's promises by the log's paginator,
 ``etl.zendesk.pagination`` or ``etl.zendesk.stream_pages``), each turned into the row the
 store would keep (the log's parser) and hashed as the ledger hashes it
 (``etl.records.chain.record_hash`` of the canonical JSON); then the day's stored rows are
-read in keyset pages and hashed the same way. Ids at Zendesk and not stored are
-*missing*, stored and not at Zendesk *extra*, in both with different hashes *differ*.
+read in keyset pages and hashed the same way (``etl.integrity.reconcile_stored``). Ids at
+Zendesk and not stored are *missing*, stored and not at Zendesk *extra*, in both with
+different hashes *differ*.
 Only one day's ids and hashes are in memory at a time, whatever the period's size.
 
 Nothing is written to the records tables: each finished day goes to the progress table
@@ -26,18 +27,18 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from etl.common.clock import format_time, iso, utc_now
+from etl.common.clock import format_time, utc_now
 from etl.common.errors import InterruptedRun
 from etl.common.settings import AccountSettings
 from etl.common.version import VERSION
 from etl.integrity import reconcile_days as progress
 from etl.integrity.reconcile_days import DayResult
-from etl.integrity.streams import raw_digest
+from etl.integrity.reconcile_stored import SECOND, Covering, StoredScope, last_signed, stored_day
 from etl.records.audit import Reject, parse_record
 from etl.records.chain import record_hash
-from etl.storage.schema import audit_logs, checkpoints, ledger
+from etl.storage.schema import audit_logs
 from etl.zendesk.pagination import JsonGetter, audit_log_params, iter_pages
 
 if TYPE_CHECKING:
@@ -46,9 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
-SECOND = timedelta(seconds=1)
-PAGE = 5000  # stored rows read a query
-_INTEGER_FILTERS = ("source_id", "actor_id")  # BIGINT columns: values compared as numbers
 
 
 Pages = Callable[[JsonGetter, AccountSettings, datetime, datetime], Iterator[list[Any]]]
@@ -95,6 +93,13 @@ class Period:
     def key(self) -> str:
         key = progress.period_key(self.since, self.until)
         return key if self.source is AUDIT else f"{self.source.stream}:{key}"
+
+    @property
+    def stored(self) -> StoredScope:
+        """The stored rows its days are compared with: the scope's filters, if they apply."""
+        source, account = self.source, self.account
+        filters = account.sync.filters if source.filtered else {}
+        return StoredScope(source.table, source.time_column, account.name, filters)
 
 
 @dataclass
@@ -172,7 +177,7 @@ def reconcile_account(
                               format_time(period.until), period.scope)  # fmt: skip
     done = progress.finished_days(engine, name, period.key, period.scope_text)
     before = stats.requests
-    covering = _last_signed(engine, name) if period.source.ledgered else None
+    covering = last_signed(engine, name) if period.source.ledgered else None
     for day, start, end in day_spans(period.since, period.until):
         if day in done:
             report.days.append(done[day])
@@ -222,7 +227,7 @@ def _compare(
     end: datetime,
     theirs: dict[Any, bytes],
     result: DayResult,
-    covering: _Covering | None,
+    covering: Covering | None,
 ) -> None:
     """The day's stored rows against ``theirs``; fills the result's ids and checkpoint."""
     stored = unnumbered = 0
@@ -231,7 +236,7 @@ def _compare(
     differ: list[Any] = []
     seen: set[Any] = set()
     with engine.connect() as conn:
-        for record_id, digest, seq in _stored_day(conn, period, start, end):
+        for record_id, digest, seq in stored_day(conn, period.stored, start, end):
             stored += 1
             seen.add(record_id)
             if seq is None:
@@ -247,70 +252,3 @@ def _compare(
     result.stored = stored
     result.missing = sorted(set(theirs) - seen)
     result.extra, result.differ = sorted(extra), sorted(differ)
-
-
-def _stored_day(
-    conn: Connection, period: Period, start: datetime, end: datetime
-) -> Iterator[tuple[Any, bytes, int | None]]:
-    """(id, record hash, stored_seq) of the day's stored rows under the scope's filters,
-    in keyset pages by id."""
-    table, account = period.source.table, period.account
-    moment = table.c[period.source.time_column]
-    # Stored times may have a fraction (the access log's): the end's whole second counts.
-    where = [table.c.account == account.name, moment >= start, moment < end + SECOND]
-    for key, values in account.sync.filters.items() if period.source.filtered else ():
-        wanted = [int(v) for v in values] if key in _INTEGER_FILTERS else list(values)
-        where.append(table.c[key].in_(wanted))
-    raw = sa.cast(table.c.raw, sa.Text)
-    after: Any = None
-    while True:
-        query = sa.select(table.c.id, raw, table.c.stored_seq).where(*where)
-        if after is not None:
-            query = query.where(table.c.id > after)
-        page = conn.execute(query.order_by(table.c.id).limit(PAGE)).all()
-        for record_id, text, seq in page:
-            yield record_id, raw_digest(text), seq  # verify's: record_hash of the parsed text
-        if len(page) < PAGE:
-            return
-        after = page[-1][0]
-
-
-@dataclass(frozen=True)
-class _Covering:
-    """The account's last signed checkpoint when the period began, and the highest
-    ``stored_seq`` its ledger reaches (the ledger numbers rows in ``stored_seq`` order)."""
-
-    checkpoint: dict[str, Any]
-    reached: int | None
-
-    def of_day(self, newest_seq: int | None, unnumbered: int) -> dict[str, Any] | None:
-        """The checkpoint, if it reaches every row of a day whose newest is ``newest_seq``."""
-        if unnumbered:
-            return None
-        if newest_seq is not None and (self.reached is None or self.reached < newest_seq):
-            return None
-        return self.checkpoint
-
-
-def _last_signed(engine: Engine, account: str) -> _Covering | None:
-    """Looked up once a period: it is the same for every day."""
-    with engine.connect() as conn:
-        found = conn.execute(
-            sa.select(checkpoints.c.size, checkpoints.c.head, checkpoints.c.made_at,
-                      checkpoints.c.key_id)
-            .where(checkpoints.c.account == account, checkpoints.c.key_id.is_not(None))
-            .order_by(checkpoints.c.size.desc(), checkpoints.c.id.desc())
-            .limit(1)
-        ).first()  # fmt: skip
-        if found is None:
-            return None
-        size, head, made_at, key_id = found
-        reached = conn.execute(
-            sa.select(ledger.c.stored_seq)
-            .where(ledger.c.account == account, ledger.c.entry <= size,
-                   ledger.c.stored_seq.is_not(None))
-            .order_by(ledger.c.entry.desc())
-            .limit(1)
-        ).scalar()  # fmt: skip
-    checkpoint = {"size": int(size), "head": head, "made_at": iso(made_at), "key_id": key_id}
-    return _Covering(checkpoint, reached)

@@ -1,4 +1,4 @@
-"""Credentials -> a ``requests`` auth object; OAuth client-credentials tokens.
+"""Credentials -> a ``requests`` auth object; OAuth client-credentials tokens cached.
 
 ``build_auth`` picks one method, in this order when several are configured:
 OAuth client credentials, OAuth access token, API token, email + password.
@@ -6,14 +6,16 @@ Every auth object it returns is a ``ZendeskAuth``: besides signing requests it
 tells the client what to name in a 401 message (``method``, ``check``), and names
 any deprecation ``notice`` for the CLI to say (this module prints nothing).
 
-Secrets stay wrapped in ``Secret`` until the moment a header is built; this is
-the only module that calls ``Secret.reveal()``. Nothing here logs a secret.
+Secrets stay wrapped in ``Secret`` until the moment a header is built: this module
+and ``etl.zendesk.oauth_token`` (which sends the client secret) are the only ones that
+reveal a Zendesk credential. Nothing here logs a secret.
 
 The client-credentials token is fetched lazily with the caller's session and
-timeout, cached, renewed ``RENEW_MARGIN`` before ``expires_in`` runs out, and
-renewed once more when a request that carried it comes back 401 (the request is
-then re-sent once with the new token). One lock guards the cache, so worker
-threads sharing one auth fetch one token, not one each.
+timeout (``etl.zendesk.oauth_token``: the request and its answer), cached, renewed
+``RENEW_MARGIN`` before ``expires_in`` runs out, and renewed once more when a request
+that carried it comes back 401 (the request is then re-sent once with the new token).
+One lock guards the cache, so worker threads sharing one auth fetch one token, not one
+each.
 """
 
 from __future__ import annotations
@@ -25,25 +27,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
-import urllib3
 from requests.auth import AuthBase
 
-from etl.common.errors import (
-    AuthError,
-    ConfigError,
-    CorruptResponseError,
-    RateLimitedError,
-    RequestRejectedError,
-    RetriableError,
-)
-from etl.common.jsonbody import decode_json
-from etl.common.redact import error_summary, redact_url
-from etl.common.secret import Secret, clean
+from etl.common.errors import ConfigError
+from etl.common.secret import Secret
 from etl.common.settings import Credentials
-from etl.zendesk.ratelimit import parse_retry_after
+from etl.zendesk.oauth_token import Grant, fetch_token
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +46,6 @@ PASSWORD_WARNING = (
     "email + password authentication is discouraged by Zendesk and fails on accounts "
     "with 2FA; switch to OAuth (client_id/client_secret)"
 )
-TOKEN_BODY_LIMIT = 64 * 1024  # bytes: a token answer is a few hundred; more is not one
 RENEW_MARGIN = 60.0  # seconds before expiry at which a cached token is renewed
 
 
@@ -79,13 +69,6 @@ class ZendeskAuth(AuthBase):
     method: str = "credentials"  # e.g. "API token for ops@acme.com"
     check: str = "the credentials"  # what a 401 message tells the user to check
     notice: Notice | None = None  # what the user should hear about this method
-
-
-class _NoAuth(AuthBase):
-    """Sends nothing; stops a session's own ``auth`` or ~/.netrc from being applied."""
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        return r
 
 
 class BasicAuth(ZendeskAuth):
@@ -137,8 +120,6 @@ class ClientCredentialsAuth(ZendeskAuth):
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client_id = client_id
-        self._client_secret = client_secret
-        self._scope = scope
         self.token_url = base_url.rstrip("/") + "/oauth/tokens"
         self._session = session
         self._timeout = timeout
@@ -154,6 +135,7 @@ class ClientCredentialsAuth(ZendeskAuth):
             f"that the client {client_id!r} exists, is confidential, may use the "
             f"client_credentials grant, and has the {scope!r} scope"
         )
+        self._grant = Grant(self.token_url, client_id, client_secret, scope, self.check)
 
     def __repr__(self) -> str:
         return f"ClientCredentialsAuth(client_id={self._client_id!r})"
@@ -204,84 +186,7 @@ class ClientCredentialsAuth(ZendeskAuth):
         return hook
 
     def _fetch(self) -> tuple[Secret, float | None]:
-        payload = {
-            "grant_type": "client_credentials",
-            "client_id": self._client_id,
-            "client_secret": self._client_secret.reveal(),
-            "scope": self._scope,
-        }
-        where = f"POST {redact_url(self.token_url)}"
-        try:
-            response = self._session.post(
-                self.token_url,
-                json=payload,
-                auth=_NoAuth(),
-                timeout=(self._timeout, self._timeout),
-                allow_redirects=False,
-                headers={"Accept": "application/json"},
-                stream=True,  # the body is read here, no more than TOKEN_BODY_LIMIT of it
-            )
-            with response:
-                raw = response.raw.read(TOKEN_BODY_LIMIT + 1, decode_content=True)
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise RetriableError(
-                f"{where}: could not obtain an OAuth token ({type(exc).__name__})"
-            ) from None
-        except ValueError as exc:  # requests reads a redirect's Location even when not following
-            raise RequestRejectedError(
-                f"{where}: an answer that cannot be read ({type(exc).__name__}: a redirect to "
-                "an unparsable location?); redirects are not followed: check base_url "
-                "(https://SUBDOMAIN.zendesk.com)"
-            ) from None
-        if len(raw) > TOKEN_BODY_LIMIT:
-            raise CorruptResponseError(
-                f"{where}: the token answer is larger than {TOKEN_BODY_LIMIT // 1024} KiB"
-            )
-        return self._parse_token_response(response, raw, where)
-
-    def _parse_token_response(
-        self, response: requests.Response, raw: bytes, where: str
-    ) -> tuple[Secret, float | None]:
-        status = response.status_code
-        body = _json_object(raw)
-        if status == 429 or (status == 503 and "Retry-After" in response.headers):
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-            raise RateLimitedError(f"{where}: {status} while obtaining an OAuth token", retry_after)
-        if status >= 500 or status == 408:
-            raise RetriableError(f"{where}: {status} while obtaining an OAuth token")
-        if 300 <= status < 400:  # not followed: the client secret goes to base_url only
-            target = _redirect_target(response.headers.get("Location", ""))
-            raise RequestRejectedError(
-                f"{where}: {status}, a redirect to {target}; redirects are not followed: "
-                "check base_url (https://SUBDOMAIN.zendesk.com)"
-            )
-        if not 200 <= status < 300:
-            said = error_summary(body) if body is not None else ""
-            said = f"; Zendesk said: {said}" if said else ""  # last: its length varies
-            raise AuthError(
-                f"{where}: {status}: Zendesk refused the OAuth client credentials "
-                f"grant: check {self.check}{said}"
-            )
-        token = body.get("access_token") if body is not None else None
-        if isinstance(token, str):
-            try:  # a secret from outside like any other: stripped, or refused
-                token = clean(token)
-            except ValueError as exc:
-                raise ConfigError(
-                    f"{where}: the OAuth token answered {exc}: it cannot be sent; "
-                    "check that base_url is Zendesk's (https://SUBDOMAIN.zendesk.com)"
-                ) from None
-        if not isinstance(token, str) or not token:
-            raise RetriableError(f"{where}: {status} answer without an access_token")
-        expires_in = body.get("expires_in") if body is not None else None
-        expiry = (
-            float(expires_in)
-            if isinstance(expires_in, int | float)
-            and not isinstance(expires_in, bool)
-            and expires_in > 0
-            else None
-        )
-        return Secret(token), expiry
+        return fetch_token(self._session, self._grant, self._timeout)
 
 
 def build_auth(
@@ -328,21 +233,3 @@ def build_auth(
         "no Zendesk credentials: set client_id + client_secret, oauth_token, "
         "email + api_token, or email + password"
     )
-
-
-def _redirect_target(location: str) -> str:
-    """Where a redirect points, for a message: its host (never a bad header's text)."""
-    try:
-        host = urlsplit(location).hostname
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return "an unparsable location"
-    return host or ("the same host" if location else "nowhere")
-
-
-def _json_object(raw: bytes) -> dict[str, Any] | None:
-    """``raw`` as a JSON object (decoded as every answer is), else None."""
-    try:
-        body = decode_json(raw)
-    except ValueError:
-        return None
-    return body if isinstance(body, dict) else None

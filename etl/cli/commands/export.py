@@ -98,7 +98,7 @@ def write_export_metrics(store: Store, settings: Settings) -> None:
     refreshed by ``sync`` (new rows) and ``export`` (rows written out)."""
     from etl.cli import metrics
     from etl.common.clock import utc_now
-    from etl.export.consumers import read_statuses
+    from etl.export.backlogs import read_statuses
 
     assert settings.metrics_file
     names = [a.name for a in settings.accounts]

@@ -74,7 +74,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from etl.cli import report
     from etl.cli import streams_info as stream_status
     from etl.common.clock import utc_now
-    from etl.export import consumers
+    from etl.export import backlogs
     from etl.integrity.status import ledger_statuses
     from etl.sync.job import open_store, select_accounts
 
@@ -86,7 +86,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         statuses = [s for name in names for s in store.account_status(name)]
         runs = {name: store.recent_runs(name, limit=5) for name in names}
         backfills = {name: store.slices(name) for name in names}
-        exports = consumers.ExportStatuses(consumers.read_statuses(store.engine, names))
+        exports = backlogs.ExportStatuses(backlogs.read_statuses(store.engine, names))
         ledgers = {s.account: s for s in ledger_statuses(store.engine, names)}
     now = utc_now()
     if args.json:
@@ -152,7 +152,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from etl.cli import report
+    from etl.cli import terminal
     from etl.cli.commands.check import list_records, list_window
     from etl.sync.job import select_accounts
 
@@ -183,7 +183,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     out: TextIO = sys.stdout
     fmt = args.format or ("table" if out.isatty() else "json")
     if fmt == "table":  # its widths need every row: a table is for a terminal's few
-        out.write(report.records_table(list(records)))
+        out.write(terminal.records_table(list(records)))
     else:
         for record in records:
             out.write(json.dumps(record, sort_keys=True) + "\n")

@@ -88,13 +88,13 @@ def stored_access(engine: Engine, query: sa.Select[Any]) -> Iterator[dict[str, A
 
 
 def write_access(engine: Engine, query: sa.Select[Any], fmt: str | None) -> None:
-    from etl.cli import report
+    from etl.cli import terminal
 
     out: TextIO = sys.stdout
     rows = stored_access(engine, query)
     if (fmt or ("table" if out.isatty() else "json")) == "table":
         table = [r["row"] for r in rows]
-        out.write(report.records_table(table, columns=TABLE_COLUMNS))
+        out.write(terminal.records_table(table, columns=TABLE_COLUMNS))
         return
     for row in rows:
         out.write(json.dumps(row["record"], sort_keys=True) + "\n")

@@ -233,7 +233,7 @@ def _write_metrics(store: Store, settings: Settings, summaries: dict[str, RunSum
         with_streams = [a for a in settings.accounts if a.sync.streams != (AUDIT_LOGS,)]
         if with_streams:
             others = streams_info.stream_statuses(store, with_streams)
-            text += streams_info.stream_metrics(others, utc_now())
+            text += metrics.render_streams(others, utc_now())
         text += metrics.render_ledger(ledger_statuses(store.engine, list(starts)))
         metrics.write_atomically(Path(settings.metrics_file), text)
     except OSError as exc:  # metrics are a side channel: warn, but the sync result stands

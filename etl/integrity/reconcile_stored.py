@@ -1,0 +1,104 @@
+"""What ``reconcile`` compares Zendesk's day with: the day's stored rows, hashed as the
+ledger hashes them, and the signed checkpoint that covers them.
+
+``stored_day`` reads one day of one log's table under the scope's filters in keyset pages
+(flat memory, whatever the day's size); ``last_signed`` finds the account's last signed
+checkpoint and how far its ledger reaches, once a period, and ``Covering.of_day`` says
+whether it covers a day. Read only; the comparison is ``etl.integrity.reconcile``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from etl.common.clock import iso
+from etl.integrity.streams import raw_digest
+from etl.storage.schema import checkpoints, ledger
+
+SECOND = timedelta(seconds=1)
+PAGE = 5000  # stored rows read a query
+_INTEGER_FILTERS = ("source_id", "actor_id")  # BIGINT columns: values compared as numbers
+
+
+@dataclass(frozen=True)
+class StoredScope:
+    """Which stored rows a day's comparison reads: one account's of one log's table, under
+    the filters that apply to it (the audit log's scope; none for another stream)."""
+
+    table: sa.Table
+    time_column: str
+    account: str
+    filters: Mapping[str, Sequence[str]]
+
+
+def stored_day(
+    conn: Connection, scope: StoredScope, start: datetime, end: datetime
+) -> Iterator[tuple[Any, bytes, int | None]]:
+    """(id, record hash, stored_seq) of the stored rows of ``start..end`` (inclusive, to
+    the second) under the scope's filters, in keyset pages by id."""
+    table = scope.table
+    moment = table.c[scope.time_column]
+    # Stored times may have a fraction (the access log's): the end's whole second counts.
+    where = [table.c.account == scope.account, moment >= start, moment < end + SECOND]
+    for key, values in scope.filters.items():
+        wanted = [int(v) for v in values] if key in _INTEGER_FILTERS else list(values)
+        where.append(table.c[key].in_(wanted))
+    raw = sa.cast(table.c.raw, sa.Text)
+    after: Any = None
+    while True:
+        query = sa.select(table.c.id, raw, table.c.stored_seq).where(*where)
+        if after is not None:
+            query = query.where(table.c.id > after)
+        page = conn.execute(query.order_by(table.c.id).limit(PAGE)).all()
+        for record_id, text, seq in page:
+            yield record_id, raw_digest(text), seq  # verify's: record_hash of the parsed text
+        if len(page) < PAGE:
+            return
+        after = page[-1][0]
+
+
+@dataclass(frozen=True)
+class Covering:
+    """The account's last signed checkpoint when the period began, and the highest
+    ``stored_seq`` its ledger reaches (the ledger numbers rows in ``stored_seq`` order)."""
+
+    checkpoint: dict[str, Any]
+    reached: int | None
+
+    def of_day(self, newest_seq: int | None, unnumbered: int) -> dict[str, Any] | None:
+        """The checkpoint, if it reaches every row of a day whose newest is ``newest_seq``."""
+        if unnumbered:
+            return None
+        if newest_seq is not None and (self.reached is None or self.reached < newest_seq):
+            return None
+        return self.checkpoint
+
+
+def last_signed(engine: Engine, account: str) -> Covering | None:
+    """Looked up once a period: it is the same for every day."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.select(checkpoints.c.size, checkpoints.c.head, checkpoints.c.made_at,
+                      checkpoints.c.key_id)
+            .where(checkpoints.c.account == account, checkpoints.c.key_id.is_not(None))
+            .order_by(checkpoints.c.size.desc(), checkpoints.c.id.desc())
+            .limit(1)
+        ).first()  # fmt: skip
+        if found is None:
+            return None
+        size, head, made_at, key_id = found
+        reached = conn.execute(
+            sa.select(ledger.c.stored_seq)
+            .where(ledger.c.account == account, ledger.c.entry <= size,
+                   ledger.c.stored_seq.is_not(None))
+            .order_by(ledger.c.entry.desc())
+            .limit(1)
+        ).scalar()  # fmt: skip
+    checkpoint = {"size": int(size), "head": head, "made_at": iso(made_at), "key_id": key_id}
+    return Covering(checkpoint, reached)
