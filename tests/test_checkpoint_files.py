@@ -5,12 +5,17 @@ again, so a DBA's forged one never reaches the directory."""
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from parts.cli import run_cli
+from parts.cli import CLI_ENV, ROOT, run_cli
 from parts.simulators import Simulators, history
 from support import audit_record, recent
 from test_verify_no_false_alarm import (
@@ -23,8 +28,10 @@ from test_verify_no_false_alarm import (
 )
 
 from etl.common.errors import ExitCode
-from etl.integrity import note
+from etl.integrity import external, note
 from etl.integrity.checkpoint import directory_checkpoints
+from etl.integrity.checkpoint_files import TEMPORARY, file_path, has_whole, write_file
+from etl.integrity.note import Checkpoint
 from etl.storage.engine import open_engine
 from etl.storage.schema import checkpoints, ledger_head
 
@@ -123,3 +130,225 @@ def test_a_forged_latest_checkpoint_is_not_copied_out(
     sync(path)  # the newest (unsigned, its head right) is not signed by the job's key
     copied = {made.text for _, made in directory_checkpoints(tmp_path / "checkpoints", ACCOUNT)}
     assert copied.isdisjoint({forged.text, unsigned.text})
+
+
+# -- file systems without hard links (some NFS and bucket mounts), or that keep every file --
+
+# A sync in a real process whose checkpoint files go through ``checkpoint_files`` with no
+# hard links, killed (SIGKILL) at the moment that matters: just before the rename that
+# publishes a file (``rename``), or, where renames fail too, half way through writing the
+# file in place (``direct``).
+_KILLED_SYNC = """
+import errno, os, signal, sys
+from etl.integrity import checkpoint_files as files
+
+link, rename, write = os.link, os.rename, files._synced
+
+def ours(name):
+    return str(name).endswith(files.TEMPORARY)
+
+def no_link(src, dst, **kwargs):
+    if ours(src):
+        raise OSError(errno.EPERM, "not on this file system")
+    link(src, dst, **kwargs)
+
+def killed_at_rename(src, dst, **kwargs):
+    if ours(src):
+        os.kill(os.getpid(), signal.SIGKILL)
+    rename(src, dst, **kwargs)
+
+def no_rename(src, dst, **kwargs):
+    if ours(src):
+        raise OSError(errno.EPERM, "not on this file system")
+    rename(src, dst, **kwargs)
+
+def half_then_killed(path, text, flag):
+    if path.name.endswith(files.SUFFIX):
+        write(path, text[: len(text) // 2], flag)
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, text, flag)
+
+os.link = no_link
+if sys.argv[1] == "rename":
+    os.rename = killed_at_rename
+else:
+    os.rename = no_rename
+    files._synced = half_then_killed
+from etl.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _killed_sync(tmp_path: Path, path: Path, moment: str) -> None:
+    script = tmp_path / "killed_sync.py"
+    script.write_text(_KILLED_SYNC)
+    command = [sys.executable, str(script), moment, "--config", str(path), "--quiet", "sync"]
+    result = subprocess.run(command, env=CLI_ENV, cwd=ROOT, capture_output=True, timeout=120)
+    assert result.returncode == -signal.SIGKILL, result.stderr.decode()
+
+
+def _no_links(patch: pytest.MonkeyPatch, *, renames: bool) -> None:
+    def refused(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "not on this file system")
+
+    patch.setattr(os, "link", refused)
+    if not renames:
+        patch.setattr(os, "rename", refused)
+
+
+def _hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+@pytest.mark.parametrize("moment", ["rename", "direct"])
+def test_without_hard_links_a_kill_while_publishing_leaves_no_lasting_finding(
+    migrated_url: str,
+    tmp_path: Path,
+    make_sim: Simulators,
+    monkeypatch: pytest.MonkeyPatch,
+    moment: str,
+) -> None:
+    """Published by a rename, a file appears whole or not at all; written in place (no
+    renames either), a cut copy is what it is: verify names only the checkpoint missing
+    from the directory (no bad signature, nothing "missing from the database"), and the
+    next run writes it whole, the cut copy replaced. The temporary file does not stay."""
+    sim = make_sim(history(200, days=0.5, seed=11))
+    key, public = keygen(tmp_path)
+    path = ledger_config(tmp_path, migrated_url, sim, key)
+    folder = tmp_path / "checkpoints" / ACCOUNT
+    _killed_sync(tmp_path, path, moment)
+    files = list(directory_checkpoints(tmp_path / "checkpoints", ACCOUNT))
+    if moment == "direct":  # the cut copy is there, under the checkpoint's name
+        ((cut, made),) = files
+        assert cut.stat().st_size > 0 and made.signature is None  # (it parses: unsigned)
+    else:  # killed with the file whole under the temporary name, not yet published
+        assert files == [] and note.parse((folder / TEMPORARY).read_text()) is not None
+    _, report = verify(path, "--public-key", str(public))
+    assert [f["kind"] for f in report["findings"]] == ["missing from the external copy"]
+    with monkeypatch.context() as patch:
+        _no_links(patch, renames=moment == "rename")
+        sync(path)  # mends the file
+        assert_clean(path, public, len(sim.visible_records()))
+        sim.add_records([audit_record(8_400_000_000_000 + j, recent(8)) for j in range(5)])
+        sync(path)  # a new checkpoint: published the same way
+    assert _hidden(folder) == []
+    assert all(
+        made.size > 0 for _, made in directory_checkpoints(tmp_path / "checkpoints", ACCOUNT)
+    )
+    assert_clean(path, public, len(sim.visible_records()))
+
+
+def test_where_nothing_can_be_removed_one_temporary_file_stays_not_one_per_checkpoint(
+    migrated_url: str, tmp_path: Path, make_sim: Simulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An append-only or WORM directory: files can be created, never removed nor renamed.
+    The first write's temporary file stays; later writes find it done with, cannot remove
+    it, and write their file in place instead of leaving another one each."""
+    sim = make_sim(history(100, days=0.5, seed=12))
+    key, public = keygen(tmp_path)
+    path = ledger_config(tmp_path, migrated_url, sim, key)
+    folder = tmp_path / "checkpoints" / ACCOUNT
+    unlink, rename = os.unlink, os.rename
+
+    def kept(name: object, *args: object, **kwargs: object) -> None:
+        if str(name).startswith(str(folder)):
+            raise PermissionError(errno.EPERM, "this directory keeps what is written")
+
+    def refused_unlink(name: Any, *args: Any, **kwargs: Any) -> None:
+        kept(name)
+        unlink(name, *args, **kwargs)
+
+    def refused_rename(name: Any, *args: Any, **kwargs: Any) -> None:
+        kept(name)
+        rename(name, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", refused_unlink)
+        patch.setattr(os, "rename", refused_rename)
+        for round in range(4):
+            sim.add_records([audit_record(8_500_000_000_000 + 10 * round + j, recent(8))
+                             for j in range(3)])  # fmt: skip
+            sync(path)
+    assert len(list(directory_checkpoints(tmp_path / "checkpoints", ACCOUNT))) == 4
+    assert _hidden(folder) == [TEMPORARY]
+    assert_clean(path, public, len(sim.visible_records()))
+
+
+def test_a_checkpoint_written_while_verify_lists_the_directory_is_no_finding(
+    migrated_url: str, tmp_path: Path, make_sim: Simulators, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Verify lists the directory before its snapshot and again for what it lacks. A file
+    read while it is written (a cut copy of a checkpoint it holds), a temporary file, and
+    a checkpoint made after the snapshot (its file there when listed again, its row not in
+    the snapshot) are no finding; the file completed while verify lists again is found."""
+    sim = make_sim(history(200, days=0.5, seed=13))
+    key, public = keygen(tmp_path)
+    path = ledger_config(tmp_path, migrated_url, sim, key)
+    sync(path)
+    sim.add_records([audit_record(8_600_000_000_000 + j, recent(8)) for j in range(5)])
+    sync(path)
+    root = tmp_path / "checkpoints"
+    (first, _), (newest, made) = directory_checkpoints(root, ACCOUNT)
+    later = newest.read_text()  # a checkpoint "made after the snapshot": its row goes
+    newest.unlink()
+    engine = open_engine(migrated_url)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(checkpoints).where(checkpoints.c.note == made.text))
+    engine.dispose()
+    whole = first.read_text()
+    first.write_text(whole[: len(whole) // 2])  # being written when verify lists it
+    (first.parent / TEMPORARY).write_text(whole[:10])
+    relisted = []
+
+    def listed(directory: Path | None, account: str) -> dict[str, Checkpoint]:
+        relisted.append(directory)
+        if len(relisted) == 2:  # listing again: the write finished, a new one was made
+            first.write_text(whole)
+            newest.write_text(later)
+        return listing(directory, account)
+
+    listing = external.listed
+    with monkeypatch.context() as patch:
+        patch.setattr(external, "listed", listed)
+        code, report = verify(path, "--public-key", str(public))
+    assert len(relisted) == 2
+    assert (code, report["findings"]) == (ExitCode.OK, []), report
+    # Still cut when listed again, it is the one finding: the checkpoint is not there whole.
+    first.write_text(whole[: len(whole) // 2])
+    newest.unlink()
+    _, report = verify(path, "--public-key", str(public))
+    assert [f["kind"] for f in report["findings"]] == ["missing from the external copy"]
+
+
+def test_a_cut_copy_that_cannot_be_removed_gets_the_whole_file_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On storage that keeps every file, a cut copy (a kill while a file was written in
+    place) stays: the checkpoint is written whole under its next name, found there, and
+    the cut copy is not taken for a checkpoint."""
+    made = note.make("acme.zendesk.com", 12, bytes(range(32)), ACCOUNT, recent(1))
+    folder = tmp_path / ACCOUNT
+    folder.mkdir()
+    cut = file_path(folder, made)
+    cut.write_text(made.text[:20])
+    unlink = os.unlink
+
+    def kept(name: Any, *args: Any, **kwargs: Any) -> None:
+        if str(name).startswith(str(folder)):
+            raise PermissionError(errno.EPERM, "this directory keeps what is written")
+        unlink(name, *args, **kwargs)
+
+    assert not has_whole(folder, made)
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", kept)
+        _no_links(patch, renames=False)
+        write_file(folder, made)
+        write_file(folder, made)  # found whole: nothing more written
+    assert _hidden(folder) == [TEMPORARY]  # the first write's, kept
+    assert sorted(p.name for p in folder.glob("0*")) == [
+        cut.name.replace(".checkpoint", ".2.checkpoint"),
+        cut.name,
+    ]
+    assert has_whole(folder, made)
+    found = external.listed(tmp_path, ACCOUNT)
+    assert len(found) == 2 and list(external.whole(found, [made])) == [made.text]

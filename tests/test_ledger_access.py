@@ -4,6 +4,7 @@ stream, and finds an access row changed, deleted or forged, by id, on each datab
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,8 +19,13 @@ from test_cli import cli
 
 from etl.common.errors import ExitCode
 from etl.records import chain
+from etl.records.access import parse_access_record
+from etl.records.audit import parse_record
+from etl.records.canonical import canonical_json
 from etl.storage.engine import open_engine
-from etl.storage.schema import access_logs, ledger
+from etl.storage.schema import access_logs, audit_logs, ledger
+from etl.storage.streams import access_upsert
+from etl.storage.upserts import row_upsert
 from zendesk_sim import AccessSource, Fault, SimulatedZendesk, generate_records
 
 AUDIT, ACCESS = 300, 400
@@ -94,10 +100,51 @@ def test_both_streams_are_chained_and_verified_per_stream(
     assert f"account acme: stream audit_logs: {AUDIT} records, 0 findings" in text
 
 
+def test_an_access_rows_raw_is_stored_as_the_audit_logs_is(migrated_url: str) -> None:
+    """The same JSON, stored by both logs' upserts (keys unsorted, non-ASCII, a nested
+    value): both keep the same text, on every database; on SQLite and MariaDB the record's
+    canonical text, which verify hashes without parsing."""
+    at = "2026-01-02T03:04:05Z"
+    sent = {"timestamp": at, "id": 42, "created_at": at, "zeta": "é\u2028", "action": "update",
+            "graphql": {"q": "x", "a": [2, 1.5]}}  # fmt: skip
+    audit = parse_record(sent, "acme", recent(0))
+    access = parse_access_record(sent, "acme", recent(0))
+    assert isinstance(audit, dict) and isinstance(access, dict)
+    engine = open_engine(migrated_url)
+    as_text = sa.cast(audit_logs.c.raw, sa.Text), sa.cast(access_logs.c.raw, sa.Text)
+    with engine.begin() as conn:
+        row_upsert(conn.dialect)(conn, "acme", {42: {**audit, "stored_seq": 1}})
+        access_upsert(conn.dialect)(conn, "acme", {"42": {**access, "stored_seq": 2}})
+        audit_text = conn.execute(sa.select(as_text[0])).scalar_one()
+        access_text = conn.execute(sa.select(as_text[1])).scalar_one()
+        # stored again unchanged: not rewritten (the text compares equal as it is)
+        assert access_upsert(conn.dialect)(conn, "acme", {"42": {**access, "stored_seq": 3}}) == (
+            0,
+            0,
+        )
+    engine.dispose()
+    assert access_text == audit_text
+    if engine.dialect.name != "postgresql":  # jsonb keeps its own text
+        assert access_text == canonical_json(sent)
+
+
 def test_access_rows_changed_deleted_or_forged_are_named_by_id(
     tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
 ) -> None:
     path = synced(tmp_path, zendesk, db_url)
+    if not db_url.startswith("postgresql"):
+        # Each access row's stored text is the very text its ledger entry hashed (verify
+        # needs no parsing), though the records come with their keys unsorted.
+        engine = open_engine(db_url)
+        with engine.connect() as conn:
+            texts = conn.execute(
+                sa.select(sa.cast(access_logs.c.raw, sa.Text), ledger.c.record_hash).join(
+                    ledger, ledger.c.stored_seq == access_logs.c.stored_seq
+                )
+            ).all()
+        engine.dispose()
+        assert len(texts) == ACCESS - 1
+        assert all(hashlib.sha256(text.encode()).digest() == bytes(h) for text, h in texts)
     changed, deleted = access_ids(db_url)[10:12]
     engine = open_engine(db_url)
     with engine.connect() as conn:

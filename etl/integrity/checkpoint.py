@@ -7,17 +7,14 @@ row can only mean the row was deleted (``verify`` says so), and a row without it
 that the directory lost or never got it (a failed write is an error of the run). A run
 killed between the two leaves the latest row without its file: the next run writes it
 (when it is this job's: its head on the stored chain, signed by the job's key if any),
-so the kill is no lasting finding.
+so the kill is no lasting finding. How a file is written: ``etl.integrity.checkpoint_files``.
 A checkpoint is made only when the ledger grew or the key changed since the last one.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -26,8 +23,14 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import utc_now
-from etl.common.errors import ConfigError
 from etl.integrity import note
+from etl.integrity.checkpoint_files import (
+    account_directory,
+    directory_checkpoints,
+    has_whole,
+    unreadable,
+    write_file,
+)
 from etl.integrity.keys import SigningKey
 from etl.integrity.note import Checkpoint
 from etl.storage.engine import database_errors, for_writing
@@ -35,8 +38,7 @@ from etl.storage.schema import checkpoints, ledger, ledger_head
 
 log = logging.getLogger(__name__)
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-SUFFIX = ".checkpoint"
+__all__ = ["CheckpointTarget", "Checkpointer", "directory_checkpoints", "make_checkpoint"]
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,6 @@ class CheckpointTarget:
     origin: str  # the checkpoint's first line: the account's Zendesk host
     key: SigningKey | None
     directory: Path | None
-
-
-def account_directory(directory: Path, account: str) -> Path:
-    """The account's folder in the checkpoint directory (its name made safe for a path)."""
-    return directory / _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", account)
 
 
 def make_checkpoint(
@@ -98,7 +95,7 @@ def make_checkpoint(
             )
         )
     if target.directory is not None:
-        _write(account_directory(target.directory, account), made)
+        write_file(account_directory(target.directory, account), made)
     log.info(
         "account %s: ledger checkpoint at entry %d (%s)",
         account,
@@ -116,7 +113,7 @@ def _complete(conn: Connection, account: str, target: CheckpointTarget, text: st
     if made is None or made.account != account or made.size <= 0:
         return
     folder = account_directory(target.directory, account)
-    if _path(folder, made).exists():
+    if has_whole(folder, made):  # whole: a cut copy (killed while written in place) is not
         return
     key = target.key
     if made.key_id != (key.public.id if key else None):
@@ -130,59 +127,7 @@ def _complete(conn: Connection, account: str, target: CheckpointTarget, text: st
     ).scalar()
     if stored is not None and bytes(stored) == made.head:
         log.info("account %s: the checkpoint at entry %d written again", account, made.size)
-        _write(folder, made)
-
-
-def _path(folder: Path, made: Checkpoint) -> Path:
-    stamp = made.time.replace("-", "").replace(":", "")
-    return folder / f"{made.size:012d}-{stamp}{SUFFIX}"
-
-
-def _write(folder: Path, made: Checkpoint) -> None:
-    """One new file, never over another: ``<size>-<time>.checkpoint``, synced to disk.
-
-    Written whole under a temporary name, then linked to its own: a run killed while
-    writing leaves no part of a checkpoint under a checkpoint's name (a cut file would be
-    a lasting finding), only a ``.partial`` file that verify does not read. Where the file
-    system has no hard links (some bucket mounts), the file is written directly."""
-    path = _path(folder, made)
-    partial = folder / f".{path.name}.{os.getpid()}.partial"
-    try:
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except FileExistsError:  # a file by that name: not "written already" below
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
-        _synced(partial, made.text, os.O_TRUNC)
-        try:
-            os.link(partial, path)
-        except FileExistsError:
-            pass  # the same size and second: written already
-        except OSError:  # no hard links here
-            _synced(path, made.text, os.O_EXCL)
-        finally:
-            _remove(partial)
-    except FileExistsError:
-        return  # the same size and second: written already
-    except OSError as exc:
-        raise ConfigError(
-            f"ledger checkpoint_dir {folder}: cannot write {path.name}: {exc.strerror}; "
-            "the checkpoint is in the database, verify will say it is missing from the directory"
-        ) from None
-
-
-def _synced(path: Path, text: str, flag: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | flag, 0o644)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-        out.flush()
-        os.fsync(out.fileno())
-
-
-def _remove(partial: Path) -> None:
-    try:
-        partial.unlink(missing_ok=True)
-    except OSError:  # a directory that keeps what is written (object lock): it stays
-        log.debug("cannot remove %s", partial, exc_info=True)
+        write_file(folder, made)
 
 
 def stored_checkpoints(conn: Connection, account: str) -> list[Checkpoint]:
@@ -193,24 +138,7 @@ def stored_checkpoints(conn: Connection, account: str) -> list[Checkpoint]:
         .where(checkpoints.c.account == account)
         .order_by(checkpoints.c.id)
     ).scalars()
-    return [note.parse(text) or _unreadable(text, account) for text in rows]
-
-
-def directory_checkpoints(directory: Path, account: str) -> Iterator[tuple[Path, Checkpoint]]:
-    """The account's checkpoint files, by name (so by size, then time)."""
-    folder = account_directory(directory, account)
-    if not folder.is_dir():
-        return
-    for path in sorted(folder.glob(f"*{SUFFIX}")):
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            text = ""
-        yield path, note.parse(text) or _unreadable(text, account)
-
-
-def _unreadable(text: str, account: str) -> Checkpoint:
-    return Checkpoint("", -1, b"", account, "", text=text)
+    return [note.parse(text) or unreadable(text, account) for text in rows]
 
 
 class Checkpointer:

@@ -51,6 +51,7 @@ def verify_account(engine: Engine, account: str, options: VerifyOptions) -> Acco
     snapshot = _snapshot(engine)
     with database_errors(engine, "verifying the ledger"), snapshot.begin() as conn:
         held = stored_checkpoints(conn, account)
+        listed = external.whole(listed, held)  # less copies read while written
         _Walk(conn, account, report, options, [*held, *listed.values()]).run()
     if options.directory is not None:
         external.compare(report, options.directory, held, listed)

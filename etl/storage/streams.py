@@ -10,7 +10,9 @@ The access log's upsert (``access_upsert``) works as the audit log's on SQLite a
 on every dialect: the batch's existing ``(id, raw)`` pairs are read first, in the same
 transaction, and only new or changed rows are sent with the dialect's own upsert, so an
 unchanged row is never rewritten and the counts are exact. Through SQLAlchemy Core: the
-access log has no straight-to-driver path yet.
+access log has no straight-to-driver path yet. ``raw`` is written as the row's JSON text,
+as the audit log's upserts write it (``upserts.raw_as_text``), so both logs keep the same
+text for the same record: its canonical text, which verify hashes without parsing.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from etl.common.clock import utc_now
-from etl.records.audit import RAW_JSON
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import FAILURE_STATUSES, RunInfo, runs, stream_rejects
 from etl.storage.limits import RowUpsert, byte_batches, max_packet
@@ -38,7 +39,7 @@ from etl.storage.schema import (
 )
 from etl.storage.statements import SliceRow, WriteResult, of_stream
 from etl.storage.store import Store
-from etl.storage.upserts import changed
+from etl.storage.upserts import changed, raw_as_text, with_raw_text
 
 _ID_CHUNK = 500  # ids per "which of these exist?" query
 _MISSING = object()
@@ -48,7 +49,9 @@ def _upsert_statement(dialect: str) -> sa.Executable:
     """INSERT, or on the key update every other column (only changed rows are sent)."""
     table = access_logs
     key = [c for c in table.primary_key]
-    ins = dialect_insert(dialect, table)
+    # raw as the row's JSON text, as the audit log's upserts write it (the JSON type would
+    # serialize the record again, keys unsorted: not the text the ledger hashed).
+    ins = dialect_insert(dialect, table).values(raw=raw_as_text(dialect))
     others = [c.name for c in table.columns if c not in key]
     if dialect in MYSQL_DIALECTS:
         statement: sa.Executable = ins.on_duplicate_key_update(
@@ -90,7 +93,7 @@ def access_upsert(dialect: Dialect) -> RowUpsert:
                 inserted += 1
             elif not changed(old, row):  # canonical text, not Python's 1 == True == 1.0
                 continue
-            sent.append({k: v for k, v in row.items() if k != RAW_JSON})
+            sent.append(with_raw_text(row))
         if sent:
             _write(conn, statement, sent)
         return inserted, len(sent) - inserted

@@ -119,7 +119,7 @@ def _mysql_rows() -> tuple[ExistingReader, RowWriter]:
         assert packet is not None
         # Each statement well under the server's packet: a larger one closes the connection.
         for batch in byte_batches(rows, packet // 2):
-            conn.execute(upsert, [_columns_only(row) for row in batch])
+            conn.execute(upsert, [with_raw_text(row) for row in batch])
 
     return read, write
 
@@ -131,14 +131,26 @@ def _mysql_rows_upsert() -> sa.Executable:
     ``<=>`` on its JSON type would call ``1`` and ``1.0`` equal."""
     table = audit_logs
     key = {c.name for c in table.primary_key}
-    my = dialect_insert("mysql", table)
+    my = dialect_insert("mysql", table).values(raw=raw_as_text("mysql"))
     assignments = [(c.name, my.inserted[c.name]) for c in table.columns if c.name not in key]
     upsert: sa.Executable = my.on_duplicate_key_update(assignments)
     return upsert
 
 
-def _columns_only(row: Mapping[str, Any]) -> Mapping[str, Any]:
-    return {k: v for k, v in row.items() if k != RAW_JSON} if RAW_JSON in row else row
+def raw_as_text(dialect: str) -> sa.ColumnElement[Any]:
+    """``raw``'s value in a Core INSERT: the row's JSON text (``raw_text``, the record's
+    canonical text for a record of plain values) bound as it is, under ``RAW_JSON``
+    (``with_raw_text``). The JSON type would serialize the record again, keys unsorted:
+    MariaDB would then keep a text that is not the one hashed, which verify must parse."""
+    bound = sa.bindparam(RAW_JSON, type_=sa.Text)
+    return sa.cast(bound, audit_logs.c.raw.type) if dialect == "postgresql" else bound
+
+
+def with_raw_text(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``row``'s parameters for a statement whose ``raw`` is ``raw_as_text``."""
+    sent = {k: v for k, v in row.items() if k != "raw"}
+    sent[RAW_JSON] = raw_text(row)
+    return sent
 
 
 def row_upsert(dialect: Dialect) -> RowUpsert:
