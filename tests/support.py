@@ -96,10 +96,12 @@ def settings_for(db_url: str, *accounts: AccountSettings) -> Settings:
 
 def fresh_store(db_url: str) -> Store:
     """A store on ``db_url`` at the current schema: copied from a migrated template when
-    the database is empty (much faster than migrating), else migrated."""
+    the database is empty (much faster than migrating), else migrated if it is behind.
+    ``ensure_current`` reads the version row first: a database already at the head (the
+    second store of most tests) costs no Alembic load, ~0.4 s of CPU each."""
     if not migrate_from_template(db_url):
         engine = open_engine(db_url)
-        migrate.upgrade(engine)
+        migrate.ensure_current(engine, auto_migrate=True, migrate_hint="")
         return Store(engine)
     return Store(open_engine(db_url))
 

@@ -41,9 +41,30 @@ class Killed(Exception):
 
 
 def drop_everything(engine: Engine) -> None:
-    found = sa.MetaData()
-    found.reflect(engine)
-    found.drop_all(engine)
+    """Every table. On the servers in one statement: reflecting the schema and dropping
+    table by table cost a sixth of this module's time on MariaDB (each DROP of an InnoDB
+    table is a file removed and a commit)."""
+    name = engine.dialect.name
+    if name == "sqlite":  # in the order the foreign keys need, as cheap as any here
+        found = sa.MetaData()
+        found.reflect(engine)
+        found.drop_all(engine)
+        return
+    with engine.begin() as conn:
+        tables = sa.inspect(conn).get_table_names()
+        if not tables:
+            return
+        if name in MYSQL_DIALECTS:
+            listed = ", ".join(f"`{table}`" for table in tables)
+            conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
+            try:
+                conn.exec_driver_sql(f"DROP TABLE {listed}")
+            finally:
+                conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
+        else:
+            listed = ", ".join(f'"{table}"' for table in tables)
+            conn.exec_driver_sql(f"DROP TABLE {listed} CASCADE")
+    assert not sa.inspect(engine).get_table_names()
 
 
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
