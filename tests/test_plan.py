@@ -90,7 +90,7 @@ def test_a_split_cuts_the_gap_and_hands_the_downward_reader_on() -> None:
     first.low = WINDOW.end - 10 * MINUTE  # committed
     candidate = plan.split_candidate(max_slices=8)
     assert candidate is not None
-    victim, middle = candidate
+    victim, (middle,) = candidate  # one reader wanted: one cut, in the middle
     lo, hi = T0 + 10 * MINUTE, WINDOW.end - 10 * MINUTE
     assert victim is first and middle == lo + (hi - lo) / 2
     rest = plan.cut(first, middle)
@@ -113,7 +113,7 @@ def test_no_split_once_the_readers_have_passed_the_middle_or_too_little_is_left(
     plan.took_page(up, T0 + 10 * MINUTE, T0, has_more=True)
     candidate = plan.split_candidate(max_slices=8)
     assert candidate is not None
-    _, middle = candidate
+    _, (middle,) = candidate
     plan.took_page(up, middle + MINUTE, T0 + 10 * MINUTE, has_more=True)  # raced past it
     assert plan.cut(first, middle) is None
     sparse = Plan.whole(WINDOW)

@@ -201,14 +201,15 @@ class Backfill:
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return
             with self._lock:
-                reader = self._next_reader()
+                reader = self._next_reader(wanted - running)
             if reader is None:
                 return
             self._start(reader)
             running = self._writer.fetchers
 
-    def _next_reader(self) -> Reader | None:
-        """Called with the lock held."""
+    def _next_reader(self, readers: int) -> Reader | None:
+        """A reader for a free fetcher, ``readers`` of them wanted (called with the lock
+        held). A split cuts as many slices as the readers wanted need, at once."""
         plan = self._plan
         unread = plan.unstarted()
         if unread is not None:
@@ -216,11 +217,12 @@ class Backfill:
         lone = plan.pair_candidate()
         if lone is not None:
             return plan.begin_down(lone)
-        candidate = plan.split_candidate(self.max_slices)
+        candidate = plan.split_candidate(self.max_slices, readers)
         if candidate is None:
             return None
-        victim, middle = candidate
-        if self._split(victim, middle) is None:
+        victim, middles = candidate
+        # Highest first: each cut ends the victim lower, the new slice taking the rest.
+        if not [m for m in middles if self._split(victim, m) is not None]:
             return None
         unread = plan.unstarted()
         return None if unread is None else plan.begin_up(unread)

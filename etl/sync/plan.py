@@ -62,6 +62,8 @@ MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pag
 # meeting, where a page is partly read twice: half a page on average)...
 MIN_SPLIT_PAGES = 8.0
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
+# A split into more than two parts (at the start) makes parts of at least this many pages.
+MIN_PART_PAGES = 2 * MIN_SPLIT_PAGES
 SLICES_PER_WORKER = 4  # splits are bounded: at most this many slices per worker
 
 
@@ -120,11 +122,16 @@ class Plan:
         best = max(lone, key=Slice.pages_left, default=None)
         return best if best is not None and best.pages_left() >= MIN_PAIR_PAGES else None
 
-    def split_candidate(self, max_slices: int) -> tuple[Slice, datetime] | None:
-        """The slice with the most pages left, and the middle of its unread gap; only once
-        its upward reader has read a page since it began or was last cut (splits never
-        outrun pages)."""
-        if len(self.slices) >= max_slices:
+    def split_candidate(
+        self, max_slices: int, readers: int = 1
+    ) -> tuple[Slice, list[datetime]] | None:
+        """The slice with the most pages left, and where to cut its unread gap: in equal
+        parts, as many cuts as ``readers`` more readers need (each new slice brings two:
+        upwards from its cut, downwards once paired), each part keeping half the pages
+        and the time a split needs. Only once its upward reader has read a page since it
+        began or was last cut (splits never outrun pages); highest cut first."""
+        room = max_slices - len(self.slices)
+        if room <= 0:
             return None
         busy = [s for s in self.slices if s.running() and s.up and s.up.pages > s.cut_after]
         victim = max(busy, key=Slice.pages_left, default=None)
@@ -133,7 +140,16 @@ class Plan:
         lo, hi = victim.gap()
         if hi - lo < MIN_SPLIT_SPAN:
             return None
-        return victim, (lo + (hi - lo) / 2).replace(microsecond=0)
+        # One cut halves the gap, as a split always did. More (a run that needs 40 readers
+        # makes 20 slices at once, not in 5 rounds of page reads) only into parts of at
+        # least MIN_PART_PAGES: in the last pages, where more cuts would only add meetings,
+        # slices are halved one at a time.
+        by_pages = victim.pages_left() / MIN_PART_PAGES
+        by_time = (hi - lo) / (MIN_SPLIT_SPAN / 2)
+        cuts = int(max(1, min(room, -(-max(readers, 1) // 2), by_pages - 1, by_time - 1)))
+        step = (hi - lo) / (cuts + 1)
+        middles = [(lo + step * i).replace(microsecond=0) for i in range(cuts, 0, -1)]
+        return victim, middles
 
     def begin_up(self, s: Slice) -> Reader:
         s.up = Reader(s, False, s.read_from(), s.end)
