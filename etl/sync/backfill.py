@@ -18,12 +18,14 @@ point, never further; when every slice is done it becomes the plan's end and the
 deleted. A resync keeps its plan in memory only and never moves the watermark.
 
 Readers and splits. A free fetcher reads an unread slice upwards; else it reads a slice
-that only has an upward reader downwards from its end, and the two meet wherever they
-meet (no request is spent on a guessed split point); else it cuts the largest unread gap
-in the middle (``Plan.split_candidate``), committed before the new reader starts, the new
-slice taking the gap's downward reader. If the process dies before that commit, the
-victim still covers everything. Slices are bounded (``SLICES_PER_WORKER``), and each split
-needs a page read since: a server that ignores the window cannot make a run split forever.
+that only has an upward reader (which has read a page there) downwards from its end, and
+the two meet wherever they meet (no request is spent on a guessed split point); else it
+cuts the largest unread gap (``Plan.split_candidate``): in the middle, or, when many
+readers are wanted (the start of a run), into as many equal parts as they need at once,
+each cut committed before the new readers start, the top part taking the gap's downward
+reader. If the process dies before a cut's commit, the victim still covers the rest.
+Slices are bounded (``SLICES_PER_WORKER``), and each split needs a page read since: a
+server that ignores the window cannot make a run split forever.
 
 The pipeline. Fetchers (each with its own ``ZendeskClient``, all sharing the account's
 ``RateLimiter``; the backfill closes those it made) parse their pages and put them in a
