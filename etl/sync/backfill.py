@@ -34,14 +34,17 @@ checkpoints committed with their rows) while the fetchers fetch the next pages. 
 bounded by the queue.
 
 How many fetch. As many requests are kept in flight as the budget can use at the latency
-the run measures (``etl.zendesk.concurrency.target``: rate x recent slow latency, with a margin),
-at most ``workers``; the target is recomputed after every write round, so it rises and
-falls with the latency and with the limiter's allowance (after a 429, or when other apps
-use the quota). Fetchers take a slot of a ``Gate`` of that size around each request:
-when the target falls, the surplus park between pages. Fetchers are added only while the
-writer keeps up: when a page per running fetcher (at least ``WRITER_BEHIND_PAGES``; at
-2,500/min a few always wait between two writes) already waits in the queue, the run is
-bound by the writer, and another fetcher would only take CPU time from it.
+the run measures (``etl.zendesk.concurrency.target``: rate x recent slow latency, with a
+margin), at most ``workers``; new slices are cut only for what the budget needs at the
+median latency (each costs about a request where its readers meet), the rest of the target
+reading the slices there are from their other end. The target is recomputed after every
+write round, so it rises and falls with the latency and with the limiter's allowance (after
+a 429, or when other apps use the quota). Fetchers take a slot of a ``Gate`` of that size
+around each request: when the target falls, the surplus park between pages. Fetchers are
+added only while the writer keeps up: when a page per running fetcher (at least
+``WRITER_BEHIND_PAGES``; at 2,500/min a few always wait between two writes) already waits
+in the queue, the run is bound by the writer, and another fetcher would only take CPU time
+from it.
 
 Who goes first. A fetcher's requests wait for the budget with its slice's estimated
 pages left as their priority (``RateLimiter.acquire``): the slices that would finish
@@ -194,6 +197,10 @@ class Backfill:
             return
         limiter = self._main_client.limiter
         wanted = concurrency.target(limiter.rate(), limiter.latencies.quantile(), self.workers)
+        # Readers on slices there are, up to ``wanted``; new slices (each costs about a
+        # request where its readers meet) only for what the budget needs at the typical
+        # latency: the slow quantile's surplus is not worth a meeting.
+        needed = concurrency.target(limiter.rate(), limiter.latencies.quantile(0.5), wanted)
         self._gate.resize(wanted)
         running = self._writer.fetchers
         while running < wanted:
@@ -203,7 +210,7 @@ class Backfill:
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return
             with self._lock:
-                reader = self._next_reader(wanted - running)
+                reader = self._next_reader(needed - running)
             if reader is None:
                 return
             self._start(reader)
@@ -219,7 +226,7 @@ class Backfill:
         lone = plan.pair_candidate()
         if lone is not None:
             return plan.begin_down(lone)
-        candidate = plan.split_candidate(self.max_slices, readers)
+        candidate = plan.split_candidate(self.max_slices, readers) if readers > 0 else None
         if candidate is None:
             return None
         victim, middles = candidate
