@@ -11,7 +11,7 @@ from support import sim_account
 
 from etl.common.errors import CorruptResponseError
 from etl.sync.pagecheck import WindowCheck
-from etl.sync.plan import MIN_SPLIT_PAGES, Plan, Proof, Slice, saved
+from etl.sync.plan import MIN_PART_PAGES, MIN_SPLIT_PAGES, Plan, Proof, Slice, saved
 from etl.sync.window import BOUND_SLACK, Window
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -90,7 +90,7 @@ def test_a_split_cuts_the_gap_and_hands_the_downward_reader_on() -> None:
     first.low = WINDOW.end - 10 * MINUTE  # committed
     candidate = plan.split_candidate(max_slices=8)
     assert candidate is not None
-    victim, middle = candidate
+    victim, (middle,) = candidate  # one reader wanted: one cut, in the middle
     lo, hi = T0 + 10 * MINUTE, WINDOW.end - 10 * MINUTE
     assert victim is first and middle == lo + (hi - lo) / 2
     rest = plan.cut(first, middle)
@@ -113,7 +113,7 @@ def test_no_split_once_the_readers_have_passed_the_middle_or_too_little_is_left(
     plan.took_page(up, T0 + 10 * MINUTE, T0, has_more=True)
     candidate = plan.split_candidate(max_slices=8)
     assert candidate is not None
-    _, middle = candidate
+    _, (middle,) = candidate
     plan.took_page(up, middle + MINUTE, T0 + 10 * MINUTE, has_more=True)  # raced past it
     assert plan.cut(first, middle) is None
     sparse = Plan.whole(WINDOW)
@@ -122,6 +122,93 @@ def test_no_split_once_the_readers_have_passed_the_middle_or_too_little_is_left(
     assert sparse.slices[0].pages_left() < MIN_SPLIT_PAGES
     assert sparse.split_candidate(max_slices=8) is None
     assert sparse.pair_candidate() is None
+
+
+def cut_all(plan: Plan, victim: Slice, middles: list[datetime]) -> list[Slice]:
+    """Apply a split's cuts as the backfill does: highest first, each a split of its own."""
+    made = []
+    for middle in middles:
+        rest = plan.cut(victim, middle)
+        assert rest is not None
+        new = Slice(None, *rest)
+        plan.add_split(new, victim, middle)
+        made.append(new)
+    return made
+
+
+def test_a_run_that_needs_many_readers_cuts_as_many_slices_at_once() -> None:
+    """Issue 27's ramp-up: after the first pages, one split makes the slices the readers
+    wanted need (two readers each), instead of one per page read at the victim."""
+    plan = Plan.whole(WINDOW)
+    (first,) = plan.slices
+    up = plan.begin_up(first)
+    plan.took_page(up, T0 + MINUTE, T0, has_more=True)  # a page a minute: 600 pages left
+    down = plan.begin_down(first)
+    plan.took_page(down, WINDOW.end, WINDOW.end - MINUTE, has_more=True)
+    candidate = plan.split_candidate(max_slices=64, readers=20)
+    assert candidate is not None
+    victim, middles = candidate
+    assert victim is first and len(middles) == 10  # 20 readers: 10 new slices
+    assert middles == sorted(middles, reverse=True)  # highest first
+    made = cut_all(plan, first, middles)
+    # The slices still cover the window without a gap, neighbours overlapping by the slack.
+    assert plan.slices == [first, *reversed(made)]
+    assert plan.slices[0].start == WINDOW.start and plan.slices[-1].end == WINDOW.end
+    for lower, upper in zip(plan.slices, plan.slices[1:], strict=False):
+        assert upper.start == lower.end - BOUND_SLACK
+    # Equal parts, each worth reading from both ends.
+    lengths = {s.end - s.start for s in plan.slices[1:-1]}
+    assert max(lengths) - min(lengths) <= 2 * BOUND_SLACK
+    assert all(s.pages_left() >= MIN_PART_PAGES for s in plan.slices[1:])
+    # Only the top slice took the downward reader and what it proved; the rest start unread.
+    assert made[0].down is down and down.slice is made[0]
+    assert all(s.down is None and s.up is None and s.position is None for s in made[1:])
+    assert first.down is None and first.end == middles[-1]
+    # Every new slice gets an upward reader; a downward one joins a slice read upwards only
+    # once its upward reader has read a page there (a part may be a quiet stretch: one page).
+    ups = []
+    while (unread := plan.unstarted()) is not None:
+        ups.append(plan.begin_up(unread))
+    assert len(ups) == 10
+    assert plan.pair_candidate() is first  # read a page already
+    plan.begin_down(first)
+    assert plan.pair_candidate() is None
+    busy, quiet = ups[0], ups[1]
+    plan.took_page(busy, busy.query_start + MINUTE, busy.query_start, has_more=True)
+    assert plan.pair_candidate() is busy.slice
+    assert plan.took_page(quiet, quiet.query_start + MINUTE, quiet.query_start, False)[1]
+    assert quiet.slice.fetched and plan.pair_candidate() is busy.slice  # read by one request
+    # Nothing is proven by the cuts: the victim's reader still proves only its own pages.
+    proof, _ = plan.took_page(up, T0 + 2 * MINUTE, T0 + MINUTE, has_more=True)
+    assert plan.progress([(first, proof)], {})[first] == (T0 + 2 * MINUTE, None, False)
+    # And no slice is cut again before its upward reader has read a page since.
+    assert plan.split_candidate(max_slices=64, readers=20) is not None  # the victim read one
+    assert all(s.cut_after == 0 for s in made)
+
+
+def test_a_split_into_many_parts_is_bounded_by_pages_and_the_slices_allowed() -> None:
+    def read_one_page(spacing: timedelta) -> Plan:
+        plan = Plan.whole(WINDOW)
+        plan.took_page(plan.begin_up(plan.slices[0]), T0 + spacing, T0, has_more=True)
+        return plan
+
+    # Few pages left: the last pages are halved one cut at a time, whatever is wanted.
+    few = read_one_page(WINDOW.end - WINDOW.start - HOUR)  # a page per 9 hours: about 1
+    assert few.split_candidate(max_slices=64, readers=40) is None
+    some = read_one_page((WINDOW.end - WINDOW.start) / 30)  # about 29 pages: one cut
+    candidate = some.split_candidate(max_slices=64, readers=40)
+    assert candidate is not None and len(candidate[1]) == 1
+    # Enough pages: as many parts as MIN_PART_PAGES allows.
+    many = read_one_page((WINDOW.end - WINDOW.start) / 100)  # about 99 pages
+    candidate = many.split_candidate(max_slices=64, readers=40)
+    assert candidate is not None and len(candidate[1]) == int(99 / MIN_PART_PAGES) - 1
+    # The plan's bound on slices holds: 3 allowed, 1 there, 2 cuts.
+    dense = read_one_page(MINUTE)
+    candidate = dense.split_candidate(max_slices=3, readers=40)
+    assert candidate is not None and len(candidate[1]) == 2
+    # One reader wanted: one cut, the middle, as a split always was.
+    candidate = dense.split_candidate(max_slices=64, readers=1)
+    assert candidate is not None and len(candidate[1]) == 1
 
 
 def test_a_burst_in_one_second_does_not_make_the_rest_look_dense() -> None:

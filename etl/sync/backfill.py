@@ -18,12 +18,14 @@ point, never further; when every slice is done it becomes the plan's end and the
 deleted. A resync keeps its plan in memory only and never moves the watermark.
 
 Readers and splits. A free fetcher reads an unread slice upwards; else it reads a slice
-that only has an upward reader downwards from its end, and the two meet wherever they
-meet (no request is spent on a guessed split point); else it cuts the largest unread gap
-in the middle (``Plan.split_candidate``), committed before the new reader starts, the new
-slice taking the gap's downward reader. If the process dies before that commit, the
-victim still covers everything. Slices are bounded (``SLICES_PER_WORKER``), and each split
-needs a page read since: a server that ignores the window cannot make a run split forever.
+that only has an upward reader (which has read a page there) downwards from its end, and
+the two meet wherever they meet (no request is spent on a guessed split point); else it
+cuts the largest unread gap (``Plan.split_candidate``): in the middle, or, when many
+readers are wanted (the start of a run), into as many equal parts as they need at once,
+each cut committed before the new readers start, the top part taking the gap's downward
+reader. If the process dies before a cut's commit, the victim still covers the rest.
+Slices are bounded (``SLICES_PER_WORKER``), and each split needs a page read since: a
+server that ignores the window cannot make a run split forever.
 
 The pipeline. Fetchers (each with its own ``ZendeskClient``, all sharing the account's
 ``RateLimiter``; the backfill closes those it made) parse their pages and put them in a
@@ -32,14 +34,17 @@ checkpoints committed with their rows) while the fetchers fetch the next pages. 
 bounded by the queue.
 
 How many fetch. As many requests are kept in flight as the budget can use at the latency
-the run measures (``etl.zendesk.concurrency.target``: rate x recent slow latency, with a margin),
-at most ``workers``; the target is recomputed after every write round, so it rises and
-falls with the latency and with the limiter's allowance (after a 429, or when other apps
-use the quota). Fetchers take a slot of a ``Gate`` of that size around each request:
-when the target falls, the surplus park between pages. Fetchers are added only while the
-writer keeps up: when a page per running fetcher (at least ``WRITER_BEHIND_PAGES``; at
-2,500/min a few always wait between two writes) already waits in the queue, the run is
-bound by the writer, and another fetcher would only take CPU time from it.
+the run measures (``etl.zendesk.concurrency.target``: rate x recent slow latency, with a
+margin), at most ``workers``; new slices are cut only for what the budget needs at the
+median latency (each costs about a request where its readers meet), the rest of the target
+reading the slices there are from their other end. The target is recomputed after every
+write round, so it rises and falls with the latency and with the limiter's allowance (after
+a 429, or when other apps use the quota). Fetchers take a slot of a ``Gate`` of that size
+around each request: when the target falls, the surplus park between pages. Fetchers are
+added only while the writer keeps up: when a page per running fetcher (at least
+``WRITER_BEHIND_PAGES``; at 2,500/min a few always wait between two writes) already waits
+in the queue, the run is bound by the writer, and another fetcher would only take CPU time
+from it.
 
 Who goes first. A fetcher's requests wait for the budget with its slice's estimated
 pages left as their priority (``RateLimiter.acquire``): the slices that would finish
@@ -192,6 +197,10 @@ class Backfill:
             return
         limiter = self._main_client.limiter
         wanted = concurrency.target(limiter.rate(), limiter.latencies.quantile(), self.workers)
+        # Readers on slices there are, up to ``wanted``; new slices (each costs about a
+        # request where its readers meet) only for what the budget needs at the typical
+        # latency: the slow quantile's surplus is not worth a meeting.
+        needed = concurrency.target(limiter.rate(), limiter.latencies.quantile(0.5), wanted)
         self._gate.resize(wanted)
         running = self._writer.fetchers
         while running < wanted:
@@ -201,14 +210,15 @@ class Backfill:
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return
             with self._lock:
-                reader = self._next_reader()
+                reader = self._next_reader(needed - running)
             if reader is None:
                 return
             self._start(reader)
             running = self._writer.fetchers
 
-    def _next_reader(self) -> Reader | None:
-        """Called with the lock held."""
+    def _next_reader(self, readers: int) -> Reader | None:
+        """A reader for a free fetcher, ``readers`` of them wanted (called with the lock
+        held). A split cuts as many slices as the readers wanted need, at once."""
         plan = self._plan
         unread = plan.unstarted()
         if unread is not None:
@@ -216,11 +226,12 @@ class Backfill:
         lone = plan.pair_candidate()
         if lone is not None:
             return plan.begin_down(lone)
-        candidate = plan.split_candidate(self.max_slices)
+        candidate = plan.split_candidate(self.max_slices, readers) if readers > 0 else None
         if candidate is None:
             return None
-        victim, middle = candidate
-        if self._split(victim, middle) is None:
+        victim, middles = candidate
+        # Highest first: each cut ends the victim lower, the new slice taking the rest.
+        if not [m for m in middles if self._split(victim, m) is not None]:
             return None
         unread = plan.unstarted()
         return None if unread is None else plan.begin_up(unread)

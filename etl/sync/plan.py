@@ -9,8 +9,10 @@ overlap by ``BOUND_SLACK``: bounds may be exclusive). Each slice is read by up t
 free, one downwards from its end (``sort=-created_at``). They meet somewhere in the middle,
 at a point no one had to guess: so pairing a slice costs no request (its one partial page
 is where the two meet, instead of at its end). Only with more fetchers than two per slice is
-a slice cut in time, in the middle of its unread gap; the new slice takes the downward
-reader, and each side of the cut gets a reader walking away from it as fetchers free up.
+a slice cut in time, in the middle of its unread gap (or, when many fetchers are free at
+once, as at the start of a run, in as many equal parts as they need, each of
+``MIN_PART_PAGES`` or more); the top part takes the downward reader, and each side of a
+cut gets a reader walking away from it as fetchers free up.
 
 What is proven. An answer proves only what it covers in order, within its own window
 (checked by ``etl.sync.pagecheck`` before a page gets here): an upward page proves every
@@ -62,6 +64,8 @@ MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pag
 # meeting, where a page is partly read twice: half a page on average)...
 MIN_SPLIT_PAGES = 8.0
 MIN_SPLIT_SPAN = timedelta(seconds=4)  # ... and this much unread time
+# A split into more than two parts (at the start) makes parts of at least this many pages.
+MIN_PART_PAGES = 2 * MIN_SPLIT_PAGES
 SLICES_PER_WORKER = 4  # splits are bounded: at most this many slices per worker
 
 
@@ -115,16 +119,23 @@ class Plan:
         return None
 
     def pair_candidate(self) -> Slice | None:
-        """The slice read upwards only with the most pages left: a downward reader joins it."""
-        lone = [s for s in self.slices if s.running() and s.down is None]
+        """The slice read upwards only with the most pages left: a downward reader joins it,
+        once the upward one has read a page there (a part cut from a busy slice may be a
+        quiet stretch, read by one request: its own page, not the busy slice's, tells)."""
+        lone = [s for s in self.slices if s.running() and s.down is None and s.up and s.up.pages]
         best = max(lone, key=Slice.pages_left, default=None)
         return best if best is not None and best.pages_left() >= MIN_PAIR_PAGES else None
 
-    def split_candidate(self, max_slices: int) -> tuple[Slice, datetime] | None:
-        """The slice with the most pages left, and the middle of its unread gap; only once
-        its upward reader has read a page since it began or was last cut (splits never
-        outrun pages)."""
-        if len(self.slices) >= max_slices:
+    def split_candidate(
+        self, max_slices: int, readers: int = 1
+    ) -> tuple[Slice, list[datetime]] | None:
+        """The slice with the most pages left, and where to cut its unread gap, highest
+        first: in equal parts, as many cuts as ``readers`` more readers need (each new
+        slice brings two: upwards from its cut, downwards once paired), within
+        ``max_slices``. Only once its upward reader has read a page since it began or was
+        last cut (splits never outrun pages)."""
+        room = max_slices - len(self.slices)
+        if room <= 0:
             return None
         busy = [s for s in self.slices if s.running() and s.up and s.up.pages > s.cut_after]
         victim = max(busy, key=Slice.pages_left, default=None)
@@ -133,7 +144,15 @@ class Plan:
         lo, hi = victim.gap()
         if hi - lo < MIN_SPLIT_SPAN:
             return None
-        return victim, (lo + (hi - lo) / 2).replace(microsecond=0)
+        # One cut halves the gap, as a split always did. More (a run that needs 40 readers
+        # makes 20 slices at once, not in 5 rounds of page reads) only into parts of at
+        # least MIN_PART_PAGES (a density is at most a page a second: they keep their time
+        # too); in the last pages, where cuts add meetings, slices are halved one at a time.
+        by_pages = victim.pages_left() / MIN_PART_PAGES
+        cuts = int(max(1, min(room, -(-max(readers, 1) // 2), by_pages - 1)))
+        step = (hi - lo) / (cuts + 1)
+        middles = [(lo + step * i).replace(microsecond=0) for i in range(cuts, 0, -1)]
+        return victim, middles
 
     def begin_up(self, s: Slice) -> Reader:
         s.up = Reader(s, False, s.read_from(), s.end)
