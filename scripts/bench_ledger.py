@@ -4,12 +4,18 @@ database, 1,000-record transactions as a backfill commits them. The HTTP reading
 record parsing a real load also does are left out, so the share printed is an upper
 bound of the ledger's share of a whole load.
 
+Beside the wall time, the CPU time it took: this process's (SQLite's work included) and
+that of the database server's sessions of the bench's database (PostgreSQL's backends,
+MariaDB's connection threads; read from /proc, so a local server only). On a shared host
+the CPU times move far less from run to run than the wall time does.
+
     .venv/bin/python scripts/bench_ledger.py [--records N] [--databases sqlite postgresql mariadb]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -64,21 +70,54 @@ def database(kind: str) -> Iterator[str]:
         admin.dispose()
 
 
-def load(url: str, rows: list[dict[str, Any]], per_transaction: int) -> float:
+# The server's sessions of the current database: PostgreSQL's backend processes, MariaDB's
+# connection threads (Linux thread ids).
+_SESSIONS = {
+    "postgresql": "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
+    "mysql": "SELECT tid FROM information_schema.processlist WHERE db = database()",
+}
+
+
+def _cpu_of(task: int) -> float:
+    """User and system CPU seconds of a process or thread of this host (0 when gone)."""
+    try:
+        with open(f"/proc/{task}/status") as status:
+            group = next(line.split()[1] for line in status if line.startswith("Tgid:"))
+        with open(f"/proc/{group}/task/{task}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, StopIteration):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu(engine: sa.Engine) -> dict[int, float]:
+    """CPU seconds of each of the server's sessions of the engine's database, by id."""
+    sql = _SESSIONS.get("mysql" if engine.dialect.name == "mariadb" else engine.dialect.name)
+    if sql is None:
+        return {}
+    with engine.connect() as conn:
+        tasks = [int(task) for task in conn.exec_driver_sql(sql).scalars() if task]
+    return {task: _cpu_of(task) for task in tasks}
+
+
+def load(url: str, rows: list[dict[str, Any]], per_transaction: int) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (this process's and the server's sessions')."""
     engine = open_engine(url)
     migrate.upgrade(engine)
     store = Store(engine)
     run_id = store.start_run("bench", datetime.now(UTC), datetime.now(UTC), None)
-    started = time.perf_counter()
+    server = server_cpu(engine)
+    started, cpu = time.perf_counter(), time.process_time()
     for at in range(0, len(rows), per_transaction):
         with store.transaction() as transaction:
             transaction.write_batch("bench", run_id, rows[at : at + per_transaction], [])
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    cpu += sum(used - server.get(task, 0.0) for task, used in server_cpu(engine).items())
     engine.dispose()
-    return elapsed
+    return elapsed, cpu
 
 
-def timed(kind: str, rows: list[dict[str, Any]], ledger: bool) -> float:
+def timed(kind: str, rows: list[dict[str, Any]], ledger: bool) -> tuple[float, float]:
     real = vars(batch)["LedgerWriter"]
     if not ledger:
         vars(batch)["LedgerWriter"] = _NoLedger
@@ -100,14 +139,22 @@ def main(argv: list[str] | None = None) -> int:
     now = datetime.now(UTC)
     parsed = (parse_record(raw, "bench", now) for raw in source)
     rows = [row for row in parsed if not isinstance(row, Reject)]
-    print(f"{'database':<12}{'without':>12}{'with ledger':>14}{'cost':>8}")
+    print(
+        f"{'database':<12}{'without':>12}{'with ledger':>14}{'cost':>8}"
+        f"{'CPU without':>14}{'CPU with':>10}{'CPU cost':>10}"
+    )
     for kind in args.databases:
         best = {True: float("inf"), False: float("inf")}
+        cpu = {True: float("inf"), False: float("inf")}
         for _ in range(args.runs):  # alternate, best of each: the machine is shared
             for ledger in (False, True):
-                best[ledger] = min(best[ledger], timed(kind, rows, ledger))
+                wall, used = timed(kind, rows, ledger)
+                best[ledger], cpu[ledger] = min(best[ledger], wall), min(cpu[ledger], used)
         off, on = len(rows) / best[False], len(rows) / best[True]
-        print(f"{kind:<12}{off:>10,.0f}/s{on:>12,.0f}/s{(best[True] / best[False] - 1):>8.1%}")
+        print(
+            f"{kind:<12}{off:>10,.0f}/s{on:>12,.0f}/s{(best[True] / best[False] - 1):>8.1%}"
+            f"{cpu[False]:>13.2f}s{cpu[True]:>9.2f}s{(cpu[True] / cpu[False] - 1):>10.1%}"
+        )
     return 0
 
 

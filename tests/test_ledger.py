@@ -205,3 +205,34 @@ def test_a_row_is_hashed_as_its_canonical_json_whatever_text_it_is_stored_as(
     assert record_digest(row) == chain.record_hash(row["raw"])
     if RAW_JSON in row and all(type(v) in (str, int, bool, type(None)) for v in fields.values()):
         assert row[RAW_JSON] == canonical_json(row["raw"])  # stored as its canonical text
+
+
+def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
+    """The entries are written as text made by the ledger (PostgreSQL's COPY text, MySQL's
+    literals): an account name and reject ids holding a quote, a backslash, a tab, a
+    newline, a percent sign or non-ASCII text are stored as they are, and chain."""
+    from etl.records.audit import Reject
+    from etl.storage.store import Store
+
+    account = "o'brien\\%s"
+    odd_ids = ["a\tb", "back\\slash", "new\nline", "quo'te\"", "100%s", "ü²", "\\N", "007"]
+    engine = open_engine(db_url)
+    migrate.upgrade(engine)
+    store = Store(engine)
+    run_id = store.start_run(account, recent(5), recent(0), None)
+    rows = [parse_record(audit_record(i, recent(60)), account, recent(0)) for i in (5, 6)]
+    rejects = [Reject(record_id, "no usable created_at", "{}") for record_id in odd_ids]
+    with store.transaction() as transaction:
+        transaction.write_batch(account, run_id, rows, rejects)  # type: ignore[arg-type]
+    with engine.connect() as conn:
+        entries = conn.execute(sa.select(ledger).order_by(ledger.c.entry)).all()
+        head = conn.execute(sa.select(ledger_head.c.head)).scalar_one()
+    engine.dispose()
+    assert [e.account for e in entries] == [account] * 10
+    assert [e.record_id for e in entries] == ["5", "6", *odd_ids]
+    previous = chain.genesis(account)
+    for e in entries:
+        record = bytes(e.record_hash)
+        previous = chain.entry_hash(previous, e.entry, e.kind, e.stored_seq, e.record_id, record)
+        assert previous == e.entry_hash
+    assert head == previous.hex()

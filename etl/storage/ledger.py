@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import sqlite3
 import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from sqlalchemy.engine import Connection, Dialect
 
 from etl.records import chain
 from etl.records.audit import RAW_JSON
+from etl.storage.limits import max_packet
 from etl.storage.schema import db_time, ledger, ledger_head
 from etl.storage.sequence import SEQ_COLUMN
 
@@ -33,13 +35,23 @@ _ROW_KIND = chain.ROW.encode()
 # of two (a few statements a run, each prepared once), within SQLite's and PostgreSQL's
 # bound-parameter limits.
 _ROWS_PER_STATEMENT = 512
-# What psycopg writes each of _COLUMNS as, in binary COPY (varchar's wire form is text's).
-_COPY_TYPES = ["text", "int8", "text", "text", "int8", "bytea", "bytea", "timestamptz"]
+# What COPY's text format escapes in a field (NULL is \\N, so a backslash is doubled).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+# A statement of literals is not a format string: PyMySQL must not look for %s in it.
+_NO_PARAMETERS = {"no_parameters": True}
 _HEAD = (
     sa.select(ledger_head.c.entries, ledger_head.c.head)
     .where(ledger_head.c.account == sa.bindparam("account"))
     .with_for_update()
 )
+# Built once, as every transaction moves the head (a statement built per call cost more
+# than the query).
+_MOVE_HEAD = (
+    sa.update(ledger_head)
+    .where(ledger_head.c.account == sa.bindparam("head_account"))
+    .values(entries=sa.bindparam("new_entries"), head=sa.bindparam("new_head"))
+)
+_NEW_HEAD = sa.insert(ledger_head)
 # The columns an entry is inserted with (``note`` only by the adoption, in revision 0008).
 _COLUMNS = ("account", "entry", "kind", "record_id", "stored_seq", "record_hash", "entry_hash",
             "written_at")  # fmt: skip
@@ -97,11 +109,17 @@ class LedgerWriter:
             self._open()
         assert self._entries is not None
         account, number, head = self._account, self._entries, self._head
-        tag, pack, kind = chain.ENTRY_TAG, _FIXED.pack, chain.ROW
+        tag, pack, kind, plain = chain.ENTRY_TAG, _FIXED.pack, chain.ROW, _PLAIN.issuperset
         values = []
         for row in rows:
-            record, record_id = record_digest(row), str(row["id"])
-            seq, rid = row[SEQ_COLUMN], record_id.encode()
+            # record_digest, inlined: the call was a tenth of the loop
+            raw, text = row["raw"], row.get(RAW_JSON)
+            if type(text) is str and type(raw) is dict and plain(map(type, raw.values())):
+                record = _sha256(text.encode()).digest()
+            else:
+                record = chain.record_hash(raw)
+            record_id, seq = str(row["id"]), row[SEQ_COLUMN]
+            rid = record_id.encode()
             number += 1
             head = _sha256(
                 b"".join((tag, head, pack(number, _ROW_KIND, seq or 0, len(rid)), rid, record))
@@ -124,13 +142,13 @@ class LedgerWriter:
         """Move the account's head to the last entry appended (before the commit)."""
         if self._entries is None:
             return
-        values = {"entries": self._entries, "head": self._head.hex()}
+        head = self._head.hex()
         if self._known:
-            self._conn.execute(
-                sa.update(ledger_head).where(ledger_head.c.account == self._account), values
-            )
+            values = {"head_account": self._account, "new_entries": self._entries, "new_head": head}
+            self._conn.execute(_MOVE_HEAD, values)
         else:
-            self._conn.execute(sa.insert(ledger_head).values(account=self._account, **values))
+            values = {"account": self._account, "entries": self._entries, "head": head}
+            self._conn.execute(_NEW_HEAD, values)
 
     def _entry(
         self, kind: str, seq: int | None, record_id: str | None, record: bytes, at: Any
@@ -157,24 +175,26 @@ class LedgerWriter:
 
     def _insert(self, values: list[tuple[Any, ...]]) -> None:
         """Straight to the driver, as the row upserts: SQLAlchemy's per-row parameter
-        processing cost more than the hashing. PostgreSQL takes the entries by binary
-        ``COPY`` (a third of executemany's time there, a sixth of multi-row VALUES');
-        SQLite by multi-row VALUES (one step of SQLite for up to 512 entries); PyMySQL's
-        executemany sends multi-row INSERTs itself."""
+        processing cost more than the hashing. PostgreSQL takes the entries by ``COPY``,
+        their text made here in one block (psycopg's ``write_row`` per entry cost more
+        than the hashing); MariaDB/MySQL as multi-row INSERTs of literals made here
+        (PyMySQL escapes each value in Python: most of the ledger's cost there); SQLite by
+        multi-row VALUES (one step of SQLite for up to 512 entries)."""
         if not values:
             return
         dialect = self._conn.dialect
         if dialect.name == "postgresql":
             driver = self._conn.connection.driver_connection
             assert driver is not None
-            cursor = driver.cursor()
-            with cursor.copy(_copy_sql(dialect)) as copy:
-                copy.set_types(_COPY_TYPES)
-                for value in values:
-                    copy.write_row(value)
+            with driver.cursor().copy(_copy_sql(dialect)) as copy:
+                copy.write(_copy_text(values))
             return
         if dialect.name != "sqlite":
-            self._conn.exec_driver_sql(_insert_sql(dialect, 1), values)
+            packet = max_packet(self._conn)
+            driver = self._conn.connection.driver_connection
+            assert packet is not None and driver is not None
+            for statement in _mysql_inserts(dialect, driver.escape, values, packet // 2):
+                self._conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
             return
         driver = self._conn.connection.driver_connection
         assert driver is not None
@@ -187,9 +207,74 @@ class LedgerWriter:
         while at < len(values):
             left = len(values) - at
             size = min(most, 1 << (left.bit_length() - 1))
-            flat = tuple(value for entry in values[at : at + size] for value in entry)
+            flat = tuple(itertools.chain.from_iterable(values[at : at + size]))
             self._conn.exec_driver_sql(_insert_sql(dialect, size), flat)
             at += size
+
+
+def _copy_text(values: list[tuple[Any, ...]]) -> str:
+    """Entries as COPY's text format: one line each, NULL as ``\\N``, bytea as ``\\x`` hex
+    (its backslash doubled), the time in ISO 8601 with its offset; each distinct text
+    escaped once (account, kind and time are the same in a call)."""
+    fields: dict[Any, str] = {}
+
+    def field(value: Any) -> str:
+        text = fields.get(value)
+        if text is None:
+            plain = value.isoformat() if isinstance(value, datetime) else str(value)
+            text = fields[value] = plain.translate(_COPY_ESCAPES)
+        return text
+
+    lines = []
+    for account, entry, kind, record_id, seq, record, head, at in values:
+        if record_id is None:
+            rid = "\\N"
+        else:  # a record id: digits, nearly always
+            rid = record_id if record_id.isalnum() else record_id.translate(_COPY_ESCAPES)
+        number = "\\N" if seq is None else seq
+        lines.append(
+            f"{field(account)}\t{entry}\t{field(kind)}\t{rid}\t{number}\t"
+            f"\\\\x{record.hex()}\t\\\\x{head.hex()}\t{field(at)}\n"
+        )
+    return "".join(lines)
+
+
+def _mysql_inserts(
+    dialect: Dialect, escape: Callable[[Any], str], values: list[tuple[Any, ...]], budget: int
+) -> Iterator[str]:
+    """Entries as multi-row INSERTs of SQL literals, each statement within ``budget``
+    bytes (half the server's packet): digests as hex literals, anything else as the
+    driver's ``escape`` writes it, each distinct value once (account, kind and time are
+    the same in a call)."""
+    head = _insert_sql(dialect, 0)
+    quoted: dict[Any, str] = {}
+
+    def literal(value: Any) -> str:
+        text = quoted.get(value)
+        if text is None:
+            text = quoted[value] = escape(value)
+        return text
+
+    rows: list[str] = []
+    size = len(head)
+    for account, entry, kind, record_id, seq, record, digest, at in values:
+        if record_id is None:
+            rid = "NULL"
+        elif record_id.isascii() and record_id.isdigit():  # nothing to escape
+            rid = f"'{record_id}'"
+        else:
+            rid = literal(record_id)
+        row = (
+            f"({literal(account)},{entry},{literal(kind)},{rid},"
+            f"{'NULL' if seq is None else seq},x'{record.hex()}',x'{digest.hex()}',{literal(at)})"
+        )
+        if rows and size + len(row) > budget:
+            yield head + ",".join(rows)
+            rows, size = [], len(head)
+        rows.append(row)
+        size += len(row) + 1
+    if rows:
+        yield head + ",".join(rows)
 
 
 def record_digest(row: Mapping[str, Any]) -> bytes:
@@ -206,7 +291,7 @@ def record_digest(row: Mapping[str, Any]) -> bytes:
 def _copy_sql(dialect: Dialect) -> str:
     quote = dialect.identifier_preparer
     columns = ", ".join(quote.quote(name) for name in _COLUMNS)
-    return f"COPY {quote.format_table(ledger)} ({columns}) FROM STDIN (FORMAT BINARY)"
+    return f"COPY {quote.format_table(ledger)} ({columns}) FROM STDIN"
 
 
 @functools.cache
@@ -215,5 +300,5 @@ def _insert_sql(dialect: Dialect, rows: int) -> str:
     marker = "?" if dialect.paramstyle == "qmark" else "%s"
     columns = ", ".join(quote.quote(name) for name in _COLUMNS)
     one = "(" + ", ".join([marker] * len(_COLUMNS)) + ")"
-    values = ", ".join([one] * rows)
+    values = ", ".join([one] * rows)  # none: the head of a statement of literals
     return f"INSERT INTO {quote.format_table(ledger)} ({columns}) VALUES {values}"
