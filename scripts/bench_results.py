@@ -21,6 +21,10 @@ DEFAULT_POSTGRES = os.environ.get(
     "ETL_BENCH_POSTGRES",
     os.environ.get("ETL_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
 )
+DEFAULT_MARIADB = os.environ.get(
+    "ETL_BENCH_MARIADB",
+    os.environ.get("ETL_TEST_MYSQL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+)
 LOCAL_RPM = 100_000  # the job's own budget in local runs: never the bottleneck
 UNLIMITED = 10_000_000  # the simulator's limit in local runs (what its headers report)
 PAGE = 100
@@ -102,7 +106,7 @@ class BenchRun:
         self.kinds: list[str] = args.databases
         # The database hardly matters when every response takes 0.2 s.
         self.latency_db = "sqlite" if "sqlite" in self.kinds else self.kinds[0]
-        self.dbs = Databases(cleanup, args.postgres)
+        self.dbs = Databases(cleanup, args.postgres, args.mariadb)
         self.scenarios: dict[tuple[str, str], Scenario] = {}
         self.ceilings: dict[str, Ceiling] = {}
         self.core_upserts: dict[str, Ceiling] = {}  # a reference, not a ceiling (no target)
@@ -161,8 +165,14 @@ def load_name(records: int) -> str:
 # -- command line ----------------------------------------------------------------------------
 
 
-def parse_args(doc: str | None, prog: str, argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """Every piece takes the same options (each uses those of what it measures)."""
+def parse_args(
+    doc: str | None,
+    prog: str,
+    argv: Sequence[str] | None = None,
+    kinds: Sequence[str] = ("sqlite", "postgresql"),
+) -> argparse.Namespace:
+    """Every piece takes the same options (each uses those of what it measures); ``kinds``:
+    the databases the piece can measure."""
     stem = Path(prog).stem.replace("_", "-")  # each piece its own results file
     results = "bench-results.json" if stem == "bench" else f"{stem}-results.json"
     parser = argparse.ArgumentParser(
@@ -204,7 +214,7 @@ def parse_args(doc: str | None, prog: str, argv: Sequence[str] | None = None) ->
     add(
         "--databases",
         default="sqlite,postgresql",
-        help="comma-separated: sqlite, postgresql (default both)",
+        help=f"comma-separated: {', '.join(kinds)} (default sqlite,postgresql)",
     )
     add(
         "--postgres",
@@ -213,6 +223,13 @@ def parse_args(doc: str | None, prog: str, argv: Sequence[str] | None = None) ->
         help="PostgreSQL server (SQLAlchemy URL of an existing database; default "
         "$ETL_BENCH_POSTGRES, $ETL_TEST_POSTGRES or postgres@127.0.0.1:5432/test)",
     )
+    add(
+        "--mariadb",
+        default=DEFAULT_MARIADB,
+        metavar="URL",
+        help="MariaDB server, for --databases mariadb (SQLAlchemy URL of an existing database; "
+        "default $ETL_BENCH_MARIADB, $ETL_TEST_MYSQL or root@127.0.0.1:3306/test)",
+    )
     args = parser.parse_args(argv)
     args.runs = args.runs or (1 if args.quick else 3)
     if args.large_records is None:
@@ -220,11 +237,11 @@ def parse_args(doc: str | None, prog: str, argv: Sequence[str] | None = None) ->
     args.large_runs = args.large_runs or (1 if args.quick else min(args.runs, 2))
     if args.latency_records is None:
         args.latency_records = 5_000 if args.quick else 50_000
-    kinds = [k.strip() for k in args.databases.split(",") if k.strip()]
-    unknown = set(kinds) - {"sqlite", "postgresql"}
-    if unknown or not kinds:
+    chosen = [k.strip() for k in args.databases.split(",") if k.strip()]
+    unknown = set(chosen) - set(kinds)
+    if unknown or not chosen:
         parser.error(f"--databases: unknown kind(s) {', '.join(sorted(unknown)) or '(none)'}")
-    args.databases = kinds
+    args.databases = chosen
     if min(args.runs, args.large_runs, args.latency_runs, args.records) < 1:
         parser.error("--runs, --large-runs, --latency-runs and --records must be at least 1")
     return args

@@ -6,6 +6,9 @@
   still inside the overlap window (re-read, not rewritten).
 
     .venv/bin/python scripts/bench_startup.py [--records N] [--runs N] [--databases ...]
+
+``--databases sqlite,postgresql,mariadb`` adds MariaDB (``--mariadb URL``). The package's
+bytecode is written first, as ``pip install`` does, so that no timed run compiles it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any
 from bench_load import initial_load
 from bench_report import run_bench
 from bench_results import PAGE, BenchRun, Target, parse_args
-from bench_support import PYTHON, Job, Simulator, time_command
+from bench_support import PYTHON, Job, Simulator, compile_package, time_command
 
 NEW_RECORDS = 1000
 NEW_ID_BASE = 9_500_000_000_000
@@ -35,12 +38,10 @@ def measure_startup(bench: BenchRun) -> None:
         "python -m etl --version": [PYTHON, "-m", "etl", "--version"],
         "import etl.cli.main, etl.sync.job": [PYTHON, "-c", "import etl.cli.main, etl.sync.job"],
     }
-    if "postgresql" in bench.kinds:
-        commands["import etl.cli.main, etl.sync.job, psycopg"] = [
-            PYTHON,
-            "-c",
-            "import etl.cli.main, etl.sync.job, psycopg",
-        ]
+    for kind, driver in (("postgresql", "psycopg"), ("mariadb", "pymysql")):
+        if kind in bench.kinds:
+            imports = f"import etl.cli.main, etl.sync.job, {driver}"
+            commands[imports] = [PYTHON, "-c", imports]
     for name, command in commands.items():
         bench.startup[name] = time_command(command, runs)
 
@@ -87,7 +88,8 @@ def new_records(base_url: str, run: int) -> list[dict[str, Any]]:
 
 def targets(bench: BenchRun, kind: str) -> list[Target]:
     found: list[Target] = []
-    for name, overlap in ((IDLE, 0), (IDLE_AFTER_NEW, NEW_RECORDS)):
+    # issue 27: a scheduled run with nothing new under 0.4 s; with 1,000 records to re-read
+    for name, overlap, seconds in ((IDLE, 0, 0.4), (IDLE_AFTER_NEW, NEW_RECORDS, 0.5)):
         idle = bench.scenarios.get((name, kind))
         if idle is None:
             continue
@@ -95,9 +97,9 @@ def targets(bench: BenchRun, kind: str) -> list[Target]:
         wall, requests = idle.med("wall"), idle.med("requests")
         found.append(
             Target(
-                f"{name} {kind} <= 0.5 s and {allowed} request(s) "
+                f"{name} {kind} < {seconds} s and {allowed} request(s) "
                 f"(1 + {allowed - 1} overlap pages): {wall:.2f} s, {requests:.0f} requests",
-                wall <= 0.5 and requests <= allowed,
+                wall < seconds and requests <= allowed,
             )
         )
     new = bench.scenarios.get((NEW, kind))
@@ -112,6 +114,7 @@ def targets(bench: BenchRun, kind: str) -> list[Target]:
 
 
 def run(bench: BenchRun) -> None:
+    compile_package()
     measure_startup(bench)
     for number in range(1, bench.args.runs + 1):
         for kind in bench.kinds:
@@ -127,4 +130,7 @@ def all_targets(bench: BenchRun) -> list[Target]:
 
 
 if __name__ == "__main__":
-    sys.exit(run_bench(parse_args(__doc__, "scripts/bench_startup.py"), run, all_targets))
+    args = parse_args(
+        __doc__, "scripts/bench_startup.py", kinds=("sqlite", "postgresql", "mariadb")
+    )
+    sys.exit(run_bench(args, run, all_targets))

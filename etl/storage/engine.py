@@ -10,10 +10,10 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -31,6 +31,8 @@ DEFAULT_DRIVERS: dict[str, str] = {
 # Backend -> the package extra that installs its default driver.
 EXTRAS: dict[str, str] = {"postgresql": "postgres", "mysql": "mysql", "mariadb": "mysql"}
 DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+
+T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
@@ -222,11 +224,22 @@ def for_writing(engine: Engine) -> Engine:
     return engine.execution_options(**{SQLITE_IMMEDIATE: True})
 
 
-def check_connection(engine: Engine) -> None:
-    """Connect once; ``DatabaseError`` saying where and what to check if that fails."""
+def check_connection(engine: Engine, probe: Callable[[Connection], T] | None = None) -> T | None:
+    """Connect once; ``DatabaseError`` saying where and what to check if that fails.
+
+    ``probe`` (e.g. the schema version's read) runs on that connection instead of a bare
+    ``SELECT 1``, so that a run with nothing new pays one statement for both; if it fails
+    (its table not made yet), ``SELECT 1`` tells a bad connection from a missing table,
+    and the answer is None."""
     try:
         with engine.connect() as conn:
+            if probe is not None:
+                try:
+                    return probe(conn)
+                except sa.exc.DBAPIError:  # judged by SELECT 1, below
+                    conn.rollback()
             conn.exec_driver_sql("SELECT 1")
+            return None
     except (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError) as exc:
         if engine.dialect.name == "sqlite":
             what = "check the path in database.url and the file's permissions"

@@ -101,14 +101,20 @@ def current_revision(engine: Engine) -> str | None:
         return _current(conn)
 
 
+def stored_revision(conn: Connection) -> str | None:
+    """The version table's one revision by plain SQL, without Alembic and without looking
+    the table up first (a database error if there is no table; None for none or several).
+    ``etl.sync.job.open_store`` reads it as its connection check (``check_connection``)."""
+    found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
+    return found[0] if len(found) == 1 else None
+
+
 def _stored_revision(engine: Engine) -> str | None:
-    """The version table's content by plain SQL (None when there is none)."""
+    """``stored_revision``, None when there is no version table."""
     with database_errors(engine, "reading the schema version"), engine.connect() as conn:
         if not inspect(conn).has_table(VERSION_TABLE):
             return None
-        versions = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars()
-        found = list(versions)
-        return found[0] if len(found) == 1 else None
+        return stored_revision(conn)
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
@@ -155,13 +161,16 @@ def upgrade_sql(dialect_name: str, revision: str = "head") -> str:
     return buffer.getvalue()
 
 
-def ensure_current(engine: Engine, *, auto_migrate: bool, migrate_hint: str) -> None:
+def ensure_current(
+    engine: Engine, *, auto_migrate: bool, migrate_hint: str, stored: str | None = None
+) -> None:
     """Return if the schema is this code's; upgrade it or raise ``SchemaError`` otherwise.
 
     ``migrate_hint`` is the exact command for the user, e.g.
     ``"run: zendesk-audit-etl migrate --config /etc/zendesk-audit-etl.toml"``.
+    ``stored``: the revision the caller already read (``stored_revision``), if any.
     """
-    if _stored_revision(engine) == SCHEMA_HEAD:
+    if (stored or _stored_revision(engine)) == SCHEMA_HEAD:
         return  # the usual case, without loading Alembic
     current = current_revision(engine)
     head = head_revision()

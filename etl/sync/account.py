@@ -26,6 +26,8 @@ from etl.sync.logs import AUDIT_LOGS, Stream
 from etl.sync.run import Run, RunHooks, RunSummary, ended_by
 from etl.sync.scope import settle as settle_scope
 from etl.sync.window import (
+    UNREAD,
+    Known,
     Window,
     by_zendesk_time,
     latest_end,
@@ -56,16 +58,24 @@ def sync_account(
         settle_scope(account, store)
         repair_future_watermark(account, store, latest_end(account, client, now()))
 
+    planned: list[Known] = []  # the watermark plan() read: the run's "before", not read again
+
     def plan() -> Window:
-        return plan_window(store.watermark(account.name), account, zendesk_now(client, now()))
+        watermark = store.watermark(account.name)
+        planned[:] = [watermark]
+        return plan_window(watermark, account, zendesk_now(client, now()))
 
     def read(window: Window) -> RunSummary:
-        return read_window(account, client, store, window, advance=True, hooks=hooks)
+        before = planned.pop() if planned else UNREAD
+        return read_window(
+            account, client, store, window, advance=True, hooks=hooks, watermark_before=before
+        )
 
     summary = by_zendesk_time(plan, read, account, client, now)
     # A backfill's slices end where the window planned by the host clock did: never leave
-    # the watermark past what Zendesk's clock allows.
-    if repair_future_watermark(account, store, latest_end(account, client, now())):
+    # the watermark past what Zendesk's clock allows. A run that succeeded read it last.
+    after = summary.watermark_after if summary.status == "success" else UNREAD
+    if repair_future_watermark(account, store, latest_end(account, client, now()), after):
         summary.watermark_after = store.watermark(account.name)
     return summary
 
@@ -127,9 +137,11 @@ def read_window(
     hooks: RunHooks,
     stream: Stream = AUDIT_LOGS,
     state: LogState | None = None,
+    watermark_before: Known = UNREAD,
 ) -> RunSummary:
     """Read ``window`` of ``stream``, kept in ``state`` (None: the audit log's, ``store``);
-    with ``advance``, each commit moves the watermark.
+    with ``advance``, each commit moves the watermark. ``watermark_before``: the watermark
+    the window was planned from, if the caller read it (else it is read here).
 
     A short window is read page by page here; a long one (or an unfinished backfill) in
     parallel slices by ``etl.sync.backfill``. A stream that names an add-on is skipped on
@@ -140,7 +152,9 @@ def read_window(
     kind = "sync" if advance else "resync"
     log_state: LogState = store if state is None else state
     with _summary_on_failure(account, hooks, summary):
-        summary.watermark_before = log_state.watermark(account.name)
+        if watermark_before is UNREAD:
+            watermark_before = log_state.watermark(account.name)
+        summary.watermark_before = watermark_before
         run_id = store.start_run(
             account.name, window.start, window.end, summary.watermark_before, kind=kind,
             stream=stream.name,

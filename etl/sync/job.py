@@ -76,9 +76,12 @@ def open_store(
     except SchemaError as exc:  # a SQLite file not made yet, and not made by looking
         raise SchemaError(f"{exc}; {migrate_hint}") from None
     try:
-        check_connection(engine)
+        # One connection and one statement for both checks when the schema is current.
+        stored = check_connection(engine, migrate.stored_revision)
         auto_migrate = settings.database.auto_migrate and not read_only
-        migrate.ensure_current(engine, auto_migrate=auto_migrate, migrate_hint=migrate_hint)
+        migrate.ensure_current(
+            engine, auto_migrate=auto_migrate, migrate_hint=migrate_hint, stored=stored
+        )
         yield Store(engine)
     finally:
         engine.dispose()

@@ -10,7 +10,8 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TypeVar
+from enum import Enum
+from typing import Literal, TypeVar
 
 from etl.common.clock import iso
 from etl.common.errors import ConfigError, RequestRejectedError
@@ -28,6 +29,17 @@ HISTORY_START = datetime(2007, 1, 1, tzinfo=UTC)
 BOUND_SLACK = timedelta(seconds=1)
 # Date has whole seconds: a window end this close to Zendesk's time is rounding, not skew.
 DATE_ROUNDING = timedelta(seconds=2)
+
+
+class Unread(Enum):
+    """A watermark the caller has not read (None is a real one: no watermark yet)."""
+
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+# The watermark a caller read, under the account's lock and with no write since, or UNREAD.
+Known = datetime | None | Literal[Unread.UNREAD]
 
 
 @dataclass(frozen=True)
@@ -97,11 +109,14 @@ def latest_end(account: AccountSettings, client: ZendeskClient, host_now: dateti
     return plan_window(None, account, zendesk_now(client, host_now)).end
 
 
-def repair_future_watermark(account: AccountSettings, store: Store, end: datetime) -> bool:
+def repair_future_watermark(
+    account: AccountSettings, store: Store, end: datetime, known: Known = UNREAD
+) -> bool:
     """A watermark past the window's end (a fast host clock, old code) would skip every
     record written since it was set: move it back to the newest record stored, which the
-    run that set it had surely read up to (or drop it, with nothing stored)."""
-    watermark = store.watermark(account.name)
+    run that set it had surely read up to (or drop it, with nothing stored). ``known``:
+    the watermark as the caller last read it, which spares reading it again."""
+    watermark = store.watermark(account.name) if known is UNREAD else known
     if watermark is None or watermark <= end:
         return False
     newest = store.newest_created_at(account.name)
