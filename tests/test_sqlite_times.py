@@ -97,8 +97,9 @@ def test_sqlite_stores_the_time_as_the_tool_prints_it(sqlite_url: str) -> None:
         ).fetchone()
         watermark = db.execute("SELECT watermark FROM zendesk_audit_sync_state").fetchone()[0]
         started = db.execute("SELECT started_at FROM zendesk_audit_sync_runs").fetchone()[0]
+        (written,) = db.execute("SELECT DISTINCT written_at FROM zendesk_audit_ledger").fetchone()
     assert created == "2026-12-03T23:59:58Z"
-    assert synced == started == "2026-12-04T00:00:00.250000Z"
+    assert synced == started == written == "2026-12-04T00:00:00.250000Z"
     assert watermark == "2026-12-03T23:59:58.000000Z"
     # and the job reads its own times back as they were
     assert store.watermark(ACCOUNT) == BASE
@@ -229,4 +230,26 @@ def test_revision_0010_goes_back_to_the_old_text(tmp_path: Path) -> None:
     with engine.begin() as conn:
         command.downgrade(migrate.make_config(conn), "0009")  # the revision before 0010
     assert stored_times(path) == before
+    engine.dispose()
+
+
+def test_revision_0013_rewrites_the_ledger_times_the_writer_left_with_a_space(
+    tmp_path: Path,
+) -> None:
+    """Releases from 0010 to 0012 wrote the ledger's ``written_at`` with a space, which
+    ``verify --since TIME`` compared wrongly; 0013 rewrites them and nothing else."""
+    path = tmp_path / "audit.db"
+    engine = open_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine, "0012")
+    entry = "INSERT INTO zendesk_audit_ledger (account, entry, kind, record_hash, entry_hash, "
+    with engine.begin() as conn:
+        for number, written in ((7, "2026-12-04 00:00:00.250000"), (8, "2026-12-04T00:00:01Z")):
+            conn.execute(
+                sa.text(entry + "written_at) VALUES ('acme', :n, 'R', :h, :h, :w)"),
+                {"n": number, "h": bytes(32), "w": written},
+            )
+    migrate.upgrade(engine)
+    with sqlite3.connect(path) as db:
+        times = db.execute("SELECT written_at FROM zendesk_audit_ledger ORDER BY entry").fetchall()
+    assert times == [("2026-12-04T00:00:00.250000Z",), ("2026-12-04T00:00:01Z",)]
     engine.dispose()

@@ -17,6 +17,7 @@ from support import audit_record, recent
 from test_cli import cli, one_error_line
 from test_deploy import units_with_real_binary
 
+from etl.common.clock import utc_now
 from etl.common.errors import ExitCode
 from etl.records import chain
 from etl.storage.engine import open_engine
@@ -394,6 +395,11 @@ def test_since_checks_only_the_entries_from_there(
     code, report = verify(path, "--since", str(entry_of[str(late)]))
     assert code == ExitCode.FINDINGS and found(report) == {("modified", str(late))}
     code, report = verify(path, "--since", "2000-01-01T00:00:00Z")  # a time: all of it
+    assert found(report) == {("modified", str(early)), ("modified", str(late))}
+    # A time earlier the same day: SQLite compares the stored text, so an entry's time
+    # written in another form than the bound one (a space, not a T) would fall before it.
+    an_hour_ago = (utc_now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    code, report = verify(path, "--since", an_hour_ago)
     assert found(report) == {("modified", str(early)), ("modified", str(late))}
     bad = cli(path, "verify", "--since", "yesterday-ish")
     assert bad.returncode == ExitCode.CONFIG

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Dialect
 from etl.records import chain
 from etl.records.audit import RAW_JSON
 from etl.storage.limits import max_packet
-from etl.storage.schema import db_time, ledger, ledger_head
+from etl.storage.schema import db_time, ledger, ledger_head, sqlite_time
 from etl.storage.sequence import SEQ_COLUMN
 
 _sha256 = hashlib.sha256
@@ -168,10 +168,12 @@ class LedgerWriter:
             self._entries, self._head, self._known = int(row[0]), bytes.fromhex(row[1]), True
 
     def _written_at(self) -> Any:
-        """Now, as the driver is given a time (schema.db_time; SQLite's as SQLAlchemy's text)."""
+        """Now, as the driver is given a time: SQLite's as the text every other time column
+        holds (``sqlite_time``), which ``verify --since TIME`` compares as text."""
         dialect = self._conn.dialect.name
-        moment = db_time(self._now(), dialect)
-        return moment.isoformat(" ", "microseconds") if dialect == "sqlite" else moment
+        if dialect == "sqlite":
+            return sqlite_time(self._now())
+        return db_time(self._now(), dialect)
 
     def _insert(self, values: list[tuple[Any, ...]]) -> None:
         """Straight to the driver, as the row upserts: SQLAlchemy's per-row parameter
