@@ -37,7 +37,7 @@ def upgrade() -> None:
     column = '"written_at"'
     fraction = f"substr(substr({column}, 21, 6) || '000000', 1, 6)"
     op.execute(
-        f'UPDATE "{LEDGER}" SET {column} = substr({column}, 1, 10) || \'T\' || '
+        f"UPDATE \"{LEDGER}\" SET {column} = substr({column}, 1, 10) || 'T' || "
         f"substr({column}, 12, 8) || '.' || {fraction} || 'Z' "
         f"WHERE substr({column}, 11, 1) = ' '"
     )
