@@ -166,3 +166,16 @@ def test_frames_read_any_text_by_its_length() -> None:
     assert pages.frames("s")(data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
     with pytest.raises(ValueError):
         pages.frames("s")(data[:-2])
+
+
+def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> None:
+    """Its connection refuses other threads: verify reads it in its own."""
+    engine = sa.create_engine("sqlite:///:memory:")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1), (2), (3)")
+        with pages.prefetching(conn):
+            sql = "SELECT k FROM t WHERE k > ? ORDER BY k LIMIT 2"
+            read = pages.driver_pages(conn, sql, [0], lambda last: (sql, [last[0]]), 2)
+            assert [row[0] for page in read for row in page] == [1, 2, 3]
+    engine.dispose()

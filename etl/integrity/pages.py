@@ -12,6 +12,8 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
+from etl.storage.engine import sqlite_path
+
 _MAX_KEY = 2**63 - 1  # BIGINT's
 _PREFETCH = "etl.integrity.pages.prefetch"  # conn.info's key for the fetching thread
 
@@ -26,6 +28,9 @@ def prefetching(conn: Connection) -> Iterator[None]:
     Every query of ``entries`` and ``rows`` goes through that one thread, so the connection
     never has two at once; a query made outside them waits for none in flight (a reader
     ends with a short page, not a fetch ahead)."""
+    if conn.dialect.name == "sqlite" and sqlite_path(conn.engine.url) is None:
+        yield  # an in-memory database's connection refuses other threads
+        return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify-fetch") as pool:
         conn.info[_PREFETCH] = pool
         try:
@@ -147,7 +152,7 @@ def driver_pages(
         page = pool.submit(_fetch, driver, sql, params).result()
     while True:
         ahead: Future[list[Any]] | None = None
-        if len(page) == size:
+        if len(page) >= size:  # a full page (its query's LIMIT): there may be more
             sql, params = advance(page[-1])
             if pool is not None:
                 ahead = pool.submit(_fetch, driver, sql, params)
