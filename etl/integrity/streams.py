@@ -22,6 +22,8 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from etl.integrity import pages
+from etl.integrity.pages import driver_pages, is_mariadb, mariadb_page, windows
 from etl.records.canonical import canonical_json
 from etl.storage.schema import (
     access_logs,
@@ -33,6 +35,9 @@ from etl.storage.schema import (
 )
 
 PAGE = 25_000
+# A page on MariaDB, read as one value (``pages.mariadb_page``): a few MB, well within the
+# 16 MB ``max_allowed_packet`` it has by default (a larger page is read row by row).
+_MARIADB_PAGE = 5000
 _PLAIN = frozenset({str, int, bool, type(None)})
 _loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
 _sha256 = hashlib.sha256
@@ -41,12 +46,14 @@ _sha256 = hashlib.sha256
 # in whichever table holds it.
 ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
 # ``raw`` as the UTF-8 bytes of its text, which are hashed (no decoding into ``str`` and
-# encoding back): SQLite's and MariaDB's the text as stored, PostgreSQL's jsonb's text.
-_RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "convert_to({}::text, 'UTF8')"}
+# encoding back): SQLite's and MariaDB's the text as stored. PostgreSQL's jsonb text is
+# never canonical (it has spaces), so it is always parsed: as ``str``, which orjson reads
+# as well, and which costs the server a quarter less than ``convert_to`` its bytes.
+_RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "{}::text"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
-# A stored row as read: stored_seq, id, raw text's bytes, stream name.
-StoredRow = tuple[int, Any, bytes, str]
+# A stored row as read: stored_seq, id, raw text's bytes (PostgreSQL's: text), stream name.
+StoredRow = tuple[int, Any, bytes | str, str]
 
 
 def parse_raw(text: str) -> Any:
@@ -66,34 +73,6 @@ def raw_digest(text: str | bytes) -> bytes:
     return _sha256(canonical_json(json.loads(text)).encode()).digest()
 
 
-def _driver_pages(
-    conn: Connection,
-    sql: str,
-    params: list[Any],
-    advance: Callable[[Any], tuple[str, list[Any]]],
-) -> Iterator[Any]:
-    """The rows of a keyset-paged query as the driver gives them (tuples, bytes, text):
-    SQLAlchemy's rows and result processors cost more than verify's hashing did. Each page
-    through a cursor of the connection's own transaction (so its snapshot), closed once
-    fetched: psycopg and PyMySQL keep a result until the cursor's next query, which held
-    two pages where one is enough. ``advance`` makes the next page's query and parameters
-    from the last row of a full one."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    while True:
-        cursor = driver.cursor()
-        try:
-            cursor.execute(sql, params)
-            page = cursor.fetchall()
-        finally:
-            cursor.close()
-        yield from page
-        if len(page) < PAGE:
-            return
-        sql, params = advance(page[-1])
-        del page  # before the next page is fetched: one page in memory, not two
-
-
 def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
     """The dialect's identifier quoting and bound-parameter marker."""
     dialect = conn.dialect
@@ -103,13 +82,31 @@ def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
 def entries(conn: Connection, account: str, after: int) -> Iterator[Entry]:
     q, m = _names(conn)
     table = conn.dialect.identifier_preparer.format_table(ledger)
-    columns = ", ".join(q(name) for name in ("entry", "kind", "record_id", "stored_seq",
-                                              "record_hash", "entry_hash", "note"))  # fmt: skip
-    sql = (
-        f"SELECT {columns} FROM {table} WHERE {q('account')} = {m} AND {q('entry')} > {m} "
-        f"ORDER BY {q('entry')} LIMIT {PAGE}"
-    )
-    return _driver_pages(conn, sql, [account, after], lambda last: (sql, [account, last[0]]))
+    names = ("entry", "kind", "record_id", "stored_seq", "record_hash", "entry_hash", "note")
+    entry = q("entry")
+    where = f"FROM {table} WHERE {q('account')} = {m} AND {entry} > {m}"
+    mariadb = is_mariadb(conn)
+    size = _MARIADB_PAGE if mariadb else PAGE
+    tail = f"{where} AND {entry} <= {m} ORDER BY {entry} LIMIT {size}"
+    sql: str = f"SELECT {', '.join(map(q, names))} {tail}"
+    if mariadb:  # the hashes in hexadecimal: JSON holds no bytes
+        hexed = {"record_hash", "entry_hash"}
+        inner = ", ".join(f"HEX({q(n)}) AS {n}" if n in hexed else q(n) for n in names)
+        value = f"JSON_ARRAYAGG(JSON_ARRAY({', '.join(names)}) ORDER BY entry)"
+        sql = mariadb_page(value, f"SELECT {inner} {tail}", sql, _unhex)
+    first = f"SELECT MIN({entry}) {where} AND {entry} >= {m}"
+
+    def read(low: int, high: int) -> Iterator[list[Any]]:
+        return driver_pages(
+            conn, sql, [account, low - 1, high], lambda last: (sql, [account, last[0], high]), size
+        )
+
+    return itertools.chain.from_iterable(windows(conn, first, [account, after], read, size))
+
+
+def _unhex(value: str) -> list[Any]:
+    fromhex = bytes.fromhex
+    return [(e, k, r, s, fromhex(h), fromhex(x), n) for e, k, r, s, h, x, n in _loads(value)]
 
 
 def rows(conn: Connection, account: str, from_seq: int) -> Iterator[StoredRow]:
@@ -128,26 +125,42 @@ def rows(conn: Connection, account: str, from_seq: int) -> Iterator[StoredRow]:
 
 def _stream_rows(conn: Connection, account: str, from_seq: int, stream: str) -> Iterator[StoredRow]:
     """One table's numbered rows by (``stored_seq``, id), ``raw`` as text, its stream's
-    name in each row."""
+    name in each row: a window of ``stored_seq`` at a time (``pages.windows``), keyset pages
+    inside it."""
     q, m = _names(conn)
     table = ROW_TABLES[stream]
     raw = _RAW_BYTES.get(conn.dialect.name, "CAST({} AS BINARY)").format(q("raw"))
     seq, record_id = q("stored_seq"), q("id")
-    head = (
-        f"SELECT {seq}, {record_id}, {raw}, '{stream}' "
-        f"FROM {conn.dialect.identifier_preparer.format_table(table)} "
-        f"WHERE {q('account')} = {m} AND {seq} >= {m}"
-    )
-    tail = f" ORDER BY {seq}, {record_id} LIMIT {PAGE}"
+    name = conn.dialect.identifier_preparer.format_table(table)
+    where = f"FROM {name} WHERE {q('account')} = {m} AND {seq} >= {m}"
+    mariadb = is_mariadb(conn)
+    size = _MARIADB_PAGE if mariadb else PAGE
+    head = f"{where} AND {seq} <= {m}"
+    tail = f" ORDER BY {seq}, {record_id} LIMIT {size}"
     # seq >= the last one seen, less what was seen at it: one range of the index, and a
     # number two rows share (only tampering does that) is not lost between pages.
     later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m}){tail}"
-    return _driver_pages(
-        conn,
-        head + tail,
-        [account, from_seq],
-        lambda last: (later, [account, last[0], last[0], last[1]]),
-    )
+    columns = f"SELECT {seq}, {record_id}, {raw}, '{stream}' "
+    sql: str = columns + head + tail
+    next_sql: str = columns + later
+    if mariadb:
+        inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r "
+        value = "GROUP_CONCAT(s, ' ', i, ' ', OCTET_LENGTH(r), ' ', r ORDER BY s, i SEPARATOR '')"
+        decode = pages.frames(stream)
+        sql = mariadb_page(value, inner + head + tail, sql, decode)
+        next_sql = mariadb_page(value, inner + later, next_sql, decode)
+    first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"
+
+    def read(low: int, high: int) -> Iterator[list[Any]]:
+        return driver_pages(
+            conn,
+            sql,
+            [account, low, high],
+            lambda last: (next_sql, [account, last[0], high, last[0], last[1]]),
+            size,
+        )
+
+    return itertools.chain.from_iterable(windows(conn, first, [account, from_seq], read, size))
 
 
 def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any]]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
 
-from etl.integrity import external, streams
+from etl.integrity import external, pages, streams
 from etl.integrity.checkpoint import stored_checkpoints
 from etl.integrity.findings import AccountReport, Finding
 from etl.integrity.keys import PublicKey
@@ -98,9 +98,12 @@ class _Walk:
             stored = streams.entry_hash_of(conn, account, start - 1)
             previous = bytes(stored) if stored else previous
         from_seq = streams.first_seq_from(conn, account, start) if start > 1 else None
-        rows = streams.rows(conn, account, from_seq or -(2**63))
-        last = self._chain(streams.entries(conn, account, start - 1), rows, start, previous)
-        self._leftover_rows(rows, start)
+        with pages.prefetching(conn):
+            rows = streams.rows(conn, account, from_seq or -(2**63))
+            last = self._chain(streams.entries(conn, account, start - 1), rows, start, previous)
+            self._leftover_rows(rows)
+        if start == 1:
+            self._unnumbered_rows()
         for record_id, (entry, stream) in self.pending.items():
             self._find(
                 "deleted", record_id, entry, "its last stored version has no row", stream=stream
@@ -136,7 +139,8 @@ class _Walk:
         sizes, reached, pending, counts = self.sizes, self.reached, self.pending, self.counts
         # SQLite and MariaDB give back the text the store wrote: a record of plain values
         # is its own canonical text (etl.records.audit), hashed as it is. PostgreSQL's
-        # jsonb text has spaces: parsed, as is any text the quick hash does not match.
+        # jsonb text has spaces: parsed (given as str), as is any text the quick hash does
+        # not match.
         quick = self.conn.dialect.name != "postgresql"
         for entry, kind, record_id, seq, record, stored, note in entries:
             if entry != expected:
@@ -162,7 +166,7 @@ class _Walk:
                     pending.pop(key, None)
                     text, self.stream = row[2], row[3]
                     counts[self.stream] += 1
-                    if not (quick and sha(text).digest() == record) and (
+                    if not (quick and type(text) is bytes and sha(text).digest() == record) and (
                         streams.raw_digest(text) != record
                     ):
                         self._find(
@@ -200,16 +204,17 @@ class _Walk:
         self.report.entries = expected - 1
         return expected - 1, previous
 
-    def _leftover_rows(self, rows: Iterator[streams.StoredRow], start: int) -> None:
+    def _leftover_rows(self, rows: Iterator[streams.StoredRow]) -> None:
         if self.rows_left is not None:
             self._inserted(self.rows_left)
         for row in rows:
             self._inserted(row)
-        if start == 1:
-            for stream, record_id in streams.unnumbered_rows(self.conn, self.account):
-                self._find(
-                    "inserted", str(record_id), None, "a row without a stored_seq", stream=stream
-                )
+
+    def _unnumbered_rows(self) -> None:
+        for stream, record_id in streams.unnumbered_rows(self.conn, self.account):
+            self._find(
+                "inserted", str(record_id), None, "a row without a stored_seq", stream=stream
+            )
 
     def _inserted(self, row: streams.StoredRow) -> None:
         self._find(

@@ -1,0 +1,181 @@
+"""``verify``'s reading of a large store, made small: pages and windows of a few rows, rows
+whose stored text is the canonical one (hashed as it is) and rows whose text is not
+(parsed first), and MariaDB's page read as one value, with its row-by-row fallback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import sqlalchemy as sa
+from test_verify import synced, zendesk  # noqa: F401 (a fixture)
+
+from etl.integrity import pages, streams
+from etl.integrity.verify import VerifyOptions, verify_account
+from etl.storage.engine import open_engine
+from etl.storage.schema import audit_logs
+from zendesk_sim import SimulatedZendesk
+
+
+def _findings(db_url: str) -> list[tuple[str, str | None, int | None]]:
+    engine = open_engine(db_url)
+    try:
+        report = verify_account(engine, "acme", VerifyOptions())
+    finally:
+        engine.dispose()
+    assert report.records > 0
+    return [(f.kind, f.record_id, f.entry) for f in report.findings]
+
+
+def _rows(db_url: str) -> list[tuple[int, int, dict[str, Any]]]:
+    """(stored_seq, id, raw) of every row, by stored_seq."""
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        query = sa.select(audit_logs.c.stored_seq, audit_logs.c.id, audit_logs.c.raw)
+        found = [tuple(row) for row in conn.execute(query.order_by(audit_logs.c.stored_seq))]
+    engine.dispose()
+    return found
+
+
+def _store_text(db_url: str, record_id: int, text: str) -> None:
+    """Write ``raw`` as exactly ``text`` (jsonb keeps its own form of it)."""
+    engine = open_engine(db_url)
+    cast = "CAST(:text AS jsonb)" if engine.dialect.name == "postgresql" else ":text"
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(f"UPDATE zendesk_audit_logs SET raw = {cast} WHERE id = :id"),
+            {"text": text, "id": record_id},
+        )
+    engine.dispose()
+
+
+def _spaced(raw: dict[str, Any]) -> str:
+    """``raw`` as JSON that is not its canonical text: keys reversed, spaces."""
+    return "{" + ", ".join(f"{orjson.dumps(k).decode()}: {orjson.dumps(raw[k]).decode()}"
+                           for k in sorted(raw, reverse=True)) + "}"  # fmt: skip
+
+
+def _small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages and windows of 7: a few hundred rows take many of each."""
+    monkeypatch.setattr(streams, "PAGE", 7)
+    monkeypatch.setattr(streams, "_MARIADB_PAGE", 7)
+
+
+def _findings_both_ways(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, str | None, int | None]]:
+    """The findings, the same in pages of the usual size (one page here) and of 7."""
+    whole = _findings(db_url)
+    _small_pages(monkeypatch)
+    assert _findings(db_url) == whole
+    return whole
+
+
+def test_canonical_and_other_texts_over_many_pages_and_a_gap(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    synced(tmp_path, zendesk, db_url, None)
+    rows = _rows(db_url)
+    # The same records as other texts (parsed, then found the same), and two changed: one
+    # written as canonical text, one not; both found modified.
+    for _, record_id, raw in rows[20:30]:
+        _store_text(db_url, record_id, _spaced(raw))
+    _, canonical_id, raw = rows[40]
+    changed = orjson.dumps({**raw, "actor_name": "Nobody"}, option=orjson.OPT_SORT_KEYS)
+    _store_text(db_url, canonical_id, changed.decode())
+    _, spaced_id, raw = rows[41]
+    _store_text(db_url, spaced_id, _spaced({**raw, "actor_name": "Nobody"}))
+    # A gap of 60 numbers (wider than a first window): each a deleted record.
+    gone = [record_id for _, record_id, _ in rows[100:160]]
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(audit_logs).where(audit_logs.c.id.in_(gone)))
+    engine.dispose()
+
+    found = _findings_both_ways(db_url, monkeypatch)
+    assert sorted((kind, record_id) for kind, record_id, _ in found) == sorted(
+        [("modified", str(canonical_id)), ("modified", str(spaced_id))]
+        + [("deleted", str(record_id)) for record_id in gone]
+    )
+
+
+def test_a_row_sharing_a_number_across_a_page_boundary_is_inserted(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two rows with one stored_seq (tampering), the second past the page's end: the keyset
+    continuation neither loses nor repeats it."""
+    synced(tmp_path, zendesk, db_url, None)
+    rows = _rows(db_url)
+    seq, _, _ = rows[13]  # the 7th of the second page
+    _, moved, _ = rows[50]
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.update(audit_logs).where(audit_logs.c.id == moved).values(stored_seq=seq))
+    engine.dispose()
+    found = _findings_both_ways(db_url, monkeypatch)
+    kinds = {(kind, record_id) for kind, record_id, _ in found}
+    # the moved row has no entry at its new number, and its own entry no row any more
+    assert {("deleted", str(moved)), ("inserted", str(moved))} <= kinds
+    assert len(found) == len(set(found))
+
+
+def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    engine = open_engine(db_url)
+    with engine.connect():  # the dialect knows MariaDB once connected
+        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
+    engine.dispose()
+    if not mariadb:
+        pytest.skip("MariaDB's read of a page as one value")
+    synced(tmp_path, zendesk, db_url, None)
+    _small_pages(monkeypatch)
+    clean = _findings(db_url)
+    real = pages.frames
+    cut = 0
+
+    def short(stream: str) -> Any:
+        decode = real(stream)
+
+        def shorter(data: bytes) -> list[Any]:
+            nonlocal cut
+            cut += 1
+            return decode(data)[:-1] if cut % 2 else decode(data[:-3])  # one short, one cut
+
+        return shorter
+
+    monkeypatch.setattr(pages, "frames", short)
+    assert _findings(db_url) == clean == []
+    assert cut > 2
+
+
+def test_frames_read_any_text_by_its_length() -> None:
+    texts = [b'{"a":"1 2 3"}', b"", b'{"b":"\xc3\xa9 9 "}']
+    data = b"".join(b"%d %d %d %s" % (i, 10 + i, len(t), t) for i, t in enumerate(texts))
+    assert pages.frames("s")(data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
+    with pytest.raises(ValueError):
+        pages.frames("s")(data[:-2])
+
+
+def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> None:
+    """Its connection refuses other threads: verify reads it in its own."""
+    engine = sa.create_engine("sqlite:///:memory:")
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k INTEGER)")
+        conn.exec_driver_sql("INSERT INTO t VALUES (1), (2), (3)")
+        with pages.prefetching(conn):
+            sql = "SELECT k FROM t WHERE k > ? ORDER BY k LIMIT 2"
+            read = pages.driver_pages(conn, sql, [0], lambda last: (sql, [last[0]]), 2)
+            assert [row[0] for page in read for row in page] == [1, 2, 3]
+    engine.dispose()
