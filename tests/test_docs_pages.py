@@ -104,6 +104,11 @@ def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, d
             PATH=f"{bin_dir}:{env['PATH']}", ETL_CONFIG=str(config),
             ZENDESK_OAUTH_TOKEN=SIM_OAUTH_TOKEN, PYTHONPATH=str(ROOT),
         )  # fmt: skip
+        # The blocks are spread over the test workers in no fixed order, so none may rely on
+        # another having run: the reader has synced once, as every page's first step says.
+        subprocess.run(
+            [str(shim), "sync"], cwd=home, env=env, check=True, capture_output=True, timeout=120
+        )
         yield home, env
 
 
