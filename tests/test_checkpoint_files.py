@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -352,3 +353,28 @@ def test_a_cut_copy_that_cannot_be_removed_gets_the_whole_file_beside_it(
     assert has_whole(folder, made)
     found = external.listed(tmp_path, ACCOUNT)
     assert len(found) == 2 and list(external.whole(found, [made])) == [made.text]
+
+
+@pytest.mark.parametrize("links, renames", [(True, True), (False, True), (False, False)])
+def test_a_published_checkpoint_has_its_directory_entry_synced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, links: bool, renames: bool
+) -> None:
+    """A file fsynced under its new name can still vanish on power loss until the folder's
+    entry is synced too: however the file is published (link, rename, in place), the
+    folder is synced after it, and the file is whole."""
+    folder = tmp_path / "checkpoints"
+    made = note.make("zendesk-audit-etl/acme", 42, b"\x01" * 32, "acme", datetime.now(UTC))
+    synced: list[bool] = []
+    fsync = os.fsync
+
+    def recorded(fd: int) -> None:
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+        fsync(fd)
+
+    with monkeypatch.context() as patch:
+        if not links:
+            _no_links(patch, renames=renames)
+        patch.setattr(os, "fsync", recorded)
+        write_file(folder, made)
+    assert file_path(folder, made).read_text() == made.text
+    assert synced and synced[-1] is True, synced  # the folder, after the file

@@ -125,11 +125,13 @@ def _publish(folder: Path, path: Path, text: str) -> None:
     partial = folder / TEMPORARY
     if not _claimed(folder, partial):  # another write's (or one this directory keeps)
         _synced(path, text, os.O_EXCL)
+        _sync_directory(folder)
         return
     try:
         _synced(partial, text, os.O_EXCL)
     except FileExistsError:  # another write took it meanwhile
         _synced(path, text, os.O_EXCL)
+        _sync_directory(folder)
         return
     try:
         try:
@@ -145,6 +147,23 @@ def _publish(folder: Path, path: Path, text: str) -> None:
                 _synced(path, text, os.O_EXCL)
     finally:
         _remove(partial)
+    _sync_directory(folder)
+
+
+def _sync_directory(folder: Path) -> None:
+    """The new name made durable: a file synced to disk can still vanish on power loss
+    until its directory entry is. Folders that cannot be opened or synced (some network
+    and bucket mounts) are left as they are: the checkpoint is in the database too."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        log.debug("cannot sync the directory %s", folder, exc_info=True)
+    finally:
+        os.close(fd)
 
 
 def _claimed(folder: Path, partial: Path) -> bool:
