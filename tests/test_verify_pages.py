@@ -127,6 +127,7 @@ def test_a_row_sharing_a_number_across_a_page_boundary_is_inserted(
     assert len(found) == len(set(found))
 
 
+@pytest.mark.databases("mysql")  # a MySQL server there: skipped below
 def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     tmp_path: Path,
     db_url: str,
