@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.clock import utc_now
 from etl.common.settings import AUDIT_LOGS
 from etl.storage.batch import BatchTransaction, RejectLike
-from etl.storage.engine import database_errors, for_writing
+from etl.storage.engine import for_writing
 from etl.storage.history import (
     FAILURE_STATUSES,
     AccountStatus,
@@ -37,7 +37,8 @@ from etl.storage.history import (
 )
 from etl.storage.limits import RowUpsert
 from etl.storage.locking.fence import SYNC, take_fence
-from etl.storage.locking.lock import HeldLock, LockGuard, run_lock
+from etl.storage.locking.guard import HeldLock, LockGuard, guarded_transaction
+from etl.storage.locking.lock import run_lock
 from etl.storage.schema import MYSQL_DIALECTS, audit_logs, sync_slices, sync_state
 from etl.storage.statements import (
     SliceRow,
@@ -324,26 +325,8 @@ class Store:
         return self._writing(doing)
 
     def _reading(self, doing: str) -> AbstractContextManager[Connection]:
-        return _transaction(self.engine, self.engine, doing)
+        return guarded_transaction(self.engine, self.engine, doing)
 
     def _writing(self, doing: str, *, guarded: bool = True) -> AbstractContextManager[Connection]:
-        return _transaction(self._writer, self.engine, doing, self._guard if guarded else None)
-
-
-@contextmanager
-def _transaction(
-    engine: Engine, described: Engine, doing: str, guard: LockGuard | None = None
-) -> Iterator[Connection]:
-    """A transaction on ``engine`` whose database failures become ``DatabaseError``; with
-    ``guard``, rolled back (``LockLostError``) if the run lock was lost before the commit,
-    or its epoch taken by another run (checked inside the transaction, last)."""
-    with database_errors(described, doing), engine.begin() as conn:
-        try:
-            yield conn
-        except Exception:
-            if guard is not None:  # another run's writes explain a failure ("no slice 7")
-                guard.check()
-            raise
-        if guard is not None:
-            guard.check()
-            guard.fence(conn)
+        guard = self._guard if guarded else None
+        return guarded_transaction(self._writer, self.engine, doing, guard)
