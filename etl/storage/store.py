@@ -1,8 +1,9 @@
 """The store: each batch of pages with its rows, rejects, checkpoints and run counters
 committed atomically; consecutive batches may share one transaction (``Store.transaction``).
 
-Its parts: ``etl.storage.batch`` (a transaction's batches), ``etl.storage.upserts`` (the
-per-dialect row upserts, which never rewrite an unchanged row and count exactly what they wrote),
+Its parts: ``etl.storage.batch`` (a transaction's batches), ``etl.storage.upserts.audit_logs``
+(the per-dialect row upserts, which never rewrite an unchanged row and count exactly what they
+wrote),
 ``etl.storage.statements`` (the state and backfill-plan statements), ``etl.storage.history``
 (the runs' rows and the status read from them) and ``etl.storage.limits`` (what each database
 can hold: a row that cannot be stored becomes a reject).
@@ -52,7 +53,7 @@ from etl.storage.statements import (
     state_upsert,
     watermark,
 )
-from etl.storage.upserts import row_upsert
+from etl.storage.upserts.audit_logs import row_upsert
 
 __all__ = [
     "FAILURE_STATUSES",
