@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
 
 from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
-from etl.storage.history import FAILURE_STATUSES, RunInfo, runs, stream_rejects
+from etl.storage.history import FAILURE_STATUSES, RunInfo, newest, runs, stream_rejects
 from etl.storage.limits import RowUpsert
 from etl.storage.schema import (
     MYSQL_DIALECTS,
@@ -167,12 +167,7 @@ class StreamStore:
     def newest(self, account: str, column: str) -> datetime | None:
         """The newest ``column`` stored for the account (None when it has no row)."""
         with self.store.reading("reading the newest record") as conn:
-            value = conn.execute(
-                sa.select(sa.func.max(self.table.c[column])).where(self.table.c.account == account)
-            ).scalar()
-        if not isinstance(value, datetime):
-            return None
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
+            return newest(conn, self.table, column, account)
 
     def write_page(
         self,
