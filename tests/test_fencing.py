@@ -24,7 +24,8 @@ from etl.export.job import ExportOptions, export_accounts
 from etl.export.read import Reader
 from etl.records.audit import parse_record
 from etl.storage.engine import open_engine, sqlite_path
-from etl.storage.locking.lock import HeldLock, lock_file, mysql_lock_name
+from etl.storage.locking.guard import HeldLock
+from etl.storage.locking.lock import lock_file, mysql_lock_name
 from etl.storage.schema import MYSQL_DIALECTS
 from etl.storage.store import Store
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -188,6 +188,15 @@ def runs(
 def count(conn: Connection, table: sa.Table, account: str) -> int:
     query = sa.select(sa.func.count()).select_from(table).where(table.c.account == account)
     return int(conn.execute(query).scalar_one())
+
+
+def newest(conn: Connection, table: sa.Table, column: str, account: str) -> datetime | None:
+    """The newest ``column`` stored for the account in ``table`` (None when it has no row)."""
+    query = sa.select(sa.func.max(table.c[column])).where(table.c.account == account)
+    value = conn.execute(query).scalar()
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def stream_rejects(conn: Connection, account: str, stream: str) -> int:

@@ -174,6 +174,43 @@ def watermark(conn: Connection, account: str) -> datetime | None:
     return value if isinstance(value, datetime) else None
 
 
+def scope(conn: Connection, account: str) -> tuple[bool, str | None]:
+    """Whether the account has a state row, and the scope recorded in it."""
+    row = conn.execute(sa.select(sync_state.c.scope).where(sync_state.c.account == account)).first()
+    return (row is not None, row[0] if row is not None else None)
+
+
+def set_scope(conn: Connection, account: str, scope: str, now: datetime, *, restart: bool) -> None:
+    """Record ``scope`` in the account's state row (created if none); with ``restart``,
+    also drop the watermark and the audit log's backfill plan."""
+    state = {"scope": scope, "updated_at": now}
+    if restart:
+        conn.execute(sa.delete(sync_slices).where(of_stream(account, AUDIT_LOGS)))
+        state["watermark"] = None
+    updated = conn.execute(
+        sa.update(sync_state).where(sync_state.c.account == account).values(**state)
+    )
+    if updated.rowcount == 0:
+        conn.execute(sa.insert(sync_state).values(account=account, **state))
+
+
+def finish_plan(
+    conn: Connection,
+    account: str,
+    stream: str,
+    watermark: datetime | None,
+    advance_watermark: sa.Executable,
+    now: datetime,
+) -> None:
+    """Delete the plan of ``stream``, and advance the watermark to its end (``watermark``,
+    when not None) with ``advance_watermark``, that log's statement."""
+    conn.execute(sa.delete(sync_slices).where(of_stream(account, stream)))
+    if watermark is not None:
+        conn.execute(
+            advance_watermark, {"account": account, "watermark": watermark, "updated_at": now}
+        )
+
+
 def claim_notice(
     conn: Connection, account: str, notice: str, now: datetime, every: timedelta
 ) -> bool:

@@ -1,11 +1,13 @@
 """The store: each batch of pages with its rows, rejects, checkpoints and run counters
 committed atomically; consecutive batches may share one transaction (``Store.transaction``).
 
-Its parts: ``etl.storage.batch`` (a transaction's batches), ``etl.storage.upserts`` (the
-per-dialect row upserts, which never rewrite an unchanged row and count exactly what they wrote),
+Its parts: ``etl.storage.reads`` (the reads, which ``Store`` inherits), ``etl.storage.batch``
+(a transaction's batches), ``etl.storage.upserts.audit_logs`` (the per-dialect row upserts,
+which never rewrite an unchanged row and count exactly what they wrote),
 ``etl.storage.statements`` (the state and backfill-plan statements), ``etl.storage.history``
-(the runs' rows and the status read from them) and ``etl.storage.limits`` (what each database
-can hold: a row that cannot be stored becomes a reject).
+(the runs' rows and the status read from them), ``etl.storage.limits`` (what each database
+can hold: a row that cannot be stored becomes a reject) and ``etl.storage.locking.guard``
+(the check against the run lock before each commit).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,36 +24,34 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.clock import utc_now
 from etl.common.settings import AUDIT_LOGS
 from etl.storage.batch import BatchTransaction, RejectLike
-from etl.storage.engine import database_errors, for_writing
+from etl.storage.engine import for_writing
 from etl.storage.history import (
     FAILURE_STATUSES,
     AccountStatus,
     RunInfo,
-    account_names,
-    account_status,
     check_final,
     check_kind,
     finish_run,
-    runs,
     start_run,
 )
 from etl.storage.limits import RowUpsert
 from etl.storage.locking.fence import SYNC, take_fence
-from etl.storage.locking.lock import HeldLock, LockGuard, run_lock
-from etl.storage.schema import MYSQL_DIALECTS, audit_logs, sync_slices, sync_state
+from etl.storage.locking.guard import HeldLock, LockGuard, guarded_transaction
+from etl.storage.locking.lock import run_lock
+from etl.storage.reads import StoreReader
+from etl.storage.schema import audit_logs
 from etl.storage.statements import (
     SliceRow,
     SliceUpdate,
     WriteResult,
     claim_notice,
+    finish_plan,
     insert_slice,
-    of_stream,
-    slices,
+    set_scope,
     split_slice,
     state_upsert,
-    watermark,
 )
-from etl.storage.upserts import row_upsert
+from etl.storage.upserts.audit_logs import row_upsert
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -66,12 +66,13 @@ __all__ = [
 ]
 
 
-class Store:
+class Store(StoreReader):
+    """The reads (``StoreReader``), and the writes: each one a transaction checked against
+    the run lock ``lock`` holds, if any."""
+
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] = utc_now) -> None:
+        super().__init__(engine)
         dialect = engine.dialect.name
-        if dialect not in ("sqlite", "postgresql", *MYSQL_DIALECTS):
-            raise ValueError(f"unsupported dialect {dialect!r}")  # open_engine refuses it first
-        self.engine = engine
         self._writer = for_writing(engine)
         self._guard = LockGuard()  # every commit but a run's last record checks the lock
         self._now = now
@@ -80,10 +81,6 @@ class Store:
         self._upsert = row_upsert(engine.dialect)
 
     # -- state ---------------------------------------------------------------------------
-
-    def watermark(self, account: str) -> datetime | None:
-        with self._reading("reading the watermark") as conn:
-            return watermark(conn, account)
 
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
@@ -95,45 +92,17 @@ class Store:
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
 
-    def scope(self, account: str) -> tuple[bool, str | None]:
-        """Whether the account has a state row, and the scope recorded in it (etl.sync.scope)."""
-        with self._reading("reading the sync scope") as conn:
-            row = conn.execute(
-                sa.select(sync_state.c.scope).where(sync_state.c.account == account)
-            ).first()
-        return (row is not None, row[0] if row is not None else None)
-
     def set_scope(self, account: str, scope: str, *, restart: bool) -> None:
         """Record ``scope`` as the one the watermark belongs to; with ``restart``, also drop
         the watermark and any backfill plan, atomically, so the next read starts over."""
         with self._writing("saving the sync scope") as conn:
-            state = {"scope": scope, "updated_at": self._now()}
-            if restart:
-                conn.execute(sa.delete(sync_slices).where(of_stream(account, AUDIT_LOGS)))
-                state["watermark"] = None
-            updated = conn.execute(
-                sa.update(sync_state).where(sync_state.c.account == account).values(**state)
-            )
-            if updated.rowcount == 0:
-                conn.execute(sa.insert(sync_state).values(account=account, **state))
+            set_scope(conn, account, scope, self._now(), restart=restart)
 
     def claim_notice(self, account: str, notice: str, every: timedelta) -> bool:
         """Whether ``notice`` is due for ``account`` (not said in the last ``every``, or
         another one was); if so it counts as said now. Call under the account's lock."""
         with self._writing("recording a notice") as conn:
             return claim_notice(conn, account, notice, self._now(), every)
-
-    def newest_created_at(self, account: str) -> datetime | None:
-        """The newest ``created_at`` stored for the account (None when it has no row)."""
-        with self._reading("reading the newest record") as conn:
-            value = conn.execute(
-                sa.select(sa.func.max(audit_logs.c.created_at)).where(
-                    audit_logs.c.account == account
-                )
-            ).scalar()
-        if not isinstance(value, datetime):
-            return None
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     # -- pages ---------------------------------------------------------------------------
 
@@ -184,11 +153,6 @@ class Store:
 
     # Each log has its own plan; ``stream`` says whose (the audit log's unless said).
 
-    def slices(self, account: str, stream: str = AUDIT_LOGS) -> list[SliceRow]:
-        """The account's backfill plan (empty when none), by start."""
-        with self._reading("reading the backfill plan") as conn:
-            return slices(conn, account, stream)
-
     def add_slices(
         self, account: str, spans: Sequence[tuple[datetime, datetime]], stream: str = AUDIT_LOGS
     ) -> list[SliceRow]:
@@ -226,13 +190,9 @@ class Store:
     ) -> None:
         """Delete the account's plan and advance the watermark to its end, atomically;
         ``advance_watermark``: another log's statement (``etl.storage.streams``)."""
+        advance = self._advance_watermark if advance_watermark is None else advance_watermark
         with self._writing("finishing the backfill plan") as conn:
-            conn.execute(sa.delete(sync_slices).where(of_stream(account, stream)))
-            if watermark is not None:
-                conn.execute(
-                    advance_watermark if advance_watermark is not None else self._advance_watermark,
-                    {"account": account, "watermark": watermark, "updated_at": self._now()},
-                )
+            finish_plan(conn, account, stream, watermark, advance, self._now())
 
     # -- runs ----------------------------------------------------------------------------
 
@@ -280,25 +240,6 @@ class Store:
                 error=error,
             )
 
-    def recent_runs(
-        self, account: str, limit: int = 5, *, stream: str = "audit_logs"
-    ) -> list[RunInfo]:
-        """The account's newest runs of ``stream``, newest first."""
-        with self._reading("reading the run history") as conn:
-            return runs(conn, account, limit=limit, stream=stream)
-
-    # -- status --------------------------------------------------------------------------
-
-    def account_status(self, account: str | None = None) -> list[AccountStatus]:
-        """One entry per account (or just ``account``), sorted by name.
-
-        Accounts are those with a watermark or a run; asking for an unknown account
-        gives an entry with nothing in it.
-        """
-        with self._reading("reading the status") as conn:
-            names = account_names(conn) if account is None else [account]
-            return [account_status(conn, name) for name in names]
-
     # -- locks ---------------------------------------------------------------------------
 
     def lock(
@@ -315,35 +256,10 @@ class Store:
 
     # -- plumbing ------------------------------------------------------------------------
 
-    def reading(self, doing: str) -> AbstractContextManager[Connection]:
-        """A read transaction whose database failures become ``DatabaseError``."""
-        return self._reading(doing)
-
     def writing(self, doing: str) -> AbstractContextManager[Connection]:
         """A write transaction, checked against the run lock before it commits."""
         return self._writing(doing)
 
-    def _reading(self, doing: str) -> AbstractContextManager[Connection]:
-        return _transaction(self.engine, self.engine, doing)
-
     def _writing(self, doing: str, *, guarded: bool = True) -> AbstractContextManager[Connection]:
-        return _transaction(self._writer, self.engine, doing, self._guard if guarded else None)
-
-
-@contextmanager
-def _transaction(
-    engine: Engine, described: Engine, doing: str, guard: LockGuard | None = None
-) -> Iterator[Connection]:
-    """A transaction on ``engine`` whose database failures become ``DatabaseError``; with
-    ``guard``, rolled back (``LockLostError``) if the run lock was lost before the commit,
-    or its epoch taken by another run (checked inside the transaction, last)."""
-    with database_errors(described, doing), engine.begin() as conn:
-        try:
-            yield conn
-        except Exception:
-            if guard is not None:  # another run's writes explain a failure ("no slice 7")
-                guard.check()
-            raise
-        if guard is not None:
-            guard.check()
-            guard.fence(conn)
+        guard = self._guard if guarded else None
+        return guarded_transaction(self._writer, self.engine, doing, guard)

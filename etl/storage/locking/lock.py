@@ -11,17 +11,9 @@
 Session locks end with their connection and ``flock`` with its process, so a run
 that is killed releases its lock: the next one is never blocked by a leftover.
 
-A lock can also be lost while its run goes on: the server ends the lock's session
-(``pg_terminate_backend``, ``idle_session_timeout``, MariaDB's ``KILL`` or
-``wait_timeout``) or someone deletes the lock file. ``HeldLock.check`` asks whether
-the lock is still ours, and ``Store`` calls it before every commit (``LockGuard``):
-a run that lost its lock stops with ``LockLostError`` before writing again. The lock's
-session is kept from timing out.
-
-That check comes before the commit, not with it: a run could lose its lock between the
-two. So the ``LockGuard`` also holds the write epoch taken with the lock
-(``etl.storage.locking.fence``), checked inside each write transaction: two runs never both
-commit to one account.
+A lock can also be lost while its run goes on (its session ended, its file deleted):
+``HeldLock.check`` (``etl.storage.locking.guard``) asks whether it is still ours, and the
+lock's session is kept from timing out.
 """
 
 from __future__ import annotations
@@ -31,18 +23,17 @@ import hashlib
 import logging
 import os
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
-from etl.common.errors import DatabaseError, LockedError, LockLostError
+from etl.common.errors import DatabaseError, LockedError
 from etl.storage.engine import database_errors, reason, sqlite_path
-from etl.storage.locking.fence import Fence
+from etl.storage.locking.guard import Check, HeldLock
 from etl.storage.schema import MYSQL_DIALECTS
 
 log = logging.getLogger(__name__)
@@ -56,66 +47,8 @@ _SAFE_FILE_PART = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _LOCK_SESSION_IDLE_S = 31_536_000
 
 Release = Callable[[], None]
-# Why the lock is no longer held, or None if it still is.
-Check = Callable[[], str | None]
 # One attempt to take the lock: how to release and check it, or None if another run has it.
 Attempt = Callable[[], "tuple[Release, Check] | None"]
-
-
-class HeldLock:
-    """A run lock this process holds; ``check`` raises ``LockLostError`` once it is not."""
-
-    def __init__(self, account: str, check: Check) -> None:
-        self.account = account
-        self._check = check
-        self._mutex = threading.Lock()  # the lock's connection serves one thread at a time
-        self._lost: str | None = None
-
-    def check(self) -> None:
-        with self._mutex:
-            if self._lost is None:
-                self._lost = self._check()
-            lost = self._lost
-        if lost is not None:
-            raise LockLostError(
-                f"lost the run lock of account {self.account} ({lost}); stopped before "
-                "committing, so no other run is written over; the next run resumes from "
-                "the last commit"
-            )
-
-
-class LockGuard:
-    """The lock a ``Store``'s writes must still hold when they commit (one account at a
-    time), and the write epoch taken with it; nothing to check when no lock is held
-    (``migrate``, tests, ``status``)."""
-
-    def __init__(self) -> None:
-        self._held: tuple[HeldLock, Fence] | None = None
-
-    @contextmanager
-    def holding(
-        self, lock: AbstractContextManager[HeldLock], take_fence: Callable[[], Fence]
-    ) -> Iterator[HeldLock]:
-        """Hold ``lock``, then take its epoch with ``take_fence``, for the ``with`` block."""
-        with lock as held:
-            previous, self._held = self._held, (held, take_fence())
-            try:
-                yield held
-            finally:
-                self._held = previous
-
-    def check(self) -> None:
-        """Cheap, before the commit: ``LockLostError`` if the lock is known lost."""
-        held = self._held
-        if held is not None:
-            held[0].check()
-
-    def fence(self, conn: Connection) -> None:
-        """Inside the write transaction, its last statement: ``LockLostError`` (the
-        transaction must roll back) if another run has taken the epoch since."""
-        held = self._held
-        if held is not None:
-            held[1].check(conn)
 
 
 @contextmanager

@@ -11,7 +11,7 @@ canonical JSON text (``etl.records.canonical``), never as Python values, where `
 and ``1 == 1.0``: a field going from ``1`` to ``true`` or ``1.0`` is a change, a new key
 order is not. PostgreSQL compares ``raw::text``, which follows the same rules.
 
-SQLite's and PostgreSQL's go straight to the driver (``etl.storage.upserts_driver``);
+SQLite's and PostgreSQL's go straight to the driver (``etl.storage.upserts.driver``);
 MySQL's through SQLAlchemy Core, here.
 """
 
@@ -29,7 +29,7 @@ from etl.records.audit import RAW_JSON
 from etl.records.canonical import canonical_json
 from etl.storage.limits import RowUpsert, byte_batches, max_packet, raw_text
 from etl.storage.schema import MYSQL_DIALECTS, audit_logs, dialect_insert
-from etl.storage.upserts_driver import ExistingReader, RowWriter, postgresql_upsert, sqlite_rows
+from etl.storage.upserts.driver import ExistingReader, RowWriter, postgresql_upsert, sqlite_rows
 
 # Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.
 _ID_CHUNK = 500

@@ -6,8 +6,9 @@ parameter processing was the largest cost of a backfill). Their SQL is written f
 for SQLite's multi-row VALUES).
 
 SQLite's: a reader of the batch's existing rows and a writer of the new or changed ones
-(multi-row VALUES, up to 1,000 rows a statement), which ``etl.storage.upserts`` joins; PostgreSQL's:
-one INSERT ... SELECT ... FROM jsonb_array_elements(batch) that counts what it wrote.
+(multi-row VALUES, up to 1,000 rows a statement), which ``etl.storage.upserts.audit_logs``
+joins; PostgreSQL's: one INSERT ... SELECT ... FROM jsonb_array_elements(batch) that counts
+what it wrote.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _CREATED, _SYNCED = audit_logs.c.created_at.name, audit_logs.c.synced_at.name
 _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 # The existing (id, raw) pairs among some ids (one narrow range), raw as its stored text;
 # and the writer of a batch's new or changed rows: the two halves of a dialect's upsert
-# where it first reads what exists (``etl.storage.upserts``).
+# where it first reads what exists (``etl.storage.upserts.audit_logs``).
 ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
 RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
 
@@ -99,11 +100,12 @@ def _sqlite_select_existing(names: _Names, ids: int) -> str:
 def _sqlite_existing(
     names: _Names, conn: Connection, account: str, ids: list[Any]
 ) -> Iterator[tuple[Any, Any]]:
-    """SQLite's reader: the query MySQL's reader sends through Core (``etl.storage.upserts``),
-    straight to the driver, where SQLAlchemy's expanding ``IN`` cost more than the query."""
+    """SQLite's reader: the query MySQL's reader sends through Core
+    (``etl.storage.upserts.audit_logs``), straight to the driver, where SQLAlchemy's
+    expanding ``IN`` cost more than the query."""
     size = _shape(len(ids))  # the last id again fills it: IN does not mind repeats
     params = (account, *ids, *[ids[-1]] * (size - len(ids)), ids[0], ids[-1])
-    # raw as the stored text, which ``etl.storage.upserts.changed`` compares
+    # raw as the stored text, which ``etl.storage.upserts.audit_logs.changed`` compares
     yield from conn.exec_driver_sql(_sqlite_select_existing(names, size), params)
 
 
