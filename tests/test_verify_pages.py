@@ -14,6 +14,7 @@ from test_verify import synced, zendesk  # noqa: F401 (a fixture)
 
 from etl.integrity import pages, streams
 from etl.integrity.verify import VerifyOptions, verify_account
+from etl.records import chain
 from etl.storage.engine import open_engine
 from etl.storage.schema import audit_logs
 from zendesk_sim import SimulatedZendesk
@@ -180,3 +181,56 @@ def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> N
             read = pages.driver_pages(conn, sql, [0], lambda last: (sql, [last[0]]), 2)
             assert [row[0] for page in read for row in page] == [1, 2, 3]
     engine.dispose()
+
+
+def test_frames_sort_a_page_given_in_any_order() -> None:
+    """MariaDB concatenates a page's rows in no set order: the page comes back in the
+    query's, by stored_seq then id."""
+    parts = [(3, 5, b"c"), (1, 9, b"a"), (3, 4, b"b")]
+    data = b"".join(b"%d %d %d %s" % (s, i, len(t), t) for s, i, t in parts)
+    assert pages.frames("s")(data) == [(1, 9, b"a", "s"), (3, 4, b"b", "s"), (3, 5, b"c", "s")]
+
+
+def test_ledger_frames_read_nulls_and_any_text_in_any_order_and_refuse_a_cut_page() -> None:
+    record, stored = bytes(range(32)), bytes(range(32, 64))
+    entries = [
+        (1, "R", "61", 7, record, stored, None),
+        (2, "X", "", None, stored, record, ""),
+        (3, "A", None, None, record, stored, "adopted, at; 1"),
+    ]
+
+    def hexed(text: str | None) -> str:
+        return "N" if text is None else text.encode().hex().upper()
+
+    value = ";".join(
+        f"{e},{k.encode().hex().upper()},{'' if s is None else s},{hexed(r)},"
+        f"{h.hex().upper()},{x.hex().upper()},{hexed(n)},"
+        for e, k, r, s, h, x, n in entries
+    )
+    assert streams.ledger_frames(value) == entries
+    assert streams.ledger_frames(";".join(reversed(value.split(";")))) == entries
+    for cut in (1, 2, 3, 40):  # the last comma, within the last note, within a hash
+        with pytest.raises(ValueError):
+            streams.ledger_frames(value[:-cut])
+
+
+@pytest.mark.parametrize(
+    ("text", "record", "same"),
+    [
+        ('{"b": 1, "a": "x"}', {"a": "x", "b": 1}, True),  # another order, spaces
+        ('{"a": 1e-07, "b": -0.0}', {"a": 1e-07, "b": 0.0}, True),  # orjson's 1e-7, -0.0
+        ('{"a": 18446744073709551616}', {"a": 18446744073709551616}, True),  # past 64 bits
+        ('{"a": 18446744073709551616}', {"a": 1.8446744073709552e19}, False),
+        ('{"a": 1.0}', {"a": 1}, False),
+        ('{"a": [1, {"c": 2, "b": 1}]}', {"a": [1, {"b": 1, "c": 2}]}, True),
+        ('{"a": [1, {"c": 2, "b": 1}]}', {"a": [1, {"b": 1, "c": 3}]}, False),
+    ],
+)
+def test_a_stored_text_matches_the_record_its_canonical_form_hashes(
+    text: str, record: Any, same: bool
+) -> None:
+    """orjson's text first, the canonical form where it differs: never a false match, and
+    no false alarm for the numbers orjson writes otherwise."""
+    hashed = chain.record_hash(record)
+    assert streams.matches(text, hashed) is same
+    assert streams.matches(text.encode(), hashed) is same

@@ -94,7 +94,8 @@ def mariadb_page(
 
 def frames(stream: str) -> Callable[[bytes], list[Any]]:
     """The rows of a page written as ``seq id length raw`` one after another (``raw``'s
-    bytes, as many as ``length`` says): whatever ``raw`` holds, no row is misread."""
+    bytes, as many as ``length`` says): whatever ``raw`` holds, no row is misread. In any
+    order: sorted here by ``seq`` and id (the query's order), no two rows having both."""
 
     def decode(data: bytes) -> list[Any]:
         rows: list[Any] = []
@@ -109,6 +110,7 @@ def frames(stream: str) -> Callable[[bytes], list[Any]]:
                 raise ValueError("a page cut short")
             add((int(data[at:first]), int(data[first + 1 : second]), data[start:stop], stream))
             at = stop
+        rows.sort()  # in the query's order already, most likely: one comparison a row
         return rows
 
     return decode

@@ -25,6 +25,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.integrity import external, pages, streams
 from etl.integrity.checkpoint import stored_checkpoints
+from etl.integrity.checks import anchors
 from etl.integrity.findings import AccountReport, Finding
 from etl.integrity.keys import PublicKey
 from etl.integrity.note import Checkpoint
@@ -109,9 +110,13 @@ class _Walk:
                 "deleted", record_id, entry, "its last stored version has no row", stream=stream
             )
         if start == 1:
-            self._compare_rejects()
-            self._check_head(last)
-        self._check_checkpoints(start, last)
+            rejects = streams.rejects(self.conn, self.account)
+            anchors.compare_rejects(self._find, rejects, self.rejects)
+            anchors.check_head(self._find, streams.head(self.conn, self.account), last)
+        keys = self.options.public_keys
+        anchors.check_checkpoints(
+            self._find, self.report, self.checkpoints, keys, self.reached, start, last[0]
+        )
 
     def _start(self) -> int:
         options = self.options
@@ -137,10 +142,11 @@ class _Walk:
         expected, true_head = start, previous
         tag, pack, sha, kinds = chain.ENTRY_TAG, _FIXED.pack, _sha256, _KIND_BYTES
         sizes, reached, pending, counts = self.sizes, self.reached, self.pending, self.counts
+        matches, stream, matched = streams.matches, self.stream, 0  # matched: of ``stream``
         # SQLite and MariaDB give back the text the store wrote: a record of plain values
         # is its own canonical text (etl.records.audit), hashed as it is. PostgreSQL's
-        # jsonb text has spaces: parsed (given as str), as is any text the quick hash does
-        # not match.
+        # jsonb text has spaces, so it is never: parsed (given as str), as is any text the
+        # quick hash does not match (``streams.matches``).
         quick = self.conn.dialect.name != "postgresql"
         for entry, kind, record_id, seq, record, stored, note in entries:
             if entry != expected:
@@ -158,23 +164,27 @@ class _Walk:
                     self._inserted(row)
                     row = next(rows, None)
                 if row is None or row[0] != number:
-                    pending[key] = (entry, self.stream)
+                    pending[key] = (entry, stream)
                 elif str(row[1]) != key:
                     self._inserted(row)
-                    pending[key] = (entry, self.stream)
+                    pending[key] = (entry, stream)
                 else:
-                    pending.pop(key, None)
-                    text, self.stream = row[2], row[3]
-                    counts[self.stream] += 1
+                    if pending:
+                        pending.pop(key, None)
+                    text = row[2]
+                    if row[3] != stream:  # another stream's row: counted apart
+                        counts[stream] += matched
+                        stream, matched = row[3], 0
+                    matched += 1
                     if not (quick and type(text) is bytes and sha(text).digest() == record) and (
-                        streams.raw_digest(text) != record
+                        not matches(text, record)
                     ):
                         self._find(
                             "modified",
                             key,
                             entry,
                             f"the row (stored_seq {number}) differs from its ledger entry",
-                            stream=self.stream,
+                            stream=stream,
                         )
                     row = next(rows, None)
             elif kind == chain.REJECT:
@@ -200,7 +210,8 @@ class _Walk:
             if entry in sizes:
                 reached[entry] = true_head
             expected = entry + 1
-        self.rows_left = row
+        counts[stream] += matched
+        self.stream, self.rows_left = stream, row
         self.report.entries = expected - 1
         return expected - 1, previous
 
@@ -224,105 +235,6 @@ class _Walk:
             f"a row (stored_seq {row[0]}) no entry records",
             stream=row[3],
         )
-
-    def _compare_rejects(self) -> None:
-        stored: Counter[tuple[str | None, bytes]] = Counter()
-        kept: dict[tuple[str | None, bytes], str | None] = {}  # the stream of each
-        for record_id, reason, raw, stream in streams.rejects(self.conn, self.account):
-            key = (record_id, chain.reject_hash(record_id, reason, raw))
-            stored[key] += 1
-            kept[key] = stream
-        for key, count in (stored - self.rejects).items():
-            for _ in range(count):
-                self._find(
-                    "inserted",
-                    key[0],
-                    None,
-                    "a reject no entry records",
-                    subject="reject",
-                    stream=kept[key],
-                )
-        for (record_id, _), count in (self.rejects - stored).items():
-            for _ in range(count):
-                self._find(
-                    "deleted",
-                    record_id,
-                    None,
-                    "a reject's entry has no reject row",
-                    subject="reject",
-                )
-
-    def _check_head(self, last: tuple[int, bytes]) -> None:
-        found = streams.head(self.conn, self.account)
-        entries, stored = last
-        if found is None:
-            if entries:
-                self._find("chain broken", None, entries, "the ledger has no head row")
-            return
-        if found[0] > entries:
-            self._find(
-                "truncated",
-                None,
-                found[0],
-                f"the head counts {found[0]} entries, the ledger ends at {entries}",
-            )
-        elif found[0] < entries or found[1] != stored.hex():
-            self._find("chain broken", None, entries, "the head row does not match the ledger")
-
-    def _check_checkpoints(self, start: int, last: tuple[int, bytes]) -> None:
-        keys = {key.id: key for key in self.options.public_keys}
-        anchored = start - 1
-        for made in sorted(self.checkpoints, key=lambda c: c.size):
-            if made.size < start and made.size >= 0:
-                continue
-            self.report.checkpoints += 1
-            ok = self._signature_ok(made, keys) and self._reached(made, last[0])
-            if ok:
-                self.report.checkpoints_valid += 1
-                if made.signature is not None and keys:
-                    anchored = max(anchored, made.size)
-        if anchored < last[0]:
-            why = "unsigned" if not keys else "not covered by a valid signed checkpoint"
-            self.report.notes.append(f"entries {anchored + 1} to {last[0]}: {why}")
-
-    def _signature_ok(self, made: Checkpoint, keys: dict[str, PublicKey]) -> bool:
-        if made.size < 0:
-            self._find("bad signature", None, None, "a checkpoint that does not parse")
-            return False
-        if made.signature is None or not keys:
-            return True  # unsigned, or no public key to check it with: a note says so
-        key = keys.get(made.key_id or "")
-        if key is None:
-            self._find(
-                "bad signature",
-                None,
-                made.size,
-                f"checkpoint signed by key {made.key_id}, which is not among the public keys given",
-            )
-            return False
-        if not key.verifies(made.signature, made.body):
-            self._find("bad signature", None, made.size, "the checkpoint's signature is wrong")
-            return False
-        return True
-
-    def _reached(self, made: Checkpoint, last: int) -> bool:
-        if made.size > last:
-            self._find(
-                "truncated",
-                None,
-                made.size,
-                f"a checkpoint covers {made.size} entries, the ledger ends at {last}",
-            )
-            return False
-        if made.size == 0 or self.reached.get(made.size) != made.head:
-            self._find(
-                "chain broken",
-                None,
-                made.size,
-                "the chain does not reach the checkpoint (its head differs)",
-            )
-            return False
-        return True
 
     def _find(
         self,
