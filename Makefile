@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install demo test test-fast lint typecheck pytest bench bench-envelope bench-export bench-verify bench-ledger soak dist clean
+.PHONY: help install demo test test-fast lint typecheck pytest bench bench-envelope bench-export bench-verify bench-ledger bench-dlt soak dist clean
 
 help: ## this list, made from the "##" comment on each target's line
 	@awk -F':.*## ' '/^[a-z][a-z-]*:.*## / { printf "make %-15s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -53,6 +53,10 @@ bench-verify: $(STAMP) ## verify 1,000,000 stored rows: records/s and peak memor
 
 bench-ledger: $(STAMP) ## what the ledger costs the store's writes of 100,000 records, per database
 	$(BIN)/python scripts/bench_ledger.py $(BENCH_ARGS)
+
+bench-dlt: $(STAMP) ## first load of 100,000 records, the job against dlt (installs the bench extra)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python scripts/bench_dlt.py $(BENCH_ARGS)
 
 soak: $(STAMP) ## the long kill-anywhere test (hundreds of SIGKILLs)
 	ETL_SOAK=1 ETL_SOAK_REPORT=soak-results.jsonl $(BIN)/pytest -m slow -n 2 $(PYTEST_ARGS)

@@ -379,52 +379,66 @@ class Job:
     def sync(self) -> JobRun:
         """One timed ``sync``: wall time of the whole process and its own peak RSS."""
         self.settle()
-        self.sim.reset_log()
-        sim_cpu = self.sim.cpu_seconds()
-        machine_cpu = machine_cpu_seconds()
-        rss_file = self.workdir / f"rss-{uuid.uuid4().hex[:8]}"
-        env = {**self.env, RSS_FILE_ENV: str(rss_file)}
-        with tempfile.TemporaryFile(mode="w+", dir=self.workdir) as stderr:
-            started = time.perf_counter()
-            proc = subprocess.Popen(
-                self.command("sync", launcher=True),
-                env=env,
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                start_new_session=True,
-            )
-            unregister = self.cleanup.push(f"job pid {proc.pid}", lambda: stop_process(proc))
-            sampler = RssSampler(proc.pid)
-            # wait4 (not waitpid) returns the rusage of this one child: its CPU time.
-            _, status, usage = os.wait4(proc.pid, 0)
-            wall = time.perf_counter() - started
-            early_rss = sampler.stop(until=started + wall / 4)
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            unregister()
-            stderr.seek(0)
-            errors = stderr.read().strip()
-        machine_cpu = machine_cpu_seconds() - machine_cpu
-        sim_cpu = self.sim.cpu_seconds() - sim_cpu
-        if proc.returncode != 0:
-            raise JobFailed(f"sync exited {proc.returncode}: {errors or '(no message)'}")
-        if errors:
-            print(f"bench: the job warned: {errors}", file=sys.stderr)
-        stats = self.sim.stats()
-        peak_kib = int(rss_file.read_text())
-        rss_file.unlink()
-        job_cpu = usage.ru_utime + usage.ru_stime
-        return JobRun(
-            wall=wall,
-            peak_rss_mb=peak_kib / 1024,
-            cpu=job_cpu,
-            requests=int(stats["requests"]),
-            rate_limited=int(stats["rate_limited"]),
-            sim_cpu=sim_cpu,
-            # clock ticks round each figure: never below zero
-            other_cpu=max(0.0, machine_cpu - job_cpu - sim_cpu),
-            early_rss_mb=early_rss,
+        command = self.command("sync", launcher=True)
+        return measure_process(self.cleanup, self.sim, command, self.env, self.workdir, "sync")
+
+
+def measure_process(
+    cleanup: Cleanup,
+    sim: Simulator,
+    command: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    what: str,
+) -> JobRun:
+    """One timed process against ``sim``, which writes its own peak RSS (VmHWM, in kB) to
+    the file named by ``RSS_FILE_ENV``: the job's ``sync``, or another tool's load."""
+    sim.reset_log()
+    sim_cpu = sim.cpu_seconds()
+    machine_cpu = machine_cpu_seconds()
+    rss_file = workdir / f"rss-{uuid.uuid4().hex[:8]}"
+    env = {**env, RSS_FILE_ENV: str(rss_file)}
+    with tempfile.TemporaryFile(mode="w+", dir=workdir) as stderr:
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            start_new_session=True,
         )
+        unregister = cleanup.push(f"{what} pid {proc.pid}", lambda: stop_process(proc))
+        sampler = RssSampler(proc.pid)
+        # wait4 (not waitpid) returns the rusage of this one child: its CPU time.
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        early_rss = sampler.stop(until=started + wall / 4)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        unregister()
+        stderr.seek(0)
+        errors = stderr.read().strip()
+    machine_cpu = machine_cpu_seconds() - machine_cpu
+    sim_cpu = sim.cpu_seconds() - sim_cpu
+    if proc.returncode != 0:
+        raise JobFailed(f"{what} exited {proc.returncode}: {errors or '(no message)'}")
+    if errors:
+        print(f"bench: {what} warned: {errors}", file=sys.stderr)
+    stats = sim.stats()
+    peak_kib = int(rss_file.read_text())
+    rss_file.unlink()
+    job_cpu = usage.ru_utime + usage.ru_stime
+    return JobRun(
+        wall=wall,
+        peak_rss_mb=peak_kib / 1024,
+        cpu=job_cpu,
+        requests=int(stats["requests"]),
+        rate_limited=int(stats["rate_limited"]),
+        sim_cpu=sim_cpu,
+        # clock ticks round each figure: never below zero
+        other_cpu=max(0.0, machine_cpu - job_cpu - sim_cpu),
+        early_rss_mb=early_rss,
+    )
 
 
 class RssSampler:

@@ -159,8 +159,8 @@ def test_the_wheel_the_readme_names_is_this_version() -> None:
 
 
 # The scripts with options (`make bench`, `make bench-export` and their pieces): --help only.
-SCRIPTS_WITH_OPTIONS = ("bench.py", "bench_envelope.py", "bench_export.py", "bench_load.py",
-                        "bench_reference.py", "bench_startup.py")  # fmt: skip
+SCRIPTS_WITH_OPTIONS = ("bench.py", "bench_dlt.py", "bench_envelope.py", "bench_export.py",
+                        "bench_load.py", "bench_reference.py", "bench_startup.py")  # fmt: skip
 
 
 @pytest.mark.parametrize("script", SCRIPTS_WITH_OPTIONS)
