@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from etl.common.errors import ConfigError, DatabaseError, InterruptedRun, SchemaError
+from etl.storage.locking import sessions
 from etl.storage.locking import waits as dbwait
 
 # Backend name in the URL -> driver used when the URL names none.
@@ -113,7 +114,8 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         elif path is not None and not path.exists():
             raise SchemaError(f"there is no SQLite database at {path} yet")
     elif backend == "postgresql":
-        kwargs["pool_pre_ping"] = True
+        if parsed.get_driver_name() in ("psycopg", "psycopg2"):
+            kwargs["use_native_hstore"] = False  # no hstore column: spare its type look-up
         connect_args: dict[str, Any] = {}
         if "connect_timeout" not in parsed.query:
             connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
@@ -121,8 +123,9 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
             connect_args["application_name"] = "zendesk-audit-etl"
         kwargs["connect_args"] = connect_args
     else:
-        kwargs["pool_pre_ping"] = True
         kwargs["pool_recycle"] = 3600
+        if parsed.get_driver_name() == "pymysql":
+            kwargs["pool_reset_on_return"] = None  # sessions.reset_open_transactions
         if "charset" not in parsed.query:
             parsed = parsed.update_query_dict({"charset": "utf8mb4"})
         if "connect_timeout" not in parsed.query:
@@ -148,9 +151,14 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         # sqlite3's own ``?timeout=SECONDS`` in the URL replaces our busy timeout.
         _configure_sqlite(engine, busy_timeout="timeout" not in parsed.query)
     else:
-        dbwait.session_timeouts(engine, parsed)
-        if backend == "postgresql":
-            _configure_postgresql(engine)
+        # psycopg prepares a statement after a few runs and the server may then keep one
+        # generic plan. A plan made while the table was nearly empty (the start of a
+        # backfill) stays in use as the table grows to millions of rows: plan per query.
+        plans = {"plan_cache_mode": "force_custom_plan"} if backend == "postgresql" else {}
+        dbwait.session_timeouts(engine, parsed, also=plans)
+        sessions.ping_when_idle(engine)
+        if parsed.get_driver_name() == "pymysql":
+            sessions.reset_open_transactions(engine)
     dbwait.track(engine)
     return engine
 
@@ -203,20 +211,6 @@ def _configure_sqlite(engine: Engine, *, busy_timeout: bool) -> None:
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(SQLITE_IMMEDIATE)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def _configure_postgresql(engine: Engine) -> None:
-    # psycopg prepares a statement after a few runs and the server may then keep one
-    # generic plan. A plan made while the table was nearly empty (the start of a
-    # backfill) stays in use as the table grows to millions of rows: plan per query.
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("SET plan_cache_mode = force_custom_plan")
-        finally:
-            cursor.close()
-        dbapi_connection.commit()
 
 
 def for_writing(engine: Engine) -> Engine:

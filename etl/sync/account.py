@@ -56,14 +56,20 @@ def sync_account(
     """
     with _summary_on_failure(account, hooks):
         settle_scope(account, store)
-        repair_future_watermark(account, store, latest_end(account, client, now()))
+        watermark = store.watermark(account.name)
+        repaired = repair_future_watermark(
+            account, store, latest_end(account, client, now()), watermark
+        )
 
+    # The watermark the first plan starts from is the one just read, unless the repair
+    # moved it (we hold the lock: nothing else does); a second plan reads it again.
+    first: list[datetime | None] = [] if repaired else [watermark]
     planned: list[Known] = []  # the watermark plan() read: the run's "before", not read again
 
     def plan() -> Window:
-        watermark = store.watermark(account.name)
-        planned[:] = [watermark]
-        return plan_window(watermark, account, zendesk_now(client, now()))
+        known = first.pop() if first else store.watermark(account.name)
+        planned[:] = [known]
+        return plan_window(known, account, zendesk_now(client, now()))
 
     def read(window: Window) -> RunSummary:
         before = planned.pop() if planned else UNREAD
