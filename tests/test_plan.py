@@ -124,6 +124,30 @@ def test_no_split_once_the_readers_have_passed_the_middle_or_too_little_is_left(
     assert sparse.pair_candidate() is None
 
 
+def test_a_downward_reader_that_stopped_short_is_followed_once_the_upward_one_reads_on() -> None:
+    """Bursty data: the gap looked like less than a page and the downward reader left it to
+    the upward one, which then keeps finding full pages. Another downward reader follows,
+    from where the first stopped (nothing asked twice, its proof kept), so the last slice of
+    a run is not read by one fetcher at a page per latency."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    up = plan.begin_up(only)
+    plan.took_page(up, T0 + 9 * HOUR, T0, has_more=True)  # a quiet stretch: 9 hours a page
+    down = plan.begin_down(only)
+    plan.took_page(down, WINDOW.end, WINDOW.end - MINUTE, has_more=True)
+    down.hand_over()  # the estimate said under a page was left
+    assert plan.pair_candidate() is None  # not before the upward reader has read on
+    for minute in range(1, 3):  # a burst: full pages a minute apart
+        plan.took_page(up, T0 + 9 * HOUR + minute * MINUTE, T0, has_more=True)
+    assert not only.fetched
+    assert plan.pair_candidate() is only
+    again = plan.begin_down(only)
+    assert again is only.down and again is not down
+    assert again.query_end == WINDOW.end - MINUTE + BOUND_SLACK  # not read again
+    assert Plan.final_proof(again).value == WINDOW.end - MINUTE  # what the first proved
+    assert plan.pair_candidate() is None
+
+
 def cut_all(plan: Plan, victim: Slice, middles: list[datetime]) -> list[Slice]:
     """Apply a split's cuts as the backfill does: highest first, each a split of its own."""
     made = []

@@ -5,7 +5,7 @@ Used by ``etl.sync.account.read_window`` when the window is longer than ``[sync]
 an account whose previous backfill did not finish.
 
 The plan (slices, work-stealing splits, the contiguous read point) is ``etl.sync.plan.Plan``,
-pure; this module runs threads over it and persists what it decides.
+pure; this module runs threads over it, and ``etl.sync.planstore`` persists what it decides.
 
 Checkpoints. A sync persists its plan in ``zendesk_audit_sync_slices``; each slice's
 ``position`` (the newest ``created_at`` its upward pages proved), its ``end`` (moved down to
@@ -19,7 +19,10 @@ deleted. A resync keeps its plan in memory only and never moves the watermark.
 
 Readers and splits. A free fetcher reads an unread slice upwards; else it reads a slice
 that only has an upward reader (which has read a page there) downwards from its end, and
-the two meet wherever they meet (no request is spent on a guessed split point); else it
+the two meet wherever they meet (no request is spent on a guessed split point); a
+downward reader that left a gap estimated under a page to the upward one is followed by
+another, from where it stopped, if the upward one reads on (bursty data fool estimates, and
+a slice read by one fetcher at a page per latency holds the run's end); else it
 cuts the largest unread gap (``Plan.split_candidate``): in the middle, or, when many
 readers are wanted (the start of a run), into as many equal parts as they need at once,
 each cut committed before the new readers start, the top part taking the gap's downward
@@ -63,25 +66,21 @@ request, the writer commits the pages it has already received and the run raises
 
 from __future__ import annotations
 
-import logging
 import queue
 import threading
 import time
-from datetime import datetime
 
 from etl.common.clock import utc_now
 from etl.common.errors import InterruptedRun, OutOfTime
-from etl.storage.store import SliceRow
 from etl.sync.pagecheck import WindowCheck
-from etl.sync.plan import SLICES_PER_WORKER, Plan, Reader, Slice
+from etl.sync.plan import SLICES_PER_WORKER, Reader
+from etl.sync.planstore import load_plan, split
 from etl.sync.run import Run
 from etl.sync.window import latest_end
 from etl.sync.writer import Failed, Page, Writer
 from etl.zendesk import concurrency
 from etl.zendesk.client import ZendeskClient
 from etl.zendesk.pagination import iter_pages
-
-log = logging.getLogger(__name__)
 
 QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker...
 QUEUE_MAX_PAGES = 64  # ... up to this many: memory stays flat whatever ``workers`` is
@@ -100,7 +99,6 @@ class Backfill:
         self.account = run.account
         self.store = run.log
         self.stream = run.stream
-        self.window = run.window
         self.summary = run.summary
         self.advance = run.advance
         self.hooks = run.hooks
@@ -117,7 +115,7 @@ class Backfill:
         )
         self._gate = concurrency.Gate(1)
         self._threads: list[threading.Thread] = []
-        self._plan = self._load_plan()
+        self._plan = load_plan(run)
         self._writer = Writer(run, self._plan, self._queue)
         # Splits are bounded whatever the answers say (a server ignoring the window once
         # made a backfill split forever): every run ends by itself.
@@ -167,27 +165,6 @@ class Backfill:
             self._writer.drain_and_commit()
             raise OutOfTime(self._run.out_of_time_line(f"{self.summary.pages} pages"))
 
-    # -- the plan ----------------------------------------------------------------------
-
-    def _load_plan(self) -> Plan:
-        """A resync's plan lives in memory; a sync's is stored, and resumed if it is there."""
-        name, window = self.account.name, self.window
-        if not self.advance:
-            return Plan.whole(window)
-        stored = self.store.slices(name)
-        if not stored:
-            (row,) = self.store.add_slices(name, [(window.start, window.end)])
-            return Plan.whole(window, row.id)
-        plan = Plan([_from_row(r) for r in stored], window.start, max(r.end for r in stored))
-        log.info(
-            "resuming the backfill of %s: %d of %d slices unfinished, up to %s",
-            name, sum(not r.done for r in stored), len(stored), plan.end.isoformat(),
-        )  # fmt: skip
-        tail = plan.tail(window, self.account)  # time has passed since the plan was made
-        if tail is not None:
-            plan.slices += [_from_row(r) for r in self.store.add_slices(name, [tail])]
-        return plan
-
     # -- fetchers ----------------------------------------------------------------------
 
     def _schedule(self) -> None:
@@ -231,27 +208,10 @@ class Backfill:
             return None
         victim, middles = candidate
         # Highest first: each cut ends the victim lower, the new slice taking the rest.
-        if not [m for m in middles if self._split(victim, m) is not None]:
+        if not [m for m in middles if split(self._run, plan, victim, m) is not None]:
             return None
         unread = plan.unstarted()
         return None if unread is None else plan.begin_up(unread)
-
-    def _split(self, victim: Slice, middle: datetime) -> Slice | None:
-        """End ``victim`` at ``middle``, committed with the new slice for the rest."""
-        old_end = victim.end
-        rest = self._plan.cut(victim, middle)
-        if rest is None:
-            return None
-        if victim.id is not None:
-            # A short write under the fetchers' lock: the readers must not move meanwhile.
-            new = _from_row(self.store.split_slice(self.account.name, victim.id, middle, rest))
-        else:
-            new = Slice(None, *rest)
-        self._plan.add_split(new, victim, middle)
-        log.debug(
-            "split %s..%s at %s", victim.start.isoformat(), old_end.isoformat(), middle.isoformat()
-        )
-        return new
 
     def _start(self, reader: Reader) -> None:
         client = self._free.pop() if self._free else self._new_client()
@@ -285,9 +245,9 @@ class Backfill:
                     client.priority = target.pages_left()
                     # Less than a page between the two readers: one request reads it, so
                     # the downward one leaves it to the upward one rather than both asking.
-                    finished = target.fetched or (
-                        reader.down and reader.pages > 0 and target.pages_left() < HANDOVER_PAGES
-                    )
+                    if reader.down and reader.pages and target.pages_left() < HANDOVER_PAGES:
+                        reader.hand_over()  # (a slice fetched has 0 pages left)
+                    finished = target.fetched or reader.handed_at is not None
                 if finished:  # the other reader met this one: nothing left to ask for
                     self._finish(reader, client)
                     return
@@ -330,10 +290,6 @@ class Backfill:
                 return
             except queue.Full:
                 continue
-
-
-def _from_row(row: SliceRow) -> Slice:
-    return Slice(row.id, row.start, row.end, row.position, row.done)
 
 
 def run_backfill(run: Run, *, workers: int | None = None) -> None:

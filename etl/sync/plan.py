@@ -35,6 +35,7 @@ from etl.common.settings import AccountSettings
 from etl.sync.slices import (  # re-exported: the backfill and the tests take them from here
     SMOOTHING,
     read_point_of,
+    stopped_short,
 )
 from etl.sync.slices import (
     Progress as Progress,
@@ -124,7 +125,12 @@ class Plan:
         quiet stretch, read by one request: its own page, not the busy slice's, tells)."""
         lone = [s for s in self.slices if s.running() and s.down is None and s.up and s.up.pages]
         best = max(lone, key=Slice.pages_left, default=None)
-        return best if best is not None and best.pages_left() >= MIN_PAIR_PAGES else None
+        if best is not None and best.pages_left() >= MIN_PAIR_PAGES:
+            return best
+        # A slice whose downward reader stopped short and whose upward one still reads
+        # pages: its estimate was wrong, and it alone would hold the run's end.
+        again = [s for s in self.slices if s.running() and stopped_short(s)]
+        return max(again, key=lambda s: s.up.pages if s.up else 0, default=None)
 
     def split_candidate(
         self, max_slices: int, readers: int = 1
@@ -159,9 +165,16 @@ class Plan:
         return s.up
 
     def begin_down(self, s: Slice) -> Reader:
-        """Downwards from the end to just below the upward reader's frontier."""
+        """Downwards from the end (or from where an earlier downward reader stopped) to
+        just below the upward reader's frontier."""
         lo, _ = s.gap()
-        s.down = Reader(s, True, max(s.start, lo - BOUND_SLACK), s.row_end())
+        hi, old = s.row_end(), s.down
+        s.down = Reader(s, True, max(s.start, lo - BOUND_SLACK), hi)
+        if old is not None and old.frontier is not None:
+            # What the one before fetched (its pages are queued already) is not asked again,
+            # and still proven: the new reader starts from its frontier and spacing.
+            s.down.query_end = min(hi, old.frontier + BOUND_SLACK)
+            s.down.frontier, s.down.spacing = old.frontier, old.spacing
         return s.down
 
     @staticmethod
@@ -182,6 +195,8 @@ class Plan:
         if victim.down is not None:
             new.down, victim.down = victim.down, None
             new.down.slice = new
+            if new.down.handed_at is not None:  # stopped short: counted from the new reader
+                new.down.handed_at = 0
         new.prior = victim.density()
         victim.cut_after = victim.up.pages if victim.up is not None else 0
         self.slices.append(new)

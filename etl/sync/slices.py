@@ -12,6 +12,9 @@ from datetime import datetime
 from etl.sync.window import BOUND_SLACK
 
 SMOOTHING = 0.3  # weight of the newest page in a reader's moving average
+# A downward reader that stopped short (``Reader.handed_at``) is followed by another once
+# the upward reader has read this many more pages: the gap was larger than it looked.
+REPAIR_PAGES = 2
 
 
 @dataclass(eq=False)
@@ -30,10 +33,19 @@ class Reader:
     spacing: float | None = None
     pages: int = 0
     exhausted: bool = False  # its query has no more pages: its whole window is read
+    # A downward reader that stopped short of the upward one (the gap looked like less than
+    # a page): the upward reader's pages then. Estimates on bursty data can be far off, so
+    # if the upward reader keeps reading, the slice is paired again from where this stopped.
+    handed_at: int | None = None
 
     def density(self) -> float | None:
         """Pages per second of created_at near its frontier (None: no page with records)."""
         return None if self.spacing is None else 1.0 / max(self.spacing, 1.0)
+
+    def hand_over(self) -> None:
+        """This downward reader stops short, leaving the rest of the gap to the upward one."""
+        up = self.slice.up
+        self.handed_at = up.pages if up is not None else 0
 
     def proof(self) -> datetime | None:
         """Up: records before this are read; down: records after this are read."""
@@ -85,10 +97,12 @@ class Slice:
 
     def density(self) -> float | None:
         """Pages per second of created_at in its unread gap (None: nothing read yet): the
-        mean of what its readers see at either edge of the gap, or the density of the
-        slice it was cut from."""
+        denser of what its readers see at either edge of the gap, or the density of the
+        slice it was cut from. The denser, not the mean: on bursty data one edge may sit
+        in a quiet stretch, and a gap taken for less than it is stops its readers early
+        (a lone reader then reads it at one page per latency, the run's tail)."""
         seen = [d for r in (self.up, self.down) if r is not None and (d := r.density())]
-        return sum(seen) / len(seen) if seen else self.prior
+        return max(seen) if seen else self.prior
 
     def gap(self) -> tuple[datetime, datetime]:
         """The unread part, as its readers have fetched it."""
@@ -114,6 +128,18 @@ class Slice:
 # Slices' (position, low, done) as a set of pages would leave them, before it commits.
 State = tuple[datetime | None, datetime | None, bool]
 Progress = dict[Slice, State]
+
+
+def stopped_short(s: Slice) -> bool:
+    """Has ``s``'s downward reader stopped short while its upward one read on since?"""
+    down, up = s.down, s.up
+    return (
+        down is not None
+        and down.handed_at is not None
+        and up is not None
+        and not up.exhausted
+        and up.pages >= down.handed_at + REPAIR_PAGES
+    )
 
 
 def covered(s: Slice, position: datetime | None, low: datetime | None) -> bool:
