@@ -211,7 +211,7 @@ def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
     """The entries are written as text made by the ledger (PostgreSQL's COPY text, MySQL's
     literals): an account name and reject ids holding a quote, a backslash, a tab, a
     newline, a percent sign or non-ASCII text are stored as they are, and chain; their
-    time (PostgreSQL's binary COPY writes it as microseconds since 2000) is the writer's."""
+    time, in each database's form of it, is the writer's."""
     from etl.records.audit import Reject
     from etl.storage.store import Store
 

@@ -1,8 +1,9 @@
 """Ledger entries into each database, straight to the driver (``insert_entries``).
 
 SQLAlchemy's per-row parameter processing cost more than the hashing, so each database is
-given the entries in the form it reads fastest: PostgreSQL by binary ``COPY`` (no hex or
-time text to write here and parse there), MariaDB/MySQL as multi-row INSERTs of literals
+given the entries in the form it reads fastest: PostgreSQL by ``COPY`` in text format
+written as one block (binary ``COPY`` cost PostgreSQL's server more: 0.38 s against 0.30 s
+of CPU for 100,000 entries), MariaDB/MySQL as multi-row INSERTs of literals
 made here (PyMySQL escapes each value in Python), SQLite by multi-row VALUES (one step of
 SQLite for up to 512 entries). An entry is the tuple ``ENTRY_COLUMNS`` names.
 """
@@ -12,9 +13,8 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-import struct
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Connection, Dialect
@@ -31,18 +31,8 @@ ENTRY_COLUMNS = ("account", "entry", "kind", "record_id", "stored_seq", "record_
 _ROWS_PER_STATEMENT = 512
 # A statement of literals is not a format string: PyMySQL must not look for %s in it.
 _NO_PARAMETERS = {"no_parameters": True}
-# PostgreSQL's binary COPY: the file header and trailer, and per field its length then
-# its bytes (-1: NULL); bigint as 8 bytes, bytea as they are, timestamptz as microseconds
-# since 2000-01-01 UTC, text as UTF-8 (the client encoding psycopg sets).
-_COPY_HEADER = b"PGCOPY\n\xff\r\n\0" + bytes(8)
-_COPY_TRAILER = b"\xff\xff"
-_COPY_NULL = b"\xff\xff\xff\xff"
-_FIELDS = struct.pack(">h", len(ENTRY_COLUMNS))
-_INT8 = struct.Struct(">iq")
-_LENGTH = struct.Struct(">i")
-_DIGESTS = struct.Struct(">i32si32s")
-_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
+# What COPY's text format escapes in a field (NULL is \\N, so a backslash is doubled).
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
 def insert_entries(conn: Connection, values: list[tuple[Any, ...]]) -> None:
@@ -54,7 +44,7 @@ def insert_entries(conn: Connection, values: list[tuple[Any, ...]]) -> None:
     assert driver is not None
     if dialect.name == "postgresql":
         with driver.cursor().copy(_copy_sql(dialect)) as copy:
-            copy.write(copy_binary(values))
+            copy.write(copy_text(values))
     elif dialect.name != "sqlite":
         packet = max_packet(conn)
         assert packet is not None
@@ -72,35 +62,31 @@ def insert_entries(conn: Connection, values: list[tuple[Any, ...]]) -> None:
             at += size
 
 
-def copy_binary(values: list[tuple[Any, ...]]) -> bytes:
-    """Entries as PostgreSQL's binary COPY data, header and trailer included; what is the
-    same in every entry of a call (account, kind, time) encoded once."""
-    fields: dict[Any, bytes] = {}
+def copy_text(values: list[tuple[Any, ...]]) -> str:
+    """Entries as COPY's text format: one line each, NULL as ``\\N``, bytea as ``\\x`` hex
+    (its backslash doubled), the time in ISO 8601 with its offset; each distinct text
+    escaped once (account, kind and time are the same in a call)."""
+    fields: dict[Any, str] = {}
 
-    def field(value: Any) -> bytes:
-        data = fields.get(value)
-        if data is None:
-            if isinstance(value, datetime):
-                data = _INT8.pack(8, (value - _PG_EPOCH) // _MICROSECOND)
-            else:
-                text = str(value).encode()
-                data = _LENGTH.pack(len(text)) + text
-            fields[value] = data
-        return data
+    def field(value: Any) -> str:
+        text = fields.get(value)
+        if text is None:
+            plain = value.isoformat() if isinstance(value, datetime) else str(value)
+            text = fields[value] = plain.translate(_COPY_ESCAPES)
+        return text
 
-    out = [_COPY_HEADER]
-    append, int8, digests, length = out.append, _INT8.pack, _DIGESTS.pack, _LENGTH.pack
+    lines = []
     for account, entry, kind, record_id, seq, record, head, at in values:
         if record_id is None:
-            rid = _COPY_NULL
-        else:
-            text = record_id.encode()
-            rid = length(len(text)) + text
-        number = _COPY_NULL if seq is None else int8(8, seq)
-        fixed = (_FIELDS, field(account), int8(8, entry), field(kind), rid, number)
-        append(b"".join((*fixed, digests(32, record, 32, head), field(at))))
-    append(_COPY_TRAILER)
-    return b"".join(out)
+            rid = "\\N"
+        else:  # a record id: digits, nearly always
+            rid = record_id if record_id.isalnum() else record_id.translate(_COPY_ESCAPES)
+        number = "\\N" if seq is None else seq
+        lines.append(
+            f"{field(account)}\t{entry}\t{field(kind)}\t{rid}\t{number}\t"
+            f"\\\\x{record.hex()}\t\\\\x{head.hex()}\t{field(at)}\n"
+        )
+    return "".join(lines)
 
 
 def mysql_inserts(
@@ -145,7 +131,7 @@ def mysql_inserts(
 def _copy_sql(dialect: Dialect) -> str:
     quote = dialect.identifier_preparer
     columns = ", ".join(quote.quote(name) for name in ENTRY_COLUMNS)
-    return f"COPY {quote.format_table(ledger)} ({columns}) FROM STDIN (FORMAT BINARY)"
+    return f"COPY {quote.format_table(ledger)} ({columns}) FROM STDIN"
 
 
 @functools.cache
