@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,15 +210,17 @@ def test_a_row_is_hashed_as_its_canonical_json_whatever_text_it_is_stored_as(
 def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
     """The entries are written as text made by the ledger (PostgreSQL's COPY text, MySQL's
     literals): an account name and reject ids holding a quote, a backslash, a tab, a
-    newline, a percent sign or non-ASCII text are stored as they are, and chain."""
+    newline, a percent sign or non-ASCII text are stored as they are, and chain; their
+    time, in each database's form of it, is the writer's."""
     from etl.records.audit import Reject
     from etl.storage.store import Store
 
     account = "o'brien\\%s"
     odd_ids = ["a\tb", "back\\slash", "new\nline", "quo'te\"", "100%s", "ü²", "\\N", "007"]
+    written = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
     engine = open_engine(db_url)
     migrate.upgrade(engine)
-    store = Store(engine)
+    store = Store(engine, now=lambda: written)
     run_id = store.start_run(account, recent(5), recent(0), None)
     rows = [parse_record(audit_record(i, recent(60)), account, recent(0)) for i in (5, 6)]
     rejects = [Reject(record_id, "no usable created_at", "{}") for record_id in odd_ids]
@@ -230,6 +232,7 @@ def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
     engine.dispose()
     assert [e.account for e in entries] == [account] * 10
     assert [e.record_id for e in entries] == ["5", "6", *odd_ids]
+    assert [e.written_at for e in entries] == [written] * 10
     previous = chain.genesis(account)
     for e in entries:
         record = bytes(e.record_hash)
