@@ -28,6 +28,7 @@ from parts.databases import (
     selected_kinds,
     server_database,
 )
+from parts.packaging import built_wheel
 from parts.simulators import make_sim, shared_sim
 
 from etl.storage.engine import open_engine
@@ -36,6 +37,7 @@ from etl.storage.engine import open_engine
 __all__ = [
     "ALL_KINDS",
     "SERVER_URLS",
+    "built_wheel",
     "make_database",
     "make_sim",
     "selected_kinds",
