@@ -29,7 +29,7 @@ from parts.databases import (
     server_database,
 )
 from parts.packaging import built_wheel
-from parts.simulators import make_sim, shared_sim
+from parts.simulators import PACED, make_sim, shared_sim, unpaced
 
 from etl.storage.engine import open_engine
 
@@ -42,6 +42,7 @@ __all__ = [
     "make_sim",
     "selected_kinds",
     "shared_sim",
+    "unpaced",
 ]
 
 
@@ -89,6 +90,7 @@ def migrated_engine(migrated_url: str) -> Iterator[sa.Engine]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", PACED)
     marks.install_checks()
     order.one_at_a_time(config)
 
