@@ -28,7 +28,8 @@ from parts.databases import (
     selected_kinds,
     server_database,
 )
-from parts.simulators import make_sim, shared_sim
+from parts.packaging import built_wheel
+from parts.simulators import PACED, make_sim, shared_sim, unpaced
 
 from etl.storage.engine import open_engine
 
@@ -36,10 +37,12 @@ from etl.storage.engine import open_engine
 __all__ = [
     "ALL_KINDS",
     "SERVER_URLS",
+    "built_wheel",
     "make_database",
     "make_sim",
     "selected_kinds",
     "shared_sim",
+    "unpaced",
 ]
 
 
@@ -87,6 +90,7 @@ def migrated_engine(migrated_url: str) -> Iterator[sa.Engine]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", PACED)
     marks.install_checks()
     order.one_at_a_time(config)
 

@@ -238,6 +238,7 @@ def test_both_streams_keep_within_one_budget(sqlite_url: str) -> None:
     assert not [r for r in log if r.status == 429]
 
 
+@pytest.mark.paced  # about 429s / Retry-After: the headers say Zendesk's 700
 def test_transient_faults_are_retried_and_rejects_are_kept_per_stream(db_url: str) -> None:
     end = recent(30)
     source = AccessSource(600, start=end - timedelta(days=5), end=end, seed=9)

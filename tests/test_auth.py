@@ -215,6 +215,7 @@ def test_a_scope_the_client_may_not_have_is_refused(sim: SimulatedZendesk) -> No
         get(sim, session, auth)
 
 
+@pytest.mark.paced  # about 429s / Retry-After: the headers say Zendesk's 700
 def test_a_token_endpoint_outage_is_retriable(sim: SimulatedZendesk) -> None:
     sim.inject(Fault("status", status=503, retry_after=2, path="/oauth/tokens"))
     auth, session = oauth(sim, FakeClock(0.0))

@@ -382,6 +382,7 @@ def finish_in_process(command: list[str], sim: SimulatedZendesk) -> CompletedPro
     return run_cli(*command[command.index("--config") :])
 
 
+@pytest.mark.paced  # by the headers' 700 a minute: 120 pages, so six kills land mid-way
 def test_kill_9_mid_backfill_resumes_every_slice_from_its_checkpoint(
     db_url: str, tmp_path: Path, big_sim: SimulatedZendesk
 ) -> None:

@@ -267,14 +267,12 @@ def test_kubernetes_job_runs_a_built_image_and_can_read_its_secret() -> None:
 
 
 @pytest.mark.packaging
-def test_the_built_wheel_installs_into_a_fresh_venv_and_migrates(tmp_path: Path) -> None:
-    """`make dist`'s command, then what README's "Use it on your account" does with it."""
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(tmp_path / "dist"), str(ROOT)],
-        check=True, timeout=120,
-    )  # fmt: skip
-    (wheel,) = (tmp_path / "dist").glob("zendesk_audit_etl-*-py3-none-any.whl")
+def test_the_built_wheel_installs_into_a_fresh_venv_and_migrates(
+    tmp_path: Path, built_wheel: Path
+) -> None:
+    """`make dist`'s wheel (built once: tests/test_wheel.py), then what README's "Use it on
+    your account" does with it."""
+    wheel = built_wheel
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run(

@@ -62,6 +62,9 @@ from etl.zendesk.ratelimit import RateLimiter
 from zendesk_sim import Fault, SimulatedZendesk
 from zendesk_sim.faults import apply_to_records
 
+# Its faults are 429s, Retry-After and the waits they bring (fake time): the simulator's
+# headers say Zendesk's 700 a minute, as in production.
+pytestmark = pytest.mark.paced
 RECORDS = 360
 PAGE = 40  # 9 pages
 SEED = 3  # a burst of one second straddles pages 3 and 4, where most failures strike

@@ -475,6 +475,7 @@ def test_status_reports_an_unfinished_backfill() -> None:
     assert backfill_progress([]) is None
 
 
+@pytest.mark.paced  # about 429s / Retry-After: the headers say Zendesk's 700
 def test_verbose_json_logs_carry_page_and_retry_events(
     tmp_path: Path, sqlite_url: str, two_sims: tuple[SimulatedZendesk, SimulatedZendesk]
 ) -> None:

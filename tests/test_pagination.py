@@ -153,6 +153,7 @@ def test_an_empty_window_is_one_empty_page(client: ZendeskClient) -> None:
     assert list(iter_pages(client, params)) == [Page(1, [], False)]
 
 
+@pytest.mark.paced  # about 429s / Retry-After: the headers say Zendesk's 700
 def test_retries_inside_a_chain_are_invisible(sim: SimulatedZendesk) -> None:
     fake = FakeTime()
     sim.inject(

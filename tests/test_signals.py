@@ -147,6 +147,7 @@ def test_a_second_signal_once_the_first_is_acted_on(
     )
 
 
+@pytest.mark.paced  # about 429s / Retry-After: the headers say Zendesk's 700
 def test_sigterm_during_a_rate_limit_pause_stops_at_once(sqlite_url: str, tmp_path: Path) -> None:
     end = recent(30)
     records = generate_records(1500, start=end - timedelta(days=1), end=end, seed=3)

@@ -509,10 +509,28 @@ def test_rate_limit_429_with_retry_after(client: requests.Session) -> None:
         assert server.stats()["rate_limited"] == 1
 
 
+@pytest.mark.paced  # Zendesk's 700, as users' simulators say
 def test_unlimited_still_sends_headers(sim: SimulatedZendesk, client: requests.Session) -> None:
     response = get(client, sim, {"page[size]": "1"})
     assert response.headers["X-Rate-Limit"] == "700"
     assert 0 <= int(response.headers["X-Rate-Limit-Remaining"]) < 700
+
+
+def test_an_advertised_limit_is_what_the_headers_say_and_enforces_nothing(
+    client: requests.Session,
+) -> None:
+    """Tests tell the simulator a limit far above their budget (tests/parts/simulators.py),
+    so the job does not pace itself at Zendesk's 700 where the pace is not the subject."""
+    with SimulatedZendesk(advertised_limit=3) as server:
+        answers = [get(client, server, {"page[size]": "1"}) for _ in range(5)]
+        assert [a.status_code for a in answers] == [200] * 5  # not enforced
+        assert {a.headers["X-Rate-Limit"] for a in answers} == {"3"}
+        assert answers[0].headers["ratelimit-remaining"] == "2"
+    # What a test's simulator reports unless told (users' simulators: 700, the test above).
+    with SimulatedZendesk() as server:
+        assert get(client, server, {"page[size]": "1"}).headers["X-Rate-Limit"] == "1000000"
+    with pytest.raises(ValueError, match="advertised"):
+        SimRateLimiter(None, advertised=0)
 
 
 def test_rate_limit_headers_count_the_minute_and_say_when_it_resets(

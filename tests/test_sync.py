@@ -276,6 +276,7 @@ def test_auth_failures_stop_the_run_and_are_recorded(
         assert status.watermark is None
 
 
+@pytest.mark.paced  # about 429s / Retry-After: the headers say Zendesk's 700
 def test_a_retried_page_counts_its_wait(sqlite_url: str, sim: SimulatedZendesk) -> None:
     from zendesk_sim import Fault
 

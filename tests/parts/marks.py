@@ -36,6 +36,7 @@ TESTS = Path(__file__).resolve().parents[1]
 # in ``db_url``, so naming the roots is enough; tests' own fixtures are read like code).
 DB_FIXTURES = {"db_url", "sqlite_url", "migrated_url", "pg_url", "kill_db_url", "mysql_url"}
 HTTP_FIXTURES = {"make_sim", "shared_sim"}
+PROCESS_FIXTURES = {"built_wheel"}  # runs pip
 # Names that, reached from a test, mean what they say.
 PROCESS_CALLS = {
     ("subprocess", "Popen"),
@@ -141,7 +142,7 @@ def _groups(module: str, start: frozenset[str], fixtures: frozenset[str]) -> fro
     found: set[str] = set()
     pairs = {tuple(t.split(".", 1)) for t in tokens if "." in t}
     tokens |= {t[1:] for t in tokens if t.startswith(".")}
-    if pairs & PROCESS_CALLS or tokens & PROCESS_NAMES:
+    if pairs & PROCESS_CALLS or tokens & PROCESS_NAMES or fixtures & PROCESS_FIXTURES:
         found.add("process")
     if tokens & HTTP_NAMES:
         found.add("http")

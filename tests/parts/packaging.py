@@ -1,0 +1,34 @@
+"""The wheel `make dist` builds, once per test run: tests/test_wheel.py reads its files,
+tests/test_deploy.py installs it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make dist`'s command, run once for the test run. Under xdist the workers share it
+    (a folder beside theirs, named by the run; the first to take the lock builds)."""
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    base = tmp_path_factory.getbasetemp()
+    folder = base.parent / f"wheel-{run}" if run else base / "wheel"
+    folder.mkdir(exist_ok=True)
+    with (folder / "lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not list(folder.glob("*.whl")):
+            subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                 "--no-build-isolation", "--wheel-dir", str(folder), str(ROOT)],
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+    (wheel,) = folder.glob("zendesk_audit_etl-*-py3-none-any.whl")
+    return wheel
