@@ -28,7 +28,7 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             subprocess.run(
                 [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                  "--no-build-isolation", "--wheel-dir", str(folder), str(ROOT)],
-                check=True, capture_output=True, timeout=120,
+                check=True, capture_output=True, timeout=600,  # a hang guard, not a timing
             )  # fmt: skip
     (wheel,) = folder.glob("zendesk_audit_etl-*-py3-none-any.whl")
     return wheel
