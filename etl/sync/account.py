@@ -61,18 +61,20 @@ def sync_account(
             account, store, latest_end(account, client, now()), watermark
         )
 
-    # The watermark the first plan starts from is the one just read, unless the repair
-    # moved it (we hold the lock: nothing else does); a second plan reads it again.
-    first: list[datetime | None] = [] if repaired else [watermark]
-    planned: list[Known] = []  # the watermark plan() read: the run's "before", not read again
+    # The watermark as last read, UNREAD once a read may have moved it (we hold the lock:
+    # nothing else does). The first plan starts from the one just read unless the repair
+    # moved it; the one a plan starts from is its read's "before", not read again.
+    known: Known = UNREAD if repaired else watermark
 
     def plan() -> Window:
-        known = first.pop() if first else store.watermark(account.name)
-        planned[:] = [known]
+        nonlocal known
+        if known is UNREAD:
+            known = store.watermark(account.name)
         return plan_window(known, account, zendesk_now(client, now()))
 
     def read(window: Window) -> RunSummary:
-        before = planned.pop() if planned else UNREAD
+        nonlocal known
+        before, known = known, UNREAD
         return read_window(
             account, client, store, window, advance=True, hooks=hooks, watermark_before=before
         )
