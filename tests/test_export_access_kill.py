@@ -26,10 +26,30 @@ from test_export_kill import size, wait_for
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]
 ROWS_PER_ROUND = 6_000  # per stream: a chunk of 5,000 and a bit, each
-# Storing the rows is most of this test's time. Six rounds of seed 23 land kills in every
-# phase that matters (asserted below): while a run starts, and mid-way through each stream.
+# Storing the rows is most of this test's time. Each round aims its kill at a phase not hit
+# yet (while a run starts, mid-way through each stream), so six rounds cover all three
+# (asserted below) however fast the machine; once covered, rounds kill anywhere.
 ROUNDS = 6
-PHASES = {"starting", "audit_logs", "access_logs"}
+ORDER = ("starting", "audit_logs", "access_logs")  # each round aims at the first not hit yet
+PHASES = set(ORDER)
+
+
+class Appended:
+    """What the run has appended to the file since ``start``, read on from where the last
+    look ended: a poll every millisecond must not reread megabytes."""
+
+    def __init__(self, path: Path, start: int) -> None:
+        self.path, self.offset, self.tail = path, start, b""
+
+    def read(self) -> bytes:
+        if not self.path.exists():
+            return b""
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        self.offset += len(chunk)
+        self.tail = self.tail[-64:] + chunk  # a marker split across two reads is still seen
+        return self.tail
 
 
 def phase(out: Path, before: int) -> str:
@@ -75,13 +95,19 @@ def test_sigkill_anywhere_exports_each_stream_exactly_once(kill_db: str, tmp_pat
         before = size(out)
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
-        if rng.random() < 0.85:  # once the file has grown by some bytes: either stream's
-            grown = before + rng.randint(1, 6_000_000)
-            wait_for(lambda grown=grown: size(out) >= grown, proc, deadline)
-        else:  # while it starts: the first time within its first tens of ms, wherever
-            # the machine (its imports take longer), later anywhere before or at its writes
+        target = next((p for p in ORDER if p not in phases), None)
+        if target == "access_logs":  # the stream that comes last and goes fastest: once
+            # its first line is in the file, not at a drawn size that the run may outpace
+            seen = Appended(out, before)
+            wait_for(lambda seen=seen: b'"access_logs"' in seen.read(), proc, deadline)
+        elif target == "starting" or (target is None and rng.random() < 0.15):
+            # while it starts: the first time within its first tens of ms, wherever the
+            # machine (its imports take longer), later anywhere before or at its writes
             odds = 0.002 if "starting" in phases else 0.02
             wait_for(lambda odds=odds: jitter.random() < odds, proc, deadline)
+        else:  # once the file has grown by some bytes: either stream's
+            grown = before + rng.randint(1, 3_000_000 if target else 6_000_000)
+            wait_for(lambda grown=grown: size(out) >= grown, proc, deadline)
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         if proc.returncode == -signal.SIGKILL:
