@@ -38,8 +38,9 @@ from etl.common.settings import AccountSettings
 from etl.config import loader as config
 from etl.storage.engine import open_engine
 from etl.storage.store import BatchTransaction, Store, WriteResult
-from etl.sync import writer
+from etl.sync import backfill, writer
 from etl.sync.account import resync_account, sync_account
+from etl.sync.plan import Plan
 from etl.sync.run import RunHooks, RunSummary
 from etl.sync.window import BOUND_SLACK, plan_window
 from etl.zendesk.client import ZendeskClient
@@ -101,6 +102,33 @@ def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
         assert store.slices("acme") == []  # the finished plan is gone
         assert summary.window is not None
         assert store.watermark("acme") == summary.window.end
+
+
+def test_followers_go_on_along_the_queries_their_readers_left(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The downward reader stops short after each page here (and the window is one slice),
+    so it is read downwards by a chain of followers: each goes on with the query the one
+    before left (a cursor follow-up), none starts a query of its own, and the table is
+    exact."""
+    monkeypatch.setattr(backfill, "HANDOVER_PAGES", float("inf"))
+    monkeypatch.setattr(Plan, "split_candidate", lambda *_, **__: None)
+    end = recent(30)
+    records = generate_records(6000, start=end - timedelta(days=3), end=end, seed=12)
+    with SimulatedZendesk(records, latency=0.1) as sim:
+        account = sim_account(sim.url)
+        store = fresh_store(db_url)
+        summary = run(account, store)
+        assert summary.status == "success"
+        assert_table_matches(db_url, sim.visible_records())
+        fresh = [q for q in list_queries(sim) if "page[after]" not in q]
+        down = [q for q in fresh if q["sort"] == ["-created_at"]]
+        followed = [
+            q for q in list_queries(sim) if q["sort"] == ["-created_at"] and "page[after]" in q
+        ]
+        assert followed  # the downward readers stopped and were followed
+        assert len(fresh) == 2 and len(down) == 1, fresh  # one slice: up, and down once
+        assert store.slices("acme") == []
 
 
 def test_a_writer_bound_backfill_starts_no_other_fetcher(sqlite_url: str) -> None:

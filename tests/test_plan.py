@@ -148,6 +148,54 @@ def test_a_downward_reader_that_stopped_short_is_followed_once_the_upward_one_re
     assert plan.pair_candidate() is None
 
 
+def test_a_follower_goes_on_along_the_stopped_readers_own_query() -> None:
+    """The follower of a reader that stopped short is that reader again, its query resumed
+    by the backfill at its cursor: its next page is new records, where a fresh query from
+    its frontier read that second (up to three pages in a burst) once more."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    up = plan.begin_up(only)
+    plan.took_page(up, T0 + 9 * HOUR, T0, has_more=True)
+    down = plan.begin_down(only)
+    query = (down.query_start, down.query_end)
+    plan.took_page(down, WINDOW.end, WINDOW.end - MINUTE, has_more=True)
+    down.hand_over()
+    for minute in range(1, 3):
+        plan.took_page(up, T0 + 9 * HOUR + minute * MINUTE, T0, has_more=True)
+    assert plan.pair_candidate() is only
+    again = plan.begin_down(only, resume=True)
+    assert again is down and only.down is down and down.handed_at is None
+    assert (down.query_start, down.query_end) == query  # the same query, going on
+    assert down.pages == 1 and down.frontier == WINDOW.end - MINUTE  # its proof so far
+    assert plan.pair_candidate() is None
+    # It may stop short again, and be followed again.
+    down.hand_over()
+    for minute in range(3, 5):
+        plan.took_page(up, T0 + 9 * HOUR + minute * MINUTE, T0, has_more=True)
+    assert plan.pair_candidate() is only and plan.begin_down(only, resume=True) is down
+
+
+def test_no_follower_where_the_readers_stand_in_the_same_burst_second() -> None:
+    """Both readers' last pages end in one second of hundreds of records: neither proves
+    it, the upward reader's next page (asked anyway) does; a follower would ask for the
+    same records once more. Only a gap of seconds gets one."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    burst = T0 + 5 * HOUR
+    up = plan.begin_up(only)
+    plan.took_page(up, burst - MINUTE, T0, has_more=True)
+    down = plan.begin_down(only)
+    plan.took_page(down, WINDOW.end, burst, has_more=True)
+    down.hand_over()
+    for _ in range(3):  # pages of the burst second alone
+        plan.took_page(up, burst, burst, has_more=True)
+    assert not only.fetched  # position == low: that second is not proven yet
+    assert only.gap() == (burst, burst)
+    assert plan.pair_candidate() is None
+    plan.took_page(up, burst + MINUTE, burst, has_more=True)  # its next page meets
+    assert only.fetched
+
+
 def cut_all(plan: Plan, victim: Slice, middles: list[datetime]) -> list[Slice]:
     """Apply a split's cuts as the backfill does: highest first, each a split of its own."""
     made = []
@@ -319,3 +367,18 @@ def test_an_answer_in_order_within_its_window_passes() -> None:
     client = WindowCheck(Answers(*pages), T0, WINDOW.end, False)
     for _ in pages:
         client.get_json("/api/v2/audit_logs")
+
+
+def test_a_query_resumed_by_another_client_keeps_its_order_check() -> None:
+    """A follower goes on with the query a stopped reader left, on its own client: the
+    answers must still continue from the pages before it."""
+    first = Answers(["2026-01-01T05:00:00Z", "2026-01-01T04:00:00Z"])
+    client = WindowCheck(first, T0, WINDOW.end, True)
+    client.get_json("/api/v2/audit_logs")
+    second = Answers(["2026-01-01T04:30:00Z"], ["2026-01-01T03:00:00Z"])
+    client.use(second)
+    assert client.base_url == second.base_url
+    with pytest.raises(CorruptResponseError, match="not in descending"):
+        client.get_json("/api/v2/audit_logs")  # above where the first client's page ended
+    client.get_json("/api/v2/audit_logs")
+    assert not first.bodies and not second.bodies

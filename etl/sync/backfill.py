@@ -20,9 +20,9 @@ deleted. A resync keeps its plan in memory only and never moves the watermark.
 Readers and splits. A free fetcher reads an unread slice upwards; else it reads a slice
 that only has an upward reader (which has read a page there) downwards from its end, and
 the two meet wherever they meet (no request is spent on a guessed split point); a
-downward reader that left a gap estimated under a page to the upward one is followed by
-another, from where it stopped, if the upward one reads on (bursty data fool estimates, and
-a slice read by one fetcher at a page per latency holds the run's end); else it
+downward reader that left a gap estimated under a page to the upward one is taken up again,
+its query resumed at its cursor (``_left``), if the upward one reads on (bursty data fool
+estimates, and a slice read by one fetcher at a page per latency holds the run's end); else it
 cuts the largest unread gap (``Plan.split_candidate``): in the middle, or, when many
 readers are wanted (the start of a run), into as many equal parts as they need at once,
 each cut committed before the new readers start, the top part taking the gap's downward
@@ -69,6 +69,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterator
 
 from etl.common.clock import utc_now
 from etl.common.errors import InterruptedRun, OutOfTime
@@ -80,6 +81,7 @@ from etl.sync.window import latest_end
 from etl.sync.writer import Failed, Page, Writer
 from etl.zendesk import concurrency
 from etl.zendesk.client import ZendeskClient
+from etl.zendesk.pagination import Page as IterPage
 from etl.zendesk.pagination import iter_pages
 
 QUEUE_PAGES_PER_WORKER = 4  # fetched pages waiting for the writer, per worker...
@@ -114,6 +116,9 @@ class Backfill:
             maxsize=min(QUEUE_PAGES_PER_WORKER * self.workers, QUEUE_MAX_PAGES)
         )
         self._gate = concurrency.Gate(1)
+        # The queries of downward readers that stopped short, as they left them: a follower
+        # goes on along the same cursor instead of asking their last second again.
+        self._left: dict[Reader, tuple[WindowCheck, Iterator[IterPage]]] = {}
         self._threads: list[threading.Thread] = []
         self._plan = load_plan(run)
         self._writer = Writer(run, self._plan, self._queue)
@@ -202,7 +207,7 @@ class Backfill:
             return plan.begin_up(unread)
         lone = plan.pair_candidate()
         if lone is not None:
-            return plan.begin_down(lone)
+            return plan.begin_down(lone, resume=lone.down in self._left)
         candidate = plan.split_candidate(self.max_slices, readers) if readers > 0 else None
         if candidate is None:
             return None
@@ -232,21 +237,30 @@ class Backfill:
         """A fetcher thread: walk ``reader`` page by page into the queue, until what its
         slice's readers fetched covers it."""
         try:
+            stream = self.stream
             with self._lock:
                 start, end, down = reader.query_start, reader.query_end, reader.down
-            stream = self.stream
-            params = stream.query(start, end, self.account, descending=down)
-            checked = WindowCheck(client, start, end, down, stream.api)
-            pages = iter_pages(checked, params, stream.api)
+                left = self._left.pop(reader, None)
+            if left is not None:  # a follower: the query its reader left, on this client
+                checked, pages = left
+                checked.use(client)
+            else:
+                params = stream.query(start, end, self.account, descending=down)
+                checked = WindowCheck(client, start, end, down, stream.api)
+                pages = iter_pages(checked, params, stream.api)
             field = stream.time_field
+            taken = 0  # pages this fetcher took
             while True:
                 with self._lock:  # the slices that would finish last (or unknown: inf) first
                     target = reader.slice
                     client.priority = target.pages_left()
                     # Less than a page between the two readers: one request reads it, so
                     # the downward one leaves it to the upward one rather than both asking.
-                    if reader.down and reader.pages and target.pages_left() < HANDOVER_PAGES:
+                    # (After a page of its own: a follower resumed reads at least one.)
+                    if reader.down and taken and target.pages_left() < HANDOVER_PAGES:
                         reader.hand_over()  # (a slice fetched has 0 pages left)
+                        if not target.fetched:
+                            self._left[reader] = (checked, pages)
                     finished = target.fetched or reader.handed_at is not None
                 if finished:  # the other reader met this one: nothing left to ask for
                     self._finish(reader, client)
@@ -259,6 +273,7 @@ class Backfill:
                 if page is None:  # pragma: no cover - a query ends with an exhausted page
                     self._finish(reader, client)
                     return
+                taken += 1
                 rows, rejects = stream.split(page.records, self.account.name, utc_now())
                 # To the second, as the pages were checked: within a second the order is
                 # not promised, so a proof never says more than whole seconds.

@@ -45,6 +45,10 @@ class WindowCheck:
         self._last: datetime | None = None  # the previous page's last created_at
         self._pages = 0
 
+    def use(self, client: JsonGetter) -> None:
+        """Go on with ``client``: a query a reader left is resumed by another fetcher."""
+        self._client = client
+
     @property
     def base_url(self) -> str:
         return self._client.base_url

@@ -164,11 +164,17 @@ class Plan:
         s.up = Reader(s, False, s.read_from(), s.end)
         return s.up
 
-    def begin_down(self, s: Slice) -> Reader:
+    def begin_down(self, s: Slice, resume: bool = False) -> Reader:
         """Downwards from the end (or from where an earlier downward reader stopped) to
-        just below the upward reader's frontier."""
+        just below the upward reader's frontier. ``resume``: the reader that stopped short
+        goes on along its own cursor (the caller kept its query), so the follower's first
+        page is the next one of that query, not its last second read again (a burst second
+        holds up to three pages)."""
         lo, _ = s.gap()
         hi, old = s.row_end(), s.down
+        if resume and old is not None and old.handed_at is not None:
+            old.handed_at = None
+            return old
         s.down = Reader(s, True, max(s.start, lo - BOUND_SLACK), hi)
         if old is not None and old.frontier is not None:
             # What the one before fetched (its pages are queued already) is not asked again,

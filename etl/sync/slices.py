@@ -7,7 +7,7 @@ its docstring for the reading and proof rules.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from etl.sync.window import BOUND_SLACK
 
@@ -15,6 +15,10 @@ SMOOTHING = 0.3  # weight of the newest page in a reader's moving average
 # A downward reader that stopped short (``Reader.handed_at``) is followed by another once
 # the upward reader has read this many more pages: the gap was larger than it looked.
 REPAIR_PAGES = 2
+# ... unless the gap left between the two readers is shorter than this: both stand in the
+# same few (burst) seconds, and the upward reader's next page, which it asks anyway, reads
+# them; a follower would read the same records once more (a page for nothing).
+REPAIR_SPAN = timedelta(seconds=4)
 
 
 @dataclass(eq=False)
@@ -131,15 +135,13 @@ Progress = dict[Slice, State]
 
 
 def stopped_short(s: Slice) -> bool:
-    """Has ``s``'s downward reader stopped short while its upward one read on since?"""
+    """Has ``s``'s downward reader stopped short while its upward one read on since, with
+    more than a few seconds still between them?"""
     down, up = s.down, s.up
-    return (
-        down is not None
-        and down.handed_at is not None
-        and up is not None
-        and not up.exhausted
-        and up.pages >= down.handed_at + REPAIR_PAGES
-    )
+    if down is None or down.handed_at is None or up is None or up.exhausted:
+        return False
+    lo, hi = s.gap()
+    return up.pages >= down.handed_at + REPAIR_PAGES and hi - lo >= REPAIR_SPAN
 
 
 def covered(s: Slice, position: datetime | None, low: datetime | None) -> bool:
