@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl.storage.schema import RUN_KINDS, audit_logs, audit_rejects, sync_runs, sync_state
+from etl.storage.schema.logs import audit_logs
+from etl.storage.schema.state import RUN_KINDS, audit_rejects, sync_runs, sync_state
 from etl.storage.statements import WriteResult, watermark
 
 FAILURE_STATUSES = ("failed", "abandoned")

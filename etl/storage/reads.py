@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.settings import AUDIT_LOGS
 from etl.storage.history import AccountStatus, RunInfo, account_names, account_status, newest, runs
 from etl.storage.locking.guard import guarded_transaction
-from etl.storage.schema import MYSQL_DIALECTS, audit_logs
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
+from etl.storage.schema.logs import audit_logs
 from etl.storage.statements import SliceRow, scope, slices, watermark
 
 

@@ -15,12 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.common.settings import AUDIT_LOGS
-from etl.storage.schema import (
-    MYSQL_DIALECTS,
-    dialect_insert,
-    sync_slices,
-    sync_state,
-)
+from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
+from etl.storage.schema.state import sync_slices, sync_state
 
 
 @dataclass(frozen=True)

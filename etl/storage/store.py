@@ -39,7 +39,7 @@ from etl.storage.locking.fence import SYNC, take_fence
 from etl.storage.locking.guard import HeldLock, LockGuard, guarded_transaction
 from etl.storage.locking.lock import run_lock
 from etl.storage.reads import StoreReader
-from etl.storage.schema import audit_logs
+from etl.storage.schema.logs import audit_logs
 from etl.storage.statements import (
     SliceRow,
     SliceUpdate,

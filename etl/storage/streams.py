@@ -23,12 +23,8 @@ from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import FAILURE_STATUSES, RunInfo, newest, runs, stream_rejects
 from etl.storage.limits import RowUpsert
-from etl.storage.schema import (
-    MYSQL_DIALECTS,
-    dialect_insert,
-    stream_state,
-    sync_slices,
-)
+from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
+from etl.storage.schema.state import stream_state, sync_slices
 from etl.storage.statements import SliceRow, WriteResult, of_stream
 from etl.storage.store import Store
 from etl.storage.upserts.access_logs import access_upsert
