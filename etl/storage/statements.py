@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from etl.common.settings import AUDIT_LOGS
 from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
-from etl.storage.schema.state import sync_slices, sync_state
+from etl.storage.schema.state import stream_state, sync_slices, sync_state
 
 
 @dataclass(frozen=True)
@@ -163,31 +163,50 @@ def slices(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> list[Sli
     ]
 
 
-def watermark(conn: Connection, account: str) -> datetime | None:
-    value = conn.execute(
-        sa.select(sync_state.c.watermark).where(sync_state.c.account == account)
-    ).scalar()
+def state_row(account: str, stream: str) -> tuple[sa.Table, dict[str, str]]:
+    """One log's state row of an account, as its table and key: the audit log's in
+    ``zendesk_audit_sync_state`` (keyed by account), any other's in ``zendesk_stream_state``."""
+    if stream == AUDIT_LOGS:
+        return sync_state, {"account": account}
+    return stream_state, {"account": account, "stream": stream}
+
+
+def _where(table: sa.Table, key: dict[str, str]) -> sa.ColumnElement[bool]:
+    return sa.and_(*(table.c[name] == value for name, value in key.items()))
+
+
+def watermark(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> datetime | None:
+    table, key = state_row(account, stream)
+    value = conn.execute(sa.select(table.c.watermark).where(_where(table, key))).scalar()
     return value if isinstance(value, datetime) else None
 
 
-def scope(conn: Connection, account: str) -> tuple[bool, str | None]:
-    """Whether the account has a state row, and the scope recorded in it."""
-    row = conn.execute(sa.select(sync_state.c.scope).where(sync_state.c.account == account)).first()
+def scope(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> tuple[bool, str | None]:
+    """Whether the account has a state row for ``stream``, and the scope recorded in it."""
+    table, key = state_row(account, stream)
+    row = conn.execute(sa.select(table.c.scope).where(_where(table, key))).first()
     return (row is not None, row[0] if row is not None else None)
 
 
-def set_scope(conn: Connection, account: str, scope: str, now: datetime, *, restart: bool) -> None:
-    """Record ``scope`` in the account's state row (created if none); with ``restart``,
-    also drop the watermark and the audit log's backfill plan."""
-    state = {"scope": scope, "updated_at": now}
-    if restart:
-        conn.execute(sa.delete(sync_slices).where(of_stream(account, AUDIT_LOGS)))
+def set_scope(
+    conn: Connection,
+    account: str,
+    scope: str,
+    now: datetime,
+    *,
+    restart: bool,
+    stream: str = AUDIT_LOGS,
+) -> None:
+    """Record ``scope`` in the account's state row of ``stream`` (created if none); with
+    ``restart``, also drop the watermark and that log's backfill plan."""
+    table, key = state_row(account, stream)
+    state: dict[str, Any] = {"scope": scope, "updated_at": now}
+    if restart:  # the plan belonged to the old scope too
+        conn.execute(sa.delete(sync_slices).where(of_stream(account, stream)))
         state["watermark"] = None
-    updated = conn.execute(
-        sa.update(sync_state).where(sync_state.c.account == account).values(**state)
-    )
+    updated = conn.execute(sa.update(table).where(_where(table, key)).values(**state))
     if updated.rowcount == 0:
-        conn.execute(sa.insert(sync_state).values(account=account, **state))
+        conn.execute(sa.insert(table).values(**key, **state))
 
 
 def finish_plan(
