@@ -23,49 +23,12 @@ from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import AccountStatus, account_status, newest
 from etl.storage.limits import RowUpsert
-from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
-from etl.storage.schema.state import stream_state
-from etl.storage.statements import SliceRow, WriteResult
+from etl.storage.statements import SliceRow, WriteResult, state_upsert
 from etl.storage.store import Store
 from etl.storage.upserts.access_logs import access_upsert
 
 # Another log's status: an ``AccountStatus`` whose ``stream`` is not the audit log.
 StreamStatus = AccountStatus
-
-
-def _watermark_upsert(dialect: str, stream: str, *, advance_only: bool) -> sa.Executable:
-    """Set the stream's watermark (creating its row); if ``advance_only``, never backwards.
-    Executed with ``account``, ``watermark`` and ``updated_at``, as the audit log's."""
-    current = stream_state.c.watermark
-    values = {
-        "account": sa.bindparam("account"),
-        "stream": sa.literal(stream),
-        "watermark": sa.bindparam("watermark"),
-        "updated_at": sa.bindparam("updated_at"),
-    }
-    ins = dialect_insert(dialect, stream_state).values(**values)
-
-    def new_value(proposed: Any) -> Any:
-        if not advance_only:
-            return proposed
-        return sa.case((sa.or_(current.is_(None), proposed > current), proposed), else_=current)
-
-    if dialect in MYSQL_DIALECTS:
-        statement: sa.Executable = ins.on_duplicate_key_update(
-            [
-                ("watermark", new_value(ins.inserted.watermark)),
-                ("updated_at", ins.inserted.updated_at),
-            ]
-        )
-    else:
-        statement = ins.on_conflict_do_update(
-            index_elements=[stream_state.c.account, stream_state.c.stream],
-            set_={
-                "watermark": new_value(ins.excluded.watermark),
-                "updated_at": ins.excluded.updated_at,
-            },
-        )
-    return statement
 
 
 class LogState(Protocol):
@@ -107,8 +70,8 @@ class StreamStore:
         self.table = table
         dialect = store.engine.dialect
         self._upsert = upsert or access_upsert(dialect)
-        self._advance = _watermark_upsert(dialect.name, stream, advance_only=True)
-        self._replace = _watermark_upsert(dialect.name, stream, advance_only=False)
+        self._advance = state_upsert(dialect.name, stream, advance_only=True)
+        self._replace = state_upsert(dialect.name, stream, advance_only=False)
         self._now = utc_now
 
     def watermark(self, account: str) -> datetime | None:
