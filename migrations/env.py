@@ -11,7 +11,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from etl.storage.schema import VERSION_TABLE, metadata
+from etl.storage.schema.every_table import metadata
+from etl.storage.schema.metadata import VERSION_TABLE
 
 config = context.config
 

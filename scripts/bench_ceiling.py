@@ -36,7 +36,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from etl.records.audit import RAW_JSON, parse_record
 from etl.storage.engine import open_engine
 from etl.storage.migrate import upgrade
-from etl.storage.schema import UTCDateTime, audit_logs, sqlite_time
+from etl.storage.schema.coltypes import UTCDateTime, sqlite_time
+from etl.storage.schema.logs import audit_logs
 
 BATCH = 1000
 COLUMNS = [column.name for column in audit_logs.columns]

@@ -61,6 +61,29 @@ def test_the_stream_state_is_its_own_and_a_restart_drops_only_its_watermark(
         store.engine.dispose()
 
 
+def test_a_streams_status_reads_its_own_state_row_not_the_audit_logs(db_url: str) -> None:
+    """One status read serves both logs: each reads the state row its stream names."""
+    store = fresh_store(db_url)
+    try:
+        state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
+        store.set_scope("acme", "{}", restart=False)
+        store.set_watermark("acme", NOW)
+        fresh = state.status("acme")
+        assert (fresh.watermark, fresh.scope, fresh.rows, fresh.last_run) == (None, None, 0, None)
+        state.set_scope("acme", '{"start_time":null}', restart=False)
+        state.set_watermark("acme", NOW - timedelta(hours=1))
+        access = state.status("acme")
+        assert (access.stream, access.watermark, access.scope) == (
+            "access_logs",
+            NOW - timedelta(hours=1),
+            '{"start_time":null}',
+        )
+        audit = store.account_status("acme")[0]
+        assert (audit.stream, audit.watermark, audit.scope) == ("audit_logs", NOW, "{}")
+    finally:
+        store.engine.dispose()
+
+
 def test_times_with_fractions_of_a_second_are_read_again_from_their_second(
     sqlite_url: str,
 ) -> None:

@@ -34,7 +34,7 @@ from etl.integrity.checkpoint import directory_checkpoints
 from etl.integrity.checkpoint_files import TEMPORARY, file_path, has_whole, write_file
 from etl.integrity.note import Checkpoint
 from etl.storage.engine import open_engine
-from etl.storage.schema import checkpoints, ledger_head
+from etl.storage.schema.integrity import checkpoints, ledger_head
 
 
 def test_a_kill_between_a_checkpoints_row_and_its_file_is_mended_by_the_next_run(

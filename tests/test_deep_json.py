@@ -18,7 +18,7 @@ from support import audit_record, fake_time_client, fresh_store, recent, sim_acc
 from etl.common.jsonbody import decode_iteratively, decode_json
 from etl.records.audit import MAX_JSON_DEPTH, RAW_JSON, Reject, parse_record
 from etl.records.canonical import canonical_json
-from etl.storage.schema import MYSQL_DIALECTS
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
 from etl.storage.store import Store
 from etl.sync.account import sync_account
 

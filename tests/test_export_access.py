@@ -27,7 +27,7 @@ from etl.export.backlogs import ConsumerStatus, ExportStatuses, statuses
 from etl.export.consumers import read_start, save
 from etl.export.read import raw_line
 from etl.records.access import parse_access_record
-from etl.storage.schema import access_logs
+from etl.storage.schema.logs import access_logs
 from etl.storage.store import Store
 from etl.storage.streams import StreamStore
 

@@ -26,7 +26,7 @@ from etl.records.audit import parse_record
 from etl.storage.engine import open_engine, sqlite_path
 from etl.storage.locking.guard import HeldLock
 from etl.storage.locking.lock import lock_file, mysql_lock_name
-from etl.storage.schema import MYSQL_DIALECTS
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
 from etl.storage.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)

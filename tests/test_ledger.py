@@ -25,7 +25,9 @@ from etl.records.canonical import canonical_json
 from etl.storage import migrate
 from etl.storage.engine import open_engine
 from etl.storage.ledger import record_digest
-from etl.storage.schema import audit_logs, audit_rejects, ledger, ledger_head, sync_runs
+from etl.storage.schema.integrity import ledger, ledger_head
+from etl.storage.schema.logs import audit_logs
+from etl.storage.schema.state import audit_rejects, sync_runs
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -23,7 +23,8 @@ from etl.records.access import parse_access_record
 from etl.records.audit import parse_record
 from etl.records.canonical import canonical_json
 from etl.storage.engine import open_engine
-from etl.storage.schema import access_logs, audit_logs, ledger
+from etl.storage.schema.integrity import ledger
+from etl.storage.schema.logs import access_logs, audit_logs
 from etl.storage.upserts.access_logs import access_upsert
 from etl.storage.upserts.audit_logs import row_upsert
 from zendesk_sim import AccessSource, Fault, SimulatedZendesk, generate_records

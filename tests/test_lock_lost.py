@@ -26,7 +26,7 @@ from etl.common.errors import LockedError, LockLostError
 from etl.records.audit import parse_record
 from etl.storage.engine import open_engine, sqlite_path
 from etl.storage.locking.lock import lock_file, mysql_lock_name, run_lock
-from etl.storage.schema import MYSQL_DIALECTS
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
 from etl.storage.store import Store
 from zendesk_sim import SimulatedZendesk, generate_records
 

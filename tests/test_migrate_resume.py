@@ -29,7 +29,9 @@ from support import assert_table_matches, audit_record, recent
 
 from etl.storage import migrate
 from etl.storage.engine import open_engine
-from etl.storage.schema import MYSQL_DIALECTS, VERSION_TABLE, metadata
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
+from etl.storage.schema.every_table import metadata
+from etl.storage.schema.metadata import VERSION_TABLE
 from zendesk_sim import SimulatedZendesk
 
 ROOT = Path(__file__).resolve().parent.parent

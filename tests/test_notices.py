@@ -19,7 +19,7 @@ from test_cli import cli, write_config
 
 from etl.cli.commands.sync import NOTICE_EVERY
 from etl.storage.engine import open_engine
-from etl.storage.schema import sync_state
+from etl.storage.schema.state import sync_state
 from etl.storage.store import Store
 from etl.zendesk.auth import API_TOKEN_NOTICE, API_TOKEN_WARNING, PASSWORD_NOTICE
 from zendesk_sim import SimulatedZendesk, generate_records

@@ -26,7 +26,7 @@ from etl.cli.progress import CLEAR_TO_END, ProgressBar, Reading, render
 from etl.cli.terminal import text_width
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine
-from etl.storage.schema import audit_logs
+from etl.storage.schema.logs import audit_logs
 from zendesk_sim import Fault, SimAuth, SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,7 +22,8 @@ from test_cli import one_error_line
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine
-from etl.storage.schema import access_logs, audit_logs, ledger, reconcile_days
+from etl.storage.schema.integrity import ledger, reconcile_days
+from etl.storage.schema.logs import access_logs, audit_logs
 from zendesk_sim import AccessSource, Fault, SimulatedZendesk
 
 RECORDS = 400

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from etl.records.audit import parse_record
 from etl.storage import migrate
 from etl.storage.engine import open_engine
-from etl.storage.schema import sqlite_time
+from etl.storage.schema.coltypes import sqlite_time
 from etl.storage.store import Store
 
 ACCOUNT = "acme"

@@ -31,7 +31,7 @@ from etl.cli.commands.check import check_account
 from etl.cli.report import scope_text
 from etl.storage import migrate
 from etl.storage.engine import open_engine
-from etl.storage.schema import VERSION_TABLE
+from etl.storage.schema.metadata import VERSION_TABLE
 from etl.storage.store import Store
 from etl.sync.account import resync_account, sync_account
 from etl.zendesk.server_clock import ServerClock, parse_http_date

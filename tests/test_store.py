@@ -21,7 +21,8 @@ from etl.common.errors import ConfigError, DatabaseError
 from etl.records.audit import parse_record
 from etl.storage import migrate
 from etl.storage.engine import check_connection, open_engine, parse_url
-from etl.storage.schema import audit_logs, audit_rejects, sync_runs
+from etl.storage.schema.logs import audit_logs
+from etl.storage.schema.state import audit_rejects, sync_runs
 from etl.storage.store import SliceUpdate, Store
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)

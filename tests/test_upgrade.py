@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from etl.storage import migrate
 from etl.storage.engine import open_engine
-from etl.storage.schema import sync_runs, sync_slices
+from etl.storage.schema.state import sync_runs, sync_slices
 from etl.storage.store import Store
 
 SAVED = Path(__file__).resolve().parent / "data" / "schema_0001.db"

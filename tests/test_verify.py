@@ -21,7 +21,8 @@ from etl.common.clock import utc_now
 from etl.common.errors import ExitCode
 from etl.records import chain
 from etl.storage.engine import open_engine
-from etl.storage.schema import audit_logs, checkpoints, ledger, ledger_head
+from etl.storage.schema.integrity import checkpoints, ledger, ledger_head
+from etl.storage.schema.logs import audit_logs
 from zendesk_sim import SimulatedZendesk, generate_records
 
 RECORDS = 600
@@ -313,7 +314,7 @@ def test_without_a_key_the_chain_is_kept_and_the_range_said_unsigned(
 def test_a_reject_changed_or_deleted_is_found(
     tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
 ) -> None:
-    from etl.storage.schema import audit_rejects
+    from etl.storage.schema.state import audit_rejects
 
     path = synced(tmp_path, zendesk, db_url, None)
     execute(db_url, sa.update(audit_rejects).values(reason="fine"))

@@ -33,7 +33,8 @@ from etl.integrity import note
 from etl.integrity.keys import SigningKey, load_signing_key
 from etl.records import chain
 from etl.storage.engine import open_engine
-from etl.storage.schema import audit_logs, checkpoints, ledger, ledger_head
+from etl.storage.schema.integrity import checkpoints, ledger, ledger_head
+from etl.storage.schema.logs import audit_logs
 from zendesk_sim import Fault, SimulatedZendesk
 
 ACCOUNT = "acme"

@@ -16,7 +16,7 @@ from etl.integrity import pages, streams
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
-from etl.storage.schema import audit_logs
+from etl.storage.schema.logs import audit_logs
 from zendesk_sim import SimulatedZendesk
 
 

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.clock import iso
 from etl.common.settings import AUDIT_LOGS
 from etl.export.streams import STREAMS, split_key
-from etl.storage.schema import export_consumers
+from etl.storage.schema.state import export_consumers
 
 _table = export_consumers.c
 

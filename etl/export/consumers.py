@@ -36,7 +36,8 @@ from etl.common.clock import format_time
 from etl.common.errors import ConfigError
 from etl.common.settings import AUDIT_LOGS
 from etl.export.streams import STREAMS, family, stream_key
-from etl.storage.schema import UTCDateTime, export_consumers
+from etl.storage.schema.coltypes import UTCDateTime
+from etl.storage.schema.state import export_consumers
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 

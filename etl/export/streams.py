@@ -22,7 +22,8 @@ from etl.common.errors import ConfigError
 from etl.common.settings import AUDIT_LOGS, STREAM_NAMES
 from etl.records.ocsf import to_ocsf
 from etl.records.ocsf_access import access_to_ocsf
-from etl.storage.schema import access_logs, audit_logs, export_consumers
+from etl.storage.schema.logs import access_logs, audit_logs
+from etl.storage.schema.state import export_consumers
 
 ACCESS_LOGS = "access_logs"
 DEFAULT_STREAMS = (AUDIT_LOGS,)

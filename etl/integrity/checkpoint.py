@@ -34,7 +34,7 @@ from etl.integrity.checkpoint_files import (
 from etl.integrity.keys import SigningKey
 from etl.integrity.note import Checkpoint
 from etl.storage.engine import database_errors, for_writing
-from etl.storage.schema import checkpoints, ledger, ledger_head
+from etl.storage.schema.integrity import checkpoints, ledger, ledger_head
 
 log = logging.getLogger(__name__)
 

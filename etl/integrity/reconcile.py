@@ -38,7 +38,7 @@ from etl.integrity.reconcile_days import DayResult
 from etl.integrity.reconcile_stored import SECOND, Covering, StoredScope, last_signed, stored_day
 from etl.records.audit import Reject, parse_record
 from etl.records.chain import record_hash
-from etl.storage.schema import audit_logs
+from etl.storage.schema.logs import audit_logs
 from etl.zendesk.pagination import JsonGetter, audit_log_params, iter_pages
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.common.clock import format_time
-from etl.storage.schema import reconcile_days
+from etl.storage.schema.integrity import reconcile_days
 
 # Zendesk's own limits, said in every report: what its audit log does not hold cannot be
 # copied, so no reconcile can show it missing.

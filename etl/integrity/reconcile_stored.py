@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import iso
 from etl.integrity.streams import raw_digest
-from etl.storage.schema import checkpoints, ledger
+from etl.storage.schema.integrity import checkpoints, ledger
 
 SECOND = timedelta(seconds=1)
 PAGE = 5000  # stored rows read a query

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import iso
 from etl.storage.engine import database_errors
-from etl.storage.schema import checkpoints, ledger_head, verifications
+from etl.storage.schema.integrity import checkpoints, ledger_head, verifications
 
 
 @dataclass(frozen=True)

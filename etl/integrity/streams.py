@@ -26,14 +26,9 @@ from etl.integrity import pages
 from etl.integrity.pages import driver_pages, is_mariadb, mariadb_page, windows
 from etl.records import chain
 from etl.records.canonical import canonical_json
-from etl.storage.schema import (
-    access_logs,
-    audit_logs,
-    audit_rejects,
-    ledger,
-    ledger_head,
-    sync_runs,
-)
+from etl.storage.schema.integrity import ledger, ledger_head
+from etl.storage.schema.logs import access_logs, audit_logs
+from etl.storage.schema.state import audit_rejects, sync_runs
 
 PAGE = 25_000
 # A page on MariaDB, read as one value (``pages.mariadb_page``): a few MB, well within the

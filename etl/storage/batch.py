@@ -20,7 +20,9 @@ from etl.storage.limits import (
     storable_reject,
     upsert_isolating,
 )
-from etl.storage.schema import audit_logs, audit_rejects, column_lengths
+from etl.storage.schema.logs import audit_logs
+from etl.storage.schema.metadata import column_lengths
+from etl.storage.schema.state import audit_rejects
 from etl.storage.sequence import number_rows
 from etl.storage.statements import SliceUpdate, WriteResult, save_slices
 

@@ -14,8 +14,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl.storage.schema import RUN_KINDS, audit_logs, audit_rejects, sync_runs, sync_state
-from etl.storage.statements import WriteResult, watermark
+from etl.common.settings import AUDIT_LOGS
+from etl.storage.schema.logs import audit_logs
+from etl.storage.schema.state import RUN_KINDS, audit_rejects, sync_runs, sync_state
+from etl.storage.statements import WriteResult, scope, watermark
 
 FAILURE_STATUSES = ("failed", "abandoned")
 FINAL_STATUSES = ("success", "failed", "interrupted")
@@ -56,6 +58,7 @@ class AccountStatus:
     last_failure_at: datetime | None  # the newest failed or abandoned run (finished, or started)
     last_failure_error: str | None
     scope: str | None = None  # the filters and start_time the watermark belongs to
+    stream: str = AUDIT_LOGS  # the log this is the status of
 
 
 @dataclass
@@ -209,22 +212,24 @@ def stream_rejects(conn: Connection, account: str, stream: str) -> int:
     return int(conn.execute(query).scalar_one())
 
 
-def account_status(conn: Connection, account: str) -> AccountStatus:
-    last = runs(conn, account, limit=1)
-    success = runs(conn, account, limit=1, statuses=["success"])
-    failure = runs(conn, account, limit=1, statuses=FAILURE_STATUSES)
+def account_status(
+    conn: Connection, account: str, stream: str = AUDIT_LOGS, table: sa.Table = audit_logs
+) -> AccountStatus:
+    """The account's status in ``stream``, whose rows are in ``table``."""
+    last = runs(conn, account, limit=1, stream=stream)
+    success = runs(conn, account, limit=1, statuses=["success"], stream=stream)
+    failure = runs(conn, account, limit=1, statuses=FAILURE_STATUSES, stream=stream)
     return AccountStatus(
         account=account,
-        watermark=watermark(conn, account),
-        rows=count(conn, audit_logs, account),
-        rejects=stream_rejects(conn, account, "audit_logs"),
+        watermark=watermark(conn, account, stream),
+        rows=count(conn, table, account),
+        rejects=stream_rejects(conn, account, stream),
         last_run=last[0] if last else None,
         last_success_at=success[0].finished_at if success else None,
         last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,
         last_failure_error=failure[0].error if failure else None,
-        scope=conn.execute(
-            sa.select(sync_state.c.scope).where(sync_state.c.account == account)
-        ).scalar(),
+        scope=scope(conn, account, stream)[1],
+        stream=stream,
     )
 
 

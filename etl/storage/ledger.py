@@ -22,7 +22,8 @@ from sqlalchemy.engine import Connection
 from etl.records import chain
 from etl.records.audit import RAW_JSON
 from etl.storage.ledger_sql.inserts import insert_entries
-from etl.storage.schema import db_time, ledger_head, sqlite_time
+from etl.storage.schema.coltypes import db_time, sqlite_time
+from etl.storage.schema.integrity import ledger_head
 from etl.storage.sequence import SEQ_COLUMN
 
 _sha256 = hashlib.sha256

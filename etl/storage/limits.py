@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from etl.records.audit import RAW_JSON, Reject
 from etl.storage.engine import json_text, reason
-from etl.storage.schema import MYSQL_DIALECTS
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
 
 # Room for the statement's SQL (column lists, ON DUPLICATE KEY UPDATE ...) and the
 # protocol's headers, beyond the rows' values.

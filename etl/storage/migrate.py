@@ -24,7 +24,8 @@ from sqlalchemy.engine import Connection, Engine
 import etl
 from etl.common.errors import DatabaseError, SchemaError
 from etl.storage.engine import SQLITE_IMMEDIATE, database_errors
-from etl.storage.schema import MYSQL_DIALECTS, VERSION_TABLE
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
+from etl.storage.schema.metadata import VERSION_TABLE
 
 if TYPE_CHECKING:  # Alembic costs ~0.15 s to import: only migrations need it, not every run
     from alembic.config import Config

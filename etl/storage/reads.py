@@ -15,7 +15,8 @@ from sqlalchemy.engine import Connection, Engine
 from etl.common.settings import AUDIT_LOGS
 from etl.storage.history import AccountStatus, RunInfo, account_names, account_status, newest, runs
 from etl.storage.locking.guard import guarded_transaction
-from etl.storage.schema import MYSQL_DIALECTS, audit_logs
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
+from etl.storage.schema.logs import audit_logs
 from etl.storage.statements import SliceRow, scope, slices, watermark
 
 
@@ -26,14 +27,15 @@ class StoreReader:
             raise ValueError(f"unsupported dialect {dialect!r}")  # open_engine refuses it first
         self.engine = engine
 
-    def watermark(self, account: str) -> datetime | None:
+    def watermark(self, account: str, stream: str = AUDIT_LOGS) -> datetime | None:
         with self._reading("reading the watermark") as conn:
-            return watermark(conn, account)
+            return watermark(conn, account, stream)
 
-    def scope(self, account: str) -> tuple[bool, str | None]:
-        """Whether the account has a state row, and the scope recorded in it (etl.sync.scope)."""
+    def scope(self, account: str, stream: str = AUDIT_LOGS) -> tuple[bool, str | None]:
+        """Whether the account has a state row for ``stream``, and the scope recorded in it
+        (etl.sync.scope)."""
         with self._reading("reading the sync scope") as conn:
-            return scope(conn, account)
+            return scope(conn, account, stream)
 
     def newest_created_at(self, account: str) -> datetime | None:
         """The newest ``created_at`` stored for the account (None when it has no row)."""

@@ -24,7 +24,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl.storage.schema import MYSQL_DIALECTS, audit_logs, dialect_insert, store_seq
+from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
+from etl.storage.schema.logs import audit_logs
+from etl.storage.schema.state import store_seq
 
 SEQ_COLUMN = audit_logs.c.stored_seq.name
 

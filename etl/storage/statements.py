@@ -15,12 +15,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.common.settings import AUDIT_LOGS
-from etl.storage.schema import (
-    MYSQL_DIALECTS,
-    dialect_insert,
-    sync_slices,
-    sync_state,
-)
+from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
+from etl.storage.schema.state import stream_state, sync_slices, sync_state
 
 
 @dataclass(frozen=True)
@@ -51,10 +47,17 @@ class SliceUpdate:
     end: datetime | None = None  # moved down to what a downward reader left unproven
 
 
-def state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
-    """Set an account's watermark (creating its row); if ``advance_only``, never backwards."""
-    table = sync_state
+def state_upsert(dialect: str, stream: str = AUDIT_LOGS, *, advance_only: bool) -> sa.Executable:
+    """Set an account's watermark of ``stream`` (creating its state row, ``state_row``); if
+    ``advance_only``, never backwards. Executed with ``account``, ``watermark``, ``updated_at``."""
+    table, key = state_row(stream)
     current = table.c.watermark
+    values: dict[str, Any] = {
+        "account": sa.bindparam("account"),
+        **{name: sa.literal(value) for name, value in key.items()},
+        "watermark": sa.bindparam("watermark"),
+        "updated_at": sa.bindparam("updated_at"),
+    }
 
     def new_value(proposed: Any) -> Any:
         if not advance_only:
@@ -62,16 +65,16 @@ def state_upsert(dialect: str, *, advance_only: bool) -> sa.Executable:
         return sa.case((sa.or_(current.is_(None), proposed > current), proposed), else_=current)
 
     if dialect in ("sqlite", "postgresql"):
-        ins = dialect_insert(dialect, table)
+        ins = dialect_insert(dialect, table).values(**values)
         upsert: sa.Executable = ins.on_conflict_do_update(
-            index_elements=[table.c.account],
+            index_elements=[table.c.account, *(table.c[name] for name in key)],
             set_={
                 "watermark": new_value(ins.excluded.watermark),
                 "updated_at": ins.excluded.updated_at,
             },
         )
     elif dialect in MYSQL_DIALECTS:
-        my = dialect_insert(dialect, table)
+        my = dialect_insert(dialect, table).values(**values)
         upsert = my.on_duplicate_key_update(
             [
                 ("watermark", new_value(my.inserted.watermark)),
@@ -167,31 +170,51 @@ def slices(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> list[Sli
     ]
 
 
-def watermark(conn: Connection, account: str) -> datetime | None:
-    value = conn.execute(
-        sa.select(sync_state.c.watermark).where(sync_state.c.account == account)
-    ).scalar()
+def state_row(stream: str) -> tuple[sa.Table, dict[str, str]]:
+    """Where an account's state of ``stream`` is kept: the table, and its key besides the
+    account. The audit log's in ``zendesk_audit_sync_state`` (keyed by account), any other
+    log's in ``zendesk_stream_state`` (keyed by account and stream)."""
+    if stream == AUDIT_LOGS:
+        return sync_state, {}
+    return stream_state, {"stream": stream}
+
+
+def _where(table: sa.Table, account: str, key: dict[str, str]) -> sa.ColumnElement[bool]:
+    return sa.and_(table.c.account == account, *(table.c[k] == v for k, v in key.items()))
+
+
+def watermark(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> datetime | None:
+    table, key = state_row(stream)
+    value = conn.execute(sa.select(table.c.watermark).where(_where(table, account, key))).scalar()
     return value if isinstance(value, datetime) else None
 
 
-def scope(conn: Connection, account: str) -> tuple[bool, str | None]:
-    """Whether the account has a state row, and the scope recorded in it."""
-    row = conn.execute(sa.select(sync_state.c.scope).where(sync_state.c.account == account)).first()
+def scope(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> tuple[bool, str | None]:
+    """Whether the account has a state row for ``stream``, and the scope recorded in it."""
+    table, key = state_row(stream)
+    row = conn.execute(sa.select(table.c.scope).where(_where(table, account, key))).first()
     return (row is not None, row[0] if row is not None else None)
 
 
-def set_scope(conn: Connection, account: str, scope: str, now: datetime, *, restart: bool) -> None:
-    """Record ``scope`` in the account's state row (created if none); with ``restart``,
-    also drop the watermark and the audit log's backfill plan."""
-    state = {"scope": scope, "updated_at": now}
-    if restart:
-        conn.execute(sa.delete(sync_slices).where(of_stream(account, AUDIT_LOGS)))
+def set_scope(
+    conn: Connection,
+    account: str,
+    scope: str,
+    now: datetime,
+    *,
+    restart: bool,
+    stream: str = AUDIT_LOGS,
+) -> None:
+    """Record ``scope`` in the account's state row of ``stream`` (created if none); with
+    ``restart``, also drop the watermark and that log's backfill plan."""
+    table, key = state_row(stream)
+    state: dict[str, Any] = {"scope": scope, "updated_at": now}
+    if restart:  # the plan belonged to the old scope too
+        conn.execute(sa.delete(sync_slices).where(of_stream(account, stream)))
         state["watermark"] = None
-    updated = conn.execute(
-        sa.update(sync_state).where(sync_state.c.account == account).values(**state)
-    )
+    updated = conn.execute(sa.update(table).where(_where(table, account, key)).values(**state))
     if updated.rowcount == 0:
-        conn.execute(sa.insert(sync_state).values(account=account, **state))
+        conn.execute(sa.insert(table).values(account=account, **key, **state))
 
 
 def finish_plan(

@@ -39,7 +39,7 @@ from etl.storage.locking.fence import SYNC, take_fence
 from etl.storage.locking.guard import HeldLock, LockGuard, guarded_transaction
 from etl.storage.locking.lock import run_lock
 from etl.storage.reads import StoreReader
-from etl.storage.schema import audit_logs
+from etl.storage.schema.logs import audit_logs
 from etl.storage.statements import (
     SliceRow,
     SliceUpdate,
@@ -92,11 +92,13 @@ class Store(StoreReader):
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
 
-    def set_scope(self, account: str, scope: str, *, restart: bool) -> None:
-        """Record ``scope`` as the one the watermark belongs to; with ``restart``, also drop
-        the watermark and any backfill plan, atomically, so the next read starts over."""
+    def set_scope(
+        self, account: str, scope: str, *, restart: bool, stream: str = AUDIT_LOGS
+    ) -> None:
+        """Record ``scope`` as the one the watermark of ``stream`` belongs to; with ``restart``,
+        also drop that watermark and backfill plan, atomically, so the next read starts over."""
         with self._writing("saving the sync scope") as conn:
-            set_scope(conn, account, scope, self._now(), restart=restart)
+            set_scope(conn, account, scope, self._now(), restart=restart, stream=stream)
 
     def claim_notice(self, account: str, notice: str, every: timedelta) -> bool:
         """Whether ``notice`` is due for ``account`` (not said in the last ``every``, or

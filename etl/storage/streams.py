@@ -1,10 +1,11 @@
 """A stream other than the audit log in the store: its state row, its pages, its status.
 
-The audit log keeps its own state row (``zendesk_audit_sync_state``, keyed by account) and
-its statements, untouched; every other stream has one row per ``(account, stream)`` in
-``zendesk_stream_state``. Pages go through the store's own transaction
-(``Store.stream_transaction``), with this stream's upsert and watermark statement: the same
-lock check, rejects, run counters and store sequence as the audit log's.
+The audit log keeps its own state row (``zendesk_audit_sync_state``, keyed by account);
+every other stream has one row per ``(account, stream)`` in ``zendesk_stream_state``. The
+store reads and writes either given the stream's name (``etl.storage.statements.state_row``):
+watermark, scope, backfill plan and status are the audit log's code. Pages go through the
+store's own transaction (``Store.stream_transaction``), with this stream's upsert and
+watermark statement: the same lock check, rejects, run counters and store sequence.
 
 The access log's rows go through its own upsert (``etl.storage.upserts.access_logs``).
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -21,65 +21,14 @@ import sqlalchemy as sa
 
 from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
-from etl.storage.history import FAILURE_STATUSES, RunInfo, newest, runs, stream_rejects
+from etl.storage.history import AccountStatus, account_status, newest
 from etl.storage.limits import RowUpsert
-from etl.storage.schema import (
-    MYSQL_DIALECTS,
-    dialect_insert,
-    stream_state,
-    sync_slices,
-)
-from etl.storage.statements import SliceRow, WriteResult, of_stream
+from etl.storage.statements import SliceRow, WriteResult, state_upsert
 from etl.storage.store import Store
 from etl.storage.upserts.access_logs import access_upsert
 
-
-@dataclass(frozen=True)
-class StreamStatus:
-    account: str
-    stream: str
-    watermark: datetime | None
-    rows: int
-    rejects: int
-    last_run: RunInfo | None
-    last_success_at: datetime | None
-    last_failure_at: datetime | None
-    last_failure_error: str | None
-
-
-def _watermark_upsert(dialect: str, stream: str, *, advance_only: bool) -> sa.Executable:
-    """Set the stream's watermark (creating its row); if ``advance_only``, never backwards.
-    Executed with ``account``, ``watermark`` and ``updated_at``, as the audit log's."""
-    current = stream_state.c.watermark
-    values = {
-        "account": sa.bindparam("account"),
-        "stream": sa.literal(stream),
-        "watermark": sa.bindparam("watermark"),
-        "updated_at": sa.bindparam("updated_at"),
-    }
-    ins = dialect_insert(dialect, stream_state).values(**values)
-
-    def new_value(proposed: Any) -> Any:
-        if not advance_only:
-            return proposed
-        return sa.case((sa.or_(current.is_(None), proposed > current), proposed), else_=current)
-
-    if dialect in MYSQL_DIALECTS:
-        statement: sa.Executable = ins.on_duplicate_key_update(
-            [
-                ("watermark", new_value(ins.inserted.watermark)),
-                ("updated_at", ins.inserted.updated_at),
-            ]
-        )
-    else:
-        statement = ins.on_conflict_do_update(
-            index_elements=[stream_state.c.account, stream_state.c.stream],
-            set_={
-                "watermark": new_value(ins.excluded.watermark),
-                "updated_at": ins.excluded.updated_at,
-            },
-        )
-    return statement
+# Another log's status: an ``AccountStatus`` whose ``stream`` is not the audit log.
+StreamStatus = AccountStatus
 
 
 class LogState(Protocol):
@@ -121,18 +70,12 @@ class StreamStore:
         self.table = table
         dialect = store.engine.dialect
         self._upsert = upsert or access_upsert(dialect)
-        self._advance = _watermark_upsert(dialect.name, stream, advance_only=True)
-        self._replace = _watermark_upsert(dialect.name, stream, advance_only=False)
+        self._advance = state_upsert(dialect.name, stream, advance_only=True)
+        self._replace = state_upsert(dialect.name, stream, advance_only=False)
         self._now = utc_now
 
-    def _key(self, account: str) -> sa.ColumnElement[bool]:
-        return sa.and_(stream_state.c.account == account, stream_state.c.stream == self.stream)
-
     def watermark(self, account: str) -> datetime | None:
-        with self.store.reading("reading the watermark") as conn:
-            value = conn.execute(sa.select(stream_state.c.watermark).where(self._key(account)))
-            found = value.scalar()
-        return found if isinstance(found, datetime) else None
+        return self.store.watermark(account, self.stream)
 
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
@@ -144,25 +87,11 @@ class StreamStore:
             )
 
     def scope(self, account: str) -> tuple[bool, str | None]:
-        with self.store.reading("reading the sync scope") as conn:
-            row = conn.execute(sa.select(stream_state.c.scope).where(self._key(account))).first()
-        return (row is not None, row[0] if row is not None else None)
+        return self.store.scope(account, self.stream)
 
     def set_scope(self, account: str, scope: str, *, restart: bool) -> None:
-        """Record ``scope``; with ``restart``, also drop the watermark, atomically."""
-        state: dict[str, Any] = {"scope": scope, "updated_at": self._now()}
-        if restart:
-            state["watermark"] = None
-        with self.store.writing("saving the sync scope") as conn:
-            if restart:  # the plan belonged to the old scope too
-                conn.execute(sa.delete(sync_slices).where(of_stream(account, self.stream)))
-            updated = conn.execute(
-                sa.update(stream_state).where(self._key(account)).values(**state)
-            )
-            if updated.rowcount == 0:
-                conn.execute(
-                    sa.insert(stream_state).values(account=account, stream=self.stream, **state)
-                )
+        """Record ``scope``; with ``restart``, also drop the watermark and plan, atomically."""
+        self.store.set_scope(account, scope, restart=restart, stream=self.stream)
 
     def newest(self, account: str, column: str) -> datetime | None:
         """The newest ``column`` stored for the account (None when it has no row)."""
@@ -206,23 +135,4 @@ class StreamStore:
 
     def status(self, account: str) -> StreamStatus:
         with self.store.reading("reading the status") as conn:
-            last = runs(conn, account, limit=1, stream=self.stream)
-            success = runs(conn, account, limit=1, statuses=["success"], stream=self.stream)
-            failure = runs(conn, account, limit=1, statuses=FAILURE_STATUSES, stream=self.stream)
-            rows = conn.execute(
-                sa.select(sa.func.count())
-                .select_from(self.table)
-                .where(self.table.c.account == account)
-            ).scalar_one()
-            rejects = stream_rejects(conn, account, self.stream)
-        return StreamStatus(
-            account=account,
-            stream=self.stream,
-            watermark=self.watermark(account),
-            rows=int(rows),
-            rejects=rejects,
-            last_run=last[0] if last else None,
-            last_success_at=success[0].finished_at if success else None,
-            last_failure_at=(failure[0].finished_at or failure[0].started_at) if failure else None,
-            last_failure_error=failure[0].error if failure else None,
-        )
+            return account_status(conn, account, self.stream, self.table)

@@ -20,7 +20,7 @@ from etl.common.settings import AUDIT_LOGS as AUDIT_LOGS_NAME
 from etl.common.settings import AccountSettings
 from etl.records.access import parse_access_record
 from etl.records.audit import Reject, parse_record
-from etl.storage.schema import access_logs, audit_logs
+from etl.storage.schema.logs import access_logs, audit_logs
 from etl.zendesk.pagination import audit_log_params, log_params
 from etl.zendesk.promises import ACCESS_LOGS_API, AUDIT_LOGS_API, LogApi
 

@@ -8,7 +8,7 @@ SQLite has no time type and compares the stored text. Releases before this one s
 ``2026-10-07 01:13:06.000000``, which ``created_at >= '2026-10-07T01:13:06Z'`` (the form
 the tool prints) compares wrongly: the space sorts before the ``T``. From this revision
 SQLite holds ``2026-10-07T01:13:06Z`` in the whole-second columns and
-``2026-10-07T01:13:06.250000Z`` in the others (``etl.storage.schema.sqlite_time``); this
+``2026-10-07T01:13:06.250000Z`` in the others (``etl.storage.schema.coltypes.sqlite_time``); this
 rewrites the values already stored. PostgreSQL and MariaDB have real time types: nothing
 changes there.
 

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from etl.cli.arguments import ACCESS_FILTER_KEYS
 from etl.common.errors import ConfigError
-from etl.storage.schema import access_logs
+from etl.storage.schema.logs import access_logs
 
 TABLE_COLUMNS = ("timestamp", "id", "user_id", "ip_address", "method", "url", "status",
                  "client")  # fmt: skip

@@ -134,7 +134,7 @@ def _record(store: Store, reports: list[AccountReport]) -> None:
     import sqlalchemy as sa
 
     from etl.common.clock import utc_now
-    from etl.storage.schema import verifications
+    from etl.storage.schema.integrity import verifications
 
     values = [
         {

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Connection, Dialect
 
 from etl.storage.limits import max_packet
-from etl.storage.schema import ledger
+from etl.storage.schema.integrity import ledger
 
 # The columns an entry is inserted with (``note`` only by the adoption, in revision 0008).
 ENTRY_COLUMNS = ("account", "entry", "kind", "record_id", "stored_seq", "record_hash",

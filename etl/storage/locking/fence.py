@@ -31,7 +31,8 @@ from sqlalchemy.engine import Connection, Engine
 
 from etl.common.errors import LockLostError
 from etl.storage.engine import database_errors, for_writing
-from etl.storage.schema import MYSQL_DIALECTS, dialect_insert, owners
+from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
+from etl.storage.schema.state import owners
 
 SYNC = "sync"
 EXPORT = "export"

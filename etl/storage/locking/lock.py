@@ -34,7 +34,7 @@ from sqlalchemy.engine import Engine
 from etl.common.errors import DatabaseError, LockedError
 from etl.storage.engine import database_errors, reason, sqlite_path
 from etl.storage.locking.guard import Check, HeldLock
-from etl.storage.schema import MYSQL_DIALECTS
+from etl.storage.schema.coltypes import MYSQL_DIALECTS
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from etl.storage.limits import RowUpsert, byte_batches, max_packet
-from etl.storage.schema import MYSQL_DIALECTS, access_logs, dialect_insert
+from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
+from etl.storage.schema.logs import access_logs
 from etl.storage.upserts.audit_logs import changed, raw_as_text, with_raw_text
 
 _ID_CHUNK = 500  # ids per "which of these exist?" query

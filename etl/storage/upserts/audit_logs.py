@@ -28,7 +28,8 @@ from etl.common.jsonbody import decode_json
 from etl.records.audit import RAW_JSON
 from etl.records.canonical import canonical_json
 from etl.storage.limits import RowUpsert, byte_batches, max_packet, raw_text
-from etl.storage.schema import MYSQL_DIALECTS, audit_logs, dialect_insert
+from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
+from etl.storage.schema.logs import audit_logs
 from etl.storage.upserts.driver import ExistingReader, RowWriter, postgresql_upsert, sqlite_rows
 
 # Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.

@@ -1,6 +1,6 @@
 """SQLite's and PostgreSQL's row upserts, straight to the driver: ``INSERT ... ON CONFLICT
-DO UPDATE ... WHERE raw changed`` with the values converted here, as ``schema.db_time``
-(SQLite's text: ``schema.sqlite_time``) and the JSON type would (SQLAlchemy's per-row
+DO UPDATE ... WHERE raw changed`` with the values converted here, as ``coltypes.db_time``
+(SQLite's text: ``coltypes.sqlite_time``) and the JSON type would (SQLAlchemy's per-row
 parameter processing was the largest cost of a backfill). Their SQL is written from
 ``audit_logs``'s names, quoted by the dialect, and built once a dialect (once a row count
 for SQLite's multi-row VALUES).
@@ -26,7 +26,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect
 
 from etl.storage.limits import RowUpsert, raw_text
-from etl.storage.schema import UTCDateTime, audit_logs, db_time, sqlite_time
+from etl.storage.schema.coltypes import UTCDateTime, db_time, sqlite_time
+from etl.storage.schema.logs import audit_logs
 
 _COLUMNS = [c.name for c in audit_logs.columns]
 _DATETIMES = {c.name for c in audit_logs.columns if isinstance(c.type, UTCDateTime)}

@@ -3,7 +3,6 @@
 ``UTCDateTime`` takes and gives aware UTC datetimes on every dialect (PostgreSQL
 ``timestamptz``; MySQL naive UTC; SQLite ISO 8601 text, ``sqlite_time``), and ``db_time`` /
 ``sqlite_time`` are what the straight-to-driver upserts send, so both paths store the same.
-``etl.storage.schema`` re-exports what its callers use.
 """
 
 from __future__ import annotations
