@@ -16,7 +16,7 @@ from etl.common.settings import AUDIT_LOGS
 from etl.storage.history import AccountStatus, RunInfo, account_names, account_status, newest, runs
 from etl.storage.locking.guard import guarded_transaction
 from etl.storage.schema import MYSQL_DIALECTS, audit_logs
-from etl.storage.statements import SliceRow, scope, slices, watermark
+from etl.storage.statements import SliceRow, scope, scope_and_watermark, slices, watermark
 
 
 class StoreReader:
@@ -34,6 +34,11 @@ class StoreReader:
         """Whether the account has a state row, and the scope recorded in it (etl.sync.scope)."""
         with self._reading("reading the sync scope") as conn:
             return scope(conn, account)
+
+    def scope_and_watermark(self, account: str) -> tuple[bool, str | None, datetime | None]:
+        """``scope`` and ``watermark`` in one read: what a sync reads as it begins."""
+        with self._reading("reading the sync scope") as conn:
+            return scope_and_watermark(conn, account)
 
     def newest_created_at(self, account: str) -> datetime | None:
         """The newest ``created_at`` stored for the account (None when it has no row)."""

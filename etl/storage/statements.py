@@ -180,6 +180,16 @@ def scope(conn: Connection, account: str) -> tuple[bool, str | None]:
     return (row is not None, row[0] if row is not None else None)
 
 
+def scope_and_watermark(conn: Connection, account: str) -> tuple[bool, str | None, datetime | None]:
+    """``scope`` and ``watermark`` in one statement: a run reads both as it begins."""
+    query = sa.select(sync_state.c.scope, sync_state.c.watermark)
+    row = conn.execute(query.where(sync_state.c.account == account)).first()
+    if row is None:
+        return (False, None, None)
+    value = row[1]
+    return (True, row[0], value if isinstance(value, datetime) else None)
+
+
 def set_scope(conn: Connection, account: str, scope: str, now: datetime, *, restart: bool) -> None:
     """Record ``scope`` in the account's state row (created if none); with ``restart``,
     also drop the watermark and the audit log's backfill plan."""

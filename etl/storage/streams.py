@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
@@ -89,7 +90,7 @@ class LogState(Protocol):
     def watermark(self, account: str) -> datetime | None: ...
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
-    ) -> None: ...
+    ) -> datetime | None: ...
     def write_page(
         self,
         account: str,
@@ -130,18 +131,23 @@ class StreamStore:
 
     def watermark(self, account: str) -> datetime | None:
         with self.store.reading("reading the watermark") as conn:
-            value = conn.execute(sa.select(stream_state.c.watermark).where(self._key(account)))
-            found = value.scalar()
-        return found if isinstance(found, datetime) else None
+            return self._watermark(conn, account)
+
+    def _watermark(self, conn: Connection, account: str) -> datetime | None:
+        found = conn.execute(sa.select(stream_state.c.watermark).where(self._key(account)))
+        value = found.scalar()
+        return value if isinstance(value, datetime) else None
 
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
-    ) -> None:
+    ) -> datetime | None:
+        """As ``Store.set_watermark``: the watermark now stored, read in the same transaction."""
         statement = self._replace if allow_backwards else self._advance
         with self.store.writing("saving the watermark") as conn:
             conn.execute(
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
+            return self._watermark(conn, account)
 
     def scope(self, account: str) -> tuple[bool, str | None]:
         with self.store.reading("reading the sync scope") as conn:
