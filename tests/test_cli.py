@@ -342,15 +342,17 @@ def test_a_sync_with_nothing_new_loads_only_what_it_needs(
     tmp_path: Path, db_url: str, sim: SimulatedZendesk
 ) -> None:
     """Start-up is most of a run with nothing new: no Alembic (the schema is current), no
-    cryptography (no signing key), of SQLAlchemy's dialects only the database's own; and
-    one request, the whole process counted."""
+    cryptography (no signing key), of SQLAlchemy's dialects only the database's own, no
+    sqlite3 but on SQLite, no difflib (a config's typo hints); and one request, the whole
+    process counted."""
     config = write_config(tmp_path, sim.url, db_url, database_extra="auto_migrate = true")
     assert cli(config, "--quiet", "sync").returncode == 0
     sim.clear_log()
     code = (
         "import sys; from etl.cli.main import main; "
         f"code = main(['--config', {str(config)!r}, '--quiet', 'sync']); "
-        "print(code, *sorted(m for m in sys.modules if m in ('alembic', 'cryptography') or "
+        "IMPORTS = ('alembic', 'cryptography', 'difflib', 'sqlite3'); "
+        "print(code, *sorted(m for m in sys.modules if m in IMPORTS or "
         "m.count('.') == 2 and m.startswith('sqlalchemy.dialects.') and '._' not in m))"
     )
     environ = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
@@ -360,8 +362,30 @@ def test_a_sync_with_nothing_new_loads_only_what_it_needs(
     kind = db_url.split(":")[0].split("+")[0]
     # PyMySQL imports cryptography itself when it is installed (for its sha256 logins).
     driver = ["cryptography"] if kind == "mysql" else []
-    assert done.stdout.split() == ["0", *driver, f"sqlalchemy.dialects.{kind}"], done.stderr
+    sqlite = ["sqlite3"] if kind == "sqlite" else []
+    expected = ["0", *driver, f"sqlalchemy.dialects.{kind}", *sqlite]
+    assert done.stdout.split() == expected, done.stderr
     assert len(sim.requests) == 1
+
+
+# What the command line's module may import: `--version`, `--help`, a mistyped option
+# and every command's start pay for it. A command imports its database, HTTP and crypto
+# libraries itself, once it knows it needs them (issue 27: start-up is measured).
+HEAVY = (
+    "alembic", "asyncio", "cryptography", "difflib", "orjson", "psycopg", "pymysql",
+    "requests", "sqlalchemy", "sqlite3", "ssl", "tenacity", "urllib3",
+)  # fmt: skip
+
+
+def test_the_command_line_module_imports_no_library_a_command_needs() -> None:
+    code = "import sys, etl.cli.main; print(*sorted({m.split('.')[0] for m in sys.modules}))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(done.stdout.split())
+    assert "etl" in loaded
+    assert sorted(loaded & set(HEAVY)) == []
 
 
 # -- small things an operator meets (issue 16) ----------------------------------------------

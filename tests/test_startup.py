@@ -22,10 +22,11 @@ from etl.storage.locking import sessions
 from zendesk_sim import SimulatedZendesk
 
 # The statements of a sync with nothing new today (SQLite's BEGINs included): the version
-# read, the write epoch, the scope, watermark and plan reads, the run's row, the empty
-# page's commit, the watermark and the ledger checkpoint. A new statement on every
-# scheduled run should be a choice: raise the count here, and say why in the commit.
-STATEMENTS = {"sqlite": 28, "postgresql": 23, "mysql": 24}
+# read, the write epoch, the scope and watermark (one read), the plan read, the run's row,
+# the empty page's commit, the watermark (read back as it is saved) and the ledger
+# checkpoint. A new statement on every scheduled run should be a choice: raise the count
+# here, and say why in the commit.
+STATEMENTS = {"sqlite": 25, "postgresql": 22, "mysql": 23}
 # Statements that look the schema up (Alembic's, or SQLAlchemy's inspector): a run on a
 # current schema reads the version table and nothing else of the catalogue.
 CATALOGUE = re.compile(r"PRAGMA \w+\.table_info|pg_catalog|information_schema|DESCRIBE", re.I)

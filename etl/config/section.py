@@ -8,7 +8,6 @@ reports it once and returns the default, so reading goes on and every problem is
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Collection, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -85,6 +84,8 @@ class Section:
     def unknown_keys(self, allowed: Collection[str]) -> None:
         for key in self.data:
             if key not in allowed:
+                import difflib  # only for a config with a typo: not on every run's start-up
+
                 close = difflib.get_close_matches(key, sorted(allowed), n=1, cutoff=0.7)
                 hint = f"did you mean {close[0]}?" if close else "see config.example.toml"
                 self.problem(key, f"unknown key; {hint}")

@@ -17,7 +17,7 @@ from etl.storage.history import AccountStatus, RunInfo, account_names, account_s
 from etl.storage.locking.guard import guarded_transaction
 from etl.storage.schema.coltypes import MYSQL_DIALECTS
 from etl.storage.schema.logs import audit_logs
-from etl.storage.statements import SliceRow, scope, slices, watermark
+from etl.storage.statements import SliceRow, scope, scope_and_watermark, slices, watermark
 
 
 class StoreReader:
@@ -36,6 +36,11 @@ class StoreReader:
         (etl.sync.scope)."""
         with self._reading("reading the sync scope") as conn:
             return scope(conn, account, stream)
+
+    def scope_and_watermark(self, account: str) -> tuple[bool, str | None, datetime | None]:
+        """``scope`` and ``watermark`` in one read: what a sync reads as it begins."""
+        with self._reading("reading the sync scope") as conn:
+            return scope_and_watermark(conn, account)
 
     def newest_created_at(self, account: str) -> datetime | None:
         """The newest ``created_at`` stored for the account (None when it has no row)."""

@@ -196,6 +196,19 @@ def scope(conn: Connection, account: str, stream: str = AUDIT_LOGS) -> tuple[boo
     return (row is not None, row[0] if row is not None else None)
 
 
+def scope_and_watermark(
+    conn: Connection, account: str, stream: str = AUDIT_LOGS
+) -> tuple[bool, str | None, datetime | None]:
+    """``scope`` and ``watermark`` in one statement: a run reads both as it begins."""
+    table, key = state_row(stream)
+    query = sa.select(table.c.scope, table.c.watermark).where(_where(table, account, key))
+    row = conn.execute(query).first()
+    if row is None:
+        return (False, None, None)
+    value = row[1]
+    return (True, row[0], value if isinstance(value, datetime) else None)
+
+
 def set_scope(
     conn: Connection,
     account: str,

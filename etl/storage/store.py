@@ -50,6 +50,7 @@ from etl.storage.statements import (
     set_scope,
     split_slice,
     state_upsert,
+    watermark,
 )
 from etl.storage.upserts.audit_logs import row_upsert
 
@@ -84,13 +85,16 @@ class Store(StoreReader):
 
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
-    ) -> None:
-        """Move the watermark to ``value``; only forwards unless ``allow_backwards``."""
+    ) -> datetime | None:
+        """Move the watermark to ``value``; only forwards unless ``allow_backwards``. The
+        watermark now stored, read in the same transaction (a run reports it: no other
+        transaction to read it in)."""
         statement = self._replace_watermark if allow_backwards else self._advance_watermark
         with self._writing("saving the watermark") as conn:
             conn.execute(
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
+            return watermark(conn, account)
 
     def set_scope(
         self, account: str, scope: str, *, restart: bool, stream: str = AUDIT_LOGS

@@ -23,7 +23,7 @@ from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import AccountStatus, account_status, newest
 from etl.storage.limits import RowUpsert
-from etl.storage.statements import SliceRow, WriteResult, state_upsert
+from etl.storage.statements import SliceRow, WriteResult, state_upsert, watermark
 from etl.storage.store import Store
 from etl.storage.upserts.access_logs import access_upsert
 
@@ -38,7 +38,7 @@ class LogState(Protocol):
     def watermark(self, account: str) -> datetime | None: ...
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
-    ) -> None: ...
+    ) -> datetime | None: ...
     def write_page(
         self,
         account: str,
@@ -79,12 +79,14 @@ class StreamStore:
 
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
-    ) -> None:
+    ) -> datetime | None:
+        """As ``Store.set_watermark``: the watermark now stored, read in the same transaction."""
         statement = self._replace if allow_backwards else self._advance
         with self.store.writing("saving the watermark") as conn:
             conn.execute(
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
+            return watermark(conn, account, self.stream)
 
     def scope(self, account: str) -> tuple[bool, str | None]:
         return self.store.scope(account, self.stream)

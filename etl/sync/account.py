@@ -55,8 +55,7 @@ def sync_account(
     ``now`` is the host's clock; Zendesk's (``zendesk_now``) bounds it.
     """
     with _summary_on_failure(account, hooks):
-        settle_scope(account, store)
-        watermark = store.watermark(account.name)
+        _, watermark = settle_scope(account, store)  # the scope and watermark: one read
         repaired = repair_future_watermark(
             account, store, latest_end(account, client, now()), watermark
         )
@@ -174,6 +173,7 @@ def read_window(
     )
     try:
         workers = parallel_workers(account, window, log_state, advance)
+        after: Known = UNREAD
         if workers:
             from etl.sync.backfill import run_backfill  # threads and queues: only when needed
 
@@ -181,10 +181,10 @@ def read_window(
         else:
             _read_pages(run)
             if advance:  # by Zendesk's clock, which the first response told
-                log_state.set_watermark(
+                after = log_state.set_watermark(
                     account.name, min(window.end, latest_end(account, client, utc_now()))
                 )
-        summary.watermark_after = log_state.watermark(account.name)
+        summary.watermark_after = log_state.watermark(account.name) if after is UNREAD else after
         summary.status = "success"
     except OutOfTime as exc:  # not a failure: what is committed stays, the next run resumes
         summary.status, summary.error = "interrupted", str(exc)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 
 from etl.common.clock import format_time
 from etl.common.settings import FILTER_KEYS, AccountSettings
@@ -34,16 +35,18 @@ def describe(account: AccountSettings) -> str:
     return json.dumps({"filters": filters, "start_time": start}, separators=(",", ":"))
 
 
-def settle(account: AccountSettings, store: Store) -> bool:
-    """Make the stored scope the configuration's; True if the history must be read again.
+def settle(account: AccountSettings, store: Store) -> tuple[bool, datetime | None]:
+    """Make the stored scope the configuration's; whether the history must be read again,
+    and the watermark for the configured scope (read with the scope in one statement, the
+    first a run makes; None after a restart). The caller holds the account's lock.
 
     A changed scope drops the watermark and any unfinished backfill plan at once (upserts
     make reading records again harmless); a missing one is adopted.
     """
     wanted = describe(account)
-    exists, recorded = store.scope(account.name)
+    exists, recorded, watermark = store.scope_and_watermark(account.name)
     if recorded == wanted:
-        return False
+        return False, watermark
     restart = exists and recorded is not None
     if restart:
         log.warning(
@@ -53,4 +56,4 @@ def settle(account: AccountSettings, store: Store) -> bool:
             format_time(account.sync.start_time) if account.sync.start_time else "the start",
         )  # fmt: skip
     store.set_scope(account.name, wanted, restart=restart)
-    return restart
+    return restart, None if restart else watermark

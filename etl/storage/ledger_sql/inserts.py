@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import sqlite3
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
@@ -51,6 +50,8 @@ def insert_entries(conn: Connection, values: list[tuple[Any, ...]]) -> None:
         for statement in mysql_inserts(dialect, driver.escape, values, packet // 2):
             conn.exec_driver_sql(statement, execution_options=_NO_PARAMETERS)
     else:
+        import sqlite3  # loaded already on SQLite; PostgreSQL and MariaDB runs never need it
+
         # fewer where an older SQLite binds fewer than 32,766 parameters (999 before 3.32)
         limit = driver.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         most = min(_ROWS_PER_STATEMENT, limit // len(ENTRY_COLUMNS))

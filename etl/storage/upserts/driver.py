@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import operator
-import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -163,6 +162,8 @@ def _sqlite_upsert(names: _Names, rows: int) -> str:
 
 
 def _sqlite_rows_per_statement(driver_connection: Any) -> int:
+    import sqlite3  # loaded already on SQLite; PostgreSQL and MariaDB runs never need it
+
     limit = int(driver_connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER))
     return max(1, min(_SQLITE_ROWS_PER_STATEMENT, limit // len(_COLUMNS)))
 
