@@ -30,7 +30,13 @@ from support import (
 from etl.cli import main as cli
 from etl.records.audit import Reject, parse_record
 from etl.storage.engine import open_engine
-from etl.storage.limits import byte_batches, literal_size, row_size, storable_reject
+from etl.storage.limits import (
+    byte_batches,
+    literal_size,
+    row_size,
+    savepoint,
+    storable_reject,
+)
 from zendesk_sim import SimulatedZendesk
 
 RECORDS = 201
@@ -244,6 +250,26 @@ def test_a_value_the_database_refuses_is_isolated_and_the_rest_commits(db_url: s
     (status,) = store.account_status("acme")
     assert status.rejects == 2
     assert status.last_run is not None and status.last_run.rows_rejected == 2
+
+
+def test_a_failed_savepoint_undoes_only_its_own_writes(db_url: str) -> None:
+    """The savepoint around each upsert (sent as plain SQL, not ``begin_nested``): a block
+    that raises leaves none of its writes, the error goes on, the writes before it stay,
+    and the transaction goes on to take another savepoint of the same name and commit."""
+    fresh_store(db_url)
+    engine = open_engine(db_url)
+    seq = sa.Table("zendesk_audit_store_seq", sa.MetaData(), autoload_with=engine)
+    with engine.begin() as conn:
+        conn.execute(seq.insert(), {"account": "before", "last_seq": 1})
+        with pytest.raises(ValueError, match="refused"), savepoint(conn):
+            conn.execute(seq.insert(), {"account": "undone", "last_seq": 2})
+            raise ValueError("refused")
+        with savepoint(conn):
+            conn.execute(seq.insert(), {"account": "after", "last_seq": 3})
+    with engine.connect() as conn:
+        kept = conn.execute(sa.select(seq.c.account, seq.c.last_seq).order_by(seq.c.last_seq))
+        assert [tuple(r) for r in kept] == [("before", 1), ("after", 3)]
+    engine.dispose()
 
 
 # -- created_at's second ---------------------------------------------------------------------
