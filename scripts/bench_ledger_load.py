@@ -10,7 +10,10 @@ process (wall, its CPU), and the database server's sessions of that database are
 from /proc meanwhile (PostgreSQL's backends, MariaDB's connection threads; a local server
 only; SQLite's work is the job's own CPU). The table shows medians of ``--runs``; the
 targets the ledger's cost: the time it adds, as the median of each run's pair, against
-11.1% (a tenth less throughput), and likewise the CPU it adds (job and server).
+11.1% (a tenth less throughput), and likewise the CPU it adds (job and server). On a
+shared host both move by tens of percent from run to run, so the runs with the ledger
+also time its writer's methods (the CPU of the thread in them: hashing, the entries'
+text, their inserts; not what they add to the commits) as a share of the job's CPU.
 
 "Without the ledger" exists only here: the bench starts that ``sync`` through a launcher
 of its own that replaces ``etl.storage.batch.LedgerWriter`` by a writer that does
@@ -25,20 +28,43 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from bench_report import run_bench
 from bench_results import LOCAL_RPM, BenchRun, Scenario, Target, parse_args, short
-from bench_support import LAUNCHER, PYTHON, JobFailed, Simulator, compile_package, median
+from bench_support import PYTHON, RSS_FILE_ENV, JobFailed, Simulator, compile_package, median
 from bench_support import measure_process as measure
 
 KINDS = ("sqlite", "postgresql", "mariadb")
 LIMIT = 0.10  # of throughput: the time with the ledger at most 1 / 0.9 of the time without
-# The launcher of the bench's runs without the ledger: its writer replaced before the job
-# runs (the bench's own code path: nothing the job reads can ask for it).
-NO_LEDGER = (
-    """
+SPENT_FILE_ENV = "ETL_BENCH_LEDGER_CPU_FILE"
+# The launchers of the bench's runs (bench_support.LAUNCHER's work, then the file of the
+# ledger writer's CPU seconds): with the ledger, its writer's methods timed by the CPU of
+# the thread that calls them; without it, the writer replaced before the job runs by one
+# that does nothing (the bench's own code path: nothing the job reads can ask for it).
+_TIMED = """
+import time
+import etl.storage.batch
+
+_writer, _spent = etl.storage.batch.LedgerWriter, [0.0]
+
+
+def _timed(method):
+    def timed(*args):
+        started = time.thread_time()
+        try:
+            return method(*args)
+        finally:
+            _spent[0] += time.thread_time() - started
+    return timed
+
+
+for _name in ("__init__", "rows", "rejects", "finish"):
+    setattr(_writer, _name, _timed(getattr(_writer, _name)))
+"""
+_NONE = """
 import etl.storage.batch
 
 
@@ -49,10 +75,21 @@ class _NoLedger:
     def finish(self): pass
 
 
-etl.storage.batch.LedgerWriter = _NoLedger
+etl.storage.batch.LedgerWriter, _spent = _NoLedger, [0.0]
 """
-    + LAUNCHER
-)
+_MAIN = f"""
+import os, sys
+from etl.cli.main import exit_now, main
+code = main(sys.argv[1:])
+with open("/proc/self/status") as status:
+    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+with open(os.environ["{RSS_FILE_ENV}"], "w") as out:
+    out.write(hwm)
+with open(os.environ["{SPENT_FILE_ENV}"], "w") as out:
+    out.write(repr(_spent[0]))
+exit_now(code)
+"""
+WITH_LEDGER, NO_LEDGER = _TIMED + _MAIN, _NONE + _MAIN
 # The server's sessions of the current database but the asking one: PostgreSQL's backend
 # processes, MariaDB's connection threads (Linux thread ids).
 _SESSIONS = {
@@ -119,18 +156,23 @@ class ServerCPU:
 def one_load(bench: BenchRun, sim: Simulator, kind: str, ledger: bool, label: str) -> None:
     n = bench.args.records
     job, url = bench.new_job(sim, kind, LOCAL_RPM)
-    start = [PYTHON, "-c", LAUNCHER if ledger else NO_LEDGER]
+    start = [PYTHON, "-c", WITH_LEDGER if ledger else NO_LEDGER]
     command = [*start, "--config", str(job.config), "--quiet", "sync"]
+    spent_file = job.workdir / f"ledger-cpu-{uuid.uuid4().hex[:8]}"
+    env = {**job.env, SPENT_FILE_ENV: str(spent_file)}
     job.settle()
     server = ServerCPU(url, kind)
     try:
-        run = measure(bench.cleanup, sim, command, job.env, job.workdir, "sync")
+        run = measure(bench.cleanup, sim, command, env, job.workdir, "sync")
     finally:
         server_cpu = server.stop()
+    spent = float(spent_file.read_text())
+    spent_file.unlink()
     scenario = bench.scenario(name(n, ledger), kind, n)
     bench.record(scenario, run, f"{'with' if ledger else 'without'} ledger, {label}")
-    bench.say(f"    server sessions' CPU {server_cpu:.2f} s")
+    bench.say(f"    server sessions' CPU {server_cpu:.2f} s, the ledger writer's CPU {spent:.2f} s")
     SERVER.setdefault(id(scenario), []).append(server_cpu)
+    WRITER.setdefault(id(scenario), []).append(spent)
     if ledger:
         entries = _entries(url)
         if entries != n:
@@ -140,6 +182,7 @@ def one_load(bench: BenchRun, sim: Simulator, kind: str, ledger: bool, label: st
 
 
 SERVER: dict[int, list[float]] = {}  # server sessions' CPU seconds per scenario, by run
+WRITER: dict[int, list[float]] = {}  # the ledger writer's CPU seconds (in the job) likewise
 
 
 def _entries(url: str) -> int:
@@ -176,6 +219,8 @@ def run(bench: BenchRun) -> None:
         for ledger in (False, True):
             scenario = bench.scenarios[(name(bench.args.records, ledger), kind)]
             scenario.note = f"server sessions' CPU {median(SERVER[id(scenario)]):.2f} s"
+            if ledger:
+                scenario.note += f", ledger writer's {median(WRITER[id(scenario)]):.2f} s"
 
 
 def targets(bench: BenchRun) -> list[Target]:
@@ -189,6 +234,7 @@ def targets(bench: BenchRun) -> list[Target]:
         walls = costs([r.wall for r in off.runs], [r.wall for r in on.runs])
         cpus = costs(total_cpu(off), total_cpu(on))
         wall, cpu = median(walls), median(cpus)
+        writer = [spent / run.cpu for spent, run in zip(WRITER[id(on)], on.runs, strict=True)]
         rounds = ", ".join(f"{c:+.0%}" for c in walls)
         cpu_rounds = ", ".join(f"{c:+.0%}" for c in cpus)
         found.append(
@@ -196,7 +242,9 @@ def targets(bench: BenchRun) -> list[Target]:
                 f"ledger's cost of a first load {short(n)} {kind} <= {LIMIT:.0%} of throughput: "
                 f"{off.rate:,.0f} -> {on.rate:,.0f} records/s, time {wall:+.1%} (runs "
                 f"{rounds}); CPU job + server {median(total_cpu(off)):.2f} -> "
-                f"{median(total_cpu(on)):.2f} s, {cpu:+.1%} (runs {cpu_rounds})",
+                f"{median(total_cpu(on)):.2f} s, {cpu:+.1%} (runs {cpu_rounds}); the ledger "
+                f"writer's own CPU {median(WRITER[id(on)]):.2f} s, {median(writer):.1%} of the "
+                "job's",
                 wall <= 1 / (1 - LIMIT) - 1,
             )
         )
