@@ -2,7 +2,8 @@
 without it (the same code, its ledger writer replaced by one that does nothing), per
 database, 1,000-record transactions as a backfill commits them. The HTTP reading and
 record parsing a real load also does are left out, so the share printed is an upper
-bound of the ledger's share of a whole load.
+bound of the ledger's share of a whole load (which ``make bench-ledger`` measures:
+``scripts/bench_ledger_load.py``).
 
 Beside the wall time, the CPU time it took: this process's (SQLite's work included) and
 that of the database server's sessions of the bench's database (PostgreSQL's backends,

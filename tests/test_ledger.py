@@ -20,7 +20,7 @@ from test_cli import cli
 from test_verify import config, found, keygen, verify
 
 from etl.records import chain
-from etl.records.audit import RAW_JSON, parse_record
+from etl.records.audit import RAW_CANONICAL, RAW_JSON, parse_record
 from etl.records.canonical import canonical_json
 from etl.storage import migrate
 from etl.storage.engine import open_engine
@@ -205,8 +205,12 @@ def test_a_row_is_hashed_as_its_canonical_json_whatever_text_it_is_stored_as(
     row = parse_record(audit_record(61, recent(5), **fields), "acme", recent(0))
     assert isinstance(row, dict)
     assert record_digest(row) == chain.record_hash(row["raw"])
-    if RAW_JSON in row and all(type(v) in (str, int, bool, type(None)) for v in fields.values()):
+    plain = all(type(v) in (str, int, bool, type(None)) for v in fields.values())
+    if RAW_JSON in row and plain:
         assert row[RAW_JSON] == canonical_json(row["raw"])  # stored as its canonical text
+    # The parser's word that the text is canonical (the writer hashes it on that alone):
+    # given exactly for those, never for a record it altered or one of floats or nesting.
+    assert (row.get(RAW_CANONICAL) is True) == (RAW_JSON in row and plain)
 
 
 def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
@@ -241,3 +245,44 @@ def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
         previous = chain.entry_hash(previous, e.entry, e.kind, e.stored_seq, e.record_id, record)
         assert previous == e.entry_hash
     assert head == previous.hex()
+
+
+def test_a_transactions_entries_chain_in_order_however_many_are_kept_before_the_insert(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer keeps a transaction's entries for one insert before the commit, and
+    inserts them earlier past a limit (here 4): rows and rejects of several batches are
+    still numbered in the order written, chain, and the head is the last one's; a second
+    transaction chains onto it."""
+    from etl.records.audit import Reject
+    from etl.storage import ledger as ledger_writer
+    from etl.storage.store import Store
+
+    monkeypatch.setattr(ledger_writer, "_PENDING", 4)
+    engine = open_engine(db_url)
+    migrate.upgrade(engine)
+    store = Store(engine)
+    run_id = store.start_run("acme", recent(5), recent(0), None)
+    ids = iter(range(100, 200))
+    expected = []
+    for batches in (3, 2):
+        with store.transaction() as transaction:
+            for _ in range(batches):
+                rows = [parse_record(audit_record(next(ids), recent(60)), "acme", recent(0))
+                        for _ in range(3)]  # fmt: skip
+                reject = Reject(f"bad{next(ids)}", "no usable created_at", "{}")
+                transaction.write_batch("acme", run_id, rows, [reject])  # type: ignore[arg-type]
+                expected += [str(row["id"]) for row in rows] + [reject.record_id]  # type: ignore[index]
+    with engine.connect() as conn:
+        entries = conn.execute(sa.select(ledger).order_by(ledger.c.entry)).all()
+        head = conn.execute(sa.select(ledger_head.c.entries, ledger_head.c.head)).one()
+    engine.dispose()
+    assert [e.entry for e in entries] == list(range(1, 21))
+    assert [e.record_id for e in entries] == expected
+    assert [e.kind for e in entries] == ([chain.ROW] * 3 + [chain.REJECT]) * 5
+    previous = chain.genesis("acme")
+    for e in entries:
+        record = bytes(e.record_hash)
+        previous = chain.entry_hash(previous, e.entry, e.kind, e.stored_seq, e.record_id, record)
+        assert previous == e.entry_hash
+    assert (head.entries, head.head) == (20, previous.hex())

@@ -47,6 +47,10 @@ INTEGER_FIELDS = ("actor_id", "source_id")
 # Not a column: ``raw`` as compact JSON text, exactly what the store would write for it,
 # made while checking the record; the store uses it instead of serializing ``raw`` again.
 RAW_JSON = "raw_json"
+# Not a column either: True when ``RAW_JSON`` is the record's canonical text
+# (``etl.records.canonical``: a dict of plain values, its keys sorted), as the parser found
+# while encoding it; the ledger then hashes that text without checking the values again.
+RAW_CANONICAL = "raw_canonical"
 # The text columns of bounded length (characters, on every database alike): a longer
 # value rejects its record, on SQLite too, so that every database keeps the same records.
 _LENGTHS = AUDIT_TEXT_LENGTHS
@@ -123,6 +127,8 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
     row["synced_at"] = synced_at
     if clean:
         row[RAW_JSON] = text
+        if plain and type(raw) is dict:
+            row[RAW_CANONICAL] = True
     return row
 
 

@@ -1,5 +1,6 @@
 """The ledger's writer: each stored version and reject chained, in the transaction that
-stores it (``BatchTransaction``), and the account's head moved once, before the commit.
+stores it (``BatchTransaction``); the entries inserted together and the account's head
+moved once, before the commit.
 
 The hashes are etl.records.chain's. A transaction that appends first locks the account's
 head row (``SELECT ... FOR UPDATE``; SQLite's writer holds the database): a second writer
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.records import chain
-from etl.records.audit import RAW_JSON
+from etl.records.audit import RAW_CANONICAL, RAW_JSON
 from etl.storage.ledger_sql.inserts import insert_entries
 from etl.storage.schema.coltypes import db_time, sqlite_time
 from etl.storage.schema.integrity import ledger_head
@@ -54,6 +55,10 @@ _MOVE_HEAD = (
     .values(entries=sa.bindparam("new_entries"), head=sa.bindparam("new_head"))
 )
 _NEW_HEAD = sa.insert(ledger_head)
+# Entries kept for one insert before the commit (``finish``), inserted earlier only past
+# this many: a statement or a COPY per transaction rather than per page (a page's 100
+# entries were three SQLite statements, a COPY on PostgreSQL, an INSERT on MariaDB).
+_PENDING = 4096
 
 
 @functools.cache
@@ -93,6 +98,7 @@ class LedgerWriter:
         self._entries: int | None = None  # None: the head not read (nothing appended) yet
         self._head = b""
         self._known = False  # whether the account has a head row already
+        self._pending: list[tuple[Any, ...]] = []  # entries not inserted yet
 
     def rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Chain written rows (with their ``stored_seq``), in store order.
@@ -113,9 +119,13 @@ class LedgerWriter:
         values: list[tuple[Any, ...]] = []
         append = values.append
         for row in rows:
-            # record_digest, inlined: the call was a tenth of the loop
+            # record_digest, inlined: the call was a tenth of the loop; the parser's finding
+            # first (RAW_CANONICAL), the values' types checked only without it
             raw, text = row["raw"], row.get(RAW_JSON)
-            if type(text) is str and type(raw) is dict and plain(map(type, raw.values())):
+            if type(text) is str and (
+                row.get(RAW_CANONICAL) is True
+                or (type(raw) is dict and plain(map(type, raw.values())))
+            ):
                 record = _sha256(text.encode()).digest()
             else:
                 record = chain.record_hash(raw)
@@ -126,7 +136,7 @@ class LedgerWriter:
             head = _sha256(pack(tag, head, number, _ROW_KIND, seq or 0, size, rid, record)).digest()
             append((account, number, kind, record_id, seq, record, head, at))
         self._entries, self._head = number, head
-        insert_entries(self._conn, values)
+        self._add(values)
 
     def rejects(self, rejects: Iterable[Mapping[str, Any]]) -> None:
         """Chain stored rejects (their ``record_id``, ``reason`` and ``raw`` as inserted)."""
@@ -136,12 +146,15 @@ class LedgerWriter:
             record_id, reason, raw = reject["record_id"], reject["reason"], reject["raw"]
             record = chain.reject_hash(record_id, reason, raw)
             values.append(self._entry(chain.REJECT, None, record_id, record, at))
-        insert_entries(self._conn, values)
+        self._add(values)
 
     def finish(self) -> None:
-        """Move the account's head to the last entry appended (before the commit)."""
+        """Insert the entries not inserted yet and move the account's head to the last
+        one (before the commit)."""
         if self._entries is None:
             return
+        insert_entries(self._conn, self._pending)
+        self._pending = []
         head = self._head.hex()
         if self._known:
             values = {"head_account": self._account, "new_entries": self._entries, "new_head": head}
@@ -149,6 +162,13 @@ class LedgerWriter:
         else:
             values = {"account": self._account, "entries": self._entries, "head": head}
             self._conn.execute(_NEW_HEAD, values)
+
+    def _add(self, values: list[tuple[Any, ...]]) -> None:
+        """Entries for the transaction's insert: in order, after those already kept."""
+        self._pending += values
+        if len(self._pending) >= _PENDING:
+            insert_entries(self._conn, self._pending)
+            self._pending = []
 
     def _entry(
         self, kind: str, seq: int | None, record_id: str | None, record: bytes, at: Any
@@ -179,8 +199,12 @@ class LedgerWriter:
 def record_digest(row: Mapping[str, Any]) -> bytes:
     """A row's ``record_hash``: the SHA-256 of the text stored for it when that text is
     its canonical form (``parse_record`` writes a record of plain values with its keys
-    sorted: ``etl.records.audit``), else of ``canonical_json`` of its ``raw``."""
+    sorted: ``etl.records.audit``, which says so by ``RAW_CANONICAL``), else of
+    ``canonical_json`` of its ``raw``."""
     raw, text = row["raw"], row.get(RAW_JSON)
-    if type(text) is str and type(raw) is dict and _PLAIN.issuperset(map(type, raw.values())):
+    if type(text) is str and (
+        row.get(RAW_CANONICAL) is True
+        or (type(raw) is dict and _PLAIN.issuperset(map(type, raw.values())))
+    ):
         return _sha256(text.encode()).digest()
     return chain.record_hash(raw)

@@ -29,7 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from etl.records.audit import RAW_JSON, Reject
+from etl.records.audit import RAW_CANONICAL, RAW_JSON, Reject
 from etl.storage.engine import json_text, reason
 from etl.storage.schema.coltypes import MYSQL_DIALECTS
 
@@ -91,7 +91,7 @@ def row_size(row: Mapping[str, Any]) -> int:
             return bound
     size = 0
     for name, value in row.items():
-        if name == RAW_JSON:
+        if name in (RAW_JSON, RAW_CANONICAL):  # not columns
             continue
         if name == "raw" and not isinstance(value, str):  # a reject's raw is text already
             value = raw_text(row)
