@@ -25,6 +25,7 @@ from support import (
 )
 
 from etl.common.errors import EtlError
+from etl.common.settings import AccountSettings
 from etl.storage.engine import open_engine
 from etl.storage.store import Store
 from etl.storage.streams import StreamStore
@@ -117,11 +118,16 @@ def test_a_hostile_answer_never_moves_a_slice_past_what_is_proven(
     end = recent(30)
     source = AccessSource(3_000, start=end - timedelta(days=5), end=end, seed=12)
     with SimulatedZendesk(access_records=source, rate_limit_per_minute=SIM_UNPACED) as sim:
-        account = with_sync(
-            sim_account(sim.url, page_size=50, retry_budget=1.0, requests_per_minute=UNPACED),
-            workers=4,
-            streams=BOTH,
-        )
+
+        def account_with(retry_budget: float) -> AccountSettings:
+            zendesk = sim_account(
+                sim.url, page_size=50, retry_budget=retry_budget, requests_per_minute=UNPACED
+            )
+            return with_sync(zendesk, workers=4, streams=BOTH)
+
+        # The hostile run spends its whole retry budget on the fault: a short one, but not
+        # so short that a good page answered slowly on a busy machine fails it first.
+        account = account_with(retry_budget=2.0)
         sim.inject(fault)
         store = fresh_store(db_url)
         try:
@@ -133,7 +139,7 @@ def test_a_hostile_answer_never_moves_a_slice_past_what_is_proven(
         assert_proven_only(db_url, sim.access_records())
 
         sim.clear_faults()
-        store = fresh_store(db_url)
+        store, account = fresh_store(db_url), account_with(retry_budget=30.0)  # must finish
         try:
             with ZendeskClient(account.zendesk) as client:
                 again = sync_stream(ACCESS_LOGS, account, client, state_of(store))
