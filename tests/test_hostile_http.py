@@ -142,7 +142,7 @@ def test_an_oversized_answer_is_refused_while_it_is_read(declared: bool) -> None
             sent.append(written)
 
     with LoopbackServer(huge) as server:
-        client = client_for(server.url, timeout=30.0, budget=2.0, fake=True)
+        client = client_for(server.url, timeout=30.0, budget=6.0, fake=True)
         with client, pytest.raises(RetryBudgetExhausted, match="larger than 64 MiB") as caught:
             client.get_json("/api/v2/audit_logs")
         assert client.stats.corrupt == client.stats.requests >= 2
