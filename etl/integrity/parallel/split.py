@@ -20,6 +20,7 @@ from etl.integrity import streams
 from etl.integrity.parallel.crew import Crew, Task
 from etl.integrity.parallel.merge import merge
 from etl.integrity.parallel.piece import Span, Walked, walk
+from etl.storage.engine import sqlite_path
 from etl.storage.schema import ledger
 
 # Entries a span must have: below it, a worker's start (a new interpreter, its imports,
@@ -40,8 +41,10 @@ def snapshot(engine: Engine) -> Engine:
 
 def walk_ledger(conn: Connection, account: str, first: Span, crew: Crew | None) -> Walked:
     """The ledger from ``first`` on: in spans over ``crew`` and this process, or in one."""
-    spans = plan(conn, account, first, 1 if crew is None else crew.size + 1)
-    if crew is None or len(spans) < 2:
+    if crew is None or (conn.dialect.name == "sqlite" and sqlite_path(conn.engine.url) is None):
+        return walk(conn, account, first)  # an in-memory database: no other process sees it
+    spans = plan(conn, account, first, crew.size + 1)
+    if len(spans) < 2:
         return walk(conn, account, first)
     head, exported = streams.head(conn, account), _export(conn)
     pipes = crew.start([Task(account, head, exported, span) for span in spans[1:]])
