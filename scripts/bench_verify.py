@@ -3,8 +3,9 @@
 Stores ``--records`` (1,000,000) records through the store's own write path (rows and
 their ledger, as a sync would), then runs ``zendesk-audit-etl verify`` on them as a
 process of its own: wall time, records verified a second (the target: 200,000), the CPU
-seconds of verify's processes and of the server's sessions, and the peak RSS of verify's
-process plus its workers' (``--jobs``), against a verify of a quarter of them (memory is
+seconds of verify's processes (and of the busiest of them: the wall time on free cores)
+and of the server's sessions, and the peak RSS of verify's process plus its workers'
+(``--jobs``), against a verify of a quarter of them (memory is
 flat when the two peaks are within 15%). With ``--runs N`` the full store is verified N
 times: the median time and CPU, the highest peak (the machine is shared: one run says
 little). ``--jobs 1 2`` verifies with each, in turn within each run; ``--base DIR`` also
