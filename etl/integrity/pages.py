@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 
 from etl.storage.engine import sqlite_path
 
-_MAX_KEY = 2**63 - 1  # BIGINT's
+MAX_KEY = 2**63 - 1  # BIGINT's
 _PREFETCH = "etl.integrity.pages.prefetch"  # conn.info's key for the fetching thread
 
 
@@ -171,9 +171,10 @@ def windows(
     params: list[Any],
     read: Callable[[int, int], Iterator[list[Any]]],
     size: int,
+    last: int = MAX_KEY,
 ) -> Iterator[list[Any]]:
     """The pages of ``read(low, high)`` for one window of a key after another, from the
-    first key ``first`` finds (``params`` and a lower bound) on.
+    first key ``first`` finds (``params`` and a lower bound) on, up to ``last``.
 
     A window bounds what the database sorts to its own rows: with an ``ORDER BY`` and a
     ``LIMIT`` alone, PostgreSQL (its statistics stale after a load, or an order the index
@@ -182,13 +183,13 @@ def windows(
     ``stored_seq``), and an empty window jumps to the next key used."""
     low = _scalar(conn, first, (*params, -(2**63)))
     width = size
-    while low is not None:
-        high = min(int(low) + width - 1, _MAX_KEY)
+    while low is not None and int(low) <= last:
+        high = min(int(low) + width - 1, last)
         found = 0
         for page in read(int(low), high):
             found += len(page)
             yield page
-        if high == _MAX_KEY:
+        if high >= last:
             return
         if found < size // 2:
             width *= 2

@@ -91,7 +91,8 @@ def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
     return dialect.identifier_preparer.quote, "?" if dialect.paramstyle == "qmark" else "%s"
 
 
-def entries(conn: Connection, account: str, after: int) -> Iterator[Entry]:
+def entries(conn: Connection, account: str, after: int, upto: int | None = None) -> Iterator[Entry]:
+    """The account's entries after ``after`` (up to ``upto``), by entry."""
     q, m = _names(conn)
     table = conn.dialect.identifier_preparer.format_table(ledger)
     names = ("entry", "kind", "record_id", "stored_seq", "record_hash", "entry_hash", "note")
@@ -111,7 +112,8 @@ def entries(conn: Connection, account: str, after: int) -> Iterator[Entry]:
             conn, sql, [account, low - 1, high], lambda last: (sql, [account, last[0], high]), size
         )
 
-    return itertools.chain.from_iterable(windows(conn, first, [account, after], read, size))
+    last = pages.MAX_KEY if upto is None else upto
+    return itertools.chain.from_iterable(windows(conn, first, [account, after], read, size, last))
 
 
 # MariaDB's page of the ledger as one text: an entry's columns each followed by a comma,
@@ -154,12 +156,16 @@ def ledger_frames(value: str | bytes) -> list[Entry]:
     return page
 
 
-def rows(conn: Connection, account: str, from_seq: int) -> Iterator[StoredRow]:
-    """The account's numbered rows of every stream from ``from_seq`` on, by ``stored_seq``
-    (ties by stream, then id). A stream without rows costs one query, and merges nothing."""
+def rows(
+    conn: Connection, account: str, from_seq: int, until: int | None = None
+) -> Iterator[StoredRow]:
+    """The account's numbered rows of every stream from ``from_seq`` on (to before
+    ``until``), by ``stored_seq`` (ties by stream, then id). A stream without rows costs
+    one query, and merges nothing."""
     present = []
+    last = pages.MAX_KEY if until is None else until - 1
     for name in ROW_TABLES:
-        reader = _stream_rows(conn, account, from_seq, name)
+        reader = _stream_rows(conn, account, from_seq, name, last)
         first = next(reader, None)
         if first is not None:
             present.append(itertools.chain((first,), reader))
@@ -168,7 +174,9 @@ def rows(conn: Connection, account: str, from_seq: int) -> Iterator[StoredRow]:
     return heapq.merge(*present, key=operator.itemgetter(0))
 
 
-def _stream_rows(conn: Connection, account: str, from_seq: int, stream: str) -> Iterator[StoredRow]:
+def _stream_rows(
+    conn: Connection, account: str, from_seq: int, stream: str, last: int
+) -> Iterator[StoredRow]:
     """One table's numbered rows by (``stored_seq``, id), ``raw`` as text, its stream's
     name in each row: a window of ``stored_seq`` at a time (``pages.windows``), keyset pages
     inside it."""
@@ -206,7 +214,9 @@ def _stream_rows(conn: Connection, account: str, from_seq: int, stream: str) -> 
             size,
         )
 
-    return itertools.chain.from_iterable(windows(conn, first, [account, from_seq], read, size))
+    return itertools.chain.from_iterable(
+        windows(conn, first, [account, from_seq], read, size, last)
+    )
 
 
 def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any]]:

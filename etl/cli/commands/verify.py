@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from etl.cli.arguments import utc_time
+from etl.cli.arguments import positive_int, utc_time
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode
 from etl.common.settings import Settings
@@ -52,6 +52,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from etl.integrity import findings
+    from etl.integrity.parallel.crew import Crew
     from etl.integrity.verify import VerifyOptions, verify_account
     from etl.sync.job import open_store
 
@@ -62,9 +63,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
         since_entry=args.since if isinstance(args.since, int) else None,
         since_time=None if args.since is None or isinstance(args.since, int) else args.since,
     )
+    jobs = args.jobs or default_jobs()
     with open_store(settings, migrate_hint=migrate_hint(args), read_only=True) as store:
         names = args.account or _accounts(store)
-        reports = [verify_account(store.engine, name, options) for name in names]
+        # the verify's own process walks a span too: jobs - 1 workers, started when needed
+        crew = Crew(settings.database.url, jobs - 1) if jobs > 1 else None
+        try:
+            reports = [verify_account(store.engine, name, options, crew) for name in names]
+        finally:
+            if crew is not None:
+                crew.close()
         _record(store, reports)
     summary = findings.summary(reports)
     if args.json:
@@ -75,6 +83,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(summary)
     bad = any(report.findings for report in reports)
     return int(ExitCode.FINDINGS if bad else ExitCode.OK)
+
+
+def default_jobs() -> int:
+    """The cores this process may run on (its affinity: a container's or a unit's CPU set)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _print_report(report: AccountReport) -> None:
@@ -185,5 +201,10 @@ def verify_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--since", type=since_value, metavar="ENTRY|TIME",
         help="start at this ledger entry number, or at the first entry written at or after TIME",
+    )  # fmt: skip
+    parser.add_argument(
+        "--jobs", type=positive_int, metavar="N",
+        help="processes walking the ledger at once, each a span with its own connection "
+        "(default: the CPUs it may use; a ledger under 200,000 entries is walked by one)",
     )  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print the report as JSON evidence")

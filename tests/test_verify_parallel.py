@@ -1,0 +1,264 @@
+"""``verify --jobs N``: the ledger walked in spans by several processes finds what one walk
+finds, in the same order, with the same report: on an untouched store whose records have
+versions in several spans, and with every kind of tampering, at the seams between spans
+too (a row, a row number, an entry's hash, the chain broken just before a seam).
+
+Spans are made small here (``MIN_SPAN``) so that a few hundred entries take three."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from support import audit_record, recent
+from test_cli import cli
+from test_verify import config, keygen
+
+from etl.integrity.findings import AccountReport
+from etl.integrity.keys import PublicKey, read_public_key
+from etl.integrity.parallel import piece, split
+from etl.integrity.parallel.crew import Crew, Task
+from etl.integrity.parallel.piece import FIRST_SEQ, Span
+from etl.integrity.verify import VerifyOptions, verify_account
+from etl.records import chain
+from etl.storage.engine import open_engine
+from etl.storage.schema import audit_logs, audit_rejects, ledger
+from zendesk_sim import Fault, SimulatedZendesk, generate_records
+
+FORGED = 9_500_000_000_000  # ids above every stored one: sorted after them
+
+
+@pytest.fixture
+def zendesk() -> Iterator[SimulatedZendesk]:
+    end = recent(30)
+    records = generate_records(600, start=end - timedelta(days=2), end=end, seed=11)
+    with SimulatedZendesk(records) as sim:
+        sim.add_records(  # a reject, chained too
+            [audit_record(9_000_000_000_001, end - timedelta(hours=1), action="x" * 300)]
+        )
+        yield sim
+
+
+@pytest.fixture
+def stored(tmp_path: Path, db_url: str, zendesk: SimulatedZendesk) -> list[PublicKey]:
+    """A store whose records have versions far apart: three records a page stored changed
+    by the first sync, as Zendesk serves them by a resync, so their first entries wait for
+    a row across the seams; three checkpoints. Its public key."""
+    key, public = keygen(tmp_path, "ledger.key")
+    path = config(tmp_path, zendesk, db_url, key)
+    zendesk.inject(Fault("mangle", mangle="extra_field", times=-1, count=3))
+    assert cli(path, "sync").returncode == 0
+    zendesk.clear_faults()
+    assert cli(path, "resync", "--since", "2000-01-01").returncode == 0
+    zendesk.add_records([audit_record(FORGED - 100 + i, recent(8)) for i in range(20)])
+    assert cli(path, "sync").returncode == 0
+    return [read_public_key(str(public))]
+
+
+@pytest.fixture(autouse=True)
+def small_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "MIN_SPAN", 100)
+
+
+def _first() -> Span:
+    return Span(0, None, FIRST_SEQ, None, chain.genesis("acme"), frozenset(), "audit_logs")
+
+
+def _seams(db_url: str) -> list[tuple[int, int]]:
+    """(entry, stored_seq) of the first entry of each span after the first, of three."""
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        spans = split.plan(conn, "acme", _first(), 3)
+    engine.dispose()
+    assert len(spans) == 3
+    return [(span.after + 1, span.low) for span in spans[1:]]
+
+
+def _verify(
+    db_url: str, keys: list[PublicKey], jobs: int, options: VerifyOptions | None = None
+) -> AccountReport:
+    engine = open_engine(db_url)
+    crew = Crew(db_url, jobs - 1) if jobs > 1 else None
+    try:
+        return verify_account(engine, "acme", options or VerifyOptions(public_keys=keys), crew)
+    finally:
+        if crew is not None:
+            crew.close()
+        engine.dispose()
+
+
+def _both(
+    db_url: str,
+    keys: list[PublicKey],
+    monkeypatch: pytest.MonkeyPatch,
+    options: VerifyOptions | None = None,
+) -> list[tuple[str, str | None, int | None]]:
+    """The findings of one walk, asserted the same (order, wording, report) as three
+    processes', whose own process walked only the first span (no fallback to one walk)."""
+    one = _verify(db_url, keys, 1, options)
+    walked = _spy_walks(monkeypatch)
+    three = _verify(db_url, keys, 3, options)
+    assert len(walked) == 1 and walked[0].upto is not None, walked
+    assert three.findings == one.findings
+    assert three.fields() == one.fields() and three.notes == one.notes
+    return [(f.kind, f.record_id, f.entry) for f in one.findings]
+
+
+def _spy_walks(monkeypatch: pytest.MonkeyPatch) -> list[Span]:
+    """The spans the verify's own process walks from now on."""
+    walked: list[Span] = []
+
+    def spy(conn: sa.Connection, account: str, span: Span) -> Any:
+        walked.append(span)
+        return piece.walk(conn, account, span)
+
+    monkeypatch.setattr("etl.integrity.parallel.split.walk", spy)
+    return walked
+
+
+def _seq_row(db_url: str, seq: int) -> dict[str, Any]:
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(audit_logs).where(audit_logs.c.stored_seq == seq)).first()
+    engine.dispose()
+    assert row is not None
+    return dict(row._mapping)
+
+
+def _entry(db_url: str, entry: int) -> dict[str, Any]:
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        row = conn.execute(sa.select(ledger).where(ledger.c.entry == entry)).first()
+    engine.dispose()
+    assert row is not None
+    return dict(row._mapping)
+
+
+def _execute(db_url: str, *statements: Any) -> None:
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(statement)
+    engine.dispose()
+
+
+def test_an_untouched_store_verifies_the_same_in_three_processes(
+    db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(sa.func.count()).select_from(audit_logs)).scalar_one()
+        entries = conn.execute(
+            sa.select(sa.func.count()).select_from(ledger).where(ledger.c.kind == chain.ROW)
+        ).scalar_one()
+    engine.dispose()
+    assert entries > rows  # versions since superseded, waiting for a row across the seams
+    assert _both(db_url, stored, monkeypatch) == []
+    assert _verify(db_url, stored, 3).checkpoints_valid == 3
+
+
+def test_tampering_at_the_seams_is_found_the_same(
+    db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (first, first_seq), (second, second_seq) = _seams(db_url)
+    at_seam = _seq_row(db_url, first_seq)  # the first row of the second span
+    before = _entry(db_url, second - 1)  # the last entry of the second span
+    assert before["kind"] == chain.ROW
+    last_row = _seq_row(db_url, before["stored_seq"])
+    forged = {**at_seam, "id": FORGED, "raw": {**at_seam["raw"], "id": FORGED}}
+    loose = {**forged, "id": FORGED + 1, "stored_seq": None, "raw": {"id": FORGED + 1}}
+    _execute(
+        db_url,
+        sa.update(audit_logs)
+        .where(audit_logs.c.id == at_seam["id"])
+        .values(raw={**at_seam["raw"], "actor_name": "Nobody"}),
+        sa.delete(audit_logs).where(audit_logs.c.id == last_row["id"]),
+        # a row sharing the last number before the third span's: left over by the second
+        sa.insert(audit_logs).values({**forged, "stored_seq": second_seq - 1}),
+        sa.insert(audit_logs).values(loose),
+        sa.update(audit_rejects).values(reason="fine"),
+    )
+    found = _both(db_url, stored, monkeypatch)
+    assert ("modified", str(at_seam["id"]), first) in found
+    assert ("deleted", str(last_row["id"]), second - 1) in found
+    assert ("inserted", str(FORGED), None) in found
+    assert ("inserted", str(FORGED + 1), None) in found
+
+
+def test_a_chain_broken_at_and_before_the_seams_is_found_the_same(
+    db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The entry before a seam with a wrong stored hash (the next entry's, computed from
+    it, breaks too; the true chain goes on, the checkpoints after it still reached), a
+    record hash changed just before the other (the true chain differs from there: the
+    checkpoints after it are not reached), and an entry gone mid-span."""
+    (first, _), (second, _) = _seams(db_url)
+    middle = (first + second) // 2
+    _execute(
+        db_url,
+        sa.update(ledger).where(ledger.c.entry == second - 1).values(entry_hash=bytes(32)),
+    )
+    found = _both(db_url, stored, monkeypatch)
+    assert [kind for kind, _, _ in found] == ["chain broken"] * 2
+    assert {entry for _, _, entry in found} == {second - 1, second}
+    _execute(
+        db_url,
+        sa.update(ledger).where(ledger.c.entry == first - 1).values(record_hash=bytes(32)),
+        sa.delete(ledger).where(ledger.c.entry == middle),
+    )
+    found = _both(db_url, stored, monkeypatch)
+    assert ("chain broken", None, middle + 1) in found  # entries missing
+    assert sum(kind == "chain broken" and entry is not None for kind, _, entry in found) >= 5
+
+
+def test_superseded_records_deleted_across_spans_keep_their_order(
+    db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A record whose first version is in the first span and whose row is in the last,
+    deleted: found deleted where one walk finds it, in its order among the others."""
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        versions = conn.execute(
+            sa.select(ledger.c.record_id)
+            .where(ledger.c.kind == chain.ROW)
+            .group_by(ledger.c.record_id)
+            .having(sa.func.count() > 1)
+        ).scalars()
+        changed = sorted(int(record_id) for record_id in versions)
+        plain = conn.execute(
+            sa.select(audit_logs.c.id).where(audit_logs.c.id.not_in(changed)).limit(3)
+        ).scalars()
+        gone = [*changed[:3], *plain]
+    engine.dispose()
+    _execute(db_url, sa.delete(audit_logs).where(audit_logs.c.id.in_(gone)))
+    found = _both(db_url, stored, monkeypatch)
+    assert {record_id for _, record_id, _ in found} == {str(record_id) for record_id in gone}
+    assert {kind for kind, _, _ in found} == {"deleted"}
+
+
+def test_since_and_stale_snapshots(
+    db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From an entry on, in spans; and a worker whose snapshot is not the verify's (its
+    head differs) walks nothing: the verify walks its span itself, finding the same."""
+    (first, first_seq), _ = _seams(db_url)
+    row = _seq_row(db_url, first_seq)
+    _execute(db_url, sa.update(audit_logs).where(audit_logs.c.id == row["id"]).values(raw={}))
+    since = VerifyOptions(public_keys=stored, since_entry=first // 2)
+    assert _both(db_url, stored, monkeypatch, since) == [("modified", str(row["id"]), first)]
+    monkeypatch.undo()
+    monkeypatch.setattr(split, "MIN_SPAN", 100)
+    one = _verify(db_url, stored, 1)
+    stale = functools.partial(Task, head=(0, "a head no worker sees"), exported=None)
+    monkeypatch.setattr(
+        "etl.integrity.parallel.split.Task", lambda account, _, __, span: stale(account, span=span)
+    )
+    walked = _spy_walks(monkeypatch)
+    three = _verify(db_url, stored, 3)
+    assert len(walked) == 3 and three.findings == one.findings
+    assert three.fields() == one.fields()
