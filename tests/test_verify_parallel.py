@@ -27,7 +27,9 @@ from etl.integrity.parallel.piece import FIRST_SEQ, Span
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
-from etl.storage.schema import audit_logs, audit_rejects, ledger
+from etl.storage.schema.integrity import ledger
+from etl.storage.schema.logs import audit_logs
+from etl.storage.schema.state import audit_rejects
 from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 FORGED = 9_500_000_000_000  # ids above every stored one: sorted after them

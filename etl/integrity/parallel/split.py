@@ -21,7 +21,7 @@ from etl.integrity.parallel.crew import Crew, Task
 from etl.integrity.parallel.merge import merge
 from etl.integrity.parallel.piece import Span, Walked, walk
 from etl.storage.engine import sqlite_path
-from etl.storage.schema import ledger
+from etl.storage.schema.integrity import ledger
 
 # Entries a span must have: below it, a worker's start (a new interpreter, its imports,
 # a connection: about half a second of a core) costs more than walking them (a second
