@@ -178,22 +178,37 @@ def _copy_postgresql(admin: sa.Engine, template: str, name: str) -> bool:
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
 
 
+# The template's tables as MariaDB states them, and which hold rows, read once a process:
+# the template never changes, and each test's copy is then its CREATE TABLEs alone.
+_mysql_tables: dict[str, list[tuple[str, str, bool]]] = {}
+
+
+def _template_tables(conn: sa.Connection, template: str) -> list[tuple[str, str, bool]]:
+    if template not in _mysql_tables:
+        tables = conn.execute(
+            sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
+            {"s": template},
+        ).scalars()
+        found = []
+        for table in list(tables):
+            ddl = conn.execute(sa.text(f"SHOW CREATE TABLE {template}.{table}")).one()[1]
+            rows = conn.execute(sa.text(f"SELECT 1 FROM {template}.{table} LIMIT 1")).first()
+            found.append((table, _AUTO_INCREMENT.sub("", ddl).replace("%", "%%"), rows is not None))
+        _mysql_tables[template] = found
+    return _mysql_tables[template]
+
+
 def _copy_mysql(admin: sa.Engine, template: str, name: str) -> None:
     """Each table as the template's own CREATE TABLE states it (foreign keys and all,
     which ``CREATE TABLE ... LIKE`` would leave out), then the template's rows."""
     with admin.connect() as conn:
-        tables = list(
-            conn.execute(
-                sa.text("SELECT table_name FROM information_schema.tables WHERE table_schema = :s"),
-                {"s": template},
-            ).scalars()
-        )
+        tables = _template_tables(conn, template)
         conn.execute(sa.text(f"USE {name}"))
         conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
         try:
-            for table in tables:
-                ddl = conn.execute(sa.text(f"SHOW CREATE TABLE {template}.{table}")).one()[1]
-                conn.exec_driver_sql(_AUTO_INCREMENT.sub("", ddl).replace("%", "%%"))
-                conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {template}.{table}"))
+            for table, ddl, has_rows in tables:
+                conn.exec_driver_sql(ddl)
+                if has_rows:
+                    conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {template}.{table}"))
         finally:
             conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
