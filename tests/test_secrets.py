@@ -416,7 +416,7 @@ VALUE_OPTIONS = {
         "--since",
         "--streams",
     },
-    "verify": {*GLOBAL, "--account", "--public-key", "--checkpoints", "--since"},
+    "verify": {*GLOBAL, "--account", "--public-key", "--checkpoints", "--since", "--jobs"},
     "keygen": GLOBAL,
     "reconcile": {*GLOBAL, "--account", "--since", "--until"},
 }

@@ -26,9 +26,9 @@ from etl.integrity.checks import anchors
 from etl.integrity.findings import AccountReport, Finding
 from etl.integrity.keys import PublicKey
 from etl.integrity.note import Checkpoint
-from etl.integrity.parallel.crew import Crew
+from etl.integrity.parallel.crew import Crew, snapshot
 from etl.integrity.parallel.piece import FIRST_SEQ, Span
-from etl.integrity.parallel.split import snapshot, walk_ledger
+from etl.integrity.parallel.split import walk_ledger
 from etl.records import chain
 from etl.storage.engine import database_errors
 

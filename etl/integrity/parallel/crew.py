@@ -19,10 +19,20 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 
+from sqlalchemy.engine import Engine
+
 from etl.common.errors import DatabaseError
 from etl.integrity.parallel.piece import Span, Walked, walk
 
 _STOP_WAIT = 10.0  # seconds a worker has to finish once told to stop
+
+
+def snapshot(engine: Engine) -> Engine:
+    """Reads that all see one moment: REPEATABLE READ (PostgreSQL's snapshot, InnoDB's
+    consistent read); SQLite's read transaction is one snapshot already (WAL)."""
+    if engine.dialect.name == "sqlite":
+        return engine
+    return engine.execution_options(isolation_level="REPEATABLE READ")
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,6 @@ class Crew:
 
 def _serve(pipe: Pipe, url: str) -> None:
     """A worker: its engine, then a span a task until told to stop (None) or orphaned."""
-    from etl.integrity.parallel.split import snapshot
     from etl.integrity.streams import head
     from etl.storage.engine import database_errors, open_engine
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from etl.integrity import streams
 from etl.integrity.parallel.crew import Crew, Task
@@ -29,14 +29,6 @@ from etl.storage.schema.integrity import ledger
 MIN_SPAN = 100_000
 _SEAM_TRIES = 5  # candidate seams past one whose previous entry is missing
 _SNAPSHOT_ID = re.compile(r"\A[0-9A-Fa-f-]+\Z")
-
-
-def snapshot(engine: Engine) -> Engine:
-    """Reads that all see one moment: REPEATABLE READ (PostgreSQL's snapshot, InnoDB's
-    consistent read); SQLite's read transaction is one snapshot already (WAL)."""
-    if engine.dialect.name == "sqlite":
-        return engine
-    return engine.execution_options(isolation_level="REPEATABLE READ")
 
 
 def walk_ledger(conn: Connection, account: str, first: Span, crew: Crew | None) -> Walked:
