@@ -16,7 +16,6 @@ the CPU times move far less from run to run than the wall time does.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from bench_support import task_cpu
 
 from etl.records.audit import Reject, parse_record
 from etl.storage import batch, migrate
@@ -81,14 +81,7 @@ _SESSIONS = {
 
 def _cpu_of(task: int) -> float:
     """User and system CPU seconds of a process or thread of this host (0 when gone)."""
-    try:
-        with open(f"/proc/{task}/status") as status:
-            group = next(line.split()[1] for line in status if line.startswith("Tgid:"))
-        with open(f"/proc/{group}/task/{task}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, StopIteration):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return task_cpu(task) or 0.0
 
 
 def server_cpu(engine: sa.Engine) -> dict[int, float]:

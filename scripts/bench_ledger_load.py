@@ -26,7 +26,6 @@ job turns the ledger off.
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 import uuid
@@ -35,7 +34,15 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from bench_report import run_bench
 from bench_results import LOCAL_RPM, BenchRun, Scenario, Target, parse_args, short
-from bench_support import PYTHON, RSS_FILE_ENV, JobFailed, Simulator, compile_package, median
+from bench_support import (
+    PYTHON,
+    RSS_FILE_ENV,
+    JobFailed,
+    Simulator,
+    compile_package,
+    median,
+    task_cpu,
+)
 from bench_support import measure_process as measure
 
 KINDS = ("sqlite", "postgresql", "mariadb")
@@ -105,18 +112,6 @@ def name(records: int, ledger: bool) -> str:
     return f"first load {short(records)} {'with' if ledger else 'without'} ledger"
 
 
-def _task_cpu(task: int) -> float | None:
-    """User and system CPU seconds of a process or thread of this host (None when gone)."""
-    try:
-        with open(f"/proc/{task}/status") as status:
-            group = next(line.split()[1] for line in status if line.startswith("Tgid:"))
-        with open(f"/proc/{group}/task/{task}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, StopIteration):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class ServerCPU:
     """The CPU seconds the server's sessions of one database use while it runs: each
     session's CPU when last seen less when first seen (a MariaDB thread may have served
@@ -139,7 +134,7 @@ class ServerCPU:
         with self._engine.connect() as conn:
             while not self._done.wait(self.INTERVAL):
                 for task in conn.exec_driver_sql(self._sql).scalars():
-                    used = _task_cpu(int(task)) if task else None
+                    used = task_cpu(int(task)) if task else None
                     if used is not None:
                         first = self._seen.get(int(task), (used, used))[0]
                         self._seen[int(task)] = (first, used)

@@ -478,3 +478,15 @@ def time_command(command: list[str], runs: int) -> list[float]:
         subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
     return times
+
+
+def task_cpu(task: int) -> float | None:
+    """User and system CPU seconds of a process or thread of this host (None when gone)."""
+    try:
+        with open(f"/proc/{task}/status") as status:
+            group = next(line.split()[1] for line in status if line.startswith("Tgid:"))
+        with open(f"/proc/{group}/task/{task}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, StopIteration):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
