@@ -22,8 +22,10 @@ from etl.records.audit import parse_record
 from etl.storage import migrate
 from etl.storage.engine import check_connection, open_engine, parse_url
 from etl.storage.schema.logs import audit_logs
-from etl.storage.schema.state import audit_rejects, sync_runs
+from etl.storage.schema.state import audit_rejects, stream_state, sync_runs
 from etl.storage.store import SliceUpdate, Store
+from etl.storage.streams import StreamStore
+from etl.sync.streams import ACCESS_LOGS
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 ACCOUNT = "acme"
@@ -381,6 +383,24 @@ def test_watermark_never_moves_backwards(store: Store) -> None:
     store.set_watermark(ACCOUNT, T0 - timedelta(days=3), allow_backwards=True)
     assert store.watermark(ACCOUNT) == T0 - timedelta(days=3)
     assert store.watermark("other") is None
+
+
+def test_a_streams_watermark_moves_by_the_stores_clock(
+    store: Store, engine: Engine, clock: TickingWallClock
+) -> None:
+    """The access log's watermark, as the audit log's: forwards only unless told, and
+    stamped by the clock the store was given, not the wall clock."""
+    state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
+    assert state.set_watermark(ACCOUNT, T0) == T0
+    stamped = clock.now
+    assert state.set_watermark(ACCOUNT, T0 - timedelta(hours=1)) == T0
+    assert state.set_watermark(ACCOUNT, T0 - timedelta(hours=1), allow_backwards=True) == (
+        T0 - timedelta(hours=1)
+    )
+    assert store.watermark(ACCOUNT) is None  # the audit log's is its own
+    with engine.connect() as conn:
+        (updated_at,) = conn.execute(sa.select(stream_state.c.updated_at)).one()
+    assert updated_at == clock.now == stamped + 2 * clock.step
 
 
 # -- rejects and runs ------------------------------------------------------------------

@@ -84,17 +84,27 @@ class Store(StoreReader):
     # -- state ---------------------------------------------------------------------------
 
     def set_watermark(
-        self, account: str, value: datetime, *, allow_backwards: bool = False
+        self,
+        account: str,
+        value: datetime,
+        *,
+        allow_backwards: bool = False,
+        stream: str = AUDIT_LOGS,
     ) -> datetime | None:
-        """Move the watermark to ``value``; only forwards unless ``allow_backwards``. The
-        watermark now stored, read in the same transaction (a run reports it: no other
+        """Move ``stream``'s watermark to ``value``; only forwards unless ``allow_backwards``.
+        The watermark now stored, read in the same transaction (a run reports it: no other
         transaction to read it in)."""
-        statement = self._replace_watermark if allow_backwards else self._advance_watermark
+        if stream == AUDIT_LOGS:
+            statement = self._replace_watermark if allow_backwards else self._advance_watermark
+        else:
+            statement = state_upsert(
+                self.engine.dialect.name, stream, advance_only=not allow_backwards
+            )
         with self._writing("saving the watermark") as conn:
             conn.execute(
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
             )
-            return watermark(conn, account)
+            return watermark(conn, account, stream)
 
     def set_scope(
         self, account: str, scope: str, *, restart: bool, stream: str = AUDIT_LOGS

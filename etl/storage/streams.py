@@ -19,11 +19,10 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 
-from etl.common.clock import utc_now
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import AccountStatus, account_status, newest
 from etl.storage.limits import RowUpsert
-from etl.storage.statements import SliceRow, WriteResult, state_upsert, watermark
+from etl.storage.statements import SliceRow, WriteResult, state_upsert
 from etl.storage.store import Store
 from etl.storage.upserts.access_logs import access_upsert
 
@@ -71,8 +70,6 @@ class StreamStore:
         dialect = store.engine.dialect
         self._upsert = upsert or access_upsert(dialect)
         self._advance = state_upsert(dialect.name, stream, advance_only=True)
-        self._replace = state_upsert(dialect.name, stream, advance_only=False)
-        self._now = utc_now
 
     def watermark(self, account: str) -> datetime | None:
         return self.store.watermark(account, self.stream)
@@ -80,13 +77,10 @@ class StreamStore:
     def set_watermark(
         self, account: str, value: datetime, *, allow_backwards: bool = False
     ) -> datetime | None:
-        """As ``Store.set_watermark``: the watermark now stored, read in the same transaction."""
-        statement = self._replace if allow_backwards else self._advance
-        with self.store.writing("saving the watermark") as conn:
-            conn.execute(
-                statement, {"account": account, "watermark": value, "updated_at": self._now()}
-            )
-            return watermark(conn, account, self.stream)
+        """As ``Store.set_watermark``, by the store's clock."""
+        return self.store.set_watermark(
+            account, value, allow_backwards=allow_backwards, stream=self.stream
+        )
 
     def scope(self, account: str) -> tuple[bool, str | None]:
         return self.store.scope(account, self.stream)
