@@ -98,7 +98,7 @@ def test_parallel_first_sync_equals_the_simulator(db_url: str) -> None:
         # at least (fewer than the old time splits: a pair needs no split point).
         assert readers >= 3
         # little waste: where two readers meet or a reader crosses a cut, a partial page
-        assert summary.requests <= len(records) / 100 + readers, readers
+        assert summary.requests <= -(-len(records) // 100) + readers, readers
         assert store.slices("acme") == []  # the finished plan is gone
         assert summary.window is not None
         assert store.watermark("acme") == summary.window.end

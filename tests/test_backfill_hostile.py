@@ -202,7 +202,9 @@ def test_a_bursty_backfill_costs_few_requests_beyond_the_pages_needed(sqlite_url
         starts = {tuple(r.query.get("filter[created_at][]", [])) for r in requests}
         assert len(starts) >= 3  # a pair and a split at least: read by several fetchers
         needed = -(-len(records) // 100)
-        # Readers meeting inside a page re-read part of it, more often on a busy machine
-        # (1.5-5% here); a second read of every page crossing a split costs far more.
-        assert len(requests) - needed <= 0.05 * needed, (len(requests), needed)
+        # Readers meeting inside a page re-read part of it: 2-5 requests in all on an idle
+        # machine. A busy one moves where they meet, and a reader may have a request in
+        # flight when it does, so at most two for each reader (a distinct query); a second
+        # read of every page crossing a split, or of a slice, costs more than that.
+        assert len(requests) - needed <= 2 * len(starts), (len(requests), needed, len(starts))
         assert_table_matches(sqlite_url, sim.visible_records())
