@@ -315,17 +315,21 @@ def test_the_garbage_collector_is_off_only_while_a_command_starts(
 ) -> None:
     """Start-up (imports) runs without the cyclic collector, the run itself with it (what
     the start-up made frozen): a long backfill must never pile up garbage. Whatever
-    happens, it is back as it was after."""
+    happens, it is back as it was after. During the run the youngest generation is
+    collected less often (``WORK_GEN0``), and its threshold is restored after."""
     import gc
 
+    from etl.cli import gc_freeze
     from etl.cli import main as cli_module
     from etl.sync import job
 
-    seen: list[tuple[bool, bool]] = []
+    seen: list[tuple[bool, bool, int]] = []
     real_run_accounts = job.run_accounts
+    threshold = gc.get_threshold()
 
     def watching(*args: object, **kwargs: object) -> object:
-        seen.append((gc.isenabled(), gc.get_freeze_count() > 0))  # the start-up's, frozen
+        # the start-up's objects frozen; gen0 collected after WORK_GEN0 allocations
+        seen.append((gc.isenabled(), gc.get_freeze_count() > 0, gc.get_threshold()[0]))
         return real_run_accounts(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(job, "run_accounts", watching)
@@ -333,9 +337,10 @@ def test_the_garbage_collector_is_off_only_while_a_command_starts(
     config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     assert gc.isenabled()
     assert cli_module.main(["--config", str(config), "--quiet", "sync"]) == 0
-    assert seen == [(True, True)] and gc.isenabled() and gc.get_freeze_count() == 0
+    assert seen == [(True, True, max(threshold[0], gc_freeze.WORK_GEN0))]
+    assert gc.isenabled() and gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
     assert cli_module.main(["--config", str(tmp_path / "missing.toml"), "sync"]) == ExitCode.CONFIG
-    assert gc.isenabled()
+    assert gc.isenabled() and gc.get_threshold() == threshold
 
 
 def test_a_sync_with_nothing_new_loads_only_what_it_needs(
