@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import re
 import ssl
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -165,37 +163,6 @@ def test_a_connection_returned_inside_a_transaction_is_rolled_back(db_url: str) 
             assert conn.exec_driver_sql("SELECT COUNT(*) FROM held").scalar_one() == 0
     finally:
         engine.dispose()
-
-
-# PyMySQL imported as a run imports it, then its RSA password encryption (MySQL's
-# caching_sha2_password without TLS) used: the result decrypted with the private key.
-PYMYSQL_RSA = """
-import sys
-from etl.storage.drivers.pymysql_start import import_pymysql
-import_pymysql()
-before = "cryptography" in sys.modules
-from pymysql import _auth
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-pem = key.public_key().public_bytes(
-    serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-)
-salt = b"0123456789abcdefghij"
-sealed = _auth.sha2_rsa_encrypt(b"secret", salt, pem)
-oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
-print(before, key.decrypt(sealed, oaep) == _auth._xor_password(b"secret\\0", salt))
-"""
-
-
-def test_pymysql_is_imported_without_cryptography_until_a_login_encrypts() -> None:
-    """A MariaDB run does not pay for cryptography (PyMySQL imports it for MySQL's RSA
-    logins alone), and such a login still encrypts the password as PyMySQL would."""
-    done = subprocess.run(
-        [sys.executable, "-c", PYMYSQL_RSA], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
 
 
 def test_pymysql_preferred_tls_context_is_pymysqls_made_when_used() -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from etl.common.errors import ConfigError, DatabaseError, InterruptedRun, SchemaError
-from etl.storage.drivers.pymysql_start import import_pymysql, quick_preferred_tls
+from etl.storage.drivers.pymysql_start import quick_preferred_tls
 from etl.storage.locking import sessions
 from etl.storage.locking import waits as dbwait
 
@@ -132,8 +132,6 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         if "connect_timeout" not in parsed.query:
             kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
-        if parsed.get_driver_name() == "pymysql":
-            import_pymysql()  # without cryptography until a login needs it
         engine = sa.create_engine(parsed, **kwargs)
     except ImportError:
         driver = parsed.get_driver_name()
