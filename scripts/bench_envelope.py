@@ -175,6 +175,7 @@ def run_cell(cleanup: Cleanup, dbs: Databases, cell: Cell, workdir: Path) -> dic
             other.thread.start()
             time.sleep(2.0)  # the other app is already running when the job starts
         before = other.counts() if other is not None else (0, 0)
+        load = os.getloadavg()[0]
         result = job.sync()
         stats = sim.stats()
         after = other.counts() if other is not None else (0, 0)
@@ -212,6 +213,8 @@ def run_cell(cleanup: Cleanup, dbs: Databases, cell: Cell, workdir: Path) -> dic
         / max(float(stats.get("api_span_s", 0.0)), 1e-9)
         / ((cell.limit - cell.others) / 60),
         "peak_rss_mb": result.peak_rss_mb,
+        "cpu_s": result.cpu,  # the job's user + system CPU: on a busy host, what it cost
+        "load_at_start": load,
     }
 
 
@@ -328,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(
                     f"{cell.name}, run {run + 1}: {result['share']:.1f}% of the ceiling, "
                     f"{result['rate_limited']:.0f} 429s in {result['requests']:.0f} requests, "
-                    f"peak {result['peak_in_flight']:.0f} in flight",
+                    f"peak {result['peak_in_flight']:.0f} in flight, "
+                    f"{result['extra_requests_share']:.1f}% beyond the pages, "
+                    f"CPU {result['cpu_s']:.1f} s, load {result['load_at_start']:.1f}",
                     flush=True,
                 )
             done.append(cell)
