@@ -291,3 +291,22 @@ def test_the_next_windows_page_is_read_while_the_last_is_checked(
                     assert more.wait_for(functools.partial(past, seen[-1]), timeout=60)
     engine.dispose()
     assert seen == keys
+
+
+def test_every_account_with_rows_or_a_ledger_is_found(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+) -> None:
+    """Accounts by a probe of the account index each, the least above the last: each one
+    with rows of its own (no ledger), and the one with a ledger too, once."""
+    synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        row = dict(conn.execute(sa.select(audit_logs).limit(1)).mappings().one())
+        for at, account in enumerate(("beta", "Zeta", "zz", "alpha")):
+            conn.execute(sa.insert(audit_logs).values({**row, "account": account, "id": at}))
+    with engine.connect() as conn:
+        found = streams.ledger_accounts(conn)
+    engine.dispose()
+    assert sorted(found) == sorted(["acme", "alpha", "beta", "Zeta", "zz"])

@@ -290,7 +290,13 @@ def first_seq_from(conn: Connection, account: str, entry: int) -> int | None:
 
 
 def ledger_accounts(conn: Connection) -> list[str]:
+    """The accounts with a ledger or rows: each table's by a probe of its account index an
+    account (a DISTINCT read the whole table: a second a million rows on PostgreSQL)."""
     names = set(conn.execute(sa.select(ledger_head.c.account)).scalars())
     for table in ROW_TABLES.values():
-        names.update(conn.execute(sa.select(table.c.account).distinct()).scalars())
+        least = sa.select(sa.func.min(table.c.account))
+        found = conn.execute(least).scalar()
+        while found is not None:
+            names.add(found)
+            found = conn.execute(least.where(table.c.account > found)).scalar()
     return sorted(names)
