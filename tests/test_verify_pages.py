@@ -4,6 +4,8 @@ whose stored text is the canonical one (hashed as it is) and rows whose text is 
 
 from __future__ import annotations
 
+import functools
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +179,16 @@ def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> N
         conn.exec_driver_sql("CREATE TABLE t (k INTEGER)")
         conn.exec_driver_sql("INSERT INTO t VALUES (1), (2), (3)")
         with pages.prefetching(conn):
-            sql = "SELECT k FROM t WHERE k > ? ORDER BY k LIMIT 2"
-            read = pages.driver_pages(conn, sql, [0], lambda last: (sql, [last[0]]), 2)
+            first = "SELECT MIN(k) FROM t WHERE k >= ?"
+            sql = "SELECT k FROM t WHERE k > ? AND k <= ? ORDER BY k LIMIT 2"
+            read = pages.windows(
+                conn,
+                first,
+                [],
+                lambda low, high: (sql, [low - 1, high]),
+                lambda last, high: (sql, [last[0], high]),
+                2,
+            )
             assert [row[0] for page in read for row in page] == [1, 2, 3]
     engine.dispose()
 
@@ -234,3 +244,69 @@ def test_a_stored_text_matches_the_record_its_canonical_form_hashes(
     hashed = chain.record_hash(record)
     assert streams.matches(text, hashed) is same
     assert streams.matches(text.encode(), hashed) is same
+
+
+def test_the_next_windows_page_is_read_while_the_last_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within ``prefetching``, the page after the one handed over is asked for at once,
+    whichever query it takes: the same window's sequel of a full page, the next window's
+    first page, the next key used after an empty window (once a page ahead was read only
+    within a window: verify waited for every window's page)."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'keys.db'}")
+    keys = [*range(1, 9), *range(40, 45)]  # windows of 2 keys: full ones, then a gap
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE t (k INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(f"INSERT INTO t VALUES {', '.join(f'({k})' for k in keys)}")
+    first = "SELECT MIN(k) FROM t WHERE k >= ?"
+    sql = "SELECT k FROM t WHERE k > ? AND k <= ? ORDER BY k LIMIT 2"
+    read: list[int] = []  # the last key of each page read
+    more = threading.Condition()
+    real = pages._fetch
+
+    def fetch(driver: Any, query: str, params: Any) -> list[Any]:
+        page = real(driver, query, params)
+        with more:
+            read.extend(row[0] for row in page[-1:] if query == sql)
+            more.notify_all()
+        return page
+
+    def past(key: int) -> bool:
+        return bool(read) and read[-1] > key
+
+    monkeypatch.setattr(pages, "_fetch", fetch)
+    seen: list[int] = []
+    with engine.connect() as conn, conn.begin(), pages.prefetching(conn):
+        for page in pages.windows(
+            conn,
+            first,
+            [],
+            lambda low, high: (sql, [low - 1, high]),
+            lambda last, high: (sql, [last[0], high]),
+            2,
+        ):
+            seen.extend(row[0] for row in page)
+            if seen[-1] != keys[-1]:  # the next page with rows is read meanwhile
+                with more:
+                    assert more.wait_for(functools.partial(past, seen[-1]), timeout=60)
+    engine.dispose()
+    assert seen == keys
+
+
+def test_every_account_with_rows_or_a_ledger_is_found(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+) -> None:
+    """Accounts by a probe of the account index each, the least above the last: each one
+    with rows of its own (no ledger), and the one with a ledger too, once."""
+    synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        row = dict(conn.execute(sa.select(audit_logs).limit(1)).mappings().one())
+        for at, account in enumerate(("beta", "Zeta", "zz", "alpha")):
+            conn.execute(sa.insert(audit_logs).values({**row, "account": account, "id": at}))
+    with engine.connect() as conn:
+        found = streams.ledger_accounts(conn)
+    engine.dispose()
+    assert sorted(found) == sorted(["acme", "alpha", "beta", "Zeta", "zz"])

@@ -6,7 +6,7 @@ is checked, and on MariaDB a page read as one value.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
@@ -120,81 +120,114 @@ def is_mariadb(conn: Connection) -> bool:
     return bool(getattr(conn.dialect, "is_mariadb", False))
 
 
-def _scalar(conn: Connection, sql: str, params: Sequence[Any]) -> Any:
-    """The first column of a query's first row, by the prefetching thread when there is one."""
-    driver = conn.connection.driver_connection
-    pool: Executor | None = conn.info.get(_PREFETCH)
-    page = (
-        _fetch(driver, sql, params)
-        if pool is None
-        else pool.submit(_fetch, driver, sql, params).result()
-    )
-    return page[0][0] if page else None
-
-
-def driver_pages(
-    conn: Connection,
-    sql: str,
-    params: list[Any],
-    advance: Callable[[Any], tuple[str, list[Any]]],
-    size: int,
-) -> Iterator[list[Any]]:
-    """The pages of a keyset-paged query as the driver gives them (tuples, bytes, text):
-    SQLAlchemy's rows and result processors cost more than verify's hashing did. Each page
-    through a cursor of the connection's own transaction (so its snapshot), closed once
-    fetched: psycopg and PyMySQL keep a result until the cursor's next query. ``advance``
-    makes the next page's query and parameters from the last row of a full one; within
-    ``prefetching``, that page is asked for before this one is handed over."""
-    driver = conn.connection.driver_connection
-    assert driver is not None
-    pool: Executor | None = conn.info.get(_PREFETCH)
-    if pool is None:
-        page = _fetch(driver, sql, params)
-    else:
-        page = pool.submit(_fetch, driver, sql, params).result()
-    while True:
-        ahead: Future[list[Any]] | None = None
-        if len(page) >= size:  # a full page (its query's LIMIT): there may be more
-            sql, params = advance(page[-1])
-            if pool is not None:
-                ahead = pool.submit(_fetch, driver, sql, params)
-        yield page
-        if len(page) < size:
-            return
-        del page  # before the next page is fetched: no more pages in memory than needed
-        page = _fetch(driver, sql, params) if ahead is None else ahead.result()
+# A query to make: its SQL, its parameters, and whether it is ``first``'s (the first key
+# used from a bound) rather than a window's page.
+_Query = tuple[str, list[Any], bool]
 
 
 def windows(
     conn: Connection,
     first: str,
     params: list[Any],
-    read: Callable[[int, int], Iterator[list[Any]]],
+    query: Callable[[int, int], tuple[str, list[Any]]],
+    advance: Callable[[Any, int], tuple[str, list[Any]]],
     size: int,
     last: int = MAX_KEY,
 ) -> Iterator[list[Any]]:
-    """The pages of ``read(low, high)`` for one window of a key after another, from the
-    first key ``first`` finds (``params`` and a lower bound) on, up to ``last``.
+    """The pages of a keyset-paged query for one window of a key after another, from the
+    first key ``first`` finds (``params`` and a lower bound) on, up to ``last``; as the
+    driver gives them (tuples, bytes, text): SQLAlchemy's rows and result processors cost
+    more than verify's hashing did.
+
+    ``query(low, high)`` is a window's first page (its SQL and parameters), ``advance(row,
+    high)`` the page after a full one (``size`` rows, its query's LIMIT) ending at ``row``.
+    Each page through a cursor of the connection's own transaction (so its snapshot),
+    closed once fetched: psycopg and PyMySQL keep a result until the cursor's next query.
 
     A window bounds what the database sorts to its own rows: with an ``ORDER BY`` and a
     ``LIMIT`` alone, PostgreSQL (its statistics stale after a load, or an order the index
     does not give) sorted every row left, for every page: quadratic, and on disk. The
     width follows how densely the keys are used (superseded versions leave gaps in
-    ``stored_seq``), and an empty window jumps to the next key used."""
-    low = _scalar(conn, first, (*params, -(2**63)))
-    width = size
-    while low is not None and int(low) <= last:
-        high = min(int(low) + width - 1, last)
-        found = 0
-        for page in read(int(low), high):
-            found += len(page)
+    ``stored_seq``), and an empty window jumps to the next key used.
+
+    Within ``prefetching``, the next page with rows is read while the last is checked:
+    however many queries it takes (a full page's empty sequel, the next window's first
+    page, the next key used), the fetching thread makes them one after another. (Only the
+    same window's next page was asked for ahead: with windows as wide as a page, that was
+    the empty sequel, and every window's page was read while verify waited, for half its
+    wall time on PostgreSQL.) At most two pages of a query are in memory: the one handed
+    over and the one read meanwhile."""
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    reader = _Windows(driver, first, params, query, advance, size, last)
+    pool: Executor | None = conn.info.get(_PREFETCH)
+
+    def ask(asked: _Query) -> Callable[[], tuple[list[Any], _Query | None]]:
+        if pool is None:
+            return lambda: reader.page(asked)
+        return pool.submit(reader.page, asked).result
+
+    pending: Callable[[], tuple[list[Any], _Query | None]] | None
+    pending = ask((first, [*params, -(2**63)], True))
+    while pending is not None:
+        page, following = pending()
+        pending = None if following is None else ask(following)
+        if page:
             yield page
-        if high >= last:
-            return
-        if found < size // 2:
-            width *= 2
-        elif found > 2 * size and width > 1:
-            width //= 2
-        low = high + 1
+        del page  # before the next is taken: no more pages in memory than needed
+
+
+class _Windows:
+    """``windows``' reading: its window and width, changed only by the one ``page`` call
+    at a time (by the fetching thread, when there is one)."""
+
+    def __init__(
+        self,
+        driver: Any,
+        first: str,
+        params: list[Any],
+        query: Callable[[int, int], tuple[str, list[Any]]],
+        advance: Callable[[Any, int], tuple[str, list[Any]]],
+        size: int,
+        last: int,
+    ) -> None:
+        self.driver, self.first, self.params = driver, first, params
+        self.query, self.advance, self.size, self.last = query, advance, size, last
+        self.width, self.high, self.found = size, 0, 0
+
+    def page(self, asked: _Query) -> tuple[list[Any], _Query | None]:
+        """The next page with rows from the query ``asked`` on (empty at the end), and the
+        query that follows it (None: none does)."""
+        size, last = self.size, self.last
+        while True:
+            sql, params, scalar = asked
+            page = _fetch(self.driver, sql, params)
+            following: _Query | None = None
+            if scalar:
+                key = page[0][0] if page else None
+                if key is None or int(key) > last:
+                    return [], None
+                self.high, self.found = min(int(key) + self.width - 1, last), 0
+                page, following = [], (*self.query(int(key), self.high), False)
+            else:
+                self.found += len(page)
+                if len(page) >= size:  # a full page: there may be more in the window
+                    following = (*self.advance(page[-1], self.high), False)
+                elif self.high < last:
+                    following = self._next_window()
+            if page or following is None:
+                return page, following
+            asked = following
+
+    def _next_window(self) -> _Query:
+        """The window after the one just read, as wide as the keys are dense; or, after an
+        empty one, the next key used."""
+        found, low = self.found, self.high + 1
+        if found < self.size // 2:
+            self.width *= 2
+        elif found > 2 * self.size and self.width > 1:
+            self.width //= 2
         if not found:
-            low = _scalar(conn, first, (*params, low))
+            return self.first, [*self.params, low], True
+        self.high, self.found = min(low + self.width - 1, self.last), 0
+        return (*self.query(low, self.high), False)
