@@ -31,7 +31,8 @@ from etl.common.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]
-ROWS_PER_ROUND = 12_000  # a few chunks of 5,000 per run
+ROWS_PER_ROUND = 8_000  # a chunk of 5,000 and most of another per run (2.8 MB)
+GROWN_AT_MOST = 2_600_000  # bytes: where a kill after writing lands, below a round's rows
 
 
 @pytest.fixture(params=KINDS)
@@ -76,7 +77,7 @@ def kill_loop(db_url: str, tmp_path: Path, rounds: int, seed: int) -> tuple[int,
         proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         if rng.random() < 0.8:  # once the file has grown by some bytes
-            grown = before + rng.randint(1, 4_000_000)
+            grown = before + rng.randint(1, GROWN_AT_MOST)
             wait_for(lambda grown=grown: size(out) >= grown, proc, deadline)
         else:  # while it starts: the first time within its first tens of ms, wherever
             # the machine (its imports take longer), later anywhere before or at its writes

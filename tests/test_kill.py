@@ -43,15 +43,18 @@ def kill_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
     yield from make_database(str(request.param), tmp_path)
 
 
-def kill_loop(db_url: str, tmp_path: Path, kills: int, seed: int) -> dict[str, int]:
+def kill_loop(
+    db_url: str, tmp_path: Path, kills: int, seed: int, records: int = 14_000
+) -> dict[str, int]:
     rng = random.Random(seed)
     end = recent(30)
-    # Long enough (200 pages at ~25 ms) that most kills land in the middle of the backfill.
-    records = generate_records(20_000, start=end - timedelta(days=2), end=end, seed=seed)
+    # Long enough (140 pages at ~25 ms) that most kills land in the middle of the backfill:
+    # seed 11's waits add up to 6,700 rows, the sleeps' at most some 3,000 more.
+    source = generate_records(records, start=end - timedelta(days=2), end=end, seed=seed)
     # A limit far above what the job asks for: Zendesk's 700 a minute would have the job
     # pace itself by X-Rate-Limit-Remaining within a few runs (as it should), and a soak
     # of hundreds of runs would mostly wait.
-    with SimulatedZendesk(records, latency=0.02, rate_limit_per_minute=1_000_000) as sim:
+    with SimulatedZendesk(source, latency=0.02, rate_limit_per_minute=1_000_000) as sim:
         config = write_config(tmp_path, db_url, sim.url, database={"auto_migrate": True})
         command = [sys.executable, "-m", "etl", "--config", str(config), "--quiet", "sync"]
         env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
@@ -96,7 +99,7 @@ def test_sigkill_anywhere_loses_and_duplicates_nothing(kill_db_url: str, tmp_pat
 @pytest.mark.skipif(not os.environ.get("ETL_SOAK"), reason="long: run with `make soak`")
 def test_soak_hundreds_of_sigkills(kill_db_url: str, tmp_path: Path) -> None:
     kills = int(os.environ.get("ETL_SOAK_KILLS", "200"))
-    outcomes = kill_loop(kill_db_url, tmp_path, kills=kills, seed=int(time.time()))
+    outcomes = kill_loop(kill_db_url, tmp_path, kills=kills, seed=int(time.time()), records=20_000)
     assert outcomes["killed"] >= kills // 4
     report = os.environ.get("ETL_SOAK_REPORT")  # figures for the README's Reliability section
     if report:
