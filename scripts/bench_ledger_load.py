@@ -36,10 +36,10 @@ from bench_report import run_bench
 from bench_results import LOCAL_RPM, BenchRun, Scenario, Target, parse_args, short
 from bench_support import (
     PYTHON,
-    RSS_FILE_ENV,
     JobFailed,
     Simulator,
     compile_package,
+    launcher,
     median,
     task_cpu,
 )
@@ -85,18 +85,12 @@ class _NoLedger:
 
 etl.storage.batch.LedgerWriter, _spent = _NoLedger, [0.0]
 """
-_MAIN = f"""
-import os, sys
-from etl.cli.main import exit_now, main
-code = main(sys.argv[1:])
-with open("/proc/self/status") as status:
-    hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
-with open(os.environ["{RSS_FILE_ENV}"], "w") as out:
-    out.write(hwm)
+_MAIN = launcher(
+    f"""
 with open(os.environ["{SPENT_FILE_ENV}"], "w") as out:
     out.write(repr(_spent[0]))
-exit_now(code)
 """
+)
 WITH_LEDGER, NO_LEDGER = _TIMED + _MAIN, _NONE + _MAIN
 # The server's sessions of the current database but the asking one: PostgreSQL's backend
 # processes, MariaDB's connection threads (Linux thread ids).

@@ -33,10 +33,14 @@ OAUTH_TOKEN = "sim-oauth-token"
 ACCOUNT = "bench"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RSS_FILE_ENV = "ETL_BENCH_PEAK_RSS_FILE"
-# What ``python -m etl`` does, with the process's own peak RSS (VmHWM) written to a file.
-# Not ru_maxrss: Linux carries the pre-exec high-water mark (the benchmark's, forked) into
-# it, whereas VmHWM belongs to the address space that exec created.
-LAUNCHER = f"""
+
+
+def launcher(before_exit: str = "") -> str:
+    """What ``python -m etl`` does, with the process's own peak RSS (VmHWM) written to a
+    file; ``before_exit`` (top-level lines) runs after the command, before the process ends.
+    Not ru_maxrss: Linux carries the pre-exec high-water mark (the benchmark's, forked) into
+    it, whereas VmHWM belongs to the address space that exec created."""
+    return f"""
 import os, sys
 from etl.cli.main import exit_now, main
 code = main(sys.argv[1:])
@@ -44,8 +48,12 @@ with open("/proc/self/status") as status:
     hwm = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
 with open(os.environ["{RSS_FILE_ENV}"], "w") as out:
     out.write(hwm)
+{before_exit}
 exit_now(code)  # as the command itself ends (etl.cli.main.run)
 """
+
+
+LAUNCHER = launcher()
 
 
 class JobFailed(Exception):
