@@ -6,6 +6,7 @@ Checkpoints (slices, watermark) are written once a transaction, just before its 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,7 @@ class SliceUpdate:
     end: datetime | None = None  # moved down to what a downward reader left unproven
 
 
+@functools.cache  # built once for each kind, stream and direction, whoever asks
 def state_upsert(dialect: str, stream: str = AUDIT_LOGS, *, advance_only: bool) -> sa.Executable:
     """Set an account's watermark of ``stream`` (creating its state row, ``state_row``); if
     ``advance_only``, never backwards. Executed with ``account``, ``watermark``, ``updated_at``."""

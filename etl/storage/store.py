@@ -78,7 +78,6 @@ class Store(StoreReader):
         self._guard = LockGuard()  # every commit but a run's last record checks the lock
         self._now = now
         self._advance_watermark = state_upsert(dialect, advance_only=True)
-        self._replace_watermark = state_upsert(dialect, advance_only=False)
         self._upsert = row_upsert(engine.dialect)
 
     # -- state ---------------------------------------------------------------------------
@@ -94,12 +93,8 @@ class Store(StoreReader):
         """Move ``stream``'s watermark to ``value``; only forwards unless ``allow_backwards``.
         The watermark now stored, read in the same transaction (a run reports it: no other
         transaction to read it in)."""
-        if stream == AUDIT_LOGS:
-            statement = self._replace_watermark if allow_backwards else self._advance_watermark
-        else:
-            statement = state_upsert(
-                self.engine.dialect.name, stream, advance_only=not allow_backwards
-            )
+        dialect = self.engine.dialect.name
+        statement = state_upsert(dialect, stream, advance_only=not allow_backwards)
         with self._writing("saving the watermark") as conn:
             conn.execute(
                 statement, {"account": account, "watermark": value, "updated_at": self._now()}
