@@ -296,6 +296,8 @@ class Backfill:
         self._free.append(client)
         with self._lock:
             target, proof = reader.slice, self._plan.final_proof(reader)
+            if target.fetched and target.down is not None:  # no follower will resume it
+                self._left.pop(target.down, None)
         self._put(Page(target, [], [], 0, proof, True, request=False))
 
     def _put(self, item: Page | Failed) -> None:
