@@ -237,16 +237,14 @@ def finish_plan(
     account: str,
     stream: str,
     watermark: datetime | None,
-    advance_watermark: sa.Executable,
     now: datetime,
 ) -> None:
-    """Delete the plan of ``stream``, and advance the watermark to its end (``watermark``,
-    when not None) with ``advance_watermark``, that log's statement."""
+    """Delete the plan of ``stream``, and advance its watermark to the plan's end
+    (``watermark``, when not None)."""
     conn.execute(sa.delete(sync_slices).where(of_stream(account, stream)))
     if watermark is not None:
-        conn.execute(
-            advance_watermark, {"account": account, "watermark": watermark, "updated_at": now}
-        )
+        advance = state_upsert(conn.dialect.name, stream, advance_only=True)
+        conn.execute(advance, {"account": account, "watermark": watermark, "updated_at": now})
 
 
 def claim_notice(

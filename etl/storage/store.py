@@ -73,11 +73,9 @@ class Store(StoreReader):
 
     def __init__(self, engine: Engine, *, now: Callable[[], datetime] = utc_now) -> None:
         super().__init__(engine)
-        dialect = engine.dialect.name
         self._writer = for_writing(engine)
         self._guard = LockGuard()  # every commit but a run's last record checks the lock
         self._now = now
-        self._advance_watermark = state_upsert(dialect, advance_only=True)
         self._upsert = row_upsert(engine.dialect)
 
     # -- state ---------------------------------------------------------------------------
@@ -136,24 +134,22 @@ class Store(StoreReader):
     def transaction(self) -> Iterator[BatchTransaction]:
         """One transaction for consecutive batches (``BatchTransaction.write_batch``): all
         of them commit when the block ends, or none."""
-        with self.stream_transaction(
-            self._upsert, self._advance_watermark, audit_logs
-        ) as transaction:
+        with self.stream_transaction(self._upsert, audit_logs, AUDIT_LOGS) as transaction:
             yield transaction
 
     @contextmanager
     def stream_transaction(
-        self, upsert: RowUpsert, advance_watermark: sa.Executable, table: sa.Table
+        self, upsert: RowUpsert, table: sa.Table, stream: str
     ) -> Iterator[BatchTransaction]:
         """``transaction`` for any stream: ``upsert`` writes its ``table``'s rows (no
-        default: the ledger looks there for what was written) and
-        ``advance_watermark`` its state (``etl.storage.streams``); the same lock check,
-        rejects, run counters, store sequence and ledger as the audit log's."""
+        default: the ledger looks there for what was written) and the watermark moved is
+        ``stream``'s (``etl.storage.streams``); the same lock check, rejects, run counters,
+        store sequence and ledger as the audit log's."""
         with self._writing("writing a page") as conn:
             transaction = BatchTransaction(
                 conn,
                 upsert=upsert,
-                advance_watermark=advance_watermark,
+                advance_watermark=state_upsert(conn.dialect.name, stream, advance_only=True),
                 now=self._now,
                 table=table,
             )
@@ -193,17 +189,12 @@ class Store(StoreReader):
             return split_slice(conn, account, slice_id, new_end, rest, stream)
 
     def finish_plan(
-        self,
-        account: str,
-        watermark: datetime | None,
-        stream: str = AUDIT_LOGS,
-        advance_watermark: sa.Executable | None = None,
+        self, account: str, watermark: datetime | None, stream: str = AUDIT_LOGS
     ) -> None:
-        """Delete the account's plan and advance the watermark to its end, atomically;
-        ``advance_watermark``: another log's statement (``etl.storage.streams``)."""
-        advance = self._advance_watermark if advance_watermark is None else advance_watermark
+        """Delete the account's plan of ``stream`` and advance its watermark to the plan's
+        end, atomically."""
         with self._writing("finishing the backfill plan") as conn:
-            finish_plan(conn, account, stream, watermark, advance, self._now())
+            finish_plan(conn, account, stream, watermark, self._now())
 
     # -- runs ----------------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ every other stream has one row per ``(account, stream)`` in ``zendesk_stream_sta
 store reads and writes either given the stream's name (``etl.storage.statements.state_row``):
 watermark, scope, backfill plan and status are the audit log's code. Pages go through the
 store's own transaction (``Store.stream_transaction``), with this stream's upsert and
-watermark statement: the same lock check, rejects, run counters and store sequence.
+name (its watermark's statement follows from it): the same lock check, rejects, run
+counters and store sequence.
 
 The access log's rows go through its own upsert (``etl.storage.upserts.access_logs``).
 """
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from etl.storage.batch import BatchTransaction, RejectLike
 from etl.storage.history import AccountStatus, account_status, newest
 from etl.storage.limits import RowUpsert
-from etl.storage.statements import SliceRow, WriteResult, state_upsert
+from etl.storage.statements import SliceRow, WriteResult
 from etl.storage.store import Store
 from etl.storage.upserts.access_logs import access_upsert
 
@@ -67,9 +68,7 @@ class StreamStore:
         self.store = store
         self.stream = stream
         self.table = table
-        dialect = store.engine.dialect
-        self._upsert = upsert or access_upsert(dialect)
-        self._advance = state_upsert(dialect.name, stream, advance_only=True)
+        self._upsert = upsert or access_upsert(store.engine.dialect)
 
     def watermark(self, account: str) -> datetime | None:
         return self.store.watermark(account, self.stream)
@@ -104,13 +103,13 @@ class StreamStore:
     ) -> WriteResult:
         """Upsert ``rows``, store ``rejects``, advance the stream's watermark and count,
         atomically, under the run lock's check."""
-        with self.store.stream_transaction(self._upsert, self._advance, self.table) as tx:
+        with self.store.stream_transaction(self._upsert, self.table, self.stream) as tx:
             return tx.write_batch(account, run_id, rows, rejects, watermark=watermark)
 
     @contextmanager
     def transaction(self) -> Iterator[BatchTransaction]:
         """Consecutive batches of this stream in one transaction (a backfill's writer)."""
-        with self.store.stream_transaction(self._upsert, self._advance, self.table) as tx:
+        with self.store.stream_transaction(self._upsert, self.table, self.stream) as tx:
             yield tx
 
     def slices(self, account: str) -> list[SliceRow]:
@@ -127,7 +126,7 @@ class StreamStore:
         return self.store.split_slice(account, slice_id, new_end, rest, self.stream)
 
     def finish_plan(self, account: str, watermark: datetime | None) -> None:
-        self.store.finish_plan(account, watermark, self.stream, self._advance)
+        self.store.finish_plan(account, watermark, self.stream)
 
     def status(self, account: str) -> StreamStatus:
         with self.store.reading("reading the status") as conn:
