@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.engine import Connection
@@ -177,23 +178,24 @@ def windows(
         del page  # before the next is taken: no more pages in memory than needed
 
 
+@dataclass
 class _Windows:
     """``windows``' reading: its window and width, changed only by the one ``page`` call
     at a time (by the fetching thread, when there is one)."""
 
-    def __init__(
-        self,
-        driver: Any,
-        first: str,
-        params: list[Any],
-        query: Callable[[int, int], tuple[str, list[Any]]],
-        advance: Callable[[Any, int], tuple[str, list[Any]]],
-        size: int,
-        last: int,
-    ) -> None:
-        self.driver, self.first, self.params = driver, first, params
-        self.query, self.advance, self.size, self.last = query, advance, size, last
-        self.width, self.high, self.found = size, 0, 0
+    driver: Any
+    first: str
+    params: list[Any]
+    query: Callable[[int, int], tuple[str, list[Any]]]
+    advance: Callable[[Any, int], tuple[str, list[Any]]]
+    size: int
+    last: int
+    width: int = field(init=False)  # the next window's, as dense as the keys were
+    high: int = field(init=False, default=0)  # the window's last key
+    found: int = field(init=False, default=0)  # rows read in the window so far
+
+    def __post_init__(self) -> None:
+        self.width = self.size
 
     def page(self, asked: _Query) -> tuple[list[Any], _Query | None]:
         """The next page with rows from the query ``asked`` on (empty at the end), and the
