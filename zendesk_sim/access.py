@@ -23,7 +23,7 @@ from zendesk_sim import cursor as cursors
 from zendesk_sim.access_data import AccessLog
 from zendesk_sim.cursor import Cursor
 from zendesk_sim.data import HIGHEST, LOWEST
-from zendesk_sim.faults import FAR_FUTURE, FOREIGN_HOST, Fault
+from zendesk_sim.faults import FAR_FUTURE, FOREIGN_HOST, Fault, mangle
 from zendesk_sim.generate import Key
 from zendesk_sim.responses import ApiError, invalid_pagination, invalid_value
 from zendesk_sim.timestamps import parse_ts
@@ -138,25 +138,6 @@ def access_page(log: AccessLog, query: AccessQuery, link: LinkBuilder) -> dict[s
     }
 
 
-def _mangle(record: dict[str, Any], how: str, name: str | None) -> None:
-    name = name or ACCESS_MANGLES[how]
-    if how in ("missing_field", "no_id"):
-        record.pop(name, None)
-    elif how == "null_field":
-        record[name] = None
-    elif how == "extra_field":
-        record[name] = {"added_by": "a future API version", "values": [1, 2.5, None]}
-    elif how == "wrong_type":
-        value = record.get(name)
-        record[name] = f"{value}x" if isinstance(value, int) else 12345
-    elif how == "bad_created_at":
-        record[name] = "yesterday"
-    elif how == "string_id":
-        record[name] = 12345  # an integer where the id is a string
-    elif how == "out_of_window":
-        record[name] = "2001-01-01T00:00:00Z"  # valid, but outside any window asked for
-
-
 def apply_access_fault(
     fault: Fault, body: dict[str, Any], query: AccessQuery, link: LinkBuilder
 ) -> None:
@@ -172,8 +153,8 @@ def apply_access_fault(
         for position in range(min(fault.count, len(records)) - 1, -1, -1):
             records.insert(position + 1, dict(records[position]))
     elif fault.kind == "mangle":
-        for record in records[: fault.count]:
-            _mangle(record, fault.mangle, fault.field)
+        for record in records[: fault.count]:  # string_id: an integer, the id being a string
+            mangle(record, fault.mangle, fault.field, names=ACCESS_MANGLES, wrong_id=12345)
     elif fault.kind == "repeat_cursor" and query.after_text is not None:
         meta.update(has_more=True, after_cursor=query.after_text)
         links["next"] = link("page[after]", query.after_text)

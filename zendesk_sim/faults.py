@@ -162,8 +162,18 @@ class FaultQueue:
             return len(self._queue)
 
 
-def _mangle(record: dict[str, Any], how: str, field: str | None) -> None:
-    name = field or MANGLES[how]
+def mangle(
+    record: dict[str, Any],
+    how: str,
+    field: str | None,
+    *,
+    names: Mapping[str, str] = MANGLES,
+    wrong_id: object = "abc",
+) -> None:
+    """Break one promise about ``record`` in place: ``how`` is a key of ``names`` (the
+    field each mangle touches unless ``field`` says), ``wrong_id`` the id of the wrong type
+    (a string where the audit log's is an integer; the access log's is a string)."""
+    name = field or names[how]
     if how in ("missing_field", "no_id"):
         record.pop(name, None)
     elif how == "null_field":
@@ -176,7 +186,7 @@ def _mangle(record: dict[str, Any], how: str, field: str | None) -> None:
     elif how == "bad_created_at":
         record[name] = "yesterday"
     elif how == "string_id":
-        record[name] = "abc"
+        record[name] = wrong_id
     elif how == "out_of_window":
         record[name] = "2001-01-01T00:00:00Z"  # valid, but outside any window asked for
 
@@ -193,7 +203,7 @@ def apply_to_records(fault: Fault, records: list[dict[str, Any]]) -> None:
             records.insert(position + 1, dict(records[position]))
     elif fault.kind == "mangle":
         for record in records[: fault.count]:
-            _mangle(record, fault.mangle, fault.field)
+            mangle(record, fault.mangle, fault.field)
     elif fault.kind == "out_of_window" and records:
         last = records[-1]
         stray = int(last["id"]) + 1 if isinstance(last.get("id"), int) else 1
