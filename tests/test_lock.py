@@ -10,9 +10,11 @@ import sys
 import textwrap
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 from parts.clock import FakeClock
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 from etl.common.errors import LockedError
@@ -151,3 +153,26 @@ def test_lock_names() -> None:
     assert len(long.encode()) <= 64
     assert long != mysql_lock_name("db", "ü" * 101)
     assert mysql_lock_name("db1", "acme") != mysql_lock_name("db2", "acme")
+
+
+@pytest.mark.databases("postgresql")
+def test_a_server_without_idle_session_timeout_still_locks_once(db_url: str) -> None:
+    """Before PostgreSQL 14 the setting is unknown: the lock is taken by the plain
+    statement, and taken once (the failed one took nothing), so one release frees it."""
+    engine = open_engine(db_url)
+    other = open_engine(db_url)
+
+    @event.listens_for(engine, "before_cursor_execute", retval=True)
+    def older_server(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> Any:
+        return statement.replace("'idle_session_timeout'", "'no_such_setting_before_14'"), params
+
+    try:
+        with run_lock(engine, "acme") as held:
+            held.check()
+            with pytest.raises(LockedError), run_lock(other, "acme"):
+                pass  # pragma: no cover
+        with run_lock(other, "acme"):  # one release let it go
+            pass
+    finally:
+        other.dispose()
+        engine.dispose()

@@ -74,7 +74,8 @@ class Fence:
 
 @functools.cache
 def _take(dialect: str) -> sa.Executable:
-    """Insert the owner's row at epoch 1, or add one to its epoch; built once a dialect."""
+    """Insert the owner's row at epoch 1, or add one to its epoch; built once a dialect.
+    PostgreSQL's and SQLite's return the epoch (one round trip), MySQL's is read after it."""
     insert = dialect_insert(dialect, owners).values(
         kind=_KIND, name=_NAME, epoch=1, commits=0, taken_at=sa.bindparam("o_now")
     )
@@ -86,7 +87,7 @@ def _take(dialect: str) -> sa.Executable:
         statement = insert.on_conflict_do_update(
             index_elements=[owners.c.kind, owners.c.name],
             set_={"epoch": owners.c.epoch + 1, "taken_at": insert.excluded.taken_at},
-        )
+        ).returning(owners.c.epoch)
     return statement
 
 
@@ -98,7 +99,11 @@ def take_fence(engine: Engine, kind: str, name: str, now: datetime) -> Fence:
         raise ValueError(f"unknown owner kind {kind!r}")
     params = {"o_kind": kind, "o_name": name, "o_now": now}
     doing = f"taking the write epoch of {_WHAT[kind]} {name}"
+    dialect = engine.dialect.name
     with database_errors(engine, doing), for_writing(engine).begin() as conn:
-        conn.execute(_take(engine.dialect.name), params)
-        epoch = conn.execute(_CURRENT, params).scalar_one()
+        if dialect in MYSQL_DIALECTS:
+            conn.execute(_take(dialect), params)
+            epoch = conn.execute(_CURRENT, params).scalar_one()
+        else:
+            epoch = conn.execute(_take(dialect), params).scalar_one()
     return Fence(kind, name, int(epoch))

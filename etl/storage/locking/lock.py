@@ -145,19 +145,28 @@ def _attempt_for(engine: Engine, account: str) -> Attempt:
             "AND pid = pg_backend_pid() AND objsubid = 1 "
             "AND classid = CAST(:high AS oid) AND objid = CAST(:low AS oid)"
         ).bindparams(high=unsigned >> 32, low=unsigned & 0xFFFF_FFFF)
+        lock = "pg_try_advisory_lock(:key)"
         return lambda: _session_lock(
             engine,
-            sa.text("SELECT pg_try_advisory_lock(:key)").bindparams(key=key),
+            # The lock's session is idle between checks: never end it for that. In one
+            # round trip with the lock: CASE sets the timeout first, so where the setting is
+            # unknown (before PostgreSQL 14, which ends no idle session) the statement
+            # fails having taken nothing, and the lock alone is tried.
+            (
+                sa.text(
+                    "SELECT CASE WHEN set_config('idle_session_timeout', '0', false) "
+                    f"IS NOT NULL THEN {lock} END"
+                ).bindparams(key=key),
+                sa.text(f"SELECT {lock}").bindparams(key=key),
+            ),
             sa.text("SELECT pg_advisory_unlock(:key)").bindparams(key=key),
             held,
-            # The lock's session is idle between checks: never end it for that.
-            sa.text("SET idle_session_timeout = 0"),
         )
     if dialect in MYSQL_DIALECTS:
         name = mysql_lock_name(engine.url.database or "", account)
         return lambda: _session_lock(
             engine,
-            sa.text("SELECT GET_LOCK(:name, 0)").bindparams(name=name),
+            (sa.text("SELECT GET_LOCK(:name, 0)").bindparams(name=name),),
             sa.text("SELECT RELEASE_LOCK(:name)").bindparams(name=name),
             sa.text("SELECT IS_USED_LOCK(:name) = CONNECTION_ID()").bindparams(name=name),
             # wait_timeout (8 h by default) would end the idle lock session mid-backfill.
@@ -182,20 +191,21 @@ def _still_held() -> str | None:
 
 def _session_lock(
     engine: Engine,
-    take: sa.TextClause,
+    takes: tuple[sa.TextClause, ...],
     give_back: sa.TextClause,
     held: sa.TextClause,
-    keep_alive: sa.TextClause,
+    keep_alive: sa.TextClause | None = None,
 ) -> tuple[Release, Check] | None:
-    """Take a session-level lock on a connection of its own, kept until release."""
+    """Take a session-level lock on a connection of its own, kept until release: by the
+    first of ``takes`` the server accepts (a ``ProgrammingError`` tries the next)."""
     with database_errors(engine, "taking the run lock"):
         # Autocommit: the held connection must not sit "idle in transaction".
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            # PostgreSQL < 14 has no idle_session_timeout (nor ends idle sessions).
-            with suppress(sa.exc.ProgrammingError):
-                conn.execute(keep_alive)
-            got = conn.execute(take).scalar()
+            if keep_alive is not None:
+                with suppress(sa.exc.ProgrammingError):
+                    conn.execute(keep_alive)
+            got = _first_accepted(conn, takes)
         except BaseException:
             conn.invalidate()
             conn.close()
@@ -227,6 +237,17 @@ def _session_lock(
             conn.close()
 
     return release, check
+
+
+def _first_accepted(conn: sa.Connection, takes: tuple[sa.TextClause, ...]) -> object:
+    """The answer of the first of ``takes`` the server runs; a ``ProgrammingError`` (a
+    setting an older server does not know) tries the next."""
+    for take in takes[:-1]:
+        try:
+            return conn.execute(take).scalar()
+        except sa.exc.ProgrammingError:
+            pass
+    return conn.execute(takes[-1]).scalar()
 
 
 def _file_lock(path: Path) -> tuple[Release, Check] | None:
