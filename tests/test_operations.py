@@ -177,15 +177,21 @@ def test_progress_bar_shows_on_a_terminal_only(tmp_path: Path, sqlite_url: str) 
         assert "\r" not in piped.stderr and "[#" not in piped.stderr
 
 
-@pytest.mark.parametrize("workers", ["1", '"auto"'], ids=["sequential", "parallel"])
+# The parallel run is fetch-bound (0.3 s a page), so that "auto" starts several fetchers.
+# One worker needs only that the resumed run's last 7 pages (of 10) outlast the bar's
+# MIN_INTERVAL of 0.5 s, so a line with a share is drawn before the 100% (its first, at
+# page 3, has no density yet): 0.15 s a page, 1 s, however fast the machine; 0.3 took 11 s.
+@pytest.mark.parametrize(
+    ("workers", "latency"), [("1", 0.15), ('"auto"', 0.3)], ids=["sequential", "parallel"]
+)
 def test_a_resumed_sync_starts_its_bar_where_the_first_one_stopped(
-    tmp_path: Path, sqlite_url: str, workers: str
+    tmp_path: Path, sqlite_url: str, workers: str, latency: float
 ) -> None:
     """The first run fails after about two thirds of the records; the second one's bar
     counts them as done instead of starting from 0%."""
     end = recent(30)
     records = generate_records(3000, start=end - timedelta(days=3), end=end, seed=5)
-    with SimulatedZendesk(records, latency=0.3) as sim:
+    with SimulatedZendesk(records, latency=latency) as sim:
         config = terminal_config(tmp_path, sim.url, sqlite_url, f"[sync]\nworkers = {workers}\n")
         sim.inject(Fault("status", status=401, skip=20, times=1))
         assert cli(config, "sync").returncode == ExitCode.AUTH
@@ -199,6 +205,7 @@ def test_a_resumed_sync_starts_its_bar_where_the_first_one_stopped(
             for line in drawn_lines(on_terminal(config, 200))
             if (found := re.search(r"(\d+\.\d)%", line))
         ]
+        assert len(shares) >= 2, shares  # a line mid-run, not only the completed 100%
         assert shares and min(shares) >= 0.9 * stored / 3000, shares
         print("SHARES", stored, shares)
         assert shares[-1] == 1.0

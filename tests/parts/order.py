@@ -12,26 +12,27 @@ from __future__ import annotations
 
 import pytest
 
-# Longest first, from `pytest -n 4 --durations=80` on 2 idle cores (the longest test of each
-# module; a module of many long tests, test_access_backfill, before its longest alone says).
+# Longest first, from `pytest -n 2 --durations` on 2 cores (the longest test of each module;
+# a module of many long tests, test_access_backfill, before its longest alone says). Measured
+# 2026-12-06 while other jobs loaded the cores (load 6 to 10): their order, not idle seconds.
 LONGEST_FIRST = (
-    "test_migrate_resume.py",  # 57 s on MariaDB
-    "test_export_access_kill.py",  # 46 s
-    "test_export_kill.py",  # 30 s
-    "test_backfill.py",  # 29 s
-    "test_demo.py",  # 29 s
-    "test_access_kill.py",  # 27 s
-    "test_access_backfill.py",  # 22 s, and 195 s over 21 tests
-    "test_deploy.py",  # 23 s
-    "test_kill.py",  # 21 s
-    "test_ledger.py",  # 20 s
-    "test_export_options.py",  # 13 s
+    "test_deploy.py",  # 43 s (its fresh venv; load 10)
+    "test_export_access_kill.py",  # 28 s on MariaDB
+    "test_migrate_resume.py",  # 27 s on PostgreSQL (load 10)
+    "test_access_sync.py",  # 22 s, and 130 s in its twelve longest (load 10)
+    "test_export_kill.py",  # 21 s
+    "test_kill.py",  # 20 s
+    "test_demo.py",  # 19 s (load 10)
+    "test_access_kill.py",  # 17 s
+    "test_access_backfill.py",  # 6 s, and 58 s of wall for its 24 tests
+    "test_verify_no_false_alarm.py",  # 14 s (load 10)
+    "test_export_options.py",  # 14 s
+    "test_sync.py",  # 13 s (load 10)
+    "test_ledger.py",  # 12 s
     "test_lock_lost.py",  # 12 s
-    "test_sync.py",
-    "test_concurrency_backfill.py",
-    "test_operations.py",
-    "test_verify_no_false_alarm.py",
-    "test_access_sync.py",
+    "test_concurrency_backfill.py",  # 12 s (load 10)
+    "test_backfill.py",  # 11 s
+    "test_operations.py",  # 6 s
     "test_backfill_hostile.py",
     "test_store.py",
     "test_monitoring.py",
