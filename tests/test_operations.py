@@ -207,7 +207,6 @@ def test_a_resumed_sync_starts_its_bar_where_the_first_one_stopped(
         ]
         assert len(shares) >= 2, shares  # a line mid-run, not only the completed 100%
         assert shares and min(shares) >= 0.9 * stored / 3000, shares
-        print("SHARES", stored, shares)
         assert shares[-1] == 1.0
 
 
