@@ -59,7 +59,9 @@ def _fetch(driver: Any, sql: str, params: Sequence[Any]) -> list[Any]:
 
 
 def _is_psycopg(driver: Any) -> bool:
-    return type(driver).__module__.startswith("psycopg")
+    """psycopg 3's connection (psycopg2's, a URL may name it, has no binary cursor)."""
+    module = type(driver).__module__
+    return module == "psycopg" or module.startswith("psycopg.")
 
 
 _BYTEA = 17  # PostgreSQL's type oid
