@@ -43,13 +43,15 @@ _sha256 = hashlib.sha256
 ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
 # ``raw`` as the UTF-8 bytes of its text, which are hashed (no decoding into ``str`` and
 # encoding back): SQLite's and MariaDB's the text as stored. PostgreSQL's jsonb text is
-# never canonical (it has spaces), so it is always parsed: as ``str``, which orjson reads
-# as well, and which costs the server a quarter less than ``convert_to`` its bytes.
+# never canonical (it has spaces), so it is always parsed: its bytes too (orjson reads
+# them as well), as ``text`` (``convert_to`` them costs the server more) read as bytes by
+# psycopg (``pages.text_as_bytes``; the stream's name is no ``text``, so stays a ``str``).
 _RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "{}::text"}
+_STREAM = {"postgresql": "'{}'::varchar"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
-# A stored row as read: stored_seq, id, raw text's bytes (PostgreSQL's: text), stream name.
-StoredRow = tuple[int, Any, bytes | str, str]
+# A stored row as read: stored_seq, id, raw text's bytes, stream name.
+StoredRow = tuple[int, Any, bytes, str]
 
 
 def parse_raw(text: str) -> Any:
@@ -195,9 +197,10 @@ def _stream_rows(
     # seq >= the last one seen, less what was seen at it: one range of the index, and a
     # number two rows share (only tampering does that) is not lost between pages.
     later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m}){tail}"
-    columns = f"SELECT {seq}, {record_id}, {raw}, '{stream}' "
-    sql: str = columns + head + tail
-    next_sql: str = columns + later
+    name_sql = _STREAM.get(conn.dialect.name, "'{}'").format(stream)
+    columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql} "
+    sql: str = pages.text_as_bytes(columns + head + tail)
+    next_sql: str = pages.text_as_bytes(columns + later)
     if mariadb:
         inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r "
         # in no order (a tenth less of the server's time): ``frames`` sorts the page

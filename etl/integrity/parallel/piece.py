@@ -79,8 +79,8 @@ class _Piece:
         self.account, self.span, self.done = account, span, done
         # SQLite and MariaDB give back the text the store wrote: a record of plain values
         # is its own canonical text (etl.records.audit), hashed as it is. PostgreSQL's
-        # jsonb text has spaces, so it is never: parsed (given as str), as is any text the
-        # quick hash does not match (``streams.matches``).
+        # jsonb text has spaces, so it is never: parsed, as is any text the quick hash
+        # does not match (``streams.matches``).
         self.quick = conn.dialect.name != "postgresql"
 
     def run(self, entries: Iterator[streams.Entry], rows: Iterator[streams.StoredRow]) -> None:
