@@ -214,15 +214,15 @@ def test_a_row_is_hashed_as_its_canonical_json_whatever_text_it_is_stored_as(
 
 
 def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
-    """The entries are written as text made by the ledger (PostgreSQL's COPY text, MySQL's
-    literals): an account name and reject ids holding a quote, a backslash, a tab, a
-    newline, a percent sign or non-ASCII text are stored as they are, and chain; their
-    time, in each database's form of it, is the writer's."""
+    """The entries are written in a form made by the ledger (PostgreSQL's binary COPY,
+    MySQL's literals): an account name and reject ids holding a quote, a backslash, a tab,
+    a newline, a percent sign or non-ASCII text, or no id at all, are stored as they are,
+    and chain; their time, in each database's form of it, is the writer's."""
     from etl.records.audit import Reject
     from etl.storage.store import Store
 
     account = "o'brien\\%s"
-    odd_ids = ["a\tb", "back\\slash", "new\nline", "quo'te\"", "100%s", "ü²", "\\N", "007"]
+    odd_ids = ["a\tb", "back\\slash", "new\nline", "quo'te\"", "100%s", "ü²", "\\N", "007", None]
     written = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
     engine = open_engine(db_url)
     migrate.upgrade(engine)
@@ -236,9 +236,9 @@ def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:
         entries = conn.execute(sa.select(ledger).order_by(ledger.c.entry)).all()
         head = conn.execute(sa.select(ledger_head.c.head)).scalar_one()
     engine.dispose()
-    assert [e.account for e in entries] == [account] * 10
+    assert [e.account for e in entries] == [account] * 11
     assert [e.record_id for e in entries] == ["5", "6", *odd_ids]
-    assert [e.written_at for e in entries] == [written] * 10
+    assert [e.written_at for e in entries] == [written] * 11
     previous = chain.genesis(account)
     for e in entries:
         record = bytes(e.record_hash)
