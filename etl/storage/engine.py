@@ -229,11 +229,11 @@ def check_connection(engine: Engine, probe: Callable[[Connection], T] | None = N
     and the answer is None."""
     try:
         with engine.connect() as conn:
-            if probe is not None and engine.dialect.name == "postgresql":
-                # A read needs no transaction: psycopg's BEGIN and the ROLLBACK as the
-                # connection goes back to the pool were 2 of a run's round trips.
-                conn.execution_options(isolation_level="AUTOCOMMIT")
             if probe is not None:
+                if engine.dialect.name == "postgresql":
+                    # A read needs no transaction: psycopg's BEGIN and the ROLLBACK as the
+                    # connection goes back to the pool were 2 of a run's round trips.
+                    conn.execution_options(isolation_level="AUTOCOMMIT")
                 try:
                     return probe(conn)
                 except sa.exc.DBAPIError:  # judged by SELECT 1, below

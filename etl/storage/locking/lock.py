@@ -202,9 +202,8 @@ def _session_lock(
         # Autocommit: the held connection must not sit "idle in transaction".
         conn = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
-            if keep_alive is not None:
-                with suppress(sa.exc.ProgrammingError):
-                    conn.execute(keep_alive)
+            if keep_alive is not None:  # MySQL's: every version knows wait_timeout
+                conn.execute(keep_alive)
             got = _first_accepted(conn, takes)
         except BaseException:
             conn.invalidate()
