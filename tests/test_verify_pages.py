@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from test_verify import synced, zendesk  # noqa: F401 (a fixture)
 
 from etl.integrity import pages, streams
+from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
@@ -162,6 +163,74 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     monkeypatch.setattr(pages, "frames", short)
     assert _findings(db_url) == clean == []
     assert cut > 2
+
+
+@pytest.mark.databases("mysql")  # a MySQL server there: skipped below
+def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every page of rows is read by its two queries (the ids located, then one range of
+    the clustered index): the one-query page, made to fail here, is never needed, and a
+    row changed, deleted or forged is still found by id. A number two rows share at a
+    page's end (tampering) needs it: the range holds more rows than the page."""
+    engine = open_engine(db_url)
+    with engine.connect():  # the dialect knows MariaDB once connected
+        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
+    engine.dispose()
+    if not mariadb:
+        pytest.skip("MariaDB's read of a page in the clustered index's order")
+    synced(tmp_path, zendesk, db_url, None)
+    rows = _rows(db_url)
+    _, changed, raw = rows[20]
+    _store_text(db_url, changed, _spaced({**raw, "actor_name": "Nobody"}))
+    _, gone, _ = rows[30]
+    seq, forged, raw = rows[-1]
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(audit_logs).where(audit_logs.c.id == gone))
+        forged_row = {
+            **conn.execute(sa.select(audit_logs).where(audit_logs.c.id == forged)).one()._asdict()
+        }
+        conn.execute(
+            sa.insert(audit_logs).values({**forged_row, "id": forged + 1, "stored_seq": seq + 5})
+        )
+    engine.dispose()
+    expected = _findings(db_url)
+    assert {(k, r) for k, r, _ in expected} == {
+        ("modified", str(changed)),
+        ("deleted", str(gone)),
+        ("inserted", str(forged + 1)),
+    }
+    real = pages.mariadb_page
+    used = []
+
+    def broken(value: str, query: str, plain: str, decode: Any) -> Any:
+        page = pages._Aggregated(f"SELECT no_such_column FROM ({query}) AS page")  # fails
+        page.plain, page.decode = real(value, query, plain, decode).plain, decode
+        used.append(page)
+        return page
+
+    monkeypatch.setattr(mariadb_rows, "mariadb_page", broken)
+    _small_pages(monkeypatch)
+    assert _findings(db_url) == expected
+    assert used
+    # Numbers two rows share (pages of 7, windows of 7 numbers: the second window's
+    # page, rows 7 to 13, then holds 8 rows, one of them past the page's end but within
+    # its range of ids): that page is read in one query.
+    seqs, ids = [seq for seq, _, _ in rows], [record_id for _, record_id, _ in rows]
+    moves = {ids[11]: seqs[13], ids[12]: seqs[13], ids[20]: seqs[7]}
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        for record_id, number in moves.items():
+            conn.execute(
+                sa.update(audit_logs).where(audit_logs.c.id == record_id).values(stored_seq=number)
+            )
+    engine.dispose()
+    with pytest.raises(Exception, match="no_such_column"):
+        _findings(db_url)
 
 
 def test_frames_read_any_text_by_its_length() -> None:

@@ -91,23 +91,45 @@ class _Aggregated(str):
 
     plain: str
     decode: Callable[[Any], list[Any]]
+    # Its rows read in two queries (``etl.integrity.mariadb.rows``; None: in the one):
+    # ``locate`` gives the page's count, least and greatest key and last order key, and
+    # ``clustered`` (the page's parameters, then those three) the same rows or more.
+    locate: str | None = None
+    clustered: str = ""
 
 
 def _aggregated(cursor: Any, sql: _Aggregated, params: Sequence[Any]) -> list[Any]:
     cursor.execute("SET SESSION group_concat_max_len = @@max_allowed_packet")
+    if sql.locate is not None:
+        cursor.execute(sql.locate, params)
+        count, low, high, last = cursor.fetchone()
+        if not count:
+            return []
+        cursor.execute(sql.clustered, [*params, low, high, last])
+        found, value = cursor.fetchone()
+        # every row of the page and no other when as many (more: a last key two rows
+        # share, past the page's LIMIT): else the page is read in one query
+        if found == count and value is not None:
+            page = _decoded(sql, value)
+            if len(page) == count:
+                return page
     cursor.execute(sql, params)
     count, value = cursor.fetchone()
     if not count:
         return []
     if value is not None:
-        try:
-            page = sql.decode(value)
-        except (ValueError, IndexError):  # cut short (orjson's error is a ValueError)
-            page = []
+        page = _decoded(sql, value)
         if len(page) == count:
             return page
     cursor.execute(sql.plain, params)
     return cursor.fetchall()  # type: ignore[no-any-return]
+
+
+def _decoded(sql: _Aggregated, value: Any) -> list[Any]:
+    try:
+        return sql.decode(value)
+    except (ValueError, IndexError):  # cut short (orjson's error is a ValueError)
+        return []
 
 
 def mariadb_page(

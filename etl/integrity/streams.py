@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.integrity import pages
+from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.pages import is_mariadb, mariadb_page, windows
 from etl.records import chain
 from etl.records.canonical import canonical_json
@@ -196,18 +197,15 @@ def _stream_rows(
     tail = f" ORDER BY {seq}, {record_id} LIMIT {size}"
     # seq >= the last one seen, less what was seen at it: one range of the index, and a
     # number two rows share (only tampering does that) is not lost between pages.
-    later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m}){tail}"
+    later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m})"
     name_sql = _STREAM.get(conn.dialect.name, "'{}'").format(stream)
     columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql} "
     sql: str = pages.text_as_bytes(columns + head + tail)
-    next_sql: str = pages.text_as_bytes(columns + later)
-    if mariadb:
-        inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r "
-        # in no order (a tenth less of the server's time): ``frames`` sorts the page
-        value = "GROUP_CONCAT(s, ' ', i, ' ', OCTET_LENGTH(r), ' ', r SEPARATOR '')"
-        decode = pages.frames(stream)
-        sql = mariadb_page(value, inner + head + tail, sql, decode)
-        next_sql = mariadb_page(value, inner + later, next_sql, decode)
+    next_sql: str = pages.text_as_bytes(columns + later + tail)
+    if mariadb:  # in the clustered index's order where it can (etl.integrity.mariadb.rows)
+        decode, keys = pages.frames(stream), (seq, record_id, raw)
+        sql = mariadb_rows.row_page(keys, head, tail, sql, decode)
+        next_sql = mariadb_rows.row_page(keys, later, tail, next_sql, decode)
     first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:
