@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from parts import marks, order
+from parts import bytecode, marks, order
 from parts.databases import (
     ALL_KINDS,
     SERVER_URLS,
@@ -93,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", PACED)
     marks.install_checks()
     order.one_at_a_time(config)
+    bytecode.compile_once(config)
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by them
