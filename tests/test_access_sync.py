@@ -4,18 +4,16 @@ one budget for both streams. Against the simulator over real HTTP, on every data
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from access_support import ACCESS_PATH, access_record, access_rows, assert_access_matches
+from parts.cli import CLI_ENV, ROOT, cli_command, run_cli
 from prometheus_client.parser import text_string_to_metric_families
 from support import (
-    SIM_OAUTH_TOKEN,
     assert_table_matches,
     fresh_store,
     recent,
@@ -33,16 +31,19 @@ from etl.zendesk.client import ZendeskClient
 from etl.zendesk.ratelimit import RateLimiter
 from zendesk_sim import AccessSource, Fault, SimulatedZendesk, generate_records
 
-ROOT = Path(__file__).resolve().parent.parent
 BOTH = ("audit_logs", "access_logs")
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_CONFIG"))}
-    environ["ZENDESK_OAUTH_TOKEN"] = SIM_OAUTH_TOKEN
+    """The command in this process (``parts.cli.run_cli``): what it does counts here."""
+    return run_cli("--config", str(config), *args)
+
+
+def installed(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a newcomer starts it: a process of its own."""
     return subprocess.run(
-        [sys.executable, "-m", "etl", "--config", str(config), *args],
-        capture_output=True, text=True, env=environ, timeout=300, cwd=ROOT,
+        cli_command(config, *args), capture_output=True, text=True, env=CLI_ENV, timeout=300,
+        cwd=ROOT,
     )  # fmt: skip
 
 
@@ -86,7 +87,7 @@ def test_a_newcomer_turns_it_on_syncs_and_asks_who_viewed_a_ticket(
     with SimulatedZendesk(audit, access_records=generated) as sim:
         sim.add_access_records(ticket_views(last_month))
         config = write_config(tmp_path, sim.url, db_url, 'streams = ["audit_logs", "access_logs"]')
-        synced = cli(config, "sync")
+        synced = installed(config, "sync")  # the first run: a process, auto-migrating
         assert synced.returncode == 0, synced.stderr
         assert "stream=access_logs status=success" in synced.stderr
         assert not sim.errors
@@ -191,25 +192,27 @@ def test_a_hostile_page_is_never_checkpointed_past(db_url: str, hostile: str) ->
 
 
 def test_without_the_addon_the_stream_is_skipped_with_a_warning(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
     end = recent(30)
     audit = generate_records(150, start=end - timedelta(days=1), end=end, seed=4)
     source = AccessSource(100, start=end - timedelta(days=1), end=end)
     with SimulatedZendesk(audit, access_records=source, access_addon=False) as sim:
-        config = write_config(tmp_path, sim.url, db_url, 'streams = ["audit_logs", "access_logs"]')
+        config = write_config(
+            tmp_path, sim.url, migrated_url, 'streams = ["audit_logs", "access_logs"]'
+        )
         synced = cli(config, "sync")
         assert synced.returncode == 0, synced.stderr
         assert "access_logs skipped" in synced.stderr
         assert "Advanced Data Privacy and Protection" in synced.stderr
         assert "Traceback" not in synced.stderr
-        assert_table_matches(db_url, sim.visible_records())  # the audit log still synced
+        assert_table_matches(migrated_url, sim.visible_records())  # the audit log still synced
         checked = cli(config, "check")
         lines = [line for line in checked.stdout.splitlines() if "access_logs" in line]
         assert len(lines) == 1 and "403" in lines[0] and "add-on" in lines[0], checked.stdout
         stale = cli(config, "status", "--max-lag", "1h")  # the skipped stream is alerted on
         assert stale.returncode == ExitCode.STALE and "acme/access_logs" in stale.stderr
-    assert access_rows(db_url) == []
+    assert access_rows(migrated_url) == []
 
 
 def test_both_streams_keep_within_one_budget(sqlite_url: str) -> None:
@@ -274,20 +277,20 @@ def test_transient_faults_are_retried_and_rejects_are_kept_per_stream(db_url: st
 
 
 def test_resync_of_the_access_log_repairs_it_and_leaves_its_watermark(
-    tmp_path: Path, db_url: str
+    tmp_path: Path, migrated_url: str
 ) -> None:
     end = recent(30)
     source = AccessSource(500, start=end - timedelta(days=2), end=end, seed=12)
     with SimulatedZendesk(access_records=source) as sim:
-        config = write_config(tmp_path, sim.url, db_url, 'streams = ["access_logs"]')
+        config = write_config(tmp_path, sim.url, migrated_url, 'streams = ["access_logs"]')
         assert cli(config, "sync").returncode == 0
-        engine = open_engine(db_url)
+        engine = open_engine(migrated_url)
         try:
             with engine.begin() as conn:
                 lost = conn.execute(
                     sa.text("DELETE FROM zendesk_access_logs WHERE user_id = '6596848315901'")
                 ).rowcount
-            store = fresh_store(db_url)
+            store = fresh_store(migrated_url)
             state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
             before = state.watermark("acme")
             since = (end - timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -300,17 +303,17 @@ def test_resync_of_the_access_log_repairs_it_and_leaves_its_watermark(
             store.engine.dispose()
         finally:
             engine.dispose()
-        assert_access_matches(db_url, sim.access_records())
+        assert_access_matches(migrated_url, sim.access_records())
 
 
-def test_a_value_that_only_changes_type_is_a_new_version(tmp_path: Path, db_url: str) -> None:
+def test_a_value_that_only_changes_type_is_a_new_version(tmp_path: Path, migrated_url: str) -> None:
     """``1`` becoming ``true`` (or ``1.0``) is a change at Zendesk: stored as a new version,
     as the audit log's upsert does, though Python's ``1 == True == 1.0`` would call it the
     same record."""
     end = recent(30)
     first = access_record("01HTYPE0000000000000000001", end - timedelta(hours=1), flag=1)
     with SimulatedZendesk(access_records=[first]) as sim:
-        config = write_config(tmp_path, sim.url, db_url, 'streams = ["access_logs"]')
+        config = write_config(tmp_path, sim.url, migrated_url, 'streams = ["access_logs"]')
         assert cli(config, "sync").returncode == 0
         since = (end - timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
         for value in (True, 1.0):
@@ -318,6 +321,6 @@ def test_a_value_that_only_changes_type_is_a_new_version(tmp_path: Path, db_url:
             resynced = cli(config, "resync", "--stream", "access_logs", "--since", since)
             assert resynced.returncode == 0, resynced.stderr
             assert "0 were missing and 1 differed" in resynced.stdout, resynced.stdout
-            (row,) = access_rows(db_url)
+            (row,) = access_rows(migrated_url)
             raw = row["raw"] if isinstance(row["raw"], dict) else json.loads(row["raw"])
             assert raw["flag"] is value or (value == 1.0 and isinstance(raw["flag"], float))

@@ -260,7 +260,9 @@ def count_rows(db_url: str) -> int:
 def test_exports_and_verifies_beside_a_sync_raise_no_false_alarm(
     migrated_url: str, tmp_path: Path, make_sim: Simulators
 ) -> None:
-    sim = make_sim(history(6_000, days=2, seed=9), latency=0.02, rate_limit_per_minute=10**6)
+    # 3,000 records, 30 pages at 600 a minute: the sync runs 3 s or more, each round (an
+    # export's process started, verify beside it) a second or so: rounds while it writes.
+    sim = make_sim(history(3_000, days=2, seed=9), latency=0.02, rate_limit_per_minute=10**6)
     key, public = keygen(tmp_path)
     path = ledger_config(tmp_path, migrated_url, sim, key, zendesk={"requests_per_minute": 600})
     out = tmp_path / "feed.jsonl"
@@ -269,15 +271,17 @@ def test_exports_and_verifies_beside_a_sync_raise_no_false_alarm(
     proc = CliProcess(path, "--quiet", "sync")
     try:
         wait_until(lambda: proc.proc.poll() is not None or count(engine, ledger) > 0, "a page")
-        rounds = 0
+        rounds = beside = 0
         while proc.proc.poll() is None or rounds == 0:
             exporting = subprocess.Popen(export, env=CLI_ENV, cwd=ROOT, stderr=subprocess.PIPE)
             code, report = verify(path, "--public-key", str(public))  # beside both
             assert code == ExitCode.OK and report["findings"] == [], json.dumps(report)
+            beside += proc.proc.poll() is None  # the sync ran from before verify to after
             _, err = exporting.communicate(timeout=120)
             assert exporting.returncode == 0, err
             rounds += 1
         assert proc.finish() == 0, proc.stderr
+        assert beside >= 1, "no verify ran while the sync wrote"
     finally:
         if proc.proc.poll() is None:
             proc.proc.kill()

@@ -19,14 +19,14 @@ LONGEST_FIRST = (
     "test_deploy.py",  # 43 s (its fresh venv; load 10)
     "test_export_access_kill.py",  # 28 s on MariaDB
     "test_migrate_resume.py",  # 27 s on PostgreSQL (load 10)
-    "test_access_sync.py",  # 22 s, and 130 s in its twelve longest (load 10)
     "test_export_kill.py",  # 21 s
+    "test_export_options.py",  # 17 s (median; SIGTERM and SIGKILL in one test; load 6 to 10)
     "test_kill.py",  # 20 s
     "test_demo.py",  # 19 s (load 10)
     "test_access_kill.py",  # 17 s
-    "test_access_backfill.py",  # 6 s, and 58 s of wall for its 24 tests
-    "test_verify_no_false_alarm.py",  # 14 s (load 10)
-    "test_export_options.py",  # 14 s
+    "test_verify_no_false_alarm.py",  # 15 s, its kill loop (median; load 6 to 10)
+    "test_access_sync.py",  # 10 s, was 24 s (median; load 6 to 10)
+    "test_access_backfill.py",  # 12 s, and 24 tests (median; load 6 to 10)
     "test_sync.py",  # 13 s (load 10)
     "test_ledger.py",  # 12 s
     "test_lock_lost.py",  # 12 s
