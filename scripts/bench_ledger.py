@@ -1,8 +1,9 @@
 """What the ledger costs a load: the store's writes of 100,000 records with the ledger and
 without it (the same code, its ledger writer replaced by one that does nothing), per
 database, 1,000-record transactions as a backfill commits them. The HTTP reading and
-record parsing a real load also does are left out, so the share printed is an upper
-bound of the ledger's share of a whole load (which ``make bench-ledger`` measures:
+record parsing a real load also does are left out (and with the parsing, the record's
+hash, which the parser makes: ``RAW_DIGEST``), so the share printed is an upper bound of
+the writer's share of a whole load (which ``make bench-ledger`` measures:
 ``scripts/bench_ledger_load.py``).
 
 Beside the wall time, the CPU time it took: this process's (SQLite's work included) and

@@ -18,7 +18,9 @@ text, their inserts; not what they add to the commits) as a share of the job's C
 
 "Without the ledger" exists only here: the bench starts that ``sync`` through a launcher
 of its own that replaces ``etl.storage.batch.LedgerWriter`` by a writer that does
-nothing, before the job's code runs. No setting, option or environment variable of the
+nothing, and the parser's hash of each record (``RAW_DIGEST``, which only the ledger
+uses; made on the fetcher threads) by an object that hashes nothing, before the job's
+code runs. No setting, option or environment variable of the
 job turns the ledger off.
 
     .venv/bin/python scripts/bench_ledger_load.py [--records N] [--runs N] [--databases ...]
@@ -73,7 +75,13 @@ for _name in ("__init__", "rows", "rejects", "finish"):
     setattr(_writer, _name, _timed(getattr(_writer, _name)))
 """
 _NONE = """
+import etl.records.audit
 import etl.storage.batch
+
+
+class _NoHash:  # the parser's record hash (RAW_DIGEST) is the ledger's: not made either
+    def __init__(self, data): pass
+    def digest(self): return b""
 
 
 class _NoLedger:
@@ -84,6 +92,7 @@ class _NoLedger:
 
 
 etl.storage.batch.LedgerWriter, _spent = _NoLedger, [0.0]
+etl.records.audit._sha256 = _NoHash
 """
 _MAIN = launcher(
     f"""

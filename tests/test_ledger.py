@@ -20,7 +20,7 @@ from test_cli import cli
 from test_verify import config, found, keygen, verify
 
 from etl.records import chain
-from etl.records.audit import RAW_CANONICAL, RAW_JSON, parse_record
+from etl.records.audit import RAW_CANONICAL, RAW_DIGEST, RAW_JSON, parse_record
 from etl.records.canonical import canonical_json
 from etl.storage import migrate
 from etl.storage.engine import open_engine
@@ -211,6 +211,11 @@ def test_a_row_is_hashed_as_its_canonical_json_whatever_text_it_is_stored_as(
     # The parser's word that the text is canonical (the writer hashes it on that alone):
     # given exactly for those, never for a record it altered or one of floats or nesting.
     assert (row.get(RAW_CANONICAL) is True) == (RAW_JSON in row and plain)
+    # and its hash of that text, which the writer takes as the record hash: made for those
+    # alone, and the canonical JSON's hash
+    assert (RAW_DIGEST in row) == (row.get(RAW_CANONICAL) is True)
+    if RAW_DIGEST in row:
+        assert row[RAW_DIGEST] == chain.record_hash(row["raw"])
 
 
 def test_entries_keep_texts_that_need_escaping(db_url: str) -> None:

@@ -22,6 +22,7 @@ A row's ``raw`` text is compact JSON with other characters as UTF-8, not ``\\u``
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -51,6 +52,10 @@ RAW_JSON = "raw_json"
 # (``etl.records.canonical``: a dict of plain values, its keys sorted), as the parser found
 # while encoding it; the ledger then hashes that text without checking the values again.
 RAW_CANONICAL = "raw_canonical"
+# Not a column either, set with ``RAW_CANONICAL``: the SHA-256 of that text as UTF-8, which
+# is the record's ledger hash (``etl.records.chain.record_hash``), made here from the bytes
+# orjson wrote: a fetcher thread hashes it, not the thread that writes the ledger.
+RAW_DIGEST = "raw_digest"
 # The text columns of bounded length (characters, on every database alike): a longer
 # value rejects its record, on SQLite too, so that every database keeps the same records.
 _LENGTHS = AUDIT_TEXT_LENGTHS
@@ -67,6 +72,7 @@ _UNSORTED = json.JSONEncoder(
     allow_nan=False, default=str, separators=(",", ":"), ensure_ascii=False
 )
 _SORT_KEYS = orjson.OPT_SORT_KEYS
+_sha256 = hashlib.sha256
 # The types of a Zendesk record's values: orjson encodes these exactly (never a float,
 # which could be NaN: orjson would write it as null).
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
@@ -98,7 +104,7 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
             why = f"nested {depth} levels deep; the databases keep at most {MAX_JSON_DEPTH}"
             return Reject(_text_id(raw.get("id")), why, _deep_dump(raw))
     try:
-        text, maybe_unstorable = _encode(raw, plain)
+        text, maybe_unstorable, data = _encode_bytes(raw, plain)
     except ValueError:
         return Reject(
             _text_id(raw.get("id")), "holds NaN or Infinity, which JSON cannot store", _dump(raw)
@@ -129,10 +135,16 @@ def parse_record(raw: object, account: str, synced_at: datetime) -> dict[str, An
         row[RAW_JSON] = text
         if plain and type(raw) is dict:
             row[RAW_CANONICAL] = True
+            row[RAW_DIGEST] = _sha256(text.encode() if data is None else data).digest()
     return row
 
 
 def _encode(raw: dict[Any, Any], plain: bool | None = None) -> tuple[str, bool]:
+    text, maybe_unstorable, _ = _encode_bytes(raw, plain)
+    return text, maybe_unstorable
+
+
+def _encode_bytes(raw: dict[Any, Any], plain: bool | None = None) -> tuple[str, bool, bytes | None]:
     """``raw`` as compact JSON text, keys sorted, and whether it may hold a NUL or a lone
     surrogate (checked exactly only then); ValueError for NaN or Infinity.
 
@@ -150,16 +162,17 @@ def _encode(raw: dict[Any, Any], plain: bool | None = None) -> tuple[str, bool]:
         plain = _PLAIN_TYPES.issuperset(map(type, raw.values()))
     if plain:
         try:
-            text = orjson.dumps(raw, option=_SORT_KEYS).decode()
+            data = orjson.dumps(raw, option=_SORT_KEYS)
         except TypeError:
             pass
         else:  # a NUL is escaped; orjson refuses surrogates
-            return text, "\\u0000" in text
+            text = data.decode()
+            return text, "\\u0000" in text, data
     try:
         text = _ENCODER.encode(raw)
     except TypeError:  # keys of several types (not from JSON): they do not sort
         text = _UNSORTED.encode(raw)
-    return text, "\\u0000" in text or _UNSTORABLE.search(text) is not None
+    return text, "\\u0000" in text or _UNSTORABLE.search(text) is not None, None
 
 
 def parse_created_at(value: object) -> datetime | None:

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.records import chain
-from etl.records.audit import RAW_CANONICAL, RAW_JSON
-from etl.storage.ledger_sql.inserts import insert_entries
+from etl.records.audit import RAW_CANONICAL, RAW_DIGEST, RAW_JSON
+from etl.storage.ledger_sql.inserts import CopyRows, insert_entries
 from etl.storage.schema.coltypes import db_time, sqlite_time
 from etl.storage.schema.integrity import ledger_head
 from etl.storage.sequence import SEQ_COLUMN
@@ -98,7 +98,9 @@ class LedgerWriter:
         self._entries: int | None = None  # None: the head not read (nothing appended) yet
         self._head = b""
         self._known = False  # whether the account has a head row already
-        self._pending: list[tuple[Any, ...]] = []  # entries not inserted yet
+        # entries not inserted yet: tuples, or on PostgreSQL their COPY rows (``CopyRows``)
+        self._pending: list[Any] = []
+        self._copy = conn.dialect.name == "postgresql"
 
     def rows(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Chain written rows (with their ``stored_seq``), in store order.
@@ -106,7 +108,9 @@ class LedgerWriter:
         ``chain.entry_hash``'s bytes, written out in this loop by one ``struct`` pack
         (tag, previous hash, fixed fields, record id and record hash at once): a call, a
         hash object and three byte strings less per row; verify recomputes them with
-        ``chain.entry_hash``."""
+        ``chain.entry_hash``. The record hash is the parser's (``RAW_DIGEST``, made on a
+        fetcher thread) when it gave one. On PostgreSQL each entry is packed here as its
+        binary COPY row (``CopyRows``), not kept as a tuple to be read again."""
         rows = list(rows)
         if not rows:
             return
@@ -115,26 +119,24 @@ class LedgerWriter:
             self._open()
         assert self._entries is not None
         account, number, head = self._account, self._entries, self._head
-        tag, kind, plain = chain.ENTRY_TAG, chain.ROW, _PLAIN.issuperset
-        values: list[tuple[Any, ...]] = []
+        tag, kind = chain.ENTRY_TAG, chain.ROW
+        copy = CopyRows(account, kind, at) if self._copy else None
+        values: list[Any] = []
         append = values.append
         for row in rows:
-            # record_digest, inlined: the call was a tenth of the loop; the parser's finding
-            # first (RAW_CANONICAL), the values' types checked only without it
-            raw, text = row["raw"], row.get(RAW_JSON)
-            if type(text) is str and (
-                row.get(RAW_CANONICAL) is True
-                or (type(raw) is dict and plain(map(type, raw.values())))
-            ):
-                record = _sha256(text.encode()).digest()
-            else:
-                record = chain.record_hash(raw)
-            record_id, seq = str(row["id"]), row[SEQ_COLUMN]
-            rid = record_id.encode()
+            record = row.get(RAW_DIGEST)
+            if record is None:
+                record = record_digest(row)
+            ident, seq = row["id"], row[SEQ_COLUMN]  # an audit row's id: an int
+            rid = b"%d" % ident if type(ident) is int else str(ident).encode()
             size, number = len(rid), number + 1
             pack = _ENTRY_BYTES.get(size) or _entry_bytes(size)
             head = _sha256(pack(tag, head, number, _ROW_KIND, seq or 0, size, rid, record)).digest()
-            append((account, number, kind, record_id, seq, record, head, at))
+            if copy is not None and seq is not None:
+                append(copy.row(number, rid, seq, record, head))
+            else:
+                entry = (account, number, kind, str(ident), seq, record, head, at)
+                append(self._kept(entry))
         self._entries, self._head = number, head
         self._add(values)
 
@@ -145,7 +147,7 @@ class LedgerWriter:
         for reject in rejects:
             record_id, reason, raw = reject["record_id"], reject["reason"], reject["raw"]
             record = chain.reject_hash(record_id, reason, raw)
-            values.append(self._entry(chain.REJECT, None, record_id, record, at))
+            values.append(self._kept(self._entry(chain.REJECT, None, record_id, record, at)))
         self._add(values)
 
     def finish(self) -> None:
@@ -163,7 +165,7 @@ class LedgerWriter:
             values = {"account": self._account, "entries": self._entries, "head": head}
             self._conn.execute(_NEW_HEAD, values)
 
-    def _add(self, values: list[tuple[Any, ...]]) -> None:
+    def _add(self, values: list[Any]) -> None:
         """Entries for the transaction's insert: in order, after those already kept."""
         self._pending += values
         if len(self._pending) >= _PENDING:
@@ -179,6 +181,13 @@ class LedgerWriter:
         self._entries += 1
         self._head = chain.entry_hash(self._head, self._entries, kind, seq, record_id, record)
         return (self._account, self._entries, kind, record_id, seq, record, self._head, at)
+
+    def _kept(self, entry: tuple[Any, ...]) -> Any:
+        """An entry as ``_pending`` keeps it: its tuple, or on PostgreSQL its COPY row."""
+        if not self._copy:
+            return entry
+        account, number, kind, record_id, seq, record, head, at = entry
+        return CopyRows(account, kind, at).any_row(number, record_id, seq, record, head)
 
     def _open(self) -> None:
         row = self._conn.execute(_HEAD, {"account": self._account}).first()
@@ -197,10 +206,14 @@ class LedgerWriter:
 
 
 def record_digest(row: Mapping[str, Any]) -> bytes:
-    """A row's ``record_hash``: the SHA-256 of the text stored for it when that text is
-    its canonical form (``parse_record`` writes a record of plain values with its keys
-    sorted: ``etl.records.audit``, which says so by ``RAW_CANONICAL``), else of
-    ``canonical_json`` of its ``raw``."""
+    """A row's ``record_hash``: the parser's (``RAW_DIGEST``) if it made one, else the
+    SHA-256 of the text stored for it when that text is its canonical form
+    (``parse_record`` writes a record of plain values with its keys sorted:
+    ``etl.records.audit``, which says so by ``RAW_CANONICAL``), else of ``canonical_json``
+    of its ``raw``."""
+    digest = row.get(RAW_DIGEST)
+    if digest is not None:
+        return bytes(digest)
     raw, text = row["raw"], row.get(RAW_JSON)
     if type(text) is str and (
         row.get(RAW_CANONICAL) is True

@@ -43,16 +43,18 @@ _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
-def insert_entries(conn: Connection, values: list[tuple[Any, ...]]) -> None:
-    """Insert ledger entries (tuples of ``ENTRY_COLUMNS``) in the connection's transaction."""
+def insert_entries(conn: Connection, values: list[Any]) -> None:
+    """Insert ledger entries in the connection's transaction: tuples of ``ENTRY_COLUMNS``,
+    or on PostgreSQL their binary COPY rows as ``CopyRows`` packs them."""
     if not values:
         return
     dialect = conn.dialect
     driver = conn.connection.driver_connection
     assert driver is not None
     if dialect.name == "postgresql":
+        data = b"".join((_COPY_SIGNATURE, *values, _COPY_TRAILER))
         with driver.cursor().copy(_copy_sql(dialect)) as copy:
-            copy.write(copy_binary(values))
+            copy.write(data)
     elif dialect.name != "sqlite":
         packet = max_packet(conn)
         assert packet is not None
@@ -72,33 +74,33 @@ def insert_entries(conn: Connection, values: list[tuple[Any, ...]]) -> None:
             at += size
 
 
-def copy_binary(values: list[tuple[Any, ...]]) -> bytes:
-    """Entries as binary COPY's data, whole (signature to trailer): the fields of an entry
-    with a record id and a number (every row's) packed by one ``struct`` a length of
-    record id; account, kind and time encoded once (the same in a call)."""
-    out = [_COPY_SIGNATURE]
-    append = out.append
-    fixed: dict[tuple[Any, ...], tuple[bytes, bytes, bytes]] = {}
-    packs: dict[tuple[int, int, int], Callable[..., bytes]] = {}
-    for account, entry, kind, record_id, seq, record, digest, at in values:
-        same = fixed.get((account, kind, at))
-        if same is None:
-            same = fixed[(account, kind, at)] = _fixed_fields(account, kind, at)
-        lead, kind_field, at_field = same
-        if record_id is None or seq is None:  # a reject's entry: the rare shape
-            append(_entry_fields(same, entry, record_id, seq, record, digest))
-            continue
-        rid = record_id.encode()
-        shape = (len(lead), len(kind_field), len(rid))
-        pack = packs.get(shape)
+class CopyRows:
+    """Entries of one account, kind and time as binary COPY rows, one ``bytes`` each:
+    an entry with a record id and a number (every row's) packed by one ``struct`` a
+    length of record id; account, kind and time encoded once."""
+
+    __slots__ = ("_at", "_fixed", "_kind", "_lead", "_packs")
+
+    def __init__(self, account: str, kind: str, at: datetime) -> None:
+        self._fixed = self._lead, self._kind, self._at = _fixed_fields(account, kind, at)
+        self._packs: dict[int, Callable[..., bytes]] = {}
+
+    def row(self, entry: int, rid: bytes, seq: int, record: bytes, digest: bytes) -> bytes:
+        """An entry with a record id (its UTF-8) and a number."""
+        size = len(rid)
+        pack = self._packs.get(size)
         if pack is None:
-            pack = packs[shape] = struct.Struct(
-                f">{shape[0]}sq{shape[1]}si{shape[2]}siqi32si32s12s"
-            ).pack
-        size = shape[2]
-        append(pack(lead, entry, kind_field, size, rid, 8, seq, 32, record, 32, digest, at_field))
-    append(_COPY_TRAILER)
-    return b"".join(out)
+            shape = f">{len(self._lead)}sq{len(self._kind)}si{size}siqi32si32s12s"
+            pack = self._packs[size] = struct.Struct(shape).pack
+        return pack(
+            self._lead, entry, self._kind, size, rid, 8, seq, 32, record, 32, digest, self._at
+        )
+
+    def any_row(
+        self, entry: int, record_id: str | None, seq: int | None, record: bytes, digest: bytes
+    ) -> bytes:
+        """An entry of any shape (a NULL record id or number: a reject's)."""
+        return _entry_fields(self._fixed, entry, record_id, seq, record, digest)
 
 
 def _fixed_fields(account: str, kind: str, at: datetime) -> tuple[bytes, bytes, bytes]:
