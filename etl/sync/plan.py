@@ -86,9 +86,16 @@ class Plan:
     def tail(self, window: Window, account: AccountSettings) -> tuple[datetime, datetime] | None:
         """A resumed plan reads on to ``window``'s later end: the bounds of the slice to
         add, re-reading the overlap before the old end as the run after a finished plan
-        would (None: the plan already reaches it). The plan then ends there."""
+        would (None: the plan already reaches it). The plan then ends there.
+
+        A plan already finished (its run was killed before clearing it) that reaches the
+        end re-reads the overlap alone: else this run would read nothing, and records
+        that appeared late there would wait a run longer than a kill-free history lets
+        them."""
         if window.end <= self.end:
-            return None
+            if not self.finished():
+                return None
+            return max(reread_from(self.end, account), window.start), self.end
         start = max(reread_from(self.end, account), window.start)
         self.end = window.end
         return start, window.end
