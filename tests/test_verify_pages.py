@@ -131,6 +131,16 @@ def test_a_row_sharing_a_number_across_a_page_boundary_is_inserted(
     assert len(found) == len(set(found))
 
 
+def _skip_unless_mariadb(db_url: str, why: str) -> None:
+    """Skip on MySQL: the subject is MariaDB's own reading."""
+    engine = open_engine(db_url)
+    with engine.connect():  # the dialect knows MariaDB once connected
+        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
+    engine.dispose()
+    if not mariadb:
+        pytest.skip(why)
+
+
 @pytest.mark.databases("mysql")  # a MySQL server there: skipped below
 def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     tmp_path: Path,
@@ -138,12 +148,7 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     zendesk: SimulatedZendesk,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    engine = open_engine(db_url)
-    with engine.connect():  # the dialect knows MariaDB once connected
-        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
-    engine.dispose()
-    if not mariadb:
-        pytest.skip("MariaDB's read of a page as one value")
+    _skip_unless_mariadb(db_url, "MariaDB's read of a page as one value")
     synced(tmp_path, zendesk, db_url, None)
     _small_pages(monkeypatch)
     clean = _findings(db_url)
@@ -176,12 +181,7 @@ def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
     the clustered index): the one-query page, made to fail here, is never needed, and a
     row changed, deleted or forged is still found by id. A number two rows share at a
     page's end (tampering) needs it: the range holds more rows than the page."""
-    engine = open_engine(db_url)
-    with engine.connect():  # the dialect knows MariaDB once connected
-        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
-    engine.dispose()
-    if not mariadb:
-        pytest.skip("MariaDB's read of a page in the clustered index's order")
+    _skip_unless_mariadb(db_url, "MariaDB's read of a page in the clustered index's order")
     synced(tmp_path, zendesk, db_url, None)
     rows = _rows(db_url)
     _, changed, raw = rows[20]
