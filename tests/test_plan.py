@@ -318,7 +318,6 @@ def test_the_read_point_is_the_lowest_unfinished_slice_and_the_end_once_all_are_
 def test_a_resumed_plan_reads_on_to_a_later_end_rereading_the_overlap() -> None:
     account = sim_account("http://127.0.0.1:9", workers=4)
     plan = Plan([Slice(1, T0, T0 + 5 * HOUR)], T0, T0 + 5 * HOUR)
-    assert plan.tail(Window(T0, T0 + 5 * HOUR), account) is None
     tail = plan.tail(WINDOW, account)
     assert tail is not None
     start, end = tail
@@ -326,11 +325,13 @@ def test_a_resumed_plan_reads_on_to_a_later_end_rereading_the_overlap() -> None:
     assert end == plan.end == WINDOW.end
 
 
-def test_a_resumed_finished_plan_rereads_the_overlap_even_without_time_passed() -> None:
-    """A run killed after its last slice but before clearing the plan: the next run, in
-    the same second, still re-reads the overlap, as it would after a cleared plan."""
+@pytest.mark.parametrize("done", [False, True], ids=["unfinished", "finished"])
+def test_a_resumed_plan_rereads_the_overlap_even_without_time_passed(done: bool) -> None:
+    """A run killed mid-plan, or after its last slice but before clearing the plan: the
+    next run, in the same second, still re-reads the overlap, as it would after a cleared
+    plan."""
     account = sim_account("http://127.0.0.1:9", workers=4)
-    plan = Plan([Slice(1, T0, T0 + 5 * HOUR, None, True)], T0, T0 + 5 * HOUR)
+    plan = Plan([Slice(1, T0, T0 + 5 * HOUR, None, done)], T0, T0 + 5 * HOUR)
     tail = plan.tail(Window(T0, T0 + 5 * HOUR), account)
     assert tail == (T0 + 5 * HOUR - account.sync.overlap - BOUND_SLACK, T0 + 5 * HOUR)
     assert plan.end == T0 + 5 * HOUR

@@ -84,21 +84,16 @@ class Plan:
         return cls([Slice(slice_id, window.start, window.end)], window.start, window.end)
 
     def tail(self, window: Window, account: AccountSettings) -> tuple[datetime, datetime] | None:
-        """A resumed plan reads on to ``window``'s later end: the bounds of the slice to
-        add, re-reading the overlap before the old end as the run after a finished plan
-        would (None: the plan already reaches it). The plan then ends there.
-
-        A plan already finished (its run was killed before clearing it) that reaches the
-        end re-reads the overlap alone: else this run would read nothing, and records
-        that appeared late there would wait a run longer than a kill-free history lets
-        them."""
-        if window.end <= self.end:
-            if not self.finished():
-                return None
-            return max(reread_from(self.end, account), window.start), self.end
+        """The slice a resumed plan adds: the overlap before its old end re-read, as the
+        run after a finished plan would, and on to ``window``'s end if that is later (the
+        plan then ends there). Also when no time has passed: records that appeared late
+        behind the old end would otherwise wait a run longer than without the kill."""
+        end = max(window.end, self.end)
         start = max(reread_from(self.end, account), window.start)
-        self.end = window.end
-        return start, window.end
+        if start >= end:  # a window that starts past the plan's end: nothing to add
+            return None
+        self.end = end
+        return start, end
 
     def finished(self) -> bool:
         return all(s.done for s in self.slices)

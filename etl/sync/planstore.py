@@ -29,7 +29,7 @@ def load_plan(run: Run) -> Plan:
         "resuming the backfill of %s: %d of %d slices unfinished, up to %s",
         name, sum(not r.done for r in stored), len(stored), plan.end.isoformat(),
     )  # fmt: skip
-    tail = plan.tail(window, run.account)  # time passed, or the overlap of a finished plan
+    tail = plan.tail(window, run.account)  # the overlap again, and any time passed since
     if tail is not None:
         plan.slices += [from_row(r) for r in store.add_slices(name, [tail])]
     return plan
