@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# pytest's workers (xdist -n): 2 for a 2-core machine; more overlap the tests' waits (the
-# simulated Zendesk's latency, the databases' flushes to disk) where there are cores for it.
-PYTEST_WORKERS ?= 2
+# pytest's workers (xdist -n): 3 on a 2-core machine, because the tests often wait (the
+# simulated Zendesk's latency, the databases' flushes to disk) and a third worker fills those
+# waits: a fresh clone's idle `make test` took 597 s instead of 734 s (docs/TESTING.md).
+PYTEST_WORKERS ?= 3
 
 .PHONY: help install demo test test-fast lint typecheck pytest bench bench-envelope bench-export bench-verify bench-ledger bench-dlt soak dist clean
 
