@@ -148,7 +148,9 @@ def test_no_false_alarm_after_a_sigkill_mid_backfill_and_a_scope_change(
     tmp_path: Path, db_url: str
 ) -> None:
     end = recent(30)
-    records = generate_records(20_000, start=end - timedelta(days=2), end=end, seed=3)
+    # 80 pages: killed after 20, the run had 60 to go (1.4 s at least at 2,500 a minute).
+    # 20,000 records were more of the same after the kill: on a busy MariaDB 25 s, now 5 s.
+    records = generate_records(8_000, start=end - timedelta(days=2), end=end, seed=3)
     key, public = keygen(tmp_path, "ledger.key")
     with SimulatedZendesk(records, latency=0.02, rate_limit_per_minute=1_000_000) as sim:
         path = config(tmp_path, sim, db_url, key)
@@ -171,7 +173,7 @@ def test_no_false_alarm_after_a_sigkill_mid_backfill_and_a_scope_change(
         assert proc.wait(timeout=60) == -signal.SIGKILL  # killed mid-run, not finished
         engine.dispose()
         # What follows runs in process and its subject is the ledger, not the pace: answered
-        # at once and unpaced (two whole reads of 200 pages, 24 ms apart at 2,500 a minute).
+        # at once and unpaced (two whole reads of 80 pages, 24 ms apart at 2,500 a minute).
         sim.latency = 0.0
         path.write_text(path.read_text().replace("requests_per_minute = 2500", UNPACED))
         code, report = verify(path, "--public-key", str(public))
