@@ -16,22 +16,22 @@ import pytest
 # a module of many long tests, test_access_backfill, before its longest alone says). Measured
 # 2026-12-06 while other jobs loaded the cores (load 6 to 10): their order, not idle seconds.
 LONGEST_FIRST = (
-    "test_deploy.py",  # 43 s (its fresh venv; load 10)
     "test_export_access_kill.py",  # 28 s on MariaDB
     "test_migrate_resume.py",  # 27 s on PostgreSQL (load 10)
     "test_export_kill.py",  # 21 s
     "test_export_options.py",  # 17 s (median; SIGTERM and SIGKILL in one test; load 6 to 10)
     "test_kill.py",  # 20 s
     "test_demo.py",  # 19 s (load 10)
+    "test_deploy.py",  # 19 s, was 43 s: its pip-less fresh venv (median of three; load 7 to 11)
     "test_access_kill.py",  # 17 s
     "test_verify_no_false_alarm.py",  # 15 s, its kill loop (median; load 6 to 10)
     "test_access_sync.py",  # 10 s, was 24 s (median; load 6 to 10)
     "test_access_backfill.py",  # 12 s, and 24 tests (median; load 6 to 10)
     "test_sync.py",  # 13 s (load 10)
-    "test_ledger.py",  # 12 s
-    "test_lock_lost.py",  # 12 s
     "test_concurrency_backfill.py",  # 12 s (load 10)
     "test_backfill.py",  # 11 s
+    "test_lock_lost.py",  # was 12 s; 7 s beside the old's 12 s (medians of three; load 7 to 11)
+    "test_ledger.py",  # was 12 s; 10 s beside the old's 28 s (medians of three; load 7 to 11)
     "test_operations.py",  # 6 s
     "test_backfill_hostile.py",
     "test_store.py",
