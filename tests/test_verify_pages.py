@@ -158,10 +158,10 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     def short(stream: str) -> Any:
         decode = real(stream)
 
-        def shorter(data: bytes) -> list[Any]:
+        def shorter(heads: str, data: bytes) -> list[Any]:
             nonlocal cut
             cut += 1
-            return decode(data)[:-1] if cut % 2 else decode(data[:-3])  # one short, one cut
+            return decode(heads, data)[:-1] if cut % 2 else decode(heads, data[:-3])
 
         return shorter
 
@@ -233,12 +233,19 @@ def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
         _findings(db_url)
 
 
+def _framed(parts: list[tuple[int, int, bytes]]) -> tuple[str, bytes]:
+    """A page as MariaDB's two aggregates give it: the numbers, then the texts."""
+    heads = " ".join(f"{s} {i} {len(t)}" for s, i, t in parts)
+    return heads, b"".join(t for _, _, t in parts)
+
+
 def test_frames_read_any_text_by_its_length() -> None:
     texts = [b'{"a":"1 2 3"}', b"", b'{"b":"\xc3\xa9 9 "}']
-    data = b"".join(b"%d %d %d %s" % (i, 10 + i, len(t), t) for i, t in enumerate(texts))
-    assert pages.frames("s")(data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
-    with pytest.raises(ValueError):
-        pages.frames("s")(data[:-2])
+    heads, data = _framed([(i, 10 + i, t) for i, t in enumerate(texts)])
+    assert pages.frames("s")(heads, data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
+    for cut_heads, cut_data in ((heads, data[:-2]), (heads[:-1], data), (heads[:-3], data)):
+        with pytest.raises(ValueError):  # texts cut, or the numbers (a length, a row's)
+            pages.frames("s")(cut_heads, cut_data)
 
 
 def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> None:
@@ -266,8 +273,8 @@ def test_frames_sort_a_page_given_in_any_order() -> None:
     """MariaDB concatenates a page's rows in no set order: the page comes back in the
     query's, by stored_seq then id."""
     parts = [(3, 5, b"c"), (1, 9, b"a"), (3, 4, b"b")]
-    data = b"".join(b"%d %d %d %s" % (s, i, len(t), t) for s, i, t in parts)
-    assert pages.frames("s")(data) == [(1, 9, b"a", "s"), (3, 4, b"b", "s"), (3, 5, b"c", "s")]
+    in_order = [(1, 9, b"a", "s"), (3, 4, b"b", "s"), (3, 5, b"c", "s")]
+    assert pages.frames("s")(*_framed(parts)) == in_order
 
 
 def test_ledger_frames_read_nulls_and_any_text_in_any_order_and_refuse_a_cut_page() -> None:
