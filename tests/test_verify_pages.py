@@ -15,10 +15,12 @@ import sqlalchemy as sa
 from test_verify import synced, zendesk  # noqa: F401 (a fixture)
 
 from etl.integrity import pages, streams
+from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
+from etl.storage.schema.integrity import ledger
 from etl.storage.schema.logs import audit_logs
 from zendesk_sim import SimulatedZendesk
 
@@ -277,27 +279,63 @@ def test_frames_sort_a_page_given_in_any_order() -> None:
     assert pages.frames("s")(*_framed(parts)) == in_order
 
 
+def _ledger_page(entries: list[Any]) -> tuple[str, bytes]:
+    """A page of entries as MariaDB's two aggregates give it: words, then hashes."""
+
+    def hexed(text: str | None) -> str:
+        return "N" if text is None else text.encode().hex().upper()
+
+    words = " ".join(
+        f"{e} {'N' if s is None else s} {k.encode().hex().upper()} {hexed(r)} {hexed(n)} ."
+        for e, k, r, s, _, _, n in entries
+    )
+    return words, b"".join(h + x for _, _, _, _, h, x, _ in entries)
+
+
 def test_ledger_frames_read_nulls_and_any_text_in_any_order_and_refuse_a_cut_page() -> None:
     record, stored = bytes(range(32)), bytes(range(32, 64))
     entries = [
         (1, "R", "61", 7, record, stored, None),
         (2, "X", "", None, stored, record, ""),
         (3, "A", None, None, record, stored, "adopted, at; 1"),
+        (4, "Q", "a b", -2, b" " * 32, b";" * 32, None),  # an unknown kind, spaces
     ]
-
-    def hexed(text: str | None) -> str:
-        return "N" if text is None else text.encode().hex().upper()
-
-    value = ";".join(
-        f"{e},{k.encode().hex().upper()},{'' if s is None else s},{hexed(r)},"
-        f"{h.hex().upper()},{x.hex().upper()},{hexed(n)},"
-        for e, k, r, s, h, x, n in entries
-    )
-    assert streams.ledger_frames(value) == entries
-    assert streams.ledger_frames(";".join(reversed(value.split(";")))) == entries
-    for cut in (1, 2, 3, 40):  # the last comma, within the last note, within a hash
+    words, hashes = _ledger_page(entries)
+    assert mariadb_ledger.decode(words, hashes) == entries
+    assert mariadb_ledger.decode(*_ledger_page(entries[::-1])) == entries
+    rows_only = [entries[0], (5, "R", "62", 8, stored, record, None)]
+    assert mariadb_ledger.decode(*_ledger_page(rows_only)) == rows_only  # no None anywhere
+    for cut in (1, 2, 3, 40):  # the closing word, within the last note, within an id
         with pytest.raises(ValueError):
-            streams.ledger_frames(value[:-cut])
+            mariadb_ledger.decode(words[:-cut], hashes)
+    for cut in (1, 32, 64):  # within a hash; a whole entry's hashes left out by the server
+        with pytest.raises(ValueError):
+            mariadb_ledger.decode(words, hashes[:-cut])
+
+
+@pytest.mark.parametrize("length", [31, 0])
+def test_an_entry_hash_of_another_length_is_found_as_read_row_by_row(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    length: int,
+) -> None:
+    """A hash of other than 32 bytes (an SQL edit) leaves its entry out of MariaDB's
+    aggregate of hashes, so the page is read row by row: the chain is broken there and
+    at the next entry (chained from the stored hash), as on every database; with pages
+    of 7 too."""
+    synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        stored = conn.execute(
+            sa.select(ledger.c.entry_hash).where(ledger.c.entry == 12)
+        ).scalar_one()
+        edited = (bytes(stored) * 2)[:length]
+        conn.execute(sa.update(ledger).where(ledger.c.entry == 12).values(entry_hash=edited))
+    engine.dispose()
+    found = _findings_both_ways(db_url, monkeypatch)
+    assert [(kind, entry) for kind, _, entry in found] == [("chain broken", n) for n in (12, 13)]
 
 
 @pytest.mark.parametrize(
