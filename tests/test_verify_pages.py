@@ -424,3 +424,46 @@ def test_every_account_with_rows_or_a_ledger_is_found(
         found = streams.ledger_accounts(conn)
     engine.dispose()
     assert sorted(found) == sorted(["acme", "alpha", "beta", "Zeta", "zz"])
+
+
+@pytest.mark.databases("mysql")  # a MySQL server there: skipped below
+def test_mariadb_reads_the_ledgers_pages_without_their_limit_unless_entries_are_missing(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every page of the ledger is read straight from the table up to the page's size in
+    numbers (no derived table), except where entries are missing (then more numbers may
+    belong to the page: read with its LIMIT); the findings are the same as with every
+    page read with its LIMIT."""
+    _skip_unless_mariadb(db_url, "MariaDB's read of the ledger's pages")
+    synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        # a gap wider than a window (the next one twice as wide), a gap within that one
+        for low, high in ((8, 20), (24, 25)):
+            conn.execute(sa.delete(ledger).where(ledger.c.entry.between(low, high)))
+        conn.execute(sa.update(ledger).where(ledger.c.entry == 30).values(record_hash=bytes(32)))
+    engine.dispose()
+    _small_pages(monkeypatch)
+    real = mariadb_ledger.bounded
+    answers: list[bool] = []
+
+    def counted(flat: str, size: int) -> Any:
+        read = real(flat, size)
+
+        def answer(cursor: Any, params: Any) -> Any:
+            page = read(cursor, params)
+            answers.append(page is not None)
+            return page
+
+        return answer
+
+    monkeypatch.setattr(mariadb_ledger, "bounded", counted)
+    found = _findings(db_url)
+    monkeypatch.setattr(mariadb_ledger, "bounded", lambda flat, size: lambda c, p: None)
+    assert _findings(db_url) == found
+    assert answers.count(False) >= 1 and answers.count(True) > 10  # the gaps' pages alone
+    assert {("chain broken", None, 21), ("chain broken", None, 26)} <= set(found)
+    assert [kind for kind, _, entry in found if entry == 30] == ["modified", "chain broken"]

@@ -98,10 +98,15 @@ class _Aggregated(str):
     # ``clustered`` (the page's parameters, then those three) the same rows or more.
     locate: str | None = None
     clustered: str = ""
+    # A cheaper read tried first (``etl.integrity.mariadb.ledger.bounded``): its page, or
+    # None when it cannot tell the page from it.
+    first: Callable[[Any, Sequence[Any]], list[Any] | None] | None = None
 
 
 def _aggregated(cursor: Any, sql: _Aggregated, params: Sequence[Any]) -> list[Any]:
     cursor.execute("SET SESSION group_concat_max_len = @@max_allowed_packet")
+    if sql.first is not None and (read := sql.first(cursor, params)) is not None:
+        return read
     if sql.locate is not None:
         cursor.execute(sql.locate, params)
         count, low, high, last = cursor.fetchone()

@@ -107,9 +107,12 @@ def entries(conn: Connection, account: str, after: int, upto: int | None = None)
     sql: str = f"SELECT {', '.join(map(q, names))} {tail}"
     if mariadb:
         inner = ", ".join(f"{q(n)} AS {n}" for n in names)
-        sql = mariadb_page(
+        page = mariadb_page(
             mariadb_ledger.FRAMES, f"SELECT {inner} {tail}", sql, mariadb_ledger.decode
         )
+        flat = f"SELECT COUNT(*), {mariadb_ledger.FRAMES} {where} AND {entry} <= {m}"
+        page.first = mariadb_ledger.bounded(flat, size)
+        sql = page
     first = f"SELECT MIN({entry}) {where} AND {entry} >= {m}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:
