@@ -15,10 +15,12 @@ import sqlalchemy as sa
 from test_verify import synced, zendesk  # noqa: F401 (a fixture)
 
 from etl.integrity import pages, streams
+from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
+from etl.storage.schema.integrity import ledger
 from etl.storage.schema.logs import audit_logs
 from zendesk_sim import SimulatedZendesk
 
@@ -158,10 +160,10 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     def short(stream: str) -> Any:
         decode = real(stream)
 
-        def shorter(data: bytes) -> list[Any]:
+        def shorter(heads: str, data: bytes) -> list[Any]:
             nonlocal cut
             cut += 1
-            return decode(data)[:-1] if cut % 2 else decode(data[:-3])  # one short, one cut
+            return decode(heads, data)[:-1] if cut % 2 else decode(heads, data[:-3])
 
         return shorter
 
@@ -233,12 +235,19 @@ def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
         _findings(db_url)
 
 
+def _framed(parts: list[tuple[int, int, bytes]]) -> tuple[str, bytes]:
+    """A page as MariaDB's two aggregates give it: the numbers, then the texts."""
+    heads = " ".join(f"{s} {i} {len(t)}" for s, i, t in parts)
+    return heads, b"".join(t for _, _, t in parts)
+
+
 def test_frames_read_any_text_by_its_length() -> None:
     texts = [b'{"a":"1 2 3"}', b"", b'{"b":"\xc3\xa9 9 "}']
-    data = b"".join(b"%d %d %d %s" % (i, 10 + i, len(t), t) for i, t in enumerate(texts))
-    assert pages.frames("s")(data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
-    with pytest.raises(ValueError):
-        pages.frames("s")(data[:-2])
+    heads, data = _framed([(i, 10 + i, t) for i, t in enumerate(texts)])
+    assert pages.frames("s")(heads, data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
+    for cut_heads, cut_data in ((heads, data[:-2]), (heads[:-1], data), (heads[:-3], data)):
+        with pytest.raises(ValueError):  # texts cut, or the numbers (a length, a row's)
+            pages.frames("s")(cut_heads, cut_data)
 
 
 def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> None:
@@ -266,8 +275,21 @@ def test_frames_sort_a_page_given_in_any_order() -> None:
     """MariaDB concatenates a page's rows in no set order: the page comes back in the
     query's, by stored_seq then id."""
     parts = [(3, 5, b"c"), (1, 9, b"a"), (3, 4, b"b")]
-    data = b"".join(b"%d %d %d %s" % (s, i, len(t), t) for s, i, t in parts)
-    assert pages.frames("s")(data) == [(1, 9, b"a", "s"), (3, 4, b"b", "s"), (3, 5, b"c", "s")]
+    in_order = [(1, 9, b"a", "s"), (3, 4, b"b", "s"), (3, 5, b"c", "s")]
+    assert pages.frames("s")(*_framed(parts)) == in_order
+
+
+def _ledger_page(entries: list[Any]) -> tuple[str, bytes]:
+    """A page of entries as MariaDB's two aggregates give it: words, then hashes."""
+
+    def hexed(text: str | None) -> str:
+        return "N" if text is None else text.encode().hex().upper()
+
+    words = " ".join(
+        f"{e} {'N' if s is None else s} {k.encode().hex().upper()} {hexed(r)} {hexed(n)} ."
+        for e, k, r, s, _, _, n in entries
+    )
+    return words, b"".join(h + x for _, _, _, _, h, x, _ in entries)
 
 
 def test_ledger_frames_read_nulls_and_any_text_in_any_order_and_refuse_a_cut_page() -> None:
@@ -276,21 +298,44 @@ def test_ledger_frames_read_nulls_and_any_text_in_any_order_and_refuse_a_cut_pag
         (1, "R", "61", 7, record, stored, None),
         (2, "X", "", None, stored, record, ""),
         (3, "A", None, None, record, stored, "adopted, at; 1"),
+        (4, "Q", "a b", -2, b" " * 32, b";" * 32, None),  # an unknown kind, spaces
     ]
-
-    def hexed(text: str | None) -> str:
-        return "N" if text is None else text.encode().hex().upper()
-
-    value = ";".join(
-        f"{e},{k.encode().hex().upper()},{'' if s is None else s},{hexed(r)},"
-        f"{h.hex().upper()},{x.hex().upper()},{hexed(n)},"
-        for e, k, r, s, h, x, n in entries
-    )
-    assert streams.ledger_frames(value) == entries
-    assert streams.ledger_frames(";".join(reversed(value.split(";")))) == entries
-    for cut in (1, 2, 3, 40):  # the last comma, within the last note, within a hash
+    words, hashes = _ledger_page(entries)
+    assert mariadb_ledger.decode(words, hashes) == entries
+    assert mariadb_ledger.decode(*_ledger_page(entries[::-1])) == entries
+    rows_only = [entries[0], (5, "R", "62", 8, stored, record, None)]
+    assert mariadb_ledger.decode(*_ledger_page(rows_only)) == rows_only  # no None anywhere
+    for cut in (1, 2, 3, 40):  # the closing word, within the last note, within an id
         with pytest.raises(ValueError):
-            streams.ledger_frames(value[:-cut])
+            mariadb_ledger.decode(words[:-cut], hashes)
+    for cut in (1, 32, 64):  # within a hash; a whole entry's hashes left out by the server
+        with pytest.raises(ValueError):
+            mariadb_ledger.decode(words, hashes[:-cut])
+
+
+@pytest.mark.parametrize("length", [31, 0])
+def test_an_entry_hash_of_another_length_is_found_as_read_row_by_row(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    length: int,
+) -> None:
+    """A hash of other than 32 bytes (an SQL edit) leaves its entry out of MariaDB's
+    aggregate of hashes, so the page is read row by row: the chain is broken there and
+    at the next entry (chained from the stored hash), as on every database; with pages
+    of 7 too."""
+    synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        stored = conn.execute(
+            sa.select(ledger.c.entry_hash).where(ledger.c.entry == 12)
+        ).scalar_one()
+        edited = (bytes(stored) * 2)[:length]
+        conn.execute(sa.update(ledger).where(ledger.c.entry == 12).values(entry_hash=edited))
+    engine.dispose()
+    found = _findings_both_ways(db_url, monkeypatch)
+    assert [(kind, entry) for kind, _, entry in found] == [("chain broken", n) for n in (12, 13)]
 
 
 @pytest.mark.parametrize(
@@ -379,3 +424,46 @@ def test_every_account_with_rows_or_a_ledger_is_found(
         found = streams.ledger_accounts(conn)
     engine.dispose()
     assert sorted(found) == sorted(["acme", "alpha", "beta", "Zeta", "zz"])
+
+
+@pytest.mark.databases("mysql")  # a MySQL server there: skipped below
+def test_mariadb_reads_the_ledgers_pages_without_their_limit_unless_entries_are_missing(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every page of the ledger is read straight from the table up to the page's size in
+    numbers (no derived table), except where entries are missing (then more numbers may
+    belong to the page: read with its LIMIT); the findings are the same as with every
+    page read with its LIMIT."""
+    _skip_unless_mariadb(db_url, "MariaDB's read of the ledger's pages")
+    synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        # a gap wider than a window (the next one twice as wide), a gap within that one
+        for low, high in ((8, 20), (24, 25)):
+            conn.execute(sa.delete(ledger).where(ledger.c.entry.between(low, high)))
+        conn.execute(sa.update(ledger).where(ledger.c.entry == 30).values(record_hash=bytes(32)))
+    engine.dispose()
+    _small_pages(monkeypatch)
+    real = mariadb_ledger.bounded
+    answers: list[bool] = []
+
+    def counted(flat: str, size: int) -> Any:
+        read = real(flat, size)
+
+        def answer(cursor: Any, params: Any) -> Any:
+            page = read(cursor, params)
+            answers.append(page is not None)
+            return page
+
+        return answer
+
+    monkeypatch.setattr(mariadb_ledger, "bounded", counted)
+    found = _findings(db_url)
+    monkeypatch.setattr(mariadb_ledger, "bounded", lambda flat, size: lambda c, p: None)
+    assert _findings(db_url) == found
+    assert answers.count(False) >= 1 and answers.count(True) > 10  # the gaps' pages alone
+    assert {("chain broken", None, 21), ("chain broken", None, 26)} <= set(found)
+    assert [kind for kind, _, entry in found if entry == 30] == ["modified", "chain broken"]

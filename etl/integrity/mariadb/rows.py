@@ -10,10 +10,11 @@ snapshot:
 1. *locate*: the page's rows' count, least and greatest id and last ``stored_seq``, from
    the ``stored_seq`` index alone (it holds the primary key's columns: no look-up);
 2. *clustered*: the rows of the same conditions with an id in that range and a
-   ``stored_seq`` up to that last one, as one value. The server reads that id range of the
-   clustered index in order (read-ahead, a tenth of the pages touched), or, when the ids
-   are spread wide (updated records, ids out of order), the ``stored_seq`` index as before:
-   its optimizer takes the narrower range. No derived table: no temporary table a page.
+   ``stored_seq`` up to that last one, as two values (numbers, texts). The server reads
+   that id range of the clustered index in order (read-ahead, a tenth of the pages
+   touched), or, when the ids are spread wide (updated records, ids out of order), the
+   ``stored_seq`` index as before: its optimizer takes the narrower range. No derived
+   table: no temporary table a page.
 
 The clustered read holds every row of the page, and others only where two rows share the
 page's last ``stored_seq`` (only tampering does that): when it holds more rows than the
@@ -33,21 +34,26 @@ def row_page(
     conditions: str,
     tail: str,
     plain: str,
-    decode: Callable[[Any], list[Any]],
+    decode: Callable[..., list[Any]],
 ) -> str:
     """The page of rows ``conditions`` (``FROM ... WHERE ...``) and ``tail`` (its ``ORDER
     BY`` and ``LIMIT``) select, ``columns`` being the quoted ``stored_seq``, id and ``raw``
-    (as bytes): as one value, read in two queries (``plain``: the same page row by row)."""
+    (as bytes): as two values (``pages.frames``), read in two queries (``plain``: the
+    same page row by row)."""
     seq, record_id, raw = columns
     inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r {conditions}{tail}"
-    # in no order (a tenth less of the server's time): ``decode`` sorts the page
-    value = "GROUP_CONCAT(s, ' ', i, ' ', OCTET_LENGTH(r), ' ', r SEPARATOR '')"
+    # in no order (a tenth less of the server's time): ``decode`` sorts the page; the
+    # numbers and the texts apart (``pages.frames``), the two aggregates in the same order
+    value = (
+        "GROUP_CONCAT(s, ' ', i, ' ', OCTET_LENGTH(r) SEPARATOR ' '), GROUP_CONCAT(r SEPARATOR '')"
+    )
     page = mariadb_page(value, inner, plain, decode)
     keys = f"SELECT {seq} AS s, {record_id} AS i {conditions}{tail}"
     page.locate = f"SELECT COUNT(*), MIN(i), MAX(i), MAX(s) FROM ({keys}) AS page"
-    frames = f"{seq}, ' ', {record_id}, ' ', OCTET_LENGTH({raw}), ' ', {raw}"
+    heads = f"{seq}, ' ', {record_id}, ' ', OCTET_LENGTH({raw})"
     page.clustered = (
-        f"SELECT COUNT(*), GROUP_CONCAT({frames} SEPARATOR '') {conditions}"
+        f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({raw} SEPARATOR '')"
+        f" {conditions}"
         f" AND {record_id} >= %s AND {record_id} <= %s AND {seq} <= %s"
     )
     return page
