@@ -148,9 +148,10 @@ def test_no_false_alarm_after_a_sigkill_mid_backfill_and_a_scope_change(
     tmp_path: Path, db_url: str
 ) -> None:
     end = recent(30)
-    # 80 pages: killed after 20, the run had 60 to go (1.4 s at least at 2,500 a minute).
-    # 20,000 records were more of the same after the kill: on a busy MariaDB 25 s, now 5 s.
-    records = generate_records(8_000, start=end - timedelta(days=2), end=end, seed=3)
+    # 120 pages: killed after 20, the run has 100 to go (2.4 s at least at 2,500 a minute,
+    # the margin for the kill to land on a busy host). 20,000 records were more of the same
+    # after the kill: on a busy MariaDB 25 s.
+    records = generate_records(12_000, start=end - timedelta(days=2), end=end, seed=3)
     key, public = keygen(tmp_path, "ledger.key")
     with SimulatedZendesk(records, latency=0.02, rate_limit_per_minute=1_000_000) as sim:
         path = config(tmp_path, sim, db_url, key)

@@ -148,10 +148,10 @@ def test_a_run_whose_lock_is_killed_stops_and_the_next_run_is_exact(
     """Kill the lock mid-backfill, start a second run at once: the first stops with exit 6
     and one line before its next commit, the second finishes, nothing is duplicated."""
     end = recent(30)
-    # 50 pages: after its first commit the first run has 49 to go (1.2 s at least at 2,500 a
-    # minute), long past the lock's loss. 12,000 records were more of the same pages for the
-    # second run to read, paced.
-    records = generate_records(5_000, start=end - timedelta(days=2), end=end, seed=5)
+    # 80 pages: after its first commit the first run has 79 to go (1.9 s at least at 2,500 a
+    # minute), long past the lock's loss even on a busy host. 12,000 records were more of the
+    # same pages for the second run to read, paced.
+    records = generate_records(8_000, start=end - timedelta(days=2), end=end, seed=5)
     engine = open_engine(db_url)
     with SimulatedZendesk(records, latency=0.02, rate_limit_per_minute=1_000_000) as sim:
         config = tmp_path / "config.toml"
