@@ -168,13 +168,19 @@ class PostgresPool:
 
     @staticmethod
     def _alone(conn: sa.Connection) -> bool:
-        """Nobody else connected, waiting a moment for the test's closed sessions to end."""
-        deadline = time.monotonic() + 5.0
-        while conn.execute(sa.text(_OTHERS)).first() is not None:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        """Nobody else connected: the test's closed sessions are given a moment to end, and
+        any left (an engine a test never disposed) are ended, as the drop used to end them."""
+        for grace, end in ((0.5, False), (5.0, True)):
+            deadline = time.monotonic() + grace
+            while conn.execute(sa.text(_OTHERS)).first() is not None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            else:
+                return True
+            if not end:
+                conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM ({_OTHERS}) AS o"))
+        return False
 
     @staticmethod
     def _clear(conn: sa.Connection, template: _Shape) -> None:

@@ -12,6 +12,7 @@ the template is one ``RENAME TABLE`` of a kept one's tables into the empty datab
 from __future__ import annotations
 
 import atexit
+import contextlib
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +34,7 @@ _CHARSET = (
     "SELECT CONCAT(default_character_set_name, ' ', default_collation_name) "
     "FROM information_schema.schemata WHERE schema_name = :s"
 )
+_SESSIONS = "SELECT id FROM information_schema.processlist WHERE db = :s AND id <> CONNECTION_ID()"
 _OTHERS = "SELECT 1 FROM information_schema.processlist WHERE db = :s AND id <> CONNECTION_ID()"
 
 
@@ -123,13 +125,21 @@ class MariaDbPool:
 
     @staticmethod
     def _alone(conn: sa.Connection, name: str) -> bool:
-        """Nobody else connected, waiting a moment for the test's closed sessions to end."""
-        deadline = time.monotonic() + 5.0
-        while conn.execute(sa.text(_OTHERS), {"s": name}).first() is not None:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.02)
-        return True
+        """Nobody else connected: the test's closed sessions are given a moment to end, and
+        any left (an engine a test never disposed) are killed, as the drop ended them."""
+        for grace, end in ((0.5, False), (5.0, True)):
+            deadline = time.monotonic() + grace
+            while conn.execute(sa.text(_OTHERS), {"s": name}).first() is not None:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.02)
+            else:
+                return True
+            if not end:
+                for session in conn.execute(sa.text(_SESSIONS), {"s": name}).scalars().all():
+                    with contextlib.suppress(sa.exc.DBAPIError):  # gone meanwhile
+                        conn.execute(sa.text(f"KILL CONNECTION {int(session)}"))
+        return False
 
     def _clear(self, conn: sa.Connection, name: str, counters: set[str]) -> None:
         conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
