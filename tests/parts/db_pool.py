@@ -168,9 +168,9 @@ class PostgresPool:
 
     @staticmethod
     def _alone(conn: sa.Connection) -> bool:
-        """Nobody else connected: the test's closed sessions are given a moment to end, and
+        """Nobody else connected: the test's closed sessions are given 50 ms to end, and
         any left (an engine a test never disposed) are ended, as the drop used to end them."""
-        for grace, end in ((0.5, False), (5.0, True)):
+        for grace, end in ((0.05, False), (5.0, True)):
             deadline = time.monotonic() + grace
             while conn.execute(sa.text(_OTHERS)).first() is not None:
                 if time.monotonic() > deadline:

@@ -125,9 +125,9 @@ class MariaDbPool:
 
     @staticmethod
     def _alone(conn: sa.Connection, name: str) -> bool:
-        """Nobody else connected: the test's closed sessions are given a moment to end, and
+        """Nobody else connected: the test's closed sessions are given 50 ms to end, and
         any left (an engine a test never disposed) are killed, as the drop ended them."""
-        for grace, end in ((0.5, False), (5.0, True)):
+        for grace, end in ((0.05, False), (5.0, True)):
             deadline = time.monotonic() + grace
             while conn.execute(sa.text(_OTHERS), {"s": name}).first() is not None:
                 if time.monotonic() > deadline:
