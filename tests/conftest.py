@@ -1,10 +1,11 @@
 """Shared fixtures: a fresh, real database of each kind per test, and the shared test parts.
 
 ``db_url`` is parametrized over SQLite, PostgreSQL and MariaDB/MySQL. Each test
-gets its own empty database, dropped afterwards, so tests never see each
-other's rows and can run in parallel (pytest-xdist). ``migrated_url`` is the same,
-already at the current schema (copied from a template: see ``parts/databases.py``,
-which also says how to point the tests at other servers).
+gets its own empty database, dropped afterwards (on the servers emptied and kept for the
+process's next test: ``parts/db_pool.py``), so tests never see each other's rows and
+can run in parallel (pytest-xdist). ``migrated_url`` is the same, already at the current
+schema (copied from a template: see ``parts/databases.py``, which also says how to point
+the tests at other servers).
 
 The parts tests share (a simulator factory, a fake clock, a config writer, the CLI
 in-process) live in ``tests/parts/``; their fixtures are imported below. Tests are

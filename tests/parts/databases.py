@@ -11,6 +11,10 @@ per kind, once, and ``migrate_from_template`` gives an empty database the same s
 copying it (a file copy; ``CREATE DATABASE ... TEMPLATE``; each table's own
 ``SHOW CREATE TABLE`` on MariaDB, which has no templates). Tests of the migrations
 themselves keep migrating for real.
+
+On the servers, where a drop is slow (a checkpoint on PostgreSQL), a finished test's
+database is emptied and kept for the process's next test when nothing but its rows changed
+(``db_pool``, ``mysql_pool``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +34,9 @@ from sqlalchemy.engine import URL, make_url
 
 from etl.storage import migrate
 from etl.storage.engine import open_engine
+
+from .db_pool import PostgresPool
+from .mysql_pool import MariaDbPool
 
 SERVER_URLS = {
     "postgresql": os.environ.get(
@@ -64,6 +71,21 @@ def _admin(kind: str) -> sa.Engine:
     return _admins[kind]
 
 
+_pools: dict[str, PostgresPool | MariaDbPool] = {}
+
+
+def _pool(kind: str) -> PostgresPool | MariaDbPool | None:
+    """This process's kept server databases (``db_pool``, ``mysql_pool``); None for SQLite."""
+    if kind not in SERVER_URLS:
+        return None
+    if kind not in _pools:
+        admin = lambda: _admin(kind)  # noqa: E731
+        _pools[kind] = (
+            PostgresPool(SERVER_URLS[kind], admin) if kind == "postgresql" else MariaDbPool(admin)
+        )
+    return _pools[kind]
+
+
 def _drop(admin: sa.Engine, kind: str, name: str) -> None:
     force = " WITH (FORCE)" if kind == "postgresql" else ""
     with admin.connect() as conn:
@@ -80,7 +102,7 @@ def _no_commit_flush(conn: sa.Connection, kind: str, name: str) -> None:
         conn.execute(sa.text(f"ALTER DATABASE {name} SET synchronous_commit = off"))
 
 
-def server_database(kind: str) -> Iterator[str]:
+def server_database(kind: str) -> Generator[str, None, None]:
     """Create a uniquely named database on the server, yield its URL, drop it.
 
     An unreachable server fails the test rather than skipping it, unless
@@ -88,10 +110,15 @@ def server_database(kind: str) -> Iterator[str]:
     name = f"etl_test_{uuid.uuid4().hex[:12]}"
     admin = _admin(kind)
     unreachable = ""
+    pool = _pool(kind)
+    kept = pool.take_empty() if pool is not None else None
     try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-            _no_commit_flush(conn, kind, name)
+        if kept is not None:
+            name = kept
+        else:
+            with admin.connect() as conn:
+                conn.execute(sa.text(f"CREATE DATABASE {name}"))
+                _no_commit_flush(conn, kind, name)
     except sa.exc.OperationalError as exc:
         where = make_url(SERVER_URLS[kind]).render_as_string(hide_password=True)
         said = (str(exc.orig).strip().splitlines() or ["?"])[0]
@@ -108,7 +135,8 @@ def server_database(kind: str) -> Iterator[str]:
     try:
         yield make_url(SERVER_URLS[kind]).set(database=name).render_as_string(hide_password=False)
     finally:
-        _drop(admin, kind, name)
+        if pool is None or not pool.keep(name):
+            _drop(admin, kind, name)
 
 
 def make_database(kind: str, tmp_path: Path) -> Iterator[str]:
@@ -181,6 +209,11 @@ def migrate_from_template(url: str) -> bool:
         return False
     template, name = _template(kind), parsed.database
     admin = _admin(kind)
+    pool = _pool(kind)
+    assert pool is not None
+    pool.learn_template(template)
+    if pool.swap_in_migrated(str(name)):
+        return True
     if kind == "postgresql":
         return _copy_postgresql(admin, template, str(name))
     _copy_mysql(admin, template, str(name))
@@ -235,3 +268,6 @@ def _copy_mysql(admin: sa.Engine, template: str, name: str) -> None:
                     conn.execute(sa.text(f"INSERT INTO {table} SELECT * FROM {template}.{table}"))
         finally:
             conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
+            # Back to the server's own database: a pooled connection left in this one
+            # would look like a session left in it when the test is over (``mysql_pool``).
+            conn.execute(sa.text(f"USE {make_url(SERVER_URLS['mysql']).database}"))
