@@ -23,7 +23,9 @@ Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
 # hexadecimal, so no value holds a space, and a NULL as N), and the two hashes' 64 bytes
 # an entry (a hash not of 32 bytes leaves its entry out: the page is then read row by
 # row). In no order (sorted once split): an ORDER BY there costs the server half as much
-# again.
+# again. The two agree on the order because the server feeds each row to every aggregate of
+# the query in turn and a GROUP_CONCAT with no ORDER BY or DISTINCT appends as fed; were
+# they ever to disagree, the entries' hashes would not match (chain broken), never pass.
 FRAMES = (
     "GROUP_CONCAT(entry, ' ', IFNULL(stored_seq, 'N'), ' ', HEX(kind), ' ', "
     "IFNULL(HEX(record_id), 'N'), ' ', IFNULL(HEX(note), 'N'), ' .' SEPARATOR ' '), "
