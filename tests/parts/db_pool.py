@@ -211,9 +211,15 @@ class PostgresPool:
         return shape
 
     def _drop_all(self) -> None:
-        for name in self.empty + self.migrated:
-            try:
-                with self._admin().connect() as conn:
-                    conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            except sa.exc.DBAPIError:
-                pass
+        drop_kept(self._admin, self.empty + self.migrated, " WITH (FORCE)")
+
+
+def drop_kept(admin: Callable[[], sa.Engine], names: list[str], force: str = "") -> None:
+    """At the process's exit, the databases it kept: each on its own, a failure (the
+    server gone first) leaving the rest to be tried."""
+    for name in names:
+        try:
+            with admin().connect() as conn:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
+        except sa.exc.DBAPIError:
+            pass

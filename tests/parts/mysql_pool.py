@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from .db_pool import drop_kept
+
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
 _TABLES = (
     "SELECT table_name, table_type, COALESCE(auto_increment, 1) FROM information_schema.tables "
@@ -158,9 +160,4 @@ class MariaDbPool:
             conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
 
     def _drop_all(self) -> None:
-        for name in self.empty + self.migrated:
-            try:
-                with self._admin().connect() as conn:
-                    conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-            except sa.exc.DBAPIError:
-                pass
+        drop_kept(self._admin, self.empty + self.migrated)
