@@ -4,6 +4,8 @@ changed must be dropped."""
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import pytest
 import sqlalchemy as sa
 from parts.databases import _admin, _pool, kind_of, migrate_from_template, server_database
@@ -15,6 +17,15 @@ ADD_RUN = (
     "VALUES ('acme', CURRENT_TIMESTAMP, 'success')"
 )
 LAST_RUN = "SELECT MAX(id) FROM zendesk_audit_sync_runs"
+
+
+def _migrated(kind: str) -> tuple[Generator[str, None, None], str, sa.Engine]:
+    """A test's database as the fixture makes it (its generator: ``close`` ends the
+    test), migrated from the template, and an engine on it."""
+    made = server_database(kind)
+    url = next(made)
+    assert migrate_from_template(url)
+    return made, url, sa.create_engine(url, poolclass=sa.pool.NullPool)
 
 
 def _exists(kind: str, name: str) -> bool:
@@ -29,10 +40,7 @@ def _exists(kind: str, name: str) -> bool:
 @pytest.mark.databases("postgresql", "mysql")
 def test_a_kept_database_comes_back_with_no_rows_and_counters_restarted(db_url: str) -> None:
     kind = kind_of(db_url)
-    first = server_database(kind)
-    url = next(first)
-    assert migrate_from_template(url)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    first, url, engine = _migrated(kind)
     with engine.begin() as conn:
         version = conn.execute(sa.text(f"SELECT * FROM {VERSION}")).all()
         conn.execute(sa.text(f"INSERT INTO {VERSION} VALUES ('left_by_a_test')"))
@@ -44,10 +52,7 @@ def test_a_kept_database_comes_back_with_no_rows_and_counters_restarted(db_url: 
     pool = _pool(kind)
     assert pool is not None and make_url(url).database in pool.migrated
 
-    second = server_database(kind)
-    again = next(second)
-    assert migrate_from_template(again)  # the kept one, moved into place
-    engine = sa.create_engine(again, poolclass=sa.pool.NullPool)
+    second, _, engine = _migrated(kind)  # the kept one, moved into place
     with engine.begin() as conn:
         assert conn.execute(sa.text(f"SELECT * FROM {VERSION}")).all() == version
         assert conn.execute(sa.text(LAST_RUN)).scalar() is None
@@ -60,10 +65,7 @@ def test_a_kept_database_comes_back_with_no_rows_and_counters_restarted(db_url: 
 @pytest.mark.databases("postgresql", "mysql")
 def test_a_database_whose_shape_a_test_changed_is_dropped(db_url: str) -> None:
     kind = kind_of(db_url)
-    made = server_database(kind)
-    url = next(made)
-    assert migrate_from_template(url)
-    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    made, url, engine = _migrated(kind)
     with engine.begin() as conn:
         # An index only: nothing else would stop its rows being cleared and put back.
         conn.execute(sa.text("CREATE INDEX left_by_a_test ON zendesk_audit_sync_runs (status)"))

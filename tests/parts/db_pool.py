@@ -12,13 +12,13 @@ dropped as before.
 
 from __future__ import annotations
 
-import atexit
-import time
 import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from .kept import KeptDatabases
 
 # What makes two databases the same to a test: every object outside the system schemas,
 # with its definition, and the database's own settings.
@@ -94,16 +94,16 @@ def _read_shape(conn: sa.Connection, with_rows: bool) -> _Shape:
     return _Shape(shape, rows)
 
 
-class PostgresPool:
+class PostgresPool(KeptDatabases):
     """One process's kept PostgreSQL databases: empty ones and ones at the template."""
 
+    FORCE = " WITH (FORCE)"
+
     def __init__(self, server_url: str, admin: Callable[[], sa.Engine]) -> None:
-        self._server, self._admin = make_url(server_url), admin
-        self.empty: list[str] = []
-        self.migrated: list[str] = []
+        super().__init__(admin)
+        self._server = make_url(server_url)
         self._template: _Shape | None = None
         self._empty_shape: frozenset[str] | None = None
-        atexit.register(self._drop_all)
 
     def _engine(self, name: str) -> sa.Engine:
         # Each statement its own transaction: a wait re-reads pg_stat_activity (a
@@ -122,9 +122,6 @@ class PostgresPool:
                 engine.dispose()
             # Its copies are told not to wait for the disk (``_no_commit_flush``); it is not.
             self._template = _Shape(template.shape | {_NO_FLUSH}, template.rows)
-
-    def take_empty(self) -> str | None:
-        return self.empty.pop() if self.empty else None
 
     def swap_in_migrated(self, name: str) -> bool:
         """Give the empty database ``name`` a kept migrated one's place, by two renames;
@@ -166,21 +163,13 @@ class PostgresPool:
         self.migrated.append(name)
         return True
 
-    @staticmethod
-    def _alone(conn: sa.Connection) -> bool:
-        """Nobody else connected: the test's closed sessions are given 50 ms to end, and
-        any left (an engine a test never disposed) are ended, as the drop used to end them."""
-        for grace, end in ((0.05, False), (5.0, True)):
-            deadline = time.monotonic() + grace
-            while conn.execute(sa.text(_OTHERS)).first() is not None:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
-            else:
-                return True
-            if not end:
-                conn.execute(sa.text(f"SELECT pg_terminate_backend(pid) FROM ({_OTHERS}) AS o"))
-        return False
+    def _alone(self, conn: sa.Connection) -> bool:
+        return self.alone(
+            lambda: conn.execute(sa.text(_OTHERS)).first() is not None,
+            lambda: conn.execute(
+                sa.text(f"SELECT pg_terminate_backend(pid) FROM ({_OTHERS}) AS o")
+            ),
+        )
 
     @staticmethod
     def _clear(conn: sa.Connection, template: _Shape) -> None:
@@ -209,17 +198,3 @@ class PostgresPool:
             engine.dispose()
         self.empty.append(name)
         return shape
-
-    def _drop_all(self) -> None:
-        drop_kept(self._admin, self.empty + self.migrated, " WITH (FORCE)")
-
-
-def drop_kept(admin: Callable[[], sa.Engine], names: list[str], force: str = "") -> None:
-    """At the process's exit, the databases it kept: each on its own, a failure (the
-    server gone first) leaving the rest to be tried."""
-    for name in names:
-        try:
-            with admin().connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}{force}"))
-        except sa.exc.DBAPIError:
-            pass

@@ -11,15 +11,13 @@ the template is one ``RENAME TABLE`` of a kept one's tables into the empty datab
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import re
-import time
 from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from .db_pool import drop_kept
+from .kept import KeptDatabases
 
 _AUTO_INCREMENT = re.compile(r" AUTO_INCREMENT=\d+")
 _TABLES = (
@@ -58,18 +56,15 @@ def _shape(conn: sa.Connection, name: str) -> tuple[dict[str, str], set[str]] | 
     return ddl, {table for table, _, counter in tables if int(counter) > 1}
 
 
-class MariaDbPool:
+class MariaDbPool(KeptDatabases):
     """One process's kept MariaDB databases: empty ones and ones at the template."""
 
     def __init__(self, admin: Callable[[], sa.Engine]) -> None:
-        self._admin = admin
-        self.empty: list[str] = []
-        self.migrated: list[str] = []
+        super().__init__(admin)
         self._template = ""
         self._template_shape: dict[str, str] = {}
         self._with_rows: list[str] = []
         self._charset = ""
-        atexit.register(self._drop_all)
 
     def learn_template(self, name: str) -> None:
         if self._template:
@@ -85,9 +80,6 @@ class MariaDbPool:
             ]
             self._charset = str(conn.execute(sa.text(_CHARSET), {"s": name}).scalar())
         self._template, self._template_shape = name, shape
-
-    def take_empty(self) -> str | None:
-        return self.empty.pop() if self.empty else None
 
     def swap_in_migrated(self, name: str) -> bool:
         """Move a kept migrated database's tables into the empty ``name`` in one atomic
@@ -125,23 +117,15 @@ class MariaDbPool:
         self.migrated.append(name)
         return True
 
-    @staticmethod
-    def _alone(conn: sa.Connection, name: str) -> bool:
-        """Nobody else connected: the test's closed sessions are given 50 ms to end, and
-        any left (an engine a test never disposed) are killed, as the drop ended them."""
-        for grace, end in ((0.05, False), (5.0, True)):
-            deadline = time.monotonic() + grace
-            while conn.execute(sa.text(_OTHERS), {"s": name}).first() is not None:
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
-            else:
-                return True
-            if not end:
-                for session in conn.execute(sa.text(_SESSIONS), {"s": name}).scalars().all():
-                    with contextlib.suppress(sa.exc.DBAPIError):  # gone meanwhile
-                        conn.execute(sa.text(f"KILL CONNECTION {int(session)}"))
-        return False
+    def _alone(self, conn: sa.Connection, name: str) -> bool:
+        def end_others() -> None:
+            for session in conn.execute(sa.text(_SESSIONS), {"s": name}).scalars().all():
+                with contextlib.suppress(sa.exc.DBAPIError):  # gone meanwhile
+                    conn.execute(sa.text(f"KILL CONNECTION {int(session)}"))
+
+        return self.alone(
+            lambda: conn.execute(sa.text(_OTHERS), {"s": name}).first() is not None, end_others
+        )
 
     def _clear(self, conn: sa.Connection, name: str, counters: set[str]) -> None:
         conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 0"))
@@ -158,6 +142,3 @@ class MariaDbPool:
                 conn.execute(sa.text(f"ALTER TABLE {name}.{table} AUTO_INCREMENT = 1"))
         finally:
             conn.execute(sa.text("SET FOREIGN_KEY_CHECKS = 1"))
-
-    def _drop_all(self) -> None:
-        drop_kept(self._admin, self.empty + self.migrated)
