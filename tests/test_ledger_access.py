@@ -18,6 +18,9 @@ from support import recent
 from test_cli import cli
 
 from etl.common.errors import ExitCode
+from etl.integrity import pages, streams
+from etl.integrity.mariadb import rows as mariadb_rows
+from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.records.access import parse_access_record
 from etl.records.audit import parse_record
@@ -182,3 +185,70 @@ def test_access_rows_changed_deleted_or_forged_are_named_by_id(
         line.startswith(f"INVALID: modified: account acme, stream access_logs, record {changed},")
         for line in lines
     ), lines
+
+
+@pytest.mark.databases("mysql")  # MariaDB's reading; a MySQL server there: skipped below
+def test_mariadb_reads_access_pages_as_two_values_though_their_ids_are_text(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The access log's ids are text (any text: spaces, non-ASCII): its pages are read by
+    the two aggregates too, never row by row (made to fail here), in pages of 7, and an
+    access row changed, deleted or forged with such an id is still named by id."""
+    synced(tmp_path, zendesk, db_url)
+    engine = open_engine(db_url)
+    with engine.connect():
+        if not getattr(engine.dialect, "is_mariadb", False):
+            pytest.skip("MariaDB's read of a page as one value")
+    changed, deleted = access_ids(db_url)[20:22]
+    with engine.begin() as conn:
+        row = dict(
+            conn.execute(sa.select(access_logs).where(access_logs.c.id == changed)).one()._mapping
+        )
+        raw = json.loads(row["raw"]) if isinstance(row["raw"], str) else row["raw"]
+        odd = "a b é 9"  # a space splits numbers; é is two bytes
+        conn.execute(
+            sa.update(access_logs)
+            .where(access_logs.c.id == changed)
+            .values(raw={**raw, "ip_address": "203.0.113.9"})
+        )
+        conn.execute(sa.delete(access_logs).where(access_logs.c.id == deleted))
+        conn.execute(
+            sa.insert(access_logs).values(
+                {**row, "id": odd, "raw": {**raw, "id": odd}, "stored_seq": 10**12}
+            )
+        )
+    engine.dispose()
+    real = pages.mariadb_page
+
+    def rows_only_as_two_values(value: str, query: str, plain: str, decode: Any) -> Any:
+        page = pages._Aggregated("SELECT no_such_column")  # the page in one query: fails
+        page.plain, page.decode = "SELECT no_such_column", real(value, query, plain, decode).decode
+        return page
+
+    monkeypatch.setattr(mariadb_rows, "mariadb_page", rows_only_as_two_values)
+    monkeypatch.setattr(streams, "PAGE", 7)
+    monkeypatch.setattr(streams, "_MARIADB_PAGE", 7)
+    engine = open_engine(db_url)
+    try:
+        report = verify_account(engine, "acme", VerifyOptions())
+    finally:
+        engine.dispose()
+    assert {(f.kind, f.record_id, f.stream) for f in report.findings} == {
+        ("modified", changed, "access_logs"),
+        ("deleted", deleted, "access_logs"),
+        ("inserted", odd, "access_logs"),
+    }
+    assert report.records == AUDIT + ACCESS - 2  # stored (one rejected), one deleted
+
+
+def test_frames_with_text_ids_read_any_id_and_text_by_their_lengths() -> None:
+    parts = [(5, "b é", b'{"a":"1 2"}'), (2, "", b""), (5, "a", b"x")]
+    heads = " ".join(f"{s} {len(i.encode())} {len(t)}" for s, i, t in parts)
+    data = b"".join(i.encode() + t for _, i, t in parts)
+    decode = pages.frames("access_logs", text_ids=True)
+    assert decode(heads, data) == sorted((s, i, t, "access_logs") for s, i, t in parts)
+    for cut_heads, cut_data in ((heads, data[:-1]), (heads[:-2], data), (heads, data + b"x")):
+        with pytest.raises(ValueError):
+            decode(cut_heads, cut_data)
+    with pytest.raises(ValueError):  # an id that is not UTF-8
+        decode("1 1 0", b"\xff")

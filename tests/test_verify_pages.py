@@ -157,8 +157,8 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     real = pages.frames
     cut = 0
 
-    def short(stream: str) -> Any:
-        decode = real(stream)
+    def short(stream: str, text_ids: bool = False) -> Any:
+        decode = real(stream, text_ids)
 
         def shorter(heads: str, data: bytes) -> list[Any]:
             nonlocal cut

@@ -168,9 +168,10 @@ def _stream_rows(
     sql: str = pages.text_as_bytes(columns + head + tail)
     next_sql: str = pages.text_as_bytes(columns + later + tail)
     if mariadb:  # in the clustered index's order where it can (etl.integrity.mariadb.rows)
-        decode, keys = pages.frames(stream), (seq, record_id, raw)
-        sql = mariadb_rows.row_page(keys, head, tail, sql, decode)
-        next_sql = mariadb_rows.row_page(keys, later, tail, next_sql, decode)
+        text_ids = isinstance(table.c.id.type, sa.String)  # the access log's
+        decode, keys = pages.frames(stream, text_ids), (seq, record_id, raw)
+        sql = mariadb_rows.row_page(keys, head, tail, sql, decode, text_ids)
+        next_sql = mariadb_rows.row_page(keys, later, tail, next_sql, decode, text_ids)
     first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:

@@ -35,27 +35,37 @@ def row_page(
     tail: str,
     plain: str,
     decode: Callable[..., list[Any]],
+    text_ids: bool = False,
 ) -> str:
     """The page of rows ``conditions`` (``FROM ... WHERE ...``) and ``tail`` (its ``ORDER
     BY`` and ``LIMIT``) select, ``columns`` being the quoted ``stored_seq``, id and ``raw``
-    (as bytes): as two values (``pages.frames``), read in two queries (``plain``: the
-    same page row by row)."""
+    (as bytes): as two values (``pages.frames``, with ``text_ids`` when the ids are text),
+    read in two queries (``plain``: the same page row by row)."""
     seq, record_id, raw = columns
     inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r {conditions}{tail}"
     # in no order (a tenth less of the server's time): ``decode`` sorts the page; the
     # numbers and the texts apart (``pages.frames``), the two aggregates in the same order
     # (the server feeds each row to both in turn; a row misaligned would hash wrong, a
     # finding, never a pass)
-    value = (
-        "GROUP_CONCAT(s, ' ', i, ' ', OCTET_LENGTH(r) SEPARATOR ' '), GROUP_CONCAT(r SEPARATOR '')"
-    )
+    value = f"GROUP_CONCAT({_heads('s', 'i', 'r', text_ids)} SEPARATOR ' '), "
+    value += f"GROUP_CONCAT({_texts('i', 'r', text_ids)} SEPARATOR '')"
     page = mariadb_page(value, inner, plain, decode)
     keys = f"SELECT {seq} AS s, {record_id} AS i {conditions}{tail}"
     page.locate = f"SELECT COUNT(*), MIN(i), MAX(i), MAX(s) FROM ({keys}) AS page"
-    heads = f"{seq}, ' ', {record_id}, ' ', OCTET_LENGTH({raw})"
+    heads, texts = _heads(seq, record_id, raw, text_ids), _texts(record_id, raw, text_ids)
     page.clustered = (
-        f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({raw} SEPARATOR '')"
+        f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({texts} SEPARATOR '')"
         f" {conditions}"
         f" AND {record_id} >= %s AND {record_id} <= %s AND {seq} <= %s"
     )
     return page
+
+
+def _heads(seq: str, record_id: str, raw: str, text_ids: bool) -> str:
+    """A row's numbers: an id that is text goes by its length (it may hold spaces)."""
+    head = f"OCTET_LENGTH({record_id})" if text_ids else record_id
+    return f"{seq}, ' ', {head}, ' ', OCTET_LENGTH({raw})"
+
+
+def _texts(record_id: str, raw: str, text_ids: bool) -> str:
+    return f"{record_id}, {raw}" if text_ids else raw
