@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 from bench_support import task_cpu
+from sqlalchemy.pool import NullPool
 
 _STATE = """
 SELECT pg_current_wal_lsn()::text,
@@ -61,7 +62,9 @@ class PgServer:
     """``before()`` just before a run and ``after()`` once it has ended."""
 
     def __init__(self, url: str) -> None:
-        self._engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        # no pooled connection left open during the run, where it would be one more session
+        # of the database for the bench's sampler
+        self._engine = sa.create_engine(url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
         self._start: ServerState | None = None
 
     def _state(self) -> ServerState:
