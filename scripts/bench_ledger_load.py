@@ -15,6 +15,11 @@ targets the ledger's cost: the time it adds, as the median of each run's pair, a
 shared host both move by tens of percent from run to run, so the runs with the ledger
 also time its writer's methods (the CPU of the thread in them: hashing, the entries'
 text, their inserts; not what they add to the commits) as a share of the job's CPU.
+On PostgreSQL each run also says what the server as a whole did meanwhile
+(``bench_pgserver``): the WAL written, the checkpoints started, full-page images, the
+buffers its sessions wrote out, its background processes' CPU, and "others' CPU" (what
+neither the job, the simulator nor that server used): a run with checkpoints or much
+others' CPU in it says more about the host than about the ledger.
 
 "Without the ledger" exists only here: the bench starts that ``sync`` through a launcher
 of its own that replaces ``etl.storage.batch.LedgerWriter`` by a writer that does
@@ -34,6 +39,7 @@ import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from bench_pgserver import PgServer, ServerCost
 from bench_report import run_bench
 from bench_results import LOCAL_RPM, BenchRun, Scenario, Target, parse_args, short
 from bench_support import (
@@ -161,16 +167,26 @@ def one_load(bench: BenchRun, sim: Simulator, kind: str, ledger: bool, label: st
     env = {**job.env, SPENT_FILE_ENV: str(spent_file)}
     job.settle()
     server = ServerCPU(url, kind)
+    whole = PgServer(url) if kind == "postgresql" else None
+    if whole is not None:
+        whole.before()
     try:
         run = measure(bench.cleanup, sim, command, env, job.workdir, "sync")
     finally:
         server_cpu = server.stop()
+    cost = whole.after() if whole is not None else None
     spent = float(spent_file.read_text())
     spent_file.unlink()
     scenario = bench.scenario(name(n, ledger), kind, n)
     bench.record(scenario, run, f"{'with' if ledger else 'without'} ledger, {label}")
     bench.say(f"    server sessions' CPU {server_cpu:.2f} s, the ledger writer's CPU {spent:.2f} s")
     SERVER.setdefault(id(scenario), []).append(server_cpu)
+    if cost is not None:
+        # what neither the job, the simulator nor this server's work used: other work on a
+        # shared host, which is what moves single runs most
+        others = run.other_cpu - server_cpu - cost.background_cpu
+        bench.say(f"    the server as a whole: {cost.text()}; others' CPU {others:.1f} s")
+        WHOLE.setdefault(id(scenario), []).append(cost)
     WRITER.setdefault(id(scenario), []).append(spent)
     if ledger:
         entries = _entries(url)
@@ -182,6 +198,7 @@ def one_load(bench: BenchRun, sim: Simulator, kind: str, ledger: bool, label: st
 
 SERVER: dict[int, list[float]] = {}  # server sessions' CPU seconds per scenario, by run
 WRITER: dict[int, list[float]] = {}  # the ledger writer's CPU seconds (in the job) likewise
+WHOLE: dict[int, list[ServerCost]] = {}  # PostgreSQL: WAL, checkpoints, background CPU
 
 
 def _entries(url: str) -> int:
@@ -220,6 +237,13 @@ def run(bench: BenchRun) -> None:
             scenario.note = f"server sessions' CPU {median(SERVER[id(scenario)]):.2f} s"
             if ledger:
                 scenario.note += f", ledger writer's {median(WRITER[id(scenario)]):.2f} s"
+            whole = WHOLE.get(id(scenario))
+            if whole:
+                scenario.note += (
+                    f"; WAL {median([c.wal_mb for c in whole]):.0f} MB, background CPU "
+                    f"{median([c.background_cpu for c in whole]):.2f} s, checkpoints "
+                    + "/".join(str(c.checkpoints) for c in whole)
+                )
 
 
 def targets(bench: BenchRun) -> list[Target]:
@@ -236,6 +260,11 @@ def targets(bench: BenchRun) -> list[Target]:
         writer = [spent / run.cpu for spent, run in zip(WRITER[id(on)], on.runs, strict=True)]
         rounds = ", ".join(f"{c:+.0%}" for c in walls)
         cpu_rounds = ", ".join(f"{c:+.0%}" for c in cpus)
+        wal = ""
+        if WHOLE.get(id(on)) and WHOLE.get(id(off)):
+            pairs = zip(WHOLE[id(off)], WHOLE[id(on)], strict=True)
+            added = [c.wal_mb - o.wal_mb for o, c in pairs]
+            wal = f"; WAL added {median(added):+.0f} MB"
         found.append(
             Target(
                 f"ledger's cost of a first load {short(n)} {kind} <= {LIMIT:.0%} of throughput: "
@@ -243,7 +272,7 @@ def targets(bench: BenchRun) -> list[Target]:
                 f"{rounds}); CPU job + server {median(total_cpu(off)):.2f} -> "
                 f"{median(total_cpu(on)):.2f} s, {cpu:+.1%} (runs {cpu_rounds}); the ledger "
                 f"writer's own CPU {median(WRITER[id(on)]):.2f} s, {median(writer):.1%} of the "
-                "job's",
+                f"job's{wal}",
                 wall <= 1 / (1 - LIMIT) - 1,
             )
         )
