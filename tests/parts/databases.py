@@ -71,6 +71,11 @@ def _admin(kind: str) -> sa.Engine:
     return _admins[kind]
 
 
+def server_admin(kind: str) -> sa.Engine:
+    """This process's pooled admin engine on the ``kind`` server (for ``copies``)."""
+    return _admin(kind)
+
+
 _pools: dict[str, PostgresPool | MariaDbPool] = {}
 
 
