@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from parts.copies import copy_database
-from parts.databases import kind_of, make_database
+from parts.databases import kind_of, make_database, migrate_from_template
 from support import audit_record, recent
 from test_cli import cli
 from test_verify import config, keygen
@@ -77,6 +77,7 @@ class _Built:
         if kind not in self._stores:
             folder = self._folders.mktemp(f"built-{kind}")
             url = self._stack.enter_context(contextlib.contextmanager(make_database)(kind, folder))
+            assert migrate_from_template(url), "a fresh database is empty and unused"
             self._stores[kind] = (url, _build(folder, url))
         url, keys = self._stores[kind]
         copy_database(url, db_url)
