@@ -41,16 +41,26 @@ def sim(shared_sim: SimulatedZendesk) -> SimulatedZendesk:
 
 
 def write_config(
-    tmp_path: Path, base_url: str, db_url: str, extra: str = "", database_extra: str = ""
+    tmp_path: Path,
+    base_url: str,
+    db_url: str,
+    extra: str = "",
+    database_extra: str = "",
+    retry_budget: str | float = "3s",
 ) -> Path:
     return parts_config(
         tmp_path,
         db_url,
         base_url,
-        zendesk={"retry_budget": "3s", "timeout": "2s"},
+        zendesk={"retry_budget": retry_budget, "timeout": "2s"},
         zendesk_text=extra,
         database_text=database_extra,
     )
+
+
+# Against a Zendesk that is down: the first wait (0.5 to 1 s, BACKOFF_INITIAL) always fits
+# in it and the second (1 to 2 s) never does, so every run retries once, then gives up.
+DOWN_BUDGET = 1.5  # seconds
 
 
 def cli(
@@ -187,12 +197,17 @@ def test_wrong_credentials_exit_3_without_showing_them(
 
 def test_zendesk_down_exits_4_after_the_retry_budget(tmp_path: Path, sqlite_url: str) -> None:
     config = write_config(
-        tmp_path, "http://127.0.0.1:9", sqlite_url, database_extra="auto_migrate = true"
+        tmp_path,
+        "http://127.0.0.1:9",
+        sqlite_url,
+        database_extra="auto_migrate = true",
+        retry_budget=DOWN_BUDGET,
     )
     started = time.monotonic()
     result = cli(config, "sync")
     assert result.returncode == ExitCode.UPSTREAM
-    assert "127.0.0.1:9" in one_error_line(result)
+    line = one_error_line(result)
+    assert "127.0.0.1:9" in line and "gave up after 2 attempts" in line, line  # retried once
     assert time.monotonic() - started < 30
 
 
@@ -207,9 +222,9 @@ def test_a_held_lock_exits_5_at_once_or_after_waiting(
         assert result.returncode == ExitCode.LOCKED
         assert "in progress" in one_error_line(result)
         started = time.monotonic()
-        waited = cli(config, "sync", "--wait", "2")
+        waited = cli(config, "sync", "--wait", "1")
         assert waited.returncode == ExitCode.LOCKED
-        assert time.monotonic() - started >= 2
+        assert time.monotonic() - started >= 1
     assert cli(config, "sync").returncode == 0
     engine.dispose()
 
@@ -431,7 +446,11 @@ def test_a_failure_says_its_error_once_short_and_in_json_when_asked(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     config = write_config(
-        tmp_path, "http://127.0.0.1:9", sqlite_url, database_extra="auto_migrate = true"
+        tmp_path,
+        "http://127.0.0.1:9",
+        sqlite_url,
+        database_extra="auto_migrate = true",
+        retry_budget=DOWN_BUDGET,
     )
     text = cli(config, "sync")
     assert text.returncode == ExitCode.UPSTREAM

@@ -23,6 +23,7 @@ from types import ModuleType
 
 import pytest
 from loopback import Exchange, LoopbackServer
+from parts.cli import run_cli_in
 from support import SIM_OAUTH_TOKEN, recent, wait_until
 
 from etl.cli import report
@@ -61,14 +62,15 @@ def sim_zendesk(url: str, extra: str = "", timeout: str = "2s") -> str:
 def cli(
     config: Path | None, *args: str, env: dict[str, str] | None = None, token: bool = True
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "etl"] + (["--config", str(config)] if config else [])
+    """The command in this process (``parts.cli``): what it says is the subject here. Its
+    environment is this one without Zendesk's or the units' settings, the simulator's token
+    unless ``token`` is False. Tests about the process itself (a signal, stdout as it comes,
+    the installed script) start a real one."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ZENDESK_", "ETL_CONF"))}
     environ.pop("CREDENTIALS_DIRECTORY", None)
     environ.update({"ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN} if token else {})
     environ.update(env or {})
-    return subprocess.run(
-        [*command, *args], capture_output=True, text=True, env=environ, timeout=120, cwd=ROOT
-    )
+    return run_cli_in([*(["--config", str(config)] if config else []), *args], environ)
 
 
 def error_line(result: subprocess.CompletedProcess[str]) -> str:

@@ -9,6 +9,7 @@ stored (``2026-10-07 01:13:06.000000``).
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from parts.databases import make_database, migrate_from_template, selected_kinds
 from sqlalchemy.engine import Engine
 
 from etl.records.audit import parse_record
@@ -41,16 +43,23 @@ def record(record_id: int, created_at: datetime) -> dict[str, object]:
     }
 
 
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = open_engine(db_url)
-    migrate.upgrade(engine)
-    store = Store(engine, now=lambda: SYNCED)
-    run_id = store.start_run(ACCOUNT, SYNCED, SYNCED, SYNCED)
-    rows = [parse_record(record(i, t), ACCOUNT, SYNCED) for i, t in enumerate(TIMES, 1)]
-    store.write_page(ACCOUNT, run_id, [r for r in rows if isinstance(r, dict)], [], None)
-    yield engine
-    engine.dispose()
+@pytest.fixture(scope="module", params=selected_kinds())
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """One store of each kind for the module, holding ``TIMES``: its tests only read it."""
+    kind = str(request.param)
+    with contextlib.contextmanager(make_database)(kind, tmp_path_factory.mktemp(kind)) as url:
+        assert migrate_from_template(url), "a fresh database is empty and unused"
+        engine = open_engine(url)
+        try:
+            store = Store(engine, now=lambda: SYNCED)
+            run_id = store.start_run(ACCOUNT, SYNCED, SYNCED, SYNCED)
+            rows = [parse_record(record(i, t), ACCOUNT, SYNCED) for i, t in enumerate(TIMES, 1)]
+            store.write_page(ACCOUNT, run_id, [r for r in rows if isinstance(r, dict)], [], None)
+            yield engine
+        finally:
+            engine.dispose()
 
 
 def count(engine: Engine, where: str) -> int:

@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -57,11 +57,17 @@ def _logging_restored() -> Iterator[None]:
 def run_cli(*args: str, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """``zendesk-audit-etl ARGS`` in this process, as ``subprocess.run`` would report it:
     exit code, stdout, stderr. ``env`` adds to the environment a command sees."""
+    return run_cli_in(args, {**CLI_ENV, **(env or {})})
+
+
+def run_cli_in(args: Sequence[str], environ: Mapping[str, str]) -> subprocess.CompletedProcess[str]:
+    """``run_cli`` with exactly ``environ`` as the environment the command sees (for a
+    test whose command must not see the simulator's token, or anything else of CLI_ENV)."""
     # Text streams over bytes, as a process has: some commands write bytes (export).
     out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
     err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", newline="")
     with (
-        _environment({**CLI_ENV, **(env or {})}),
+        _environment(environ),
         _logging_restored(),
         redirect_stdout(out),
         redirect_stderr(err),

@@ -71,6 +71,18 @@ def _admin(kind: str) -> sa.Engine:
     return _admins[kind]
 
 
+def server_admin(kind: str) -> sa.Engine:
+    """This process's pooled admin engine on the ``kind`` server (for ``copies``)."""
+    return _admin(kind)
+
+
+def keep_empty(kind: str, name: str) -> None:
+    """Hand the empty server database ``name`` to this process's kept ones (``copies``)."""
+    pool = _pool(kind)
+    assert pool is not None, kind
+    pool.empty.append(name)
+
+
 _pools: dict[str, PostgresPool | MariaDbPool] = {}
 
 
