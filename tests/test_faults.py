@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -336,6 +337,28 @@ def sim(make_sim: Simulators) -> SimulatedZendesk:
     return s
 
 
+def _disposed_after(url: str) -> Iterator[Store]:
+    store = fresh_store(url)
+    try:
+        yield store
+    finally:
+        # Its sessions end with the test: on a server, a session left open would keep the
+        # database from being kept for the next test until the pool ended it, after a wait.
+        store.engine.dispose()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """A store on ``db_url`` at the current schema, its engine disposed after the test."""
+    yield from _disposed_after(db_url)
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[Store]:
+    """The same on SQLite."""
+    yield from _disposed_after(sqlite_url)
+
+
 @pytest.fixture
 def hosts(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int | None]]:
     """Every (host, port) this process sends an HTTP request to, whatever sends it."""
@@ -410,7 +433,11 @@ def retry_waits(clock: Clock, account: AccountSettings) -> list[float]:
 # -- the matrix -------------------------------------------------------------------------------
 @pytest.mark.parametrize("case", CASES)
 def test_fault_matrix(
-    db_url: str, sim: SimulatedZendesk, hosts: list[tuple[str, int | None]], case: Case
+    db_url: str,
+    store: Store,
+    sim: SimulatedZendesk,
+    hosts: list[tuple[str, int | None]],
+    case: Case,
 ) -> None:
     account = sim_account(
         sim.url,
@@ -420,7 +447,6 @@ def test_fault_matrix(
         credentials=case.credentials,
         workers=1,  # pages in order, so "skip=3" means "after three committed pages"
     )
-    store = fresh_store(db_url)
     truth = sim.visible_records()
     sim.inject(*case.faults)
     clock = Clock()
@@ -533,7 +559,7 @@ def check_stopped(
 
 # -- records no database can store as sent ------------------------------------------------------
 def test_records_a_database_cannot_store_as_sent_never_stop_the_log(
-    db_url: str, sim: SimulatedZendesk
+    db_url: str, store: Store, sim: SimulatedZendesk
 ) -> None:
     """A NUL character (PostgreSQL takes it neither in text nor in JSONB), a lone surrogate
     (JSON's "\\ud800" escape: no UTF-8 at all) and NaN (no JSON column takes it) once made
@@ -551,7 +577,6 @@ def test_records_a_database_cannot_store_as_sent_never_stop_the_log(
     # time: it reads the first run's requests as another app's burst and waits for the
     # window's end, as it should, within its retry budget.
     account = sim_account(sim.url, page_size=PAGE)
-    store = fresh_store(db_url)
 
     summary = run(account, store, Clock())
     assert summary.status == "success"
@@ -605,7 +630,11 @@ def test_records_that_once_crashed_the_run_become_rejects(
 # -- the same faults against a parallel backfill ------------------------------------------------
 @pytest.mark.parametrize("case", CASES)
 def test_fault_matrix_parallel_backfill(
-    sqlite_url: str, sim: SimulatedZendesk, hosts: list[tuple[str, int | None]], case: Case
+    sqlite_url: str,
+    sqlite_store: Store,
+    sim: SimulatedZendesk,
+    hosts: list[tuple[str, int | None]],
+    case: Case,
 ) -> None:
     """A first run from 2007 is read in parallel slices: the faults strike whichever fetcher
     asks next, so what is stored when it stops is not a prefix; the invariant is that every
@@ -621,7 +650,7 @@ def test_fault_matrix_parallel_backfill(
         credentials=case.credentials,
         workers=4,
     )
-    store = fresh_store(db_url)
+    store = sqlite_store
     truth = sim.visible_records()
     by_id = {record["id"]: record for record in truth}
     sim.inject(*case.faults)

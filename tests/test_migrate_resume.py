@@ -1,10 +1,12 @@
 """A ``migrate`` killed at any point is finished by the next one, on every database.
 
 MariaDB/MySQL commit each DDL statement: a kill leaves some tables, indexes and columns
-of a revision and no version row for it. The deterministic test stops the upgrade before
-its k-th schema-changing statement, for every k (what a kill there leaves); the other
-SIGKILLs the real CLI at random moments. After either, ``migrate`` and ``sync`` succeed
-and the schema is the head's.
+of a revision and no version row for it. The deterministic test looks, before each
+schema-changing statement of an upgrade, at what another session sees (what a kill there
+leaves); where that is anything but the empty database it started from (MariaDB), it
+stops the upgrade there and the next ``migrate`` must finish it. The other SIGKILLs the
+real CLI at random moments. After either, ``migrate`` and ``sync`` succeed and the schema
+is the head's.
 """
 
 from __future__ import annotations
@@ -129,21 +131,56 @@ def snapshot(engine: Engine) -> Snapshot:
     return tables, rows
 
 
-def restore(engine: Engine, state: Snapshot) -> None:
-    """Give an empty database exactly a snapshot's tables and rows: what the upgrade from
-    empty to it leaves, one CREATE a table (the upgrade's every ALTER and index on MariaDB,
-    each a commit and often a table rebuilt, made this the suite's longest test)."""
-    tables, rows = state
+EMPTY: Snapshot = ({}, {})
+
+
+def reach(engine: Engine, target: Snapshot) -> None:
+    """Make the MariaDB database exactly a snapshot: its tables as MariaDB states them, and
+    its rows. Only what differs is changed: after a kill and the ``migrate`` that finished
+    its revision, the few tables that revision touched. Dropping every table and creating
+    the snapshot's again, for each kill (each an InnoDB file made or removed, and a
+    commit), made this the suite's longest test."""
+    tables, rows = snapshot(engine)
+    want, want_rows = target
+    wrong = [table for table in tables if tables[table] != want.get(table)]
+    missing = [table for table in want if tables.get(table) != want[table]]
+    refill = [t for t in want if t not in missing and rows.get(t) != want_rows.get(t)]
     with engine.begin() as conn:
         conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
         try:
-            for ddl in tables.values():
-                conn.exec_driver_sql(ddl.replace("%", "%%"))
-            for table, values in rows.items():
-                conn.execute(sa.table(table, *(sa.column(c) for c in values[0])).insert(), values)
+            if wrong:
+                conn.exec_driver_sql(f"DROP TABLE {', '.join(f'`{t}`' for t in wrong)}")
+            for table in missing:
+                conn.exec_driver_sql(want[table].replace("%", "%%"))
+            for table in refill:
+                conn.exec_driver_sql(f"DELETE FROM `{table}`")
+            for table in missing + refill:
+                if values := want_rows.get(table):
+                    columns: list[sa.ColumnClause[Any]] = [sa.column(c) for c in values[0]]
+                    conn.execute(sa.table(table, *columns).insert(), values)
         finally:
             conn.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")
-    assert tables_of(engine) == tables  # the copy is exact, or what follows proves nothing
+    assert snapshot(engine) == target  # the copy is exact, or what follows proves nothing
+
+
+def committed_before_each_statement(engine: Engine) -> list[frozenset[str]]:
+    """A whole upgrade, counted; before each of its schema-changing statements, the tables
+    another session sees: what a kill there leaves (the killed session's open transaction
+    is rolled back, and the statement it was about to send never reaches the server)."""
+    seen: list[frozenset[str]] = []
+
+    def look(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith(SCHEMA_CHANGES):
+            # A session of its own each time: one kept open could read an old snapshot.
+            with engine.connect() as other:
+                seen.append(frozenset(sa.inspect(other).get_table_names()))
+
+    event.listen(engine, "before_cursor_execute", look)
+    try:
+        migrate.upgrade(engine)
+    finally:
+        event.remove(engine, "before_cursor_execute", look)
+    return seen
 
 
 def test_migrate_finishes_what_a_kill_anywhere_left(engine: Engine) -> None:
@@ -158,23 +195,27 @@ def test_migrate_finishes_what_a_kill_anywhere_left(engine: Engine) -> None:
         states[revision] = snapshot(engine)
         clean[revision] = states[revision][0]
     drop_everything(engine)
-    statements = upgrade_killed_before(engine, 0)  # a whole upgrade, counted
+    left = committed_before_each_statement(engine)  # what a kill before each would leave
+    statements = len(left)
     assert statements >= 15
     assert not mysql or through[revisions[-1]] == statements  # revision by revision: the same
     assert_at_head(engine)
-    drop_everything(engine)
     for k in range(1, statements + 1):
+        if not left[k - 1]:
+            # Nothing committed before the k-th statement (PostgreSQL and SQLite migrate in
+            # one transaction): a kill there leaves the empty database the upgrade above
+            # started from, and the next `migrate` is that upgrade.
+            continue
         # MariaDB: the last revision the upgrade from empty finished before its k-th statement
         # is copied, and the upgrade from there runs to that statement: what the kill left.
         done = [r for r in revisions if mysql and through[r] < k]
-        if done:
-            restore(engine, states[done[-1]])
+        if mysql:
+            reach(engine, states[done[-1]] if done else EMPTY)
+        else:
+            drop_everything(engine)
         skipped = through[done[-1]] if done else 0
         assert upgrade_killed_before(engine, k - skipped) == k - skipped
-        if not sa.inspect(engine).get_table_names():
-            # Rolled back whole (PostgreSQL and SQLite migrate in one transaction): the
-            # next `migrate` starts from empty, as the first upgrade above did.
-            continue
+        assert frozenset(sa.inspect(engine).get_table_names()) == left[k - 1], k
         if mysql:
             # The next `migrate` finishes the revision the kill interrupted (the one after
             # the version recorded), which must leave exactly what a clean upgrade to it
@@ -187,8 +228,11 @@ def test_migrate_finishes_what_a_kill_anywhere_left(engine: Engine) -> None:
         else:
             migrate.upgrade(engine)  # the next `migrate`
             assert_at_head(engine)
-        drop_everything(engine)
-    upgrade_killed_before(engine, statements)  # and the last one, finished to the head
+    # And the last one, for real from empty (what it leaves is what was seen above), then
+    # finished to the head.
+    drop_everything(engine)
+    upgrade_killed_before(engine, statements)
+    assert frozenset(sa.inspect(engine).get_table_names()) == left[-1]
     migrate.upgrade(engine)
     assert_at_head(engine)
 
