@@ -17,7 +17,7 @@ import pytest
 # 2026-12-06 while other jobs loaded the cores (load 6 to 10): their order, not idle seconds.
 LONGEST_FIRST = (
     "test_export_access_kill.py",  # 28 s on MariaDB
-    "test_migrate_resume.py",  # 27 s on PostgreSQL (load 10)
+    "test_migrate_resume.py",  # 34 s on MariaDB idle; 10-14 s since its kill points changed
     "test_export_kill.py",  # 21 s
     "test_export_options.py",  # 17 s (median; SIGTERM and SIGKILL in one test; load 6 to 10)
     "test_kill.py",  # 20 s
