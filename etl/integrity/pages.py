@@ -165,34 +165,27 @@ def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes]
     row-by-row read gives them."""
 
     def decode(heads: str | bytes, texts: bytes) -> list[Any]:
-        if text_ids:
-            return _text_id_rows(stream, heads, texts)
         numbers = list(map(int, heads.split()))
-        count = len(numbers) // 3
-        ends = list(itertools.accumulate(numbers[2::3]))
-        if len(numbers) != 3 * count or (ends[-1] if ends else 0) != len(texts):
+        if text_ids:
+            lengths = numbers[:]
+            del lengths[::3]  # each row's id's length, then its text's
+        else:
+            lengths = numbers[2::3]
+        ends = list(itertools.accumulate(lengths))
+        if len(numbers) % 3 or (ends[-1] if ends else 0) != len(texts):
             raise ValueError("a page cut short")
-        cut = map(slice, [0, *ends[:-1]], ends)
-        rows = list(zip(numbers[::3], numbers[1::3], map(texts.__getitem__, cut), repeat(stream)))
+        parts = list(map(texts.__getitem__, map(slice, [0, *ends[:-1]], ends)))
+        if text_ids:
+            # not UTF-8: a ValueError; utf8mb4_bin orders ids by code point, as str does
+            ids: list[Any] = [part.decode() for part in parts[::2]]
+            parts = parts[1::2]
+        else:
+            ids = numbers[1::3]
+        rows = list(zip(numbers[::3], ids, parts, repeat(stream)))
         rows.sort()  # in the query's order already, most likely: one comparison a row
         return rows
 
     return decode
-
-
-def _text_id_rows(stream: str, heads: str | bytes, texts: bytes) -> list[Any]:
-    numbers = list(map(int, heads.split()))
-    lengths = numbers[:]
-    del lengths[::3]  # each row's id's length, then its text's
-    ends = list(itertools.accumulate(lengths))
-    if len(numbers) % 3 or (ends[-1] if ends else 0) != len(texts):
-        raise ValueError("a page cut short")
-    parts = list(map(texts.__getitem__, map(slice, [0, *ends[:-1]], ends)))
-    # utf8mb4_bin orders ids by code point, as ``str`` does: the query's order
-    ids = [part.decode() for part in parts[::2]]  # not UTF-8: a ValueError
-    rows = list(zip(numbers[::3], ids, parts[1::2], repeat(stream)))
-    rows.sort()
-    return rows
 
 
 def is_mariadb(conn: Connection) -> bool:
