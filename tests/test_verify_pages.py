@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 import pytest
 import sqlalchemy as sa
+from parts.databases import skip_unless_mariadb
 from test_verify import synced, zendesk  # noqa: F401 (a fixture)
 
 from etl.integrity import pages, streams
@@ -133,16 +134,6 @@ def test_a_row_sharing_a_number_across_a_page_boundary_is_inserted(
     assert len(found) == len(set(found))
 
 
-def _skip_unless_mariadb(db_url: str, why: str) -> None:
-    """Skip on MySQL: the subject is MariaDB's own reading."""
-    engine = open_engine(db_url)
-    with engine.connect():  # the dialect knows MariaDB once connected
-        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
-    engine.dispose()
-    if not mariadb:
-        pytest.skip(why)
-
-
 @pytest.mark.databases("mysql")  # a MySQL server there: skipped below
 def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     tmp_path: Path,
@@ -150,7 +141,7 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     zendesk: SimulatedZendesk,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _skip_unless_mariadb(db_url, "MariaDB's read of a page as one value")
+    skip_unless_mariadb(db_url, "MariaDB's read of a page as one value")
     synced(tmp_path, zendesk, db_url, None)
     _small_pages(monkeypatch)
     clean = _findings(db_url)
@@ -183,7 +174,7 @@ def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
     the clustered index): the one-query page, made to fail here, is never needed, and a
     row changed, deleted or forged is still found by id. A number two rows share at a
     page's end (tampering) needs it: the range holds more rows than the page."""
-    _skip_unless_mariadb(db_url, "MariaDB's read of a page in the clustered index's order")
+    skip_unless_mariadb(db_url, "MariaDB's read of a page in the clustered index's order")
     synced(tmp_path, zendesk, db_url, None)
     rows = _rows(db_url)
     _, changed, raw = rows[20]
@@ -437,7 +428,7 @@ def test_mariadb_reads_the_ledgers_pages_without_their_limit_unless_entries_are_
     numbers (no derived table), except where entries are missing (then more numbers may
     belong to the page: read with its LIMIT); the findings are the same as with every
     page read with its LIMIT."""
-    _skip_unless_mariadb(db_url, "MariaDB's read of the ledger's pages")
+    skip_unless_mariadb(db_url, "MariaDB's read of the ledger's pages")
     synced(tmp_path, zendesk, db_url, None)
     engine = open_engine(db_url)
     with engine.begin() as conn:

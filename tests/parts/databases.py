@@ -283,3 +283,14 @@ def _copy_mysql(admin: sa.Engine, template: str, name: str) -> None:
             # Back to the server's own database: a pooled connection left in this one
             # would look like a session left in it when the test is over (``mysql_pool``).
             conn.execute(sa.text(f"USE {make_url(SERVER_URLS['mysql']).database}"))
+
+
+def skip_unless_mariadb(db_url: str, why: str) -> None:
+    """Skip on a MySQL server (the ``mysql`` kind may be either): the subject is MariaDB's
+    own reading."""
+    engine = open_engine(db_url)
+    with engine.connect():  # the dialect knows MariaDB once connected
+        mariadb = bool(getattr(engine.dialect, "is_mariadb", False))
+    engine.dispose()
+    if not mariadb:
+        pytest.skip(why)
