@@ -549,6 +549,15 @@ def test_rate_limit_headers_count_the_minute_and_say_when_it_resets(
         assert limited.headers["Retry-After"] == limited.headers["ratelimit-reset"]
 
 
+def test_a_fresh_minute_resets_in_60_seconds_whatever_the_clock_reads() -> None:
+    """(1000.1507 + 60) - 1000.1507 is 60.000000000000114 in floats: a plain ceiling said 61,
+    past the window (it failed test_rate_limit_headers_count_the_minute_... now and then)."""
+    for now in (1000.0, 1000.1507, 123456.789):
+        limiter = SimRateLimiter(3, clock=FakeClock(now))
+        assert limiter.peek().reset == 60
+        assert limiter.acquire().reset == 60
+
+
 def test_burst_mode_lets_the_whole_minute_go_at_once_then_refreshes() -> None:
     clock = FakeClock()
     limiter = SimRateLimiter(5, clock=clock)

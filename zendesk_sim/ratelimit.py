@@ -76,8 +76,7 @@ class RateLimiter:
     def acquire(self) -> Decision:
         with self._lock:
             now = self._clock()
-            end = self._roll(now)
-            reset = max(1, math.ceil(end - now))
+            reset = _whole_seconds(self._roll(now) - now)
             if self.enforced and self._count >= self.limit:
                 return Decision(False, self.limit, 0, reset, reset)
             if self.enforced and self.mode == "strict":
@@ -94,9 +93,9 @@ class RateLimiter:
         """The current budget, for responses that do not count against it."""
         with self._lock:
             now = self._clock()
-            end = self._roll(now)
+            reset = _whole_seconds(self._roll(now) - now)
             remaining = max(0, self.limit - self._count)
-            return Decision(True, self.limit, remaining, max(1, math.ceil(end - now)), 0)
+            return Decision(True, self.limit, remaining, reset, 0)
 
     def _roll(self, now: float) -> float:
         """Start a new window if the current one is over; return when it ends."""
@@ -106,3 +105,10 @@ class RateLimiter:
             self._window += math.floor((now - self._window) / self.window) * self.window
             self._count = 0
         return self._window + self.window
+
+
+def _whole_seconds(left: float) -> int:
+    """Seconds until the window refreshes, as the header gives them: at least 1, rounded up,
+    but not past float noise: ``(now + 60) - now`` is 60.000000000007 for some ``now``, which
+    a plain ceiling turned into a 61 s reset for a 60 s window."""
+    return max(1, math.ceil(round(left, 6)))
