@@ -4,7 +4,8 @@
 Each read is stopped after a page that proves less than its window: the stored watermark
 must be exactly what the committed pages proved (not the window's end, not a second
 more), and a later run must store every record once. A newest-first answer of one second
-(a server that ignores the sort) proves nothing, so it must not move the watermark either.
+(a server that ignores the sort) proves nothing, so it must not move the watermark either,
+nor must the next newest-first answer that follows its cursor.
 In process, against the simulator, on every database.
 """
 
@@ -126,9 +127,10 @@ def test_a_stopped_read_checkpoints_exactly_what_its_pages_proved(
     assert summary.watermark_after is not None and summary.watermark_after >= moments[-1]
 
 
+@pytest.mark.parametrize("in_a_row", [1, 2], ids=["one-answer", "two-answers"])
 @pytest.mark.parametrize("log", LOGS)
 def test_a_newest_first_page_of_one_second_moves_no_checkpoint(
-    log: str, db_url: str, make_sim: Simulators
+    log: str, in_a_row: int, db_url: str, make_sim: Simulators
 ) -> None:
     end = recent(60)
     # Ten records over the hour three hours back, then five of one second: a server that
@@ -137,12 +139,16 @@ def test_a_newest_first_page_of_one_second_moves_no_checkpoint(
     newest = [end - timedelta(minutes=20)] * PAGE
     records = make_records(log, [*older, *newest])
     sim = serve(make_sim, log, records)
-    sim.inject(Fault("descending", path=path_of(log)))
+    sim.inject(Fault("descending", path=path_of(log), times=in_a_row))
 
     # The next request's cursor is of the newest-first order: refused (a 400), the run
-    # stops with the first page committed.
+    # stops with the first page committed. Two answers in a row: the second walks on
+    # newest first from that cursor (five older records, newest first), is refused as out
+    # of order and asked again: the cursor is refused then.
     with pytest.raises(RequestRejectedError, match="restarts from the last checkpoint"):
         sync(log, sim.url, db_url)
+    answered = [(r.fault, r.status) for r in sim.requests if r.path == path_of(log)]
+    assert answered == [("descending", 200)] * in_a_row + [(None, 400)]
     # Five records of one second prove no order: nothing is proven read, the first run's
     # watermark stays unset (one at the newest second would skip every older record).
     assert watermark(log, db_url) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from loopback import Exchange, LoopbackServer
@@ -104,9 +105,12 @@ def test_times_with_fractions_of_a_second_are_read_again_from_their_second(
             (200, {"access_logs": [early, first], "meta": {"has_more": False}}),
         ]
     )
+    # A request past these (a wrong window's answer refused and asked again) is refused
+    # at once, not left unanswered for the job's retries to give up on.
+    extra = (400, {"error": "UnexpectedRequest"})
 
     def respond(exchange: Exchange) -> None:
-        status, body = next(answers)
+        status, body = next(answers, extra)
         exchange.send_json(body, status)
 
     with LoopbackServer(respond) as server:
@@ -119,11 +123,14 @@ def test_times_with_fractions_of_a_second_are_read_again_from_their_second(
                 fixed = lambda: datetime(2026, 12, 5, 10, 30, tzinfo=UTC)  # noqa: E731
                 with pytest.raises(RequestRejectedError):
                     sync_stream(ACCESS_LOGS, account, client, state, now=fixed)
-                checkpoint = state.watermark("acme")
+                # Before the next run asks anything: a wrong watermark fails here, by name.
+                assert state.watermark("acme") == datetime(2026, 12, 5, 10, 0, 0, tzinfo=UTC)
                 again = sync_stream(ACCESS_LOGS, account, client, state, now=fixed)
         finally:
             store.engine.dispose()
-    assert checkpoint == datetime(2026, 12, 5, 10, 0, 0, tzinfo=UTC)
+    asked = [parse_qs(urlsplit(seen.path).query) for seen in server.seen]
+    assert len(asked) == 3, [seen.path for seen in server.seen]
+    assert asked[2]["filter[start]"] == ["2026-12-05T09:59:59Z"]  # the second run's window
     assert again.status == "success" and again.inserted == 1
     assert again.window is not None
     assert again.window.start == datetime(2026, 12, 5, 9, 59, 59, tzinfo=UTC)

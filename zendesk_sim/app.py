@@ -13,7 +13,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -28,6 +28,7 @@ from zendesk_sim.faults import (
     FaultQueue,
     apply_to_cursor_page,
     apply_to_records,
+    ignoring_sort,
 )
 from zendesk_sim.query import BoundsPolicy, parse_list_query
 from zendesk_sim.ratelimit import RateLimiter
@@ -149,10 +150,10 @@ class App:
             return refused
         if not self.access_addon:
             raise access.no_addon_error()
-        query = access.parse_access_query(request.params)
+        params = request.params
         if fault is not None and fault.kind == "descending":
-            # As if sort were not given: newest first, from the newest, whatever the cursor.
-            query = replace(query, descending=True, after=None, after_text=None)
+            params = ignoring_sort(params, "-timestamp")  # as if sort were not given
+        query = access.parse_access_query(params)
         link = _link_builder(request, drop=("page[after]", "page[before]"))
         body = access.access_page(self.access_log, query, link)
         if fault is not None:
@@ -170,10 +171,12 @@ class App:
         return json_response(200, {"audit_log": record})
 
     def _list(self, request: Request, fault: Fault | None) -> Response:
-        query = parse_list_query(request.params, self.policy, time.time())
-        if fault is not None and fault.kind == "descending" and query.cursor_mode:
-            # As if sort were not given: Zendesk's default order, from the newest.
-            query = replace(query, descending=True, after=None, before=None, after_text=None)
+        params = request.params
+        if fault is not None and fault.kind == "descending":
+            # As if sort were not given: Zendesk's default order (an offset query reads
+            # sort_order, not sort: unchanged, as before).
+            params = ignoring_sort(params, "-created_at")
+        query = parse_list_query(params, self.policy, time.time())
         if query.cursor_mode:
             link = _link_builder(request, drop=("page[after]", "page[before]"))
             page = listing.cursor_page(self.store, query)

@@ -15,8 +15,11 @@ Header kinds (a normal answer, with rate-limit headers no Zendesk documents):
     long_reset    X-Rate-Limit-Remaining 0 with ratelimit-reset 3600 (the window is a minute)
     tiny_limit    X-Rate-Limit 1 (no plan's limit is below 200 a minute)
 Query kinds (the answer breaks a promise of the query; cursor mode):
-    descending         the sort is ignored: the first page of Zendesk's default order,
-                       newest first, whatever the cursor (its cursors are for that order)
+    descending         the sort is ignored: Zendesk's default order, newest first, from the
+                       newest, or on from the request's cursor if it is of that order (one a
+                       descending answer gave: with ``times`` 2 or more, consecutive answers
+                       walk on newest first, as such a server would; its cursors are for
+                       that order). A query that asks for newest first is answered as asked.
     next_link_query    links.next changes the query per ``field``: ``created_at`` (the
                        default: the start moved to 40 minutes after the page's last
                        record), ``sort`` (dropped) or ``filter`` (``filter[action][]=login``
@@ -47,7 +50,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
+from zendesk_sim import cursor as cursors
 from zendesk_sim.listing import LinkBuilder, Page, start_cursor
+from zendesk_sim.query import MAX_PAGE_SIZE
 from zendesk_sim.timestamps import format_ts
 
 WIRE_KINDS = frozenset({"status", "html", "slow", "reset", "truncate"})
@@ -124,6 +129,28 @@ class Fault:
         if self.path.endswith("*"):
             return path.startswith(self.path[:-1])
         return path.removesuffix(".json") == self.path.removesuffix(".json")
+
+
+def ignoring_sort(params: Mapping[str, list[str]], newest_first: str) -> dict[str, list[str]]:
+    """``params`` as read by a server that ignores the sort (``descending``): sorted by
+    ``newest_first`` (e.g. ``-created_at``), on from ``page[after]`` unless that cursor is
+    of the order asked for (then from the newest: the cursor is not of the server's
+    order); still a cursor query where it was one."""
+    read = {k: v for k, v in params.items() if k not in ("page[after]", "page[before]")}
+    read["sort"] = [newest_first]
+    after = params.get("page[after]")
+    if after and not _ascending(after[-1]):
+        read["page[after]"] = after  # the server's own (or garbled: refused as ever)
+    elif "page[size]" not in read and ("page[after]" in params or "page[before]" in params):
+        read["page[size]"] = [str(MAX_PAGE_SIZE)]  # as when page[size] is not given
+    return read
+
+
+def _ascending(text: str) -> bool:
+    try:
+        return not cursors.decode(text).descending
+    except ValueError:
+        return False
 
 
 class FaultQueue:
