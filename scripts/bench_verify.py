@@ -36,6 +36,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench_ledger import database, load, server_cpu
+from bench_support import task_cpu
+from sqlalchemy.engine import Engine
 
 from etl.records.audit import Reject, parse_record
 from etl.storage.engine import open_engine
@@ -105,13 +107,20 @@ def verify(url: str, folder: Path, variant: Variant) -> Run:
 @contextmanager
 def sessions_cpu(url: str) -> Iterator[list[float]]:
     """Within it, the server's sessions of the database sampled every quarter second; the
-    CPU seconds they used meanwhile (as last seen: a session's last quarter may be lost)."""
+    CPU seconds they used meanwhile.
+
+    MariaDB serves a connection on a cached thread that may have served others before (the
+    load's, other sessions' tests): each thread's CPU is counted from what it had when this
+    began (every thread of the server's process read then), not from zero, and up to what it
+    has at the end (a session's thread idles in the cache once it ends: its last quarter is
+    kept). PostgreSQL's sessions are processes of their own, gone at their end (their last
+    quarter may be lost)."""
     engine = open_engine(url)
     if engine.dialect.name == "sqlite":
         engine.dispose()
         yield []
         return
-    baseline = server_cpu(engine)
+    baseline = {**_server_threads(engine), **server_cpu(engine)}
     seen: dict[int, float] = {}
     stop = threading.Event()
 
@@ -128,8 +137,31 @@ def sessions_cpu(url: str) -> Iterator[list[float]]:
         stop.set()
         thread.join()
         seen.update(server_cpu(engine))
+        for task in seen:  # a cached thread, idle since its session ended: its CPU now
+            seen[task] = max(seen[task], task_cpu(task) or 0.0)
         engine.dispose()
         used.append(sum(cpu - baseline.get(task, 0.0) for task, cpu in seen.items()))
+
+
+def _server_threads(engine: Engine) -> dict[int, float]:
+    """CPU seconds of every thread of MariaDB's server process, by Linux thread id (none
+    on PostgreSQL, whose sessions are processes: none is reused)."""
+    if engine.dialect.name not in ("mysql", "mariadb"):  # MariaDB's is "mysql" too
+        return {}
+    with engine.connect() as conn:
+        own = conn.exec_driver_sql(
+            "SELECT tid FROM information_schema.processlist WHERE id = connection_id()"
+        ).scalar()
+    try:
+        group = next(
+            line.split()[1]
+            for line in Path(f"/proc/{own}/status").read_text().splitlines()
+            if line.startswith("Tgid:")
+        )
+        tasks = [int(name) for name in os.listdir(f"/proc/{group}/task")]
+    except (OSError, StopIteration):  # not a local server
+        return {}
+    return {task: cpu for task in tasks if (cpu := task_cpu(task)) is not None}
 
 
 def main(argv: list[str] | None = None) -> int:
