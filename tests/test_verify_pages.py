@@ -226,6 +226,62 @@ def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
         _findings(db_url)
 
 
+@pytest.mark.databases("mysql")  # a MySQL server there: skipped below
+def test_mariadb_locates_the_rows_pages_without_their_limit_while_a_window_holds_a_page(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A store whose numbers are dense (a first load): every page of rows is located over
+    its window's rows straight from the table (the ``LIMIT``'s derived table, made to fail
+    here, is never needed). Where a window holds more rows than a page (numbers two rows
+    share: tampering), that page is located with its ``LIMIT``, and the findings are the
+    same as with every page located so."""
+    skip_unless_mariadb(db_url, "MariaDB's location of a page of rows")
+    synced(tmp_path, zendesk, db_url, None)
+    _small_pages(monkeypatch)
+    real = mariadb_rows.row_page
+    pages_made: list[Any] = []
+
+    def located_only(*args: Any, **kwargs: Any) -> Any:
+        page = real(*args, **kwargs)
+        assert isinstance(page, pages._Aggregated)
+        assert page.locate is not None  # made to fail if ever used
+        page.locate = page.locate.replace("COUNT(*)", "no_such_column", 1)
+        pages_made.append(page)
+        return page
+
+    monkeypatch.setattr(mariadb_rows, "row_page", located_only)
+    assert _findings(db_url) == []
+    assert pages_made
+    rows = _rows(db_url)
+    seqs, ids = [seq for seq, _, _ in rows], [record_id for _, record_id, _ in rows]
+    engine = open_engine(db_url)
+    with engine.begin() as conn:  # the second window (7 numbers) then holds 9 rows
+        for record_id in (ids[20], ids[21]):
+            conn.execute(
+                sa.update(audit_logs).where(audit_logs.c.id == record_id).values(stored_seq=seqs[9])
+            )
+    engine.dispose()
+    with pytest.raises(Exception, match="no_such_column"):
+        _findings(db_url)
+
+    def limit_only(*args: Any, **kwargs: Any) -> Any:
+        page = real(*args, **kwargs)
+        assert isinstance(page, pages._Aggregated)
+        page.located = None
+        return page
+
+    monkeypatch.setattr(mariadb_rows, "row_page", real)
+    found = _findings(db_url)
+    monkeypatch.setattr(mariadb_rows, "row_page", limit_only)
+    assert _findings(db_url) == found
+    assert {("inserted", str(ids[20])), ("inserted", str(ids[21]))} <= {
+        (kind, record_id) for kind, record_id, _ in found
+    }
+
+
 def _framed(parts: list[tuple[int, int, bytes]]) -> tuple[str, bytes]:
     """A page as MariaDB's two aggregates give it: the numbers, then the texts."""
     heads = " ".join(f"{s} {i} {len(t)}" for s, i, t in parts)

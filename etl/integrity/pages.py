@@ -98,6 +98,11 @@ class _Aggregated(str):
     # ``clustered`` (the page's parameters, then those three) the same rows or more.
     locate: str | None = None
     clustered: str = ""
+    # ``locate``'s answer straight from the table (no LIMIT, so no derived table the server
+    # materializes a page): the page's whenever the query's rows are at most ``size``
+    # (``etl.integrity.mariadb.rows``). Tried first; ``locate`` when they are more.
+    located: str | None = None
+    size: int = 0
     # A cheaper read tried first (``etl.integrity.mariadb.ledger.bounded``): its page, or
     # None when it cannot tell the page from it.
     first: Callable[[Any, Sequence[Any]], list[Any] | None] | None = None
@@ -108,8 +113,14 @@ def _aggregated(cursor: Any, sql: _Aggregated, params: Sequence[Any]) -> list[An
     if sql.first is not None and (read := sql.first(cursor, params)) is not None:
         return read
     if sql.locate is not None:
-        cursor.execute(sql.locate, params)
-        count, low, high, last = cursor.fetchone()
+        found = None
+        if sql.located is not None:
+            cursor.execute(sql.located, params)
+            found = cursor.fetchone()
+        if found is None or found[0] > sql.size:
+            cursor.execute(sql.locate, params)
+            found = cursor.fetchone()
+        count, low, high, last = found
         if not count:
             return []
         cursor.execute(sql.clustered, [*params, low, high, last])

@@ -170,8 +170,8 @@ def _stream_rows(
     if mariadb:  # in the clustered index's order where it can (etl.integrity.mariadb.rows)
         text_ids = isinstance(table.c.id.type, sa.String)  # the access log's
         decode, keys = pages.frames(stream, text_ids), (seq, record_id, raw)
-        sql = mariadb_rows.row_page(keys, head, tail, sql, decode, text_ids)
-        next_sql = mariadb_rows.row_page(keys, later, tail, next_sql, decode, text_ids)
+        sql = mariadb_rows.row_page(keys, head, tail, sql, decode, size, text_ids)
+        next_sql = mariadb_rows.row_page(keys, later, tail, next_sql, decode, size, text_ids)
     first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:

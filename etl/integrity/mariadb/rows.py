@@ -8,7 +8,13 @@ read in two queries (``pages.mariadb_page``'s ``locate`` and ``clustered``), in 
 snapshot:
 
 1. *locate*: the page's rows' count, least and greatest id and last ``stored_seq``, from
-   the ``stored_seq`` index alone (it holds the primary key's columns: no look-up);
+   the ``stored_seq`` index alone (it holds the primary key's columns: no look-up). First
+   over all the rows of the query's conditions, with no ``LIMIT``: when they are at most a
+   page, they are the page, and the server made no derived table of them (one
+   materialized for every page). A window of ``stored_seq`` as
+   wide as a page holds at most a page (numbers are unique but for tampering), so that is
+   every page of a store whose numbers are dense, a first load's. Else, over the page's
+   ``LIMIT`` as a derived table;
 2. *clustered*: the rows of the same conditions with an id in that range and a
    ``stored_seq`` up to that last one, as two values (numbers, texts). The server reads
    that id range of the clustered index in order (read-ahead, a tenth of the pages
@@ -35,12 +41,13 @@ def row_page(
     tail: str,
     plain: str,
     decode: Callable[..., list[Any]],
+    size: int,
     text_ids: bool = False,
 ) -> str:
     """The page of rows ``conditions`` (``FROM ... WHERE ...``) and ``tail`` (its ``ORDER
     BY`` and ``LIMIT``) select, ``columns`` being the quoted ``stored_seq``, id and ``raw``
     (as bytes): as two values (``pages.frames``, with ``text_ids`` when the ids are text),
-    read in two queries (``plain``: the same page row by row)."""
+    read in two queries (``plain``: the same page row by row); ``size`` is the ``LIMIT``."""
     seq, record_id, raw = columns
     inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r {conditions}{tail}"
     # in no order (a tenth less of the server's time): ``decode`` sorts the page; the
@@ -52,6 +59,8 @@ def row_page(
     page = mariadb_page(value, inner, plain, decode)
     keys = f"SELECT {seq} AS s, {record_id} AS i {conditions}{tail}"
     page.locate = f"SELECT COUNT(*), MIN(i), MAX(i), MAX(s) FROM ({keys}) AS page"
+    located = f"SELECT COUNT(*), MIN({record_id}), MAX({record_id}), MAX({seq}) {conditions}"
+    page.located, page.size = located, size
     heads, texts = _heads(seq, record_id, raw, text_ids), _texts(record_id, raw, text_ids)
     page.clustered = (
         f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({texts} SEPARATOR '')"
