@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
+import orjson
 from sqlalchemy.engine import Connection
 
 from etl.storage.engine import sqlite_path
@@ -168,15 +169,16 @@ def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes]
     a ValueError. In any order (the two values' the same): sorted here by ``seq`` and id
     (the query's order), no two rows having both.
 
-    Each step over the whole page at once (``int`` by ``map``, the texts by slices):
-    finding a row's fields one by one took a fifth of verify's Python on MariaDB.
+    Each step over the whole page at once (the numbers read by one orjson call, a
+    quarter of ``int`` by ``map``'s time; the texts by slices): finding a row's fields one
+    by one took a fifth of verify's Python on MariaDB.
 
     ``text_ids`` (the access log's ids are text, any text): ``seq idlength length`` of each
     row, and its id's UTF-8 bytes before its ``raw``; the ids come back as ``str``, as the
     row-by-row read gives them."""
 
     def decode(heads: str | bytes, texts: bytes) -> list[Any]:
-        numbers = list(map(int, heads.split()))
+        numbers = _integers(heads)
         if text_ids:
             lengths = numbers[:]
             del lengths[::3]  # each row's id's length, then its text's
@@ -197,6 +199,21 @@ def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes]
         return rows
 
     return decode
+
+
+def _integers(words: str | bytes) -> list[int]:
+    """The numbers of a text of decimal integers, one space between two (a ValueError for
+    anything else: orjson's error is one)."""
+    if isinstance(words, bytes):
+        found = orjson.loads(b"[" + words.replace(b" ", b",") + b"]")
+    else:
+        found = orjson.loads("[" + words.replace(" ", ",") + "]")
+    if not _INTEGER.issuperset(map(type, found)):
+        raise ValueError("a word not an integer")
+    return found  # type: ignore[no-any-return]
+
+
+_INTEGER = frozenset({int})
 
 
 def is_mariadb(conn: Connection) -> bool:

@@ -4,14 +4,18 @@ and split into entries a column at a time.
 PyMySQL reads a result in Python, column by column, so a page is read as aggregates
 the server makes. Splitting one frame an entry (every field in hexadecimal) still cost
 a sixth of verify's Python samples on 1,000,000 entries: now the numbers, kinds, ids and
-notes are words of one text, each column converted over the page by ``map``, and the
-hashes their own bytes, sliced.
+notes are words of one text, each column converted over the page at once (the numbers by
+one orjson call, the rest by ``map``), and the hashes their own bytes, cut by one
+``struct`` call.
 """
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
 
 from etl.records import chain
 
@@ -33,6 +37,8 @@ FRAMES = (
     "CONCAT(record_hash, entry_hash), NULL) SEPARATOR '')"
 )
 _HEX_KINDS = {kind.encode().hex().upper(): kind for kind in chain.KINDS}
+_loads, _unpack = orjson.loads, struct.unpack
+_NUMBERS = frozenset({int, type(None)})
 
 
 def decode(words: str | bytes, hashes: bytes) -> list[Entry]:
@@ -45,17 +51,21 @@ def decode(words: str | bytes, hashes: bytes) -> list[Entry]:
         raise ValueError("an entry's words do not end")
     if len(hashes) != 64 * count:
         raise ValueError("an entry's hashes are cut short")
-    size = 64 * count
-    records = map(hashes.__getitem__, map(slice, range(0, size, 64), range(32, size, 64)))
-    stored = map(hashes.__getitem__, map(slice, range(32, size, 64), range(64, size + 1, 64)))
+    # the hashes cut by one ``struct`` call (C), the numbers read by one orjson call:
+    # slices a hash and ``int`` a word, in Python, took half this function's time
+    cut = _unpack("32s" * (2 * count), hashes)
+    numbers = _integers([*fields[::6], *fields[1::6]])
+    entries = numbers[:count]
+    if None in entries:
+        raise ValueError("an entry without its number")
     page = list(
         zip(  # noqa: B905 (the lengths are checked above)
-            map(int, fields[::6]),
+            entries,
             _kinds(fields[2::6]),
             _texts(fields[3::6]),
-            _numbers(fields[1::6]),
-            records,
-            stored,
+            numbers[count:],
+            cut[0::2],
+            cut[1::2],
             _texts(fields[4::6]),
         )
     )
@@ -63,12 +73,13 @@ def decode(words: str | bytes, hashes: bytes) -> list[Entry]:
     return page
 
 
-def _numbers(words: list[str]) -> list[int | None]:
-    """Each word's number, N's None (only a kind not a row's has none)."""
-    try:
-        return list(map(int, words))
-    except ValueError:
-        return [None if word == "N" else int(word) for word in words]
+def _integers(words: list[str]) -> list[int | None]:
+    """Each word's number (a BIGINT the server wrote), N's None; a ValueError for any
+    other word (orjson's error is one)."""
+    found = _loads(f"[{','.join(words)}]".replace("N", "null"))
+    if len(found) != len(words) or not _NUMBERS.issuperset(map(type, found)):
+        raise ValueError("a word not a number")
+    return found  # type: ignore[no-any-return]
 
 
 def _kinds(words: list[str]) -> list[str]:
