@@ -198,6 +198,25 @@ def test_an_untouched_store_verifies_the_same_in_three_processes(
     assert _verify(db_url, stored, 3).checkpoints_valid == 3
 
 
+def test_this_process_walks_more_entries_than_a_worker(
+    db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker starts its walk later (its spawn and imports): this process's span is the
+    longer by ``OWN_EXTRA`` entries (here 40, of a few hundred), the workers' alike."""
+    monkeypatch.setattr(split, "OWN_EXTRA", 40)
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        spans = split.plan(conn, "acme", _first(), 3)
+        last = conn.execute(sa.select(sa.func.max(ledger.c.entry))).scalar_one()
+    engine.dispose()
+    ends = [span.after for span in spans[1:]] + [last]
+    sizes = [end - span.after for span, end in zip(spans, ends, strict=True)]
+    assert len(sizes) == 3
+    # a seam moves to the next row entry with a stored_seq past the last seam's: a few
+    assert abs(sizes[1] - sizes[2]) <= 10
+    assert 30 <= sizes[0] - max(sizes[1:]) <= 50
+
+
 def test_tampering_at_the_seams_is_found_the_same(
     db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
 ) -> None:
