@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from parts.clock import FakeClock
+from requests.structures import CaseInsensitiveDict
 
 from etl.common.errors import ConfigError
 from etl.zendesk.concurrency import LatencyWindow
@@ -100,6 +101,19 @@ def test_the_first_answer_leaves_the_other_apps_their_share() -> None:
     assert rl.paced
     assert rl.others == pytest.approx(350 / 60, rel=0.05)
     assert rl.rate() == pytest.approx(350 / 60, rel=0.05)
+
+
+@pytest.mark.parametrize("mapping", [dict, CaseInsensitiveDict], ids=["dict", "requests"])
+def test_header_names_are_read_in_any_case_from_either_mapping(mapping: type) -> None:
+    # The client hands over requests' own (case-insensitive) headers, read as they are;
+    # another mapping has its names lowered first.
+    fake = FakeClock(0.0)
+    rl = limiter(700, fake)
+    rl.acquire()
+    names = {"X-RATE-LIMIT": "700", "RateLimit-Remaining": "524", "ratelimit-RESET": "30"}
+    rl.observe(mapping(names))
+    assert rl.paced
+    assert rl.others == pytest.approx(350 / 60, rel=0.05)
 
 
 def test_nothing_remaining_waits_for_the_window() -> None:

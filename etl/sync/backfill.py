@@ -70,6 +70,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 
 from etl.common.clock import utc_now
 from etl.common.errors import InterruptedRun, OutOfTime
@@ -276,9 +277,11 @@ class Backfill:
                 taken += 1
                 rows, rejects = stream.split(page.records, self.account.name, utc_now())
                 # To the second, as the pages were checked: within a second the order is
-                # not promised, so a proof never says more than whole seconds.
-                times = [r[field].replace(microsecond=0) for r in rows]
-                newest, oldest = max(times, default=None), min(times, default=None)
+                # not promised, so a proof never says more than whole seconds. Truncating
+                # keeps the order, so only the two extremes are truncated, not every row's.
+                times = [r[field] for r in rows]
+                newest = _second(max(times, default=None))
+                oldest = _second(min(times, default=None))
                 with self._lock:
                     proof, last = self._plan.took_page(reader, newest, oldest, page.has_more)
                     target = reader.slice
@@ -307,6 +310,11 @@ class Backfill:
                 return
             except queue.Full:
                 continue
+
+
+def _second(moment: datetime | None) -> datetime | None:
+    """``moment`` to the whole second (None stays None)."""
+    return None if moment is None else moment.replace(microsecond=0)
 
 
 def run_backfill(run: Run, *, workers: int | None = None) -> None:

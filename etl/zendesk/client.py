@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.hooks import default_hooks
@@ -161,7 +161,9 @@ class ZendeskClient:
         # Prepared once for all attempts (each adds the current credentials to a copy):
         # URL encoding is the largest cost of a request. No cookies: the API uses none.
         request = self._get.copy()
-        request.prepare_url(target, list(params) if params else None)
+        # Encoded here as requests would (UTF-8, ``doseq``): given as text, requests takes
+        # it as it is, without its two runtime protocol checks of a parameter list.
+        request.prepare_url(target, urlencode(list(params), doseq=True) if params else None)
         # What urllib3 will really connect to, not what the URL seems to say.
         check_request_url(request.url or "", self.base_url)
         shown = RedactedUrl(request.url or target)

@@ -50,6 +50,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+from requests.structures import CaseInsensitiveDict
+
 from etl.common.errors import ConfigError
 from etl.zendesk.concurrency import LatencyWindow
 from etl.zendesk.quota import WINDOW, Quota, Reading
@@ -213,7 +215,13 @@ class RateLimiter:
             self._started.at = None
             latency = self._latency_clock() - started
             self.latencies.add(latency, threading.get_ident())
-        lower = {key.lower(): value for key, value in headers.items()}
+        # requests' headers look names up case-insensitively already; only another
+        # mapping is copied with its names lowered (every answer comes through here).
+        lower = (
+            headers
+            if isinstance(headers, CaseInsensitiveDict)
+            else {key.lower(): value for key, value in headers.items()}
+        )
         with self._lock:
             self._factor = min(1.0, self._factor + RECOVERY)
         remaining = _int(lower.get("x-rate-limit-remaining", lower.get("ratelimit-remaining")))

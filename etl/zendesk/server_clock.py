@@ -11,6 +11,7 @@ is a lower bound of the server's time, which errs on the safe side (an earlier e
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -31,6 +32,13 @@ def parse_http_date(value: object) -> datetime | None:
     """An HTTP ``Date`` (RFC 9110, IMF-fixdate or the obsolete forms) as aware UTC."""
     if not isinstance(value, str) or not 0 < len(value) <= 64:
         return None
+    return _parse_recent_date(value)
+
+
+# Every answer's Date is read, and answers within one second carry the same one: a recent
+# text is parsed once (pure, its result immutable: the fetcher threads share it).
+@functools.lru_cache(maxsize=64)
+def _parse_recent_date(value: str) -> datetime | None:
     try:
         moment = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError, OverflowError):
