@@ -196,7 +196,7 @@ def test_the_watermark_never_passes_the_contiguous_read_prefix(
             if watermark is None:
                 return
             # Only the ids committed, on an engine of its own as a reader's: the check runs
-            # after each of some 35 pages, and whole rows read afresh each time cost more
+            # after each of some forty pages, and whole rows read afresh each time cost more
             # CPU than the run they check.
             with reader.connect() as conn:
                 stored = set(conn.execute(STORED_IDS).scalars())
