@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from parts import bytecode, marks, order
+from parts import bytecode, cputime, marks, order
 from parts.databases import (
     ALL_KINDS,
     SERVER_URLS,
@@ -90,7 +90,12 @@ def migrated_engine(migrated_url: str) -> Iterator[sa.Engine]:
 # -- the marks by need ----------------------------------------------------------------------------
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    cputime.add_options(parser)
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    cputime.install(config)
     config.addinivalue_line("markers", PACED)
     marks.install_checks()
     order.one_at_a_time(config)
