@@ -10,7 +10,8 @@ the tests at other servers).
 The parts tests share (a simulator factory, a fake clock, a config writer, the CLI
 in-process) live in ``tests/parts/``; their fixtures are imported below. Tests are
 marked by what they need (pure, http, db, process: see ``parts/marks.py``);
-``make test-fast`` runs all but the whole-process ones, on SQLite.
+``make test-fast`` runs those that need no database and no new process, ``make
+test-sqlite`` all but the whole-process ones, on SQLite.
 """
 
 from __future__ import annotations

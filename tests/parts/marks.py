@@ -12,8 +12,8 @@ the helpers and fixtures it names, their helpers...): a test that names
 ``subprocess.Popen`` somewhere down that chain is ``process``. What the reading cannot
 see is checked when the test runs: a test that starts a Python process or serves HTTP
 without its mark fails and says which mark to add (``@pytest.mark.process``), so the
-groups stay honest as tests are added. ``make test-fast`` is ``-m "not process"`` on
-SQLite.
+groups stay honest as tests are added. ``make test-fast`` is ``-m "not db and not
+process"``; ``make test-sqlite`` is ``-m "not process"`` on SQLite.
 """
 
 from __future__ import annotations
