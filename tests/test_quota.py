@@ -135,6 +135,16 @@ def test_a_budget_below_the_limit_is_never_exceeded() -> None:
     assert quota.rate(0.2) == pytest.approx(300 / 60)
 
 
+def test_other_apps_use_comes_off_the_limit_not_off_a_lower_budget() -> None:
+    quota = Quota(400)  # the default budget, on Enterprise's 700
+    quota.started(30.0)
+    # 30 s into the window, another app has used 125 (250 a minute), this job 1.
+    quota.observe(Reading(started=30.0, answered=30.2, limit=LIMIT, remaining=574, reset=30))
+    assert quota.others == pytest.approx(250 / 60, rel=0.1)
+    # 700 less their 250 leaves more than the budget: all of it, not 400 - 250.
+    assert quota.rate(30.2) == pytest.approx(400 / 60)
+
+
 def test_nothing_left_holds_until_the_window_ends_then_a_new_window_frees_it() -> None:
     quota = Quota(LIMIT)
     quota.started(0.0)

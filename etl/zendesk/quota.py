@@ -98,10 +98,13 @@ class Quota:
         # The previous window's rate fades out over the first PRIOR of this one.
         weight = 0.0 if self._prior is None else max(0.0, PRIOR * self.window - elapsed)
         self.others = (seen + (self._prior or 0.0) * weight) / (elapsed + weight)
-        # A floor: the rate may be a past burst (or this job's own previous run) that will
-        # not come again, and only answers can tell; what remains still bounds it below.
+        # Their use comes off the account's limit, not off this job's budget: a budget below
+        # the limit already leaves them the difference. A floor: the rate may be a past
+        # burst (or this job's own previous run) that will not come again, and only answers
+        # can tell; what remains still bounds it below.
         share = min(self.budget, limit)
-        self._allowed = max(share - self.others * self.window, share * FLOOR) / self.window
+        free = limit - self.others * self.window
+        self._allowed = max(min(share, free), share * FLOOR) / self.window
         self._keep_to(reading.remaining, self._end[1], reading, limit)
 
     def _keep_to(self, remaining: int, end: float, reading: Reading, limit: int) -> None:
