@@ -165,6 +165,16 @@ def test_server_clock_ignores_hostile_dates_and_keeps_the_tightest(
     )
 
 
+def test_an_http_date_with_an_offset_is_read_as_utc() -> None:
+    """A Date with an offset (an obsolete form a proxy may write) is the same instant in
+    UTC: aware datetimes compare equal across zones, so the zone itself is asserted (the
+    watermark and the request window are written from it)."""
+    moment = parse_http_date("Thu, 01 Jan 2026 12:40:00 +0100")
+    assert moment == datetime(2026, 1, 1, 11, 40, tzinfo=UTC)
+    assert moment is not None and moment.tzinfo is UTC
+    assert moment.isoformat() == "2026-01-01T11:40:00+00:00"
+
+
 def test_migration_0003_runs_again_after_a_kill_between_ddl_and_stamp(db_url: str) -> None:
     """MariaDB commits DDL at once: a kill can leave the column added, the version not."""
     engine = open_engine(db_url)
