@@ -20,6 +20,7 @@ from test_cli import cli
 
 from etl.common.errors import ExitCode
 from etl.integrity import pages, streams
+from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
@@ -244,7 +245,7 @@ def test_frames_with_text_ids_read_any_id_and_text_by_their_lengths() -> None:
     parts = [(5, "b é", b'{"a":"1 2"}'), (2, "", b""), (5, "a", b"x")]
     heads = " ".join(f"{s} {len(i.encode())} {len(t)}" for s, i, t in parts)
     data = b"".join(i.encode() + t for _, i, t in parts)
-    decode = pages.frames("access_logs", text_ids=True)
+    decode = mariadb_frames.frames("access_logs", text_ids=True)
     assert decode(heads, data) == sorted((s, i, t, "access_logs") for s, i, t in parts)
     for cut_heads, cut_data in ((heads, data[:-1]), (heads[:-2], data), (heads, data + b"x")):
         with pytest.raises(ValueError):

@@ -16,6 +16,7 @@ from parts.databases import skip_unless_mariadb
 from test_verify import synced, zendesk  # noqa: F401 (a fixture)
 
 from etl.integrity import pages, streams
+from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.verify import VerifyOptions, verify_account
@@ -145,7 +146,7 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     synced(tmp_path, zendesk, db_url, None)
     _small_pages(monkeypatch)
     clean = _findings(db_url)
-    real = pages.frames
+    real = mariadb_frames.frames
     cut = 0
 
     def short(stream: str, text_ids: bool = False) -> Any:
@@ -158,7 +159,7 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
 
         return shorter
 
-    monkeypatch.setattr(pages, "frames", short)
+    monkeypatch.setattr(mariadb_frames, "frames", short)
     assert _findings(db_url) == clean == []
     assert cut > 2
 
@@ -291,10 +292,11 @@ def _framed(parts: list[tuple[int, int, bytes]]) -> tuple[str, bytes]:
 def test_frames_read_any_text_by_its_length() -> None:
     texts = [b'{"a":"1 2 3"}', b"", b'{"b":"\xc3\xa9 9 "}']
     heads, data = _framed([(i, 10 + i, t) for i, t in enumerate(texts)])
-    assert pages.frames("s")(heads, data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
+    decode = mariadb_frames.frames("s")
+    assert decode(heads, data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
     for cut_heads, cut_data in ((heads, data[:-2]), (heads[:-1], data), (heads[:-3], data)):
         with pytest.raises(ValueError):  # texts cut, or the numbers (a length, a row's)
-            pages.frames("s")(cut_heads, cut_data)
+            mariadb_frames.frames("s")(cut_heads, cut_data)
 
 
 def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> None:
@@ -323,7 +325,7 @@ def test_frames_sort_a_page_given_in_any_order() -> None:
     query's, by stored_seq then id."""
     parts = [(3, 5, b"c"), (1, 9, b"a"), (3, 4, b"b")]
     in_order = [(1, 9, b"a", "s"), (3, 4, b"b", "s"), (3, 5, b"c", "s")]
-    assert pages.frames("s")(*_framed(parts)) == in_order
+    assert mariadb_frames.frames("s")(*_framed(parts)) == in_order
 
 
 def _ledger_page(entries: list[Any]) -> tuple[str, bytes]:

@@ -5,15 +5,12 @@ is checked, and on MariaDB a page read as one value.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
-import orjson
 from sqlalchemy.engine import Connection
 
 from etl.storage.engine import sqlite_path
@@ -160,60 +157,6 @@ def mariadb_page(
     aggregated.plain = plain
     aggregated.decode = decode
     return aggregated
-
-
-def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes], list[Any]]:
-    """The rows of a page as two values: ``seq id length`` of each row (numbers, by
-    spaces) and their ``raw`` texts one after another (``raw``'s bytes, as many as
-    ``length`` says): whatever ``raw`` holds, no row is misread, and a value cut short is
-    a ValueError. In any order (the two values' the same): sorted here by ``seq`` and id
-    (the query's order), no two rows having both.
-
-    Each step over the whole page at once (the numbers read by one orjson call, a
-    quarter of ``int`` by ``map``'s time; the texts by slices): finding a row's fields one
-    by one took a fifth of verify's Python on MariaDB.
-
-    ``text_ids`` (the access log's ids are text, any text): ``seq idlength length`` of each
-    row, and its id's UTF-8 bytes before its ``raw``; the ids come back as ``str``, as the
-    row-by-row read gives them."""
-
-    def decode(heads: str | bytes, texts: bytes) -> list[Any]:
-        numbers = _integers(heads)
-        if text_ids:
-            lengths = numbers[:]
-            del lengths[::3]  # each row's id's length, then its text's
-        else:
-            lengths = numbers[2::3]
-        ends = list(itertools.accumulate(lengths))
-        if len(numbers) % 3 or (ends[-1] if ends else 0) != len(texts):
-            raise ValueError("a page cut short")
-        parts = list(map(texts.__getitem__, map(slice, [0, *ends[:-1]], ends)))
-        if text_ids:
-            # not UTF-8: a ValueError; utf8mb4_bin orders ids by code point, as str does
-            ids: list[Any] = [part.decode() for part in parts[::2]]
-            parts = parts[1::2]
-        else:
-            ids = numbers[1::3]
-        rows = list(zip(numbers[::3], ids, parts, repeat(stream)))
-        rows.sort()  # in the query's order already, most likely: one comparison a row
-        return rows
-
-    return decode
-
-
-def _integers(words: str | bytes) -> list[int]:
-    """The numbers of a text of decimal integers, one space between two (a ValueError for
-    anything else: orjson's error is one)."""
-    if isinstance(words, bytes):
-        found = orjson.loads(b"[" + words.replace(b" ", b",") + b"]")
-    else:
-        found = orjson.loads("[" + words.replace(" ", ",") + "]")
-    if not _INTEGER.issuperset(map(type, found)):
-        raise ValueError("a word not an integer")
-    return found  # type: ignore[no-any-return]
-
-
-_INTEGER = frozenset({int})
 
 
 def is_mariadb(conn: Connection) -> bool:

@@ -46,12 +46,12 @@ def row_page(
 ) -> str:
     """The page of rows ``conditions`` (``FROM ... WHERE ...``) and ``tail`` (its ``ORDER
     BY`` and ``LIMIT``) select, ``columns`` being the quoted ``stored_seq``, id and ``raw``
-    (as bytes): as two values (``pages.frames``, with ``text_ids`` when the ids are text),
+    (as bytes): as two values (``frames.frames``, with ``text_ids`` when the ids are text),
     read in two queries (``plain``: the same page row by row); ``size`` is the ``LIMIT``."""
     seq, record_id, raw = columns
     inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r {conditions}{tail}"
     # in no order (a tenth less of the server's time): ``decode`` sorts the page; the
-    # numbers and the texts apart (``pages.frames``), the two aggregates in the same order
+    # numbers and the texts apart (``frames.frames``), the two aggregates in the same order
     # (the server feeds each row to both in turn; a row misaligned would hash wrong, a
     # finding, never a pass)
     value = f"GROUP_CONCAT({_heads('s', 'i', 'r', text_ids)} SEPARATOR ' '), "
