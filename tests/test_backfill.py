@@ -225,6 +225,46 @@ def _reader(db_url: str) -> Iterator[sa.Engine]:
         engine.dispose()
 
 
+def test_a_backfill_stopped_in_many_slices_leaves_a_watermark_that_claims_only_stored_records(
+    db_url: str,
+) -> None:
+    """Issue 23: a checkpoint moves only as far as the answers prove. A backfill that an
+    error stops mid-way, its window in several slices read to different points: the
+    watermark it leaves (what ``status``, the lag metric and ``reconcile``'s default period
+    take as stored) passes no record that is not, and stays at or below every unfinished
+    slice's read point; the next sync then stores every record exactly once and ends at
+    the window's end. The next sync resumes every unfinished slice whatever the watermark
+    says, so a watermark too high shows here, between the two runs, not in its table.
+    Fetch-bound (a latency per request), so the window really is read in slices: a
+    writer-bound run reads one slice, where any read point is the lowest."""
+    end = recent(30)
+    records = list(generate_records(2_000, start=end - timedelta(days=10), end=end, seed=23))
+    with SimulatedZendesk(records, latency=0.25) as sim:
+        sim.inject(Fault("status", status=400, skip=10))  # about half the window's 20 pages
+        account = sim_account(sim.url)
+        store = fresh_store(db_url)
+        with pytest.raises(RequestRejectedError):
+            run(account, store)
+        unfinished = [s for s in store.slices("acme") if not s.done]
+        assert len({s.position or s.start for s in unfinished}) >= 2, unfinished
+        watermark = store.watermark("acme")  # the first slice's first page committed
+        assert watermark is not None
+        with _reader(db_url) as reader, reader.connect() as conn:
+            stored = set(conn.execute(STORED_IDS).scalars())
+        passed = [
+            r["id"]
+            for r in sim.visible_records()
+            if parse_zendesk_time(r["created_at"]) < watermark and r["id"] not in stored
+        ]
+        assert not passed, f"watermark {watermark} passes {len(passed)} unstored records"
+        assert watermark <= min(s.position or s.start for s in unfinished)
+        summary = run(account, store)
+        assert summary.status == "success" and summary.window is not None
+        assert_table_matches(db_url, sim.visible_records())
+        assert store.slices("acme") == []
+        assert store.watermark("acme") == summary.window.end
+
+
 class CountingStore(Store):
     """A store that records the rows of each batch, grouped by committed transaction; with
     ``fail_joining``, the first batch to join a transaction that already holds one (after

@@ -315,6 +315,50 @@ def test_the_read_point_is_the_lowest_unfinished_slice_and_the_end_once_all_are_
     assert plan.finished()
 
 
+def test_the_read_point_never_passes_a_record_an_unfinished_slice_may_still_hold() -> None:
+    """Issue 23's rule at the plan: the read point (the watermark) says every record created
+    before it is stored, so it stops at the lowest unfinished slice's read point, whatever
+    the slices above have read, what a fetcher has merely seen, or which slices are done."""
+    low = Slice(1, T0, T0 + 3 * HOUR)
+    middle = Slice(2, T0 + 3 * HOUR - BOUND_SLACK, T0 + 6 * HOUR)
+    top = Slice(3, T0 + 6 * HOUR - BOUND_SLACK, WINDOW.end)
+    plan = Plan([low, middle, top], WINDOW.start, WINDOW.end)
+    pending = plan.progress(
+        [(low, Proof(False, T0 + HOUR, False)), (top, Proof(False, None, True))], {}
+    )
+    # low read to 1h, middle unread, top done: records of 1h's own second may be on the
+    # next page, those of middle all unread; the top slice's end proves nothing below it.
+    assert plan.read_point(pending) == T0 + HOUR
+    # low's reader has fetched its last pages, not yet committed: nothing more is stored.
+    low.fetched = True
+    assert plan.read_point(pending) == T0 + HOUR
+    # low done: middle, never read, holds the point at its start, not the top's end.
+    pending |= plan.progress([(low, Proof(False, None, True))], pending)
+    assert plan.read_point(pending) == middle.start
+    pending |= plan.progress([(middle, Proof(False, T0 + 4 * HOUR, False))], pending)
+    assert plan.read_point(pending) == T0 + 4 * HOUR
+    pending |= plan.progress([(middle, Proof(False, None, True))], pending)
+    assert plan.read_point(pending) == WINDOW.end
+
+
+def test_the_watermark_moves_only_forwards_to_the_read_point() -> None:
+    """``Plan.watermark`` is what the writer commits: the read point when it is past the
+    watermark before, else nothing (a watermark never moves back: what it claimed stays
+    claimed, and the store's statement is not the only guard)."""
+    low = Slice(1, T0, T0 + 5 * HOUR)
+    top = Slice(2, T0 + 5 * HOUR - BOUND_SLACK, WINDOW.end)
+    plan = Plan([low, top], WINDOW.start, WINDOW.end)
+    pending = plan.progress([(top, Proof(False, T0 + 7 * HOUR, False))], {})
+    assert plan.watermark(pending, None) is None  # low unread: nothing proven from the start
+    pending |= plan.progress([(low, Proof(False, T0 + HOUR, False))], pending)
+    assert plan.watermark(pending, None) == T0 + HOUR  # low's point, never top's
+    assert plan.watermark(pending, T0 + 30 * MINUTE) == T0 + HOUR
+    assert plan.watermark(pending, T0 + HOUR) is None  # not past it: nothing to write
+    assert plan.watermark(pending, T0 + 2 * HOUR) is None  # behind it: it stays
+    pending |= plan.progress([(low, Proof(False, None, True))], pending)
+    assert plan.watermark(pending, T0 + 2 * HOUR) == T0 + 7 * HOUR
+
+
 def test_a_resumed_plan_reads_on_to_a_later_end_rereading_the_overlap() -> None:
     account = sim_account("http://127.0.0.1:9", workers=4)
     plan = Plan([Slice(1, T0, T0 + 5 * HOUR)], T0, T0 + 5 * HOUR)
