@@ -28,7 +28,7 @@ def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes]
     row-by-row read gives them."""
 
     def decode(heads: str | bytes, texts: bytes) -> list[Any]:
-        numbers = _integers(heads)
+        numbers = integers(heads)
         if text_ids:
             lengths = numbers[:]
             del lengths[::3]  # each row's id's length, then its text's
@@ -51,16 +51,20 @@ def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes]
     return decode
 
 
-def _integers(words: str | bytes) -> list[int]:
-    """The numbers of a text of decimal integers, one space between two (a ValueError for
-    anything else: orjson's error is one)."""
-    if isinstance(words, bytes):
-        found = orjson.loads(b"[" + words.replace(b" ", b",") + b"]")
+def integers(words: str | bytes, nulls: bool = False) -> list[Any]:
+    """The numbers of a text of decimal integers (BIGINTs the server wrote), one space
+    between two, read by one orjson call (a quarter of ``int`` by ``map``'s time); with
+    ``nulls``, ``N`` is None. A ValueError for anything else (orjson's error is one)."""
+    if isinstance(words, bytes):  # as the driver gave it: no decoding into ``str`` first
+        data = b"[" + words.replace(b" ", b",") + b"]"
+        found = orjson.loads(data.replace(b"N", b"null") if nulls else data)
     else:
-        found = orjson.loads("[" + words.replace(" ", ",") + "]")
-    if not _INTEGER.issuperset(map(type, found)):
+        text = "[" + words.replace(" ", ",") + "]"
+        found = orjson.loads(text.replace("N", "null") if nulls else text)
+    if not (_NULLABLE if nulls else _INTEGER).issuperset(map(type, found)):
         raise ValueError("a word not an integer")
     return found  # type: ignore[no-any-return]
 
 
 _INTEGER = frozenset({int})
+_NULLABLE = frozenset({int, type(None)})

@@ -15,8 +15,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import orjson
-
+from etl.integrity.mariadb.frames import integers
 from etl.records import chain
 
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
@@ -37,8 +36,7 @@ FRAMES = (
     "CONCAT(record_hash, entry_hash), NULL) SEPARATOR '')"
 )
 _HEX_KINDS = {kind.encode().hex().upper(): kind for kind in chain.KINDS}
-_loads, _unpack = orjson.loads, struct.unpack
-_NUMBERS = frozenset({int, type(None)})
+_unpack = struct.unpack
 
 
 def decode(words: str | bytes, hashes: bytes) -> list[Entry]:
@@ -54,7 +52,9 @@ def decode(words: str | bytes, hashes: bytes) -> list[Entry]:
     # the hashes cut by one ``struct`` call (C), the numbers read by one orjson call:
     # slices a hash and ``int`` a word, in Python, took half this function's time
     cut = _unpack("32s" * (2 * count), hashes)
-    numbers = _integers([*fields[::6], *fields[1::6]])
+    numbers = integers(" ".join([*fields[::6], *fields[1::6]]), nulls=True)
+    if len(numbers) != 2 * count:
+        raise ValueError("a word not a number")
     entries = numbers[:count]
     if None in entries:
         raise ValueError("an entry without its number")
@@ -71,15 +71,6 @@ def decode(words: str | bytes, hashes: bytes) -> list[Entry]:
     )
     page.sort()  # by entry, an account's key: in that order already, most likely
     return page
-
-
-def _integers(words: list[str]) -> list[int | None]:
-    """Each word's number (a BIGINT the server wrote), N's None; a ValueError for any
-    other word (orjson's error is one)."""
-    found = _loads(f"[{','.join(words)}]".replace("N", "null"))
-    if len(found) != len(words) or not _NUMBERS.issuperset(map(type, found)):
-        raise ValueError("a word not a number")
-    return found  # type: ignore[no-any-return]
 
 
 def _kinds(words: list[str]) -> list[str]:
