@@ -248,8 +248,8 @@ def test_mariadb_locates_the_rows_pages_without_their_limit_while_a_window_holds
     def located_only(*args: Any, **kwargs: Any) -> Any:
         page = real(*args, **kwargs)
         assert isinstance(page, pages._Aggregated)
-        assert page.locate is not None  # made to fail if ever used
-        page.locate = page.locate.replace("COUNT(*)", "no_such_column", 1)
+        (located, size), (limited, _) = page.locates  # the LIMIT's made to fail if used
+        page.locates = ((located, size), (limited.replace("COUNT(*)", "no_such_column", 1), None))
         pages_made.append(page)
         return page
 
@@ -271,7 +271,7 @@ def test_mariadb_locates_the_rows_pages_without_their_limit_while_a_window_holds
     def limit_only(*args: Any, **kwargs: Any) -> Any:
         page = real(*args, **kwargs)
         assert isinstance(page, pages._Aggregated)
-        page.located = None
+        page.locates = page.locates[1:]
         return page
 
     monkeypatch.setattr(mariadb_rows, "row_page", real)

@@ -91,16 +91,12 @@ class _Aggregated(str):
 
     plain: str
     decode: Callable[..., list[Any]]
-    # Its rows read in two queries (``etl.integrity.mariadb.rows``; None: in the one):
-    # ``locate`` gives the page's count, least and greatest key and last order key, and
-    # ``clustered`` (the page's parameters, then those three) the same rows or more.
-    locate: str | None = None
+    # Its rows read in two queries (``etl.integrity.mariadb.rows``; none: in the one): a
+    # query of ``locates`` gives the page's count, least and greatest key and last order
+    # key, taken when its count is at most its bound (None: any), else the next is asked;
+    # ``clustered`` (the page's parameters, then those three) gives the same rows or more.
+    locates: tuple[tuple[str, int | None], ...] = ()
     clustered: str = ""
-    # ``locate``'s answer straight from the table (no LIMIT, so no derived table the server
-    # materializes a page): the page's whenever the query's rows are at most ``size``
-    # (``etl.integrity.mariadb.rows``). Tried first; ``locate`` when they are more.
-    located: str | None = None
-    size: int = 0
     # A cheaper read tried first (``etl.integrity.mariadb.ledger.bounded``): its page, or
     # None when it cannot tell the page from it.
     first: Callable[[Any, Sequence[Any]], list[Any] | None] | None = None
@@ -110,15 +106,12 @@ def _aggregated(cursor: Any, sql: _Aggregated, params: Sequence[Any]) -> list[An
     cursor.execute("SET SESSION group_concat_max_len = @@max_allowed_packet")
     if sql.first is not None and (read := sql.first(cursor, params)) is not None:
         return read
-    if sql.locate is not None:
-        found = None
-        if sql.located is not None:
-            cursor.execute(sql.located, params)
-            found = cursor.fetchone()
-        if found is None or found[0] > sql.size:
-            cursor.execute(sql.locate, params)
-            found = cursor.fetchone()
-        count, low, high, last = found
+    if sql.locates:
+        for locate, most in sql.locates:
+            cursor.execute(locate, params)
+            count, low, high, last = cursor.fetchone()
+            if most is None or count <= most:
+                break
         if not count:
             return []
         cursor.execute(sql.clustered, [*params, low, high, last])

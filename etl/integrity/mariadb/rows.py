@@ -4,7 +4,7 @@ The rows' table is clustered on its primary key, (account, id). A page read thro
 ``(account, stored_seq)`` index is a primary-key look-up a row: three pages of the tree
 touched a row, and each leaf read alone, one synchronous read at a time when the table
 is larger than InnoDB's buffer pool (its read-ahead never starts on look-ups). So a page is
-read in two queries (``pages.mariadb_page``'s ``locate`` and ``clustered``), in the same
+read in two queries (``pages.mariadb_page``'s ``locates`` and ``clustered``), in the same
 snapshot:
 
 1. *locate*: the page's rows' count, least and greatest id and last ``stored_seq``, from
@@ -58,9 +58,11 @@ def row_page(
     value += f"GROUP_CONCAT({_texts('i', 'r', text_ids)} SEPARATOR '')"
     page = mariadb_page(value, inner, plain, decode)
     keys = f"SELECT {seq} AS s, {record_id} AS i {conditions}{tail}"
-    page.locate = f"SELECT COUNT(*), MIN(i), MAX(i), MAX(s) FROM ({keys}) AS page"
     located = f"SELECT COUNT(*), MIN({record_id}), MAX({record_id}), MAX({seq}) {conditions}"
-    page.located, page.size = located, size
+    page.locates = (
+        (located, size),  # straight from the table: the page while it holds at most one
+        (f"SELECT COUNT(*), MIN(i), MAX(i), MAX(s) FROM ({keys}) AS page", None),
+    )
     heads, texts = _heads(seq, record_id, raw, text_ids), _texts(record_id, raw, text_ids)
     page.clustered = (
         f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({texts} SEPARATOR '')"
