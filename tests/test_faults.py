@@ -61,7 +61,7 @@ from etl.zendesk import ratelimit
 from etl.zendesk.client import ZendeskClient
 from etl.zendesk.ratelimit import RateLimiter
 from zendesk_sim import Fault, SimulatedZendesk
-from zendesk_sim.faults import apply_to_records
+from zendesk_sim.edge.faults import apply_to_records
 
 # Its faults are 429s, Retry-After and the waits they bring (fake time): the simulator's
 # headers say Zendesk's 700 a minute, as in production.

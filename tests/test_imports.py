@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 ETL = ROOT / "etl"
 
@@ -63,8 +65,9 @@ def test_every_package_init_imports_nothing() -> None:
         assert imports == [], path
 
 
-def test_no_folder_holds_more_than_fifteen_modules() -> None:
-    for folder in {p.parent for p in ETL.rglob("*.py")}:
+@pytest.mark.parametrize("package", [ETL, ROOT / "zendesk_sim"], ids=["etl", "zendesk_sim"])
+def test_no_folder_holds_more_than_fifteen_modules(package: Path) -> None:
+    for folder in {p.parent for p in package.rglob("*.py")}:
         modules = [p for p in folder.glob("*.py") if p.name != "__init__.py"]
         assert len(modules) <= 15, folder
 

@@ -7,6 +7,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -93,14 +95,16 @@ def test_sql_names_tables_through_the_schema_objects() -> None:
                 assert not _SQL_NAMING_A_TABLE.search(text), where
 
 
-def test_every_etl_module_is_in_the_architecture_table() -> None:
-    """A newcomer reading docs/ARCHITECTURE.md finds every module of the package."""
+@pytest.mark.parametrize("package", ["etl", "zendesk_sim"])
+def test_every_module_is_in_the_architecture_table(package: str) -> None:
+    """A newcomer reading docs/ARCHITECTURE.md finds every module of the package and of
+    the simulator."""
     table = "\n".join(
         line
         for line in (ROOT / "docs" / "ARCHITECTURE.md").read_text().splitlines()
-        if line.startswith("| `etl/")
+        if line.startswith(f"| `{package}/")
     )
-    for path in sorted((ROOT / "etl").rglob("*.py")):
+    for path in sorted((ROOT / package).rglob("*.py")):
         name = path.relative_to(ROOT).as_posix()
         if path.name == "__init__.py" or name == "etl/__main__.py":
             continue

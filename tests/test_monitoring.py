@@ -18,7 +18,7 @@ from support import recent
 from test_cli import cli, write_config
 
 from zendesk_sim import SimulatedZendesk, generate_records
-from zendesk_sim.access_data import AccessSource
+from zendesk_sim.access.records import AccessSource
 
 ROOT = Path(__file__).resolve().parent.parent
 KIT = ROOT / "deploy" / "monitoring"

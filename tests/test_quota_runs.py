@@ -1,6 +1,6 @@
 """A run that starts in a minute the run before it has half spent: the job's pace.
 
-The account's count is the simulator's own (``zendesk_sim.ratelimit.RateLimiter``), the
+The account's count is the simulator's own (``zendesk_sim.edge.ratelimit.RateLimiter``), the
 job's limiter ``etl.zendesk.ratelimit.RateLimiter``, both on one fake clock: each request
 goes when the job's limiter lets it, is counted by the account a moment later and is
 answered ``LATENCY`` after it started, with the headers the simulator sends. The job
@@ -15,8 +15,8 @@ import pytest
 from parts.clock import FakeClock
 
 from etl.zendesk.ratelimit import RateLimiter
-from zendesk_sim.ratelimit import Decision
-from zendesk_sim.ratelimit import RateLimiter as Account
+from zendesk_sim.edge.ratelimit import Decision
+from zendesk_sim.edge.ratelimit import RateLimiter as Account
 
 LATENCY = 0.01  # seconds from a request's start to its answer; it arrives halfway
 

@@ -28,7 +28,7 @@ from parts.clock import FakeClock
 from support import wait_until
 
 from zendesk_sim import Fault, SimAuth, SimulatedZendesk, all_records, generate_records
-from zendesk_sim.ratelimit import RateLimiter as SimRateLimiter
+from zendesk_sim.edge.ratelimit import RateLimiter as SimRateLimiter
 
 # Verbatim from the reference sample zdesk-issue36-invalid-created-at-filter-400.json.
 CREATED_AT_400 = {

@@ -19,13 +19,13 @@ from urllib.parse import parse_qsl
 import pytest
 
 from zendesk_sim import generate_records
-from zendesk_sim.data import RecordStore
-from zendesk_sim.generate import ID_BASE, ID_STRIDE
-from zendesk_sim.listing import cursor_fields, cursor_page, encode, materialize
-from zendesk_sim.query import BoundsPolicy, parse_list_query
-from zendesk_sim.responses import compact_json, json_response, json_text_response
-from zendesk_sim.server import _parse_query
-from zendesk_sim.timestamps import format_ts
+from zendesk_sim.audit.generate import ID_BASE, ID_STRIDE
+from zendesk_sim.audit.listing import cursor_fields, cursor_page, encode, materialize
+from zendesk_sim.audit.query import BoundsPolicy, parse_list_query
+from zendesk_sim.audit.store import RecordStore
+from zendesk_sim.web.handler import parse_query
+from zendesk_sim.wire.responses import compact_json, json_response, json_text_response
+from zendesk_sim.wire.timestamps import format_ts
 
 START = datetime(2023, 1, 1, tzinfo=UTC)
 
@@ -99,8 +99,8 @@ def test_format_ts_matches_strftime() -> None:
     ],
 )
 def test_query_parsing_matches_parse_qsl(query: str) -> None:
-    assert _parse_query(query) == parse_qsl(query, keep_blank_values=True)
-    assert _parse_query(query) == parse_qsl(query, keep_blank_values=True)  # cached
+    assert parse_query(query) == parse_qsl(query, keep_blank_values=True)
+    assert parse_query(query) == parse_qsl(query, keep_blank_values=True)  # cached
 
 
 def _added(count: int) -> list[dict[str, Any]]:

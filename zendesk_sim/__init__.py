@@ -5,21 +5,27 @@ Tests, the demo and the benchmark talk to it over HTTP exactly as to Zendesk::
     with SimulatedZendesk(generate_records(10_000, start=a, end=b)) as sim:
         requests.get(sim.url + "/api/v2/audit_logs", params=..., auth=...)
 
-Modules: ``generate`` (lazy records), ``data`` (the record collection),
-``query``/``listing`` (the list endpoint), ``auth``, ``ratelimit``, ``faults``,
-``app`` (one request -> one response), ``server`` (HTTP and the public class),
-``control`` (``/_sim/*``), ``__main__`` (run as a process).
+Packages, each importing only those below it (an import-linter contract in pyproject.toml):
+
+    simulator   ``SimulatedZendesk``: the pieces, the request log; ``__main__`` runs it
+    web         HTTP: one request -> one response (``app``), the server, ``/_sim/*``
+    access      the access log: its records and ``GET /api/v2/access_logs``
+    edge        credentials, the rate limit, the faults
+    audit       the audit log: generated and added records, ``GET /api/v2/audit_logs``
+    wire        the API's formats: timestamps, cursors, responses
+
+Import the public names from here; tests of one part import its module.
 
 A development package beside ``etl/``, not shipped in the wheel (it holds default
 credentials): it imports nothing from ``etl`` and nothing in ``etl`` imports it.
 """
 
-from zendesk_sim.access_data import AccessSource
-from zendesk_sim.auth import SimAuth
-from zendesk_sim.faults import KINDS as FAULT_KINDS
-from zendesk_sim.faults import MANGLES, Fault
-from zendesk_sim.generate import RecordSource, generate_records
-from zendesk_sim.server import RequestLog, SimulatedZendesk
+from zendesk_sim.access.records import AccessSource
+from zendesk_sim.audit.generate import RecordSource, generate_records
+from zendesk_sim.edge.auth import SimAuth
+from zendesk_sim.edge.faults import KINDS as FAULT_KINDS
+from zendesk_sim.edge.faults import MANGLES, Fault
+from zendesk_sim.simulator import RequestLog, SimulatedZendesk
 
 
 def all_records(sim: SimulatedZendesk) -> list[dict[str, object]]:

@@ -17,11 +17,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 
-from zendesk_sim.access_data import AccessSource
-from zendesk_sim.auth import SimAuth
-from zendesk_sim.generate import SHAPES, generate_records
-from zendesk_sim.ratelimit import MODES
-from zendesk_sim.server import SimulatedZendesk
+from zendesk_sim.access.records import AccessSource
+from zendesk_sim.audit.generate import SHAPES, generate_records
+from zendesk_sim.edge.auth import SimAuth
+from zendesk_sim.edge.ratelimit import MODES
+from zendesk_sim.simulator import SimulatedZendesk
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from zendesk_sim import SimulatedZendesk, generate_records
-from zendesk_sim.generate import RecordSource
+from zendesk_sim.audit.generate import RecordSource
 
 SHARED_RECORDS = 1500
 # The limit the tests' simulators report in their headers when none is enforced: far above

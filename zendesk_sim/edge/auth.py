@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from zendesk_sim.responses import (
+from zendesk_sim.wire.responses import (
     INVALID_TOKEN,
     MISSING_SCOPE,
     NOT_ADMIN,

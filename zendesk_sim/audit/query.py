@@ -13,17 +13,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zendesk_sim import cursor as cursors
-from zendesk_sim.cursor import Cursor
-from zendesk_sim.data import HIGHEST, LOWEST
-from zendesk_sim.generate import Key
-from zendesk_sim.responses import (
+from zendesk_sim.audit.store import HIGHEST, LOWEST
+from zendesk_sim.wire import cursor as cursors
+from zendesk_sim.wire.cursor import Cursor, Key
+from zendesk_sim.wire.responses import (
     CREATED_AT_FILTER_ERROR,
     ApiError,
     invalid_pagination,
     invalid_value,
 )
-from zendesk_sim.timestamps import parse_ts
+from zendesk_sim.wire.timestamps import parse_ts
 
 FILTER_FIELDS = ("source_type", "source_id", "actor_id", "ip_address", "action")
 MAX_PAGE_SIZE = 100

@@ -2,7 +2,7 @@
 
 ``GET /api/v2/access_logs`` (docs: shared/reference/access-logs.md) holds far more
 records than the audit log, so generated records are derived from ``(seed, n, i)`` like
-the audit log's (``zendesk_sim.generate``) and never built until served. Record ``i``'s
+the audit log's (``zendesk_sim.audit.generate``) and never built until served. Record ``i``'s
 ``timestamp`` is non-decreasing in ``i``; its id is a ULID-like string (26 Crockford
 base32 characters: milliseconds, then hashed bits).
 
@@ -21,8 +21,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from zendesk_sim.generate import Key
-from zendesk_sim.timestamps import format_ts, parse_ts, to_epoch
+from zendesk_sim.wire.cursor import Key
+from zendesk_sim.wire.timestamps import format_ts, parse_ts, to_epoch
 
 ADDED_RANK = 1 << 61
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

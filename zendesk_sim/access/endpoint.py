@@ -19,14 +19,13 @@ from itertools import islice
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from zendesk_sim import cursor as cursors
-from zendesk_sim.access_data import AccessLog
-from zendesk_sim.cursor import Cursor
-from zendesk_sim.data import HIGHEST, LOWEST
-from zendesk_sim.faults import FAR_FUTURE, FOREIGN_HOST, Fault, mangle
-from zendesk_sim.generate import Key
-from zendesk_sim.responses import ApiError, invalid_pagination, invalid_value
-from zendesk_sim.timestamps import parse_ts
+from zendesk_sim.access.records import AccessLog
+from zendesk_sim.audit.store import HIGHEST, LOWEST
+from zendesk_sim.edge.faults import FAR_FUTURE, FOREIGN_HOST, Fault, mangle
+from zendesk_sim.wire import cursor as cursors
+from zendesk_sim.wire.cursor import Cursor, Key
+from zendesk_sim.wire.responses import ApiError, invalid_pagination, invalid_value
+from zendesk_sim.wire.timestamps import parse_ts
 
 ACCESS_LOGS_PATH = "/api/v2/access_logs"
 MAX_PAGE_SIZE = 100

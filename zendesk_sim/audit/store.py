@@ -21,9 +21,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from zendesk_sim.generate import Key, RecordSource
-from zendesk_sim.responses import compact_json
-from zendesk_sim.timestamps import parse_ts
+from zendesk_sim.audit.generate import RecordSource
+from zendesk_sim.wire.cursor import Key
+from zendesk_sim.wire.responses import compact_json
+from zendesk_sim.wire.timestamps import parse_ts
 
 
 @dataclass(frozen=True, slots=True)

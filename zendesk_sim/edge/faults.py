@@ -50,10 +50,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from zendesk_sim import cursor as cursors
-from zendesk_sim.listing import LinkBuilder, Page, start_cursor
-from zendesk_sim.query import MAX_PAGE_SIZE
-from zendesk_sim.timestamps import format_ts
+from zendesk_sim.audit.listing import LinkBuilder, Page, start_cursor
+from zendesk_sim.audit.query import MAX_PAGE_SIZE
+from zendesk_sim.wire import cursor as cursors
+from zendesk_sim.wire.timestamps import format_ts
 
 WIRE_KINDS = frozenset({"status", "html", "slow", "reset", "truncate"})
 HEADER_KINDS = frozenset({"long_reset", "tiny_limit"})

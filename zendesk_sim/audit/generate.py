@@ -23,29 +23,26 @@ opens a second, so within a second ids still rise), and a time or key bound beco
 an index by binary search. Generated ids all lie in
 [``ID_BASE``, ``ID_BASE + n * ID_STRIDE``); ``owns_id`` tells whether an id is one.
 
-Serving a page is the simulator's hot path, so ``fragment`` writes a record's
-JSON text directly from pre-escaped pieces (the same bytes ``json.dumps`` makes
-of ``source[i]``), and searches start from the index an id implies.
+Serving a page is the simulator's hot path, so ``fragment`` writes a record's JSON
+text directly from pre-escaped pieces (``content.Content``: the same bytes
+``json.dumps`` makes of ``source[i]``), and searches start from the index an id implies.
 """
 
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from zendesk_sim.timestamps import format_ts, to_epoch
-
-Key = tuple[int, int]
-"""A record's sort position: (created_at epoch seconds, id)."""
+from zendesk_sim.audit.content import Content, mix
+from zendesk_sim.wire.cursor import Key
+from zendesk_sim.wire.timestamps import to_epoch
 
 ID_BASE = 6_100_000_000_000
 ID_STRIDE = 7_919
-_MASK = (1 << 64) - 1
 _BLOCK = 64
 _SEGMENTS = 12
 SHAPES = ("even", "bursty")
@@ -54,94 +51,6 @@ _BURST_SHARE = 80  # percent of bursty blocks holding a burst
 _BURST_MIN, _BURST_MAX = 20, 300
 _DISPLACED = 3  # percent of records (opening a second) whose id is out of created_at order
 _HALF = ID_STRIDE // 2
-
-_ACTORS = (
-    (360_001_482_211, "Sameer Patel", "209.119.38.228"),
-    (360_001_482_212, "John Doe", "198.51.100.23"),
-    (360_001_482_359, "Zoë Åström", "203.0.113.7"),
-    (360_004_113_870, "José Núñez", "2001:db8::1f"),
-    (360_004_113_871, "李雷", "198.51.100.77"),
-    (360_009_201_004, "Priya Raman", "192.0.2.41"),
-    (360_009_201_005, "O'Brien, Siobhán", "203.0.113.199"),
-    (360_012_774_118, "Support Bot (API)", "192.0.2.10"),
-    (900_000_000_017, 'Ana María "Anita" Ruiz', "198.51.100.5"),
-    (900_000_000_018, "Kwame Mensah", "192.0.2.200"),
-)
-_PEOPLE = ("Bob Cat", "Alice Liddell", "Émile Zola", "Grace Hopper", "Ada Lovelace", "Mia Wong")
-
-# (source_type, action, action_label, source_label, change_description); {p} is a
-# person, {n} a number. Descriptions mirror the kinds seen in real exports.
-_Event = tuple[str, str, str, str, str]
-_EVENTS: tuple[_Event, ...] = (
-    ("user", "update", "Updated", "{p}", "Role changed from End User to Administrator"),
-    ("user", "update", "Updated", "{p}", "Email changed from {n}@old.example to {n}@example.com"),
-    ("user", "create", "Created", "{p}", ""),
-    ("user", "login", "Signed in", "{p}", "Successful sign-in using Zendesk password"),
-    # A failed one (the wording is ours: OCSF's mapping keys only on "Successful sign-in")
-    ("user", "login", "Signed in", "{p}", "Failed sign-in using Zendesk password: wrong password"),
-    ("user", "destroy", "Deleted", "{p}", ""),
-    ("user_setting", "update", "Updated", "Suspension state: {p}", "Suspended"),
-    ("user_setting", "update", "Updated", "Suspension state: {p}", "Unsuspended"),
-    (
-        "rule",
-        "update",
-        "Updated",
-        "Trigger: Notify requester of comment update",
-        "Conditions changed\nActions changed",
-    ),
-    ("rule", "create", "Created", "Automation: Close ticket {n} days after solved", ""),
-    ("rule", "destroy", "Deleted", "View: Unassigned tickets #{n}", ""),
-    ("ticket", "destroy", "Deleted", "Ticket #{n}", ""),
-    ("ticket", "exported", "Exported", "Ticket export", "Full JSON export requested"),
-    ("api_token", "create", "Created", "API token", ""),
-    (
-        "api_token",
-        "update",
-        "Updated",
-        "API token: token {n}",
-        "description changed from not set to token {n}",
-    ),
-    ("account_setting", "update", "Updated", "Account Assumption", "Changed"),
-    ("account_setting", "create", "Created", "Credit Card Redaction", "Enabled"),
-    ("account_setting", "update", "Updated", "Password Requirements", "Changed from Low to High"),
-    ("group", "update", "Updated", "Group: Tier {n}", 'Name changed from "Tier 1" to "Tier {n}"'),
-)
-# Zendesk's own housekeeping, done by actor -1 with no IP address.
-_SYSTEM_EVENTS: tuple[_Event, ...] = (
-    ("attachment", "destroy", "Deleted", "Attachment", ""),
-    ("ticket", "update", "Updated", "Ticket #{n}", "Status changed from solved to closed"),
-)
-_ALL_EVENTS = _EVENTS + _SYSTEM_EVENTS
-_ALL_ACTORS = (*_ACTORS, (-1, "Zendesk", None))
-_SYSTEM_ACTOR = len(_ACTORS)
-
-
-def _json_text(text: str) -> str:
-    """A string as JSON, escaped as ``zendesk_sim.responses`` encodes bodies."""
-    return json.dumps(text, ensure_ascii=False)
-
-
-# The tables above as JSON text, for ``fragment``. Escaping is per character and leaves
-# "{p}" and "{n}" alone, so the escaped person goes in as text; each label is kept split
-# at "{n}", to be joined with the record's number.
-_EVENTS_JSON = tuple(tuple(_json_text(part) for part in event) for event in _ALL_EVENTS)
-_ACTORS_JSON = tuple((str(actor_id), _json_text(name)) for actor_id, name, _ in _ALL_ACTORS)
-_LABELS_JSON = tuple(
-    tuple(
-        tuple(tuple(label.replace("{p}", _json_text(person)[1:-1]).split("{n}")) for label in pair)
-        for person in _PEOPLE
-    )
-    for pair in ((event[3], event[4]) for event in _EVENTS_JSON)
-)
-"""[event][person] -> (source_label, change_description), each split at "{n}"."""
-
-
-def _mix(value: int) -> int:
-    """splitmix64 finalizer: a fast, well-spread 64-bit hash."""
-    value = (value + 0x9E3779B97F4A7C15) & _MASK
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
-    return value ^ (value >> 31)
 
 
 class RecordSource:
@@ -172,12 +81,10 @@ class RecordSource:
         self._end = to_epoch(end)
         if self._end <= self._start:
             raise ValueError("end must be after start")
-        self._seed = _mix(seed)
+        self._seed = mix(seed)
         # Smaller blocks for small sources, so even a 50-record fixture has ties.
         self._block = _BURSTY_BLOCK if self._bursty else max(8, min(_BLOCK, n // 8))
-        self._url_prefix = base_url.rstrip("/") + "/api/v2/audit_logs/"
-        # The opening quote and escaped prefix: an id and ".json" need no escaping.
-        self._url_json = _json_text(self._url_prefix)[:-1]
+        self._content = Content(self._seed, base_url)
         self._fractions, self._times = self._warp()
         # Per segment: (first share, share width, first time, duration), as _base_time uses them.
         fractions, times = self._fractions, self._times
@@ -198,8 +105,8 @@ class RecordSource:
         The span is cut into equal segments; one is dense (6x the records), two
         are quiet (5% of normal), so the timeline has rushes and lulls.
         """
-        weights = [0.5 + (_mix(self._seed ^ (k + 1)) % 1000) / 1000 for k in range(_SEGMENTS)]
-        pick = _mix(self._seed ^ 0xD15E)
+        weights = [0.5 + (mix(self._seed ^ (k + 1)) % 1000) / 1000 for k in range(_SEGMENTS)]
+        pick = mix(self._seed ^ 0xD15E)
         weights[pick % _SEGMENTS] = 6.0
         quiet = 0.01 if self._bursty else 0.05
         for shift in (8, 16, 24) if self._bursty else (8, 16):
@@ -225,7 +132,7 @@ class RecordSource:
     def _burst(self, block: int) -> tuple[int, int, int] | None:
         """(first index, stop index, created_at) of the run pinned to one second in ``block``."""
         size = self._block
-        bits = _mix(self._seed ^ (block * 0x632BE59BD9B4E019))
+        bits = mix(self._seed ^ (block * 0x632BE59BD9B4E019))
         roll = bits % 100
         if self._bursty:
             if roll >= _BURST_SHARE:
@@ -251,7 +158,7 @@ class RecordSource:
         return self._base_time(i)
 
     def record_id(self, i: int) -> int:
-        bits = _mix(self._seed ^ i ^ 0x1D)
+        bits = mix(self._seed ^ i ^ 0x1D)
         if not self._bursty:
             return ID_BASE + i * ID_STRIDE + bits % ID_STRIDE
         back = self._displacement(i, bits)
@@ -328,74 +235,14 @@ class RecordSource:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return (self[i] for i in range(self._n))
 
-    def _draw(self, i: int) -> tuple[int, int, str | None, int, int, int]:
-        """Record ``i``'s hashed choices: (event, actor, ip_address, person, number, source_id).
-
-        Event, actor and person are indexes into _ALL_EVENTS, _ALL_ACTORS and _PEOPLE.
-        """
-        bits = _mix(self._seed ^ (i * 0xA24BAED4963EE407))
-        number = 1 + (bits >> 40) % 9000
-        person = (bits >> 20) % len(_PEOPLE)
-        if bits % 100 < 12:
-            event = len(_EVENTS) + (bits >> 28) % len(_SYSTEM_EVENTS)
-            actor, ip = _SYSTEM_ACTOR, None
-        else:
-            event = (bits >> 28) % len(_EVENTS)
-            actor = (bits >> 8) % len(_ACTORS)
-            ip = _ACTORS[actor][2]
-            if (bits >> 4) % 10 == 0:  # the same admin from another network now and then
-                ip = f"192.0.2.{(bits >> 50) % 254 + 1}"
-        if _ALL_EVENTS[event][0] == "ticket":
-            source_id = number
-        else:
-            source_id = 360_000_000_000 + (bits >> 24) % 10**9
-        return event, actor, ip, person, number, source_id
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not 0 <= i < self._n:
             raise IndexError(i)
-        record_id = self.record_id(i)
-        event, actor, ip, person_index, number, source_id = self._draw(i)
-        source_type, action, label, source_label, description = _ALL_EVENTS[event]
-        actor_id, actor_name, _ = _ALL_ACTORS[actor]
-        person = _PEOPLE[person_index]
-        return {
-            "url": f"{self._url_prefix}{record_id}.json",
-            "id": record_id,
-            "action_label": label,
-            "actor_id": actor_id,
-            "source_id": source_id,
-            "source_type": source_type,
-            "source_label": source_label.format(p=person, n=number),
-            "action": action,
-            "change_description": description.format(p=person, n=number),
-            "ip_address": ip,
-            "created_at": format_ts(self.created_ts(i)),
-            "actor_name": actor_name,
-        }
+        return self._content.record(i, self.key(i))
 
     def fragment(self, i: int, key: Key) -> str:
-        """``source[i]`` as the compact JSON text a response carries; ``key`` is ``key(i)``.
-
-        The same text as ``json.dumps(source[i], ensure_ascii=False, separators=(",", ":"))``
-        at a fraction of the cost (no dict, no encoder): the field order below is the dict's.
-        """
-        created, record_id = key
-        rid = str(record_id)
-        event, actor, ip, person, number, source_id = self._draw(i)
-        source_type, action, label, _, _ = _EVENTS_JSON[event]
-        source_label, description = _LABELS_JSON[event][person]
-        actor_id, actor_name = _ACTORS_JSON[actor]
-        n = str(number)
-        ip_json = "null" if ip is None else f'"{ip}"'  # addresses need no escaping
-        return (
-            f'{{"url":{self._url_json}{rid}.json","id":{rid},'
-            f'"action_label":{label},"actor_id":{actor_id},"source_id":{source_id},'
-            f'"source_type":{source_type},"source_label":{n.join(source_label)},'
-            f'"action":{action},"change_description":{n.join(description)},'
-            f'"ip_address":{ip_json},"created_at":"{format_ts(created)}",'
-            f'"actor_name":{actor_name}}}'
-        )
+        """``source[i]`` as the compact JSON text a response carries; ``key`` is ``key(i)``."""
+        return self._content.fragment(i, key)
 
 
 def generate_records(

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from zendesk_sim import cursor as cursors
-from zendesk_sim.cursor import Cursor
-from zendesk_sim.data import Item, RecordStore
-from zendesk_sim.generate import Key
-from zendesk_sim.query import ListQuery
-from zendesk_sim.responses import compact_json
+from zendesk_sim.audit.query import ListQuery
+from zendesk_sim.audit.store import Item, RecordStore
+from zendesk_sim.wire import cursor as cursors
+from zendesk_sim.wire.cursor import Cursor, Key
+from zendesk_sim.wire.responses import compact_json
 
 LinkBuilder = Callable[[str, str], str]
 """(parameter, value) -> a full URL of this query with that page parameter set."""

@@ -16,9 +16,9 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from zendesk_sim.app import Request
-from zendesk_sim.faults import Fault
-from zendesk_sim.responses import Response, html_response, json_response
+from zendesk_sim.edge.faults import Fault
+from zendesk_sim.web.app import Request
+from zendesk_sim.wire.responses import Response, html_response, json_response
 
 
 class Controlled(Protocol):

@@ -14,7 +14,9 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from zendesk_sim.generate import Key
+Key = tuple[int, int]
+"""A record's sort position: (created_at epoch seconds, id); an access record's
+(timestamp epoch seconds, rank)."""
 
 _MAGIC = b"\xfb\xff\xbf"  # encodes to "+/+/"
 _BODY = struct.Struct(">?qqH")  # descending, created_at, id, salt

@@ -18,11 +18,13 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from zendesk_sim import access, listing
-from zendesk_sim.access_data import AccessLog
-from zendesk_sim.auth import Authenticator
-from zendesk_sim.data import RecordStore
-from zendesk_sim.faults import (
+from zendesk_sim.access import endpoint as access
+from zendesk_sim.access.records import AccessLog
+from zendesk_sim.audit import listing
+from zendesk_sim.audit.query import BoundsPolicy, parse_list_query
+from zendesk_sim.audit.store import RecordStore
+from zendesk_sim.edge.auth import Authenticator
+from zendesk_sim.edge.faults import (
     BODY_KINDS,
     Fault,
     FaultQueue,
@@ -30,9 +32,8 @@ from zendesk_sim.faults import (
     apply_to_records,
     ignoring_sort,
 )
-from zendesk_sim.query import BoundsPolicy, parse_list_query
-from zendesk_sim.ratelimit import RateLimiter
-from zendesk_sim.responses import (
+from zendesk_sim.edge.ratelimit import RateLimiter
+from zendesk_sim.wire.responses import (
     NOT_FOUND,
     ApiError,
     Response,
