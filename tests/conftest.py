@@ -30,8 +30,11 @@ from parts.databases import (
     selected_kinds,
     server_database,
 )
+from parts.exports import kill_db_url
 from parts.packaging import built_wheel
 from parts.simulators import PACED, make_sim, shared_sim, unpaced
+from parts.verify.signed import zendesk
+from parts.verify.spans import built, stored
 
 from etl.storage.engine import open_engine
 
@@ -39,12 +42,16 @@ from etl.storage.engine import open_engine
 __all__ = [
     "ALL_KINDS",
     "SERVER_URLS",
+    "built",
     "built_wheel",
+    "kill_db_url",
     "make_database",
     "make_sim",
     "selected_kinds",
     "shared_sim",
+    "stored",
     "unpaced",
+    "zendesk",
 ]
 
 

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import requests
 import sqlalchemy as sa
 from parts.clock import FakeClock
 from parts.databases import migrate_from_template
@@ -26,6 +27,7 @@ from etl.records.audit import INTEGER_FIELDS, TEXT_FIELDS
 from etl.storage import migrate
 from etl.storage.engine import open_engine
 from etl.storage.store import Store
+from etl.zendesk.auth import ClientCredentialsAuth
 from etl.zendesk.client import ZendeskClient
 
 # The simulator's default credentials (zendesk_sim.SimAuth()).
@@ -198,3 +200,18 @@ def audit_record(record_id: int, created_at: datetime, **fields: Any) -> dict[st
     }
     base.update(fields)
     return base
+
+
+def oauth_client(base_url: str) -> tuple[ClientCredentialsAuth, requests.Session]:
+    """Client-credentials auth (the simulator's client) on its own session, for a server
+    at ``base_url`` that answers the token request as a test wants."""
+    session = requests.Session()
+    auth = ClientCredentialsAuth(
+        client_id="sim-client",
+        client_secret=Secret("sim-client-secret"),
+        scope="read",
+        base_url=base_url,
+        session=session,
+        timeout=30.0,
+    )
+    return auth, session

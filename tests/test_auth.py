@@ -16,6 +16,7 @@ import requests
 from loopback import Exchange, LoopbackServer
 from parts.clock import FakeClock
 from parts.simulators import Simulators
+from support import oauth_client
 
 from etl.common.errors import AuthError, ConfigError, CorruptResponseError, RateLimitedError
 from etl.common.secret import Secret
@@ -261,26 +262,13 @@ def test_the_token_request_sends_json_and_no_authorization(sim: SimulatedZendesk
     )
 
 
-def _hostile_oauth(server: LoopbackServer) -> tuple[ClientCredentialsAuth, requests.Session]:
-    session = requests.Session()
-    auth = ClientCredentialsAuth(
-        client_id="sim-client",
-        client_secret=Secret("sim-client-secret"),
-        scope="read",
-        base_url=server.url,
-        session=session,
-        timeout=30.0,
-    )
-    return auth, session
-
-
 def test_an_oversized_token_answer_is_refused_not_read_whole() -> None:
     # A "token" of 4 MiB: valid JSON, so only the size limit can refuse it.
     answer = b'{"access_token": "' + b"t" * (4 << 20) + b'", "expires_in": 3600}'
     with LoopbackServer(
         lambda ex: ex.send(200, {"Content-Type": "application/json"}, answer)
     ) as server:
-        auth, session = _hostile_oauth(server)
+        auth, session = oauth_client(server.url)
         with pytest.raises(CorruptResponseError, match=r"larger than 64 KiB$") as caught:
             session.get(server.url + "/api/v2/audit_logs", auth=auth, timeout=30)
         assert "sim-client-secret" not in str(caught.value)
@@ -307,7 +295,7 @@ def test_a_401s_body_is_not_read_before_the_token_is_renewed() -> None:
         ex.closing.wait(120)
 
     with LoopbackServer(respond) as server:
-        auth, session = _hostile_oauth(server)
+        auth, session = oauth_client(server.url)
         response = session.get(server.url + "/api/v2/audit_logs", auth=auth, timeout=60)
         assert response.status_code == 200
         assert auth.fetches == 2

@@ -18,15 +18,8 @@ import pytest
 import sqlalchemy as sa
 from parts.cli import CLI_ENV, ROOT, run_cli
 from parts.simulators import Simulators, history
+from parts.verify.verdict import ACCOUNT, assert_clean, keygen, ledger_config, sync, verify
 from support import audit_record, recent
-from test_verify_no_false_alarm import (
-    ACCOUNT,
-    assert_clean,
-    keygen,
-    ledger_config,
-    sync,
-    verify,
-)
 
 from etl.common.errors import ExitCode
 from etl.integrity import external, note

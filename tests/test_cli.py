@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 from docs_corpus import DOCS
-from parts.cli import run_cli
-from parts.configs import write_config as parts_config
+from parts.cli import cli, one_error_line, subcommands
+from parts.configs import quick_config
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,
@@ -40,37 +40,9 @@ def sim(shared_sim: SimulatedZendesk) -> SimulatedZendesk:
     return shared_sim
 
 
-def write_config(
-    tmp_path: Path,
-    base_url: str,
-    db_url: str,
-    extra: str = "",
-    database_extra: str = "",
-    retry_budget: str | float = "3s",
-) -> Path:
-    return parts_config(
-        tmp_path,
-        db_url,
-        base_url,
-        zendesk={"retry_budget": retry_budget, "timeout": "2s"},
-        zendesk_text=extra,
-        database_text=database_extra,
-    )
-
-
 # Against a Zendesk that is down: the first wait (0.5 to 1 s, BACKOFF_INITIAL) always fits
 # in it and the second (1 to 2 s) never does, so every run retries once, then gives up.
 DOWN_BUDGET = 1.5  # seconds
-
-
-def cli(
-    config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """The command, in this process (``parts.cli.run_cli``): what it does is the subject.
-    ``cli_process`` starts a real one where the process is the point."""
-    del timeout  # in process, a hang fails the test run's own timeout
-    config_args = ["--config", str(config)] if config is not None else []
-    return run_cli(*config_args, *args, env=env)
 
 
 def cli_process(
@@ -86,16 +58,8 @@ def cli_process(
     )
 
 
-def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
-    """Expected failures print exactly one line on stderr, and never a traceback."""
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("zendesk-audit-etl")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
-
-
 def test_migrate_sync_status_end_to_end(tmp_path: Path, db_url: str, sim: SimulatedZendesk) -> None:
-    config = write_config(tmp_path, sim.url, db_url)
+    config = quick_config(tmp_path, sim.url, db_url)
     assert cli(config, "migrate").returncode == 0
     synced = cli_process(config, "sync")  # one real process: `python -m etl` end to end
     assert synced.returncode == 0, synced.stderr
@@ -121,7 +85,7 @@ def test_migrate_sync_status_end_to_end(tmp_path: Path, db_url: str, sim: Simula
 def test_sync_refuses_an_unmigrated_database_with_the_command_to_run(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url)
+    config = quick_config(tmp_path, sim.url, sqlite_url)
     result = cli(config, "sync")
     assert result.returncode == ExitCode.DATABASE
     assert f"--config {config} migrate" in one_error_line(result)
@@ -130,7 +94,7 @@ def test_sync_refuses_an_unmigrated_database_with_the_command_to_run(
 def test_auto_migrate_creates_the_schema(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     assert cli(config, "sync").returncode == 0
     assert_table_matches(sqlite_url, sim.visible_records())
 
@@ -188,7 +152,7 @@ def test_bad_input_gives_one_line_and_its_exit_code(
 def test_wrong_credentials_exit_3_without_showing_them(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     result = cli(config, "sync", env={"ZENDESK_OAUTH_TOKEN": "not-the-token-0451"})
     assert result.returncode == ExitCode.AUTH
     assert "401" in one_error_line(result)
@@ -196,7 +160,7 @@ def test_wrong_credentials_exit_3_without_showing_them(
 
 
 def test_zendesk_down_exits_4_after_the_retry_budget(tmp_path: Path, sqlite_url: str) -> None:
-    config = write_config(
+    config = quick_config(
         tmp_path,
         "http://127.0.0.1:9",
         sqlite_url,
@@ -214,7 +178,7 @@ def test_zendesk_down_exits_4_after_the_retry_budget(tmp_path: Path, sqlite_url:
 def test_a_held_lock_exits_5_at_once_or_after_waiting(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     engine = open_engine(sqlite_url)
     fresh_store(sqlite_url)
     with run_lock(engine, "acme"):
@@ -243,7 +207,7 @@ def test_sigterm_commits_or_rolls_back_the_page_and_exits_130(
     end = recent(30)
     records = generate_records(3000, start=end - timedelta(days=1), end=end, seed=9)
     with SimulatedZendesk(records, latency=0.05) as slow:
-        config = write_config(tmp_path, slow.url, sqlite_url, database_extra="auto_migrate=true")
+        config = quick_config(tmp_path, slow.url, sqlite_url, database_extra="auto_migrate=true")
         command = [sys.executable, "-m", "etl", "--config", str(config), "sync"]
         env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
         proc = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
@@ -262,7 +226,7 @@ def test_sigterm_commits_or_rolls_back_the_page_and_exits_130(
 def test_list_prints_json_lines_straight_from_the_api(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url)
+    config = quick_config(tmp_path, sim.url, sqlite_url)
     records = sim.visible_records()
     result = cli(config, "list", "--limit", "5", "--sort", "asc", "--format", "json")
     assert result.returncode == 0, result.stderr
@@ -279,7 +243,7 @@ def test_list_prints_json_lines_straight_from_the_api(
 
 def test_list_into_a_pipe_closed_early_is_no_error(tmp_path: Path, sim: SimulatedZendesk) -> None:
     """``list | head -1``: the reader stops after one line; the command stops quietly."""
-    config = write_config(tmp_path, sim.url, f"sqlite:///{tmp_path / 'unused.db'}")
+    config = quick_config(tmp_path, sim.url, f"sqlite:///{tmp_path / 'unused.db'}")
     environ = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
     command = [sys.executable, "-m", "etl", "--config", str(config), "list", "--limit", "1500"]
     with subprocess.Popen(
@@ -297,7 +261,7 @@ def test_list_into_a_pipe_closed_early_is_no_error(tmp_path: Path, sim: Simulate
 def test_check_reports_database_and_account(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url)
+    config = quick_config(tmp_path, sim.url, sqlite_url)
     cli(config, "migrate")
     result = cli(config, "check")
     assert result.returncode == 0, result.stderr
@@ -317,7 +281,7 @@ def test_help_and_version() -> None:
 def test_status_never_migrates_even_with_auto_migrate(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     result = cli(config, "status")
     assert result.returncode == ExitCode.DATABASE
     assert "migrate" in one_error_line(result)
@@ -349,7 +313,7 @@ def test_the_garbage_collector_is_off_only_while_a_command_starts(
 
     monkeypatch.setattr(job, "run_accounts", watching)
     monkeypatch.setenv("ZENDESK_OAUTH_TOKEN", SIM_OAUTH_TOKEN)
-    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     assert gc.isenabled()
     assert cli_module.main(["--config", str(config), "--quiet", "sync"]) == 0
     assert seen == [(True, True, max(threshold[0], gc_freeze.WORK_GEN0))]
@@ -365,7 +329,7 @@ def test_a_sync_with_nothing_new_loads_only_what_it_needs(
     cryptography (no signing key), of SQLAlchemy's dialects only the database's own, no
     sqlite3 but on SQLite, no difflib (a config's typo hints); and one request, the whole
     process counted."""
-    config = write_config(tmp_path, sim.url, db_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, db_url, database_extra="auto_migrate = true")
     assert cli(config, "--quiet", "sync").returncode == 0
     sim.clear_log()
     code = (
@@ -414,7 +378,7 @@ def test_the_command_line_module_imports_no_library_a_command_needs() -> None:
 def test_global_options_work_after_the_command_too(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     command = [sys.executable, "-m", "etl", "sync", "--config", str(config), "-q"]
     env = {**os.environ, "ZENDESK_OAUTH_TOKEN": SIM_OAUTH_TOKEN}
     done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
@@ -427,8 +391,6 @@ def test_global_options_work_after_the_command_too(
 
 
 def test_every_command_has_a_description_and_an_example() -> None:
-    from test_docs import subcommands
-
     for name, parser in subcommands().items():
         text = parser.format_help()
         assert parser.description, f"{name} --help has no description"
@@ -436,7 +398,7 @@ def test_every_command_has_a_description_and_an_example() -> None:
 
 
 def test_an_unknown_revision_is_a_clear_argument_error(tmp_path: Path, sqlite_url: str) -> None:
-    config = write_config(tmp_path, "https://acme.zendesk.com", sqlite_url)
+    config = quick_config(tmp_path, "https://acme.zendesk.com", sqlite_url)
     result = cli(config, "migrate", "--revision", "9999")
     assert result.returncode == ExitCode.CONFIG
     assert "unknown schema revision '9999'" in one_error_line(result)
@@ -445,7 +407,7 @@ def test_an_unknown_revision_is_a_clear_argument_error(tmp_path: Path, sqlite_ur
 def test_a_failure_says_its_error_once_short_and_in_json_when_asked(
     tmp_path: Path, sqlite_url: str
 ) -> None:
-    config = write_config(
+    config = quick_config(
         tmp_path,
         "http://127.0.0.1:9",
         sqlite_url,
@@ -469,12 +431,12 @@ def test_a_failure_says_its_error_once_short_and_in_json_when_asked(
 def test_check_fails_when_sync_would_refuse(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url)
+    config = quick_config(tmp_path, sim.url, sqlite_url)
     result = cli(config, "check")
     assert result.returncode == ExitCode.DATABASE
     assert "migrate" in one_error_line(result)
     assert "account acme: OK" in result.stdout  # the other checks still ran and said so
-    auto = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    auto = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     result = cli(auto, "check")
     assert result.returncode == 0, result.stderr  # sync would migrate it itself
     assert "sync will upgrade it" in result.stdout
@@ -483,7 +445,7 @@ def test_check_fails_when_sync_would_refuse(
 def test_max_lag_not_longer_than_lag_explains_itself(
     tmp_path: Path, sim: SimulatedZendesk, sqlite_url: str
 ) -> None:
-    config = write_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
     assert cli(config, "sync").returncode == 0
     result = cli(config, "status", "--max-lag", "1m")
     assert result.returncode == ExitCode.STALE
@@ -516,7 +478,7 @@ def test_the_commands_init_suggests_all_succeed_in_their_order(
     assert [line.split()[-1] for line in suggested] == ["migrate", "check"]
     readme_order = re.findall(r"^/opt/zendesk-audit-etl/bin/zendesk-audit-etl (\w+)", README, re.M)
     assert readme_order[:2] == ["migrate", "check"]
-    write_config(tmp_path, sim.url, sqlite_url)  # what the user fills in, at the same path
+    quick_config(tmp_path, sim.url, sqlite_url)  # what the user fills in, at the same path
     for line in suggested:
         prog, option, config_path, command = line.split()
         assert (prog, option, config_path) == ("zendesk-audit-etl", "--config", str(path))

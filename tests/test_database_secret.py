@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from test_cli import cli
+from parts.cli import cli
 
 from etl.common.errors import ConfigError
 from etl.config import loader as config

@@ -15,29 +15,9 @@ from pathlib import Path
 
 import pytest
 from docs_corpus import DOCS
+from parts.packaging import DEPLOY, units_with_real_binary
 
 from etl.common.settings import Credentials, SyncSettings, ZendeskSettings
-
-DEPLOY = Path(__file__).resolve().parent.parent / "deploy" / "systemd"
-INSTALLED_BINARY = "/opt/zendesk-audit-etl/bin/zendesk-audit-etl"
-
-
-def units_with_real_binary(tmp_path: Path) -> Path:
-    """Copies whose ExecStart points at this checkout's console script, which exists."""
-    binary = Path(sys.executable).parent / "zendesk-audit-etl"
-    assert binary.exists(), "install the package (make install) to get the console script"
-    for unit in DEPLOY.rglob("*"):  # the units and their drop-in folders (NAME.service.d)
-        copy = tmp_path / unit.relative_to(DEPLOY)
-        if unit.is_dir():
-            copy.mkdir()
-        else:
-            copy.write_text(unit.read_text().replace(INSTALLED_BINARY, str(binary)))
-    # a template is verified through an instance of it
-    shutil.copy(
-        tmp_path / "zendesk-audit-etl@.service", tmp_path / "zendesk-audit-etl@acme.service"
-    )
-    shutil.copy(tmp_path / "zendesk-audit-etl@.timer", tmp_path / "zendesk-audit-etl@acme.timer")
-    return tmp_path
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")

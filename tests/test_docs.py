@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import re
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from docs_corpus import DOCS
+from parts.cli import subcommands
 
 from etl.cli import metrics
 from etl.cli.main import build_parser
@@ -24,13 +24,6 @@ from etl.config import loader as config
 
 README_DIR = Path(__file__).resolve().parent.parent
 README = DOCS  # the README and the docs pages it links
-
-
-def subcommands() -> dict[str, argparse.ArgumentParser]:
-    # argparse has no public accessor for sub-commands; _actions is stable since 2.7.
-    parser = build_parser()
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return dict(action.choices)
 
 
 @pytest.mark.parametrize("name", sorted(subcommands()))

@@ -4,64 +4,18 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from support import audit_record, fresh_store
+from parts.exports import T0, export, record, run_export, store_records, without_seq
+from support import fresh_store
 
 from etl.common.clock import utc_now
 from etl.common.errors import ConfigError, InterruptedRun, LockedError
 from etl.export import backlogs
 from etl.export.job import ExportOptions, export_accounts
-from etl.records.audit import parse_record
-from etl.storage.store import Store
-
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def store_records(store: Store, records: Sequence[dict[str, Any]], account: str = "acme") -> None:
-    """Write ``records`` as one sync page would."""
-    run_id = store.start_run(account, T0, T0, None)
-    rows = [parse_record(r, account, utc_now()) for r in records]
-    store.write_page(account, run_id, [r for r in rows if isinstance(r, dict)], [], None)
-
-
-def export(
-    store: Store, out: Path, consumer: str = "siem", *, accounts: Sequence[str] = ("acme",),
-    **options: Any,
-) -> list[dict[str, Any]]:  # fmt: skip
-    """Run an export into ``out``; the lines it added, decoded."""
-    before = out.stat().st_size if out.exists() else 0
-    run_export(store, out, consumer, accounts=accounts, **options)
-    with out.open("rb") as handle:
-        handle.seek(before)
-        return without_seq([json.loads(line) for line in handle.read().splitlines()])
-
-
-def without_seq(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``lines`` without their ``stored_seq``, which must increase within each account."""
-    sequences: dict[str, list[int]] = {}
-    for line in lines:
-        if "stored_seq" in line:  # raw lines (OCSF: metadata.sequence)
-            sequences.setdefault(line["account"], []).append(line.pop("stored_seq"))
-    for sequence in sequences.values():
-        assert sequence == sorted(set(sequence)) and all(isinstance(n, int) for n in sequence)
-    return lines
-
-
-def run_export(
-    store: Store, out: Path, consumer: str = "siem", *, accounts: Sequence[str] = ("acme",),
-    **options: Any,
-) -> None:  # fmt: skip
-    export_accounts(store.engine, accounts, ExportOptions(consumer, out, **options), now=utc_now)
-
-
-def record(record_id: int, minutes: int = 0, **fields: Any) -> dict[str, Any]:
-    return audit_record(record_id, T0 + timedelta(minutes=minutes), **fields)
 
 
 def test_records_come_out_in_storage_order_late_ones_included(db_url: str, tmp_path: Path) -> None:

@@ -4,21 +4,18 @@ with its own position, on all three databases."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from access_support import access_record
 from jsonschema import Draft202012Validator
-from parts.cli import run_cli
+from parts.cli import one_error_line, run_cli
 from parts.configs import write_config
+from parts.exports import T0, access, record, run_export, store_access, store_records
+from parts.ocsf import SCHEMA
 from support import fresh_store
-from test_cli import one_error_line
-from test_export import T0, record, run_export, store_records
-from test_ocsf import SCHEMA
 
 from etl.cli.metrics import render_export
 from etl.common.clock import utc_now
@@ -26,25 +23,8 @@ from etl.common.errors import ConfigError
 from etl.export.backlogs import ConsumerStatus, ExportStatuses, statuses
 from etl.export.consumers import read_start, save
 from etl.export.read import raw_line
-from etl.records.access import parse_access_record
-from etl.storage.schema.logs import access_logs
-from etl.storage.store import Store
-from etl.storage.streams import StreamStore
 
 BOTH = ("audit_logs", "access_logs")
-
-
-def store_access(store: Store, records: Sequence[dict[str, Any]], account: str = "acme") -> None:
-    """Write access ``records`` as one sync page of the stream would."""
-    run_id = store.start_run(account, T0, T0, None, stream="access_logs")
-    rows = [parse_access_record(r, account, utc_now()) for r in records]
-    StreamStore(store, "access_logs", access_logs).write_page(
-        account, run_id, [r for r in rows if isinstance(r, dict)], [], None
-    )
-
-
-def access(n: int, minutes: int = 0, **fields: Any) -> dict[str, Any]:
-    return access_record(f"01J{n:010d}", T0 + timedelta(minutes=minutes), **fields)
 
 
 def lines(out: Path) -> list[dict[str, Any]]:

@@ -18,10 +18,8 @@ import sqlalchemy as sa
 from conftest import make_database, selected_kinds
 from parts.cli import run_cli
 from parts.configs import write_config
+from parts.exports import access, record, size, store_access, store_records, wait_for
 from support import fresh_store
-from test_export import record, store_records
-from test_export_access import access, store_access
-from test_export_kill import size, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]

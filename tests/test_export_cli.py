@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from parts.cli import CLI_ENV, ROOT, cli_command
+from parts.cli import CLI_ENV, ROOT, cli, cli_command, one_error_line
 from parts.databases import kind_of
+from parts.exports import without_seq
+from parts.ocsf import valid
 from parts.simulators import Simulators
 from support import audit_record, recent
-from test_cli import cli, one_error_line
-from test_export import without_seq
-from test_ocsf import valid
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine

@@ -15,43 +15,22 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_database, selected_kinds
-from parts.cli import run_cli
+from parts.cli import one_error_line, run_cli
 from parts.configs import write_config
+from parts.exports import record, size, store_records, wait_for
 from support import fresh_store, wait_until
-from test_cli import one_error_line
-from test_export import record, store_records
 
 from etl.common.errors import ExitCode
 
 ROOT = Path(__file__).resolve().parent.parent
-KINDS = [k for k in ("sqlite", "postgresql", "mysql") if k in selected_kinds()]
 # A chunk of 5,000 and a fifth of another per run (2.1 MB), and a killed run's rows add to
 # the next one's: storing them is most of this test's time (8,000 took a third longer).
 ROWS_PER_ROUND = 6_000
 GROWN_AT_MOST = 1_950_000  # bytes: where a kill after writing lands, below a round's rows
-
-
-@pytest.fixture(params=KINDS)
-def kill_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    yield from make_database(str(request.param), tmp_path)
-
-
-def size(path: Path) -> int:
-    return path.stat().st_size if path.exists() else 0
-
-
-def wait_for(condition: object, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    """Until ``condition()`` holds or the process ends; a generous deadline."""
-    assert callable(condition)
-    while not condition() and proc.poll() is None:
-        assert time.monotonic() < deadline, "export made no progress"
-        time.sleep(0.001)
 
 
 def kill_loop(db_url: str, tmp_path: Path, rounds: int, seed: int) -> tuple[int, int, set[str]]:

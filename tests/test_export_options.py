@@ -13,12 +13,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from parts.cli import run_cli
+from parts.cli import one_error_line, run_cli
 from parts.configs import write_config
+from parts.exports import T0, export, record, size, store_records
 from support import fresh_store, wait_until
-from test_cli import one_error_line
-from test_export import T0, export, record, store_records
-from test_export_kill import kill_db_url, size  # noqa: F401 (a fixture, used by name)
 
 from etl.common.errors import ConfigError, ExitCode
 
@@ -61,7 +59,7 @@ def _stopped_once_it_has_written(command: list[str], out: Path, how: signal.Sign
 
 
 def test_a_first_export_stopped_half_way_resumes_with_its_since(
-    kill_db_url: str,  # noqa: F811 (the fixture)
+    kill_db_url: str,
     tmp_path: Path,
 ) -> None:
     """``export --since T`` stopped after its first chunk (by SIGTERM, then by SIGKILL),

@@ -1,5 +1,5 @@
 """The packages' layout: production and the simulator apart, no import circle, no table
-named by hand in SQL, every module in docs/ARCHITECTURE.md."""
+named by hand in SQL, every module in docs/ARCHITECTURE.md; no test module imports another."""
 
 from __future__ import annotations
 
@@ -109,3 +109,17 @@ def test_every_module_is_in_the_architecture_table(package: str) -> None:
         if path.name == "__init__.py" or name == "etl/__main__.py":
             continue
         assert f"`{name}`" in table, f"{name} is not in a module table"
+
+
+def _test_modules_imported(path: Path) -> set[str]:
+    """The test modules (``test_*``, beside it in tests/) that ``path`` imports, anywhere in it."""
+    found = {m.split(".")[0] for m in _imports(path, "tests")}
+    return {n for n in found if n.startswith("test_") and (ROOT / "tests" / f"{n}.py").exists()}
+
+
+def test_no_test_module_imports_another() -> None:
+    """Helpers and fixtures two test files share live in tests/parts/ or tests/support.py:
+    importing a test module couples the files and drags its fixtures along."""
+    tests = ROOT / "tests"
+    for path in sorted(tests.rglob("*.py")):
+        assert not _test_modules_imported(path), f"{path.relative_to(ROOT)} imports a test module"

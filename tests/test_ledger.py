@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parts.cli import cli
+from parts.verify.signed import config, found, keygen, verify
 from support import SIM_OAUTH_TOKEN, audit_record, recent, wait_until
-from test_cli import cli
-from test_verify import config, found, keygen, verify
 
 from etl.records import chain
 from etl.records.audit import RAW_CANONICAL, RAW_DIGEST, RAW_JSON, parse_record

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from access_support import ACCESS_PATH, access_record
+from parts.cli import cli
 from parts.databases import skip_unless_mariadb
 from support import recent
-from test_cli import cli
 
 from etl.common.errors import ExitCode
 from etl.integrity import pages, streams

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from parts.cli import run_cli
+from parts.cli import one_error_line, run_cli
 from parts.configs import write_config
+from parts.exports import access, store_access
 from support import fresh_store
-from test_cli import one_error_line
-from test_export_access import access, store_access
 
 RECORDS = [
     access(1, minutes=0, url="/api/v2/tickets/7.json"),

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from parts.cli import cli
 from prometheus_client.parser import text_string_to_metric_families
 from support import recent
-from test_cli import cli
 
 from etl.cli import metrics
 from etl.common.errors import ExitCode

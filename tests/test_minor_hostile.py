@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from loopback import Exchange, LoopbackServer
-from support import SIM_OAUTH_TOKEN, fresh_store, wait_until
-from test_auth import _hostile_oauth
+from support import SIM_OAUTH_TOKEN, fresh_store, oauth_client, wait_until
 
 from etl.cli import report, streams_info, terminal
 from etl.common.errors import ExitCode, LockedError, RequestRejectedError
@@ -83,7 +82,7 @@ def test_a_token_endpoints_bad_location_is_one_line_exit_2(location: str) -> Non
         exchange.send(302, {"Location": location}, b"")
 
     with LoopbackServer(respond) as server:
-        auth, session = _hostile_oauth(server)
+        auth, session = oauth_client(server.url)
         with pytest.raises(RequestRejectedError, match="redirects are not followed") as caught:
             session.get(server.url + "/api/v2/audit_logs", auth=auth, timeout=30)
     assert caught.value.exit_code == ExitCode.CONFIG

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from parts.cli import cli
+from parts.configs import quick_config
 from support import recent
-from test_cli import cli, write_config
 
 from zendesk_sim import SimulatedZendesk, generate_records
 from zendesk_sim.access.records import AccessSource
@@ -85,7 +86,7 @@ def written_metrics(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     access = AccessSource(30, start=end - timedelta(days=1), end=end)
     records = generate_records(50, start=end - timedelta(days=1), end=end)
     with SimulatedZendesk(records, access_records=access) as sim:
-        config = write_config(
+        config = quick_config(
             tmp, sim.url, f"sqlite:///{tmp / 'audit.db'}",
             extra='[sync]\nstreams = ["audit_logs", "access_logs"]\n',
             database_extra="auto_migrate = true\n",

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from parts.cli import cli
+from parts.configs import quick_config
 from support import fresh_store, recent
-from test_cli import cli, write_config
 
 from etl.cli.commands.sync import NOTICE_EVERY
 from etl.storage.engine import open_engine
@@ -57,7 +58,7 @@ def test_a_notice_is_due_once_a_day_per_account_and_per_notice(db_url: str) -> N
 def test_cron_runs_say_it_once_a_day_and_never_under_quiet(
     tmp_path: Path, db_url: str, sim: SimulatedZendesk
 ) -> None:
-    config = write_config(
+    config = quick_config(
         tmp_path, sim.url, db_url, extra='email = "admin@example.com"',
         database_extra="auto_migrate = true",
     )  # fmt: skip

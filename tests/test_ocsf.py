@@ -6,42 +6,15 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from jsonschema import Draft202012Validator
+from parts.exports import export, store_records
+from parts.ocsf import CASES, VALIDATOR, valid
 from support import audit_record, fresh_store
-from test_export import export, store_records
 
 from etl.records.ocsf import to_ocsf
 
-SCHEMA = json.loads((Path(__file__).parent / "data" / "ocsf-1.3.0-subset.schema.json").read_text())
-VALIDATOR = Draft202012Validator(SCHEMA)
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def valid(event: dict[str, Any]) -> None:
-    errors = sorted(VALIDATOR.iter_errors(event), key=str)
-    assert not errors, [e.message for e in errors]
-    assert event["type_uid"] == event["class_uid"] * 100 + event["activity_id"]
-
-
-CASES = {
-    "update": (audit_record(1, T0), 6003, 3, "Update"),
-    "create": (audit_record(2, T0, action="create"), 6003, 1, "Create"),
-    "destroy": (audit_record(3, T0, action="destroy"), 6003, 4, "Delete"),
-    "exported": (audit_record(4, T0, action="exported", source_type="account"), 6003, 2, "Read"),
-    "other": (audit_record(5, T0, action="impersonate"), 6003, 99, "impersonate"),
-    "login": (audit_record(6, T0, action="login", source_type="user"), 3002, 1, "Logon"),
-    "system actor, no ip": (
-        audit_record(7, T0, actor_id=-1, actor_name="Zendesk", ip_address=None),
-        6003, 3, "Update",
-    ),
-    "bare": ({"id": 8, "created_at": "2026-03-01T12:00:00Z"}, 6003, 99, "Other"),
-    "bare login": ({"id": 9, "action": "login", "created_at": "2026-03-01T12:00:00Z"},
-                   3002, 1, "Logon"),
-    "new field": (audit_record(10, T0, risk_score=3, tags=["x"]), 6003, 3, "Update"),
-}  # fmt: skip
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

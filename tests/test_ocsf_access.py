@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 from access_support import access_record
-from test_ocsf import valid
-from test_ocsf_official import _errors, official
+from parts.ocsf import official, schema_errors, valid
 
 from etl.records.ocsf_access import access_to_ocsf
 
@@ -51,7 +50,7 @@ def test_each_kind_of_access_record_makes_a_valid_event(case: str) -> None:
     record, activity_id, activity_name = CASES[case]
     event = access_to_ocsf(record, "acme", json.dumps(record), sequence=9)
     valid(event)
-    assert _errors(official(), event) == [], event
+    assert schema_errors(official(), event) == [], event
     assert (event["class_uid"], event["activity_id"]) == (6003, activity_id)
     assert event["activity_name"] == activity_name
     assert event["metadata"]["uid"] == record["id"]
@@ -128,5 +127,5 @@ def test_what_the_event_cannot_hold_stays_in_unmapped() -> None:
 
 def test_the_official_schema_refuses_what_it_should() -> None:
     event = dict(_events()[0][1])
-    assert _errors(official(), {**event, "http_request": {"http_method": "PATCH"}})
-    assert _errors(official(), {**event, "src_endpoint": {"ip": "not an ip"}})
+    assert schema_errors(official(), {**event, "http_request": {"http_method": "PATCH"}})
+    assert schema_errors(official(), {**event, "src_endpoint": {"ip": "not an ip"}})

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from parts.cli import cli
 from support import SIM_OAUTH_TOKEN, assert_table_matches, recent
-from test_cli import cli
 
 from etl.cli.progress import CLEAR_TO_END, ProgressBar, Reading, render
 from etl.cli.terminal import text_width

@@ -14,11 +14,10 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from parts.cli import CliProcess, run_cli
+from parts.cli import CliProcess, one_error_line, run_cli
 from parts.configs import write_config
 from parts.simulators import Simulators, history
 from support import SIM_OAUTH_TOKEN, audit_record, recent
-from test_cli import one_error_line
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine

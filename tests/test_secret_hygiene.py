@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from loopback import Exchange, LoopbackServer
-from test_cli import cli, one_error_line, write_config
+from parts.cli import cli, one_error_line
+from parts.configs import quick_config
 
 from etl.common.errors import ExitCode
 
@@ -80,7 +81,7 @@ def test_surrounding_whitespace_is_stripped_from_every_source(
     """``SECRET\\n`` (a secret file read into a variable) works: it used to end in an
     internal error that printed the header, token and all."""
     extra, env = _source(kind, f" {TOKEN}\r\n", tmp_path)
-    config = write_config(tmp_path, server.url, sqlite_url, extra, "auto_migrate = true\n")
+    config = quick_config(tmp_path, server.url, sqlite_url, extra, "auto_migrate = true\n")
     result = cli(config, "sync", env=env)
     assert result.returncode == 0, result.stderr
     assert server.credentials_seen() == [f"Bearer {TOKEN}"]
@@ -92,7 +93,7 @@ def test_a_control_character_inside_is_refused_in_one_line(
 ) -> None:
     bad = f"SEC\x01RET-{TOKEN}"
     extra, env = _source(kind, bad, tmp_path)
-    config = write_config(tmp_path, server.url, sqlite_url, extra, "auto_migrate = true\n")
+    config = quick_config(tmp_path, server.url, sqlite_url, extra, "auto_migrate = true\n")
     for flags in FLAGS:
         result = cli(config, *flags, "sync", env=env)
         assert result.returncode == ExitCode.CONFIG, result.stderr
@@ -120,7 +121,7 @@ def test_a_token_answer_with_surrounding_whitespace_is_stripped(
 ) -> None:
     credentials = 'client_id = "c"\nclient_secret = "client-secret-value"\n'
     with _zendesk(ISSUED, issued=f"\n{ISSUED}\r\n") as zendesk:
-        config = write_config(tmp_path, zendesk.url, sqlite_url, credentials, "auto_migrate = true")
+        config = quick_config(tmp_path, zendesk.url, sqlite_url, credentials, "auto_migrate = true")
         result = cli(config, "sync", env={"ZENDESK_OAUTH_TOKEN": ""})
         assert result.returncode == 0, result.stderr
         assert zendesk.credentials_seen() == [f"Bearer {ISSUED}"]
@@ -132,7 +133,7 @@ def test_a_token_answer_with_a_control_character_is_refused(tmp_path: Path, db_u
     credentials = 'client_id = "c"\nclient_secret = "client-secret-value"\n'
     bad = f"{ISSUED}\n{TOKEN}"
     with _zendesk(ISSUED, issued=bad) as zendesk:
-        config = write_config(tmp_path, zendesk.url, db_url, credentials, "auto_migrate = true")
+        config = quick_config(tmp_path, zendesk.url, db_url, credentials, "auto_migrate = true")
         for flags in FLAGS:
             result = cli(config, *flags, "sync", env={"ZENDESK_OAUTH_TOKEN": ""})
             assert result.returncode == ExitCode.CONFIG, result.stderr
@@ -150,7 +151,7 @@ def test_an_unsendable_header_names_no_argument(
     """A token that passes the door but cannot travel in a header (not Latin-1) fails in
     one line that names the failure's type, not its arguments (which held the header)."""
     token = f"{TOKEN}-€"
-    config = write_config(tmp_path, server.url, sqlite_url, "", "auto_migrate = true\n")
+    config = quick_config(tmp_path, server.url, sqlite_url, "", "auto_migrate = true\n")
     for flags in FLAGS:
         result = cli(config, *flags, "sync", env={"ZENDESK_OAUTH_TOKEN": token})
         assert result.returncode == ExitCode.CONFIG, result.stderr
@@ -189,7 +190,7 @@ def test_a_secret_file_must_be_a_small_regular_file(
     """``/dev/zero`` used to end in MemoryError and a FIFO to block start-up forever."""
     assert callable(make)
     extra = f'email = "a@example.com"\napi_token_file = "{make(tmp_path)}"\n'
-    config = write_config(tmp_path, "http://127.0.0.1:9", sqlite_url, extra, "auto_migrate = true")
+    config = quick_config(tmp_path, "http://127.0.0.1:9", sqlite_url, extra, "auto_migrate = true")
     try:
         result = cli(config, "sync", env={"ZENDESK_OAUTH_TOKEN": ""}, timeout=30)
     except subprocess.TimeoutExpired:

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
+from parts.exports import export, store_records
 from sqlalchemy.engine import Connection, Engine
 from support import audit_record
-from test_export import export, store_records
 
 from etl.storage import migrate
 from etl.storage.engine import open_engine

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 import pytest
 import sqlalchemy as sa
-from test_verify import synced, zendesk  # noqa: F401 (a fixture)
+from parts.verify.signed import synced
 
 from etl.integrity import pages, streams
 from etl.integrity.verify import VerifyOptions, verify_account
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.databases("postgresql")
 def test_the_ledger_read_in_binary_is_the_ledger_stored(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     synced(tmp_path, zendesk, db_url, None)
@@ -58,7 +58,7 @@ def test_the_ledger_read_in_binary_is_the_ledger_stored(
 def test_an_altered_hash_or_row_is_still_found(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
 ) -> None:
     synced(tmp_path, zendesk, db_url, None)
     engine = open_engine(db_url)

@@ -18,7 +18,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -26,6 +25,7 @@ from parts.cli import CLI_ENV, ROOT, CliProcess, cli_command, run_cli
 from parts.configs import write_config
 from parts.databases import kind_of
 from parts.simulators import Simulators, history
+from parts.verify.verdict import ACCOUNT, assert_clean, keygen, ledger_config, sync, verify
 from support import assert_table_matches, audit_record, recent, wait_until
 
 from etl.common.errors import ExitCode
@@ -35,75 +35,17 @@ from etl.records import chain
 from etl.storage.engine import open_engine
 from etl.storage.schema.integrity import checkpoints, ledger, ledger_head
 from etl.storage.schema.logs import audit_logs
-from zendesk_sim import Fault, SimulatedZendesk
+from zendesk_sim import Fault
 
-ACCOUNT = "acme"
 UNSTORABLE = 9_000_000_000_001  # an action too long for any database: a reject each read
 
 
 # -- the job's config, its key, and verify's verdict ---------------------------------------
 
 
-def keygen(tmp_path: Path) -> tuple[Path, Path]:
-    """A new signing key (its path) and its public key's PEM file."""
-    key = tmp_path / "ledger.key"
-    made = run_cli("keygen", str(key))
-    assert made.returncode == 0, made.stderr
-    begin, end = made.stdout.index("-----BEGIN"), made.stdout.index("-----END")
-    public = tmp_path / "ledger.pub"
-    public.write_text(made.stdout[begin : made.stdout.index("-----\n", end) + 6])
-    return key, public
-
-
-def ledger_config(
-    tmp_path: Path,
-    db_url: str,
-    sim: SimulatedZendesk,
-    key: Path,
-    *,
-    zendesk: dict[str, Any] | None = None,
-    sync_text: str = "",
-    **sync: Any,
-) -> Path:
-    """The job's config: signed checkpoints, copied to ``tmp_path/checkpoints``."""
-    directory = tmp_path / "checkpoints"
-    directory.mkdir(exist_ok=True)
-    return write_config(
-        tmp_path,
-        db_url,
-        sim.url,
-        zendesk=zendesk,
-        sync=sync or None,
-        text=f'[ledger]\nsigning_key_file = "{key}"\ncheckpoint_dir = "{directory}"\n' + sync_text,
-    )
-
-
-def verify(path: Path, *args: str) -> tuple[int, dict[str, Any]]:
-    """``verify --json``: its exit code and its report (of the one account)."""
-    result = run_cli("--config", str(path), "verify", "--json", "--account", ACCOUNT, *args)
-    assert "Traceback" not in result.stderr
-    assert result.returncode in (ExitCode.OK, ExitCode.FINDINGS) and result.stdout, result.stderr
-    report = json.loads(result.stdout)
-    assert [a["account"] for a in report["accounts"]] == [ACCOUNT]
-    return result.returncode, report["accounts"][0]
-
-
-def assert_clean(path: Path, public: Path, records: int) -> None:
-    """Exit 0, no finding, every entry under a valid signed checkpoint, ``records`` rows."""
-    code, report = verify(path, "--public-key", str(public))
-    assert (code, report["findings"], report["notes"]) == (ExitCode.OK, [], []), report
-    assert report["records_verified"] == records
-    assert report["checkpoints_valid"] == report["checkpoints"] > 0
-
-
 def count(engine: sa.Engine, table: sa.Table) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-
-
-def sync(path: Path, *args: str) -> None:
-    result = run_cli("--config", str(path), "--quiet", *(args or ("sync",)))
-    assert result.returncode == 0, result.stderr
 
 
 # -- 1. kills at random moments ------------------------------------------------------------

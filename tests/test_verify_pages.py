@@ -13,7 +13,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from parts.databases import skip_unless_mariadb
-from test_verify import synced, zendesk  # noqa: F401 (a fixture)
+from parts.verify.signed import synced
 
 from etl.integrity import pages, streams
 from etl.integrity.mariadb import frames as mariadb_frames
@@ -84,7 +84,7 @@ def _findings_both_ways(
 def test_canonical_and_other_texts_over_many_pages_and_a_gap(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     synced(tmp_path, zendesk, db_url, None)
@@ -115,7 +115,7 @@ def test_canonical_and_other_texts_over_many_pages_and_a_gap(
 def test_a_row_sharing_a_number_across_a_page_boundary_is_inserted(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two rows with one stored_seq (tampering), the second past the page's end: the keyset
@@ -139,7 +139,7 @@ def test_a_row_sharing_a_number_across_a_page_boundary_is_inserted(
 def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     skip_unless_mariadb(db_url, "MariaDB's read of a page as one value")
@@ -168,7 +168,7 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
 def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every page of rows is read by its two queries (the ids located, then one range of
@@ -231,7 +231,7 @@ def test_mariadb_reads_the_rows_pages_as_ranges_of_the_primary_key(
 def test_mariadb_locates_the_rows_pages_without_their_limit_while_a_window_holds_a_page(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A store whose numbers are dense (a first load): every page of rows is located over
@@ -366,7 +366,7 @@ def test_ledger_frames_read_nulls_and_any_text_in_any_order_and_refuse_a_cut_pag
 def test_an_entry_hash_of_another_length_is_found_as_read_row_by_row(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
     length: int,
 ) -> None:
@@ -459,7 +459,7 @@ def test_the_next_windows_page_is_read_while_the_last_is_checked(
 def test_every_account_with_rows_or_a_ledger_is_found(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
 ) -> None:
     """Accounts by a probe of the account index each, the least above the last: each one
     with rows of its own (no ledger), and the one with a ledger too, once."""
@@ -479,7 +479,7 @@ def test_every_account_with_rows_or_a_ledger_is_found(
 def test_mariadb_reads_the_ledgers_pages_without_their_limit_unless_entries_are_missing(
     tmp_path: Path,
     db_url: str,
-    zendesk: SimulatedZendesk,  # noqa: F811
+    zendesk: SimulatedZendesk,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every page of the ledger is read straight from the table up to the page's size in

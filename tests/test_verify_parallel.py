@@ -7,112 +7,32 @@ Spans are made small here (``MIN_SPAN``) so that a few hundred entries take thre
 
 from __future__ import annotations
 
-import contextlib
 import functools
-from collections.abc import Iterator
-from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from parts.copies import copy_database
-from parts.databases import kind_of, make_database, migrate_from_template
-from support import audit_record, recent
-from test_cli import cli
-from test_verify import config, keygen
+from parts.verify.spans import (  # noqa: F401 (autouse here: the spans made small)
+    execute,
+    first_span,
+    seams,
+    seq_row,
+    small_spans,
+)
 
 from etl.integrity.findings import AccountReport
-from etl.integrity.keys import PublicKey, read_public_key
+from etl.integrity.keys import PublicKey
 from etl.integrity.parallel import piece, split
 from etl.integrity.parallel.crew import Crew, Task
-from etl.integrity.parallel.piece import FIRST_SEQ, Span
+from etl.integrity.parallel.piece import Span
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
 from etl.storage.schema.integrity import ledger
 from etl.storage.schema.logs import audit_logs
 from etl.storage.schema.state import audit_rejects
-from zendesk_sim import Fault, SimulatedZendesk, generate_records
 
 FORGED = 9_500_000_000_000  # ids above every stored one: sorted after them
-
-
-def _zendesk() -> SimulatedZendesk:
-    end = recent(30)
-    records = generate_records(600, start=end - timedelta(days=2), end=end, seed=11)
-    sim = SimulatedZendesk(records)
-    sim.add_records(  # a reject, chained too
-        [audit_record(9_000_000_000_001, end - timedelta(hours=1), action="x" * 300)]
-    )
-    return sim
-
-
-def _build(tmp_path: Path, db_url: str) -> list[PublicKey]:
-    """A store whose records have versions far apart: three records a page stored changed
-    by the first sync, as Zendesk serves them by a resync, so their first entries wait for
-    a row across the seams; three checkpoints. Its public key."""
-    key, public = keygen(tmp_path, "ledger.key")
-    with _zendesk() as zendesk:
-        path = config(tmp_path, zendesk, db_url, key)
-        zendesk.inject(Fault("mangle", mangle="extra_field", times=-1, count=3))
-        assert cli(path, "sync").returncode == 0
-        zendesk.clear_faults()
-        assert cli(path, "resync", "--since", "2000-01-01").returncode == 0
-        zendesk.add_records([audit_record(FORGED - 100 + i, recent(8)) for i in range(20)])
-        assert cli(path, "sync").returncode == 0
-    return [read_public_key(str(public))]
-
-
-class _Built:
-    """The module's stores, one a kind, each built on first use and dropped at the end:
-    building one is three syncs, and every test reads or tampers with its own copy."""
-
-    def __init__(self, folders: pytest.TempPathFactory, stack: contextlib.ExitStack) -> None:
-        self._folders, self._stack = folders, stack
-        self._stores: dict[str, tuple[str, list[PublicKey]]] = {}
-
-    def copy_into(self, db_url: str) -> list[PublicKey]:
-        kind = kind_of(db_url)
-        if kind not in self._stores:
-            folder = self._folders.mktemp(f"built-{kind}")
-            url = self._stack.enter_context(contextlib.contextmanager(make_database)(kind, folder))
-            assert migrate_from_template(url), "a fresh database is empty and unused"
-            self._stores[kind] = (url, _build(folder, url))
-        url, keys = self._stores[kind]
-        copy_database(url, db_url)
-        return keys
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Built]:
-    with contextlib.ExitStack() as stack:
-        yield _Built(tmp_path_factory, stack)
-
-
-@pytest.fixture
-def stored(db_url: str, built: _Built) -> list[PublicKey]:
-    """This test's copy of the module's store of its kind (``_build``): its public key."""
-    return built.copy_into(db_url)
-
-
-@pytest.fixture(autouse=True)
-def small_spans(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(split, "MIN_SPAN", 100)
-
-
-def _first() -> Span:
-    return Span(0, None, FIRST_SEQ, None, chain.genesis("acme"), frozenset(), "audit_logs")
-
-
-def _seams(db_url: str) -> list[tuple[int, int]]:
-    """(entry, stored_seq) of the first entry of each span after the first, of three."""
-    engine = open_engine(db_url)
-    with engine.connect() as conn:
-        spans = split.plan(conn, "acme", _first(), 3)
-    engine.dispose()
-    assert len(spans) == 3
-    return [(span.after + 1, span.low) for span in spans[1:]]
 
 
 def _verify(
@@ -169,15 +89,6 @@ def _spy_walks(monkeypatch: pytest.MonkeyPatch) -> list[Span]:
     return walked
 
 
-def _seq_row(db_url: str, seq: int) -> dict[str, Any]:
-    engine = open_engine(db_url)
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(audit_logs).where(audit_logs.c.stored_seq == seq)).first()
-    engine.dispose()
-    assert row is not None
-    return dict(row._mapping)
-
-
 def _entry(db_url: str, entry: int) -> dict[str, Any]:
     engine = open_engine(db_url)
     with engine.connect() as conn:
@@ -185,14 +96,6 @@ def _entry(db_url: str, entry: int) -> dict[str, Any]:
     engine.dispose()
     assert row is not None
     return dict(row._mapping)
-
-
-def _execute(db_url: str, *statements: Any) -> None:
-    engine = open_engine(db_url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(statement)
-    engine.dispose()
 
 
 def test_an_untouched_store_verifies_the_same_in_three_processes(
@@ -219,7 +122,7 @@ def test_this_process_walks_more_entries_than_a_worker(
     monkeypatch.setattr(split, "OWN_EXTRA", 40)
     engine = open_engine(db_url)
     with engine.connect() as conn:
-        spans = split.plan(conn, "acme", _first(), 3)
+        spans = split.plan(conn, "acme", first_span(), 3)
         last = conn.execute(sa.select(sa.func.max(ledger.c.entry))).scalar_one()
     engine.dispose()
     ends = [span.after for span in spans[1:]] + [last]
@@ -233,14 +136,14 @@ def test_this_process_walks_more_entries_than_a_worker(
 def test_tampering_at_the_seams_is_found_the_same(
     db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (first, first_seq), (second, second_seq) = _seams(db_url)
-    at_seam = _seq_row(db_url, first_seq)  # the first row of the second span
+    (first, first_seq), (second, second_seq) = seams(db_url)
+    at_seam = seq_row(db_url, first_seq)  # the first row of the second span
     before = _entry(db_url, second - 1)  # the last entry of the second span
     assert before["kind"] == chain.ROW
-    last_row = _seq_row(db_url, before["stored_seq"])
+    last_row = seq_row(db_url, before["stored_seq"])
     forged = {**at_seam, "id": FORGED, "raw": {**at_seam["raw"], "id": FORGED}}
     loose = {**forged, "id": FORGED + 1, "stored_seq": None, "raw": {"id": FORGED + 1}}
-    _execute(
+    execute(
         db_url,
         sa.update(audit_logs)
         .where(audit_logs.c.id == at_seam["id"])
@@ -265,16 +168,16 @@ def test_a_chain_broken_at_and_before_the_seams_is_found_the_same(
     it, breaks too; the true chain goes on, the checkpoints after it still reached), a
     record hash changed just before the other (the true chain differs from there: the
     checkpoints after it are not reached), and an entry gone mid-span."""
-    (first, _), (second, _) = _seams(db_url)
+    (first, _), (second, _) = seams(db_url)
     middle = (first + second) // 2
-    _execute(
+    execute(
         db_url,
         sa.update(ledger).where(ledger.c.entry == second - 1).values(entry_hash=bytes(32)),
     )
     found = _both(db_url, stored, monkeypatch)
     assert [kind for kind, _, _ in found] == ["chain broken"] * 2
     assert {entry for _, _, entry in found} == {second - 1, second}
-    _execute(
+    execute(
         db_url,
         sa.update(ledger).where(ledger.c.entry == first - 1).values(record_hash=bytes(32)),
         sa.delete(ledger).where(ledger.c.entry == middle),
@@ -303,7 +206,7 @@ def test_superseded_records_deleted_across_spans_keep_their_order(
         ).scalars()
         gone = [*changed[:3], *plain]
     engine.dispose()
-    _execute(db_url, sa.delete(audit_logs).where(audit_logs.c.id.in_(gone)))
+    execute(db_url, sa.delete(audit_logs).where(audit_logs.c.id.in_(gone)))
     found = _both(db_url, stored, monkeypatch)
     assert {record_id for _, record_id, _ in found} == {str(record_id) for record_id in gone}
     assert {kind for kind, _, _ in found} == {"deleted"}
@@ -314,9 +217,9 @@ def test_since_and_stale_snapshots(
 ) -> None:
     """From an entry on, in spans; and a worker whose snapshot is not the verify's (its
     head differs) walks nothing: the verify walks its span itself, finding the same."""
-    (first, first_seq), _ = _seams(db_url)
-    row = _seq_row(db_url, first_seq)
-    _execute(db_url, sa.update(audit_logs).where(audit_logs.c.id == row["id"]).values(raw={}))
+    (first, first_seq), _ = seams(db_url)
+    row = seq_row(db_url, first_seq)
+    execute(db_url, sa.update(audit_logs).where(audit_logs.c.id == row["id"]).values(raw={}))
     since = VerifyOptions(public_keys=stored, since_entry=first // 2)
     assert _both(db_url, stored, monkeypatch, since) == [("modified", str(row["id"]), first)]
     monkeypatch.undo()

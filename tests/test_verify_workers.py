@@ -18,13 +18,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from parts.cli import CLI_ENV, ROOT
 from parts.configs import write_config
-from test_verify_parallel import (  # noqa: F401 (fixtures, used by name)
-    _execute,
-    _seams,
-    _seq_row,
-    built,
+from parts.verify.spans import (  # noqa: F401 (autouse here: the spans made small)
+    execute,
+    seams,
+    seq_row,
     small_spans,
-    stored,
 )
 
 from etl.integrity.keys import PublicKey
@@ -72,10 +70,10 @@ def _walked_here(stderr: str) -> list[str]:
 def test_verify_jobs_walks_spans_in_worker_processes(
     tmp_path: Path,
     db_url: str,
-    stored: list[PublicKey],  # noqa: F811 (the fixture)
+    stored: list[PublicKey],
 ) -> None:
     assert SCRIPT.is_file(), f"{SCRIPT}: run make install"
-    (second, second_seq), (third, third_seq) = _seams(db_url)
+    (second, second_seq), (third, third_seq) = seams(db_url)
 
     clean = _verify(tmp_path, db_url, stored)
     assert clean.returncode == 0, clean.stderr
@@ -85,8 +83,8 @@ def test_verify_jobs_walks_spans_in_worker_processes(
     assert _walked_here(clean.stderr) == [f"walked here: after 0 upto {second - 1}"]
 
     # One row tampered with in each worker's span: both findings gathered, in order.
-    rows = [_seq_row(db_url, seq) for seq in (second_seq, third_seq)]
-    _execute(
+    rows = [seq_row(db_url, seq) for seq in (second_seq, third_seq)]
+    execute(
         db_url,
         *[sa.update(audit_logs).where(audit_logs.c.id == row["id"]).values(raw={}) for row in rows],
     )

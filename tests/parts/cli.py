@@ -1,9 +1,10 @@
 """The command line in tests: in process where the behaviour is not about the process
 (fast: no interpreter start, no imports again), in a real process where it is (signals,
-kills, exit without a traceback)."""
+kills, exit without a traceback); the one error line a failure prints; the commands."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import logging
 import os
@@ -129,3 +130,29 @@ class CliProcess:
     @property
     def stderr(self) -> str:
         return "\n".join(self.lines)
+
+
+def cli(
+    config: Path | None, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """The command, in this process (``run_cli``), with ``--config CONFIG`` if given: what it
+    does is the subject. ``CliProcess`` starts a real one where the process is the point."""
+    del timeout  # in process, a hang fails the test run's own timeout
+    config_args = ["--config", str(config)] if config is not None else []
+    return run_cli(*config_args, *args, env=env)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """Expected failures print exactly one line on stderr, and never a traceback."""
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("zendesk-audit-etl")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    """The parser of each command, by name."""
+    # argparse has no public accessor for sub-commands; _actions is stable since 2.7.
+    parser = cli_main.build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)

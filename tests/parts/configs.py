@@ -55,3 +55,23 @@ def write_config(
     path.write_text(body + text, encoding="utf-8")
     path.chmod(0o600)
     return path
+
+
+def quick_config(
+    tmp_path: Path,
+    base_url: str,
+    db_url: str,
+    extra: str = "",
+    database_extra: str = "",
+    retry_budget: str | float = "3s",
+) -> Path:
+    """``write_config`` for a Zendesk the command gives up on within seconds (a 2 s timeout,
+    ``retry_budget``); ``extra`` and ``database_extra`` are raw TOML for those tables."""
+    return write_config(
+        tmp_path,
+        db_url,
+        base_url,
+        zendesk={"retry_budget": retry_budget, "timeout": "2s"},
+        zendesk_text=extra,
+        database_text=database_extra,
+    )

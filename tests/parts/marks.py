@@ -36,6 +36,10 @@ TESTS = Path(__file__).resolve().parents[1]
 # in ``db_url``, so naming the roots is enough; tests' own fixtures are read like code).
 DB_FIXTURES = {"db_url", "sqlite_url", "migrated_url", "pg_url", "kill_db_url", "mysql_url"}
 HTTP_FIXTURES = {"make_sim", "shared_sim"}
+# Fixtures from tests/parts that conftest registers are not read like a module's own code
+# (an autouse one would mark every test): those that start a simulator, by name. Only as
+# fixtures: a variable of that name is no simulator.
+SIM_FIXTURES = {"zendesk", "built", "stored"}
 PROCESS_FIXTURES = {"built_wheel"}  # runs pip
 # Names that, reached from a test, mean what they say.
 PROCESS_CALLS = {
@@ -144,7 +148,7 @@ def _groups(module: str, start: frozenset[str], fixtures: frozenset[str]) -> fro
     tokens |= {t[1:] for t in tokens if t.startswith(".")}
     if pairs & PROCESS_CALLS or tokens & PROCESS_NAMES or fixtures & PROCESS_FIXTURES:
         found.add("process")
-    if tokens & HTTP_NAMES:
+    if tokens & HTTP_NAMES or fixtures & SIM_FIXTURES:
         found.add("http")
     if tokens & (DB_NAMES | DB_FIXTURES | {"sqlite:///"}):
         found.add("db")

@@ -1,10 +1,12 @@
 """The wheel `make dist` builds, once per test run: tests/test_wheel.py reads its files,
-tests/test_deploy.py installs it."""
+tests/test_deploy.py installs it; the shipped systemd units pointed at this checkout's
+installed command."""
 
 from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy" / "systemd"
+INSTALLED_BINARY = "/opt/zendesk-audit-etl/bin/zendesk-audit-etl"
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +36,21 @@ def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
             )  # fmt: skip
     (wheel,) = folder.glob("zendesk_audit_etl-*-py3-none-any.whl")
     return wheel
+
+
+def units_with_real_binary(tmp_path: Path) -> Path:
+    """Copies whose ExecStart points at this checkout's console script, which exists."""
+    binary = Path(sys.executable).parent / "zendesk-audit-etl"
+    assert binary.exists(), "install the package (make install) to get the console script"
+    for unit in DEPLOY.rglob("*"):  # the units and their drop-in folders (NAME.service.d)
+        copy = tmp_path / unit.relative_to(DEPLOY)
+        if unit.is_dir():
+            copy.mkdir()
+        else:
+            copy.write_text(unit.read_text().replace(INSTALLED_BINARY, str(binary)))
+    # a template is verified through an instance of it
+    shutil.copy(
+        tmp_path / "zendesk-audit-etl@.service", tmp_path / "zendesk-audit-etl@acme.service"
+    )
+    shutil.copy(tmp_path / "zendesk-audit-etl@.timer", tmp_path / "zendesk-audit-etl@acme.timer")
+    return tmp_path
