@@ -84,7 +84,8 @@ class RecordSource:
         self._seed = mix(seed)
         # Smaller blocks for small sources, so even a 50-record fixture has ties.
         self._block = _BURSTY_BLOCK if self._bursty else max(8, min(_BLOCK, n // 8))
-        self._content = Content(self._seed, base_url)
+        self.content = Content(self._seed, base_url)
+        """What each record says: ``content.fragment(i, key(i))`` is ``fragment(i, key(i))``."""
         self._fractions, self._times = self._warp()
         # Per segment: (first share, share width, first time, duration), as _base_time uses them.
         fractions, times = self._fractions, self._times
@@ -238,11 +239,11 @@ class RecordSource:
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not 0 <= i < self._n:
             raise IndexError(i)
-        return self._content.record(i, self.key(i))
+        return self.content.record(i, self.key(i))
 
     def fragment(self, i: int, key: Key) -> str:
         """``source[i]`` as the compact JSON text a response carries; ``key`` is ``key(i)``."""
-        return self._content.fragment(i, key)
+        return self.content.fragment(i, key)
 
 
 def generate_records(
