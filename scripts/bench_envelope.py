@@ -1,7 +1,7 @@
 """The rate-limit envelope: how much of the API's ceiling a backfill reaches, and its 429s.
 
 Each cell starts the simulator as its own process with an enforced limit per minute
-(counted as Zendesk counts it, see zendesk_sim/ratelimit.py) and a latency with jitter
+(counted as Zendesk counts it, see zendesk_sim/edge/ratelimit.py) and a latency with jitter
 (mean +/- spread, uniform), then runs the real command line (``sync``, SQLite) with
 default settings apart from ``requests_per_minute`` = the account's limit, on enough
 records for about ``--seconds`` of traffic (60 by default: start-up and the last answer's
