@@ -39,9 +39,13 @@ from zendesk_sim import SimulatedZendesk, generate_records
 BURST = 250  # records in one second: it straddles pages of 100
 
 
-def _fetching() -> bool:
-    """Is a backfill fetcher (etl.sync.backfill names its threads) still running?"""
-    return any(t.name == "backfill-fetcher" and t.is_alive() for t in threading.enumerate())
+def _fetching(earlier: set[threading.Thread]) -> bool:
+    """Is a backfill fetcher (etl.sync.backfill names its threads) still running, other
+    than ``earlier`` ones (daemons an earlier test's run may have left behind)?"""
+    return any(
+        t.name == "backfill-fetcher" and t.is_alive() and t not in earlier
+        for t in threading.enumerate()
+    )
 
 
 class CommitThenFail(Store):
@@ -51,12 +55,13 @@ class CommitThenFail(Store):
     def __init__(self, db_url: str) -> None:
         super().__init__(fresh_store(db_url).engine)
         self.transactions = 0
+        self._earlier = set(threading.enumerate())
 
     @contextmanager
     def transaction(self) -> Iterator[BatchTransaction]:
         self.transactions += 1
         if self.transactions == 1:  # the writer holds its first page, not yet written
-            wait_until(lambda: not _fetching(), "every fetcher to end")
+            wait_until(lambda: not _fetching(self._earlier), "every fetcher to end")
         with super().transaction() as transaction:
             if self.transactions > 1:
 
