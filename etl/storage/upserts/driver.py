@@ -13,7 +13,6 @@ what it wrote.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -169,74 +168,7 @@ def _sqlite_rows_per_statement(driver_connection: Any) -> int:
     return max(1, min(_SQLITE_ROWS_PER_STATEMENT, limit // len(_COLUMNS)))
 
 
-@functools.lru_cache(maxsize=16)
-def _sqlite_json_upsert(names: _Names) -> str:
-    """The upsert of a JSON array of rows (each ``[account, id, ..., synced_at]``, raw
-    as its text), one parameter however many rows: SQLite's C code takes each value out
-    with the GIL released, where the driver binds each of a VALUES list's holding it.
-    ``WHERE true``: SQLite's grammar for an upsert's SELECT (else ON reads as a join's)."""
-    selected = ", ".join(f"value->>{i}" for i in range(len(_COLUMNS)))
-    return (
-        f"INSERT INTO {names.table} ({names.joined(_COLUMNS)}) SELECT {selected} "
-        "FROM json_each(?) WHERE true " + names.on_conflict("IS NOT")
-    )
-
-
-@functools.cache
-def _sqlite_json_ok() -> bool:
-    """Whether this process's SQLite has ``json_each`` and ``->>`` (3.38's): one library
-    a process, so an in-memory database answers for every file."""
-    import sqlite3
-
-    try:
-        with contextlib.closing(sqlite3.connect(":memory:")) as probe:
-            got = probe.execute("SELECT value->>0 FROM json_each('[[7]]')").fetchall()
-    except sqlite3.Error:
-        return False
-    return got == [(7,)]
-
-
-# SQLite's JSON text functions end a string at an escaped NUL (3.40: "a\u0000b" gives
-# "a"): a batch holding one goes as bound values. parse_record leaves none in a row.
-_JSON_NUL = "\\u0000"
-
-
-def _sqlite_json_rows(names: _Names, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> bool:
-    """Write ``rows`` as JSON arrays, up to ``_SQLITE_ROWS_PER_STATEMENT`` a statement;
-    False (nothing written) where a value cannot go that way: the caller binds them."""
-    values: list[list[Any]] = []
-    times = _TimeTexts(sqlite_time)
-    created, synced = _COLUMNS.index(_CREATED), _COLUMNS.index(_SYNCED)
-    for row in rows:
-        columns = list(_ROW_VALUES(row))
-        columns[created] = times.created(columns[created])
-        columns[synced] = times.synced(columns[synced])
-        columns[_RAW] = raw_text(row)
-        values.append(columns)
-    driver = conn.connection.driver_connection
-    texts = [
-        orjson.dumps(values[i : i + _SQLITE_ROWS_PER_STATEMENT]).decode()
-        for i in range(0, len(values), _SQLITE_ROWS_PER_STATEMENT)
-    ]
-    longest = _sqlite_text_limit(driver)
-    if any(_JSON_NUL in text or len(text) > longest for text in texts):
-        return False
-    statement = _sqlite_json_upsert(names)
-    for text in texts:
-        conn.exec_driver_sql(statement, (text,))
-    return True
-
-
-def _sqlite_text_limit(driver_connection: Any) -> int:
-    import sqlite3
-
-    # characters, against a limit in bytes: a character takes up to 4
-    return int(driver_connection.getlimit(sqlite3.SQLITE_LIMIT_LENGTH)) // 4
-
-
 def _sqlite_rows(names: _Names, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-    if _sqlite_json_ok() and _sqlite_json_rows(names, conn, rows):
-        return
     created, synced = _COLUMNS.index(_CREATED), _COLUMNS.index(_SYNCED)
     params: list[Any] = []
     width = len(_COLUMNS)
