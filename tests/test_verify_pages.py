@@ -541,7 +541,8 @@ def test_mariadb_reads_a_page_of_rows_longer_than_the_servers_default_concat_len
     real = mariadb_rows.row_page
 
     def without_plain(columns: Any, conditions: str, tail: str, plain: str, *rest: Any) -> Any:
-        return real(columns, conditions, tail, "SELECT no_such_column", *rest)
+        failing = f"SELECT no_such_column FROM ({plain}) AS page"
+        return real(columns, conditions, tail, failing, *rest)
 
     monkeypatch.setattr(mariadb_rows, "row_page", without_plain)
     assert _findings(db_url) == expected
