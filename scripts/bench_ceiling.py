@@ -30,7 +30,8 @@ from typing import Any
 import psycopg
 import requests
 import sqlalchemy as sa
-from bench_support import ACCOUNT, OAUTH_TOKEN, psycopg_conninfo
+from bench_databases import psycopg_conninfo
+from bench_support import ACCOUNT, OAUTH_TOKEN
 from sqlalchemy.dialects import postgresql, sqlite
 
 from etl.records.audit import RAW_JSON, parse_record

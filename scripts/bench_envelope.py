@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from bench_support import OAUTH_TOKEN, Cleanup, Databases, Job, Simulator
+from bench_databases import Databases
+from bench_support import OAUTH_TOKEN, Cleanup, Job, Simulator
 
 PAGE = 100
 CELLS: list[tuple[int, float, float]] = [  # limit per minute, latency, jitter

@@ -39,18 +39,11 @@ import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+from bench_measures import task_cpu
 from bench_pgserver import PgServer, ServerCost
 from bench_report import run_bench
 from bench_results import LOCAL_RPM, BenchRun, Scenario, Target, parse_args, short
-from bench_support import (
-    PYTHON,
-    JobFailed,
-    Simulator,
-    compile_package,
-    launcher,
-    median,
-    task_cpu,
-)
+from bench_support import PYTHON, JobFailed, Simulator, compile_package, launcher, median
 from bench_support import measure_process as measure
 
 KINDS = ("sqlite", "postgresql", "mariadb")

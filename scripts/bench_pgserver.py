@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from bench_support import task_cpu
+from bench_measures import task_cpu
 from sqlalchemy.pool import NullPool
 
 _STATE = """

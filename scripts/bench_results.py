@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_support import Cleanup, Databases, Job, JobFailed, JobRun, Simulator, median
+from bench_databases import Databases
+from bench_support import Cleanup, Job, JobFailed, JobRun, Simulator, median
 
 DEFAULT_POSTGRES = os.environ.get(
     "ETL_BENCH_POSTGRES",

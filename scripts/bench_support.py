@@ -1,4 +1,5 @@
-"""Processes and databases for scripts/bench.py: the simulator, the job, fresh databases.
+"""Processes for scripts/bench.py: the simulator, the job, their clean-up (fresh databases:
+``bench_databases``; what is read of processes: ``bench_measures``).
 
 Everything created here is registered with a ``Cleanup`` and removed by it, also on
 Ctrl-C: child processes run in their own session (a Ctrl-C reaches only the
@@ -9,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 import uuid
@@ -23,15 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.engine import URL, make_url
+from bench_measures import RssSampler, machine_cpu_seconds, process_cpu_seconds
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 # The simulator's default static OAuth token; it reaches the job by environment only.
 OAUTH_TOKEN = "sim-oauth-token"
 ACCOUNT = "bench"
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 RSS_FILE_ENV = "ETL_BENCH_PEAK_RSS_FILE"
 
 
@@ -99,20 +96,6 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=timeout)
-
-
-def machine_cpu_seconds() -> float:
-    """CPU seconds all cores have spent busy since boot: user, nice, system, irq and softirq
-    of /proc/stat (not idle, iowait, or steal, the hypervisor's)."""
-    fields = [int(f) for f in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:8]]
-    user, nice, system, _idle, _iowait, irq, softirq = fields
-    return (user + nice + system + irq + softirq) / _CLOCK_TICKS
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """user + system CPU of a live process (from /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
 # -- the simulator -----------------------------------------------------------------------
@@ -206,111 +189,11 @@ class Simulator:
         return process_cpu_seconds(self.proc.pid)
 
 
-# -- databases ---------------------------------------------------------------------------
-
-
-class Databases:
-    """Fresh databases: a SQLite file in its own temporary directory, or a uniquely named
-    PostgreSQL or MariaDB database (created and dropped as tests/conftest.py does)."""
-
-    def __init__(
-        self, cleanup: Cleanup, postgres_admin_url: str, mariadb_admin_url: str = ""
-    ) -> None:
-        self.cleanup = cleanup
-        self.root = Path(tempfile.mkdtemp(prefix="zendesk-audit-bench-"))
-        cleanup.push(f"directory {self.root}", lambda: shutil.rmtree(self.root, True))
-        self.pg_admin_url = make_url(postgres_admin_url)
-        self.mariadb_admin_url = mariadb_admin_url
-        self._pg_admin: sa.Engine | None = None
-        self._drops: dict[str, Callable[[], None]] = {}
-
-    def _admin(self) -> sa.Engine:
-        if self._pg_admin is None:
-            engine = sa.create_engine(self.pg_admin_url, isolation_level="AUTOCOMMIT")
-            self._pg_admin = engine
-            self.cleanup.push("the PostgreSQL admin engine", engine.dispose)
-        return self._pg_admin
-
-    def postgres_version(self) -> str:
-        with self._admin().connect() as conn:
-            return str(conn.execute(sa.text("SHOW server_version")).scalar())
-
-    def create(self, kind: str) -> str:
-        if kind == "sqlite":
-            directory = Path(tempfile.mkdtemp(prefix="db-", dir=self.root))
-            url = f"sqlite:///{directory / 'audit.db'}"
-            self._drops[url] = self.cleanup.push(
-                f"SQLite database {directory}", lambda: shutil.rmtree(directory, True)
-            )
-            return url
-        if kind == "mariadb":
-            return self._create_mariadb()
-        if kind != "postgresql":
-            raise ValueError(f"unsupported database kind {kind!r}")
-        name = f"zendesk_audit_bench_{uuid.uuid4().hex[:12]}"
-        admin = self._admin()
-
-        def drop() -> None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-
-        url = self.pg_admin_url.set(database=name).render_as_string(hide_password=False)
-        # Registered first: an interrupt right after CREATE must not leave it behind.
-        self._drops[url] = self.cleanup.push(f"PostgreSQL database {name}", drop)
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name}"))
-        return url
-
-    def _create_mariadb(self) -> str:
-        name = f"zendesk_audit_bench_{uuid.uuid4().hex[:12]}"
-        admin = sa.create_engine(self.mariadb_admin_url, isolation_level="AUTOCOMMIT")
-        self.cleanup.push("the MariaDB admin engine", admin.dispose)
-
-        def drop() -> None:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
-
-        url = make_url(self.mariadb_admin_url).set(database=name)
-        self._drops[url.render_as_string(hide_password=False)] = self.cleanup.push(
-            f"MariaDB database {name}", drop
-        )
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
-        return url.render_as_string(hide_password=False)
-
-    def drop(self, url: str) -> None:
-        self._drops.pop(url)()
-
-    def settle(self) -> None:
-        """Before a measurement: what earlier runs wrote goes to disk, and PostgreSQL (once
-        used) checkpoints it, so that no run pays for another's writes: a 100k load makes
-        hundreds of MB of WAL, whose checkpoint would otherwise land in a later run."""
-        os.sync()
-        if self._pg_admin is not None:
-            with self._pg_admin.connect() as conn:
-                conn.execute(sa.text("CHECKPOINT"))
-
-    def count_rows(self, url: str) -> int:
-        engine = sa.create_engine(url)
-        try:
-            with engine.connect() as conn:
-                query = sa.text("SELECT count(*) FROM zendesk_audit_logs WHERE account = :a")
-                return int(conn.execute(query, {"a": ACCOUNT}).scalar_one())
-        finally:
-            engine.dispose()
-
-
 def compile_package() -> None:
     """Write the package's bytecode, as ``pip install`` does: a checkout run with
     PYTHONDONTWRITEBYTECODE set (or from a read-only tree) would otherwise compile every
     module of ``etl`` in each timed run, about a third of a run with nothing new."""
     subprocess.run([PYTHON, "-m", "compileall", "-q", str(ROOT / "etl")], check=True)
-
-
-def psycopg_conninfo(url: str) -> str:
-    """A SQLAlchemy PostgreSQL URL as a libpq connection string."""
-    parsed: URL = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 # -- the job -----------------------------------------------------------------------------
@@ -449,35 +332,6 @@ def measure_process(
     )
 
 
-class RssSampler:
-    """A process's resident set, read from /proc every ``INTERVAL`` s in a thread."""
-
-    INTERVAL = 0.2
-
-    def __init__(self, pid: int) -> None:
-        self.samples: list[tuple[float, float]] = []  # (perf_counter, MB)
-        self._pid = pid
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._done.wait(self.INTERVAL):
-            try:
-                status = Path(f"/proc/{self._pid}/status").read_text()
-            except OSError:  # gone (or a zombie's status without VmRSS, below)
-                return
-            for line in status.splitlines():
-                if line.startswith("VmRSS:"):
-                    self.samples.append((time.perf_counter(), int(line.split()[1]) / 1024))
-
-    def stop(self, until: float) -> float:
-        """Stop sampling; the highest resident set sampled up to ``until`` (0: none)."""
-        self._done.set()
-        self._thread.join()
-        return max((mb for at, mb in self.samples if at <= until), default=0.0)
-
-
 def time_command(command: list[str], runs: int) -> list[float]:
     """Wall seconds of ``command`` (which must succeed), ``runs`` times."""
     times = []
@@ -486,15 +340,3 @@ def time_command(command: list[str], runs: int) -> list[float]:
         subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
     return times
-
-
-def task_cpu(task: int) -> float | None:
-    """User and system CPU seconds of a process or thread of this host (None when gone)."""
-    try:
-        with open(f"/proc/{task}/status") as status:
-            group = next(line.split()[1] for line in status if line.startswith("Tgid:"))
-        with open(f"/proc/{group}/task/{task}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except (OSError, StopIteration):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -21,6 +21,7 @@ from support import (
 )
 
 from etl.sync.account import sync_account
+from etl.sync.backfill import QUEUE_MAX_PAGES, writer_behind
 from etl.sync.run import RunHooks
 from etl.zendesk.client import ZendeskClient
 from etl.zendesk.concurrency import target
@@ -107,3 +108,18 @@ def test_fetchers_wait_for_the_budget_by_their_slices_pages_left(tmp_path: Path)
     # Pages left, as each slice is read: they fall from the first request to the last.
     long_reads = [p for p in by_fetcher.values() if len(p) >= 4]
     assert long_reads and all(p[-1] < p[0] for p in long_reads)
+
+
+def test_a_full_queue_is_the_writer_behind_whatever_the_fetchers() -> None:
+    """No fetcher is added while the writer is behind: a page waiting per running fetcher
+    (at least four, or ``workers`` if fewer), and always once the queue is full. Past the
+    queue's 64 pages, with hundreds of fetchers at a high latency, a page per fetcher could
+    never wait, and the count alone would add fetchers up to ``workers`` behind a writer
+    that cannot keep up."""
+    assert not writer_behind(3, running=2, workers=64, capacity=QUEUE_MAX_PAGES)
+    assert writer_behind(4, running=2, workers=64, capacity=QUEUE_MAX_PAGES)
+    assert writer_behind(2, running=1, workers=2, capacity=8)  # two workers: two pages
+    assert not writer_behind(9, running=10, workers=64, capacity=QUEUE_MAX_PAGES)
+    assert writer_behind(10, running=10, workers=64, capacity=QUEUE_MAX_PAGES)
+    # 100 fetchers, the queue full at 64: behind
+    assert writer_behind(QUEUE_MAX_PAGES, running=100, workers=256, capacity=QUEUE_MAX_PAGES)

@@ -516,3 +516,33 @@ def test_mariadb_reads_the_ledgers_pages_without_their_limit_unless_entries_are_
     assert answers.count(False) >= 1 and answers.count(True) > 10  # the gaps' pages alone
     assert {("chain broken", None, 21), ("chain broken", None, 26)} <= set(found)
     assert [kind for kind, _, entry in found if entry == 30] == ["modified", "chain broken"]
+
+
+@pytest.mark.databases("mysql")  # a MySQL server there: skipped below
+def test_mariadb_reads_a_page_of_rows_longer_than_the_servers_default_concat_length(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A page whose texts pass ``group_concat_max_len``'s default (1 MB) is still read as
+    its aggregates, over a connection whose session length verify sets once (not before
+    every page): the row-by-row read, made to fail here, is never needed."""
+    skip_unless_mariadb(db_url, "MariaDB's read of a page as one value")
+    synced(tmp_path, zendesk, db_url, None)
+    rows = _rows(db_url)
+    for _, record_id, raw in rows[3:6]:  # 1.5 MB of text in the page
+        long = orjson.dumps({**raw, "actor_name": "x" * 500_000}, option=orjson.OPT_SORT_KEYS)
+        _store_text(db_url, record_id, long.decode())
+    expected = _findings(db_url)
+    assert {(kind, record_id) for kind, record_id, _ in expected} == {
+        ("modified", str(record_id)) for _, record_id, _ in rows[3:6]
+    }
+    real = mariadb_rows.row_page
+
+    def without_plain(columns: Any, conditions: str, tail: str, plain: str, *rest: Any) -> Any:
+        failing = f"SELECT no_such_column FROM ({plain}) AS page"
+        return real(columns, conditions, tail, failing, *rest)
+
+    monkeypatch.setattr(mariadb_rows, "row_page", without_plain)
+    assert _findings(db_url) == expected

@@ -5,6 +5,7 @@ is checked, and on MariaDB a page read as one value.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -102,8 +103,15 @@ class _Aggregated(str):
     first: Callable[[Any, Sequence[Any]], list[Any] | None] | None = None
 
 
+# The driver connections whose session's ``group_concat_max_len`` is set already: once a
+# connection, not before every page (a round trip and a statement each, two a page).
+_LONG_CONCAT: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
 def _aggregated(cursor: Any, sql: _Aggregated, params: Sequence[Any]) -> list[Any]:
-    cursor.execute("SET SESSION group_concat_max_len = @@max_allowed_packet")
+    if cursor.connection not in _LONG_CONCAT:
+        cursor.execute("SET SESSION group_concat_max_len = @@max_allowed_packet")
+        _LONG_CONCAT.add(cursor.connection)
     if sql.first is not None and (read := sql.first(cursor, params)) is not None:
         return read
     if sql.locates:

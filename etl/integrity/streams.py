@@ -170,7 +170,7 @@ def _stream_rows(
     next_sql: str = pages.text_as_bytes(columns + later + tail)
     if mariadb:  # in the clustered index's order where it can (etl.integrity.mariadb.rows)
         text_ids = isinstance(table.c.id.type, sa.String)  # the access log's
-        decode, keys = mariadb_frames.frames(stream, text_ids), (seq, record_id, raw)
+        decode, keys = mariadb_frames.frames(stream, text_ids), (seq, record_id, q("raw"))
         sql = mariadb_rows.row_page(keys, head, tail, sql, decode, size, text_ids)
         next_sql = mariadb_rows.row_page(keys, later, tail, next_sql, decode, size, text_ids)
     first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"

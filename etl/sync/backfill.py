@@ -46,8 +46,8 @@ a 429, or when other apps use the quota). Fetchers take a slot of a ``Gate`` of 
 around each request: when the target falls, the surplus park between pages. Fetchers are
 added only while the writer keeps up: when a page per running fetcher (at least
 ``WRITER_BEHIND_PAGES``; at 2,500/min a few always wait between two writes) already waits
-in the queue, the run is bound by the writer, and another fetcher would only take CPU time
-from it.
+in the queue, or the queue is full, the run is bound by the writer, and another fetcher
+would only take CPU time from it.
 
 Who goes first. A fetcher's requests wait for the budget with its slice's estimated
 pages left as their priority (``RateLimiter.acquire``): the slices that would finish
@@ -93,6 +93,14 @@ WRITER_BEHIND_PAGES = 4
 POLL = 0.1  # seconds: how often blocked threads look at the stop flags
 HANDOVER_PAGES = 2.0  # pages left in a gap below which its downward reader stops
 JOIN_TIMEOUT = 2.0  # seconds given to fetchers to notice a stop (they are daemons)
+
+
+def writer_behind(queued: int, running: int, workers: int, capacity: int) -> bool:
+    """Whether ``queued`` pages waiting for the writer mean it is behind: a page per running
+    fetcher, at least ``WRITER_BEHIND_PAGES`` (or ``workers``, if fewer), and always a full
+    queue: past ``capacity`` fetchers a page each can never wait, so without that bound
+    fetchers would be added up to ``workers`` while the writer falls behind."""
+    return queued >= min(max(min(workers, WRITER_BEHIND_PAGES), running), capacity)
 
 
 class Backfill:
@@ -187,8 +195,9 @@ class Backfill:
         self._gate.resize(wanted)
         running = self._writer.fetchers
         while running < wanted:
-            behind = max(min(self.workers, WRITER_BEHIND_PAGES), running)
-            if running and self._queue.qsize() >= behind:
+            if running and writer_behind(
+                self._queue.qsize(), running, self.workers, self._queue.maxsize
+            ):
                 # The writer is behind: another fetcher would only compete with it for the
                 # CPU (and the GIL). Fetch-bound runs (real latency) keep the queue short.
                 return

@@ -46,9 +46,10 @@ def row_page(
 ) -> str:
     """The page of rows ``conditions`` (``FROM ... WHERE ...``) and ``tail`` (its ``ORDER
     BY`` and ``LIMIT``) select, ``columns`` being the quoted ``stored_seq``, id and ``raw``
-    (as bytes): as two values (``frames.frames``, with ``text_ids`` when the ids are text),
+    columns: as two values (``frames.frames``, with ``text_ids`` when the ids are text),
     read in two queries (``plain``: the same page row by row); ``size`` is the ``LIMIT``."""
-    seq, record_id, raw = columns
+    seq, record_id, column = columns
+    raw = f"CAST({column} AS BINARY)"  # its bytes as stored
     inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r {conditions}{tail}"
     # in no order (a tenth less of the server's time): ``decode`` sorts the page; the
     # numbers and the texts apart (``frames.frames``), the two aggregates in the same order
@@ -63,7 +64,9 @@ def row_page(
         (located, size),  # straight from the table: the page while it holds at most one
         (f"SELECT COUNT(*), MIN(i), MAX(i), MAX(s) FROM ({keys}) AS page", None),
     )
-    heads, texts = _heads(seq, record_id, raw, text_ids), _texts(record_id, raw, text_ids)
+    # the length of the column itself, the same bytes' count: OCTET_LENGTH of its CAST
+    # copied every row's text once more, a fifth of the server's CPU for the page
+    heads, texts = _heads(seq, record_id, column, text_ids), _texts(record_id, raw, text_ids)
     page.clustered = (
         f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({texts} SEPARATOR '')"
         f" {conditions}"
