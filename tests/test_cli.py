@@ -9,8 +9,9 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docs_corpus import DOCS
@@ -320,6 +321,40 @@ def test_the_garbage_collector_is_off_only_while_a_command_starts(
     assert gc.isenabled() and gc.get_freeze_count() == 0 and gc.get_threshold() == threshold
     assert cli_module.main(["--config", str(tmp_path / "missing.toml"), "sync"]) == ExitCode.CONFIG
     assert gc.isenabled() and gc.get_threshold() == threshold
+
+
+def test_verify_and_reconcile_walk_with_the_collector_on(
+    tmp_path: Path, sqlite_url: str, sim: SimulatedZendesk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify (millions of rows) and reconcile (days of pages) are long walks as sync is:
+    their work runs with the cyclic collector on and the start-up frozen, never with the
+    collector left off for the whole command."""
+    import gc
+
+    from etl.cli import main as cli_module
+    from etl.integrity import reconcile, verify
+
+    seen: dict[str, tuple[bool, bool]] = {}
+
+    def watching(name: str, real: Any) -> Any:
+        def call(*args: object, **kwargs: object) -> object:
+            seen[name] = (gc.isenabled(), gc.get_freeze_count() > 0)
+            return real(*args, **kwargs)
+
+        return call
+
+    monkeypatch.setattr(verify, "verify_account", watching("verify", verify.verify_account))
+    monkeypatch.setattr(
+        reconcile, "reconcile_account", watching("reconcile", reconcile.reconcile_account)
+    )
+    monkeypatch.setenv("ZENDESK_OAUTH_TOKEN", SIM_OAUTH_TOKEN)
+    config = quick_config(tmp_path, sim.url, sqlite_url, database_extra="auto_migrate = true")
+    assert cli_module.main(["--config", str(config), "--quiet", "sync"]) == 0
+    assert cli_module.main(["--config", str(config), "--quiet", "verify", "--jobs", "1"]) == 0
+    since = ["--since", (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%d")]  # 2 days
+    assert cli_module.main(["--config", str(config), "--quiet", "reconcile", *since]) == 0
+    assert seen == {"verify": (True, True), "reconcile": (True, True)}
+    assert gc.isenabled() and gc.get_freeze_count() == 0
 
 
 def test_a_sync_with_nothing_new_loads_only_what_it_needs(

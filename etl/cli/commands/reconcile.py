@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from etl.cli.arguments import utc_time
+from etl.cli.gc_freeze import work_begins
 from etl.cli.shared import load_settings, migrate_hint
 from etl.cli.signals import signals_set
 from etl.common.clock import format_time
@@ -56,6 +57,7 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
     reports: list[AccountReconcile] = []
     with signals_set(stop), open_store(settings, migrate_hint=migrate_hint(args)) as store:
         planned = [(a, reconcile_periods(store, a, args.since, args.until)) for a in accounts]
+        work_begins()  # a budgeted read of days of pages: the collector on, as in sync
         for account, periods in planned:
             # One client an account: its logs share one rate budget, as in sync.
             with ZendeskClient(account.zendesk, sleep=stoppable_sleep, stop=stop) as client:

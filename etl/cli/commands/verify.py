@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from etl.cli.arguments import positive_int, utc_time
+from etl.cli.gc_freeze import work_begins
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode
 from etl.common.settings import Settings
@@ -66,6 +67,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     jobs = args.jobs or default_jobs()
     with open_store(settings, migrate_hint=migrate_hint(args), read_only=True) as store:
         names = args.account or _accounts(store)
+        work_begins()  # a walk of millions of rows: the collector on, as in sync and export
         # the verify's own process walks a span too: jobs - 1 workers, started when needed
         crew = Crew(settings.database.url, jobs - 1) if jobs > 1 else None
         try:
