@@ -1,21 +1,21 @@
 """``reconcile``: a period read again from the API and compared with what is stored, by day.
 
-Per UTC day of ``since..until`` (both inclusive, to the second): the day's records of
-one log (a ``Source``: ``AUDIT``, or the access log's, which the CLI makes from
-``etl.sync.streams``) are read with the job's own client (its retries, rate limit and
+The unfinished days of ``since..until`` (both inclusive, to the second) are read with one
+query, oldest first, of one log (a ``Source``: ``AUDIT``, or the access log's, which the
+CLI makes from ``etl.sync.streams``) with the job's own client (its retries, rate limit and
 quota, and every answer held to its query's promises by the log's paginator,
-``etl.zendesk.pagination`` or ``etl.zendesk.stream_pages``), each turned into the row the
-store would keep (the log's parser) and hashed as the ledger hashes it
-(``etl.records.chain.record_hash`` of the canonical JSON); then the day's stored rows are
-read in keyset pages and hashed the same way (``etl.integrity.reconcile_stored``). Ids at
-Zendesk and not stored are *missing*, stored and not at Zendesk *extra*, in both with
-different hashes *differ*.
+``etl.zendesk.pagination``: in the window, in order, also across pages); the records are
+grouped by UTC day as they stream (``_Run``), so a day without a record costs no request.
+Each is turned into the row the store would keep (the log's parser) and hashed as the
+ledger hashes it (``etl.records.chain.record_hash`` of the canonical JSON); once a later
+day's record arrives or the query ends, the day's stored rows are read in keyset pages and
+hashed the same way (``etl.integrity.reconcile_stored``). Ids at Zendesk and not stored
+are *missing*, stored and not at Zendesk *extra*, in both with different hashes *differ*.
 Only one day's ids and hashes are in memory at a time, whatever the period's size.
 
 Nothing is written to the records tables: each finished day goes to the progress table
 (``etl.integrity.reconcile_days``), so a killed reconcile resumes at its first unfinished
-day. The audit log's filters apply to both sides.
-"""
+day. The audit log's filters apply to both sides."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from etl.common.clock import format_time, utc_now
-from etl.common.errors import InterruptedRun
+from etl.common.errors import CorruptResponseError, InterruptedRun
 from etl.common.settings import AccountSettings
 from etl.common.version import VERSION
 from etl.integrity import reconcile_days as progress
@@ -40,6 +40,7 @@ from etl.records.audit import Reject, parse_record
 from etl.records.chain import record_hash
 from etl.storage.schema.logs import audit_logs
 from etl.zendesk.pagination import JsonGetter, audit_log_params, iter_pages
+from etl.zendesk.promises import created_at_of
 
 if TYPE_CHECKING:
     from etl.zendesk.client import ClientStats
@@ -65,6 +66,8 @@ class Source:
     time_column: str
     filtered: bool = False  # the scope's filters apply (the audit log's)
     ledgered: bool = False  # the ledger numbers its rows: a checkpoint can cover a day
+    # A record's time, to the second (None: unusable): which day it is of.
+    time_of: Callable[[object], datetime | None] = created_at_of
 
 
 def audit_pages(
@@ -178,46 +181,104 @@ def reconcile_account(
     done = progress.finished_days(engine, name, period.key, period.scope_text)
     before = stats.requests
     covering = last_signed(engine, name) if period.source.ledgered else None
-    for day, start, end in day_spans(period.since, period.until):
-        if day in done:
-            report.days.append(done[day])
+    spans = list(day_spans(period.since, period.until))  # dates and bounds only, no ids
+    first = 0
+    while first < len(spans):
+        if spans[first][0] in done:
+            report.days.append(done[spans[first][0]])
             report.resumed += 1
+            first += 1
             continue
-        if stop is not None and stop.is_set():
-            raise InterruptedRun(f"stopped by a signal before {day}; the days finished are kept")
-        first = stats.requests
-        result = DayResult(day, format_time(start), format_time(end))
-        at_zendesk = _zendesk_day(client, period, start, end, result, now())
-        _compare(engine, period, start, end, at_zendesk, result, covering)
-        result.requests = stats.requests - first
-        result.checked_at, result.version = format_time(now()), VERSION
-        progress.save_day(engine, name, period.key, period.scope_text, result, now())
-        report.days.append(result)
-        log.info("account %s %s: %s", name, period.source.stream, result.line())
+        last = first  # the unfinished days up to the next finished one: one query
+        while last < len(spans) and spans[last][0] not in done:
+            last += 1
+        run = _Run(engine, period, stats, covering, report, stop, now)
+        run.read(client, spans[first:last])
+        first = last
     report.requests = stats.requests - before
     return report
 
 
-def _zendesk_day(
-    client: JsonGetter,
-    period: Period,
-    start: datetime,
-    end: datetime,
-    result: DayResult,
-    synced_at: datetime,  # the parser needs one; it is no part of the hash
-) -> dict[Any, bytes]:
-    """The day's records at Zendesk as the store would keep them: id -> record hash."""
-    account, source = period.account, period.source
-    hashes: dict[Any, bytes] = {}
-    for records in source.pages(client, account, start, end):
-        for raw in records:
-            row = source.parse(raw, account.name, synced_at)
-            if isinstance(row, Reject):
-                result.rejected += 1
-            else:  # a record sent twice counts once, its last version, as the store keeps
-                hashes[row["id"]] = record_hash(row["raw"])
-    result.at_zendesk = len(hashes)
-    return hashes
+class _Run:
+    """Consecutive unfinished days read with one query, ascending: the records are grouped
+    by day as they stream, so a day without a record costs no request. A day is finished
+    (compared, saved) only once a record of a later day arrives or the query ends: the
+    paginator refuses, before yielding it, a page that lies outside the window or goes back
+    in time, also across pages, so after a later day's record none of an earlier day can
+    come; records of one second split across pages stay in their open day."""
+
+    def __init__(self, engine: Engine, period: Period, stats: ClientStats,
+                 covering: Covering | None, report: AccountReconcile,
+                 stop: threading.Event | None, now: Callable[[], datetime]) -> None:  # fmt: skip
+        self.engine, self.period, self.stats, self.covering = engine, period, stats, covering
+        self.report, self.stop, self.now = report, stop, now
+        self.mark = stats.requests  # the requests charged to a day so far
+        self.result = DayResult("", "", "")  # the open day's, and its records' hashes
+        self.hashes: dict[Any, bytes] = {}
+        self.start = self.end = period.since
+
+    def read(self, client: JsonGetter, spans: list[tuple[str, datetime, datetime]]) -> None:
+        account, source = self.period.account, self.period.source
+        days = iter(spans)
+        self._open(next(days))
+        synced_at = self.now()  # the parser needs one; it is no part of the hash
+        for records in source.pages(client, account, spans[0][1], spans[-1][2]):
+            charged = False
+            for raw in records:
+                moment = source.time_of(raw)
+                while moment is not None and moment > self.end:
+                    self._finish()
+                    self._open(_next_day(days, moment))
+                if moment is not None and moment < self.start:  # the paginator forbids it
+                    raise CorruptResponseError(
+                        f"{source.stream}: a record of {format_time(moment)} after one of "
+                        f"{self.result.day} (not ascending); the day is not marked read"
+                    )
+                if not charged:  # the page's request: the day its first record is of
+                    self._charge()
+                    charged = True
+                # Undated records (rejects to be) count in the day open when they come.
+                row = source.parse(raw, account.name, synced_at)
+                if isinstance(row, Reject):
+                    self.result.rejected += 1
+                else:  # a record sent twice counts once, its last version, as stored
+                    self.hashes[row["id"]] = record_hash(row["raw"])
+            if not charged:
+                self._charge()
+        self._finish()  # the query ended: this day and the rest had nothing more
+        for span in days:
+            self._open(span)
+            self._finish()
+
+    def _open(self, span: tuple[str, datetime, datetime]) -> None:
+        day, self.start, self.end = span
+        if self.stop is not None and self.stop.is_set():
+            raise InterruptedRun(f"stopped by a signal before {day}; the days finished are kept")
+        self.result = DayResult(day, format_time(self.start), format_time(self.end))
+        self.hashes = {}
+
+    def _charge(self) -> None:
+        self.result.requests += self.stats.requests - self.mark
+        self.mark = self.stats.requests
+
+    def _finish(self) -> None:
+        result, name, key = self.result, self.period.account.name, self.period.key
+        result.at_zendesk = len(self.hashes)
+        _compare(self.engine, self.period, self.start, self.end, self.hashes, result,
+                 self.covering)  # fmt: skip
+        result.checked_at, result.version = format_time(self.now()), VERSION
+        progress.save_day(self.engine, name, key, self.period.scope_text, result, self.now())
+        self.report.days.append(result)
+        log.info("account %s %s: %s", name, self.period.source.stream, result.line())
+
+
+def _next_day(
+    days: Iterator[tuple[str, datetime, datetime]], moment: datetime
+) -> tuple[str, datetime, datetime]:
+    span = next(days, None)
+    if span is None:  # the paginator holds every record to the query's window
+        raise CorruptResponseError(f"a record of {format_time(moment)} after the period's end")
+    return span
 
 
 def _compare(

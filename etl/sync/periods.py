@@ -90,4 +90,5 @@ def _stream_source(name: str) -> Source:
             yield page.records
 
     # Its rows share the account's store sequence and ledger (one chain for both logs).
-    return Source(name, pages, log.parse, log.table, log.time_field, ledgered=True)
+    return Source(name, pages, log.parse, log.table, log.time_field, ledgered=True,
+                  time_of=log.api.time_of)  # fmt: skip
