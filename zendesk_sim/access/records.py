@@ -22,11 +22,11 @@ from datetime import datetime
 from typing import Any
 
 from zendesk_sim.wire.cursor import Key
+from zendesk_sim.wire.hashing import mix
 from zendesk_sim.wire.timestamps import format_ts, parse_ts, to_epoch
 
 ADDED_RANK = 1 << 61
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_MASK = (1 << 64) - 1
 _USERS = (
     "6596848315901",
     "6596848315902",
@@ -45,14 +45,6 @@ _CLIENTS = (
 )
 _AUTH = ("bearer", "session", "basic", "session", "session")
 _ORIGINS = ("support", "agent_workspace", "api", "explore")
-
-
-def _mix(x: int) -> int:
-    """splitmix64's finaliser: a well-spread 64-bit hash of ``x``."""
-    x = (x + 0x9E3779B97F4A7C15) & _MASK
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK
-    return x ^ (x >> 31)
 
 
 def ulid(millis: int, bits: int) -> str:
@@ -94,7 +86,7 @@ class AccessSource:
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not 0 <= i < self._n:
             raise IndexError(i)
-        bits = _mix(self._seed ^ (i * 0xA24BAED4963EE407))
+        bits = mix(self._seed ^ (i * 0xA24BAED4963EE407))
         ts = self.ts(i)
         user = _USERS[bits % len(_USERS)]
         ticket = 1 + (bits >> 12) % 5000
@@ -108,7 +100,7 @@ class AccessSource:
         else:
             url, category, summary = f"/api/v2/tickets/{ticket}.json", "ticket", "Viewed ticket"
         return {
-            "id": ulid(ts * 1000 + (bits >> 30) % 1000, _mix(bits)),
+            "id": ulid(ts * 1000 + (bits >> 30) % 1000, mix(bits)),
             "timestamp": format_ts(ts),
             "user_id": user,
             "ip_address": _IPS[(bits >> 24) % len(_IPS)],

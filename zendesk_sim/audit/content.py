@@ -12,9 +12,8 @@ import json
 from typing import Any
 
 from zendesk_sim.wire.cursor import Key
+from zendesk_sim.wire.hashing import mix
 from zendesk_sim.wire.timestamps import format_ts
-
-_MASK = (1 << 64) - 1
 
 _ACTORS = (
     (360_001_482_211, "Sameer Patel", "209.119.38.228"),
@@ -95,14 +94,6 @@ _LABELS_JSON = tuple(
     for pair in ((event[3], event[4]) for event in _EVENTS_JSON)
 )
 """[event][person] -> (source_label, change_description), each split at "{n}"."""
-
-
-def mix(value: int) -> int:
-    """splitmix64 finalizer: a fast, well-spread 64-bit hash."""
-    value = (value + 0x9E3779B97F4A7C15) & _MASK
-    value = ((value ^ (value >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-    value = ((value ^ (value >> 27)) * 0x94D049BB133111EB) & _MASK
-    return value ^ (value >> 31)
 
 
 class Content:

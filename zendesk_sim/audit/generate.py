@@ -37,8 +37,9 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from zendesk_sim.audit.content import Content, mix
+from zendesk_sim.audit.content import Content
 from zendesk_sim.wire.cursor import Key
+from zendesk_sim.wire.hashing import mix
 from zendesk_sim.wire.timestamps import to_epoch
 
 ID_BASE = 6_100_000_000_000
