@@ -4,17 +4,14 @@ schema of the two classes used), and the mapping of docs/OCSF.md holds."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from parts.exports import export, store_records
+from parts.exports import T0, export, store_records
 from parts.ocsf import CASES, VALIDATOR, valid
 from support import audit_record, fresh_store
 
 from etl.records.ocsf import to_ocsf
-
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from parts.exports import T0
 from parts.ocsf import CASES, official, schema_errors
 from support import audit_record
 
@@ -25,7 +26,6 @@ from zendesk_sim import generate_records
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 from ocsf_checkout import as_server_export, events, stray_attributes
 
-T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 SIGN_INS = {
     "successful": ("Successful sign-in using Zendesk password", 1, "Success"),
     "failed": ("Failed sign-in using Zendesk password: wrong password", 2, "Failure"),

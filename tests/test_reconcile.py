@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from parts.cli import CliProcess, one_error_line, run_cli
 from parts.configs import write_config
 from parts.simulators import Simulators, history
+from parts.verify.spans import execute
 from support import SIM_OAUTH_TOKEN, audit_record, recent
 
 from etl.common.errors import ExitCode
@@ -59,14 +60,6 @@ def table_state(db_url: str) -> tuple[int, int, int, int]:
         progress = conn.execute(sa.select(sa.func.count()).select_from(reconcile_days)).scalar_one()
     engine.dispose()
     return rows, seq, entries, progress
-
-
-def execute(db_url: str, *statements: Any) -> None:
-    engine = open_engine(db_url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(statement)
-    engine.dispose()
 
 
 def test_a_complete_copy_matches_and_nothing_is_written(

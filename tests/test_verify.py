@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from parts.cli import cli, one_error_line
 from parts.packaging import units_with_real_binary
 from parts.verify.signed import RECORDS, config, found, keygen, synced, verify
+from parts.verify.spans import execute
 from support import audit_record, recent
 
 from etl.common.clock import utc_now
@@ -32,14 +33,6 @@ def some_ids(db_url: str, count: int) -> list[int]:
         ids = list(conn.execute(sa.select(audit_logs.c.id).order_by(audit_logs.c.id)).scalars())
     engine.dispose()
     return ids[10 : 10 + count]
-
-
-def execute(db_url: str, *statements: Any) -> None:
-    engine = open_engine(db_url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(statement)
-    engine.dispose()
 
 
 def test_an_untouched_database_verifies(
