@@ -95,19 +95,33 @@ def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
     return dialect.identifier_preparer.quote, "?" if dialect.paramstyle == "qmark" else "%s"
 
 
+_LEDGER_COLUMNS = ("entry", "kind", "record_id", "stored_seq", "record_hash", "entry_hash", "note")
+
+
+def ledger_page(conn: Connection) -> str:
+    """The query of a ledger page (not MariaDB's): the account, the entry after which it
+    starts, the last entry of its window (``windows``' parameters)."""
+    return _ledger_page(conn, PAGE)[2]
+
+
+def _ledger_page(conn: Connection, size: int) -> tuple[str, str, str]:
+    q, m = _names(conn)
+    table = conn.dialect.identifier_preparer.format_table(ledger)
+    entry = q("entry")
+    where = f"FROM {table} WHERE {q('account')} = {m} AND {entry} > {m}"
+    tail = f"{where} AND {entry} <= {m} ORDER BY {entry} LIMIT {size}"
+    return where, tail, f"SELECT {', '.join(map(q, _LEDGER_COLUMNS))} {tail}"
+
+
 def entries(conn: Connection, account: str, after: int, upto: int | None = None) -> Iterator[Entry]:
     """The account's entries after ``after`` (up to ``upto``), by entry."""
     q, m = _names(conn)
-    table = conn.dialect.identifier_preparer.format_table(ledger)
-    names = ("entry", "kind", "record_id", "stored_seq", "record_hash", "entry_hash", "note")
     entry = q("entry")
-    where = f"FROM {table} WHERE {q('account')} = {m} AND {entry} > {m}"
     mariadb = is_mariadb(conn)
     size = _MARIADB_PAGE if mariadb else PAGE
-    tail = f"{where} AND {entry} <= {m} ORDER BY {entry} LIMIT {size}"
-    sql: str = f"SELECT {', '.join(map(q, names))} {tail}"
+    where, tail, sql = _ledger_page(conn, size)
     if mariadb:
-        inner = ", ".join(f"{q(n)} AS {n}" for n in names)
+        inner = ", ".join(f"{q(n)} AS {n}" for n in _LEDGER_COLUMNS)
         page = mariadb_page(
             mariadb_ledger.FRAMES, f"SELECT {inner} {tail}", sql, mariadb_ledger.decode
         )

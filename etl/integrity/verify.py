@@ -26,6 +26,7 @@ from etl.integrity.checks import anchors
 from etl.integrity.findings import AccountReport, Finding
 from etl.integrity.keys import PublicKey
 from etl.integrity.note import Checkpoint
+from etl.integrity.pages import by_index
 from etl.integrity.parallel.crew import Crew, snapshot
 from etl.integrity.parallel.piece import FIRST_SEQ, Span
 from etl.integrity.parallel.split import walk_ledger
@@ -51,6 +52,7 @@ def verify_account(
     report = AccountReport(account)
     listed = external.listed(options.directory, account)
     with database_errors(engine, "verifying the ledger"), snapshot(engine).begin() as conn:
+        by_index(conn)
         held = stored_checkpoints(conn, account)
         listed = external.whole(listed, held)  # less copies read while written
         _Walk(conn, account, report, options, [*held, *listed.values()]).run(crew)

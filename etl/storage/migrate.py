@@ -105,7 +105,7 @@ def current_revision(engine: Engine) -> str | None:
 def stored_revision(conn: Connection) -> str | None:
     """The version table's one revision by plain SQL, without Alembic and without looking
     the table up first (a database error if there is no table; None for none or several).
-    ``etl.sync.job.open_store`` reads it as its connection check (``check_connection``)."""
+    ``etl.storage.store.open_store`` reads it as its connection check (``check_connection``)."""
     found = conn.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
     return found[0] if len(found) == 1 else None
 

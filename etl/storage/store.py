@@ -22,9 +22,11 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import utc_now
-from etl.common.settings import AUDIT_LOGS
+from etl.common.errors import SchemaError
+from etl.common.settings import AUDIT_LOGS, Settings
+from etl.storage import migrate
 from etl.storage.batch import BatchTransaction, RejectLike
-from etl.storage.engine import for_writing
+from etl.storage.engine import check_connection, for_writing, open_engine
 from etl.storage.history import (
     FAILURE_STATUSES,
     AccountStatus,
@@ -265,3 +267,27 @@ class Store(StoreReader):
     def _writing(self, doing: str, *, guarded: bool = True) -> AbstractContextManager[Connection]:
         guard = self._guard if guarded else None
         return guarded_transaction(self._writer, self.engine, doing, guard)
+
+
+@contextmanager
+def open_store(
+    settings: Settings, *, migrate_hint: str, read_only: bool = False
+) -> Iterator[Store]:
+    """An engine checked for reachability and schema version, as a ``Store``.
+
+    ``read_only`` (``status``) never migrates, whatever ``auto_migrate`` says.
+    """
+    try:
+        engine = open_engine(settings.database.url, create=not read_only)
+    except SchemaError as exc:  # a SQLite file not made yet, and not made by looking
+        raise SchemaError(f"{exc}; {migrate_hint}") from None
+    try:
+        # One connection and one statement for both checks when the schema is current.
+        stored = check_connection(engine, migrate.stored_revision)
+        auto_migrate = settings.database.auto_migrate and not read_only
+        migrate.ensure_current(
+            engine, auto_migrate=auto_migrate, migrate_hint=migrate_hint, stored=stored
+        )
+        yield Store(engine)
+    finally:
+        engine.dispose()

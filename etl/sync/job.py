@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from etl.common.errors import ConfigError, EtlError, ExitCode, InterruptedRun, SchemaError
+from etl.common.errors import ConfigError, EtlError, ExitCode, InterruptedRun
 from etl.common.settings import AUDIT_LOGS, AccountSettings, Settings
-from etl.storage import migrate
-from etl.storage.engine import check_connection, open_engine
 from etl.storage.store import Store
 from etl.storage.streams import StreamStore
 from etl.sync.account import sync_account
@@ -61,30 +58,6 @@ class JobResult:
     @property
     def failed(self) -> list[str]:
         return [o.account for o in self.outcomes if o.error]
-
-
-@contextmanager
-def open_store(
-    settings: Settings, *, migrate_hint: str, read_only: bool = False
-) -> Iterator[Store]:
-    """An engine checked for reachability and schema version, as a ``Store``.
-
-    ``read_only`` (``status``) never migrates, whatever ``auto_migrate`` says.
-    """
-    try:
-        engine = open_engine(settings.database.url, create=not read_only)
-    except SchemaError as exc:  # a SQLite file not made yet, and not made by looking
-        raise SchemaError(f"{exc}; {migrate_hint}") from None
-    try:
-        # One connection and one statement for both checks when the schema is current.
-        stored = check_connection(engine, migrate.stored_revision)
-        auto_migrate = settings.database.auto_migrate and not read_only
-        migrate.ensure_current(
-            engine, auto_migrate=auto_migrate, migrate_hint=migrate_hint, stored=stored
-        )
-        yield Store(engine)
-    finally:
-        engine.dispose()
 
 
 def select_accounts(settings: Settings, names: Sequence[str]) -> list[AccountSettings]:

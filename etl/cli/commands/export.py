@@ -31,7 +31,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from etl.common.clock import utc_now
     from etl.export.job import ExportOptions, export_accounts
     from etl.export.streams import parse_streams
-    from etl.sync.job import open_store, select_accounts
+    from etl.storage.store import open_store
+    from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=False)
     names = [a.name for a in select_accounts(settings, args.account)]

@@ -76,7 +76,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from etl.common.clock import utc_now
     from etl.export import backlogs
     from etl.integrity.status import ledger_statuses
-    from etl.sync.job import open_store, select_accounts
+    from etl.storage.store import open_store
+    from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=False)
     selected = select_accounts(settings, args.account)
@@ -194,7 +195,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def _list_stored(args: argparse.Namespace, filters: dict[str, list[str]]) -> int:
     """``list --stream access_logs``: the stored rows (etl.cli.commands.stored)."""
     from etl.cli.commands.stored import access_query, write_access
-    from etl.sync.job import open_store, select_accounts
+    from etl.storage.store import open_store
+    from etl.sync.job import select_accounts
 
     settings = load_settings(args, require_credentials=False)
     accounts = select_accounts(settings, args.account)

@@ -41,7 +41,8 @@ def reconcile_arguments(parser: argparse.ArgumentParser) -> None:
 def cmd_reconcile(args: argparse.Namespace) -> int:
     from etl.integrity.reconcile import reconcile_account
     from etl.integrity.reconcile_days import forget
-    from etl.sync.job import open_store, select_accounts
+    from etl.storage.store import open_store
+    from etl.sync.job import select_accounts
     from etl.sync.periods import reconcile_periods
     from etl.zendesk.client import ZendeskClient
 

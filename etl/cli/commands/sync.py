@@ -74,7 +74,8 @@ def _run_job(
     """Run each selected account under its lock, with signals, progress and metrics;
     ``counts_stored``: the records already stored are part of the work (a sync's, not a
     resync's, which reads them again)."""
-    from etl.sync.job import open_store, run_accounts, select_accounts
+    from etl.storage.store import open_store
+    from etl.sync.job import run_accounts, select_accounts
     from etl.sync.run import RunHooks
 
     # With --account, only those accounts' secrets need to be readable.

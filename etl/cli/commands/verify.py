@@ -55,7 +55,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from etl.integrity import findings
     from etl.integrity.parallel.crew import Crew
     from etl.integrity.verify import VerifyOptions, verify_account
-    from etl.sync.job import open_store
+    from etl.storage.store import open_store
 
     settings = load_settings(args, require_credentials=False)
     options = VerifyOptions(

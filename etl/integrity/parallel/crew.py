@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
@@ -61,7 +63,8 @@ class Crew:
             process = context.Process(
                 target=_serve, args=(theirs, self.url), name="verify-worker", daemon=True
             )
-            process.start()
+            with _main_unnamed():
+                process.start()
             theirs.close()
             self.workers.append((process, mine))
         sent = []
@@ -94,8 +97,30 @@ class Crew:
         self.workers.clear()
 
 
+@contextlib.contextmanager
+def _main_unnamed() -> Iterator[None]:
+    """Within it, ``spawn`` does not import the main script again in the worker.
+
+    spawn runs the parent's ``__main__`` file again in each worker as ``__mp_main__``
+    unless it names none (under ``python -m`` it skips it already). The console script's
+    imports are all of ``etl.cli`` (0.13 s of a worker's start, during which this process
+    walked its span and then waited); the worker needs only this module, which its
+    pickled target imports."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 def _serve(pipe: Pipe, url: str) -> None:
     """A worker: its engine, then a span a task until told to stop (None) or orphaned."""
+    from etl.integrity.pages import by_index
     from etl.integrity.streams import head
     from etl.storage.engine import database_errors, open_engine
 
@@ -117,6 +142,7 @@ def _serve(pipe: Pipe, url: str) -> None:
                 ):
                     if task.exported is not None:
                         conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{task.exported}'")
+                    by_index(conn)  # after the snapshot: it must be the first statement
                     if head(conn, task.account) != task.head:
                         pipe.send(("stale", None))
                         continue
