@@ -226,7 +226,7 @@ def _reader(db_url: str) -> Iterator[sa.Engine]:
 
 
 def test_a_backfill_stopped_in_many_slices_leaves_a_watermark_that_claims_only_stored_records(
-    db_url: str,
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 23: a checkpoint moves only as far as the answers prove. A backfill that an
     error stops mid-way, its window in several slices read to different points: the
@@ -236,7 +236,10 @@ def test_a_backfill_stopped_in_many_slices_leaves_a_watermark_that_claims_only_s
     the window's end. The next sync resumes every unfinished slice whatever the watermark
     says, so a watermark too high shows here, between the two runs, not in its table.
     Fetch-bound (a latency per request), so the window really is read in slices: a
-    writer-bound run reads one slice, where any read point is the lowest."""
+    writer-bound run reads one slice, where any read point is the lowest. On a busy host
+    the writer falls behind even so, and a run that adds no fetcher then reads one slice:
+    here fetchers are added whatever waits for the writer (the queue holds all 20 pages)."""
+    monkeypatch.setattr(backfill, "WRITER_BEHIND_PAGES", 1_000)
     end = recent(30)
     records = list(generate_records(2_000, start=end - timedelta(days=10), end=end, seed=23))
     with SimulatedZendesk(records, latency=0.25) as sim:
