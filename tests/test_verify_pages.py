@@ -526,8 +526,8 @@ def test_mariadb_reads_a_page_of_rows_longer_than_the_servers_default_concat_len
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A page whose texts pass ``group_concat_max_len``'s default (1 MB) is still read as
-    its aggregates, over a connection whose session length verify sets once (not before
-    every page): the row-by-row read, made to fail here, is never needed."""
+    its aggregates, over a connection whose session length is set when it connects (not
+    before every page): the row-by-row read, made to fail here, is never needed."""
     skip_unless_mariadb(db_url, "MariaDB's read of a page as one value")
     synced(tmp_path, zendesk, db_url, None)
     rows = _rows(db_url)

@@ -5,7 +5,6 @@ is checked, and on MariaDB a page read as one value.
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -99,9 +98,9 @@ class _Aggregated(str):
     PyMySQL reads a result in Python, column by column: a page of rows cost it more than
     verify's every other step. One value a page (two for the rows: their numbers, their
     texts), split by ``decode``, costs half of it all told. ``plain`` answers when the
-    value is not whole: over ``group_concat_max_len`` (set to ``max_allowed_packet``,
-    which a page is well within by default) or over ``max_allowed_packet`` itself (then
-    NULL)."""
+    value is not whole: over ``group_concat_max_len`` (set to ``max_allowed_packet`` as
+    each connection opens, ``etl.storage.engine``; a page is well within it by default) or
+    over ``max_allowed_packet`` itself (then NULL)."""
 
     plain: str
     decode: Callable[..., list[Any]]
@@ -116,15 +115,7 @@ class _Aggregated(str):
     first: Callable[[Any, Sequence[Any]], list[Any] | None] | None = None
 
 
-# The driver connections whose session's ``group_concat_max_len`` is set already: once a
-# connection, not before every page (a round trip and a statement each, two a page).
-_LONG_CONCAT: weakref.WeakSet[Any] = weakref.WeakSet()
-
-
 def _aggregated(cursor: Any, sql: _Aggregated, params: Sequence[Any]) -> list[Any]:
-    if cursor.connection not in _LONG_CONCAT:
-        cursor.execute("SET SESSION group_concat_max_len = @@max_allowed_packet")
-        _LONG_CONCAT.add(cursor.connection)
     if sql.first is not None and (read := sql.first(cursor, params)) is not None:
         return read
     if sql.locates:

@@ -156,8 +156,11 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         # psycopg prepares a statement after a few runs and the server may then keep one
         # generic plan. A plan made while the table was nearly empty (the start of a
         # backfill) stays in use as the table grows to millions of rows: plan per query.
-        plans = {"plan_cache_mode": "force_custom_plan"} if backend == "postgresql" else {}
-        dbwait.session_timeouts(engine, parsed, also=plans)
+        plans = {"plan_cache_mode": "force_custom_plan"}
+        # verify reads a MariaDB page as one GROUP_CONCAT value (etl.integrity.pages): as
+        # long as a packet may be, in the connection's one SET, not a statement a page.
+        concat = {"group_concat_max_len": "@@max_allowed_packet"}
+        dbwait.session_timeouts(engine, parsed, also=plans if backend == "postgresql" else concat)
         sessions.ping_when_idle(engine)
         if parsed.get_driver_name() == "pymysql":
             sessions.reset_open_transactions(engine)
