@@ -41,8 +41,8 @@ import bench_dlt
 import bench_load
 import bench_reference
 import bench_startup
-from bench_report import run_bench
-from bench_results import BenchRun, Target, parse_args
+from benchkit.report import run_bench
+from benchkit.results import BenchRun, Target, parse_args
 
 
 def run(bench: BenchRun) -> None:

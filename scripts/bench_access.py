@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_support import Cleanup, Job, Simulator
+from benchkit.support import Cleanup, Job, Simulator
 
 PAGE = 100
 

@@ -4,7 +4,7 @@ One simulator (``--records``, 100,000, with a limit so high that it never sets t
 serves both. Per run and database, in alternating order: the job's first load (the real
 ``sync``, whole process, default settings apart from the simulator's address and a
 request budget that is never the bottleneck) into a fresh database, and a dlt pipeline
-(``scripts/bench_dlt_pipeline.py``: the ``rest_api`` source following ``links.next``
+(``scripts/benchkit/dlt_pipeline.py``: the ``rest_api`` source following ``links.next``
 over cursor pages of 100, merge on ``id``) into another fresh database: SQLite through
 dlt's ``sqlalchemy`` destination, PostgreSQL through its ``postgres`` destination. Both
 are timed as whole processes with their own peak RSS; the table shows medians of
@@ -27,9 +27,9 @@ import tempfile
 from pathlib import Path
 
 import sqlalchemy as sa
-from bench_report import run_bench
-from bench_results import LOCAL_RPM, BenchRun, Target, load_name, parse_args, short
-from bench_support import (
+from benchkit.report import run_bench
+from benchkit.results import LOCAL_RPM, BenchRun, Target, load_name, parse_args, short
+from benchkit.support import (
     OAUTH_TOKEN,
     PYTHON,
     ROOT,
@@ -43,8 +43,8 @@ from sqlalchemy.engine import make_url
 DLT_VERSION = "1.31.0"  # the version measured; pyproject.toml's bench extra pins it
 TARGET = 3.5  # the job's records/s as a multiple of dlt's (issue 27)
 INSTALL = ".venv/bin/pip install -e '.[bench]'  (or: make bench-dlt)"
-PIPELINE = ROOT / "scripts" / "bench_dlt_pipeline.py"
-DATASET = "zendesk"  # bench_dlt_pipeline.DATASET: the schema (PostgreSQL) or file suffix
+PIPELINE = ROOT / "scripts" / "benchkit" / "dlt_pipeline.py"
+DATASET = "zendesk"  # benchkit.dlt_pipeline.DATASET: the schema (PostgreSQL) or file suffix
 
 
 def dlt_name(records: int) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from bench_measures import task_cpu
+from benchkit.measures import task_cpu
 
 from etl.records.audit import Reject, parse_record
 from etl.storage import batch, migrate

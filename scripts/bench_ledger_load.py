@@ -16,7 +16,7 @@ shared host both move by tens of percent from run to run, so the runs with the l
 also time its writer's methods (the CPU of the thread in them: hashing, the entries'
 text, their inserts; not what they add to the commits) as a share of the job's CPU.
 On PostgreSQL each run also says what the server as a whole did meanwhile
-(``bench_pgserver``): the WAL written, the checkpoints started, full-page images, the
+(``benchkit.pgserver``): the WAL written, the checkpoints started, full-page images, the
 buffers its sessions wrote out, its background processes' CPU, and "others' CPU" (what
 neither the job, the simulator nor that server used): a run with checkpoints or much
 others' CPU in it says more about the host than about the ledger.
@@ -39,17 +39,17 @@ import uuid
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-from bench_measures import task_cpu
-from bench_pgserver import PgServer, ServerCost
-from bench_report import run_bench
-from bench_results import LOCAL_RPM, BenchRun, Scenario, Target, parse_args, short
-from bench_support import PYTHON, JobFailed, Simulator, compile_package, launcher, median
-from bench_support import measure_process as measure
+from benchkit.measures import task_cpu
+from benchkit.pgserver import PgServer, ServerCost
+from benchkit.report import run_bench
+from benchkit.results import LOCAL_RPM, BenchRun, Scenario, Target, parse_args, short
+from benchkit.support import PYTHON, JobFailed, Simulator, compile_package, launcher, median
+from benchkit.support import measure_process as measure
 
 KINDS = ("sqlite", "postgresql", "mariadb")
 LIMIT = 0.10  # of throughput: the time with the ledger at most 1 / 0.9 of the time without
 SPENT_FILE_ENV = "ETL_BENCH_LEDGER_CPU_FILE"
-# The launchers of the bench's runs (bench_support.LAUNCHER's work, then the file of the
+# The launchers of the bench's runs (benchkit.support.LAUNCHER's work, then the file of the
 # ledger writer's CPU seconds): with the ledger, its writer's methods timed by the CPU of
 # the thread that calls them; without it, the writer replaced before the job runs by one
 # that does nothing (the bench's own code path: nothing the job reads can ask for it).

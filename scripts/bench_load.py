@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import sys
 
-from bench_report import run_bench
-from bench_results import LOCAL_RPM, PAGE, BenchRun, Target, load_name, parse_args, short
-from bench_support import Job, Simulator
+from benchkit.report import run_bench
+from benchkit.results import LOCAL_RPM, PAGE, BenchRun, Target, load_name, parse_args, short
+from benchkit.support import Job, Simulator
 
 LATENCY = 0.2
 LATENCY_RPM = 700

@@ -1,6 +1,6 @@
 """The references of a load: the bare batched upsert (the ceiling) and SQLAlchemy Core's.
 
-The simulator's records are fetched once, untimed (``bench_ceiling.fetch_rows``); each
+The simulator's records are fetched once, untimed (``benchkit.ceiling.fetch_rows``); each
 upsert then takes them into a fresh database from a quiet server, ``--runs`` times per
 database. The bare upsert is the 100 % of the load's "% of ceiling"; the Core upsert is
 reported for reference, with no target.
@@ -14,9 +14,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bench_ceiling import core_upsert, fetch_rows, postgres_ceiling, sqlite_ceiling
-from bench_report import run_bench
-from bench_results import BenchRun, Ceiling, parse_args
+from benchkit.ceiling import core_upsert, fetch_rows, postgres_ceiling, sqlite_ceiling
+from benchkit.report import run_bench
+from benchkit.results import BenchRun, Ceiling, parse_args
 
 Upsert = Callable[[str, Sequence[dict[str, Any]]], float]
 CEILINGS: dict[str, Upsert] = {"sqlite": sqlite_ceiling, "postgresql": postgres_ceiling}

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bench_load import initial_load
-from bench_report import run_bench
-from bench_results import PAGE, BenchRun, Target, parse_args
-from bench_support import PYTHON, Job, Simulator, compile_package, time_command
+from benchkit.report import run_bench
+from benchkit.results import PAGE, BenchRun, Target, parse_args
+from benchkit.support import PYTHON, Job, Simulator, compile_package, time_command
 
 NEW_RECORDS = 1000
 NEW_ID_BASE = 9_500_000_000_000

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench_ledger import database, load, server_cpu
-from bench_measures import task_cpu
+from benchkit.measures import task_cpu
 from sqlalchemy.engine import Engine
 
 from etl.records.audit import Reject, parse_record

@@ -170,3 +170,15 @@ def test_every_script_option_has_help_text(script: str) -> None:
         # argparse puts the help after the option, or on the next line, indented further
         helped = re.search(r"\S {2,}\S", line.strip()) or re.match(r" {4,}\S", after)
         assert helped, f"{script}: {line.strip()} has no help text"
+
+
+def test_the_bench_finds_the_checkout_and_the_dlt_pipeline() -> None:
+    """scripts/benchkit/ is a folder below the commands: its ``ROOT`` (the jobs' working
+    directory, the package it compiles) is still the checkout, and the dlt pipeline
+    ``bench_dlt.py`` starts is a file. ``--help`` alone reads neither."""
+    found = subprocess.run(
+        [sys.executable, "-c", "import bench_dlt, benchkit.support as s; "
+         "print(s.ROOT); print(bench_dlt.PIPELINE.is_file())"],
+        capture_output=True, text=True, check=True, timeout=60, cwd=README_DIR / "scripts",
+    ).stdout.split("\n")  # fmt: skip
+    assert found[:2] == [str(README_DIR), "True"]

@@ -1,5 +1,5 @@
 """Processes for scripts/bench.py: the simulator, the job, their clean-up (fresh databases:
-``bench_databases``; what is read of processes: ``bench_measures``).
+``benchkit.databases``; what is read of processes: ``benchkit.measures``).
 
 Everything created here is registered with a ``Cleanup`` and removed by it, also on
 Ctrl-C: child processes run in their own session (a Ctrl-C reaches only the
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_measures import RssSampler, machine_cpu_seconds, process_cpu_seconds
+from benchkit.measures import RssSampler, machine_cpu_seconds, process_cpu_seconds
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: scripts/benchkit/ is two below
 PYTHON = sys.executable
 # The simulator's default static OAuth token; it reaches the job by environment only.
 OAUTH_TOKEN = "sim-oauth-token"

@@ -2,7 +2,7 @@
 
 ``BenchRun`` holds the options, the cleanup stack, the databases and every figure;
 ``scripts/bench_load.py``, ``bench_startup.py`` and ``bench_reference.py`` fill it and
-``scripts/bench_report.py`` prints and saves it.
+``scripts/benchkit/report.py`` prints and saves it.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_databases import Databases
-from bench_support import Cleanup, Job, JobFailed, JobRun, Simulator, median
+from benchkit.databases import Databases
+from benchkit.support import Cleanup, Job, JobFailed, JobRun, Simulator, median
 
 DEFAULT_POSTGRES = os.environ.get(
     "ETL_BENCH_POSTGRES",

@@ -22,9 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench_databases import Databases
-from bench_results import BenchRun, Ceiling, Target, load_name
-from bench_support import ROOT, Cleanup, JobFailed, median
+from benchkit.databases import Databases
+from benchkit.results import BenchRun, Ceiling, Target, load_name
+from benchkit.support import ROOT, Cleanup, JobFailed, median
 
 LOAD_AT_START = os.getloadavg()[0]
 LEGEND = """

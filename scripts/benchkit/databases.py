@@ -11,8 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy as sa
-from bench_support import ACCOUNT, Cleanup
 from sqlalchemy.engine import URL, make_url
+
+from benchkit.support import ACCOUNT, Cleanup
 
 
 class Databases:

@@ -5,9 +5,9 @@ A dlt user's idiomatic pipeline for this API: the ``rest_api`` source following
 ``audit_logs`` merged on ``id`` (what the job's upsert does), into SQLite through the
 ``sqlalchemy`` destination or into PostgreSQL through ``postgres``, each with dlt's
 defaults (its load file formats, workers and staging dataset for the merge). At exit it
-writes its own peak RSS, as the job's launcher does (``bench_support.RSS_FILE_ENV``).
+writes its own peak RSS, as the job's launcher does (``benchkit.support.RSS_FILE_ENV``).
 
-    .venv/bin/python scripts/bench_dlt_pipeline.py BASE_URL TOKEN {sqlite,postgresql} \\
+    .venv/bin/python scripts/benchkit/dlt_pipeline.py BASE_URL TOKEN {sqlite,postgresql} \\
         DB_URL PIPELINES_DIR
 """
 
@@ -20,7 +20,7 @@ from typing import Any
 
 DATASET = "zendesk"  # a schema on PostgreSQL; on SQLite an attached file beside DB_URL's
 PIPELINE = "zendesk_audit_bench"
-RSS_FILE_ENV = "ETL_BENCH_PEAK_RSS_FILE"  # the same name as bench_support's (not imported:
+RSS_FILE_ENV = "ETL_BENCH_PEAK_RSS_FILE"  # the same name as benchkit.support's (not imported:
 # this process should pay for dlt's imports, not for SQLAlchemy's twice)
 
 

@@ -30,10 +30,10 @@ from typing import Any
 import psycopg
 import requests
 import sqlalchemy as sa
-from bench_databases import psycopg_conninfo
-from bench_support import ACCOUNT, OAUTH_TOKEN
 from sqlalchemy.dialects import postgresql, sqlite
 
+from benchkit.databases import psycopg_conninfo
+from benchkit.support import ACCOUNT, OAUTH_TOKEN
 from etl.records.audit import RAW_JSON, parse_record
 from etl.storage.engine import open_engine
 from etl.storage.migrate import upgrade

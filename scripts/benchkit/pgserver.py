@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from bench_measures import task_cpu
 from sqlalchemy.pool import NullPool
+
+from benchkit.measures import task_cpu
 
 _STATE = """
 SELECT pg_current_wal_lsn()::text,
