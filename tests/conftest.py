@@ -22,14 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from parts import bytecode, cputime, marks, order
-from parts.databases import (
-    ALL_KINDS,
-    SERVER_URLS,
-    make_database,
-    migrate_from_template,
-    selected_kinds,
-    server_database,
-)
+from parts.databases import make_database, migrate_from_template, selected_kinds
 from parts.exports import kill_db_url
 from parts.packaging import built_wheel
 from parts.simulators import PACED, make_sim, shared_sim, unpaced
@@ -38,26 +31,19 @@ from parts.verify.spans import built, stored
 
 from etl.storage.engine import open_engine
 
-# Re-exported: tests import these from conftest, and the fixtures must be seen here.
+# The fixtures of tests/parts that tests take by name: pytest sees only a conftest's own
+# names. Helpers are imported from tests/parts or tests/support.py, never from here
+# (tests/test_layout.py holds to it).
 __all__ = [
-    "ALL_KINDS",
-    "SERVER_URLS",
     "built",
     "built_wheel",
     "kill_db_url",
-    "make_database",
     "make_sim",
-    "selected_kinds",
     "shared_sim",
     "stored",
     "unpaced",
     "zendesk",
 ]
-
-
-def _server_database(kind: str) -> Iterator[str]:
-    """Kept for tests that import it: ``parts.databases.server_database``."""
-    yield from server_database(kind)
 
 
 @pytest.fixture(params=selected_kinds())

@@ -141,6 +141,17 @@ def stored_rows(db_url: str, account: str = "acme") -> list[dict[str, Any]]:
     return rows
 
 
+def execute(db_url: str, *statements: Any) -> None:
+    """Run ``statements`` in one transaction on ``db_url`` (a test's tampering or set-up)."""
+    engine = open_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(statement)
+    finally:
+        engine.dispose()
+
+
 def count_rows(engine: sa.Engine) -> int:
     """Rows committed in the audit table so far (0 before the schema exists)."""
     try:

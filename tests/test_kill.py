@@ -19,9 +19,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_database, selected_kinds
 from parts.cli import run_cli
 from parts.configs import write_config
+from parts.databases import make_database, selected_kinds
 from support import (
     SIM_OAUTH_TOKEN,
     assert_table_matches,

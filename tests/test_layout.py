@@ -1,5 +1,6 @@
 """The packages' layout: production and the simulator apart, no import circle, no table
-named by hand in SQL, every module in docs/ARCHITECTURE.md; no test module imports another."""
+named by hand in SQL, every module in docs/ARCHITECTURE.md; no test module imports another
+test module or the conftest."""
 
 from __future__ import annotations
 
@@ -112,14 +113,22 @@ def test_every_module_is_in_the_architecture_table(package: str) -> None:
 
 
 def _test_modules_imported(path: Path) -> set[str]:
-    """The test modules (``test_*``, beside it in tests/) that ``path`` imports, anywhere in it."""
-    found = {m.split(".")[0] for m in _imports(path, "tests")}
-    return {n for n in found if n.startswith("test_") and (ROOT / "tests" / f"{n}.py").exists()}
+    """The test modules (``test_*``, beside it in tests/) and the conftest that ``path``
+    imports, anywhere in it."""
+    found = {m.removeprefix("tests.").split(".")[0] for m in _imports(path, "tests")}
+    return {
+        n
+        for n in found
+        if (n.startswith("test_") or n == "conftest") and (ROOT / "tests" / f"{n}.py").exists()
+    }
 
 
 def test_no_test_module_imports_another() -> None:
     """Helpers and fixtures two test files share live in tests/parts/ or tests/support.py:
-    importing a test module couples the files and drags its fixtures along."""
+    importing a test module couples the files and drags its fixtures along. Nor is
+    anything imported from conftest, which is for fixtures and hooks: a helper found there
+    couples its importers to it just the same."""
     tests = ROOT / "tests"
     for path in sorted(tests.rglob("*.py")):
-        assert not _test_modules_imported(path), f"{path.relative_to(ROOT)} imports a test module"
+        imported = _test_modules_imported(path)
+        assert not imported, f"{path.relative_to(ROOT)} imports {sorted(imported)}"

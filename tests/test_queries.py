@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_database, selected_kinds
+from parts.databases import make_database, selected_kinds
 from sqlalchemy.engine import make_url
 from support import FakeTime, fake_time_client, fresh_store, recent, sim_account
 

@@ -17,8 +17,7 @@ import sqlalchemy as sa
 from parts.cli import CliProcess, one_error_line, run_cli
 from parts.configs import write_config
 from parts.simulators import Simulators, history
-from parts.verify.spans import execute
-from support import SIM_OAUTH_TOKEN, audit_record, recent
+from support import SIM_OAUTH_TOKEN, audit_record, execute, recent
 
 from etl.common.errors import ExitCode
 from etl.storage.engine import open_engine

@@ -30,8 +30,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import SERVER_URLS
 from parts.cli import run_cli_in
+from parts.databases import SERVER_URLS
 from sqlalchemy.engine import make_url
 from support import recent, sim_account, wait_until
 

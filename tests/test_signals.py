@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_database, selected_kinds
 from parts.cli import CliProcess, run_cli
 from parts.configs import write_config as parts_config
+from parts.databases import make_database, selected_kinds
 from support import (
     assert_table_matches,
     audit_record,

@@ -4,6 +4,7 @@ schema beyond its version. What it imports is in test_cli (a real process)."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import ssl
@@ -219,6 +220,32 @@ def test_pymysql_preferred_tls_context_is_pymysqls_made_when_used() -> None:
     assert ours.cert_store_stats() == theirs.cert_store_stats()
     checked = quick_tls_connection()(defer_connect=True, ssl_verify_cert=True)
     assert isinstance(checked.ctx, ssl.SSLContext)
+
+
+def test_pymysqls_private_context_hook_is_still_the_one_overridden() -> None:
+    """``quick_tls_connection`` overrides PyMySQL's private ``_create_ssl_ctx(self, sslp)``
+    (no public option can: etl/storage/drivers/pymysql_start.py), which ``__init__`` calls
+    once, with ``{}`` where TLS is preferred, and keeps what it returns as the handshake's
+    context. An upgrade that renames, re-signs or stops calling it fails here, by name."""
+    from pymysql.connections import Connection
+
+    hook = getattr(Connection, "_create_ssl_ctx", None)
+    assert callable(hook), "PyMySQL has no Connection._create_ssl_ctx any more"
+    assert list(inspect.signature(hook).parameters) == ["self", "sslp"], (
+        f"PyMySQL's Connection._create_ssl_ctx is now {inspect.signature(hook)}"
+    )
+    asked: list[Any] = []
+    made = object()
+
+    class Spy(Connection):  # type: ignore[misc]  # PyMySQL has no hints
+        def _create_ssl_ctx(self, sslp: Any) -> Any:
+            asked.append(sslp)
+            return made
+
+    assert Spy(defer_connect=True).ctx is made and asked == [{}], "preferred TLS's context"
+    asked.clear()
+    Spy(defer_connect=True, ssl_verify_cert=True)
+    assert len(asked) == 1 and asked[0], "an ssl_* option's context is asked for with it"
 
 
 @pytest.mark.databases("mysql")

@@ -15,8 +15,7 @@ import sqlalchemy as sa
 from parts.cli import cli, one_error_line
 from parts.packaging import units_with_real_binary
 from parts.verify.signed import RECORDS, config, found, keygen, synced, verify
-from parts.verify.spans import execute
-from support import audit_record, recent
+from support import audit_record, execute, recent
 
 from etl.common.clock import utc_now
 from etl.common.errors import ExitCode

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from parts.verify.spans import (  # noqa: F401 (autouse here: the spans made small)
-    execute,
     first_span,
     seams,
     seq_row,
     small_spans,
 )
+from support import execute
 
 from etl.integrity.findings import AccountReport
 from etl.integrity.keys import PublicKey

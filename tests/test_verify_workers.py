@@ -19,11 +19,11 @@ import sqlalchemy as sa
 from parts.cli import CLI_ENV, ROOT
 from parts.configs import write_config
 from parts.verify.spans import (  # noqa: F401 (autouse here: the spans made small)
-    execute,
     seams,
     seq_row,
     small_spans,
 )
+from support import execute
 
 from etl.integrity.keys import PublicKey
 from etl.storage.schema.logs import audit_logs

@@ -6,6 +6,12 @@ CA certificate of the system: about 25 ms of CPU a connection, two a run, for a 
 may offer no TLS at all. ``quick_preferred_tls`` has PyMySQL make that same context when a
 TLS handshake needs it. A URL with an ``ssl_*`` option is left to PyMySQL.
 
+It overrides PyMySQL's private ``Connection._create_ssl_ctx`` as no public option does this:
+PyMySQL prefers TLS only with no ``ssl``/``ssl_*`` argument, making the context in
+``__init__``, while ``ssl=`` (a non-empty dict or an ``ssl.SSLContext``) or any ``ssl_*``
+requires TLS (a server without it refused) and makes the context up front just the same.
+tests/test_startup.py fails by name if an upgrade renames, re-signs or stops calling it.
+
 (PyMySQL also imports cryptography, for MySQL's RSA password logins alone: some 2% of a
 MariaDB run with nothing new, left as it is; hiding it needs a patched module.)
 """

@@ -114,11 +114,3 @@ def seq_row(db_url: str, seq: int) -> dict[str, Any]:
     engine.dispose()
     assert row is not None
     return dict(row._mapping)
-
-
-def execute(db_url: str, *statements: Any) -> None:
-    engine = open_engine(db_url)
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(statement)
-    engine.dispose()
