@@ -65,7 +65,7 @@ def test_the_command_reference_is_generated_from_the_parser() -> None:
 # The files and modules the docs send a reader to. PERFORMANCE.md is a log of measurements,
 # each naming the code as it was when measured, so a later move does not make it wrong.
 CODE_PATH = re.compile(
-    r"(?<![\w/.$-])((?:etl|zendesk_sim|migrations|tests|scripts|deploy)/[\w./@*-]*[\w*/])"
+    r"(?<![\w/.$-])((?:\.ci|etl|zendesk_sim|migrations|tests|scripts|deploy)/[\w./@*-]*[\w*/])"
 )
 CODE_NAME = re.compile(r"(?<![\w/.-])((?:etl|zendesk_sim)(?:\.[A-Za-z_]\w*)+)")
 IN_THE_WHEEL = {"etl/migrations"}  # where the wheel puts migrations/, named as such
