@@ -21,6 +21,8 @@ from etl.cli.main import build_parser
 from etl.cli.output import PROG
 from etl.common.errors import ExitCode
 from etl.config import loader as config
+from etl.config.ledger import LEDGER_KEYS
+from etl.config.secrets import CREDENTIAL_KEYS
 
 README_DIR = Path(__file__).resolve().parent.parent
 README = DOCS  # the README and the docs pages it links
@@ -140,9 +142,42 @@ def test_the_several_accounts_example_is_a_valid_config() -> None:
     assert sandbox.sync.filters == {"action": ("create", "destroy", "update")}
 
 
+METRIC_TABLES = (metrics.HELP, metrics.LEDGER_HELP, metrics.STREAM_HELP, metrics.EXPORT_HELP)
+
+
 def test_the_readme_names_every_metric() -> None:
     named = set(re.findall(r"`(?:zendesk_audit_etl)?_([a-z_]+)`", README))
-    assert set(metrics.HELP) | set(metrics.EXPORT_HELP) <= named
+    written = set().union(*METRIC_TABLES)
+    assert written <= named, f"undocumented metrics: {sorted(written - named)}"
+
+
+def test_every_metric_the_docs_name_is_written() -> None:
+    """A metric renamed or dropped leaves no alert rule or page naming the old one."""
+    written = set().union(*METRIC_TABLES)
+    named = set(re.findall(rf"\b{metrics.PREFIX}_([a-z_]+)", README))
+    assert named <= written, f"the docs name metrics no run writes: {sorted(named - written)}"
+
+
+def test_every_config_key_is_in_the_configuration_page() -> None:
+    """docs/CONFIGURATION.md names every key a config may hold: the credentials in their
+    table (a secret's ``_file`` and ``_env`` forms are the page's one rule for every secret),
+    the rest as ``[section] key`` rows."""
+    page = (README_DIR / "docs" / "CONFIGURATION.md").read_text()
+    variants = {f"{key}_{how}" for key in config.SECRET_KEYS for how in ("file", "env")}
+    for key in sorted(CREDENTIAL_KEYS - variants):
+        assert f"`{key}`" in page or f"] {key}`" in page, f"[zendesk] {key}"
+    sections = {
+        "zendesk": config.ZENDESK_KEYS - CREDENTIAL_KEYS,
+        "sync": config.SYNC_KEYS - {"filters"},  # its own row: `[sync.filters] …`
+        "database": config.DATABASE_KEYS,
+        "monitoring": config.MONITORING_KEYS,
+        "ledger": LEDGER_KEYS,
+    }
+    for section, keys in sections.items():
+        rows = [line for line in page.splitlines() if line.startswith(f"| `[{section}] ")]
+        for key in sorted(keys):
+            named = (f"] {key}`", f"`{key}`")
+            assert any(n in row for row in rows for n in named), f"no row for [{section}] {key}"
 
 
 def test_the_wheel_the_readme_names_is_this_version() -> None:

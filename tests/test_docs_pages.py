@@ -4,6 +4,7 @@ user is meant to run runs here as written, or says why it cannot."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 import subprocess
@@ -59,6 +60,45 @@ def test_the_command_reference_is_generated_from_the_parser() -> None:
     assert (ROOT / "docs" / "COMMANDS.md").read_text() == reference(), (
         "docs/COMMANDS.md is stale: python scripts/command_reference.py > docs/COMMANDS.md"
     )
+
+
+# The files and modules the docs send a reader to. PERFORMANCE.md is a log of measurements,
+# each naming the code as it was when measured, so a later move does not make it wrong.
+CODE_PATH = re.compile(
+    r"(?<![\w/.$-])((?:\.ci|etl|zendesk_sim|migrations|tests|scripts|deploy)/[\w./@*-]*[\w*/])"
+)
+CODE_NAME = re.compile(r"(?<![\w/.-])((?:etl|zendesk_sim)(?:\.[A-Za-z_]\w*)+)")
+IN_THE_WHEEL = {"etl/migrations"}  # where the wheel puts migrations/, named as such
+CURRENT = [page for page in PAGES if page.name != "PERFORMANCE.md"]
+
+
+@pytest.mark.parametrize("page", CURRENT, ids=lambda p: p.name)
+def test_every_path_the_docs_name_exists(page: Path) -> None:
+    for path in sorted(set(CODE_PATH.findall(page.read_text())) - IN_THE_WHEEL):
+        found = any(ROOT.glob(path)) if "*" in path else (ROOT / path).exists()
+        assert found, f"{page.name} names {path}, which does not exist"
+
+
+def _resolves(dotted: str) -> bool:
+    """Whether ``etl.a.b.name`` is a module, or a name in the longest module it starts with."""
+    parts = dotted.split(".")
+    for end in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module(".".join(parts[:end]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[end:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+        return True
+    return False
+
+
+@pytest.mark.parametrize("page", CURRENT, ids=lambda p: p.name)
+def test_every_module_and_name_the_docs_give_exists(page: Path) -> None:
+    for dotted in sorted(set(CODE_NAME.findall(page.read_text()))):
+        assert _resolves(dotted), f"{page.name} names {dotted}, which does not exist"
 
 
 def shell_blocks() -> Iterator[tuple[str, str, str | None]]:
