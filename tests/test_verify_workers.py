@@ -28,10 +28,11 @@ from support import execute
 from etl.integrity.keys import PublicKey
 from etl.storage.schema.logs import audit_logs
 
-# The installed script, run as the shell runs it (its ``__main__``: spawn's workers read
-# it again as ``__mp_main__``, as for a user), after two changes to this process only: the
-# spans made small, and each span this process walks itself written on stderr, so the
-# test knows the others were walked by workers (which import the package afresh).
+# The installed script, run as the shell runs it (as its ``__main__``, as for a user; the
+# crew hides that file from spawn, so workers do not import it again), after two changes to
+# this process only: the spans made small, and each span this process walks itself written
+# on stderr, so the test knows the others were walked by workers (which import the package
+# afresh).
 LAUNCH = """
 import runpy, sys
 from etl.integrity.parallel import piece, split
