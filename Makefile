@@ -43,8 +43,8 @@ test: lint ## lint, then type-check and run the tests side by side: what CI runs
 	@$(MAKE) --no-print-directory -j2 typecheck pytest
 
 # By what a test needs (marked by tests/parts/marks.py): test-fast takes the tests that need
-# no database and no new process (values, and HTTP on loopback), about 800 in under a minute
-# on two cores; test-sqlite adds the database tests, on SQLite alone (about 1,300 in some
+# no database and no new process (values, and HTTP on loopback), about 850 in under a minute
+# on two cores; test-sqlite adds the database tests, on SQLite alone (about 1,350 in some
 # two minutes idle). Neither runs the whole-process tests (signals, kills, the installed command).
 test-fast: $(STAMP) ## the tests that need no database and no new process, in under a minute (PYTEST_ARGS to narrow)
 	ETL_TEST_DATABASES=sqlite $(BIN)/pytest -n 2 -m "not db and not process and not slow and not packaging" $(PYTEST_ARGS)
