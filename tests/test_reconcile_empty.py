@@ -39,7 +39,7 @@ def _day(days_ago: int, since_midnight: timedelta) -> datetime:
 # 3 holds day 10's last second, day 9's first and day 3's first, page 4 day 3's second.
 TIMES = [_day(20, timedelta(hours=9, seconds=i)) for i in range(4)]
 TIMES += [_day(10, timedelta(hours=9)), _day(10, timedelta(hours=10)), _day(10, LAST_SECOND)]
-TIMES += [_day(9, ZERO_HOUR), _day(3, timedelta(hours=1)), _day(3, timedelta(hours=2))]
+TIMES += [_day(9, ZERO_HOUR), _day(3, LAST_SECOND), _day(3, LAST_SECOND)]  # after a stretch
 RECORDS = [audit_record(9_500_000_000_000 + i, moment) for i, moment in enumerate(TIMES)]
 DELETED, EDITED = RECORDS[1]["id"], RECORDS[8]["id"]
 # Stored, not at Zendesk: inside stretches (day 15), at the first and last second of empty
