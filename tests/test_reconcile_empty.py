@@ -3,7 +3,8 @@ database: a stretch of days Zendesk has no record of costs a bounded number of s
 not two a day; the report is the one the day-by-day reading gives for the same data
 (computed here, each empty day compared and saved on its own); stored rows on a day Zendesk
 says is empty are extra, also at a day's first and last second; a stretch whose save
-fails, or a read that fails after it, leaves the run to resume at its first unsaved day."""
+fails, or a read that fails after it, leaves the run to resume at its first unsaved day,
+and a stretch is saved up to each of its days with stored rows."""
 
 from __future__ import annotations
 
@@ -188,3 +189,26 @@ def test_a_read_that_fails_after_a_stretch_resumes_at_the_open_day(
     with fake_time_client(period.account) as client, pytest.raises(AuthError):
         reconcile_account(engine, client, period, client.stats)
     _resumed(engine, sim, LONG - 3)
+
+
+def test_a_stretch_is_saved_up_to_each_day_with_stored_rows(
+    setup: tuple[sa.Engine, SimulatedZendesk],
+) -> None:
+    engine, sim = setup
+    period = _period(sim, LONG)
+    day_4 = (TODAY - timedelta(days=4)).date().isoformat()
+
+    def fail_at_day_4(conn: Any, cursor: Any, statement: str, params: Any, context: Any,
+                      *_: Any) -> None:  # fmt: skip
+        # The stretch after day 9 has extra rows on days 5 and 4: the save holding day 4
+        # fails (as a kill then would); the days up to day 5 were saved before it was read.
+        if statement.startswith("INSERT INTO zendesk_audit_reconcile_days") and any(
+            row["day"] == day_4 for row in context.compiled_parameters
+        ):
+            raise RuntimeError("killed while saving day 4")
+
+    sa.event.listen(engine, "before_cursor_execute", fail_at_day_4)
+    with fake_time_client(period.account) as client, pytest.raises(RuntimeError):
+        reconcile_account(engine, client, period, client.stats)
+    sa.event.remove(engine, "before_cursor_execute", fail_at_day_4)
+    _resumed(engine, sim, LONG - 4)  # days 300 to 5 kept, day 4 read again

@@ -243,10 +243,10 @@ class _Run:
         raise CorruptResponseError(f"a record of {format_time(moment)} after the period's end")
 
     def _empty(self, spans: list[tuple[str, datetime, datetime]]) -> None:
-        if spans:
-            self._check_stop(spans[0][0])
-            with self.engine.connect() as conn:
-                self._save(empty_days(conn, self.period.stored, spans, self.covering))
+        with self.engine.connect() as conn:
+            for results in empty_days(conn, self.period.stored, spans, self.covering):
+                self._check_stop(results[0].day)
+                self._save(results)
 
     def _save(self, results: list[DayResult]) -> None:
         name, key, stream = self.period.account.name, self.period.key, self.period.source.stream

@@ -4,7 +4,8 @@ ledger hashes them, and the signed checkpoint that covers them.
 ``stored_day`` reads one day of one log's table under the scope's filters in keyset pages
 (flat memory, whatever the day's size) and ``compare_day`` holds them against Zendesk's;
 ``empty_days`` does that for a stretch of days Zendesk has no record of, with one query
-for the stretch plus two a day that has stored rows (those are *extra*), not two a day.
+for the stretch plus two a day that has stored rows (those are *extra*, and their run of
+days is saved then), not two a day.
 ``last_signed`` finds the account's last signed checkpoint and how far its ledger reaches,
 once a period, and ``Covering.of_day`` says whether it covers a day. Read only.
 """
@@ -128,20 +129,25 @@ def empty_days(
     scope: StoredScope,
     spans: Sequence[tuple[str, datetime, datetime]],
     covering: Covering | None,
-) -> list[DayResult]:
+) -> Iterator[list[DayResult]]:
     """The results of consecutive days (date, first and last second) Zendesk returned no
     record of: one query finds which have stored rows, and only those are read (their rows
-    are extra); the others are empty on both sides, exactly as ``compare_day`` finds them."""
+    are extra); the others are empty on both sides, exactly as ``compare_day`` finds them.
+    Yielded in runs that end at a day with stored rows (or the stretch's end), for the
+    caller to save as it goes: a kill in a long stretch of extra rows loses one day's read."""
     stored = set(days_with_rows(conn, scope, spans[0][1], spans[-1][2])) if spans else set()
-    results = []
+    results: list[DayResult] = []
     for day, start, end in spans:
         result = DayResult(day, format_time(start), format_time(end))
+        results.append(result)
         if date.fromisoformat(day) in stored:
             compare_day(conn, scope, (start, end), {}, result, covering)
+            yield results
+            results = []
         elif covering is not None:
             result.checkpoint = covering.of_day(None, 0)
-        results.append(result)
-    return results
+    if results:
+        yield results
 
 
 @dataclass(frozen=True)
