@@ -5,7 +5,9 @@ query, oldest first, of one log (a ``Source``: ``AUDIT``, or the access log's, w
 CLI makes from ``etl.sync.streams``) with the job's own client (its retries, rate limit and
 quota, and every answer held to its query's promises by the log's paginator,
 ``etl.zendesk.pagination``: in the window, in order, also across pages); the records are
-grouped by UTC day as they stream (``_Run``), so a day without a record costs no request.
+grouped by UTC day as they stream (``_Run``), so a day without a record costs no request,
+and a stretch of such days costs no statement each either: its stored rows are looked for
+with one query and its progress saved with one insert (``reconcile_stored.empty_days``).
 Each is turned into the row the store would keep (the log's parser) and hashed as the
 ledger hashes it (``etl.records.chain.record_hash`` of the canonical JSON); once a later
 day's record arrives or the query ends, the day's stored rows are read in keyset pages and
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +36,15 @@ from etl.common.errors import CorruptResponseError, InterruptedRun
 from etl.common.settings import AccountSettings
 from etl.common.version import VERSION
 from etl.integrity import reconcile_days as progress
-from etl.integrity.reconcile_days import DayResult
-from etl.integrity.reconcile_stored import SECOND, Covering, StoredScope, last_signed, stored_day
+from etl.integrity.reconcile_days import AccountReconcile, DayResult
+from etl.integrity.reconcile_stored import (
+    SECOND,
+    Covering,
+    StoredScope,
+    compare_day,
+    empty_days,
+    last_signed,
+)
 from etl.records.audit import Reject, parse_record
 from etl.records.chain import record_hash
 from etl.storage.schema.logs import audit_logs
@@ -105,55 +114,6 @@ class Period:
         return StoredScope(source.table, source.time_column, account.name, filters)
 
 
-@dataclass
-class AccountReconcile:
-    account: str
-    stream: str
-    since: str
-    until: str
-    scope: Mapping[str, Any]
-    days: list[DayResult] = field(default_factory=list)
-    resumed: int = 0  # days taken from an earlier, unfinished reconcile of the period
-    requests: int = 0  # API requests this run made
-
-    @property
-    def matches(self) -> bool:
-        return all(day.matches for day in self.days)
-
-    def totals(self) -> dict[str, int]:
-        days = self.days
-        return {
-            "days": len(days),
-            "days_differing": sum(not d.matches for d in days),
-            "at_zendesk": sum(d.at_zendesk for d in days),
-            "stored": sum(d.stored for d in days),
-            "missing": sum(len(d.missing) for d in days),
-            "extra": sum(len(d.extra) for d in days),
-            "differ": sum(len(d.differ) for d in days),
-            "rejected": sum(d.rejected for d in days),
-        }
-
-    def summary(self) -> str:
-        t = self.totals()
-        verdict = "complete" if self.matches else "DIFFERS"
-        resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
-        return (
-            f"account {self.account} {self.stream} {self.since}..{self.until}: {verdict}: "
-            f"{t['days']} days{resumed}, {t['days_differing']} differing; "
-            f"{t['at_zendesk']} at Zendesk, {t['stored']} stored, {t['missing']} missing, "
-            f"{t['extra']} extra, {t['differ']} differ; {self.requests} API requests"
-        )
-
-    def fields(self) -> dict[str, Any]:
-        return {
-            "account": self.account, "stream": self.stream,
-            "since": self.since, "until": self.until,
-            "scope": dict(self.scope), "matches": self.matches, "totals": self.totals(),
-            "days_resumed": self.resumed, "requests": self.requests,
-            "days": [day.fields() for day in self.days], "summary": self.summary(),
-        }  # fmt: skip
-
-
 def day_spans(since: datetime, until: datetime) -> Iterator[tuple[str, datetime, datetime]]:
     """Each UTC day of ``since..until``: its date and its part of the period, inclusive."""
     midnight = since.replace(hour=0, minute=0, second=0, microsecond=0)
@@ -201,7 +161,8 @@ def reconcile_account(
 
 class _Run:
     """Consecutive unfinished days read with one query, ascending: the records are grouped
-    by day as they stream, so a day without a record costs no request. A day is finished
+    by day as they stream, so a day without a record costs no request, and the days between
+    two records' (or after the last) are finished together (``_empty``). A day is finished
     (compared, saved) only once a record of a later day arrives or the query ends: the
     paginator refuses, before yielding it, a page that lies outside the window or goes back
     in time, also across pages, so after a later day's record none of an earlier day can
@@ -226,9 +187,9 @@ class _Run:
             charged = False
             for raw in records:
                 moment = source.time_of(raw)
-                while moment is not None and moment > self.end:
+                if moment is not None and moment > self.end:
                     self._finish()
-                    self._open(_next_day(days, moment))
+                    self._open(self._empty_until(days, moment))
                 if moment is not None and moment < self.start:  # the paginator forbids it
                     raise CorruptResponseError(
                         f"{source.stream}: a record of {format_time(moment)} after one of "
@@ -246,14 +207,11 @@ class _Run:
             if not charged:
                 self._charge()
         self._finish()  # the query ended: this day and the rest had nothing more
-        for span in days:
-            self._open(span)
-            self._finish()
+        self._empty(list(days))
 
     def _open(self, span: tuple[str, datetime, datetime]) -> None:
         day, self.start, self.end = span
-        if self.stop is not None and self.stop.is_set():
-            raise InterruptedRun(f"stopped by a signal before {day}; the days finished are kept")
+        self._check_stop(day)
         self.result = DayResult(day, format_time(self.start), format_time(self.end))
         self.hashes = {}
 
@@ -261,55 +219,41 @@ class _Run:
         self.result.requests += self.stats.requests - self.mark
         self.mark = self.stats.requests
 
+    def _check_stop(self, day: str) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise InterruptedRun(f"stopped by a signal before {day}; the days finished are kept")
+
     def _finish(self) -> None:
-        result, name, key = self.result, self.period.account.name, self.period.key
-        result.at_zendesk = len(self.hashes)
-        _compare(self.engine, self.period, self.start, self.end, self.hashes, result,
-                 self.covering)  # fmt: skip
-        result.checked_at, result.version = format_time(self.now()), VERSION
-        progress.save_day(self.engine, name, key, self.period.scope_text, result, self.now())
-        self.report.days.append(result)
-        log.info("account %s %s: %s", name, self.period.source.stream, result.line())
+        with self.engine.connect() as conn:
+            compare_day(conn, self.period.stored, (self.start, self.end), self.hashes,
+                        self.result, self.covering)  # fmt: skip
+        self._save([self.result])
 
-
-def _next_day(
-    days: Iterator[tuple[str, datetime, datetime]], moment: datetime
-) -> tuple[str, datetime, datetime]:
-    span = next(days, None)
-    if span is None:  # the paginator holds every record to the query's window
+    def _empty_until(
+        self, days: Iterator[tuple[str, datetime, datetime]], moment: datetime
+    ) -> tuple[str, datetime, datetime]:
+        """Finishes the days before ``moment``'s, which Zendesk has no record of; its span."""
+        empty: list[tuple[str, datetime, datetime]] = []
+        for span in days:
+            if moment <= span[2]:
+                self._empty(empty)
+                return span
+            empty.append(span)
+        # The paginator holds every record to the query's window.
         raise CorruptResponseError(f"a record of {format_time(moment)} after the period's end")
-    return span
 
+    def _empty(self, spans: list[tuple[str, datetime, datetime]]) -> None:
+        with self.engine.connect() as conn:
+            for results in empty_days(conn, self.period.stored, spans, self.covering):
+                self._check_stop(results[0].day)
+                self._save(results)
 
-def _compare(
-    engine: Engine,
-    period: Period,
-    start: datetime,
-    end: datetime,
-    theirs: dict[Any, bytes],
-    result: DayResult,
-    covering: Covering | None,
-) -> None:
-    """The day's stored rows against ``theirs``; fills the result's ids and checkpoint."""
-    stored = unnumbered = 0
-    newest_seq: int | None = None
-    extra: list[Any] = []
-    differ: list[Any] = []
-    seen: set[Any] = set()
-    with engine.connect() as conn:
-        for record_id, digest, seq in stored_day(conn, period.stored, start, end):
-            stored += 1
-            seen.add(record_id)
-            if seq is None:
-                unnumbered += 1
-            elif newest_seq is None or seq > newest_seq:
-                newest_seq = seq
-            if record_id not in theirs:
-                extra.append(record_id)
-            elif theirs[record_id] != digest:
-                differ.append(record_id)
-    if covering is not None:
-        result.checkpoint = covering.of_day(newest_seq, unnumbered)
-    result.stored = stored
-    result.missing = sorted(set(theirs) - seen)
-    result.extra, result.differ = sorted(extra), sorted(differ)
+    def _save(self, results: list[DayResult]) -> None:
+        name, key, stream = self.period.account.name, self.period.key, self.period.source.stream
+        checked_at = self.now()
+        for result in results:
+            result.checked_at, result.version = format_time(checked_at), VERSION
+        progress.save_days(self.engine, name, key, self.period.scope_text, results, checked_at)
+        self.report.days.extend(results)
+        for result in results:
+            log.info("account %s %s: %s", name, stream, result.line())

@@ -1,7 +1,8 @@
 """What ``reconcile`` found per UTC day, and where an unfinished one keeps its finished days.
 
 A ``DayResult`` is one day's comparison: Zendesk's records against the stored rows, by id
-and by the canonical record hash (``etl.records.chain.record_hash``, as ``verify``'s).
+and by the canonical record hash (``etl.records.chain.record_hash``, as ``verify``'s); an
+``AccountReconcile`` is a period's days, its totals and its report (text or JSON).
 Each finished day is saved at once in ``zendesk_audit_reconcile_days`` under its account
 and period (``since..until``), with the scope it was read under: a reconcile of the same
 period killed half-way resumes from there instead of reading those days from the API
@@ -12,6 +13,7 @@ period reads afresh. The records tables are never written.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -80,6 +82,55 @@ class DayResult:
         return ", ".join(parts)
 
 
+@dataclass
+class AccountReconcile:
+    account: str
+    stream: str
+    since: str
+    until: str
+    scope: Mapping[str, Any]
+    days: list[DayResult] = field(default_factory=list)
+    resumed: int = 0  # days taken from an earlier, unfinished reconcile of the period
+    requests: int = 0  # API requests this run made
+
+    @property
+    def matches(self) -> bool:
+        return all(day.matches for day in self.days)
+
+    def totals(self) -> dict[str, int]:
+        days = self.days
+        return {
+            "days": len(days),
+            "days_differing": sum(not d.matches for d in days),
+            "at_zendesk": sum(d.at_zendesk for d in days),
+            "stored": sum(d.stored for d in days),
+            "missing": sum(len(d.missing) for d in days),
+            "extra": sum(len(d.extra) for d in days),
+            "differ": sum(len(d.differ) for d in days),
+            "rejected": sum(d.rejected for d in days),
+        }
+
+    def summary(self) -> str:
+        t = self.totals()
+        verdict = "complete" if self.matches else "DIFFERS"
+        resumed = f" ({self.resumed} from an earlier run)" if self.resumed else ""
+        return (
+            f"account {self.account} {self.stream} {self.since}..{self.until}: {verdict}: "
+            f"{t['days']} days{resumed}, {t['days_differing']} differing; "
+            f"{t['at_zendesk']} at Zendesk, {t['stored']} stored, {t['missing']} missing, "
+            f"{t['extra']} extra, {t['differ']} differ; {self.requests} API requests"
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "account": self.account, "stream": self.stream,
+            "since": self.since, "until": self.until,
+            "scope": dict(self.scope), "matches": self.matches, "totals": self.totals(),
+            "days_resumed": self.resumed, "requests": self.requests,
+            "days": [day.fields() for day in self.days], "summary": self.summary(),
+        }  # fmt: skip
+
+
 def _ids(kind: str, ids: list[Any]) -> str:
     if not ids:
         return f"0 {kind}"
@@ -103,24 +154,29 @@ def finished_days(engine: Engine, account: str, period: str, scope: str) -> dict
     return {day: DayResult.from_fields(json.loads(text)) for day, text in rows}
 
 
-def save_day(
-    engine: Engine, account: str, period: str, scope: str, result: DayResult, now: datetime
-) -> None:
-    """One finished day, committed at once (a kill after it does not lose it); over the
-    same day of a reconcile of the same period that ran at the same time."""
+def save_days(
+    engine: Engine, account: str, period: str, scope: str, results: list[DayResult],
+    now: datetime,
+) -> None:  # fmt: skip
+    """Finished consecutive days, committed at once (a kill after it does not lose them),
+    in one delete and one multi-row insert however many; over the same days of a reconcile
+    of the same period that ran at the same time."""
+    if not results:
+        return
     table = reconcile_days
+    rows = [
+        {"account": account, "period": period, "day": result.day, "scope": scope,
+         "result": json.dumps(result.fields(), separators=(",", ":")), "checked_at": now}
+        for result in results
+    ]  # fmt: skip
     with engine.begin() as conn:
         conn.execute(
             sa.delete(table).where(
-                table.c.account == account, table.c.period == period, table.c.day == result.day
-            )
-        )
-        conn.execute(
-            sa.insert(reconcile_days).values(
-                account=account, period=period, day=result.day, scope=scope,
-                result=json.dumps(result.fields(), separators=(",", ":")), checked_at=now,
+                table.c.account == account, table.c.period == period,
+                table.c.day >= results[0].day, table.c.day <= results[-1].day,
             )
         )  # fmt: skip
+        conn.execute(sa.insert(table), rows)
 
 
 def forget(engine: Engine, account: str, period: str) -> None:

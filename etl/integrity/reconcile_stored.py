@@ -2,22 +2,26 @@
 ledger hashes them, and the signed checkpoint that covers them.
 
 ``stored_day`` reads one day of one log's table under the scope's filters in keyset pages
-(flat memory, whatever the day's size); ``last_signed`` finds the account's last signed
-checkpoint and how far its ledger reaches, once a period, and ``Covering.of_day`` says
-whether it covers a day. Read only; the comparison is ``etl.integrity.reconcile``'s.
+(flat memory, whatever the day's size) and ``compare_day`` holds them against Zendesk's;
+``empty_days`` does that for a stretch of days Zendesk has no record of, with one query
+for the stretch plus two a day that has stored rows (those are *extra*, and their run of
+days is saved then), not two a day.
+``last_signed`` finds the account's last signed checkpoint and how far its ledger reaches,
+once a period, and ``Covering.of_day`` says whether it covers a day. Read only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from etl.common.clock import iso
+from etl.common.clock import format_time, iso
+from etl.integrity.reconcile_days import DayResult
 from etl.integrity.streams import raw_digest
 from etl.storage.schema.integrity import checkpoints, ledger
 
@@ -43,12 +47,7 @@ def stored_day(
     """(id, record hash, stored_seq) of the stored rows of ``start..end`` (inclusive, to
     the second) under the scope's filters, in keyset pages by id."""
     table = scope.table
-    moment = table.c[scope.time_column]
-    # Stored times may have a fraction (the access log's): the end's whole second counts.
-    where = [table.c.account == scope.account, moment >= start, moment < end + SECOND]
-    for key, values in scope.filters.items():
-        wanted = [int(v) for v in values] if key in _INTEGER_FILTERS else list(values)
-        where.append(table.c[key].in_(wanted))
+    where = _where(scope, start, end)
     raw = sa.cast(table.c.raw, sa.Text)
     after: Any = None
     while True:
@@ -61,6 +60,94 @@ def stored_day(
         if len(page) < PAGE:
             return
         after = page[-1][0]
+
+
+def _where(scope: StoredScope, start: datetime, end: datetime) -> list[Any]:
+    table = scope.table
+    moment = table.c[scope.time_column]
+    # Stored times may have a fraction (the access log's): the end's whole second counts.
+    where = [table.c.account == scope.account, moment >= start, moment < end + SECOND]
+    for key, values in scope.filters.items():
+        wanted = [int(v) for v in values] if key in _INTEGER_FILTERS else list(values)
+        where.append(table.c[key].in_(wanted))
+    return where
+
+
+def days_with_rows(
+    conn: Connection, scope: StoredScope, start: datetime, end: datetime
+) -> Iterator[date]:
+    """The UTC dates of ``start..end`` that have stored rows under the scope, ascending:
+    one query for each and one more, on the (account, time) index. Each asks for the
+    first row from the next midnight on, so no database's date function or time zone is
+    involved: the bounds are the same half-open ones ``stored_day`` reads."""
+    first_time = sa.func.min(scope.table.c[scope.time_column])
+    after = start
+    while True:
+        found = conn.execute(sa.select(first_time).where(*_where(scope, after, end))).scalar()
+        if found is None:
+            return
+        day = found.astimezone(UTC).date()
+        yield day
+        after = datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+def compare_day(
+    conn: Connection,
+    scope: StoredScope,
+    span: tuple[datetime, datetime],
+    theirs: dict[Any, bytes],
+    result: DayResult,
+    covering: Covering | None,
+) -> None:
+    """The stored rows of the day's ``span`` (inclusive, to the second) against ``theirs``,
+    Zendesk's ids and record hashes; fills the result's counts, ids and checkpoint."""
+    stored = unnumbered = 0
+    newest_seq: int | None = None
+    extra: list[Any] = []
+    differ: list[Any] = []
+    seen: set[Any] = set()
+    for record_id, digest, seq in stored_day(conn, scope, *span):
+        stored += 1
+        seen.add(record_id)
+        if seq is None:
+            unnumbered += 1
+        elif newest_seq is None or seq > newest_seq:
+            newest_seq = seq
+        if record_id not in theirs:
+            extra.append(record_id)
+        elif theirs[record_id] != digest:
+            differ.append(record_id)
+    if covering is not None:
+        result.checkpoint = covering.of_day(newest_seq, unnumbered)
+    result.at_zendesk, result.stored = len(theirs), stored
+    result.missing = sorted(set(theirs) - seen)
+    result.extra, result.differ = sorted(extra), sorted(differ)
+
+
+def empty_days(
+    conn: Connection,
+    scope: StoredScope,
+    spans: Sequence[tuple[str, datetime, datetime]],
+    covering: Covering | None,
+) -> Iterator[list[DayResult]]:
+    """The results of consecutive days (date, first and last second) Zendesk returned no
+    record of: one query finds which have stored rows, and only those are read (their rows
+    are extra); the others are empty on both sides, exactly as ``compare_day`` finds them.
+    Yielded in runs that end at a day with stored rows (or the stretch's end), for the
+    caller to save as it goes: a kill in a long stretch of extra rows loses one day's read."""
+    stored = set(days_with_rows(conn, scope, spans[0][1], spans[-1][2])) if spans else set()
+    results: list[DayResult] = []
+    for day, start, end in spans:
+        result = DayResult(day, format_time(start), format_time(end))
+        results.append(result)
+        if date.fromisoformat(day) in stored:
+            compare_day(conn, scope, (start, end), {}, result, covering)
+            yield results
+            results = []
+        elif covering is not None:
+            result.checkpoint = covering.of_day(None, 0)
+    if results:
+        yield results
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from etl.common.errors import ConfigError, ExitCode, InterruptedRun
 from etl.common.version import VERSION
 
 if TYPE_CHECKING:
-    from etl.integrity.reconcile import AccountReconcile
+    from etl.integrity.reconcile_days import AccountReconcile
 
 
 def reconcile_arguments(parser: argparse.ArgumentParser) -> None:
