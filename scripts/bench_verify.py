@@ -11,10 +11,12 @@ times: the median time and CPU, the highest peak (the machine is shared: one run
 little). ``--jobs 1 2`` verifies with each, in turn within each run; ``--base DIR`` also
 with another checkout's code (its .venv), for an A/B in the same conditions. ``--url URL``
 verifies a store built already (by an earlier load: building 1,000,000 rows takes
-minutes) as it is, without the quarter's memory reference.
+minutes) as it is, without the quarter's memory reference. ``--analyze`` gathers the
+planner's statistics of the store first (``ANALYZE``, as autovacuum does on a user's
+PostgreSQL server): a fresh store has none, and the plans differ with them.
 
     .venv/bin/python scripts/bench_verify.py [--records N] [--runs N] [--jobs N ...]
-        [--base DIR] [--databases sqlite postgresql mariadb] [--url URL]
+        [--base DIR] [--databases sqlite postgresql mariadb] [--url URL] [--analyze]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import sqlalchemy as sa
 from bench_ledger import database, load, server_cpu
 from benchkit.measures import task_cpu
 from sqlalchemy.engine import Engine
@@ -164,6 +167,18 @@ def _server_threads(engine: Engine) -> dict[int, float]:
     return {task: cpu for task in tasks if (cpu := task_cpu(task)) is not None}
 
 
+def analyze(url: str) -> None:
+    """The planner's statistics of every table of the store at ``url``."""
+    engine = open_engine(url)
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if engine.dialect.name in ("mysql", "mariadb"):
+            tables = ", ".join(sa.inspect(conn).get_table_names())
+            conn.exec_driver_sql(f"ANALYZE TABLE {tables}").fetchall()
+        else:
+            conn.exec_driver_sql("ANALYZE")
+    engine.dispose()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--records", type=int, default=1_000_000)
@@ -172,6 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", nargs="+", type=int, help="verify --jobs values, each in turn")
     parser.add_argument("--base", type=Path, help="a checkout whose verify runs too (A/B)")
     parser.add_argument("--url", help="a database holding a store already: verified as it is")
+    parser.add_argument("--analyze", action="store_true", help="ANALYZE the store first")
     args = parser.parse_args(argv)
     variants = [Variant(f"jobs {j}", ROOT, j) for j in args.jobs] if args.jobs else []
     variants = variants or [Variant("default", ROOT, None)]
@@ -179,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         variants.insert(0, Variant("base", args.base.resolve(), None))
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     if args.url:
+        if args.analyze:
+            analyze(args.url)
         return _stored(args.url, variants, args.runs)
     end = datetime.now(UTC) - timedelta(hours=1)
     now = datetime.now(UTC)
@@ -196,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
             found: dict[str, list[Run]] = {variant.name: [] for variant in variants}
             with database(kind) as url, tempfile.TemporaryDirectory() as folder:
                 load(url, part, 5000)
+                if args.analyze:
+                    analyze(url)
                 for _ in range(args.runs if share == 1 else 1):
                     for variant in variants:  # interleaved: each run's conditions alike
                         found[variant.name].append(verify(url, Path(folder), variant))

@@ -178,7 +178,7 @@ def windows(
     first: str,
     params: list[Any],
     query: Callable[[int, int], tuple[str, list[Any]]],
-    advance: Callable[[Any, int], tuple[str, list[Any]]],
+    advance: Callable[[Any, int], tuple[str, list[Any]] | None],
     size: int,
     last: int = MAX_KEY,
 ) -> Iterator[list[Any]]:
@@ -188,7 +188,9 @@ def windows(
     more than verify's hashing did.
 
     ``query(low, high)`` is a window's first page (its SQL and parameters), ``advance(row,
-    high)`` the page after a full one (``size`` rows, its query's LIMIT) ending at ``row``.
+    high)`` the page after a full one (``size`` rows, its query's LIMIT) ending at ``row``,
+    or None when no row can follow it in the window (its last key read, and keys unique):
+    a window as wide as its page, the usual one, then costs one query, not two.
     Each page through a cursor of the connection's own transaction (so its snapshot),
     closed once fetched: psycopg and PyMySQL keep a result until the cursor's next query.
 
@@ -234,7 +236,7 @@ class _Windows:
     first: str
     params: list[Any]
     query: Callable[[int, int], tuple[str, list[Any]]]
-    advance: Callable[[Any, int], tuple[str, list[Any]]]
+    advance: Callable[[Any, int], tuple[str, list[Any]] | None]
     size: int
     last: int
     width: int = field(init=False)  # the next window's, as dense as the keys were
@@ -260,8 +262,9 @@ class _Windows:
                 page, following = [], (*self.query(int(key), self.high), False)
             else:
                 self.found += len(page)
-                if len(page) >= size:  # a full page: there may be more in the window
-                    following = (*self.advance(page[-1], self.high), False)
+                more = self.advance(page[-1], self.high) if len(page) >= size else None
+                if more is not None:  # a full page: there may be more in the window
+                    following = (*more, False)
                 elif self.high < last:
                     following = self._next_window()
             if page or following is None:

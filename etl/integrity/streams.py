@@ -133,8 +133,10 @@ def entries(conn: Connection, account: str, after: int, upto: int | None = None)
     def query(low: int, high: int) -> tuple[str, list[Any]]:
         return sql, [account, low - 1, high]
 
-    def advance(last: Any, high: int) -> tuple[str, list[Any]]:
-        return sql, [account, last[0], high]
+    def advance(last: Any, high: int) -> tuple[str, list[Any]] | None:
+        # entries are the primary key's: none follows the window's last one in the window
+        # (its query was the one empty query a window: 200 a million entries on MariaDB)
+        return None if last[0] >= high else (sql, [account, last[0], high])
 
     last = pages.MAX_KEY if upto is None else upto
     read = windows(conn, first, [account, after], query, advance, size, last)
