@@ -7,7 +7,8 @@ quota, and every answer held to its query's promises by the log's paginator,
 ``etl.zendesk.pagination``: in the window, in order, also across pages); the records are
 grouped by UTC day as they stream (``_Run``), so a day without a record costs no request,
 and a stretch of such days costs no statement each either: its stored rows are looked for
-with one query and its progress saved with one insert (``reconcile_stored.empty_days``).
+with one query and its progress saved with one insert up to each day that has some
+(``reconcile_stored.empty_days``).
 Each is turned into the row the store would keep (the log's parser) and hashed as the
 ledger hashes it (``etl.records.chain.record_hash`` of the canonical JSON); once a later
 day's record arrives or the query ends, the day's stored rows are read in keyset pages and
@@ -243,6 +244,8 @@ class _Run:
         raise CorruptResponseError(f"a record of {format_time(moment)} after the period's end")
 
     def _empty(self, spans: list[tuple[str, datetime, datetime]]) -> None:
+        if not spans:  # the next record's day follows the last one's
+            return
         with self.engine.connect() as conn:
             for results in empty_days(conn, self.period.stored, spans, self.covering):
                 self._check_stop(results[0].day)
