@@ -152,6 +152,18 @@ def execute(db_url: str, *statements: Any) -> None:
         engine.dispose()
 
 
+def one_row(db_url: str, column: sa.Column[Any], value: Any) -> dict[str, Any]:
+    """The row of ``column``'s table whose ``column`` is ``value``, which must exist."""
+    engine = open_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.select(column.table).where(column == value)).first()
+    finally:
+        engine.dispose()
+    assert row is not None
+    return dict(row._mapping)
+
+
 def count_rows(engine: sa.Engine) -> int:
     """Rows committed in the audit table so far (0 before the schema exists)."""
     try:

@@ -18,7 +18,7 @@ from parts.verify.spans import (  # noqa: F401 (autouse here: the spans made sma
     seq_row,
     small_spans,
 )
-from support import execute
+from support import execute, one_row
 
 from etl.integrity.findings import AccountReport
 from etl.integrity.keys import PublicKey
@@ -90,12 +90,7 @@ def _spy_walks(monkeypatch: pytest.MonkeyPatch) -> list[Span]:
 
 
 def _entry(db_url: str, entry: int) -> dict[str, Any]:
-    engine = open_engine(db_url)
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(ledger).where(ledger.c.entry == entry)).first()
-    engine.dispose()
-    assert row is not None
-    return dict(row._mapping)
+    return one_row(db_url, ledger.c.entry, entry)
 
 
 def test_an_untouched_store_verifies_the_same_in_three_processes(

@@ -12,16 +12,15 @@ Without the Advanced Data Privacy and Protection add-on every request is a 403.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from zendesk_sim.access.records import AccessLog
 from zendesk_sim.audit.store import HIGHEST, LOWEST
-from zendesk_sim.edge.faults import FAR_FUTURE, FOREIGN_HOST, Fault, mangle
+from zendesk_sim.edge.faults import FAR_FUTURE, Fault, foreign_link, mangle, reorder
 from zendesk_sim.wire import cursor as cursors
 from zendesk_sim.wire.cursor import Cursor, Key
 from zendesk_sim.wire.responses import ApiError, invalid_pagination, invalid_value
@@ -143,15 +142,9 @@ def apply_access_fault(
     """Make an access page misbehave per ``fault`` (in place), as the audit log's do."""
     records: list[dict[str, Any]] = body["access_logs"]
     meta, links = body["meta"], body["links"]
-    if fault.kind == "shuffle" and len(records) > 1:
-        original = list(records)
-        random.Random(len(records)).shuffle(records)
-        if records == original:
-            records.reverse()
-    elif fault.kind == "duplicate":
-        for position in range(min(fault.count, len(records)) - 1, -1, -1):
-            records.insert(position + 1, dict(records[position]))
-    elif fault.kind == "mangle":
+    if reorder(fault, records):
+        return
+    if fault.kind == "mangle":
         for record in records[: fault.count]:  # string_id: an integer, the id being a string
             mangle(record, fault.mangle, fault.field, names=ACCESS_MANGLES, wrong_id=12345)
     elif fault.kind == "repeat_cursor" and query.after_text is not None:
@@ -160,7 +153,7 @@ def apply_access_fault(
     elif fault.kind == "foreign_next":
         target = meta["after_cursor"] or ""
         meta.update(has_more=True, after_cursor=None)
-        links["next"] = f"{FOREIGN_HOST}{ACCESS_LOGS_PATH}?page%5Bafter%5D={quote(target, '')}"
+        links["next"] = foreign_link(ACCESS_LOGS_PATH, target)
     elif fault.kind == "no_cursor":
         meta.update(has_more=True, after_cursor=None)
         links["next"] = None

@@ -218,17 +218,33 @@ def mangle(
         record[name] = "2001-01-01T00:00:00Z"  # valid, but outside any window asked for
 
 
-def apply_to_records(fault: Fault, records: list[dict[str, Any]]) -> None:
-    """Shuffle, duplicate or mangle a list of records in place (other kinds: no-op)."""
-    if fault.kind == "shuffle" and len(records) > 1:
-        original = list(records)
-        random.Random(len(records)).shuffle(records)
-        if records == original:  # a shuffle that changes nothing would not be a fault
-            records.reverse()
-    elif fault.kind == "duplicate":
+def reorder(fault: Fault, records: list[dict[str, Any]]) -> bool:
+    """Shuffle or duplicate a page's records in place, the same on either log; whether
+    ``fault`` was one of those."""
+    if fault.kind == "shuffle":
+        if len(records) > 1:
+            original = list(records)
+            random.Random(len(records)).shuffle(records)
+            if records == original:  # a shuffle that changes nothing would not be a fault
+                records.reverse()
+        return True
+    if fault.kind == "duplicate":
         for position in range(min(fault.count, len(records)) - 1, -1, -1):
             records.insert(position + 1, dict(records[position]))
-    elif fault.kind == "mangle":
+        return True
+    return False
+
+
+def foreign_link(path: str, target: str) -> str:
+    """``foreign_next``'s link: the log's ``path`` and a cursor, on another host."""
+    return f"{FOREIGN_HOST}{path}?page%5Bafter%5D={quote(target, '')}"
+
+
+def apply_to_records(fault: Fault, records: list[dict[str, Any]]) -> None:
+    """Shuffle, duplicate or mangle a list of records in place (other kinds: no-op)."""
+    if reorder(fault, records):
+        return
+    if fault.kind == "mangle":
         for record in records[: fault.count]:
             mangle(record, fault.mangle, fault.field)
     elif fault.kind == "out_of_window" and records:
@@ -251,7 +267,7 @@ def apply_to_cursor_page(fault: Fault, body: dict[str, Any], page: Page, link: L
     elif fault.kind == "foreign_next":
         target = meta["after_cursor"] or start_cursor(page) or ""
         meta.update(has_more=True, after_cursor=None)
-        links["next"] = f"{FOREIGN_HOST}/api/v2/audit_logs?page%5Bafter%5D={quote(target, '')}"
+        links["next"] = foreign_link("/api/v2/audit_logs", target)
     elif fault.kind == "no_cursor":
         meta.update(has_more=True, after_cursor=None)
         links["next"] = None

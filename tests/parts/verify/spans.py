@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
-from support import audit_record, recent
+from support import audit_record, one_row, recent
 
 from etl.integrity.keys import PublicKey, read_public_key
 from etl.integrity.parallel import split
@@ -108,9 +107,4 @@ def seams(db_url: str) -> list[tuple[int, int]]:
 
 
 def seq_row(db_url: str, seq: int) -> dict[str, Any]:
-    engine = open_engine(db_url)
-    with engine.connect() as conn:
-        row = conn.execute(sa.select(audit_logs).where(audit_logs.c.stored_seq == seq)).first()
-    engine.dispose()
-    assert row is not None
-    return dict(row._mapping)
+    return one_row(db_url, audit_logs.c.stored_seq, seq)
