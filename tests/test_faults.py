@@ -249,6 +249,12 @@ CASES = [
         id="endless-empty-pages",
     ),
     pytest.param(completes(Fault("empty_page", skip=3)), id="empty-page-with-has-more"),
+    # A full page that says it is the last is confirmed by its cursor before the query is
+    # taken as read: before, the rest of the window was lost in a run that said success.
+    pytest.param(completes(Fault("false_end", skip=3)), id="has-more-false-on-a-full-page"),
+    pytest.param(
+        completes(Fault("false_end", times=-1, skip=3)), id="has-more-false-on-every-full-page"
+    ),
     # -- answers that break a promise of the query: never proof, retried, exit 4 if it lasts --
     pytest.param(completes(Fault("shuffle", skip=2), waits=(0.75,)), id="a-page-out-of-order"),
     pytest.param(

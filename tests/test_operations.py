@@ -106,7 +106,8 @@ def test_json_logs_are_one_object_per_line_with_the_run_figures(
     assert {e["account"] for e in finished} == {"prod", "sandbox"}
     prod_run = next(e for e in finished if e["account"] == "prod")
     assert prod_run["rows_inserted"] == 700
-    assert prod_run["pages"] == 7 and prod_run["requests"] == 7
+    # 700 records: the 7th page is full, so its cursor confirms the end (an empty 8th)
+    assert prod_run["pages"] == 8 and prod_run["requests"] == 8
     assert {"time", "level", "window_start", "window_end", "watermark_after"} <= set(prod_run)
 
 
@@ -498,7 +499,7 @@ def test_verbose_json_logs_carry_page_and_retry_events(
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines()]
     pages = [e for e in events if e.get("event") == "page_committed"]
-    assert [e["page"] for e in pages] == list(range(1, 8))
+    assert [e["page"] for e in pages] == list(range(1, 9))  # the 8th: the 7th's end, confirmed
     assert sum(e["rows_inserted"] for e in pages) == 700
     assert all(e["account"] == "acme" and e["position"] for e in pages)
     (retry,) = [e for e in events if e.get("event") == "retry"]

@@ -100,6 +100,16 @@ def test_integral_float_and_digit_string_ids_are_accepted() -> None:
         assert row["id"] == 6139157572367
 
 
+def test_a_float_id_past_2_to_the_53_is_not_taken_for_another_record() -> None:
+    """``9007199254740993.0`` decodes as 2**53: read as an integer it was stored over the
+    record 9007199254740992, one of the two lost while the run said success."""
+    for text in ("9007199254740993.0", "-9007199254740992.0", "1e300"):
+        reject = parse_record(record(id=json.loads(text)), "acme", NOW)
+        assert isinstance(reject, Reject) and reject.reason == "id is not an integer"
+    row = parse_record(record(id=json.loads("9007199254740991.0")), "acme", NOW)  # exact
+    assert isinstance(row, dict) and row["id"] == 2**53 - 1
+
+
 def test_created_at_with_offset_is_normalised_to_utc() -> None:
     assert parse_created_at("2023-01-01T07:01:05+02:00") == datetime(
         2023, 1, 1, 5, 1, 5, tzinfo=UTC

@@ -61,6 +61,9 @@ RAW_DIGEST = "raw_digest"
 _LENGTHS = AUDIT_TEXT_LENGTHS
 # Bounded by what a BIGINT column holds.
 _BIGINT = 2**63
+# A float names one integer only below 2**53: from there, 9007199254740993.0 decodes as
+# 2**53 (...992.0), and two records would be stored as one row (the one read last kept).
+_EXACT_FLOAT = float(2**53)
 _DIGITS = re.compile(r"\A\s*-?[0-9]+\s*\Z")  # ASCII only: int() also takes "١٢", not "²"
 # What json.dumps(raw, allow_nan=False, default=str, separators=(",", ":"),
 # ensure_ascii=False, sort_keys=True) uses, made once: the text orjson makes, for what
@@ -217,7 +220,7 @@ def _integer(value: object) -> int | None:
         return None
     if isinstance(value, int):
         result = value
-    elif isinstance(value, float) and value.is_integer():
+    elif isinstance(value, float) and value.is_integer() and abs(value) < _EXACT_FLOAT:
         result = int(value)  # connectors re-emit ids as 6139157572367.0
     elif isinstance(value, str) and _DIGITS.match(value):
         result = int(value)

@@ -26,6 +26,13 @@ yielded, so it never moves a checkpoint. A page is refused when:
   a page never starts before the newest ``created_at`` the query has yielded;
 * its ``links.next`` is ours but would change the query.
 
+A page that says it is the last (``has_more`` false) while it holds a whole page (the
+page size asked, or more) does not end the chain on that word alone: its ``after_cursor``
+is asked once more, and the chain ends only on an answer with fewer records (usually none).
+A server that cuts a query short with a false ``has_more`` would otherwise have its window
+taken as read (one request more where the records fill the last page exactly). A full last
+page without a cursor, or whose cursor was asked already, is believed: nothing is left to ask.
+
 Records without a usable ``created_at`` are not judged here (they become rejects). So
 every page ``iter_pages`` yields is in order and within its request's window, and
 ``Page.position`` tells how far the query is proven read (see ``Page``). A link that
@@ -43,6 +50,7 @@ retried):
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -69,6 +77,8 @@ MAX_STALLED_PAGES = 20
 MAX_EMPTY_PAGES = MAX_STALLED_PAGES  # the name older callers know
 SEEN_MEMORY = 1000
 SORTS = ("created_at", "-created_at")
+
+log = logging.getLogger(__name__)
 
 
 class JsonGetter(Protocol):
@@ -130,12 +140,21 @@ def log_params(
     return [*api.window(start, end), api.sort(descending), ("page[size]", str(page_size))]
 
 
+def _page_size(params: Sequence[tuple[str, str]]) -> int:
+    """The page size our query asked for (Zendesk's default, 100, where it is not given)."""
+    sizes = [v for k, v in params if k == "page[size]" and v.strip().isdigit()]
+    return int(sizes[-1]) if sizes else MAX_PAGE_SIZE
+
+
 class _Seen:
     """The last ``limit`` keys, in insertion order."""
 
     def __init__(self, limit: int) -> None:
         self._keys: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._keys
 
     def add(self, key: str) -> bool:
         """Remember ``key``; False if it was already remembered."""
@@ -153,7 +172,7 @@ class _Step:
 
     records: list[Any]
     has_more: bool
-    cursor: str | None
+    cursor: str | None  # the after_cursor, if any (a last page may have one too)
 
 
 def read_page(
@@ -189,12 +208,12 @@ def read_page(
     ours = next_link is not None and link_is_ours(next_link, base_url)
     if ours and query is not None and next_link is not None:
         check_link(next_link, base_url, query, where)
-    if not has_more:
-        return _Step(records, False, None)
     cursor = meta.get("after_cursor")
     cursor = cursor if isinstance(cursor, str) and cursor else None
     if cursor is None and ours and next_link is not None:
         cursor = link_cursor(next_link)
+    if not has_more:  # the cursor kept: a full last page is confirmed with it (iter_pages)
+        return _Step(records, False, cursor)
     if cursor is None:
         foreign = (
             f" (links.next {redact_url(next_link)} is on another host)"
@@ -266,10 +285,12 @@ def iter_pages(
     query = Query.of(api, params)
     path = api.path
     request: list[tuple[str, str]] = list(params)
+    size = _page_size(query.params)
     seen = _Seen(SEEN_MEMORY)
     progress = _Progress(query)
     stalled = empty = 0
     number = 0
+    confirming = False
     while True:
         where = f"page {number + 1} of {path}"
         check = _PageCheck(client.base_url, where, query, progress.furthest)
@@ -277,9 +298,26 @@ def iter_pages(
         step = check.step
         assert step is not None  # get_json returns only once the check passed
         number += 1
+        if confirming and step.records:
+            log.warning(
+                "%s: the page before said it was the last (has_more false) but was full; "
+                "its cursor brought %d more record(s): reading on",
+                where, len(step.records),
+            )  # fmt: skip
+        # A full page that says it is the last is the server's word against what a page
+        # holds: its cursor is asked once more, and only an answer with nothing after it
+        # (or a shorter last page) proves the query's end.
+        # (Without a cursor, or with one already asked, there is nothing to ask: believed.)
+        confirming = (
+            not step.has_more
+            and step.cursor is not None
+            and len(step.records) >= size
+            and f"cursor:{step.cursor}" not in seen
+        )
+        more = step.has_more or confirming
         new = progress.take(step.records)
-        yield Page(number, step.records, step.has_more, progress.position(step.has_more))
-        if not step.has_more:
+        yield Page(number, step.records, more, progress.position(more))
+        if not more:
             return
         stalled, empty = (0, 0) if new else (stalled + 1, empty + (not step.records))
         if stalled > MAX_STALLED_PAGES:
