@@ -154,9 +154,9 @@ def credentials(
 def _unset_variable(name: str) -> str:
     if name == "CREDENTIALS_DIRECTORY":
         return (
-            "${CREDENTIALS_DIRECTORY} is set only by systemd, for a unit with LoadCredential=; "
-            "run the unit (systemctl start ...), or by hand give the secret's own file path "
-            "or its _env form"
+            "${CREDENTIALS_DIRECTORY} is set by systemd for a unit with LoadCredential=; "
+            "by hand, set it to the folder that holds the file (as the README does: export "
+            "CREDENTIALS_DIRECTORY=/etc/zendesk-audit-etl), or give the file's own path"
         )
     return f"${{{name}}} is not set in the environment"
 
