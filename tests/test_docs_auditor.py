@@ -88,3 +88,27 @@ def test_an_auditor_verifies_as_documented(
         drop = f"DROP OWNED BY {name}; DROP ROLE {name};"
         dropped = admin(db_url, drop if postgres else f"DROP USER '{name}'@'%';")
         assert dropped.returncode == 0, dropped.stderr
+
+
+def test_the_manifest_checks_by_hand_as_documented(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """The SIEM side's check of a signed export manifest, the page's block as written:
+    openssl verifies the signature with the public key, sha256sum gives the body's line."""
+    key, public = keygen(tmp_path, "ledger.key")
+    config = synced(tmp_path, zendesk, db_url, key)
+    exported = cli(
+        config, "export", "--consumer", "siem", "--output", str(tmp_path / "audit.jsonl")
+    )
+    assert exported.returncode == 0, exported.stderr
+    (tmp_path / "ledger.pub").write_text(public.read_text())
+    heading = PAGE.index("tests/test_docs_auditor.py runs it on one")
+    block = re.search(r"```sh\n(.*?)```", PAGE[heading:], re.S)
+    assert block is not None
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", block[1]], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    signed, digest = done.stdout.splitlines()
+    assert signed == "Signature Verified Successfully"
+    body = (tmp_path / "body").read_text()
+    assert f"sha256 {digest.split()[0]}\n" in body and "bytes 0-" in body
