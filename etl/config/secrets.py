@@ -180,6 +180,11 @@ def database(table: Section, environ: Mapping[str, str]) -> DatabaseSettings:
         # never echo the value: a mistyped URL may still carry a password
         key = next((k for k in ("url", "url_file", "url_env") if k in table), "url")
         table.problem(key, "not a database URL (e.g. sqlite:///audit.db)")
+    elif url.split("://", 1)[1].split("?", 1)[0].count("@") > 1:
+        # an '@' of the password read as the host's: its tail would be shown as the host
+        key = next((k for k in ("url", "url_file", "url_env") if k in table), "url")
+        table.problem(key, "holds '@' more than once: percent-encode an '@' of the user name "
+                           "or password as %40 (the URL is not shown)")  # fmt: skip
     auto = table.flag("auto_migrate", default.auto_migrate)
     return DatabaseSettings(url=url, auto_migrate=auto)
 
