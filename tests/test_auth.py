@@ -18,7 +18,15 @@ from parts.clock import FakeClock
 from parts.simulators import Simulators
 from support import oauth_client
 
-from etl.common.errors import AuthError, ConfigError, CorruptResponseError, RateLimitedError
+from etl.common.errors import (
+    AuthError,
+    ConfigError,
+    CorruptResponseError,
+    ExitCode,
+    RateLimitedError,
+    RequestRejectedError,
+    RetriableError,
+)
 from etl.common.secret import Secret
 from etl.common.settings import Credentials
 from etl.zendesk.auth import (
@@ -301,3 +309,30 @@ def test_a_401s_body_is_not_read_before_the_token_is_renewed() -> None:
         assert auth.fetches == 2
         sent = [s.headers.get("Authorization") for s in server.seen if s.path != "/oauth/tokens"]
         assert sent == ["Bearer token-0", "Bearer token-1"]
+
+
+def test_a_token_answer_404_names_the_subdomain_not_the_credentials() -> None:
+    """A subdomain's typo: no such account there. It used to be reported as the client
+    credentials refused (exit 3), sending the user to check the secret."""
+    with LoopbackServer(
+        lambda ex: ex.send_json({"error": "InvalidEndpoint", "description": "Not found"}, 404)
+    ) as server:
+        auth, session = oauth_client(server.url)
+        with pytest.raises(RequestRejectedError) as caught:
+            session.get(server.url + "/api/v2/audit_logs", auth=auth, timeout=30)
+    message = str(caught.value)
+    assert message.endswith("404 while obtaining an OAuth token: no such Zendesk account or "
+                            "path: check subdomain/base_url")  # fmt: skip
+    assert caught.value.exit_code == ExitCode.CONFIG and "sim-client-secret" not in message
+
+
+def test_a_host_not_found_says_so() -> None:
+    """A name that does not resolve (.invalid never does): the DNS named, not the
+    exception's class alone."""
+    auth, session = oauth_client("http://acme-typo.invalid")
+    with pytest.raises(RetriableError) as caught:
+        session.get("http://acme-typo.invalid/api/v2/audit_logs", auth=auth, timeout=30)
+    assert str(caught.value) == (
+        "POST http://acme-typo.invalid/oauth/tokens: could not obtain an OAuth token: "
+        "host name not found (DNS)"
+    )

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from parts.cli import CLI_ENV, ROOT, run_cli
+from parts.configs import write_config
 from parts.simulators import Simulators, history
 from parts.verify.verdict import ACCOUNT, assert_clean, keygen, ledger_config, sync, verify
 from support import audit_record, recent
@@ -50,6 +51,33 @@ def test_a_kill_between_a_checkpoints_row_and_its_file_is_mended_by_the_next_run
         sync(path)
         assert newest.exists()
         assert_clean(path, public, len(sim.visible_records()))
+
+
+def test_a_directory_set_after_the_first_runs_is_not_missing_their_checkpoints(
+    migrated_url: str, tmp_path: Path, make_sim: Simulators
+) -> None:
+    """The newcomer's order: sync first (the README), then a key and a checkpoint directory
+    (INTEGRITY.md). The checkpoint made before the directory was set is not in it: verify
+    took it for a finding, exit 1 on every run for good. Now a note; a file of the
+    directory's own removed is still a finding."""
+    sim = make_sim(history(300, days=0.5, seed=9))
+    sync(write_config(tmp_path, migrated_url, sim.url))  # no [ledger]: unsigned, no directory
+    key, public = keygen(tmp_path)
+    path = ledger_config(tmp_path, migrated_url, sim, key)
+    sync(path)
+    code, report = verify(path, "--public-key", str(public))
+    assert (code, report["findings"]) == (ExitCode.OK, []), report
+    (note_,) = report["notes"]
+    assert note_.startswith("1 checkpoint made before the first one in ") and note_.endswith(
+        ": not expected there"
+    )
+    sim.add_records([audit_record(8_400_000_000_000 + j, recent(8)) for j in range(5)])
+    sync(path)
+    newest = max(p for p, _ in directory_checkpoints(tmp_path / "checkpoints", ACCOUNT))
+    newest.unlink()
+    code, report = verify(path, "--public-key", str(public))
+    assert code == ExitCode.FINDINGS
+    assert [f["kind"] for f in report["findings"]] == ["missing from the external copy"]
 
 
 class Killed(BaseException):

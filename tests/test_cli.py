@@ -536,3 +536,13 @@ def test_list_table_has_every_field_aligned_for_wide_characters() -> None:
     for row, last in zip(rows, ["名前を東京から大阪に変更", "x" * 39 + "…"], strict=True):
         assert row.endswith(last)
         assert text_width(row[: -len(last)]) == start, row
+
+
+def test_verify_since_names_both_of_its_forms() -> None:
+    """``verify --since`` takes an entry number too: its error said only "not a date or
+    time", which sent a newcomer away from the entry number the help offers."""
+    bad = cli(None, "verify", "--since", "yesterday")
+    assert bad.returncode == ExitCode.CONFIG
+    assert "'yesterday' is not a ledger entry number, a date or a time; use e.g. 15234, " in (
+        one_error_line(bad)
+    )

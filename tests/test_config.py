@@ -102,6 +102,9 @@ def test_every_problem_is_reported_at_once_naming_its_key(tmp_path: Path) -> Non
         (MINIMAL + "[sync.filters]\nsource_id = 5\n", "requires source_type"),
         (MINIMAL + "[sync.filters]\naction = [true]\n", "must be a string, an integer"),
         (MINIMAL + "page_size = 500\n", "between 1 and 100"),
+        # "auto" is a string too: not "must be an integer", which hid it
+        (MINIMAL + "[sync]\nworkers = 'many'\n", 'workers: must be "auto" or an integer from 1'),
+        (MINIMAL + "[sync]\nworkers = 0\n", "sync.workers: must be between 1 and 256"),
         (MINIMAL.replace("[zendesk]", "[[accounts]]") + "[zendesk]\n", "not both"),
     ],
 )

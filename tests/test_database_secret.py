@@ -50,6 +50,27 @@ def test_problems_name_the_key_and_never_the_url(
     assert PASSWORD not in str(caught.value)
 
 
+def test_an_unencoded_at_sign_in_the_password_is_named_not_shown(tmp_path: Path) -> None:
+    """``postgresql://etl:hunter@2@db/audit``: the driver took ``2@db`` for the host and the
+    error showed that tail of the password; now a config problem, exit 2, nothing shown."""
+    for url in ("postgresql://etl:dbhunter@2tail@db.internal/audit",
+                "mysql://etl:dbhunter@2tail@127.0.0.1:3306/audit?charset=utf8mb4"):  # fmt: skip
+        with pytest.raises(ConfigError) as caught:
+            parse({"url": url})
+        message = str(caught.value)
+        assert "database.url: holds '@' more than once: percent-encode" in message, message
+        assert "2tail" not in message and "dbhunter" not in message
+    assert parse({"url": "postgresql://etl:dbhunter%402tail@db.internal/audit"}).endswith("audit")
+    assert parse({"url": "mysql://etl@db/a?init_command=SET%20x%3D'a@b'"}).startswith("mysql")
+    path = tmp_path / "config.toml"
+    path.write_text('[zendesk]\nsubdomain = "acme"\n[database]\n'
+                    'url = "postgresql://etl:dbhunter@2tail@127.0.0.1:1/audit"\n')  # fmt: skip
+    path.chmod(0o600)
+    result = cli(path, "status")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "2tail" not in result.stderr + result.stdout
+
+
 @pytest.mark.parametrize(("mode", "warned"), [(0o644, True), (0o640, True), (0o600, False)])
 def test_an_inline_password_in_a_readable_file_draws_the_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int, warned: bool

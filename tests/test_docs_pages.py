@@ -164,3 +164,16 @@ def test_each_runnable_shell_block_runs_as_written(
         cwd=home, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, f"{page}:\n{block}\n{done.stdout}\n{done.stderr}"
+
+
+def test_the_install_page_installs_as_the_readme_does() -> None:
+    """INSTALL.md's steps made /etc only, while the SQLite URL it gives is under /var/lib,
+    and left CREDENTIALS_DIRECTORY unset, which the README's smallest config needs: a
+    newcomer following that page got exit 2 twice. Both pages say the same steps."""
+    install = (ROOT / "docs" / "INSTALL.md").read_text()
+    for text in (README, install):
+        assert "install -d -m 700 /etc/zendesk-audit-etl /var/lib/zendesk-audit-etl\n" in text
+        assert (
+            "export ETL_CONFIG=/etc/zendesk-audit-etl/config.toml "
+            "CREDENTIALS_DIRECTORY=/etc/zendesk-audit-etl\n"
+        ) in text

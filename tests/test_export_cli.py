@@ -173,3 +173,30 @@ def test_an_export_waiting_on_a_full_pipe_holds_no_write_lock(
             exporting.kill()
             exporting.wait()
     assert lines >= 1500  # what it began with, whatever the sync added meanwhile
+
+
+def test_a_reader_that_stops_early_loses_no_row(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """``export | head -2``, as the demo suggests: the reader leaves mid-chunk, the write
+    returns short, and the chunk's position must not commit (it did: the next export then
+    began after rows nobody read). At least once: the next export writes them all."""
+    config = config_for(tmp_path, zendesk.url, db_url)
+    assert cli(config, "migrate").returncode == 0
+    assert cli(config, "sync").returncode == 0
+    head = subprocess.Popen(
+        cli_command(config, "--quiet", "export", "--consumer", "head"),
+        env=CLI_ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        assert head.stdout is not None
+        assert json.loads(head.stdout.readline())["id"]  # one line read, then gone
+        head.stdout.close()
+        assert head.wait(timeout=120) == ExitCode.OK
+    finally:
+        if head.poll() is None:
+            head.kill()
+            head.wait()
+    again = cli(config, "--quiet", "export", "--consumer", "head")
+    assert again.returncode == 0, again.stderr
+    assert len(again.stdout.splitlines()) == 1500

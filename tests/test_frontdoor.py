@@ -128,6 +128,8 @@ def test_credentials_directory_outside_systemd_says_so(tmp_path: Path) -> None:
     line = error_line(result)
     assert "CREDENTIALS_DIRECTORY" in line and "systemd" in line
     assert "LoadCredential" in line
+    # and what the README does by hand, which the message once left out
+    assert "export CREDENTIALS_DIRECTORY=/etc/zendesk-audit-etl" in line
 
 
 def test_a_base_url_ending_in_api_v2_is_not_doubled(tmp_path: Path, sim: SimulatedZendesk) -> None:

@@ -67,3 +67,22 @@ def test_filters_of_the_other_stream_are_refused_in_one_line(db_url: str, tmp_pa
     empty = run_cli("--config", str(config), "list", "--stream", "access_logs",
                     "--format", "table")  # fmt: skip
     assert empty.returncode == 0 and empty.stdout == "no records\n"
+
+
+def test_an_empty_list_says_when_the_access_log_is_not_copied(db_url: str, tmp_path: Path) -> None:
+    """Nothing listed and nothing said left a newcomer guessing: the account's config does
+    not copy the access log, and the note says so (on stderr; none under --quiet)."""
+    store = fresh_store(db_url)
+    store.engine.dispose()
+    args = ("list", "--stream", "access_logs", "--format", "json")
+    plain = write_config(tmp_path, db_url)
+    empty = run_cli("--config", str(plain), *args)
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr == (
+        'note: account acme does not copy the access log: add "access_logs" to [sync] '
+        "streams, then sync (docs/ACCESS_LOGS.md)\n"
+    )
+    assert run_cli("--config", str(plain), "--quiet", *args).stderr == ""
+    streams = '[sync]\nstreams = ["audit_logs", "access_logs"]\n'
+    both = write_config(tmp_path, db_url, text=streams, filename="both.toml")
+    assert run_cli("--config", str(both), *args).stderr == ""  # copied, nothing yet

@@ -154,9 +154,9 @@ def credentials(
 def _unset_variable(name: str) -> str:
     if name == "CREDENTIALS_DIRECTORY":
         return (
-            "${CREDENTIALS_DIRECTORY} is set only by systemd, for a unit with LoadCredential=; "
-            "run the unit (systemctl start ...), or by hand give the secret's own file path "
-            "or its _env form"
+            "${CREDENTIALS_DIRECTORY} is set by systemd for a unit with LoadCredential=; "
+            "by hand, set it to the folder that holds the file (as the README does: export "
+            "CREDENTIALS_DIRECTORY=/etc/zendesk-audit-etl), or give the file's own path"
         )
     return f"${{{name}}} is not set in the environment"
 
@@ -180,6 +180,11 @@ def database(table: Section, environ: Mapping[str, str]) -> DatabaseSettings:
         # never echo the value: a mistyped URL may still carry a password
         key = next((k for k in ("url", "url_file", "url_env") if k in table), "url")
         table.problem(key, "not a database URL (e.g. sqlite:///audit.db)")
+    elif url.split("://", 1)[1].split("?", 1)[0].count("@") > 1:
+        # an '@' of the password read as the host's: its tail would be shown as the host
+        key = next((k for k in ("url", "url_file", "url_env") if k in table), "url")
+        table.problem(key, "holds '@' more than once: percent-encode an '@' of the user name "
+                           "or password as %40 (the URL is not shown)")  # fmt: skip
     auto = table.flag("auto_migrate", default.auto_migrate)
     return DatabaseSettings(url=url, auto_migrate=auto)
 

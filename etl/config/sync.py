@@ -46,7 +46,10 @@ def sync_values(sync: Section) -> dict[str, Any]:
         if limit is not None:
             values["max_run_time"] = limit or None
     # "auto": the default bound; the job sizes its requests in flight below it
-    if "workers" in sync and sync.get("workers") != "auto":
+    workers = sync.get("workers", "auto")
+    if isinstance(workers, str) and workers != "auto":  # not "must be an integer": "auto" is
+        sync.problem("workers", f'must be "auto" or an integer from 1 to {MAX_WORKERS}')
+    elif workers != "auto":
         values["workers"] = sync.integer("workers", 1, MAX_WORKERS, 1)
     if "start_time" in sync:
         values["start_time"] = sync.time("start_time")

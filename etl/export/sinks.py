@@ -48,7 +48,15 @@ class StreamSink:
         return None
 
     def write(self, data: bytes) -> tuple[str, int] | None:
-        self._stream.write(data)
+        # A reader that goes away mid-write (`| head`) makes the write return short rather
+        # than raise: write the rest, which raises BrokenPipeError, so the chunk's position
+        # never commits for rows the reader did not take.
+        view = memoryview(data)
+        while view:
+            written = self._stream.write(view)
+            if not written:
+                raise BrokenPipeError("standard output took nothing")
+            view = view[written:]
         self._stream.flush()
         return None
 

@@ -52,9 +52,17 @@ def compare(
 ) -> None:
     """``found``: the directory's checkpoints listed before the snapshot (``whole``). Those
     listed again for what it lacks are not taken as missing from the database: they may
-    be of checkpoints made since the snapshot."""
+    be of checkpoints made since the snapshot. ``held`` is oldest first."""
     texts = {made.text for made in held}
-    missing = [made for made in held if made.text not in found]
+    # The database's checkpoints before the first one the directory has were made before
+    # checkpoint_dir was set (the job copies out its own from then on): not expected there.
+    first = next((i for i, made in enumerate(held) if made.text in found), 0)
+    if first:
+        report.notes.append(
+            f"{first} checkpoint{'s' if first > 1 else ''} made before the first one in "
+            f"{directory} (entry {held[first].size} of {held[first].time}): not expected there"
+        )
+    missing = [made for made in held[first:] if made.text not in found]
     if missing:  # made while verify read the database: written to the directory since?
         again = _settled(directory, report.account, [made.text for made in missing])
         missing = [made for made in missing if made.text not in again]

@@ -210,7 +210,7 @@ def _typed(exc: BaseException, where: object, *, sent: bool) -> BaseException:
             )
         return RetriableError(f"{where}: TLS handshake failed")
     if isinstance(exc, _TRANSPORT_ERRORS):
-        return RetriableError(f"{where}: {_transport_failure(exc)}")
+        return RetriableError(f"{where}: {transport_failure(exc)}")
     if isinstance(exc, requests.RequestException):
         return RequestRejectedError(
             f"{where}: the request could not be sent ({type(exc).__name__})"
@@ -218,7 +218,7 @@ def _typed(exc: BaseException, where: object, *, sent: bool) -> BaseException:
     return exc
 
 
-def _transport_failure(exc: BaseException) -> str:
+def transport_failure(exc: BaseException) -> str:
     if isinstance(exc, requests.Timeout | TimeoutError | urllib3.exceptions.TimeoutError):
         return "timed out"
     if isinstance(

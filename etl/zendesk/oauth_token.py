@@ -29,6 +29,7 @@ from etl.common.errors import (
 from etl.common.jsonbody import decode_json
 from etl.common.redact import error_summary, redact_url
 from etl.common.secret import Secret, clean
+from etl.zendesk.exchange import transport_failure
 from etl.zendesk.ratelimit import parse_retry_after
 
 TOKEN_BODY_LIMIT = 64 * 1024  # bytes: a token answer is a few hundred; more is not one
@@ -77,7 +78,7 @@ def fetch_token(
             raw = response.raw.read(TOKEN_BODY_LIMIT + 1, decode_content=True)
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
         raise RetriableError(
-            f"{where}: could not obtain an OAuth token ({type(exc).__name__})"
+            f"{where}: could not obtain an OAuth token: {transport_failure(exc)}"
         ) from None
     except ValueError as exc:  # requests reads a redirect's Location even when not following
         raise RequestRejectedError(
@@ -107,6 +108,11 @@ def _parse_token_response(
         raise RequestRejectedError(
             f"{where}: {status}, a redirect to {target}; redirects are not followed: "
             "check base_url (https://SUBDOMAIN.zendesk.com)"
+        )
+    if status == 404:  # no such account (a subdomain's typo), or base_url is not Zendesk's
+        raise RequestRejectedError(
+            f"{where}: 404 while obtaining an OAuth token: no such Zendesk account "
+            "or path: check subdomain/base_url"
         )
     if not 200 <= status < 300:
         said = error_summary(body) if body is not None else ""

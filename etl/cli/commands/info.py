@@ -211,7 +211,12 @@ def _list_stored(args: argparse.Namespace, filters: dict[str, list[str]]) -> int
         limit=args.limit,
     )
     with open_store(settings, migrate_hint=migrate_hint(args), read_only=True) as store:
-        write_access(store.engine, query, args.format)
+        written = write_access(store.engine, query, args.format)
+    account = accounts[0]
+    if not written and args.stream not in account.sync.streams and not args.quiet:
+        print(f"note: account {account.name} does not copy the access log: add "
+              f'"{args.stream}" to [sync] streams, then sync (docs/ACCESS_LOGS.md)',
+              file=sys.stderr)  # fmt: skip
     return int(ExitCode.OK)
 
 

@@ -87,7 +87,8 @@ def stored_access(engine: Engine, query: sa.Select[Any]) -> Iterator[dict[str, A
                 yield {"record": record, "row": dict(zip(TABLE_COLUMNS, values, strict=True))}
 
 
-def write_access(engine: Engine, query: sa.Select[Any], fmt: str | None) -> None:
+def write_access(engine: Engine, query: sa.Select[Any], fmt: str | None) -> int:
+    """The rows written."""
     from etl.cli import terminal
 
     out: TextIO = sys.stdout
@@ -95,7 +96,10 @@ def write_access(engine: Engine, query: sa.Select[Any], fmt: str | None) -> None
     if (fmt or ("table" if out.isatty() else "json")) == "table":
         table = [r["row"] for r in rows]
         out.write(terminal.records_table(table, columns=TABLE_COLUMNS))
-        return
+        return len(table)
+    written = 0
     for row in rows:
         out.write(json.dumps(row["record"], sort_keys=True) + "\n")
         out.flush()
+        written += 1
+    return written

@@ -35,7 +35,15 @@ _ENTRY = re.compile(r"\A[0-9]+\Z")
 
 def since_value(text: str) -> int | Any:
     """``--since``: a ledger entry number, or a time."""
-    return int(text) if _ENTRY.match(text.strip()) else utc_time(text)
+    if _ENTRY.match(text.strip()):
+        return int(text)
+    try:
+        return utc_time(text)
+    except argparse.ArgumentTypeError:  # its message named dates and times only
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a ledger entry number, a date or a time; use e.g. 15234, "
+            "2024-01-31 or 2024-01-31T12:00:00Z"
+        ) from None
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
