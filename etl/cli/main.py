@@ -165,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
 
     verify = command("verify", "check the ledger, its checkpoints and the rows", cmd_verify)
-    _account_option(verify)
+    _account_option(
+        verify, "only this account (repeatable; default: every account in the database)"
+    )
     verify_arguments(verify)
 
     reconcile = command(
