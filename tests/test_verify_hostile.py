@@ -1,19 +1,34 @@
 """``verify`` against what an attacker can put in its way, not only what a careless hand
-leaves: a row whose ``raw`` is no JSON record is a finding named as such, never a
-traceback."""
+leaves: a row whose ``raw`` is no JSON record, files in the checkpoint directory that are
+no checkpoint (a FIFO, ``/dev/zero``, a huge file, digits ``int`` refuses): each is a
+finding named as such, never a traceback, a hang or memory filled; the job's own
+checkpoint writes are not held up by them either."""
 
 from __future__ import annotations
 
+import os
+import resource
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
+from parts.cli import CLI_ENV, ROOT
 from parts.databases import kind_of
 from parts.verify.signed import found, keygen, synced, verify
+from support import audit_record, recent
 
 from etl.common.errors import ExitCode
+from etl.integrity import note
 from etl.storage.engine import open_engine
 from etl.storage.schema.logs import audit_logs
 from zendesk_sim import SimulatedZendesk
+
+SCRIPT = Path(sys.executable).with_name("zendesk-audit-etl")
+# The memory a command run here may map: ample for one, far less than /dev/zero offers.
+MEMORY = 1536 * 1024 * 1024
 
 
 def _two_ids(db_url: str) -> list[int]:
@@ -54,3 +69,83 @@ def test_a_row_whose_raw_is_no_json_record_is_modified_not_an_internal_error(
     code, report = verify(path)
     assert code == ExitCode.FINDINGS
     assert found(report) == expected
+
+
+def _limited() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+
+
+def _command(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed command in a new process, its memory capped, given two minutes."""
+    return subprocess.run(
+        [str(SCRIPT), "--config", str(config), *args],
+        env=CLI_ENV,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=_limited,
+    )
+
+
+def test_files_that_are_no_checkpoint_are_named_without_a_hang_or_memory_filled(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    key, public = keygen(tmp_path, "ledger.key")
+    path = synced(tmp_path, zendesk, db_url, key)
+    folder = tmp_path / "checkpoints" / "acme"
+    (last,) = sorted(folder.glob("*.checkpoint"))
+    lines = last.read_text().split("\n")
+    lines[1] = "\N{SUPERSCRIPT TWO}"  # a digit to str.isdigit, not to int
+    (folder / "000000000002-a.checkpoint").write_text("\n".join(lines))
+    os.mkfifo(folder / "000000000003-b.checkpoint")  # opened, it waits for a writer
+    (folder / "000000000004-c.checkpoint").symlink_to("/dev/zero")  # endless
+    with open(folder / "000000000005-d.checkpoint", "wb") as huge:
+        huge.truncate(4 * MEMORY)  # sparse: no disk taken, more than the memory allowed
+    os.mkfifo(folder / ".checkpoint.partial")  # where the next checkpoint is written first
+    zendesk.add_records([audit_record(9_300_000_000_000 + i, recent(8)) for i in range(5)])
+    synced_again = _command(path, "sync")
+    assert synced_again.returncode == 0, synced_again.stderr
+    result = _command(path, "verify", "--public-key", str(public))
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert result.returncode == ExitCode.FINDINGS, result.stderr
+    findings = [line for line in result.stdout.splitlines() if line.startswith("INVALID")]
+    # Each of the four: not a checkpoint, and not one of the database's; the sync's new
+    # checkpoint was written whole beside them (none missing from the external copy).
+    assert sorted(line.split(":")[1].strip() for line in findings) == [
+        *["bad signature"] * 4,
+        *["missing from the database"] * 4,
+    ]
+    for name in ("2-a", "3-b", "4-c", "5-d"):  # each named by its file, in both findings
+        assert sum(f"00000000000{name}.checkpoint" in line for line in findings) == 2
+    assert result.stdout.splitlines()[-1].startswith("2/6 checkpoints valid")
+
+
+# A checkpoint's text, then what an edit of one line makes of it: none parses.
+_MADE = note.make(
+    "acme.zendesk.com", 15, bytes(range(32)), "acme", datetime(2026, 12, 5, tzinfo=UTC)
+)
+_BODY = _MADE.text.split("\n")
+
+
+def _edited(line: int, value: str) -> str:
+    return "\n".join([*_BODY[:line], value, *_BODY[line + 1 :]])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        _edited(1, "\N{SUPERSCRIPT TWO}"),  # int() refuses it: was a ValueError
+        _edited(1, "\N{ARABIC-INDIC DIGIT ONE}\N{ARABIC-INDIC DIGIT FIVE}"),  # int() takes it
+        _edited(1, "9" * 5000),  # more digits than int() converts: was a ValueError
+        _edited(1, "015"),  # not as written: a second text for the same signed body
+        _edited(2, "\N{LATIN SMALL LETTER E WITH ACUTE}" * 44),  # not ASCII: was a ValueError
+        _edited(4, "time 2026-12-05T00:00:00Z/../../x"),  # a time is what format_time writes
+        _edited(4, "time yesterday"),
+        _MADE.text + "\n\N{EM DASH} zendesk-audit-etl \N{LATIN SMALL LETTER E WITH ACUTE}\n",
+    ],
+    ids=["superscript", "arabic", "long", "leading-zero", "head", "time-path", "time", "sig"],
+)
+def test_a_checkpoint_text_not_as_written_does_not_parse(text: str) -> None:
+    assert note.parse(_MADE.text) == _MADE
+    assert note.parse(text) is None
