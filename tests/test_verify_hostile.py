@@ -22,6 +22,7 @@ from support import audit_record, recent
 
 from etl.common.errors import ExitCode
 from etl.integrity import note
+from etl.records.canonical import canonical_json
 from etl.storage.engine import open_engine
 from etl.storage.schema.logs import audit_logs
 from zendesk_sim import SimulatedZendesk
@@ -69,6 +70,48 @@ def test_a_row_whose_raw_is_no_json_record_is_modified_not_an_internal_error(
     code, report = verify(path)
     assert code == ExitCode.FINDINGS
     assert found(report) == expected
+
+
+# How each database's SQL reads a member of ``raw``.
+_ACTION = {
+    "sqlite": "json_extract(raw, '$.action')",
+    "mysql": "JSON_VALUE(raw, '$.action')",
+    "postgresql": "raw->>'action'",
+}
+
+
+def test_a_raw_that_repeats_a_key_is_modified_where_sql_reads_its_first_value(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """SQLite and MariaDB keep ``raw`` as written, and their JSON functions read a
+    repeated key's first value, while a parser (so the record hash) keeps the last: a row
+    that reads as another action in SQL verified clean. PostgreSQL's jsonb keeps one
+    value, the last: the record is unchanged there, in SQL too."""
+    key, _ = keygen(tmp_path, "ledger.key")
+    path = synced(tmp_path, zendesk, db_url, key)
+    changed, _ = _two_ids(db_url)
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        raw = conn.execute(sa.select(audit_logs.c.raw).where(audit_logs.c.id == changed))
+        record = raw.scalar_one()
+    engine.dispose()
+    _set_raw(db_url, changed, '{"action":"forged",' + canonical_json(record)[1:])
+    kind = kind_of(db_url)
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        read = conn.execute(
+            sa.text(f"SELECT {_ACTION[kind]} FROM zendesk_audit_logs WHERE id = :id"),
+            {"id": changed},
+        ).scalar_one()
+    engine.dispose()
+    code, report = verify(path)
+    if kind == "postgresql":
+        assert read == record["action"] and code == 0
+    else:
+        assert read == "forged"
+        assert code == ExitCode.FINDINGS and found(report) == {("modified", str(changed))}
+        (finding,) = report["accounts"][0]["findings"]
+        assert "repeats a key" in finding["detail"]
 
 
 def _limited() -> None:
