@@ -138,7 +138,7 @@ def stored_checkpoints(conn: Connection, account: str) -> list[Checkpoint]:
         .where(checkpoints.c.account == account)
         .order_by(checkpoints.c.id)
     ).scalars()
-    return [note.parse(text) or unreadable(text, account) for text in rows]
+    return [note.parse(text) or unreadable(text, account, "the database") for text in rows]
 
 
 class Checkpointer:

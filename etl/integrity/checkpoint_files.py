@@ -24,6 +24,7 @@ import errno
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,10 @@ STALE_PARTIAL = 3600.0
 # Names a checkpoint may take: its own, then ``<name>.2.checkpoint`` ... beside a cut copy
 # that cannot be removed, or another checkpoint of the same size and second.
 _NAMES = 9
+# More than any checkpoint's text (a few hundred bytes): a larger file is read no further.
+MAX_BYTES = 64 * 1024
+# What ``_content`` gives a file no checkpoint can be: a text never starts with NUL.
+_NOT_OURS = b"\x00"
 
 
 def account_directory(directory: Path, account: str) -> Path:
@@ -63,11 +68,38 @@ def _names(path: Path) -> Iterator[Path]:
         yield path.with_name(f"{stem}.{n}{SUFFIX}")
 
 
-def _content(path: Path) -> bytes | None:
+def read_bounded(path: Path) -> bytes:
+    """A checkpoint file's bytes: only a regular file's (a symlink followed), at most
+    ``MAX_BYTES`` of them, so no file put in the directory makes a read wait forever
+    (a FIFO: opened without waiting for a writer) or fill the memory (``/dev/zero``, a
+    huge file). ``OSError`` for anything else, saying what it is."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
     try:
-        return path.read_bytes()
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise OSError(errno.EFBIG, f"{info.st_size} bytes, more than any checkpoint")
+        data = b""
+        while len(data) <= MAX_BYTES:
+            more = os.read(fd, MAX_BYTES + 1 - len(data))
+            if not more:
+                return data
+            data += more
+    finally:
+        os.close(fd)
+    raise OSError(errno.EFBIG, "more bytes than any checkpoint")  # grew since its fstat
+
+
+def _content(path: Path) -> bytes | None:
+    """The file's bytes; None when there is none; ``_NOT_OURS`` for one no checkpoint can
+    be (``read_bounded`` refuses it): neither a checkpoint's whole text nor a cut one."""
+    try:
+        return read_bounded(path)
     except FileNotFoundError:
         return None
+    except OSError:
+        return _NOT_OURS
 
 
 def has_whole(folder: Path, made: Checkpoint) -> bool:
@@ -172,7 +204,7 @@ def _claimed(folder: Path, partial: Path) -> bool:
     (``STALE_PARTIAL`` old) and could be removed. Another write's file in progress is
     left alone, and so is one this directory refuses to remove."""
     try:
-        found = partial.read_bytes()
+        found = read_bounded(partial)
         age = time.time() - partial.stat().st_mtime
     except FileNotFoundError:
         return True
@@ -210,11 +242,13 @@ def directory_checkpoints(directory: Path, account: str) -> Iterator[tuple[Path,
         if path.name.startswith("."):
             continue
         try:  # bytes that are not UTF-8 kept as such: a cut copy may end mid-character
-            text = path.read_bytes().decode("utf-8", "surrogateescape")
+            text = read_bounded(path).decode("utf-8", "surrogateescape")
         except OSError as exc:
-            text = f"(unreadable: {exc.strerror})"
-        yield path, note.parse(text) or unreadable(text, account)
+            text = f"(unreadable {path.name}: {exc.strerror})"
+        yield path, note.parse(text) or unreadable(text, account, f"the file {path}")
 
 
-def unreadable(text: str, account: str) -> Checkpoint:
-    return Checkpoint("", -1, b"", account, "", text=text)
+def unreadable(text: str, account: str, where: str) -> Checkpoint:
+    """What is no checkpoint, as one of size -1 for verify to name; its origin says
+    ``where`` it was found."""
+    return Checkpoint(where, -1, b"", account, "", text=text)

@@ -77,16 +77,17 @@ def compare(
             )
         )
     for made in found.values():
-        if made.text not in texts:
-            report.add(
-                Finding(
-                    "missing from the database",
-                    report.account,
-                    entry=made.size,
-                    detail=f"checkpoint at entry {made.size} of {made.time} is in "
-                    f"{directory}, not in the database",
-                )
+        if made.text in texts:
+            continue
+        if made.size < 0:  # no checkpoint: its file named (it has no entry or time)
+            detail = f"{made.origin} is no checkpoint of the database's"
+        else:
+            detail = (
+                f"checkpoint at entry {made.size} of {made.time} is in {directory}, "
+                "not in the database"
             )
+        entry = made.size if made.size >= 0 else None
+        report.add(Finding("missing from the database", report.account, entry=entry, detail=detail))
 
 
 def _settled(directory: Path, account: str, missing: list[str]) -> dict[str, Checkpoint]:

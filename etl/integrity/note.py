@@ -16,13 +16,18 @@ key configured) is the body alone. Pure: no I/O.
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from etl.common.clock import format_time
 
 _DASH = "\u2014"
+# A size as ``make`` writes it: ASCII digits, no leading zero, within a signed 64-bit
+# integer (``str.isdigit`` takes other scripts' digits and ``²``, which ``int`` refuses).
+_SIZE = re.compile(r"0|[1-9][0-9]{0,18}")
+# The time line as ``make`` writes it (``format_time``).
+_TIME = re.compile(r"time [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")
 
 
 @dataclass(frozen=True)
@@ -70,13 +75,13 @@ def parse(text: str) -> Checkpoint | None:
     if not signed:  # unsigned: the body alone, its last newline included
         body = body.removesuffix("\n")
     lines = body.split("\n")
-    if len(lines) != 5 or not lines[1].isdigit():
+    if len(lines) != 5 or not _SIZE.fullmatch(lines[1]):
         return None
-    if not lines[3].startswith("account ") or not lines[4].startswith("time "):
+    if not lines[3].startswith("account ") or not _TIME.fullmatch(lines[4]):
         return None
-    try:
+    try:  # ValueError: not ASCII (binascii.Error, a ValueError too: not base64)
         head = base64.b64decode(lines[2], validate=True)
-    except binascii.Error:
+    except ValueError:
         return None
     if len(head) != 32:
         return None
@@ -86,7 +91,7 @@ def parse(text: str) -> Checkpoint | None:
         if len(parts) == 3 and parts[0] == _DASH and parts[1] == "zendesk-audit-etl":
             try:
                 stamp = base64.b64decode(parts[2], validate=True)
-            except binascii.Error:
+            except ValueError:
                 return None
             if len(stamp) != 68:
                 return None

@@ -37,6 +37,8 @@ PAGE = 25_000
 # 16 MB ``max_allowed_packet`` it has by default (a larger page is read row by row).
 _MARIADB_PAGE = 5000
 _PLAIN = frozenset({str, int, bool, type(None)})
+# What ``raw_digest`` gives a text that is no JSON record: equal to no record's hash.
+UNREADABLE = b""
 _loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
 _sha256 = hashlib.sha256
 # Each table of rows the ledger chains, by stream name (etl.sync.streams' names): their
@@ -66,11 +68,20 @@ def parse_raw(text: str) -> Any:
 
 def raw_digest(text: str | bytes) -> bytes:
     """SHA-256 of the canonical form of a row's ``raw`` text (``record_hash`` of what it
-    parses to): orjson both ways for a record of plain values, the usual one."""
-    value = _loads(text)
-    if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
-        return _sha256(_dumps(value, option=_SORTED)).digest()
-    return _sha256(canonical_json(json.loads(text)).encode()).digest()
+    parses to): orjson both ways for a record of plain values, the usual one.
+    ``UNREADABLE`` for a text that is no JSON record (not JSON, or a number JSON cannot
+    hold: ``1e400``, ``NaN``), which only an edit of the row can have stored."""
+    try:
+        value = _loads(text)
+    except orjson.JSONDecodeError:  # also an integer past a double's range: json decides
+        pass
+    else:
+        if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
+            return _sha256(_dumps(value, option=_SORTED)).digest()
+    try:
+        return _sha256(canonical_json(json.loads(text)).encode()).digest()
+    except (ValueError, RecursionError):  # not JSON, or NaN/Infinity, refused canonical
+        return UNREADABLE
 
 
 def matches(text: str | bytes, record: bytes) -> bool:

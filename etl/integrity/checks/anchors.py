@@ -114,7 +114,7 @@ def check_checkpoints(
 
 def _signature_ok(find: Find, made: Checkpoint, keys: dict[str, PublicKey]) -> bool:
     if made.size < 0:
-        find("bad signature", None, None, "a checkpoint that does not parse")
+        find("bad signature", None, None, f"a checkpoint in {made.origin} does not parse")
         return False
     if made.signature is None or not keys:
         return True  # unsigned, or no public key to check it with: a note says so

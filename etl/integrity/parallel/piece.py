@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import struct
 from collections import Counter
 from collections.abc import Iterator
@@ -61,6 +62,32 @@ class Walked:
     stream: str | None = None  # the stream of the last row matched (or the span's)
     top_seq: int = FIRST_SEQ  # the highest stored_seq a row entry named
     inserted: set[tuple[int, str, str]] = field(default_factory=set)  # (seq, id, stream)
+
+
+class _Repeated(Exception):
+    """A JSON object holding a key twice."""
+
+
+def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
+    if len({key for key, _ in pairs}) != len(pairs):
+        raise _Repeated
+
+
+def repeats_a_key(text: str | bytes, record: bytes) -> bool:
+    """Whether an object in the JSON ``text`` holds a key twice. Parsers keep the last
+    value (the canonical form, so the record hash, too); SQLite's and MariaDB's JSON
+    functions read the first: such a text reads as its entry's record in one and as
+    another in SQL. The canonical text itself (``record`` its hash) cannot."""
+    data = text.encode() if isinstance(text, str) else text
+    if _sha256(data).digest() == record:
+        return False
+    try:
+        json.loads(text, object_pairs_hook=_no_repeats)
+    except _Repeated:
+        return True
+    except (ValueError, RecursionError):  # not JSON: ``matches`` said so already
+        return False
+    return False
 
 
 def walk(conn: Connection, account: str, span: Span) -> Walked:
@@ -120,16 +147,24 @@ class _Piece:
                         counts[stream] += matched  # type: ignore[index]
                         stream, matched = row[3], 0
                     matched += 1
-                    if not (quick and type(text) is bytes and sha(text).digest() == record) and (
-                        not matches(text, record)
-                    ):
-                        find(
-                            "modified",
-                            key,
-                            entry,
-                            f"the row (stored_seq {number}) differs from its ledger entry",
-                            stream=stream,
-                        )
+                    if not (quick and type(text) is bytes and sha(text).digest() == record):
+                        if not matches(text, record):
+                            find(
+                                "modified",
+                                key,
+                                entry,
+                                f"the row (stored_seq {number}) differs from its ledger entry",
+                                stream=stream,
+                            )
+                        elif quick and repeats_a_key(text, record):  # jsonb (PostgreSQL) keeps one
+                            find(
+                                "modified",
+                                key,
+                                entry,
+                                f"the row (stored_seq {number}) repeats a key: SQL's JSON "
+                                "functions read its first value, its ledger entry the last",
+                                stream=stream,
+                            )
                     row = next(rows, None)
             elif kind == chain.REJECT:
                 done.rejects[(record_id, record)] += 1
