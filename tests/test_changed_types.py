@@ -71,6 +71,8 @@ def test_a_change_of_type_is_stored_on_every_database(
     first = store.write_page("acme", run_id, [_row(audit_record(1, at, **before))], [], None)
     assert (first.inserted, first.updated) == (1, 0)
     seq = _seq(store, 1)
+    assert store.unchanged("acme", [_row(audit_record(1, at, **before))])
+    assert not store.unchanged("acme", [_row(audit_record(1, at, **after))])  # re-read: written
     again = store.write_page("acme", run_id, [_row(audit_record(1, at, **after))], [], None)
     assert (again.inserted, again.updated) == (0, 1)
     assert _stored_text(db_url, 1) == canonical_json(audit_record(1, at, **after))
@@ -95,6 +97,10 @@ def test_the_same_record_in_another_key_order_is_unchanged(
     seq = _seq(store, 1)
     record = audit_record(1, at)
     reordered = {**dict(reversed(list(record.items()))), **after}
+    assert store.unchanged("acme", [_row(reordered)])  # a re-read page has nothing to write
+    missing = _row(audit_record(2, at, **after))
+    assert not store.unchanged("acme", [_row(reordered), missing])
+    assert not store.unchanged("other", [_row(reordered)])  # another account's rows
     again = store.write_page("acme", run_id, [_row(reordered)], [], None)
     assert (again.inserted, again.updated) == (0, 0)
     assert _seq(store, 1) == seq
