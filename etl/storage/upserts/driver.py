@@ -260,10 +260,12 @@ def _pg_json_changed(names: _Names) -> str:
     raw = names[audit_logs.c.raw]
     return (
         "SELECT count(*) FROM ROWS FROM (unnest(%s::bigint[]), jsonb_array_elements(%s::jsonb)) "
-        f"AS batch (id, record) LEFT JOIN {names.table} AS stored "
-        f"ON stored.{account} = %s AND stored.{record_id} = batch.id "
+        # A look-up by the primary key a row, whatever the planner's statistics (LIMIT keeps
+        # the subquery a nested loop: a join on the batch's ids scanned the account's rows).
+        f"AS batch (id, record) LEFT JOIN LATERAL (SELECT {raw} AS raw FROM {names.table} "
+        f"WHERE {account} = %s AND {record_id} = batch.id LIMIT 1) AS stored ON true "
         # the upsert's own test (``_pg_json_upsert``): a missing row's NULL differs too
-        f"WHERE stored.{raw}::text IS DISTINCT FROM batch.record::text"
+        "WHERE stored.raw::text IS DISTINCT FROM batch.record::text"
     )
 
 
