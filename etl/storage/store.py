@@ -55,6 +55,7 @@ from etl.storage.statements import (
     watermark,
 )
 from etl.storage.upserts.audit_logs import row_upsert, stored_check
+from etl.storage.upserts.driver import StoredCheck
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -79,12 +80,8 @@ class Store(StoreReader):
         self._guard = LockGuard()  # every commit but a run's last record checks the lock
         self._now = now
         self._upsert = row_upsert(engine.dialect)
-        self._stored = stored_check(engine.dialect)
-        # The comparison only reads: on PostgreSQL in autocommit, no BEGIN and COMMIT.
-        postgresql = engine.dialect.name == "postgresql"
-        self._comparer = (
-            engine.execution_options(isolation_level="AUTOCOMMIT") if postgresql else engine
-        )
+        self._comparer = engine
+        self._stored: StoredCheck | None = None  # made when a page is first compared
 
     # -- state ---------------------------------------------------------------------------
 
@@ -145,6 +142,10 @@ class Store(StoreReader):
         latest = {row["id"]: row for row in rows}
         if not latest or any(row["account"] != account for row in latest.values()):
             return False
+        if self._stored is None:
+            self._stored = stored_check(self.engine.dialect)
+            if self.engine.dialect.name == "postgresql":  # it only reads: no BEGIN, COMMIT
+                self._comparer = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         with guarded_transaction(self._comparer, self.engine, "comparing a page") as conn:
             return self._stored(conn, account, latest)
 
