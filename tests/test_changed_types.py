@@ -143,6 +143,34 @@ def test_postgresql_text_agrees_with_the_canonical_text(db_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.databases("postgresql")
+def test_postgresql_compares_a_page_by_primary_key_look_ups(store: Store) -> None:
+    """The comparison of a re-read page looks each row up by the key, whatever the
+    planner's statistics: a plain join of the page's ids was planned on a fresh table as a
+    scan of every row of the account."""
+    run_id = store.start_run("acme", recent(60), recent(1), None)
+    at = recent(5)
+    rows = [_row(audit_record(i, at)) for i in range(1, 2001)]
+    for start in range(0, len(rows), 500):
+        store.write_page("acme", run_id, rows[start : start + 500], [], None)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        assert store.unchanged("acme", rows[1000:1100])
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = seen
+    with store.engine.connect() as conn:
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
+    assert "Index Scan using pk_zendesk_audit_logs" in plan, plan
+    assert "Seq Scan on zendesk_audit_logs" not in plan, plan
+    assert "Bitmap" not in plan, plan
+
+
 def test_resync_reports_a_field_that_became_true(db_url: str) -> None:
     """The history differs once Zendesk says ``true`` where ``1`` was stored: resync
     reports it, stores it, and every database then holds ``true``."""
