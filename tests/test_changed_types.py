@@ -71,6 +71,8 @@ def test_a_change_of_type_is_stored_on_every_database(
     first = store.write_page("acme", run_id, [_row(audit_record(1, at, **before))], [], None)
     assert (first.inserted, first.updated) == (1, 0)
     seq = _seq(store, 1)
+    assert store.unchanged("acme", [_row(audit_record(1, at, **before))])
+    assert not store.unchanged("acme", [_row(audit_record(1, at, **after))])  # re-read: written
     again = store.write_page("acme", run_id, [_row(audit_record(1, at, **after))], [], None)
     assert (again.inserted, again.updated) == (0, 1)
     assert _stored_text(db_url, 1) == canonical_json(audit_record(1, at, **after))
@@ -95,6 +97,10 @@ def test_the_same_record_in_another_key_order_is_unchanged(
     seq = _seq(store, 1)
     record = audit_record(1, at)
     reordered = {**dict(reversed(list(record.items()))), **after}
+    assert store.unchanged("acme", [_row(reordered)])  # a re-read page has nothing to write
+    missing = _row(audit_record(2, at, **after))
+    assert not store.unchanged("acme", [_row(reordered), missing])
+    assert not store.unchanged("other", [_row(reordered)])  # another account's rows
     again = store.write_page("acme", run_id, [_row(reordered)], [], None)
     assert (again.inserted, again.updated) == (0, 0)
     assert _seq(store, 1) == seq
@@ -135,6 +141,34 @@ def test_postgresql_text_agrees_with_the_canonical_text(db_url: str) -> None:
                 assert pg_equal == ours, (left, right)
     finally:
         engine.dispose()
+
+
+@pytest.mark.databases("postgresql")
+def test_postgresql_compares_a_page_by_primary_key_look_ups(store: Store) -> None:
+    """The comparison of a re-read page looks each row up by the key, whatever the
+    planner's statistics: a plain join of the page's ids was planned on a fresh table as a
+    scan of every row of the account."""
+    run_id = store.start_run("acme", recent(60), recent(1), None)
+    at = recent(5)
+    rows = [_row(audit_record(i, at)) for i in range(1, 2001)]
+    for start in range(0, len(rows), 500):
+        store.write_page("acme", run_id, rows[start : start + 500], [], None)
+    seen: list[tuple[str, Any]] = []
+
+    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        seen.append((statement, parameters))
+
+    sa.event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        assert store.unchanged("acme", rows[1000:1100])
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", capture)
+    ((statement, parameters),) = seen
+    with store.engine.connect() as conn:
+        plan = "\n".join(conn.exec_driver_sql(f"EXPLAIN {statement}", parameters).scalars())
+    assert "Index Scan using pk_zendesk_audit_logs" in plan, plan
+    assert "Seq Scan on zendesk_audit_logs" not in plan, plan
+    assert "Bitmap" not in plan, plan
 
 
 def test_resync_reports_a_field_that_became_true(db_url: str) -> None:

@@ -27,7 +27,7 @@ from etl.common.errors import AuthError, InterruptedRun
 from etl.common.secret import Secret
 from etl.common.settings import AccountSettings, Credentials
 from etl.storage.store import Store
-from etl.sync.account import sync_account
+from etl.sync.account import resync_account, sync_account
 from etl.sync.run import RunHooks, RunSummary
 from zendesk_sim import SimAuth, SimulatedZendesk, generate_records
 
@@ -115,6 +115,27 @@ def test_a_changed_record_is_updated_in_place(db_url: str) -> None:
         assert_table_matches(db_url, sim.visible_records())
         (row,) = stored_rows(db_url)
         assert row["change_description"] == "after"
+
+
+def test_pages_stored_already_above_the_watermark_still_move_it_page_by_page(
+    db_url: str,
+) -> None:
+    """A page re-read unchanged commits nothing only where the watermark is past it: rows
+    a resync stored ahead of it are checkpointed as they are read, so a run stopped after
+    its first page resumes from there."""
+    times = [recent(30) + timedelta(seconds=i) for i in range(250)]
+    records = [audit_record(6_100_000_000_000 + i, at) for i, at in enumerate(times)]
+    with SimulatedZendesk(records) as sim:
+        account = sim_account(sim.url, workers=1)
+        store = fresh_store(db_url)
+        with fake_time_client(account) as client:
+            resync_account(account, client, store, recent(60))  # stored, no watermark
+        assert store.watermark("acme") is None
+        stop = threading.Event()
+        with pytest.raises(InterruptedRun):
+            run(account, store, stop=stop, on_page=lambda summary, position: stop.set())
+        watermark = store.watermark("acme")
+        assert watermark is not None and times[99] <= watermark < times[100]
 
 
 def test_nothing_new_costs_one_request(sqlite_url: str, sim: SimulatedZendesk) -> None:

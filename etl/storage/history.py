@@ -129,13 +129,16 @@ def finish_run(
     requests: int,
     rate_limited: int,
     error: str | None,
+    add_pages: int = 0,
 ) -> None:
     """Close run ``run_id``'s row with its result (``status`` checked by ``check_final``;
-    ``error`` cut to ``MAX_ERROR_CHARS``)."""
+    ``error`` cut to ``MAX_ERROR_CHARS``); ``add_pages``: pages read but not committed
+    (re-read unchanged), counted now."""
     conn.execute(
         sa.update(sync_runs)
         .where(sync_runs.c.id == run_id)
         .values(
+            pages=sync_runs.c.pages + add_pages,
             status=status,
             finished_at=now,
             watermark_after=watermark_after,

@@ -54,7 +54,8 @@ from etl.storage.statements import (
     state_upsert,
     watermark,
 )
-from etl.storage.upserts.audit_logs import row_upsert
+from etl.storage.upserts.audit_logs import row_upsert, stored_check
+from etl.storage.upserts.driver import StoredCheck
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -79,6 +80,8 @@ class Store(StoreReader):
         self._guard = LockGuard()  # every commit but a run's last record checks the lock
         self._now = now
         self._upsert = row_upsert(engine.dialect)
+        self._comparer = engine
+        self._stored: StoredCheck | None = None  # made when a page is first compared
 
     # -- state ---------------------------------------------------------------------------
 
@@ -131,6 +134,20 @@ class Store(StoreReader):
         """
         with self.transaction() as transaction:
             return transaction.write_batch(account, run_id, rows, rejects, watermark=watermark)
+
+    def unchanged(self, account: str, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """Whether every one of ``rows`` (the last of an id wins) is stored already with
+        the same record, compared as the upsert compares (``stored_check``): a page re-read
+        in the overlap that ``write_page`` would not change. One read, no transaction."""
+        latest = {row["id"]: row for row in rows}
+        if not latest or any(row["account"] != account for row in latest.values()):
+            return False
+        if self._stored is None:
+            self._stored = stored_check(self.engine.dialect)
+            if self.engine.dialect.name == "postgresql":  # it only reads: no BEGIN, COMMIT
+                self._comparer = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        with guarded_transaction(self._comparer, self.engine, "comparing a page") as conn:
+            return self._stored(conn, account, latest)
 
     @contextmanager
     def transaction(self) -> Iterator[BatchTransaction]:
@@ -229,7 +246,9 @@ class Store(StoreReader):
         requests: int,
         rate_limited: int,
         error: str | None = None,
+        add_pages: int = 0,
     ) -> None:
+        """Close the run's row; ``add_pages``: pages it read but did not commit."""
         check_final(status)
         # Unchecked: it only closes this run's own row, also after the lock was lost.
         with self._writing("recording the end of a run", guarded=False) as conn:
@@ -242,6 +261,7 @@ class Store(StoreReader):
                 requests=requests,
                 rate_limited=rate_limited,
                 error=error,
+                add_pages=add_pages,
             )
 
     # -- locks ---------------------------------------------------------------------------

@@ -47,6 +47,7 @@ class LogState(Protocol):
         rejects: Sequence[RejectLike],
         watermark: datetime | None,
     ) -> WriteResult: ...
+    def unchanged(self, account: str, rows: Sequence[Mapping[str, Any]]) -> bool: ...
     def transaction(self) -> AbstractContextManager[BatchTransaction]: ...
     def slices(self, account: str) -> list[SliceRow]: ...
     def add_slices(
@@ -105,6 +106,10 @@ class StreamStore:
         atomically, under the run lock's check."""
         with self.store.stream_transaction(self._upsert, self.table, self.stream) as tx:
             return tx.write_batch(account, run_id, rows, rejects, watermark=watermark)
+
+    def unchanged(self, account: str, rows: Sequence[Mapping[str, Any]]) -> bool:
+        """Not compared here (``Store.unchanged`` is the audit log's): every page is written."""
+        return False
 
     @contextmanager
     def transaction(self) -> Iterator[BatchTransaction]:

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from etl.common.clock import utc_now
 from etl.common.errors import EtlError, ForbiddenError, InterruptedRun, OutOfTime
 from etl.common.settings import AccountSettings
-from etl.storage.store import Store
+from etl.storage.store import Store, WriteResult
 from etl.storage.streams import LogState
 from etl.sync.logs import AUDIT_LOGS, Stream
 from etl.sync.run import Run, RunHooks, RunSummary, ended_by
@@ -235,12 +236,32 @@ def _read_pages(run: Run) -> None:
         rows, rejects = stream.split(page.records, account.name, utc_now())
         position = page_watermark(page, run.window)
         checkpoint = position if run.advance else None
-        result = run.log.write_page(account.name, run.id, rows, rejects, checkpoint)
+        if _nothing_to_write(run, rows, rejects, checkpoint):
+            run.summary.unwritten_pages += 1  # the run's row counts it when closed
+            result = WriteResult(0, 0, 0)
+        else:
+            result = run.log.write_page(account.name, run.id, rows, rejects, checkpoint)
         run.committed(1, len(page.records), result, position)
         if run.hooks.stopping():
             raise InterruptedRun(f"stopped by a signal after committing page {page.number}")
         if run.out_of_time():
             raise OutOfTime(run.out_of_time_line(f"page {page.number}"))
+
+
+def _nothing_to_write(
+    run: Run, rows: list[dict[str, Any]], rejects: list[Any], checkpoint: datetime | None
+) -> bool:
+    """A page re-read in the overlap: its records all stored already as they are, no
+    reject, and a checkpoint the watermark has passed already (its statement only moves it
+    forwards). Its transaction would write nothing but the run's page count (added when the
+    run's row is closed): one read (``LogState.unchanged``) takes its place. A page with
+    anything to write is written as ever, whole."""
+    if rejects or not rows:
+        return False
+    before = run.summary.watermark_before
+    if checkpoint is not None and (before is None or checkpoint > before):
+        return False
+    return run.log.unchanged(run.account.name, rows)
 
 
 def page_watermark(page: Page, window: Window) -> datetime | None:
@@ -266,6 +287,7 @@ def _close_run(store: Store, run_id: int, summary: RunSummary) -> None:
             requests=summary.requests,
             rate_limited=summary.rate_limited,
             error=summary.error,
+            add_pages=summary.unwritten_pages,
         )
     except EtlError as exc:  # the database may be what failed; the run's error matters more
         log.warning("could not record the end of run %d: %s", run_id, exc)

@@ -54,6 +54,9 @@ class RunSummary:
     parallel: bool = False
     pages_left: float | None = None
     stream: str = "audit_logs"  # which log the run read (etl.sync.streams)
+    # Not reported either: pages re-read unchanged and so not committed (etl.sync.account),
+    # which the run's row counts when it is closed.
+    unwritten_pages: int = 0
 
     def count(self, pages: int, records: int, result: WriteResult) -> None:
         """Add what one commit wrote."""

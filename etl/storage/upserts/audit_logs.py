@@ -30,7 +30,14 @@ from etl.records.canonical import canonical_json
 from etl.storage.limits import RowUpsert, byte_batches, max_packet, raw_text
 from etl.storage.schema.coltypes import MYSQL_DIALECTS, dialect_insert
 from etl.storage.schema.logs import audit_logs
-from etl.storage.upserts.driver import ExistingReader, RowWriter, postgresql_upsert, sqlite_rows
+from etl.storage.upserts.driver import (
+    ExistingReader,
+    RowWriter,
+    StoredCheck,
+    postgresql_unchanged,
+    postgresql_upsert,
+    sqlite_rows,
+)
 
 # Ids per "which of these exist?" query; far below every dialect's bound-parameter limit.
 _ID_CHUNK = 500
@@ -98,6 +105,23 @@ def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
     return upsert
 
 
+def _unchanged_by_reading(read: ExistingReader) -> StoredCheck:
+    """Whether every row of a batch is stored with the same record, by ``read`` (the
+    upsert's own reader of ``(id, raw text)`` pairs) and ``changed``, as the upsert
+    decides what to write."""
+
+    def unchanged(conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]) -> bool:
+        stored = 0
+        differs = False
+        for chunk in _id_ranges(sorted(rows), _ID_CHUNK):
+            for record_id, raw in read(conn, account, chunk):
+                stored += 1
+                differs = differs or changed(raw, rows[record_id])
+        return stored == len(rows) and not differs
+
+    return unchanged
+
+
 def _mysql_rows() -> tuple[ExistingReader, RowWriter]:
     """MySQL's reader and writer of rows, through SQLAlchemy Core (no fast path there)."""
     # raw as the stored text (the JSON type would decode it): ``changed`` compares texts.
@@ -152,6 +176,18 @@ def with_raw_text(row: Mapping[str, Any]) -> Mapping[str, Any]:
     sent = {k: v for k, v in row.items() if k != "raw"}
     sent[RAW_JSON] = raw_text(row)
     return sent
+
+
+def stored_check(dialect: Dialect) -> StoredCheck:
+    """The dialect's check that a batch is stored already as it is (``Store.unchanged``):
+    the same comparison as its ``row_upsert``, reading only."""
+    if dialect.name == "postgresql":
+        return postgresql_unchanged(dialect)
+    if dialect.name == "sqlite":
+        return _unchanged_by_reading(sqlite_rows(dialect)[0])
+    if dialect.name in MYSQL_DIALECTS:
+        return _unchanged_by_reading(_mysql_rows()[0])
+    raise ValueError(f"unsupported dialect {dialect.name!r}")
 
 
 def row_upsert(dialect: Dialect) -> RowUpsert:

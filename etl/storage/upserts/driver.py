@@ -38,6 +38,8 @@ _ROW_VALUES = operator.itemgetter(*_COLUMNS)
 # where it first reads what exists (``etl.storage.upserts.audit_logs``).
 ExistingReader = Callable[[Connection, str, list[Any]], Iterable[Sequence[Any]]]
 RowWriter = Callable[[Connection, Sequence[Mapping[str, Any]]], None]
+# Whether every row of a batch (by id) is stored already with the same record.
+StoredCheck = Callable[[Connection, str, Mapping[Any, Mapping[str, Any]]], bool]
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,37 @@ def _postgresql_upsert(
     batch = (orjson.dumps(values).decode(), "[" + ",".join(raws) + "]")
     inserted, written = conn.exec_driver_sql(_pg_json_upsert(names), batch).one()
     return inserted, written - inserted
+
+
+@functools.cache
+def _pg_json_changed(names: _Names) -> str:
+    account, record_id = names[audit_logs.c.account], names[audit_logs.c.id]
+    raw = names[audit_logs.c.raw]
+    return (
+        "SELECT count(*) FROM ROWS FROM (unnest(%s::bigint[]), jsonb_array_elements(%s::jsonb)) "
+        # A look-up by the primary key a row, whatever the planner's statistics (LIMIT keeps
+        # the subquery a nested loop: a join on the batch's ids scanned the account's rows).
+        f"AS batch (id, record) LEFT JOIN LATERAL (SELECT {raw} AS raw FROM {names.table} "
+        f"WHERE {account} = %s AND {record_id} = batch.id LIMIT 1) AS stored ON true "
+        # the upsert's own test (``_pg_json_upsert``): a missing row's NULL differs too
+        "WHERE stored.raw::text IS DISTINCT FROM batch.record::text"
+    )
+
+
+def _postgresql_unchanged(
+    names: _Names, conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+) -> bool:
+    """Whether the upsert would write none of ``rows``: one read of the rows that are new
+    or changed, the records sent as the upsert sends them (``raw_text``, one JSON array)."""
+    batch = "[" + ",".join(raw_text(row) for row in rows.values()) + "]"
+    statement = _pg_json_changed(names)
+    differing: int = conn.exec_driver_sql(statement, (list(rows), batch, account)).scalar_one()
+    return differing == 0
+
+
+def postgresql_unchanged(dialect: Dialect) -> StoredCheck:
+    """PostgreSQL's check that a batch is stored as it is."""
+    return functools.partial(_postgresql_unchanged, _Names.of(dialect))
 
 
 def sqlite_rows(dialect: Dialect) -> tuple[ExistingReader, RowWriter]:
