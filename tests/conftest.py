@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from parts import bytecode, cputime, marks, order
-from parts.databases import make_database, migrate_from_template, selected_kinds
+from parts.databases import make_database, migrate_from_template, selected_kinds, sweep_leftovers
 from parts.exports import kill_db_url
 from parts.packaging import built_wheel
 from parts.simulators import PACED, make_sim, shared_sim, unpaced
@@ -94,6 +94,19 @@ def pytest_configure(config: pytest.Config) -> None:
     marks.install_checks()
     order.one_at_a_time(config)
     bytecode.compile_once(config)
+    if not hasattr(config, "workerinput"):  # once a run, in xdist's controller
+        config.stash[_SWEPT] = sweep_leftovers()
+
+
+_SWEPT = pytest.StashKey[list[str]]()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The test databases a killed run had left, dropped before this one's tests."""
+    swept = config.stash.get(_SWEPT, [])
+    return (
+        f"dropped {len(swept)} test databases of killed runs: {', '.join(swept)}" if swept else None
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by them
