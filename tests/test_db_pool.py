@@ -16,9 +16,17 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from parts.databases import _admin, _pool, kind_of, migrate_from_template, server_database
+from parts.databases import (
+    _admin,
+    _pool,
+    kind_of,
+    make_database,
+    migrate_from_template,
+    server_database,
+)
 from parts.kept import sweep
 from sqlalchemy.engine import make_url
+from support import fresh_store
 
 TESTS = Path(__file__).parent
 # A test process as a worker is one: its databases made (a template, a test's own, a kept
@@ -175,3 +183,18 @@ def test_a_live_process_databases_are_not_swept(db_url: str) -> None:
         finally:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
     holder.dispose()
+
+
+def test_a_stores_engine_is_disposed_when_its_test_is_over(db_url: str, tmp_path: Path) -> None:
+    """``fresh_store``'s engine is the test's to leave: its sessions end with the test, so
+    the kept database is not waited on, nor its sessions ended by the server."""
+    made = make_database(kind_of(db_url), tmp_path)
+    url = next(made)
+    store = fresh_store(url)
+    closed: list[object] = []
+    sa.event.listen(store.engine, "close", lambda conn, record: closed.append(conn))
+    with store.engine.connect() as conn:
+        conn.execute(sa.text("SELECT 1"))
+    assert closed == []  # kept in its pool for the test's next statement
+    made.close()  # the test is over
+    assert len(closed) == 1

@@ -25,7 +25,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -146,9 +146,11 @@ def server_database(kind: str) -> Generator[str, None, None]:
             "or let these tests skip with ETL_TEST_ALLOW_SKIP=1",
             pytrace=False,
         )
+    url = make_url(SERVER_URLS[kind]).set(database=name).render_as_string(hide_password=False)
     try:
-        yield make_url(SERVER_URLS[kind]).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
+        _dispose_opened(url)
         if pool is None or not pool.keep(name):
             _drop(admin, kind, name)
 
@@ -165,12 +167,33 @@ def sweep_leftovers() -> list[str]:
     return dropped
 
 
-def make_database(kind: str, tmp_path: Path) -> Iterator[str]:
+def make_database(kind: str, tmp_path: Path) -> Generator[str, None, None]:
     """A fresh, empty database of ``kind`` as a URL (a file in ``tmp_path`` for SQLite)."""
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+        try:
+            yield url
+        finally:
+            _dispose_opened(url)
     else:
         yield from server_database(kind)
+
+
+# Engines a test's helpers opened on its database and leave to it (``support.fresh_store``'s
+# store): disposed when the test is over, before its database is kept or dropped. Left
+# open, their sessions were waited for (``kept.GRACE``) and then ended by the server.
+_opened: dict[str, list[sa.Engine]] = {}
+
+
+def opened(url: str, engine: sa.Engine) -> sa.Engine:
+    """``engine``, on ``url``, to be disposed when the test whose database it is ends."""
+    _opened.setdefault(url, []).append(engine)
+    return engine
+
+
+def _dispose_opened(url: str) -> None:
+    for engine in _opened.pop(url, []):
+        engine.dispose()
 
 
 # -- migrated templates --------------------------------------------------------------------------
