@@ -3,7 +3,8 @@
 ``db_url`` is parametrized over SQLite, PostgreSQL and MariaDB/MySQL. Each test
 gets its own empty database, dropped afterwards (on the servers emptied and kept for the
 process's next test: ``parts/db_pool.py``), so tests never see each other's rows and
-can run in parallel (pytest-xdist). ``migrated_url`` is the same, already at the current
+can run in parallel (pytest-xdist); what a killed run left on the servers is dropped at
+the next run's start (``parts/kept.py``). ``migrated_url`` is the same, already at the current
 schema (copied from a template: see ``parts/databases.py``, which also says how to point
 the tests at other servers).
 
