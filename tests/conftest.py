@@ -3,7 +3,8 @@
 ``db_url`` is parametrized over SQLite, PostgreSQL and MariaDB/MySQL. Each test
 gets its own empty database, dropped afterwards (on the servers emptied and kept for the
 process's next test: ``parts/db_pool.py``), so tests never see each other's rows and
-can run in parallel (pytest-xdist). ``migrated_url`` is the same, already at the current
+can run in parallel (pytest-xdist); what a killed run left on the servers is dropped at
+the next run's start (``parts/kept.py``). ``migrated_url`` is the same, already at the current
 schema (copied from a template: see ``parts/databases.py``, which also says how to point
 the tests at other servers).
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from parts import bytecode, cputime, marks, order
-from parts.databases import make_database, migrate_from_template, selected_kinds
+from parts.databases import make_database, migrate_from_template, selected_kinds, sweep_leftovers
 from parts.exports import kill_db_url
 from parts.packaging import built_wheel
 from parts.simulators import PACED, make_sim, shared_sim, unpaced
@@ -94,6 +95,19 @@ def pytest_configure(config: pytest.Config) -> None:
     marks.install_checks()
     order.one_at_a_time(config)
     bytecode.compile_once(config)
+    if not hasattr(config, "workerinput"):  # once a run, in xdist's controller
+        config.stash[_SWEPT] = sweep_leftovers()
+
+
+_SWEPT = pytest.StashKey[list[str]]()
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    """The test databases a killed run had left, dropped before this one's tests."""
+    swept = config.stash.get(_SWEPT, [])
+    return (
+        f"dropped {len(swept)} test databases of killed runs: {', '.join(swept)}" if swept else None
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before -m selects by them

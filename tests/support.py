@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import requests
 import sqlalchemy as sa
 from parts.clock import FakeClock
-from parts.databases import migrate_from_template
+from parts.databases import migrate_from_template, opened
 
 from etl.common.secret import Secret
 from etl.common.settings import (
@@ -101,11 +101,11 @@ def fresh_store(db_url: str) -> Store:
     the database is empty (much faster than migrating), else migrated if it is behind.
     ``ensure_current`` reads the version row first: a database already at the head (the
     second store of most tests) costs no Alembic load, ~0.4 s of CPU each."""
-    if not migrate_from_template(db_url):
-        engine = open_engine(db_url)
+    copied = migrate_from_template(db_url)  # before any engine: a copy wants nobody connected
+    engine = opened(db_url, open_engine(db_url))  # disposed when the test is over
+    if not copied:
         migrate.ensure_current(engine, auto_migrate=True, migrate_hint="")
-        return Store(engine)
-    return Store(open_engine(db_url))
+    return Store(engine)
 
 
 def fake_time_client(account: AccountSettings, fake: FakeTime | None = None) -> ZendeskClient:

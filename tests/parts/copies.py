@@ -9,13 +9,12 @@ afterwards as any other (``db_pool``, ``mysql_pool``)."""
 from __future__ import annotations
 
 import sqlite3
-import uuid
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from .databases import keep_empty, kind_of, migrate_from_template, server_admin
-from .kept import KeptDatabases
+from .kept import KeptDatabases, new_name
 
 _SESSIONS = (
     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
@@ -60,7 +59,7 @@ def _copy_postgresql(source: str, target: str) -> None:
         )
         # The empty one renamed aside and kept for a later test, not dropped: on PostgreSQL
         # a drop is a checkpoint, a rename a catalog row.
-        hold = f"etl_test_{uuid.uuid4().hex[:12]}"
+        hold = new_name()
         conn.execute(sa.text(f"ALTER DATABASE {target} RENAME TO {hold}"))
         keep_empty("postgresql", hold)
         conn.execute(sa.text(f"CREATE DATABASE {target} TEMPLATE {source}"))

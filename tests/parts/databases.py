@@ -20,12 +20,12 @@ database is emptied and kept for the process's next test when nothing but its ro
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import re
 import shutil
 import tempfile
-import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Generator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,7 @@ from etl.storage import migrate
 from etl.storage.engine import open_engine
 
 from .db_pool import PostgresPool
+from .kept import new_name, own, sweep
 from .mysql_pool import MariaDbPool
 
 SERVER_URLS = {
@@ -119,7 +120,7 @@ def server_database(kind: str) -> Generator[str, None, None]:
 
     An unreachable server fails the test rather than skipping it, unless
     ``ETL_TEST_ALLOW_SKIP=1``: CI must never pass by testing nothing."""
-    name = f"etl_test_{uuid.uuid4().hex[:12]}"
+    name = new_name()
     admin = _admin(kind)
     unreachable = ""
     pool = _pool(kind)
@@ -128,6 +129,7 @@ def server_database(kind: str) -> Generator[str, None, None]:
         if kept is not None:
             name = kept
         else:
+            own(kind, admin)  # before its first database: what it leaves if killed is swept
             with admin.connect() as conn:
                 conn.execute(sa.text(f"CREATE DATABASE {name}"))
                 _no_commit_flush(conn, kind, name)
@@ -144,19 +146,54 @@ def server_database(kind: str) -> Generator[str, None, None]:
             "or let these tests skip with ETL_TEST_ALLOW_SKIP=1",
             pytrace=False,
         )
+    url = make_url(SERVER_URLS[kind]).set(database=name).render_as_string(hide_password=False)
     try:
-        yield make_url(SERVER_URLS[kind]).set(database=name).render_as_string(hide_password=False)
+        yield url
     finally:
+        _dispose_opened(url)
         if pool is None or not pool.keep(name):
             _drop(admin, kind, name)
 
 
-def make_database(kind: str, tmp_path: Path) -> Iterator[str]:
+def sweep_leftovers() -> list[str]:
+    """Drop what processes killed before their exit left on the selected servers (a run
+    interrupted, a worker crashed): ``kept.sweep``. Once a run, before its tests; a server
+    that does not answer is left to the tests to report."""
+    dropped = []
+    for kind in selected_kinds():
+        if kind in SERVER_URLS:
+            with contextlib.suppress(sa.exc.OperationalError):
+                dropped += sweep(kind, _admin(kind))
+    return dropped
+
+
+def make_database(kind: str, tmp_path: Path) -> Generator[str, None, None]:
     """A fresh, empty database of ``kind`` as a URL (a file in ``tmp_path`` for SQLite)."""
     if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'audit.db'}"
+        url = f"sqlite:///{tmp_path / 'audit.db'}"
+        try:
+            yield url
+        finally:
+            _dispose_opened(url)
     else:
         yield from server_database(kind)
+
+
+# Engines a test's helpers opened on its database and leave to it (``support.fresh_store``'s
+# store): disposed when the test is over, before its database is kept or dropped. Left
+# open, their sessions were waited for (``kept.GRACE``) and then ended by the server.
+_opened: dict[str, list[sa.Engine]] = {}
+
+
+def opened(url: str, engine: sa.Engine) -> sa.Engine:
+    """``engine``, on ``url``, to be disposed when the test whose database it is ends."""
+    _opened.setdefault(url, []).append(engine)
+    return engine
+
+
+def _dispose_opened(url: str) -> None:
+    for engine in _opened.pop(url, []):
+        engine.dispose()
 
 
 # -- migrated templates --------------------------------------------------------------------------
@@ -174,8 +211,9 @@ def _template(kind: str) -> str:
         template = str(Path(folder) / "template.db")
         url = f"sqlite:///{template}"
     else:
-        template = f"etl_tmpl_{uuid.uuid4().hex[:12]}"
+        template = new_name("etl_tmpl")
         admin = _admin(kind)
+        own(kind, admin)
         with admin.connect() as conn:
             conn.execute(sa.text(f"CREATE DATABASE {template}"))
         atexit.register(_drop, admin, kind, template)

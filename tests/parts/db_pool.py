@@ -12,13 +12,12 @@ dropped as before.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from .kept import KeptDatabases
+from .kept import KeptDatabases, new_name
 
 # What makes two databases the same to a test: every object outside the system schemas,
 # with its definition, and the database's own settings.
@@ -129,7 +128,7 @@ class PostgresPool(KeptDatabases):
         in use (then the caller copies the template as before)."""
         if not self.migrated:
             return False
-        spare, hold = self.migrated.pop(), f"etl_test_{uuid.uuid4().hex[:12]}"
+        spare, hold = self.migrated.pop(), new_name()
         with self._admin().connect() as conn:
             try:
                 conn.execute(sa.text(f"ALTER DATABASE {name} RENAME TO {hold}"))
@@ -186,7 +185,7 @@ class PostgresPool(KeptDatabases):
             conn.execute(insert, [{str(i): v for i, v in enumerate(r.values())} for r in rows])
 
     def _learn_empty_shape(self) -> frozenset[str]:
-        name = f"etl_test_{uuid.uuid4().hex[:12]}"
+        name = new_name()
         with self._admin().connect() as conn:
             conn.execute(sa.text(f"CREATE DATABASE {name}"))
             conn.execute(sa.text(f"ALTER DATABASE {name} SET synchronous_commit = off"))
