@@ -282,3 +282,18 @@ def test_a_missing_file_manifest_or_key_is_a_usage_error(tmp_path: Path) -> None
     assert done.returncode == ExitCode.CONFIG and "--public-key" in one_error_line(done)
     missing = run_cli("verify-export", str(out), "--config", str(tmp_path / "none.toml"))
     assert missing.returncode == ExitCode.CONFIG and "config file" in one_error_line(missing)
+
+
+def test_a_line_longer_than_any_manifest_writes_is_read_no_further(tmp_path: Path) -> None:
+    """A name line of 5,000 bytes is no manifest's (read up to MAX_LINE, the rest skipped),
+    however well it would match; the manifest after it is checked as usual."""
+    out = tmp_path / "audit.jsonl"
+    at = datetime(2026, 12, 7, tzinfo=UTC)
+    for consumer, data in (("x" * 5000, lines(3)), ("siem", lines(2))):
+        with out.open("ab") as written:
+            written.write(data)
+        manifest.append(out, manifest.manifest(consumer, "acme", out, (1, 3), len(data), at, None))
+    code, report = check(out)
+    assert code == 1 and findings(report) == {("malformed", 1)}, report
+    assert "longer than any manifest's line" in json.dumps(report["findings"])
+    assert report["summary"] == f"1/2 manifests valid, {len(lines(2))} bytes verified, 1 findings"
