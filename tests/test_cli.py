@@ -546,3 +546,31 @@ def test_verify_since_names_both_of_its_forms() -> None:
     assert "'yesterday' is not a ledger entry number, a date or a time; use e.g. 15234, " in (
         one_error_line(bad)
     )
+
+
+def test_verify_export_needs_no_database_library(tmp_path: Path) -> None:
+    """``verify-export`` runs on the SIEM's host with the file, its manifest and the public
+    key: of the libraries a command may need, only cryptography (to check the signatures)."""
+    from etl.integrity import manifest
+    from etl.integrity.keys import generate
+
+    public = generate(tmp_path / "ledger.key")
+    (tmp_path / "ledger.pub").write_text(public.pem())
+    out = tmp_path / "audit.jsonl"
+    out.write_bytes(b'{"id": 1}\n')
+    from etl.integrity.keys import parse_signing_key
+
+    key = parse_signing_key((tmp_path / "ledger.key").read_text(), "test")
+    text = manifest.manifest("siem", "acme", out, (1, 1), 10, datetime.now(UTC), key)
+    manifest.append(out, text)
+    code = (
+        "import sys; from etl.cli.main import main; "
+        f"code = main(['verify-export', {str(out)!r}, '--public-key', "
+        f"{str(tmp_path / 'ledger.pub')!r}]); "
+        "print(code, *sorted({m.split('.')[0] for m in sys.modules} & set(sys.argv[1:])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, *HEAVY], capture_output=True, text=True, cwd=ROOT,
+        timeout=120,
+    )  # fmt: skip
+    assert done.stdout.split()[-2:] == ["0", "cryptography"], done.stdout + done.stderr

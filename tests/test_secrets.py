@@ -419,11 +419,12 @@ VALUE_OPTIONS = {
         "--streams",
     },
     "verify": {*GLOBAL, "--account", "--public-key", "--checkpoints", "--since", "--jobs"},
+    "verify-export": {*GLOBAL, "--public-key"},
     "keygen": GLOBAL,
     "reconcile": {*GLOBAL, "--account", "--since", "--until"},
 }
 SECRETISH_OPTION = re.compile(r"(?i)token|secret|passw|credential|auth|key|bearer|login|user")
-# A path to a public key names nothing secret: verify checks signatures with it.
+# A path to a public key names nothing secret: verify and verify-export check signatures with it.
 NOT_SECRET = {"--public-key"}
 
 

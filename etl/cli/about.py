@@ -47,6 +47,14 @@ ABOUT = {
         "directory. Exit 0 when all verifies, 1 on any finding, 2 on a usage or config error.",
         f"{PROG} verify --public-key ledger.pub --checkpoints /mnt/worm/checkpoints",
     ),
+    "verify-export": (
+        "Check an export file against its signed manifests (FILE.manifest), with the public "
+        "key alone: no config, no database. For each manifest in order: its signature, its "
+        "byte range meeting the previous one's (the first at 0), the SHA-256 of those bytes, "
+        "its seq range meeting the previous one of its consumer and account; then bytes past "
+        "the last manifest. Exit 0 when all are valid, 1 on any finding, 2 on a usage error.",
+        f"{PROG} verify-export /var/log/zendesk-audit-etl/audit.jsonl --public-key ledger.pub",
+    ),
     "reconcile": (
         "Read a period again from the API (budgeted like sync, writing nothing to the "
         "records) and compare it with the stored rows per UTC day, for the audit log and "

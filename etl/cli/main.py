@@ -37,6 +37,7 @@ from etl.cli.commands.info import (
 from etl.cli.commands.reconcile import cmd_reconcile, reconcile_arguments
 from etl.cli.commands.sync import cmd_resync, cmd_sync
 from etl.cli.commands.verify import cmd_keygen, cmd_verify, verify_arguments
+from etl.cli.commands.verify_export import cmd_verify_export, verify_export_arguments
 from etl.cli.output import PROG, Output, fail
 from etl.cli.signals import signals_set
 from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
@@ -169,6 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
         verify, "only this account (repeatable; default: every account in the database)"
     )
     verify_arguments(verify)
+
+    checked = command(
+        "verify-export", "check an export file against its signed manifests (no database)",
+        cmd_verify_export,
+    )  # fmt: skip
+    verify_export_arguments(checked)
 
     reconcile = command(
         "reconcile", "compare a period at Zendesk with what is stored, day by day", cmd_reconcile

@@ -18,6 +18,7 @@ import logging
 import os
 import select
 import signal
+import sys
 import threading
 import time
 from contextlib import suppress
@@ -70,9 +71,11 @@ class signals_set:
         self._watcher.join()
         os.close(self._read)
         os.close(self._write)
-        from etl.storage.locking import waits as dbwait
-
-        dbwait.reset()
+        # only a command that loaded the bounded waits (a database's) has a cancel to clear:
+        # importing them here would load SQLAlchemy for commands with no database
+        dbwait = sys.modules.get("etl.storage.locking.waits")
+        if dbwait is not None:
+            dbwait.reset()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self._is_echo(signum):
