@@ -87,9 +87,6 @@ class signals_set:
             leave_now(f"stopped by a second {signal.Signals(signum).name}: exiting at once")
         if self.stop is None:  # nothing to finish: the first signal leaves
             leave_now(f"stopped by {signal.Signals(signum).name}")
-            leave_now(f"stopped by a second {signal.Signals(signum).name}: exiting at once")
-        if self.stop is None:  # nothing to finish: the first signal leaves
-            leave_now(f"stopped by {signal.Signals(signum).name}")
         os.write(self._write, bytes([signum]))
 
     def _is_echo(self, signum: int) -> bool:
