@@ -177,6 +177,37 @@ def test_a_real_export_verifies_and_every_change_is_found(
         assert all(line.startswith("INVALID: ") and "bytes " in line for line in lines[:-2])
 
 
+def test_a_run_killed_before_its_manifest_is_covered_by_the_next(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """An export killed after committing and before appending its manifest leaves committed
+    bytes no manifest covers: the next run's manifest starts where the last one ended, so
+    an honest file still verifies with no finding."""
+    key, public = keygen(tmp_path, "ledger.key")
+    config = synced(tmp_path, zendesk, db_url, key)
+    out = tmp_path / "audit.jsonl"
+    sizes = []
+    for run in range(3):
+        if run:
+            ids = [9_500_000_000_000 + 10 * run + i for i in range(3)]
+            zendesk.add_records([audit_record(i, recent(8)) for i in ids])
+            assert cli(config, "sync").returncode == 0
+        exported = cli(config, "export", "--consumer", "siem", "--output", str(out))
+        assert exported.returncode == 0, exported.stderr
+        sizes.append(out.stat().st_size)
+        if run == 1:  # the kill: this run's rows committed, its manifest never appended
+            rewrite(out, lambda found: found[:-1])
+    assert len(entries(out)) == 2
+    assert numbers(entries(out)[1], "bytes") == (sizes[0], sizes[2])  # the lost run's too
+    first, last = numbers(entries(out)[0], "seq")
+    assert numbers(entries(out)[1], "seq")[0] == last + 1
+    done = run_cli("verify-export", str(out), "--public-key", str(public))
+    assert done.returncode == ExitCode.OK, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == (
+        f"2/2 manifests valid, {sizes[2]} bytes verified, 0 findings"
+    )
+
+
 def keygen_id(public: Path) -> str:
     from etl.integrity.keys import parse_public_key
 

@@ -16,6 +16,11 @@ SIEM hand-off can be shown complete and unaltered.
 
 Unsigned (no body-signature line) when no key is configured. The bytes are read back from
 the file after the export committed them.
+
+An export killed after committing a chunk and before appending its manifest leaves
+committed bytes no manifest covers (the file sink keeps them: they are the position's). The
+next manifest of the same consumer and account then starts where the file's last manifest
+ended, bytes and seq alike, so the ranges still meet end to start (``verify-export``).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
+import stat
 from datetime import datetime
 from pathlib import Path
 
@@ -32,6 +39,12 @@ from etl.integrity.keys import SigningKey
 
 HEADER = "zendesk-audit-etl export manifest v1"
 _READ = 1 << 20
+# The end of the manifest file read for its last manifest: more than any manifest's text.
+_TAIL = 16 * 1024
+_LAST = re.compile(
+    re.escape(HEADER) + r"\nconsumer (?P<consumer>.+)\naccount (?P<account>.+)\nfile .+\n"
+    r"seq [0-9]+-(?P<seq>[0-9]+)\nbytes [0-9]+-(?P<end>[0-9]+)\n"
+)
 
 
 def byte_range_digest(path: Path, start: int, end: int) -> str:
@@ -58,12 +71,18 @@ def manifest(
     key: SigningKey | None,
 ) -> str:
     """The manifest of the last ``written`` bytes of ``path`` (the export's), signed
-    with ``key`` if given."""
+    with ``key`` if given; from the end of the file's last manifest where a killed run of
+    the same consumer and account left committed bytes after it."""
     end = path.stat().st_size
-    start = end - written
+    start, first = end - written, seqs[0]
+    last = _last_manifest(manifest_path(path))
+    if last is not None and last[:2] == (consumer, account):
+        last_seq, last_end = last[2:]
+        if last_end < start and last_seq < first:
+            start, first = last_end, last_seq + 1
     body = (
         f"{HEADER}\nconsumer {consumer}\naccount {account}\nfile {path.name}\n"
-        f"seq {seqs[0]}-{seqs[1]}\nbytes {start}-{end}\n"
+        f"seq {first}-{seqs[1]}\nbytes {start}-{end}\n"
         f"sha256 {byte_range_digest(path, start, end)}\ntime {format_time(at)}\n"
     )
     if key is None:
@@ -72,9 +91,35 @@ def manifest(
     return f"{body}\n\u2014 zendesk-audit-etl {stamp}\n"
 
 
+def manifest_path(path: Path) -> Path:
+    """Where ``path``'s manifests are appended."""
+    return path.with_name(path.name + ".manifest")
+
+
+def _last_manifest(target: Path) -> tuple[str, str, int, int] | None:
+    """The last manifest's consumer, account, last seq and byte end, from the file's tail
+    (a regular file only; none if there is no manifest yet or its tail does not parse)."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        os.lseek(fd, max(0, info.st_size - _TAIL), os.SEEK_SET)
+        tail = os.read(fd, _TAIL).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    last = _LAST.match(tail, max(0, tail.rfind(HEADER)))  # the last one, or none at all
+    if last is None:
+        return None
+    return last["consumer"], last["account"], int(last["seq"]), int(last["end"])
+
+
 def append(path: Path, text: str) -> Path:
     """Append ``text`` (and a blank line) to ``<path>.manifest``, synced to disk."""
-    target = path.with_name(path.name + ".manifest")
+    target = manifest_path(path)
     try:
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         with os.fdopen(fd, "a", encoding="utf-8") as out:

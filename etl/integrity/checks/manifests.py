@@ -27,6 +27,7 @@ from etl.integrity.checks.manifest_read import (
     range_digest,
 )
 from etl.integrity.keys import PublicKey
+from etl.integrity.manifest import manifest_path
 
 # Every kind a finding can have (docs/INTEGRITY.md says what each means).
 KINDS = (
@@ -90,10 +91,6 @@ class ExportReport:
             "bytes_verified": self.verified, "findings": [f.fields() for f in self.findings],
             "notes": self.notes, "manifests": self.manifests,
         }  # fmt: skip
-
-
-def manifest_path(path: Path) -> Path:
-    return path.with_name(path.name + ".manifest")
 
 
 def check_export(path: Path, keys: Sequence[PublicKey]) -> ExportReport:
