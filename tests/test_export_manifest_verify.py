@@ -199,7 +199,7 @@ def test_a_run_killed_before_its_manifest_is_covered_by_the_next(
             rewrite(out, lambda found: found[:-1])
     assert len(entries(out)) == 2
     assert numbers(entries(out)[1], "bytes") == (sizes[0], sizes[2])  # the lost run's too
-    first, last = numbers(entries(out)[0], "seq")
+    _, last = numbers(entries(out)[0], "seq")
     assert numbers(entries(out)[1], "seq")[0] == last + 1
     done = run_cli("verify-export", str(out), "--public-key", str(public))
     assert done.returncode == ExitCode.OK, done.stdout + done.stderr
