@@ -108,6 +108,8 @@ def _audit_records() -> list[dict[str, Any]]:
         audit_record(6_100_000_000_009, at, action="nul\x00here", actor_name=None),
         audit_record(6_100_000_000_010, at, action="x" * 256),  # a reject
         audit_record(6_100_000_000_011, at),  # a reject: no usable time (_wire)
+        audit_record(6_100_000_000_012, at, actor_id=True),  # NULL, all else plain
+        audit_record(6_100_000_000_013, at, source_id=9007199254740993.0),  # NULL too
     ]
     return burst + spread + odd
 
@@ -187,7 +189,7 @@ def test_each_derived_column_edited_alone_is_found_by_id_and_column(
         found[finding["record_id"]] = finding["detail"]
     assert found.keys() == edited.keys()
     for record_id, column in edited.items():  # the one column, named
-        named = found[record_id].split(": ", 1)[1].split(" differ", 1)[0]
+        named = found[record_id].split(": ", 1)[1].split(" differs", 1)[0]
         assert named == column, found[record_id]
 
 
@@ -211,3 +213,25 @@ def test_a_row_whose_raw_and_column_differ_is_reported_once(synced: Path, db_url
         ("modified", str(record_id))
     ]
     assert "differs from its ledger entry" in report["findings"][0]["detail"]
+
+
+def test_a_column_equal_in_python_but_not_as_the_job_stores_it_is_found(
+    synced: Path, db_url: str
+) -> None:
+    """``raw``'s ``true`` gives ``actor_id`` NULL, and a float past 2**53 ``source_id``
+    NULL: a column set to ``1`` or to 2**53 equals them in Python (``True == 1``,
+    ``9007199254740992.0 == 2**53``), not as the job stores them."""
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        for record_id, values in (
+            (6_100_000_000_012, {"actor_id": 1}),
+            (6_100_000_000_013, {"source_id": 2**53}),
+        ):
+            conn.execute(sa.update(audit_logs).where(audit_logs.c.id == record_id).values(values))
+    engine.dispose()
+    code, report = _verify(synced)
+    assert code == ExitCode.FINDINGS
+    assert {(f["record_id"], f["detail"].split(": ", 1)[1]) for f in report["findings"]} == {
+        ("6100000000012", "actor_id differs from what its raw gives"),
+        ("6100000000013", "source_id differs from what its raw gives"),
+    }

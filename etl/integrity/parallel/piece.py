@@ -175,7 +175,8 @@ class _Piece:
                             key,
                             entry,
                             f"the row (stored_seq {number}): {', '.join(changed)} "
-                            "differ from what its raw gives",
+                            f"{'differs' if len(changed) == 1 else 'differ'} from what its "
+                            "raw gives",
                             stream=stream,
                         )
                     row = next(rows, None)
