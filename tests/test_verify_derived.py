@@ -191,6 +191,10 @@ def test_each_derived_column_edited_alone_is_found_by_id_and_column(
     for record_id, column in edited.items():  # the one column, named
         named = found[record_id].split(": ", 1)[1].split(" differs", 1)[0]
         assert named == column, found[record_id]
+    text = run_cli("--config", str(synced), "verify").stdout  # the text report says the same
+    for record_id, column in edited.items():
+        (line,) = [line for line in text.splitlines() if f"record {record_id}," in line]
+        assert line.startswith("INVALID: modified: ") and f": {column} differs" in line, line
 
 
 def test_a_row_whose_raw_and_column_differ_is_reported_once(synced: Path, db_url: str) -> None:
