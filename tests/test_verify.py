@@ -151,7 +151,7 @@ def test_rewriting_rows_ledger_and_checkpoints_together_is_caught_outside(
         conn.execute(
             sa.update(audit_logs)
             .where(audit_logs.c.id == changed)
-            .values(raw={**raw, "ip_address": "10.0.0.1"})
+            .values(raw={**raw, "ip_address": "10.0.0.1"}, ip_address="10.0.0.1")
         )
         _rechain(conn)
         conn.execute(sa.delete(checkpoints))

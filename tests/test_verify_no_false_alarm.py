@@ -306,7 +306,8 @@ def test_a_consistent_rewrite_with_the_checkpoints_is_caught_by_the_external_cop
 
 
 def _rewrite(db_url: str, key: SigningKey | None) -> None:
-    """Change one row's ``ip_address``; recompute the chain, the head and the checkpoints."""
+    """Change one row's ``ip_address`` (its ``raw`` and its column: the columns derived
+    from ``raw`` are checked against it too); recompute the chain, the head and the checkpoints."""
     engine = open_engine(db_url)
     with engine.begin() as conn:
         seq, raw = conn.execute(
@@ -318,7 +319,7 @@ def _rewrite(db_url: str, key: SigningKey | None) -> None:
         conn.execute(
             sa.update(audit_logs)
             .where(audit_logs.c.stored_seq == seq)
-            .values(raw={**raw, "ip_address": "10.9.9.9"})
+            .values(raw={**raw, "ip_address": "10.9.9.9"}, ip_address="10.9.9.9")
         )
         rows = dict(conn.execute(sa.select(audit_logs.c.stored_seq, audit_logs.c.raw)).all())
         previous, heads = chain.genesis(ACCOUNT), {}

@@ -283,17 +283,18 @@ def test_mariadb_locates_the_rows_pages_without_their_limit_while_a_window_holds
     }
 
 
-def _framed(parts: list[tuple[int, int, bytes]]) -> tuple[str, bytes]:
-    """A page as MariaDB's two aggregates give it: the numbers, then the texts."""
-    heads = " ".join(f"{s} {i} {len(t)}" for s, i, t in parts)
-    return heads, b"".join(t for _, _, t in parts)
+def _framed(parts: list[tuple[int, int, bytes]], derived: bytes = b"[]") -> tuple[str, bytes]:
+    """A page as MariaDB's two aggregates give it: the numbers, then the texts (each
+    row's ``raw``, then its derived columns' array, ``derived``)."""
+    heads = " ".join(f"{s} {i} {len(t)} {len(derived)}" for s, i, t in parts)
+    return heads, b"".join(t + derived for _, _, t in parts)
 
 
 def test_frames_read_any_text_by_its_length() -> None:
     texts = [b'{"a":"1 2 3"}', b"", b'{"b":"\xc3\xa9 9 "}']
     heads, data = _framed([(i, 10 + i, t) for i, t in enumerate(texts)])
     decode = mariadb_frames.frames("s")
-    assert decode(heads, data) == [(i, 10 + i, t, "s") for i, t in enumerate(texts)]
+    assert decode(heads, data) == [(i, 10 + i, t, "s", b"[]") for i, t in enumerate(texts)]
     for cut_heads, cut_data in ((heads, data[:-2]), (heads[:-1], data), (heads[:-3], data)):
         with pytest.raises(ValueError):  # texts cut, or the numbers (a length, a row's)
             mariadb_frames.frames("s")(cut_heads, cut_data)
@@ -324,7 +325,7 @@ def test_frames_sort_a_page_given_in_any_order() -> None:
     """MariaDB concatenates a page's rows in no set order: the page comes back in the
     query's, by stored_seq then id."""
     parts = [(3, 5, b"c"), (1, 9, b"a"), (3, 4, b"b")]
-    in_order = [(1, 9, b"a", "s"), (3, 4, b"b", "s"), (3, 5, b"c", "s")]
+    in_order = [(1, 9, b"a", "s", b"[]"), (3, 4, b"b", "s", b"[]"), (3, 5, b"c", "s", b"[]")]
     assert mariadb_frames.frames("s")(*_framed(parts)) == in_order
 
 

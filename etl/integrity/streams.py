@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.integrity import pages
+from etl.integrity.checks import derived
 from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
@@ -54,8 +55,9 @@ _RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "{}::text"}
 _STREAM = {"postgresql": "'{}'::varchar"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
-# A stored row as read: stored_seq, id, raw text's bytes, stream name.
-StoredRow = tuple[int, Any, bytes, str]
+# A stored row as read: stored_seq, id, raw text's bytes, stream name, its derived
+# columns as one JSON array's text (``etl.integrity.checks.derived``).
+StoredRow = tuple[int, Any, bytes, str, Any]
 
 
 def parse_raw(text: str) -> Any:
@@ -192,14 +194,16 @@ def _stream_rows(
     # number two rows share (only tampering does that) is not lost between pages.
     later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m})"
     name_sql = _STREAM.get(conn.dialect.name, "'{}'").format(stream)
-    columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql} "
+    values = derived.sql(conn.dialect.name, derived.STREAMS[stream], q, mariadb)
+    columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql}, {values} "
     sql: str = pages.text_as_bytes(columns + head + tail)
     next_sql: str = pages.text_as_bytes(columns + later + tail)
     if mariadb:  # in the clustered index's order where it can (etl.integrity.mariadb.rows)
         text_ids = isinstance(table.c.id.type, sa.String)  # the access log's
         decode, keys = mariadb_frames.frames(stream, text_ids), (seq, record_id, q("raw"))
-        sql = mariadb_rows.row_page(keys, head, tail, sql, decode, size, text_ids)
-        next_sql = mariadb_rows.row_page(keys, later, tail, next_sql, decode, size, text_ids)
+        page, ids = mariadb_rows.row_page, text_ids
+        sql = page(keys, head, tail, sql, decode, size, ids, values)
+        next_sql = page(keys, later, tail, next_sql, decode, size, ids, values)
     first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:

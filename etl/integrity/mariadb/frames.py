@@ -13,9 +13,9 @@ import orjson
 
 
 def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes], list[Any]]:
-    """The rows of a page as two values: ``seq id length`` of each row (numbers, by
-    spaces) and their ``raw`` texts one after another (``raw``'s bytes, as many as
-    ``length`` says): whatever ``raw`` holds, no row is misread, and a value cut short is
+    """The rows of a page as two values: ``seq id length dlength`` of each row (numbers,
+    by spaces) and their ``raw`` and derived values' texts one after another (as many
+    bytes as the lengths say): whatever ``raw`` holds, no row is misread, and a value cut short is
     a ValueError. In any order (the two values' the same): sorted here by ``seq`` and id
     (the query's order), no two rows having both.
 
@@ -23,32 +23,34 @@ def frames(stream: str, text_ids: bool = False) -> Callable[[str | bytes, bytes]
     quarter of ``int`` by ``map``'s time; the texts by slices): finding a row's fields one
     by one took a fifth of verify's Python on MariaDB.
 
-    ``text_ids`` (the access log's ids are text, any text): ``seq idlength length`` of each
-    row, and its id's UTF-8 bytes before its ``raw``; the ids come back as ``str``, as the
+    ``text_ids`` (the access log's ids are text, any text): ``seq idlength length dlength``
+    of each row, and its id's UTF-8 bytes before its ``raw``; the ids come back as ``str``, as the
     row-by-row read gives them."""
 
     def decode(heads: str | bytes, texts: bytes) -> list[Any]:
         numbers = integers(heads)
-        if text_ids:
-            lengths = numbers[:]
-            del lengths[::3]  # each row's id's length, then its text's
-        else:
-            lengths = numbers[2::3]
+        lengths = numbers[:]
+        del lengths[::_WIDTH]  # each row's (id's length,) raw's, derived values'
+        if not text_ids:
+            del lengths[:: _WIDTH - 1]
         ends = list(itertools.accumulate(lengths))
-        if len(numbers) % 3 or (ends[-1] if ends else 0) != len(texts):
+        if len(numbers) % _WIDTH or (ends[-1] if ends else 0) != len(texts):
             raise ValueError("a page cut short")
         parts = list(map(texts.__getitem__, map(slice, [0, *ends[:-1]], ends)))
         if text_ids:
             # not UTF-8: a ValueError; utf8mb4_bin orders ids by code point, as str does
-            ids: list[Any] = [part.decode() for part in parts[::2]]
-            parts = parts[1::2]
+            ids: list[Any] = [part.decode() for part in parts[::3]]
+            del parts[::3]
         else:
-            ids = numbers[1::3]
-        rows = list(zip(numbers[::3], ids, parts, repeat(stream)))
+            ids = numbers[1::_WIDTH]
+        rows = list(zip(numbers[::_WIDTH], ids, parts[::2], repeat(stream), parts[1::2]))
         rows.sort()  # in the query's order already, most likely: one comparison a row
         return rows
 
     return decode
+
+
+_WIDTH = 4  # numbers a row: seq, id (or its length), raw's length, derived values' length
 
 
 def integers(words: str | bytes, nulls: bool = False) -> list[Any]:

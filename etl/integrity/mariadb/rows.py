@@ -43,6 +43,7 @@ def row_page(
     decode: Callable[..., list[Any]],
     size: int,
     text_ids: bool = False,
+    derived: str = "''",
 ) -> str:
     """The page of rows ``conditions`` (``FROM ... WHERE ...``) and ``tail`` (its ``ORDER
     BY`` and ``LIMIT``) select, ``columns`` being the quoted ``stored_seq``, id and ``raw``
@@ -50,13 +51,13 @@ def row_page(
     read in two queries (``plain``: the same page row by row); ``size`` is the ``LIMIT``."""
     seq, record_id, column = columns
     raw = f"CAST({column} AS BINARY)"  # its bytes as stored
-    inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r {conditions}{tail}"
+    inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r, {derived} AS d {conditions}{tail}"
     # in no order (a tenth less of the server's time): ``decode`` sorts the page; the
     # numbers and the texts apart (``frames.frames``), the two aggregates in the same order
     # (the server feeds each row to both in turn; a row misaligned would hash wrong, a
     # finding, never a pass)
-    value = f"GROUP_CONCAT({_heads('s', 'i', 'r', text_ids)} SEPARATOR ' '), "
-    value += f"GROUP_CONCAT({_texts('i', 'r', text_ids)} SEPARATOR '')"
+    value = f"GROUP_CONCAT({_heads('s', 'i', 'r', 'd', text_ids)} SEPARATOR ' '), "
+    value += f"GROUP_CONCAT({_texts('i', 'r', 'd', text_ids)} SEPARATOR '')"
     page = mariadb_page(value, inner, plain, decode)
     keys = f"SELECT {seq} AS s, {record_id} AS i {conditions}{tail}"
     located = f"SELECT COUNT(*), MIN({record_id}), MAX({record_id}), MAX({seq}) {conditions}"
@@ -66,7 +67,8 @@ def row_page(
     )
     # the length of the column itself, the same bytes' count: OCTET_LENGTH of its CAST
     # copied every row's text once more, a fifth of the server's CPU for the page
-    heads, texts = _heads(seq, record_id, column, text_ids), _texts(record_id, raw, text_ids)
+    heads = _heads(seq, record_id, column, derived, text_ids)
+    texts = _texts(record_id, raw, derived, text_ids)
     page.clustered = (
         f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({texts} SEPARATOR '')"
         f" {conditions}"
@@ -75,11 +77,11 @@ def row_page(
     return page
 
 
-def _heads(seq: str, record_id: str, raw: str, text_ids: bool) -> str:
+def _heads(seq: str, record_id: str, raw: str, derived: str, text_ids: bool) -> str:
     """A row's numbers: an id that is text goes by its length (it may hold spaces)."""
     head = f"OCTET_LENGTH({record_id})" if text_ids else record_id
-    return f"{seq}, ' ', {head}, ' ', OCTET_LENGTH({raw})"
+    return f"{seq}, ' ', {head}, ' ', OCTET_LENGTH({raw}), ' ', OCTET_LENGTH({derived})"
 
 
-def _texts(record_id: str, raw: str, text_ids: bool) -> str:
-    return f"{record_id}, {raw}" if text_ids else raw
+def _texts(record_id: str, raw: str, derived: str, text_ids: bool) -> str:
+    return f"{record_id}, {raw}, {derived}" if text_ids else f"{raw}, {derived}"

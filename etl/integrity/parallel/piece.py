@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from etl.integrity import pages, streams
+from etl.integrity.checks import derived
 from etl.integrity.findings import Finding
 from etl.records import chain
 
@@ -122,6 +123,7 @@ class _Piece:
         sizes, reached, pending, counts = span.sizes, done.reached, done.pending, done.counts
         matches, stream, matched = streams.matches, done.stream, 0  # matched: of ``stream``
         quick, top = self.quick, done.top_seq
+        differing, derive = derived.differing, derived.STREAMS
         for entry, kind, record_id, seq, record, stored, note in entries:
             if entry != expected:
                 find("chain broken", None, entry, f"entries {expected} to {entry - 1} are missing")
@@ -142,7 +144,7 @@ class _Piece:
                 else:
                     if pending:
                         pending.pop(key, None)
-                    text = row[2]
+                    text, compare = row[2], True
                     if row[3] != stream:  # another stream's row: counted apart
                         counts[stream] += matched  # type: ignore[index]
                         stream, matched = row[3], 0
@@ -156,6 +158,7 @@ class _Piece:
                                 f"the row (stored_seq {number}) differs from its ledger entry",
                                 stream=stream,
                             )
+                            compare = False  # reported once: its columns are not compared
                         elif quick and repeats_a_key(text, record):  # jsonb (PostgreSQL) keeps one
                             find(
                                 "modified",
@@ -165,6 +168,17 @@ class _Piece:
                                 "functions read its first value, its ledger entry the last",
                                 stream=stream,
                             )
+                            compare = False
+                    if compare and (changed := differing(derive[stream], text, row[4])):
+                        find(
+                            "modified",
+                            key,
+                            entry,
+                            f"the row (stored_seq {number}): {', '.join(changed)} "
+                            f"{'differs' if len(changed) == 1 else 'differ'} from what its "
+                            "raw gives",
+                            stream=stream,
+                        )
                     row = next(rows, None)
             elif kind == chain.REJECT:
                 done.rejects[(record_id, record)] += 1
