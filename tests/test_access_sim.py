@@ -98,3 +98,13 @@ def test_faults_reach_the_access_log() -> None:
     assert unavailable.status_code == 503
     assert [r["timestamp"] for r in shuffled] != sorted(r["timestamp"] for r in shuffled)
     assert moved[0]["timestamp"] == "2001-01-01T00:00:00Z" and moved[1:] == normal[1:]
+
+
+def test_records_added_to_an_empty_access_log_are_served() -> None:
+    """The web app serves the simulator's own access log, even while it is empty (an empty
+    log is falsy: ``access_log or AccessLog()`` had the app serve another, so records added
+    later never showed)."""
+    with SimulatedZendesk() as sim:
+        assert all_pages(sim) == []
+        sim.add_access_records([view("01JLATE", START + timedelta(hours=1), "7", "/x")])
+        assert [record["id"] for record in all_pages(sim)] == ["01JLATE"]

@@ -128,8 +128,6 @@ def _access_records() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def synced(tmp_path: Path, db_url: str) -> Path:
-    # the access records given at once (added later to an empty access log, the
-    # simulator's web app serves another: its ``access_log or AccessLog()``)
     with SimulatedZendesk(_audit_records(), access_records=_access_records()) as sim:
         _send_otherwise(sim, AT)
         path = tmp_path / "config.toml"

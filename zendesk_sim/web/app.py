@@ -81,7 +81,7 @@ class App:
         access_addon: bool = True,
     ) -> None:
         self.store = store
-        self.access_log = access_log or AccessLog()
+        self.access_log = access_log if access_log is not None else AccessLog()
         self.access_addon = access_addon  # False: the account lacks the ADPP add-on (403)
         self.authenticator = authenticator
         self.limiter = limiter
