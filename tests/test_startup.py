@@ -47,17 +47,7 @@ def test_a_sync_with_nothing_new_asks_once_and_runs_a_few_statements(
     config = write_config(tmp_path, db_url, sim.url, database={"auto_migrate": True})
     assert run_cli("--config", str(config), "--quiet", "sync").returncode == 0
     sim.clear_log()
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(" ".join(statement.split()))
-
-    event.listen(Engine, "before_cursor_execute", seen)
-    try:
-        done = run_cli("--config", str(config), "--quiet", "sync")
-    finally:
-        event.remove(Engine, "before_cursor_execute", seen)
-    assert done.returncode == 0, done.stderr
+    statements = _statements_of(config)
     assert len(sim.requests) == 1
     listing = "\n".join(statements)
     assert not [s for s in statements if CATALOGUE.search(s)], listing
