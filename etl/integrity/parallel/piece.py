@@ -110,6 +110,8 @@ class _Piece:
         # jsonb text has spaces, so it is never: parsed, as is any text the quick hash
         # does not match (``streams.matches``).
         self.quick = conn.dialect.name != "postgresql"
+        # SQLite writes the derived columns' array as orjson does (``derived.differing``)
+        self.compact = conn.dialect.name == "sqlite"
 
     def run(self, entries: Iterator[streams.Entry], rows: Iterator[streams.StoredRow]) -> None:
         """The hot loop of verify, written for speed (tuples as the driver gives them, the
@@ -123,7 +125,7 @@ class _Piece:
         sizes, reached, pending, counts = span.sizes, done.reached, done.pending, done.counts
         matches, stream, matched = streams.matches, done.stream, 0  # matched: of ``stream``
         quick, top = self.quick, done.top_seq
-        differing, derive = derived.differing, derived.STREAMS
+        differing, derive, compact = derived.differing, derived.STREAMS, self.compact
         for entry, kind, record_id, seq, record, stored, note in entries:
             if entry != expected:
                 find("chain broken", None, entry, f"entries {expected} to {entry - 1} are missing")
@@ -169,7 +171,7 @@ class _Piece:
                                 stream=stream,
                             )
                             compare = False
-                    if compare and (changed := differing(derive[stream], text, row[4])):
+                    if compare and (changed := differing(derive[stream], text, row[4], compact)):
                         find(
                             "modified",
                             key,
