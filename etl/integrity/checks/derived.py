@@ -164,16 +164,22 @@ def _time_text(value: object, fsp: int) -> str | None:
 
 
 def differing(
-    derived: Derived, text: str | bytes, values: str | bytes | None, compact: bool = False
+    derived: Derived,
+    text: str | bytes,
+    values: str | bytes | None,
+    compact: bool = False,
+    record: Any = None,
 ) -> list[str]:
     """The derived columns whose stored values (``values``: the JSON array read) differ
     from what the job stores for the record ``text`` (``raw``, already matched with its
     ledger entry): none in the common case. ``compact``: the array is written as orjson
-    writes it (SQLite's), so compared as bytes when equal."""
-    try:
-        record = _loads(text)
-    except orjson.JSONDecodeError:  # an integer past 64 bits: the exact derivation reads it
-        return _exact(derived, text, values)
+    writes it (SQLite's), so compared as bytes when equal. ``record``: ``text`` as orjson
+    parsed it, when the caller has (else parsed here)."""
+    if record is None:
+        try:
+            record = _loads(text)
+        except orjson.JSONDecodeError:  # an integer past 64 bits: the exact derivation says
+            return _exact(derived, text, values)
     if type(record) is not dict or values is None:
         return _exact(derived, text, values)
     expected = list(map(record.get, derived.columns))

@@ -123,7 +123,7 @@ class _Piece:
         true_head = previous
         tag, pack, sha, kinds = chain.ENTRY_TAG, _FIXED.pack, _sha256, _KIND_BYTES
         sizes, reached, pending, counts = span.sizes, done.reached, done.pending, done.counts
-        matches, stream, matched = streams.matches, done.stream, 0  # matched: of ``stream``
+        matches, stream, matched = streams.parsed_match, done.stream, 0  # matched: a count
         quick, top = self.quick, done.top_seq
         differing, derive, compact = derived.differing, derived.STREAMS, self.compact
         for entry, kind, record_id, seq, record, stored, note in entries:
@@ -146,13 +146,14 @@ class _Piece:
                 else:
                     if pending:
                         pending.pop(key, None)
-                    text, compare = row[2], True
+                    text, compare, parsed = row[2], True, None
                     if row[3] != stream:  # another stream's row: counted apart
                         counts[stream] += matched  # type: ignore[index]
                         stream, matched = row[3], 0
                     matched += 1
                     if not (quick and type(text) is bytes and sha(text).digest() == record):
-                        if not matches(text, record):
+                        same, parsed = matches(text, record)  # parsed: read once
+                        if not same:
                             find(
                                 "modified",
                                 key,
@@ -171,7 +172,9 @@ class _Piece:
                                 stream=stream,
                             )
                             compare = False
-                    if compare and (changed := differing(derive[stream], text, row[4], compact)):
+                    if compare and (
+                        changed := differing(derive[stream], text, row[4], compact, parsed)
+                    ):
                         find(
                             "modified",
                             key,
