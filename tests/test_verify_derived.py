@@ -18,7 +18,10 @@ from parts.cli import run_cli
 from support import audit_record, recent, zendesk_time
 
 from etl.common.errors import ExitCode
+from etl.integrity.checks import derived
+from etl.records.audit import parse_created_at
 from etl.storage.engine import open_engine
+from etl.storage.schema.coltypes import sqlite_time
 from etl.storage.schema.logs import access_logs, audit_logs
 from zendesk_sim import SimulatedZendesk
 
@@ -222,18 +225,48 @@ def test_a_column_equal_in_python_but_not_as_the_job_stores_it_is_found(
 ) -> None:
     """``raw``'s ``true`` gives ``actor_id`` NULL, and a float past 2**53 ``source_id``
     NULL: a column set to ``1`` or to 2**53 equals them in Python (``True == 1``,
-    ``9007199254740992.0 == 2**53``), not as the job stores them."""
+    ``9007199254740992.0 == 2**53``), not as the job stores them. Nor does a ``graphql``
+    holding ``2.0`` where ``raw`` has ``2`` (equal dicts in Python)."""
     engine = open_engine(db_url)
+    graphql = {"b": [1.5, {"a": None}], "a": 2.0}
     with engine.begin() as conn:
         for record_id, values in (
             (6_100_000_000_012, {"actor_id": 1}),
             (6_100_000_000_013, {"source_id": 2**53}),
         ):
             conn.execute(sa.update(audit_logs).where(audit_logs.c.id == record_id).values(values))
+        edit = sa.update(access_logs).where(access_logs.c.id == "01JGRAPHQL")
+        conn.execute(edit.values(graphql=graphql))
     engine.dispose()
     code, report = _verify(synced)
     assert code == ExitCode.FINDINGS
     assert {(f["record_id"], f["detail"].split(": ", 1)[1]) for f in report["findings"]} == {
         ("6100000000012", "actor_id differs from what its raw gives"),
         ("6100000000013", "source_id differs from what its raw gives"),
+        ("01JGRAPHQL", "graphql differs from what its raw gives"),
     }
+
+
+@pytest.mark.parametrize("fsp", [0, 6])
+def test_a_time_is_compared_as_the_writer_stores_it(fsp: int) -> None:
+    """``time_text``'s shortcut for a time as Zendesk writes it gives what the writer's
+    own parsing and ``sqlite_time`` give, for real times and for texts that only look
+    like one."""
+    for value in (
+        "2026-12-07T15:08:14Z",
+        "0999-01-02T03:04:05Z",
+        "2026-02-30T00:00:00Z",  # no such day
+        "2026-01-01T24:00:00Z",
+        "2026-01-01T23:59:60Z",
+        "2026-12-07T15:08:14z",
+        "2026-12-07 15:08:14Z",
+        "2026-12-07T15:08:14.250000Z",
+        "2026-12-07T17:08:14+02:00",
+        "2026-12-07T15:08:14",  # no offset: not a usable time
+        "\uff12026-12-07T15:08:14Z",
+        20261207,
+        None,
+    ):
+        moment = parse_created_at(value)
+        want = None if moment is None else sqlite_time(moment, fsp)
+        assert derived.time_text(value, fsp) == want, value

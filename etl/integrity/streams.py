@@ -94,12 +94,19 @@ def matches(text: str | bytes, record: bytes) -> bool:
     exponent, ``-0.0``, an integer past 64 bits read as a float), and then it has an
     exponent or a ``-0.0`` the canonical text never has, so a match is proof; the exact
     ``raw_digest`` decides the rest."""
+    return parsed_match(text, record)[0]
+
+
+def parsed_match(text: str | bytes, record: bytes) -> tuple[bool, Any]:
+    """``matches``, and the text as orjson parsed it when that proved the match (None
+    otherwise): the derived columns' check reads it too (``derived.differing``)."""
     try:
-        if _sha256(_dumps(_loads(text), option=_SORTED)).digest() == record:
-            return True
+        value = _loads(text)
+        if _sha256(_dumps(value, option=_SORTED)).digest() == record:
+            return True, value
     except orjson.JSONDecodeError:
         pass
-    return raw_digest(text) == record
+    return raw_digest(text) == record, None
 
 
 def _names(conn: Connection) -> tuple[Callable[[str], str], str]:

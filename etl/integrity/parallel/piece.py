@@ -110,6 +110,8 @@ class _Piece:
         # jsonb text has spaces, so it is never: parsed, as is any text the quick hash
         # does not match (``streams.matches``).
         self.quick = conn.dialect.name != "postgresql"
+        # SQLite writes the derived columns' array as orjson does (``derived.differing``)
+        self.compact = conn.dialect.name == "sqlite"
 
     def run(self, entries: Iterator[streams.Entry], rows: Iterator[streams.StoredRow]) -> None:
         """The hot loop of verify, written for speed (tuples as the driver gives them, the
@@ -121,9 +123,9 @@ class _Piece:
         true_head = previous
         tag, pack, sha, kinds = chain.ENTRY_TAG, _FIXED.pack, _sha256, _KIND_BYTES
         sizes, reached, pending, counts = span.sizes, done.reached, done.pending, done.counts
-        matches, stream, matched = streams.matches, done.stream, 0  # matched: of ``stream``
+        matches, stream, matched = streams.parsed_match, done.stream, 0  # matched: a count
         quick, top = self.quick, done.top_seq
-        differing, derive = derived.differing, derived.STREAMS
+        differing, derive, compact = derived.differing, derived.STREAMS, self.compact
         for entry, kind, record_id, seq, record, stored, note in entries:
             if entry != expected:
                 find("chain broken", None, entry, f"entries {expected} to {entry - 1} are missing")
@@ -144,13 +146,14 @@ class _Piece:
                 else:
                     if pending:
                         pending.pop(key, None)
-                    text, compare = row[2], True
+                    text, compare, parsed = row[2], True, None
                     if row[3] != stream:  # another stream's row: counted apart
                         counts[stream] += matched  # type: ignore[index]
                         stream, matched = row[3], 0
                     matched += 1
                     if not (quick and type(text) is bytes and sha(text).digest() == record):
-                        if not matches(text, record):
+                        same, parsed = matches(text, record)  # parsed: read once
+                        if not same:
                             find(
                                 "modified",
                                 key,
@@ -169,7 +172,9 @@ class _Piece:
                                 stream=stream,
                             )
                             compare = False
-                    if compare and (changed := differing(derive[stream], text, row[4])):
+                    if compare and (
+                        changed := differing(derive[stream], text, row[4], compact, parsed)
+                    ):
                         find(
                             "modified",
                             key,
