@@ -104,7 +104,7 @@ def parsed_match(text: str | bytes, record: bytes) -> tuple[bool, Any]:
         value = _loads(text)
         if _sha256(_dumps(value, option=_SORTED)).digest() == record:
             return True, value
-    except orjson.JSONDecodeError:
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # encode: nested past 254
         pass
     return raw_digest(text) == record, None
 
