@@ -12,8 +12,8 @@ fill the memory, a FIFO block start-up forever) and at most ``SECRET_FILE_LIMIT`
 
 from __future__ import annotations
 
+import errno
 import logging
-import os
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +21,7 @@ from string import Template
 from typing import Any
 from urllib.parse import urlsplit
 
+from etl.common import files
 from etl.common.secret import Secret, clean
 from etl.common.settings import Credentials, DatabaseSettings
 from etl.config.section import Section
@@ -93,21 +94,12 @@ def read_secret_file(path: str) -> str:
     """The text of a secret file: a regular file of at most ``SECRET_FILE_LIMIT`` bytes,
     else an ``OSError`` that says why. Opened without blocking, so a FIFO with no writer
     is refused at once rather than waited on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(0, "not a regular file")
-        data = b""
-        while len(data) <= SECRET_FILE_LIMIT:
-            chunk = os.read(fd, SECRET_FILE_LIMIT + 1 - len(data))
-            if not chunk:
-                break
-            data += chunk
-    finally:
-        os.close(fd)
-    if len(data) > SECRET_FILE_LIMIT:
-        raise OSError(0, f"larger than {SECRET_FILE_LIMIT // 1024} KiB: not a secret")
-    return data.decode("utf-8")
+        return files.read_bounded(path, SECRET_FILE_LIMIT).decode("utf-8")
+    except OSError as exc:
+        if exc.errno != errno.EFBIG:
+            raise
+        raise OSError(0, f"larger than {SECRET_FILE_LIMIT // 1024} KiB: not a secret") from None
 
 
 def credentials(

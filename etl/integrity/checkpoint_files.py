@@ -24,11 +24,11 @@ import errno
 import logging
 import os
 import re
-import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from etl.common import files
 from etl.common.errors import ConfigError
 from etl.integrity import note
 from etl.integrity.note import Checkpoint
@@ -69,26 +69,10 @@ def _names(path: Path) -> Iterator[Path]:
 
 
 def read_bounded(path: Path) -> bytes:
-    """A checkpoint file's bytes: only a regular file's (a symlink followed), at most
-    ``MAX_BYTES`` of them, so no file put in the directory makes a read wait forever
-    (a FIFO: opened without waiting for a writer) or fill the memory (``/dev/zero``, a
-    huge file). ``OSError`` for anything else, saying what it is."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise OSError(errno.EINVAL, "not a regular file")
-        if info.st_size > MAX_BYTES:
-            raise OSError(errno.EFBIG, f"{info.st_size} bytes, more than any checkpoint")
-        data = b""
-        while len(data) <= MAX_BYTES:
-            more = os.read(fd, MAX_BYTES + 1 - len(data))
-            if not more:
-                return data
-            data += more
-    finally:
-        os.close(fd)
-    raise OSError(errno.EFBIG, "more bytes than any checkpoint")  # grew since its fstat
+    """A checkpoint file's bytes: only a regular file's, at most ``MAX_BYTES`` of them, so
+    no file put in the directory makes a read wait forever (a FIFO) or fill the memory
+    (``/dev/zero``, a huge file). ``OSError`` for anything else, saying what it is."""
+    return files.read_bounded(path, MAX_BYTES)
 
 
 def _content(path: Path) -> bytes | None:

@@ -29,10 +29,10 @@ import base64
 import hashlib
 import os
 import re
-import stat
 from datetime import datetime
 from pathlib import Path
 
+from etl.common import files
 from etl.common.clock import format_time
 from etl.common.errors import ConfigError
 from etl.integrity.keys import SigningKey
@@ -100,18 +100,15 @@ def _last_manifest(target: Path) -> tuple[str, str, int, int] | None:
     """The last manifest's consumer, account, last seq and byte end, from the file's tail
     (a regular file only; none if there is no manifest yet or its tail does not parse)."""
     try:
-        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+        fd = files.open_regular(target)
     except OSError:
         return None
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        os.lseek(fd, max(0, info.st_size - _TAIL), os.SEEK_SET)
-        tail = os.read(fd, _TAIL).decode("utf-8", "replace")
+        tail = os.pread(fd, _TAIL, max(0, os.fstat(fd).st_size - _TAIL))
     finally:
         os.close(fd)
-    last = _LAST.match(tail, max(0, tail.rfind(HEADER)))  # the last one, or none at all
+    text = tail.decode("utf-8", "replace")
+    last = _LAST.match(text, max(0, text.rfind(HEADER)))  # the last one, or none at all
     if last is None:
         return None
     return last["consumer"], last["account"], int(last["seq"]), int(last["end"])

@@ -11,14 +11,15 @@ header and seven lines), a blank line, its signature line when signed, a blank l
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from etl.common import files
 from etl.common.errors import ConfigError
 from etl.integrity.keys import KEY_NAME
 from etl.integrity.manifest import HEADER
@@ -69,13 +70,11 @@ def open_regular(path: Path, what: str) -> int:
     """A read-only descriptor of ``path``, a regular file (a symlink followed), opened
     without waiting; ``ConfigError`` (exit 2) naming it for anything else."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
+        return files.open_regular(path)
     except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise ConfigError(f"{what} {path}: not a regular file") from None
         raise ConfigError(f"{what} {path}: cannot read it: {exc.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ConfigError(f"{what} {path}: not a regular file")
-    return fd
 
 
 def range_digest(fd: int, start: int, end: int) -> str | None:
