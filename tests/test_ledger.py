@@ -109,10 +109,11 @@ def test_an_existing_database_is_adopted_by_the_migration(tmp_path: Path, db_url
         assert key is not None
         run_id = key[0]
         for seq, record_id in enumerate((30, 10, 20), start=1):
-            raw = audit_record(record_id, recent(60))
-            values = {"account": "acme", "id": record_id, "raw": raw, "synced_at": recent(1),
-                      "created_at": recent(60), "stored_seq": seq}  # fmt: skip
-            conn.execute(sa.insert(audit_logs).values({**row, **values}))
+            # the row as that release's writer stored it: its columns derived from raw
+            stored = parse_record(audit_record(record_id, recent(60)), "acme", recent(1))
+            assert isinstance(stored, dict)
+            values = {k: v for k, v in stored.items() if k in row}
+            conn.execute(sa.insert(audit_logs).values({**row, **values, "stored_seq": seq}))
         conn.execute(sa.insert(audit_rejects).values(account="acme", run_id=run_id,
             record_id="x", reason="no id", raw="{}", rejected_at=recent(1)))  # fmt: skip
     migrate.upgrade(engine)
