@@ -47,18 +47,27 @@ _LAST = re.compile(
 )
 
 
-def byte_range_digest(path: Path, start: int, end: int) -> str:
+def range_digest(fd: int, start: int, end: int) -> str | None:
+    """The SHA-256 of bytes ``start`` to ``end`` of the open file, read 1 MiB at a time;
+    None when it ends first."""
     digest = hashlib.sha256()
-    with path.open("rb") as data:
-        data.seek(start)
-        left = end - start
-        while left > 0:
-            chunk = data.read(min(_READ, left))
-            if not chunk:
-                break
-            digest.update(chunk)
-            left -= len(chunk)
+    at = start
+    while at < end:
+        chunk = os.pread(fd, min(_READ, end - at), at)
+        if not chunk:
+            return None
+        digest.update(chunk)
+        at += len(chunk)
     return digest.hexdigest()
+
+
+def byte_range_digest(path: Path, start: int, end: int) -> str:
+    """``range_digest`` of ``path``, up to its end where it ends first."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        return range_digest(fd, start, min(end, os.fstat(fd).st_size)) or ""
+    finally:
+        os.close(fd)
 
 
 def manifest(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import errno
-import hashlib
 import os
 import re
 from collections.abc import Iterator
@@ -75,19 +74,6 @@ def open_regular(path: Path, what: str) -> int:
         if exc.errno == errno.EINVAL:
             raise ConfigError(f"{what} {path}: not a regular file") from None
         raise ConfigError(f"{what} {path}: cannot read it: {exc.strerror}") from None
-
-
-def range_digest(fd: int, start: int, end: int) -> str | None:
-    """The SHA-256 of bytes ``start`` to ``end`` of the file, or None when it ends first."""
-    digest = hashlib.sha256()
-    at = start
-    while at < end:
-        chunk = os.pread(fd, min(_READ, end - at), at)
-        if not chunk:
-            return None
-        digest.update(chunk)
-        at += len(chunk)
-    return digest.hexdigest()
 
 
 def _lines(fd: int) -> Iterator[tuple[int, bytes | None]]:

@@ -24,10 +24,9 @@ from etl.integrity.checks.manifest_read import (
     Manifest,
     manifests,
     open_regular,
-    range_digest,
 )
 from etl.integrity.keys import PublicKey
-from etl.integrity.manifest import manifest_path
+from etl.integrity.manifest import manifest_path, range_digest
 
 # Every kind a finding can have (docs/INTEGRITY.md says what each means).
 KINDS = (

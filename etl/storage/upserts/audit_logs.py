@@ -77,6 +77,27 @@ def changed(stored: str | bytes, row: Mapping[str, Any]) -> bool:
     return canonical_json(decode_json(stored)) != canonical_json(row["raw"])
 
 
+def _new_or_changed(
+    read: ExistingReader, conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
+) -> tuple[list[Mapping[str, Any]], int]:
+    """The rows of a batch that are new or changed (``changed``), by ``read``'s existing
+    ``(id, raw text)`` pairs, and how many of them are new."""
+    existing: dict[Any, Any] = {}
+    for chunk in _id_ranges(sorted(rows), _ID_CHUNK):  # each chunk one narrow range
+        for record_id, raw in read(conn, account, chunk):
+            existing[record_id] = raw
+    written: list[Mapping[str, Any]] = []
+    inserted = 0
+    for record_id, row in rows.items():
+        old = existing.get(record_id, _MISSING)
+        if old is _MISSING:
+            inserted += 1
+            written.append(row)
+        elif changed(old, row):
+            written.append(row)
+    return written, inserted
+
+
 def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
     """An upsert that first reads the batch's existing ``(id, raw text)`` pairs with
     ``read``, then sends only the new or changed rows to ``write``; it says (inserted,
@@ -85,19 +106,7 @@ def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
     def upsert(
         conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]
     ) -> tuple[int, int]:
-        existing: dict[Any, Any] = {}
-        for chunk in _id_ranges(sorted(rows), _ID_CHUNK):  # each chunk one narrow range
-            for record_id, raw in read(conn, account, chunk):
-                existing[record_id] = raw
-        written: list[Mapping[str, Any]] = []
-        inserted = 0
-        for record_id, row in rows.items():
-            old = existing.get(record_id, _MISSING)
-            if old is _MISSING:
-                inserted += 1
-                written.append(row)
-            elif changed(old, row):
-                written.append(row)
+        written, inserted = _new_or_changed(read, conn, account, rows)
         if written:
             write(conn, written)
         return inserted, len(written) - inserted
@@ -106,18 +115,11 @@ def _changed_rows_upsert(read: ExistingReader, write: RowWriter) -> RowUpsert:
 
 
 def _unchanged_by_reading(read: ExistingReader) -> StoredCheck:
-    """Whether every row of a batch is stored with the same record, by ``read`` (the
-    upsert's own reader of ``(id, raw text)`` pairs) and ``changed``, as the upsert
-    decides what to write."""
+    """Whether every row of a batch is stored with the same record: the upsert with the
+    same ``read`` would write none of it."""
 
     def unchanged(conn: Connection, account: str, rows: Mapping[Any, Mapping[str, Any]]) -> bool:
-        stored = 0
-        differs = False
-        for chunk in _id_ranges(sorted(rows), _ID_CHUNK):
-            for record_id, raw in read(conn, account, chunk):
-                stored += 1
-                differs = differs or changed(raw, rows[record_id])
-        return stored == len(rows) and not differs
+        return not _new_or_changed(read, conn, account, rows)[0]
 
     return unchanged
 
