@@ -5,8 +5,10 @@ user is meant to run runs here as written, or says why it cannot."""
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -23,6 +25,9 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from command_reference import reference
 
 LINK = re.compile(r"\]\(([^)\s]+)\)")
+# The logs of measurements: each session names the code as it was when measured, so a later
+# move does not make it wrong (their paths and names are not checked); their links are.
+LOGS = sorted((ROOT / "docs" / "performance").glob("*.md"))
 NOT_RUN = re.compile(r"<!-- not run here: (.+?) -->\n+```sh\n", re.S)
 
 
@@ -44,7 +49,7 @@ def test_the_readme_is_a_front_door() -> None:
     assert (ROOT / "LICENSE").is_file() and (ROOT / "CHANGELOG.md").is_file()
 
 
-@pytest.mark.parametrize("page", [*PAGES, ROOT / "CHANGELOG.md"], ids=lambda p: p.name)
+@pytest.mark.parametrize("page", [*PAGES, *LOGS, ROOT / "CHANGELOG.md"], ids=lambda p: p.name)
 def test_every_relative_link_resolves(page: Path) -> None:
     for target in LINK.findall(strip_fences(page.read_text())):
         if re.match(r"[a-z]+:", target):
@@ -62,14 +67,13 @@ def test_the_command_reference_is_generated_from_the_parser() -> None:
     )
 
 
-# The files and modules the docs send a reader to. PERFORMANCE.md is a log of measurements,
-# each naming the code as it was when measured, so a later move does not make it wrong.
+# The files and modules the docs send a reader to (every page: the logs are not among them).
 CODE_PATH = re.compile(
     r"(?<![\w/.$-])((?:\.ci|etl|zendesk_sim|migrations|tests|scripts|deploy)/[\w./@*-]*[\w*/])"
 )
 CODE_NAME = re.compile(r"(?<![\w/.-])((?:etl|zendesk_sim)(?:\.[A-Za-z_]\w*)+)")
 IN_THE_WHEEL = {"etl/migrations"}  # where the wheel puts migrations/, named as such
-CURRENT = [page for page in PAGES if page.name != "PERFORMANCE.md"]
+CURRENT = PAGES
 
 
 @pytest.mark.parametrize("page", CURRENT, ids=lambda p: p.name)
@@ -177,3 +181,65 @@ def test_the_install_page_installs_as_the_readme_does() -> None:
             "export ETL_CONFIG=/etc/zendesk-audit-etl/config.toml "
             "CREDENTIALS_DIRECTORY=/etc/zendesk-audit-etl\n"
         ) in text
+
+
+# PERFORMANCE.md grew into a 2,182-line log of every measuring session; the sessions moved
+# to docs/performance/, and the page says what is measured now, how, and against what.
+PERFORMANCE = ROOT / "docs" / "PERFORMANCE.md"
+
+
+def test_the_performance_page_is_current_and_its_history_a_dated_log() -> None:
+    page = PERFORMANCE.read_text()
+    assert len(page.splitlines()) <= 300, (
+        "PERFORMANCE.md is the current page: sessions go to its history"
+    )
+    assert LOGS and "(performance/HISTORY.md" in page
+    for log in LOGS:
+        # a session appended on a branch is moved here whole: its heading says when it was
+        for heading in re.findall(r"^### (.+)$", strip_fences(log.read_text()), re.M):
+            assert re.search(r"\b20\d\d-\d\d-\d\d\b", heading), f"{log.name}: undated {heading}"
+
+
+def _help(script: str) -> str:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), "--help"],
+        capture_output=True, text=True, check=True, timeout=60, cwd=ROOT,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout  # fmt: skip
+
+
+def bench_commands() -> Iterator[tuple[str, list[str]]]:
+    """(script, the options given it) of each command line in PERFORMANCE.md's shell blocks;
+    ``make TARGET VAR="..."`` gives VAR's options to the script that target's recipe runs."""
+    makefile = (ROOT / "Makefile").read_text()
+    for block in re.findall(r"^```sh\n(.*?)^```", PERFORMANCE.read_text(), re.M | re.S):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            if words[:1] == ["make"]:
+                recipe = re.search(rf"^{words[1]}:.*\n((?:\t.*\n)*)", makefile, re.M)
+                assert recipe, f"PERFORMANCE.md runs `make {words[1]}`: no such target"
+                for assignment in words[2:]:
+                    name, _, value = assignment.partition("=")
+                    runs = [s for s in recipe.group(1).splitlines() if f"$({name})" in s]
+                    assert runs, f"`make {words[1]}` does not pass {name} to a script"
+                    script = re.search(r"scripts/\w+\.py", runs[0])
+                    assert script, runs[0]
+                    yield script.group(), shlex.split(value)
+            elif words:
+                assert words[0] == ".venv/bin/python" and words[1].startswith("scripts/"), line
+                yield words[1], words[2:]
+
+
+@pytest.mark.parametrize("script, args", list(bench_commands()), ids=lambda v: str(v))
+def test_each_benchmark_the_performance_page_runs_takes_its_options(
+    script: str, args: list[str]
+) -> None:
+    shown = _help(script)
+    for i, option in enumerate(args):
+        if not option.startswith("--"):
+            continue
+        assert re.search(rf"(?<![\w-]){re.escape(option)}\b", shown), f"{script}: no {option}"
+        values = list(itertools.takewhile(lambda a: not a.startswith("--"), args[i + 1 :]))
+        if len(values) > 1:  # the usage shows `--opt X [X ...]` for an option of several
+            several = rf"{re.escape(option)} (\w+) \[\1 \.\.\.\]"
+            assert re.search(several, shown), f"{script} {option} takes one value, not {values}"
