@@ -7,7 +7,7 @@ nothing new.
 During the work the youngest generation is collected after ``WORK_GEN0`` net allocations
 rather than CPython's 700: a load allocates a page's records (dicts of dicts, none of them
 in a cycle) by the hundred thousand, and the passes the default set off cost 3% to 5% of
-a first load's CPU (measured in docs/PERFORMANCE.md). Garbage in a cycle is still
+a first load's CPU (measured in docs/performance/HISTORY.md). Garbage in a cycle is still
 collected, once that many containers are left over.
 """
 

@@ -4,7 +4,8 @@ SQLAlchemy's per-row parameter processing cost more than the hashing, so each da
 given the entries in the form it reads fastest: PostgreSQL by ``COPY`` in binary format
 packed here, one ``struct`` call an entry (against the text format, 100,000 entries cost
 its server 0.19 s of CPU rather than 0.23 s, as it parses no timestamp and no hex, and the
-job 0.42 us rather than 0.62 us an entry: no ``hex()`` and no escaping; docs/PERFORMANCE.md),
+job 0.42 us rather than 0.62 us an entry: no ``hex()`` and no escaping;
+docs/performance/HISTORY.md),
 MariaDB/MySQL as multi-row INSERTs of literals made here (PyMySQL escapes each value in
 Python), SQLite by multi-row VALUES (one step of SQLite for up to 512 entries). An entry is
 the tuple ``ENTRY_COLUMNS`` names.
