@@ -4,10 +4,14 @@ schema beyond its version. What it imports is in test_cli (a real process)."""
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import inspect
 import os
+import pkgutil
 import re
 import ssl
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from support import audit_record, recent
 
+import etl
 from etl.storage.engine import open_engine, parse_url
 from etl.storage.locking import sessions
 from zendesk_sim import SimulatedZendesk
@@ -309,3 +314,22 @@ def test_a_pymysql_connection_does_not_read_the_ca_store(
     finally:
         engine.dispose()
     assert loads == []
+
+
+def test_every_dataclass_has_a_docstring_of_its_own() -> None:
+    """A dataclass without one gets ``Name(signature)`` made by ``inspect.signature`` as
+    the class is made: 6 M instructions of a run with nothing new for the 22 it imports."""
+    for found in pkgutil.walk_packages(etl.__path__, "etl."):
+        if not found.name.endswith("__main__"):  # __main__ runs the command line
+            importlib.import_module(found.name)
+    made = [
+        value
+        for name, module in list(sys.modules.items())
+        if name == "etl" or name.startswith("etl.")
+        for value in vars(module).values()
+        if isinstance(value, type) and dataclasses.is_dataclass(value)
+        and value.__module__ == name
+    ]  # fmt: skip
+    assert len(made) > 50
+    generated = [c.__qualname__ for c in made if (c.__doc__ or "").startswith(c.__name__ + "(")]
+    assert generated == []

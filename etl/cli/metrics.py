@@ -47,6 +47,8 @@ HELP = {
 
 @dataclass(frozen=True)
 class LastRun:
+    """What the metrics file says of the last sync."""
+
     success: bool
     requests: int
     rate_limited: int

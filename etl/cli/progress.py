@@ -60,6 +60,8 @@ class Reading:
 
 @dataclass(frozen=True)
 class Estimate:
+    """How far a load is and how long it has left, as far as can be told yet."""
+
     share: float | None  # of the records; None: not measurable yet
     rate: float | None  # records per second
     left: float | None  # seconds

@@ -30,6 +30,8 @@ class Credentials:
 
 @dataclass(frozen=True)
 class ZendeskSettings:
+    """Where an account's API is, how to sign in, and its request budget."""
+
     base_url: (
         str  # "https://acme.zendesk.com", no trailing slash, no path beyond an optional prefix
     )
@@ -46,6 +48,8 @@ STREAM_NAMES = (AUDIT_LOGS, "access_logs")
 
 @dataclass(frozen=True)
 class SyncSettings:
+    """How an account is read: the window's bounds, the overlap, the backfill's split."""
+
     start_time: datetime | None = None  # aware UTC; None = the whole history
     lag: timedelta = timedelta(minutes=5)
     overlap: timedelta = timedelta(minutes=10)
@@ -66,6 +70,8 @@ class SyncSettings:
 
 @dataclass(frozen=True)
 class AccountSettings:
+    """One configured account: its name, its API and how it is synced."""
+
     name: str  # the `account` column: the subdomain unless configured otherwise
     zendesk: ZendeskSettings
     sync: SyncSettings
@@ -73,6 +79,8 @@ class AccountSettings:
 
 @dataclass(frozen=True)
 class DatabaseSettings:
+    """The database's URL and whether a run may upgrade its schema."""
+
     url: str = "sqlite:///zendesk_audit_logs.db"
     auto_migrate: bool = False
 
@@ -94,6 +102,8 @@ class LedgerSettings:
 
 @dataclass(frozen=True)
 class Settings:
+    """The whole config, checked: the accounts, the database, the metrics file, the ledger."""
+
     accounts: tuple[AccountSettings, ...]
     database: DatabaseSettings
     source: str = "<defaults>"  # the config file's path, for messages

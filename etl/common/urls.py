@@ -32,6 +32,8 @@ _AMBIGUOUS = re.compile(r"[\x00-\x20\x7f\\]")
 
 @dataclass(frozen=True)
 class Origin:
+    """A URL's scheme, host and port: what decides where credentials may go."""
+
     scheme: str
     host: str
     port: int

@@ -23,6 +23,8 @@ _table = export_consumers.c
 
 @dataclass(frozen=True)
 class ConsumerStatus:
+    """A consumer's position in an account's rows and what it has not exported yet."""
+
     consumer: str
     account: str
     position: int

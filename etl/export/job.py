@@ -57,6 +57,8 @@ CHUNK_ROWS = 5000
 
 @dataclass(frozen=True)
 class ExportOptions:
+    """What one export writes: for which consumer, where, in what format, from when."""
+
     consumer: str
     output: Path | None = None  # None: standard output
     fmt: str | None = None  # None: the consumer's saved format (a new consumer's: raw)
@@ -68,6 +70,8 @@ class ExportOptions:
 
 @dataclass
 class ExportSummary:
+    """What one export wrote for one account, and the positions before and after."""
+
     consumer: str
     account: str
     output: str

@@ -34,6 +34,8 @@ Mapper = Callable[..., dict[str, Any]]
 
 @dataclass(frozen=True)
 class ExportStream:
+    """A stored log as an export reads it: its table, its time column, its OCSF mapper."""
+
     name: str
     table: sa.Table
     time_column: str  # what --since compares with

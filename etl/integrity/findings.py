@@ -24,6 +24,8 @@ KINDS = (
 
 @dataclass(frozen=True)
 class Finding:
+    """One problem verify found, and the record or ledger entry it concerns."""
+
     kind: str
     account: str
     record_id: str | None = None
@@ -56,6 +58,8 @@ class Finding:
 
 @dataclass
 class AccountReport:
+    """What verify checked of one account, and what it found."""
+
     account: str
     entries: int = 0
     streams: Counter[str] = field(default_factory=Counter)  # rows checked, per stream

@@ -66,6 +66,8 @@ def key_id(public: bytes) -> str:
 
 @dataclass(frozen=True)
 class PublicKey:
+    """An Ed25519 public key that checks checkpoint signatures."""
+
     raw: bytes  # the 32 bytes
 
     @property

@@ -32,6 +32,8 @@ _TIME = re.compile(r"time [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A ledger checkpoint: the ledger's size and head, for an origin and account."""
+
     origin: str
     size: int
     head: bytes

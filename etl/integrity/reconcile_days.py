@@ -35,6 +35,8 @@ IDS_IN_LINE = 5  # ids named per kind on a day's text line; --json names them al
 
 @dataclass
 class DayResult:
+    """One day compared: what Zendesk returned and what is stored."""
+
     day: str  # YYYY-MM-DD, UTC
     start: str  # the part of the day compared, both bounds inclusive, to the second
     end: str
@@ -84,6 +86,8 @@ class DayResult:
 
 @dataclass
 class AccountReconcile:
+    """One account's reconcile: the period compared, day by day."""
+
     account: str
     stream: str
     since: str

@@ -17,6 +17,8 @@ from etl.storage.schema.integrity import checkpoints, ledger_head, verifications
 
 @dataclass(frozen=True)
 class LedgerStatus:
+    """An account's ledger: its entries and its last checkpoint."""
+
     account: str
     entries: int
     checkpoint_size: int | None  # the last checkpoint's

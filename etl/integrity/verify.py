@@ -38,6 +38,8 @@ _AUDIT = "audit_logs"
 
 @dataclass(frozen=True)
 class VerifyOptions:
+    """What verify checks: the keys, the checkpoint files, from which entry or time."""
+
     public_keys: Sequence[PublicKey] = ()
     directory: Path | None = None
     since_entry: int | None = None

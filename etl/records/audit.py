@@ -90,6 +90,8 @@ MAX_JSON_DEPTH = 31
 
 @dataclass(frozen=True)
 class Reject:
+    """A record that cannot be stored, why, and its text as it came."""
+
     record_id: str | None
     reason: str
     raw: str  # the record as JSON text, whatever it was

@@ -27,6 +27,8 @@ MAX_ERROR_CHARS = 4000
 
 @dataclass(frozen=True)
 class RunInfo:
+    """One row of the runs table, as status shows it."""
+
     id: int
     account: str
     status: str
@@ -49,6 +51,8 @@ class RunInfo:
 
 @dataclass(frozen=True)
 class AccountStatus:
+    """How fresh an account's stored data is: its watermark, rows, last runs."""
+
     account: str
     watermark: datetime | None
     rows: int  # count(*) over the account's primary-key range: ~100 ms per million on PG
@@ -63,6 +67,8 @@ class AccountStatus:
 
 @dataclass
 class RunCounts:
+    """What a run has written so far: pages and rows, as its row counts them."""
+
     pages: int = 0
     inserted: int = 0
     updated: int = 0

@@ -56,6 +56,8 @@ RowUpsert = Callable[[Connection, str, Mapping[Any, Mapping[str, Any]]], tuple[i
 
 @dataclass
 class Upserted:
+    """What an upsert wrote, and the rows the database refused."""
+
     inserted: int = 0
     updated: int = 0
     rejects: list[Reject] = field(default_factory=list)

@@ -22,6 +22,8 @@ from etl.storage.schema.state import stream_state, sync_slices, sync_state
 
 @dataclass(frozen=True)
 class WriteResult:
+    """Rows a page's write inserted, updated and rejected."""
+
     inserted: int
     updated: int
     rejected: int

@@ -38,6 +38,8 @@ SEVERITY = (
 
 @dataclass
 class Outcome:
+    """How one account's run ended: its summary, or the error that stopped it."""
+
     account: str
     summary: RunSummary | None = None
     error: EtlError | None = None
@@ -49,6 +51,8 @@ class Outcome:
 
 @dataclass
 class JobResult:
+    """Every account's outcome, and the job's exit code from them."""
+
     outcomes: list[Outcome] = field(default_factory=list)
 
     @property

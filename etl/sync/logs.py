@@ -29,6 +29,8 @@ Parser = Callable[[object, str, datetime], "dict[str, Any] | Reject"]
 
 @dataclass(frozen=True)
 class Stream:
+    """A log the job syncs: its API, its table, and how a record becomes a row."""
+
     name: str  # as in [sync] streams
     api: LogApi
     table: sa.Table

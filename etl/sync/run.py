@@ -33,6 +33,8 @@ PageHook = Callable[["RunSummary", datetime | None], None]
 
 @dataclass
 class RunSummary:
+    """What one run read and wrote, for its log line, its row and the metrics."""
+
     account: str
     status: str = "running"
     window: Window | None = None

@@ -44,6 +44,8 @@ Known = datetime | None | Literal[Unread.UNREAD]
 
 @dataclass(frozen=True)
 class Window:
+    """The created_at range a run reads, from ``start`` to ``end``."""
+
     start: datetime
     end: datetime
 

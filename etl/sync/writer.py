@@ -73,6 +73,8 @@ class Failed:
 
 @dataclass
 class _Batch:
+    """Pages the writer holds until it commits them together."""
+
     pages: list[Page] = field(default_factory=list)
     rows: int = 0
 

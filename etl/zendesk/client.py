@@ -51,6 +51,8 @@ USER_AGENT = f"zendesk-audit-etl/{VERSION}"
 
 @dataclass
 class ClientStats:
+    """What a client's requests cost: requests, 429s, retries and the time waited."""
+
     requests: int = 0  # HTTP requests sent (every attempt, not token fetches)
     rate_limited: int = 0  # 429 answers
     retries: int = 0  # attempts that were retried

@@ -62,6 +62,8 @@ class _Where:
 
 @dataclass
 class _Outcome:
+    """One exchange's result: the response and its body, or the error."""
+
     response: requests.Response | None = None
     body: bytes = b""
     error: BaseException | None = None

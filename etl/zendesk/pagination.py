@@ -97,6 +97,8 @@ class JsonGetter(Protocol):
 
 @dataclass(frozen=True)
 class Page:
+    """One page of records and what it proves of the window read."""
+
     number: int  # 1-based within this query
     records: list[Any]  # as decoded; validation is records.py's job
     has_more: bool

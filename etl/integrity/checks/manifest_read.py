@@ -43,6 +43,8 @@ _DASH = "\u2014"
 
 @dataclass(frozen=True)
 class Manifest:
+    """One signed manifest as read from the manifest file."""
+
     number: int  # 1-based, in the manifest file's order
     line: int  # where it starts in the manifest file
     consumer: str
@@ -60,6 +62,8 @@ class Manifest:
 
 @dataclass(frozen=True)
 class Malformed:
+    """A manifest that could not be read, and where it is."""
+
     number: int
     line: int
     detail: str

@@ -46,6 +46,8 @@ KINDS = (
 
 @dataclass(frozen=True)
 class ManifestFinding:
+    """A problem verify-export found, and the manifest and byte range it concerns."""
+
     kind: str
     manifest: int | None  # its number in the manifest file; None: after the last one
     start: int | None  # the byte range it concerns
@@ -68,6 +70,8 @@ class ManifestFinding:
 
 @dataclass
 class ExportReport:
+    """What verify-export checked of one export file, and what it found."""
+
     file: str
     size: int = 0
     keys: list[str] = field(default_factory=list)  # the given keys' ids
