@@ -51,13 +51,19 @@ ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
 # never canonical (it has spaces), so it is always parsed: its bytes too (orjson reads
 # them as well), as ``text`` (``convert_to`` them costs the server more) read as bytes by
 # psycopg (``pages.text_as_bytes``; the stream's name is no ``text``, so stays a ``str``).
-_RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "{}::text"}
+# SQLite's NULL where a DBA stored other than text (a BLOB of the same bytes, which SQL's
+# JSON functions do not read as the record): the walk names such a row (``NOT_TEXT``).
+_RAW_BYTES = {
+    "sqlite": "CASE WHEN typeof({0}) = 'text' THEN CAST({0} AS BLOB) END",
+    "postgresql": "{0}::text",
+}
+NOT_TEXT = "raw is not stored as text, so SQL does not read it as its record"
 _STREAM = {"postgresql": "'{}'::varchar"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
-# A stored row as read: stored_seq, id, raw text's bytes, stream name, its derived
-# columns as one JSON array's text (``etl.integrity.checks.derived``).
-StoredRow = tuple[int, Any, bytes, str, Any]
+# A stored row as read: stored_seq, id, raw text's bytes (None: not stored as text), stream
+# name, its derived columns as one JSON array's text (``etl.integrity.checks.derived``).
+StoredRow = tuple[int, Any, bytes | None, str, Any]
 
 
 def parse_raw(text: str) -> Any:
@@ -189,7 +195,7 @@ def _stream_rows(
     inside it."""
     q, m = _names(conn)
     table = ROW_TABLES[stream]
-    raw = _RAW_BYTES.get(conn.dialect.name, "CAST({} AS BINARY)").format(q("raw"))
+    raw = _RAW_BYTES.get(conn.dialect.name, "CAST({0} AS BINARY)").format(q("raw"))
     seq, record_id = q("stored_seq"), q("id")
     name = conn.dialect.identifier_preparer.format_table(table)
     where = f"FROM {name} WHERE {q('account')} = {m} AND {seq} >= {m}"
@@ -211,7 +217,9 @@ def _stream_rows(
         page, ids = mariadb_rows.row_page, text_ids
         sql = page(keys, head, tail, sql, decode, size, ids, values)
         next_sql = page(keys, later, tail, next_sql, decode, size, ids, values)
-    first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"
+    # bounded above: SQLite keeps a text or a BLOB a DBA wrote there, above every number
+    # (``unnumbered_rows`` names such rows)
+    first = f"SELECT MIN({seq}) {where} AND {seq} >= {m} AND {seq} <= {pages.MAX_KEY}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:
         return sql, [account, low, high]
@@ -223,16 +231,15 @@ def _stream_rows(
     return itertools.chain.from_iterable(read)
 
 
-def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any]]:
-    """(stream, id) of the account's rows without a ``stored_seq`` (the store always
-    gives one)."""
+def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any, bool]]:
+    """(stream, id, whether it has a value) of the account's rows without a number in
+    ``stored_seq`` (the store always gives one): NULL, or on SQLite a text or a BLOB."""
     found = []
     for stream, table in ROW_TABLES.items():
-        where = sa.and_(table.c.account == account, table.c.stored_seq.is_(None))
-        found += [
-            (stream, row_id)
-            for row_id in conn.execute(sa.select(table.c.id).where(where)).scalars()
-        ]
+        seq = table.c.stored_seq
+        odd = sa.or_(seq.is_(None), seq > pages.MAX_KEY)  # the latter only on SQLite
+        query = sa.select(table.c.id, seq.is_not(None)).where(table.c.account == account, odd)
+        found += [(stream, row_id, bool(valued)) for row_id, valued in conn.execute(query)]
     return found
 
 

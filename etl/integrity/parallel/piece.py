@@ -138,10 +138,11 @@ class _Piece:
                 while row is not None and row[0] < number:
                     self._inserted(row)
                     row = next(rows, None)
-                if row is None or row[0] != number:
-                    self._wait(key, entry, stream)
-                elif str(row[1]) != key:
+                # a row at this number under another id (its id edited) is passed once
+                while row is not None and row[0] == number and str(row[1]) != key:
                     self._inserted(row)
+                    row = next(rows, None)
+                if row is None or row[0] != number:
                     self._wait(key, entry, stream)
                 else:
                     if pending:
@@ -152,8 +153,11 @@ class _Piece:
                         stream, matched = row[3], 0
                     matched += 1
                     if not (quick and type(text) is bytes and sha(text).digest() == record):
-                        same, parsed = matches(text, record)  # parsed: read once
-                        if not same:
+                        if text is None:  # SQLite's raw stored as a BLOB or a number
+                            reason = f"the row (stored_seq {number}): {streams.NOT_TEXT}"
+                            find("modified", key, entry, reason, stream=stream)
+                            compare = False
+                        elif not (same := matches(text, record))[0]:  # parsed: read once
                             find(
                                 "modified",
                                 key,
@@ -172,8 +176,12 @@ class _Piece:
                                 stream=stream,
                             )
                             compare = False
-                    if compare and (
-                        changed := differing(derive[stream], text, row[4], compact, parsed)
+                        else:
+                            parsed = same[1]
+                    if (
+                        compare
+                        and text is not None
+                        and (changed := differing(derive[stream], text, row[4], compact, parsed))
                     ):
                         find(
                             "modified",
