@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import format_time, iso
+from etl.integrity.checks.raw import UNREADABLE, raw_digest
 from etl.integrity.reconcile_days import DayResult
-from etl.integrity.streams import UNREADABLE, raw_digest
 from etl.storage.schema.integrity import checkpoints, ledger
 
 SECOND = timedelta(seconds=1)

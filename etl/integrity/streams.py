@@ -2,23 +2,19 @@
 table): the ledger by entry, the rows of every stream's table by ``stored_seq`` with
 ``raw`` as text (merged: the streams share the account's store sequence), the rejects.
 
-``raw`` is read as text and parsed here (orjson; the json module for a record holding a
-float, since orjson reads an integer past 64 bits as a float): the JSON type's own
-parsing costs more than the rest of a row's check.
+``raw`` is read as its text's bytes, not as the JSON type: what the text hashes to is
+``etl.integrity.checks.raw``'s (parsing it there costs less than the JSON type's).
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
-import json
 import operator
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -28,7 +24,6 @@ from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.pages import is_mariadb, mariadb_page, windows
-from etl.records.canonical import canonical_json
 from etl.storage.schema.integrity import ledger, ledger_head
 from etl.storage.schema.logs import access_logs, audit_logs
 from etl.storage.schema.state import audit_rejects, sync_runs
@@ -37,11 +32,6 @@ PAGE = 25_000
 # A page on MariaDB, read as one value (``pages.mariadb_page``): a few MB, well within the
 # 16 MB ``max_allowed_packet`` it has by default (a larger page is read row by row).
 _MARIADB_PAGE = 5000
-_PLAIN = frozenset({str, int, bool, type(None)})
-# What ``raw_digest`` gives a text that is no JSON record: equal to no record's hash.
-UNREADABLE = b""
-_loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
-_sha256 = hashlib.sha256
 # Each table of rows the ledger chains, by stream name (etl.sync.streams' names): their
 # rows share the account's store sequence, so a ledger entry's ``stored_seq`` finds its row
 # in whichever table holds it.
@@ -64,55 +54,6 @@ Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
 # A stored row as read: stored_seq, id, raw text's bytes (None: not stored as text), stream
 # name, its derived columns as one JSON array's text (``etl.integrity.checks.derived``).
 StoredRow = tuple[int, Any, bytes | None, str, Any]
-
-
-def parse_raw(text: str) -> Any:
-    """A row's ``raw`` text as ``json.loads`` would give it (exact integers)."""
-    value = orjson.loads(text)
-    if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
-        return value
-    return json.loads(text)
-
-
-def raw_digest(text: str | bytes) -> bytes:
-    """SHA-256 of the canonical form of a row's ``raw`` text (``record_hash`` of what it
-    parses to): orjson both ways for a record of plain values, the usual one.
-    ``UNREADABLE`` for a text that is no JSON record (not JSON, or a number JSON cannot
-    hold: ``1e400``, ``NaN``), which only an edit of the row can have stored."""
-    try:
-        value = _loads(text)
-    except orjson.JSONDecodeError:  # also an integer past a double's range: json decides
-        pass
-    else:
-        if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
-            return _sha256(_dumps(value, option=_SORTED)).digest()
-    try:
-        return _sha256(canonical_json(json.loads(text)).encode()).digest()
-    except (ValueError, RecursionError):  # not JSON, or NaN/Infinity, refused canonical
-        return UNREADABLE
-
-
-def matches(text: str | bytes, record: bytes) -> bool:
-    """Whether a row's ``raw`` text holds the record whose hash is ``record``.
-
-    First orjson both ways, keys sorted, whatever the values: that text is the canonical
-    one unless the record holds a number orjson writes otherwise (a float with an
-    exponent, ``-0.0``, an integer past 64 bits read as a float), and then it has an
-    exponent or a ``-0.0`` the canonical text never has, so a match is proof; the exact
-    ``raw_digest`` decides the rest."""
-    return parsed_match(text, record)[0]
-
-
-def parsed_match(text: str | bytes, record: bytes) -> tuple[bool, Any]:
-    """``matches``, and the text as orjson parsed it when that proved the match (None
-    otherwise): the derived columns' check reads it too (``derived.differing``)."""
-    try:
-        value = _loads(text)
-        if _sha256(_dumps(value, option=_SORTED)).digest() == record:
-            return True, value
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # encode: nested past 254
-        pass
-    return raw_digest(text) == record, None
 
 
 def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
