@@ -25,6 +25,7 @@ from zendesk_sim import SimulatedZendesk
 pytestmark = pytest.mark.databases("sqlite")
 
 AUDIT_ID, ACCESS_ID, REPLACED_ID = 6_100_000_000_003, "01JGRAPHQL", 6_100_000_000_009
+REJECT_ID = 9_000_000_000_001
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +36,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     audit = [audit_record(6_100_000_000_000 + i, at + timedelta(seconds=i)) for i in range(6)]
     access = [access_record(f"01JA{i:03d}", at + timedelta(seconds=i)) for i in range(4)]
     audit.append(audit_record(REPLACED_ID, at, action="\ufffd"))  # as the writer replaces
+    audit.append(audit_record(REJECT_ID, at, action="x" * 300))  # too long: a reject
     access.append(access_record(ACCESS_ID, at, graphql={"a": [1, 2]}))
     with SimulatedZendesk(audit, access_records=access) as sim:
         path = folder / "config.toml"
@@ -164,4 +166,40 @@ def test_a_row_under_another_id_or_number_is_one_finding_each(
     assert sorted((f["kind"], f["record_id"]) for f in findings) == [
         ("deleted", gone),
         ("inserted", record),
+    ], findings
+
+
+REJECT = "UPDATE zendesk_audit_rejects SET {}"
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        REJECT.format("raw = CAST(raw AS BLOB)"),  # its own bytes
+        REJECT.format("raw = 5"),
+        REJECT.format(f"reason = {NOT_UTF8}"),
+        REJECT.format("reason = X'00'"),
+        REJECT.format("record_id = CAST(record_id AS BLOB)"),
+    ],
+)
+def test_a_reject_of_another_storage_class_matches_no_entry(
+    store: Path, tmp_path: Path, edit: str
+) -> None:
+    """Read as text it would hash as its entry (or crash verify, as a BLOB did): it is
+    an ``inserted`` reject and its entry's reject ``deleted``."""
+    code, findings = _verify(_edited(store, tmp_path, edit))
+    assert code == ExitCode.FINDINGS
+    assert sorted(f["kind"] for f in findings) == ["deleted", "inserted"], findings
+    assert ("deleted", str(REJECT_ID)) in {(f["kind"], f["record_id"]) for f in findings}
+
+
+@pytest.mark.parametrize("value", ["'x'", "X'01'", "CAST(entries AS BLOB)"])
+def test_a_head_row_count_that_is_no_number_does_not_match(
+    store: Path, tmp_path: Path, value: str
+) -> None:
+    edit = f"UPDATE zendesk_audit_ledger_head SET entries = {value}"
+    code, findings = _verify(_edited(store, tmp_path, edit))
+    assert code == ExitCode.FINDINGS
+    assert [(f["kind"], f["detail"]) for f in findings] == [
+        ("chain broken", "the head row does not match the ledger")
     ], findings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -184,32 +184,67 @@ def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any, bool
     return found
 
 
-def rejects(conn: Connection, account: str) -> Iterator[tuple[str | None, str, str, str | None]]:
-    """The account's rejects: record id, reason, raw, and the stream of the run that
-    stored each (None when its run row is gone)."""
+# A reject as read: record id, reason, raw, the stream of its run (None when its run row
+# is gone), and whether its columns hold text as the job stores it.
+StoredReject = tuple[str | None, str, str, str | None, bool]
+
+
+def rejects(conn: Connection, account: str) -> Iterator[StoredReject]:
+    """The account's rejects. On SQLite, which keeps what a DBA writes, a column of another
+    storage class (a BLOB, a number) or a text that is not UTF-8 makes a reject unreadable
+    (its bytes shown with U+FFFD): no entry's hash is its."""
     after = 0
     table, runs = audit_rejects, sync_runs
     joined = table.outerjoin(runs, table.c.run_id == runs.c.id)
+    texts: list[Any] = [table.c.record_id, table.c.reason, table.c.raw]
+    plain: Any = sa.true()
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        plain = sa.and_(
+            sa.func.typeof(table.c.record_id).in_(("text", "null")),
+            sa.func.typeof(table.c.reason) == "text",
+            sa.func.typeof(table.c.raw) == "text",
+        )
+        texts = [sa.cast(column, sa.LargeBinary) for column in texts]
     while True:
-        page = conn.execute(
-            sa.select(table.c.id, table.c.record_id, table.c.reason, table.c.raw, runs.c.stream)
+        page: Sequence[Any] = conn.execute(
+            sa.select(table.c.id, *texts, runs.c.stream, plain)
             .select_from(joined)
             .where(table.c.account == account, table.c.id > after)
             .order_by(table.c.id)
             .limit(PAGE)
         ).all()
-        for _, record_id, reason, raw, stream in page:
-            yield record_id, reason, raw, stream
+        for _, record_id, reason, raw, stream, readable in page:
+            if sqlite:
+                texts_read, utf8 = _decoded((record_id, reason, raw))
+                record_id, reason, raw = texts_read[0], texts_read[1], texts_read[2]
+                readable = readable and utf8
+            yield record_id, reason, raw, stream, bool(readable)
         if len(page) < PAGE:
             return
         after = page[-1][0]
+
+
+def _decoded(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
+    """SQLite's bytes as text, and whether all were UTF-8."""
+    try:
+        return tuple(None if v is None else bytes(v).decode() for v in values), True
+    except UnicodeDecodeError:
+        return tuple(
+            None if v is None else bytes(v).decode(errors="replace") for v in values
+        ), False
+
+
+def _count(value: Any) -> int:
+    """A head row's count of entries; -1 (no ledger's) for what SQLite keeps that is none."""
+    return int(value) if isinstance(value, int | float) else -1
 
 
 def head(conn: Connection, account: str) -> tuple[int, str] | None:
     row = conn.execute(
         sa.select(ledger_head.c.entries, ledger_head.c.head).where(ledger_head.c.account == account)
     ).first()
-    return None if row is None else (int(row[0]), row[1])
+    return None if row is None else (_count(row[0]), row[1])
 
 
 def entry_hash_of(conn: Connection, account: str, entry: int) -> bytes | None:
