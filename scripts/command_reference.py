@@ -18,7 +18,9 @@ HEADER = """# Command reference
 
 Generated from the parser by `python scripts/command_reference.py > docs/COMMANDS.md`
 (a test keeps it current); `zendesk-audit-etl COMMAND --help` prints the same. Exit codes are
-in the [README](../README.md#commands-and-exit-codes).
+in the [README](../README.md#commands-and-exit-codes). Options are taken only as written, never
+abbreviated (`--conf` is not `--config`); one that is not known is a usage error (exit 2)
+naming it and the closest option known: `unknown option --confg; did you mean --config?`.
 """
 
 

@@ -328,3 +328,29 @@ def test_a_line_longer_than_any_manifest_writes_is_read_no_further(tmp_path: Pat
     assert code == 1 and findings(report) == {("malformed", 1)}, report
     assert "longer than any manifest's line" in json.dumps(report["findings"])
     assert report["summary"] == f"1/2 manifests valid, {len(lines(2))} bytes verified, 1 findings"
+
+
+def test_a_renamed_file_is_a_note_not_a_finding(tmp_path: Path, signed: tuple[Path, Path]) -> None:
+    """The manifests name the file as exported (``file audit.jsonl``); verified under
+    another name (rotated, shipped) its bytes still verify, and a note says whose name
+    the manifests hold. Under its own name, no note."""
+    key, public = signed
+    out = hand_made(tmp_path, [lines(3), lines(2)], key)
+    code, report = check(out, "--public-key", str(public))
+    notes = report["notes"]
+    assert code == 0 and isinstance(notes, list), report
+    assert not [note for note in notes if "name the file" in note]
+    renamed = out.rename(tmp_path / "audit.jsonl.1")
+    manifest.manifest_path(out).rename(manifest.manifest_path(renamed))
+    code, report = check(renamed, "--public-key", str(public))
+    assert code == 0 and report["findings"] == [], report
+    assert report["bytes_verified"] == renamed.stat().st_size
+    notes = report["notes"]
+    assert (
+        isinstance(notes, list)
+        and (
+            "manifests 1-2 (2 of 2) name the file audit.jsonl, not audit.jsonl.1: renamed since "
+            "its export, or another file's manifests (its bytes are what is checked)"
+        )
+        in notes
+    )

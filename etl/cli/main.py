@@ -39,6 +39,7 @@ from etl.cli.commands.sync import cmd_resync, cmd_sync
 from etl.cli.commands.verify import cmd_keygen, cmd_verify, verify_arguments
 from etl.cli.commands.verify_export import cmd_verify_export, verify_export_arguments
 from etl.cli.output import PROG, Output, fail
+from etl.cli.parser import Parser
 from etl.cli.signals import signals_set
 from etl.common.errors import EtlError, ExitCode, unexpected, unexpected_traceback
 from etl.common.settings import STREAM_NAMES
@@ -50,12 +51,6 @@ __all__ = ["PROG", "build_parser", "exit_now", "main", "run"]
 log = logging.getLogger(__name__)
 
 Handler = Callable[[argparse.Namespace], int]  # a command: its exit code, or an EtlError
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line, not argparse's usage dump: cron mails and journald stay readable.
-        self.exit(ExitCode.CONFIG, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -83,15 +78,16 @@ def _global_options(parser: argparse.ArgumentParser, default: Any) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog=PROG,
         description="Copy a Zendesk account's audit log into your SQL database.",
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {VERSION}")
     _global_options(parser, lambda value: value)
-    after = _Parser(add_help=False)
+    after = Parser(add_help=False)
     _global_options(after, lambda value: argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    parser.commands = commands.choices
 
     def command(name: str, summary: str, handler: Handler) -> argparse.ArgumentParser:
         description, example = ABOUT[name]

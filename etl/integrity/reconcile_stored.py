@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from etl.common.clock import format_time, iso
+from etl.integrity.checks.raw import UNREADABLE, raw_digest
 from etl.integrity.reconcile_days import DayResult
-from etl.integrity.streams import raw_digest
 from etl.storage.schema.integrity import checkpoints, ledger
 
 SECOND = timedelta(seconds=1)
@@ -48,7 +48,10 @@ def stored_day(
     the second) under the scope's filters, in keyset pages by id."""
     table = scope.table
     where = _where(scope, start, end)
-    raw = sa.cast(table.c.raw, sa.Text)
+    raw: Any = sa.cast(table.c.raw, sa.Text)
+    if conn.dialect.name == "sqlite":  # its bytes: a DBA's text not UTF-8 is read too
+        is_text = sa.func.typeof(table.c.raw) == "text"  # else NULL: no record (a BLOB)
+        raw = sa.case((is_text, sa.cast(table.c.raw, sa.LargeBinary)))
     after: Any = None
     while True:
         query = sa.select(table.c.id, raw, table.c.stored_seq).where(*where)
@@ -56,7 +59,8 @@ def stored_day(
             query = query.where(table.c.id > after)
         page = conn.execute(query.order_by(table.c.id).limit(PAGE)).all()
         for record_id, text, seq in page:
-            yield record_id, raw_digest(text), seq  # verify's: record_hash of the parsed text
+            # verify's: record_hash of the parsed text (none a record's for a text not JSON)
+            yield record_id, UNREADABLE if text is None else raw_digest(text), seq
         if len(page) < PAGE:
             return
         after = page[-1][0]

@@ -2,23 +2,19 @@
 table): the ledger by entry, the rows of every stream's table by ``stored_seq`` with
 ``raw`` as text (merged: the streams share the account's store sequence), the rejects.
 
-``raw`` is read as text and parsed here (orjson; the json module for a record holding a
-float, since orjson reads an integer past 64 bits as a float): the JSON type's own
-parsing costs more than the rest of a row's check.
+``raw`` is read as its text's bytes, not as the JSON type: what the text hashes to is
+``etl.integrity.checks.raw``'s (parsing it there costs less than the JSON type's).
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import itertools
-import json
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
@@ -28,7 +24,6 @@ from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.pages import is_mariadb, mariadb_page, windows
-from etl.records.canonical import canonical_json
 from etl.storage.schema.integrity import ledger, ledger_head
 from etl.storage.schema.logs import access_logs, audit_logs
 from etl.storage.schema.state import audit_rejects, sync_runs
@@ -37,11 +32,6 @@ PAGE = 25_000
 # A page on MariaDB, read as one value (``pages.mariadb_page``): a few MB, well within the
 # 16 MB ``max_allowed_packet`` it has by default (a larger page is read row by row).
 _MARIADB_PAGE = 5000
-_PLAIN = frozenset({str, int, bool, type(None)})
-# What ``raw_digest`` gives a text that is no JSON record: equal to no record's hash.
-UNREADABLE = b""
-_loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
-_sha256 = hashlib.sha256
 # Each table of rows the ledger chains, by stream name (etl.sync.streams' names): their
 # rows share the account's store sequence, so a ledger entry's ``stored_seq`` finds its row
 # in whichever table holds it.
@@ -51,62 +41,19 @@ ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
 # never canonical (it has spaces), so it is always parsed: its bytes too (orjson reads
 # them as well), as ``text`` (``convert_to`` them costs the server more) read as bytes by
 # psycopg (``pages.text_as_bytes``; the stream's name is no ``text``, so stays a ``str``).
-_RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "{}::text"}
+# SQLite's NULL where a DBA stored other than text (a BLOB of the same bytes, which SQL's
+# JSON functions do not read as the record): the walk names such a row (``NOT_TEXT``).
+_RAW_BYTES = {
+    "sqlite": "CASE WHEN typeof({0}) = 'text' THEN CAST({0} AS BLOB) END",
+    "postgresql": "{0}::text",
+}
+NOT_TEXT = "raw is not stored as text, so SQL does not read it as its record"
 _STREAM = {"postgresql": "'{}'::varchar"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
-# A stored row as read: stored_seq, id, raw text's bytes, stream name, its derived
-# columns as one JSON array's text (``etl.integrity.checks.derived``).
-StoredRow = tuple[int, Any, bytes, str, Any]
-
-
-def parse_raw(text: str) -> Any:
-    """A row's ``raw`` text as ``json.loads`` would give it (exact integers)."""
-    value = orjson.loads(text)
-    if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
-        return value
-    return json.loads(text)
-
-
-def raw_digest(text: str | bytes) -> bytes:
-    """SHA-256 of the canonical form of a row's ``raw`` text (``record_hash`` of what it
-    parses to): orjson both ways for a record of plain values, the usual one.
-    ``UNREADABLE`` for a text that is no JSON record (not JSON, or a number JSON cannot
-    hold: ``1e400``, ``NaN``), which only an edit of the row can have stored."""
-    try:
-        value = _loads(text)
-    except orjson.JSONDecodeError:  # also an integer past a double's range: json decides
-        pass
-    else:
-        if type(value) is dict and _PLAIN.issuperset(map(type, value.values())):
-            return _sha256(_dumps(value, option=_SORTED)).digest()
-    try:
-        return _sha256(canonical_json(json.loads(text)).encode()).digest()
-    except (ValueError, RecursionError):  # not JSON, or NaN/Infinity, refused canonical
-        return UNREADABLE
-
-
-def matches(text: str | bytes, record: bytes) -> bool:
-    """Whether a row's ``raw`` text holds the record whose hash is ``record``.
-
-    First orjson both ways, keys sorted, whatever the values: that text is the canonical
-    one unless the record holds a number orjson writes otherwise (a float with an
-    exponent, ``-0.0``, an integer past 64 bits read as a float), and then it has an
-    exponent or a ``-0.0`` the canonical text never has, so a match is proof; the exact
-    ``raw_digest`` decides the rest."""
-    return parsed_match(text, record)[0]
-
-
-def parsed_match(text: str | bytes, record: bytes) -> tuple[bool, Any]:
-    """``matches``, and the text as orjson parsed it when that proved the match (None
-    otherwise): the derived columns' check reads it too (``derived.differing``)."""
-    try:
-        value = _loads(text)
-        if _sha256(_dumps(value, option=_SORTED)).digest() == record:
-            return True, value
-    except (orjson.JSONDecodeError, orjson.JSONEncodeError):  # encode: nested past 254
-        pass
-    return raw_digest(text) == record, None
+# A stored row as read: stored_seq, id, raw text's bytes (None: not stored as text), stream
+# name, its derived columns as one JSON array's text (``etl.integrity.checks.derived``).
+StoredRow = tuple[int, Any, bytes | None, str, Any]
 
 
 def _names(conn: Connection) -> tuple[Callable[[str], str], str]:
@@ -189,7 +136,7 @@ def _stream_rows(
     inside it."""
     q, m = _names(conn)
     table = ROW_TABLES[stream]
-    raw = _RAW_BYTES.get(conn.dialect.name, "CAST({} AS BINARY)").format(q("raw"))
+    raw = _RAW_BYTES.get(conn.dialect.name, "CAST({0} AS BINARY)").format(q("raw"))
     seq, record_id = q("stored_seq"), q("id")
     name = conn.dialect.identifier_preparer.format_table(table)
     where = f"FROM {name} WHERE {q('account')} = {m} AND {seq} >= {m}"
@@ -211,7 +158,9 @@ def _stream_rows(
         page, ids = mariadb_rows.row_page, text_ids
         sql = page(keys, head, tail, sql, decode, size, ids, values)
         next_sql = page(keys, later, tail, next_sql, decode, size, ids, values)
-    first = f"SELECT MIN({seq}) {where} AND {seq} >= {m}"
+    # bounded above: SQLite keeps a text or a BLOB a DBA wrote there, above every number
+    # (``unnumbered_rows`` names such rows)
+    first = f"SELECT MIN({seq}) {where} AND {seq} >= {m} AND {seq} <= {pages.MAX_KEY}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:
         return sql, [account, low, high]
@@ -223,45 +172,79 @@ def _stream_rows(
     return itertools.chain.from_iterable(read)
 
 
-def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any]]:
-    """(stream, id) of the account's rows without a ``stored_seq`` (the store always
-    gives one)."""
+def unnumbered_rows(conn: Connection, account: str) -> list[tuple[str, Any, bool]]:
+    """(stream, id, whether it has a value) of the account's rows without a number in
+    ``stored_seq`` (the store always gives one): NULL, or on SQLite a text or a BLOB."""
     found = []
     for stream, table in ROW_TABLES.items():
-        where = sa.and_(table.c.account == account, table.c.stored_seq.is_(None))
-        found += [
-            (stream, row_id)
-            for row_id in conn.execute(sa.select(table.c.id).where(where)).scalars()
-        ]
+        seq = table.c.stored_seq
+        odd = sa.or_(seq.is_(None), seq > pages.MAX_KEY)  # the latter only on SQLite
+        query = sa.select(table.c.id, seq.is_not(None)).where(table.c.account == account, odd)
+        found += [(stream, row_id, bool(valued)) for row_id, valued in conn.execute(query)]
     return found
 
 
-def rejects(conn: Connection, account: str) -> Iterator[tuple[str | None, str, str, str | None]]:
-    """The account's rejects: record id, reason, raw, and the stream of the run that
-    stored each (None when its run row is gone)."""
+# A reject as read: record id, reason, raw, the stream of its run (None when its run row
+# is gone), and whether its columns hold text as the job stores it.
+StoredReject = tuple[str | None, str, str, str | None, bool]
+
+
+def rejects(conn: Connection, account: str) -> Iterator[StoredReject]:
+    """The account's rejects. On SQLite, which keeps what a DBA writes, a column of another
+    storage class (a BLOB, a number) or a text that is not UTF-8 makes a reject unreadable
+    (its bytes shown with U+FFFD): no entry's hash is its."""
     after = 0
     table, runs = audit_rejects, sync_runs
     joined = table.outerjoin(runs, table.c.run_id == runs.c.id)
+    texts: list[Any] = [table.c.record_id, table.c.reason, table.c.raw]
+    plain: Any = sa.true()
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        plain = sa.and_(
+            sa.func.typeof(table.c.record_id).in_(("text", "null")),
+            sa.func.typeof(table.c.reason) == "text",
+            sa.func.typeof(table.c.raw) == "text",
+        )
+        texts = [sa.cast(column, sa.LargeBinary) for column in texts]
     while True:
-        page = conn.execute(
-            sa.select(table.c.id, table.c.record_id, table.c.reason, table.c.raw, runs.c.stream)
+        page: Sequence[Any] = conn.execute(
+            sa.select(table.c.id, *texts, runs.c.stream, plain)
             .select_from(joined)
             .where(table.c.account == account, table.c.id > after)
             .order_by(table.c.id)
             .limit(PAGE)
         ).all()
-        for _, record_id, reason, raw, stream in page:
-            yield record_id, reason, raw, stream
+        for _, record_id, reason, raw, stream, readable in page:
+            if sqlite:
+                texts_read, utf8 = _decoded((record_id, reason, raw))
+                record_id, reason, raw = texts_read[0], texts_read[1], texts_read[2]
+                readable = readable and utf8
+            yield record_id, reason, raw, stream, bool(readable)
         if len(page) < PAGE:
             return
         after = page[-1][0]
+
+
+def _decoded(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
+    """SQLite's bytes as text, and whether all were UTF-8."""
+    try:
+        return tuple(None if v is None else bytes(v).decode() for v in values), True
+    except UnicodeDecodeError:
+        return tuple(
+            None if v is None else bytes(v).decode(errors="replace") for v in values
+        ), False
+
+
+def _count(value: Any) -> int:
+    """A head row's count of entries; -1 (no ledger's) for what SQLite keeps that is none."""
+    return int(value) if isinstance(value, int | float) else -1
 
 
 def head(conn: Connection, account: str) -> tuple[int, str] | None:
     row = conn.execute(
         sa.select(ledger_head.c.entries, ledger_head.c.head).where(ledger_head.c.account == account)
     ).first()
-    return None if row is None else (int(row[0]), row[1])
+    return None if row is None else (_count(row[0]), row[1])
 
 
 def entry_hash_of(conn: Connection, account: str, entry: int) -> bytes | None:

@@ -120,10 +120,11 @@ class _Walk:
         return 1
 
     def _unnumbered_rows(self) -> None:
-        for stream, record_id in streams.unnumbered_rows(self.conn, self.account):
-            self._find(
-                "inserted", str(record_id), None, "a row without a stored_seq", stream=stream
+        for stream, record_id, valued in streams.unnumbered_rows(self.conn, self.account):
+            detail = (
+                "a row whose stored_seq is not a number" if valued else "a row without a stored_seq"
             )
+            self._find("inserted", str(record_id), None, detail, stream=stream)
 
     def _find(
         self,

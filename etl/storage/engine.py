@@ -20,6 +20,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from etl.common.errors import ConfigError, DatabaseError, InterruptedRun, SchemaError
+from etl.storage.drivers.options import check_options, refused_option
 from etl.storage.drivers.pymysql_start import quick_preferred_tls
 from etl.storage.locking import sessions
 from etl.storage.locking import waits as dbwait
@@ -132,6 +133,7 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
         if "connect_timeout" not in parsed.query:
             kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
+        check_options(parsed)  # a mistake in the URL's options is the config's (exit 2)
         engine = sa.create_engine(parsed, **kwargs)
     except ImportError:
         driver = parsed.get_driver_name()
@@ -244,6 +246,9 @@ def check_connection(engine: Engine, probe: Callable[[Connection], T] | None = N
             conn.exec_driver_sql("SELECT 1")
             return None
     except (sa.exc.DBAPIError, sa.exc.DisconnectionError, sa.exc.TimeoutError) as exc:
+        refused = refused_option(exc, engine.url.password)
+        if refused is not None:  # an option of the URL, not the server: the config's
+            raise refused from None
         if engine.dialect.name == "sqlite":
             what = "check the path in database.url and the file's permissions"
         else:

@@ -35,14 +35,16 @@ class Find(Protocol):
 
 def compare_rejects(
     find: Find,
-    stored_rejects: Iterable[tuple[str | None, str, str, str | None]],
+    stored_rejects: Iterable[tuple[str | None, str, str, str | None, bool]],
     ledgered: Counter[RejectKey],
 ) -> None:
-    """The reject rows (``streams.rejects``) against the reject entries walked."""
+    """The reject rows (``streams.rejects``) against the reject entries walked; one not
+    readable as text matches no entry (an ``inserted`` reject, its entry's ``deleted``)."""
     stored: Counter[RejectKey] = Counter()
     kept: dict[RejectKey, str | None] = {}  # the stream of each
-    for record_id, reason, raw, stream in stored_rejects:
-        key = (record_id, chain.reject_hash(record_id, reason, raw))
+    for record_id, reason, raw, stream, readable in stored_rejects:
+        digest = chain.reject_hash(record_id, reason, raw) if readable else b""
+        key = (record_id, digest)
         stored[key] += 1
         kept[key] = stream
     for key, count in (stored - ledgered).items():

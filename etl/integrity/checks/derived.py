@@ -116,24 +116,41 @@ def sql(dialect: str, derived: Derived, quote: Callable[[str], str], mariadb: bo
     parts = []
     for name in derived.columns:
         column = quote(name)
-        if name == derived.time:
+        if dialect == "sqlite":
+            column = _sqlite_value(column, name in derived.json_columns)
+        elif name == derived.time:
             column = _time_sql(dialect, column, derived.fsp, mariadb)
         elif name in derived.json_columns:
-            column = {"sqlite": "json({})", "postgresql": "{}"}.get(
-                dialect, "JSON_EXTRACT({}, '$')"
-            ).format(column)
+            column = {"postgresql": "{}"}.get(dialect, "JSON_EXTRACT({}, '$')").format(column)
         parts.append(column)
     listed = ", ".join(parts)
-    if dialect == "sqlite":
-        return f"json_array({listed})"
+    if dialect == "sqlite":  # its bytes: a text a DBA stored as other than UTF-8 is read
+        return f"CAST(json_array({listed}) AS BLOB)"
     if dialect == "postgresql":
         return f"json_build_array({listed})::text"
     return f"JSON_ARRAY({listed})"
 
 
+# What SQLite's array holds for a value a DBA stored that its JSON functions refuse (a
+# BLOB; in a JSON column, a text that is not JSON): a text of one byte that is not UTF-8,
+# read as a lone surrogate (``_exact``), which no record's field gives (the writer stores
+# none), so the column is named as differing and verify goes on.
+_UNREADABLE_SQL = "CAST(X'FF' AS TEXT)"
+
+
+def _sqlite_value(column: str, json_column: bool) -> str:
+    """A column's value for SQLite's ``json_array`` (a time is stored as ``time_text``'s
+    text): as it is, a JSON column's as JSON, but never one the function refuses."""
+    if json_column:
+        return (
+            f"CASE WHEN {column} IS NULL THEN NULL WHEN typeof({column}) = 'blob' "
+            f"THEN {_UNREADABLE_SQL} WHEN json_valid({column}) THEN json({column}) "
+            f"ELSE {_UNREADABLE_SQL} END"
+        )
+    return f"CASE WHEN typeof({column}) = 'blob' THEN {_UNREADABLE_SQL} ELSE {column} END"
+
+
 def _time_sql(dialect: str, column: str, fsp: int, mariadb: bool) -> str:
-    if dialect == "sqlite":
-        return column  # stored as ``sqlite_time``'s text
     if dialect == "postgresql":
         fraction = ".US" if fsp else ""
         return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS{fraction}"Z"')"""
@@ -210,6 +227,8 @@ def _exact(derived: Derived, text: str | bytes, values: str | bytes | None) -> l
     row = derived.parse(record, "", _EPOCH)
     if isinstance(row, Reject):  # stored by a release with other rules: nothing to compare
         return []
+    if type(values) is bytes:  # a text stored as other than UTF-8: its bytes kept apart
+        values = values.decode("utf-8", "surrogateescape")
     try:
         stored = json.loads(values) if values is not None else None
     except ValueError:

@@ -117,6 +117,7 @@ class _Check:
         self.end: int | None = 0  # where the next range must start; None: not known
         self.seqs: dict[tuple[str, str], int] = {}  # (consumer, account): its last seq
         self.signers: Counter[str] = Counter()
+        self.named: dict[str, list[int]] = {}  # another file name a manifest holds: its numbers
 
     def run(self, listed: int) -> ExportReport:
         report = self.report
@@ -124,6 +125,8 @@ class _Check:
             if isinstance(item, Malformed):
                 self._malformed(item)
                 continue
+            if item.file != path_name(report.file):
+                self.named.setdefault(item.file, []).append(item.number)
             found = self._signature(item) + self._bytes(item) + self._seq(item)
             report.findings += found
             report.valid += not found
@@ -206,6 +209,15 @@ class _Check:
 
     def _notes(self) -> None:
         report, total = self.report, len(self.report.manifests)
+        for name, numbers in self.named.items():
+            # A note, not a finding: the bytes and their SHA-256 are what is signed, and a
+            # file renamed after its export (rotated, shipped) is still those bytes.
+            which = f"{numbers[0]}" if len(numbers) == 1 else f"s {numbers[0]}-{numbers[-1]}"
+            report.notes.append(
+                f"manifest{which} ({len(numbers)} of {total}) name the file {name}, not "
+                f"{path_name(report.file)}: renamed since its export, or another file's "
+                "manifests (its bytes are what is checked)"
+            )
         for key_id in report.keys:
             report.notes.append(f"public key {key_id}: signed {self.signers[key_id]} of "
                                 f"{total} manifests")  # fmt: skip
@@ -215,6 +227,11 @@ class _Check:
                 f"no public key given (--public-key) or configured: manifests 1-{total} "
                 f"unsigned as checked here ({signed} carry a signature, not checked)"
             )
+
+
+def path_name(path: str) -> str:
+    """The file's name as a manifest's ``file`` line holds it (``etl.integrity.manifest``)."""
+    return Path(path).name
 
 
 def _fields(item: Manifest, valid: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from etl.integrity import pages, streams
-from etl.integrity.checks import derived
+from etl.integrity.checks import derived, raw
 from etl.integrity.findings import Finding
 from etl.records import chain
 
@@ -108,7 +108,7 @@ class _Piece:
         # SQLite and MariaDB give back the text the store wrote: a record of plain values
         # is its own canonical text (etl.records.audit), hashed as it is. PostgreSQL's
         # jsonb text has spaces, so it is never: parsed, as is any text the quick hash
-        # does not match (``streams.matches``).
+        # does not match (``raw.matches``).
         self.quick = conn.dialect.name != "postgresql"
         # SQLite writes the derived columns' array as orjson does (``derived.differing``)
         self.compact = conn.dialect.name == "sqlite"
@@ -123,7 +123,7 @@ class _Piece:
         true_head = previous
         tag, pack, sha, kinds = chain.ENTRY_TAG, _FIXED.pack, _sha256, _KIND_BYTES
         sizes, reached, pending, counts = span.sizes, done.reached, done.pending, done.counts
-        matches, stream, matched = streams.parsed_match, done.stream, 0  # matched: a count
+        matches, stream, matched = raw.parsed_match, done.stream, 0  # matched: a count
         quick, top = self.quick, done.top_seq
         differing, derive, compact = derived.differing, derived.STREAMS, self.compact
         for entry, kind, record_id, seq, record, stored, note in entries:
@@ -138,10 +138,11 @@ class _Piece:
                 while row is not None and row[0] < number:
                     self._inserted(row)
                     row = next(rows, None)
-                if row is None or row[0] != number:
-                    self._wait(key, entry, stream)
-                elif str(row[1]) != key:
+                # a row at this number under another id (its id edited) is passed once
+                while row is not None and row[0] == number and str(row[1]) != key:
                     self._inserted(row)
+                    row = next(rows, None)
+                if row is None or row[0] != number:
                     self._wait(key, entry, stream)
                 else:
                     if pending:
@@ -152,8 +153,11 @@ class _Piece:
                         stream, matched = row[3], 0
                     matched += 1
                     if not (quick and type(text) is bytes and sha(text).digest() == record):
-                        same, parsed = matches(text, record)  # parsed: read once
-                        if not same:
+                        if text is None:  # SQLite's raw stored as a BLOB or a number
+                            reason = f"the row (stored_seq {number}): {streams.NOT_TEXT}"
+                            find("modified", key, entry, reason, stream=stream)
+                            compare = False
+                        elif not (same := matches(text, record))[0]:  # parsed: read once
                             find(
                                 "modified",
                                 key,
@@ -172,8 +176,12 @@ class _Piece:
                                 stream=stream,
                             )
                             compare = False
-                    if compare and (
-                        changed := differing(derive[stream], text, row[4], compact, parsed)
+                        else:
+                            parsed = same[1]
+                    if (
+                        compare
+                        and text is not None
+                        and (changed := differing(derive[stream], text, row[4], compact, parsed))
                     ):
                         find(
                             "modified",
