@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.integrity import pages
-from etl.integrity.checks import derived
+from etl.integrity.checks import derived, vouch
 from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
@@ -51,12 +51,14 @@ ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
 # never canonical (it has spaces), so it is always parsed: its bytes too (orjson reads
 # them as well), as ``text`` (``convert_to`` them costs the server more) read as bytes by
 # psycopg (``pages.text_as_bytes``; the stream's name is no ``text``, so stays a ``str``).
+VOUCHED = b""  # PostgreSQL's text read as bytes (``pages.text_as_bytes``)
 _RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "{}::text"}
 _STREAM = {"postgresql": "'{}'::varchar"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
 # A stored row as read: stored_seq, id, raw text's bytes, stream name, its derived
-# columns as one JSON array's text (``etl.integrity.checks.derived``).
+# columns as one JSON array's text (``etl.integrity.checks.derived``; parsed already on
+# MariaDB's pages; ``VOUCHED`` where PostgreSQL vouched for them, ``checks.vouch``).
 StoredRow = tuple[int, Any, bytes, str, Any]
 
 
@@ -202,6 +204,9 @@ def _stream_rows(
     later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m})"
     name_sql = _STREAM.get(conn.dialect.name, "'{}'").format(stream)
     values = derived.sql(conn.dialect.name, derived.STREAMS[stream], q, mariadb)
+    if conn.dialect.name == "postgresql":  # the array only for a row it does not vouch for
+        vouched = vouch.postgresql(stream, derived.STREAMS[stream].columns, q)
+        values = f"CASE WHEN {vouched} THEN '' ELSE {values} END"
     columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql}, {values} "
     sql: str = pages.text_as_bytes(columns + head + tail)
     next_sql: str = pages.text_as_bytes(columns + later + tail)
