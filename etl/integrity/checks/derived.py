@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from etl.records.access import parse_access_record, url_path
+from etl.records.access import identifier, parse_access_record, status_value, url_path
 from etl.records.audit import Reject, parse_created_at, parse_record
 from etl.storage.schema.coltypes import sqlite_time
 
@@ -105,7 +105,13 @@ ACCESS = Derived(
     6,
     parse_access_record,
     frozenset({"graphql"}),
-    (("path", lambda record: _path(record.get("url"))),),
+    (
+        ("path", lambda record: _path(record.get("url"))),
+        # the writer's own rules where a field's value is not the column's ("" is NULL;
+        # a status past INTEGER's range is NULL, which SQLite's column could hold)
+        ("user_id", lambda record: identifier(record.get("user_id"))),
+        ("status", lambda record: status_value(record.get("status"))),
+    ),
 )
 STREAMS = {"audit_logs": AUDIT, "access_logs": ACCESS}
 
