@@ -242,3 +242,26 @@ def test_a_time_before_year_1_is_found_on_postgresql(db_url: str) -> None:
         assert _found(engine) == {"1": ["created_at"]}
     finally:
         engine.dispose()
+
+
+def test_postgresql_vouches_for_nothing_in_a_table_whose_column_was_altered(
+    db_url: str,
+) -> None:
+    """Its comparisons are exact for the columns as the schema makes them: a text column
+    given another collation (a case-insensitive one compares ``UPDATE`` equal to
+    ``update``) or another type, and every row's array is compared in Python."""
+    engine = _store(db_url)
+    try:
+        if engine.dialect.name != "postgresql":
+            return  # nothing is vouched for there
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                'ALTER TABLE zendesk_audit_logs ALTER COLUMN action TYPE varchar(255) COLLATE "C"'
+            )
+            conn.exec_driver_sql("ALTER TABLE zendesk_access_logs ALTER COLUMN status TYPE bigint")
+        with engine.connect() as conn:
+            read = [row[4] for row in streams.rows(conn, "acme", 0)]
+        assert streams.VOUCHED not in read
+        assert _found(engine) == {}
+    finally:
+        engine.dispose()

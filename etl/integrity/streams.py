@@ -204,7 +204,8 @@ def _stream_rows(
     later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m})"
     name_sql = _STREAM.get(conn.dialect.name, "'{}'").format(stream)
     values = derived.sql(conn.dialect.name, derived.STREAMS[stream], q, mariadb)
-    if conn.dialect.name == "postgresql":  # the array only for a row it does not vouch for
+    if conn.dialect.name == "postgresql" and vouch.as_made(conn, name, stream):
+        # the array only for a row the server does not vouch for
         vouched = vouch.postgresql(stream, derived.STREAMS[stream].columns, q)
         values = f"CASE WHEN {vouched} THEN '' ELSE {values} END"
     columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql}, {values} "
