@@ -28,6 +28,7 @@ from collections.abc import Callable
 from sqlalchemy.engine import Connection
 
 from etl.common.fields import ACCESS_PATH_LENGTH
+from etl.integrity import pages
 
 _NULLED = "('null', 'boolean', 'object', 'array')"  # kinds stored as NULL in a number column
 _TIME = '\'YYYY-MM-DD"T"HH24:MI:SS"Z"\''
@@ -148,13 +149,14 @@ def as_made(conn: Connection, table: str, stream: str) -> bool:
     """Whether ``table``'s derived columns (and ``raw``) are of the types the schema
     makes, texts under the database's default collation (deterministic, as a database's
     default always is): what ``postgresql``'s comparisons are exact for."""
-    rows = conn.exec_driver_sql(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod),"
+    rows = pages.fetch(
+        conn,
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
         " a.attcollation = 0 OR a.attcollation = 100"
         " FROM pg_catalog.pg_attribute a"
         " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
         (table,),
-    ).all()
+    )
     found = {name: (kind, default) for name, kind, default in rows}
     wanted = {**KINDS[stream], "raw": "json"}
     return all(
