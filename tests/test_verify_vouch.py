@@ -117,6 +117,7 @@ AUDIT_CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
     (_audit(29, source_label='é\u2028\u0001\\"/'), {}),
     # past 2**53 a float names no one integer: NULL (jsonb's = takes the two for equal)
     (_audit(30, source_id=9007199254740993.0), {"source_id": 9007199254740993}),
+    (_audit(31), {"action_label": "Updated "}),
 ]
 ACCESS_CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
     (_access("a1"), {}),
@@ -140,6 +141,18 @@ ACCESS_CASES: list[tuple[dict[str, Any], dict[str, Any]]] = [
     (_access("a19", method=7, bytes_sent=12.0), {}),
     (_access("a20", summary="Ünïcødé ✓"), {"summary": "Unicode ✓"}),
     (_access("a21", url="/p#f?q"), {"path": "/p#f"}),  # path: /p
+    (  # every other column
+        _access("a22"),
+        {
+            "ip_address": "192.0.2.23",
+            "url": "/api/v2/tickets/7.JSON",
+            "authorization_type": "Session",
+            "client": "Mozilla/5.0 ",
+            "referer": "https://example.zendesk.com/agent/tickets/8",
+            "category": "user",
+            "origin_service": "",
+        },
+    ),
 ]
 
 
