@@ -42,6 +42,9 @@ _PLAIN = frozenset({str, int, bool, type(None)})
 UNREADABLE = b""
 _loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
 _sha256 = hashlib.sha256
+# A row's derived columns where PostgreSQL vouched for them (``checks.vouch``): its empty
+# text, read as bytes (``pages.text_as_bytes``); never a JSON array's.
+VOUCHED = b""
 # Each table of rows the ledger chains, by stream name (etl.sync.streams' names): their
 # rows share the account's store sequence, so a ledger entry's ``stored_seq`` finds its row
 # in whichever table holds it.
@@ -51,7 +54,6 @@ ROW_TABLES = {"audit_logs": audit_logs, "access_logs": access_logs}
 # never canonical (it has spaces), so it is always parsed: its bytes too (orjson reads
 # them as well), as ``text`` (``convert_to`` them costs the server more) read as bytes by
 # psycopg (``pages.text_as_bytes``; the stream's name is no ``text``, so stays a ``str``).
-VOUCHED = b""  # PostgreSQL's text read as bytes (``pages.text_as_bytes``)
 _RAW_BYTES = {"sqlite": "CAST({} AS BLOB)", "postgresql": "{}::text"}
 _STREAM = {"postgresql": "'{}'::varchar"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
