@@ -242,14 +242,24 @@ def test_mariadb_reads_access_pages_as_two_values_though_their_ids_are_text(
 
 
 def test_frames_with_text_ids_read_any_id_and_text_by_their_lengths() -> None:
-    # each row: its id's bytes, its raw, its derived columns' array (etl.integrity.checks.derived)
-    parts = [(5, "b é", b'{"a":"1 2"}', b'["x"]'), (2, "", b"", b"[]"), (5, "a", b"x", b"[1]")]
-    heads = " ".join(f"{s} {len(i.encode())} {len(t)} {len(d)}" for s, i, t, d in parts)
-    data = b"".join(i.encode() + t + d for _, i, t, d in parts)
+    # each row: its id's bytes, its raw; the derived columns' arrays (etl.integrity.checks.
+    # derived) all in one JSON array, the rows' in the same order
+    parts = [(5, "b é", b'{"a":"1 2"}', ["x"]), (2, "", b"", []), (5, "a", b"x", [1])]
+    heads = " ".join(f"{s} {len(i.encode())} {len(t)}" for s, i, t, _ in parts)
+    data = b"".join(i.encode() + t for _, i, t, _ in parts)
+    arrays = b'[["x"],[],[1]]'
     decode = mariadb_frames.frames("access_logs", text_ids=True)
-    assert decode(heads, data) == sorted((s, i, t, "access_logs", d) for s, i, t, d in parts)
-    for cut_heads, cut_data in ((heads, data[:-1]), (heads[:-2], data), (heads, data + b"x")):
+    assert decode(heads, data, arrays) == sorted(
+        (s, i, t, "access_logs", d) for s, i, t, d in parts
+    )
+    for cut_heads, cut_data, cut_arrays in (
+        (heads, data[:-1], arrays),
+        (heads[:-2], data, arrays),
+        (heads, data + b"x", arrays),
+        (heads, data, b'[["x"],[]]'),  # an array short
+        (heads, data, b'[["x"],[],[1]'),  # cut
+    ):
         with pytest.raises(ValueError):
-            decode(cut_heads, cut_data)
+            decode(cut_heads, cut_data, cut_arrays)
     with pytest.raises(ValueError):  # an id that is not UTF-8
-        decode("1 1 0 0", b"\xff")
+        decode("1 1 0", b"\xff", b"[[]]")

@@ -153,16 +153,20 @@ def test_mariadb_reads_a_page_row_by_row_when_its_value_is_not_whole(
     def short(stream: str, text_ids: bool = False) -> Any:
         decode = real(stream, text_ids)
 
-        def shorter(heads: str, data: bytes) -> list[Any]:
+        def shorter(heads: str, data: bytes, arrays: bytes) -> list[Any]:
             nonlocal cut
             cut += 1
-            return decode(heads, data)[:-1] if cut % 2 else decode(heads, data[:-3])
+            if cut % 3 == 1:
+                return decode(heads, data, arrays)[:-1]
+            if cut % 3 == 2:
+                return decode(heads, data[:-3], arrays)
+            return decode(heads, data, arrays[:-2])
 
         return shorter
 
     monkeypatch.setattr(mariadb_frames, "frames", short)
     assert _findings(db_url) == clean == []
-    assert cut > 2
+    assert cut > 3
 
 
 @pytest.mark.databases("mysql")  # a MySQL server there: skipped below
@@ -284,21 +288,24 @@ def test_mariadb_locates_the_rows_pages_without_their_limit_while_a_window_holds
     }
 
 
-def _framed(parts: list[tuple[int, int, bytes]], derived: bytes = b"[]") -> tuple[str, bytes]:
-    """A page as MariaDB's two aggregates give it: the numbers, then the texts (each
-    row's ``raw``, then its derived columns' array, ``derived``)."""
-    heads = " ".join(f"{s} {i} {len(t)} {len(derived)}" for s, i, t in parts)
-    return heads, b"".join(t + derived for _, _, t in parts)
+def _framed(parts: list[tuple[int, int, bytes]]) -> tuple[str, bytes, bytes]:
+    """A page as MariaDB's three aggregates give it: the numbers, the texts (each row's
+    ``raw``), the derived columns' arrays (each row's empty here) as one JSON array."""
+    heads = " ".join(f"{s} {i} {len(t)}" for s, i, t in parts)
+    return heads, b"".join(t for _, _, t in parts), b"[" + b",".join(b"[]" for _ in parts) + b"]"
 
 
 def test_frames_read_any_text_by_its_length() -> None:
     texts = [b'{"a":"1 2 3"}', b"", b'{"b":"\xc3\xa9 9 "}']
-    heads, data = _framed([(i, 10 + i, t) for i, t in enumerate(texts)])
+    heads, data, arrays = _framed([(i, 10 + i, t) for i, t in enumerate(texts)])
     decode = mariadb_frames.frames("s")
-    assert decode(heads, data) == [(i, 10 + i, t, "s", b"[]") for i, t in enumerate(texts)]
-    for cut_heads, cut_data in ((heads, data[:-2]), (heads[:-1], data), (heads[:-3], data)):
+    assert decode(heads, data, arrays) == [(i, 10 + i, t, "s", []) for i, t in enumerate(texts)]
+    for cut in ((heads, data[:-2]), (heads[:-1], data), (heads[:-3], data)):
         with pytest.raises(ValueError):  # texts cut, or the numbers (a length, a row's)
-            mariadb_frames.frames("s")(cut_heads, cut_data)
+            mariadb_frames.frames("s")(*cut, arrays)
+    for cut_arrays in (arrays[:-1], b"[[],[]]", b"[[],[],[],[]]", b"{}"):
+        with pytest.raises(ValueError):  # the arrays cut, or not one a row
+            decode(heads, data, cut_arrays)
 
 
 def test_an_in_memory_sqlite_database_is_read_without_the_fetching_thread() -> None:
@@ -326,7 +333,7 @@ def test_frames_sort_a_page_given_in_any_order() -> None:
     """MariaDB concatenates a page's rows in no set order: the page comes back in the
     query's, by stored_seq then id."""
     parts = [(3, 5, b"c"), (1, 9, b"a"), (3, 4, b"b")]
-    in_order = [(1, 9, b"a", "s", b"[]"), (3, 4, b"b", "s", b"[]"), (3, 5, b"c", "s", b"[]")]
+    in_order: list[Any] = [(1, 9, b"a", "s", []), (3, 4, b"b", "s", []), (3, 5, b"c", "s", [])]
     assert mariadb_frames.frames("s")(*_framed(parts)) == in_order
 
 

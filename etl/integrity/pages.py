@@ -53,6 +53,12 @@ def by_index(conn: Connection) -> None:
         conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
 
 
+def fetch(conn: Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+    """``sql``'s rows as the driver gives them, read as a page is (a binary cursor on
+    psycopg), in ``conn``'s transaction: for a query outside the pages of ``windows``."""
+    return _fetch(conn.connection.driver_connection, sql, params)
+
+
 def _fetch(driver: Any, sql: str, params: Sequence[Any]) -> list[Any]:
     if _is_psycopg(driver):
         # binary results: a hash's bytes as they are, not hexadecimal written by the

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.integrity import pages
-from etl.integrity.checks import derived
+from etl.integrity.checks import derived, vouch
 from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
@@ -32,6 +32,9 @@ PAGE = 25_000
 # A page on MariaDB, read as one value (``pages.mariadb_page``): a few MB, well within the
 # 16 MB ``max_allowed_packet`` it has by default (a larger page is read row by row).
 _MARIADB_PAGE = 5000
+# A row's derived columns where PostgreSQL vouched for them (``checks.vouch``): its empty
+# text, read as bytes (``pages.text_as_bytes``); never a JSON array's.
+VOUCHED = b""
 # Each table of rows the ledger chains, by stream name (etl.sync.streams' names): their
 # rows share the account's store sequence, so a ledger entry's ``stored_seq`` finds its row
 # in whichever table holds it.
@@ -52,7 +55,9 @@ _STREAM = {"postgresql": "'{}'::varchar"}
 # An entry as read: entry, kind, record_id, stored_seq, record_hash, entry_hash, note.
 Entry = tuple[int, str, str | None, int | None, bytes, bytes, str | None]
 # A stored row as read: stored_seq, id, raw text's bytes (None: not stored as text), stream
-# name, its derived columns as one JSON array's text (``etl.integrity.checks.derived``).
+# name, its derived columns as one JSON array's text (``etl.integrity.checks.derived``;
+# parsed already on MariaDB's pages; ``VOUCHED`` where PostgreSQL vouched for them,
+# ``checks.vouch``).
 StoredRow = tuple[int, Any, bytes | None, str, Any]
 
 
@@ -149,6 +154,10 @@ def _stream_rows(
     later = f"{head} AND NOT ({seq} = {m} AND {record_id} <= {m})"
     name_sql = _STREAM.get(conn.dialect.name, "'{}'").format(stream)
     values = derived.sql(conn.dialect.name, derived.STREAMS[stream], q, mariadb)
+    if conn.dialect.name == "postgresql" and vouch.as_made(conn, name, stream):
+        # the array only for a row the server does not vouch for
+        vouched = vouch.postgresql(stream, derived.STREAMS[stream].columns, q)
+        values = f"CASE WHEN {vouched} THEN '' ELSE {values} END"
     columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql}, {values} "
     sql: str = pages.text_as_bytes(columns + head + tail)
     next_sql: str = pages.text_as_bytes(columns + later + tail)

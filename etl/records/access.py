@@ -57,7 +57,7 @@ def parse_access_record(raw: object, account: str, synced_at: datetime) -> dict[
         )
     clean = not (maybe_unstorable and _has_unstorable(raw))
     stored: dict[Any, Any] = raw if clean else _storable(raw)
-    record_id = _identifier(stored.get("id"))
+    record_id = identifier(stored.get("id"))
     if record_id is None:
         value = raw.get("id")
         reason = "no id" if value is None or value == "" else "id is not a string"
@@ -66,13 +66,12 @@ def parse_access_record(raw: object, account: str, synced_at: datetime) -> dict[
     if timestamp is None:
         return Reject(record_id[:64], "no usable timestamp", _dump(raw))
     row: dict[str, Any] = {"account": account, "id": record_id, "timestamp": timestamp}
-    row["user_id"] = _identifier(stored.get("user_id"))
+    row["user_id"] = identifier(stored.get("user_id"))
     for name in TEXT_FIELDS:
         value = stored.get(name)
         row[name] = value if isinstance(value, str) else None
     row["path"] = url_path(row["url"])
-    status = _integer(stored.get("status"))
-    row["status"] = status if status is not None and -_INT32 <= status < _INT32 else None
+    row["status"] = status_value(stored.get("status"))
     row["bytes_sent"] = _integer(stored.get("bytes_sent"))
     graphql = stored.get("graphql")
     row["graphql"] = graphql  # any JSON value; None is NULL
@@ -88,7 +87,13 @@ def parse_access_record(raw: object, account: str, synced_at: datetime) -> dict[
     return row
 
 
-def _identifier(value: object) -> str | None:
+def status_value(value: object) -> int | None:
+    """An HTTP status as stored: an integer (``_integer``'s) within the INTEGER column."""
+    status = _integer(value)
+    return status if status is not None and -_INT32 <= status < _INT32 else None
+
+
+def identifier(value: object) -> str | None:
     """A non-empty string as it is, an integer as its text; anything else None."""
     if isinstance(value, str):
         return value or None

@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from etl.records.access import parse_access_record, url_path
+from etl.records.access import identifier, parse_access_record, status_value, url_path
 from etl.records.audit import Reject, parse_created_at, parse_record
 from etl.storage.schema.coltypes import sqlite_time
 
@@ -105,7 +105,13 @@ ACCESS = Derived(
     6,
     parse_access_record,
     frozenset({"graphql"}),
-    (("path", lambda record: _path(record.get("url"))),),
+    (
+        ("path", lambda record: _path(record.get("url"))),
+        # the writer's own rules where a field's value is not the column's ("" is NULL;
+        # a status past INTEGER's range is NULL, which SQLite's column could hold)
+        ("user_id", lambda record: identifier(record.get("user_id"))),
+        ("status", lambda record: status_value(record.get("status"))),
+    ),
 )
 STREAMS = {"audit_logs": AUDIT, "access_logs": ACCESS}
 
@@ -153,7 +159,10 @@ def _sqlite_value(column: str, json_column: bool) -> str:
 def _time_sql(dialect: str, column: str, fsp: int, mariadb: bool) -> str:
     if dialect == "postgresql":
         fraction = ".US" if fsp else ""
-        return f"""to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS{fraction}"Z"')"""
+        # none for a time before year 1 (to_char writes 1 BC as "0001"): never a stored one
+        form = f'YYYY-MM-DD"T"HH24:MI:SS{fraction}"Z"'
+        written = f"to_char({column} AT TIME ZONE 'UTC', '{form}')"
+        return f"CASE WHEN {column} >= '0001-01-01 00:00:00+00'::timestamptz THEN {written} END"
     fraction = ".%%f" if fsp else ""
     return f"DATE_FORMAT({column}, '%%Y-%%m-%%dT%%H:%%i:%%s{fraction}Z')"
 
@@ -183,15 +192,16 @@ def _time_text(value: object, fsp: int) -> str | None:
 def differing(
     derived: Derived,
     text: str | bytes,
-    values: str | bytes | None,
+    values: str | bytes | list[Any] | None,
     compact: bool = False,
     record: Any = None,
 ) -> list[str]:
     """The derived columns whose stored values (``values``: the JSON array read) differ
     from what the job stores for the record ``text`` (``raw``, already matched with its
     ledger entry): none in the common case. ``compact``: the array is written as orjson
-    writes it (SQLite's), so compared as bytes when equal. ``record``: ``text`` as orjson
-    parsed it, when the caller has (else parsed here)."""
+    writes it (SQLite's), so compared as bytes when equal. ``values`` may come parsed
+    already (a list: MariaDB's pages, ``etl.integrity.mariadb.frames``). ``record``:
+    ``text`` as orjson parsed it, when the caller has (else parsed here)."""
     if record is None:
         try:
             record = _loads(text)
@@ -204,14 +214,17 @@ def differing(
     expected[at] = time_text(expected[at], derived.fsp)
     for index, compute in derived.computed_at:
         expected[index] = compute(record)
-    if compact:
-        data = values.encode() if type(values) is str else values
-        if _dumps(expected) == data:
-            return []
-    try:
-        stored = _loads(values)
-    except orjson.JSONDecodeError:
-        return _exact(derived, text, values)
+    if isinstance(values, list):
+        stored: Any = values
+    else:
+        if compact:
+            data = values.encode() if type(values) is str else values
+            if _dumps(expected) == data:
+                return []
+        try:
+            stored = _loads(values)
+        except orjson.JSONDecodeError:
+            return _exact(derived, text, values)
     if type(stored) is list:
         types = list(map(type, expected))
         if stored == expected and types == list(map(type, stored)) and _PLAIN.issuperset(types):
@@ -221,18 +234,22 @@ def differing(
     return _exact(derived, text, values)
 
 
-def _exact(derived: Derived, text: str | bytes, values: str | bytes | None) -> list[str]:
+def _exact(
+    derived: Derived, text: str | bytes, values: str | bytes | list[Any] | None
+) -> list[str]:
     """The writer's derivation, each column compared as the database gives it back."""
     record = json.loads(text)
     row = derived.parse(record, "", _EPOCH)
     if isinstance(row, Reject):  # stored by a release with other rules: nothing to compare
         return []
-    if type(values) is bytes:  # a text stored as other than UTF-8: its bytes kept apart
-        values = values.decode("utf-8", "surrogateescape")
-    try:
-        stored = json.loads(values) if values is not None else None
-    except ValueError:
-        stored = None
+    stored: Any = values
+    if not isinstance(values, list):
+        if type(values) is bytes:  # a text stored as other than UTF-8: its bytes kept apart
+            values = values.decode("utf-8", "surrogateescape")
+        try:
+            stored = json.loads(values) if values is not None else None
+        except ValueError:
+            stored = None
     if type(stored) is not list or len(stored) != len(derived.columns):
         return list(derived.columns)
     found = []

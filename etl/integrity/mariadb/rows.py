@@ -16,11 +16,11 @@ snapshot:
    every page of a store whose numbers are dense, a first load's. Else, over the page's
    ``LIMIT`` as a derived table;
 2. *clustered*: the rows of the same conditions with an id in that range and a
-   ``stored_seq`` up to that last one, as two values (numbers, texts). The server reads
-   that id range of the clustered index in order (read-ahead, a tenth of the pages
-   touched), or, when the ids are spread wide (updated records, ids out of order), the
-   ``stored_seq`` index as before: its optimizer takes the narrower range. No derived
-   table: no temporary table a page.
+   ``stored_seq`` up to that last one, as three values (numbers, texts, derived values'
+   arrays). The server reads that id range of the clustered index in order (read-ahead, a
+   tenth of the pages touched), or, when the ids are spread wide (updated records, ids
+   out of order), the ``stored_seq`` index as before: its optimizer takes the narrower
+   range. No derived table: no temporary table a page.
 
 The clustered read holds every row of the page, and others only where two rows share the
 page's last ``stored_seq`` (only tampering does that): when it holds more rows than the
@@ -43,21 +43,21 @@ def row_page(
     decode: Callable[..., list[Any]],
     size: int,
     text_ids: bool = False,
-    derived: str = "''",
+    derived: str = "JSON_ARRAY()",
 ) -> str:
     """The page of rows ``conditions`` (``FROM ... WHERE ...``) and ``tail`` (its ``ORDER
     BY`` and ``LIMIT``) select, ``columns`` being the quoted ``stored_seq``, id and ``raw``
-    columns: as two values (``frames.frames``, with ``text_ids`` when the ids are text),
+    columns: as three values (``frames.frames``, with ``text_ids`` when the ids are text),
     read in two queries (``plain``: the same page row by row); ``size`` is the ``LIMIT``."""
     seq, record_id, column = columns
     raw = f"CAST({column} AS BINARY)"  # its bytes as stored
     inner = f"SELECT {seq} AS s, {record_id} AS i, {raw} AS r, {derived} AS d {conditions}{tail}"
     # in no order (a tenth less of the server's time): ``decode`` sorts the page; the
-    # numbers and the texts apart (``frames.frames``), the two aggregates in the same order
-    # (the server feeds each row to both in turn; a row misaligned would hash wrong, a
-    # finding, never a pass)
-    value = f"GROUP_CONCAT({_heads('s', 'i', 'r', 'd', text_ids)} SEPARATOR ' '), "
-    value += f"GROUP_CONCAT({_texts('i', 'r', 'd', text_ids)} SEPARATOR '')"
+    # numbers, the texts and the derived values' arrays apart (``frames.frames``), the three
+    # aggregates in the same order (the server feeds each row to each in turn; a row
+    # misaligned would hash wrong, a finding, never a pass)
+    value = f"GROUP_CONCAT({_heads('s', 'i', 'r', text_ids)} SEPARATOR ' '), "
+    value += f"GROUP_CONCAT({_texts('i', 'r', text_ids)} SEPARATOR ''), {_arrays('d')}"
     page = mariadb_page(value, inner, plain, decode)
     keys = f"SELECT {seq} AS s, {record_id} AS i {conditions}{tail}"
     located = f"SELECT COUNT(*), MIN({record_id}), MAX({record_id}), MAX({seq}) {conditions}"
@@ -67,21 +67,27 @@ def row_page(
     )
     # the length of the column itself, the same bytes' count: OCTET_LENGTH of its CAST
     # copied every row's text once more, a fifth of the server's CPU for the page
-    heads = _heads(seq, record_id, column, derived, text_ids)
-    texts = _texts(record_id, raw, derived, text_ids)
+    heads = _heads(seq, record_id, column, text_ids)
+    texts = _texts(record_id, raw, text_ids)
     page.clustered = (
-        f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({texts} SEPARATOR '')"
-        f" {conditions}"
+        f"SELECT COUNT(*), GROUP_CONCAT({heads} SEPARATOR ' '), GROUP_CONCAT({texts} SEPARATOR ''),"
+        f" {_arrays(derived)} {conditions}"
         f" AND {record_id} >= %s AND {record_id} <= %s AND {seq} <= %s"
     )
     return page
 
 
-def _heads(seq: str, record_id: str, raw: str, derived: str, text_ids: bool) -> str:
+def _heads(seq: str, record_id: str, raw: str, text_ids: bool) -> str:
     """A row's numbers: an id that is text goes by its length (it may hold spaces)."""
     head = f"OCTET_LENGTH({record_id})" if text_ids else record_id
-    return f"{seq}, ' ', {head}, ' ', OCTET_LENGTH({raw}), ' ', OCTET_LENGTH({derived})"
+    return f"{seq}, ' ', {head}, ' ', OCTET_LENGTH({raw})"
 
 
-def _texts(record_id: str, raw: str, derived: str, text_ids: bool) -> str:
-    return f"{record_id}, {raw}, {derived}" if text_ids else f"{raw}, {derived}"
+def _texts(record_id: str, raw: str, text_ids: bool) -> str:
+    return f"{record_id}, {raw}" if text_ids else raw
+
+
+def _arrays(derived: str) -> str:
+    """The page's derived values' arrays as one JSON array: each built once (its length,
+    asked for beside its text, had the server build it twice)."""
+    return f"CONCAT('[', GROUP_CONCAT({derived} SEPARATOR ','), ']')"
