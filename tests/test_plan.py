@@ -11,16 +11,7 @@ from support import sim_account
 
 from etl.common.errors import CorruptResponseError
 from etl.sync.pagecheck import WindowCheck
-from etl.sync.plan import (
-    MIN_PART_PAGES,
-    MIN_SPLIT_PAGES,
-    Plan,
-    Proof,
-    Reader,
-    Slice,
-    saved,
-    waits_for_other,
-)
+from etl.sync.plan import MIN_PART_PAGES, MIN_SPLIT_PAGES, Plan, Proof, Slice, saved
 from etl.sync.window import BOUND_SLACK, Window
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -203,47 +194,6 @@ def test_no_follower_where_the_readers_stand_in_the_same_burst_second() -> None:
     assert plan.pair_candidate() is None
     plan.took_page(up, burst + MINUTE, burst, has_more=True)  # its next page meets
     assert only.fetched
-
-
-def meeting(up_to: datetime) -> tuple[Slice, Reader, Reader]:
-    """A slice read an hour a page from both ends: the downward reader at 9 h, the upward
-    one at ``up_to``."""
-    plan = Plan.whole(WINDOW)
-    (only,) = plan.slices
-    up = plan.begin_up(only)
-    plan.took_page(up, T0 + HOUR, T0, has_more=True)
-    down = plan.begin_down(only)
-    plan.took_page(down, WINDOW.end, T0 + 9 * HOUR, has_more=True)
-    plan.took_page(up, up_to, T0 + HOUR, has_more=True)
-    return only, up, down
-
-
-def test_an_upward_reader_waits_for_the_downward_page_asked_when_under_a_page_is_left() -> None:
-    """Two readers about to meet: the downward reader's page is asked, and under a page is
-    estimated between them. The upward reader waits for that answer (which most likely
-    covers the rest) instead of asking too: both pages in flight at once read the same
-    records twice, a meeting's wholly wasted request."""
-    only, up, down = meeting(T0 + 8 * HOUR + 30 * MINUTE)
-    assert only.pages_left() < 1
-    assert not waits_for_other(up)  # nothing asked above it: the upward reader asks
-    down.asking = True
-    assert waits_for_other(up)
-    assert not waits_for_other(down)  # only the upward reader waits: never both at once
-    up.asking, down.asking = True, False
-    assert not waits_for_other(down) and not waits_for_other(up)
-    down.asking = True
-    down.hand_over()  # a downward reader that stopped short asks nothing more
-    assert not waits_for_other(up)
-
-
-def test_no_wait_with_a_page_or_more_left_or_the_slice_covered() -> None:
-    only, up, down = meeting(T0 + 7 * HOUR + 50 * MINUTE)
-    down.asking = True
-    assert 1 < only.pages_left() < 1.5  # a page or more: both ask, each reads its own
-    assert not waits_for_other(up)
-    only, up, down = meeting(T0 + 9 * HOUR + MINUTE)  # the upward page passed the other's
-    down.asking = True
-    assert only.fetched and not waits_for_other(up)
 
 
 def cut_all(plan: Plan, victim: Slice, middles: list[datetime]) -> list[Slice]:

@@ -22,9 +22,7 @@ that only has an upward reader (which has read a page there) downwards from its 
 the two meet wherever they meet (no request is spent on a guessed split point); a
 downward reader that left a gap estimated under a page to the upward one is taken up again,
 its query resumed at its cursor (``_left``), if the upward one reads on (bursty data fool
-estimates, and a slice read by one fetcher at a page per latency holds the run's end); an
-upward reader with under a page left waits for the downward page asked (``waits_for_other``)
-rather than read the same records in a page of its own; else it
+estimates, and a slice read by one fetcher at a page per latency holds the run's end); else it
 cuts the largest unread gap (``Plan.split_candidate``): in the middle, or, when many
 readers are wanted (the start of a run), into as many equal parts as they need at once,
 each cut committed before the new readers start, the top part taking the gap's downward
@@ -77,7 +75,7 @@ from datetime import datetime
 from etl.common.clock import utc_now
 from etl.common.errors import InterruptedRun, OutOfTime
 from etl.sync.pagecheck import WindowCheck
-from etl.sync.plan import SLICES_PER_WORKER, Reader, waits_for_other
+from etl.sync.plan import SLICES_PER_WORKER, Reader
 from etl.sync.planstore import load_plan, split
 from etl.sync.run import Run
 from etl.sync.window import latest_end
@@ -122,7 +120,6 @@ class Backfill:
         self._made: list[ZendeskClient] = []  # the fetchers' own clients, closed at the end
         self._free: list[ZendeskClient] = [client]
         self._lock = threading.Lock()
-        self._answered = threading.Condition(self._lock)  # a reader's page has come
         self._cancel = threading.Event()
         self._queue: queue.Queue[Page | Failed] = queue.Queue(
             maxsize=min(QUEUE_PAGES_PER_WORKER * self.workers, QUEUE_MAX_PAGES)
@@ -265,8 +262,6 @@ class Backfill:
             taken = 0  # pages this fetcher took
             while True:
                 with self._lock:  # the slices that would finish last (or unknown: inf) first
-                    while waits_for_other(reader) and not self._cancel.is_set():
-                        self._answered.wait(POLL)  # the downward page asked may cover it
                     target = reader.slice
                     client.priority = target.pages_left()
                     # Less than a page between the two readers: one request reads it, so
@@ -277,7 +272,6 @@ class Backfill:
                         if not target.fetched:
                             self._left[reader] = (checked, pages)
                     finished = target.fetched or reader.handed_at is not None
-                    reader.asking = not finished
                 if finished:  # the other reader met this one: nothing left to ask for
                     self._finish(reader, client)
                     return
@@ -299,8 +293,7 @@ class Backfill:
                 oldest = _second(min(times, default=None))
                 with self._lock:
                     proof, last = self._plan.took_page(reader, newest, oldest, page.has_more)
-                    target, reader.asking = reader.slice, False
-                    self._answered.notify_all()
+                    target = reader.slice
                 if last:  # free before the writer hears of it, so the next reader can use it
                     self._free.append(client)
                 self._put(Page(target, rows, rejects, len(page.records), proof, last))

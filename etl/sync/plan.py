@@ -58,9 +58,6 @@ from etl.sync.slices import (
 from etl.sync.slices import (
     saved as saved,
 )
-from etl.sync.slices import (
-    waits_for_other as waits_for_other,
-)
 from etl.sync.window import BOUND_SLACK, Window, reread_from
 
 MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pages left

@@ -19,10 +19,6 @@ REPAIR_PAGES = 2
 # same few (burst) seconds, and the upward reader's next page, which it asks anyway, reads
 # them; a follower would read the same records once more (a page for nothing).
 REPAIR_SPAN = timedelta(seconds=4)
-# An upward reader with fewer pages than this estimated left while the downward reader's
-# next page is asked waits for that answer: it most likely covers the rest, and asking too
-# reads the same records twice (a meeting's wholly wasted request).
-WAIT_PAGES = 1.0
 
 
 @dataclass(eq=False)
@@ -45,7 +41,6 @@ class Reader:
     # a page): the upward reader's pages then. Estimates on bursty data can be far off, so
     # if the upward reader keeps reading, the slice is paired again from where this stopped.
     handed_at: int | None = None
-    asking: bool = False  # a page of its is asked (fetch side): from the decision to its answer
 
     def density(self) -> float | None:
         """Pages per second of created_at near its frontier (None: no page with records)."""
@@ -147,15 +142,6 @@ def stopped_short(s: Slice) -> bool:
         return False
     lo, hi = s.gap()
     return up.pages >= down.handed_at + REPAIR_PAGES and hi - lo >= REPAIR_SPAN
-
-
-def waits_for_other(reader: Reader) -> bool:
-    """Should upward ``reader`` wait for its slice's downward reader's page, asked already,
-    rather than ask for the under ``WAIT_PAGES`` it estimates are left between them?"""
-    s, other = reader.slice, reader.slice.down
-    if reader.down or other is None or not other.asking or other.handed_at is not None:
-        return False
-    return not s.fetched and s.pages_left() < WAIT_PAGES
 
 
 def covered(s: Slice, position: datetime | None, low: datetime | None) -> bool:
