@@ -56,6 +56,21 @@ def cause(t: float, first_answer: float, state: dict[int, str], sched: dict[str,
     return "writer's back-pressure: no fetcher added"
 
 
+def confirmations(events: list[Event]) -> dict[str, int]:
+    """The requests that confirmed a full last page (``has_more`` false): the answers that
+    followed one saying it was the last, in the same query; and how many brought records."""
+    said_last: dict[int, bool] = {}
+    asked = found = 0
+    for _, _, kind, details in events:
+        if kind != "page":
+            continue
+        if said_last.get(details["q"]):
+            asked += 1
+            found += details["n"] > 0
+        said_last[details["q"]] = not details["more"]
+    return {"confirmations": asked, "confirmations_with_records": found}
+
+
 STATES = {"gate_in": "gate", "acq_in": "limiter", "start": "flight", "put_in": "put"}
 
 
@@ -115,6 +130,7 @@ def account(path: str, pages: int, rpm: int) -> dict[str, Any]:
     }
     ideal = pages * spacing
     return {
+        **confirmations(events),
         "wall": wall,
         "rows": rows,
         "share": 100 * ideal / wall,
@@ -148,6 +164,10 @@ def main(argv: list[str]) -> int:
     print(
         f"| share of the ceiling | {shares} | {statistics.median(r['share'] for r in runs):.1f}% |"
     )
+    asked = " | ".join(
+        f"{run['confirmations']} ({run['confirmations_with_records']} with records)" for run in runs
+    )
+    print(f"| of the requests: confirmations of a full last page | {asked} | |")
     left = " | ".join(f"{run['unaccounted']:.3f}" for run in runs)
     print(f"| unaccounted (a check) | {left} | |")
     return 0

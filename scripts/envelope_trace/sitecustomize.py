@@ -5,10 +5,12 @@ Python process started so imports it, and in the job (the only one that imports 
 below) it wraps, as they are imported, what a lost request slot can be waiting on: the rate
 limiter (a caller waiting, a request's start and answer), the gate, the scheduler's rounds
 (and why each stopped: fetchers enough, no reader, the writer behind), each fetcher's life
-and its puts into the writer's queue, the writer's rounds, and the plan's pages and
-readers. The events (monotonic time, thread, kind, details) are written as JSON lines when
-the command exits (``exit_now``), with the process's start time; ``scripts/envelope_slots.py``
-attributes each lost slot to its cause. For example:
+and its puts into the writer's queue, the writer's rounds, the plan's pages and readers,
+and each checked answer (its query, its records, ``has_more``: a full last page's
+confirmation is the next answer of a query after one that said it was the last). The events
+(monotonic time, thread, kind, details) are written as JSON lines when the command exits
+(``exit_now``), with the process's start time; ``scripts/envelope_slots.py`` attributes each
+lost slot to its cause and counts the confirmations. For example:
 
     ENVELOPE_TRACE_DIR=/tmp/trace PYTHONPATH=scripts/envelope_trace \\
         .venv/bin/python scripts/bench_envelope.py --only "700/min, 600" --repeats 1
@@ -142,6 +144,19 @@ def patch_plan(mod: ModuleType) -> None:
     mod.Plan.begin_down = traced_begin_down
 
 
+def patch_pagination(mod: ModuleType) -> None:
+    """Each checked answer: its records, ``has_more``, and its query (to tell a full last
+    page's confirmation: the next answer of the same query)."""
+    read_page = mod.read_page
+
+    def traced_read_page(body: Any, base_url: str, where: str, query: Any = None, *a: Any) -> Any:
+        step = read_page(body, base_url, where, query, *a)
+        ev("page", q=id(query), n=len(step.records), more=step.has_more, cursor=bool(step.cursor))
+        return step
+
+    setattr(mod, "read_page", traced_read_page)  # noqa: B010 - a module typed as ModuleType
+
+
 def patch_main(mod: ModuleType) -> None:
     exit_now = mod.exit_now
 
@@ -158,6 +173,7 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "etl.sync.backfill": patch_backfill,
     "etl.sync.writer": patch_writer,
     "etl.sync.plan": patch_plan,
+    "etl.zendesk.pagination": patch_pagination,
     "etl.cli.main": patch_main,
 }
 
