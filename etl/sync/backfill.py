@@ -264,8 +264,8 @@ class Backfill:
                 with self._lock:  # the slices that would finish last (or unknown: inf) first
                     target = reader.slice
                     client.priority = target.pages_left()
-                    # Less than a page between the two readers: one request reads it, so
-                    # the downward one leaves it to the upward one rather than both asking.
+                    # Under HANDOVER_PAGES (estimated) between the two readers: the upward
+                    # one reads it, rather than both asking for the page where they meet.
                     # (After a page of its own: a follower resumed reads at least one.)
                     if reader.down and taken and target.pages_left() < HANDOVER_PAGES:
                         reader.hand_over()  # (a slice fetched has 0 pages left)
