@@ -3,19 +3,22 @@ server vouch (``etl.integrity.checks.vouch``) for a derived column they edited, 
 plain SQL answers otherwise while ``verify`` says clean: by what the vouching condition's
 operators resolve to, not by the rows alone. Rows are written by the store's own path,
 edited with plain SQL, and read as ``verify``'s walk reads them (``streams.rows``, then
-``derived.differing`` for a row not vouched for). The attempts that held without a change
-and guard no promise of their own are listed in the CHANGELOG, not kept here."""
+``derived.differing`` for a row not vouched for), or by the real ``verify``. The attempts
+that held without a change and guard no rule of their own are in the issue's report, not
+kept here."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from etl.integrity import streams
 from etl.integrity.checks import derived
+from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records.access import parse_access_record
 from etl.records.audit import Reject, parse_record
 from etl.storage import migrate
@@ -62,30 +65,36 @@ PLANTED = [
 ]
 
 
+def _stored(db_url: str, audits: list[dict[str, Any]], accesses: list[dict[str, Any]]) -> sa.Engine:
+    """The records' rows as a sync stores them."""
+    engine = open_engine(db_url)
+    migrate.upgrade(engine)
+    store = Store(engine)
+    run_id = store.start_run("acme", AT, AT, None)
+    rows, access_rows = [], []
+    for record in audits:
+        row = parse_record(record, "acme", AT)
+        assert not isinstance(row, Reject), row
+        rows.append(row)
+    for record in accesses:
+        row = parse_access_record(record, "acme", AT)
+        assert not isinstance(row, Reject), row
+        access_rows.append(row)
+    with store.transaction() as transaction:
+        transaction.write_batch("acme", run_id, rows, [])
+    access = StreamStore(store, "access_logs", access_logs)
+    access.write_page("acme", run_id, access_rows, [], None)
+    return engine
+
+
 @pytest.fixture
 def engine(db_url: str) -> Iterator[sa.Engine]:
-    """Two audit rows and two access rows as a sync stores them, on PostgreSQL only (the
+    """Two audit rows and four access rows as a sync stores them, on PostgreSQL only (the
     one database that vouches)."""
-    engine = open_engine(db_url)
+    if not db_url.startswith("postgresql"):
+        pytest.skip("only PostgreSQL vouches for a row")
+    engine = _stored(db_url, AUDITS, ACCESSES)
     try:
-        if engine.dialect.name != "postgresql":
-            pytest.skip("only PostgreSQL vouches for a row")
-        migrate.upgrade(engine)
-        store = Store(engine)
-        run_id = store.start_run("acme", AT, AT, None)
-        audits, accesses = [], []
-        for record in AUDITS:
-            row = parse_record(record, "acme", AT)
-            assert not isinstance(row, Reject), row
-            audits.append(row)
-        for record in ACCESSES:
-            row = parse_access_record(record, "acme", AT)
-            assert not isinstance(row, Reject), row
-            accesses.append(row)
-        with store.transaction() as transaction:
-            transaction.write_batch("acme", run_id, audits, [])
-        access = StreamStore(store, "access_logs", access_logs)
-        access.write_page("acme", run_id, accesses, [], None)
         yield engine
     finally:
         engine.dispose()
@@ -167,3 +176,46 @@ def test_a_collation_hidden_behind_a_planted_oid_operator_vouches_for_nothing(
     found, vouched = _walk(engine)
     assert found == {"2": ["action"]}
     assert vouched.isdisjoint({"1", "2"})
+
+
+def test_a_normalised_text_or_a_time_read_in_the_servers_zone_is_still_found(
+    db_url: str,
+) -> None:
+    """Attempts that hold, kept as guards of the rules' exactness: a text edited to its
+    other Unicode normal form (NFC and NFD compare equal under a normalising comparison),
+    and on PostgreSQL a database whose default time zone a DBA set to Asia/Kolkata (not
+    verify's session's, but what it starts with) with times moved by its offset, so that
+    the local time's text is ``raw``'s. Found by the real ``verify``, on every database;
+    an untouched row neither found nor, on PostgreSQL, kept from being vouched for."""
+    nfd, nfc = "cre\u0301e", "cr\u00e9e"
+    audits = [{**AUDITS[0], "id": number} for number in (1, 2, 3, 4)]
+    audits[1]["action"], audits[2]["action"] = nfd, nfc
+    accesses = [{**ACCESSES[0], "id": "a1"}, {**ACCESSES[0], "id": "a2"}]
+    engine = _stored(db_url, audits, accesses)
+    shift = timedelta(hours=5, minutes=30)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                name = engine.url.database
+                conn.exec_driver_sql(f"ALTER DATABASE \"{name}\" SET timezone = 'Asia/Kolkata'")
+            edit = sa.update(audit_logs)
+            conn.execute(edit.where(audit_logs.c.id == 2).values(action=nfc))
+            conn.execute(edit.where(audit_logs.c.id == 3).values(action=nfd))
+            conn.execute(edit.where(audit_logs.c.id == 4).values(created_at=AT - shift))
+            where = access_logs.c.id == "a2"
+            conn.execute(sa.update(access_logs).where(where).values(timestamp=AT - shift))
+        engine.dispose()  # new sessions: the database's default time zone
+        report = verify_account(engine, "acme", VerifyOptions())
+        found = {(finding.record_id, finding.detail.split(": ")[-1]) for finding in report.findings}
+        assert found == {
+            ("2", "action differs from what its raw gives"),
+            ("3", "action differs from what its raw gives"),
+            ("4", "created_at differs from what its raw gives"),
+            ("a2", "timestamp differs from what its raw gives"),
+        }
+        if engine.dialect.name == "postgresql":
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW timezone").scalar() == "Asia/Kolkata"
+            assert {"1", "a1"} <= _walk(engine)[1]
+    finally:
+        engine.dispose()
