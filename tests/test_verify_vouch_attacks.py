@@ -219,3 +219,33 @@ def test_a_normalised_text_or_a_time_read_in_the_servers_zone_is_still_found(
             assert {"1", "a1"} <= _walk(engine)[1]
     finally:
         engine.dispose()
+
+
+def test_a_function_planted_in_public_does_not_write_the_array_verify_compares(
+    engine: sa.Engine,
+) -> None:
+    """The array of a row not vouched for is built by ``json_build_array``: one in
+    ``public`` taking the columns' own types is an exact match, taken over pg_catalog's
+    (``VARIADIC "any"``), and could write ``update`` where the column holds ``destroy``."""
+    with engine.begin() as conn:
+        conn.execute(sa.update(audit_logs).where(audit_logs.c.id == 2).values(action="destroy"))
+        types = conn.exec_driver_sql(
+            "SELECT format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a"
+            " WHERE a.attrelid = 'zendesk_audit_logs'::regclass AND a.attname = ANY(%(names)s)"
+            " ORDER BY array_position(%(names)s, a.attname::text)",
+            {"names": list(derived.AUDIT.columns)},
+        ).scalars()
+        kinds = [
+            "text" if name == "created_at" else kind
+            for name, kind in zip(derived.AUDIT.columns, types, strict=True)
+        ]
+        kinds = [kind.split("(")[0] for kind in kinds]
+        args = ", ".join(
+            "CASE WHEN $1 = 'destroy' THEN 'update' ELSE $1 END" if i == 1 else f"${i}"
+            for i in range(1, len(kinds) + 1)
+        )
+        conn.exec_driver_sql(
+            f"CREATE FUNCTION public.json_build_array({', '.join(kinds)}) RETURNS json"
+            f" LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.json_build_array({args}) $$"
+        )
+    assert _walk(engine)[0] == {"2": ["action"]}
