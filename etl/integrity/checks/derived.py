@@ -132,8 +132,9 @@ def sql(dialect: str, derived: Derived, quote: Callable[[str], str], mariadb: bo
     listed = ", ".join(parts)
     if dialect == "sqlite":  # its bytes: a text a DBA stored as other than UTF-8 is read
         return f"CAST(json_array({listed}) AS BLOB)"
-    if dialect == "postgresql":
-        return f"json_build_array({listed})::text"
+    if dialect == "postgresql":  # pg_catalog's: one in another schema taking the columns'
+        # types would be an exact match, taken over its ``VARIADIC "any"``
+        return f"pg_catalog.json_build_array({listed})::text"
     return f"JSON_ARRAY({listed})"
 
 
@@ -161,7 +162,7 @@ def _time_sql(dialect: str, column: str, fsp: int, mariadb: bool) -> str:
         fraction = ".US" if fsp else ""
         # none for a time before year 1 (to_char writes 1 BC as "0001"): never a stored one
         form = f'YYYY-MM-DD"T"HH24:MI:SS{fraction}"Z"'
-        written = f"to_char({column} AT TIME ZONE 'UTC', '{form}')"
+        written = f"pg_catalog.to_char({column} AT TIME ZONE 'UTC', '{form}')"
         return f"CASE WHEN {column} >= '0001-01-01 00:00:00+00'::timestamptz THEN {written} END"
     fraction = ".%%f" if fsp else ""
     return f"DATE_FORMAT({column}, '%%Y-%%m-%%dT%%H:%%i:%%s{fraction}Z')"

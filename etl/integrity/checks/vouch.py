@@ -38,11 +38,14 @@ _FIRST = "'0001-01-01 00:00:00+00'::timestamptz"  # to_char writes 1 BC as "0001
 # raw itself, ``{k}`` the member's name); NULL anywhere makes the row's condition not
 # true: "check". Texts compared as text (``=`` is bytewise under the columns' default,
 # deterministic collation: ``as_made``), numbers as their text (jsonb's ``=`` takes
-# ``1.0`` for ``1``), which cost the server a fifth of ``to_jsonb``'s comparisons.
+# ``1.0`` for ``1``), which cost the server a fifth of ``to_jsonb``'s comparisons. Each
+# operator's operands of one type (a varchar column cast to text): ``pg_catalog``'s exact
+# operator is then the one taken, never one another schema on the search path holds for
+# ``text = varchar``, which would be (a DBA able to create one in ``public``).
 _RULES = {
     "text": (
         "CASE WHEN {c} IS NULL THEN jsonb_typeof({m}) IS DISTINCT FROM 'string'"
-        " ELSE jsonb_typeof({m}) = 'string' AND {r} ->> '{k}' = {c} END"
+        " ELSE jsonb_typeof({m}) = 'string' AND {r} ->> '{k}' = {c}::text END"
     ),
     "integer": (
         f"CASE WHEN {{c}} IS NULL THEN COALESCE(jsonb_typeof({{m}}) IN {_NULLED}, TRUE)"
@@ -50,7 +53,8 @@ _RULES = {
     ),
     "identifier": (  # a non-empty string as it is (a number's text: "check")
         f"CASE WHEN {{c}} IS NULL THEN COALESCE(jsonb_typeof({{m}}) IN {_NULLED}, TRUE)"
-        " ELSE jsonb_typeof({m}) = 'string' AND {r} ->> '{k}' = {c} AND {c} <> '' END"
+        " ELSE jsonb_typeof({m}) = 'string' AND {r} ->> '{k}' = {c}::text"
+        " AND {c}::text <> '' END"
     ),
     "time0": (
         f"({{r}} ->> '{{k}}' = to_char({{c}} AT TIME ZONE 'UTC', {_TIME}) AND {{c}} >= {_FIRST})"
@@ -89,7 +93,7 @@ def _path(column: str, raw: str) -> str:
         f"CASE WHEN jsonb_typeof({raw} -> 'url') IS DISTINCT FROM 'string' THEN {column} IS NULL"
         f" WHEN strpos({url}, '#') = 0 AND strpos({url}, '://') = 0"
         f" AND char_length({path}) <= {ACCESS_PATH_LENGTH}"
-        f" THEN {column} = {path} ELSE FALSE END"
+        f" THEN {column}::text = {path} ELSE FALSE END"
     )
 
 
@@ -151,13 +155,14 @@ def as_made(conn: Connection, table: str, stream: str) -> bool:
     default always is): what ``postgresql``'s comparisons are exact for."""
     rows = pages.fetch(
         conn,
-        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod),"
-        " a.attcollation = 0 OR a.attcollation = 100"
+        # operands of one type (``_RULES``), the collation compared here: no ``oid =
+        # integer`` another schema could define
+        "SELECT a.attname::text, format_type(a.atttypid, a.atttypmod), a.attcollation"
         " FROM pg_catalog.pg_attribute a"
-        " WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped",
+        " WHERE a.attrelid = to_regclass(%s)::oid AND a.attnum > 0 AND NOT a.attisdropped",
         (table,),
     )
-    found = {name: (kind, default) for name, kind, default in rows}
+    found = {name: (kind, int(collation) in (0, 100)) for name, kind, collation in rows}
     wanted = {**KINDS[stream], "raw": "json"}
     return all(
         name in found and found[name][1] and re.fullmatch(_TYPES[kind], found[name][0])
