@@ -249,3 +249,37 @@ def test_a_function_planted_in_public_does_not_write_the_array_verify_compares(
             f" LANGUAGE sql IMMUTABLE AS $$ SELECT pg_catalog.json_build_array({args}) $$"
         )
     assert _walk(engine)[0] == {"2": ["action"]}
+
+
+def test_a_big_integral_number_is_either_reading_of_its_record(db_url: str) -> None:
+    """An id of 2**53 or more sent as a float (``1e16``) and as an integer
+    (``10000000000000000``) is one record to the ledger (its canonical form writes the two
+    alike) and to PostgreSQL (jsonb keeps the integer); the writer stores the float's as
+    NULL, the integer's as it is. So either is no finding, on an untouched store (on
+    PostgreSQL the float's row was reported) and after an edit to the other reading; any
+    other value is found."""
+    big = 10**16
+    audits = [{**AUDITS[0], "id": number, "actor_id": float(big)} for number in (1, 2, 3)]
+    audits += [{**AUDITS[0], "id": number, "actor_id": big} for number in (4, 5)]
+    accesses = [{**ACCESSES[0], "id": "a1", "bytes_sent": float(2**60)}]
+    accesses.append({**ACCESSES[0], "id": "a2", "bytes_sent": float(2**60)})
+    engine = _stored(db_url, audits, accesses)
+    try:
+        assert verify_account(engine, "acme", VerifyOptions()).findings == []
+        with engine.begin() as conn:
+            edit = sa.update(audit_logs)
+            conn.execute(edit.where(audit_logs.c.id == 2).values(actor_id=big))  # the int's
+            conn.execute(edit.where(audit_logs.c.id == 3).values(actor_id=big + 1))
+            conn.execute(edit.where(audit_logs.c.id == 4).values(actor_id=None))  # the float's
+            conn.execute(edit.where(audit_logs.c.id == 5).values(actor_id=big - 1))
+            where = access_logs.c.id == "a2"
+            conn.execute(sa.update(access_logs).where(where).values(bytes_sent=2**60 + 1))
+        report = verify_account(engine, "acme", VerifyOptions())
+        found = {(finding.record_id, finding.detail.split(": ")[-1]) for finding in report.findings}
+        assert found == {
+            ("3", "actor_id differs from what its raw gives"),
+            ("5", "actor_id differs from what its raw gives"),
+            ("a2", "bytes_sent differs from what its raw gives"),
+        }
+    finally:
+        engine.dispose()

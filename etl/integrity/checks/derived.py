@@ -55,6 +55,9 @@ class Derived:
     # columns a record's field of the same name does not give as it is (``path``): the
     # writer's own function of the record, for the fast path
     computed: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = ()
+    # BIGINT columns the writer fills from the record's field of the same name, a float of
+    # 2**53 or more (a float that names no one integer) stored as NULL (``_either``)
+    big_integers: frozenset[str] = frozenset()
 
     @functools.cached_property
     def time_index(self) -> int:
@@ -82,6 +85,7 @@ AUDIT = Derived(
     "created_at",
     0,
     parse_record,
+    big_integers=frozenset({"actor_id", "source_id"}),
 )
 ACCESS = Derived(
     (
@@ -112,6 +116,7 @@ ACCESS = Derived(
         ("user_id", lambda record: identifier(record.get("user_id"))),
         ("status", lambda record: status_value(record.get("status"))),
     ),
+    big_integers=frozenset({"bytes_sent"}),
 )
 STREAMS = {"audit_logs": AUDIT, "access_logs": ACCESS}
 
@@ -262,9 +267,27 @@ def _exact(
             same = _canonical(value) == _canonical(want)
         else:
             same = type(value) is type(want) and value == want
-        if not same:
+        if not same and not (name in derived.big_integers and _either(record.get(name), value)):
             found.append(name)
     return found
+
+
+def _either(member: object, value: object) -> bool:
+    """Whether ``value`` is what the writer stores for a record's integral number
+    ``member`` of 2**53 or more given as an integer or as a float: the ledger's canonical
+    form writes the two alike (``1e16`` as ``10000000000000000``), and PostgreSQL's jsonb
+    keeps only the integer, so the record stored is either. The writer stores the float
+    as NULL (it names no one integer) and the integer as it is (within BIGINT)."""
+    if type(member) is float and member.is_integer():
+        member = int(member)
+    if type(member) is not int or abs(member) < _BIG:
+        return False
+    return value is None or (
+        type(value) is int and value == member and -_BIGINT <= member < _BIGINT
+    )
+
+
+_BIG, _BIGINT = 2**53, 2**63
 
 
 def _path(url: object) -> str | None:
