@@ -66,8 +66,8 @@ def _edited(store: Path, tmp_path: Path, *statements: str) -> Path:
     return tmp_path / "config.toml"
 
 
-def _verify(config: Path) -> tuple[int, list[dict[str, Any]]]:
-    result = run_cli("--config", str(config), "verify", "--json")
+def _verify(config: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    result = run_cli("--config", str(config), "verify", "--json", *args)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert result.returncode in (ExitCode.OK, ExitCode.FINDINGS), result.stderr
     (account,) = json.loads(result.stdout)["accounts"]
@@ -266,12 +266,14 @@ def test_a_ledger_column_of_another_storage_class_is_its_entry_broken(
 
 
 @pytest.mark.parametrize("value", ["'x'", "X'01'", NOT_UTF8])
+@pytest.mark.parametrize("jobs", ["1", "2"])
 def test_an_entry_number_that_is_no_number_is_a_missing_entry(
-    store: Path, tmp_path: Path, value: str
+    store: Path, tmp_path: Path, value: str, jobs: str
 ) -> None:
     """Above every number in SQLite's order, no page reads it: its entry is missing."""
     entry = _entry_of(store)
-    code, findings = _verify(_edited(store, tmp_path, LEDGER.format(f"entry = {value}")))
+    config = _edited(store, tmp_path, LEDGER.format(f"entry = {value}"))
+    code, findings = _verify(config, "--jobs", jobs)
     assert code == ExitCode.FINDINGS
     assert ("chain broken", entry + 1, f"entries {entry} to {entry} are missing") in {
         (f["kind"], f["entry"], f["detail"]) for f in findings
