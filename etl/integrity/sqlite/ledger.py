@@ -58,8 +58,8 @@ _HASHES = ("record_hash", "entry_hash")
 
 
 def repair(rows: list[Any]) -> list[Any]:
-    """The rows read with ``texts_as_bytes`` as ``columns``' are, a text that is not UTF-8 named in
-    ``kind`` (shown with U+FFFD where it is the record id)."""
+    """The rows read with ``texts_as_bytes`` as ``columns``' are, a text that is not
+    UTF-8 named in ``kind`` (shown with U+FFFD where it is the record id)."""
     repaired = []
     for entry, kind, record_id, seq, record, stored, note in rows:
         texts = []
