@@ -182,6 +182,27 @@ def test_a_chain_broken_at_and_before_the_seams_is_found_the_same(
     assert sum(kind == "chain broken" and entry is not None for kind, _, entry in found) >= 5
 
 
+@pytest.mark.databases("sqlite")
+def test_sqlite_ledger_columns_of_another_storage_class_are_found_the_same(
+    db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BLOB ``record_id`` before the first seam breaks the true chain there: the
+    checkpoints after it are chained on (``merge``) past a real ``entry`` mid-span, at its
+    place, and a BLOB ``record_id`` at the second seam, shown as text: as one walk does."""
+    (first, _), (second, _) = seams(db_url)
+    middle = (first + second) // 2
+    edit = "UPDATE zendesk_audit_ledger SET {} WHERE entry = {}"
+    execute(
+        db_url,
+        sa.text(edit.format("record_id = CAST(record_id AS BLOB)", first - 1)),
+        sa.text(edit.format("entry = entry + 0.5", middle)),
+        sa.text(edit.format("record_id = CAST(record_id AS BLOB)", second)),  # a row entry
+    )
+    found = _both(db_url, stored, monkeypatch)
+    broken = {entry for kind, _, entry in found if kind == "chain broken"}
+    assert broken >= {first - 1, middle, second}
+
+
 def test_superseded_records_deleted_across_spans_keep_their_order(
     db_url: str, stored: list[PublicKey], monkeypatch: pytest.MonkeyPatch
 ) -> None:

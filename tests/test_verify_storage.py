@@ -66,8 +66,8 @@ def _edited(store: Path, tmp_path: Path, *statements: str) -> Path:
     return tmp_path / "config.toml"
 
 
-def _verify(config: Path) -> tuple[int, list[dict[str, Any]]]:
-    result = run_cli("--config", str(config), "verify", "--json")
+def _verify(config: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
+    result = run_cli("--config", str(config), "verify", "--json", *args)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert result.returncode in (ExitCode.OK, ExitCode.FINDINGS), result.stderr
     (account,) = json.loads(result.stdout)["accounts"]
@@ -203,3 +203,91 @@ def test_a_head_row_count_that_is_no_number_does_not_match(
     assert [(f["kind"], f["detail"]) for f in findings] == [
         ("chain broken", "the head row does not match the ledger")
     ], findings
+
+
+LEDGER = f"UPDATE zendesk_audit_ledger SET {{}} WHERE record_id = '{AUDIT_ID}'"
+ENTRY_OF = f"SELECT entry FROM zendesk_audit_ledger WHERE record_id = '{AUDIT_ID}'"
+
+
+def _entry_of(store: Path) -> int:
+    with sqlite3.connect(store / "audit.db") as db:
+        (entry,) = db.execute(ENTRY_OF).fetchone()
+    return int(entry)
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        ("entry = entry + 0.5", "its entry number is not stored as an integer"),  # a real
+        ("kind = CAST(kind AS BLOB)", "its kind is not R, X or A"),
+        ("kind = X'FF'", "its kind is not R, X or A"),
+        (f"kind = {NOT_UTF8}", "its kind is not R, X or A"),
+        ("record_id = CAST(record_id AS BLOB)", "its record_id is not stored as text"),
+        ("stored_seq = stored_seq + 0.5", "its stored_seq is not an integer"),
+        ("stored_seq = 'x'", "its stored_seq is not an integer"),
+        ("stored_seq = CAST(stored_seq AS BLOB)", "its stored_seq is not an integer"),
+        (f"stored_seq = {NOT_UTF8}", "its stored_seq is not an integer"),
+        ("record_hash = hex(record_hash)", "its record_hash is not stored as bytes"),
+        ("record_hash = CAST(record_hash AS TEXT)", "its record_hash is not stored as bytes"),
+        ("record_hash = 1.5", "its record_hash is not stored as bytes"),
+        ("entry_hash = hex(entry_hash)", "its entry_hash is not stored as bytes"),
+        ("entry_hash = CAST(entry_hash AS TEXT)", "its entry_hash is not stored as bytes"),
+        ("entry_hash = 1.5", "its entry_hash is not stored as bytes"),
+        ("note = X'00'", "its note is not stored as text"),
+        # a text that is not UTF-8 where SQL cannot tell it: the page read again as bytes
+        (f"record_id = {NOT_UTF8}", "its record_id is not UTF-8 text"),
+        (f"note = {NOT_UTF8}", "its note is not UTF-8 text"),
+    ],
+)
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_ledger_column_of_another_storage_class_is_its_entry_broken(
+    store: Path, tmp_path: Path, edit: str, words: str, jobs: str
+) -> None:
+    """The entry is ``chain broken`` at its number, saying which column; what follows from
+    it (its row no entry records, the next entry's link, a checkpoint after it) is found,
+    and no more."""
+    entry = _entry_of(store)
+    config = _edited(store, tmp_path, LEDGER.format(edit))
+    result = run_cli("--config", str(config), "verify", "--json", "--jobs", jobs)
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr
+    assert result.returncode == ExitCode.FINDINGS, result.stderr
+    (account,) = json.loads(result.stdout)["accounts"]
+    findings = account["findings"]
+    named = [f for f in findings if f["detail"].startswith(f"entry {entry}: {words}")]
+    assert [(f["kind"], f["entry"]) for f in named] == [("chain broken", entry)], [
+        (f["kind"], f["entry"], f["record_id"], f["detail"]) for f in findings
+    ]
+    # nothing beyond this entry's and its row's: the rest is verified
+    shown = [(f["kind"], f["entry"], f["record_id"], f["detail"]) for f in findings]
+    near = {f["entry"] for f in findings if "checkpoint" not in f["detail"]}
+    assert near <= {entry, entry + 1, None}, shown
+    at = {f["record_id"] for f in findings if f["entry"] == entry}
+    assert at <= {str(AUDIT_ID), "\ufffd"}, shown  # a text not UTF-8: shown with U+FFFD
+
+
+@pytest.mark.parametrize("value", ["'x'", "X'01'", NOT_UTF8])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_entry_number_that_is_no_number_is_a_missing_entry(
+    store: Path, tmp_path: Path, value: str, jobs: str
+) -> None:
+    """Above every number in SQLite's order, no page reads it: its entry is missing."""
+    entry = _entry_of(store)
+    config = _edited(store, tmp_path, LEDGER.format(f"entry = {value}"))
+    code, findings = _verify(config, "--jobs", jobs)
+    assert code == ExitCode.FINDINGS
+    assert ("chain broken", entry + 1, f"entries {entry} to {entry} are missing") in {
+        (f["kind"], f["entry"], f["detail"]) for f in findings
+    }, findings
+    near = {f["entry"] for f in findings if "checkpoint" not in f["detail"]}
+    assert near <= {entry + 1, None}, findings
+
+
+def test_a_head_row_of_text_that_is_not_utf8_does_not_match(store: Path, tmp_path: Path) -> None:
+    for column in ("entries", "head"):
+        edit = f"UPDATE zendesk_audit_ledger_head SET {column} = {NOT_UTF8}"
+        (tmp_path / column).mkdir()
+        code, findings = _verify(_edited(store, tmp_path / column, edit))
+        assert code == ExitCode.FINDINGS
+        assert [(f["kind"], f["detail"]) for f in findings] == [
+            ("chain broken", "the head row does not match the ledger")
+        ], findings

@@ -5,6 +5,7 @@ is checked, and on MariaDB a page read as one value.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -71,6 +72,8 @@ def _fetch(driver: Any, sql: str, params: Sequence[Any]) -> list[Any]:
     try:
         if type(sql) is _Aggregated:
             return _aggregated(cursor, sql, params)
+        if type(sql) is _Repairable:
+            return _repairable(cursor, sql, params)
         cursor.execute(sql, params)
         return cursor.fetchall()  # type: ignore[no-any-return]
     finally:
@@ -95,6 +98,33 @@ def text_as_bytes(sql: str) -> str:
     page's texts into ``str`` cost verify more than reading their bytes: orjson parses
     either). Elsewhere ``sql`` as it is."""
     return _TextAsBytes(sql)
+
+
+class _Repairable(str):
+    """SQLite's query whose page, when the driver cannot decode a text (not UTF-8), is read
+    again by ``safe`` and mended by ``repair`` (``etl.integrity.sqlite.ledger``)."""
+
+    safe: str
+    repair: Callable[[list[Any]], list[Any]]
+
+
+def repairable(sql: str, safe: str, repair: Callable[[list[Any]], list[Any]]) -> str:
+    """``sql``, read again as ``safe`` and mended by ``repair`` where a text is not UTF-8:
+    a test of every text would cost every page, this only the page that holds one."""
+    query = _Repairable(sql)
+    query.safe, query.repair = safe, repair
+    return query
+
+
+def _repairable(cursor: Any, sql: _Repairable, params: Sequence[Any]) -> list[Any]:
+    try:
+        cursor.execute(sql, params)
+        return cursor.fetchall()  # type: ignore[no-any-return]
+    except sqlite3.OperationalError as error:
+        if "decode" not in str(error):
+            raise
+    cursor.execute(sql.safe, params)
+    return sql.repair(cursor.fetchall())
 
 
 class _Aggregated(str):

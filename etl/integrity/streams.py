@@ -24,6 +24,7 @@ from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.pages import is_mariadb, mariadb_page, windows
+from etl.integrity.sqlite import ledger as sqlite_ledger
 from etl.storage.schema.integrity import ledger, ledger_head
 from etl.storage.schema.logs import access_logs, audit_logs
 from etl.storage.schema.state import audit_rejects, sync_runs
@@ -82,6 +83,10 @@ def _ledger_page(conn: Connection, size: int) -> tuple[str, str, str]:
     entry = q("entry")
     where = f"FROM {table} WHERE {q('account')} = {m} AND {entry} > {m}"
     tail = f"{where} AND {entry} <= {m} ORDER BY {entry} LIMIT {size}"
+    if conn.dialect.name == "sqlite":  # whatever a DBA wrote, read so that it cannot fail
+        sql = f"SELECT {sqlite_ledger.columns(q)} {tail}"
+        safe = f"SELECT {sqlite_ledger.columns(q, texts_as_bytes=True)} {tail}"
+        return where, tail, pages.repairable(sql, safe, sqlite_ledger.repair)
     return where, tail, f"SELECT {', '.join(map(q, _LEDGER_COLUMNS))} {tail}"
 
 
@@ -100,7 +105,8 @@ def entries(conn: Connection, account: str, after: int, upto: int | None = None)
         flat = f"SELECT COUNT(*), {mariadb_ledger.FRAMES} {where} AND {entry} <= {m}"
         page.first = mariadb_ledger.bounded(flat, size)
         sql = page
-    first = f"SELECT MIN({entry}) {where} AND {entry} >= {m}"
+    # bounded above: SQLite keeps a text or a BLOB a DBA wrote there, above every number
+    first = f"SELECT MIN({entry}) {where} AND {entry} >= {m} AND {entry} <= {pages.MAX_KEY}"
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:
         return sql, [account, low - 1, high]
@@ -249,16 +255,35 @@ def _count(value: Any) -> int:
     return int(value) if isinstance(value, int | float) else -1
 
 
+def _only(conn: Connection, column: Any, storage: str) -> Any:
+    """``column``, on SQLite NULL where it holds another storage class than ``storage``
+    (a text that is not UTF-8 among them, which the driver refuses to decode)."""
+    if conn.dialect.name != "sqlite":
+        return column
+    return sa.case((sa.func.typeof(column) == storage, column), else_=None)
+
+
 def head(conn: Connection, account: str) -> tuple[int, str] | None:
+    table = ledger_head.c
+    value = _only(conn, table.head, "text")
+    if conn.dialect.name == "sqlite":  # its bytes: a text that is not UTF-8 is none's hex
+        value = sa.cast(value, sa.LargeBinary)
     row = conn.execute(
-        sa.select(ledger_head.c.entries, ledger_head.c.head).where(ledger_head.c.account == account)
+        sa.select(_only(conn, table.entries, "integer"), value).where(table.account == account)
     ).first()
-    return None if row is None else (_count(row[0]), row[1])
+    if row is None:
+        return None
+    text = row[1]
+    if isinstance(text, bytes | memoryview):
+        text = bytes(text).decode(errors="replace")
+    return _count(row[0]), "" if text is None else text
 
 
 def entry_hash_of(conn: Connection, account: str, entry: int) -> bytes | None:
+    """The stored hash of ``entry`` (None: none, or on SQLite one not stored as bytes)."""
+    hashed = _only(conn, ledger.c.entry_hash, "blob")
     return conn.execute(
-        sa.select(ledger.c.entry_hash).where(ledger.c.account == account, ledger.c.entry == entry)
+        sa.select(hashed).where(ledger.c.account == account, ledger.c.entry == entry)
     ).scalar()
 
 
@@ -272,8 +297,9 @@ def first_entry_since(conn: Connection, account: str, moment: datetime) -> int:
     ).scalar()
     if found is not None:
         return int(found)
+    numbered = ledger.c.entry <= pages.MAX_KEY  # not SQLite's text or BLOB, above numbers
     last = conn.execute(
-        sa.select(sa.func.max(ledger.c.entry)).where(ledger.c.account == account)
+        sa.select(sa.func.max(ledger.c.entry)).where(ledger.c.account == account, numbered)
     ).scalar()
     return int(last or 0) + 1
 

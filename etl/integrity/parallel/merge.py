@@ -74,11 +74,16 @@ def _rechain(
 ) -> dict[int, bytes]:
     """The chain's true hash at each of ``sizes``, chained on from ``true`` after entry
     ``after``: what one walk carries past a break."""
-    reached = {}
+    reached, expected = {}, after + 1
     for entry, kind, record_id, seq, record, _, _ in streams.entries(conn, account, after):
+        if type(entry) is not int:  # SQLite's real number: at its place, as the walk takes it
+            entry = expected
+        if isinstance(record_id, bytes):  # SQLite's BLOB: as the walk shows it
+            record_id = record_id.decode(errors="replace")
         true = chain.entry_hash(true, entry, kind, seq, record_id, bytes(record))
         if entry in sizes:
             reached[entry] = true
+        expected = entry + 1
     return reached
 
 

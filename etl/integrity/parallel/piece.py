@@ -129,7 +129,11 @@ class _Piece:
         vouched = streams.VOUCHED
         for entry, kind, record_id, seq, record, stored, note in entries:
             if entry != expected:
-                find("chain broken", None, entry, f"entries {expected} to {entry - 1} are missing")
+                if type(entry) is not int:  # SQLite's real: ``kind`` names it, at its place
+                    entry = expected
+                elif entry > expected:
+                    missing = f"entries {expected} to {entry - 1} are missing"
+                    find("chain broken", None, entry, missing)
             if type(record) is not bytes:  # a driver's memoryview
                 record = bytes(record)
             if kind == "R":
@@ -197,8 +201,14 @@ class _Piece:
                     row = next(rows, None)
             elif kind == chain.REJECT:
                 done.rejects[(record_id, record)] += 1
-            elif kind != chain.ADOPTED or chain.note_hash(note or "") != record:
-                find("chain broken", record_id, entry, "an adoption entry was altered")
+            elif kind == chain.ADOPTED:
+                if chain.note_hash(note or "") != record:
+                    find("chain broken", record_id, entry, "an adoption entry was altered")
+            else:  # a kind the job never writes, or SQLite's words for an odd column
+                odd = kind if len(kind) > 1 else f"its kind {kind!r} is not one the job writes"
+                if isinstance(record_id, bytes):  # SQLite's BLOB: shown as text
+                    record_id = record_id.decode(errors="replace")
+                find("chain broken", record_id, entry, f"entry {entry}: {odd}")
             code = kinds.get(kind)
             if code is None:  # not a kind the job writes: the reference function says
                 computed = chain.entry_hash(previous, entry, kind, seq, record_id, record)

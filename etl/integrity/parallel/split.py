@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from etl.integrity import streams
+from etl.integrity.pages import MAX_KEY
 from etl.integrity.parallel.crew import Crew, Task
 from etl.integrity.parallel.merge import merge
 from etl.integrity.parallel.piece import Span, Walked, walk
@@ -56,7 +57,10 @@ def plan(conn: Connection, account: str, first: Span, jobs: int) -> list[Span]:
     """``first`` cut into up to ``jobs`` spans of about as many entries (the first, this
     process's, ``OWN_EXTRA`` more), each of at least ``MIN_SPAN``."""
     last = conn.execute(
-        sa.select(sa.func.max(ledger.c.entry)).where(ledger.c.account == account)
+        # numbers only: SQLite keeps a text or a BLOB a DBA wrote, above every number
+        sa.select(sa.func.max(ledger.c.entry)).where(
+            ledger.c.account == account, ledger.c.entry <= MAX_KEY
+        )
     ).scalar()
     total = int(last or 0) - first.after
     count = min(jobs, total // MIN_SPAN)
@@ -90,6 +94,7 @@ def _seam(
                 table.entry >= target,
                 table.kind == "R",
                 table.stored_seq > low,
+                table.stored_seq <= MAX_KEY,  # as above
             )
             .order_by(table.entry)
             .limit(1)
