@@ -255,6 +255,30 @@ def test_a_reject_changed_or_deleted_is_found(
     assert found(report) == {("inserted", "9000000000001"), ("deleted", "9000000000001")}
 
 
+def test_a_note_written_on_a_record_or_reject_entry_is_found(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """No hash covers an entry's ``note`` (the adoption's note is its record hash): the job
+    writes one only on the adoption entry, so a note anywhere else is an edit."""
+    path = synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        reject = conn.execute(
+            sa.select(sa.func.min(ledger.c.entry)).where(ledger.c.kind == chain.REJECT)
+        ).scalar_one()
+    engine.dispose()
+    assert reject is not None
+    note = "adopted: the history before this entry was not chained"
+    execute(db_url, sa.update(ledger).where(ledger.c.entry.in_([20, reject])).values(note=note))
+    code, report = verify(path)
+    assert code == ExitCode.FINDINGS
+    findings = {(f["kind"], f["entry"], f["detail"]) for f in report["accounts"][0]["findings"]}
+    assert findings == {
+        ("chain broken", number, f"entry {number}: a note the job never writes")
+        for number in (20, reject)
+    }
+
+
 def test_usage_errors_exit_2(tmp_path: Path, db_url: str, zendesk: SimulatedZendesk) -> None:
     path = synced(tmp_path, zendesk, db_url, None)
     bad = tmp_path / "bad.pub"

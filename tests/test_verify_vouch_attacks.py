@@ -254,10 +254,11 @@ def test_a_function_planted_in_public_does_not_write_the_array_verify_compares(
 def test_a_big_integral_number_is_either_reading_of_its_record(db_url: str) -> None:
     """An id of 2**53 or more sent as a float (``1e16``) and as an integer
     (``10000000000000000``) is one record to the ledger (its canonical form writes the two
-    alike) and to PostgreSQL (jsonb keeps the integer); the writer stores the float's as
-    NULL, the integer's as it is. So either is no finding, on an untouched store (on
-    PostgreSQL the float's row was reported) and after an edit to the other reading; any
-    other value is found."""
+    alike) and to PostgreSQL (jsonb keeps ``1e16`` as the integer); the writer stores the
+    float's as NULL, the integer's as it is. So on an untouched store neither is a finding
+    (PostgreSQL's float row was reported), NULL where ``raw`` holds the integer is none, and
+    any other edit is found; where ``raw`` keeps the float's text (SQLite, MariaDB) the
+    integer in its column is found too."""
     big = 10**16
     audits = [{**AUDITS[0], "id": number, "actor_id": float(big)} for number in (1, 2, 3)]
     audits += [{**AUDITS[0], "id": number, "actor_id": big} for number in (4, 5)]
@@ -276,10 +277,13 @@ def test_a_big_integral_number_is_either_reading_of_its_record(db_url: str) -> N
             conn.execute(sa.update(access_logs).where(where).values(bytes_sent=2**60 + 1))
         report = verify_account(engine, "acme", VerifyOptions())
         found = {(finding.record_id, finding.detail.split(": ")[-1]) for finding in report.findings}
-        assert found == {
+        expected = {
             ("3", "actor_id differs from what its raw gives"),
             ("5", "actor_id differs from what its raw gives"),
             ("a2", "bytes_sent differs from what its raw gives"),
         }
+        if engine.dialect.name != "postgresql":  # raw's text says float: NULL, exactly
+            expected.add(("2", "actor_id differs from what its raw gives"))
+        assert found == expected
     finally:
         engine.dispose()

@@ -273,21 +273,16 @@ def _exact(
 
 
 def _either(member: object, value: object) -> bool:
-    """Whether ``value`` is what the writer stores for a record's integral number
-    ``member`` of 2**53 or more given as an integer or as a float: the ledger's canonical
-    form writes the two alike (``1e16`` as ``10000000000000000``), and PostgreSQL's jsonb
-    keeps only the integer, so the record stored is either. The writer stores the float
-    as NULL (it names no one integer) and the integer as it is (within BIGINT)."""
-    if type(member) is float and member.is_integer():
-        member = int(member)
-    if type(member) is not int or abs(member) < _BIG:
-        return False
-    return value is None or (
-        type(value) is int and value == member and -_BIGINT <= member < _BIGINT
-    )
+    """Whether ``value`` is NULL where the record's ``raw`` as stored holds an integer of
+    2**53 or more: the ledger's canonical form writes such an integer and the float of
+    its value alike (``1e16`` as ``10000000000000000``), and PostgreSQL's jsonb keeps
+    ``1e16`` as the integer, so the record stored may have been the float, which the
+    writer stores as NULL (it names no one integer). A float in ``raw`` is never read as
+    the integer: its text says which it was."""
+    return value is None and type(member) is int and abs(member) >= _BIG
 
 
-_BIG, _BIGINT = 2**53, 2**63
+_BIG = 2**53
 
 
 def _path(url: object) -> str | None:

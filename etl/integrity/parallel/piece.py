@@ -136,6 +136,10 @@ class _Piece:
                     find("chain broken", None, entry, missing)
             if type(record) is not bytes:  # a driver's memoryview
                 record = bytes(record)
+            if note is not None and kind != chain.ADOPTED:  # no hash covers it: none written
+                find(
+                    "chain broken", record_id, entry, f"entry {entry}: a note the job never writes"
+                )
             if kind == "R":
                 number, key = seq or 0, record_id or ""
                 if number > top:
