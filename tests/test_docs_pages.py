@@ -243,3 +243,20 @@ def test_each_benchmark_the_performance_page_runs_takes_its_options(
         if len(values) > 1:  # the usage shows `--opt X [X ...]` for an option of several
             several = rf"{re.escape(option)} (\w+) \[\1 \.\.\.\]"
             assert re.search(several, shown), f"{script} {option} takes one value, not {values}"
+
+
+def helps_the_pages_name() -> list[str]:
+    """Each ``scripts/NAME.py --help`` a page sends its reader to, in prose or a block."""
+    named = {m for page in PAGES for m in re.findall(r"(scripts/\w+\.py) --help", page.read_text())}
+    return sorted(named)
+
+
+def test_the_pages_name_script_helps() -> None:
+    assert "scripts/envelope_slots.py" in helps_the_pages_name()
+
+
+@pytest.mark.parametrize("script", helps_the_pages_name())
+def test_each_script_help_a_page_names_is_an_answer(script: str) -> None:
+    # `--help` is asked for, not a usage error: exit 0 and the usage on standard output
+    shown = _help(script)
+    assert shown.strip(), f"{script} --help printed nothing on standard output"
