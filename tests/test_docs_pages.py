@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docs_corpus import PAGES, README, ROOT
@@ -260,3 +261,23 @@ def test_each_script_help_a_page_names_is_an_answer(script: str) -> None:
     # `--help` is asked for, not a usage error: exit 0 and the usage on standard output
     shown = _help(script)
     assert shown.strip(), f"{script} --help printed nothing on standard output"
+
+
+def test_the_ledger_bench_runs_as_often_as_its_help_and_the_page_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench_ledger_load
+
+    seen: list[Any] = []
+
+    def kept(args: Any, *_: Any) -> int:  # the bench itself is not run: its arguments kept
+        seen.append(args)
+        return 0
+
+    monkeypatch.setattr(bench_ledger_load, "run_bench", kept)
+    assert bench_ledger_load.main([]) == 0
+    (args,) = seen
+    shown = _help("scripts/bench_ledger_load.py")
+    assert f"runs per figure (default {args.runs})" in shown
+    assert f"(default {','.join(args.databases)})" in shown
+    assert re.search(rf"\b{args.runs}\s+runs unless `--runs`", PERFORMANCE.read_text())
