@@ -273,14 +273,11 @@ def targets(bench: BenchRun) -> list[Target]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not any(arg.startswith("--databases") for arg in argv):
-        argv += ["--databases", ",".join(KINDS)]
-    if not any(arg.startswith("--runs") for arg in argv):
-        # even: each arm first in half the runs (the first of a pair pays for the background
-        # work the loads before left to the servers, which came out at up to +90%)
-        argv += ["--runs", "4"]
-    args = parse_args(__doc__, "scripts/bench_ledger_load.py", argv, KINDS)
+    # 4 runs, even: each arm first in half the runs (the first of a pair pays for the
+    # background work the loads before left to the servers, which came out at up to +90%);
+    # given as the parser's defaults, so --help shows them
+    prog = "scripts/bench_ledger_load.py"
+    args = parse_args(__doc__, prog, argv, KINDS, runs=4, databases=KINDS)
     return run_bench(args, run, targets)
 
 

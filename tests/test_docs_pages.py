@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from docs_corpus import PAGES, README, ROOT
@@ -243,3 +244,40 @@ def test_each_benchmark_the_performance_page_runs_takes_its_options(
         if len(values) > 1:  # the usage shows `--opt X [X ...]` for an option of several
             several = rf"{re.escape(option)} (\w+) \[\1 \.\.\.\]"
             assert re.search(several, shown), f"{script} {option} takes one value, not {values}"
+
+
+def helps_the_pages_name() -> list[str]:
+    """Each ``scripts/NAME.py --help`` a page sends its reader to, in prose or a block."""
+    named = {m for page in PAGES for m in re.findall(r"(scripts/\w+\.py) --help", page.read_text())}
+    return sorted(named)
+
+
+def test_the_pages_name_script_helps() -> None:
+    assert "scripts/envelope_slots.py" in helps_the_pages_name()
+
+
+@pytest.mark.parametrize("script", helps_the_pages_name())
+def test_each_script_help_a_page_names_is_an_answer(script: str) -> None:
+    # `--help` is asked for, not a usage error: exit 0 and the usage on standard output
+    shown = _help(script)
+    assert shown.strip(), f"{script} --help printed nothing on standard output"
+
+
+def test_the_ledger_bench_runs_as_often_as_its_help_and_the_page_say(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench_ledger_load
+
+    seen: list[Any] = []
+
+    def kept(args: Any, *_: Any) -> int:  # the bench itself is not run: its arguments kept
+        seen.append(args)
+        return 0
+
+    monkeypatch.setattr(bench_ledger_load, "run_bench", kept)
+    assert bench_ledger_load.main([]) == 0
+    (args,) = seen
+    shown = _help("scripts/bench_ledger_load.py")
+    assert f"runs per figure (default {args.runs})" in shown
+    assert f"(default {','.join(args.databases)})" in shown
+    assert re.search(rf"\b{args.runs}\s+runs unless `--runs`", PERFORMANCE.read_text())

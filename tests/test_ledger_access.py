@@ -189,6 +189,32 @@ def test_access_rows_changed_deleted_or_forged_are_named_by_id(
     ), lines
 
 
+def test_the_first_access_row_deleted_is_the_access_logs_though_an_audit_row_precedes_it(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """Its neighbour before it is the audit log's last row (the transaction before), but an
+    id that is no integer cannot be the audit log's: the finding is counted where it is."""
+    path = synced(tmp_path, zendesk, db_url)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        first = conn.execute(
+            sa.select(access_logs.c.id).order_by(access_logs.c.stored_seq).limit(1)
+        ).scalar_one()
+        top_audit = conn.execute(sa.select(sa.func.max(audit_logs.c.stored_seq))).scalar_one()
+        seq = conn.execute(sa.select(access_logs.c.stored_seq).where(access_logs.c.id == first))
+        assert seq.scalar_one() > top_audit  # the access log's rows follow the audit log's
+        conn.execute(sa.delete(access_logs).where(access_logs.c.id == first))
+    engine.dispose()
+    code, report = verify(path)
+    assert code == ExitCode.FINDINGS
+    (account,) = report["accounts"]
+    assert [(f["kind"], f["record_id"], f["stream"]) for f in account["findings"]] == [
+        ("deleted", first, "access_logs")
+    ]
+    assert account["streams"]["audit_logs"] == {"records_verified": AUDIT, "findings": 0}
+    assert account["streams"]["access_logs"]["findings"] == 1
+
+
 @pytest.mark.databases("mysql")  # MariaDB's reading; a MySQL server there: skipped below
 def test_mariadb_reads_access_pages_as_two_values_though_their_ids_are_text(
     tmp_path: Path, db_url: str, zendesk: SimulatedZendesk, monkeypatch: pytest.MonkeyPatch

@@ -13,6 +13,7 @@ The checkpoint directory is listed before the snapshot and again for what it lac
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +34,9 @@ from etl.integrity.parallel.split import walk_ledger
 from etl.records import chain
 from etl.storage.engine import database_errors
 
-_AUDIT = "audit_logs"
+_AUDIT, _ACCESS = "audit_logs", "access_logs"
+# how an audit record's id reads as the ledger's text: str() of a BIGINT
+_AUDIT_ID = re.compile(r"-?[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -96,8 +99,12 @@ class _Walk:
             self._unnumbered_rows()
         # record id -> its entry that has no row, and the stream it is taken for: the
         # stream of the last row matched before it (an entry names no stream; a store
-        # transaction writes one stream's rows, so its neighbours are of its stream)
+        # transaction writes one stream's rows, so its neighbours are of its stream). The
+        # first row of a transaction has the transaction before as its neighbour: an id that
+        # is no integer cannot be the audit log's (its ids are BIGINT), so it is the access log's.
         for record_id, (entry, stream, _) in walked.pending.items():
+            if not _AUDIT_ID.fullmatch(record_id):
+                stream = _ACCESS
             self._find(
                 "deleted", record_id, entry, "its last stored version has no row", stream=stream
             )

@@ -171,9 +171,13 @@ def parse_args(
     prog: str,
     argv: Sequence[str] | None = None,
     kinds: Sequence[str] = ("sqlite", "postgresql"),
+    *,
+    runs: int | None = None,
+    databases: Sequence[str] = ("sqlite", "postgresql"),
 ) -> argparse.Namespace:
     """Every piece takes the same options (each uses those of what it measures); ``kinds``:
-    the databases the piece can measure."""
+    the databases the piece can measure; ``runs`` and ``databases`` a piece's own defaults
+    (``runs``, when given, even with ``--quick``), which its ``--help`` shows."""
     stem = Path(prog).stem.replace("_", "-")  # each piece its own results file
     results = "bench-results.json" if stem == "bench" else f"{stem}-results.json"
     parser = argparse.ArgumentParser(
@@ -186,7 +190,8 @@ def parse_args(
         help="smaller and faster (about 2-3 minutes): 1 run, 200k instead of 1M, 5,000 "
         "latency-bound records",
     )
-    add("--runs", type=int, help="runs per figure (default 3; --quick: 1)")
+    shown = f"default {runs}" if runs else "default 3; --quick: 1"
+    add("--runs", type=int, help=f"runs per figure ({shown})")
     add(
         "--json",
         default=results,
@@ -214,8 +219,8 @@ def parse_args(
     add("--latency-runs", type=int, default=1, help="runs of the latency-bound load (1)")
     add(
         "--databases",
-        default="sqlite,postgresql",
-        help=f"comma-separated: {', '.join(kinds)} (default sqlite,postgresql)",
+        default=",".join(databases),
+        help=f"comma-separated: {', '.join(kinds)} (default {','.join(databases)})",
     )
     add(
         "--postgres",
@@ -232,7 +237,7 @@ def parse_args(
         "default $ETL_BENCH_MARIADB, $ETL_TEST_MYSQL or root@127.0.0.1:3306/test)",
     )
     args = parser.parse_args(argv)
-    args.runs = args.runs or (1 if args.quick else 3)
+    args.runs = args.runs or runs or (1 if args.quick else 3)
     if args.large_records is None:
         args.large_records = 200_000 if args.quick else 1_000_000
     args.large_runs = args.large_runs or (1 if args.quick else min(args.runs, 2))
