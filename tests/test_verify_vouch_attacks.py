@@ -91,8 +91,6 @@ def _stored(db_url: str, audits: list[dict[str, Any]], accesses: list[dict[str, 
 def engine(db_url: str) -> Iterator[sa.Engine]:
     """Two audit rows and four access rows as a sync stores them, on PostgreSQL only (the
     one database that vouches)."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("only PostgreSQL vouches for a row")
     engine = _stored(db_url, AUDITS, ACCESSES)
     try:
         yield engine
@@ -129,6 +127,7 @@ def _plant(conn: sa.Connection, schema: str = "public") -> None:
         )
 
 
+@pytest.mark.databases("postgresql")  # the one database that vouches
 def test_an_operator_planted_in_public_makes_postgresql_vouch_for_no_edit(
     engine: sa.Engine,
 ) -> None:
@@ -149,6 +148,7 @@ def test_an_operator_planted_in_public_makes_postgresql_vouch_for_no_edit(
     assert _walk(engine)[0] == want
 
 
+@pytest.mark.databases("postgresql")  # the one database that vouches
 def test_a_collation_hidden_behind_a_planted_oid_operator_vouches_for_nothing(
     engine: sa.Engine,
 ) -> None:
@@ -221,6 +221,7 @@ def test_a_normalised_text_or_a_time_read_in_the_servers_zone_is_still_found(
         engine.dispose()
 
 
+@pytest.mark.databases("postgresql")  # the one database that vouches
 def test_a_function_planted_in_public_does_not_write_the_array_verify_compares(
     engine: sa.Engine,
 ) -> None:
