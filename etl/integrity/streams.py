@@ -231,23 +231,14 @@ def rejects(conn: Connection, account: str) -> Iterator[StoredReject]:
         ).all()
         for _, record_id, reason, raw, stream, readable in page:
             if sqlite:
-                texts_read, utf8 = _decoded((record_id, reason, raw))
-                record_id, reason, raw = texts_read[0], texts_read[1], texts_read[2]
-                readable = readable and utf8
+                (record_id, id_utf8), (reason, reason_utf8), (raw, raw_utf8) = map(
+                    sqlite_ledger.text, (record_id, reason, raw)
+                )
+                readable = readable and id_utf8 and reason_utf8 and raw_utf8
             yield record_id, reason, raw, stream, bool(readable)
         if len(page) < PAGE:
             return
         after = page[-1][0]
-
-
-def _decoded(values: tuple[Any, ...]) -> tuple[tuple[Any, ...], bool]:
-    """SQLite's bytes as text, and whether all were UTF-8."""
-    try:
-        return tuple(None if v is None else bytes(v).decode() for v in values), True
-    except UnicodeDecodeError:
-        return tuple(
-            None if v is None else bytes(v).decode(errors="replace") for v in values
-        ), False
 
 
 def _count(value: Any) -> int:
@@ -273,9 +264,7 @@ def head(conn: Connection, account: str) -> tuple[int, str] | None:
     ).first()
     if row is None:
         return None
-    text = row[1]
-    if isinstance(text, bytes | memoryview):
-        text = bytes(text).decode(errors="replace")
+    text = sqlite_ledger.text(row[1])[0]
     return _count(row[0]), "" if text is None else text
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from etl.integrity import streams
 from etl.integrity.parallel.piece import Span, Walked
+from etl.integrity.sqlite.ledger import text as sqlite_text
 from etl.records import chain
 
 _LOOKUP = 500  # ids a query
@@ -78,8 +79,7 @@ def _rechain(
     for entry, kind, record_id, seq, record, _, _ in streams.entries(conn, account, after):
         if type(entry) is not int:  # SQLite's real number: at its place, as the walk takes it
             entry = expected
-        if isinstance(record_id, bytes):  # SQLite's BLOB: as the walk shows it
-            record_id = record_id.decode(errors="replace")
+        record_id = sqlite_text(record_id)[0]  # SQLite's BLOB: shown as text
         true = chain.entry_hash(true, entry, kind, seq, record_id, bytes(record))
         if entry in sizes:
             reached[entry] = true

@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from etl.integrity import pages, streams
 from etl.integrity.checks import derived, raw
 from etl.integrity.findings import Finding
+from etl.integrity.sqlite.ledger import text as sqlite_text
 from etl.records import chain
 
 _sha256 = hashlib.sha256
@@ -210,8 +211,7 @@ class _Piece:
                     find("chain broken", record_id, entry, "an adoption entry was altered")
             else:  # a kind the job never writes, or SQLite's words for an odd column
                 odd = kind if len(kind) > 1 else f"its kind {kind!r} is not one the job writes"
-                if isinstance(record_id, bytes):  # SQLite's BLOB: shown as text
-                    record_id = record_id.decode(errors="replace")
+                record_id = sqlite_text(record_id)[0]  # SQLite's BLOB: shown as text
                 find("chain broken", record_id, entry, f"entry {entry}: {odd}")
             code = kinds.get(kind)
             if code is None:  # not a kind the job writes: the reference function says

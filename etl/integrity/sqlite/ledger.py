@@ -64,10 +64,20 @@ def repair(rows: list[Any]) -> list[Any]:
     for entry, kind, record_id, seq, record, stored, note in rows:
         texts = []
         for name, value in (("record_id", record_id), ("note", note)):
-            try:
-                texts.append(None if value is None else bytes(value).decode())
-            except UnicodeDecodeError:
-                texts.append(bytes(value).decode(errors="replace"))
+            value, utf8 = text(value)
+            texts.append(value)
+            if not utf8:
                 kind = NOT_UTF8[name]
         repaired.append((entry, kind, texts[0], seq, record, stored, texts[1]))
     return repaired
+
+
+def text(value: Any) -> tuple[str | None, bool]:
+    """Bytes SQLite gave for a text column (a BLOB, or a text read as bytes) as text, with
+    U+FFFD where they are not UTF-8, and whether they were; a text or None as it is."""
+    if value is None or isinstance(value, str):
+        return value, True
+    try:
+        return bytes(value).decode(), True
+    except UnicodeDecodeError:
+        return bytes(value).decode(errors="replace"), False
