@@ -15,6 +15,7 @@ from etl.common.errors import RequestRejectedError
 from etl.storage.streams import StreamStore
 from etl.sync.streams import ACCESS_LOGS, describe_scope, plan, sync_stream
 from etl.zendesk.client import ZendeskClient
+from zendesk_sim import AccessSource, SimulatedZendesk
 
 NOW = datetime(2026, 12, 5, 12, 0, 0, 500_000, tzinfo=UTC)
 ACCOUNT = sim_account("http://127.0.0.1:1")  # lag 5 min, overlap 10 min: the defaults
@@ -134,3 +135,30 @@ def test_times_with_fractions_of_a_second_are_read_again_from_their_second(
     assert again.status == "success" and again.inserted == 1
     assert again.window is not None
     assert again.window.start == datetime(2026, 12, 5, 9, 59, 59, tzinfo=UTC)
+
+
+def test_an_access_scope_from_before_the_host_is_adopted_and_another_host_read_again(
+    db_url: str,
+) -> None:
+    """The access log's scope names the host too: a scope recorded without it keeps its
+    watermark; one naming another host reads the 90 days again."""
+    end = datetime.now(UTC) - timedelta(minutes=30)
+    source = AccessSource(200, start=end - timedelta(days=2), end=end, seed=3)
+    with SimulatedZendesk(access_records=source) as sim:
+        account = with_sync(sim_account(sim.url), streams=("audit_logs", "access_logs"))
+        store = fresh_store(db_url)
+        try:
+            state = StreamStore(store, "access_logs", ACCESS_LOGS.table)
+            watermark = end - timedelta(hours=1)
+            windows = []
+            for recorded in ('{"start_time":null}', '{"host":"old.example","start_time":null}'):
+                state.set_scope("acme", recorded, restart=False)
+                state.set_watermark("acme", watermark, allow_backwards=True)
+                with ZendeskClient(account.zendesk) as client:
+                    windows.append(sync_stream(ACCESS_LOGS, account, client, state).window)
+                assert state.scope("acme") == (True, describe_scope(account))
+        finally:
+            store.engine.dispose()
+    adopted, moved = windows
+    assert adopted is not None and adopted.start > watermark - timedelta(hours=1)
+    assert moved is not None and moved.start < end - timedelta(days=80)

@@ -34,6 +34,7 @@ from etl.storage.engine import open_engine
 from etl.storage.schema.metadata import VERSION_TABLE
 from etl.storage.store import Store
 from etl.sync.account import resync_account, sync_account
+from etl.sync.scope import describe
 from etl.zendesk.server_clock import ServerClock, parse_http_date
 from zendesk_sim import SimulatedZendesk, generate_records
 
@@ -76,8 +77,47 @@ def test_a_changed_filter_reads_the_history_again(
     # resync reads with its own filters and leaves the scope alone
     with fake_time_client(filtered) as client:
         resync_account(filtered, client, store, since=recent(60 * 7))
-    assert store.account_status("acme")[0].scope == '{"filters":{},"start_time":null}'
+    assert store.account_status("acme")[0].scope == describe(unfiltered)
     assert sync(unfiltered, store).inserted == 0
+
+
+def test_a_moved_host_reads_the_history_again_and_says_so(
+    db_url: str, sim: SimulatedZendesk, history: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A watermark read from one Zendesk host says nothing about another's records: the
+    same account name moved to another host reads that host's whole history."""
+    store = fresh_store(db_url)
+    assert sync(sim_account(sim.url, lag=LAG, workers=1), store).inserted == len(history)
+    moved = sim_account(sim.url.replace("127.0.0.1", "localhost"), lag=LAG, workers=1)
+    with caplog.at_level(logging.WARNING, logger="etl.sync.scope"):
+        summary = sync(moved, store)
+    first = min(datetime.fromisoformat(r["created_at"]) for r in history)
+    assert summary.window is not None and summary.window.start <= first
+    assert summary.records == len(history)  # every record read again
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "host changed (localhost, was 127.0.0.1)" in lines[0], lines
+    assert '"host":"localhost"' in (store.account_status("acme")[0].scope or "")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="etl.sync.scope"):
+        again = sync(moved, store)  # the next run reads from the new host's watermark
+    assert again.window is not None and again.window.start > first and not caplog.records
+
+
+def test_a_scope_recorded_before_the_host_was_in_it_is_adopted(
+    db_url: str, sim: SimulatedZendesk
+) -> None:
+    store = fresh_store(db_url)
+    watermark = recent(10)
+    store.set_scope("acme", '{"filters":{},"start_time":null}', restart=False)
+    store.set_watermark("acme", watermark)
+    account = sim_account(sim.url, lag=LAG, workers=1)
+    summary = sync(account, store)
+    assert summary.window is not None and summary.window.start > watermark - timedelta(hours=1)
+    assert store.scope("acme") == (True, describe(account))
+    store.set_scope("acme", '{"filters":{"action":["create"]},"start_time":null}', restart=False)
+    store.set_watermark("acme", watermark)
+    changed = sync(account, store).window  # another filter: not the same scope
+    assert changed is not None and changed.start < watermark - timedelta(hours=5)
 
 
 def test_a_scope_change_drops_an_unfinished_backfill_plan(
@@ -239,6 +279,8 @@ def test_check_shows_the_skew_and_sync_never_writes_zendesk_future(
 def test_status_shows_the_scope_in_force() -> None:
     assert scope_text(None).startswith("not recorded")
     assert scope_text('{"filters":{},"start_time":null}') == "every record (no filters)"
+    hosted = '{"filters":{},"host":"acme.zendesk.com","start_time":null}'
+    assert scope_text(hosted) == "every record (no filters), read from acme.zendesk.com"
     described = '{"filters":{"action":["create","login"]},"start_time":"2024-01-01T00:00:00Z"}'
     assert scope_text(described) == "action=create,login, from 2024-01-01T00:00:00Z"
 

@@ -171,7 +171,8 @@ def status_json(
 
 
 def scope_text(scope: str | None) -> str:
-    """The filters and start_time the watermark belongs to (``etl.sync.scope``), for people."""
+    """The host, filters and start_time the watermark belongs to (``etl.sync.scope``), for
+    people."""
     if scope is None:
         return "not recorded (the next sync adopts the configuration's)"
     try:
@@ -182,7 +183,9 @@ def scope_text(scope: str | None) -> str:
     except (ValueError, KeyError, TypeError, AttributeError):
         return scope
     text = " ".join(parts) if parts else "every record (no filters)"
-    return f"{text}, from {start}" if start else text
+    text = f"{text}, from {start}" if start else text
+    host = described.get("host")
+    return f"{text}, read from {host}" if isinstance(host, str) else text
 
 
 def status_text(

@@ -104,6 +104,13 @@ def base_url_problem(base_url: str) -> str | None:
     return None
 
 
+def zendesk_host(base_url: str) -> str:
+    """The Zendesk host an account's records come from: its checkpoints' first line and a
+    part of its watermark's scope (``etl.sync.scope``). The port is left out, so a tunnel or
+    a proxy on another port of the same host is the same account."""
+    return (urlsplit(base_url).hostname or "").lower()
+
+
 def check_base_url(base_url: str) -> str:
     """``base_url`` without a trailing slash; ConfigError if credentials may not go there."""
     problem = base_url_problem(base_url)

@@ -21,7 +21,9 @@ from datetime import datetime
 
 from etl.common.clock import format_time, iso, utc_now
 from etl.common.settings import AccountSettings
+from etl.common.urls import zendesk_host
 from etl.storage.streams import StreamStore
+from etl.sync import scope
 from etl.sync.account import read_window, resync_account
 from etl.sync.logs import ACCESS_LOGS as ACCESS_LOGS
 from etl.sync.logs import STREAMS as STREAMS
@@ -44,7 +46,10 @@ def describe_scope(account: AccountSettings) -> str:
     """What a stream's watermark was read with: its start_time (the filters are the audit
     log's)."""
     start = account.sync.start_time
-    return json.dumps({"start_time": format_time(start) if start else None}, separators=(",", ":"))
+    described = {"host": zendesk_host(account.zendesk.base_url)}
+    return json.dumps(
+        {**described, "start_time": format_time(start) if start else None}, separators=(",", ":")
+    )
 
 
 def plan(
@@ -77,7 +82,10 @@ def sync_stream(
     wanted = describe_scope(account)
     exists, recorded = state.scope(account.name)
     if recorded != wanted:
-        state.set_scope(account.name, wanted, restart=exists and recorded is not None)
+        restart = exists and recorded is not None and not scope.same(recorded, wanted)
+        if restart:
+            scope.warn_if_moved(account.name, recorded, wanted)
+        state.set_scope(account.name, wanted, restart=restart)
     end = latest_end(account, client, now())
     watermark = state.watermark(account.name)
     if watermark is not None and watermark > end:  # a fast host clock set it: go back

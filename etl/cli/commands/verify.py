@@ -15,13 +15,13 @@ import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from etl.cli.arguments import positive_int, utc_time
 from etl.cli.gc_freeze import work_begins
 from etl.cli.shared import load_settings, migrate_hint
 from etl.common.errors import ConfigError, ExitCode
 from etl.common.settings import Settings
+from etl.common.urls import zendesk_host
 
 if TYPE_CHECKING:
     from etl.integrity.checkpoint import Checkpointer
@@ -189,7 +189,7 @@ def checkpointer(store: Store, settings: Settings) -> Checkpointer:
     directory = Path(ledger.checkpoint_dir) if ledger.checkpoint_dir else None
     targets = {
         account.name: CheckpointTarget(
-            urlsplit(account.zendesk.base_url).hostname or account.name, key, directory
+            zendesk_host(account.zendesk.base_url) or account.name, key, directory
         )
         for account in settings.accounts
     }
