@@ -74,6 +74,7 @@ def test_a_complete_copy_matches_and_nothing_is_written(
     assert account["account"] == "acme" and account["since"] == f"{SINCE}T00:00:00Z"
     assert account["until"] == account["scope"]["watermark"]  # by default, the watermark
     assert account["scope"]["filters"] == {} and account["scope"]["start_time"] is None
+    assert account["scope"]["host"] == "127.0.0.1"  # the Zendesk host the period is read from
     assert account["totals"]["at_zendesk"] == account["totals"]["stored"] == RECORDS
     assert len(account["days"]) >= 3 and account["days_resumed"] == 0
     day = account["days"][0]
@@ -87,6 +88,7 @@ def test_a_complete_copy_matches_and_nothing_is_written(
     assert text.returncode == 0, text.stderr
     lines = text.stdout.splitlines()
     assert lines[-2].startswith("account acme ") and ": complete: " in lines[-2]
+    assert ", host 127.0.0.1, filters {}, start_time None, " in lines[0]
     assert sum(" matches: " in line for line in lines) == len(account["days"])
 
 

@@ -94,7 +94,7 @@ def _print(reports: list[AccountReconcile], *, json_output: bool) -> None:
 def _print_report(report: AccountReconcile) -> None:
     scope, who = report.scope, f"account {report.account} {report.stream}"
     print(
-        f"{who}: zendesk-audit-etl {VERSION}, filters "
+        f"{who}: zendesk-audit-etl {VERSION}, host {scope.get('host')}, filters "
         f"{json.dumps(scope['filters'], sort_keys=True)}, start_time {scope['start_time']}, "
         f"watermark {scope['watermark']}"
     )
