@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from access_support import ACCESS_PATH, access_record
 from parts.cli import cli
 from parts.databases import skip_unless_mariadb
-from support import recent
+from support import audit_record, recent
 
 from etl.common.errors import ExitCode
 from etl.integrity import pages, streams
@@ -213,6 +213,34 @@ def test_the_first_access_row_deleted_is_the_access_logs_though_an_audit_row_pre
     ]
     assert account["streams"]["audit_logs"] == {"records_verified": AUDIT, "findings": 0}
     assert account["streams"]["access_logs"]["findings"] == 1
+
+
+def test_the_first_audit_row_of_a_later_run_deleted_is_the_audit_logs_though_access_rows_precede_it(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """A run writes the audit log, then the access log: the next run's first audit row
+    has the access log's last row as its neighbour, but its id is an integer."""
+    path = synced(tmp_path, zendesk, db_url)
+    zendesk.add_records([audit_record(9_000_000 + n, recent(8)) for n in range(3)])
+    assert cli(path, "sync").returncode == 0
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        top_access = conn.execute(sa.select(sa.func.max(access_logs.c.stored_seq))).scalar_one()
+        first = conn.execute(
+            sa.select(audit_logs.c.id)
+            .where(audit_logs.c.stored_seq > top_access)
+            .order_by(audit_logs.c.stored_seq)
+            .limit(1)
+        ).scalar_one()
+        conn.execute(sa.delete(audit_logs).where(audit_logs.c.id == first))
+    engine.dispose()
+    code, report = verify(path)
+    assert code == ExitCode.FINDINGS
+    (account,) = report["accounts"]
+    assert [(f["kind"], f["record_id"], f["stream"]) for f in account["findings"]] == [
+        ("deleted", str(first), "audit_logs")
+    ]
+    assert account["streams"]["access_logs"]["findings"] == 0
 
 
 @pytest.mark.databases("mysql")  # MariaDB's reading; a MySQL server there: skipped below

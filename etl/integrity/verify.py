@@ -97,14 +97,14 @@ class _Walk:
         report.entries = walked.last
         if start == 1:
             self._unnumbered_rows()
-        # record id -> its entry that has no row, and the stream it is taken for: the
-        # stream of the last row matched before it (an entry names no stream; a store
-        # transaction writes one stream's rows, so its neighbours are of its stream). The
-        # first row of a transaction has the transaction before as its neighbour: an id that
-        # is no integer cannot be the audit log's (its ids are BIGINT), so it is the access log's.
-        for record_id, (entry, stream, _) in walked.pending.items():
-            if not _AUDIT_ID.fullmatch(record_id):
-                stream = _ACCESS
+        # record id -> its entry that has no row. An entry names no stream, and the row
+        # matched before it is of the transaction before when the deleted row was its
+        # transaction's first (a run writes the audit log, then the access log), so the id
+        # decides: the audit log's are BIGINT, the access log's ULIDs. An access id of
+        # digits alone, which Zendesk does not send, is counted in the audit log's stream:
+        # a label only; the finding and its id stand.
+        for record_id, (entry, _, _) in walked.pending.items():
+            stream = _AUDIT if _AUDIT_ID.fullmatch(record_id) else _ACCESS
             self._find(
                 "deleted", record_id, entry, "its last stored version has no row", stream=stream
             )
