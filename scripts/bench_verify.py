@@ -4,7 +4,8 @@ Stores ``--records`` (1,000,000) records through the store's own write path (row
 their ledger, as a sync would), then runs ``zendesk-audit-etl verify`` on them as a
 process of its own: wall time, records verified a second (the target: 200,000), the CPU
 seconds of verify's processes (and of the busiest of them: the wall time on free cores)
-and of the server's sessions, and the peak RSS of verify's process plus its workers'
+and of the server's sessions (on MariaDB, with the InnoDB buffer pool's size beside the
+table's), and the peak RSS of verify's process plus its workers'
 (``--jobs``), against a verify of a quarter of them (memory is
 flat when the two peaks are within 15%). With ``--runs N`` the full store is verified N
 times: the median time and CPU, the highest peak (the machine is shared: one run says
@@ -167,6 +168,26 @@ def _server_threads(engine: Engine) -> dict[int, float]:
     return {task: cpu for task in tasks if (cpu := task_cpu(task)) is not None}
 
 
+def buffer_pool(url: str) -> str:
+    """MariaDB's/MySQL's InnoDB buffer pool and the audit table's size, as a line of the
+    report ("" on the other databases): ``verify`` reads every row through the pool, and
+    one too small for the table costs the server about twice its CPU (docs/INTEGRITY.md)."""
+    engine = open_engine(url)
+    try:
+        if engine.dialect.name not in ("mysql", "mariadb"):
+            return ""
+        with engine.connect() as conn:
+            pool = conn.exec_driver_sql("SELECT @@innodb_buffer_pool_size").scalar()
+            table = conn.exec_driver_sql(
+                "SELECT data_length + index_length FROM information_schema.tables"
+                " WHERE table_schema = DATABASE() AND table_name = 'zendesk_audit_logs'"
+            ).scalar()
+    finally:
+        engine.dispose()
+    pool_mb, table_mb = int(pool or 0) // 2**20, int(table or 0) // 2**20
+    return f"innodb_buffer_pool_size {pool_mb} MB, the audit table {table_mb} MB"
+
+
 def analyze(url: str) -> None:
     """The planner's statistics of every table of the store at ``url``."""
     engine = open_engine(url)
@@ -214,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             found: dict[str, list[Run]] = {variant.name: [] for variant in variants}
             with database(kind) as url, tempfile.TemporaryDirectory() as folder:
                 load(url, part, 5000)
+                if share == 1 and (pool := buffer_pool(url)):
+                    print(f"{kind}: {pool}")
                 if args.analyze:
                     analyze(url)
                 for _ in range(args.runs if share == 1 else 1):
@@ -228,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 def _stored(url: str, variants: list[Variant], runs: int) -> int:
     """Verify the store at ``url`` ``runs`` times with each variant, interleaved."""
     found: dict[str, list[Run]] = {variant.name: [] for variant in variants}
+    if pool := buffer_pool(url):
+        print(pool)
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(runs):
             for variant in variants:

@@ -176,6 +176,8 @@ def _stream_rows(
     # bounded above: SQLite keeps a text or a BLOB a DBA wrote there, above every number
     # (``unnumbered_rows`` names such rows)
     first = f"SELECT MIN({seq}) {where} AND {seq} >= {m} AND {seq} <= {pages.MAX_KEY}"
+    if mariadb:  # one lower bound: with two it read the whole table (mariadb_rows.first_key)
+        first = mariadb_rows.first_key(name, q("account"), seq, m)
 
     def query(low: int, high: int) -> tuple[str, list[Any]]:
         return sql, [account, low, high]
