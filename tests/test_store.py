@@ -177,12 +177,15 @@ def test_datetimes_come_back_aware_utc(store: Store, engine: Engine) -> None:
     ("created", "synced"),
     [
         (T0, T0.replace(microsecond=654321)),
+        # UTC with a fraction: cut to the second as UTCDateTime cuts it, not rounded
+        (T0.replace(microsecond=987654), T0.replace(microsecond=987654)),
+        (T0, datetime(2024, 5, 2, 3, 0, 1, 123456, tzinfo=timezone(timedelta(hours=-5)))),
         (
             datetime(2024, 5, 1, 14, 30, 15, 987654, tzinfo=timezone(timedelta(hours=2))),
             datetime(2024, 5, 2, 3, 0, 1, 123456, tzinfo=timezone(timedelta(hours=-5))),
         ),
     ],
-    ids=["utc", "offsets"],
+    ids=["utc", "utc-fraction", "synced-offset", "offsets"],
 )
 def test_the_fast_path_and_core_store_the_same_times(
     store: Store, engine: Engine, created: datetime, synced: datetime
@@ -202,11 +205,13 @@ def test_the_fast_path_and_core_store_the_same_times(
     assert back[1]["synced_at"] == back[2]["synced_at"] == synced
 
 
-def test_naive_datetimes_are_refused(store: Store) -> None:
+@pytest.mark.parametrize("column", ["created_at", "synced_at"])
+def test_naive_datetimes_are_refused(store: Store, column: str) -> None:
     run_id = start(store)
     naive = datetime(2024, 5, 1, 12, 0, 0)
     with pytest.raises((sa.exc.StatementError, ValueError), match="naive datetime"):
-        store.write_page(ACCOUNT, run_id, [row(1, created_at=naive)], [], None)
+        bad = row(1, created_at=naive) if column == "created_at" else row(1, synced_at=naive)
+        store.write_page(ACCOUNT, run_id, [bad], [], None)
 
 
 def test_unicode_and_big_integers_survive(store: Store, engine: Engine) -> None:
