@@ -29,8 +29,11 @@ class StoreReader:
         # A read of one statement needs no transaction: on PostgreSQL (psycopg's autocommit
         # is the client's own setting) that spares its BEGIN and COMMIT, two round trips.
         # PyMySQL's would cost three statements to set and reset: MariaDB keeps its reads'.
-        one = engine.execution_options(isolation_level="AUTOCOMMIT")
-        self._one_read = one if dialect == "postgresql" else engine
+        self._one_read = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if dialect == "postgresql"
+            else engine
+        )
 
     def watermark(self, account: str, stream: str = AUDIT_LOGS) -> datetime | None:
         with self._read_one("reading the watermark") as conn:
