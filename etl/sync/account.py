@@ -253,15 +253,16 @@ def _nothing_to_write(
 ) -> bool:
     """A page re-read in the overlap: its records all stored already as they are, no
     reject, and a checkpoint the watermark has passed already (its statement only moves it
-    forwards). Its transaction would write nothing but the run's page count (added when the
-    run's row is closed): one read (``LogState.unchanged``) takes its place. A page with
-    anything to write is written as ever, whole."""
-    if rejects or not rows:
+    forwards); or an empty page (a run with nothing new) proving no checkpoint. Its
+    transaction would write nothing but the run's page count (added when the run's row is
+    closed): one read (``LogState.unchanged``) takes its place, or nothing for an empty
+    page. A page with anything to write is written as ever, whole."""
+    if rejects:
         return False
     before = run.summary.watermark_before
     if checkpoint is not None and (before is None or checkpoint > before):
         return False
-    return run.log.unchanged(run.account.name, rows)
+    return not rows or run.log.unchanged(run.account.name, rows)
 
 
 def page_watermark(page: Page, window: Window) -> datetime | None:
