@@ -17,7 +17,6 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.dialects import registry
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from etl.common.errors import ConfigError, DatabaseError, InterruptedRun, SchemaError
@@ -37,11 +36,6 @@ EXTRAS: dict[str, str] = {"postgresql": "postgres", "mysql": "mysql", "mariadb":
 DEFAULT_PORTS: dict[str, int] = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
 
 T = TypeVar("T")
-
-# psycopg's dialect, its first connection one round trip (etl.storage.drivers.psycopg_first):
-# by name, so that SQLAlchemy imports it (and its PostgreSQL package) for PostgreSQL only.
-QUICK_PSYCOPG = "postgresql+etl_psycopg"
-registry.register("postgresql.etl_psycopg", "etl.storage.drivers.psycopg_first", "dialect")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 CONNECT_TIMEOUT_S = 10
@@ -140,10 +134,7 @@ def open_engine(url: str, *, create: bool = True) -> Engine:
             kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     try:
         check_options(parsed)  # a mistake in the URL's options is the config's (exit 2)
-        quick = parsed.get_driver_name() == "psycopg"  # engine.url says etl_psycopg then
-        engine = sa.create_engine(
-            parsed.set(drivername=QUICK_PSYCOPG) if quick else parsed, **kwargs
-        )
+        engine = sa.create_engine(parsed, **kwargs)
     except ImportError:
         driver = parsed.get_driver_name()
         if driver == DEFAULT_DRIVERS.get(backend):

@@ -58,11 +58,8 @@ def check_database(settings: Settings, *, migrate_hint: str) -> tuple[str, Schem
             schema = f"schema NOT current{' (sync will upgrade it)' if auto else ''}: {exc}"
     finally:
         engine.dispose()
-    url = engine.url
-    if url.get_driver_name():  # the driver's own name (etl_psycopg is psycopg, engine.py)
-        url = url.set(drivername=f"{url.get_backend_name()}+{engine.dialect.driver}")
-    shown = url.render_as_string(hide_password=True)
-    return f"database: reachable ({shown}); {schema}", problem
+    url = engine.url.render_as_string(hide_password=True)
+    return f"database: reachable ({url}); {schema}", problem
 
 
 def check_account(account: AccountSettings) -> str:
