@@ -113,6 +113,7 @@ def _audit_records() -> list[dict[str, Any]]:
         audit_record(6_100_000_000_011, at),  # a reject: no usable time (_wire)
         audit_record(6_100_000_000_012, at, actor_id=True),  # NULL, all else plain
         audit_record(6_100_000_000_013, at, source_id=9007199254740993.0),  # NULL too
+        audit_record(6_100_000_000_014, at, actor_id="abc", source_id=1.5),  # NULL, NULL
     ]
     return burst + spread + odd
 
@@ -126,6 +127,7 @@ def _access_records() -> list[dict[str, Any]]:
         access_record("01JGRAPHQL", at, url=None, graphql={"b": [1.5, {"a": None}], "a": 2}),
         access_record("01JODD", at, method=7, bytes_sent=12.0, referer="nul\x00"),
         access_record("01JREJECT", at, ip_address="1" * 65),  # a reject: too long
+        access_record("01JTEXTS", at, status="ok", bytes_sent=2.5),  # NULL, NULL
     ]
 
 
@@ -244,6 +246,31 @@ def test_a_column_equal_in_python_but_not_as_the_job_stores_it_is_found(
         ("6100000000012", "actor_id differs from what its raw gives"),
         ("6100000000013", "source_id differs from what its raw gives"),
         ("01JGRAPHQL", "graphql differs from what its raw gives"),
+    }
+
+
+@pytest.mark.databases("sqlite")  # the others' integer columns refuse or round such values
+def test_an_integer_column_set_to_raws_own_odd_value_is_found(synced: Path, db_url: str) -> None:
+    """``raw``'s ``"abc"`` or ``1.5`` gives an integer column NULL. SQLite's column keeps
+    the text or the real a DBA writes there, which ``json_array`` then writes as ``raw``
+    has it: the column is still not what the job stores."""
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        audit = sa.update(audit_logs).where(audit_logs.c.id == 6_100_000_000_014)
+        conn.execute(audit.values(actor_id="abc", source_id=1.5))
+        access = sa.update(access_logs).where(access_logs.c.id == "01JTEXTS")
+        conn.execute(access.values(status="ok", bytes_sent=2.5))
+        kinds = conn.exec_driver_sql(
+            "SELECT typeof(actor_id), typeof(source_id) FROM zendesk_audit_logs "
+            "WHERE id = 6100000000014"
+        ).one()
+    engine.dispose()
+    assert tuple(kinds) == ("text", "real")  # what SQLite kept
+    code, report = _verify(synced)
+    assert code == ExitCode.FINDINGS
+    assert {(f["record_id"], f["detail"].split(": ", 1)[1]) for f in report["findings"]} == {
+        ("6100000000014", "actor_id, source_id differ from what its raw gives"),
+        ("01JTEXTS", "status, bytes_sent differ from what its raw gives"),
     }
 
 

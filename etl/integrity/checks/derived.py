@@ -27,10 +27,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import sqlalchemy as sa
 
 from etl.records.access import identifier, parse_access_record, status_value, url_path
 from etl.records.audit import Reject, parse_created_at, parse_record
 from etl.storage.schema.coltypes import sqlite_time
+from etl.storage.schema.logs import access_logs, audit_logs
 
 _loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -58,6 +60,9 @@ class Derived:
     # BIGINT columns the writer fills from the record's field of the same name, a float of
     # 2**53 or more (a float that names no one integer) stored as NULL (``_either``)
     big_integers: frozenset[str] = frozenset()
+    # the integer columns: SQLite keeps a text or a real a DBA writes in one, where the
+    # writer stores only integers and NULL (``_sqlite_value``)
+    integers: frozenset[str] = frozenset()
 
     @functools.cached_property
     def time_index(self) -> int:
@@ -66,6 +71,10 @@ class Derived:
     @functools.cached_property
     def computed_at(self) -> tuple[tuple[int, Callable[[dict[str, Any]], Any]], ...]:
         return tuple((self.columns.index(name), compute) for name, compute in self.computed)
+
+
+def _integers(table: sa.Table) -> frozenset[str]:
+    return frozenset(c.name for c in table.columns if isinstance(c.type, sa.Integer))
 
 
 AUDIT = Derived(
@@ -86,6 +95,7 @@ AUDIT = Derived(
     0,
     parse_record,
     big_integers=frozenset({"actor_id", "source_id"}),
+    integers=_integers(audit_logs),
 )
 ACCESS = Derived(
     (
@@ -117,6 +127,7 @@ ACCESS = Derived(
         ("status", lambda record: status_value(record.get("status"))),
     ),
     big_integers=frozenset({"bytes_sent"}),
+    integers=_integers(access_logs),
 )
 STREAMS = {"audit_logs": AUDIT, "access_logs": ACCESS}
 
@@ -128,7 +139,7 @@ def sql(dialect: str, derived: Derived, quote: Callable[[str], str], mariadb: bo
     for name in derived.columns:
         column = quote(name)
         if dialect == "sqlite":
-            column = _sqlite_value(column, name in derived.json_columns)
+            column = _sqlite_value(column, name in derived.json_columns, name in derived.integers)
         elif name == derived.time:
             column = _time_sql(dialect, column, derived.fsp, mariadb)
         elif name in derived.json_columns:
@@ -150,9 +161,16 @@ def sql(dialect: str, derived: Derived, quote: Callable[[str], str], mariadb: bo
 _UNREADABLE_SQL = "CAST(X'FF' AS TEXT)"
 
 
-def _sqlite_value(column: str, json_column: bool) -> str:
+def _sqlite_value(column: str, json_column: bool, integer: bool) -> str:
     """A column's value for SQLite's ``json_array`` (a time is stored as ``time_text``'s
-    text): as it is, a JSON column's as JSON, but never one the function refuses."""
+    text): as it is, a JSON column's as JSON, but never one the function refuses. An
+    integer column holding a text or a real (which ``json_array`` would write as ``raw``'s
+    own ``"abc"`` or ``1.5``, where the writer stores NULL) reads as no value it could hold."""
+    if integer:
+        return (
+            f"CASE typeof({column}) WHEN 'integer' THEN {column} WHEN 'null' THEN NULL "
+            f"ELSE {_UNREADABLE_SQL} END"
+        )
     if json_column:
         return (
             f"CASE WHEN {column} IS NULL THEN NULL WHEN typeof({column}) = 'blob' "
