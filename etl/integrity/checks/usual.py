@@ -17,12 +17,9 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
 import orjson
-
-if TYPE_CHECKING:
-    from etl.integrity.checks.derived import Derived
 
 _loads, _dumps, _fromisoformat = orjson.loads, orjson.dumps, datetime.fromisoformat
 # A time as Zendesk writes it, ASCII digits only (``fromisoformat`` reads other forms too)
@@ -41,8 +38,9 @@ def zendesk_time(value: object) -> TypeGuard[str]:
     return True
 
 
-def checker(derived: Derived) -> Callable[[Any, Any], bool] | None:
-    """``same(text, values)`` for ``derived``'s stream: whether the array ``values`` (the
+def checker(derived: Any) -> Callable[[Any, Any], bool] | None:
+    """``same(text, values)`` for the stream ``derived`` describes (a ``derived.Derived``,
+    which imports this module for ``zendesk_time``): whether the array ``values`` (the
     bytes SQLite's ``json_array`` wrote) is ``raw``'s own fields as orjson writes them, so
     that ``differing`` finds nothing; None for a stream whose columns are not all ``raw``'s
     fields as they are (the access log's: a computed path, times to the microsecond)."""
