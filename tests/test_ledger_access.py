@@ -19,9 +19,10 @@ from parts.databases import skip_unless_mariadb
 from support import audit_record, recent
 
 from etl.common.errors import ExitCode
-from etl.integrity import pages, streams
+from etl.integrity import pages
 from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import rows as mariadb_rows
+from etl.integrity.reads import sql as shared
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.records.access import parse_access_record
@@ -280,8 +281,8 @@ def test_mariadb_reads_access_pages_as_two_values_though_their_ids_are_text(
         return page
 
     monkeypatch.setattr(mariadb_rows, "mariadb_page", rows_only_as_two_values)
-    monkeypatch.setattr(streams, "PAGE", 7)
-    monkeypatch.setattr(streams, "_MARIADB_PAGE", 7)
+    monkeypatch.setattr(shared, "PAGE", 7)
+    monkeypatch.setattr(shared, "MARIADB_PAGE", 7)
     engine = open_engine(db_url)
     try:
         report = verify_account(engine, "acme", VerifyOptions())

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from parts.verify.signed import synced
 
 from etl.integrity import pages, streams
+from etl.integrity.reads import rows as row_reads
+from etl.integrity.reads import sql as shared
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.storage.engine import open_engine
 from etl.storage.schema.integrity import ledger
@@ -37,7 +39,7 @@ def test_the_ledger_read_in_binary_is_the_ledger_stored(
         return cursor(self, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Connection, "cursor", spied)
-    monkeypatch.setattr(streams, "PAGE", 7)  # many pages, and windows
+    monkeypatch.setattr(shared, "PAGE", 7)  # many pages, and windows
     engine = open_engine(db_url)
     names = ("entry", "kind", "record_id", "stored_seq", "record_hash", "entry_hash", "note")
     with engine.connect() as conn, conn.begin():
@@ -46,7 +48,7 @@ def test_the_ledger_read_in_binary_is_the_ledger_stored(
         formats.clear()
         with pages.prefetching(conn):
             read = list(streams.entries(conn, "acme", 0))
-            rows = list(streams.rows(conn, "acme", -(2**63)))
+            rows = list(row_reads.rows(conn, "acme", -(2**63)))
     engine.dispose()
     assert len(stored) > 20 and read == stored
     assert [type(value) for value in read[0][:6]] == [int, str, str, int, bytes, bytes]

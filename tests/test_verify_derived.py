@@ -274,6 +274,30 @@ def test_an_integer_column_set_to_raws_own_odd_value_is_found(synced: Path, db_u
     }
 
 
+@pytest.mark.databases("sqlite")  # the one database whose time column keeps any text
+def test_a_time_column_set_to_raws_own_text_in_another_form_is_found(
+    synced: Path, db_url: str
+) -> None:
+    """SQLite's usual row is told by its array's bytes against ``raw``'s fields
+    (``checks.usual``): a time sent with an offset or a fraction, its column set to
+    that very text, matches them byte for byte, yet is not what the writer stores (its
+    time to the second, with a ``Z``): found, as for any other row."""
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        for record_id in (6_100_000_000_005, 6_100_000_000_006):
+            conn.exec_driver_sql(
+                "UPDATE zendesk_audit_logs SET created_at = raw ->> '$.created_at' WHERE id = ?",
+                (record_id,),
+            )
+    engine.dispose()
+    code, report = _verify(synced)
+    assert code == ExitCode.FINDINGS
+    assert {(f["record_id"], f["detail"].split(": ", 1)[1]) for f in report["findings"]} == {
+        ("6100000000005", "created_at differs from what its raw gives"),
+        ("6100000000006", "created_at differs from what its raw gives"),
+    }
+
+
 @pytest.mark.parametrize("fsp", [0, 6])
 def test_a_time_is_compared_as_the_writer_stores_it(fsp: int) -> None:
     """``time_text``'s shortcut for a time as Zendesk writes it gives what the writer's

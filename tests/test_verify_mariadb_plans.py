@@ -11,8 +11,9 @@ import pytest
 from parts.databases import skip_unless_mariadb
 from parts.verify.signed import synced
 
-from etl.integrity import pages, streams
+from etl.integrity import pages
 from etl.integrity.parallel.piece import FIRST_SEQ
+from etl.integrity.reads import rows as row_reads
 from etl.storage.engine import open_engine
 from zendesk_sim import SimulatedZendesk
 
@@ -46,10 +47,10 @@ def test_mariadb_finds_a_spans_first_row_in_the_index_alone(
     engine = open_engine(db_url)
     try:
         with engine.connect() as conn:
-            every = [row[0] for row in streams.rows(conn, "acme", FIRST_SEQ)]
+            every = [row[0] for row in row_reads.rows(conn, "acme", FIRST_SEQ)]
             assert len(every) > 20 and every == sorted(every)
             middle = every[len(every) // 2]
-            assert [row[0] for row in streams.rows(conn, "acme", middle)] == [
+            assert [row[0] for row in row_reads.rows(conn, "acme", middle)] == [
                 seq for seq in every if seq >= middle
             ]
             cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ from etl.integrity.checks import raw as raw_text
 from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
+from etl.integrity.reads import sql as shared
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
@@ -68,8 +69,8 @@ def _spaced(raw: dict[str, Any]) -> str:
 
 def _small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Pages and windows of 7: a few hundred rows take many of each."""
-    monkeypatch.setattr(streams, "PAGE", 7)
-    monkeypatch.setattr(streams, "_MARIADB_PAGE", 7)
+    monkeypatch.setattr(shared, "PAGE", 7)
+    monkeypatch.setattr(shared, "MARIADB_PAGE", 7)
 
 
 def _findings_both_ways(

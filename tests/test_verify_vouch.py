@@ -5,7 +5,7 @@ text is expected, JSON null against a missing member, times with fractions and o
 float ids, unicode, a NUL, 31 levels of nesting), and an untouched row is never one.
 
 Rows are written by the store's own path (as a sync writes them), edited with plain SQL,
-and read as ``verify`` reads them (``streams.rows``), each row's columns compared as its
+and read as ``verify`` reads them (``reads.rows.rows``), each row's columns compared as its
 walk compares them. On every database (the fixtures run each test on all three)."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from etl.integrity import streams
 from etl.integrity.checks import derived
+from etl.integrity.reads import rows as row_reads
 from etl.records.access import parse_access_record
 from etl.records.audit import Reject, parse_record
 from etl.storage import migrate
@@ -181,9 +181,9 @@ def _found(engine: sa.Engine) -> dict[str, list[str]]:
     found = {}
     with engine.connect() as conn:
         compact = conn.dialect.name == "sqlite"
-        for _, record_id, text, stream, values in streams.rows(conn, "acme", 0):
+        for _, record_id, text, stream, values in row_reads.rows(conn, "acme", 0):
             assert text is not None  # every row written by the store's path, as text
-            if values != streams.VOUCHED:
+            if values != row_reads.VOUCHED:
                 changed = derived.differing(derived.STREAMS[stream], text, values, compact)
                 if changed:
                     found[str(record_id)] = changed
@@ -214,8 +214,8 @@ def test_postgresql_vouches_for_the_usual_rows(db_url: str) -> None:
     engine = _store(db_url)
     try:
         with engine.connect() as conn:
-            read = {str(row[1]): row[4] for row in streams.rows(conn, "acme", 0)}
-        vouched = {key for key, values in read.items() if values == streams.VOUCHED}
+            read = {str(row[1]): row[4] for row in row_reads.rows(conn, "acme", 0)}
+        vouched = {key for key, values in read.items() if values == row_reads.VOUCHED}
         if engine.dialect.name == "postgresql":
             assert {"1", "16", "18", "20", "29", "a1", "a13", "a14"} <= vouched
             for record_id in ("7", "10", "22", "24", "a4", "a8", "a17", "a19"):
@@ -274,8 +274,8 @@ def test_postgresql_vouches_for_nothing_in_a_table_whose_column_was_altered(
             )
             conn.exec_driver_sql("ALTER TABLE zendesk_access_logs ALTER COLUMN status TYPE bigint")
         with engine.connect() as conn:
-            read = [row[4] for row in streams.rows(conn, "acme", 0)]
-        assert streams.VOUCHED not in read
+            read = [row[4] for row in row_reads.rows(conn, "acme", 0)]
+        assert row_reads.VOUCHED not in read
         assert _found(engine) == {}
     finally:
         engine.dispose()

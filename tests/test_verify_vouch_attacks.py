@@ -2,7 +2,7 @@
 server vouch (``etl.integrity.checks.vouch``) for a derived column they edited, so that
 plain SQL answers otherwise while ``verify`` says clean: by what the vouching condition's
 operators resolve to, not by the rows alone. Rows are written by the store's own path,
-edited with plain SQL, and read as ``verify``'s walk reads them (``streams.rows``, then
+edited with plain SQL, and read as ``verify``'s walk reads them (``reads.rows.rows``, then
 ``derived.differing`` for a row not vouched for), or by the real ``verify``. The attempts
 that held without a change and guard no rule of their own are in the issue's report, not
 kept here."""
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from etl.integrity import streams
 from etl.integrity.checks import derived
+from etl.integrity.reads import rows as row_reads
 from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records.access import parse_access_record
 from etl.records.audit import Reject, parse_record
@@ -103,9 +103,9 @@ def _walk(engine: sa.Engine) -> tuple[dict[str, list[str]], set[str]]:
     rows PostgreSQL vouched for."""
     found, vouched = {}, set()
     with engine.connect() as conn:
-        for _, record_id, text, stream, values in streams.rows(conn, "acme", 0):
+        for _, record_id, text, stream, values in row_reads.rows(conn, "acme", 0):
             assert text is not None
-            if values == streams.VOUCHED:
+            if values == row_reads.VOUCHED:
                 vouched.add(str(record_id))
             else:
                 changed = derived.differing(derived.STREAMS[stream], text, values)

@@ -31,6 +31,7 @@ from etl.integrity.pages import by_index
 from etl.integrity.parallel.crew import Crew, snapshot
 from etl.integrity.parallel.piece import FIRST_SEQ, Span
 from etl.integrity.parallel.split import walk_ledger
+from etl.integrity.reads import rows
 from etl.records import chain
 from etl.storage.engine import database_errors
 
@@ -127,7 +128,7 @@ class _Walk:
         return 1
 
     def _unnumbered_rows(self) -> None:
-        for stream, record_id, valued in streams.unnumbered_rows(self.conn, self.account):
+        for stream, record_id, valued in rows.unnumbered_rows(self.conn, self.account):
             detail = (
                 "a row whose stored_seq is not a number" if valued else "a row without a stored_seq"
             )

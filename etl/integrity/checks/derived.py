@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
+from etl.integrity.checks.usual import zendesk_time
 from etl.records.access import identifier, parse_access_record, status_value, url_path
 from etl.records.audit import Reject, parse_created_at, parse_record
 from etl.storage.schema.coltypes import sqlite_time
@@ -36,9 +36,6 @@ from etl.storage.schema.logs import access_logs, audit_logs
 
 _loads, _dumps, _SORTED = orjson.loads, orjson.dumps, orjson.OPT_SORT_KEYS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_fromisoformat = datetime.fromisoformat
-# A time as Zendesk writes it, ASCII digits only (``fromisoformat`` reads other forms too)
-_ZENDESK_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z").fullmatch
 # Values whose ``==`` between two of the same type is their JSON text's equality (a float's
 # is not: ``-0.0 == 0.0``; nor a dict's or a list's, whose members may be of other types)
 _PLAIN = frozenset({str, int, bool, type(None)})
@@ -197,13 +194,8 @@ def time_text(value: object, fsp: int) -> str | None:
     A time as Zendesk writes it (``2026-10-07T01:13:06Z``) is that text already (to the
     second) once it is a real time: checked by ``fromisoformat`` alone, no ``datetime``
     written back (two thirds of a row's comparison when every row has its own second)."""
-    if type(value) is str and len(value) == 20 and _ZENDESK_TIME(value) is not None:
-        try:
-            _fromisoformat(value)
-        except ValueError:  # not a real time (the 30th of February): the exact path says
-            pass
-        else:
-            return value if fsp == 0 else f"{value[:19]}.{'0' * fsp}Z"
+    if zendesk_time(value):  # else (the 30th of February, another form) the exact path
+        return value if fsp == 0 else f"{value[:19]}.{'0' * fsp}Z"
     return _time_text(value, fsp)
 
 

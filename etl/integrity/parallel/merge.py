@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection
 
 from etl.integrity import streams
 from etl.integrity.parallel.piece import Span, Walked
+from etl.integrity.reads.rows import ROW_TABLES
 from etl.integrity.sqlite.ledger import text as sqlite_text
 from etl.records import chain
 
@@ -112,7 +113,7 @@ def _rows_of(
     """(stream, stored_seq, id) of each row whose id is one of ``keys``."""
     wanted = set(keys)
     keys = sorted(wanted)
-    for stream, table in streams.ROW_TABLES.items():
+    for stream, table in ROW_TABLES.items():
         ids: list[object] = list(keys)
         if isinstance(table.c.id.type, sa.BigInteger):
             ids = [int(key) for key in keys if _is_integer(key)]
