@@ -187,7 +187,10 @@ class Backfill:
         if self._cancel.is_set():
             return
         limiter = self._main_client.limiter
-        wanted = concurrency.target(limiter.rate(), limiter.latencies.quantile(), self.workers)
+        slow = limiter.latencies.quantile()
+        wanted = concurrency.target(limiter.rate(), slow, self.workers)
+        if slow is None and self._plan.first_run:  # both ends at once (``Plan.opening``)
+            wanted = min(2, self.workers)
         # Readers on slices there are, up to ``wanted``; new slices (each costs about a
         # request where its readers meet) only for what the budget needs at the typical
         # latency: the slow quantile's surplus is not worth a meeting.
