@@ -194,12 +194,9 @@ class Backfill:
             wanted = min(2, self.workers)
         # Readers on slices there are, up to ``wanted``; new slices (each costs about a
         # request where its readers meet) only for what the budget needs at the typical
-        # latency: the slow quantile's surplus is not worth a meeting. Not a first run's
-        # first split: its first answers are the fast ones (the end's beside the first
-        # page), and their median cut too few slices, the ramp waiting on pages to cut.
-        needed = concurrency.target(limiter.rate(), limiter.latencies.quantile(0.5), wanted)
-        if self._plan.first_run and len(self._plan.slices) == 1:
-            needed = wanted
+        # latency (``Plan.cut_quantile``): the slow quantile's surplus is not worth a meeting.
+        typical = limiter.latencies.quantile(self._plan.cut_quantile())
+        needed = concurrency.target(limiter.rate(), typical, wanted)
         self._gate.resize(wanted)
         running = self._writer.fetchers
         while running < wanted:
