@@ -13,7 +13,6 @@ from etl.common.errors import CorruptResponseError
 from etl.sync.pagecheck import WindowCheck
 from etl.sync.plan import MIN_PART_PAGES, MIN_SPLIT_PAGES, Plan, Proof, Slice, saved
 from etl.sync.window import BOUND_SLACK, Window
-from etl.zendesk.concurrency import QUANTILE
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -59,16 +58,16 @@ def test_a_first_run_reads_its_windows_end_at_once_and_no_other_plan_does() -> N
     assert plan.split_candidate(8, 8) is None
     plan.took_page(up, T0 + MINUTE, T0, has_more=True)
     # Its first split cuts for the slow latency (the first answers are the fast ones) ...
-    assert plan.cut_quantile() == QUANTILE
+    assert plan.first_split()
     victim, middles = plan.split_candidate(8, 8) or (only, [])
     assert middles and plan.cut(victim, middles[0]) is not None
     plan.add_split(Slice(None, middles[0] - BOUND_SLACK, only.end), victim, middles[0])
-    assert plan.cut_quantile() == 0.5  # ... and later ones for the median, as any run's
+    assert not plan.first_split()  # ... and later ones for the median, as any run's
     later = Plan.whole(WINDOW)
     assert later.pair_candidate() is None
     later.begin_up(later.slices[0])
     assert later.opening() is None and later.pair_candidate() is None
-    assert later.cut_quantile() == 0.5
+    assert not later.first_split()
     # After its first page the rules are a later run's: a downward reader joins then.
     answered = Plan.whole(WINDOW, first_run=True)
     up = answered.begin_up(answered.slices[0])

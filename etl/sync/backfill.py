@@ -194,8 +194,8 @@ class Backfill:
             wanted = min(2, self.workers)
         # Readers on slices there are, up to ``wanted``; new slices (each costs about a
         # request where its readers meet) only for what the budget needs at the typical
-        # latency (``Plan.cut_quantile``): the slow quantile's surplus is not worth a meeting.
-        typical = limiter.latencies.quantile(self._plan.cut_quantile())
+        # latency: the slow quantile's surplus is not worth a meeting (``Plan.first_split``).
+        typical = slow if self._plan.first_split() else limiter.latencies.quantile(0.5)
         needed = concurrency.target(limiter.rate(), typical, wanted)
         self._gate.resize(wanted)
         running = self._writer.fetchers

@@ -59,7 +59,6 @@ from etl.sync.slices import (
     saved as saved,
 )
 from etl.sync.window import BOUND_SLACK, Window, reread_from
-from etl.zendesk.concurrency import QUANTILE
 
 MIN_PAIR_PAGES = 2.0  # a downward reader joins a slice with about this many pages left
 # A slice already read from both ends is cut with this many pages left (each cut adds a
@@ -156,12 +155,12 @@ class Plan:
         up = s.up
         return s if s.running() and s.down is None and up and not up.pages else None
 
-    def cut_quantile(self) -> float:
-        """The latency quantile new slices are cut for: the median (each costs a meeting).
-        At a first run's first split the slow one: its first answers are the fast ones (the
-        end's, beside the first page), and their median cut too few slices (12 readers at
-        2,500/min where 19 were wanted), the ramp then waiting on pages to cut more."""
-        return QUANTILE if self.first_run and len(self.slices) == 1 else 0.5
+    def first_split(self) -> bool:
+        """Is the next split a first run's first? It cuts for the slow latency's readers, not
+        the median's (each cut costs a meeting): the answers in by then are the fast ones
+        (the end's, beside the first page), and their median cut too few slices (12 readers
+        at 2,500/min where 19 were wanted), the ramp then waiting on pages to cut more."""
+        return self.first_run and len(self.slices) == 1
 
     def split_candidate(
         self, max_slices: int, readers: int = 1
