@@ -174,7 +174,13 @@ def _sqlite_value(column: str, json_column: bool, integer: bool) -> str:
             f"THEN {_UNREADABLE_SQL} WHEN json_valid({column}) THEN json({column}) "
             f"ELSE {_UNREADABLE_SQL} END"
         )
-    return f"CASE WHEN typeof({column}) = 'blob' THEN {_UNREADABLE_SQL} ELSE {column} END"
+    # a text column (the time's too) rebuilt with another affinity keeps a DBA's number,
+    # which ``json_array`` would write as ``raw``'s own ``7`` or ``1.5`` (the writer: NULL).
+    # This form costs SQLite least (``CASE typeof(...) WHEN``: a fifth more of the array).
+    return (
+        f"CASE WHEN typeof({column}) = 'text' OR {column} IS NULL THEN {column} "
+        f"ELSE {_UNREADABLE_SQL} END"
+    )
 
 
 def _time_sql(dialect: str, column: str, fsp: int, mariadb: bool) -> str:
