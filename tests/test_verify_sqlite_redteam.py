@@ -1,18 +1,22 @@
 """A DBA's rebuilds of SQLite's audit table against verify's fast paths: a text column
 given an affinity that keeps numbers, set to ``raw``'s own ``7`` and ``1.5`` (the writer
-stores NULL: ``checks.derived._sqlite_value``)."""
+stores NULL: ``checks.derived._sqlite_value``); a second row of an id, without the primary
+key, at the number of a page's last row, with an index of theirs that made the next page's
+start (once looked up by that id) its rowid (``reads.rows``)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from parts.verify.signed import synced, verify
+from parts.verify.signed import found, synced, verify
 from support import audit_record, recent
 
+from etl.integrity.reads import sql as shared
 from etl.storage.engine import open_engine
 from zendesk_sim import SimulatedZendesk
 
@@ -70,3 +74,47 @@ def test_a_text_column_holding_raws_own_number_is_found(
     (finding,) = report["accounts"][0]["findings"]
     assert (code, finding["record_id"]) == (1, str(ODD))
     assert finding["detail"].endswith("action, source_label differ from what its raw gives")
+
+
+_KEY = r"CONSTRAINT pk_zendesk_audit_logs PRIMARY KEY \(account, id\)"
+# How a DBA makes room for a second row of an id, and what then gives the next page's start
+_REBUILDS: dict[str, Callable[[str], str]] = {
+    # the rowid read; an index of theirs made the forged row the first of the id's
+    "an index steering": lambda made: re.sub(r",\s*" + _KEY, "", made),
+    "a rowid column": lambda made: re.sub(_KEY, "rowid INTEGER", made),  # read by id
+    "without rowid": lambda made: (
+        re.sub(_KEY, "PRIMARY KEY (account, id, action)", made) + " WITHOUT ROWID"
+    ),
+}
+
+
+@pytest.mark.parametrize("rebuild", list(_REBUILDS))
+def test_a_second_row_of_an_id_at_a_pages_last_number_is_found(
+    tmp_path: Path,
+    db_url: str,
+    zendesk: SimulatedZendesk,
+    monkeypatch: pytest.MonkeyPatch,
+    rebuild: str,
+) -> None:
+    """The forged row shares the page's last row's number and id (its action changed): a
+    page's sequel, which starts after that row, must not start after it too."""
+    path = synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        ids = conn.exec_driver_sql(f"SELECT id FROM {TABLE} ORDER BY stored_seq").scalars()
+        last = list(ids)[13]  # the 7th row of the second page of 7
+        columns = [
+            *conn.exec_driver_sql(f"SELECT name FROM pragma_table_info('{TABLE}')").scalars()
+        ]
+        _rebuilt(conn, lambda made: _REBUILDS[rebuild](made), columns)
+        forged = ", ".join("'forged'" if c == "action" else c for c in columns)
+        listed = ", ".join(columns)
+        conn.exec_driver_sql(
+            f"INSERT INTO {TABLE} ({listed}) SELECT {forged} FROM {TABLE} WHERE id = {last}"
+        )
+        if rebuild == "an index steering":  # its rowid, were the next page's start looked up by id
+            conn.exec_driver_sql(f"CREATE INDEX steer ON {TABLE} (account, id, action DESC)")
+    engine.dispose()
+    monkeypatch.setattr(shared, "PAGE", 7)
+    code, report = verify(path)
+    assert (code, found(report)) == (1, {("inserted", str(last))})
