@@ -1,8 +1,8 @@
 """A DBA's rebuilds of SQLite's audit table against verify's fast paths: a text column
 given an affinity that keeps numbers, set to ``raw``'s own ``7`` and ``1.5`` (the writer
 stores NULL: ``checks.derived._sqlite_value``); a second row of an id, without the primary
-key, at the number of a page's last row, with an index of theirs that made the next page's
-start (once looked up by that id) its rowid (``reads.rows``)."""
+key, at the number of a page's last row (``reads.rows``: its next page starts after the
+rowid read, or a window is read whole); an id stored as its text."""
 
 from __future__ import annotations
 
@@ -118,3 +118,23 @@ def test_a_second_row_of_an_id_at_a_pages_last_number_is_found(
     monkeypatch.setattr(shared, "PAGE", 7)
     code, report = verify(path)
     assert (code, found(report)) == (1, {("inserted", str(last))})
+
+
+def test_an_id_stored_as_its_text_is_found(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """An id column rebuilt without INTEGER affinity keeps the text a DBA writes there,
+    which SQL's ``id = 6100000162954`` no longer finds: not the entry's id."""
+    path = synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        ids = conn.exec_driver_sql(f"SELECT id FROM {TABLE} ORDER BY stored_seq").scalars()
+        target = list(ids)[20]
+        columns = [
+            *conn.exec_driver_sql(f"SELECT name FROM pragma_table_info('{TABLE}')").scalars()
+        ]
+        _rebuilt(conn, lambda made: made.replace("id BIGINT NOT NULL", "id NOT NULL"), columns)
+        conn.exec_driver_sql(f"UPDATE {TABLE} SET id = CAST(id AS TEXT) WHERE id = {target}")
+    engine.dispose()
+    code, report = verify(path)
+    assert (code, found(report)) == (1, {("deleted", str(target)), ("inserted", f"text {target}")})

@@ -112,7 +112,13 @@ def _stream_rows(
         vouched = vouch.postgresql(stream, derived.STREAMS[stream].columns, q)
         values = f"CASE WHEN {vouched} THEN '' ELSE {values} END"
     rowid = ", rowid" if by_rowid else ""  # a sixth, the next page's key (``advance``)
-    columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql}, {values}{rowid} "
+    read_id = record_id
+    if conn.dialect.name == "sqlite" and not isinstance(table.c.id.type, sa.String):
+        # a rebuild without INTEGER affinity keeps an id a DBA wrote as text, which SQL's
+        # ``id = 6100000162954`` then misses: never read as the entry's id
+        read_id = f"CASE WHEN typeof({record_id}) = 'integer' THEN {record_id} ELSE "
+        read_id += f"typeof({record_id}) || ' ' || {record_id} END"
+    columns = f"SELECT {seq}, {read_id}, {raw}, {name_sql}, {values}{rowid} "
     sql: str = pages.text_as_bytes(columns + head + tail)
     next_sql: str = pages.text_as_bytes(columns + later + tail)
     if mariadb:  # in the clustered index's order where it can (etl.integrity.mariadb.rows)
