@@ -120,21 +120,26 @@ def test_a_second_row_of_an_id_at_a_pages_last_number_is_found(
     assert (code, found(report)) == (1, {("inserted", str(last))})
 
 
-def test_an_id_stored_as_its_text_is_found(
-    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+@pytest.mark.parametrize("stored", ["its text", "a BLOB"])
+def test_an_id_stored_as_other_than_an_integer_is_found(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk, stored: str
 ) -> None:
     """An id column rebuilt without INTEGER affinity keeps the text a DBA writes there,
-    which SQL's ``id = 6100000162954`` no longer finds: not the entry's id."""
+    which SQL's ``id = 6100000162954`` no longer finds: not the entry's id. A BLOB (kept
+    by any affinity), whose bytes need not be UTF-8, is read too."""
     path = synced(tmp_path, zendesk, db_url, None)
     engine = open_engine(db_url)
     with engine.begin() as conn:
         ids = conn.exec_driver_sql(f"SELECT id FROM {TABLE} ORDER BY stored_seq").scalars()
         target = list(ids)[20]
-        columns = [
-            *conn.exec_driver_sql(f"SELECT name FROM pragma_table_info('{TABLE}')").scalars()
-        ]
-        _rebuilt(conn, lambda made: made.replace("id BIGINT NOT NULL", "id NOT NULL"), columns)
-        conn.exec_driver_sql(f"UPDATE {TABLE} SET id = CAST(id AS TEXT) WHERE id = {target}")
+        value, read = "CAST(id AS TEXT)", f"text '{target}'"
+        if stored == "its text":
+            columns = conn.exec_driver_sql(f"SELECT name FROM pragma_table_info('{TABLE}')")
+            untyped = list(columns.scalars())
+            _rebuilt(conn, lambda made: made.replace("id BIGINT NOT NULL", "id NOT NULL"), untyped)
+        else:
+            value, read = "X'FF00'", "blob X'FF00'"
+        conn.exec_driver_sql(f"UPDATE {TABLE} SET id = {value} WHERE id = {target}")
     engine.dispose()
     code, report = verify(path)
-    assert (code, found(report)) == (1, {("deleted", str(target)), ("inserted", f"text {target}")})
+    assert (code, found(report)) == (1, {("deleted", str(target)), ("inserted", read)})

@@ -115,9 +115,10 @@ def _stream_rows(
     read_id = record_id
     if conn.dialect.name == "sqlite" and not isinstance(table.c.id.type, sa.String):
         # a rebuild without INTEGER affinity keeps an id a DBA wrote as text, which SQL's
-        # ``id = 6100000162954`` then misses: never read as the entry's id
+        # ``id = 6100000162954`` then misses: never read as the entry's id (``quote``: a
+        # BLOB's bytes as text need not be UTF-8, which the driver would refuse)
         read_id = f"CASE WHEN typeof({record_id}) = 'integer' THEN {record_id} ELSE "
-        read_id += f"typeof({record_id}) || ' ' || {record_id} END"
+        read_id += f"typeof({record_id}) || ' ' || quote({record_id}) END"
     columns = f"SELECT {seq}, {read_id}, {raw}, {name_sql}, {values}{rowid} "
     sql: str = pages.text_as_bytes(columns + head + tail)
     next_sql: str = pages.text_as_bytes(columns + later + tail)
