@@ -154,7 +154,8 @@ def _by_rowid(conn: Connection, table: str) -> bool:
         return False
     driver = conn.connection.driver_connection
     assert driver is not None
-    info = driver.execute("SELECT lower(name) FROM pragma_table_info(?)", (table,))
+    # ``table_xinfo``: ``table_info`` leaves out a generated column, which may be ``rowid``
+    info = driver.execute("SELECT lower(name) FROM pragma_table_xinfo(?)", (table,))
     if "rowid" in {name for (name,) in info}:
         return False
     try:
