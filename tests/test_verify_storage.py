@@ -43,7 +43,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         path.write_text(
             f'[zendesk]\nbase_url = "{sim.url}"\nname = "acme"\nrequests_per_minute = 2500\n'
             f'[database]\nurl = "sqlite:///{folder / "audit.db"}"\nauto_migrate = true\n'
-            '[sync]\nstreams = ["audit_logs", "access_logs"]\n'
+            '[sync]\nstreams = ["audit_logs", "access_logs"]\nworkers = 1\n'
         )
         path.chmod(0o600)
         result = run_cli("--config", str(path), "--quiet", "sync")
@@ -149,7 +149,7 @@ def test_a_stored_seq_that_is_no_number_is_an_inserted_row(
     ("edit", "record"),
     [
         (AUDIT.format("id = 5"), "5"),
-        (AUDIT.format("id = 'x'"), "x"),
+        (AUDIT.format("id = 'x'"), "text 'x'"),  # an audit id that is no integer, named so
         (ACCESS.format("id = 'x'"), "x"),
         # another row's number: that row is still matched with its own entry
         (AUDIT.format(f"stored_seq = ({SEQ_OF.format(AUDIT_ID + 1)})"), str(AUDIT_ID)),

