@@ -41,40 +41,6 @@ def test_a_free_fetcher_reads_a_busy_slice_downwards_from_its_end() -> None:
     assert plan.pair_candidate() is None
 
 
-def test_a_first_run_reads_its_windows_end_at_once_and_no_other_plan_does() -> None:
-    """A first run's upward page only tells where the history begins: its end is read
-    downwards while that page is out. Not a later run's plan (a long outage with nothing
-    new stays one request), nor once a page has answered or the slice was cut."""
-    plan = Plan.whole(WINDOW, first_run=True)
-    (only,) = plan.slices
-    assert plan.pair_candidate() is None  # no upward reader yet: it goes first
-    up = plan.begin_up(only)
-    assert plan.opening() is only and plan.pair_candidate() is only
-    down = plan.begin_down(only)
-    assert (down.query_start, down.query_end) == (WINDOW.start, WINDOW.end)
-    assert plan.opening() is None and plan.pair_candidate() is None
-    assert plan.split_candidate(8, 8) is None  # splits still wait for an upward page
-    plan.took_page(down, WINDOW.end, WINDOW.end - HOUR, has_more=True)
-    assert plan.split_candidate(8, 8) is None
-    plan.took_page(up, T0 + MINUTE, T0, has_more=True)
-    # Its first split cuts for the slow latency (the first answers are the fast ones) ...
-    assert plan.first_split()
-    victim, middles = plan.split_candidate(8, 8) or (only, [])
-    assert middles and plan.cut(victim, middles[0]) is not None
-    plan.add_split(Slice(None, middles[0] - BOUND_SLACK, only.end), victim, middles[0])
-    assert not plan.first_split()  # ... and later ones for the median, as any run's
-    later = Plan.whole(WINDOW)
-    assert later.pair_candidate() is None
-    later.begin_up(later.slices[0])
-    assert later.opening() is None and later.pair_candidate() is None
-    assert not later.first_split()
-    # After its first page the rules are a later run's: a downward reader joins then.
-    answered = Plan.whole(WINDOW, first_run=True)
-    up = answered.begin_up(answered.slices[0])
-    answered.took_page(up, T0 + MINUTE, T0, has_more=True)
-    assert answered.opening() is None
-
-
 def test_a_slice_is_done_once_committed_pages_from_both_ends_meet() -> None:
     plan = Plan.whole(WINDOW)
     (only,) = plan.slices

@@ -17,8 +17,7 @@ window (``etl.sync.pagecheck``). A killed backfill resumes every unfinished slic
 point, never further; when every slice is done it becomes the plan's end and the plan is
 deleted. A resync keeps its plan in memory only and never moves the watermark.
 
-Readers and splits. A free fetcher reads an unread slice upwards (an account's first run
-also reads its window's end downwards at once: ``Plan.opening``); else it reads a slice
+Readers and splits. A free fetcher reads an unread slice upwards; else it reads a slice
 that only has an upward reader (which has read a page there) downwards from its end, and
 the two meet wherever they meet (no request is spent on a guessed split point); a
 downward reader that left a gap estimated under a page to the upward one is taken up again,
@@ -188,15 +187,11 @@ class Backfill:
         if self._cancel.is_set():
             return
         limiter = self._main_client.limiter
-        slow = limiter.latencies.quantile()
-        wanted = concurrency.target(limiter.rate(), slow, self.workers)
-        if slow is None and self._plan.first_run:  # both ends at once (``Plan.opening``)
-            wanted = min(2, self.workers)
+        wanted = concurrency.target(limiter.rate(), limiter.latencies.quantile(), self.workers)
         # Readers on slices there are, up to ``wanted``; new slices (each costs about a
         # request where its readers meet) only for what the budget needs at the typical
-        # latency: the slow quantile's surplus is not worth a meeting (``Plan.first_split``).
-        typical = slow if self._plan.first_split() else limiter.latencies.quantile(0.5)
-        needed = concurrency.target(limiter.rate(), typical, wanted)
+        # latency: the slow quantile's surplus is not worth a meeting.
+        needed = concurrency.target(limiter.rate(), limiter.latencies.quantile(0.5), wanted)
         self._gate.resize(wanted)
         running = self._writer.fetchers
         while running < wanted:

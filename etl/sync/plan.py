@@ -73,20 +73,15 @@ SLICES_PER_WORKER = 4  # splits are bounded: at most this many slices per worker
 class Plan:
     """The slices covering ``start..end``, in order of start."""
 
-    def __init__(
-        self, slices: list[Slice], start: datetime, end: datetime, *, first_run: bool = False
-    ) -> None:
+    def __init__(self, slices: list[Slice], start: datetime, end: datetime) -> None:
         self.slices = slices
         self.start = start  # the window's start: a read point there says nothing yet
         self.end = end
-        # An account's first run: its window's end is read downwards at once (``opening``).
-        self.first_run = first_run
 
     @classmethod
-    def whole(cls, window: Window, slice_id: int | None = None, *, first_run: bool = False) -> Plan:
+    def whole(cls, window: Window, slice_id: int | None = None) -> Plan:
         """A new plan: one slice, the whole window."""
-        s = Slice(slice_id, window.start, window.end)
-        return cls([s], window.start, window.end, first_run=first_run)
+        return cls([Slice(slice_id, window.start, window.end)], window.start, window.end)
 
     def tail(self, window: Window, account: AccountSettings) -> tuple[datetime, datetime] | None:
         """The slice a resumed plan adds: the overlap before its old end re-read, as the
@@ -130,9 +125,6 @@ class Plan:
         """The slice read upwards only with the most pages left: a downward reader joins it,
         once the upward one has read a page there (a part cut from a busy slice may be a
         quiet stretch, read by one request: its own page, not the busy slice's, tells)."""
-        first = self.opening()
-        if first is not None:
-            return first
         lone = [s for s in self.slices if s.running() and s.down is None and s.up and s.up.pages]
         best = max(lone, key=Slice.pages_left, default=None)
         if best is not None and best.pages_left() >= MIN_PAIR_PAGES:
@@ -141,26 +133,6 @@ class Plan:
         # pages: its estimate was wrong, and it alone would hold the run's end.
         again = [s for s in self.slices if s.running() and stopped_short(s)]
         return max(again, key=lambda s: s.up.pages if s.up else 0, default=None)
-
-    def opening(self) -> Slice | None:
-        """A first run's one slice while its upward reader's first page is out: its end is
-        read downwards now. That first page only tells where the history begins (the window
-        starts in 2007), while the newest records are at the end; waiting for it left the
-        budget idle for a latency. The price, a second request where the window holds under
-        a page, is paid once in an account's life; later runs, which start from a watermark
-        (a long outage with nothing new: one request), do not open so."""
-        if not self.first_run or len(self.slices) != 1:
-            return None
-        s = self.slices[0]
-        up = s.up
-        return s if s.running() and s.down is None and up and not up.pages else None
-
-    def first_split(self) -> bool:
-        """Is the next split a first run's first? It cuts for the slow latency's readers, not
-        the median's (each cut costs a meeting): the answers in by then are the fast ones
-        (the end's, beside the first page), and their median cut too few slices (12 readers
-        at 2,500/min where 19 were wanted), the ramp then waiting on pages to cut more."""
-        return self.first_run and len(self.slices) == 1
 
     def split_candidate(
         self, max_slices: int, readers: int = 1

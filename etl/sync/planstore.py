@@ -23,9 +23,7 @@ def load_plan(run: Run) -> Plan:
     stored = store.slices(name)
     if not stored:
         (row,) = store.add_slices(name, [(window.start, window.end)])
-        # No watermark: the account's first run (or one after a scope change restarted it).
-        first = run.summary.watermark_before is None
-        return Plan.whole(window, row.id, first_run=first)
+        return Plan.whole(window, row.id)
     plan = Plan([from_row(r) for r in stored], window.start, max(r.end for r in stored))
     log.info(
         "resuming the backfill of %s: %d of %d slices unfinished, up to %s",
