@@ -104,7 +104,7 @@ class _Walk:
         # decides: the audit log's are BIGINT, the access log's ULIDs. An access id of
         # digits alone, which Zendesk does not send, is counted in the audit log's stream:
         # a label only; the finding and its id stand.
-        for record_id, (entry, _, _) in walked.pending.items():
+        for record_id, (entry, _) in walked.pending.items():
             stream = _AUDIT if _AUDIT_ID.fullmatch(record_id) else _ACCESS
             self._find(
                 "deleted", record_id, entry, "its last stored version has no row", stream=stream

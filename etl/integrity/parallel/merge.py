@@ -52,16 +52,16 @@ def merge(conn: Connection, account: str, spans: list[Span], walks: list[Walked]
         total.reached.update(walk.reached)
         for key in matched[k].difference(walk.pending):
             waiting.pop(key, None)
-        for key, (entry, taken, since) in walk.pending.items():
+        for key, (entry, since) in walk.pending.items():
             held = waiting.get(key)
             if held is not None and key not in matched[k]:
-                since = held[2]  # still waiting since an earlier span's entry
-            waiting[key] = (entry, taken or stream, since)
+                since = held[1]  # still waiting since an earlier span's entry
+            waiting[key] = (entry, since)
         stream = walk.stream or stream
         if rechain_at is None and true != span.previous:
             rechain_at = (span.after, true)
         true = walk.true_end
-    total.pending = dict(sorted(waiting.items(), key=lambda item: item[1][2]))
+    total.pending = dict(sorted(waiting.items(), key=lambda item: item[1][1]))
     total.stream, total.last, total.stored = stream, walks[-1].last, walks[-1].stored
     if rechain_at is not None:
         after, true = rechain_at

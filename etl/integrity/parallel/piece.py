@@ -53,9 +53,10 @@ class Walked:
     """What a span's walk found (sent back from a worker process: plain values)."""
 
     findings: list[Finding] = field(default_factory=list)
-    # record id -> (its last entry without a row, the stream taken for it, the entry from
-    # which it has been waiting): records whose last entry here has no row
-    pending: dict[str, tuple[int, str | None, int]] = field(default_factory=dict)
+    # record id -> (its last entry without a row, the entry from which it has been
+    # waiting): records whose last entry here has no row (their stream is told by the id,
+    # ``etl.integrity.verify``)
+    pending: dict[str, tuple[int, int]] = field(default_factory=dict)
     counts: Counter[str] = field(default_factory=Counter)  # rows matched, per stream
     rejects: Counter[tuple[str | None, bytes]] = field(default_factory=Counter)
     reached: dict[int, bytes] = field(default_factory=dict)  # size -> the true hash there
@@ -157,7 +158,7 @@ class _Piece:
                     self._inserted(row)
                     row = next(rows, None)
                 if row is None or row[0] != number:
-                    self._wait(key, entry, stream)
+                    self._wait(key, entry)
                 else:
                     if pending:
                         pending.pop(key, None)
@@ -247,11 +248,11 @@ class _Piece:
         done.stream, done.top_seq = stream, top
         done.last, done.stored, done.true_end = expected - 1, previous, true_head
 
-    def _wait(self, key: str, entry: int, stream: str | None) -> None:
+    def _wait(self, key: str, entry: int) -> None:
         """An entry without its row: a version since superseded, or a deleted record."""
         pending = self.done.pending
         waiting = pending.get(key)
-        pending[key] = (entry, stream, entry if waiting is None else waiting[2])
+        pending[key] = (entry, entry if waiting is None else waiting[1])
 
     def _inserted(self, row: Any) -> None:
         record_id = str(row[1])
