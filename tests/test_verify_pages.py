@@ -13,7 +13,7 @@ import orjson
 import pytest
 import sqlalchemy as sa
 from parts.databases import skip_unless_mariadb
-from parts.verify.signed import synced
+from parts.verify.signed import synced, verified_in_process
 
 from etl.integrity import pages, streams
 from etl.integrity.checks import raw as raw_text
@@ -21,7 +21,6 @@ from etl.integrity.mariadb import frames as mariadb_frames
 from etl.integrity.mariadb import ledger as mariadb_ledger
 from etl.integrity.mariadb import rows as mariadb_rows
 from etl.integrity.reads import sql as shared
-from etl.integrity.verify import VerifyOptions, verify_account
 from etl.records import chain
 from etl.storage.engine import open_engine
 from etl.storage.schema.integrity import ledger
@@ -30,13 +29,7 @@ from zendesk_sim import SimulatedZendesk
 
 
 def _findings(db_url: str) -> list[tuple[str, str | None, int | None]]:
-    engine = open_engine(db_url)
-    try:
-        report = verify_account(engine, "acme", VerifyOptions())
-    finally:
-        engine.dispose()
-    assert report.records > 0
-    return [(f.kind, f.record_id, f.entry) for f in report.findings]
+    return [(f.kind, f.record_id, f.entry) for f in verified_in_process(db_url).findings]
 
 
 def _rows(db_url: str) -> list[tuple[int, int, dict[str, Any]]]:

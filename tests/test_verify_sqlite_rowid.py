@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from parts.verify.signed import synced
+from parts.verify.signed import synced, verified_in_process
 
 from etl.integrity.reads import sql as shared
-from etl.integrity.verify import VerifyOptions, verify_account
 from etl.storage.engine import open_engine
 from etl.storage.schema.logs import audit_logs
 from zendesk_sim import SimulatedZendesk
@@ -22,13 +21,7 @@ pytestmark = pytest.mark.databases("sqlite")  # the one database whose rows have
 
 
 def _findings(db_url: str) -> list[tuple[str, str | None]]:
-    engine = open_engine(db_url)
-    try:
-        report = verify_account(engine, "acme", VerifyOptions())
-    finally:
-        engine.dispose()
-    assert report.records > 0
-    return [(f.kind, f.record_id) for f in report.findings]
+    return [(f.kind, f.record_id) for f in verified_in_process(db_url).findings]
 
 
 def _rebuilt_without_rowid(conn: sa.Connection) -> None:

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 from support import audit_record, recent
 
+from etl.integrity.findings import AccountReport
+from etl.integrity.verify import VerifyOptions, verify_account
+from etl.storage.engine import open_engine
 from parts.cli import cli
 from zendesk_sim import SimulatedZendesk, generate_records
 
@@ -71,6 +74,18 @@ def verify(path: Path, *args: str) -> tuple[int, dict[str, Any]]:
     assert "Traceback" not in result.stderr
     assert result.returncode in (0, 1) and result.stdout, result.stderr
     return result.returncode, json.loads(result.stdout)
+
+
+def verified_in_process(db_url: str) -> AccountReport:
+    """verify's report on the account, run in this process (tests that patch its pages):
+    it verified some records."""
+    engine = open_engine(db_url)
+    try:
+        report = verify_account(engine, "acme", VerifyOptions())
+    finally:
+        engine.dispose()
+    assert report.records > 0
+    return report
 
 
 def found(report: dict[str, Any]) -> set[tuple[str, str | None]]:
