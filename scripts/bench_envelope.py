@@ -44,6 +44,7 @@ from benchkit.databases import Databases
 from benchkit.envelope_cells import SHARED_SECONDS, Cell, cells
 from benchkit.envelope_report import table, targets
 from benchkit.envelope_run import run_cell
+from benchkit.hostspeed import describe, reference_cpu
 from benchkit.support import Cleanup
 
 
@@ -70,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cleanup = Cleanup()
     started = time.monotonic()
     load_at_start = os.getloadavg()[0]
+    reference = reference_cpu()
+    print(describe(reference), flush=True)
     done: list[Cell] = []
     try:
         dbs = Databases(cleanup, args.postgres_admin_url)
@@ -102,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "cores": os.cpu_count(),
             "load_at_start": load_at_start,
             "load_at_end": os.getloadavg()[0],
+            "host_reference_cpu_s": reference,
         },
         "seconds_of_traffic": args.seconds,
         "shared_quota_seconds": max(args.seconds, SHARED_SECONDS),

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from bench_ledger import database, load, server_cpu
+from benchkit.hostspeed import describe, reference_cpu
 from benchkit.measures import task_cpu
 from sqlalchemy.engine import Engine
 
@@ -215,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.base:
         variants.insert(0, Variant("base", args.base.resolve(), None))
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    print(describe(reference_cpu()))
     if args.url:
         if args.analyze:
             analyze(args.url)

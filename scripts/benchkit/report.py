@@ -23,6 +23,7 @@ from types import FrameType
 from typing import Any
 
 from benchkit.databases import Databases
+from benchkit.hostspeed import describe, reference_cpu
 from benchkit.results import BenchRun, Ceiling, Target, load_name
 from benchkit.support import ROOT, Cleanup, JobFailed, median
 
@@ -197,6 +198,7 @@ def machine_info(dbs: Databases | None) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "load_at_start": LOAD_AT_START,
         "load_at_end": os.getloadavg()[0],
+        "host_reference_cpu_s": reference_cpu(),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "memory_mb": memory_mb,
@@ -241,7 +243,7 @@ def run_bench(
         f"{machine['cores']} cores, Python {machine['python']}, SQLite {machine['sqlite']}"
         + (f", PostgreSQL {machine['postgresql']}" if machine["postgresql"] else "")
         + f"; medians of {args.runs} run(s) ({args.large_runs} for the large load, "
-        f"{args.latency_runs} latency-bound)\n"
+        f"{args.latency_runs} latency-bound)\n{describe(machine['host_reference_cpu_s'])}\n"
     )
     load = max(machine["load_at_start"], machine["load_at_end"])
     if load > 0.5 * (machine["cores"] or 1):
