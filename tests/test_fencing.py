@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from parts.locks import lose_lock
 from sqlalchemy.engine import Connection, Engine, make_url
 from support import EVENT_TIMEOUT, audit_record, fresh_store, recent
 
@@ -23,40 +24,11 @@ from etl.common.errors import DatabaseError, LockLostError
 from etl.export.job import ExportOptions, export_accounts
 from etl.export.read import Reader
 from etl.records.audit import parse_record
-from etl.storage.engine import open_engine, sqlite_path
+from etl.storage.engine import open_engine
 from etl.storage.locking.guard import HeldLock
-from etl.storage.locking.lock import lock_file, mysql_lock_name
-from etl.storage.schema.coltypes import MYSQL_DIALECTS
 from etl.storage.store import Store
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
-
-
-def lose_lock(engine: Engine, name: str) -> None:
-    """End the session that holds lock ``name`` from another connection (SQLite: delete
-    its lock file, the one way a file lock goes while its process lives)."""
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        database = sqlite_path(engine.url)
-        assert database is not None
-        lock_file(database, name).unlink()
-        return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if dialect == "postgresql":
-            killed = conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
-                    "AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
-                )
-            ).scalars()
-            assert list(killed) == [True]
-        else:
-            assert dialect in MYSQL_DIALECTS
-            lock = mysql_lock_name(engine.url.database or "", name)
-            holder = conn.execute(sa.text("SELECT IS_USED_LOCK(:n)"), {"n": lock}).scalar()
-            assert holder is not None
-            conn.execute(sa.text(f"KILL {int(holder)}"))
 
 
 def impatient(db_url: str) -> Engine:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from parts.cli import run_cli
+from parts.locks import lose_lock
 from sqlalchemy.engine import Engine, make_url
 from support import (
     SIM_OAUTH_TOKEN,
@@ -25,41 +26,13 @@ from support import (
 
 from etl.common.errors import LockedError, LockLostError
 from etl.records.audit import parse_record
-from etl.storage.engine import open_engine, sqlite_path
-from etl.storage.locking.lock import lock_file, mysql_lock_name, run_lock
-from etl.storage.schema.coltypes import MYSQL_DIALECTS
+from etl.storage.engine import open_engine
+from etl.storage.locking.lock import lock_file, run_lock
 from etl.storage.store import Store
 from zendesk_sim import SimulatedZendesk, generate_records
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0
-
-
-def lose_lock(engine: Engine, account: str = "acme") -> None:
-    """End the session that holds ``account``'s lock, from another connection (or delete
-    SQLite's lock file, the one way a file lock can go while its process lives)."""
-    dialect = engine.dialect.name
-    if dialect == "sqlite":
-        database = sqlite_path(engine.url)
-        assert database is not None
-        lock_file(database, account).unlink()
-        return
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if dialect == "postgresql":
-            killed = conn.execute(
-                sa.text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_locks "
-                    "WHERE locktype = 'advisory' AND database = "
-                    "(SELECT oid FROM pg_database WHERE datname = current_database())"
-                )
-            ).scalars()
-            assert list(killed) == [True]
-        else:
-            assert dialect in MYSQL_DIALECTS
-            name = mysql_lock_name(engine.url.database or "", account)
-            holder = conn.execute(sa.text("SELECT IS_USED_LOCK(:n)"), {"n": name}).scalar()
-            assert holder is not None
-            conn.execute(sa.text(f"KILL {int(holder)}"))
 
 
 def wait_for(condition: Callable[[], bool], what: str) -> None:
