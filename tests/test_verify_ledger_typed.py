@@ -30,6 +30,7 @@ EDITS = [
     (80, "record_hash = 1.5"),
     (90, "entry_hash = 'abc'"),
     (100, "kind = 'Q'"),  # a text, of a kind the job never writes
+    (110, "kind = 'é'"),  # one character, not ASCII: the entry's bytes once crashed verify
 ]
 
 
