@@ -26,6 +26,7 @@ from etl.common.settings import Credentials, SyncSettings, ZendeskSettings
     [
         ("zendesk-audit-etl.service", "zendesk-audit-etl.timer"),
         ("zendesk-audit-etl@acme.service", "zendesk-audit-etl@acme.timer"),
+        ("zendesk-audit-etl-verify.service", "zendesk-audit-etl-verify.timer"),
     ],
 )
 def test_units_verify_without_warnings(tmp_path: Path, units: tuple[str, ...]) -> None:
@@ -38,9 +39,10 @@ def test_units_verify_without_warnings(tmp_path: Path, units: tuple[str, ...]) -
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout + result.stderr == ""
-    # the export drop-in beside each service was verified with it (a template's applies to
-    # its instances)
-    assert (folder / f"{units[0].replace('@acme', '@')}.d" / "export.conf").exists()
+    # the export drop-in beside each sync service was verified with it (a template's applies
+    # to its instances); the verify unit has none
+    drop_in = folder / f"{units[0].replace('@acme', '@')}.d" / "export.conf"
+    assert drop_in.exists() or units[0] == "zendesk-audit-etl-verify.service"
 
 
 def test_verification_reads_the_export_drop_in(tmp_path: Path) -> None:
@@ -154,6 +156,16 @@ def test_the_drop_in_commands_run_as_written(tmp_path: Path, sqlite_url: str) ->
         lines = (tmp_path / "audit.jsonl").read_text().splitlines()
         ids = sorted(json.loads(line)["id"] for line in lines)
         assert ids == sorted(int(r["id"]) for r in sim.visible_records())
+
+
+def test_no_unit_names_a_file_of_the_config_directory_its_user_cannot_read() -> None:
+    """/etc/zendesk-audit-etl is root's, mode 700 (README): a unit's dynamic user reads its
+    files only as credentials (%d/NAME), as the verify unit's --public-key once did not."""
+    for unit in sorted(DEPLOY.rglob("*.service")) + sorted(DEPLOY.rglob("*.conf")):
+        lines = [line for line in unit.read_text().splitlines() if not line.startswith("#")]
+        for line in lines:
+            if not line.startswith("LoadCredential="):
+                assert "/etc/zendesk-audit-etl" not in line, f"{unit.name}: {line}"
 
 
 def test_template_passes_the_instance_as_account() -> None:

@@ -20,6 +20,7 @@ from etl.cli import metrics
 from etl.cli.main import build_parser
 from etl.cli.output import PROG
 from etl.common.errors import ExitCode
+from etl.common.settings import FILTER_KEYS
 from etl.config import loader as config
 from etl.config.ledger import LEDGER_KEYS
 from etl.config.secrets import CREDENTIAL_KEYS
@@ -178,6 +179,77 @@ def test_every_config_key_is_in_the_configuration_page() -> None:
         for key in sorted(keys):
             named = (f"] {key}`", f"`{key}`")
             assert any(n in row for row in rows for n in named), f"no row for [{section}] {key}"
+
+
+def configuration_rows() -> list[tuple[str, list[str], str]]:
+    """(section, keys, default) of each row of docs/CONFIGURATION.md's table of keys."""
+    page = (README_DIR / "docs" / "CONFIGURATION.md").read_text()
+    rows = []
+    for line in page.splitlines():
+        found = re.match(r"\| (`\[([\w.]+)\] [^|]*) \| ([^|]*) \|", line)
+        if found:
+            keys = re.findall(r"`(?:\[[\w.]+\] )?(\w+)`", found.group(1))
+            rows.append((found.group(2), keys, found.group(3).strip()))
+    return rows
+
+
+def test_every_key_the_configuration_page_names_is_one_the_loader_takes() -> None:
+    accepted = {
+        "zendesk": config.ZENDESK_KEYS, "sync": config.SYNC_KEYS,
+        "database": config.DATABASE_KEYS, "monitoring": config.MONITORING_KEYS,
+        "ledger": LEDGER_KEYS, "sync.filters": set(FILTER_KEYS),
+    }  # fmt: skip
+    rows = configuration_rows()
+    assert len(rows) >= 20
+    for section, keys, _ in rows:
+        for key in keys:
+            assert key in accepted[section], f"CONFIGURATION.md: no [{section}] {key} is taken"
+    # the credentials' table: | method | keys | notes |
+    page = (README_DIR / "docs" / "CONFIGURATION.md").read_text()
+    table = page.split("## Credentials", 1)[1].split("\n## ", 1)[0]
+    methods = re.findall(r"^\| [^|]+ \| (`[^|]+`) \|", table, re.M)
+    assert len(methods) == 4
+    for key in re.findall(r"`(\w+)`", " ".join(methods)):
+        assert key in CREDENTIAL_KEYS, f"CONFIGURATION.md: no [zendesk] {key} is taken"
+
+
+def test_each_default_the_configuration_page_gives_is_the_loaders() -> None:
+    """A default written as a number, a duration, a word or a quoted value is the one a config
+    without the key gets (the others, such as "from subdomain", are read by eye)."""
+    settings = config.parse(
+        {"zendesk": {"subdomain": "acme", "oauth_token": "token"}}, environ={}, source="test"
+    )
+    (account,) = settings.accounts
+    where = {
+        "zendesk": (account.zendesk, account.zendesk.credentials), "sync": (account.sync,),
+        "database": (settings.database,), "ledger": (settings.ledger,),
+    }  # fmt: skip
+    checked = 0
+    for section, keys, default in configuration_rows():
+        given = re.fullmatch(r"`?\"?([\w:/.]+)\"?`?(?: \(\d+\))?", default)
+        if section not in where or len(keys) != 1 or default == "none" or default == "subdomain":
+            continue  # none: unset; subdomain: the name is the subdomain's value
+        listed = re.fullmatch(r"`(\[.*\])`", default)  # a TOML list
+        if not given and not listed:
+            continue
+        holder = next(h for h in where[section] if hasattr(h, keys[0]))
+        value = getattr(holder, keys[0])
+        checked += 1
+        if listed:
+            assert value == tuple(tomllib.loads(f"v = {listed.group(1)}")["v"]), (section, keys)
+            continue
+        assert given
+        text = given.group(1)
+        if isinstance(value, timedelta):
+            assert value == config.parse_duration(text), (section, keys[0], default)
+        elif keys[0] in ("timeout", "retry_budget"):  # seconds, as floats
+            assert value == config.parse_duration(text).total_seconds(), (section, keys[0])
+        elif isinstance(value, bool):
+            assert str(value).lower() == text, (section, keys[0], default)
+        else:  # `"auto"` (64): the number stands for the word
+            shown = re.search(r"\((\d+)\)", default)
+            assert str(value) == (shown.group(1) if shown else text), (section, keys[0], default)
+    assert checked >= 12
 
 
 def test_the_wheel_the_readme_names_is_this_version() -> None:

@@ -4,6 +4,8 @@ user is meant to run runs here as written, or says why it cannot."""
 
 from __future__ import annotations
 
+import ast
+import fnmatch
 import importlib
 import itertools
 import os
@@ -281,3 +283,68 @@ def test_the_ledger_bench_runs_as_often_as_its_help_and_the_page_say(
     assert f"runs per figure (default {args.runs})" in shown
     assert f"(default {','.join(args.databases)})" in shown
     assert re.search(rf"\b{args.runs}\s+runs unless `--runs`", PERFORMANCE.read_text())
+
+
+def printable_texts() -> list[str]:
+    """Every string literal of etl/, an f-string's replacement fields as NUL: what a message
+    can say."""
+    texts: list[str] = []
+    for path in sorted((ROOT / "etl").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.JoinedStr):
+                parts = [v.value if isinstance(v, ast.Constant) else "\0" for v in node.values]
+                texts.append("".join(str(part) for part in parts))
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                texts.append(node.value)
+    return texts
+
+
+# Quoted by TROUBLESHOOTING.md, but the driver's words, which the job's message passes on.
+FROM_DRIVERS = {"invalid sslmode value"}
+# What stands for a value in a quote: an ellipsis, a number, a placeholder (X, --Y).
+VALUE = re.compile(r"…|(?:--)?\b[A-Z]\b|\d+")
+
+
+def test_each_message_the_troubleshooting_page_quotes_is_one_the_code_prints() -> None:
+    """The symptoms a reader searches the page for are the job's words as it prints them: a
+    quote the code no longer says (``cursor repeats``) finds nothing."""
+    page = (ROOT / "docs" / "TROUBLESHOOTING.md").read_text()
+    section = page.split("## Symptoms", 1)[1].split("\n## ", 1)[0]
+    symptoms = [row.split("|")[1] for row in section.splitlines() if row.startswith("| ")]
+    quotes = [quote for cell in symptoms for quote in re.findall(r'"([^"]+)"', cell)]
+    assert len(quotes) >= 20
+    texts = printable_texts()
+    for quote in quotes:
+        ours = re.sub("|".join(FROM_DRIVERS), "…", quote)
+        pieces = [piece.strip() for piece in VALUE.split(ours) if len(piece.strip()) >= 4]
+        assert pieces, quote
+        # each piece in a literal of its own: a message may be joined from several
+        unsaid = [piece for piece in pieces if not any(piece in text for text in texts)]
+        assert not unsaid, f"TROUBLESHOOTING.md quotes {quote!r}: etl/ never says {unsaid}"
+
+
+def _section(page: str, heading: str) -> str:
+    text = (ROOT / "docs" / page).read_text()
+    return text.split(f"\n{heading}\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_pages_name_every_table_and_column_the_schema_has() -> None:
+    """QUERIES.md's list of the tables is the schema's (Alembic's own table besides), with
+    every column of the audit log's; ACCESS_LOGS.md's table is the access log's columns; and
+    the uninstall drops every table (it once left the access log's two behind)."""
+    from etl.storage.schema.every_table import metadata
+
+    tables = set(metadata.tables)
+    listed = _section("QUERIES.md", "## The tables")
+    named = set(re.findall(r"`(zendesk_\w+)`", listed))
+    assert named == tables | {"zendesk_audit_alembic_version"}, named ^ tables
+    audit_logs = listed.strip().split("\n\n", 1)[0]
+    for column in metadata.tables["zendesk_audit_logs"].columns:
+        assert f"`{column.name}`" in audit_logs, f"QUERIES.md: zendesk_audit_logs.{column.name}"
+    table = _section("ACCESS_LOGS.md", "## The table: `zendesk_access_logs`").strip()
+    rows = table.split("\n\n")[0].splitlines()[2:]  # below the heading and its rule
+    documented = {c for row in rows for c in re.findall(r"`(\w+)`", row.split("|")[1])}
+    assert documented == {c.name for c in metadata.tables["zendesk_access_logs"].columns}
+    dropped = re.findall(r"`(zendesk_[\w*]+)`", _section("INSTALL.md", "## Uninstall"))
+    for table in sorted(tables):
+        assert any(fnmatch.fnmatchcase(table, name) for name in dropped), f"INSTALL.md: {table}"

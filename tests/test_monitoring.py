@@ -111,3 +111,22 @@ def test_the_dashboard_and_the_rules_use_only_series_the_job_writes(
     shown = {name for panel in DASHBOARD["panels"] for t in panel["targets"]
              for name in METRIC.findall(t["expr"])}  # fmt: skip
     assert written_metrics - shown == set()
+
+
+def test_the_summary_line_the_page_shows_is_the_one_a_run_prints() -> None:
+    """MONITORING.md spells the line out for those who grep logs for it: the same names in
+    the same order (it once lacked ``window=``), and the JSON names it gives are the event's."""
+    from etl.sync.run import RunSummary
+
+    shown = re.search(r"one summary line \(`(.+?)`, with `(.+?)` after", MONITORING_DOC, re.S)
+    assert shown
+    printed = RunSummary("acme", stream="access_logs", error="x").line()
+    assert re.findall(r"(\w+)=", shown.group(1)) == [
+        name for name in re.findall(r"(?<!\S)(\w+)=", printed) if name not in ("stream", "error")
+    ]
+    assert shown.group(2) + " " in printed and " error=x" in printed
+    event = re.search(r"`run_finished` with (.+?); a time", MONITORING_DOC, re.S)
+    assert event
+    fields = RunSummary("acme").fields()
+    for name in re.findall(r"`(\w+)`", event.group(1)):
+        assert name in fields, f"MONITORING.md names {name}, which run_finished lacks"
