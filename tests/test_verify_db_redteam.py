@@ -3,8 +3,9 @@ shared, SQLite's): an audit id retyped as text on MariaDB and given a tab or a l
 (the page's numbers, read by one orjson call, skipped it: ``mariadb.frames``); an audit
 row moved into the access table, which no entry names the table of (its columns were
 compared under the access log's rules, which reject an audit record: nothing was
-compared, ``checks.derived._other_stream``). The attempts that held without a change are
-in the issue's report, not kept here."""
+compared, ``checks.derived._other_stream``); on PostgreSQL a text column made jsonb
+(the columns' array held the JSON it holds, ``checks.derived.sql``). The attempts that
+held without a change are in the issue's report, not kept here."""
 
 from __future__ import annotations
 
@@ -85,3 +86,30 @@ def test_an_audit_row_moved_into_the_access_table_is_found(
     assert (code, found(report)) == (1, {("modified", str(target))})
     (finding,) = report["accounts"][0]["findings"]
     assert "its table (raw is a record of audit_logs)" in finding["detail"]
+
+
+@pytest.mark.databases("postgresql")  # MariaDB's: "What is not covered" (docs/INTEGRITY.md)
+def test_a_text_column_made_jsonb_is_found(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """``action`` made jsonb holds ``"update"`` (SQL's ``action`` reads it with its quotes),
+    and a NULL ``ip_address`` (``raw``'s is null) made jsonb's ``null``: the
+    columns' array held the JSON itself, the text ``update`` and null, as ``raw`` gives
+    them. Every row's ``action`` differs, and that row's ``ip_address``."""
+    path = synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        ids = set(conn.exec_driver_sql(f"SELECT id FROM {AUDIT}").scalars())
+        target = conn.exec_driver_sql(
+            f"SELECT min(id) FROM {AUDIT} WHERE ip_address IS NULL"
+        ).scalar()
+        for column in ("action", "ip_address"):
+            conn.exec_driver_sql(
+                f"ALTER TABLE {AUDIT} ALTER COLUMN {column} TYPE jsonb USING to_jsonb({column})"
+            )
+        conn.exec_driver_sql(f"UPDATE {AUDIT} SET ip_address = 'null' WHERE id = {target}")
+    engine.dispose()
+    code, report = verify(path)
+    assert (code, found(report)) == (1, {("modified", str(row_id)) for row_id in ids})
+    details = {f["record_id"]: f["detail"] for f in report["accounts"][0]["findings"]}
+    assert details[str(target)].endswith("action, ip_address differ from what its raw gives")

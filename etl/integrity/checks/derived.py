@@ -141,6 +141,10 @@ def sql(dialect: str, derived: Derived, quote: Callable[[str], str], mariadb: bo
             column = _time_sql(dialect, column, derived.fsp, mariadb)
         elif name in derived.json_columns:
             column = {"postgresql": "{}"}.get(dialect, "JSON_EXTRACT({}, '$')").format(column)
+        elif dialect == "postgresql" and name not in derived.integers:
+            # as text (a relabelling of varchar's): a column a DBA made jsonb, ``"update"``
+            # or ``null``, is written as that text, not as the JSON it holds
+            column = f"{column}::text"
         parts.append(column)
     listed = ", ".join(parts)
     if dialect == "sqlite":  # its bytes: a text a DBA stored as other than UTF-8 is read
