@@ -141,6 +141,10 @@ def sql(dialect: str, derived: Derived, quote: Callable[[str], str], mariadb: bo
             column = _time_sql(dialect, column, derived.fsp, mariadb)
         elif name in derived.json_columns:
             column = {"postgresql": "{}"}.get(dialect, "JSON_EXTRACT({}, '$')").format(column)
+        elif dialect == "postgresql" and name not in derived.integers:
+            # as text (a relabelling of varchar's): a column a DBA made jsonb, ``"update"``
+            # or ``null``, is written as that text, not as the JSON it holds
+            column = f"{column}::text"
         parts.append(column)
     listed = ", ".join(parts)
     if dialect == "sqlite":  # its bytes: a text a DBA stored as other than UTF-8 is read
@@ -234,6 +238,8 @@ def differing(
     expected = list(map(record.get, derived.columns))
     at = derived.time_index
     expected[at] = time_text(expected[at], derived.fsp)
+    if expected[at] is None:  # no row of this table (its time is NOT NULL): the writer says
+        return _exact(derived, text, values)
     for index, compute in derived.computed_at:
         expected[index] = compute(record)
     if isinstance(values, list):
@@ -262,8 +268,8 @@ def _exact(
     """The writer's derivation, each column compared as the database gives it back."""
     record = json.loads(text)
     row = derived.parse(record, "", _EPOCH)
-    if isinstance(row, Reject):  # stored by a release with other rules: nothing to compare
-        return []
+    if isinstance(row, Reject):  # stored by a release with other rules: nothing to compare,
+        return _other_stream(derived, record)  # unless it is another table's record (moved)
     stored: Any = values
     if not isinstance(values, list):
         if type(values) is bytes:  # a text stored as other than UTF-8: its bytes kept apart
@@ -286,6 +292,16 @@ def _exact(
         if not same and not (name in derived.big_integers and _either(record.get(name), value)):
             found.append(name)
     return found
+
+
+def _other_stream(derived: Derived, record: Any) -> list[str]:
+    """For a row whose ``raw`` its own table's writer rejects: its table named as what
+    differs when another stream's writer stores that record (a row a DBA moved from the
+    audit table to the access table, which no entry says), else nothing (``_exact``)."""
+    for name, other in STREAMS.items():
+        if other is not derived and not isinstance(other.parse(record, "", _EPOCH), Reject):
+            return [f"its table (raw is a record of {name})"]
+    return []
 
 
 def _either(member: object, value: object) -> bool:
