@@ -47,17 +47,26 @@ def test_an_id_retyped_as_text_with_a_space_in_it_is_found(
     assert (code, found(report)) == (1, {("deleted", str(target)), inserted})
 
 
-@pytest.mark.parametrize("columns", ["as stored", "NULL"])
 def test_an_audit_row_moved_into_the_access_table_is_found(
-    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk, columns: str
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
 ) -> None:
     """The row keeps its number, id and ``raw`` (so its entry's record), and leaves the
     audit table: SQL's audit log no longer holds it. Its access columns as the audit row's
-    (a time where the audit record has none), or, the time's NOT NULL dropped, NULL but
-    for what an audit record gives (its ``ip_address``, ``url`` and ``path``): what the
-    access log's writer would store, had it stored that record."""
-    if columns == "NULL" and db_url.startswith("sqlite"):
-        pytest.skip("dropping NOT NULL rebuilds SQLite's table: the rule is the same")
+    (a time where the audit record has none)."""
+    _moved(tmp_path, db_url, zendesk, "as stored")
+
+
+@pytest.mark.databases("postgresql", "mysql")  # dropping NOT NULL rebuilds SQLite's table
+def test_an_audit_row_moved_with_its_access_columns_null_is_found(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk
+) -> None:
+    """As above, the time's NOT NULL dropped, and the access columns NULL but for what an
+    audit record gives (its ``ip_address``, ``url`` and ``path``): what the access log's
+    writer would store, had it stored that record."""
+    _moved(tmp_path, db_url, zendesk, "NULL")
+
+
+def _moved(tmp_path: Path, db_url: str, zendesk: SimulatedZendesk, columns: str) -> None:
     path = synced(tmp_path, zendesk, db_url, None)
     engine = open_engine(db_url)
     with engine.begin() as conn:
@@ -113,3 +122,45 @@ def test_a_text_column_made_jsonb_is_found(
     assert (code, found(report)) == (1, {("modified", str(row_id)) for row_id in ids})
     details = {f["record_id"]: f["detail"] for f in report["accounts"][0]["findings"]}
     assert details[str(target)].endswith("action, ip_address differ from what its raw gives")
+
+
+LEDGER = "zendesk_audit_ledger"
+RETYPED = {
+    "the ledger's stored_seq a decimal": (
+        "chain broken",
+        {"postgresql": f"ALTER TABLE {LEDGER} ALTER COLUMN stored_seq TYPE numeric"},
+        f"ALTER TABLE {LEDGER} MODIFY stored_seq DECIMAL(30, 4)",
+    ),
+    "the ledger's entry a float": (
+        "chain broken",
+        {"postgresql": f"ALTER TABLE {LEDGER} ALTER COLUMN entry TYPE double precision"},
+        f"ALTER TABLE {LEDGER} MODIFY entry DOUBLE NOT NULL",
+    ),
+    "a row's stored_seq a text": (
+        "modified",
+        {"postgresql": f"ALTER TABLE {AUDIT} ALTER COLUMN stored_seq TYPE text"},
+        f"ALTER TABLE {AUDIT} MODIFY stored_seq VARCHAR(40)",
+    ),
+}
+
+
+@pytest.mark.databases("postgresql", "mysql")  # SQLite's column types are not enforced
+@pytest.mark.parametrize("case", list(RETYPED))
+def test_a_column_read_as_a_number_retyped_is_found_not_an_internal_error(
+    tmp_path: Path, db_url: str, zendesk: SimulatedZendesk, case: str
+) -> None:
+    """Its values unchanged, a decimal ``stored_seq`` stopped the walk with an internal
+    error (``struct``), a text one with the server's error, and MariaDB's float ``entry``
+    read as clean; the column itself is now the finding, named, and no record verified."""
+    kind, statements, mariadb = RETYPED[case]
+    path = synced(tmp_path, zendesk, db_url, None)
+    engine = open_engine(db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(statements.get(engine.dialect.name, mariadb))
+    engine.dispose()
+    code, report = verify(path)
+    (account,) = report["accounts"]
+    (finding,) = account["findings"]
+    column = case.split("'s ")[1].split()[0]
+    assert (code, finding["kind"], account["records_verified"]) == (1, kind, 0)
+    assert f"column {column} is " in finding["detail"], finding
