@@ -177,6 +177,7 @@ class _Run:
         self.mark = stats.requests  # the requests charged to a day so far
         self.result = DayResult("", "", "")  # the open day's, and its records' hashes
         self.hashes: dict[Any, bytes] = {}
+        self.twice: set[Any] = set()  # ids the open day was sent with two contents
         self.start = self.end = period.since
 
     def read(self, client: JsonGetter, spans: list[tuple[str, datetime, datetime]]) -> None:
@@ -184,8 +185,9 @@ class _Run:
         days = iter(spans)
         self._open(next(days))
         synced_at = self.now()  # the parser needs one; it is no part of the hash
+        last = 0  # the last page's records
         for records in source.pages(client, account, spans[0][1], spans[-1][2]):
-            charged = False
+            charged, last = False, len(records)
             for raw in records:
                 moment = source.time_of(raw)
                 if moment is not None and moment > self.end:
@@ -203,10 +205,19 @@ class _Run:
                 row = source.parse(raw, account.name, synced_at)
                 if isinstance(row, Reject):
                     self.result.rejected += 1
-                else:  # a record sent twice counts once, its last version, as stored
-                    self.hashes[row["id"]] = record_hash(row["raw"])
+                else:  # a record sent twice counts once, its last version, as stored,
+                    # but sent with other content too it differs, whatever is stored
+                    digest, known = record_hash(row["raw"]), self.hashes.get(row["id"])
+                    if known is not None and known != digest:
+                        self.twice.add(row["id"])
+                    self.hashes[row["id"]] = digest
             if not charged:
                 self._charge()
+        if last >= account.zendesk.page_size:  # the paginator believed a full last page
+            raise CorruptResponseError(
+                f"{source.stream}: the query ended on a full page with no cursor to ask past "
+                f"it; what follows is not proven absent, {self.result.day} is not marked read"
+            )
         self._finish()  # the query ended: this day and the rest had nothing more
         self._empty(list(days))
 
@@ -214,7 +225,7 @@ class _Run:
         day, self.start, self.end = span
         self._check_stop(day)
         self.result = DayResult(day, format_time(self.start), format_time(self.end))
-        self.hashes = {}
+        self.hashes, self.twice = {}, set()
 
     def _charge(self) -> None:
         self.result.requests += self.stats.requests - self.mark
@@ -228,7 +239,10 @@ class _Run:
         with self.engine.connect() as conn:
             compare_day(conn, self.period.stored, (self.start, self.end), self.hashes,
                         self.result, self.covering)  # fmt: skip
-        self._save([self.result])
+        result = self.result  # an id sent twice, unlike: neither version is proven
+        twice = self.twice - set(result.missing) - set(result.differ)
+        result.differ = sorted([*result.differ, *twice])
+        self._save([result])
 
     def _empty_until(
         self, days: Iterator[tuple[str, datetime, datetime]], moment: datetime
