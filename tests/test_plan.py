@@ -80,6 +80,31 @@ def test_nothing_proves_a_slice_read_past_what_its_pages_cover() -> None:
     assert not plan.progress([(only, down_end)], {})[only][2]
 
 
+def test_a_page_all_of_one_second_proves_nothing_until_its_readers_order_shows() -> None:
+    """A page of one burst second looks the same oldest or newest first (a server that
+    ignored the sort: tests/test_backfill_sort.py, records lost for good). It proves
+    nothing, for the fetchers as for the writer, until a page shows the order or the
+    query ends: a fetcher that took it for proof would stop a slice the writer never
+    sees done."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    burst = T0 + HOUR
+    up = plan.begin_up(only)
+    first, _ = plan.took_page(up, burst, burst, has_more=True)
+    assert first.value is None and up.proof() is None
+    down = plan.begin_down(only)
+    top, finished = plan.took_page(down, burst, burst, has_more=True)
+    assert top.value is None and not finished  # old code: "everything after the burst"
+    end, finished = plan.took_page(down, burst, burst, has_more=False)
+    assert end.value == burst - BOUND_SLACK  # a query that ended: its window, to its start
+    assert not only.fetched  # up's frontier (the burst) is no proof yet
+    pending = plan.progress([(only, first), (only, top), (only, end)], {})
+    assert not pending[only][2]
+    meet, finished = plan.took_page(up, burst + MINUTE, burst, has_more=True)
+    assert meet.value == burst + MINUTE and finished and only.fetched
+    assert plan.progress([(only, meet)], pending)[only][2]
+
+
 def test_a_split_cuts_the_gap_and_hands_the_downward_reader_on() -> None:
     plan = Plan.whole(WINDOW)
     (first,) = plan.slices
