@@ -252,6 +252,11 @@ CASES = [
         id="endless-empty-pages",
     ),
     pytest.param(completes(Fault("empty_page", skip=3)), id="empty-page-with-has-more"),
+    # The page before's records in place of a page (its own cursor on past the records it
+    # stands for): refused, by its order or, in a burst second, as records already read.
+    pytest.param(
+        completes(Fault("repeat_page", skip=3), waits=(0.75,)), id="a-page-repeated-in-its-place"
+    ),
     # A full page that says it is the last is confirmed by its cursor before the query is
     # taken as read: before, the rest of the window was lost in a run that said success.
     pytest.param(completes(Fault("false_end", skip=3)), id="has-more-false-on-a-full-page"),

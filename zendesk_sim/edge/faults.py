@@ -30,6 +30,9 @@ Query kinds (the answer breaks a promise of the query; cursor mode):
                        added); after_cursor unchanged
     nonce_cursor_loop  after_cursor / links.next lead back to where this page began, with
                        a fresh nonce each time: the same page again, never the same cursor
+    repeat_page        a page asked with a cursor holds the records of the page that cursor
+                       came from, with its own meta and links (its cursor on past the
+                       records it stands for); audit log only
 Page kinds (applied here to a successful list page; cursor kinds need cursor mode):
     repeat_cursor  after_cursor / links.next = the cursor the request came with
                    (on a first page: a cursor that leads to the same first page)
@@ -70,7 +73,7 @@ CURSOR_KINDS = frozenset(
 RECORD_KINDS = frozenset({"shuffle", "duplicate", "mangle", "out_of_window"})
 SORT_ORDERS = {"descending": "-", "ascending": ""}  # the sort ignored: the order answered
 SORT_KINDS = frozenset(SORT_ORDERS)
-KINDS = WIRE_KINDS | HEADER_KINDS | CURSOR_KINDS | RECORD_KINDS | SORT_KINDS
+KINDS = WIRE_KINDS | HEADER_KINDS | CURSOR_KINDS | RECORD_KINDS | SORT_KINDS | {"repeat_page"}
 BODY_KINDS = CURSOR_KINDS | RECORD_KINDS
 """Kinds that may alter a list page's body (wire kinds alter only how it is sent)."""
 

@@ -187,6 +187,10 @@ class App:
             link = _link_builder(request, drop=("page",))
             page = listing.offset_page(self.store, query)
             fields = listing.offset_fields(self.store, page, link)
+        if fault is not None and fault.kind == "repeat_page" and query.cursor_mode:
+            before = listing.previous_page(self.store, page)  # in this page's place
+            if before is not None:
+                return json_text_response(200, listing.encode(self.store, before, fields))
         if fault is None or fault.kind not in BODY_KINDS:
             # The common case, and the simulator's hot path: no record becomes a dict.
             return json_text_response(200, listing.encode(self.store, page, fields))
