@@ -178,12 +178,14 @@ class Plan:
             old.handed_at = None
             return old
         s.down = Reader(s, True, max(s.start, lo - BOUND_SLACK), hi)
-        if old is not None and old.frontier is not None:
+        if old is not None and old.frontier is not None and old.ordered:
             # What the one before fetched (its pages are queued already) is not asked again,
-            # and still proven: the new reader starts from its frontier and spacing.
+            # and still proven: the new reader starts from its frontier and spacing. (Not
+            # when its pages proved nothing: all of one second, they may have been the
+            # bottom of its window, read oldest first.)
             s.down.query_end = min(hi, old.frontier + BOUND_SLACK)
             s.down.frontier, s.down.spacing = old.frontier, old.spacing
-            s.down.first, s.down.ordered = old.first, old.ordered
+            s.down.first, s.down.ordered = old.first, True
         return s.down
 
     @staticmethod
