@@ -6,8 +6,10 @@ cursor honoured, its cursors opaque and tied to their query) until its ``mode`` 
 one promise. Found in that round (docs/RELIABILITY.md): a full page that says it is the
 last (``has_more`` false) ended the query, and the rest of the window was taken as read
 in a run that reported success; an id sent as a float past 2**53 was stored over another
-record's row. Kept beside them, as not covered elsewhere: cursors that need URL-encoding
-come back exactly, and times with offsets other than ``Z`` are judged as instants.
+record's row. In a later one: a page of one burst second answered, once, with the page
+before's records and its own cursor (the records it stood for lost). Kept beside them,
+as not covered elsewhere: cursors that need URL-encoding come back exactly, and times
+with offsets other than ``Z`` are judged as instants.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ class Honest:
         self.lock = threading.Lock()
         self.cursors: dict[str, tuple[tuple[str, ...], int]] = {}  # cursor -> (query, offset)
         self.unknown: list[str] = []  # cursors that came back other than they were given
+        self.repeated = 0  # pages answered with the page before's records (mode repeat-page)
 
     def respond(self, exchange: Exchange) -> None:
         pairs = parse_qsl(urlsplit(exchange.path).query, keep_blank_values=True)
@@ -83,11 +86,36 @@ class Honest:
             self.cursors[cursor] = (query, after)
         page = chosen[offset : offset + size]
         more = after < len(chosen)
+        first = chosen[offset - size : offset] if offset >= size else []
+        one_second = first and first[0]["created_at"] == first[-1]["created_at"]
+        with self.lock:
+            if self.mode == "repeat-page" and one_second and not self.repeated:
+                self.repeated += 1
+                page = first  # the page before's records (of one second), with this cursor
         if self.mode == "false-end" and len(page) == size:
             more = False  # a whole page with more to come, said to be the last
         body = {"audit_logs": page, "meta": {"has_more": more, "after_cursor": cursor}}
         # json, not orjson: a record may hold what orjson will not write (an int past 64 bits)
         exchange.send(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("workers", [1, 4], ids=["sequential", "parallel"])
+def test_a_page_repeated_in_place_of_the_next_is_not_taken(db_url: str, workers: int) -> None:
+    """The second page of a burst second answered, once, with the first page's records and
+    its own cursor: ties are allowed at the newest second, and a page bringing nothing new
+    was only counted towards the stall guard, so the records it stood for were lost for
+    good (100 of 600, the watermark past them) in a run that said success."""
+    burst = recent(60)
+    records = [
+        {"id": 5000 + i, "action": "update", "created_at": zendesk_time(burst)} for i in range(300)
+    ]
+    api = Honest([*records, *history(300)], mode="repeat-page")
+    summary, _ = serve(api, db_url, workers)
+    assert summary.status == "success" and api.repeated == 1
+    assert sorted(row["id"] for row in stored_rows(db_url)) == sorted(
+        r["id"] for _, r in api.records
+    )
+    assert summary.corrupt == 1  # retried: the same cursor brought the page it stands for
 
 
 def _parse(text: str) -> datetime:

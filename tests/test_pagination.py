@@ -467,10 +467,26 @@ def test_the_position_is_proven_only_once_the_order_shows() -> None:
 
 
 def test_pages_of_records_already_read_end_the_chain() -> None:
-    """Cursors with a nonce over the same one-second records: no new id, no later time."""
-    same = [rec(1, 4), rec(2, 4)]
+    """Cursors with a nonce over the same records without a usable time (rejects to be):
+    nothing new, page after page."""
+    same = [{"id": 1}, {"id": 2, "created_at": "soon"}]
     bodies = [page(list(same), True, f"nonce-{i}") for i in range(MAX_EMPTY_PAGES + 5)]
     script = Scripted(bodies)
     with pytest.raises(PaginationError, match="no record not already read"):
         list(iter_pages(script, WINDOW_PARAMS))
     assert len(script.calls) == MAX_EMPTY_PAGES + 2
+
+
+def test_a_page_of_records_already_read_is_refused() -> None:
+    """A page holding only records of the newest second that earlier pages held already
+    was sent in place of the next one (its cursor may pass records never sent): a corrupt
+    answer, retried, where the stall guard let 20 go by and the chain went on past them."""
+    same = [rec(1, 4), rec(2, 4)]
+    script = Scripted([page(list(same), True, "c1"), page(list(same), True, "c2")])
+    with pytest.raises(CorruptResponseError, match="read on an earlier page of this query"):
+        list(iter_pages(script, WINDOW_PARAMS))
+    assert len(script.calls) == 2
+    # One of them new, or a later second: a page like any other.
+    for then in ([rec(2, 4), rec(3, 4)], [rec(2, 4), rec(1, 5)]):
+        chain = [page(list(same), True, "c1"), page(then, False, None)]
+        assert len(list(iter_pages(Scripted(chain), WINDOW_PARAMS))) == 2

@@ -80,6 +80,51 @@ def test_nothing_proves_a_slice_read_past_what_its_pages_cover() -> None:
     assert not plan.progress([(only, down_end)], {})[only][2]
 
 
+def test_a_page_all_of_one_second_proves_nothing_until_its_readers_order_shows() -> None:
+    """A page of one burst second looks the same oldest or newest first (a server that
+    ignored the sort: tests/test_backfill_sort.py, records lost for good). It proves
+    nothing, for the fetchers as for the writer, until a page shows the order or the
+    query ends: a fetcher that took it for proof would stop a slice the writer never
+    sees done."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    burst = T0 + HOUR
+    up = plan.begin_up(only)
+    first, _ = plan.took_page(up, burst, burst, has_more=True)
+    assert first.value is None and up.proof() is None
+    down = plan.begin_down(only)
+    top, finished = plan.took_page(down, burst, burst, has_more=True)
+    assert top.value is None and not finished  # old code: "everything after the burst"
+    end, finished = plan.took_page(down, burst, burst, has_more=False)
+    assert end.value == burst - BOUND_SLACK  # a query that ended: its window, to its start
+    assert not only.fetched  # up's frontier (the burst) is no proof yet
+    pending = plan.progress([(only, first), (only, top), (only, end)], {})
+    assert not pending[only][2]
+    meet, finished = plan.took_page(up, burst + MINUTE, burst, has_more=True)
+    assert meet.value == burst + MINUTE and finished and only.fetched
+    assert plan.progress([(only, meet)], pending)[only][2]
+
+
+def test_a_follower_starts_from_the_end_where_the_reader_before_proved_nothing() -> None:
+    """A downward reader whose pages were all of one second may have read the bottom of
+    its window (answered oldest first): a new reader after it asks from the slice's end,
+    not from that second, else what lies between was taken for read once its order shows."""
+    plan = Plan.whole(WINDOW)
+    (only,) = plan.slices
+    up = plan.begin_up(only)
+    plan.took_page(up, T0 + 10 * MINUTE, T0, has_more=True)
+    down = plan.begin_down(only)
+    burst = T0 + HOUR
+    plan.took_page(down, burst, burst, has_more=True)
+    down.hand_over()  # (stopped short; its query not kept)
+    follower = plan.begin_down(only)
+    assert follower is not down and follower.query_end == WINDOW.end
+    assert follower.proof() is None
+    plan.took_page(follower, WINDOW.end, burst, has_more=True)  # its order shows
+    ordered = plan.begin_down(only)  # after it: on from its frontier, which is proof
+    assert ordered.query_end == burst + BOUND_SLACK and ordered.proof() == burst
+
+
 def test_a_split_cuts_the_gap_and_hands_the_downward_reader_on() -> None:
     plan = Plan.whole(WINDOW)
     (first,) = plan.slices

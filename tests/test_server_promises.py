@@ -23,7 +23,7 @@ import pytest
 from loopback import Exchange, LoopbackServer, Seen
 from support import FakeTime, fresh_store, parse_zendesk_time, recent, sim_account, zendesk_time
 
-from etl.common.errors import ExitCode, PaginationError, RetryBudgetExhausted
+from etl.common.errors import ExitCode, RetryBudgetExhausted
 from etl.common.settings import AccountSettings
 from etl.storage.store import Store
 from etl.sync.account import sync_account
@@ -221,12 +221,13 @@ def test_a_next_link_that_changes_the_query_is_never_followed(
 # -- progress -------------------------------------------------------------------------------
 def test_nonce_cursors_over_repeating_pages_end_the_run(db_url: str) -> None:
     """Three pages of one second's records, then back to the first with a fresh cursor
-    string each time: before, the run went on until killed (here: 300 requests)."""
+    string each time: before, the run went on until killed (here: 300 requests). A page
+    the query has read already is refused (retried, and within the budget exit 4)."""
     server_api = Api(history(50, burst=6), mode="nonce-loop")
     with LoopbackServer(server_api.respond) as server:
         account = sim_account(server.url, page_size=2, retry_budget=20, workers=1)
         store = fresh_store(db_url)
-        with pytest.raises(PaginationError, match="no record not already read") as raised:
+        with pytest.raises(RetryBudgetExhausted, match="read on an earlier page") as raised:
             run(account, store)
         assert raised.value.exit_code == ExitCode.UPSTREAM
         assert server_api.requests < 40

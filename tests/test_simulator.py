@@ -738,6 +738,17 @@ def test_fault_repeat_cursor(small: SimulatedZendesk, client: requests.Session) 
     assert looped["meta"]["after_cursor"] == incoming and looped["meta"]["has_more"]
 
 
+@pytest.mark.parametrize("sort", ["created_at", "-created_at"])
+def test_fault_repeat_page(small: SimulatedZendesk, client: requests.Session, sort: str) -> None:
+    first = get(client, small, [("sort", sort), ("page[size]", "10")]).json()
+    honest = client.get(first["links"]["next"], timeout=10).json()
+    small.inject(Fault("repeat_page"))
+    repeated = client.get(first["links"]["next"], timeout=10).json()
+    assert repeated["audit_logs"] == first["audit_logs"]  # the page the cursor came from
+    assert repeated["meta"] == honest["meta"]  # with its own cursor: on past its records
+    assert honest["audit_logs"] != first["audit_logs"]
+
+
 def test_fault_foreign_next_and_no_cursor(
     small: SimulatedZendesk, client: requests.Session
 ) -> None:

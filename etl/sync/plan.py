@@ -178,11 +178,14 @@ class Plan:
             old.handed_at = None
             return old
         s.down = Reader(s, True, max(s.start, lo - BOUND_SLACK), hi)
-        if old is not None and old.frontier is not None:
+        if old is not None and old.frontier is not None and old.ordered:
             # What the one before fetched (its pages are queued already) is not asked again,
-            # and still proven: the new reader starts from its frontier and spacing.
+            # and still proven: the new reader starts from its frontier and spacing. (Not
+            # when its pages proved nothing: all of one second, they may have been the
+            # bottom of its window, read oldest first.)
             s.down.query_end = min(hi, old.frontier + BOUND_SLACK)
             s.down.frontier, s.down.spacing = old.frontier, old.spacing
+            s.down.first, s.down.ordered = old.first, True
         return s.down
 
     @staticmethod
@@ -234,12 +237,16 @@ class Plan:
         ):
             reader.frontier = value
         reader.exhausted = not has_more
+        # A page all of one second looks the same newest or oldest first: a server that
+        # ignored the sort (an upward query answered newest first, a downward one oldest
+        # first) would have it prove the far side of the window read (issue 23).
+        reader.ordered = reader.ordered or reader.frontier != reader.first
         s = reader.slice
         if not s.fetched:
             up, down = s.up, s.down
             s.fetched = (up is not None and up.exhausted) or covered(
                 s,
-                up.frontier if up is not None and up.frontier else s.position,
+                (up.proof() if up is not None else None) or s.position,
                 down.proof() if down is not None else s.low,
             )
         # A query that ended has nothing more to give, whether or not it covered the slice.

@@ -37,6 +37,10 @@ class Reader:
     spacing: float | None = None
     pages: int = 0
     exhausted: bool = False  # its query has no more pages: its whole window is read
+    # Its pages have shown the order asked for: a later (up) or earlier (down) second than
+    # its first, or the query's end. Until then its frontier proves nothing: pages all of
+    # one second look the same whichever way the server sorted (``proof``).
+    ordered: bool = False
     # A downward reader that stopped short of the upward one (the gap looked like less than
     # a page): the upward reader's pages then. Estimates on bursty data can be far off, so
     # if the upward reader keeps reading, the slice is paired again from where this stopped.
@@ -55,7 +59,7 @@ class Reader:
         """Up: records before this are read; down: records after this are read."""
         if self.down and self.exhausted:
             return self.query_start
-        return self.frontier
+        return self.frontier if self.ordered or self.exhausted else None
 
 
 @dataclass(frozen=True)

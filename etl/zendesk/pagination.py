@@ -24,7 +24,9 @@ yielded, so it never moves a checkpoint. A page is refused when:
   (both taken as inclusive, to the second);
 * its records are not in the request's sort order (ties allowed), **also across pages**:
   a page never starts before the newest ``created_at`` the query has yielded;
-* its ``links.next`` is ours but would change the query.
+* its ``links.next`` is ours but would change the query;
+* it holds only records the query read already (at the newest second, where ties are
+  allowed): sent in place of the next page, its cursor may pass records never sent.
 
 A page that says it is the last (``has_more`` false) while it holds a whole page (the
 page size asked, or more) does not end the chain on that word alone: its ``after_cursor``
@@ -43,7 +45,7 @@ retried):
 
 * a cursor already seen in this query (the last ``SEEN_MEMORY``);
 * more than ``MAX_STALLED_PAGES`` pages in a row that bring nothing new: no record, or
-  only records already yielded (a cursor with a nonce over repeating pages). In an
+  only undated records already yielded (a cursor with a nonce over repeating pages). In an
   ascending chain "new" means a later ``created_at``, or an id not yet seen at the
   newest one, so only that second's ids are remembered.
 """
@@ -52,7 +54,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -68,6 +70,7 @@ from etl.zendesk.promises import (
     Query,
     check_link,
     check_records,
+    check_repeat,
     link_cursor,
 )
 
@@ -183,10 +186,12 @@ def read_page(
     where: str,
     query: Query | None = None,
     after: datetime | None = None,
+    read: Set[object] = frozenset(),
 ) -> _Step:
     """``body`` as one page of ``query``; CorruptResponseError if it is not one (see the
     module doc), UnsafeLinkError for a next link that must never be requested. ``after``
-    is the furthest created_at (in the query's order) of the pages before this one."""
+    is the furthest created_at (in the query's order) of the pages before this one,
+    ``read`` the ids they held at it."""
     key = query.api.records_key if query is not None else AUDIT_LOGS_API.records_key
     records = body.get(key)
     if not isinstance(records, list):
@@ -203,6 +208,7 @@ def read_page(
         raise CorruptResponseError(f"{where}: meta.has_more is {said}, not true or false")
     if query is not None:
         check_records(records, query, after, where)
+        check_repeat(records, query, after, read, where)
     links = body.get("links")
     next_link = links.get("next") if isinstance(links, dict) else None
     next_link = next_link if isinstance(next_link, str) and next_link else None
@@ -231,15 +237,16 @@ def read_page(
 class _PageCheck:
     """``read_page`` as a client's ``check``, keeping the last page it read."""
 
-    def __init__(self, base_url: str, where: str, query: Query, after: datetime | None) -> None:
+    def __init__(self, base_url: str, where: str, query: Query, progress: _Progress) -> None:
         self.base_url = base_url
         self.where = where
         self.query = query
-        self.after = after
+        self.after = progress.furthest
+        self.read = progress.ids_there
         self.step: _Step | None = None
 
     def __call__(self, body: dict[str, Any]) -> None:
-        self.step = read_page(body, self.base_url, self.where, self.query, self.after)
+        self.step = read_page(body, self.base_url, self.where, self.query, self.after, self.read)
 
 
 class _Progress:
@@ -249,7 +256,7 @@ class _Progress:
         self.query = query
         self.first: datetime | None = None  # the query's first dated record
         self.furthest: datetime | None = None  # the furthest created_at, in query order
-        self._ids_there: set[object] = set()  # ids seen at ``furthest``
+        self.ids_there: set[object] = set()  # ids seen at ``furthest``
         self._undated = _Seen(SEEN_MEMORY)  # records without a usable created_at
 
     def take(self, records: Sequence[Any]) -> bool:
@@ -264,11 +271,11 @@ class _Progress:
             if self.first is None:
                 self.first = moment
             if self.furthest is None or self.query.before(self.furthest, moment):
-                self.furthest, self._ids_there, new = moment, set(), True
+                self.furthest, self.ids_there, new = moment, set(), True
             record_id = record.get("id")
             key = record_id if isinstance(record_id, int | str) else None
-            if key is not None and key not in self._ids_there:
-                self._ids_there.add(key)
+            if key is not None and key not in self.ids_there:
+                self.ids_there.add(key)
                 new = True
         return new
 
@@ -295,7 +302,7 @@ def iter_pages(
     confirming = False
     while True:
         where = f"page {number + 1} of {path}"
-        check = _PageCheck(client.base_url, where, query, progress.furthest)
+        check = _PageCheck(client.base_url, where, query, progress)
         client.get_json(path, request, check=check)
         step = check.step
         assert step is not None  # get_json returns only once the check passed

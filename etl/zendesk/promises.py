@@ -11,7 +11,7 @@ past what the answer proves (docs/RELIABILITY.md, "What the job trusts of an ans
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -137,6 +137,27 @@ def check_records(records: Sequence[Any], query: Query, after: datetime | None, 
                 f"{format_time(moment)} after {format_time(previous)}"
             )
         previous = moment
+
+
+def check_repeat(
+    records: Sequence[Any], query: Query, after: datetime | None, read: Set[object], where: str
+) -> None:
+    """A page whose every record this query has read already (at ``after``, the furthest
+    time before it: an earlier one is out of order) was sent in place of the next one:
+    its cursor may have passed records it never sent. ``read``: the ids read at ``after``."""
+    if not records or after is None or not read:
+        return
+    for record in records:
+        record_id = record.get("id") if isinstance(record, dict) else None
+        if query.api.time_of(record) != after or not isinstance(record_id, int | str):
+            return
+        if record_id not in read:
+            return
+    raise CorruptResponseError(
+        f"{where}: every record of the page was read on an earlier page of this query "
+        f"({len(records)} at {format_time(after)}): a page repeated, its cursor not to be "
+        "trusted"
+    )
 
 
 def link_cursor(link: str) -> str | None:

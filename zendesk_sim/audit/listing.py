@@ -95,6 +95,23 @@ def cursor_page(store: RecordStore, query: ListQuery) -> Page:
     return Page(query, items, keys, more)
 
 
+def previous_page(store: RecordStore, page: Page) -> Page | None:
+    """The page a cursor page's ``page[after]`` came from: the records up to and including
+    the cursor's own, as many as a page holds (None: a first page, nothing before it)."""
+    query = page.query
+    if query.after is None:
+        return None
+    lo, hi = query.lo, query.hi
+    if query.descending:
+        lo = max(lo, query.after.key)
+    else:
+        hi = min(hi, query.after.key)
+    keys, items, _ = _take(store, query, lo, hi, not query.descending)
+    keys.reverse()
+    items.reverse()
+    return Page(query, items, keys, page.has_more)
+
+
 def start_cursor(page: Page) -> str | None:
     """A fresh cursor for the position this page started from (the same records again)."""
     query = page.query

@@ -20,12 +20,19 @@ Query kinds (the answer breaks a promise of the query; cursor mode):
                        descending answer gave: with ``times`` 2 or more, consecutive answers
                        walk on newest first, as such a server would; its cursors are for
                        that order). A query that asks for newest first is answered as asked.
+    ascending          the sort ignored the other way: oldest first (a downward reader's
+                       query, ``sort=-created_at``, answered as an upward one's), on from
+                       the request's cursor if it is of that order. A query that asks for
+                       oldest first is answered as asked.
     next_link_query    links.next changes the query per ``field``: ``created_at`` (the
                        default: the start moved to 40 minutes after the page's last
                        record), ``sort`` (dropped) or ``filter`` (``filter[action][]=login``
                        added); after_cursor unchanged
     nonce_cursor_loop  after_cursor / links.next lead back to where this page began, with
                        a fresh nonce each time: the same page again, never the same cursor
+    repeat_page        a page asked with a cursor holds the records of the page that cursor
+                       came from, with its own meta and links (its cursor on past the
+                       records it stands for); audit log only
 Page kinds (applied here to a successful list page; cursor kinds need cursor mode):
     repeat_cursor  after_cursor / links.next = the cursor the request came with
                    (on a first page: a cursor that leads to the same first page)
@@ -64,7 +71,9 @@ CURSOR_KINDS = frozenset(
      "nonce_cursor_loop", "false_end"}
 )  # fmt: skip
 RECORD_KINDS = frozenset({"shuffle", "duplicate", "mangle", "out_of_window"})
-KINDS = WIRE_KINDS | HEADER_KINDS | CURSOR_KINDS | RECORD_KINDS | {"descending"}
+SORT_ORDERS = {"descending": "-", "ascending": ""}  # the sort ignored: the order answered
+SORT_KINDS = frozenset(SORT_ORDERS)
+KINDS = WIRE_KINDS | HEADER_KINDS | CURSOR_KINDS | RECORD_KINDS | SORT_KINDS | {"repeat_page"}
 BODY_KINDS = CURSOR_KINDS | RECORD_KINDS
 """Kinds that may alter a list page's body (wire kinds alter only how it is sent)."""
 
@@ -133,15 +142,15 @@ class Fault:
         return path.removesuffix(".json") == self.path.removesuffix(".json")
 
 
-def ignoring_sort(params: Mapping[str, list[str]], newest_first: str) -> dict[str, list[str]]:
-    """``params`` as read by a server that ignores the sort (``descending``): sorted by
-    ``newest_first`` (e.g. ``-created_at``), on from ``page[after]`` unless that cursor is
-    of the order asked for (then from the newest: the cursor is not of the server's
+def ignoring_sort(params: Mapping[str, list[str]], order: str) -> dict[str, list[str]]:
+    """``params`` as read by a server that ignores the sort (``descending``, ``ascending``):
+    sorted by ``order`` (e.g. ``-created_at``), on from ``page[after]`` unless that cursor
+    is of the other order (then from the first: the cursor is not of the server's
     order); still a cursor query where it was one."""
     read = {k: v for k, v in params.items() if k not in ("page[after]", "page[before]")}
-    read["sort"] = [newest_first]
+    read["sort"] = [order]
     after = params.get("page[after]")
-    if after and not _ascending(after[-1]):
+    if after and _ascending(after[-1]) == (not order.startswith("-")):
         read["page[after]"] = after  # the server's own (or garbled: refused as ever)
     elif "page[size]" not in read and ("page[after]" in params or "page[before]" in params):
         read["page[size]"] = [str(MAX_PAGE_SIZE)]  # as when page[size] is not given

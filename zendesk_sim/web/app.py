@@ -26,6 +26,7 @@ from zendesk_sim.audit.store import RecordStore
 from zendesk_sim.edge.auth import Authenticator
 from zendesk_sim.edge.faults import (
     BODY_KINDS,
+    SORT_ORDERS,
     Fault,
     FaultQueue,
     apply_to_cursor_page,
@@ -152,8 +153,8 @@ class App:
         if not self.access_addon:
             raise access.no_addon_error()
         params = request.params
-        if fault is not None and fault.kind == "descending":
-            params = ignoring_sort(params, "-timestamp")  # as if sort were not given
+        if fault is not None and fault.kind in SORT_ORDERS:  # "descending": as if not given
+            params = ignoring_sort(params, SORT_ORDERS[fault.kind] + "timestamp")
         query = access.parse_access_query(params)
         link = _link_builder(request, drop=("page[after]", "page[before]"))
         body = access.access_page(self.access_log, query, link)
@@ -173,10 +174,10 @@ class App:
 
     def _list(self, request: Request, fault: Fault | None) -> Response:
         params = request.params
-        if fault is not None and fault.kind == "descending":
-            # As if sort were not given: Zendesk's default order (an offset query reads
-            # sort_order, not sort: unchanged, as before).
-            params = ignoring_sort(params, "-created_at")
+        if fault is not None and fault.kind in SORT_ORDERS:
+            # "descending": as if sort were not given, Zendesk's default order (an offset
+            # query reads sort_order, not sort: unchanged, as before).
+            params = ignoring_sort(params, SORT_ORDERS[fault.kind] + "created_at")
         query = parse_list_query(params, self.policy, time.time())
         if query.cursor_mode:
             link = _link_builder(request, drop=("page[after]", "page[before]"))
@@ -186,6 +187,10 @@ class App:
             link = _link_builder(request, drop=("page",))
             page = listing.offset_page(self.store, query)
             fields = listing.offset_fields(self.store, page, link)
+        if fault is not None and fault.kind == "repeat_page" and query.cursor_mode:
+            before = listing.previous_page(self.store, page)  # in this page's place
+            if before is not None:
+                return json_text_response(200, listing.encode(self.store, before, fields))
         if fault is None or fault.kind not in BODY_KINDS:
             # The common case, and the simulator's hot path: no record becomes a dict.
             return json_text_response(200, listing.encode(self.store, page, fields))
