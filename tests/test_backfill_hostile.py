@@ -89,7 +89,7 @@ class MiniZendesk:
         exchange.send_json(
             {
                 "audit_logs": page,
-                "meta": {"has_more": more, "after_cursor": str(offset + size) if more else None},
+                "meta": {"has_more": more, "after_cursor": str(offset + size)},  # as Zendesk
                 "links": {"next": None},
             }
         )

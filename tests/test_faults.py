@@ -263,6 +263,22 @@ CASES = [
     pytest.param(
         completes(Fault("false_end", times=-1, skip=3)), id="has-more-false-on-every-full-page"
     ),
+    # Without a cursor to confirm it, such a page proves nothing past it: believed, it lost
+    # the rest of the window (a backfill's slice, a run's window to its end) for good.
+    pytest.param(
+        completes(Fault("cursorless_end", skip=3), waits=(0.75,)),
+        id="a-full-last-page-without-a-cursor-once",
+    ),
+    pytest.param(
+        stops(
+            RetryBudgetExhausted,
+            Fault("cursorless_end", times=-1, skip=3),
+            committed=3,
+            says="full page says it is the last",
+            retry_budget=5,
+        ),
+        id="a-full-last-page-without-a-cursor",
+    ),
     # -- answers that break a promise of the query: never proof, retried, exit 4 if it lasts --
     pytest.param(completes(Fault("shuffle", skip=2), waits=(0.75,)), id="a-page-out-of-order"),
     pytest.param(

@@ -436,12 +436,15 @@ def test_records_out_of_the_window_or_order_are_corrupt() -> None:
 def test_the_bounds_are_inclusive_and_records_without_a_time_are_not_judged() -> None:
     edges = [rec(1, 0), {"id": 2, "created_at": "yesterday"}, {"id": 3}, rec(4, 0)]
     last = {"id": 5, "created_at": "2025-06-02T00:00:00Z"}
-    assert len(list(iter_pages(Scripted([page([*edges, last], False, None)]), WINDOW_PARAMS)))
+    # (a full last page keeps its cursor, as Zendesk's do: asked once more, an empty end)
+    script = Scripted([page([*edges, last], False, "c1"), page([], False, None)])
+    assert len(list(iter_pages(script, WINDOW_PARAMS)))
 
 
 def test_newest_first_queries_are_held_to_their_own_order() -> None:
     params = audit_log_params(START, END, {}, sort="-created_at", page_size=2)
-    assert list(iter_pages(Scripted([page([rec(2, 5), rec(1, 4)], False, None)]), params))
+    end = page([], False, None)
+    assert list(iter_pages(Scripted([page([rec(2, 5), rec(1, 4)], False, "c1"), end]), params))
     with pytest.raises(CorruptResponseError, match="newest first"):
         list(iter_pages(Scripted([page([rec(1, 4), rec(2, 5)], False, None)]), params))
 
@@ -477,6 +480,19 @@ def test_pages_of_records_already_read_end_the_chain() -> None:
     assert len(script.calls) == MAX_EMPTY_PAGES + 2
 
 
+def test_a_full_last_page_without_a_cursor_to_confirm_it_is_refused() -> None:
+    """Believed, it had the rest of the window taken as read (a backfill's slice, a run's
+    window to its end), lost for good; with a cursor it is confirmed by one more request."""
+    full = page([rec(1, 4), rec(2, 5)], False, None)
+    with pytest.raises(CorruptResponseError, match="full page says it is the last"):
+        list(iter_pages(Scripted([full]), WINDOW_PARAMS))
+    looping = [page([rec(1, 4), rec(2, 5)], True, "c1"), page([rec(3, 6), rec(4, 7)], False, "c1")]
+    with pytest.raises(CorruptResponseError, match="full page says it is the last"):
+        list(iter_pages(Scripted(looping), WINDOW_PARAMS))
+    confirmed = [page([rec(1, 4), rec(2, 5)], False, "c1"), page([rec(3, 6)], False, None)]
+    assert [len(p.records) for p in iter_pages(Scripted(confirmed), WINDOW_PARAMS)] == [2, 1]
+
+
 def test_a_page_of_records_already_read_is_refused() -> None:
     """A page holding only records of the newest second that earlier pages held already
     was sent in place of the next one (its cursor may pass records never sent): a corrupt
@@ -488,5 +504,5 @@ def test_a_page_of_records_already_read_is_refused() -> None:
     assert len(script.calls) == 2
     # One of them new, or a later second: a page like any other.
     for then in ([rec(2, 4), rec(3, 4)], [rec(2, 4), rec(1, 5)]):
-        chain = [page(list(same), True, "c1"), page(then, False, None)]
-        assert len(list(iter_pages(Scripted(chain), WINDOW_PARAMS))) == 2
+        chain = [page(list(same), True, "c1"), page(then, False, "c2"), page([], False, None)]
+        assert len(list(iter_pages(Scripted(chain), WINDOW_PARAMS))) == 3

@@ -93,17 +93,19 @@ def test_a_record_sent_twice_with_other_content_differs_whatever_is_stored(
     other = {**_record(2), "created_at": one["created_at"]}  # one second: ties in order
     edited = {**one, "actor_name": "Somebody else"}
     as_text = {**other, "id": str(other["id"])}  # the same id, as a string: another content
-    _store(engine, [edited, other])  # the last version of each, as a sync of them keeps
+    third = _record(3)  # a page of repeats alone is refused (``promises.check_repeat``)
+    _store(engine, [edited, other, third])  # the last version of each, as a sync keeps
     more = {"has_more": True, "after_cursor": "c1"}
     first = {"audit_logs": [one, other, edited, as_text], "meta": more}
-    report = _reconcile(engine, [first, _page([other])])
+    report = _reconcile(engine, [first, _page([other, third])])
     day = report.days[0]
-    assert (day.at_zendesk, day.stored, day.missing, day.extra) == (2, 2, [], [])
+    assert (day.at_zendesk, day.stored, day.missing, day.extra) == (3, 3, [], [])
     assert day.differ == [one["id"], other["id"]] and not report.matches
     reconcile_days.forget(engine, "acme", _period().key)
     # The same content twice (a page repeated) is one record, and matches.
-    report = _reconcile(engine, [{"audit_logs": [edited, edited], "meta": more}, _page([other])])
-    assert report.matches and report.days[0].at_zendesk == 2
+    twice = {"audit_logs": [edited, edited], "meta": more}
+    report = _reconcile(engine, [twice, _page([other, third])])
+    assert report.matches and report.days[0].at_zendesk == 3
 
 
 def test_a_full_last_page_without_a_cursor_proves_nothing_after_it(engine: sa.Engine) -> None:
@@ -112,7 +114,7 @@ def test_a_full_last_page_without_a_cursor_proves_nothing_after_it(engine: sa.En
     records = [_record(1)] + [_record(n, day=1) for n in range(2, 7)]
     _store(engine, records)
     first = {"audit_logs": records[:3], "meta": {"has_more": True, "after_cursor": "c1"}}
-    with pytest.raises(CorruptResponseError, match="full page with no cursor"):
+    with pytest.raises(CorruptResponseError, match="full page says it is the last"):
         _reconcile(engine, [first, _page(records[3:])])
     saved = reconcile_days.finished_days(engine, "acme", _period().key, "{}")
     assert list(saved) == [FIRST.date().isoformat()]  # the open day and after: not saved

@@ -106,7 +106,7 @@ class Api:
         )
         body = {
             "audit_logs": page,
-            "meta": {"has_more": more, "after_cursor": cursor if more else None},
+            "meta": {"has_more": more, "after_cursor": cursor},  # kept on a last page too
             "links": {"next": link if more else None, "prev": None},
         }
         exchange.send(200, {"Content-Type": "application/json", **self.headers}, dumps(body))

@@ -33,7 +33,9 @@ page size asked, or more) does not end the chain on that word alone: its ``after
 is asked once more, and the chain ends only on an answer with fewer records (usually none).
 A server that cuts a query short with a false ``has_more`` would otherwise have its window
 taken as read (one request more where the records fill the last page exactly). A full last
-page without a cursor, or whose cursor was asked already, is believed: nothing is left to ask.
+page without a cursor, or whose cursor was asked already, is refused as corrupt: nothing is
+left to ask, and believed, it would lose the rest of the window (Zendesk's last pages keep
+their ``after_cursor``).
 
 Records without a usable ``created_at`` are not judged here (they become rejects). So
 every page ``iter_pages`` yields is in order and within its request's window, and
@@ -68,6 +70,7 @@ from etl.zendesk.promises import (
     AUDIT_LOGS_API,
     LogApi,
     Query,
+    check_end,
     check_link,
     check_records,
     check_repeat,
@@ -158,7 +161,7 @@ class _Seen:
         self._keys: OrderedDict[str, None] = OrderedDict()
         self._limit = limit
 
-    def __contains__(self, key: str) -> bool:
+    def __contains__(self, key: object) -> bool:
         return key in self._keys
 
     def add(self, key: str) -> bool:
@@ -235,18 +238,24 @@ def read_page(
 
 
 class _PageCheck:
-    """``read_page`` as a client's ``check``, keeping the last page it read."""
+    """``read_page`` and ``check_end`` as a client's ``check``, keeping the last page read."""
 
-    def __init__(self, base_url: str, where: str, query: Query, progress: _Progress) -> None:
+    def __init__(
+        self, base_url: str, where: str, query: Query, progress: _Progress, asked: _Seen
+    ) -> None:
         self.base_url = base_url
         self.where = where
         self.query = query
         self.after = progress.furthest
         self.read = progress.ids_there
+        self.asked = asked
+        self.size = _page_size(query.params)
         self.step: _Step | None = None
 
     def __call__(self, body: dict[str, Any]) -> None:
-        self.step = read_page(body, self.base_url, self.where, self.query, self.after, self.read)
+        step = read_page(body, self.base_url, self.where, self.query, self.after, self.read)
+        check_end(len(step.records), step.has_more, step.cursor, self.size, self.asked, self.where)
+        self.step = step
 
 
 class _Progress:
@@ -302,7 +311,7 @@ def iter_pages(
     confirming = False
     while True:
         where = f"page {number + 1} of {path}"
-        check = _PageCheck(client.base_url, where, query, progress)
+        check = _PageCheck(client.base_url, where, query, progress, seen)
         client.get_json(path, request, check=check)
         step = check.step
         assert step is not None  # get_json returns only once the check passed
@@ -315,14 +324,9 @@ def iter_pages(
             )  # fmt: skip
         # A full page that says it is the last is the server's word against what a page
         # holds: its cursor is asked once more, and only an answer with nothing after it
-        # (or a shorter last page) proves the query's end.
-        # (Without a cursor, or with one already asked, there is nothing to ask: believed.)
-        confirming = (
-            not step.has_more
-            and step.cursor is not None
-            and len(step.records) >= size
-            and f"cursor:{step.cursor}" not in seen
-        )
+        # (or a shorter last page) proves the query's end. (Without a cursor, or with one
+        # already asked, there is nothing to ask: ``_PageCheck`` refused it.)
+        confirming = not step.has_more and len(step.records) >= size
         more = step.has_more or confirming
         new = progress.take(step.records)
         yield Page(number, step.records, more, progress.position(more))

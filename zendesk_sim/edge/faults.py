@@ -41,6 +41,7 @@ Page kinds (applied here to a successful list page; cursor kinds need cursor mod
     empty_page     no records, has_more true, a cursor that resumes where this page began
     false_end      a full page with more to come says has_more false (links.next null; its
                    after_cursor kept, as on Zendesk's own last pages)
+    cursorless_end as false_end, its after_cursor null too: nothing to confirm it with
     shuffle        the page's records in a different order
     out_of_window  one more record, dated 2099-01-01T00:00:00Z, at the end of the page
     duplicate      the first ``count`` records appear twice, each next to itself
@@ -68,7 +69,7 @@ WIRE_KINDS = frozenset({"status", "html", "slow", "reset", "truncate"})
 HEADER_KINDS = frozenset({"long_reset", "tiny_limit"})
 CURSOR_KINDS = frozenset(
     {"repeat_cursor", "foreign_next", "no_cursor", "empty_page", "next_link_query",
-     "nonce_cursor_loop", "false_end"}
+     "nonce_cursor_loop", "false_end", "cursorless_end"}
 )  # fmt: skip
 RECORD_KINDS = frozenset({"shuffle", "duplicate", "mangle", "out_of_window"})
 SORT_ORDERS = {"descending": "-", "ascending": ""}  # the sort ignored: the order answered
@@ -279,9 +280,11 @@ def apply_to_cursor_page(fault: Fault, body: dict[str, Any], page: Page, link: L
         target = meta["after_cursor"] or start_cursor(page) or ""
         meta.update(has_more=True, after_cursor=None)
         links["next"] = foreign_link("/api/v2/audit_logs", target)
-    elif fault.kind == "false_end" and meta["has_more"]:
+    elif fault.kind in ("false_end", "cursorless_end") and meta["has_more"]:
         meta["has_more"] = False
         links["next"] = None
+        if fault.kind == "cursorless_end":
+            meta["after_cursor"] = None
     elif fault.kind == "no_cursor":
         meta.update(has_more=True, after_cursor=None)
         links["next"] = None
