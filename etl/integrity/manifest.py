@@ -42,12 +42,12 @@ HEADER = "zendesk-audit-etl export manifest v1"
 _READ = 1 << 20
 # The end of the manifest file read for its last manifest: more than any manifest's text.
 _TAIL = 16 * 1024
-
-log = logging.getLogger(__name__)
 _LAST = re.compile(
     re.escape(HEADER) + r"\nconsumer (?P<consumer>.+)\naccount (?P<account>.+)\nfile .+\n"
     r"seq [0-9]+-(?P<seq>[0-9]+)\nbytes [0-9]+-(?P<end>[0-9]+)\n"
 )
+
+log = logging.getLogger(__name__)
 
 
 def range_digest(fd: int, start: int, end: int) -> str | None:

@@ -254,7 +254,8 @@ class _PageCheck:
 
     def __call__(self, body: dict[str, Any]) -> None:
         step = read_page(body, self.base_url, self.where, self.query, self.after, self.read)
-        check_end(len(step.records), step.has_more, step.cursor, self.size, self.asked, self.where)
+        confirmable = step.cursor is not None and f"cursor:{step.cursor}" not in self.asked
+        check_end(len(step.records), self.size, step.has_more, confirmable, self.where)
         self.step = step
 
 

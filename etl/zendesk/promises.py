@@ -11,7 +11,7 @@ past what the answer proves (docs/RELIABILITY.md, "What the job trusts of an ans
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence, Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -160,14 +160,13 @@ def check_repeat(
     )
 
 
-def check_end(
-    records: int, has_more: bool, cursor: str | None, size: int, asked: Container[str], where: str
-) -> None:
+def check_end(records: int, size: int, has_more: bool, confirmable: bool, where: str) -> None:
     """A full page (``size`` records or more) that says it is the last must keep a cursor
-    not yet asked, to be confirmed with (``pagination.iter_pages``): Zendesk's last pages
-    keep their after_cursor, and taken at its word such a page would have the rest of the
-    window (a backfill's slice, a run's window to its end) read, and lost for good."""
-    if not has_more and records >= size and (cursor is None or f"cursor:{cursor}" in asked):
+    not yet asked (``confirmable``), to be confirmed with (``pagination.iter_pages``):
+    Zendesk's last pages keep their after_cursor, and taken at its word such a page would
+    have the rest of the window (a backfill's slice, a run's window to its end) read, and
+    lost for good."""
+    if not has_more and records >= size and not confirmable:
         raise CorruptResponseError(
             f"{where}: a full page says it is the last (has_more false) with no cursor not "
             "yet asked to confirm it; what follows is not proven absent"
