@@ -117,16 +117,17 @@ def serve(records: list[dict[str, Any]], spoil: Spoil) -> Callable[[Exchange], N
         query = parse_qs(urlsplit(exchange.path).query)
         number = int(query.get("page[after]", ["c0"])[0][1:])
         last = number + 1 >= len(pages)
-        meta: dict[str, Any] = {"has_more": not last}
+        # Zendesk's last page keeps its cursor too (a full one is asked once more: empty)
+        meta: dict[str, Any] = {"has_more": not last, "after_cursor": f"c{number + 1}"}
         links: dict[str, Any] = {"next": None}
         if not last:
-            meta["after_cursor"] = f"c{number + 1}"
             host = exchange.handler.headers["Host"]
             # Zendesk's next link: the same query, the cursor moved on
             onward = [(k, v) for k, vs in query.items() for v in vs if k != "page[after]"]
             onward.append(("page[after]", f"c{number + 1}"))
             links["next"] = f"http://{host}/api/v2/audit_logs?{urlencode(onward)}"
-        body = encode({"audit_logs": pages[number], "meta": meta, "links": links})
+        page = pages[number] if number < len(pages) else []
+        body = encode({"audit_logs": page, "meta": meta, "links": links})
         headers = {"Content-Type": "application/json; charset=utf-8"}
         if number == spoil.page and (spoil.times == -1 or served["spoiled"] < spoil.times):
             served["spoiled"] += 1

@@ -119,7 +119,7 @@ def test_a_clean_foreign_link_with_a_cursor_goes_on_with_the_cursor(
             exchange.send_json({"audit_logs": [{"id": 2}], "meta": {"has_more": False}})
 
     with LoopbackServer(respond) as server, api_token_client(server.url) as client:
-        pages = list(iter_pages(client, [("page[size]", "1")]))
+        pages = list(iter_pages(client, [("page[size]", "2")]))  # the last page short: the end
     assert [p.records for p in pages] == [[{"id": 1}], [{"id": 2}]]
     assert other.seen == []
     assert server.seen[1].path.endswith("page%5Bafter%5D=c1")

@@ -237,7 +237,8 @@ class _BehindHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         behind = datetime.now(UTC) - timedelta(minutes=20)
         record = audit_record(1, (behind - timedelta(hours=1)).replace(microsecond=0))
-        page = {"audit_logs": [record], "meta": {"has_more": False}, "links": {}}
+        meta = {"has_more": False, "after_cursor": "c1"}  # kept on a last page, as Zendesk does
+        page = {"audit_logs": [record], "meta": meta, "links": {}}
         body = json.dumps(page).encode()
         self.send_response_only(200)
         self.send_header("Date", format_datetime(behind, usegmt=True))
