@@ -63,7 +63,7 @@ class SortIgnoring:
         exchange.send_json(
             {
                 "audit_logs": chosen[offset : offset + size],
-                "meta": {"has_more": more, "after_cursor": str(offset + size) if more else None},
+                "meta": {"has_more": more, "after_cursor": str(offset + size)},  # as Zendesk
                 "links": {"next": None},
             }
         )
