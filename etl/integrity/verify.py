@@ -74,7 +74,7 @@ def _altered(conn: Connection, report: AccountReport) -> bool:
     is not made."""
     wrong = columns.altered(conn)
     for table, column, now, made in wrong:
-        kind = "chain broken" if table.startswith("zendesk_audit_ledger") else "modified"
+        kind = "chain broken" if table in columns.LEDGER_TABLES else "modified"
         detail = (
             f"the table {table}'s column {column} is {now}, where the job makes {made} "
             "(an ALTER TABLE): its values are not read as written, so no record is verified"

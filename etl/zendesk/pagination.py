@@ -241,7 +241,7 @@ class _PageCheck:
     """``read_page`` and ``check_end`` as a client's ``check``, keeping the last page read."""
 
     def __init__(
-        self, base_url: str, where: str, query: Query, progress: _Progress, asked: _Seen
+        self, base_url: str, where: str, query: Query, progress: _Progress, asked: _Seen, size: int
     ) -> None:
         self.base_url = base_url
         self.where = where
@@ -249,7 +249,7 @@ class _PageCheck:
         self.after = progress.furthest
         self.read = progress.ids_there
         self.asked = asked
-        self.size = _page_size(query.params)
+        self.size = size
         self.step: _Step | None = None
 
     def __call__(self, body: dict[str, Any]) -> None:
@@ -312,7 +312,7 @@ def iter_pages(
     confirming = False
     while True:
         where = f"page {number + 1} of {path}"
-        check = _PageCheck(client.base_url, where, query, progress, seen)
+        check = _PageCheck(client.base_url, where, query, progress, seen, size)
         client.get_json(path, request, check=check)
         step = check.step
         assert step is not None  # get_json returns only once the check passed

@@ -19,6 +19,7 @@ from etl.storage.schema.integrity import ledger, ledger_head
 from etl.storage.schema.logs import access_logs, audit_logs
 
 _TABLES = (ledger, ledger_head, audit_logs, access_logs)
+LEDGER_TABLES = frozenset({ledger.name, ledger_head.name})  # the others hold a log's rows
 # information_schema's data_type per family, PostgreSQL's and MariaDB's spellings
 _FAMILIES = {
     int: {"smallint", "integer", "bigint", "int", "tinyint", "mediumint"},
